@@ -1,0 +1,410 @@
+package wire
+
+import "encoding/binary"
+
+// Unicast session limits and sizes. See PROTOCOL.md §4.
+const (
+	// NonceLen is the size of a client's request nonce.
+	NonceLen = 8
+	// CookieLen is the size of an edge's stateless cookie.
+	CookieLen = 24
+	// SessionIDLen is the size of a subscription's session id.
+	SessionIDLen = 8
+	// MaxStreams is the most streams one SUBSCRIBE may name.
+	MaxStreams = 64
+	// HelloMinLen is the smallest HELLO datagram: padded so that the COOKIE
+	// (CookieMsgLen) or REFUSED an edge answers with is never larger.
+	HelloMinLen = 64
+	// CookieMsgLen is the datagram size of a COOKIE.
+	CookieMsgLen = HeaderLen + NonceLen + CookieLen
+	// RefusedLen is the datagram size of a REFUSED.
+	RefusedLen = HeaderLen + 16
+	// LeaveLen is the datagram size of a LEAVE.
+	LeaveLen = HeaderLen + SessionIDLen
+	// KeepaliveLen is the datagram size of a KEEPALIVE.
+	KeepaliveLen = HeaderLen + 16
+)
+
+// Reason is why an edge refused a request.
+type Reason uint16
+
+// Refusal reasons. A client that gets ReasonBadCookie sends a new HELLO.
+const (
+	ReasonBadCookie      Reason = 1 // cookie invalid or expired: HELLO again
+	ReasonUnknownStream  Reason = 2 // none of the streams asked for is served here
+	ReasonEdgeFull       Reason = 3 // the edge's subscriber limit is reached
+	ReasonAddressLimit   Reason = 4 // too many subscriptions from this address
+	ReasonShuttingDown   Reason = 5 // the edge is stopping: try another
+	ReasonUnknownSession Reason = 6 // KEEPALIVE/LEAVE for no live session: SUBSCRIBE again
+)
+
+func (r Reason) String() string {
+	switch r {
+	case ReasonBadCookie:
+		return "bad-cookie"
+	case ReasonUnknownStream:
+		return "unknown-stream"
+	case ReasonEdgeFull:
+		return "edge-full"
+	case ReasonAddressLimit:
+		return "address-limit"
+	case ReasonShuttingDown:
+		return "shutting-down"
+	case ReasonUnknownSession:
+		return "unknown-session"
+	}
+	return "unknown"
+}
+
+// decodeSession decodes a session message header: stream and period must
+// be zero.
+func decodeSession(b []byte, t Type, h *Header) ([]byte, error) {
+	p, err := decodeHeader(b, t, h)
+	if err != nil {
+		return nil, err
+	}
+	if h.Stream != 0 || h.Period != 0 {
+		return nil, ErrInconsistent
+	}
+	return p, nil
+}
+
+// encodeSession checks and writes a session message header for an n-byte
+// payload.
+func encodeSession(b []byte, h *Header, t Type, n int) error {
+	if err := checkEncode(b, h, n); err != nil {
+		return err
+	}
+	if h.Stream != 0 || h.Period != 0 {
+		return ErrInconsistent
+	}
+	encodeHeader(b, h, t, n)
+	return nil
+}
+
+// Hello asks an edge for a cookie. It is padded with zeros to at least
+// HelloMinLen so that no answer to it is larger than it.
+type Hello struct {
+	Header
+	Nonce  [NonceLen]byte
+	PadLen int // zero bytes after the nonce; HeaderLen+NonceLen+PadLen ≥ HelloMinLen
+}
+
+// Len is the encoded size of m.
+func (m *Hello) Len() int { return HeaderLen + NonceLen + m.PadLen }
+
+// Encode writes m into b and returns the number of bytes written.
+func (m *Hello) Encode(b []byte) (int, error) {
+	n := NonceLen + m.PadLen
+	if m.PadLen < 0 || HeaderLen+n < HelloMinLen {
+		return 0, ErrLength
+	}
+	if err := encodeSession(b, &m.Header, TypeHello, n); err != nil {
+		return 0, err
+	}
+	copy(b[HeaderLen:], m.Nonce[:])
+	clear(b[HeaderLen+NonceLen : HeaderLen+n])
+	return HeaderLen + n, nil
+}
+
+// Decode parses a HELLO into m.
+func (m *Hello) Decode(b []byte) error {
+	p, err := decodeSession(b, TypeHello, &m.Header)
+	if err != nil {
+		return err
+	}
+	if len(b) < HelloMinLen {
+		return ErrTruncated
+	}
+	if !allZero(p[NonceLen:]) {
+		return ErrReserved
+	}
+	copy(m.Nonce[:], p)
+	m.PadLen = len(p) - NonceLen
+	return nil
+}
+
+// Cookie is an edge's answer to a HELLO: an opaque, stateless token bound to
+// the client's address, which the client returns in SUBSCRIBE.
+type Cookie struct {
+	Header
+	Nonce  [NonceLen]byte // echoed from the HELLO
+	Cookie [CookieLen]byte
+}
+
+// Len is the encoded size of m.
+func (m *Cookie) Len() int { return CookieMsgLen }
+
+// Encode writes m into b and returns the number of bytes written.
+func (m *Cookie) Encode(b []byte) (int, error) {
+	if err := encodeSession(b, &m.Header, TypeCookie, NonceLen+CookieLen); err != nil {
+		return 0, err
+	}
+	copy(b[HeaderLen:], m.Nonce[:])
+	copy(b[HeaderLen+NonceLen:], m.Cookie[:])
+	return CookieMsgLen, nil
+}
+
+// Decode parses a COOKIE into m.
+func (m *Cookie) Decode(b []byte) error {
+	p, err := decodeSession(b, TypeCookie, &m.Header)
+	if err != nil {
+		return err
+	}
+	if len(p) != NonceLen+CookieLen {
+		return ErrLength
+	}
+	copy(m.Nonce[:], p)
+	copy(m.Cookie[:], p[NonceLen:])
+	return nil
+}
+
+// putStreams writes a count-prefixed stream list; getStreams reads one into
+// dst[:0], reusing its capacity so that a reused value decodes without
+// allocating.
+func putStreams(p []byte, streams []uint32) {
+	for i, s := range streams {
+		binary.BigEndian.PutUint32(p[4*i:], s)
+	}
+}
+
+func getStreams(dst []uint32, p []byte, n int) ([]uint32, error) {
+	if n < 1 || n > MaxStreams {
+		return dst[:0], ErrInconsistent
+	}
+	if len(p) != 4*n {
+		return dst[:0], ErrLength
+	}
+	dst = dst[:0]
+	for i := range n {
+		dst = append(dst, binary.BigEndian.Uint32(p[4*i:]))
+	}
+	return dst, nil
+}
+
+// Subscribe asks for the given streams, proving with the cookie that the
+// client receives at its address.
+type Subscribe struct {
+	Header
+	Nonce   [NonceLen]byte
+	Cookie  [CookieLen]byte
+	CatchUp uint8    // how many already-released periods per stream to replay
+	Streams []uint32 // 1..MaxStreams stream ids
+}
+
+const subscribeFixed = NonceLen + CookieLen + 4
+
+// Len is the encoded size of m.
+func (m *Subscribe) Len() int { return HeaderLen + subscribeFixed + 4*len(m.Streams) }
+
+// Encode writes m into b and returns the number of bytes written.
+func (m *Subscribe) Encode(b []byte) (int, error) {
+	if len(m.Streams) < 1 || len(m.Streams) > MaxStreams {
+		return 0, ErrInconsistent
+	}
+	n := subscribeFixed + 4*len(m.Streams)
+	if err := encodeSession(b, &m.Header, TypeSubscribe, n); err != nil {
+		return 0, err
+	}
+	p := b[HeaderLen:]
+	copy(p, m.Nonce[:])
+	copy(p[8:], m.Cookie[:])
+	p[32] = uint8(len(m.Streams))
+	p[33] = m.CatchUp
+	p[34], p[35] = 0, 0
+	putStreams(p[36:], m.Streams)
+	return HeaderLen + n, nil
+}
+
+// Decode parses a SUBSCRIBE into m, reusing m.Streams' capacity.
+func (m *Subscribe) Decode(b []byte) error {
+	p, err := decodeSession(b, TypeSubscribe, &m.Header)
+	if err != nil {
+		return err
+	}
+	if len(p) < subscribeFixed {
+		return ErrTruncated
+	}
+	if p[34] != 0 || p[35] != 0 {
+		return ErrReserved
+	}
+	copy(m.Nonce[:], p)
+	copy(m.Cookie[:], p[8:])
+	m.CatchUp = p[33]
+	m.Streams, err = getStreams(m.Streams, p[36:], int(p[32]))
+	return err
+}
+
+// Subscribed accepts a subscription. The client refreshes it with a
+// KEEPALIVE every KeepaliveMs; without one for ExpiryMs the edge drops it.
+type Subscribed struct {
+	Header
+	Nonce       [NonceLen]byte // echoed from the SUBSCRIBE
+	SessionID   [SessionIDLen]byte
+	KeepaliveMs uint32
+	ExpiryMs    uint32
+	Streams     []uint32 // the streams accepted
+}
+
+const subscribedFixed = NonceLen + SessionIDLen + 12
+
+// Len is the encoded size of m.
+func (m *Subscribed) Len() int { return HeaderLen + subscribedFixed + 4*len(m.Streams) }
+
+// Encode writes m into b and returns the number of bytes written.
+func (m *Subscribed) Encode(b []byte) (int, error) {
+	if len(m.Streams) < 1 || len(m.Streams) > MaxStreams {
+		return 0, ErrInconsistent
+	}
+	n := subscribedFixed + 4*len(m.Streams)
+	if err := encodeSession(b, &m.Header, TypeSubscribed, n); err != nil {
+		return 0, err
+	}
+	p := b[HeaderLen:]
+	copy(p, m.Nonce[:])
+	copy(p[8:], m.SessionID[:])
+	binary.BigEndian.PutUint32(p[16:], m.KeepaliveMs)
+	binary.BigEndian.PutUint32(p[20:], m.ExpiryMs)
+	p[24] = uint8(len(m.Streams))
+	p[25], p[26], p[27] = 0, 0, 0
+	putStreams(p[28:], m.Streams)
+	return HeaderLen + n, nil
+}
+
+// Decode parses a SUBSCRIBED into m, reusing m.Streams' capacity.
+func (m *Subscribed) Decode(b []byte) error {
+	p, err := decodeSession(b, TypeSubscribed, &m.Header)
+	if err != nil {
+		return err
+	}
+	if len(p) < subscribedFixed {
+		return ErrTruncated
+	}
+	if !allZero(p[25:28]) {
+		return ErrReserved
+	}
+	copy(m.Nonce[:], p)
+	copy(m.SessionID[:], p[8:])
+	m.KeepaliveMs = binary.BigEndian.Uint32(p[16:])
+	m.ExpiryMs = binary.BigEndian.Uint32(p[20:])
+	if m.KeepaliveMs == 0 || m.ExpiryMs < m.KeepaliveMs {
+		return ErrInconsistent
+	}
+	m.Streams, err = getStreams(m.Streams, p[28:], int(p[24]))
+	return err
+}
+
+// Refused declines a HELLO, SUBSCRIBE or KEEPALIVE. It is never larger than
+// the smallest request it answers.
+type Refused struct {
+	Header
+	Nonce        [NonceLen]byte // echoed from the request (zero for KEEPALIVE)
+	Reason       Reason
+	RetryAfterMs uint32 // 0: no advice
+}
+
+// Len is the encoded size of m.
+func (m *Refused) Len() int { return RefusedLen }
+
+// Encode writes m into b and returns the number of bytes written.
+func (m *Refused) Encode(b []byte) (int, error) {
+	if err := encodeSession(b, &m.Header, TypeRefused, RefusedLen-HeaderLen); err != nil {
+		return 0, err
+	}
+	p := b[HeaderLen:RefusedLen]
+	copy(p, m.Nonce[:])
+	binary.BigEndian.PutUint16(p[8:], uint16(m.Reason))
+	binary.BigEndian.PutUint16(p[10:], 0)
+	binary.BigEndian.PutUint32(p[12:], m.RetryAfterMs)
+	return RefusedLen, nil
+}
+
+// Decode parses a REFUSED into m. Unknown reasons are kept: a client treats
+// them as a refusal without advice.
+func (m *Refused) Decode(b []byte) error {
+	p, err := decodeSession(b, TypeRefused, &m.Header)
+	if err != nil {
+		return err
+	}
+	if len(p) != RefusedLen-HeaderLen {
+		return ErrLength
+	}
+	if binary.BigEndian.Uint16(p[10:]) != 0 {
+		return ErrReserved
+	}
+	copy(m.Nonce[:], p)
+	m.Reason = Reason(binary.BigEndian.Uint16(p[8:]))
+	m.RetryAfterMs = binary.BigEndian.Uint32(p[12:])
+	return nil
+}
+
+// Leave ends a subscription at once.
+type Leave struct {
+	Header
+	SessionID [SessionIDLen]byte
+}
+
+// Len is the encoded size of m.
+func (m *Leave) Len() int { return LeaveLen }
+
+// Encode writes m into b and returns the number of bytes written.
+func (m *Leave) Encode(b []byte) (int, error) {
+	if err := encodeSession(b, &m.Header, TypeLeave, SessionIDLen); err != nil {
+		return 0, err
+	}
+	copy(b[HeaderLen:], m.SessionID[:])
+	return LeaveLen, nil
+}
+
+// Decode parses a LEAVE into m.
+func (m *Leave) Decode(b []byte) error {
+	p, err := decodeSession(b, TypeLeave, &m.Header)
+	if err != nil {
+		return err
+	}
+	if len(p) != SessionIDLen {
+		return ErrLength
+	}
+	copy(m.SessionID[:], p)
+	return nil
+}
+
+// Keepalive refreshes a subscription; the edge echoes it (same size) so the
+// client learns the edge is alive, and NAT bindings stay open both ways.
+type Keepalive struct {
+	Header
+	SessionID [SessionIDLen]byte
+	Seq       uint32
+}
+
+// Len is the encoded size of m.
+func (m *Keepalive) Len() int { return KeepaliveLen }
+
+// Encode writes m into b and returns the number of bytes written.
+func (m *Keepalive) Encode(b []byte) (int, error) {
+	if err := encodeSession(b, &m.Header, TypeKeepalive, KeepaliveLen-HeaderLen); err != nil {
+		return 0, err
+	}
+	p := b[HeaderLen:KeepaliveLen]
+	copy(p, m.SessionID[:])
+	binary.BigEndian.PutUint32(p[8:], m.Seq)
+	binary.BigEndian.PutUint32(p[12:], 0)
+	return KeepaliveLen, nil
+}
+
+// Decode parses a KEEPALIVE into m.
+func (m *Keepalive) Decode(b []byte) error {
+	p, err := decodeSession(b, TypeKeepalive, &m.Header)
+	if err != nil {
+		return err
+	}
+	if len(p) != KeepaliveLen-HeaderLen {
+		return ErrLength
+	}
+	if binary.BigEndian.Uint32(p[12:]) != 0 {
+		return ErrReserved
+	}
+	copy(m.SessionID[:], p)
+	m.Seq = binary.BigEndian.Uint32(p[8:])
+	return nil
+}
