@@ -1,0 +1,283 @@
+package fec
+
+import (
+	"crypto/sha256"
+	"fmt"
+	"hash"
+
+	"github.com/klauspost/reedsolomon"
+
+	"github.com/embargo-live/embargo/wire"
+)
+
+// RootVerifier checks the origin's signature over a shard's stream,
+// period, geometry and Merkle root (seal.KeyRing implements it).
+type RootVerifier interface {
+	VerifyShardRoot(s *wire.Shard) error
+}
+
+// Assembler limits.
+const (
+	// DefaultMaxPeriods is how many periods may be in flight at once.
+	DefaultMaxPeriods = 16
+	// DefaultMaxPeriodBytes bounds one period's stored shards: a 64 KiB
+	// body at 50 % parity plus slack.
+	DefaultMaxPeriodBytes = 128 << 10
+	// DefaultRemember is how many rebuilt periods are remembered so that
+	// their late shards are dropped cheaply.
+	DefaultRemember = 1024
+	// DefaultWindow is how far below its stream's newest genuine period a
+	// period may be and still be assembled.
+	DefaultWindow = 8
+)
+
+// Option configures an Assembler.
+type Option func(*Assembler)
+
+// WithMaxPeriods bounds the periods in flight; past it the oldest-started
+// period is evicted.
+func WithMaxPeriods(n int) Option { return func(a *Assembler) { a.maxPeriods = max(1, n) } }
+
+// WithMaxPeriodBytes bounds the bytes stored for one period ((k+m)·size).
+func WithMaxPeriodBytes(n int) Option { return func(a *Assembler) { a.maxPeriodBytes = max(1, n) } }
+
+// WithWindow refuses (ErrStale) shards of periods more than n below the
+// newest genuine period seen on their stream, so that replayed old shards
+// cannot crowd out live ones.
+func WithWindow(n uint64) Option { return func(a *Assembler) { a.window = n } }
+
+// WithRemember sets how many rebuilt periods are remembered.
+func WithRemember(n int) Option { return func(a *Assembler) { a.remember = max(1, n) } }
+
+type periodKey struct {
+	stream uint32
+	period uint64
+}
+
+// pending is one period in flight. Everything that identifies its shard
+// set was covered by a signature that verified when it was created.
+type pending struct {
+	k, m, size, bodyLen int
+	keyID               [wire.KeyIDLen]byte
+	root                digest
+	shards              [][]byte // nil: not yet received
+	backing             []byte
+	have                int
+}
+
+func (p *pending) matches(s *wire.Shard) bool {
+	return int(s.K) == p.k && int(s.M) == p.m && int(s.ShardSize) == p.size &&
+		int(s.BodyLen) == p.bodyLen && s.KeyID == p.keyID && s.Root == p.root
+}
+
+// Stats counts what an Assembler has done.
+type Stats struct {
+	Accepted  uint64 // shards stored
+	Rebuilt   uint64 // bodies returned
+	Evicted   uint64 // periods dropped unfinished to stay within MaxPeriods
+	Verified  uint64 // root signatures checked (one per period, plus forgeries)
+	InFlight  int    // periods currently held
+	HeldBytes int    // bytes currently held for shards
+}
+
+// Assembler rebuilds ANNOUNCE bodies from shards arriving in any order,
+// duplicated, from several edges. It is not safe for concurrent use: a
+// receiver owns one per reading goroutine.
+type Assembler struct {
+	verify         RootVerifier
+	maxPeriods     int
+	maxPeriodBytes int
+	remember       int
+	window         uint64
+
+	newest  map[uint32]uint64 // per stream, the newest period with a verified root
+	periods map[periodKey]*pending
+	started []periodKey // creation order, for eviction
+	done    map[periodKey]struct{}
+	doneLog []periodKey // ring of remembered completions
+	doneAt  int
+	coders  map[[2]int]reedsolomon.Encoder
+	hasher  hash.Hash
+	stats   Stats
+}
+
+// NewAssembler returns an assembler that trusts the roots v accepts.
+func NewAssembler(v RootVerifier, opts ...Option) *Assembler {
+	a := &Assembler{
+		verify:         v,
+		maxPeriods:     DefaultMaxPeriods,
+		maxPeriodBytes: DefaultMaxPeriodBytes,
+		remember:       DefaultRemember,
+		window:         DefaultWindow,
+		newest:         make(map[uint32]uint64),
+		periods:        make(map[periodKey]*pending),
+		done:           make(map[periodKey]struct{}),
+		coders:         make(map[[2]int]reedsolomon.Encoder),
+		hasher:         sha256.New(),
+	}
+	for _, o := range opts {
+		o(a)
+	}
+	return a
+}
+
+// Stats returns the counters so far.
+func (a *Assembler) Stats() Stats {
+	s := a.stats
+	s.InFlight = len(a.periods)
+	for _, p := range a.periods {
+		s.HeldBytes += len(p.backing)
+	}
+	return s
+}
+
+// Done reports whether the period was rebuilt (and is still remembered).
+func (a *Assembler) Done(stream uint32, period uint64) bool {
+	_, ok := a.done[periodKey{stream, period}]
+	return ok
+}
+
+// Add offers one decoded shard. It returns the rebuilt body (a fresh slice
+// the caller owns) the first time the period has K genuine shards, nil
+// while it has fewer, and an error saying why a shard was dropped. s's
+// slices are copied, so the caller may reuse its buffer.
+func (a *Assembler) Add(s *wire.Shard) ([]byte, error) {
+	key := periodKey{s.Stream, s.Period}
+	if _, ok := a.done[key]; ok {
+		return nil, ErrComplete
+	}
+	if n, ok := a.newest[s.Stream]; ok && s.Period+a.window < n {
+		return nil, ErrStale
+	}
+	if s.Shards()*int(s.ShardSize) > a.maxPeriodBytes {
+		return nil, ErrTooLarge
+	}
+	// The proof is cheap: check it before paying for a signature.
+	if !verifyProof(&s.Root, int(s.Index), leafHash(a.hasher, s.Data), s.Proof) {
+		return nil, ErrBadProof
+	}
+	p := a.periods[key]
+	if p == nil || !p.matches(s) {
+		a.stats.Verified++
+		if err := a.verify.VerifyShardRoot(s); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrForged, err)
+		}
+		if p != nil {
+			return nil, ErrConflict
+		}
+		if n, ok := a.newest[s.Stream]; !ok || s.Period > n {
+			a.newest[s.Stream] = s.Period
+		}
+		p = a.start(key, s)
+	}
+	if p.shards[s.Index] != nil {
+		return nil, ErrDuplicate
+	}
+	slot := p.backing[int(s.Index)*p.size : (int(s.Index)+1)*p.size : (int(s.Index)+1)*p.size]
+	copy(slot, s.Data)
+	p.shards[s.Index] = slot
+	p.have++
+	a.stats.Accepted++
+	if p.have < p.k {
+		return nil, nil
+	}
+	body, err := a.rebuild(p)
+	a.finish(key)
+	if err != nil {
+		return nil, err
+	}
+	a.stats.Rebuilt++
+	return body, nil
+}
+
+// start creates a pending period, evicting the oldest if at the bound.
+func (a *Assembler) start(key periodKey, s *wire.Shard) *pending {
+	for len(a.periods) >= a.maxPeriods && len(a.started) > 0 {
+		old := a.started[0]
+		a.started = a.started[1:]
+		if _, ok := a.periods[old]; ok {
+			delete(a.periods, old)
+			a.stats.Evicted++
+		}
+	}
+	n := s.Shards()
+	p := &pending{
+		k: int(s.K), m: int(s.M), size: int(s.ShardSize), bodyLen: int(s.BodyLen),
+		keyID: s.KeyID, root: s.Root,
+		shards:  make([][]byte, n),
+		backing: make([]byte, n*int(s.ShardSize)),
+	}
+	a.periods[key] = p
+	a.started = append(a.started, key)
+	return p
+}
+
+// finish forgets a period's shards and remembers it as rebuilt.
+func (a *Assembler) finish(key periodKey) {
+	delete(a.periods, key)
+	for i, k := range a.started {
+		if k == key {
+			a.started = append(a.started[:i], a.started[i+1:]...)
+			break
+		}
+	}
+	if len(a.doneLog) < a.remember {
+		a.doneLog = append(a.doneLog, key)
+	} else {
+		delete(a.done, a.doneLog[a.doneAt])
+		a.doneLog[a.doneAt] = key
+		a.doneAt = (a.doneAt + 1) % a.remember
+	}
+	a.done[key] = struct{}{}
+}
+
+func (a *Assembler) rebuild(p *pending) ([]byte, error) {
+	shards := make([][]byte, len(p.shards))
+	for i, s := range p.shards {
+		if s != nil {
+			shards[i] = s
+		} else {
+			shards[i] = p.backing[i*p.size : i*p.size : (i+1)*p.size] // empty, with room
+		}
+	}
+	if p.have < len(shards) && !dataComplete(shards, p.k) {
+		enc, err := a.coder(p.k, p.m)
+		if err != nil {
+			return nil, err
+		}
+		if err := enc.ReconstructData(shards); err != nil {
+			return nil, fmt.Errorf("fec: reconstruct: %w", err)
+		}
+	}
+	body := make([]byte, 0, p.bodyLen)
+	for i := 0; i < p.k && len(body) < p.bodyLen; i++ {
+		body = append(body, shards[i][:min(p.size, p.bodyLen-len(body))]...)
+	}
+	return body, nil
+}
+
+func dataComplete(shards [][]byte, k int) bool {
+	for _, s := range shards[:k] {
+		if len(s) == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// coder returns a cached Reed–Solomon coder for (k, m); the cache holds at
+// most as many geometries as periods may be in flight.
+func (a *Assembler) coder(k, m int) (reedsolomon.Encoder, error) {
+	if enc, ok := a.coders[[2]int{k, m}]; ok {
+		return enc, nil
+	}
+	enc, err := reedsolomon.New(k, m)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrGeometry, err)
+	}
+	if len(a.coders) >= a.maxPeriods {
+		clear(a.coders)
+	}
+	a.coders[[2]int{k, m}] = enc
+	return enc, nil
+}
