@@ -17,12 +17,18 @@ type ContentKey struct {
 	Key [wire.ContentKeyLen]byte
 }
 
-// wrapAEAD derives the content-key wrapping key from an event's master key.
-func wrapAEAD(master []byte) (cipher.AEAD, error) {
+// WrapKey derives the AES-256-GCM key content keys are wrapped under from
+// an event's master key: HKDF-SHA256(secret master, no salt, info
+// "embargo/v1 wrap"), 32 bytes.
+func WrapKey(master []byte) ([]byte, error) {
 	if len(master) != MasterKeyLen {
 		return nil, ErrKeySize
 	}
-	key, err := hkdf.Key(sha256.New, master, nil, labelWrap, 32)
+	return hkdf.Key(sha256.New, master, nil, labelWrap, 32)
+}
+
+func wrapAEAD(master []byte) (cipher.AEAD, error) {
+	key, err := WrapKey(master)
 	if err != nil {
 		return nil, err
 	}

@@ -73,10 +73,16 @@ func CheckRK(b *wire.Body, rk *[wire.RKLen]byte) bool {
 	return subtle.ConstantTimeCompare(c[:], b.Commitment[:]) == 1
 }
 
-// payloadAEAD derives the AES-256-GCM sealing key from RK and the salt.
-// The key is fresh per period, so the all-zero nonce is used exactly once.
+// SealKey derives the AES-256-GCM key a period's payload is sealed under:
+// HKDF-SHA256(secret RK, salt, info "embargo/v1 seal"), 32 bytes.
+func SealKey(rk *[wire.RKLen]byte, salt *[wire.SaltLen]byte) ([]byte, error) {
+	return hkdf.Key(sha256.New, rk[:], salt[:], labelSeal, 32)
+}
+
+// payloadAEAD is the period's sealing AEAD. The key is fresh per period,
+// so the all-zero nonce is used exactly once.
 func payloadAEAD(rk *[wire.RKLen]byte, salt *[wire.SaltLen]byte) (cipher.AEAD, error) {
-	key, err := hkdf.Key(sha256.New, rk[:], salt[:], labelSeal, 32)
+	key, err := SealKey(rk, salt)
 	if err != nil {
 		return nil, err
 	}
