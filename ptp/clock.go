@@ -1,0 +1,108 @@
+package ptp
+
+import (
+	"errors"
+	"strconv"
+	"time"
+)
+
+// Errors returned by this package. Callers test with errors.Is; the returned
+// errors wrap these with the operation and, for ErrUnsynchronized, the reason.
+var (
+	// ErrUnsynchronized means a clock cannot currently vouch for its
+	// uncertainty bound, so nothing may be released against it.
+	ErrUnsynchronized = errors.New("ptp: clock unsynchronized")
+	// ErrNotSupported means the platform lacks the kernel interface needed
+	// (adjtimex, PHC ioctls): every non-Linux build returns it.
+	ErrNotSupported = errors.New("ptp: not supported on this platform")
+	// ErrNoDevice means the named PHC device or interface does not exist or
+	// has no hardware clock.
+	ErrNoDevice = errors.New("ptp: no PHC device")
+	// ErrInvalidOption means a constructor option was out of range.
+	ErrInvalidOption = errors.New("ptp: invalid option")
+	// ErrClosed is returned by reads of a clock after Close.
+	ErrClosed = errors.New("ptp: clock closed")
+)
+
+// State of a clock's synchronization. The zero value is StateUnsynchronized
+// so that a forgotten or zeroed Reading can never authorize a release.
+type State uint8
+
+// States, ordered from least to most trustworthy.
+const (
+	// StateUnsynchronized: the clock's bound is not trustworthy; refuse.
+	StateUnsynchronized State = iota
+	// StateHoldover: sync was lost recently; the bound has been widened by
+	// the configured drift since the last synchronization and is still sound.
+	StateHoldover
+	// StateSynchronized: the clock is disciplined and its bound holds.
+	StateSynchronized
+)
+
+// String returns the lower-case state name used in logs and metrics.
+func (s State) String() string {
+	switch s {
+	case StateUnsynchronized:
+		return "unsynchronized"
+	case StateHoldover:
+		return "holdover"
+	case StateSynchronized:
+		return "synchronized"
+	}
+	return "state(" + strconv.Itoa(int(s)) + ")"
+}
+
+// Reading is one read of a clock: the true TAI time lies in
+// [Earliest, Latest] (TAI nanoseconds since 1970-01-01T00:00:00 TAI) whenever
+// State is not StateUnsynchronized and the source's stated error budget holds.
+// An unsynchronized Reading still carries the clock's best guess, for
+// display only.
+type Reading struct {
+	Earliest, Latest int64
+	State            State
+	// Reason says why the clock is in State, for operators; it is not
+	// meant to be parsed.
+	Reason string
+}
+
+// Uncertainty is the half-width of the interval, (Latest-Earliest)/2.
+func (r Reading) Uncertainty() time.Duration {
+	return time.Duration((r.Latest - r.Earliest) / 2)
+}
+
+// Mid is the centre of the interval, the clock's best single estimate.
+// It is computed without overflow for any pair of int64 bounds.
+func (r Reading) Mid() int64 {
+	return r.Earliest + (r.Latest-r.Earliest)/2
+}
+
+// Clock is the one seam everything time-related goes through.
+type Clock interface {
+	// Now reads the clock. It must be cheap enough to call in a spin loop
+	// (≲ 1 µs typical) and safe for concurrent use. A clock that cannot
+	// vouch for its bound returns a Reading with StateUnsynchronized and a
+	// nil error; errors are reserved for failures to read at all.
+	Now() (Reading, error)
+}
+
+// TAIOffset is TAI − UTC, the number of leap seconds plus the historical 10 s.
+// It converts between the UTC-based Unix time of time.Time and the TAI
+// nanoseconds used by Reading and release instants.
+type TAIOffset time.Duration
+
+// DefaultTAIOffset is TAI − UTC in force since 2017-01-01 (37 s). It is used
+// when the kernel does not know the offset; a future leap second would make
+// it stale, so operators should prefer a kernel-provided value.
+const DefaultTAIOffset = TAIOffset(37 * time.Second)
+
+// FromTime converts a UTC wall-clock time to TAI nanoseconds.
+func (o TAIOffset) FromTime(t time.Time) int64 { return t.UnixNano() + int64(o) }
+
+// FromUnixNano converts Unix (UTC) nanoseconds to TAI nanoseconds.
+func (o TAIOffset) FromUnixNano(ns int64) int64 { return ns + int64(o) }
+
+// ToUnixNano converts TAI nanoseconds to Unix (UTC) nanoseconds.
+func (o TAIOffset) ToUnixNano(tai int64) int64 { return tai - int64(o) }
+
+// ToTime converts TAI nanoseconds to a UTC time.Time (no monotonic reading).
+func (o TAIOffset) ToTime(tai int64) time.Time { return time.Unix(0, tai-int64(o)) }

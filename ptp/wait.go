@@ -1,0 +1,173 @@
+package ptp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"runtime"
+	"time"
+)
+
+// Defaults for Waiter. Go timers wake up to about a millisecond late on a
+// busy 2-core VM, so the sleep must end well before the instant; the spin
+// covers the rest.
+const (
+	DefaultSpinThreshold = 2 * time.Millisecond
+	DefaultMaxSleep      = 100 * time.Millisecond
+	// ctxCheckEvery is how many spin iterations pass between looks at the
+	// context: ~0.1–4 ms with reads costing 50 ns–1 µs, prompt enough for
+	// cancellation while keeping the spin loop tight.
+	ctxCheckEvery = 4096
+)
+
+// Waiter tunes WaitUntil. The zero value uses the defaults; a Waiter is a
+// value and is safe to share.
+type Waiter struct {
+	// SpinThreshold is how far ahead of the instant (by Earliest) sleeping
+	// stops and spinning on a locked OS thread starts. Larger is more robust
+	// against late timer wake-ups and costs more CPU per wait.
+	SpinThreshold time.Duration
+	// MaxSleep caps one sleep, so that a clock stepping forward or losing
+	// sync during a long wait is noticed within MaxSleep.
+	MaxSleep time.Duration
+}
+
+// WaitUntil blocks until c's Earliest ≥ t (never before) and returns the
+// observed lateness (Earliest − t at return). It sleeps until about
+// DefaultSpinThreshold before t as estimated from Earliest, then spins on a
+// locked OS thread. If c reads unsynchronized at any point it returns an error
+// wrapping ErrUnsynchronized with the reading's reason; ctx cancellation
+// returns ctx.Err(). A t already in the past returns at once with a positive
+// lateness, provided the reading is synchronized.
+//
+// Lateness is measured on Earliest, so the true lateness is larger by up to
+// twice the clock's uncertainty: that margin is the price of never being early.
+func WaitUntil(ctx context.Context, c Clock, t int64) (time.Duration, error) {
+	return Waiter{}.WaitUntil(ctx, c, t)
+}
+
+// WaitUntil is the package-level WaitUntil with w's tuning.
+func (w Waiter) WaitUntil(ctx context.Context, c Clock, t int64) (time.Duration, error) {
+	if c == nil {
+		return 0, errors.New("ptp: wait: nil clock")
+	}
+	threshold := w.SpinThreshold
+	if threshold <= 0 {
+		threshold = DefaultSpinThreshold
+	}
+	maxSleep := w.MaxSleep
+	if maxSleep <= 0 {
+		maxSleep = DefaultMaxSleep
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for {
+		r, err := readSynced(c)
+		if err != nil {
+			return 0, err
+		}
+		remaining := time.Duration(subSat(t, r.Earliest))
+		if remaining <= 0 {
+			return negSat(remaining), nil
+		}
+		if remaining > threshold {
+			// The timer runs on the monotonic clock, not on c: a clock that
+			// runs fast or steps forward is caught by the re-read after at
+			// most maxSleep, one that runs slow or steps back just makes
+			// the loop sleep again.
+			d := min(remaining-threshold, maxSleep)
+			if timer == nil {
+				timer = time.NewTimer(d)
+			} else {
+				timer.Reset(d)
+			}
+			select {
+			case <-ctx.Done():
+				return 0, ctx.Err()
+			case <-timer.C:
+			}
+			continue
+		}
+		late, resleep, err := spin(ctx, c, t, 2*threshold)
+		if !resleep {
+			return late, err
+		}
+	}
+}
+
+// spin busy-reads c on a locked OS thread until Earliest ≥ t. Locking keeps
+// the scheduler from migrating or parking the goroutine between the last
+// read and the caller's send. It gives up (resleep) if the clock steps back
+// by more than giveUp, so a backward step does not burn a core for its size.
+func spin(ctx context.Context, c Clock, t int64, giveUp time.Duration) (late time.Duration, resleep bool, err error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	done := ctx.Done()
+	for i := 1; ; i++ {
+		r, err := readSynced(c)
+		if err != nil {
+			return 0, false, err
+		}
+		remaining := time.Duration(subSat(t, r.Earliest))
+		if remaining <= 0 {
+			return negSat(remaining), false, nil
+		}
+		if remaining > giveUp {
+			return 0, true, nil
+		}
+		if i%ctxCheckEvery == 0 {
+			select {
+			case <-done:
+				return 0, false, ctx.Err()
+			default:
+			}
+		}
+	}
+}
+
+// readSynced reads c and turns anything that must not authorize a release
+// into an error.
+func readSynced(c Clock) (Reading, error) {
+	r, err := c.Now()
+	if err != nil {
+		return r, fmt.Errorf("ptp: wait: read clock: %w", err)
+	}
+	if r.State == StateUnsynchronized {
+		return r, fmt.Errorf("%w: %s", ErrUnsynchronized, r.Reason)
+	}
+	if r.Earliest > r.Latest {
+		return r, fmt.Errorf("ptp: wait: clock returned Earliest %d > Latest %d", r.Earliest, r.Latest)
+	}
+	return r, nil
+}
+
+// subSat returns a−b saturated to the int64 range, so that a broken clock
+// returning extreme values cannot wrap a wait into an early return.
+func subSat(a, b int64) int64 {
+	d := a - b
+	// Overflow happened iff a and b have different signs and d's sign
+	// differs from a's.
+	if (a^b) < 0 && (a^d) < 0 {
+		if a < 0 {
+			return math.MinInt64
+		}
+		return math.MaxInt64
+	}
+	return d
+}
+
+// negSat is −d without the overflow at math.MinInt64.
+func negSat(d time.Duration) time.Duration {
+	if d == math.MinInt64 {
+		return math.MaxInt64
+	}
+	return -d
+}
