@@ -16,35 +16,44 @@ type RootVerifier interface {
 	VerifyShardRoot(s *wire.Shard) error
 }
 
-// Assembler limits.
+// Assembler limits. Honest traffic needs at most streams × (window + 1)
+// periods in flight; the budgets refuse new periods past that rather than
+// evict one, so no arrival pattern can push out a live period.
 const (
-	// DefaultMaxPeriods is how many periods may be in flight at once.
-	DefaultMaxPeriods = 16
-	// DefaultMaxPeriodBytes bounds one period's stored shards: a 64 KiB
-	// body at 50 % parity plus slack.
-	DefaultMaxPeriodBytes = 128 << 10
+	// DefaultWindow is how far below its stream's newest genuine period a
+	// period may be and still be assembled. It must cover the origin's
+	// announce lead plus the catch-up depth (PROTOCOL.md §7.3).
+	DefaultWindow = 32
+	// DefaultMaxPeriods bounds the periods in flight across all streams.
+	DefaultMaxPeriods = 1024
+	// DefaultMaxPeriodBytes bounds one period's stored shards ((k+m)·size):
+	// a 64 KiB body at 100 % parity with shard padding.
+	DefaultMaxPeriodBytes = 160 << 10
+	// DefaultMaxHeldBytes bounds the bytes held for all periods in flight.
+	DefaultMaxHeldBytes = 16 << 20
 	// DefaultRemember is how many rebuilt periods are remembered so that
 	// their late shards are dropped cheaply.
 	DefaultRemember = 1024
-	// DefaultWindow is how far below its stream's newest genuine period a
-	// period may be and still be assembled.
-	DefaultWindow = 8
 )
 
 // Option configures an Assembler.
 type Option func(*Assembler)
 
-// WithMaxPeriods bounds the periods in flight; past it the oldest-started
-// period is evicted.
+// WithWindow refuses (ErrStale) shards of periods more than n below the
+// newest genuine period seen on their stream, and drops periods in flight
+// that fall out of the window, so replayed old shards cannot hold memory.
+func WithWindow(n uint64) Option { return func(a *Assembler) { a.window = n } }
+
+// WithMaxPeriods bounds the periods in flight; past it new periods are
+// refused (ErrBusy).
 func WithMaxPeriods(n int) Option { return func(a *Assembler) { a.maxPeriods = max(1, n) } }
 
 // WithMaxPeriodBytes bounds the bytes stored for one period ((k+m)·size).
 func WithMaxPeriodBytes(n int) Option { return func(a *Assembler) { a.maxPeriodBytes = max(1, n) } }
 
-// WithWindow refuses (ErrStale) shards of periods more than n below the
-// newest genuine period seen on their stream, so that replayed old shards
-// cannot crowd out live ones.
-func WithWindow(n uint64) Option { return func(a *Assembler) { a.window = n } }
+// WithMaxHeldBytes bounds the bytes held for all periods in flight; past it
+// new periods are refused (ErrBusy).
+func WithMaxHeldBytes(n int) Option { return func(a *Assembler) { a.maxHeldBytes = max(1, n) } }
 
 // WithRemember sets how many rebuilt periods are remembered.
 func WithRemember(n int) Option { return func(a *Assembler) { a.remember = max(1, n) } }
@@ -74,7 +83,7 @@ func (p *pending) matches(s *wire.Shard) bool {
 type Stats struct {
 	Accepted  uint64 // shards stored
 	Rebuilt   uint64 // bodies returned
-	Evicted   uint64 // periods dropped unfinished to stay within MaxPeriods
+	Evicted   uint64 // periods dropped unfinished because they fell out of the window
 	Verified  uint64 // root signatures checked (one per period, plus forgeries)
 	InFlight  int    // periods currently held
 	HeldBytes int    // bytes currently held for shards
@@ -87,12 +96,13 @@ type Assembler struct {
 	verify         RootVerifier
 	maxPeriods     int
 	maxPeriodBytes int
+	maxHeldBytes   int
 	remember       int
 	window         uint64
+	held           int // bytes held for periods in flight
 
 	newest  map[uint32]uint64 // per stream, the newest period with a verified root
 	periods map[periodKey]*pending
-	started []periodKey // creation order, for eviction
 	done    map[periodKey]struct{}
 	doneLog []periodKey // ring of remembered completions
 	doneAt  int
@@ -107,6 +117,7 @@ func NewAssembler(v RootVerifier, opts ...Option) *Assembler {
 		verify:         v,
 		maxPeriods:     DefaultMaxPeriods,
 		maxPeriodBytes: DefaultMaxPeriodBytes,
+		maxHeldBytes:   DefaultMaxHeldBytes,
 		remember:       DefaultRemember,
 		window:         DefaultWindow,
 		newest:         make(map[uint32]uint64),
@@ -125,9 +136,7 @@ func NewAssembler(v RootVerifier, opts ...Option) *Assembler {
 func (a *Assembler) Stats() Stats {
 	s := a.stats
 	s.InFlight = len(a.periods)
-	for _, p := range a.periods {
-		s.HeldBytes += len(p.backing)
-	}
+	s.HeldBytes = a.held
 	return s
 }
 
@@ -141,7 +150,13 @@ func (a *Assembler) Done(stream uint32, period uint64) bool {
 // the caller owns) the first time the period has K genuine shards, nil
 // while it has fewer, and an error saying why a shard was dropped. s's
 // slices are copied, so the caller may reuse its buffer.
+//
+// The body's own stream and period are the caller's to compare with s's
+// (PROTOCOL.md §3.2), after it decodes the body.
 func (a *Assembler) Add(s *wire.Shard) ([]byte, error) {
+	if err := s.Validate(); err != nil {
+		return nil, err
+	}
 	key := periodKey{s.Stream, s.Period}
 	if _, ok := a.done[key]; ok {
 		return nil, ErrComplete
@@ -165,9 +180,10 @@ func (a *Assembler) Add(s *wire.Shard) ([]byte, error) {
 		if p != nil {
 			return nil, ErrConflict
 		}
-		if n, ok := a.newest[s.Stream]; !ok || s.Period > n {
-			a.newest[s.Stream] = s.Period
+		if len(a.periods) >= a.maxPeriods || a.held+s.Shards()*int(s.ShardSize) > a.maxHeldBytes {
+			return nil, ErrBusy
 		}
+		a.advance(s.Stream, s.Period)
 		p = a.start(key, s)
 	}
 	if p.shards[s.Index] != nil {
@@ -190,16 +206,23 @@ func (a *Assembler) Add(s *wire.Shard) ([]byte, error) {
 	return body, nil
 }
 
-// start creates a pending period, evicting the oldest if at the bound.
-func (a *Assembler) start(key periodKey, s *wire.Shard) *pending {
-	for len(a.periods) >= a.maxPeriods && len(a.started) > 0 {
-		old := a.started[0]
-		a.started = a.started[1:]
-		if _, ok := a.periods[old]; ok {
-			delete(a.periods, old)
+// advance records period as seen on stream and drops the stream's periods
+// in flight that fall out of the window below it.
+func (a *Assembler) advance(stream uint32, period uint64) {
+	if n, ok := a.newest[stream]; ok && period <= n {
+		return
+	}
+	a.newest[stream] = period
+	for k, p := range a.periods {
+		if k.stream == stream && k.period+a.window < period {
+			a.drop(k, p)
 			a.stats.Evicted++
 		}
 	}
+}
+
+// start creates a pending period.
+func (a *Assembler) start(key periodKey, s *wire.Shard) *pending {
 	n := s.Shards()
 	p := &pending{
 		k: int(s.K), m: int(s.M), size: int(s.ShardSize), bodyLen: int(s.BodyLen),
@@ -208,19 +231,18 @@ func (a *Assembler) start(key periodKey, s *wire.Shard) *pending {
 		backing: make([]byte, n*int(s.ShardSize)),
 	}
 	a.periods[key] = p
-	a.started = append(a.started, key)
+	a.held += len(p.backing)
 	return p
+}
+
+func (a *Assembler) drop(key periodKey, p *pending) {
+	delete(a.periods, key)
+	a.held -= len(p.backing)
 }
 
 // finish forgets a period's shards and remembers it as rebuilt.
 func (a *Assembler) finish(key periodKey) {
-	delete(a.periods, key)
-	for i, k := range a.started {
-		if k == key {
-			a.started = append(a.started[:i], a.started[i+1:]...)
-			break
-		}
-	}
+	a.drop(key, a.periods[key])
 	if len(a.doneLog) < a.remember {
 		a.doneLog = append(a.doneLog, key)
 	} else {

@@ -28,6 +28,9 @@ var (
 	ErrComplete = errors.New("fec: period already rebuilt")
 	// ErrStale: the period is too far below its stream's newest.
 	ErrStale = errors.New("fec: period too old")
+	// ErrBusy: a new period would exceed the periods-in-flight or held-bytes
+	// budget; it is refused rather than evicting one in progress.
+	ErrBusy = errors.New("fec: assembler at its memory bound")
 	// ErrTooLarge: the period's shards would exceed the per-period byte
 	// bound.
 	ErrTooLarge = errors.New("fec: period exceeds memory bound")

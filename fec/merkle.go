@@ -57,6 +57,9 @@ func merkle(leaves []digest) (root digest, proofs [][]byte) {
 // verifyProof reports whether leaf, at index, hashes up through proof to
 // root.
 func verifyProof(root *digest, index int, leaf digest, proof []byte) bool {
+	if len(proof)%wire.HashLen != 0 || index>>(len(proof)/wire.HashLen) != 0 {
+		return false // the index must be a leaf of a tree this deep
+	}
 	h := leaf
 	for off := 0; off+wire.HashLen <= len(proof); off += wire.HashLen {
 		var sib digest

@@ -83,7 +83,7 @@ func (s *Shard) Encode(b []byte) (int, error) {
 	if err := checkEncode(b, &s.Header, n); err != nil {
 		return 0, err
 	}
-	if err := s.check(); err != nil {
+	if err := s.Validate(); err != nil {
 		return 0, err
 	}
 	encodeHeader(b, &s.Header, TypeAnnounce, n)
@@ -101,8 +101,10 @@ func (s *Shard) Encode(b []byte) (int, error) {
 	return HeaderLen + n, nil
 }
 
-// check validates the decoded or to-be-encoded fields against each other.
-func (s *Shard) check() error {
+// Validate checks s's fields against each other: the geometry, the index,
+// and the proof and data lengths. Decode and Encode call it; a consumer of
+// a hand-built Shard calls it before trusting one.
+func (s *Shard) Validate() error {
 	if err := CheckGeometry(int(s.K), int(s.M), int(s.ShardSize), int(s.BodyLen)); err != nil {
 		return err
 	}
@@ -142,5 +144,5 @@ func (s *Shard) Decode(b []byte) error {
 	copy(s.Sig[:], p[52:116])
 	s.Proof = p[116 : 116+depth*HashLen]
 	s.Data = p[116+depth*HashLen:]
-	return s.check()
+	return s.Validate()
 }

@@ -2,6 +2,7 @@ package wire
 
 import (
 	"bytes"
+	"encoding/binary"
 	"testing"
 )
 
@@ -19,6 +20,15 @@ func fuzzDecoder(f *testing.F, fresh func() codec) {
 		}
 		if m.Len() != len(b) {
 			t.Fatalf("accepted %d bytes, Len says %d", len(b), m.Len())
+		}
+		if hm, ok := m.(interface{ header() *Header }); ok && hm.header().Flags&^knownFlags != 0 {
+			// Receivers keep undefined advisory flags; senders may not set them.
+			if _, err := m.Encode(make([]byte, m.Len())); err != ErrFlags {
+				t.Fatalf("encoding undefined flags %#x: got %v", hm.header().Flags, err)
+			}
+			hm.header().Flags &= knownFlags
+			b = bytes.Clone(b)
+			binary.BigEndian.PutUint16(b[offFlags:], hm.header().Flags)
 		}
 		out := make([]byte, m.Len())
 		n, err := m.Encode(out)

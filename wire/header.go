@@ -80,6 +80,7 @@ const (
 
 	criticalFlags uint16 = 0xff00
 	knownCritical uint16 = 0x0000
+	knownFlags    uint16 = FlagCatchUp
 )
 
 // Header is the common 24-byte header. Encoders fill Type, Version and
@@ -174,7 +175,7 @@ func encodeHeader(b []byte, h *Header, t Type, n int) {
 }
 
 // checkEncode validates what every encoder must: the total size fits both
-// b and MaxDatagram, and no unknown critical flag is being sent.
+// b and MaxDatagram, and only defined flags are sent (PROTOCOL.md §2.2).
 func checkEncode(b []byte, h *Header, n int) error {
 	if HeaderLen+n > MaxDatagram {
 		return ErrOversized
@@ -182,11 +183,14 @@ func checkEncode(b []byte, h *Header, n int) error {
 	if len(b) < HeaderLen+n {
 		return ErrShortBuffer
 	}
-	if h.Flags&criticalFlags&^knownCritical != 0 {
+	if h.Flags&^knownFlags != 0 {
 		return ErrFlags
 	}
 	return nil
 }
+
+// header gives tests generic access to a message's embedded header.
+func (h *Header) header() *Header { return h }
 
 // allZero reports whether every byte of b is zero.
 func allZero(b []byte) bool {

@@ -12,6 +12,13 @@ const (
 	SessionIDLen = 8
 	// MaxStreams is the most streams one SUBSCRIBE may name.
 	MaxStreams = 64
+	// MaxCatchUp is the most released periods per stream a SUBSCRIBE may
+	// ask to be replayed. With MaxAnnounceLead it sizes the receivers'
+	// assembly window (PROTOCOL.md §7.3).
+	MaxCatchUp = 16
+	// MaxAnnounceLead is how many periods ahead of the current one an
+	// origin may announce.
+	MaxAnnounceLead = 8
 	// HelloMinLen is the smallest HELLO datagram: padded so that the COOKIE
 	// (CookieMsgLen) or REFUSED an edge answers with is never larger.
 	HelloMinLen = 64
@@ -35,7 +42,7 @@ const (
 	ReasonEdgeFull       Reason = 3 // the edge's subscriber limit is reached
 	ReasonAddressLimit   Reason = 4 // too many subscriptions from this address
 	ReasonShuttingDown   Reason = 5 // the edge is stopping: try another
-	ReasonUnknownSession Reason = 6 // KEEPALIVE/LEAVE for no live session: SUBSCRIBE again
+	ReasonUnknownSession Reason = 6 // KEEPALIVE for no live session: SUBSCRIBE again
 )
 
 func (r Reason) String() string {
@@ -199,7 +206,7 @@ func (m *Subscribe) Len() int { return HeaderLen + subscribeFixed + 4*len(m.Stre
 
 // Encode writes m into b and returns the number of bytes written.
 func (m *Subscribe) Encode(b []byte) (int, error) {
-	if len(m.Streams) < 1 || len(m.Streams) > MaxStreams {
+	if len(m.Streams) < 1 || len(m.Streams) > MaxStreams || m.CatchUp > MaxCatchUp {
 		return 0, ErrInconsistent
 	}
 	n := subscribeFixed + 4*len(m.Streams)
@@ -231,6 +238,9 @@ func (m *Subscribe) Decode(b []byte) error {
 	copy(m.Nonce[:], p)
 	copy(m.Cookie[:], p[8:])
 	m.CatchUp = p[33]
+	if m.CatchUp > MaxCatchUp {
+		return ErrInconsistent
+	}
 	m.Streams, err = getStreams(m.Streams, p[36:], int(p[32]))
 	return err
 }
@@ -253,7 +263,7 @@ func (m *Subscribed) Len() int { return HeaderLen + subscribedFixed + 4*len(m.St
 
 // Encode writes m into b and returns the number of bytes written.
 func (m *Subscribed) Encode(b []byte) (int, error) {
-	if len(m.Streams) < 1 || len(m.Streams) > MaxStreams {
+	if len(m.Streams) < 1 || len(m.Streams) > MaxStreams || m.KeepaliveMs == 0 || m.ExpiryMs < m.KeepaliveMs {
 		return 0, ErrInconsistent
 	}
 	n := subscribedFixed + 4*len(m.Streams)
