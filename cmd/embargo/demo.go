@@ -240,7 +240,7 @@ func (d *demo) period(ctx context.Context, period uint64, releaseAt, presentAt i
 			return periodResult{}, err
 		}
 	}
-	line := fmt.Sprintf("%s; RELEASE sent at releaseAt%+v by the clock's earliest bound, %d/%d copies arrived", head, late, arrived, d.repeat)
+	line := fmt.Sprintf("%s; RELEASE sent at releaseAt+%v by the clock's earliest bound, %d/%d copies arrived", head, late, arrived, d.repeat)
 	if opened == nil {
 		return periodResult{line: line + ", key NOT delivered"}, nil
 	}
