@@ -1,7 +1,6 @@
 package ptp
 
 import (
-	"fmt"
 	"math"
 	"sync/atomic"
 	"time"
@@ -96,7 +95,7 @@ type phcConfig struct {
 	maxHoldover time.Duration
 	sync        SyncSource
 	syncedNote  string
-	err         error
+	optionErr
 }
 
 // PHCOption configures NewPHC.
@@ -106,9 +105,7 @@ type PHCOption func(*phcConfig)
 // (default DefaultErrorBudget).
 func WithErrorBudget(d time.Duration) PHCOption {
 	return func(c *phcConfig) {
-		if d < 0 {
-			c.setErr(fmt.Errorf("%w: negative error budget %v", ErrInvalidOption, d))
-		}
+		c.nonNegative("error budget", d)
 		c.budget = d
 	}
 }
@@ -118,7 +115,7 @@ func WithErrorBudget(d time.Duration) PHCOption {
 func WithHoldoverDrift(ppm float64) PHCOption {
 	return func(c *phcConfig) {
 		if !(ppm >= 0 && ppm <= 1e6) { // also rejects NaN
-			c.setErr(fmt.Errorf("%w: holdover drift %v ppm", ErrInvalidOption, ppm))
+			c.invalid("holdover drift %v ppm", ppm)
 		}
 		c.driftPPM = ppm
 	}
@@ -129,9 +126,7 @@ func WithHoldoverDrift(ppm float64) PHCOption {
 // unsynchronized.
 func WithMaxHoldover(d time.Duration) PHCOption {
 	return func(c *phcConfig) {
-		if d < 0 {
-			c.setErr(fmt.Errorf("%w: negative max holdover %v", ErrInvalidOption, d))
-		}
+		c.nonNegative("max holdover", d)
 		c.maxHoldover = d
 	}
 }
@@ -141,16 +136,10 @@ func WithMaxHoldover(d time.Duration) PHCOption {
 func WithSyncSource(s SyncSource) PHCOption {
 	return func(c *phcConfig) {
 		if s == nil {
-			c.setErr(fmt.Errorf("%w: nil SyncSource", ErrInvalidOption))
+			c.invalid("nil SyncSource")
 			return
 		}
 		c.sync = s
-	}
-}
-
-func (c *phcConfig) setErr(err error) {
-	if c.err == nil {
-		c.err = err
 	}
 }
 

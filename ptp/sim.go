@@ -36,7 +36,7 @@ type simConfig struct {
 	base      time.Duration
 	growthPPM float64
 	events    []simEvent
-	err       error
+	optionErr
 }
 
 // SimOption configures NewSim.
@@ -47,7 +47,7 @@ type SimOption func(*simConfig)
 func WithTrueTime(now func() int64) SimOption {
 	return func(c *simConfig) {
 		if now == nil {
-			c.setErr(fmt.Errorf("%w: nil true-time source", ErrInvalidOption))
+			c.invalid("nil true-time source")
 			return
 		}
 		c.trueNow = now
@@ -64,7 +64,7 @@ func WithOffset(d time.Duration) SimOption {
 func WithDrift(ppm float64) SimOption {
 	return func(c *simConfig) {
 		if math.IsNaN(ppm) || math.Abs(ppm) > 1e6 {
-			c.setErr(fmt.Errorf("%w: drift %v ppm", ErrInvalidOption, ppm))
+			c.invalid("drift %v ppm", ppm)
 		}
 		c.driftPPM = ppm
 	}
@@ -80,9 +80,7 @@ func WithStep(at int64, by time.Duration) SimOption {
 // from a PRNG seeded with seed so that runs repeat.
 func WithJitter(max time.Duration, seed uint64) SimOption {
 	return func(c *simConfig) {
-		if max < 0 {
-			c.setErr(fmt.Errorf("%w: negative jitter %v", ErrInvalidOption, max))
-		}
+		c.nonNegative("jitter", max)
 		c.jitter, c.seed = max, seed
 	}
 }
@@ -94,7 +92,7 @@ func WithJitter(max time.Duration, seed uint64) SimOption {
 func WithUncertainty(base time.Duration, growthPPM float64) SimOption {
 	return func(c *simConfig) {
 		if base < 0 || !(growthPPM >= 0 && growthPPM <= 1e6) {
-			c.setErr(fmt.Errorf("%w: uncertainty %v + %v ppm", ErrInvalidOption, base, growthPPM))
+			c.invalid("uncertainty %v + %v ppm", base, growthPPM)
 		}
 		c.base, c.growthPPM = base, growthPPM
 	}
@@ -105,12 +103,6 @@ func WithUncertainty(base time.Duration, growthPPM float64) SimOption {
 // the past to start in another state.
 func WithStateAt(at int64, s State, reason string) SimOption {
 	return func(c *simConfig) { c.events = append(c.events, simEvent{at: at, state: s, reason: reason}) }
-}
-
-func (c *simConfig) setErr(err error) {
-	if c.err == nil {
-		c.err = err
-	}
 }
 
 // Sim is a deterministic simulated clock for tests of skew and clock faults.

@@ -55,7 +55,7 @@ type systemConfig struct {
 	assume      bool
 	assumeBound time.Duration
 	interval    time.Duration
-	err         error
+	optionErr
 }
 
 // SystemOption configures NewSystem.
@@ -66,9 +66,7 @@ type SystemOption func(*systemConfig)
 // The default is 0.
 func WithErrorFloor(d time.Duration) SystemOption {
 	return func(c *systemConfig) {
-		if d < 0 {
-			c.setErr(fmt.Errorf("%w: negative error floor %v", ErrInvalidOption, d))
-		}
+		c.nonNegative("error floor", d)
 		c.floor = d
 	}
 }
@@ -78,9 +76,7 @@ func WithErrorFloor(d time.Duration) SystemOption {
 // when the fallback is in use.
 func WithTAIFallback(o TAIOffset) SystemOption {
 	return func(c *systemConfig) {
-		if o < 0 {
-			c.setErr(fmt.Errorf("%w: negative TAI offset %v", ErrInvalidOption, time.Duration(o)))
-		}
+		c.nonNegative("TAI offset", time.Duration(o))
 		c.taiFallback = o
 	}
 }
@@ -93,9 +89,7 @@ func WithTAIFallback(o TAIOffset) SystemOption {
 // if the assumption is wrong, releases can be early.
 func WithAssumeSynchronized(bound time.Duration) SystemOption {
 	return func(c *systemConfig) {
-		if bound < 0 {
-			c.setErr(fmt.Errorf("%w: negative assumed bound %v", ErrInvalidOption, bound))
-		}
+		c.nonNegative("assumed bound", bound)
 		c.assume, c.assumeBound = true, bound
 	}
 }
@@ -105,16 +99,8 @@ func WithAssumeSynchronized(bound time.Duration) SystemOption {
 // kernel's 500 ppm over the reuse age either way.
 func WithAdjtimexInterval(d time.Duration) SystemOption {
 	return func(c *systemConfig) {
-		if d < 0 {
-			c.setErr(fmt.Errorf("%w: negative adjtimex interval %v", ErrInvalidOption, d))
-		}
+		c.nonNegative("adjtimex interval", d)
 		c.interval = d
-	}
-}
-
-func (c *systemConfig) setErr(err error) {
-	if c.err == nil {
-		c.err = err
 	}
 }
 
