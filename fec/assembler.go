@@ -1,9 +1,7 @@
 package fec
 
 import (
-	"crypto/sha256"
 	"fmt"
-	"hash"
 
 	"github.com/klauspost/reedsolomon"
 
@@ -107,7 +105,7 @@ type Assembler struct {
 	doneLog []periodKey // ring of remembered completions
 	doneAt  int
 	coders  map[[2]int]reedsolomon.Encoder
-	hasher  hash.Hash
+	leaves  *leafHasher
 	stats   Stats
 }
 
@@ -124,7 +122,7 @@ func NewAssembler(v RootVerifier, opts ...Option) *Assembler {
 		periods:        make(map[periodKey]*pending),
 		done:           make(map[periodKey]struct{}),
 		coders:         make(map[[2]int]reedsolomon.Encoder),
-		hasher:         sha256.New(),
+		leaves:         newLeafHasher(),
 	}
 	for _, o := range opts {
 		o(a)
@@ -168,7 +166,7 @@ func (a *Assembler) Add(s *wire.Shard) ([]byte, error) {
 		return nil, ErrTooLarge
 	}
 	// The proof is cheap: check it before paying for a signature.
-	if !verifyProof(&s.Root, int(s.Index), leafHash(a.hasher, s.Data), s.Proof) {
+	if !verifyProof(&s.Root, int(s.Index), a.leaves.leaf(s.Data), s.Proof) {
 		return nil, ErrBadProof
 	}
 	p := a.periods[key]

@@ -1,7 +1,6 @@
 package fec
 
 import (
-	"crypto/sha256"
 	"errors"
 	"fmt"
 
@@ -121,10 +120,10 @@ func Encode(body []byte, g Geometry) (*Set, error) {
 	if err := enc.Encode(shards); err != nil {
 		return nil, fmt.Errorf("fec: encode: %w", err)
 	}
-	h := sha256.New()
+	h := newLeafHasher()
 	leaves := make([]digest, len(shards))
 	for i, s := range shards {
-		leaves[i] = leafHash(h, s)
+		leaves[i] = h.leaf(s)
 	}
 	root, proofs := merkle(leaves)
 	return &Set{Geometry: g, Root: root, Shards: shards, Proofs: proofs}, nil

@@ -392,3 +392,22 @@ func TestEncodeRefusesMismatch(t *testing.T) {
 		t.Fatalf("empty data shard: %v", err)
 	}
 }
+
+// Carousels and several edges make most arriving shards duplicates: that
+// path (validate, proof check, duplicate) must not allocate.
+func TestDuplicateShardAllocatesNothing(t *testing.T) {
+	ds := datagrams(t, body(3000, 1), fec.Geometry{K: 4, M: 2, ShardSize: 750, BodyLen: 3000}, 1, 1)
+	a := fec.NewAssembler(ring())
+	s := decode(t, ds[2])
+	if _, err := a.Add(s); err != nil {
+		t.Fatal(err)
+	}
+	allocs := testing.AllocsPerRun(100, func() {
+		if _, err := a.Add(s); !errors.Is(err, fec.ErrDuplicate) {
+			t.Fatalf("re-offered shard: %v", err)
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("duplicate shard allocates %.1f times", allocs)
+	}
+}

@@ -13,13 +13,28 @@ import (
 
 type digest = [wire.HashLen]byte
 
-func leafHash(h hash.Hash, shard []byte) digest {
-	var d digest
-	h.Reset()
-	h.Write([]byte{0x00})
-	h.Write(shard)
-	h.Sum(d[:0])
-	return d
+// leafPrefix is the leaf domain byte, a package value so that hashing a
+// shard on the receive path allocates nothing.
+var leafPrefix = []byte{0x00}
+
+// leafHasher hashes shards into leaves with a reused hash state and sum
+// buffer: anything passed through hash.Hash escapes, so per-call buffers
+// would allocate for every shard received.
+type leafHasher struct {
+	h   hash.Hash
+	sum []byte
+}
+
+func newLeafHasher() *leafHasher {
+	return &leafHasher{h: sha256.New(), sum: make([]byte, 0, sha256.Size)}
+}
+
+func (l *leafHasher) leaf(shard []byte) digest {
+	l.h.Reset()
+	l.h.Write(leafPrefix)
+	l.h.Write(shard)
+	l.sum = l.h.Sum(l.sum[:0])
+	return digest(l.sum)
 }
 
 func nodeHash(left, right *digest) digest {
