@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"reflect"
@@ -21,7 +22,7 @@ func TestRoundTrip(t *testing.T) {
 			if !reflect.DeepEqual(got, s.value) {
 				t.Fatalf("round trip:\n got %+v\nwant %+v", got, s.value)
 			}
-			if again := encodeAll(got); !equalBytes(again, b) {
+			if again := encodeAll(got); !bytes.Equal(again, b) {
 				t.Fatalf("re-encoding differs")
 			}
 		})
