@@ -104,7 +104,10 @@ func demoClock(stdout io.Writer) (ptp.Clock, error) {
 		return nil, err
 	}
 	r, err := c.Now()
-	if err == nil && r.State == ptp.StateSynchronized {
+	if err != nil {
+		return nil, fmt.Errorf("read system clock: %w", err)
+	}
+	if r.State == ptp.StateSynchronized {
 		fmt.Fprintf(stdout, "clock: system clock, synchronized, ±%v\n", r.Uncertainty())
 		return c, nil
 	}
