@@ -11,4 +11,5 @@ require (
 require (
 	github.com/klauspost/cpuid/v2 v2.3.0 // indirect
 	github.com/sirupsen/logrus v1.9.1 // indirect
+	golang.org/x/net v0.62.0 // indirect
 )

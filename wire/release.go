@@ -65,3 +65,19 @@ func (r *Release) Decode(b []byte) error {
 	r.EdgeID = binary.BigEndian.Uint32(p[48:])
 	return nil
 }
+
+// SetSentAt overwrites the sentAt field of an encoded RELEASE in place, so
+// that an edge can build the datagram before the instant and stamp it with
+// one store at send time.
+func SetSentAt(b []byte, sentAt int64) error {
+	if len(b) != ReleaseLen || sentAt < 0 {
+		return ErrInconsistent
+	}
+	if h, err := Peek(b); err != nil {
+		return err
+	} else if h.Type != TypeRelease {
+		return ErrWrongType
+	}
+	putTime(b[HeaderLen+40:], sentAt)
+	return nil
+}

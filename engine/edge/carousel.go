@@ -1,0 +1,89 @@
+package edge
+
+import (
+	"context"
+	"time"
+)
+
+// quietBefore is how long before a release the carousel holds its rounds,
+// so that a burst of ANNOUNCE datagrams (cloned to every local socket, on a
+// busy host) is never in the socket's way at the instant.
+const quietBefore = 50 * time.Millisecond
+
+// carousel sends each pending period's ANNOUNCE datagrams Rounds times,
+// evenly spread from its announce time to its releaseAt.
+func (e *Edge) carousel(ctx context.Context) {
+	for ctx.Err() == nil {
+		r, err := e.cfg.Clock.Now()
+		if err != nil {
+			e.idle(ctx, e.wakeCarousel, e.cfg.Retry)
+			continue
+		}
+		next := e.sendRounds(r.Mid())
+		e.idle(ctx, e.wakeCarousel, min(time.Duration(next-r.Mid()), time.Second))
+	}
+}
+
+// roundAt is when round i of p is due: the rounds are spread evenly from
+// its announce time to quietBefore ahead of its release.
+func (e *Edge) roundAt(p *entry, i int) int64 {
+	span := max(p.b.ReleaseAt-int64(quietBefore)-p.announce, 0)
+	return p.announce + span*int64(i)/int64(e.cfg.Rounds)
+}
+
+// sendRounds sends the rounds due at now and returns when the next is due
+// (at most a second ahead). A round waits while another period's release,
+// due before the round's own, is near or under way; a period's own rounds
+// end before its quiet time, or (a late bundle) go out at once.
+func (e *Edge) sendRounds(now int64) int64 {
+	next := now + int64(time.Second)
+	if e.releasing.Load() {
+		return now + int64(e.cfg.Spacing)
+	}
+	var batch [][]byte
+	rounds := 0
+	e.mu.Lock()
+	quiet := int64(-1) // the releaseAt of a pending release near now
+	for _, p := range e.pending {
+		// A release long overdue (held by the clock) quiets nothing.
+		if at := p.b.ReleaseAt; at-int64(quietBefore) <= now && now <= at+int64(quietBefore) && (quiet < 0 || at < quiet) {
+			quiet = at
+		}
+	}
+	for _, p := range e.pending {
+		if p.round >= e.cfg.Rounds {
+			continue
+		}
+		if at := e.roundAt(p, p.round); at > now {
+			next = min(next, at)
+			continue
+		}
+		if quiet >= 0 && quiet < p.b.ReleaseAt {
+			next = min(next, quiet+int64(e.cfg.Spacing))
+			continue
+		}
+		batch = append(batch, p.b.Shards...)
+		rounds++
+		// Rounds missed (a stall, or a late bundle) collapse into this one.
+		for p.round < e.cfg.Rounds && e.roundAt(p, p.round) <= now {
+			p.round++
+		}
+		if p.round < e.cfg.Rounds {
+			next = min(next, e.roundAt(p, p.round))
+		}
+	}
+	e.mu.Unlock()
+	if len(batch) == 0 {
+		return next
+	}
+	e.stats.rounds.Add(uint64(rounds))
+	for i, s := range e.cfg.Senders {
+		n, err := s.Send(batch)
+		e.stats.shards.Add(uint64(n))
+		if err != nil {
+			e.stats.sendErrs.Add(1)
+			e.log.Error("send announce", "sender", i, "sent", n, "of", len(batch), "err", err)
+		}
+	}
+	return next
+}

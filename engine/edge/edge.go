@@ -1,0 +1,278 @@
+package edge
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/embargo-live/embargo/engine/bundle"
+	"github.com/embargo-live/embargo/ptp"
+	"github.com/embargo-live/embargo/seal"
+	"github.com/embargo-live/embargo/wire"
+)
+
+var (
+	// ErrDuplicate: the period's bundle is already held or released.
+	ErrDuplicate = errors.New("edge: duplicate bundle")
+	// ErrConflict: a different bundle for the same period is already held
+	// or released; the first one stands.
+	ErrConflict = errors.New("edge: conflicting bundle")
+	// ErrBusy: the edge holds Config.MaxPending unreleased bundles.
+	ErrBusy = errors.New("edge: too many pending bundles")
+	// ErrStale: the period is older than the released periods kept.
+	ErrStale = errors.New("edge: stale bundle")
+	// ErrConfig: the configuration cannot work.
+	ErrConfig = errors.New("edge: invalid config")
+	// ErrRunning: Run was called twice.
+	ErrRunning = errors.New("edge: already running")
+)
+
+// Sender is one destination of the edge's datagrams, such as a multicast
+// group on an interface.
+type Sender interface {
+	// Send writes every datagram once, in order, and returns how many were
+	// sent; a short count comes with the error that stopped it. The
+	// carousel and the release loop may call it concurrently.
+	Send(datagrams [][]byte) (int, error)
+}
+
+// Defaults for Config.
+const (
+	DefaultLead     = 2 * time.Second
+	DefaultRounds   = 4
+	DefaultRepeat   = 3
+	DefaultSpacing  = 2 * time.Millisecond
+	DefaultKeep     = wire.MaxCatchUp
+	DefaultPending  = 1024
+	DefaultRetry    = 50 * time.Millisecond
+	defaultWakeHead = 20 * time.Millisecond
+)
+
+// Config configures an Edge. Clock, Trusted and at least one Sender are
+// required; zero values of the rest take the defaults above.
+type Config struct {
+	ID      uint32        // the edge id stamped on RELEASEs
+	Clock   ptp.Clock     // releases wait on its earliest possible time
+	Trusted *seal.KeyRing // origin keys that bundles must be signed by
+	Senders []Sender
+
+	Lead    time.Duration // the carousel starts this long before releaseAt
+	Rounds  int           // carousel rounds, spread evenly over the lead
+	Repeat  int           // copies of each RELEASE
+	Spacing time.Duration // between RELEASE copies
+	Keep    int           // released periods kept per stream for catch-up
+	// MaxPending bounds the bundles held before their release.
+	MaxPending int
+	// Retry is how often a release held by an unsynchronized clock looks
+	// at the clock again.
+	Retry  time.Duration
+	Waiter ptp.Waiter
+	Logger *slog.Logger
+	// OnRelease, if set, is called after each release's copies are sent,
+	// from the release goroutine: it must return quickly.
+	OnRelease func(Report)
+}
+
+// Report describes one release as sent.
+type Report struct {
+	Stream    uint32
+	Period    uint64
+	ReleaseAt int64         // TAI ns
+	Lateness  time.Duration // first copy: clock's earliest time at send − releaseAt, ≥ 0
+	Held      int           // times the release was held by an unsynchronized clock
+	Copies    int           // copies sent to every sender without error
+}
+
+// Stats are the edge's counters since New.
+type Stats struct {
+	BundlesAccepted uint64
+	BundlesRefused  uint64
+	Pending         int // bundles held, not yet released
+	Rounds          uint64
+	ShardsSent      uint64
+	Released        uint64 // periods released
+	ReleaseCopies   uint64 // RELEASE datagrams sent, all senders
+	Holds           uint64 // clock reads that held a due release
+	SendErrors      uint64
+	MaxLateness     time.Duration
+}
+
+// Edge is a release engine. Its methods are safe for concurrent use.
+type Edge struct {
+	cfg     Config
+	log     *slog.Logger
+	running atomic.Bool
+	// releasing is set while RELEASE copies go out; the carousel waits.
+	releasing atomic.Bool
+	// A bundle arrived: the release and carousel loops re-plan.
+	wakeRelease, wakeCarousel chan struct{}
+
+	mu       sync.Mutex
+	pending  map[key]*entry
+	released map[uint32]*history
+
+	stats struct {
+		accepted, refused, rounds, shards, released, copies, holds, sendErrs atomic.Uint64
+		maxLate                                                              atomic.Int64
+	}
+}
+
+type key struct {
+	stream uint32
+	period uint64
+}
+
+// entry is one held bundle and the state of its carousel and release.
+type entry struct {
+	b        *bundle.Bundle
+	release  []byte // the RELEASE datagram, built at Add
+	announce int64  // when the carousel starts (TAI ns)
+	round    int    // carousel rounds sent
+	held     int    // clock reads that held it
+}
+
+// New checks cfg and returns an idle Edge; Run starts it.
+func New(cfg Config) (*Edge, error) {
+	switch {
+	case cfg.Clock == nil:
+		return nil, fmt.Errorf("%w: no clock", ErrConfig)
+	case cfg.Trusted == nil:
+		return nil, fmt.Errorf("%w: no trusted origin keys", ErrConfig)
+	case len(cfg.Senders) == 0:
+		return nil, fmt.Errorf("%w: no senders", ErrConfig)
+	case cfg.Lead < 0 || cfg.Rounds < 0 || cfg.Repeat < 0 || cfg.Spacing < 0 || cfg.Keep < 0 || cfg.MaxPending < 0 || cfg.Retry < 0:
+		return nil, fmt.Errorf("%w: negative setting", ErrConfig)
+	}
+	cfg.Lead = or(cfg.Lead, DefaultLead)
+	cfg.Rounds = or(cfg.Rounds, DefaultRounds)
+	cfg.Repeat = or(cfg.Repeat, DefaultRepeat)
+	cfg.Spacing = or(cfg.Spacing, DefaultSpacing)
+	cfg.Keep = or(cfg.Keep, DefaultKeep)
+	cfg.MaxPending = or(cfg.MaxPending, DefaultPending)
+	cfg.Retry = or(cfg.Retry, DefaultRetry)
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Edge{
+		cfg:          cfg,
+		log:          log.With("edge", cfg.ID),
+		wakeRelease:  make(chan struct{}, 1),
+		wakeCarousel: make(chan struct{}, 1),
+		pending:      make(map[key]*entry),
+		released:     make(map[uint32]*history),
+	}, nil
+}
+
+func or[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
+}
+
+// Add verifies b against the trusted origin keys (bundle.Open) and holds it
+// for carousel and release. A bundle whose releaseAt has passed is released
+// as soon as the clock allows: late beats never.
+func (e *Edge) Add(b *bundle.Bundle) error {
+	err := e.add(b)
+	if err != nil {
+		e.stats.refused.Add(1)
+		return err
+	}
+	e.stats.accepted.Add(1)
+	e.kick()
+	return nil
+}
+
+func (e *Edge) add(b *bundle.Bundle) error {
+	if _, err := bundle.Open(b, e.cfg.Trusted); err != nil {
+		return err
+	}
+	rel := wire.Release{
+		Header:    wire.Header{Stream: b.Stream, Period: b.Period},
+		RK:        b.RK,
+		ReleaseAt: b.ReleaseAt,
+		SentAt:    b.ReleaseAt,
+		EdgeID:    e.cfg.ID,
+	}
+	dg := make([]byte, wire.ReleaseLen)
+	if _, err := rel.Encode(dg); err != nil {
+		return err
+	}
+	k := key{b.Stream, b.Period}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if old := e.find(k); old != nil {
+		if sameBundle(old, b) {
+			return ErrDuplicate
+		}
+		return ErrConflict
+	}
+	if h := e.released[b.Stream]; h != nil && h.full(e.cfg.Keep) && b.Period < h.oldest() {
+		return ErrStale
+	}
+	if len(e.pending) >= e.cfg.MaxPending {
+		return ErrBusy
+	}
+	e.pending[k] = &entry{b: b, release: dg, announce: e.announceAt(b.ReleaseAt)}
+	return nil
+}
+
+// find returns the bundle held or released for k. e.mu is held.
+func (e *Edge) find(k key) *bundle.Bundle {
+	if p := e.pending[k]; p != nil {
+		return p.b
+	}
+	if h := e.released[k.stream]; h != nil {
+		if r := h.get(k.period); r != nil {
+			return r.Bundle
+		}
+	}
+	return nil
+}
+
+func sameBundle(a, b *bundle.Bundle) bool {
+	if a.RK != b.RK || a.ReleaseAt != b.ReleaseAt || a.PresentAt != b.PresentAt || len(a.Shards) != len(b.Shards) {
+		return false
+	}
+	for i := range a.Shards {
+		if !bytes.Equal(a.Shards[i], b.Shards[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func (e *Edge) kick() {
+	for _, c := range []chan struct{}{e.wakeRelease, e.wakeCarousel} {
+		select {
+		case c <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Stats returns a snapshot of the counters.
+func (e *Edge) Stats() Stats {
+	e.mu.Lock()
+	pending := len(e.pending)
+	e.mu.Unlock()
+	return Stats{
+		BundlesAccepted: e.stats.accepted.Load(),
+		BundlesRefused:  e.stats.refused.Load(),
+		Pending:         pending,
+		Rounds:          e.stats.rounds.Load(),
+		ShardsSent:      e.stats.shards.Load(),
+		Released:        e.stats.released.Load(),
+		ReleaseCopies:   e.stats.copies.Load(),
+		Holds:           e.stats.holds.Load(),
+		SendErrors:      e.stats.sendErrs.Load(),
+		MaxLateness:     time.Duration(e.stats.maxLate.Load()),
+	}
+}

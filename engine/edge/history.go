@@ -1,0 +1,60 @@
+package edge
+
+import (
+	"slices"
+
+	"github.com/embargo-live/embargo/engine/bundle"
+)
+
+// Released is a period the edge has released: what catch-up replays. It
+// is immutable once published.
+type Released struct {
+	*bundle.Bundle
+	// Release is the RELEASE datagram as first sent.
+	Release []byte
+	// SentAt is its send time by the clock's earliest bound (TAI ns).
+	SentAt int64
+}
+
+// history is one stream's released periods, oldest first.
+type history struct{ items []*Released }
+
+func (h *history) add(r *Released, keep int) {
+	i, _ := slices.BinarySearchFunc(h.items, r.Period, func(x *Released, p uint64) int {
+		switch {
+		case x.Period < p:
+			return -1
+		case x.Period > p:
+			return 1
+		}
+		return 0
+	})
+	h.items = slices.Insert(h.items, i, r)
+	if over := len(h.items) - keep; over > 0 {
+		h.items = slices.Delete(h.items, 0, over)
+	}
+}
+
+func (h *history) get(period uint64) *Released {
+	for _, r := range h.items {
+		if r.Period == period {
+			return r
+		}
+	}
+	return nil
+}
+
+func (h *history) full(keep int) bool { return len(h.items) >= keep }
+
+func (h *history) oldest() uint64 { return h.items[0].Period }
+
+// Released returns the stream's released periods still kept, oldest first:
+// at most Config.Keep, and only periods whose RELEASE has been sent.
+func (e *Edge) Released(stream uint32) []*Released {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if h := e.released[stream]; h != nil {
+		return slices.Clone(h.items)
+	}
+	return nil
+}

@@ -1,0 +1,233 @@
+package edge
+
+import (
+	"context"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/embargo-live/embargo/ptp"
+	"github.com/embargo-live/embargo/wire"
+)
+
+// Run carousels and releases until ctx ends, then returns ctx's error. It
+// may be called once.
+func (e *Edge) Run(ctx context.Context) error {
+	if !e.running.CompareAndSwap(false, true) {
+		return ErrRunning
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() { e.carousel(ctx) })
+	e.releaseLoop(ctx)
+	wg.Wait()
+	return ctx.Err()
+}
+
+// announceAt is when the carousel of a period released at releaseAt
+// starts: Lead before it, or now if the bundle arrived later than that.
+func (e *Edge) announceAt(releaseAt int64) int64 {
+	at := releaseAt - int64(e.cfg.Lead)
+	if r, err := e.cfg.Clock.Now(); err == nil {
+		at = max(at, r.Mid())
+	}
+	return at
+}
+
+// releaseLoop sleeps until the earliest pending releaseAt is near, then
+// commit-waits on the clock and sends every release that is due.
+func (e *Edge) releaseLoop(ctx context.Context) {
+	for ctx.Err() == nil {
+		at, ok := e.nextRelease()
+		if !ok {
+			e.idle(ctx, e.wakeRelease, time.Hour)
+			continue
+		}
+		// Sleep coarsely while far from the instant, so that a new bundle
+		// with an earlier releaseAt is noticed.
+		if r, err := e.cfg.Clock.Now(); err == nil && r.State != ptp.StateUnsynchronized {
+			if far := time.Duration(at-r.Earliest) - defaultWakeHead; far > 0 {
+				e.idle(ctx, e.wakeRelease, min(far, time.Second))
+				continue
+			}
+		}
+		late, err := e.cfg.Waiter.WaitUntil(ctx, e.cfg.Clock, at)
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			e.hold(at, err)
+			e.idle(ctx, nil, e.cfg.Retry)
+			continue
+		}
+		e.release(ctx, e.takeDue(at+int64(late)), at+int64(late))
+	}
+}
+
+// idle waits for d, ctx's end or a wake-up on c (nil: none).
+func (e *Edge) idle(ctx context.Context, c <-chan struct{}, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-c:
+	case <-t.C:
+	}
+}
+
+func (e *Edge) nextRelease() (int64, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var at int64
+	found := false
+	for _, p := range e.pending {
+		if !found || p.b.ReleaseAt < at {
+			at, found = p.b.ReleaseAt, true
+		}
+	}
+	return at, found
+}
+
+// hold records that the releases due at or before at wait for the clock.
+func (e *Edge) hold(at int64, why error) {
+	e.stats.holds.Add(1)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, p := range e.pending {
+		if p.b.ReleaseAt > at {
+			continue
+		}
+		p.held++
+		// Loud but bounded: the first hold, then about once a minute.
+		if p.held == 1 || p.held%int(time.Minute/e.cfg.Retry+1) == 0 {
+			e.log.Warn("holding release: clock cannot prove releaseAt has passed",
+				"stream", p.b.Stream, "period", p.b.Period, "holds", p.held, "reason", why)
+		}
+	}
+}
+
+// takeDue removes and returns the pending periods whose releaseAt is at or
+// before earliest, the clock's earliest possible time, in release order.
+func (e *Edge) takeDue(earliest int64) []*entry {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var due []*entry
+	for k, p := range e.pending {
+		if p.b.ReleaseAt <= earliest {
+			due = append(due, p)
+			delete(e.pending, k)
+		}
+	}
+	slices.SortFunc(due, func(a, b *entry) int {
+		if a.b.ReleaseAt != b.b.ReleaseAt {
+			return cmpInt(a.b.ReleaseAt, b.b.ReleaseAt)
+		}
+		if a.b.Stream != b.b.Stream {
+			return cmpInt(a.b.Stream, b.b.Stream)
+		}
+		return cmpInt(a.b.Period, b.b.Period)
+	})
+	return due
+}
+
+func cmpInt[T int64 | uint32 | uint64](a, b T) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// release sends Repeat copies of each due RELEASE to every sender, the
+// first at once, then publishes the periods for catch-up. earliest is the
+// clock's earliest possible time, already at or past every releaseAt.
+func (e *Edge) release(ctx context.Context, due []*entry, earliest int64) {
+	if len(due) == 0 {
+		return
+	}
+	e.releasing.Store(true)
+	defer e.releasing.Store(false)
+	dgs := make([][]byte, len(due))
+	for i, p := range due {
+		dgs[i] = p.release
+	}
+	stamp(dgs, earliest)
+	first := make([][]byte, len(dgs))
+	copies := 0
+	for c := range e.cfg.Repeat {
+		if c > 0 {
+			e.idle(ctx, nil, e.cfg.Spacing)
+			if ctx.Err() != nil {
+				break
+			}
+			if r, err := e.cfg.Clock.Now(); err == nil {
+				stamp(dgs, max(r.Earliest, earliest))
+			}
+		}
+		if e.sendAll(dgs) {
+			copies++
+		}
+		if c == 0 {
+			for i, d := range dgs {
+				first[i] = slices.Clone(d)
+			}
+		}
+	}
+	e.publish(due, first, earliest, copies)
+}
+
+func stamp(dgs [][]byte, at int64) {
+	for _, d := range dgs {
+		// Cannot fail: every datagram is a RELEASE built by add.
+		_ = wire.SetSentAt(d, at)
+	}
+}
+
+// sendAll sends dgs to every sender and reports whether all took them all.
+func (e *Edge) sendAll(dgs [][]byte) bool {
+	ok := true
+	for i, s := range e.cfg.Senders {
+		n, err := s.Send(dgs)
+		e.stats.copies.Add(uint64(n))
+		if err != nil {
+			ok = false
+			e.stats.sendErrs.Add(1)
+			e.log.Error("send release", "sender", i, "sent", n, "of", len(dgs), "err", err)
+		}
+	}
+	return ok
+}
+
+func (e *Edge) publish(due []*entry, first [][]byte, earliest int64, copies int) {
+	e.mu.Lock()
+	for i, p := range due {
+		h := e.released[p.b.Stream]
+		if h == nil {
+			h = &history{}
+			e.released[p.b.Stream] = h
+		}
+		h.add(&Released{Bundle: p.b, Release: first[i], SentAt: earliest}, e.cfg.Keep)
+	}
+	e.mu.Unlock()
+	for _, p := range due {
+		late := time.Duration(earliest - p.b.ReleaseAt)
+		e.stats.released.Add(1)
+		for {
+			m := e.stats.maxLate.Load()
+			if int64(late) <= m || e.stats.maxLate.CompareAndSwap(m, int64(late)) {
+				break
+			}
+		}
+		level := slog.LevelInfo
+		if p.held > 0 || copies < e.cfg.Repeat {
+			level = slog.LevelWarn
+		}
+		e.log.Log(context.Background(), level, "released",
+			"stream", p.b.Stream, "period", p.b.Period, "lateness", late, "held", p.held, "copies", copies)
+		if e.cfg.OnRelease != nil {
+			e.cfg.OnRelease(Report{Stream: p.b.Stream, Period: p.b.Period, ReleaseAt: p.b.ReleaseAt, Lateness: late, Held: p.held, Copies: copies})
+		}
+	}
+}

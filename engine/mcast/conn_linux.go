@@ -1,0 +1,227 @@
+package mcast
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"syscall"
+
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
+	"golang.org/x/sys/unix"
+)
+
+// batch is the x/net PacketConn surface both address families share.
+type batch interface {
+	ReadBatch(ms []ipv4.Message, flags int) (int, error)
+	WriteBatch(ms []ipv4.Message, flags int) (int, error)
+}
+
+// Sender sends datagrams to one group from one interface. It is safe for
+// concurrent use.
+type Sender struct {
+	group Group
+	conn  net.PacketConn
+	pc    batch
+	dst   *net.UDPAddr
+	pool  sync.Pool // *[]ipv4.Message
+}
+
+// NewSender opens a UDP socket pinned to g's interface with g's hop limit,
+// looping datagrams back to receivers on this host.
+func NewSender(g Group) (*Sender, error) {
+	if err := g.Check(); err != nil {
+		return nil, err
+	}
+	ifi, err := net.InterfaceByName(g.Ifname())
+	if err != nil {
+		return nil, fmt.Errorf("mcast: sender: %w", err)
+	}
+	network, laddr := "udp4", "0.0.0.0:0"
+	if g.Addr.Addr().Is6() {
+		network, laddr = "udp6", "[::]:0"
+	}
+	conn, err := net.ListenPacket(network, laddr)
+	if err != nil {
+		return nil, fmt.Errorf("mcast: sender: %w", err)
+	}
+	s := &Sender{group: g, conn: conn, dst: net.UDPAddrFromAddrPort(g.Addr)}
+	if g.Addr.Addr().Is4() {
+		p := ipv4.NewPacketConn(conn)
+		err = errors.Join(p.SetMulticastInterface(ifi), p.SetMulticastTTL(g.hops(ifi)), p.SetMulticastLoopback(true))
+		s.pc = p
+	} else {
+		p := ipv6.NewPacketConn(conn)
+		s.dst.Zone = ifi.Name
+		err = errors.Join(p.SetMulticastInterface(ifi), p.SetMulticastHopLimit(g.hops(ifi)), p.SetMulticastLoopback(true))
+		s.pc = p
+	}
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("mcast: sender on %s: %w", ifi.Name, err)
+	}
+	return s, nil
+}
+
+// Group is the destination s was opened for.
+func (s *Sender) Group() Group { return s.group }
+
+// Send writes each datagram once to the group with as few sendmmsg calls
+// as the kernel allows, and returns how many were sent.
+func (s *Sender) Send(dgs [][]byte) (int, error) {
+	mp, _ := s.pool.Get().(*[]ipv4.Message)
+	if mp == nil {
+		mp = new([]ipv4.Message)
+	}
+	defer s.pool.Put(mp)
+	ms := *mp
+	for len(ms) < len(dgs) {
+		ms = append(ms, ipv4.Message{Buffers: make([][]byte, 1)})
+	}
+	*mp = ms
+	ms = ms[:len(dgs)]
+	for i, d := range dgs {
+		ms[i].Buffers[0] = d
+		ms[i].Addr = s.dst
+	}
+	sent := 0
+	for sent < len(ms) {
+		n, err := s.pc.WriteBatch(ms[sent:], 0)
+		sent += n
+		if err != nil {
+			return sent, fmt.Errorf("mcast: send to %v: %w", s.group.Addr, err)
+		}
+		if n == 0 {
+			return sent, fmt.Errorf("mcast: send to %v: no progress", s.group.Addr)
+		}
+	}
+	return sent, nil
+}
+
+// Close closes the socket.
+func (s *Sender) Close() error { return s.conn.Close() }
+
+// Conn receives one group's datagrams on one interface.
+type Conn struct {
+	group Group
+	conn  net.PacketConn
+	pc    batch
+	ms    []ipv4.Message
+}
+
+// Listen joins g on its interface with a socket bound to the group's
+// address and port, so that it takes that group's datagrams only; any
+// number of sockets on a host may listen to one group.
+func Listen(g Group) (*Conn, error) {
+	if err := g.Check(); err != nil {
+		return nil, err
+	}
+	ifi, err := net.InterfaceByName(g.Ifname())
+	if err != nil {
+		return nil, fmt.Errorf("mcast: listen: %w", err)
+	}
+	network := "udp4"
+	bind := net.UDPAddrFromAddrPort(g.Addr)
+	if g.Addr.Addr().Is6() {
+		network, bind.Zone = "udp6", ifi.Name
+	}
+	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		err := rc.Control(func(fd uintptr) { serr = listenOptions(int(fd), g.Addr.Addr().Is4()) })
+		return errors.Join(err, serr)
+	}}
+	conn, err := lc.ListenPacket(context.Background(), network, bind.String())
+	if err != nil {
+		return nil, fmt.Errorf("mcast: listen %v: %w", g.Addr, err)
+	}
+	c := &Conn{group: g, conn: conn}
+	grp := &net.UDPAddr{IP: g.Addr.Addr().AsSlice()}
+	var src *net.UDPAddr
+	if g.Source.IsValid() {
+		src = &net.UDPAddr{IP: g.Source.AsSlice()}
+	}
+	if g.Addr.Addr().Is4() {
+		p := ipv4.NewPacketConn(conn)
+		if src != nil {
+			err = p.JoinSourceSpecificGroup(ifi, grp, src)
+		} else {
+			err = p.JoinGroup(ifi, grp)
+		}
+		c.pc = p
+	} else {
+		p := ipv6.NewPacketConn(conn)
+		if src != nil {
+			err = p.JoinSourceSpecificGroup(ifi, grp, src)
+		} else {
+			err = p.JoinGroup(ifi, grp)
+		}
+		c.pc = p
+	}
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("mcast: join %v on %s: %w", g, ifi.Name, err)
+	}
+	return c, nil
+}
+
+// listenOptions lets many sockets share the group's port, asks for
+// arrival stamps, and refuses datagrams of groups other sockets joined.
+func listenOptions(fd int, v4 bool) error {
+	err := errors.Join(
+		unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1),
+		unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1),
+	)
+	if v4 {
+		err = errors.Join(err, unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_MULTICAST_ALL, 0))
+	} else if e := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_MULTICAST_ALL, 0); e != nil && !errors.Is(e, unix.ENOPROTOOPT) {
+		err = errors.Join(err, e)
+	}
+	return err
+}
+
+// Group is the group c joined.
+func (c *Conn) Group() Group { return c.group }
+
+// oobLen fits one SCM_TIMESTAMPNS control message.
+var oobLen = unix.CmsgSpace(16)
+
+// ReadBatch blocks until at least one datagram arrives, then fills up to
+// len(ms) messages and returns how many. Each message needs its Buf set.
+// It must not be called concurrently on one Conn; after Close it returns an
+// error wrapping ErrClosed.
+func (c *Conn) ReadBatch(ms []Message) (int, error) {
+	if len(c.ms) < len(ms) {
+		c.ms = make([]ipv4.Message, len(ms))
+		for i := range c.ms {
+			c.ms[i].Buffers = make([][]byte, 1)
+		}
+	}
+	xs := c.ms[:len(ms)]
+	for i := range ms {
+		if len(ms[i].oob) < oobLen {
+			ms[i].oob = make([]byte, oobLen)
+		}
+		xs[i].Buffers[0] = ms[i].Buf
+		xs[i].OOB = ms[i].oob
+	}
+	n, err := c.pc.ReadBatch(xs, 0)
+	if err != nil {
+		return 0, fmt.Errorf("mcast: read %v: %w", c.group.Addr, err)
+	}
+	for i := range n {
+		m, x := &ms[i], &xs[i]
+		m.N, m.Truncated = x.N, x.Flags&unix.MSG_TRUNC != 0
+		m.Arrival, _ = ParseStamp(x.OOB[:x.NN])
+		m.From = netip.AddrPort{}
+		if ua, ok := x.Addr.(*net.UDPAddr); ok {
+			m.From = ua.AddrPort()
+		}
+	}
+	return n, nil
+}
+
+// Close leaves the group and closes the socket; a blocked ReadBatch returns.
+func (c *Conn) Close() error { return c.conn.Close() }

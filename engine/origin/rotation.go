@@ -1,0 +1,84 @@
+package origin
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/embargo-live/embargo/engine/bundle"
+	"github.com/embargo-live/embargo/ptp"
+	"github.com/embargo-live/embargo/seal"
+)
+
+// Rotation issues a bundle for every stream and period as the schedule
+// makes it due, with fresh content keys each time.
+type Rotation struct {
+	Origin   *Origin
+	Schedule Schedule
+	Streams  []uint32
+	Keys     int       // content keys per period; 0 means 1
+	Clock    ptp.Clock // its latest possible time decides what is due
+	Logger   *slog.Logger
+}
+
+// Issued is one period's bundle and the content keys inside it.
+type Issued struct {
+	Bundle *bundle.Bundle
+	Keys   []seal.ContentKey
+}
+
+// Run issues due periods to deliver until ctx ends, then returns ctx's
+// error; an error from deliver is logged and that period skipped. It never
+// issues a period whose release the clock says has passed: a late bundle
+// would be released late everywhere. Periods are issued in order, once.
+func (r *Rotation) Run(ctx context.Context, deliver func(Issued) error) error {
+	if err := r.Schedule.Check(); err != nil {
+		return err
+	}
+	if r.Origin == nil || r.Clock == nil || len(r.Streams) == 0 {
+		return fmt.Errorf("%w: rotation needs an origin, a clock and streams", ErrConfig)
+	}
+	log := r.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	var next uint64
+	started := false
+	tick := time.NewTicker(min(r.Schedule.Period/4, 100*time.Millisecond))
+	defer tick.Stop()
+	for {
+		if now, err := r.Clock.Now(); err != nil {
+			log.Warn("rotation: clock read failed", "err", err)
+		} else {
+			first, end := r.Schedule.Due(now.Latest)
+			if !started || next < first {
+				next, started = first, true
+			}
+			for ; next < end; next++ {
+				r.issue(next, deliver, log)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
+
+func (r *Rotation) issue(period uint64, deliver func(Issued) error, log *slog.Logger) {
+	at := r.Schedule.At(period)
+	for _, stream := range r.Streams {
+		keys, err := r.Origin.NewContentKeys(max(r.Keys, 1))
+		if err == nil {
+			var b *bundle.Bundle
+			if b, err = r.Origin.Keys(stream, period, at, keys); err == nil {
+				err = deliver(Issued{Bundle: b, Keys: keys})
+			}
+		}
+		if err != nil {
+			log.Error("rotation: period not issued", "stream", stream, "period", period, "err", err)
+		}
+	}
+}

@@ -1,0 +1,15 @@
+// Package receiver is the library device teams link to get each key
+// period's content keys (or opaque resource) at its release instant.
+//
+// A Receiver rebuilds ANNOUNCEs from Reed–Solomon shards, trusts a body
+// only with a configured origin's signature, and on a RELEASE checks the
+// secret against the body's commitment, opens the payload and unwraps the
+// content keys with the master key — then delivers one Event per period,
+// stamped with the kernel's arrival time of the first valid RELEASE. No
+// signature is checked at the release instant, only a hash.
+//
+// Datagrams may come from several edges and groups at once: duplicates are
+// expected and cost little. Everything malformed, forged, replayed or
+// unusable is dropped and counted by reason (Stats); nothing is delivered
+// that did not open the origin's commitment.
+package receiver

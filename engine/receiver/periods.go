@@ -1,0 +1,220 @@
+package receiver
+
+import (
+	"errors"
+	"net/netip"
+
+	"github.com/embargo-live/embargo/fec"
+	"github.com/embargo-live/embargo/seal"
+	"github.com/embargo-live/embargo/wire"
+)
+
+// onShard feeds one subscribed shard to the assembler and takes in the
+// body it completes.
+func (r *Receiver) onShard(s *wire.Shard) {
+	k := key{s.Stream, s.Period}
+	if _, ok := r.done[k]; ok {
+		r.drops.add(reasonDuplicate)
+		return
+	}
+	if r.tooOld(k) {
+		r.drops.add(reasonOld)
+		return
+	}
+	body, err := r.asm.Add(s)
+	if err != nil {
+		r.drops.add(assemblyReason(err))
+		return
+	}
+	if body != nil {
+		r.onBody(k, body)
+	}
+}
+
+func assemblyReason(err error) reason {
+	switch {
+	case errors.Is(err, fec.ErrDuplicate), errors.Is(err, fec.ErrComplete):
+		return reasonDuplicate
+	case errors.Is(err, fec.ErrBadProof):
+		return reasonBadProof
+	case errors.Is(err, fec.ErrForged):
+		return reasonForged
+	case errors.Is(err, fec.ErrConflict):
+		return reasonConflict
+	case errors.Is(err, fec.ErrStale):
+		return reasonOld
+	case errors.Is(err, fec.ErrBusy), errors.Is(err, fec.ErrTooLarge):
+		return reasonBusy
+	}
+	return reasonMalformed
+}
+
+// onBody checks a rebuilt body and holds it for its RELEASE, which may
+// already be waiting.
+func (r *Receiver) onBody(k key, body []byte) {
+	h := &held{body: body}
+	if err := h.b.Decode(body); err != nil || h.b.Stream != k.stream || h.b.Period != k.period {
+		r.drops.add(reasonBadBody)
+		return
+	}
+	if err := r.cfg.Trusted.VerifyAnnounce(body, &h.b); err != nil {
+		r.drops.add(reasonBadSignature)
+		return
+	}
+	if age := r.cfg.MaxAge; age > 0 && h.b.PresentAt < r.nowTAI()-int64(age) {
+		r.drops.add(reasonOld)
+		return
+	}
+	r.advance(k)
+	if len(r.bodies) >= maxBodies {
+		r.drops.add(reasonBusy)
+		return
+	}
+	r.bodies[k] = h
+	waiting := r.early[k]
+	delete(r.early, k)
+	r.earlyN -= len(waiting)
+	for _, e := range waiting {
+		if r.tryRelease(k, h, &e.rel, e.arrival, e.from) {
+			return
+		}
+	}
+}
+
+// onRelease opens the held body with the RELEASE's secret, or keeps the
+// RELEASE (bounded) until the body is rebuilt.
+func (r *Receiver) onRelease(rel *wire.Release, arrival int64, from netip.AddrPort) {
+	k := key{rel.Stream, rel.Period}
+	if _, ok := r.done[k]; ok {
+		r.drops.add(reasonDuplicate)
+		return
+	}
+	if r.tooOld(k) {
+		r.drops.add(reasonOld)
+		return
+	}
+	if h := r.bodies[k]; h != nil {
+		r.tryRelease(k, h, rel, arrival, from)
+		return
+	}
+	r.keepEarly(k, rel, arrival, from)
+}
+
+func (r *Receiver) keepEarly(k key, rel *wire.Release, arrival int64, from netip.AddrPort) {
+	list := r.early[k]
+	for _, e := range list {
+		if e.rel.RK == rel.RK {
+			r.drops.add(reasonDuplicate)
+			return
+		}
+	}
+	if len(list) >= maxEarlyPerPeriod || r.earlyN >= maxEarly {
+		r.drops.add(reasonBusy)
+		return
+	}
+	r.early[k] = append(list, early{rel: *rel, arrival: arrival, from: from})
+	r.earlyN++
+}
+
+// tryRelease checks rel's secret against h's commitment and, if it opens,
+// delivers the period. It reports whether the period is finished.
+func (r *Receiver) tryRelease(k key, h *held, rel *wire.Release, arrival int64, from netip.AddrPort) bool {
+	if !seal.CheckRK(&h.b, &rel.RK) {
+		r.drops.add(reasonWrongRK)
+		return false
+	}
+	if rel.ReleaseAt != h.b.ReleaseAt {
+		// Statistics only: the signed body's instant is the one that counts.
+		r.drops.add(reasonReleaseAtMismatch)
+	}
+	r.finish(k)
+	var err error
+	r.opened, err = seal.OpenAnnounce(r.opened[:0], h.body, &h.b, &rel.RK)
+	if err != nil {
+		r.drops.add(reasonBadBody)
+		return true
+	}
+	ev := Event{
+		Stream: k.stream, Period: k.period, ReleaseAt: h.b.ReleaseAt, PresentAt: h.b.PresentAt,
+		Arrival: arrival, EdgeID: rel.EdgeID, From: from,
+	}
+	switch h.b.PayloadType {
+	case wire.PayloadContentKeys:
+		if r.cfg.Master == nil {
+			r.drops.add(reasonNoMasterKey)
+			return true
+		}
+		if ev.Keys, err = seal.UnwrapKeys(nil, r.cfg.Master, k.stream, k.period, r.opened); err != nil {
+			r.drops.add(reasonUnwrap)
+			return true
+		}
+	default:
+		ev.Resource = append([]byte(nil), r.opened...)
+	}
+	ev.Opened = r.nowTAI()
+	r.drops.delivered++
+	r.released = append(r.released, ev)
+	return true
+}
+
+// finish marks k delivered (or given up) and forgets its body and waiting
+// releases.
+func (r *Receiver) finish(k key) {
+	r.done[k] = struct{}{}
+	delete(r.bodies, k)
+	r.earlyN -= len(r.early[k])
+	delete(r.early, k)
+	r.advance(k)
+}
+
+// advance records k's period as seen on its stream and forgets what has
+// fallen out of the window below the newest.
+func (r *Receiver) advance(k key) {
+	if n, ok := r.newest[k.stream]; ok && k.period <= n {
+		return
+	}
+	r.newest[k.stream] = k.period
+	for old := range r.done {
+		if r.tooOld(old) {
+			delete(r.done, old)
+		}
+	}
+	for old := range r.bodies {
+		if r.tooOld(old) {
+			delete(r.bodies, old)
+		}
+	}
+	for old, list := range r.early {
+		if r.tooOld(old) {
+			r.earlyN -= len(list)
+			delete(r.early, old)
+		}
+	}
+}
+
+// tooOld reports whether k is below its stream's window.
+func (r *Receiver) tooOld(k key) bool {
+	n, ok := r.newest[k.stream]
+	return ok && k.period+window < n
+}
+
+func (r *Receiver) nowTAI() int64 { return r.cfg.TAIOffset.FromTime(r.cfg.Now()) }
+
+// Stats are a receiver's counters.
+type Stats struct {
+	// Delivered is the number of Events handed to OnEvent.
+	Delivered uint64
+	// Drops counts dropped datagrams and undeliverable periods by reason
+	// (see the Reason constants); duplicates are normal with repetition
+	// and several edges.
+	Drops map[string]uint64
+	// Assembly is the shard assembler's own account.
+	Assembly fec.Stats
+}
+
+// Stats returns a snapshot of the counters.
+func (r *Receiver) Stats() Stats {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return Stats{Delivered: r.drops.delivered, Drops: r.drops.snapshot(), Assembly: r.asm.Stats()}
+}

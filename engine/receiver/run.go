@@ -1,0 +1,69 @@
+package receiver
+
+import (
+	"context"
+	"errors"
+	"sync"
+
+	"github.com/embargo-live/embargo/engine/mcast"
+	"github.com/embargo-live/embargo/wire"
+)
+
+// Source is where a receiver reads datagrams, such as a multicast
+// mcast.Conn.
+type Source interface {
+	// ReadBatch blocks for at least one datagram and fills up to len(ms).
+	ReadBatch(ms []mcast.Message) (int, error)
+	// Close makes a blocked ReadBatch return.
+	Close() error
+}
+
+// readBatch is how many datagrams one read may take.
+const readBatch = 16
+
+// Run reads every source until ctx ends, handling each datagram, then
+// closes the sources and returns nil; if a source fails first, it closes
+// them all and returns that error. Truncated datagrams count as malformed.
+func (r *Receiver) Run(ctx context.Context, srcs ...Source) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var wg sync.WaitGroup
+	for _, s := range srcs {
+		wg.Go(func() {
+			if err := r.read(s); err != nil {
+				cancel(err)
+			}
+		})
+	}
+	<-ctx.Done()
+	for _, s := range srcs {
+		s.Close()
+	}
+	wg.Wait()
+	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return nil
+}
+
+func (r *Receiver) read(s Source) error {
+	ms := make([]mcast.Message, readBatch)
+	for i := range ms {
+		ms[i].Buf = make([]byte, wire.MaxDatagram+1)
+	}
+	for {
+		n, err := s.ReadBatch(ms)
+		if err != nil {
+			return err
+		}
+		for _, m := range ms[:n] {
+			if m.Truncated || m.N > wire.MaxDatagram {
+				r.mu.Lock()
+				r.drops.add(reasonMalformed)
+				r.mu.Unlock()
+				continue
+			}
+			r.Handle(m.Buf[:m.N], m.Arrival, m.From)
+		}
+	}
+}

@@ -1,0 +1,19 @@
+// Package netns builds throwaway network labs for privileged tests: n hosts,
+// each its own network namespace with one veth port ("eth0") on a bridge that
+// lives in a separate hub namespace, so multicast and unicast between "hosts"
+// can be tested for real on one machine without touching the machine's own
+// network. The root namespace is never modified: every link is created inside
+// the hub with `ip -n`, and the hosts' ends are born directly in their
+// namespaces. New skips the test when namespaces cannot be built (not root,
+// no iproute2, namespaces not permitted) and registers cleanup that deletes
+// every namespace of the lab; a lab left behind by a killed test binary is
+// swept by the next New. Host.Do runs code inside a host's namespace; sockets
+// opened there stay in that namespace and may be used from anywhere.
+package netns
+
+// What has run where (keep this current):
+//
+//   - Run on this project's development VM (Linux 6.18, amd64, iproute2
+//     6.1.0) as root: every test, with -race, including 120-host labs; and as
+//     an unprivileged user, where every lab test skips.
+//   - Not run: any non-Linux build beyond compiling (GOOS=darwin).

@@ -1,0 +1,53 @@
+package wire
+
+import (
+	"errors"
+	"testing"
+)
+
+func TestSetSentAt(t *testing.T) {
+	r := Release{Header: Header{Stream: 3, Period: 9}, ReleaseAt: 100, SentAt: 100, EdgeID: 7}
+	b := make([]byte, ReleaseLen)
+	if _, err := r.Encode(b); err != nil {
+		t.Fatal(err)
+	}
+	if err := SetSentAt(b, 12345); err != nil {
+		t.Fatal(err)
+	}
+	var got Release
+	if err := got.Decode(b); err != nil {
+		t.Fatal(err)
+	}
+	want := r
+	want.SentAt = 12345
+	want.Version, want.Type, want.Length = Version, TypeRelease, uint16(ReleaseLen-HeaderLen)
+	if got != want {
+		t.Fatalf("after SetSentAt: %+v, want %+v", got, want)
+	}
+	if allocs := testing.AllocsPerRun(100, func() { _ = SetSentAt(b, 1) }); allocs != 0 {
+		t.Errorf("SetSentAt allocates %v times", allocs)
+	}
+
+	for _, c := range []struct {
+		name string
+		b    []byte
+		at   int64
+		want error
+	}{
+		{"short", b[:ReleaseLen-1], 1, ErrInconsistent},
+		{"negative", b, -1, ErrInconsistent},
+		{"not a release", retyped(b, TypeAnnounce), 1, ErrWrongType},
+	} {
+		if err := SetSentAt(c.b, c.at); !errors.Is(err, c.want) {
+			t.Errorf("%s: %v, want %v", c.name, err, c.want)
+		}
+	}
+}
+
+// retyped is a copy of b with its header's type byte set to typ, so that
+// only the type check can refuse it.
+func retyped(b []byte, typ Type) []byte {
+	c := append([]byte(nil), b...)
+	c[5] = byte(typ)
+	return c
+}
