@@ -1,13 +1,12 @@
 package mcast
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
-	"syscall"
 
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
@@ -40,11 +39,13 @@ func NewSender(g Group) (*Sender, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mcast: sender: %w", err)
 	}
-	network, laddr := "udp4", "0.0.0.0:0"
+	network := "udp4"
 	if g.Addr.Addr().Is6() {
-		network, laddr = "udp6", "[::]:0"
+		network = "udp6"
 	}
-	conn, err := net.ListenPacket(network, laddr)
+	// Send from the interface's own address, so that receivers (and
+	// source-specific joins) see the interface as the source.
+	conn, err := net.ListenUDP(network, net.UDPAddrFromAddrPort(netip.AddrPortFrom(sourceAddr(ifi, g.Addr.Addr().Is4()), 0)))
 	if err != nil {
 		return nil, fmt.Errorf("mcast: sender: %w", err)
 	}
@@ -123,17 +124,7 @@ func Listen(g Group) (*Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mcast: listen: %w", err)
 	}
-	network := "udp4"
-	bind := net.UDPAddrFromAddrPort(g.Addr)
-	if g.Addr.Addr().Is6() {
-		network, bind.Zone = "udp6", ifi.Name
-	}
-	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
-		var serr error
-		err := rc.Control(func(fd uintptr) { serr = listenOptions(int(fd), g.Addr.Addr().Is4()) })
-		return errors.Join(err, serr)
-	}}
-	conn, err := lc.ListenPacket(context.Background(), network, bind.String())
+	conn, err := bindGroup(g.Addr, ifi)
 	if err != nil {
 		return nil, fmt.Errorf("mcast: listen %v: %w", g.Addr, err)
 	}
@@ -165,6 +156,63 @@ func Listen(g Group) (*Conn, error) {
 		return nil, fmt.Errorf("mcast: join %v on %s: %w", g, ifi.Name, err)
 	}
 	return c, nil
+}
+
+// bindGroup opens a UDP socket bound to the group address itself (the
+// net package would bind a multicast address as the wildcard), so that
+// unicast datagrams to the port never reach it.
+func bindGroup(ap netip.AddrPort, ifi *net.Interface) (net.PacketConn, error) {
+	v4 := ap.Addr().Is4()
+	family := unix.AF_INET6
+	var sa unix.Sockaddr = &unix.SockaddrInet6{Port: int(ap.Port()), ZoneId: uint32(ifi.Index), Addr: ap.Addr().As16()}
+	if v4 {
+		family, sa = unix.AF_INET, &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()}
+	}
+	fd, err := unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_UDP)
+	if err != nil {
+		return nil, fmt.Errorf("socket: %w", err)
+	}
+	if err := listenOptions(fd, v4); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	if err := unix.Bind(fd, sa); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("bind %v: %w", ap, err)
+	}
+	f := os.NewFile(uintptr(fd), "mcast "+ap.String())
+	defer f.Close()
+	return net.FilePacketConn(f)
+}
+
+// sourceAddr is the address a sender on ifi sends from: the interface's
+// first address of the family, preferring global ones for IPv6; the
+// unspecified address if it has none.
+func sourceAddr(ifi *net.Interface, v4 bool) netip.Addr {
+	var linkLocal netip.Addr
+	if addrs, err := ifi.Addrs(); err == nil {
+		for _, a := range addrs {
+			pfx, err := netip.ParsePrefix(a.String())
+			if err != nil || pfx.Addr().Is4() != v4 {
+				continue
+			}
+			ip := pfx.Addr()
+			if ip.IsLinkLocalUnicast() {
+				if !linkLocal.IsValid() {
+					linkLocal = ip.WithZone(ifi.Name)
+				}
+				continue
+			}
+			return ip
+		}
+	}
+	if linkLocal.IsValid() {
+		return linkLocal
+	}
+	if v4 {
+		return netip.IPv4Unspecified()
+	}
+	return netip.IPv6Unspecified()
 }
 
 // listenOptions lets many sockets share the group's port, asks for

@@ -100,6 +100,11 @@ func (r *Receiver) onRelease(rel *wire.Release, arrival int64, from netip.AddrPo
 	r.keepEarly(k, rel, arrival, from)
 }
 
+// keepEarly holds a RELEASE whose body is not yet rebuilt. Per period the
+// newest few are kept, so that a flood of bogus secrets for one period
+// cannot lock out the genuine one that follows; across periods the total is
+// bounded, and a RELEASE past the bound is dropped (the edge's repeated
+// copies, arriving after the body, still deliver the period).
 func (r *Receiver) keepEarly(k key, rel *wire.Release, arrival int64, from netip.AddrPort) {
 	list := r.early[k]
 	for _, e := range list {
@@ -108,11 +113,18 @@ func (r *Receiver) keepEarly(k key, rel *wire.Release, arrival int64, from netip
 			return
 		}
 	}
-	if len(list) >= maxEarlyPerPeriod || r.earlyN >= maxEarly {
+	e := early{rel: *rel, arrival: arrival, from: from}
+	if len(list) >= maxEarlyPerPeriod {
+		r.drops.add(reasonBusy)
+		copy(list, list[1:])
+		list[len(list)-1] = e
+		return
+	}
+	if r.earlyN >= maxEarly {
 		r.drops.add(reasonBusy)
 		return
 	}
-	r.early[k] = append(list, early{rel: *rel, arrival: arrival, from: from})
+	r.early[k] = append(list, e)
 	r.earlyN++
 }
 

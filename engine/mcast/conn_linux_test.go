@@ -1,0 +1,255 @@
+package mcast
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/net/ipv4"
+	"golang.org/x/sys/unix"
+)
+
+// port hands each test its own group port, so tests and packages running
+// side by side do not hear each other.
+var port atomic.Uint32
+
+func init() { port.Store(uint32(20000 + time.Now().UnixNano()%20000)) }
+
+func group(t *testing.T, addr string) Group {
+	t.Helper()
+	ap := netip.AddrPortFrom(netip.MustParseAddr(addr), uint16(port.Add(1)))
+	return Group{Addr: ap, Hops: DefaultHops}
+}
+
+// readOne reads one datagram from c or fails after a second.
+func readOne(t *testing.T, c *Conn) Message {
+	t.Helper()
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		select {
+		case <-done:
+		case <-time.After(time.Second):
+			c.Close()
+		}
+	}()
+	ms := []Message{{Buf: make([]byte, 2000)}}
+	n, err := c.ReadBatch(ms)
+	if err != nil || n != 1 {
+		t.Fatalf("read: %d, %v", n, err)
+	}
+	return ms[0]
+}
+
+// TestLoopbackRoundTrip sends a batch to a group on lo, IPv4 and IPv6, and
+// checks that several sockets each get every datagram, with a kernel stamp
+// close to the send time, from the sender's address.
+func TestLoopbackRoundTrip(t *testing.T) {
+	for _, addr := range []string{"239.255.77.1", "ff15::7171"} {
+		t.Run(addr, func(t *testing.T) {
+			g := group(t, addr)
+			var conns []*Conn
+			for range 3 {
+				c, err := Listen(g)
+				if err != nil {
+					if netip.MustParseAddr(addr).Is6() && !hasIPv6Loopback() {
+						t.Skipf("no IPv6 on lo here: %v", err)
+					}
+					t.Fatal(err)
+				}
+				defer c.Close()
+				conns = append(conns, c)
+			}
+			s, err := NewSender(g)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			before := time.Now().UnixNano()
+			dgs := [][]byte{[]byte("one"), []byte("two"), bytes.Repeat([]byte{7}, 1200)}
+			if n, err := s.Send(dgs); n != 3 || err != nil {
+				if errors.Is(err, syscall.ENETUNREACH) && g.Addr.Addr().Is6() {
+					t.Skip("IPv6 multicast has no route on lo without changing the host's routes; the namespace tests cover IPv6")
+				}
+				t.Fatalf("send: %d, %v", n, err)
+			}
+			after := time.Now().UnixNano()
+			for i, c := range conns {
+				for j, want := range dgs {
+					m := readOne(t, c)
+					if !bytes.Equal(m.Buf[:m.N], want) || m.Truncated {
+						t.Fatalf("socket %d datagram %d: %q", i, j, m.Buf[:m.N])
+					}
+					if m.Arrival < before || m.Arrival > after+int64(time.Second) {
+						t.Errorf("socket %d: stamp %d outside [%d, %d]", i, m.Arrival, before, after)
+					}
+					if !m.From.Addr().IsLoopback() {
+						t.Errorf("from %v", m.From)
+					}
+				}
+			}
+		})
+	}
+}
+
+func hasIPv6Loopback() bool {
+	c, err := net.ListenPacket("udp6", "[::1]:0")
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
+}
+
+// TestSenderPinned checks the safety defaults: a sender on lo sends from
+// lo's address with IP_MULTICAST_IF on lo and TTL 0, and an explicit hop
+// limit is kept.
+func TestSenderPinned(t *testing.T) {
+	lo, err := net.InterfaceByName("lo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		addr string
+		hops int
+		want int
+	}{{"239.255.77.2", DefaultHops, 0}, {"239.255.77.2", 3, 3}, {"ff15::7172", DefaultHops, 0}} {
+		g := group(t, c.addr)
+		g.Hops = c.hops
+		s, err := NewSender(g)
+		if err != nil {
+			if g.Addr.Addr().Is6() && !hasIPv6Loopback() {
+				continue
+			}
+			t.Fatal(err)
+		}
+		ifindex, hops, err := multicastOptions(s.conn, g.Addr.Addr().Is4())
+		local := s.conn.LocalAddr().(*net.UDPAddr).AddrPort().Addr()
+		s.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if (ifindex != lo.Index && ifindex != -1) || hops != c.want || !local.IsLoopback() {
+			t.Errorf("%s hops %d: ifindex %d, hop limit %d, source %v; want lo (%d), %d, loopback", c.addr, c.hops, ifindex, hops, local, lo.Index, c.want)
+		}
+	}
+}
+
+// multicastOptions reads back the egress interface index and hop limit the
+// kernel holds for c.
+func multicastOptions(c net.PacketConn, v4 bool) (ifindex, hops int, err error) {
+	rc, err := c.(syscall.Conn).SyscallConn()
+	if err != nil {
+		return 0, 0, err
+	}
+	var serr error
+	err = rc.Control(func(fd uintptr) {
+		if v4 {
+			// IPv4's getsockopt(IP_MULTICAST_IF) reports an address, never the
+			// index x/net sets; TestLoopbackRoundTrip shows the egress (only
+			// sockets joined on lo hear it), so report lo's index as -1.
+			ifindex = -1
+			hops, serr = unix.GetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_MULTICAST_TTL)
+			return
+		}
+		if ifindex, serr = unix.GetsockoptInt(int(fd), unix.IPPROTO_IPV6, unix.IPV6_MULTICAST_IF); serr == nil {
+			hops, serr = unix.GetsockoptInt(int(fd), unix.IPPROTO_IPV6, unix.IPV6_MULTICAST_HOPS)
+		}
+	})
+	return ifindex, hops, errors.Join(err, serr)
+}
+
+// TestSourceSpecific: a source-specific join takes the named source's
+// datagrams and not another's.
+func TestSourceSpecific(t *testing.T) {
+	g := group(t, "232.7.7.7")
+	g.Source = netip.MustParseAddr("127.0.0.1")
+	c, err := Listen(g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// A sender bound to 127.0.0.2 is another source.
+	other, err := net.ListenPacket("udp4", "127.0.0.2:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	lo, _ := net.InterfaceByName("lo")
+	p := ipv4.NewPacketConn(other)
+	if err := errors.Join(p.SetMulticastInterface(lo), p.SetMulticastTTL(0), p.SetMulticastLoopback(true)); err != nil {
+		t.Fatal(err)
+	}
+	dst := net.UDPAddrFromAddrPort(g.Addr)
+	if _, err := other.WriteTo([]byte("intruder"), dst); err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewSender(g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.Send([][]byte{[]byte("genuine")}); err != nil {
+		t.Fatal(err)
+	}
+	m := readOne(t, c)
+	if got := string(m.Buf[:m.N]); got != "genuine" {
+		t.Fatalf("SSM socket got %q from %v", got, m.From)
+	}
+}
+
+// TestOtherGroupsNotHeard: a socket hears only its own group, neither
+// another group this host joined on the same port nor unicast to the port.
+func TestOtherGroupsNotHeard(t *testing.T) {
+	a := group(t, "239.255.77.3")
+	b := a
+	b.Addr = netip.AddrPortFrom(netip.MustParseAddr("239.255.77.4"), a.Addr.Port())
+	ca, err := Listen(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ca.Close()
+	cb, err := Listen(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cb.Close()
+	u, err := net.Dial("udp4", fmt.Sprintf("127.0.0.1:%d", a.Addr.Port()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := u.Write([]byte("unicast")); err != nil {
+		t.Fatal(err)
+	}
+	u.Close()
+	for i, g := range []Group{b, a} {
+		s, err := NewSender(g)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Send([][]byte{[]byte(fmt.Sprint("to ", i))}); err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+	}
+	if m := readOne(t, ca); string(m.Buf[:m.N]) != "to 1" {
+		t.Fatalf("group a heard %q", m.Buf[:m.N])
+	}
+}
+
+func TestClosedRead(t *testing.T) {
+	c, err := Listen(group(t, "239.255.77.5"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	if _, err := c.ReadBatch([]Message{{Buf: make([]byte, 10)}}); !errors.Is(err, ErrClosed) {
+		t.Fatalf("read after close: %v", err)
+	}
+}

@@ -1,0 +1,314 @@
+package receiver_test
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
+	mrand "math/rand/v2"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/embargo-live/embargo/engine/bundle"
+	"github.com/embargo-live/embargo/engine/origin"
+	"github.com/embargo-live/embargo/engine/receiver"
+	"github.com/embargo-live/embargo/ptp"
+	"github.com/embargo-live/embargo/seal"
+	"github.com/embargo-live/embargo/wire"
+)
+
+var edgeAddr = netip.MustParseAddrPort("192.0.2.1:7171")
+
+type fixture struct {
+	origin *origin.Origin
+	master []byte
+	ring   *seal.KeyRing
+	now    time.Time // the device clock
+}
+
+func newFixture(t testing.TB) *fixture {
+	_, signer, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	master := make([]byte, seal.MasterKeyLen)
+	rand.Read(master)
+	o, err := origin.New(signer, master)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &fixture{origin: o, master: master, ring: seal.NewKeyRing(o.PublicKey()), now: time.Unix(1_800_000_000, 0)}
+}
+
+// releaseAt of period p: one second apart, from the device's now.
+func (f *fixture) at(p uint64) origin.Instants {
+	r := ptp.DefaultTAIOffset.FromTime(f.now) + int64(p)*int64(time.Second)
+	return origin.Instants{ReleaseAt: r, PresentAt: r + int64(2*time.Second)}
+}
+
+func (f *fixture) keys(t testing.TB, stream uint32, p uint64) (*bundle.Bundle, []seal.ContentKey) {
+	keys, err := f.origin.NewContentKeys(3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := f.origin.Keys(stream, p, f.at(p), keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b, keys
+}
+
+func release(t testing.TB, b *bundle.Bundle, edgeID uint32) []byte {
+	r := wire.Release{Header: wire.Header{Stream: b.Stream, Period: b.Period}, RK: b.RK, ReleaseAt: b.ReleaseAt, SentAt: b.ReleaseAt, EdgeID: edgeID}
+	d := make([]byte, wire.ReleaseLen)
+	if _, err := r.Encode(d); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// sink collects events.
+type sink struct{ events []receiver.Event }
+
+func (s *sink) on(ev receiver.Event) { s.events = append(s.events, ev) }
+
+func (f *fixture) receiver(t testing.TB, s *sink, mod func(*receiver.Config)) *receiver.Receiver {
+	cfg := receiver.Config{
+		Trusted: f.ring, Master: f.master, Streams: []uint32{1, 2}, OnEvent: s.on,
+		Now: func() time.Time { return f.now },
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	r, err := receiver.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func feed(r *receiver.Receiver, dgs ...[]byte) {
+	for _, d := range dgs {
+		r.Handle(d, 0, edgeAddr)
+	}
+}
+
+func TestDeliversKeysOnce(t *testing.T) {
+	f := newFixture(t)
+	var s sink
+	r := f.receiver(t, &s, nil)
+	b, keys := f.keys(t, 1, 7)
+	feed(r, b.Shards...)
+	if len(s.events) != 0 {
+		t.Fatal("delivered before the RELEASE")
+	}
+	stamp := f.now.Add(time.Second).UnixNano()
+	r.Handle(release(t, b, 3), stamp, edgeAddr)
+	r.Handle(release(t, b, 4), stamp+5, edgeAddr) // a second edge
+	if len(s.events) != 1 {
+		t.Fatalf("%d events, want 1", len(s.events))
+	}
+	ev := s.events[0]
+	if ev.Stream != 1 || ev.Period != 7 || ev.ReleaseAt != b.ReleaseAt || ev.PresentAt != b.PresentAt || ev.EdgeID != 3 || ev.From != edgeAddr {
+		t.Errorf("event %+v", ev)
+	}
+	if ev.Arrival != ptp.DefaultTAIOffset.FromUnixNano(stamp) {
+		t.Errorf("arrival %d, want the kernel stamp %d as TAI", ev.Arrival, stamp)
+	}
+	if len(ev.Keys) != len(keys) || ev.Resource != nil {
+		t.Fatalf("keys %v resource %v", ev.Keys, ev.Resource)
+	}
+	for i := range keys {
+		if ev.Keys[i] != keys[i] {
+			t.Errorf("key %d differs", i)
+		}
+	}
+	var h wire.Shard
+	if err := h.Decode(b.Shards[0]); err != nil {
+		t.Fatal(err)
+	}
+	// Shards past the k-th and the second edge's RELEASE are duplicates.
+	st := r.Stats()
+	if dup := uint64(len(b.Shards) - int(h.K) + 1); st.Delivered != 1 || st.Drops["duplicate"] != dup {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+// TestLossAndOrder: any k of k+m shards in any order, with the RELEASE
+// before or after them, deliver the period.
+func TestLossAndOrder(t *testing.T) {
+	f := newFixture(t)
+	_, signer, _ := ed25519.GenerateKey(rand.Reader)
+	big, err := origin.New(signer, f.master)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.ring.Add(big.PublicKey())
+	rng := mrand.New(mrand.NewPCG(1, 2))
+	for trial := range 50 {
+		var s sink
+		r := f.receiver(t, &s, nil)
+		var b *bundle.Bundle
+		if trial%2 == 0 {
+			b, _ = f.keys(t, 2, uint64(trial))
+		} else {
+			// A resource big enough for k > 1.
+			payload := make([]byte, 5000)
+			if b, err = big.Resource(2, uint64(trial), f.at(uint64(trial)), payload); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var h wire.Shard
+		if err := h.Decode(b.Shards[0]); err != nil {
+			t.Fatal(err)
+		}
+		order := rng.Perm(len(b.Shards))[:h.K]
+		releaseFirst := rng.IntN(2) == 0
+		if releaseFirst {
+			feed(r, release(t, b, 1))
+		}
+		for _, i := range order {
+			feed(r, b.Shards[i])
+		}
+		if !releaseFirst {
+			feed(r, release(t, b, 1))
+		}
+		if len(s.events) != 1 {
+			t.Fatalf("trial %d (k=%d, release first %v): %d events; stats %+v", trial, h.K, releaseFirst, len(s.events), r.Stats())
+		}
+		if trial%2 == 1 && len(s.events[0].Resource) != 5000 {
+			t.Fatalf("trial %d: resource of %d bytes", trial, len(s.events[0].Resource))
+		}
+	}
+}
+
+// TestBadInputNeverDelivers covers each drop reason the issue names: each
+// case must deliver nothing and count its reason.
+func TestBadInputNeverDelivers(t *testing.T) {
+	f := newFixture(t)
+	b, _ := f.keys(t, 1, 5)
+	wrongRK := release(t, b, 1)
+	wrongRK[wire.HeaderLen] ^= 1
+	stranger := newFixture(t)
+	forgedBundle, _ := stranger.keys(t, 1, 5)
+	otherStream, _ := f.keys(t, 9, 5)
+	old := time.Hour
+
+	cases := []struct {
+		name   string
+		mod    func(*receiver.Config)
+		dgs    [][]byte
+		reason string
+	}{
+		{"truncated", nil, [][]byte{b.Shards[0][:40]}, "malformed"},
+		{"garbage", nil, [][]byte{[]byte("GET / HTTP/1.1\r\n\r\n")}, "malformed"},
+		{"session type", nil, [][]byte{keepalive(t)}, "unexpected-type"},
+		{"unknown stream", nil, append(otherStream.Shards, release(t, otherStream, 1)), "unsubscribed-stream"},
+		{"forged origin", nil, append(forgedBundle.Shards, release(t, forgedBundle, 1)), "forged"},
+		{"bad proof", nil, [][]byte{flipLast(b.Shards[0])}, "bad-proof"},
+		{"wrong RK", nil, append(append([][]byte{}, b.Shards...), wrongRK), "wrong-rk"},
+		{"no master key", func(c *receiver.Config) { c.Master = nil }, append(append([][]byte{}, b.Shards...), release(t, b, 1)), "no-master-key"},
+		{"wrong master key", func(c *receiver.Config) { c.Master = stranger.master }, append(append([][]byte{}, b.Shards...), release(t, b, 1)), "unwrap-failed"},
+		{"replayed old period", func(c *receiver.Config) { c.Now = func() time.Time { return f.now.Add(old) } }, append(append([][]byte{}, b.Shards...), release(t, b, 1)), "old-period"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var s sink
+			r := f.receiver(t, &s, c.mod)
+			feed(r, c.dgs...)
+			if len(s.events) != 0 {
+				t.Fatalf("delivered %+v", s.events)
+			}
+			if st := r.Stats(); st.Drops[c.reason] == 0 {
+				t.Fatalf("no %q drop; stats %+v", c.reason, st)
+			}
+		})
+	}
+}
+
+// TestWindowForgetsOldPeriods: once a stream moves far ahead, RELEASEs and
+// shards of periods below the window are dropped as old.
+func TestWindowForgetsOldPeriods(t *testing.T) {
+	f := newFixture(t)
+	var s sink
+	r := f.receiver(t, &s, nil)
+	oldB, _ := f.keys(t, 1, 1)
+	feed(r, oldB.Shards[:1]...)
+	newB, _ := f.keys(t, 1, 100)
+	feed(r, newB.Shards...)
+	feed(r, release(t, newB, 1))
+	feed(r, oldB.Shards...)
+	feed(r, release(t, oldB, 1))
+	if len(s.events) != 1 || s.events[0].Period != 100 {
+		t.Fatalf("events %+v", s.events)
+	}
+	if st := r.Stats(); st.Drops["old-period"] < 2 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+// TestEarlyReleasesBounded: RELEASEs that precede their body are held up
+// to a bound. A flood of bogus secrets for one period does not lock out the
+// genuine one after it; a flood across periods is capped and counted.
+func TestEarlyReleasesBounded(t *testing.T) {
+	f := newFixture(t)
+	var s sink
+	r := f.receiver(t, &s, nil)
+	b, _ := f.keys(t, 1, 3)
+	bogus := release(t, b, 1)
+	for i := range 10_000 {
+		bogus[wire.HeaderLen] = byte(i)
+		bogus[wire.HeaderLen+1] = byte(i >> 8)
+		feed(r, bogus)
+	}
+	feed(r, release(t, b, 1))
+	feed(r, b.Shards...)
+	if len(s.events) != 1 {
+		t.Fatalf("%d events; stats %+v", len(s.events), r.Stats())
+	}
+	st := r.Stats()
+	if st.Drops["busy"] == 0 || st.Drops["wrong-rk"] == 0 {
+		t.Errorf("flood not bounded: %+v", st)
+	}
+
+	// Across periods, far ahead: no body vouches for them, so they move no
+	// window and are only held up to the bound.
+	for p := range uint64(5_000) {
+		bogus := release(t, b, 1)
+		bogus[12], bogus[13] = byte(p>>8), byte(p) // header period, high bytes
+		feed(r, bogus)
+	}
+	if got := r.Stats().Drops["busy"]; got < st.Drops["busy"]+4_000 {
+		t.Errorf("cross-period flood: busy drops %d → %d", st.Drops["busy"], got)
+	}
+}
+
+func TestConfig(t *testing.T) {
+	f := newFixture(t)
+	on := func(receiver.Event) {}
+	for name, cfg := range map[string]receiver.Config{
+		"no keys":    {Streams: []uint32{1}, OnEvent: on},
+		"no streams": {Trusted: f.ring, OnEvent: on},
+		"no OnEvent": {Trusted: f.ring, Streams: []uint32{1}},
+		"short key":  {Trusted: f.ring, Streams: []uint32{1}, OnEvent: on, Master: []byte{1}},
+	} {
+		if _, err := receiver.New(cfg); !errors.Is(err, receiver.ErrConfig) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
+
+func keepalive(t testing.TB) []byte {
+	var k wire.Keepalive
+	d := make([]byte, k.Len())
+	if _, err := k.Encode(d); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func flipLast(d []byte) []byte {
+	c := append([]byte(nil), d...)
+	c[len(c)-1] ^= 0xff
+	return c
+}
