@@ -14,6 +14,10 @@ package netns
 // What has run where (keep this current):
 //
 //   - Run on this project's development VM (Linux 6.18, amd64, iproute2
-//     6.1.0) as root: every test, with -race, including 120-host labs; and as
-//     an unprivileged user, where every lab test skips.
+//     6.1.0) as root: every test, with -race, including 120-host labs; as an
+//     unprivileged user, under `unshare -Ur` and without ip on PATH, where
+//     every lab test skips with the reason. Cleanup checked after t.Fatal,
+//     a panic (in the test and inside Do) and a -timeout kill (swept by the
+//     next New); `ip monitor all` in the root namespace saw no event during
+//     a full run.
 //   - Not run: any non-Linux build beyond compiling (GOOS=darwin).

@@ -137,7 +137,8 @@ func (l *Lab) sysctls() error {
 	}
 	for _, h := range l.hosts {
 		// Without this the link-local address stays tentative for a second
-		// after the link comes up, and sends from it fail meanwhile.
+		// or more after the link comes up, and link-scope multicast (ff02::)
+		// goes out from the ULA meanwhile: seen on Linux 6.18.
 		if err := writeSysctls(h.Name, "net/ipv6/conf/all/accept_dad", "0", "net/ipv6/conf/default/accept_dad", "0"); err != nil {
 			return err
 		}
@@ -191,7 +192,9 @@ func (l *Lab) configureHosts() error {
 				"address add %[2]s/24 dev %[1]s\n"+
 				"address add %[3]s/64 dev %[1]s nodad\n"+
 				// Sockets that name the interface work without it; sockets
-				// that do not would otherwise get ENETUNREACH.
+				// that do not would otherwise get ENETUNREACH. IPv6 needs no
+				// such line: bringing the link up adds ff00::/8 to the local
+				// table.
 				"route add 224.0.0.0/4 dev %[1]s\n",
 				h.Ifname, h.IPv4, h.IPv6)
 			errs[i] = l.run(script, "-n", h.Name, "-batch", "-")

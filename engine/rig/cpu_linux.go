@@ -1,0 +1,16 @@
+package rig
+
+import (
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// processCPU is the process's user+system CPU time so far.
+func processCPU() time.Duration {
+	var ru unix.Rusage
+	if unix.Getrusage(unix.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}

@@ -1,0 +1,350 @@
+package rig
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/embargo-live/embargo/engine/edge"
+	"github.com/embargo-live/embargo/engine/mcast"
+	"github.com/embargo-live/embargo/engine/origin"
+	"github.com/embargo-live/embargo/engine/receiver"
+	"github.com/embargo-live/embargo/ptp"
+	"github.com/embargo-live/embargo/seal"
+)
+
+// Config describes one run. Zero values take the defaults in brackets.
+type Config struct {
+	Receivers int           // receiver sockets [1]
+	Periods   int           // key periods released [3]
+	Period    time.Duration // key period length [300ms]
+	Lead      time.Duration // announce lead before each releaseAt [250ms]
+	Stream    uint32        // [1]
+	Edges     int           // edges releasing the same schedule [1]
+	// Clock is every edge's clock [system clock assumed synchronized ±1ms,
+	// which is sound when every role shares this host's clock].
+	Clock ptp.Clock
+	// TAIOffset converts receivers' kernel stamps [Clock's, if it is a
+	// *ptp.System, else ptp.DefaultTAIOffset].
+	TAIOffset ptp.TAIOffset
+	// Sender opens edge i's sender [mcast.NewSender(mcast.Loopback)].
+	Sender func(edge int) (edge.Sender, error)
+	// Listen opens receiver i's socket [mcast.Listen(mcast.Loopback)].
+	Listen func(receiver int) (receiver.Source, error)
+	// NoMaster lists receivers configured without the master key.
+	NoMaster []int
+	Logger   *slog.Logger
+}
+
+// Result is what the run observed.
+type Result struct {
+	Config   Config
+	Releases []edge.Report // every edge's release reports
+	Periods  []Period
+	// Receivers' counters, by receiver.
+	Stats []receiver.Stats
+	// CPU is the process's CPU time (user+system) while periods ran.
+	CPU time.Duration
+}
+
+// Period is one key period as every receiver saw it.
+type Period struct {
+	Number    uint64
+	ReleaseAt int64 // TAI ns
+	// Arrival holds each receiver's kernel arrival time of the first valid
+	// RELEASE (TAI ns), 0 if it got no event.
+	Arrival []int64
+	// Opened holds when each receiver had the keys (TAI ns, user space).
+	Opened []int64
+	// KeysOK reports per receiver whether the delivered keys were the
+	// origin's.
+	KeysOK []bool
+}
+
+// Missing counts receivers without an event for p.
+func (p Period) Missing() int { return countIf(p.Arrival, func(a int64) bool { return a == 0 }) }
+
+// Early counts arrivals before releaseAt: the property that must be 0.
+func (p Period) Early() int {
+	return countIf(p.Arrival, func(a int64) bool { return a != 0 && a < p.ReleaseAt })
+}
+
+// Skew is max − min arrival across the receivers that got the period.
+func (p Period) Skew() time.Duration { return spread(p.Arrival) }
+
+// OpenSkew is max − min user-space delivery time across receivers.
+func (p Period) OpenSkew() time.Duration { return spread(p.Opened) }
+
+// Lateness returns arrival − releaseAt for every receiver that got p.
+func (p Period) Lateness() []time.Duration {
+	var out []time.Duration
+	for _, a := range p.Arrival {
+		if a != 0 {
+			out = append(out, time.Duration(a-p.ReleaseAt))
+		}
+	}
+	return out
+}
+
+func countIf(xs []int64, f func(int64) bool) int {
+	n := 0
+	for _, x := range xs {
+		if f(x) {
+			n++
+		}
+	}
+	return n
+}
+
+func spread(xs []int64) time.Duration {
+	var lo, hi int64
+	for _, x := range xs {
+		if x == 0 {
+			continue
+		}
+		if lo == 0 || x < lo {
+			lo = x
+		}
+		hi = max(hi, x)
+	}
+	return time.Duration(hi - lo)
+}
+
+func (c *Config) defaults() error {
+	c.Receivers = max(c.Receivers, 1)
+	c.Edges = max(c.Edges, 1)
+	if c.Periods == 0 {
+		c.Periods = 3
+	}
+	if c.Period == 0 {
+		c.Period = 300 * time.Millisecond
+	}
+	if c.Lead == 0 {
+		c.Lead = 250 * time.Millisecond
+	}
+	if c.Stream == 0 {
+		c.Stream = 1
+	}
+	if c.Clock == nil {
+		sys, err := ptp.NewSystem(ptp.WithAssumeSynchronized(time.Millisecond))
+		if err != nil {
+			return err
+		}
+		c.Clock = sys
+	}
+	if c.TAIOffset == 0 {
+		c.TAIOffset = ptp.DefaultTAIOffset
+		if sys, ok := c.Clock.(*ptp.System); ok {
+			c.TAIOffset = sys.TAIOffset()
+		}
+	}
+	if c.Sender == nil {
+		c.Sender = func(int) (edge.Sender, error) { return mcast.NewSender(mcast.Loopback) }
+	}
+	if c.Listen == nil {
+		c.Listen = func(int) (receiver.Source, error) { return mcast.Listen(mcast.Loopback) }
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return nil
+}
+
+// Run performs one run: it opens every socket, issues Periods periods
+// starting one lead from now, waits until the last is released plus a
+// grace of one period, and reports.
+func Run(ctx context.Context, cfg Config) (*Result, error) {
+	if err := cfg.defaults(); err != nil {
+		return nil, err
+	}
+	_, signer, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	master := make([]byte, seal.MasterKeyLen)
+	if _, err := rand.Read(master); err != nil {
+		return nil, err
+	}
+	org, err := origin.New(signer, master)
+	if err != nil {
+		return nil, err
+	}
+	ring := seal.NewKeyRing(org.PublicKey())
+	now, err := cfg.Clock.Now()
+	if err != nil {
+		return nil, fmt.Errorf("rig: clock: %w", err)
+	}
+	sched := origin.Schedule{Epoch: now.Latest + int64(cfg.Lead) + int64(100*time.Millisecond), Period: cfg.Period, Lead: cfg.Lead, PresentDelay: cfg.Period}
+
+	res := &Result{Config: cfg, Periods: make([]Period, cfg.Periods)}
+	want := make([][]seal.ContentKey, cfg.Periods)
+	for i := range res.Periods {
+		p := &res.Periods[i]
+		p.Number = uint64(i)
+		p.ReleaseAt = sched.At(p.Number).ReleaseAt
+		p.Arrival = make([]int64, cfg.Receivers)
+		p.Opened = make([]int64, cfg.Receivers)
+		p.KeysOK = make([]bool, cfg.Receivers)
+	}
+
+	var mu sync.Mutex
+	recvs, srcs, err := openReceivers(&cfg, ring, master, func(i int, ev receiver.Event) {
+		mu.Lock()
+		defer mu.Unlock()
+		if ev.Stream != cfg.Stream || ev.Period >= uint64(cfg.Periods) {
+			return
+		}
+		p := &res.Periods[ev.Period]
+		p.Arrival[i], p.Opened[i] = ev.Arrival, ev.Opened
+		p.KeysOK[i] = want[ev.Period] != nil && slices.Equal(ev.Keys, want[ev.Period])
+	})
+	if err != nil {
+		return nil, err
+	}
+	edges, closeEdges, err := openEdges(&cfg, ring, func(r edge.Report) {
+		mu.Lock()
+		res.Releases = append(res.Releases, r)
+		mu.Unlock()
+	})
+	defer closeEdges()
+	if err != nil {
+		closeAll(srcs)
+		return nil, err
+	}
+
+	// Issue every bundle now, before anything runs: keys are recorded
+	// before any receiver can deliver them.
+	for i := range cfg.Periods {
+		keys, err := org.NewContentKeys(2)
+		if err != nil {
+			closeAll(srcs)
+			return nil, err
+		}
+		b, err := org.Keys(cfg.Stream, uint64(i), sched.At(uint64(i)), keys)
+		if err != nil {
+			closeAll(srcs)
+			return nil, err
+		}
+		want[i] = keys
+		for _, e := range edges {
+			if err := e.Add(b); err != nil {
+				closeAll(srcs)
+				return nil, fmt.Errorf("rig: edge refused period %d: %w", i, err)
+			}
+		}
+	}
+
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make(chan error, len(recvs)+len(edges))
+	for i, r := range recvs {
+		wg.Go(func() { errs <- r.Run(runCtx, srcs[i]) })
+	}
+	for _, e := range edges {
+		wg.Go(func() {
+			if err := e.Run(runCtx); err != nil && !errors.Is(err, context.Canceled) {
+				errs <- err
+			}
+		})
+	}
+	cpu0 := processCPU()
+	last := sched.At(uint64(cfg.Periods - 1)).ReleaseAt
+	err = waitUntil(ctx, cfg.Clock, last+int64(cfg.Period))
+	res.CPU = processCPU() - cpu0
+	cancel()
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		err = errors.Join(err, e)
+	}
+	for _, r := range recvs {
+		res.Stats = append(res.Stats, r.Stats())
+	}
+	return res, err
+}
+
+func openReceivers(cfg *Config, ring *seal.KeyRing, master []byte, on func(int, receiver.Event)) ([]*receiver.Receiver, []receiver.Source, error) {
+	recvs := make([]*receiver.Receiver, cfg.Receivers)
+	srcs := make([]receiver.Source, 0, cfg.Receivers)
+	for i := range recvs {
+		m := master
+		if slices.Contains(cfg.NoMaster, i) {
+			m = nil
+		}
+		r, err := receiver.New(receiver.Config{
+			Trusted: ring, Master: m, Streams: []uint32{cfg.Stream}, TAIOffset: cfg.TAIOffset,
+			OnEvent: func(ev receiver.Event) { on(i, ev) }, Logger: cfg.Logger,
+		})
+		if err != nil {
+			closeAll(srcs)
+			return nil, nil, err
+		}
+		s, err := cfg.Listen(i)
+		if err != nil {
+			closeAll(srcs)
+			return nil, nil, fmt.Errorf("rig: receiver %d: %w", i, err)
+		}
+		recvs[i] = r
+		srcs = append(srcs, s)
+	}
+	return recvs, srcs, nil
+}
+
+func openEdges(cfg *Config, ring *seal.KeyRing, on func(edge.Report)) ([]*edge.Edge, func(), error) {
+	var closers []func() error
+	closeAll := func() {
+		for _, c := range closers {
+			c()
+		}
+	}
+	edges := make([]*edge.Edge, cfg.Edges)
+	for i := range edges {
+		s, err := cfg.Sender(i)
+		if err != nil {
+			return nil, closeAll, fmt.Errorf("rig: edge %d: %w", i, err)
+		}
+		if c, ok := s.(interface{ Close() error }); ok {
+			closers = append(closers, c.Close)
+		}
+		e, err := edge.New(edge.Config{
+			ID: uint32(i + 1), Clock: cfg.Clock, Trusted: ring, Senders: []edge.Sender{s},
+			Lead: cfg.Lead, Logger: cfg.Logger, OnRelease: on,
+		})
+		if err != nil {
+			return nil, closeAll, err
+		}
+		edges[i] = e
+	}
+	return edges, closeAll, nil
+}
+
+func closeAll(srcs []receiver.Source) {
+	for _, s := range srcs {
+		s.Close()
+	}
+}
+
+// waitUntil sleeps until c's earliest time reaches t.
+func waitUntil(ctx context.Context, c ptp.Clock, t int64) error {
+	for {
+		r, err := c.Now()
+		if err != nil {
+			return err
+		}
+		if r.Earliest >= t {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(min(time.Duration(t-r.Earliest), 100*time.Millisecond)):
+		}
+	}
+}

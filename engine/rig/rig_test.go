@@ -1,0 +1,131 @@
+package rig_test
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/embargo-live/embargo/engine/edge"
+	"github.com/embargo-live/embargo/engine/mcast"
+	"github.com/embargo-live/embargo/engine/receiver"
+	"github.com/embargo-live/embargo/engine/rig"
+	"github.com/embargo-live/embargo/internal/netns"
+)
+
+// check asserts the properties of issue 4 on a result: every receiver with
+// the master key got every period with the origin's keys, none without it
+// got anything, and no arrival precedes releaseAt. It logs the skew.
+func check(t *testing.T, res *rig.Result) {
+	t.Helper()
+	for _, p := range res.Periods {
+		for i, a := range p.Arrival {
+			withKey := !slices.Contains(res.Config.NoMaster, i)
+			switch {
+			case withKey && a == 0:
+				t.Errorf("period %d: receiver %d got nothing; stats %+v", p.Number, i, res.Stats[i])
+			case withKey && !p.KeysOK[i]:
+				t.Errorf("period %d: receiver %d got wrong keys", p.Number, i)
+			case !withKey && a != 0:
+				t.Errorf("period %d: receiver %d has no master key but got an event", p.Number, i)
+			}
+		}
+		if n := p.Early(); n > 0 {
+			t.Errorf("period %d: %d arrivals before releaseAt", p.Number, n)
+		}
+		late := p.Lateness()
+		slices.Sort(late)
+		if len(late) > 0 {
+			t.Logf("period %d: %d receivers, arrival − releaseAt min %v max %v, kernel skew %v, delivery skew %v",
+				p.Number, len(late), late[0], late[len(late)-1], p.Skew(), p.OpenSkew())
+		}
+	}
+	for _, r := range res.Releases {
+		if r.Lateness < 0 {
+			t.Errorf("edge released period %d early: %v", r.Period, r.Lateness)
+		}
+	}
+	for i := range res.Config.NoMaster {
+		if res.Stats[res.Config.NoMaster[i]].Drops["no-master-key"] == 0 {
+			t.Errorf("receiver %d without master key did not count no-master-key", res.Config.NoMaster[i])
+		}
+	}
+}
+
+// TestLoopbackMulticast: one edge, 100 receiver sockets on lo, several
+// periods.
+func TestLoopbackMulticast(t *testing.T) {
+	g := mcast.Loopback
+	g.Addr = netip.AddrPortFrom(g.Addr.Addr(), uint16(40000+time.Now().UnixNano()%10000))
+	res, err := rig.Run(context.Background(), rig.Config{
+		Receivers: 100, Periods: 4, NoMaster: []int{7},
+		Sender: func(int) (edge.Sender, error) { return mcast.NewSender(g) },
+		Listen: func(int) (receiver.Source, error) { return mcast.Listen(g) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(t, res)
+}
+
+// TestNamespaceMulticast: the edge in one network namespace, receivers in
+// ten others joined by a bridge, IPv4 and IPv6; 100 receiver sockets, two
+// edges on the same group (receivers deduplicate).
+func TestNamespaceMulticast(t *testing.T) {
+	lab := netns.New(t, 12)
+	for _, fam := range []string{"239.77.0.1", "ff15::77"} {
+		t.Run(fam, func(t *testing.T) {
+			group := func(h *netns.Host) mcast.Group {
+				return mcast.Group{Addr: netip.AddrPortFrom(netip.MustParseAddr(fam), 7171), Interface: h.Ifname, Hops: 1}
+			}
+			const hosts, perHost = 10, 10
+			res, err := rig.Run(context.Background(), rig.Config{
+				Receivers: hosts * perHost, Periods: 3, Edges: 2, NoMaster: []int{42},
+				Sender: func(i int) (s edge.Sender, err error) {
+					h := lab.Host(i)
+					err = h.Do(func() (err error) { s, err = mcast.NewSender(group(h)); return err })
+					return s, err
+				},
+				Listen: func(i int) (s receiver.Source, err error) {
+					h := lab.Host(2 + i/perHost)
+					err = h.Do(func() (err error) { s, err = mcast.Listen(group(h)); return err })
+					return s, err
+				},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			check(t, res)
+			edges := map[uint64]int{}
+			for _, r := range res.Releases {
+				edges[r.Period]++
+			}
+			for p, n := range edges {
+				if n != 2 {
+					t.Errorf("period %d released by %d edges", p, n)
+				}
+			}
+			for i, st := range res.Stats {
+				if st.Delivered != uint64(len(res.Periods)) && i != 42 {
+					t.Errorf("receiver %d delivered %d events for %d periods (duplicates must not deliver twice)", i, st.Delivered, len(res.Periods))
+				}
+			}
+		})
+	}
+}
+
+func ExampleRun() {
+	res, err := rig.Run(context.Background(), rig.Config{Receivers: 3, Periods: 2})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	for _, p := range res.Periods {
+		fmt.Printf("period %d: %d missing, %d early\n", p.Number, p.Missing(), p.Early())
+	}
+	// Output:
+	// period 0: 0 missing, 0 early
+	// period 1: 0 missing, 0 early
+}
