@@ -19,12 +19,15 @@ import (
 // which parses args itself and returns an error for main to report.
 type command struct {
 	name, summary string
-	run           func(ctx context.Context, args []string, stdout io.Writer) error
+	run           func(ctx context.Context, args []string, stdout, stderr io.Writer) error
 }
 
 func commands() []command {
 	return []command{
 		{"demo", "run embargo's release pipeline end to end with generated keys (no config, no root)", runDemo},
+		{"keys", "generate an event's origin signing key and master key", runKeys},
+		{"edge", "release a rotation of keys to multicast groups at the agreed instants", runEdge},
+		{"recv", "receive released keys from multicast groups and print one line per period", runRecv},
 		{"version", "print the build's version", runVersion},
 	}
 }
@@ -44,7 +47,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if c.name != args[0] {
 			continue
 		}
-		err := c.run(ctx, args[1:], stdout)
+		err := c.run(ctx, args[1:], stdout, stderr)
 		switch {
 		case err == nil:
 			return 0
@@ -99,7 +102,7 @@ func usage(w io.Writer) {
 	fmt.Fprintf(w, "\nRun 'embargo <command> -h' for a command's flags.\n")
 }
 
-func runVersion(_ context.Context, args []string, stdout io.Writer) error {
+func runVersion(_ context.Context, args []string, stdout, _ io.Writer) error {
 	fs := newFlags("version", "Print the module version and Go toolchain of this build.", stdout)
 	if err := parse(fs, args); err != nil {
 		return err

@@ -9,11 +9,11 @@ import (
 
 func TestDemoDeliversEveryPeriodWithoutLoss(t *testing.T) {
 	var out, errb bytes.Buffer
-	code := run(context.Background(), []string{"demo", "-periods", "2", "-period", "50ms", "-loss", "0"}, &out, &errb)
+	code := run(context.Background(), []string{"demo", "-periods", "2", "-period", "200ms", "-receivers", "3", "-loss", "0"}, &out, &errb)
 	if code != 0 {
 		t.Fatalf("exit %d: %s%s", code, out.String(), errb.String())
 	}
-	if !strings.Contains(out.String(), "2/2 periods delivered") {
+	if !strings.Contains(out.String(), "summary: 6/6 deliveries") || !strings.Contains(out.String(), "never early") {
 		t.Fatalf("summary missing:\n%s", out.String())
 	}
 }
@@ -22,8 +22,8 @@ func TestDemoDeliversEveryPeriodWithoutLoss(t *testing.T) {
 // so with a failing exit rather than claim success.
 func TestDemoFailsWhenNothingArrives(t *testing.T) {
 	var out, errb bytes.Buffer
-	code := run(context.Background(), []string{"demo", "-periods", "1", "-period", "20ms", "-loss", "0.999999"}, &out, &errb)
-	if code != 1 || !strings.Contains(out.String(), "NOT rebuilt") {
+	code := run(context.Background(), []string{"demo", "-periods", "1", "-period", "200ms", "-receivers", "2", "-loss", "0.999999"}, &out, &errb)
+	if code != 1 || !strings.Contains(out.String(), "0/2 receivers got the keys") || !strings.Contains(errb.String(), "2 deliveries missing") {
 		t.Fatalf("exit %d:\n%s%s", code, out.String(), errb.String())
 	}
 }

@@ -18,7 +18,7 @@ type Rotation struct {
 	Schedule Schedule
 	Streams  []uint32
 	Keys     int       // content keys per period; 0 means 1
-	Clock    ptp.Clock // its latest possible time decides what is due
+	Clock    ptp.Clock // its best estimate (Mid) decides what is due
 	Logger   *slog.Logger
 }
 
@@ -29,9 +29,10 @@ type Issued struct {
 }
 
 // Run issues due periods to deliver until ctx ends, then returns ctx's
-// error; an error from deliver is logged and that period skipped. It never
-// issues a period whose release the clock says has passed: a late bundle
-// would be released late everywhere. Periods are issued in order, once.
+// error; an error from deliver is logged and that period skipped. It does
+// not issue periods whose release the clock's best estimate says has
+// passed (they would only be released late), so a rotation started late
+// begins with the next period. Periods are issued in order, once.
 func (r *Rotation) Run(ctx context.Context, deliver func(Issued) error) error {
 	if err := r.Schedule.Check(); err != nil {
 		return err
@@ -51,7 +52,7 @@ func (r *Rotation) Run(ctx context.Context, deliver func(Issued) error) error {
 		if now, err := r.Clock.Now(); err != nil {
 			log.Warn("rotation: clock read failed", "err", err)
 		} else {
-			first, end := r.Schedule.Due(now.Latest)
+			first, end := r.Schedule.Due(now.Mid())
 			if !started || next < first {
 				next, started = first, true
 			}

@@ -29,11 +29,7 @@ func (r *Receiver) Run(ctx context.Context, srcs ...Source) error {
 	defer cancel(nil)
 	var wg sync.WaitGroup
 	for _, s := range srcs {
-		wg.Go(func() {
-			if err := r.read(s); err != nil {
-				cancel(err)
-			}
-		})
+		wg.Go(func() { cancel(r.read(s)) })
 	}
 	<-ctx.Done()
 	for _, s := range srcs {
@@ -46,6 +42,7 @@ func (r *Receiver) Run(ctx context.Context, srcs ...Source) error {
 	return nil
 }
 
+// read handles s's datagrams until a read fails, and returns that error.
 func (r *Receiver) read(s Source) error {
 	ms := make([]mcast.Message, readBatch)
 	for i := range ms {

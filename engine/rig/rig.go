@@ -27,6 +27,8 @@ type Config struct {
 	Lead      time.Duration // announce lead before each releaseAt [250ms]
 	Stream    uint32        // [1]
 	Edges     int           // edges releasing the same schedule [1]
+	Rounds    int           // carousel rounds [edge.DefaultRounds]
+	Repeat    int           // RELEASE copies [edge.DefaultRepeat]
 	// Clock is every edge's clock [system clock assumed synchronized ±1ms,
 	// which is sound when every role shares this host's clock].
 	Clock ptp.Clock
@@ -39,7 +41,9 @@ type Config struct {
 	Listen func(receiver int) (receiver.Source, error)
 	// NoMaster lists receivers configured without the master key.
 	NoMaster []int
-	Logger   *slog.Logger
+	// OnRelease, if set, sees each edge's release reports as they happen.
+	OnRelease func(edge.Report)
+	Logger    *slog.Logger
 }
 
 // Result is what the run observed.
@@ -211,6 +215,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		mu.Lock()
 		res.Releases = append(res.Releases, r)
 		mu.Unlock()
+		if cfg.OnRelease != nil {
+			cfg.OnRelease(r)
+		}
 	})
 	defer closeEdges()
 	if err != nil {
@@ -315,7 +322,7 @@ func openEdges(cfg *Config, ring *seal.KeyRing, on func(edge.Report)) ([]*edge.E
 		}
 		e, err := edge.New(edge.Config{
 			ID: uint32(i + 1), Clock: cfg.Clock, Trusted: ring, Senders: []edge.Sender{s},
-			Lead: cfg.Lead, Logger: cfg.Logger, OnRelease: on,
+			Lead: cfg.Lead, Rounds: cfg.Rounds, Repeat: cfg.Repeat, Logger: cfg.Logger, OnRelease: on,
 		})
 		if err != nil {
 			return nil, closeAll, err

@@ -1,0 +1,112 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"sync/atomic"
+	"time"
+
+	"github.com/embargo-live/embargo/engine/edge"
+	"github.com/embargo-live/embargo/engine/mcast"
+	"github.com/embargo-live/embargo/engine/origin"
+	"github.com/embargo-live/embargo/ptp"
+	"github.com/embargo-live/embargo/seal"
+)
+
+func runEdge(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("edge", `Run an edge: carousel each key period's ANNOUNCE to the multicast groups from -lead before its
+release, and send its RELEASE at releaseAt by the clock's earliest possible time (never early;
+an unsynchronized clock holds the release and says so).
+
+Until the origin service exists, the edge runs an embedded origin from the keys in -keys
+(see 'embargo keys'): period p of every stream is released at p × -period TAI, so edges and
+receivers agree on the schedule with no coordination.`, stdout)
+	keys := fs.String("keys", "embargo-keys", "directory with "+originKeyFile+" and "+masterKeyFile)
+	var groups groupsFlag
+	fs.Var(&groups, "group", groupHelp)
+	streams := streamsFlag{1}
+	fs.Var(&streams, "streams", "comma-separated stream ids to rotate keys for")
+	period := fs.Duration("period", 2*time.Second, "key period length")
+	lead := fs.Duration("lead", 2*time.Second, "announce lead: the carousel starts this long before each releaseAt")
+	present := fs.Duration("present", 2*time.Second, "presentAt − releaseAt")
+	rounds := fs.Int("rounds", edge.DefaultRounds, "carousel rounds of each ANNOUNCE")
+	repeat := fs.Int("repeat", edge.DefaultRepeat, "copies of each RELEASE")
+	spacing := fs.Duration("spacing", edge.DefaultSpacing, "time between RELEASE copies")
+	id := fs.Uint("id", 1, "edge id stamped on RELEASEs")
+	periods := fs.Int("periods", 0, "exit after releasing this many periods per stream (0: run until interrupted)")
+	level := fs.String("log", "info", "log level: debug, info, warn, error")
+	clk := addClockFlags(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	log, err := newLogger(stderr, *level)
+	if err != nil {
+		return err
+	}
+	signer, err := readOriginKey(filepath.Join(*keys, originKeyFile))
+	if err != nil {
+		return err
+	}
+	master, err := readMasterKey(filepath.Join(*keys, masterKeyFile))
+	if err != nil {
+		return err
+	}
+	org, err := origin.New(signer, master)
+	if err != nil {
+		return err
+	}
+	sched := origin.Schedule{Period: *period, Lead: *lead, PresentDelay: *present}
+	if err := sched.Check(); err != nil {
+		return err
+	}
+	clock, err := clk.open()
+	if err != nil {
+		return err
+	}
+	if r, err := clock.Now(); err != nil || r.State != ptp.StateSynchronized {
+		log.Warn("clock not synchronized: releases will be held until it is (use -assume-synced only in a lab)", "state", r.State, "reason", r.Reason, "err", err)
+	}
+	var senders []edge.Sender
+	for _, g := range groups.orDefault() {
+		s, err := mcast.NewSender(g)
+		if err != nil {
+			return err
+		}
+		defer s.Close()
+		senders = append(senders, s)
+		log.Info("sending", "group", g.String())
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var released atomic.Int64
+	want := int64(*periods * len(streams))
+	e, err := edge.New(edge.Config{
+		ID: uint32(*id), Clock: clock, Trusted: seal.NewKeyRing(org.PublicKey()), Senders: senders,
+		Lead: *lead, Rounds: *rounds, Repeat: *repeat, Spacing: *spacing, Logger: log,
+		OnRelease: func(r edge.Report) {
+			if want > 0 && released.Add(1) >= want {
+				cancel()
+			}
+		},
+	})
+	if err != nil {
+		return err
+	}
+	rot := &origin.Rotation{Origin: org, Schedule: sched, Streams: streams, Keys: 2, Clock: clock, Logger: log}
+	go func() {
+		_ = rot.Run(ctx, func(is origin.Issued) error { return e.Add(is.Bundle) })
+	}()
+	log.Info("edge running", "id", *id, "streams", streams.String(), "period", *period, "lead", *lead, "key id", fmt.Sprintf("%x", seal.KeyID(org.PublicKey())))
+	err = e.Run(ctx)
+	st := e.Stats()
+	fmt.Fprintf(stdout, "edge %d: released %d periods (%d RELEASE datagrams, %d ANNOUNCE datagrams in %d rounds), max lateness %v, %d clock holds, %d send errors\n",
+		*id, st.Released, st.ReleaseCopies, st.ShardsSent, st.Rounds, st.MaxLateness, st.Holds, st.SendErrors)
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}

@@ -1,0 +1,100 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/embargo-live/embargo/engine/mcast"
+	"github.com/embargo-live/embargo/ptp"
+)
+
+// groupsFlag is a repeatable -group flag; empty means mcast.Loopback.
+type groupsFlag []mcast.Group
+
+func (g *groupsFlag) String() string {
+	var s []string
+	for _, x := range *g {
+		s = append(s, x.String())
+	}
+	return strings.Join(s, ",")
+}
+
+func (g *groupsFlag) Set(v string) error {
+	x, err := mcast.ParseGroup(v)
+	if err != nil {
+		return err
+	}
+	*g = append(*g, x)
+	return nil
+}
+
+func (g groupsFlag) orDefault() []mcast.Group {
+	if len(g) == 0 {
+		return []mcast.Group{mcast.Loopback}
+	}
+	return g
+}
+
+const groupHelp = "multicast group as [source@]group:port[%interface][/hops], repeatable (default " + "239.255.77.71:7171%lo, hop limit 0)"
+
+// streamsFlag is a comma-separated list of stream ids.
+type streamsFlag []uint32
+
+func (s *streamsFlag) String() string {
+	var out []string
+	for _, x := range *s {
+		out = append(out, strconv.FormatUint(uint64(x), 10))
+	}
+	return strings.Join(out, ",")
+}
+
+func (s *streamsFlag) Set(v string) error {
+	*s = nil
+	for _, f := range strings.Split(v, ",") {
+		n, err := strconv.ParseUint(strings.TrimSpace(f), 10, 32)
+		if err != nil {
+			return fmt.Errorf("stream %q: %w", f, err)
+		}
+		*s = append(*s, uint32(n))
+	}
+	return nil
+}
+
+// clockFlags selects an edge's clock.
+type clockFlags struct {
+	phc    *string
+	assume *time.Duration
+}
+
+func addClockFlags(fs interface {
+	String(string, string, string) *string
+	Duration(string, time.Duration, string) *time.Duration
+}) clockFlags {
+	return clockFlags{
+		phc:    fs.String("phc", "", "PTP hardware clock device (e.g. /dev/ptp0); default: the system clock bounded by adjtimex"),
+		assume: fs.Duration("assume-synced", 0, "take an undisciplined system clock as synchronized within this bound (laptops, tests); never use on a production edge"),
+	}
+}
+
+func (c clockFlags) open() (ptp.Clock, error) {
+	if *c.phc != "" {
+		return ptp.NewPHC(*c.phc)
+	}
+	if *c.assume > 0 {
+		return ptp.NewSystem(ptp.WithAssumeSynchronized(*c.assume))
+	}
+	return ptp.NewSystem()
+}
+
+// newLogger logs text to w at the given level (debug, info, warn, error).
+func newLogger(w io.Writer, level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("log level %q: %w", level, err)
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+}

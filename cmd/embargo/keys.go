@@ -1,0 +1,142 @@
+package main
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/embargo-live/embargo/seal"
+)
+
+// Key files in a keys directory.
+const (
+	originKeyFile = "origin.key" // Ed25519 private key, PKCS #8 PEM; origin only
+	originPubFile = "origin.pub" // its public key, PKIX PEM; edges and receivers
+	masterKeyFile = "master.key" // the event's master key, hex; origin and subscribers
+)
+
+func runKeys(_ context.Context, args []string, stdout, _ io.Writer) error {
+	fs := newFlags("keys", "Generate an event's keys into a directory: the origin's Ed25519 signing key ("+originKeyFile+", "+originPubFile+")\nand the master key subscribers get ("+masterKeyFile+"). Private files are written 0600.", stdout)
+	dir := fs.String("dir", "embargo-keys", "directory to write the keys to (created if missing)")
+	force := fs.Bool("force", false, "overwrite existing key files")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return err
+	}
+	master := make([]byte, seal.MasterKeyLen)
+	if _, err := rand.Read(master); err != nil {
+		return err
+	}
+	pkcs8, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		return err
+	}
+	pkix, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(*dir, 0o755); err != nil {
+		return err
+	}
+	files := []struct {
+		name string
+		data []byte
+		mode os.FileMode
+	}{
+		{originKeyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pkcs8}), 0o600},
+		{originPubFile, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pkix}), 0o644},
+		{masterKeyFile, []byte(hex.EncodeToString(master) + "\n"), 0o600},
+	}
+	flags := os.O_WRONLY | os.O_CREATE | os.O_EXCL
+	if *force {
+		flags = os.O_WRONLY | os.O_CREATE | os.O_TRUNC
+	}
+	for _, f := range files {
+		path := filepath.Join(*dir, f.name)
+		if err := writeFile(path, f.data, flags, f.mode); err != nil {
+			if errors.Is(err, os.ErrExist) {
+				return fmt.Errorf("%s exists (use -force to overwrite)", path)
+			}
+			return err
+		}
+	}
+	fmt.Fprintf(stdout, "wrote %s, %s and %s in %s (key id %x)\n", originKeyFile, originPubFile, masterKeyFile, *dir, seal.KeyID(pub))
+	return nil
+}
+
+func writeFile(path string, data []byte, flags int, mode os.FileMode) error {
+	f, err := os.OpenFile(path, flags, mode)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	return errors.Join(err, f.Close())
+}
+
+func readPEM(path, typ string) ([]byte, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	b, _ := pem.Decode(data)
+	if b == nil || b.Type != typ {
+		return nil, fmt.Errorf("%s: no %q PEM block", path, typ)
+	}
+	return b.Bytes, nil
+}
+
+func readOriginKey(path string) (ed25519.PrivateKey, error) {
+	der, err := readPEM(path, "PRIVATE KEY")
+	if err != nil {
+		return nil, err
+	}
+	k, err := x509.ParsePKCS8PrivateKey(der)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	priv, ok := k.(ed25519.PrivateKey)
+	if !ok {
+		return nil, fmt.Errorf("%s: a %T, not an Ed25519 key", path, k)
+	}
+	return priv, nil
+}
+
+func readOriginPub(path string) (ed25519.PublicKey, error) {
+	der, err := readPEM(path, "PUBLIC KEY")
+	if err != nil {
+		return nil, err
+	}
+	k, err := x509.ParsePKIXPublicKey(der)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	pub, ok := k.(ed25519.PublicKey)
+	if !ok {
+		return nil, fmt.Errorf("%s: a %T, not an Ed25519 key", path, k)
+	}
+	return pub, nil
+}
+
+func readMasterKey(path string) ([]byte, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	m, err := hex.DecodeString(strings.TrimSpace(string(data)))
+	if err != nil || len(m) != seal.MasterKeyLen {
+		return nil, fmt.Errorf("%s: want %d bytes of hex", path, seal.MasterKeyLen)
+	}
+	return m, nil
+}

@@ -1,0 +1,137 @@
+package main
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/embargo-live/embargo/engine/mcast"
+	"github.com/embargo-live/embargo/engine/receiver"
+	"github.com/embargo-live/embargo/ptp"
+	"github.com/embargo-live/embargo/seal"
+)
+
+func runRecv(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("recv", `Receive key periods from multicast groups, as a device would: rebuild each ANNOUNCE, verify the
+origin's signature, check each RELEASE against the commitment, unwrap the content keys with the
+master key, and print one line per period with the kernel arrival time of its first RELEASE
+against releaseAt.`, stdout)
+	pubPath := fs.String("pub", "embargo-keys/"+originPubFile, "the origin's public key (PEM)")
+	masterPath := fs.String("master", "embargo-keys/"+masterKeyFile, "the master key (hex); empty: receive without it (nothing is usable)")
+	var groups groupsFlag
+	fs.Var(&groups, "group", groupHelp)
+	streams := streamsFlag{1}
+	fs.Var(&streams, "streams", "comma-separated stream ids to receive")
+	periods := fs.Int("periods", 0, "exit after this many periods (0: run until interrupted)")
+	asJSON := fs.Bool("json", false, "print one JSON object per period instead of text")
+	showKeys := fs.Bool("show-keys", false, "print content keys, not only their KIDs")
+	level := fs.String("log", "warn", "log level: debug, info, warn, error")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	log, err := newLogger(stderr, *level)
+	if err != nil {
+		return err
+	}
+	pub, err := readOriginPub(*pubPath)
+	if err != nil {
+		return err
+	}
+	var master []byte
+	if *masterPath != "" {
+		if master, err = readMasterKey(*masterPath); err != nil {
+			return err
+		}
+	}
+	tai := ptp.DefaultTAIOffset
+	if sys, err := ptp.NewSystem(ptp.WithAssumeSynchronized(time.Second)); err == nil {
+		tai = sys.TAIOffset()
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var mu sync.Mutex
+	got := 0
+	r, err := receiver.New(receiver.Config{
+		Trusted: seal.NewKeyRing(pub), Master: master, Streams: streams, TAIOffset: tai, Logger: log,
+		OnEvent: func(ev receiver.Event) {
+			mu.Lock()
+			defer mu.Unlock()
+			printEvent(stdout, ev, *asJSON, *showKeys)
+			if got++; *periods > 0 && got >= *periods {
+				cancel()
+			}
+		},
+	})
+	if err != nil {
+		return err
+	}
+	var srcs []receiver.Source
+	for _, g := range groups.orDefault() {
+		c, err := mcast.Listen(g)
+		if err != nil {
+			for _, s := range srcs {
+				s.Close()
+			}
+			return err
+		}
+		srcs = append(srcs, c)
+		log.Info("listening", "group", g.String())
+	}
+	err = r.Run(ctx, srcs...)
+	st := r.Stats()
+	fmt.Fprintf(stderr, "recv: %d periods delivered; drops %v\n", st.Delivered, st.Drops)
+	return err
+}
+
+type eventJSON struct {
+	Stream     uint32   `json:"stream"`
+	Period     uint64   `json:"period"`
+	ReleaseAt  int64    `json:"releaseAt"`
+	PresentAt  int64    `json:"presentAt"`
+	Arrival    int64    `json:"arrival"`
+	LatenessNs int64    `json:"latenessNs"`
+	Edge       uint32   `json:"edge"`
+	From       string   `json:"from"`
+	KIDs       []string `json:"kids,omitempty"`
+	Keys       []string `json:"keys,omitempty"`
+	Resource   string   `json:"resource,omitempty"`
+}
+
+func printEvent(w io.Writer, ev receiver.Event, asJSON, showKeys bool) {
+	j := eventJSON{
+		Stream: ev.Stream, Period: ev.Period, ReleaseAt: ev.ReleaseAt, PresentAt: ev.PresentAt,
+		Arrival: ev.Arrival, LatenessNs: ev.Arrival - ev.ReleaseAt, Edge: ev.EdgeID, From: ev.From.String(),
+	}
+	for _, k := range ev.Keys {
+		j.KIDs = append(j.KIDs, hex.EncodeToString(k.KID[:]))
+		if showKeys {
+			j.Keys = append(j.Keys, hex.EncodeToString(k.Key[:]))
+		}
+	}
+	if ev.Resource != nil {
+		j.Resource = hex.EncodeToString(ev.Resource)
+	}
+	if asJSON {
+		_ = json.NewEncoder(w).Encode(j)
+		return
+	}
+	sign := "+"
+	if j.LatenessNs < 0 {
+		sign = "" // a clock error between edge and device, not an early release
+	}
+	line := fmt.Sprintf("stream %d period %d: %d keys (kid %s), arrived releaseAt%s%v from edge %d at %v",
+		ev.Stream, ev.Period, len(ev.Keys), strings.Join(j.KIDs, ","), sign, time.Duration(j.LatenessNs), ev.EdgeID, ev.From)
+	if showKeys {
+		line += ", keys " + strings.Join(j.Keys, ",")
+	}
+	if ev.Resource != nil {
+		line += fmt.Sprintf(", resource of %d bytes", len(ev.Resource))
+	}
+	fmt.Fprintln(w, line)
+}

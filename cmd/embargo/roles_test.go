@@ -1,0 +1,132 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// lockedBuffer is a bytes.Buffer safe for the concurrent writes of a
+// command's loggers and printers.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func keysDir(t *testing.T) string {
+	dir := filepath.Join(t.TempDir(), "keys")
+	var out bytes.Buffer
+	if code := run(context.Background(), []string{"keys", "-dir", dir}, &out, &out); code != 0 {
+		t.Fatalf("keys: exit %d: %s", code, out.String())
+	}
+	return dir
+}
+
+// TestEdgeToRecv runs `embargo edge` and `embargo recv` against each other
+// on a loopback group: the receiver prints both periods with their keys,
+// a receiver without the master key prints nothing and counts why.
+func TestEdgeToRecv(t *testing.T) {
+	dir := keysDir(t)
+	group := fmt.Sprintf("239.255.77.71:%d", 42000+time.Now().UnixNano()%10000)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+
+	type result struct {
+		code        int
+		out, errout *lockedBuffer
+	}
+	start := func(ctx context.Context, args ...string) chan result {
+		done := make(chan result, 1)
+		go func() {
+			r := result{out: &lockedBuffer{}, errout: &lockedBuffer{}}
+			r.code = run(ctx, args, r.out, r.errout)
+			done <- r
+		}()
+		return done
+	}
+	recv := start(ctx, "recv", "-group", group, "-pub", filepath.Join(dir, originPubFile), "-master", filepath.Join(dir, masterKeyFile), "-periods", "2", "-json")
+	blindCtx, blindCancel := context.WithCancel(ctx)
+	blind := start(blindCtx, "recv", "-group", group, "-pub", filepath.Join(dir, originPubFile), "-master", "")
+	time.Sleep(100 * time.Millisecond) // let the receivers join
+	edge := run(ctx, []string{"edge", "-keys", dir, "-group", group, "-period", "200ms", "-lead", "150ms", "-periods", "2", "-assume-synced", "1ms", "-log", "warn"}, &lockedBuffer{}, &lockedBuffer{})
+	if edge != 0 {
+		t.Fatalf("edge: exit %d", edge)
+	}
+	r := <-recv
+	if r.code != 0 {
+		t.Fatalf("recv: exit %d: %s", r.code, r.errout.String())
+	}
+	lines := strings.Split(strings.TrimSpace(r.out.String()), "\n")
+	if len(lines) != 2 || !strings.Contains(lines[0], `"kids":[`) || strings.Contains(lines[0], `"latenessNs":-`) {
+		t.Fatalf("recv printed:\n%s", r.out.String())
+	}
+	time.Sleep(100 * time.Millisecond)
+	blindCancel()
+	b := <-blind
+	if b.code != 0 || b.out.String() != "" || !strings.Contains(b.errout.String(), "no-master-key") {
+		t.Fatalf("receiver without master key: exit %d, out %q, err %q", b.code, b.out.String(), b.errout.String())
+	}
+}
+
+func TestKeysRefusesOverwrite(t *testing.T) {
+	dir := keysDir(t)
+	before, err := os.ReadFile(filepath.Join(dir, masterKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if code := run(context.Background(), []string{"keys", "-dir", dir}, &out, &out); code != 1 || !strings.Contains(out.String(), "-force") {
+		t.Fatalf("second keys: exit %d: %s", code, out.String())
+	}
+	after, _ := os.ReadFile(filepath.Join(dir, masterKeyFile))
+	if !bytes.Equal(before, after) {
+		t.Fatal("master key overwritten")
+	}
+	if fi, err := os.Stat(filepath.Join(dir, originKeyFile)); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("origin key mode %v, %v", fi.Mode(), err)
+	}
+	out.Reset()
+	if code := run(context.Background(), []string{"keys", "-dir", dir, "-force"}, &out, &out); code != 0 {
+		t.Fatalf("keys -force: exit %d: %s", code, out.String())
+	}
+}
+
+func TestRoleFlagErrors(t *testing.T) {
+	dir := keysDir(t)
+	for _, c := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"edge", "-keys", t.TempDir()}, 1, "origin.key"},
+		{[]string{"edge", "-keys", dir, "-group", "10.0.0.1:7171"}, 2, "not a multicast address"},
+		{[]string{"edge", "-keys", dir, "-lead", "1h"}, 1, "announce lead"},
+		{[]string{"recv", "-pub", filepath.Join(dir, masterKeyFile)}, 1, "PUBLIC KEY"},
+		{[]string{"recv", "-pub", filepath.Join(dir, originPubFile), "-streams", "x"}, 2, "stream"},
+		{[]string{"edge", "-h"}, 0, "never early"},
+	} {
+		var out bytes.Buffer
+		code := run(context.Background(), c.args, &out, &out)
+		if code != c.code || !strings.Contains(out.String(), c.want) {
+			t.Errorf("%v: exit %d, output %q", c.args, code, out.String())
+		}
+	}
+}

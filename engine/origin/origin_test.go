@@ -1,0 +1,171 @@
+package origin_test
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/embargo-live/embargo/engine/bundle"
+	"github.com/embargo-live/embargo/engine/origin"
+	"github.com/embargo-live/embargo/ptp"
+	"github.com/embargo-live/embargo/seal"
+	"github.com/embargo-live/embargo/wire"
+)
+
+func newOrigin(t testing.TB) (*origin.Origin, []byte) {
+	_, signer, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	master := make([]byte, seal.MasterKeyLen)
+	rand.Read(master)
+	o, err := origin.New(signer, master)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o, master
+}
+
+// TestKeysBundle: the bundle opens as an edge checks it, and the body's
+// payload opened with RK and unwrapped with the master key is the keys.
+func TestKeysBundle(t *testing.T) {
+	o, master := newOrigin(t)
+	keys, err := o.NewContentKeys(3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := origin.Instants{ReleaseAt: 1_800_000_000_000_000_000, PresentAt: 1_800_000_002_000_000_000}
+	b, err := o.Keys(4, 99, at, keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	op, err := bundle.Open(b, seal.NewKeyRing(o.PublicKey()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if op.Decoded.PayloadType != wire.PayloadContentKeys || op.Decoded.ReleaseAt != at.ReleaseAt || op.Decoded.PresentAt != at.PresentAt {
+		t.Errorf("body %+v", op.Decoded)
+	}
+	plain, err := seal.OpenAnnounce(nil, op.Body, &op.Decoded, &b.RK)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := seal.UnwrapKeys(nil, master, 4, 99, plain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 3 || got[0] != keys[0] || got[2] != keys[2] {
+		t.Errorf("unwrapped %v, want %v", got, keys)
+	}
+}
+
+func TestNewRefuses(t *testing.T) {
+	_, signer, _ := ed25519.GenerateKey(rand.Reader)
+	master := make([]byte, seal.MasterKeyLen)
+	for name, f := range map[string]func() error{
+		"short signer": func() error { _, err := origin.New(signer[:10], master); return err },
+		"short master": func() error { _, err := origin.New(signer, master[:5]); return err },
+		"datagram":     func() error { _, err := origin.New(signer, master, origin.WithMaxDatagram(10)); return err },
+	} {
+		if err := f(); !errors.Is(err, origin.ErrConfig) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	o, _ := origin.New(signer, master)
+	if _, err := o.NewContentKeys(0); err == nil {
+		t.Error("zero content keys accepted")
+	}
+	if _, err := o.NewContentKeys(wire.MaxContentKeys + 1); err == nil {
+		t.Error("too many content keys accepted")
+	}
+}
+
+func TestSchedule(t *testing.T) {
+	sec := int64(time.Second)
+	epoch := 100 * sec
+	s := origin.Schedule{Epoch: epoch, Period: time.Second, Lead: 2500 * time.Millisecond, PresentDelay: 500 * time.Millisecond}
+	if err := s.Check(); err != nil {
+		t.Fatal(err)
+	}
+	if at := s.At(3); at.ReleaseAt != epoch+3*sec || at.PresentAt != epoch+3*sec+sec/2 {
+		t.Errorf("At(3) = %+v", at)
+	}
+	for _, c := range []struct {
+		t           int64
+		first, end  uint64
+		current     uint64
+		description string
+	}{
+		{0, 0, 0, 0, "well before the epoch: nothing due yet"},
+		{epoch - 2500*int64(time.Millisecond) - 1, 0, 0, 0, "a nanosecond before period 0 comes due"},
+		{epoch - 2500*int64(time.Millisecond), 0, 1, 0, "period 0 comes due exactly one lead before the epoch"},
+		{epoch, 1, 3, 0, "at the epoch period 0 is released; 1 and 2 are within the lead"},
+		{epoch + 10*sec + 1, 11, 13, 10, "mid-run"},
+	} {
+		first, end := s.Due(c.t)
+		if first != c.first || end != c.end || s.Current(c.t) != c.current {
+			t.Errorf("%s: Due(%d) = [%d, %d), Current %d; want [%d, %d), %d", c.description, c.t, first, end, s.Current(c.t), c.first, c.end, c.current)
+		}
+	}
+	for name, bad := range map[string]origin.Schedule{
+		"short period":  {Period: time.Millisecond, Lead: time.Millisecond},
+		"no lead":       {Period: time.Second},
+		"lead too long": {Period: time.Second, Lead: 9 * time.Second},
+		"negative":      {Period: time.Second, Lead: time.Second, PresentDelay: -1},
+	} {
+		if err := bad.Check(); !errors.Is(err, origin.ErrConfig) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
+
+// TestRotation: a rotation started mid-schedule issues every stream's
+// periods in order from the next one, each once, with fresh keys.
+func TestRotation(t *testing.T) {
+	o, _ := newOrigin(t)
+	clock := ptp.NewSim()
+	start := clock.True()
+	s := origin.Schedule{Epoch: start - int64(time.Second), Period: 40 * time.Millisecond, Lead: 100 * time.Millisecond}
+	var mu sync.Mutex
+	seen := map[[2]uint64]int{}
+	var order []uint64
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	err := (&origin.Rotation{Origin: o, Schedule: s, Streams: []uint32{1, 2}, Clock: clock}).Run(ctx, func(is origin.Issued) error {
+		mu.Lock()
+		defer mu.Unlock()
+		seen[[2]uint64{uint64(is.Bundle.Stream), is.Bundle.Period}]++
+		if is.Bundle.Stream == 1 {
+			order = append(order, is.Bundle.Period)
+		}
+		if is.Bundle.ReleaseAt <= start || len(is.Keys) != 1 {
+			t.Errorf("issued period %d released at %d (start %d) with %d keys", is.Bundle.Period, is.Bundle.ReleaseAt, start, len(is.Keys))
+		}
+		return nil
+	})
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(order) < 5 {
+		t.Fatalf("only %d periods issued in 300ms of 40ms periods", len(order))
+	}
+	if first := s.Current(start) + 1; order[0] != first {
+		t.Errorf("first period %d, want %d", order[0], first)
+	}
+	for i := 1; i < len(order); i++ {
+		if order[i] != order[i-1]+1 {
+			t.Fatalf("periods out of order: %v", order)
+		}
+	}
+	for k, n := range seen {
+		if n != 1 {
+			t.Errorf("stream %d period %d issued %d times", k[0], k[1], n)
+		}
+	}
+}
