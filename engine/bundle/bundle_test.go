@@ -2,8 +2,6 @@ package bundle_test
 
 import (
 	"bytes"
-	"crypto/ed25519"
-	"crypto/rand"
 	"errors"
 	"testing"
 	"time"
@@ -14,11 +12,7 @@ import (
 )
 
 func newOrigin(t testing.TB) *origin.Origin {
-	_, signer, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	o, err := origin.New(signer, make([]byte, seal.MasterKeyLen))
+	o, _, err := origin.Generate()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,4 +66,3 @@ func TestBundleTampering(t *testing.T) {
 		t.Errorf("the untouched bundle: %v", err)
 	}
 }
-

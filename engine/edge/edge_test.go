@@ -2,8 +2,6 @@ package edge_test
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"errors"
 	"sync"
 	"testing"
@@ -64,13 +62,7 @@ type fixture struct {
 }
 
 func newFixture(t testing.TB) fixture {
-	_, signer, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	master := make([]byte, seal.MasterKeyLen)
-	rand.Read(master)
-	o, err := origin.New(signer, master)
+	o, _, err := origin.Generate()
 	if err != nil {
 		t.Fatal(err)
 	}

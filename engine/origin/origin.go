@@ -52,6 +52,21 @@ func New(signer ed25519.PrivateKey, master []byte, opts ...Option) (*Origin, err
 	return o, nil
 }
 
+// Generate returns an origin with a fresh signing key and master key, and
+// the master key: for labs, demos and tests, where nothing outlives the run.
+func Generate(opts ...Option) (*Origin, []byte, error) {
+	_, signer, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
+	master := make([]byte, seal.MasterKeyLen)
+	if _, err := rand.Read(master); err != nil {
+		return nil, nil, err
+	}
+	o, err := New(signer, master, opts...)
+	return o, master, err
+}
+
 // PublicKey is the key receivers and edges must trust.
 func (o *Origin) PublicKey() ed25519.PublicKey { return o.signer.Public().(ed25519.PublicKey) }
 

@@ -17,13 +17,7 @@ import (
 )
 
 func newOrigin(t testing.TB) (*origin.Origin, []byte) {
-	_, signer, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	master := make([]byte, seal.MasterKeyLen)
-	rand.Read(master)
-	o, err := origin.New(signer, master)
+	o, master, err := origin.Generate()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,12 +13,7 @@ import (
 // body it completes.
 func (r *Receiver) onShard(s *wire.Shard) {
 	k := key{s.Stream, s.Period}
-	if _, ok := r.done[k]; ok {
-		r.drops.add(reasonDuplicate)
-		return
-	}
-	if r.tooOld(k) {
-		r.drops.add(reasonOld)
+	if !r.admit(k) {
 		return
 	}
 	body, err := r.asm.Add(s)
@@ -85,12 +80,7 @@ func (r *Receiver) onBody(k key, body []byte) {
 // RELEASE (bounded) until the body is rebuilt.
 func (r *Receiver) onRelease(rel *wire.Release, arrival int64, from netip.AddrPort) {
 	k := key{rel.Stream, rel.Period}
-	if _, ok := r.done[k]; ok {
-		r.drops.add(reasonDuplicate)
-		return
-	}
-	if r.tooOld(k) {
-		r.drops.add(reasonOld)
+	if !r.admit(k) {
 		return
 	}
 	if h := r.bodies[k]; h != nil {
@@ -202,6 +192,20 @@ func (r *Receiver) advance(k key) {
 			delete(r.early, old)
 		}
 	}
+}
+
+// admit reports whether a datagram of k can still matter, counting it
+// dropped if not: its period is neither finished nor below the window.
+func (r *Receiver) admit(k key) bool {
+	if _, ok := r.done[k]; ok {
+		r.drops.add(reasonDuplicate)
+		return false
+	}
+	if r.tooOld(k) {
+		r.drops.add(reasonOld)
+		return false
+	}
+	return true
 }
 
 // tooOld reports whether k is below its stream's window.

@@ -2,8 +2,6 @@ package rig
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -167,15 +165,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
-	_, signer, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	master := make([]byte, seal.MasterKeyLen)
-	if _, err := rand.Read(master); err != nil {
-		return nil, err
-	}
-	org, err := origin.New(signer, master)
+	org, master, err := origin.Generate()
 	if err != nil {
 		return nil, err
 	}
