@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/embargo-live/embargo/engine/edge"
-	"github.com/embargo-live/embargo/engine/mcast"
+	"github.com/embargo-live/embargo/engine/udp"
 	"github.com/embargo-live/embargo/engine/receiver"
 	"github.com/embargo-live/embargo/engine/rig"
 	"github.com/embargo-live/embargo/ptp"
@@ -41,7 +41,7 @@ func runDemo(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	if err != nil {
 		return err
 	}
-	g := mcast.Loopback
+	g := udp.Loopback
 	fmt.Fprintf(stdout, "demo: %d periods of %v to %d receivers on %v, %.0f%% loss per receiver, %d carousel rounds, %d RELEASE copies\n",
 		*periods, *length, *receivers, g, 100**loss, *rounds, *repeat)
 
@@ -50,9 +50,9 @@ func runDemo(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	res, err := rig.Run(ctx, rig.Config{
 		Receivers: *receivers, Periods: *periods, Period: *length, Lead: *length * 8 / 10,
 		Rounds: *rounds, Repeat: *repeat, Clock: clock,
-		Sender: func(int) (edge.Sender, error) { return mcast.NewSender(g) },
+		Sender: func(int) (edge.Sender, error) { return udp.NewSender(g) },
 		Listen: func(i int) (receiver.Source, error) {
-			c, err := mcast.Listen(g)
+			c, err := udp.Listen(g)
 			if err != nil {
 				return nil, err
 			}
@@ -115,7 +115,7 @@ type lossy struct {
 	lost, seen *atomic.Int64
 }
 
-func (l *lossy) ReadBatch(ms []mcast.Message) (int, error) {
+func (l *lossy) ReadBatch(ms []udp.Message) (int, error) {
 	for {
 		n, err := l.Source.ReadBatch(ms)
 		if err != nil {

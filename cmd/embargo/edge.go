@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/embargo-live/embargo/engine/edge"
-	"github.com/embargo-live/embargo/engine/mcast"
+	"github.com/embargo-live/embargo/engine/udp"
 	"github.com/embargo-live/embargo/engine/origin"
 	"github.com/embargo-live/embargo/ptp"
 	"github.com/embargo-live/embargo/seal"
@@ -71,7 +71,7 @@ receivers agree on the schedule with no coordination.`, stdout)
 	}
 	var senders []edge.Sender
 	for _, g := range groups.orDefault() {
-		s, err := mcast.NewSender(g)
+		s, err := udp.NewSender(g)
 		if err != nil {
 			return err
 		}

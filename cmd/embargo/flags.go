@@ -8,12 +8,12 @@ import (
 	"strings"
 	"time"
 
-	"github.com/embargo-live/embargo/engine/mcast"
+	"github.com/embargo-live/embargo/engine/udp"
 	"github.com/embargo-live/embargo/ptp"
 )
 
-// groupsFlag is a repeatable -group flag; empty means mcast.Loopback.
-type groupsFlag []mcast.Group
+// groupsFlag is a repeatable -group flag; empty means udp.Loopback.
+type groupsFlag []udp.Group
 
 func (g *groupsFlag) String() string {
 	var s []string
@@ -24,7 +24,7 @@ func (g *groupsFlag) String() string {
 }
 
 func (g *groupsFlag) Set(v string) error {
-	x, err := mcast.ParseGroup(v)
+	x, err := udp.ParseGroup(v)
 	if err != nil {
 		return err
 	}
@@ -32,9 +32,9 @@ func (g *groupsFlag) Set(v string) error {
 	return nil
 }
 
-func (g groupsFlag) orDefault() []mcast.Group {
+func (g groupsFlag) orDefault() []udp.Group {
 	if len(g) == 0 {
-		return []mcast.Group{mcast.Loopback}
+		return []udp.Group{udp.Loopback}
 	}
 	return g
 }

@@ -10,7 +10,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/embargo-live/embargo/engine/mcast"
+	"github.com/embargo-live/embargo/engine/udp"
 	"github.com/embargo-live/embargo/engine/receiver"
 	"github.com/embargo-live/embargo/ptp"
 	"github.com/embargo-live/embargo/seal"
@@ -73,7 +73,7 @@ against releaseAt.`, stdout)
 	}
 	var srcs []receiver.Source
 	for _, g := range groups.orDefault() {
-		c, err := mcast.Listen(g)
+		c, err := udp.Listen(g)
 		if err != nil {
 			for _, s := range srcs {
 				s.Close()

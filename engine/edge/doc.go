@@ -6,6 +6,6 @@
 // Released periods are kept for late joiners' catch-up.
 //
 // The edge does no socket work itself: destinations are Senders (package
-// mcast provides multicast ones), so the scheduler is testable with a
+// udp provides multicast ones), so the scheduler is testable with a
 // simulated clock and an in-memory sender.
 package edge

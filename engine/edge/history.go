@@ -58,3 +58,23 @@ func (e *Edge) Released(stream uint32) []*Released {
 	}
 	return nil
 }
+
+// Announced returns the ANNOUNCE datagrams of the stream's periods held for
+// release, soonest first: what a subscriber arriving now needs to be ready
+// for the next releases. It never includes a release secret.
+func (e *Edge) Announced(stream uint32) [][]byte {
+	e.mu.Lock()
+	var held []*entry
+	for k, p := range e.pending {
+		if k.stream == stream {
+			held = append(held, p)
+		}
+	}
+	e.mu.Unlock()
+	slices.SortFunc(held, func(a, b *entry) int { return cmpInt(a.b.Period, b.b.Period) })
+	var out [][]byte
+	for _, p := range held {
+		out = append(out, p.b.Shards...)
+	}
+	return out
+}

@@ -5,15 +5,15 @@ import (
 	"errors"
 	"sync"
 
-	"github.com/embargo-live/embargo/engine/mcast"
+	"github.com/embargo-live/embargo/engine/udp"
 	"github.com/embargo-live/embargo/wire"
 )
 
 // Source is where a receiver reads datagrams, such as a multicast
-// mcast.Conn.
+// udp.Conn.
 type Source interface {
 	// ReadBatch blocks for at least one datagram and fills up to len(ms).
-	ReadBatch(ms []mcast.Message) (int, error)
+	ReadBatch(ms []udp.Message) (int, error)
 	// Close makes a blocked ReadBatch return.
 	Close() error
 }
@@ -44,7 +44,7 @@ func (r *Receiver) Run(ctx context.Context, srcs ...Source) error {
 
 // read handles s's datagrams until a read fails, and returns that error.
 func (r *Receiver) read(s Source) error {
-	ms := make([]mcast.Message, readBatch)
+	ms := make([]udp.Message, readBatch)
 	for i := range ms {
 		ms[i].Buf = make([]byte, wire.MaxDatagram+1)
 	}

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/embargo-live/embargo/engine/edge"
-	"github.com/embargo-live/embargo/engine/mcast"
+	"github.com/embargo-live/embargo/engine/udp"
 	"github.com/embargo-live/embargo/engine/receiver"
 	"github.com/embargo-live/embargo/engine/rig"
 	"github.com/embargo-live/embargo/internal/netns"
@@ -31,12 +31,12 @@ import (
 func BenchmarkRelease(b *testing.B) {
 	for _, n := range []int{100, 1000} {
 		b.Run(fmt.Sprintf("loopback/receivers=%d", n), func(b *testing.B) {
-			g := mcast.Loopback
+			g := udp.Loopback
 			g.Addr = netip.AddrPortFrom(g.Addr.Addr(), uint16(41000+n))
 			benchRelease(b, rig.Config{
 				Receivers: n,
-				Sender:    func(int) (edge.Sender, error) { return mcast.NewSender(g) },
-				Listen:    func(int) (receiver.Source, error) { return mcast.Listen(g) },
+				Sender:    func(int) (edge.Sender, error) { return udp.NewSender(g) },
+				Listen:    func(int) (receiver.Source, error) { return udp.Listen(g) },
 			})
 		})
 	}
@@ -45,19 +45,19 @@ func BenchmarkRelease(b *testing.B) {
 			const hosts = 50
 			lab := netns.New(b, hosts+1)
 			perHost := (n + hosts - 1) / hosts
-			group := func(h *netns.Host) mcast.Group {
-				return mcast.Group{Addr: netip.MustParseAddrPort("239.77.0.2:7171"), Interface: h.Ifname, Hops: 1}
+			group := func(h *netns.Host) udp.Group {
+				return udp.Group{Addr: netip.MustParseAddrPort("239.77.0.2:7171"), Interface: h.Ifname, Hops: 1}
 			}
 			benchRelease(b, rig.Config{
 				Receivers: n,
 				Sender: func(int) (s edge.Sender, err error) {
 					h := lab.Host(0)
-					err = h.Do(func() (err error) { s, err = mcast.NewSender(group(h)); return err })
+					err = h.Do(func() (err error) { s, err = udp.NewSender(group(h)); return err })
 					return s, err
 				},
 				Listen: func(i int) (s receiver.Source, err error) {
 					h := lab.Host(1 + i/perHost)
-					err = h.Do(func() (err error) { s, err = mcast.Listen(group(h)); return err })
+					err = h.Do(func() (err error) { s, err = udp.Listen(group(h)); return err })
 					return s, err
 				},
 			})

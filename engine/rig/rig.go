@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/embargo-live/embargo/engine/edge"
-	"github.com/embargo-live/embargo/engine/mcast"
+	"github.com/embargo-live/embargo/engine/udp"
 	"github.com/embargo-live/embargo/engine/origin"
 	"github.com/embargo-live/embargo/engine/receiver"
 	"github.com/embargo-live/embargo/ptp"
@@ -33,9 +33,9 @@ type Config struct {
 	// TAIOffset converts receivers' kernel stamps [Clock's, if it is a
 	// *ptp.System, else ptp.DefaultTAIOffset].
 	TAIOffset ptp.TAIOffset
-	// Sender opens edge i's sender [mcast.NewSender(mcast.Loopback)].
+	// Sender opens edge i's sender [udp.NewSender(udp.Loopback)].
 	Sender func(edge int) (edge.Sender, error)
-	// Listen opens receiver i's socket [mcast.Listen(mcast.Loopback)].
+	// Listen opens receiver i's socket [udp.Listen(udp.Loopback)].
 	Listen func(receiver int) (receiver.Source, error)
 	// NoMaster lists receivers configured without the master key.
 	NoMaster []int
@@ -147,10 +147,10 @@ func (c *Config) defaults() error {
 		}
 	}
 	if c.Sender == nil {
-		c.Sender = func(int) (edge.Sender, error) { return mcast.NewSender(mcast.Loopback) }
+		c.Sender = func(int) (edge.Sender, error) { return udp.NewSender(udp.Loopback) }
 	}
 	if c.Listen == nil {
-		c.Listen = func(int) (receiver.Source, error) { return mcast.Listen(mcast.Loopback) }
+		c.Listen = func(int) (receiver.Source, error) { return udp.Listen(udp.Loopback) }
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/embargo-live/embargo/engine/edge"
-	"github.com/embargo-live/embargo/engine/mcast"
+	"github.com/embargo-live/embargo/engine/udp"
 	"github.com/embargo-live/embargo/engine/receiver"
 	"github.com/embargo-live/embargo/engine/rig"
 	"github.com/embargo-live/embargo/internal/netns"
@@ -57,12 +57,12 @@ func check(t *testing.T, res *rig.Result) {
 // TestLoopbackMulticast: one edge, 100 receiver sockets on lo, several
 // periods.
 func TestLoopbackMulticast(t *testing.T) {
-	g := mcast.Loopback
+	g := udp.Loopback
 	g.Addr = netip.AddrPortFrom(g.Addr.Addr(), uint16(40000+time.Now().UnixNano()%10000))
 	res, err := rig.Run(context.Background(), rig.Config{
 		Receivers: 100, Periods: 4, NoMaster: []int{7},
-		Sender: func(int) (edge.Sender, error) { return mcast.NewSender(g) },
-		Listen: func(int) (receiver.Source, error) { return mcast.Listen(g) },
+		Sender: func(int) (edge.Sender, error) { return udp.NewSender(g) },
+		Listen: func(int) (receiver.Source, error) { return udp.Listen(g) },
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -77,20 +77,20 @@ func TestNamespaceMulticast(t *testing.T) {
 	lab := netns.New(t, 12)
 	for _, fam := range []string{"239.77.0.1", "ff15::77"} {
 		t.Run(fam, func(t *testing.T) {
-			group := func(h *netns.Host) mcast.Group {
-				return mcast.Group{Addr: netip.AddrPortFrom(netip.MustParseAddr(fam), 7171), Interface: h.Ifname, Hops: 1}
+			group := func(h *netns.Host) udp.Group {
+				return udp.Group{Addr: netip.AddrPortFrom(netip.MustParseAddr(fam), 7171), Interface: h.Ifname, Hops: 1}
 			}
 			const hosts, perHost = 10, 10
 			res, err := rig.Run(context.Background(), rig.Config{
 				Receivers: hosts * perHost, Periods: 3, Edges: 2, NoMaster: []int{42},
 				Sender: func(i int) (s edge.Sender, err error) {
 					h := lab.Host(i)
-					err = h.Do(func() (err error) { s, err = mcast.NewSender(group(h)); return err })
+					err = h.Do(func() (err error) { s, err = udp.NewSender(group(h)); return err })
 					return s, err
 				},
 				Listen: func(i int) (s receiver.Source, err error) {
 					h := lab.Host(2 + i/perHost)
-					err = h.Do(func() (err error) { s, err = mcast.Listen(group(h)); return err })
+					err = h.Do(func() (err error) { s, err = udp.Listen(group(h)); return err })
 					return s, err
 				},
 			})

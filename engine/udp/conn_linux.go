@@ -1,4 +1,4 @@
-package mcast
+package udp
 
 import (
 	"errors"
@@ -37,7 +37,7 @@ func NewSender(g Group) (*Sender, error) {
 	}
 	ifi, err := net.InterfaceByName(g.Ifname())
 	if err != nil {
-		return nil, fmt.Errorf("mcast: sender: %w", err)
+		return nil, fmt.Errorf("udp: sender: %w", err)
 	}
 	network := "udp4"
 	if g.Addr.Addr().Is6() {
@@ -47,7 +47,7 @@ func NewSender(g Group) (*Sender, error) {
 	// source-specific joins) see the interface as the source.
 	conn, err := net.ListenUDP(network, net.UDPAddrFromAddrPort(netip.AddrPortFrom(sourceAddr(ifi, g.Addr.Addr().Is4()), 0)))
 	if err != nil {
-		return nil, fmt.Errorf("mcast: sender: %w", err)
+		return nil, fmt.Errorf("udp: sender: %w", err)
 	}
 	s := &Sender{group: g, conn: conn, dst: net.UDPAddrFromAddrPort(g.Addr)}
 	if g.Addr.Addr().Is4() {
@@ -62,7 +62,7 @@ func NewSender(g Group) (*Sender, error) {
 	}
 	if err != nil {
 		conn.Close()
-		return nil, fmt.Errorf("mcast: sender on %s: %w", ifi.Name, err)
+		return nil, fmt.Errorf("udp: sender on %s: %w", ifi.Name, err)
 	}
 	return s, nil
 }
@@ -93,10 +93,10 @@ func (s *Sender) Send(dgs [][]byte) (int, error) {
 		n, err := s.pc.WriteBatch(ms[sent:], 0)
 		sent += n
 		if err != nil {
-			return sent, fmt.Errorf("mcast: send to %v: %w", s.group.Addr, err)
+			return sent, fmt.Errorf("udp: send to %v: %w", s.group.Addr, err)
 		}
 		if n == 0 {
-			return sent, fmt.Errorf("mcast: send to %v: no progress", s.group.Addr)
+			return sent, fmt.Errorf("udp: send to %v: no progress", s.group.Addr)
 		}
 	}
 	return sent, nil
@@ -105,12 +105,41 @@ func (s *Sender) Send(dgs [][]byte) (int, error) {
 // Close closes the socket.
 func (s *Sender) Close() error { return s.conn.Close() }
 
+// Reader reads one UDP socket in batches (recvmmsg), with the kernel's
+// arrival stamp of each datagram.
+type Reader struct {
+	conn net.PacketConn
+	pc   batch
+	ms   []ipv4.Message
+}
+
+// NewReader turns on arrival stamps (SO_TIMESTAMPNS) on c and reads it in
+// batches; it takes ownership of c.
+func NewReader(c *net.UDPConn) (*Reader, error) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1)
+	}); err != nil || serr != nil {
+		return nil, fmt.Errorf("udp: arrival stamps: %w", errors.Join(err, serr))
+	}
+	return newReader(c, c.LocalAddr().(*net.UDPAddr).IP.To4() != nil), nil
+}
+
+func newReader(c net.PacketConn, v4 bool) *Reader {
+	if v4 {
+		return &Reader{conn: c, pc: ipv4.NewPacketConn(c)}
+	}
+	return &Reader{conn: c, pc: ipv6.NewPacketConn(c)}
+}
+
 // Conn receives one group's datagrams on one interface.
 type Conn struct {
+	*Reader
 	group Group
-	conn  net.PacketConn
-	pc    batch
-	ms    []ipv4.Message
 }
 
 // Listen joins g on its interface with a socket bound to the group's
@@ -122,38 +151,35 @@ func Listen(g Group) (*Conn, error) {
 	}
 	ifi, err := net.InterfaceByName(g.Ifname())
 	if err != nil {
-		return nil, fmt.Errorf("mcast: listen: %w", err)
+		return nil, fmt.Errorf("udp: listen: %w", err)
 	}
 	conn, err := bindGroup(g.Addr, ifi)
 	if err != nil {
-		return nil, fmt.Errorf("mcast: listen %v: %w", g.Addr, err)
+		return nil, fmt.Errorf("udp: listen %v: %w", g.Addr, err)
 	}
-	c := &Conn{group: g, conn: conn}
+	c := &Conn{Reader: newReader(conn, g.Addr.Addr().Is4()), group: g}
 	grp := &net.UDPAddr{IP: g.Addr.Addr().AsSlice()}
 	var src *net.UDPAddr
 	if g.Source.IsValid() {
 		src = &net.UDPAddr{IP: g.Source.AsSlice()}
 	}
-	if g.Addr.Addr().Is4() {
-		p := ipv4.NewPacketConn(conn)
+	switch p := c.pc.(type) {
+	case *ipv4.PacketConn:
 		if src != nil {
 			err = p.JoinSourceSpecificGroup(ifi, grp, src)
 		} else {
 			err = p.JoinGroup(ifi, grp)
 		}
-		c.pc = p
-	} else {
-		p := ipv6.NewPacketConn(conn)
+	case *ipv6.PacketConn:
 		if src != nil {
 			err = p.JoinSourceSpecificGroup(ifi, grp, src)
 		} else {
 			err = p.JoinGroup(ifi, grp)
 		}
-		c.pc = p
 	}
 	if err != nil {
 		conn.Close()
-		return nil, fmt.Errorf("mcast: join %v on %s: %w", g, ifi.Name, err)
+		return nil, fmt.Errorf("udp: join %v on %s: %w", g, ifi.Name, err)
 	}
 	return c, nil
 }
@@ -180,7 +206,7 @@ func bindGroup(ap netip.AddrPort, ifi *net.Interface) (net.PacketConn, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("bind %v: %w", ap, err)
 	}
-	f := os.NewFile(uintptr(fd), "mcast "+ap.String())
+	f := os.NewFile(uintptr(fd), "udp "+ap.String())
 	defer f.Close()
 	return net.FilePacketConn(f)
 }
@@ -238,9 +264,9 @@ var oobLen = unix.CmsgSpace(16)
 
 // ReadBatch blocks until at least one datagram arrives, then fills up to
 // len(ms) messages and returns how many. Each message needs its Buf set.
-// It must not be called concurrently on one Conn; after Close it returns an
-// error wrapping ErrClosed.
-func (c *Conn) ReadBatch(ms []Message) (int, error) {
+// It must not be called concurrently on one Reader; after Close it returns
+// an error wrapping ErrClosed.
+func (c *Reader) ReadBatch(ms []Message) (int, error) {
 	if len(c.ms) < len(ms) {
 		c.ms = make([]ipv4.Message, len(ms))
 		for i := range c.ms {
@@ -257,7 +283,7 @@ func (c *Conn) ReadBatch(ms []Message) (int, error) {
 	}
 	n, err := c.pc.ReadBatch(xs, 0)
 	if err != nil {
-		return 0, fmt.Errorf("mcast: read %v: %w", c.group.Addr, err)
+		return 0, fmt.Errorf("udp: read %v: %w", c.conn.LocalAddr(), err)
 	}
 	for i := range n {
 		m, x := &ms[i], &xs[i]
@@ -271,5 +297,8 @@ func (c *Conn) ReadBatch(ms []Message) (int, error) {
 	return n, nil
 }
 
-// Close leaves the group and closes the socket; a blocked ReadBatch returns.
-func (c *Conn) Close() error { return c.conn.Close() }
+// Close closes the socket (leaving any group); a blocked ReadBatch returns.
+func (c *Reader) Close() error { return c.conn.Close() }
+
+// LocalAddr is the socket's address.
+func (c *Reader) LocalAddr() net.Addr { return c.conn.LocalAddr() }

@@ -1,4 +1,4 @@
-package mcast
+package udp
 
 import (
 	"encoding/binary"

@@ -1,4 +1,4 @@
-package mcast
+package udp
 
 import (
 	"errors"
@@ -11,9 +11,9 @@ import (
 
 var (
 	// ErrGroup is wrapped by the reasons a Group is refused.
-	ErrGroup = errors.New("mcast: invalid group")
+	ErrGroup = errors.New("udp: invalid group")
 	// ErrNotSupported is wrapped off Linux.
-	ErrNotSupported = errors.New("mcast: not supported on this platform")
+	ErrNotSupported = errors.New("udp: not supported on this platform")
 	// ErrClosed is returned by reads and sends after Close.
 	ErrClosed = net.ErrClosed
 )

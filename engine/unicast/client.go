@@ -1,0 +1,288 @@
+package unicast
+
+import (
+	"crypto/rand"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/embargo-live/embargo/engine/udp"
+	"github.com/embargo-live/embargo/wire"
+)
+
+// Defaults for ClientConfig.
+const (
+	DefaultRetry    = 200 * time.Millisecond
+	DefaultMaxRetry = 5 * time.Second
+)
+
+// ClientConfig configures a Client. Edge and Streams are required.
+type ClientConfig struct {
+	Edge    netip.AddrPort
+	Streams []uint32
+	// CatchUp is how many released periods per stream to ask for on each
+	// subscription (0 … wire.MaxCatchUp).
+	CatchUp int
+	// Retry is the first wait before a handshake message is repeated; it
+	// doubles up to MaxRetry.
+	Retry, MaxRetry time.Duration
+	Logger          *slog.Logger
+}
+
+// Client is a receiver's session with one edge. It is a receiver.Source:
+// ReadBatch returns the edge's ANNOUNCE and RELEASE datagrams and handles
+// the session messages itself. It subscribes, sends keepalives, and starts
+// over when the edge refuses the session (a restart) or falls silent for
+// the session's expiry.
+type Client struct {
+	cfg  ClientConfig
+	log  *slog.Logger
+	conn *net.UDPConn
+	r    *udp.Reader
+	kick chan struct{}
+	done chan struct{}
+
+	mu    sync.Mutex
+	st    clientState
+	stats ClientStats
+}
+
+type clientState struct {
+	phase     phase
+	nonce     [wire.NonceLen]byte
+	cookie    [wire.CookieLen]byte
+	session   [wire.SessionIDLen]byte
+	keepalive time.Duration
+	expiry    time.Duration
+	heard     time.Time // last datagram from the edge
+	next      time.Time // when to send the next handshake or keepalive
+	backoff   time.Duration
+	seq       uint32
+}
+
+type phase uint8
+
+const (
+	phaseHello phase = iota
+	phaseSubscribe
+	phaseSubscribed
+)
+
+// ClientStats counts a client's session events.
+type ClientStats struct {
+	Subscriptions uint64 // SUBSCRIBED received
+	Restarts      uint64 // sessions started over (refused or silent edge)
+	Refused       uint64
+	Data          uint64 // ANNOUNCE and RELEASE datagrams passed on
+}
+
+// Dial opens a socket to cfg.Edge and starts the session in the background.
+func Dial(cfg ClientConfig) (*Client, error) {
+	if !cfg.Edge.IsValid() || len(cfg.Streams) == 0 || len(cfg.Streams) > wire.MaxStreams || cfg.CatchUp < 0 || cfg.CatchUp > wire.MaxCatchUp {
+		return nil, fmt.Errorf("%w: client for %v with %d streams, catch-up %d", ErrConfig, cfg.Edge, len(cfg.Streams), cfg.CatchUp)
+	}
+	cfg.Retry = or(cfg.Retry, DefaultRetry)
+	cfg.MaxRetry = or(cfg.MaxRetry, DefaultMaxRetry)
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	conn, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(cfg.Edge))
+	if err != nil {
+		return nil, fmt.Errorf("unicast: dial %v: %w", cfg.Edge, err)
+	}
+	r, err := udp.NewReader(conn)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	c := &Client{cfg: cfg, log: log.With("edge", cfg.Edge), conn: conn, r: r, kick: make(chan struct{}, 1), done: make(chan struct{})}
+	c.restart(time.Now(), false)
+	go c.maintain()
+	return c, nil
+}
+
+// maintain sends handshakes and keepalives when due, and starts over when
+// the edge has been silent for the session's expiry.
+func (c *Client) maintain() {
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.done:
+			return
+		case <-c.kick:
+		case <-t.C:
+		}
+		now := time.Now()
+		c.mu.Lock()
+		if c.st.phase == phaseSubscribed && now.Sub(c.st.heard) > c.st.expiry {
+			c.log.Warn("unicast: edge silent, subscribing again", "silent", now.Sub(c.st.heard))
+			c.restart(now, true)
+		}
+		var msg []byte
+		if !now.Before(c.st.next) {
+			msg = c.due(now)
+		}
+		wait := max(c.st.next.Sub(now), time.Millisecond)
+		c.mu.Unlock()
+		if msg != nil {
+			if _, err := c.conn.Write(msg); err != nil {
+				c.log.Debug("unicast: send", "err", err)
+			}
+		}
+		t.Reset(wait)
+	}
+}
+
+// due builds the message the current phase sends now and schedules the
+// next. c.mu is held.
+func (c *Client) due(now time.Time) []byte {
+	st := &c.st
+	var m interface{ Encode([]byte) (int, error) }
+	switch st.phase {
+	case phaseHello:
+		m = &wire.Hello{Nonce: st.nonce, PadLen: wire.HelloMinLen - wire.HeaderLen - wire.NonceLen}
+	case phaseSubscribe:
+		streams := append([]uint32(nil), c.cfg.Streams...)
+		m = &wire.Subscribe{Nonce: st.nonce, Cookie: st.cookie, CatchUp: uint8(c.cfg.CatchUp), Streams: streams}
+	case phaseSubscribed:
+		st.seq++
+		st.next = now.Add(st.keepalive)
+		m = &wire.Keepalive{SessionID: st.session, Seq: st.seq}
+	}
+	if st.phase != phaseSubscribed {
+		st.next = now.Add(st.backoff)
+		st.backoff = min(2*st.backoff, c.cfg.MaxRetry)
+	}
+	b := make([]byte, wire.MaxDatagram)
+	n, err := m.Encode(b)
+	if err != nil {
+		return nil
+	}
+	return b[:n]
+}
+
+// restart begins a new handshake. c.mu is held.
+func (c *Client) restart(now time.Time, count bool) {
+	if count {
+		c.stats.Restarts++
+	}
+	c.st = clientState{phase: phaseHello, heard: now, next: now, backoff: c.cfg.Retry}
+	rand.Read(c.st.nonce[:])
+}
+
+func (c *Client) wake() {
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+}
+
+// ReadBatch returns the edge's ANNOUNCE and RELEASE datagrams, handling
+// session messages in between.
+func (c *Client) ReadBatch(ms []udp.Message) (int, error) {
+	for {
+		n, err := c.r.ReadBatch(ms)
+		if err != nil {
+			return 0, err
+		}
+		kept := 0
+		for i := range n {
+			if c.session(ms[i].Buf[:ms[i].N]) {
+				continue
+			}
+			ms[kept], ms[i] = ms[i], ms[kept]
+			kept++
+		}
+		if kept > 0 {
+			c.mu.Lock()
+			c.stats.Data += uint64(kept)
+			c.mu.Unlock()
+			return kept, nil
+		}
+	}
+}
+
+// session handles d if it is a session message and reports whether it was.
+func (c *Client) session(d []byte) bool {
+	h, err := wire.Peek(d)
+	if err != nil {
+		return false // the receiver counts it
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := time.Now()
+	c.st.heard = now
+	switch h.Type {
+	case wire.TypeCookie:
+		var m wire.Cookie
+		if m.Decode(d) == nil && m.Nonce == c.st.nonce && c.st.phase == phaseHello {
+			c.st.cookie, c.st.phase, c.st.next, c.st.backoff = m.Cookie, phaseSubscribe, now, c.cfg.Retry
+			c.wake()
+		}
+	case wire.TypeSubscribed:
+		var m wire.Subscribed
+		if m.Decode(d) == nil && m.Nonce == c.st.nonce && c.st.phase == phaseSubscribe {
+			c.st.phase, c.st.session = phaseSubscribed, m.SessionID
+			c.st.keepalive = time.Duration(m.KeepaliveMs) * time.Millisecond
+			c.st.expiry = time.Duration(m.ExpiryMs) * time.Millisecond
+			c.st.next = now.Add(c.st.keepalive)
+			c.stats.Subscriptions++
+			c.log.Info("unicast: subscribed", "streams", m.Streams, "keepalive", c.st.keepalive)
+		}
+	case wire.TypeRefused:
+		var m wire.Refused
+		if m.Decode(d) != nil || (m.Nonce != c.st.nonce && m.Nonce != [wire.NonceLen]byte{}) {
+			return true
+		}
+		c.stats.Refused++
+		c.log.Info("unicast: refused", "reason", m.Reason)
+		c.restart(now, true)
+		if m.RetryAfterMs > 0 {
+			c.st.next = now.Add(time.Duration(m.RetryAfterMs) * time.Millisecond)
+		}
+		c.wake()
+	case wire.TypeKeepalive:
+		// The echo: heard is updated above.
+	case wire.TypeAnnounce, wire.TypeRelease:
+		return false
+	}
+	return true
+}
+
+// Subscribed reports whether the client holds a live session.
+func (c *Client) Subscribed() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.st.phase == phaseSubscribed
+}
+
+// Stats returns a snapshot of the counters.
+func (c *Client) Stats() ClientStats {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.stats
+}
+
+// Close sends a LEAVE if subscribed, stops the session and closes the
+// socket; a blocked ReadBatch returns.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	if c.st.phase == phaseSubscribed {
+		var b [wire.LeaveLen]byte
+		if n, err := (&wire.Leave{SessionID: c.st.session}).Encode(b[:]); err == nil {
+			c.conn.Write(b[:n])
+		}
+	}
+	select {
+	case <-c.done:
+	default:
+		close(c.done)
+	}
+	c.mu.Unlock()
+	return c.r.Close()
+}

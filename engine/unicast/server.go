@@ -1,0 +1,76 @@
+package unicast
+
+import (
+	"context"
+	"log/slog"
+	"net/netip"
+	"runtime"
+	"time"
+
+	"github.com/embargo-live/embargo/engine/edge"
+	"github.com/embargo-live/embargo/ptp"
+)
+
+// History is where catch-up comes from: an *edge.Edge.
+type History interface {
+	// Released returns the stream's released periods, oldest first.
+	Released(stream uint32) []*edge.Released
+	// Announced returns the ANNOUNCE datagrams of the stream's periods
+	// not yet released.
+	Announced(stream uint32) [][]byte
+}
+
+// ServerConfig configures a Server. Listen and Sessions.Streams are required.
+type ServerConfig struct {
+	// Listen is the address subscribers send to, e.g. [::]:7272; every
+	// datagram to a subscriber leaves from it, so that NATs let it in.
+	Listen netip.AddrPort
+	// Senders is the number of sockets and OS threads the fan-out uses
+	// (default runtime.NumCPU()).
+	Senders  int
+	Sessions SessionConfig
+	// History serves catch-up (see SetHistory); without it there is none.
+	History History
+	// Clock is the edge's: catch-up re-checks each period against its
+	// earliest time. Required.
+	Clock  ptp.Clock
+	Logger *slog.Logger
+}
+
+// ServerStats are a server's counters.
+type ServerStats struct {
+	Sessions SessionStats
+	// Sent counts datagrams fanned out to subscribers, SendErrors the
+	// ones the kernel refused.
+	Sent, SendErrors uint64
+	// CatchUp counts datagrams sent as catch-up.
+	CatchUp uint64
+	// LaunchTime says why SO_TXTIME launch-time sending is or is not used.
+	LaunchTime string
+}
+
+func (c *ServerConfig) defaults() {
+	if c.Senders <= 0 {
+		c.Senders = runtime.NumCPU()
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// sweepEvery is how often expired subscriptions are dropped.
+const sweepEvery = time.Second
+
+// sweep drops expired subscriptions until ctx ends.
+func sweep(ctx context.Context, s *Sessions) {
+	t := time.NewTicker(sweepEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			s.Expire(now.UnixNano())
+		}
+	}
+}

@@ -1,0 +1,276 @@
+package unicast
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/embargo-live/embargo/engine/udp"
+	"github.com/embargo-live/embargo/wire"
+)
+
+// Server is an edge's unicast side: it answers the session protocol on
+// Listen and, as an edge.Sender, fans each datagram out to the subscribers
+// of its stream. Send is safe for concurrent use.
+type Server struct {
+	cfg      ServerConfig
+	log      *slog.Logger
+	sessions *Sessions
+	socks    []*socket
+	v6       bool
+
+	// Fan-out plans, one set for RELEASEs and one for everything else, so
+	// that a long carousel round never holds the plan a release needs.
+	release, announce *planner
+
+	sent, sendErrs, catchUp atomic.Uint64
+	launch                  string
+	closeOnce               sync.Once
+}
+
+// socket is one of the server's SO_REUSEPORT sockets on Listen.
+type socket struct {
+	conn *net.UDPConn
+	rc   syscall.RawConn
+	r    *udp.Reader
+}
+
+// NewServer opens cfg.Senders sockets on cfg.Listen. Run serves them.
+func NewServer(cfg ServerConfig) (*Server, error) {
+	cfg.defaults()
+	sessions, err := NewSessions(cfg.Sessions)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Clock == nil {
+		return nil, fmt.Errorf("%w: no clock (catch-up checks it)", ErrConfig)
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, sessions: sessions, v6: cfg.Listen.Addr().Is6()}
+	listen := cfg.Listen
+	for i := range cfg.Senders {
+		c, err := listenReusePort(listen, s.v6)
+		if err != nil {
+			s.Close()
+			return nil, fmt.Errorf("unicast: listen %v: %w", listen, err)
+		}
+		if i == 0 {
+			// Port 0 picks a port; the other sockets must share it.
+			listen = c.LocalAddr().(*net.UDPAddr).AddrPort()
+		}
+		rc, err := c.SyscallConn()
+		if err != nil {
+			c.Close()
+			s.Close()
+			return nil, err
+		}
+		r, err := udp.NewReader(c)
+		if err != nil {
+			c.Close()
+			s.Close()
+			return nil, err
+		}
+		s.socks = append(s.socks, &socket{conn: c, rc: rc, r: r})
+	}
+	s.cfg.Listen = listen
+	s.release = newPlanner(s)
+	s.announce = newPlanner(s)
+	s.launch = probeLaunchTime(s.v6)
+	return s, nil
+}
+
+// listenReusePort opens a UDP socket on addr that other sockets may share,
+// with the don't-fragment bit set: it spares the kernel IP-ID work per
+// datagram, and every embargo datagram fits the path anyway.
+func listenReusePort(addr netip.AddrPort, v6 bool) (*net.UDPConn, error) {
+	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		err := rc.Control(func(fd uintptr) {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+			// DF is an optimisation: a kernel that refuses it still works.
+			_ = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_MTU_DISCOVER, unix.IP_PMTUDISC_DO)
+			if v6 {
+				_ = unix.SetsockoptInt(int(fd), unix.IPPROTO_IPV6, unix.IPV6_MTU_DISCOVER, unix.IPV6_PMTUDISC_DO)
+			}
+		})
+		return errors.Join(err, serr)
+	}}
+	network := "udp4"
+	if v6 {
+		network = "udp6"
+	}
+	c, err := lc.ListenPacket(context.Background(), network, addr.String())
+	if err != nil {
+		return nil, err
+	}
+	return c.(*net.UDPConn), nil
+}
+
+// probeLaunchTime says whether datagrams could be prestaged with a launch
+// time (SO_TXTIME on CLOCK_TAI), trying the option on a throwaway socket.
+// Prestaging also needs an ETF or fq qdisc to hold datagrams until then;
+// without one the kernel sends at once, which for a RELEASE would be early,
+// so this edge sends at the instant.
+func probeLaunchTime(v6 bool) string {
+	family := unix.AF_INET
+	if v6 {
+		family = unix.AF_INET6
+	}
+	fd, err := unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Sprintf("unavailable: %v; sending at the instant", err)
+	}
+	defer unix.Close(fd)
+	// struct sock_txtime { clockid_t clockid; __u32 flags; }
+	var txtime [8]byte
+	binary.NativeEndian.PutUint32(txtime[0:], unix.CLOCK_TAI)
+	if err := unix.SetsockoptString(fd, unix.SOL_SOCKET, unix.SO_TXTIME, string(txtime[:])); err != nil {
+		return fmt.Sprintf("unavailable: SO_TXTIME refused (%v); sending at the instant", err)
+	}
+	return "unavailable: SO_TXTIME works, but prestaging needs an ETF or fq qdisc on the egress device, which this edge does not set up; sending at the instant"
+}
+
+// SetHistory sets where catch-up comes from (usually the edge that sends
+// through this server, which exists only after the server). Call it before
+// Run.
+func (s *Server) SetHistory(h History) { s.cfg.History = h }
+
+// Addr is the address the server listens on.
+func (s *Server) Addr() netip.AddrPort { return s.cfg.Listen }
+
+// Sessions is the server's subscriber table.
+func (s *Server) Sessions() *Sessions { return s.sessions }
+
+// Run answers session traffic and drops expired subscriptions until ctx
+// ends, then closes the server.
+func (s *Server) Run(ctx context.Context) error {
+	s.log.Info("unicast: serving", "addr", s.cfg.Listen, "senders", len(s.socks), "launch time", s.launch)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Go(func() { sweep(ctx, s.sessions) })
+	for _, sk := range s.socks {
+		wg.Go(func() {
+			if err := s.serve(sk); err != nil && ctx.Err() == nil {
+				s.log.Error("unicast: read", "err", err)
+				cancel()
+			}
+		})
+	}
+	<-ctx.Done()
+	s.Close()
+	wg.Wait()
+	return nil
+}
+
+// Close closes every socket.
+func (s *Server) Close() error {
+	s.closeOnce.Do(func() {
+		for _, sk := range s.socks {
+			sk.conn.Close()
+		}
+	})
+	return nil
+}
+
+func (s *Server) serve(sk *socket) error {
+	ms := make([]udp.Message, 16)
+	for i := range ms {
+		ms[i].Buf = make([]byte, wire.MaxDatagram+1)
+	}
+	out := make([]byte, wire.MaxDatagram)
+	for {
+		n, err := sk.r.ReadBatch(ms)
+		if err != nil {
+			return err
+		}
+		for _, m := range ms[:n] {
+			if m.Truncated {
+				continue
+			}
+			now := time.Now().UnixNano()
+			a := s.sessions.Handle(m.Buf[:m.N], m.From, now, out)
+			if a.Reply != nil {
+				if _, err := sk.conn.WriteToUDPAddrPort(a.Reply, m.From); err != nil {
+					s.sendErrs.Add(1)
+				}
+			}
+			if a.Subscribed && a.CatchUp > 0 && s.cfg.History != nil {
+				s.sendCatchUp(sk, m.From, a.Streams, a.CatchUp)
+			}
+		}
+	}
+}
+
+// sendCatchUp sends a new subscriber the last n released periods of each
+// stream (ANNOUNCE shards, then the RELEASE marked as catch-up) and the
+// ANNOUNCEs of periods still to come — never a RELEASE whose releaseAt the
+// clock's earliest time has not passed.
+func (s *Server) sendCatchUp(sk *socket, to netip.AddrPort, streams []uint32, n int) {
+	now, err := s.cfg.Clock.Now()
+	if err != nil {
+		return
+	}
+	var dgs [][]byte
+	for _, stream := range streams {
+		rel := s.cfg.History.Released(stream)
+		for _, r := range rel[max(0, len(rel)-n):] {
+			if r.ReleaseAt > now.Earliest {
+				continue
+			}
+			dgs = append(dgs, r.Shards...)
+			c := append([]byte(nil), r.Release...)
+			flags := uint16(c[6])<<8 | uint16(c[7]) | wire.FlagCatchUp
+			c[6], c[7] = byte(flags>>8), byte(flags)
+			dgs = append(dgs, c)
+		}
+		dgs = append(dgs, s.cfg.History.Announced(stream)...)
+	}
+	for _, d := range dgs {
+		if _, err := sk.conn.WriteToUDPAddrPort(d, to); err != nil {
+			s.sendErrs.Add(1)
+			continue
+		}
+		s.catchUp.Add(1)
+	}
+}
+
+// Send fans each datagram out to the subscribers of its stream and returns
+// how many datagrams it was given that went to every subscriber.
+func (s *Server) Send(dgs [][]byte) (int, error) {
+	var firstErr error
+	done := 0
+	for _, d := range dgs {
+		h, err := wire.Peek(d)
+		if err != nil {
+			return done, err
+		}
+		p := s.announce
+		if h.Type == wire.TypeRelease {
+			p = s.release
+		}
+		if err := p.send(h.Stream, d); err != nil && firstErr == nil {
+			firstErr = err
+		} else if err == nil {
+			done++
+		}
+	}
+	return done, firstErr
+}
+
+// Stats returns a snapshot of the counters.
+func (s *Server) Stats() ServerStats {
+	return ServerStats{
+		Sessions: s.sessions.Stats(), Sent: s.sent.Load(), SendErrors: s.sendErrs.Load(),
+		CatchUp: s.catchUp.Load(), LaunchTime: s.launch,
+	}
+}

@@ -1,0 +1,289 @@
+package unicast_test
+
+import (
+	"context"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/embargo-live/embargo/engine/edge"
+	"github.com/embargo-live/embargo/engine/origin"
+	"github.com/embargo-live/embargo/engine/receiver"
+	"github.com/embargo-live/embargo/engine/udp"
+	"github.com/embargo-live/embargo/engine/unicast"
+	"github.com/embargo-live/embargo/ptp"
+	"github.com/embargo-live/embargo/seal"
+)
+
+// world is an origin, a clock every role shares, and a schedule of
+// periods from a lead ahead.
+type world struct {
+	origin *origin.Origin
+	master []byte
+	ring   *seal.KeyRing
+	clock  ptp.Clock
+	sched  origin.Schedule
+}
+
+func newWorld(t *testing.T, period time.Duration) *world {
+	o, master, err := origin.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock, err := ptp.NewSystem(ptp.WithAssumeSynchronized(time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	now, _ := clock.Now()
+	lead := period * 8 / 10
+	return &world{origin: o, master: master, ring: seal.NewKeyRing(o.PublicKey()), clock: clock,
+		sched: origin.Schedule{Epoch: now.Latest + int64(lead) + int64(100*time.Millisecond), Period: period, Lead: lead, PresentDelay: period}}
+}
+
+// node is one edge with its unicast server.
+type node struct {
+	e      *edge.Edge
+	srv    *unicast.Server
+	cancel context.CancelFunc
+	done   sync.WaitGroup
+}
+
+func (w *world) startEdge(t *testing.T, listen netip.AddrPort, sessions unicast.SessionConfig) *node {
+	var n node
+	sessions.Streams = []uint32{1}
+	srv, err := unicast.NewServer(unicast.ServerConfig{Listen: listen, Senders: 2, Sessions: sessions, Clock: w.clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := edge.New(edge.Config{Clock: w.clock, Trusted: w.ring, Senders: []edge.Sender{srv}, Lead: w.sched.Lead, Repeat: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.SetHistory(e)
+	ctx, cancel := context.WithCancel(context.Background())
+	n.e, n.srv, n.cancel = e, srv, cancel
+	n.done.Go(func() { srv.Run(ctx) })
+	n.done.Go(func() { e.Run(ctx) })
+	t.Cleanup(n.stop)
+	return &n
+}
+
+func (n *node) stop() {
+	n.cancel()
+	n.done.Wait()
+}
+
+// issue adds periods [from, to) to every edge.
+func (w *world) issue(t *testing.T, from, to uint64, nodes ...*node) {
+	for p := from; p < to; p++ {
+		keys, err := w.origin.NewContentKeys(1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := w.origin.Keys(1, p, w.sched.At(p), keys)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range nodes {
+			if err := n.e.Add(b); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
+// device is a receiver subscribed by unicast to some edges.
+type device struct {
+	r       *receiver.Receiver
+	clients []*unicast.Client
+	mu      sync.Mutex
+	events  map[uint64]receiver.Event
+	cancel  context.CancelFunc
+	done    sync.WaitGroup
+}
+
+func (w *world) device(t *testing.T, catchUp int, edges ...netip.AddrPort) *device {
+	d := &device{events: map[uint64]receiver.Event{}}
+	r, err := receiver.New(receiver.Config{
+		Trusted: w.ring, Master: w.master, Streams: []uint32{1},
+		OnEvent: func(ev receiver.Event) { d.mu.Lock(); d.events[ev.Period] = ev; d.mu.Unlock() },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.r = r
+	var srcs []receiver.Source
+	for _, e := range edges {
+		c, err := unicast.Dial(unicast.ClientConfig{Edge: e, Streams: []uint32{1}, CatchUp: catchUp, Retry: 20 * time.Millisecond, MaxRetry: 200 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.clients = append(d.clients, c)
+		srcs = append(srcs, c)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	d.cancel = cancel
+	d.done.Go(func() { r.Run(ctx, srcs...) })
+	t.Cleanup(func() { cancel(); d.done.Wait() })
+	return d
+}
+
+func (d *device) got(p uint64) (receiver.Event, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	ev, ok := d.events[p]
+	return ev, ok
+}
+
+func loopback(*testing.T) netip.AddrPort { return netip.MustParseAddrPort("127.0.0.1:0") }
+
+// waitFor polls cond until d passes.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// checkPeriods asserts every device got every period in [from, to), none
+// before its releaseAt.
+func (w *world) checkPeriods(t *testing.T, devs []*device, from, to uint64) {
+	t.Helper()
+	for i, d := range devs {
+		for p := from; p < to; p++ {
+			ev, ok := d.got(p)
+			if !ok {
+				t.Errorf("device %d missed period %d; stats %+v", i, p, d.r.Stats())
+				continue
+			}
+			if ev.Arrival < w.sched.At(p).ReleaseAt {
+				t.Errorf("device %d: period %d arrived %v before releaseAt", i, p, time.Duration(w.sched.At(p).ReleaseAt-ev.Arrival))
+			}
+		}
+	}
+}
+
+func TestUnicastEndToEnd(t *testing.T) {
+	w := newWorld(t, 300*time.Millisecond)
+	n := w.startEdge(t, loopback(t), unicast.SessionConfig{})
+	var devs []*device
+	for range 30 {
+		devs = append(devs, w.device(t, 0, n.srv.Addr()))
+	}
+	waitFor(t, 2*time.Second, "subscriptions", func() bool { return n.srv.Sessions().Stats().Subscribers == 30 })
+	w.issue(t, 0, 3, n)
+	waitFor(t, 5*time.Second, "releases", func() bool { return n.e.Stats().Released == 3 })
+	time.Sleep(50 * time.Millisecond)
+	w.checkPeriods(t, devs, 0, 3)
+	if st := n.srv.Stats(); st.SendErrors != 0 || st.Sent == 0 {
+		t.Errorf("server stats %+v", st)
+	}
+}
+
+// TestCatchUp: a device that subscribes after periods were released gets
+// the last ones it asked for at once, and the next period on time.
+func TestCatchUp(t *testing.T) {
+	w := newWorld(t, 250*time.Millisecond)
+	n := w.startEdge(t, loopback(t), unicast.SessionConfig{})
+	w.issue(t, 0, 5, n)
+	waitFor(t, 5*time.Second, "three releases", func() bool { return n.e.Stats().Released == 3 })
+	late := w.device(t, 2, n.srv.Addr())
+	waitFor(t, 2*time.Second, "catch-up", func() bool { _, a := late.got(1); _, b := late.got(2); return a && b })
+	if _, ok := late.got(0); ok {
+		t.Error("caught up on more periods than asked")
+	}
+	if _, ok := late.got(3); ok && time.Duration(w.sched.At(3).ReleaseAt-ptp.SystemTAI()) > 0 {
+		t.Error("period 3 delivered before its release")
+	}
+	waitFor(t, 5*time.Second, "all releases", func() bool { return n.e.Stats().Released == 5 })
+	time.Sleep(50 * time.Millisecond)
+	w.checkPeriods(t, []*device{late}, 1, 5)
+	if n.srv.Stats().CatchUp == 0 {
+		t.Error("no catch-up datagrams counted")
+	}
+}
+
+// TestFailover: devices subscribed to two edges keep getting every period
+// when one edge dies just before a release.
+func TestFailover(t *testing.T) {
+	w := newWorld(t, 300*time.Millisecond)
+	a := w.startEdge(t, loopback(t), unicast.SessionConfig{})
+	b := w.startEdge(t, loopback(t), unicast.SessionConfig{})
+	var devs []*device
+	for range 10 {
+		devs = append(devs, w.device(t, 0, a.srv.Addr(), b.srv.Addr()))
+	}
+	waitFor(t, 2*time.Second, "subscriptions", func() bool {
+		return a.srv.Sessions().Stats().Subscribers == 10 && b.srv.Sessions().Stats().Subscribers == 10
+	})
+	w.issue(t, 0, 3, a, b)
+	waitFor(t, 5*time.Second, "first release", func() bool { return a.e.Stats().Released == 1 })
+	// Kill a shortly before period 1's instant.
+	for time.Duration(w.sched.At(1).ReleaseAt-ptp.SystemTAI()) > 30*time.Millisecond {
+		time.Sleep(time.Millisecond)
+	}
+	a.stop()
+	waitFor(t, 5*time.Second, "releases by b", func() bool { return b.e.Stats().Released == 3 })
+	time.Sleep(50 * time.Millisecond)
+	w.checkPeriods(t, devs, 0, 3)
+	if a.e.Stats().Released != 1 {
+		t.Errorf("edge a released %d periods after it was stopped", a.e.Stats().Released)
+	}
+}
+
+// TestEdgeRestart: after an edge restarts on the same address, devices
+// learn it from a refused keepalive, subscribe again and get the next
+// periods.
+func TestEdgeRestart(t *testing.T) {
+	w := newWorld(t, 300*time.Millisecond)
+	short := unicast.SessionConfig{Keepalive: 50 * time.Millisecond, Expiry: 500 * time.Millisecond}
+	a := w.startEdge(t, loopback(t), short)
+	addr := a.srv.Addr()
+	d := w.device(t, 0, addr)
+	waitFor(t, 2*time.Second, "subscription", func() bool { return a.srv.Sessions().Stats().Subscribers == 1 })
+	a.stop()
+	b := w.startEdge(t, addr, short)
+	waitFor(t, 3*time.Second, "re-subscription", func() bool { return b.srv.Sessions().Stats().Subscribers == 1 })
+	if st := d.clients[0].Stats(); st.Restarts == 0 || st.Subscriptions < 2 {
+		t.Errorf("client stats %+v", st)
+	}
+	w.issue(t, 0, 2, b)
+	waitFor(t, 5*time.Second, "releases", func() bool { return b.e.Stats().Released == 2 })
+	time.Sleep(50 * time.Millisecond)
+	w.checkPeriods(t, []*device{d}, 0, 2)
+}
+
+// TestLeaveAndExpiry: a closing client leaves at once; one that vanishes
+// is dropped after the expiry.
+func TestLeaveAndExpiry(t *testing.T) {
+	w := newWorld(t, time.Second)
+	n := w.startEdge(t, loopback(t), unicast.SessionConfig{Keepalive: 50 * time.Millisecond, Expiry: 200 * time.Millisecond})
+	c, err := unicast.Dial(unicast.ClientConfig{Edge: n.srv.Addr(), Streams: []uint32{1}, Retry: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { // ReadBatch drives the handshake's answers
+		ms := make([]udp.Message, 4)
+		for i := range ms {
+			ms[i].Buf = make([]byte, 2000)
+		}
+		for {
+			if _, err := c.ReadBatch(ms); err != nil {
+				return
+			}
+		}
+	}()
+	waitFor(t, 2*time.Second, "subscription", func() bool { return n.srv.Sessions().Stats().Subscribers == 1 })
+	c.Close()
+	waitFor(t, time.Second, "leave", func() bool { return n.srv.Sessions().Stats().Subscribers == 0 })
+
+	g := w.device(t, 0, n.srv.Addr())
+	waitFor(t, 2*time.Second, "subscription", func() bool { return n.srv.Sessions().Stats().Subscribers == 1 })
+	g.clients[0].Abandon() // the device vanishes: no LEAVE, no keepalives
+	waitFor(t, 3*time.Second, "expiry", func() bool { return n.srv.Sessions().Stats().Expired == 1 })
+}

@@ -1,0 +1,35 @@
+//go:build !linux
+
+package unicast
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+)
+
+// Server is not available off Linux.
+type Server struct{}
+
+// NewServer returns an error wrapping ErrNotSupported.
+func NewServer(cfg ServerConfig) (*Server, error) {
+	return nil, fmt.Errorf("unicast: %w", ErrNotSupported)
+}
+
+// Addr is the zero address.
+func (s *Server) Addr() netip.AddrPort { return netip.AddrPort{} }
+
+// Sessions is nil.
+func (s *Server) Sessions() *Sessions { return nil }
+
+// Run returns ErrNotSupported.
+func (s *Server) Run(ctx context.Context) error { return ErrNotSupported }
+
+// Close does nothing.
+func (s *Server) Close() error { return nil }
+
+// Send returns ErrNotSupported.
+func (s *Server) Send(dgs [][]byte) (int, error) { return 0, ErrNotSupported }
+
+// Stats is empty.
+func (s *Server) Stats() ServerStats { return ServerStats{} }

@@ -1,0 +1,397 @@
+package unicast
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/embargo-live/embargo/wire"
+)
+
+var (
+	// ErrConfig is wrapped by the reasons a configuration is refused.
+	ErrConfig = errors.New("unicast: invalid config")
+	// ErrNotSupported is wrapped by NewServer off Linux.
+	ErrNotSupported = errors.New("unicast: server not supported on this platform")
+)
+
+// Defaults for SessionConfig.
+const (
+	DefaultMaxSubscribers = 100_000
+	// DefaultMaxPerAddress allows a household or an office behind one NAT.
+	DefaultMaxPerAddress = 256
+	// DefaultKeepalive is below common NAT UDP timeouts (~30 s).
+	DefaultKeepalive      = 15 * time.Second
+	DefaultExpiry         = 45 * time.Second
+	DefaultCookieLifetime = 30 * time.Second
+)
+
+// SessionConfig configures Sessions. Streams is required.
+type SessionConfig struct {
+	Streams        []uint32 // the streams this edge serves
+	MaxSubscribers int
+	MaxPerAddress  int
+	Keepalive      time.Duration // advertised keepalive interval
+	Expiry         time.Duration // silence after which a subscription is dropped
+	CookieLifetime time.Duration
+}
+
+// Sessions is an edge's subscriber table and session protocol, without
+// I/O: Handle takes a datagram and its source and says what to answer. It
+// is safe for concurrent use.
+type Sessions struct {
+	cfg    SessionConfig
+	jar    *cookieJar
+	served map[uint32]bool
+
+	mu       sync.Mutex
+	subs     []sub               // slots; a session id names its slot
+	free     []uint32            // empty slots
+	index    map[addrKey]uint32  // address → slot
+	perAddr  map[[16]byte]uint32 // subscriptions per IP address
+	sets     []streamSet         // interned stream lists; sub.set indexes them
+	setIndex map[string]uint16
+	gen      uint64 // bumped on every change of the subscriber set
+	stats    SessionStats
+	epoch    int64 // sub.seen is seconds since epoch
+}
+
+// addrKey is a subscriber's address and port, compactly: 16 address bytes
+// (IPv4 mapped) and the port, big-endian.
+type addrKey [18]byte
+
+func keyOf(ap netip.AddrPort) addrKey {
+	var k addrKey
+	a := ap.Addr().As16()
+	copy(k[:16], a[:])
+	k[16], k[17] = byte(ap.Port()>>8), byte(ap.Port())
+	return k
+}
+
+func (k addrKey) addrPort() netip.AddrPort {
+	return netip.AddrPortFrom(netip.AddrFrom16([16]byte(k[:16])).Unmap(), uint16(k[16])<<8|uint16(k[17]))
+}
+
+func (k addrKey) ip() [16]byte { return [16]byte(k[:16]) }
+
+// sub is one subscription slot, kept small (36 bytes): memory per
+// subscriber is a budget (PROTOCOL.md's edges hold hundreds of thousands).
+type sub struct {
+	key  addrKey
+	id   [wire.SessionIDLen]byte // slot index (4 bytes) ‖ 4 random bytes
+	seen uint32                  // last sign of life, seconds since Sessions.epoch
+	set  uint16                  // index into Sessions.sets
+	live bool
+}
+
+type streamSet []uint32
+
+// SessionStats counts the session protocol's traffic and outcomes.
+type SessionStats struct {
+	Subscribers               int
+	Hellos, Subscribes        uint64
+	Keepalives, Leaves        uint64
+	Refused                   map[wire.Reason]uint64
+	Expired, Moved, Malformed uint64
+	// BytesIn and BytesOut are session traffic only, for the amplification
+	// account: BytesOut to unvalidated addresses never exceeds BytesIn.
+	BytesIn, BytesOut uint64
+}
+
+// NewSessions checks cfg and returns an empty table.
+func NewSessions(cfg SessionConfig) (*Sessions, error) {
+	cfg.MaxSubscribers = or(cfg.MaxSubscribers, DefaultMaxSubscribers)
+	cfg.MaxPerAddress = or(cfg.MaxPerAddress, DefaultMaxPerAddress)
+	cfg.Keepalive = or(cfg.Keepalive, DefaultKeepalive)
+	cfg.Expiry = or(cfg.Expiry, DefaultExpiry)
+	cfg.CookieLifetime = or(cfg.CookieLifetime, DefaultCookieLifetime)
+	switch {
+	case len(cfg.Streams) == 0 || len(cfg.Streams) > wire.MaxStreams:
+		return nil, fmt.Errorf("%w: %d served streams", ErrConfig, len(cfg.Streams))
+	case cfg.Keepalive < time.Millisecond || cfg.Expiry < cfg.Keepalive || cfg.Expiry > time.Hour:
+		return nil, fmt.Errorf("%w: keepalive %v, expiry %v", ErrConfig, cfg.Keepalive, cfg.Expiry)
+	case cfg.CookieLifetime < time.Second:
+		return nil, fmt.Errorf("%w: cookie lifetime %v", ErrConfig, cfg.CookieLifetime)
+	case cfg.MaxSubscribers < 0 || cfg.MaxPerAddress < 0:
+		return nil, fmt.Errorf("%w: negative limit", ErrConfig)
+	}
+	var key [32]byte
+	if _, err := rand.Read(key[:]); err != nil {
+		return nil, err
+	}
+	s := &Sessions{
+		cfg: cfg, jar: newCookieJar(key, cfg.CookieLifetime), served: make(map[uint32]bool),
+		index: make(map[addrKey]uint32), perAddr: make(map[[16]byte]uint32), setIndex: make(map[string]uint16),
+		stats: SessionStats{Refused: make(map[wire.Reason]uint64)},
+	}
+	for _, id := range cfg.Streams {
+		s.served[id] = true
+	}
+	return s, nil
+}
+
+func or[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
+}
+
+// Answer is what Handle decided.
+type Answer struct {
+	// Reply is the datagram to send back to the source, or nil. It is
+	// never larger than the datagram that caused it, unless the source is
+	// validated (a SUBSCRIBED to a valid cookie).
+	Reply []byte
+	// Subscribed is set when a subscription was made or renewed: the
+	// accepted streams and the catch-up asked for.
+	Subscribed bool
+	Streams    []uint32
+	CatchUp    int
+}
+
+// Handle processes one session datagram from from at now (Unix ns),
+// writing any reply into out (at least wire.MaxDatagram bytes).
+func (s *Sessions) Handle(pkt []byte, from netip.AddrPort, now int64, out []byte) Answer {
+	from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stats.BytesIn += uint64(len(pkt))
+	a := s.handle(pkt, from, now, out)
+	s.stats.BytesOut += uint64(len(a.Reply))
+	return a
+}
+
+func (s *Sessions) handle(pkt []byte, from netip.AddrPort, now int64, out []byte) Answer {
+	h, err := wire.Peek(pkt)
+	if err != nil || h.Stream != 0 || h.Period != 0 {
+		s.stats.Malformed++
+		return Answer{}
+	}
+	switch h.Type {
+	case wire.TypeHello:
+		var m wire.Hello
+		if m.Decode(pkt) != nil {
+			break
+		}
+		s.stats.Hellos++
+		c := wire.Cookie{Nonce: m.Nonce, Cookie: s.jar.mint(from, now)}
+		return s.reply(&c, out)
+	case wire.TypeSubscribe:
+		var m wire.Subscribe
+		if m.Decode(pkt) != nil {
+			break
+		}
+		s.stats.Subscribes++
+		return s.subscribe(&m, from, now, out)
+	case wire.TypeKeepalive:
+		var m wire.Keepalive
+		if m.Decode(pkt) != nil {
+			break
+		}
+		s.stats.Keepalives++
+		return s.keepalive(&m, pkt, from, now, out)
+	case wire.TypeLeave:
+		var m wire.Leave
+		if m.Decode(pkt) != nil {
+			break
+		}
+		s.stats.Leaves++
+		if i, ok := s.index[keyOf(from)]; ok && s.subs[i].id == m.SessionID {
+			s.remove(i)
+		}
+		return Answer{}
+	}
+	s.stats.Malformed++
+	return Answer{}
+}
+
+type encoder interface {
+	Encode([]byte) (int, error)
+}
+
+func (s *Sessions) reply(m encoder, out []byte) Answer {
+	n, err := m.Encode(out)
+	if err != nil {
+		return Answer{}
+	}
+	return Answer{Reply: out[:n]}
+}
+
+func (s *Sessions) refuse(nonce [wire.NonceLen]byte, why wire.Reason, retry time.Duration, out []byte) Answer {
+	s.stats.Refused[why]++
+	return s.reply(&wire.Refused{Nonce: nonce, Reason: why, RetryAfterMs: uint32(retry / time.Millisecond)}, out)
+}
+
+func (s *Sessions) subscribe(m *wire.Subscribe, from netip.AddrPort, now int64, out []byte) Answer {
+	if !s.jar.valid(&m.Cookie, from, now) {
+		return s.refuse(m.Nonce, wire.ReasonBadCookie, 0, out)
+	}
+	var accepted streamSet
+	for _, id := range m.Streams {
+		if s.served[id] && !slices.Contains(accepted, id) {
+			accepted = append(accepted, id)
+		}
+	}
+	if len(accepted) == 0 {
+		return s.refuse(m.Nonce, wire.ReasonUnknownStream, 0, out)
+	}
+	slices.Sort(accepted)
+	key := keyOf(from)
+	slot, renew := s.index[key]
+	if !renew {
+		if len(s.index) >= s.cfg.MaxSubscribers {
+			return s.refuse(m.Nonce, wire.ReasonEdgeFull, s.cfg.Keepalive, out)
+		}
+		if s.perAddr[key.ip()] >= uint32(s.cfg.MaxPerAddress) {
+			return s.refuse(m.Nonce, wire.ReasonAddressLimit, s.cfg.Keepalive, out)
+		}
+	}
+	set, ok := s.intern(accepted)
+	if !ok {
+		return s.refuse(m.Nonce, wire.ReasonEdgeFull, s.cfg.Keepalive, out)
+	}
+	if !renew {
+		slot = s.alloc()
+		s.index[key] = slot
+		s.perAddr[key.ip()]++
+	}
+	nu := sub{key: key, seen: s.seconds(now), set: set, live: true}
+	binary.BigEndian.PutUint32(nu.id[:4], slot)
+	if _, err := rand.Read(nu.id[4:]); err != nil {
+		return Answer{}
+	}
+	s.subs[slot] = nu
+	s.gen++
+	a := s.reply(&wire.Subscribed{
+		Nonce: m.Nonce, SessionID: nu.id,
+		KeepaliveMs: uint32(s.cfg.Keepalive / time.Millisecond), ExpiryMs: uint32(s.cfg.Expiry / time.Millisecond),
+		Streams: accepted,
+	}, out)
+	a.Subscribed, a.Streams, a.CatchUp = true, accepted, int(min(m.CatchUp, wire.MaxCatchUp))
+	return a
+}
+
+// alloc returns a free slot.
+func (s *Sessions) alloc() uint32 {
+	if n := len(s.free); n > 0 {
+		i := s.free[n-1]
+		s.free = s.free[:n-1]
+		return i
+	}
+	s.subs = append(s.subs, sub{})
+	return uint32(len(s.subs) - 1)
+}
+
+func (s *Sessions) keepalive(m *wire.Keepalive, pkt []byte, from netip.AddrPort, now int64, out []byte) Answer {
+	slot := binary.BigEndian.Uint32(m.SessionID[:4])
+	if int(slot) < len(s.subs) && s.subs[slot].live && s.subs[slot].id == m.SessionID {
+		cur := &s.subs[slot]
+		if cur.key == keyOf(from) {
+			cur.seen = s.seconds(now)
+			return Answer{Reply: append(out[:0], pkt...)}
+		}
+		// The session lives at another address: the receiver moved (NAT
+		// rebinding). Drop the old subscription rather than keep a
+		// duplicate, and make the new address prove itself.
+		s.remove(slot)
+		s.stats.Moved++
+	}
+	return s.refuse([wire.NonceLen]byte{}, wire.ReasonUnknownSession, 0, out)
+}
+
+func (s *Sessions) remove(slot uint32) {
+	cur := &s.subs[slot]
+	delete(s.index, cur.key)
+	if ip := cur.key.ip(); s.perAddr[ip] <= 1 {
+		delete(s.perAddr, ip)
+	} else {
+		s.perAddr[ip]--
+	}
+	*cur = sub{}
+	s.free = append(s.free, slot)
+	s.gen++
+}
+
+// intern returns the index of the stream list, adding it if new.
+func (s *Sessions) intern(set streamSet) (uint16, bool) {
+	k := fmt.Sprint(set)
+	if i, ok := s.setIndex[k]; ok {
+		return i, true
+	}
+	if len(s.sets) > 1<<16-1 {
+		return 0, false
+	}
+	s.sets = append(s.sets, set)
+	i := uint16(len(s.sets) - 1)
+	s.setIndex[k] = i
+	return i, true
+}
+
+func (s *Sessions) seconds(now int64) uint32 {
+	if s.epoch == 0 {
+		s.epoch = now
+	}
+	return uint32(max(now-s.epoch, 0) / int64(time.Second))
+}
+
+// Expire drops subscriptions silent for longer than the expiry at now and
+// returns how many.
+func (s *Sessions) Expire(now int64) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	limit := s.seconds(now)
+	exp := uint32((s.cfg.Expiry + time.Second - 1) / time.Second)
+	n := 0
+	for i := range s.subs {
+		if s.subs[i].live && s.subs[i].seen+exp < limit {
+			s.remove(uint32(i))
+			n++
+		}
+	}
+	s.stats.Expired += uint64(n)
+	return n
+}
+
+// Destinations appends to dst the subscribers of stream and returns it,
+// with the generation of the subscriber set it reflects.
+func (s *Sessions) Destinations(dst []netip.AddrPort, stream uint32) ([]netip.AddrPort, uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	want := make([]bool, len(s.sets))
+	for i, set := range s.sets {
+		want[i] = slices.Contains(set, stream)
+	}
+	for i := range s.subs {
+		if cur := &s.subs[i]; cur.live && want[cur.set] {
+			dst = append(dst, cur.key.addrPort())
+		}
+	}
+	return dst, s.gen
+}
+
+// Generation changes whenever a subscription is made, moved or dropped.
+func (s *Sessions) Generation() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.gen
+}
+
+// Stats returns a snapshot of the counters.
+func (s *Sessions) Stats() SessionStats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.stats
+	st.Subscribers = len(s.index)
+	st.Refused = make(map[wire.Reason]uint64, len(s.stats.Refused))
+	for k, v := range s.stats.Refused {
+		st.Refused[k] = v
+	}
+	return st
+}

@@ -1,0 +1,310 @@
+package unicast
+
+import (
+	"math/rand/v2"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/embargo-live/embargo/wire"
+)
+
+var t0 = time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC).UnixNano()
+
+func newSessions(t testing.TB, mod func(*SessionConfig)) *Sessions {
+	cfg := SessionConfig{Streams: []uint32{1, 2}, Keepalive: time.Second, Expiry: 3 * time.Second, CookieLifetime: 10 * time.Second}
+	if mod != nil {
+		mod(&cfg)
+	}
+	s, err := NewSessions(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func enc(t testing.TB, m interface{ Encode([]byte) (int, error) }) []byte {
+	b := make([]byte, wire.MaxDatagram)
+	n, err := m.Encode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b[:n]
+}
+
+func hello(t testing.TB) []byte {
+	return enc(t, &wire.Hello{Nonce: [8]byte{1}, PadLen: wire.HelloMinLen - wire.HeaderLen - wire.NonceLen})
+}
+
+// subscribe runs HELLO and SUBSCRIBE for from and returns the session id.
+func subscribe(t testing.TB, s *Sessions, from netip.AddrPort, now int64, streams ...uint32) [8]byte {
+	t.Helper()
+	out := make([]byte, wire.MaxDatagram)
+	a := s.Handle(hello(t), from, now, out)
+	var c wire.Cookie
+	if err := c.Decode(a.Reply); err != nil {
+		t.Fatalf("HELLO answered %x: %v", a.Reply, err)
+	}
+	a = s.Handle(enc(t, &wire.Subscribe{Nonce: [8]byte{2}, Cookie: c.Cookie, CatchUp: 3, Streams: streams}), from, now, out)
+	var sub wire.Subscribed
+	if err := sub.Decode(a.Reply); err != nil {
+		t.Fatalf("SUBSCRIBE answered %x: %v", a.Reply, err)
+	}
+	if !a.Subscribed || a.CatchUp != 3 || sub.Nonce != [8]byte{2} {
+		t.Fatalf("answer %+v, subscribed %+v", a, sub)
+	}
+	return sub.SessionID
+}
+
+func refusal(t testing.TB, reply []byte) wire.Reason {
+	t.Helper()
+	var r wire.Refused
+	if err := r.Decode(reply); err != nil {
+		t.Fatalf("not a REFUSED: %x (%v)", reply, err)
+	}
+	return r.Reason
+}
+
+func addr(i int) netip.AddrPort {
+	return netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), 40000)
+}
+
+func TestHandshake(t *testing.T) {
+	s := newSessions(t, nil)
+	a := addr(1)
+	subscribe(t, s, a, t0, 1, 7, 1) // 7 is not served, 1 twice
+	dsts, _ := s.Destinations(nil, 1)
+	if len(dsts) != 1 || dsts[0] != a {
+		t.Fatalf("destinations of stream 1: %v", dsts)
+	}
+	if dsts, _ := s.Destinations(nil, 2); len(dsts) != 0 {
+		t.Fatalf("destinations of stream 2: %v", dsts)
+	}
+	// A v4-mapped source is the same subscriber.
+	mapped := netip.AddrPortFrom(netip.AddrFrom16(a.Addr().As16()), a.Port())
+	subscribe(t, s, mapped, t0, 2)
+	if st := s.Stats(); st.Subscribers != 1 {
+		t.Fatalf("re-subscribe from the mapped address made %d subscribers", st.Subscribers)
+	}
+}
+
+func TestCookieBinding(t *testing.T) {
+	s := newSessions(t, nil)
+	out := make([]byte, wire.MaxDatagram)
+	a := s.Handle(hello(t), addr(1), t0, out)
+	var c wire.Cookie
+	if err := c.Decode(a.Reply); err != nil {
+		t.Fatal(err)
+	}
+	sub := func(from netip.AddrPort, now int64, cookie [24]byte) wire.Reason {
+		a := s.Handle(enc(t, &wire.Subscribe{Cookie: cookie, Streams: []uint32{1}}), from, now, out)
+		if a.Subscribed {
+			return 0
+		}
+		return refusal(t, a.Reply)
+	}
+	forged := c.Cookie
+	forged[20] ^= 1
+	otherPort := netip.AddrPortFrom(addr(1).Addr(), 40001)
+	for name, got := range map[string]wire.Reason{
+		"other address":   sub(addr(2), t0, c.Cookie),
+		"other port":      sub(otherPort, t0, c.Cookie),
+		"forged":          sub(addr(1), t0, forged),
+		"two windows old": sub(addr(1), t0+int64(20*time.Second), c.Cookie),
+	} {
+		if got != wire.ReasonBadCookie {
+			t.Errorf("%s: %v, want bad cookie", name, got)
+		}
+	}
+	if got := sub(addr(1), t0+int64(9*time.Second), c.Cookie); got != 0 {
+		t.Errorf("cookie within its lifetime refused: %v", got)
+	}
+}
+
+func TestLimitsAndRefusals(t *testing.T) {
+	s := newSessions(t, func(c *SessionConfig) { c.MaxSubscribers = 3; c.MaxPerAddress = 2 })
+	out := make([]byte, wire.MaxDatagram)
+	try := func(from netip.AddrPort, streams ...uint32) Answer {
+		a := s.Handle(hello(t), from, t0, out)
+		var c wire.Cookie
+		if err := c.Decode(a.Reply); err != nil {
+			t.Fatal(err)
+		}
+		return s.Handle(enc(t, &wire.Subscribe{Cookie: c.Cookie, Streams: streams}), from, t0, out)
+	}
+	if r := refusal(t, try(addr(9), 5, 6).Reply); r != wire.ReasonUnknownStream {
+		t.Errorf("unserved streams: %v", r)
+	}
+	sameIP := func(port uint16) netip.AddrPort { return netip.AddrPortFrom(addr(1).Addr(), port) }
+	try(sameIP(1), 1)
+	try(sameIP(2), 1)
+	if r := refusal(t, try(sameIP(3), 1).Reply); r != wire.ReasonAddressLimit {
+		t.Errorf("third from one address: %v", r)
+	}
+	try(addr(2), 1)
+	if r := refusal(t, try(addr(3), 1).Reply); r != wire.ReasonEdgeFull {
+		t.Errorf("past the edge limit: %v", r)
+	}
+	if st := s.Stats(); st.Subscribers != 3 || st.Refused[wire.ReasonEdgeFull] != 1 || st.Refused[wire.ReasonAddressLimit] != 1 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+func TestKeepaliveLeaveExpiry(t *testing.T) {
+	s := newSessions(t, nil)
+	out := make([]byte, wire.MaxDatagram)
+	a, b := addr(1), addr(2)
+	ida := subscribe(t, s, a, t0, 1)
+	subscribe(t, s, b, t0, 1)
+	ka := enc(t, &wire.Keepalive{SessionID: ida, Seq: 1})
+	if got := s.Handle(ka, a, t0+int64(2*time.Second), out).Reply; string(got) != string(ka) {
+		t.Errorf("keepalive not echoed: %x", got)
+	}
+	if r := refusal(t, s.Handle(enc(t, &wire.Keepalive{SessionID: [8]byte{9}}), a, t0, out).Reply); r != wire.ReasonUnknownSession {
+		t.Errorf("unknown session: %v", r)
+	}
+	// b stays silent: at t0+5s it is past its 3 s expiry, a (seen at 2 s) is not.
+	if n := s.Expire(t0 + int64(5*time.Second)); n != 1 {
+		t.Fatalf("expired %d, want 1", n)
+	}
+	if dsts, _ := s.Destinations(nil, 1); len(dsts) != 1 || dsts[0] != a {
+		t.Fatalf("after expiry: %v", dsts)
+	}
+	if a := s.Handle(enc(t, &wire.Leave{SessionID: [8]byte{7}}), a, t0, out); a.Reply != nil {
+		t.Error("LEAVE answered")
+	}
+	if st := s.Stats(); st.Subscribers != 1 {
+		t.Fatal("LEAVE with a wrong session id removed the subscription")
+	}
+	s.Handle(enc(t, &wire.Leave{SessionID: ida}), a, t0, out)
+	if st := s.Stats(); st.Subscribers != 0 || st.Expired != 1 {
+		t.Fatalf("after LEAVE: %+v", st)
+	}
+}
+
+// TestMovedSubscriber: a KEEPALIVE of a live session from a new address
+// (NAT rebinding) drops the old subscription and makes the new address
+// validate itself; no duplicate remains.
+func TestMovedSubscriber(t *testing.T) {
+	s := newSessions(t, nil)
+	out := make([]byte, wire.MaxDatagram)
+	id := subscribe(t, s, addr(1), t0, 1)
+	moved := netip.AddrPortFrom(addr(1).Addr(), 50000)
+	if r := refusal(t, s.Handle(enc(t, &wire.Keepalive{SessionID: id}), moved, t0, out).Reply); r != wire.ReasonUnknownSession {
+		t.Fatalf("moved keepalive: %v", r)
+	}
+	subscribe(t, s, moved, t0, 1)
+	dsts, _ := s.Destinations(nil, 1)
+	if len(dsts) != 1 || dsts[0] != moved {
+		t.Fatalf("after the move: %v", dsts)
+	}
+	if st := s.Stats(); st.Moved != 1 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+// TestNoAmplification floods the session protocol from 5,000 spoofed
+// sources with every kind of request, valid and not, and checks that no
+// source got more bytes back than it sent: only a SUBSCRIBE with a cookie
+// minted for its own address can earn more, and a spoofer never sees one.
+func TestNoAmplification(t *testing.T) {
+	s := newSessions(t, nil)
+	out := make([]byte, wire.MaxDatagram)
+	rng := rand.New(rand.NewPCG(1, 2))
+	in, sent := map[netip.AddrPort]int{}, map[netip.AddrPort]int{}
+	var cookie [24]byte // one a spoofer could have got for its own address
+	{
+		var c wire.Cookie
+		if err := c.Decode(s.Handle(hello(t), addr(99999), t0, out).Reply); err != nil {
+			t.Fatal(err)
+		}
+		cookie = c.Cookie
+	}
+	reqs := [][]byte{
+		hello(t),
+		enc(t, &wire.Subscribe{Cookie: cookie, CatchUp: 16, Streams: []uint32{1, 2}}),
+		enc(t, &wire.Keepalive{SessionID: [8]byte{1}}),
+		enc(t, &wire.Leave{}),
+		[]byte("garbage"),
+	}
+	for range 20_000 {
+		from := addr(rng.IntN(5000))
+		req := reqs[rng.IntN(len(reqs))]
+		a := s.Handle(req, from, t0, out)
+		in[from] += len(req)
+		sent[from] += len(a.Reply)
+		if a.Subscribed {
+			t.Fatalf("a spoofed source subscribed with another address's cookie")
+		}
+	}
+	for from, n := range sent {
+		if n > in[from] {
+			t.Fatalf("%v got %d bytes for %d sent", from, n, in[from])
+		}
+	}
+	if st := s.Stats(); st.BytesOut > st.BytesIn || st.Subscribers != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+func TestSessionConfig(t *testing.T) {
+	for name, cfg := range map[string]SessionConfig{
+		"no streams":         {},
+		"expiry < keepalive": {Streams: []uint32{1}, Keepalive: time.Second, Expiry: time.Millisecond * 500},
+		"short cookie":       {Streams: []uint32{1}, CookieLifetime: time.Millisecond},
+	} {
+		if _, err := NewSessions(cfg); err == nil {
+			t.Errorf("%s accepted", name)
+		}
+	}
+}
+
+// FuzzSessions: any datagram from any source is answered, if at all, with
+// no more bytes than it had (a fuzzer cannot forge a cookie), and never
+// panics.
+func FuzzSessions(f *testing.F) {
+	s := newSessions(f, nil)
+	f.Add(hello(f), uint32(1))
+	f.Add(enc(f, &wire.Subscribe{Streams: []uint32{1}}), uint32(2))
+	f.Add(enc(f, &wire.Keepalive{}), uint32(3))
+	f.Add(enc(f, &wire.Leave{}), uint32(4))
+	out := make([]byte, wire.MaxDatagram)
+	f.Fuzz(func(t *testing.T, d []byte, src uint32) {
+		a := s.Handle(d, addr(int(src)), t0, out)
+		if len(a.Reply) > len(d) || a.Subscribed {
+			t.Fatalf("answered %d bytes (subscribed %v) to %d", len(a.Reply), a.Subscribed, len(d))
+		}
+	})
+}
+
+// BenchmarkSessionMemory measures the heap held per subscriber: the
+// subscriber table, the session-id index and the per-address counts,
+// for 100,000 subscribers (the address itself is 32 bytes of it).
+func BenchmarkSessionMemory(b *testing.B) {
+	const n = 100_000
+	for b.Loop() {
+		before := heapInUse()
+		s := newSessions(b, func(c *SessionConfig) { c.MaxSubscribers = n; c.MaxPerAddress = n })
+		out := make([]byte, wire.MaxDatagram)
+		var c wire.Cookie
+		h := hello(b)
+		sub := &wire.Subscribe{Streams: []uint32{1}}
+		buf := make([]byte, wire.MaxDatagram)
+		for i := range n {
+			from := addr(i)
+			if err := c.Decode(s.Handle(h, from, t0, out).Reply); err != nil {
+				b.Fatal(err)
+			}
+			sub.Cookie = c.Cookie
+			k, _ := sub.Encode(buf)
+			if a := s.Handle(buf[:k], from, t0, out); !a.Subscribed {
+				b.Fatal("not subscribed")
+			}
+		}
+		b.ReportMetric(float64(heapInUse()-before)/n, "bytes/subscriber")
+		if s.Stats().Subscribers != n {
+			b.Fatal("lost subscribers")
+		}
+	}
+	b.ReportMetric(0, "ns/op")
+}
