@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/embargo-live/embargo/engine/edge"
-	"github.com/embargo-live/embargo/engine/udp"
 	"github.com/embargo-live/embargo/engine/origin"
+	"github.com/embargo-live/embargo/engine/udp"
 	"github.com/embargo-live/embargo/ptp"
 	"github.com/embargo-live/embargo/seal"
 )

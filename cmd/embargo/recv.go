@@ -10,8 +10,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/embargo-live/embargo/engine/udp"
 	"github.com/embargo-live/embargo/engine/receiver"
+	"github.com/embargo-live/embargo/engine/udp"
 	"github.com/embargo-live/embargo/ptp"
 	"github.com/embargo-live/embargo/seal"
 )

@@ -10,9 +10,9 @@ import (
 	"time"
 
 	"github.com/embargo-live/embargo/engine/edge"
-	"github.com/embargo-live/embargo/engine/udp"
 	"github.com/embargo-live/embargo/engine/origin"
 	"github.com/embargo-live/embargo/engine/receiver"
+	"github.com/embargo-live/embargo/engine/udp"
 	"github.com/embargo-live/embargo/ptp"
 	"github.com/embargo-live/embargo/seal"
 )

@@ -9,9 +9,9 @@ import (
 	"time"
 
 	"github.com/embargo-live/embargo/engine/edge"
-	"github.com/embargo-live/embargo/engine/udp"
 	"github.com/embargo-live/embargo/engine/receiver"
 	"github.com/embargo-live/embargo/engine/rig"
+	"github.com/embargo-live/embargo/engine/udp"
 	"github.com/embargo-live/embargo/internal/netns"
 )
 
