@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"path/filepath"
 	"sync/atomic"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/embargo-live/embargo/engine/edge"
 	"github.com/embargo-live/embargo/engine/origin"
 	"github.com/embargo-live/embargo/engine/udp"
+	"github.com/embargo-live/embargo/engine/unicast"
 	"github.com/embargo-live/embargo/ptp"
 	"github.com/embargo-live/embargo/seal"
 )
@@ -37,6 +39,8 @@ receivers agree on the schedule with no coordination.`, stdout)
 	spacing := fs.Duration("spacing", edge.DefaultSpacing, "time between RELEASE copies")
 	id := fs.Uint("id", 1, "edge id stamped on RELEASEs")
 	periods := fs.Int("periods", 0, "exit after releasing this many periods per stream (0: run until interrupted)")
+	unicastAddr := fs.String("unicast", "", "also serve unicast subscribers on this address, e.g. [::]:7272 (default: multicast only)")
+	senders := fs.Int("senders", 0, "unicast sender sockets and threads (default: one per core)")
 	level := fs.String("log", "info", "log level: debug, info, warn, error")
 	clk := addClockFlags(fs)
 	if err := parse(fs, args); err != nil {
@@ -69,15 +73,33 @@ receivers agree on the schedule with no coordination.`, stdout)
 	if r, err := clock.Now(); err != nil || r.State != ptp.StateSynchronized {
 		log.Warn("clock not synchronized: releases will be held until it is (use -assume-synced only in a lab)", "state", r.State, "reason", r.Reason, "err", err)
 	}
-	var senders []edge.Sender
-	for _, g := range groups.orDefault() {
-		s, err := udp.NewSender(g)
+	var dests []edge.Sender
+	if len(groups) > 0 || *unicastAddr == "" {
+		for _, g := range groups.orDefault() {
+			s, err := udp.NewSender(g)
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			dests = append(dests, s)
+			log.Info("sending", "group", g.String())
+		}
+	}
+	var srv *unicast.Server
+	if *unicastAddr != "" {
+		listen, err := netip.ParseAddrPort(*unicastAddr)
+		if err != nil {
+			return fmt.Errorf("-unicast: %w", err)
+		}
+		srv, err = unicast.NewServer(unicast.ServerConfig{
+			Listen: listen, Senders: *senders, Clock: clock, Logger: log,
+			Sessions: unicast.SessionConfig{Streams: streams},
+		})
 		if err != nil {
 			return err
 		}
-		defer s.Close()
-		senders = append(senders, s)
-		log.Info("sending", "group", g.String())
+		defer srv.Close()
+		dests = append(dests, srv)
 	}
 
 	ctx, cancel := context.WithCancel(ctx)
@@ -85,7 +107,7 @@ receivers agree on the schedule with no coordination.`, stdout)
 	var released atomic.Int64
 	want := int64(*periods * len(streams))
 	e, err := edge.New(edge.Config{
-		ID: uint32(*id), Clock: clock, Trusted: seal.NewKeyRing(org.PublicKey()), Senders: senders,
+		ID: uint32(*id), Clock: clock, Trusted: seal.NewKeyRing(org.PublicKey()), Senders: dests,
 		Lead: *lead, Rounds: *rounds, Repeat: *repeat, Spacing: *spacing, Logger: log,
 		OnRelease: func(r edge.Report) {
 			if want > 0 && released.Add(1) >= want {
@@ -95,6 +117,10 @@ receivers agree on the schedule with no coordination.`, stdout)
 	})
 	if err != nil {
 		return err
+	}
+	if srv != nil {
+		srv.SetHistory(e)
+		go srv.Run(ctx)
 	}
 	rot := &origin.Rotation{Origin: org, Schedule: sched, Streams: streams, Keys: 2, Clock: clock, Logger: log}
 	go func() {

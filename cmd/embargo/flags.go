@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -40,6 +41,26 @@ func (g groupsFlag) orDefault() []udp.Group {
 }
 
 const groupHelp = "multicast group as [source@]group:port[%interface][/hops], repeatable (default " + "239.255.77.71:7171%lo, hop limit 0)"
+
+// edgesFlag is a repeatable host:port flag.
+type edgesFlag []netip.AddrPort
+
+func (e *edgesFlag) String() string {
+	var s []string
+	for _, x := range *e {
+		s = append(s, x.String())
+	}
+	return strings.Join(s, ",")
+}
+
+func (e *edgesFlag) Set(v string) error {
+	a, err := netip.ParseAddrPort(v)
+	if err != nil {
+		return err
+	}
+	*e = append(*e, a)
+	return nil
+}
 
 // streamsFlag is a comma-separated list of stream ids.
 type streamsFlag []uint32

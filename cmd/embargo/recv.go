@@ -12,6 +12,7 @@ import (
 
 	"github.com/embargo-live/embargo/engine/receiver"
 	"github.com/embargo-live/embargo/engine/udp"
+	"github.com/embargo-live/embargo/engine/unicast"
 	"github.com/embargo-live/embargo/ptp"
 	"github.com/embargo-live/embargo/seal"
 )
@@ -27,6 +28,9 @@ against releaseAt.`, stdout)
 	fs.Var(&groups, "group", groupHelp)
 	streams := streamsFlag{1}
 	fs.Var(&streams, "streams", "comma-separated stream ids to receive")
+	var edges edgesFlag
+	fs.Var(&edges, "edge", "subscribe by unicast to this edge (host:port), repeatable; with -edge and no -group, no multicast")
+	catchUp := fs.Int("catch-up", 2, "released periods per stream a unicast subscription asks for")
 	periods := fs.Int("periods", 0, "exit after this many periods (0: run until interrupted)")
 	asJSON := fs.Bool("json", false, "print one JSON object per period instead of text")
 	showKeys := fs.Bool("show-keys", false, "print content keys, not only their KIDs")
@@ -72,16 +76,30 @@ against releaseAt.`, stdout)
 		return err
 	}
 	var srcs []receiver.Source
-	for _, g := range groups.orDefault() {
-		c, err := udp.Listen(g)
-		if err != nil {
-			for _, s := range srcs {
-				s.Close()
+	closeAll := func() {
+		for _, s := range srcs {
+			s.Close()
+		}
+	}
+	if len(groups) > 0 || len(edges) == 0 {
+		for _, g := range groups.orDefault() {
+			c, err := udp.Listen(g)
+			if err != nil {
+				closeAll()
+				return err
 			}
+			srcs = append(srcs, c)
+			log.Info("listening", "group", g.String())
+		}
+	}
+	for _, e := range edges {
+		c, err := unicast.Dial(unicast.ClientConfig{Edge: e, Streams: streams, CatchUp: *catchUp, Logger: log})
+		if err != nil {
+			closeAll()
 			return err
 		}
 		srcs = append(srcs, c)
-		log.Info("listening", "group", g.String())
+		log.Info("subscribing", "edge", e)
 	}
 	err = r.Run(ctx, srcs...)
 	st := r.Stats()

@@ -130,3 +130,27 @@ func TestRoleFlagErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestEdgeToRecvUnicast: the same over a unicast session, with the
+// receiver started before the edge is up (it retries the handshake).
+func TestEdgeToRecvUnicast(t *testing.T) {
+	dir := keysDir(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", 43000+time.Now().UnixNano()%10000)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	out, errout := &lockedBuffer{}, &lockedBuffer{}
+	recv := make(chan int, 1)
+	go func() {
+		recv <- run(ctx, []string{"recv", "-edge", addr, "-pub", filepath.Join(dir, originPubFile), "-master", filepath.Join(dir, masterKeyFile), "-periods", "3"}, out, errout)
+	}()
+	edgeErr := &lockedBuffer{}
+	if code := run(ctx, []string{"edge", "-keys", dir, "-unicast", addr, "-period", "300ms", "-lead", "250ms", "-periods", "5", "-assume-synced", "1ms", "-log", "warn"}, &lockedBuffer{}, edgeErr); code != 0 {
+		t.Fatalf("edge: exit %d: %s", code, edgeErr.String())
+	}
+	if code := <-recv; code != 0 {
+		t.Fatalf("recv: exit %d: %s", code, errout.String())
+	}
+	if n := strings.Count(out.String(), "keys (kid"); n != 3 {
+		t.Fatalf("recv printed %d periods:\n%s%s", n, out.String(), errout.String())
+	}
+}

@@ -2,11 +2,13 @@ package unicast
 
 import (
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/embargo-live/embargo/engine/udp"
@@ -77,6 +79,7 @@ type ClientStats struct {
 	Restarts      uint64 // sessions started over (refused or silent edge)
 	Refused       uint64
 	Data          uint64 // ANNOUNCE and RELEASE datagrams passed on
+	Unreachable   uint64 // ICMP port-unreachable reports: the edge was down
 }
 
 // Dial opens a socket to cfg.Edge and starts the session in the background.
@@ -187,6 +190,14 @@ func (c *Client) wake() {
 func (c *Client) ReadBatch(ms []udp.Message) (int, error) {
 	for {
 		n, err := c.r.ReadBatch(ms)
+		if errors.Is(err, syscall.ECONNREFUSED) {
+			// An ICMP port-unreachable for an earlier send: the edge is
+			// down or restarting. The handshake retries on its own.
+			c.mu.Lock()
+			c.stats.Unreachable++
+			c.mu.Unlock()
+			continue
+		}
 		if err != nil {
 			return 0, err
 		}

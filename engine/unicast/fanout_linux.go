@@ -12,8 +12,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// maxBatch is the most messages one sendmmsg carries (the kernel's UIO_MAXIOV).
-const maxBatch = 1024
+const (
+	// maxBatch is the most messages one sendmmsg carries (UIO_MAXIOV).
+	maxBatch = 1024
+	// minShare is the fewest destinations worth handing to another thread.
+	minShare = 512
+)
 
 // planner keeps, per stream, the prepared sendmmsg headers for every
 // subscriber: the datagram is the same for all, only the destination
@@ -42,9 +46,12 @@ type job struct {
 	mu   *sync.Mutex
 }
 
+// newPlanner starts a worker for every socket but the first: the caller's
+// goroutine sends the first share itself on the first socket, so a small
+// fan-out (or a one-socket server) waits for no thread to wake up.
 func newPlanner(s *Server) *planner {
 	p := &planner{s: s, plans: make(map[uint32]*plan)}
-	for _, sk := range s.socks {
+	for _, sk := range s.socks[1:] {
 		c := make(chan job)
 		p.workers = append(p.workers, c)
 		go worker(sk, c, &s.sent, &s.sendErrs)
@@ -54,20 +61,26 @@ func newPlanner(s *Server) *planner {
 
 // worker sends jobs on one socket from its own OS thread, until the
 // server's sockets close and its channel is dropped with the server.
-func worker(sk *socket, jobs <-chan job, sent, errs interface{ Add(uint64) uint64 }) {
+func worker(sk *socket, jobs <-chan job, sent, errs counter) {
 	runtime.LockOSThread()
 	for j := range jobs {
-		for _, run := range j.runs {
-			n, failed, err := sendAll(sk.rc, run)
-			sent.Add(uint64(n))
-			if failed > 0 {
-				errs.Add(uint64(failed))
-				j.mu.Lock()
-				*j.errs = append(*j.errs, err)
-				j.mu.Unlock()
-			}
-		}
+		j.run(sk, sent, errs)
 		j.done.Done()
+	}
+}
+
+type counter interface{ Add(uint64) uint64 }
+
+func (j job) run(sk *socket, sent, errs counter) {
+	for _, run := range j.runs {
+		n, failed, err := sendAll(sk.rc, run)
+		sent.Add(uint64(n))
+		if failed > 0 {
+			errs.Add(uint64(failed))
+			j.mu.Lock()
+			*j.errs = append(*j.errs, err)
+			j.mu.Unlock()
+		}
 	}
 }
 
@@ -120,7 +133,9 @@ func (p *planner) send(stream uint32, d []byte) error {
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var errs []error
-	share := (pl.n + len(p.workers) - 1) / len(p.workers)
+	// Small fan-outs stay on the caller: waking threads costs more.
+	share := max((pl.n+len(p.s.socks)-1)/len(p.s.socks), minShare)
+	mine := job{runs: take(&rotated, share), done: &wg, errs: &errs, mu: &mu}
 	for _, w := range p.workers {
 		runs := take(&rotated, share)
 		if len(runs) == 0 {
@@ -129,6 +144,7 @@ func (p *planner) send(stream uint32, d []byte) error {
 		wg.Add(1)
 		w <- job{runs: runs, done: &wg, errs: &errs, mu: &mu}
 	}
+	mine.run(p.s.socks[0], &p.s.sent, &p.s.sendErrs)
 	wg.Wait()
 	runtime.KeepAlive(d)
 	return errors.Join(errs...)
