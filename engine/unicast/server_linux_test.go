@@ -2,6 +2,7 @@ package unicast_test
 
 import (
 	"context"
+	"net"
 	"net/netip"
 	"sync"
 	"testing"
@@ -14,6 +15,7 @@ import (
 	"github.com/embargo-live/embargo/engine/unicast"
 	"github.com/embargo-live/embargo/ptp"
 	"github.com/embargo-live/embargo/seal"
+	"github.com/embargo-live/embargo/wire"
 )
 
 // world is an origin, a clock every role shares, and a schedule of
@@ -286,4 +288,63 @@ func TestLeaveAndExpiry(t *testing.T) {
 	waitFor(t, 2*time.Second, "subscription", func() bool { return n.srv.Sessions().Stats().Subscribers == 1 })
 	g.clients[0].Abandon() // the device vanishes: no LEAVE, no keepalives
 	waitFor(t, 3*time.Second, "expiry", func() bool { return n.srv.Sessions().Stats().Expired == 1 })
+}
+
+func TestUnicastIPv6(t *testing.T) {
+	w := newWorld(t, 300*time.Millisecond)
+	c, err := net.ListenPacket("udp6", "[::1]:0")
+	if err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	}
+	c.Close()
+	n := w.startEdge(t, netip.MustParseAddrPort("[::1]:0"), unicast.SessionConfig{})
+	devs := []*device{w.device(t, 0, n.srv.Addr()), w.device(t, 0, n.srv.Addr())}
+	waitFor(t, 2*time.Second, "subscriptions", func() bool { return n.srv.Sessions().Stats().Subscribers == 2 })
+	w.issue(t, 0, 2, n)
+	waitFor(t, 5*time.Second, "releases", func() bool { return n.e.Stats().Released == 2 })
+	time.Sleep(50 * time.Millisecond)
+	w.checkPeriods(t, devs, 0, 2)
+}
+
+// futureHistory claims a period as released whose releaseAt is an hour
+// away, as a buggy or tampered history might.
+type futureHistory struct {
+	b *edge.Released
+}
+
+func (h futureHistory) Released(uint32) []*edge.Released { return []*edge.Released{h.b} }
+func (h futureHistory) Announced(uint32) [][]byte        { return nil }
+
+// TestCatchUpNeverEarly: catch-up re-checks every period against the
+// clock and sends no RELEASE before its releaseAt, whatever the history
+// says; the period's ANNOUNCE alone delivers nothing.
+func TestCatchUpNeverEarly(t *testing.T) {
+	w := newWorld(t, time.Second)
+	keys, _ := w.origin.NewContentKeys(1)
+	at := origin.Instants{ReleaseAt: ptp.SystemTAI() + int64(time.Hour), PresentAt: ptp.SystemTAI() + int64(time.Hour)}
+	b, err := w.origin.Keys(1, 9, at, keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rel := make([]byte, wire.ReleaseLen)
+	if _, err := (&wire.Release{Header: wire.Header{Stream: 1, Period: 9}, RK: b.RK, ReleaseAt: at.ReleaseAt, SentAt: at.ReleaseAt}).Encode(rel); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := unicast.NewServer(unicast.ServerConfig{Listen: loopback(t), Senders: 1, Clock: w.clock, Sessions: unicast.SessionConfig{Streams: []uint32{1}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.SetHistory(futureHistory{&edge.Released{Bundle: b, Release: rel, SentAt: at.ReleaseAt}})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go srv.Run(ctx)
+	d := w.device(t, 16, srv.Addr())
+	waitFor(t, 2*time.Second, "subscription", func() bool { return d.clients[0].Subscribed() })
+	time.Sleep(100 * time.Millisecond)
+	if _, ok := d.got(9); ok {
+		t.Fatal("catch-up released a period an hour early")
+	}
+	if st := srv.Stats(); st.CatchUp != 0 {
+		t.Fatalf("%d catch-up datagrams sent for an unreleased period", st.CatchUp)
+	}
 }
