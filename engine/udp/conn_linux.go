@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"syscall"
 
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
@@ -299,6 +300,11 @@ func (c *Reader) ReadBatch(ms []Message) (int, error) {
 
 // Close closes the socket (leaving any group); a blocked ReadBatch returns.
 func (c *Reader) Close() error { return c.conn.Close() }
+
+// SyscallConn gives access to the socket, to attach a filter to it.
+func (c *Reader) SyscallConn() (syscall.RawConn, error) {
+	return c.conn.(syscall.Conn).SyscallConn()
+}
 
 // LocalAddr is the socket's address.
 func (c *Reader) LocalAddr() net.Addr { return c.conn.LocalAddr() }

@@ -5,6 +5,7 @@ package udp
 import (
 	"fmt"
 	"net"
+	"syscall"
 )
 
 // Sender is not available off Linux.
@@ -37,6 +38,9 @@ func (c *Reader) ReadBatch(ms []Message) (int, error) { return 0, ErrNotSupporte
 
 // Close does nothing.
 func (c *Reader) Close() error { return nil }
+
+// SyscallConn returns an error wrapping ErrNotSupported.
+func (c *Reader) SyscallConn() (syscall.RawConn, error) { return nil, ErrNotSupported }
 
 // Conn is not available off Linux.
 type Conn struct{ *Reader }

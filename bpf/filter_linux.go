@@ -1,0 +1,295 @@
+package bpf
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"syscall"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/features"
+	"github.com/cilium/ebpf/link"
+	"github.com/embargo-live/embargo/bpf/skew"
+)
+
+// Reason indexes into the kernel's verdict map; reasonNames maps them to
+// the exported names.
+const (
+	reasonPass uint32 = iota
+	reasonRelease
+	reasonShort
+	reasonLong
+	reasonMagic
+	reasonVersion
+	reasonType
+	reasonFlags
+	reasonLength
+	reasonReserved
+	reasonInjectedLoss
+	reasonUnparsed
+	numReasons
+)
+
+var reasonNames = [numReasons]string{
+	reasonPass:         VerdictPass,
+	reasonRelease:      VerdictRelease,
+	reasonShort:        VerdictShort,
+	reasonLong:         VerdictLong,
+	reasonMagic:        VerdictMagic,
+	reasonVersion:      VerdictVersion,
+	reasonType:         VerdictType,
+	reasonFlags:        VerdictFlags,
+	reasonLength:       VerdictLength,
+	reasonReserved:     VerdictReserved,
+	reasonInjectedLoss: VerdictInjectedLoss,
+	reasonUnparsed:     VerdictUnparsed,
+}
+
+// Filter is one loaded socket filter and its maps. Attach it to any number
+// of sockets; they all count into the same verdicts, histogram and
+// first-arrival map. Its methods are safe for concurrent use.
+type Filter struct {
+	// mu orders Close after in-flight map reads, so a read never lands on
+	// a file descriptor number that Close freed and something else reused.
+	mu       sync.RWMutex
+	closed   bool
+	prog     *ebpf.Program
+	verdicts *ebpf.Map // per-CPU u64 per reason
+	hist     *ebpf.Map // per-CPU u64 per bucket
+	arrivals *ebpf.Map // LRU: arrivalKey → TAI ns
+	config   *ebpf.Map // [0]: loss threshold
+}
+
+// arrivalKey is the first-arrival map key, host byte order, padded so the
+// program's 8-byte stores stay aligned.
+type arrivalKey struct {
+	Stream uint32
+	_      uint32
+	Period uint64
+}
+
+// NewFilter loads the maps and the program. The error wraps ErrNotPermitted
+// when the kernel refuses for lack of privilege and ErrNotSupported when it
+// lacks a feature the program needs.
+func NewFilter(opts ...Option) (*Filter, error) {
+	c, err := newConfig(opts)
+	if err != nil {
+		return nil, fmt.Errorf("bpf: new filter: %w", err)
+	}
+	f, err := load(c)
+	if err != nil {
+		return nil, err
+	}
+	if c.loss != 0 {
+		if err := f.SetLoss(c.loss); err != nil {
+			f.Close()
+			return nil, err
+		}
+	}
+	return f, nil
+}
+
+func load(c config) (_ *Filter, err error) {
+	f := &Filter{}
+	defer func() {
+		if err != nil {
+			f.closeAll()
+		}
+	}()
+	specs := []struct {
+		m    **ebpf.Map
+		spec ebpf.MapSpec
+	}{
+		{&f.verdicts, ebpf.MapSpec{Name: "embargo_verdict", Type: ebpf.PerCPUArray, KeySize: 4, ValueSize: 8, MaxEntries: numReasons}},
+		{&f.hist, ebpf.MapSpec{Name: "embargo_hist", Type: ebpf.PerCPUArray, KeySize: 4, ValueSize: 8, MaxEntries: numBuckets}},
+		{&f.arrivals, ebpf.MapSpec{Name: "embargo_arrival", Type: ebpf.LRUHash, KeySize: 16, ValueSize: 8, MaxEntries: uint32(c.maxArrivals)}},
+		{&f.config, ebpf.MapSpec{Name: "embargo_config", Type: ebpf.Array, KeySize: 4, ValueSize: 8, MaxEntries: 1}},
+	}
+	for _, s := range specs {
+		if *s.m, err = ebpf.NewMap(&s.spec); err != nil {
+			return nil, classify("create map "+s.spec.Name, err)
+		}
+	}
+	f.prog, err = ebpf.NewProgram(&ebpf.ProgramSpec{
+		Name: "embargo_filter",
+		Type: ebpf.SocketFilter,
+		Instructions: program(mapFDs{
+			verdicts: f.verdicts.FD(),
+			hist:     f.hist.FD(),
+			arrivals: f.arrivals.FD(),
+			config:   f.config.FD(),
+		}),
+		// No GPL-only helper is called; the string only has to be valid.
+		License: "MIT",
+	})
+	if err != nil {
+		// The verifier says "invalid func" for a helper this kernel lacks;
+		// ask the feature probe rather than parse its log.
+		if features.HaveProgramHelper(ebpf.SocketFilter, asm.FnKtimeGetTaiNs) != nil {
+			return nil, classify("load program", fmt.Errorf("%w: bpf_ktime_get_tai_ns (Linux 6.1): %w", ebpf.ErrNotSupported, err))
+		}
+		return nil, classify("load program", err)
+	}
+	return f, nil
+}
+
+// classify wraps err with ErrNotPermitted or ErrNotSupported when it is one.
+func classify(op string, err error) error {
+	switch {
+	case errors.Is(err, os.ErrPermission):
+		return fmt.Errorf("bpf: %s: %w: %w", op, ErrNotPermitted, err)
+	case errors.Is(err, ebpf.ErrNotSupported):
+		return fmt.Errorf("bpf: %s: %w: %w", op, ErrNotSupported, err)
+	}
+	return fmt.Errorf("bpf: %s: %w", op, err)
+}
+
+var available = sync.OnceValue(func() error {
+	f, err := load(config{maxArrivals: 64})
+	if err != nil {
+		return err
+	}
+	return f.Close()
+})
+
+// Available reports whether this process can load the filter, by loading
+// a small instance of it once and remembering the answer. nil means
+// NewFilter should work; otherwise the error wraps ErrNotPermitted or
+// ErrNotSupported (or says what else went wrong), and callers fall back to
+// SO_TIMESTAMPNS stamps in a user-space Histogram.
+func Available() error { return available() }
+
+// Attach installs the filter on a socket (SO_ATTACH_BPF), replacing any
+// filter it had. It stays attached until the socket closes or Detach, even
+// after the Filter is closed.
+func (f *Filter) Attach(c syscall.Conn) error {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if f.closed {
+		return fmt.Errorf("bpf: attach: %w", ErrClosed)
+	}
+	if err := link.AttachSocketFilter(c, f.prog); err != nil {
+		return fmt.Errorf("bpf: attach: %w", err)
+	}
+	return nil
+}
+
+// Detach removes whatever filter a socket has (SO_DETACH_BPF).
+func (f *Filter) Detach(c syscall.Conn) error {
+	if err := link.DetachSocketFilter(c); err != nil {
+		return fmt.Errorf("bpf: detach: %w", err)
+	}
+	return nil
+}
+
+// SetLoss sets the fraction p (0 ≤ p ≤ 1) of datagrams dropped on purpose,
+// at once for every attached socket.
+func (f *Filter) SetLoss(p float64) error {
+	t, err := lossThreshold(p)
+	if err != nil {
+		return fmt.Errorf("bpf: set loss: %w", err)
+	}
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if f.closed {
+		return fmt.Errorf("bpf: set loss: %w", ErrClosed)
+	}
+	if err := f.config.Put(uint32(0), t); err != nil {
+		return fmt.Errorf("bpf: set loss: %w", err)
+	}
+	return nil
+}
+
+// Verdicts returns the datagram counts by verdict name (the Verdict*
+// constants), summed over CPUs, since the filter was loaded.
+func (f *Filter) Verdicts() (map[string]uint64, error) {
+	counts, err := f.sum(f.verdicts, int(numReasons), "verdicts")
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]uint64, numReasons)
+	for i, c := range counts {
+		out[reasonNames[i]] = c
+	}
+	return out, nil
+}
+
+// Histogram returns the kernel's arrival-skew histogram: for the first
+// RELEASE of each (stream, period) to pass the filter, its kernel arrival
+// (CLOCK_TAI) minus its releaseAt. Repeats, CATCH-UP retransmissions and
+// RELEASEs with a negative releaseAt are not samples.
+func (f *Filter) Histogram() (skew.Histogram, error) {
+	counts, err := f.sum(f.hist, numBuckets, "histogram")
+	return skew.Histogram{Counts: counts}, err
+}
+
+// sum reads entries [0, n) of a per-CPU array and adds up the CPUs.
+func (f *Filter) sum(m *ebpf.Map, n int, what string) ([]uint64, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if f.closed {
+		return nil, fmt.Errorf("bpf: %s: %w", what, ErrClosed)
+	}
+	out := make([]uint64, n)
+	var perCPU []uint64
+	for i := range out {
+		if err := m.Lookup(uint32(i), &perCPU); err != nil {
+			return nil, fmt.Errorf("bpf: %s: %w", what, err)
+		}
+		for _, v := range perCPU {
+			out[i] += v
+		}
+	}
+	return out, nil
+}
+
+// FirstArrival returns the kernel's CLOCK_TAI time (ns) of the first
+// RELEASE of (stream, period) that passed the filter, and false if there was
+// none, it was CATCH-UP only, or the entry was evicted.
+func (f *Filter) FirstArrival(stream uint32, period uint64) (int64, bool, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if f.closed {
+		return 0, false, fmt.Errorf("bpf: first arrival: %w", ErrClosed)
+	}
+	var t int64
+	err := f.arrivals.Lookup(arrivalKey{Stream: stream, Period: period}, &t)
+	switch {
+	case errors.Is(err, ebpf.ErrKeyNotExist):
+		return 0, false, nil
+	case err != nil:
+		return 0, false, fmt.Errorf("bpf: first arrival: %w", err)
+	}
+	return t, true, nil
+}
+
+// Close releases the program and maps. Sockets the filter is attached to
+// keep it (and its maps) alive in the kernel until they close or detach;
+// they just cannot be read from here any more. Close is idempotent.
+func (f *Filter) Close() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return nil
+	}
+	f.closed = true
+	return f.closeAll()
+}
+
+func (f *Filter) closeAll() error {
+	var errs []error
+	if f.prog != nil {
+		errs = append(errs, f.prog.Close())
+	}
+	for _, m := range []*ebpf.Map{f.verdicts, f.hist, f.arrivals, f.config} {
+		if m != nil {
+			errs = append(errs, m.Close())
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("bpf: close: %w", err)
+	}
+	return nil
+}
