@@ -60,6 +60,13 @@ const (
 // hundred.
 const DefaultMaxArrivals = 65536
 
+// Slots of the filter's config map.
+const (
+	configLoss          = 0 // loss threshold, see lossThreshold
+	configTAICorrection = 1 // ns added to CLOCK_TAI, see SetTAICorrection
+	configSlots         = 2
+)
+
 // The histogram layout the kernel program computes: package skew's.
 const (
 	linearBuckets  = skew.LinearBuckets

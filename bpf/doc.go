@@ -2,8 +2,8 @@
 // eBPF socket filter, written with cilium/ebpf's assembler (no C toolchain),
 // that drops datagrams which are not well-formed protocol messages before
 // they are queued to the socket, counting every verdict by reason, and
-// stamps the kernel arrival (CLOCK_TAI) of the first RELEASE of each
-// (stream, period) into a bounded LRU map and its skew against releaseAt
+// stamps the kernel arrival (CLOCK_TAI) of each socket's first RELEASE of
+// each (stream, period) into a bounded LRU map and its skew against releaseAt
 // into a fixed-bucket histogram. One Filter is loaded once and attached to
 // any number of sockets, which all count into the same maps. Where BPF
 // cannot be loaded (not root, not Linux; Available says why) receivers use

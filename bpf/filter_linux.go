@@ -4,14 +4,17 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/features"
 	"github.com/cilium/ebpf/link"
 	"github.com/embargo-live/embargo/bpf/skew"
+	"golang.org/x/sys/unix"
 )
 
 // Reason indexes into the kernel's verdict map; reasonNames maps them to
@@ -63,11 +66,12 @@ type Filter struct {
 }
 
 // arrivalKey is the first-arrival map key, host byte order, padded so the
-// program's 8-byte stores stay aligned.
+// program's 8-byte stores stay aligned: one entry per socket and period.
 type arrivalKey struct {
 	Stream uint32
 	_      uint32
 	Period uint64
+	Cookie uint64 // the socket's SO_COOKIE
 }
 
 // NewFilter loads the maps and the program. The error wraps ErrNotPermitted
@@ -104,8 +108,8 @@ func load(c config) (_ *Filter, err error) {
 	}{
 		{&f.verdicts, ebpf.MapSpec{Name: "embargo_verdict", Type: ebpf.PerCPUArray, KeySize: 4, ValueSize: 8, MaxEntries: numReasons}},
 		{&f.hist, ebpf.MapSpec{Name: "embargo_hist", Type: ebpf.PerCPUArray, KeySize: 4, ValueSize: 8, MaxEntries: numBuckets}},
-		{&f.arrivals, ebpf.MapSpec{Name: "embargo_arrival", Type: ebpf.LRUHash, KeySize: 16, ValueSize: 8, MaxEntries: uint32(c.maxArrivals)}},
-		{&f.config, ebpf.MapSpec{Name: "embargo_config", Type: ebpf.Array, KeySize: 4, ValueSize: 8, MaxEntries: 1}},
+		{&f.arrivals, ebpf.MapSpec{Name: "embargo_arrival", Type: ebpf.LRUHash, KeySize: 24, ValueSize: 8, MaxEntries: uint32(c.maxArrivals)}},
+		{&f.config, ebpf.MapSpec{Name: "embargo_config", Type: ebpf.Array, KeySize: 4, ValueSize: 8, MaxEntries: configSlots}},
 	}
 	for _, s := range specs {
 		if *s.m, err = ebpf.NewMap(&s.spec); err != nil {
@@ -196,10 +200,39 @@ func (f *Filter) SetLoss(p float64) error {
 	if f.closed {
 		return fmt.Errorf("bpf: set loss: %w", ErrClosed)
 	}
-	if err := f.config.Put(uint32(0), t); err != nil {
+	if err := f.config.Put(uint32(configLoss), t); err != nil {
 		return fmt.Errorf("bpf: set loss: %w", err)
 	}
 	return nil
+}
+
+// SetTAICorrection sets what is added to the kernel's CLOCK_TAI before a
+// skew is computed: the receiver's TAI − UTC offset minus the kernel's
+// (see KernelTAIOffset). Zero where the kernel's TAI offset is set right.
+func (f *Filter) SetTAICorrection(d time.Duration) error {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if f.closed {
+		return fmt.Errorf("bpf: set TAI correction: %w", ErrClosed)
+	}
+	if err := f.config.Put(uint32(configTAICorrection), uint64(d)); err != nil {
+		return fmt.Errorf("bpf: set TAI correction: %w", err)
+	}
+	return nil
+}
+
+// KernelTAIOffset measures CLOCK_TAI − CLOCK_REALTIME, to the second: the
+// TAI offset the kernel stamps with (0 when nothing set it).
+func KernelTAIOffset() (time.Duration, error) {
+	var tai, real unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_TAI, &tai); err != nil {
+		return 0, err
+	}
+	if err := unix.ClockGettime(unix.CLOCK_REALTIME, &real); err != nil {
+		return 0, err
+	}
+	d := time.Duration(tai.Nano() - real.Nano())
+	return d.Round(time.Second), nil
 }
 
 // Verdicts returns the datagram counts by verdict name (the Verdict*
@@ -245,24 +278,42 @@ func (f *Filter) sum(m *ebpf.Map, n int, what string) ([]uint64, error) {
 	return out, nil
 }
 
-// FirstArrival returns the kernel's CLOCK_TAI time (ns) of the first
-// RELEASE of (stream, period) that passed the filter, and false if there was
-// none, it was CATCH-UP only, or the entry was evicted.
+// FirstArrival returns the kernel's CLOCK_TAI time (ns), plus any TAI
+// correction, of the earliest first RELEASE of (stream, period) that passed
+// the filter on any attached socket, and false if there was none, it was
+// CATCH-UP only, or the entries were evicted.
 func (f *Filter) FirstArrival(stream uint32, period uint64) (int64, bool, error) {
+	all, err := f.FirstArrivals(stream, period)
+	if err != nil || len(all) == 0 {
+		return 0, false, err
+	}
+	return slices.Min(all), true, nil
+}
+
+// FirstArrivals returns every attached socket's first arrival of the
+// period's RELEASE (TAI ns), in no order. It walks the whole map: for
+// reports, not for a hot path.
+func (f *Filter) FirstArrivals(stream uint32, period uint64) ([]int64, error) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	if f.closed {
-		return 0, false, fmt.Errorf("bpf: first arrival: %w", ErrClosed)
+		return nil, fmt.Errorf("bpf: first arrival: %w", ErrClosed)
 	}
-	var t int64
-	err := f.arrivals.Lookup(arrivalKey{Stream: stream, Period: period}, &t)
-	switch {
-	case errors.Is(err, ebpf.ErrKeyNotExist):
-		return 0, false, nil
-	case err != nil:
-		return 0, false, fmt.Errorf("bpf: first arrival: %w", err)
+	var (
+		k   arrivalKey
+		t   int64
+		out []int64
+	)
+	it := f.arrivals.Iterate()
+	for it.Next(&k, &t) {
+		if k.Stream == stream && k.Period == period {
+			out = append(out, t)
+		}
 	}
-	return t, true, nil
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("bpf: first arrival: %w", err)
+	}
+	return out, nil
 }
 
 // Close releases the program and maps. Sockets the filter is attached to

@@ -343,8 +343,10 @@ func TestFirstArrivalIsFirst(t *testing.T) {
 			t.Errorf("stream %d stamped", s)
 		}
 	}
-	if h := histogram(t, f); h.Total() != 1 {
-		t.Errorf("histogram total %d, want 1 (repeats are not samples)", h.Total())
+	// Each test run is a fresh socket (its own cookie): three runs are
+	// three clients' samples. One socket's repeats: TestManySockets.
+	if h := histogram(t, f); h.Total() != 3 {
+		t.Errorf("histogram total %d, want 3", h.Total())
 	}
 }
 
@@ -378,5 +380,43 @@ func TestOptionsAndClose(t *testing.T) {
 	}
 	if err := f.SetLoss(0); !errors.Is(err, ErrClosed) {
 		t.Errorf("SetLoss after Close: %v", err)
+	}
+}
+
+// TestTAICorrection: with the receiver's TAI ahead of the kernel's
+// CLOCK_TAI (an unset kernel TAI offset), a RELEASE stamped against the
+// receiver's TAI counts as early until the correction is set, and lands in
+// the right bucket after.
+func TestTAICorrection(t *testing.T) {
+	f := newTestFilter(t)
+	const ahead = 37 * time.Second
+	const late = 5 * time.Millisecond
+	run := func(period uint64) int {
+		before := histogram(t, f)
+		releaseAt := taiNow(t) + int64(ahead) - int64(late)
+		if ret, _, err := f.prog.Test(testPacket(release(t, 6, period, 0, releaseAt))); err != nil || ret == 0 {
+			t.Fatalf("test run: ret %d, %v", ret, err)
+		}
+		after := histogram(t, f)
+		for j := range after.Counts {
+			if after.Counts[j] != before.Counts[j] {
+				return j
+			}
+		}
+		t.Fatal("nothing counted")
+		return -1
+	}
+	if got := run(1); got != 0 {
+		t.Fatalf("uncorrected: bucket %d, want 0 (early)", got)
+	}
+	if err := f.SetTAICorrection(ahead); err != nil {
+		t.Fatal(err)
+	}
+	lo, _ := skew.BucketBounds(skew.Bucket(late))
+	if got := run(2); got < skew.Bucket(lo) || got > skew.Bucket(late)+1 {
+		t.Fatalf("corrected: bucket %d, want about %d (%v)", got, skew.Bucket(late), late)
+	}
+	if off, err := KernelTAIOffset(); err != nil || off < 0 || off > time.Minute {
+		t.Fatalf("KernelTAIOffset = %v, %v", off, err)
 	}
 }

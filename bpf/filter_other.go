@@ -5,6 +5,7 @@ package bpf
 import (
 	"fmt"
 	"syscall"
+	"time"
 
 	"github.com/embargo-live/embargo/bpf/skew"
 )
@@ -33,6 +34,16 @@ func (f *Filter) Detach(c syscall.Conn) error { return fmt.Errorf("bpf: detach: 
 
 // SetLoss returns an error wrapping ErrNotSupported.
 func (f *Filter) SetLoss(p float64) error { return fmt.Errorf("bpf: set loss: %w", ErrNotSupported) }
+
+// SetTAICorrection returns an error wrapping ErrNotSupported.
+func (f *Filter) SetTAICorrection(d time.Duration) error {
+	return fmt.Errorf("bpf: set TAI correction: %w", ErrNotSupported)
+}
+
+// KernelTAIOffset returns an error wrapping ErrNotSupported.
+func KernelTAIOffset() (time.Duration, error) {
+	return 0, fmt.Errorf("bpf: kernel TAI offset: %w", ErrNotSupported)
+}
 
 // Verdicts returns an error wrapping ErrNotSupported.
 func (f *Filter) Verdicts() (map[string]uint64, error) {

@@ -52,7 +52,7 @@ const (
 	stkHdr      = stkPkt + udpHeaderLen                       // protocol header (fp−28)
 	stkTail     = -64                                         // RELEASE bytes from releaseAt to the end
 	stkTailRes  = stkTail + offReleaseReserved - offReleaseAt // RELEASE reserved u32
-	stkKey      = -80                                         // first-arrival key {stream u32, 0 u32, period u64}
+	stkKey      = -120                                        // first-arrival key {stream u32, 0 u32, period u64, socket cookie u64}
 	stkNow      = -88                                         // arrival time, the first-arrival value
 	stkIndex    = -92                                         // u32 key for array maps
 	pktLoadSize = udpHeaderLen + wire.HeaderLen
@@ -260,6 +260,22 @@ func program(m mapFDs) asm.Instructions {
 		asm.StoreMem(asm.RFP, stkTail, asm.R1, asm.DWord), // host-order releaseAt
 		asm.FnKtimeGetTaiNs.Call(),
 		asm.StoreMem(asm.RFP, stkNow, asm.R0, asm.DWord),
+		// Plus the TAI correction (config slot 1): the receiver's TAI minus
+		// the kernel's CLOCK_TAI, which differ by 37 s on a host whose
+		// kernel TAI offset was never set.
+		asm.StoreImm(asm.RFP, stkIndex, configTAICorrection, asm.Word),
+		asm.LoadMapPtr(asm.R1, m.config),
+		asm.Mov.Reg(asm.R2, asm.RFP),
+		asm.Add.Imm(asm.R2, stkIndex),
+		asm.FnMapLookupElem.Call(),
+		asm.JEq.Imm(asm.R0, 0, "key"),
+		asm.LoadMem(asm.R1, asm.R0, 0, asm.DWord),
+		asm.LoadMem(asm.R2, asm.RFP, stkNow, asm.DWord),
+		asm.Add.Reg(asm.R2, asm.R1),
+		asm.StoreMem(asm.RFP, stkNow, asm.R2, asm.DWord),
+	)
+	b.label("key")
+	b.add(
 		asm.LoadMem(asm.R1, asm.RFP, h(offStream), asm.Word),
 		asm.HostTo(asm.BE, asm.R1, asm.Word),
 		asm.StoreMem(asm.RFP, stkKey, asm.R1, asm.Word),
@@ -267,6 +283,11 @@ func program(m mapFDs) asm.Instructions {
 		asm.LoadMem(asm.R1, asm.RFP, h(offPeriod), asm.DWord),
 		asm.HostTo(asm.BE, asm.R1, asm.DWord),
 		asm.StoreMem(asm.RFP, stkKey+8, asm.R1, asm.DWord),
+		// Per socket: on a bench host each socket is a simulated client,
+		// and every client's first arrival is a skew sample.
+		asm.Mov.Reg(asm.R1, asm.R6),
+		asm.FnGetSocketCookie.Call(),
+		asm.StoreMem(asm.RFP, stkKey+16, asm.R0, asm.DWord),
 		// Only the first copy of a period is a skew sample: repeats (and a
 		// second edge's copy) arrive later by design and would drag the
 		// histogram towards the repeat interval. Look before updating: an
