@@ -2,6 +2,9 @@ package main
 
 import (
 	"context"
+	"log/slog"
+	"syscall"
+
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -9,6 +12,9 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/embargo-live/embargo/bpf"
+	"github.com/embargo-live/embargo/bpf/skew"
 
 	"github.com/embargo-live/embargo/engine/receiver"
 	"github.com/embargo-live/embargo/engine/udp"
@@ -101,10 +107,63 @@ against releaseAt.`, stdout)
 		srcs = append(srcs, c)
 		log.Info("subscribing", "edge", e)
 	}
+	filter := kernelStamps(stderr, log, tai, srcs)
+	if filter != nil {
+		defer filter.Close()
+	}
 	err = r.Run(ctx, srcs...)
 	st := r.Stats()
 	fmt.Fprintf(stderr, "recv: %d periods delivered; drops %v\n", st.Delivered, st.Drops)
+	if st.Skew.Total() > 0 {
+		fmt.Fprintf(stderr, "recv: arrival − releaseAt (socket stamps): %v\n", quantiles(st.Skew))
+	}
+	if filter != nil {
+		if h, err := filter.Histogram(); err == nil && h.Total() > 0 {
+			fmt.Fprintf(stderr, "recv: arrival − releaseAt (kernel eBPF stamps): %v\n", quantiles(h))
+		}
+		if v, err := filter.Verdicts(); err == nil {
+			fmt.Fprintf(stderr, "recv: kernel filter verdicts %v\n", v)
+		}
+	}
 	return err
+}
+
+// kernelStamps attaches the eBPF filter to every source where BPF may be
+// loaded, and says once which stamps this receiver reports.
+func kernelStamps(stderr io.Writer, log *slog.Logger, tai ptp.TAIOffset, srcs []receiver.Source) *bpf.Filter {
+	if err := bpf.Available(); err != nil {
+		fmt.Fprintf(stderr, "recv: arrival stamps from SO_TIMESTAMPNS in user space (eBPF filter unavailable: %v)\n", err)
+		return nil
+	}
+	f, err := bpf.NewFilter()
+	if err == nil {
+		var kernel time.Duration
+		if kernel, err = bpf.KernelTAIOffset(); err == nil {
+			err = f.SetTAICorrection(time.Duration(tai) - kernel)
+		}
+	}
+	for _, s := range srcs {
+		if err != nil {
+			break
+		}
+		if c, ok := s.(syscall.Conn); ok {
+			err = f.Attach(c)
+		}
+	}
+	if err != nil {
+		if f != nil {
+			f.Close()
+		}
+		log.Warn("eBPF filter not attached; using socket stamps only", "err", err)
+		fmt.Fprintf(stderr, "recv: arrival stamps from SO_TIMESTAMPNS in user space (eBPF filter failed: %v)\n", err)
+		return nil
+	}
+	fmt.Fprintf(stderr, "recv: eBPF filter attached: kernel pre-filter and CLOCK_TAI arrival stamps, beside SO_TIMESTAMPNS\n")
+	return f
+}
+
+func quantiles(h skew.Histogram) string {
+	return fmt.Sprintf("n=%d p50 ≤ %v, p99 ≤ %v, max ≤ %v", h.Total(), h.Quantile(0.5), h.Quantile(0.99), h.Quantile(1))
 }
 
 type eventJSON struct {

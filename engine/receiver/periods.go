@@ -3,6 +3,9 @@ package receiver
 import (
 	"errors"
 	"net/netip"
+	"time"
+
+	"github.com/embargo-live/embargo/bpf/skew"
 
 	"github.com/embargo-live/embargo/fec"
 	"github.com/embargo-live/embargo/seal"
@@ -155,6 +158,7 @@ func (r *Receiver) tryRelease(k key, h *held, rel *wire.Release, arrival int64, 
 	}
 	ev.Opened = r.nowTAI()
 	r.drops.delivered++
+	r.skew.Add(time.Duration(ev.Arrival - ev.ReleaseAt))
 	r.released = append(r.released, ev)
 	return true
 }
@@ -226,11 +230,16 @@ type Stats struct {
 	Drops map[string]uint64
 	// Assembly is the shard assembler's own account.
 	Assembly fec.Stats
+	// Skew is the histogram of Arrival − ReleaseAt over delivered periods,
+	// from the sockets' arrival stamps (the user-space twin of package
+	// bpf's kernel histogram).
+	Skew skew.Histogram
 }
 
 // Stats returns a snapshot of the counters.
 func (r *Receiver) Stats() Stats {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return Stats{Delivered: r.drops.delivered, Drops: r.drops.snapshot(), Assembly: r.asm.Stats()}
+	h := skew.Histogram{Counts: append([]uint64(nil), r.skew.Counts...)}
+	return Stats{Delivered: r.drops.delivered, Drops: r.drops.snapshot(), Assembly: r.asm.Stats(), Skew: h}
 }

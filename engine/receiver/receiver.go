@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/embargo-live/embargo/bpf/skew"
 	"github.com/embargo-live/embargo/fec"
 	"github.com/embargo-live/embargo/ptp"
 	"github.com/embargo-live/embargo/seal"
@@ -94,6 +95,7 @@ type Receiver struct {
 	release  wire.Release
 	opened   []byte
 	released []Event // built under mu, delivered after
+	skew     skew.Histogram
 }
 
 type key struct {

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/embargo-live/embargo/bpf/skew"
 	"github.com/embargo-live/embargo/engine/bundle"
 	"github.com/embargo-live/embargo/engine/origin"
 	"github.com/embargo-live/embargo/engine/receiver"
@@ -125,6 +126,10 @@ func TestDeliversKeysOnce(t *testing.T) {
 	st := r.Stats()
 	if dup := uint64(len(b.Shards) - int(h.K) + 1); st.Delivered != 1 || st.Drops["duplicate"] != dup {
 		t.Errorf("stats %+v", st)
+	}
+	// The skew histogram has the one delivered period, in its bucket.
+	if want := skew.Bucket(time.Duration(ev.Arrival - ev.ReleaseAt)); st.Skew.Total() != 1 || st.Skew.Counts[want] != 1 {
+		t.Errorf("skew histogram %v, want one count in bucket %d", st.Skew.Counts, want)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/embargo-live/embargo/engine/edge"
@@ -39,9 +40,17 @@ type Config struct {
 	Listen func(receiver int) (receiver.Source, error)
 	// NoMaster lists receivers configured without the master key.
 	NoMaster []int
+	// Filter, if set, is attached to every receiver socket that allows it
+	// (an eBPF filter: kernel pre-filter, stamps, loss injection).
+	Filter Attacher
 	// OnRelease, if set, sees each edge's release reports as they happen.
 	OnRelease func(edge.Report)
 	Logger    *slog.Logger
+}
+
+// Attacher attaches a socket filter (a *bpf.Filter).
+type Attacher interface {
+	Attach(c syscall.Conn) error
 }
 
 // Result is what the run observed.
@@ -287,6 +296,13 @@ func openReceivers(cfg *Config, ring *seal.KeyRing, master []byte, on func(int, 
 		if err != nil {
 			closeAll(srcs)
 			return nil, nil, fmt.Errorf("rig: receiver %d: %w", i, err)
+		}
+		if c, ok := s.(syscall.Conn); ok && cfg.Filter != nil {
+			if err := cfg.Filter.Attach(c); err != nil {
+				s.Close()
+				closeAll(srcs)
+				return nil, nil, fmt.Errorf("rig: receiver %d: %w", i, err)
+			}
 		}
 		recvs[i] = r
 		srcs = append(srcs, s)

@@ -8,11 +8,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/embargo-live/embargo/bpf"
 	"github.com/embargo-live/embargo/engine/edge"
 	"github.com/embargo-live/embargo/engine/receiver"
 	"github.com/embargo-live/embargo/engine/rig"
 	"github.com/embargo-live/embargo/engine/udp"
 	"github.com/embargo-live/embargo/internal/netns"
+	"github.com/embargo-live/embargo/ptp"
 )
 
 // check asserts the properties of issue 4 on a result: every receiver with
@@ -114,6 +116,59 @@ func TestNamespaceMulticast(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestKernelLossInjection: the eBPF filter drops 20 % of datagrams at
+// every receiver socket, in the kernel; FEC and repetition still deliver
+// every period to every receiver, and the kernel's skew histogram has one
+// sample per receiver and period.
+func TestKernelLossInjection(t *testing.T) {
+	if err := bpf.Available(); err != nil {
+		t.Skipf("eBPF unavailable: %v", err)
+	}
+	f, err := bpf.NewFilter(bpf.WithLoss(0.2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	kernel, err := bpf.KernelTAIOffset()
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock, err := ptp.NewSystem(ptp.WithAssumeSynchronized(time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.SetTAICorrection(time.Duration(clock.TAIOffset()) - kernel); err != nil {
+		t.Fatal(err)
+	}
+	g := udp.Loopback
+	g.Addr = netip.AddrPortFrom(g.Addr.Addr(), uint16(50000+time.Now().UnixNano()%10000))
+	const receivers, periods = 30, 4
+	res, err := rig.Run(context.Background(), rig.Config{
+		Receivers: receivers, Periods: periods, Repeat: 4, Filter: f, Clock: clock,
+		Sender: func(int) (edge.Sender, error) { return udp.NewSender(g) },
+		Listen: func(int) (receiver.Source, error) { return udp.Listen(g) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(t, res)
+	v, err := f.Verdicts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v[bpf.VerdictInjectedLoss] == 0 {
+		t.Fatalf("no loss injected: %v", v)
+	}
+	h, err := f.Histogram()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Total() != receivers*periods || h.Counts[0] != 0 {
+		t.Errorf("kernel histogram has %d samples (%d early), want one per receiver and period (%d), none early", h.Total(), h.Counts[0], receivers*periods)
+	}
+	t.Logf("kernel dropped %d datagrams on purpose; kernel skew %v", v[bpf.VerdictInjectedLoss], h)
 }
 
 func ExampleRun() {

@@ -265,6 +265,9 @@ func (c *Client) session(d []byte) bool {
 	return true
 }
 
+// SyscallConn gives access to the socket, to attach a filter to it.
+func (c *Client) SyscallConn() (syscall.RawConn, error) { return c.conn.SyscallConn() }
+
 // Subscribed reports whether the client holds a live session.
 func (c *Client) Subscribed() bool {
 	c.mu.Lock()
