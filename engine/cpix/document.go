@@ -1,0 +1,360 @@
+package cpix
+
+import (
+	"crypto/rsa"
+	"crypto/x509"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// encoder is one document being written. Both document kinds share its
+// shape: the root, one DeliveryData for the recipient, then the lists in
+// the order the CPIX schema requires (ContentKeyList, DRMSystemList,
+// ContentKeyPeriodList, ContentKeyUsageRuleList).
+type encoder struct {
+	w writer
+	c *config
+	d *delivery
+}
+
+// newEncoder draws the document's fresh Document Key and MAC key, wraps
+// both to the recipient and writes everything up to the ContentKeyList.
+func newEncoder(c *config, recipient *x509.Certificate, emb bool) (*encoder, error) {
+	pub, err := recipientKey(recipient)
+	if err != nil {
+		return nil, err
+	}
+	d, raw, err := newDelivery()
+	if err != nil {
+		return nil, err
+	}
+	wrappedDoc, err := wrap(pub, raw[:docKeyLen])
+	if err != nil {
+		return nil, err
+	}
+	wrappedMAC, err := wrap(pub, raw[docKeyLen:])
+	if err != nil {
+		return nil, err
+	}
+	e := &encoder{c: c, d: d}
+	w := &e.w
+	w.b.WriteString(`<?xml version="1.0" encoding="UTF-8"?>`)
+	attrs := []string{"version", Version}
+	if c.contentID != "" {
+		attrs = append(attrs, "contentId", c.contentID)
+	}
+	attrs = append(attrs, "xmlns", nsCPIX, "xmlns:ds", nsDS, "xmlns:enc", nsEnc, "xmlns:pskc", nsPSKC)
+	if emb {
+		attrs = append(attrs, "xmlns:emb", Namespace)
+	}
+	w.start("CPIX", attrs...)
+	w.start("DeliveryDataList")
+	w.start("DeliveryData")
+	w.start("DeliveryKey")
+	w.start("ds:X509Data")
+	w.leaf("ds:X509Certificate", b64(recipient.Raw))
+	w.end("ds:X509Data")
+	w.end("DeliveryKey")
+	w.start("DocumentKey", "Algorithm", algAES256CBC)
+	w.start("Data")
+	w.start("pskc:Secret")
+	w.start("pskc:EncryptedValue")
+	e.encrypted(algRSAOAEP, wrappedDoc)
+	w.end("pskc:EncryptedValue")
+	w.end("pskc:Secret")
+	w.end("Data")
+	w.end("DocumentKey")
+	// The MAC key is wrapped to the recipient like the Document Key (CPIX
+	// §"Authenticated Encryption"), spelled as the DASH-IF test vectors do.
+	w.start("MACMethod", "Algorithm", algHMAC512)
+	w.start("Key")
+	e.encrypted(algRSAOAEP, wrappedMAC)
+	w.end("Key")
+	w.end("MACMethod")
+	w.end("DeliveryData")
+	w.end("DeliveryDataList")
+	return e, nil
+}
+
+func (e *encoder) encrypted(alg string, cv []byte) {
+	e.w.leaf("enc:EncryptionMethod", "", "Algorithm", alg)
+	e.w.start("enc:CipherData")
+	e.w.leaf("enc:CipherValue", b64(cv))
+	e.w.end("enc:CipherData")
+}
+
+// contentKey writes one ContentKey with its value sealed under the
+// Document Key and returns the CipherValue bytes.
+func (e *encoder) contentKey(kid [16]byte, scheme string, value []byte) []byte {
+	cv, mac := e.d.seal(value)
+	w := &e.w
+	attrs := []string{"kid", FormatUUID(kid)}
+	if scheme != "" {
+		attrs = append(attrs, "commonEncryptionScheme", scheme)
+	}
+	w.start("ContentKey", attrs...)
+	w.start("Data")
+	w.start("pskc:Secret")
+	w.start("pskc:EncryptedValue")
+	e.encrypted(algAES256CBC, cv)
+	w.end("pskc:EncryptedValue")
+	w.leaf("pskc:ValueMAC", b64(mac))
+	w.end("pskc:Secret")
+	w.end("Data")
+	w.end("ContentKey")
+	return cv
+}
+
+func (e *encoder) period(id string, start, end int64) {
+	e.w.leaf("ContentKeyPeriod", "", "id", id, "start", e.dateTime(start), "end", e.dateTime(end))
+}
+
+func (e *encoder) rule(kid [16]byte, periodID string) {
+	e.w.start("ContentKeyUsageRule", "kid", FormatUUID(kid))
+	e.w.leaf("KeyPeriodFilter", "", "periodId", periodID)
+	e.w.end("ContentKeyUsageRule")
+}
+
+// dateTime writes a TAI instant as UTC with the configured fixed offset,
+// to the nanosecond. A fixed offset is wrong by a second around a leap
+// second, which is why bundles carry their instants exactly elsewhere.
+func (e *encoder) dateTime(tai int64) string {
+	return e.c.tai.ToTime(tai).UTC().Format(time.RFC3339Nano)
+}
+
+func (e *encoder) finish() ([]byte, error) {
+	e.w.end("CPIX")
+	e.w.b.WriteByte('\n')
+	if e.w.b.Len() > e.c.maxSize {
+		return nil, fmt.Errorf("%w: document of %d bytes, limit %d", ErrTooLarge, e.w.b.Len(), e.c.maxSize)
+	}
+	return e.w.b.Bytes(), nil
+}
+
+// periodID names a ContentKeyPeriod. It is an xs:ID, so it must not start
+// with a digit.
+func periodID(stream uint32, period uint64) string {
+	return fmt.Sprintf("s%d-p%d", stream, period)
+}
+
+// parsePeriodID is periodID's inverse, canonical spellings only.
+func parsePeriodID(id string) (uint32, uint64, error) {
+	s, p, ok := strings.Cut(id, "-p")
+	if !ok || !strings.HasPrefix(s, "s") {
+		return 0, 0, fmt.Errorf("%w: period id %.40q", ErrMalformed, id)
+	}
+	stream, err := number(s[1:], "period id stream", 32)
+	if err != nil {
+		return 0, 0, err
+	}
+	period, err := number(p, "period id period", 64)
+	if err != nil {
+		return 0, 0, err
+	}
+	return uint32(stream), period, nil
+}
+
+// openDelivery finds the DeliveryData made for priv, checks its algorithms
+// and unwraps the Document Key and the MAC key.
+func openDelivery(x *xDoc, priv *rsa.PrivateKey) (*delivery, error) {
+	if priv == nil {
+		return nil, fmt.Errorf("%w: no private key", ErrInvalid)
+	}
+	if x.Delivery == nil || len(x.Delivery.Data) == 0 {
+		return nil, fmt.Errorf("%w: no DeliveryData: values would be in the clear", ErrMalformed)
+	}
+	if len(x.Delivery.Data) > maxRecipients {
+		return nil, fmt.Errorf("%w: %d recipients, limit %d", ErrTooLarge, len(x.Delivery.Data), maxRecipients)
+	}
+	var mine *xDeliveryData
+	for i := range x.Delivery.Data {
+		cert, err := deliveryCert(&x.Delivery.Data[i])
+		if err != nil {
+			return nil, err
+		}
+		if pub, ok := cert.PublicKey.(*rsa.PublicKey); ok && pub.Equal(&priv.PublicKey) {
+			mine = &x.Delivery.Data[i]
+			break
+		}
+	}
+	if mine == nil {
+		return nil, fmt.Errorf("%w: no DeliveryData names this key's certificate", ErrRecipient)
+	}
+	if mine.DocKey == nil {
+		return nil, fmt.Errorf("%w: no DocumentKey", ErrMalformed)
+	}
+	if a := mine.DocKey.Algorithm; a != "" && a != algAES256CBC {
+		return nil, fmt.Errorf("%w: DocumentKey algorithm %.80q", ErrUnsupported, a)
+	}
+	dv, err := encryptedOf(mine.DocKey.Data, "DocumentKey")
+	if err != nil {
+		return nil, err
+	}
+	wrappedDoc, err := encValue(dv, algRSAOAEP, "DocumentKey")
+	if err != nil {
+		return nil, err
+	}
+	m := mine.MAC
+	if m == nil {
+		return nil, fmt.Errorf("%w: no MACMethod: values must be authenticated", ErrMalformed)
+	}
+	if m.Algorithm != algHMAC512 {
+		return nil, fmt.Errorf("%w: MAC algorithm %.80q", ErrUnsupported, m.Algorithm)
+	}
+	mk, err := m.key()
+	if err != nil {
+		return nil, err
+	}
+	wrappedMAC, err := encValue(mk, algRSAOAEP, "MAC key")
+	if err != nil {
+		return nil, err
+	}
+	docKey, err := unwrap(priv, wrappedDoc)
+	if err != nil {
+		return nil, fmt.Errorf("DocumentKey: %w", err)
+	}
+	macKey, err := unwrap(priv, wrappedMAC)
+	if err != nil {
+		return nil, fmt.Errorf("MAC key: %w", err)
+	}
+	return deliveryFrom(docKey, macKey)
+}
+
+func deliveryCert(dd *xDeliveryData) (*x509.Certificate, error) {
+	var raw []string
+	if dd.Key != nil {
+		for _, x := range dd.Key.X509 {
+			raw = append(raw, x.Certs...)
+		}
+	}
+	if len(raw) != 1 {
+		return nil, fmt.Errorf("%w: DeliveryKey holds %d certificates, want 1", ErrMalformed, len(raw))
+	}
+	der, err := unb64(raw[0], "X509Certificate")
+	if err != nil {
+		return nil, err
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, fmt.Errorf("%w: DeliveryKey: %w", ErrMalformed, err)
+	}
+	return cert, nil
+}
+
+// key returns the one encrypted MAC key, in whichever spelling it came.
+func (m *xMACMethod) key() (*xEnc, error) {
+	var found []*xEnc
+	if m.Key != nil {
+		if m.Key.Method != nil || m.Key.Cipher != nil {
+			found = append(found, &m.Key.xEnc)
+		}
+		if m.Key.Value != nil {
+			found = append(found, m.Key.Value)
+		}
+	}
+	if m.PSKCKey != nil {
+		found = append(found, m.PSKCKey)
+	}
+	if len(found) != 1 {
+		return nil, fmt.Errorf("%w: MACMethod holds %d keys, want 1", ErrMalformed, len(found))
+	}
+	return found[0], nil
+}
+
+// encryptedOf returns a Data element's encrypted value; a value in the
+// clear is refused, as it would travel unprotected.
+func encryptedOf(d *xData, what string) (*xEnc, error) {
+	switch {
+	case d == nil || d.Secret == nil:
+		return nil, fmt.Errorf("%w: %s has no Data/Secret", ErrMalformed, what)
+	case d.Secret.Plain != nil:
+		return nil, fmt.Errorf("%w: %s is in the clear", ErrMalformed, what)
+	case d.Secret.Encrypted == nil:
+		return nil, fmt.Errorf("%w: %s has no EncryptedValue", ErrMalformed, what)
+	}
+	return d.Secret.Encrypted, nil
+}
+
+// encValue checks an encrypted value's algorithm and returns its bytes.
+func encValue(e *xEnc, alg, what string) ([]byte, error) {
+	if e.Method == nil {
+		return nil, fmt.Errorf("%w: %s has no EncryptionMethod", ErrMalformed, what)
+	}
+	if e.Method.Algorithm != alg {
+		return nil, fmt.Errorf("%w: %s EncryptionMethod %.80q", ErrUnsupported, what, e.Method.Algorithm)
+	}
+	if alg == algRSAOAEP {
+		if d := e.Method.Digest; d != nil && d.Algorithm != algSHA1 {
+			return nil, fmt.Errorf("%w: %s OAEP digest %.80q", ErrUnsupported, what, d.Algorithm)
+		}
+		if p := e.Method.Params; p != nil && strings.TrimSpace(p.Text) != "" {
+			return nil, fmt.Errorf("%w: %s OAEP label", ErrUnsupported, what)
+		}
+	}
+	if e.Cipher == nil || e.Cipher.Value == nil {
+		return nil, fmt.Errorf("%w: %s has no CipherValue", ErrMalformed, what)
+	}
+	return unb64(*e.Cipher.Value, what)
+}
+
+// sealed is one ContentKey's encrypted value and MAC, not yet checked.
+type sealed struct {
+	kid     [16]byte
+	cv, mac []byte
+}
+
+func sealedKey(k *xContentKey) (sealed, error) {
+	kid, err := ParseUUID(k.KID)
+	if err != nil {
+		return sealed{}, err
+	}
+	what := "ContentKey " + FormatUUID(kid)
+	ev, err := encryptedOf(k.Data, what)
+	if err != nil {
+		return sealed{}, err
+	}
+	cv, err := encValue(ev, algAES256CBC, what)
+	if err != nil {
+		return sealed{}, err
+	}
+	if k.Data.Secret.MAC == nil {
+		return sealed{}, fmt.Errorf("%w: %s has no ValueMAC", ErrMalformed, what)
+	}
+	mac, err := unb64(*k.Data.Secret.MAC, what+" ValueMAC")
+	if err != nil {
+		return sealed{}, err
+	}
+	return sealed{kid: kid, cv: cv, mac: mac}, nil
+}
+
+// usage maps each key to the one period its usage rule names, and each
+// period id to its element, refusing duplicates and dangling references.
+func usage(x *xDoc) (map[[16]byte]string, map[string]*xPeriod, error) {
+	periods := make(map[string]*xPeriod, len(x.periods()))
+	for i := range x.periods() {
+		p := &x.Periods.Period[i]
+		if _, dup := periods[p.ID]; dup {
+			return nil, nil, fmt.Errorf("%w: period id %.40q twice", ErrMalformed, p.ID)
+		}
+		periods[p.ID] = p
+	}
+	rules := make(map[[16]byte]string, len(x.rules()))
+	for _, r := range x.rules() {
+		kid, err := ParseUUID(r.KID)
+		if err != nil {
+			return nil, nil, err
+		}
+		if len(r.Filters) != 1 {
+			return nil, nil, fmt.Errorf("%w: usage rule for %s has %d KeyPeriodFilters, want 1", ErrMalformed, r.KID, len(r.Filters))
+		}
+		if _, dup := rules[kid]; dup {
+			return nil, nil, fmt.Errorf("%w: two usage rules for %s", ErrMalformed, r.KID)
+		}
+		if periods[r.Filters[0].PeriodID] == nil {
+			return nil, nil, fmt.Errorf("%w: usage rule for %s names no period", ErrMalformed, r.KID)
+		}
+		rules[kid] = r.Filters[0].PeriodID
+	}
+	return rules, periods, nil
+}
