@@ -1,0 +1,198 @@
+package clearkey
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/embargo-live/embargo/seal"
+	"github.com/embargo-live/embargo/wire"
+)
+
+// labelMasterKID separates the master key's id from every other hash of
+// the master key.
+const labelMasterKID = "embargo/v1 master kid"
+
+// MasterKID is the fixed 16-byte id of an event's master key: the first
+// 16 bytes of SHA-256("embargo/v1 master kid" ‖ master). A receiver can
+// tell which event's key a licence holds without trusting the origin to
+// label it, and the id reveals nothing about the key.
+func MasterKID(master []byte) ([wire.KIDLen]byte, error) {
+	var kid [wire.KIDLen]byte
+	if len(master) != seal.MasterKeyLen {
+		return kid, fmt.Errorf("%w: master key of %d bytes, want %d", ErrKey, len(master), seal.MasterKeyLen)
+	}
+	h := sha256.New()
+	h.Write([]byte(labelMasterKID))
+	h.Write(master)
+	copy(kid[:], h.Sum(nil))
+	return kid, nil
+}
+
+// MarshalMasterLicence encodes an event's master key as a one-key JWK Set
+// in the shape of a Clear Key licence: {"kty":"oct","k":<32 bytes>,
+// "kid":MasterKID}. It is embargo's own use of the format, for embargo
+// receivers: no player could use a 32-byte key.
+func MarshalMasterLicence(master []byte) ([]byte, error) {
+	kid, err := MasterKID(master)
+	if err != nil {
+		return nil, err
+	}
+	set, err := newSet(1, TypeTemporary)
+	if err != nil {
+		return nil, err
+	}
+	set.Keys[0] = jwk{Kty: "oct", K: b64.EncodeToString(master), KID: b64.EncodeToString(kid[:])}
+	return json.Marshal(set)
+}
+
+// ParseMasterLicence decodes a master-key licence and returns the master
+// key. The licence must hold exactly one key whose id is MasterKID of it,
+// so a content-key licence or a corrupted key is never taken for one.
+func ParseMasterLicence(body []byte) ([]byte, error) {
+	set, err := parseSet(body)
+	if err != nil {
+		return nil, err
+	}
+	if len(set) != 1 {
+		return nil, fmt.Errorf("%w: %d keys in a master licence", ErrKey, len(set))
+	}
+	master := make([]byte, seal.MasterKeyLen)
+	if !decodeFixed(master, set[0].K) {
+		return nil, fmt.Errorf("%w: master key is not %d bytes of base64url", ErrKey, seal.MasterKeyLen)
+	}
+	var kid [wire.KIDLen]byte
+	if !decodeFixed(kid[:], set[0].KID) {
+		return nil, fmt.Errorf("%w: %q", ErrKID, set[0].KID)
+	}
+	if want, _ := MasterKID(master); kid != want {
+		return nil, fmt.Errorf("%w: key id does not match the master key", ErrKID)
+	}
+	return master, nil
+}
+
+// MasterConfig configures a MasterHandler. Tokens and Master are required.
+type MasterConfig struct {
+	// Tokens maps each accepted bearer token to the client's name, which
+	// is only logged.
+	Tokens map[string]string
+	// Master returns the event's master key, or nil while there is none
+	// (answered 503). It is called once per authorised request.
+	Master func() []byte
+	Logger *slog.Logger
+}
+
+// MasterHandler serves an event's master key to authorised receivers:
+// POST with "Authorization: Bearer <token>" and either an empty body or a
+// Clear Key licence request naming MasterKID. The answer is
+// MarshalMasterLicence. It is safe for concurrent use.
+type MasterHandler struct {
+	tokens []token
+	master func() []byte
+	log    *slog.Logger
+	counts counters
+}
+
+type token struct {
+	sum  [sha256.Size]byte
+	name string
+}
+
+// NewMasterHandler checks cfg and returns a MasterHandler.
+func NewMasterHandler(cfg MasterConfig) (*MasterHandler, error) {
+	if len(cfg.Tokens) == 0 {
+		return nil, fmt.Errorf("%w: no tokens", ErrConfig)
+	}
+	if cfg.Master == nil {
+		return nil, fmt.Errorf("%w: no master key source", ErrConfig)
+	}
+	m := &MasterHandler{master: cfg.Master, log: cfg.Logger}
+	if m.log == nil {
+		m.log = slog.New(slog.DiscardHandler)
+	}
+	for t, name := range cfg.Tokens {
+		if t == "" {
+			return nil, fmt.Errorf("%w: empty token for %q", ErrConfig, name)
+		}
+		m.tokens = append(m.tokens, token{sum: sha256.Sum256([]byte(t)), name: name})
+	}
+	return m, nil
+}
+
+// Stats returns the number of requests by outcome (see Outcomes).
+func (m *MasterHandler) Stats() map[string]uint64 { return m.counts.snapshot() }
+
+// ServeHTTP implements http.Handler.
+func (m *MasterHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		m.fail(w, http.StatusMethodNotAllowed, outMethod, nil)
+		return
+	}
+	client, ok := m.authorize(r.Header.Get("Authorization"))
+	if !ok {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="embargo"`)
+		m.log.Debug("master licence refused", "remote", r.RemoteAddr)
+		m.fail(w, http.StatusUnauthorized, outUnauthorized, nil)
+		return
+	}
+	body, err := readBody(w, r)
+	var req Request
+	if err == nil && len(body) > 0 {
+		req, err = ParseRequest(body)
+	}
+	if err != nil {
+		o, status := parseOutcome(err)
+		m.fail(w, status, o, nil)
+		return
+	}
+	master := m.master()
+	kid, err := MasterKID(master)
+	if err != nil {
+		m.log.Warn("no master key to serve", "client", client, "err", err)
+		m.fail(w, http.StatusServiceUnavailable, outUnavailable, nil)
+		return
+	}
+	for _, k := range req.KIDs {
+		if k != kid {
+			m.fail(w, http.StatusNotFound, outUnknownKID, [][wire.KIDLen]byte{k})
+			return
+		}
+	}
+	lic, err := MarshalMasterLicence(master)
+	if err != nil {
+		m.fail(w, http.StatusInternalServerError, outUnavailable, nil)
+		return
+	}
+	m.counts.add(outGranted)
+	m.log.Info("master licence granted", "client", client, "remote", r.RemoteAddr)
+	writeJSON(w, http.StatusOK, lic)
+}
+
+func (m *MasterHandler) fail(w http.ResponseWriter, status int, o outcome, kids [][wire.KIDLen]byte) {
+	m.counts.add(o)
+	writeError(w, status, o, kids)
+}
+
+// authorize returns the client a bearer token belongs to. Tokens are
+// compared as SHA-256 sums, in constant time and against every entry, so
+// neither a token's length nor how much of it matched shows in the timing.
+func (m *MasterHandler) authorize(header string) (string, bool) {
+	scheme, tok, _ := strings.Cut(header, " ")
+	tok = strings.TrimLeft(tok, " ")
+	if !strings.EqualFold(scheme, "Bearer") || tok == "" {
+		return "", false
+	}
+	sum := sha256.Sum256([]byte(tok))
+	name, found := "", false
+	for i := range m.tokens {
+		if subtle.ConstantTimeCompare(sum[:], m.tokens[i].sum[:]) == 1 {
+			name, found = m.tokens[i].name, true
+		}
+	}
+	return name, found
+}
