@@ -1,0 +1,10 @@
+// Package keystore is the origin's durable state: its signing key, each
+// event's master key and schedule, and every period it has issued — the
+// content keys, the release secret and the signed ANNOUNCE — so that a
+// restart never changes a key already handed out and never loses one.
+//
+// Everything lives in one directory readable by its owner only; every
+// file is written to a temporary name, synced and renamed into place, so a
+// crash leaves either the old file or the new one, never half of one. A
+// period, once stored, is never overwritten.
+package keystore

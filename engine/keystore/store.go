@@ -1,0 +1,252 @@
+package keystore
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/embargo-live/embargo/engine/bundle"
+	"github.com/embargo-live/embargo/engine/origin"
+	"github.com/embargo-live/embargo/seal"
+)
+
+var (
+	// ErrExists: a period or event is already stored and is never replaced.
+	ErrExists = errors.New("keystore: already stored")
+	// ErrNotFound: nothing is stored under that name.
+	ErrNotFound = errors.New("keystore: not found")
+	// ErrCorrupt: a stored file does not parse or fails its checks.
+	ErrCorrupt = errors.New("keystore: corrupt state")
+	// ErrPermissions: the state directory is open to others.
+	ErrPermissions = errors.New("keystore: state directory readable by others")
+)
+
+// Store is an origin's state directory. It is safe for concurrent use by
+// one process; two processes must not share a directory.
+type Store struct {
+	dir string
+	mu  sync.Mutex
+}
+
+// Open opens (creating, with mode 0700) the state directory. It refuses a
+// directory that group or others can read or enter: it holds secrets.
+func Open(dir string) (*Store, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("keystore: %w", err)
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return nil, fmt.Errorf("keystore: %w", err)
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("%w: %s has mode %v; chmod 700 it", ErrPermissions, dir, fi.Mode().Perm())
+	}
+	return &Store{dir: dir}, nil
+}
+
+// Dir is the state directory.
+func (s *Store) Dir() string { return s.dir }
+
+// SigningKey returns the origin's Ed25519 key, creating it on first use.
+func (s *Store) SigningKey() (ed25519.PrivateKey, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	path := filepath.Join(s.dir, "origin.key")
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		_, priv, err := ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			return nil, err
+		}
+		der, err := x509.MarshalPKCS8PrivateKey(priv)
+		if err != nil {
+			return nil, err
+		}
+		if err := writeNew(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})); err != nil {
+			return nil, err
+		}
+		return priv, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("keystore: %w", err)
+	}
+	b, _ := pem.Decode(data)
+	if b == nil || b.Type != "PRIVATE KEY" {
+		return nil, fmt.Errorf("%w: %s", ErrCorrupt, path)
+	}
+	k, err := x509.ParsePKCS8PrivateKey(b.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrCorrupt, path, err)
+	}
+	priv, ok := k.(ed25519.PrivateKey)
+	if !ok {
+		return nil, fmt.Errorf("%w: %s is not an Ed25519 key", ErrCorrupt, path)
+	}
+	return priv, nil
+}
+
+// Event is one stream's master key and key rotation.
+type Event struct {
+	Stream   uint32          `json:"stream"`
+	Name     string          `json:"name,omitempty"`
+	Master   []byte          `json:"master"` // seal.MasterKeyLen bytes
+	Schedule origin.Schedule `json:"schedule"`
+	Keys     int             `json:"keysPerPeriod"`
+}
+
+func (s *Store) eventDir(stream uint32) string {
+	return filepath.Join(s.dir, "events", strconv.FormatUint(uint64(stream), 10))
+}
+
+// CreateEvent stores a new event; an existing one is never replaced.
+func (s *Store) CreateEvent(ev *Event) error {
+	if len(ev.Master) != seal.MasterKeyLen {
+		return fmt.Errorf("keystore: master key of %d bytes", len(ev.Master))
+	}
+	if err := ev.Schedule.Check(); err != nil {
+		return err
+	}
+	data, err := json.MarshalIndent(ev, "", "  ")
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	dir := s.eventDir(ev.Stream)
+	if err := os.MkdirAll(filepath.Join(dir, "periods"), 0o700); err != nil {
+		return fmt.Errorf("keystore: %w", err)
+	}
+	return writeNew(filepath.Join(dir, "event.json"), data)
+}
+
+// Event loads stream's event.
+func (s *Store) Event(stream uint32) (*Event, error) {
+	path := filepath.Join(s.eventDir(stream), "event.json")
+	var ev Event
+	if err := readJSON(path, &ev); err != nil {
+		return nil, err
+	}
+	if ev.Stream != stream || len(ev.Master) != seal.MasterKeyLen || ev.Schedule.Check() != nil {
+		return nil, fmt.Errorf("%w: %s", ErrCorrupt, path)
+	}
+	return &ev, nil
+}
+
+// Events lists the stored events' streams.
+func (s *Store) Events() ([]uint32, error) {
+	ents, err := os.ReadDir(filepath.Join(s.dir, "events"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("keystore: %w", err)
+	}
+	var out []uint32
+	for _, e := range ents {
+		if n, err := strconv.ParseUint(e.Name(), 10, 32); err == nil && e.IsDir() {
+			out = append(out, uint32(n))
+		}
+	}
+	return out, nil
+}
+
+// Period is one issued key period: the bundle edges get and the content
+// keys packagers and licences get.
+type Period struct {
+	Bundle   *bundle.Bundle    `json:"bundle"`
+	Keys     []seal.ContentKey `json:"keys"`
+	IssuedAt time.Time         `json:"issuedAt"`
+}
+
+func (s *Store) periodPath(stream uint32, period uint64) string {
+	return filepath.Join(s.eventDir(stream), "periods", strconv.FormatUint(period, 10)+".json")
+}
+
+// PutPeriod stores an issued period durably. A period already stored is
+// never overwritten: ErrExists, and the stored one stands.
+func (s *Store) PutPeriod(p *Period) error {
+	data, err := json.Marshal(p)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return writeNew(s.periodPath(p.Bundle.Stream, p.Bundle.Period), data)
+}
+
+// Period loads an issued period.
+func (s *Store) Period(stream uint32, period uint64) (*Period, error) {
+	var p Period
+	path := s.periodPath(stream, period)
+	if err := readJSON(path, &p); err != nil {
+		return nil, err
+	}
+	if p.Bundle == nil || p.Bundle.Stream != stream || p.Bundle.Period != period {
+		return nil, fmt.Errorf("%w: %s", ErrCorrupt, path)
+	}
+	return &p, nil
+}
+
+func readJSON(path string, v any) error {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("%w: %s", ErrNotFound, path)
+	}
+	if err != nil {
+		return fmt.Errorf("keystore: %w", err)
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		return fmt.Errorf("%w: %s: %v", ErrCorrupt, path, err)
+	}
+	return nil
+}
+
+// writeNew writes data to path atomically and durably, owner-only, and
+// refuses to replace an existing file: temp file, fsync, hard link into
+// place (which fails if path exists), fsync of the directory.
+func writeNew(path string, data []byte) error {
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, ".tmp-*")
+	if err != nil {
+		return fmt.Errorf("keystore: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	_, err = tmp.Write(data)
+	if err == nil {
+		err = tmp.Chmod(0o600)
+	}
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("keystore: write %s: %w", path, err)
+	}
+	if err := os.Link(tmp.Name(), path); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("%w: %s", ErrExists, path)
+		}
+		return fmt.Errorf("keystore: %w", err)
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("keystore: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("keystore: sync %s: %w", dir, err)
+	}
+	return nil
+}

@@ -1,0 +1,172 @@
+// Package pki makes the small certificate authority an embargo deployment
+// needs for mutual TLS between origin, edges and packagers: a CA, a server
+// certificate for the origin, and client certificates whose organizational
+// unit names the role. Keys are RSA, because CPIX wraps document keys to
+// the recipient's certificate with RSA-OAEP.
+package pki
+
+import (
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// Roles a client certificate can carry (its Subject OU).
+const (
+	RoleEdge     = "edge"
+	RolePackager = "packager"
+)
+
+// KeyBits is the RSA key size of every generated key.
+const KeyBits = 2048
+
+// Cert is a certificate with its key.
+type Cert struct {
+	Cert *x509.Certificate
+	Key  *rsa.PrivateKey
+	DER  []byte
+}
+
+// CA is a certificate authority.
+type CA struct{ Cert }
+
+// NewCA makes a self-signed CA valid for validity.
+func NewCA(name string, validity time.Duration) (*CA, error) {
+	key, err := rsa.GenerateKey(rand.Reader, KeyBits)
+	if err != nil {
+		return nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial(),
+		Subject:               pkix.Name{CommonName: name},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(validity),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return nil, err
+	}
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, err
+	}
+	return &CA{Cert{Cert: c, Key: key, DER: der}}, nil
+}
+
+func serial() *big.Int {
+	n, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 126))
+	return n
+}
+
+// Server issues a TLS server certificate for hosts (names or addresses).
+func (ca *CA) Server(name string, hosts []string, validity time.Duration) (*Cert, error) {
+	tmpl := &x509.Certificate{
+		Subject:     pkix.Name{CommonName: name},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else {
+			tmpl.DNSNames = append(tmpl.DNSNames, h)
+		}
+	}
+	return ca.issue(tmpl, validity)
+}
+
+// Client issues a TLS client certificate for role (RoleEdge, RolePackager).
+func (ca *CA) Client(name, role string, validity time.Duration) (*Cert, error) {
+	return ca.issue(&x509.Certificate{
+		Subject:     pkix.Name{CommonName: name, OrganizationalUnit: []string{role}},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}, validity)
+}
+
+func (ca *CA) issue(tmpl *x509.Certificate, validity time.Duration) (*Cert, error) {
+	key, err := rsa.GenerateKey(rand.Reader, KeyBits)
+	if err != nil {
+		return nil, err
+	}
+	tmpl.SerialNumber = serial()
+	tmpl.NotBefore = time.Now().Add(-time.Hour)
+	tmpl.NotAfter = time.Now().Add(validity)
+	// Key encipherment: CPIX wraps document keys to this key.
+	tmpl.KeyUsage = x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert.Cert, &key.PublicKey, ca.Key)
+	if err != nil {
+		return nil, err
+	}
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, err
+	}
+	return &Cert{Cert: c, Key: key, DER: der}, nil
+}
+
+// TLS is c as a tls.Certificate.
+func (c *Cert) TLS() tls.Certificate {
+	return tls.Certificate{Certificate: [][]byte{c.DER}, PrivateKey: c.Key, Leaf: c.Cert}
+}
+
+// Role is the role a client certificate names, or "".
+func Role(c *x509.Certificate) string {
+	if c == nil || len(c.Subject.OrganizationalUnit) != 1 {
+		return ""
+	}
+	return c.Subject.OrganizationalUnit[0]
+}
+
+// Write stores c as name.pem and name.key (0600) in dir.
+func (c *Cert) Write(dir, name string) error {
+	der, err := x509.MarshalPKCS8PrivateKey(c.Key)
+	if err != nil {
+		return err
+	}
+	return errors.Join(
+		os.WriteFile(filepath.Join(dir, name+".pem"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.DER}), 0o644),
+		os.WriteFile(filepath.Join(dir, name+".key"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600),
+	)
+}
+
+// Load reads name.pem and name.key from dir.
+func Load(dir, name string) (*Cert, error) {
+	tc, err := tls.LoadX509KeyPair(filepath.Join(dir, name+".pem"), filepath.Join(dir, name+".key"))
+	if err != nil {
+		return nil, err
+	}
+	key, ok := tc.PrivateKey.(*rsa.PrivateKey)
+	if !ok {
+		return nil, fmt.Errorf("pki: %s.key is not an RSA key", name)
+	}
+	c, err := x509.ParseCertificate(tc.Certificate[0])
+	if err != nil {
+		return nil, err
+	}
+	return &Cert{Cert: c, Key: key, DER: tc.Certificate[0]}, nil
+}
+
+// LoadPool reads a PEM CA certificate file into a pool.
+func LoadPool(path string) (*x509.CertPool, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	p := x509.NewCertPool()
+	if !p.AppendCertsFromPEM(data) {
+		return nil, fmt.Errorf("pki: no certificate in %s", path)
+	}
+	return p, nil
+}
