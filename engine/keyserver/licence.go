@@ -1,0 +1,46 @@
+package keyserver
+
+import (
+	"fmt"
+	"net/http"
+	"strconv"
+
+	"github.com/embargo-live/embargo/engine/clearkey"
+)
+
+// licence serves the stream's master key to a bearer of a configured
+// token, as a ClearKey-shaped licence (package clearkey).
+func (h *Handler) licence(w http.ResponseWriter, r *http.Request) {
+	s, err := strconv.ParseUint(r.PathValue("stream"), 10, 32)
+	if err != nil {
+		h.fail(w, r, http.StatusBadRequest, "bad-request", fmt.Errorf("stream: %w", err))
+		return
+	}
+	mh, err := h.masterHandler(uint32(s))
+	if err != nil {
+		h.fail(w, r, http.StatusNotFound, "not-found", err)
+		return
+	}
+	h.count("licence")
+	mh.ServeHTTP(w, r)
+}
+
+// masterHandler returns the stream's licence handler, made on first use.
+func (h *Handler) masterHandler(stream uint32) (*clearkey.MasterHandler, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if mh := h.licences[stream]; mh != nil {
+		return mh, nil
+	}
+	ev := h.cfg.Issuer.Event(stream)
+	if ev == nil {
+		return nil, fmt.Errorf("no event for stream %d", stream)
+	}
+	master := ev.Master
+	mh, err := clearkey.NewMasterHandler(clearkey.MasterConfig{Tokens: h.cfg.Tokens, Master: func() []byte { return master }, Logger: h.log})
+	if err != nil {
+		return nil, err
+	}
+	h.licences[stream] = mh
+	return mh, nil
+}

@@ -1,0 +1,122 @@
+package keyserver
+
+import (
+	"context"
+	"crypto/rsa"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/embargo-live/embargo/engine/bundle"
+	"github.com/embargo-live/embargo/engine/cpix"
+)
+
+// maxDocument bounds a CPIX response an edge will read.
+const maxDocument = 16 << 20
+
+// Poller is an edge fetching release bundles from the origin over mutual
+// TLS.
+type Poller struct {
+	Origin   string // base URL, e.g. https://origin.example:8443
+	Streams  []uint32
+	Client   *http.Client    // with the edge's client certificate
+	Key      *rsa.PrivateKey // the edge certificate's key: CPIX is encrypted to it
+	Interval time.Duration   // between polls (default 1 s)
+	Logger   *slog.Logger
+}
+
+// ClientTLS is an edge's or packager's TLS configuration toward the origin.
+func ClientTLS(cert tls.Certificate, originCA *x509.CertPool) *tls.Config {
+	return &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{cert}, RootCAs: originCA}
+}
+
+// Run polls every stream until ctx ends, handing each new bundle to add
+// (the edge's Add, which verifies the ANNOUNCE signature). A document that
+// fails its checks is refused whole and logged; the next poll tries again.
+func (p *Poller) Run(ctx context.Context, add func(*bundle.Bundle) error) error {
+	log := p.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	interval := p.Interval
+	if interval <= 0 {
+		interval = time.Second
+	}
+	next := make(map[uint32]uint64, len(p.Streams))
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		for _, s := range p.Streams {
+			bs, err := p.Fetch(ctx, s, next[s])
+			if err != nil {
+				if ctx.Err() == nil {
+					log.Warn("edge: fetch bundles", "stream", s, "err", err)
+				}
+				continue
+			}
+			for _, b := range bs {
+				if err := add(b); err != nil {
+					log.Debug("edge: bundle not added", "stream", s, "period", b.Period, "err", err)
+				}
+				next[s] = max(next[s], b.Period+1)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// Fetch gets the stream's bundles from period from on.
+func (p *Poller) Fetch(ctx context.Context, stream uint32, from uint64) ([]*bundle.Bundle, error) {
+	url := fmt.Sprintf("%s/v1/streams/%d/bundles?from=%d", p.Origin, stream, from)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := p.Client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxDocument+1))
+	if err != nil {
+		return nil, err
+	}
+	switch resp.StatusCode {
+	case http.StatusOK:
+	case http.StatusNoContent:
+		return nil, nil // nothing new
+	default:
+		return nil, fmt.Errorf("origin: %s: %s", resp.Status, firstLine(body))
+	}
+	if len(body) > maxDocument {
+		return nil, errors.New("origin: CPIX document too large")
+	}
+	bs, err := cpix.DecodeBundles(body, p.Key)
+	if err != nil {
+		return nil, err
+	}
+	for _, b := range bs {
+		if b.Stream != stream {
+			return nil, fmt.Errorf("origin sent stream %d for stream %d", b.Stream, stream)
+		}
+	}
+	return bs, nil
+}
+
+func firstLine(b []byte) string {
+	for i, c := range b {
+		if c == '\n' || i == 200 {
+			return string(b[:i])
+		}
+	}
+	return string(b)
+}
