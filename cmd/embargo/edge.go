@@ -5,15 +5,20 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"net/http"
 	"net/netip"
 	"path/filepath"
 	"sync/atomic"
 	"time"
 
+	"github.com/embargo-live/embargo/engine/bundle"
 	"github.com/embargo-live/embargo/engine/edge"
+	"github.com/embargo-live/embargo/engine/keyserver"
 	"github.com/embargo-live/embargo/engine/origin"
 	"github.com/embargo-live/embargo/engine/udp"
 	"github.com/embargo-live/embargo/engine/unicast"
+	"github.com/embargo-live/embargo/internal/pki"
 	"github.com/embargo-live/embargo/ptp"
 	"github.com/embargo-live/embargo/seal"
 )
@@ -26,7 +31,9 @@ an unsynchronized clock holds the release and says so).
 Until the origin service exists, the edge runs an embedded origin from the keys in -keys
 (see 'embargo keys'): period p of every stream is released at p × -period TAI, so edges and
 receivers agree on the schedule with no coordination.`, stdout)
-	keys := fs.String("keys", "embargo-keys", "directory with "+originKeyFile+" and "+masterKeyFile)
+	keys := fs.String("keys", "embargo-keys", "without -origin: run an embedded origin from "+originKeyFile+" and "+masterKeyFile+" in this directory")
+	originURL := fs.String("origin", "", "fetch release bundles from this origin service (https://host:port) over mutual TLS")
+	certs := fs.String("certs", "embargo-certs", "with -origin: directory with ca.pem and this edge's edge.pem/edge.key")
 	var groups groupsFlag
 	fs.Var(&groups, "group", groupHelp)
 	streams := streamsFlag{1}
@@ -50,28 +57,21 @@ receivers agree on the schedule with no coordination.`, stdout)
 	if err != nil {
 		return err
 	}
-	signer, err := readOriginKey(filepath.Join(*keys, originKeyFile))
-	if err != nil {
-		return err
-	}
-	master, err := readMasterKey(filepath.Join(*keys, masterKeyFile))
-	if err != nil {
-		return err
-	}
-	org, err := origin.New(signer, master)
-	if err != nil {
-		return err
-	}
-	sched := origin.Schedule{Period: *period, Lead: *lead, PresentDelay: *present}
-	if err := sched.Check(); err != nil {
-		return err
-	}
 	clock, err := clk.open()
 	if err != nil {
 		return err
 	}
 	if r, err := clock.Now(); err != nil || r.State != ptp.StateSynchronized {
 		log.Warn("clock not synchronized: releases will be held until it is (use -assume-synced only in a lab)", "state", r.State, "reason", r.Reason, "err", err)
+	}
+	var src bundleSource
+	if *originURL != "" {
+		src, err = remoteOrigin(ctx, *originURL, *certs, streams, log)
+	} else {
+		src, err = embeddedOrigin(*keys, streams, origin.Schedule{Period: *period, Lead: *lead, PresentDelay: *present}, clock, log)
+	}
+	if err != nil {
+		return err
 	}
 	var dests []edge.Sender
 	if len(groups) > 0 || *unicastAddr == "" {
@@ -107,7 +107,7 @@ receivers agree on the schedule with no coordination.`, stdout)
 	var released atomic.Int64
 	want := int64(*periods * len(streams))
 	e, err := edge.New(edge.Config{
-		ID: uint32(*id), Clock: clock, Trusted: seal.NewKeyRing(org.PublicKey()), Senders: dests,
+		ID: uint32(*id), Clock: clock, Trusted: src.trusted, Senders: dests,
 		Lead: *lead, Rounds: *rounds, Repeat: *repeat, Spacing: *spacing, Logger: log,
 		OnRelease: func(r edge.Report) {
 			if want > 0 && released.Add(1) >= want {
@@ -122,11 +122,8 @@ receivers agree on the schedule with no coordination.`, stdout)
 		srv.SetHistory(e)
 		go srv.Run(ctx)
 	}
-	rot := &origin.Rotation{Origin: org, Schedule: sched, Streams: streams, Keys: 2, Clock: clock, Logger: log}
-	go func() {
-		_ = rot.Run(ctx, func(is origin.Issued) error { return e.Add(is.Bundle) })
-	}()
-	log.Info("edge running", "id", *id, "streams", streams.String(), "period", *period, "lead", *lead, "key id", fmt.Sprintf("%x", seal.KeyID(org.PublicKey())))
+	go src.run(ctx, e.Add)
+	log.Info("edge running", "id", *id, "streams", streams.String(), "bundles from", src.desc)
 	err = e.Run(ctx)
 	st := e.Stats()
 	fmt.Fprintf(stdout, "edge %d: released %d periods (%d RELEASE datagrams, %d ANNOUNCE datagrams in %d rounds), max lateness %v, %d clock holds, %d send errors\n",
@@ -135,4 +132,70 @@ receivers agree on the schedule with no coordination.`, stdout)
 		return nil
 	}
 	return err
+}
+
+// bundleSource is where an edge's bundles come from, and the origin key
+// they must be signed by.
+type bundleSource struct {
+	trusted *seal.KeyRing
+	desc    string
+	run     func(ctx context.Context, add func(*bundle.Bundle) error)
+}
+
+// embeddedOrigin rotates keys in this process from a key directory: labs
+// and single-edge setups without the origin service.
+func embeddedOrigin(dir string, streams []uint32, sched origin.Schedule, clock ptp.Clock, log *slog.Logger) (bundleSource, error) {
+	if err := sched.Check(); err != nil {
+		return bundleSource{}, err
+	}
+	signer, err := readOriginKey(filepath.Join(dir, originKeyFile))
+	if err != nil {
+		return bundleSource{}, err
+	}
+	master, err := readMasterKey(filepath.Join(dir, masterKeyFile))
+	if err != nil {
+		return bundleSource{}, err
+	}
+	org, err := origin.New(signer, master)
+	if err != nil {
+		return bundleSource{}, err
+	}
+	rot := &origin.Rotation{Origin: org, Schedule: sched, Streams: streams, Keys: 2, Clock: clock, Logger: log}
+	id := seal.KeyID(org.PublicKey())
+	return bundleSource{
+		trusted: seal.NewKeyRing(org.PublicKey()),
+		desc:    fmt.Sprintf("embedded origin %x, %v periods", id, sched.Period),
+		run: func(ctx context.Context, add func(*bundle.Bundle) error) {
+			rot.Run(ctx, func(is origin.Issued) error { return add(is.Bundle) })
+		},
+	}, nil
+}
+
+// remoteOrigin polls the origin service over mutual TLS; the origin's
+// signing key comes from its session description, fetched over the same
+// verified TLS.
+func remoteOrigin(ctx context.Context, url, certs string, streams []uint32, log *slog.Logger) (bundleSource, error) {
+	cert, err := pki.Load(certs, edgeCert)
+	if err != nil {
+		return bundleSource{}, err
+	}
+	cas, err := pki.LoadPool(filepath.Join(certs, caFile+".pem"))
+	if err != nil {
+		return bundleSource{}, err
+	}
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: keyserver.ClientTLS(cert.TLS(), cas)}, Timeout: 30 * time.Second}
+	sess, err := keyserver.FetchSession(ctx, client, url+"/v1/session")
+	if err != nil {
+		return bundleSource{}, err
+	}
+	pub, err := sess.PublicKey()
+	if err != nil {
+		return bundleSource{}, err
+	}
+	p := &keyserver.Poller{Origin: url, Streams: streams, Client: client, Key: cert.Key, Interval: 500 * time.Millisecond, Logger: log}
+	return bundleSource{
+		trusted: seal.NewKeyRing(pub),
+		desc:    fmt.Sprintf("origin %s (key id %s)", url, sess.KeyID),
+		run:     func(ctx context.Context, add func(*bundle.Bundle) error) { p.Run(ctx, add) },
+	}, nil
 }

@@ -25,7 +25,9 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"demo", "run embargo's release pipeline end to end with generated keys (no config, no root)", runDemo},
-		{"keys", "generate an event's origin signing key and master key", runKeys},
+		{"keys", "generate an event's origin signing key and master key (for an edge's embedded origin)", runKeys},
+		{"certs", "make a lab CA and the origin, edge and packager certificates for mutual TLS", runCerts},
+		{"origin", "run the origin service: durable key rotation, CPIX to edges and packagers, licences", runOrigin},
 		{"edge", "release a rotation of keys to multicast groups at the agreed instants", runEdge},
 		{"recv", "receive released keys from multicast groups and print one line per period", runRecv},
 		{"version", "print the build's version", runVersion},

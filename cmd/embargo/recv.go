@@ -2,7 +2,11 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/tls"
 	"log/slog"
+	"net"
+	"net/http"
 	"syscall"
 
 	"encoding/hex"
@@ -15,7 +19,10 @@ import (
 
 	"github.com/embargo-live/embargo/bpf"
 	"github.com/embargo-live/embargo/bpf/skew"
+	"github.com/embargo-live/embargo/internal/pki"
 
+	"github.com/embargo-live/embargo/engine/clearkey"
+	"github.com/embargo-live/embargo/engine/keyserver"
 	"github.com/embargo-live/embargo/engine/receiver"
 	"github.com/embargo-live/embargo/engine/udp"
 	"github.com/embargo-live/embargo/engine/unicast"
@@ -37,6 +44,10 @@ against releaseAt.`, stdout)
 	var edges edgesFlag
 	fs.Var(&edges, "edge", "subscribe by unicast to this edge (host:port), repeatable; with -edge and no -group, no multicast")
 	catchUp := fs.Int("catch-up", 2, "released periods per stream a unicast subscription asks for")
+	session := fs.String("session", "", "configure from an origin's session description (https://host:port/v1/session): its key, groups and edges")
+	token := fs.String("token", "", "with -session: bearer token for the master-key licence")
+	caPath := fs.String("ca", "", "with -session: CA certificate (PEM) the origin's TLS certificate must chain to (default: the system's)")
+	proxyAddr := fs.String("licence-proxy", "", "serve W3C ClearKey licences for released keys on this address (e.g. 127.0.0.1:8080), for an unmodified player")
 	periods := fs.Int("periods", 0, "exit after this many periods (0: run until interrupted)")
 	asJSON := fs.Bool("json", false, "print one JSON object per period instead of text")
 	showKeys := fs.Bool("show-keys", false, "print content keys, not only their KIDs")
@@ -48,14 +59,37 @@ against releaseAt.`, stdout)
 	if err != nil {
 		return err
 	}
-	pub, err := readOriginPub(*pubPath)
-	if err != nil {
-		return err
-	}
+	var pub ed25519.PublicKey
 	var master []byte
-	if *masterPath != "" {
-		if master, err = readMasterKey(*masterPath); err != nil {
+	if *session != "" {
+		sess, m, err := fromSession(ctx, *session, *token, *caPath, streams)
+		if err != nil {
 			return err
+		}
+		if pub, err = sess.PublicKey(); err != nil {
+			return err
+		}
+		master = m
+		if len(groups) == 0 && len(edges) == 0 {
+			for _, g := range sess.Groups {
+				if err := groups.Set(g); err != nil {
+					return fmt.Errorf("session group: %w", err)
+				}
+			}
+			for _, e := range sess.Edges {
+				if err := edges.Set(e); err != nil {
+					return fmt.Errorf("session edge: %w", err)
+				}
+			}
+		}
+	} else {
+		if pub, err = readOriginPub(*pubPath); err != nil {
+			return err
+		}
+		if *masterPath != "" {
+			if master, err = readMasterKey(*masterPath); err != nil {
+				return err
+			}
 		}
 	}
 	tai := ptp.DefaultTAIOffset
@@ -65,6 +99,12 @@ against releaseAt.`, stdout)
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	var proxy *clearkey.Proxy
+	if *proxyAddr != "" {
+		if proxy, err = serveProxy(ctx, *proxyAddr, log, stderr); err != nil {
+			return err
+		}
+	}
 	var mu sync.Mutex
 	got := 0
 	r, err := receiver.New(receiver.Config{
@@ -73,6 +113,9 @@ against releaseAt.`, stdout)
 			mu.Lock()
 			defer mu.Unlock()
 			printEvent(stdout, ev, *asJSON, *showKeys)
+			if proxy != nil {
+				proxy.Deliver(ev)
+			}
 			if got++; *periods > 0 && got >= *periods {
 				cancel()
 			}
@@ -211,4 +254,47 @@ func printEvent(w io.Writer, ev receiver.Event, asJSON, showKeys bool) {
 		line += fmt.Sprintf(", resource of %d bytes", len(ev.Resource))
 	}
 	fmt.Fprintln(w, line)
+}
+
+// fromSession reads an origin's session description and, with a token,
+// the master key of the (first) stream.
+func fromSession(ctx context.Context, url, token, caPath string, streams []uint32) (*keyserver.Session, []byte, error) {
+	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS13}
+	if caPath != "" {
+		pool, err := pki.LoadPool(caPath)
+		if err != nil {
+			return nil, nil, err
+		}
+		tlsCfg.RootCAs = pool
+	}
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: tlsCfg}, Timeout: 30 * time.Second}
+	sess, err := keyserver.FetchSession(ctx, client, url)
+	if err != nil {
+		return nil, nil, err
+	}
+	if token == "" {
+		return sess, nil, nil
+	}
+	master, err := keyserver.FetchMaster(ctx, client, sess.LicenceURL(streams[0]), token)
+	if err != nil {
+		return nil, nil, fmt.Errorf("licence: %w", err)
+	}
+	return sess, master, nil
+}
+
+// serveProxy serves ClearKey licences for released keys until ctx ends.
+func serveProxy(ctx context.Context, addr string, log *slog.Logger, stderr io.Writer) (*clearkey.Proxy, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	p := clearkey.NewProxy(clearkey.ProxyConfig{Logger: log})
+	srv := &http.Server{Handler: p, ReadHeaderTimeout: 10 * time.Second, WriteTimeout: clearkey.DefaultMaxWait + 10*time.Second}
+	go srv.Serve(ln)
+	go func() {
+		<-ctx.Done()
+		srv.Close()
+	}()
+	fmt.Fprintf(stderr, "recv: ClearKey licence proxy on http://%s/ (a request for a key waits for its release)\n", ln.Addr())
+	return p, nil
 }
