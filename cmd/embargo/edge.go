@@ -48,16 +48,11 @@ receivers agree on the schedule with no coordination.`, stdout)
 	periods := fs.Int("periods", 0, "exit after releasing this many periods per stream (0: run until interrupted)")
 	unicastAddr := fs.String("unicast", "", "also serve unicast subscribers on this address, e.g. [::]:7272 (default: multicast only)")
 	senders := fs.Int("senders", 0, "unicast sender sockets and threads (default: one per core)")
-	level := fs.String("log", "info", "log level: debug, info, warn, error")
-	clk := addClockFlags(fs)
+	role := addRoleFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	log, err := newLogger(stderr, *level)
-	if err != nil {
-		return err
-	}
-	clock, err := clk.open()
+	log, clock, err := role.open(stderr)
 	if err != nil {
 		return err
 	}

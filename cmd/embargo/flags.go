@@ -1,6 +1,7 @@
 package main
 
 import (
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -109,6 +110,29 @@ func (c clockFlags) open() (ptp.Clock, error) {
 		return ptp.NewSystem(ptp.WithAssumeSynchronized(*c.assume))
 	}
 	return ptp.NewSystem()
+}
+
+// roleFlags are the flags every long-running role has: log level and clock.
+type roleFlags struct {
+	level *string
+	clock clockFlags
+}
+
+func addRoleFlags(fs *flag.FlagSet) roleFlags {
+	return roleFlags{
+		level: fs.String("log", "info", "log level: debug, info, warn, error"),
+		clock: addClockFlags(fs),
+	}
+}
+
+// open makes the logger (to stderr) and the clock the flags ask for.
+func (r roleFlags) open(stderr io.Writer) (*slog.Logger, ptp.Clock, error) {
+	log, err := newLogger(stderr, *r.level)
+	if err != nil {
+		return nil, nil, err
+	}
+	clock, err := r.clock.open()
+	return log, clock, err
 }
 
 // newLogger logs text to w at the given level (debug, info, warn, error).

@@ -81,16 +81,11 @@ licence), and a session description receivers configure themselves from.`, stdou
 	var groups, edges multiString
 	fs.Var(&groups, "session-group", "a multicast group receivers should join, for the session description (repeatable)")
 	fs.Var(&edges, "session-edge", "a unicast edge host:port receivers should subscribe to (repeatable)")
-	level := fs.String("log", "info", "log level: debug, info, warn, error")
-	clk := addClockFlags(fs)
+	role := addRoleFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	log, err := newLogger(stderr, *level)
-	if err != nil {
-		return err
-	}
-	clock, err := clk.open()
+	log, clock, err := role.open(stderr)
 	if err != nil {
 		return err
 	}

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/embargo-live/embargo/internal/wait"
+
 	"github.com/embargo-live/embargo/engine/clearkey"
 )
 
@@ -51,7 +53,7 @@ func TestOriginEdgeRecv(t *testing.T) {
 	edgeCtx, stopEdge := context.WithCancel(ctx)
 	edgeOut := &lockedBuffer{}
 	edgeDone := make(chan int, 1)
-	waitFor(t, 5*time.Second, "origin", func() bool { return strings.Contains(originOut.String(), "serving") })
+	wait.For(t, 5*time.Second, "origin", func() bool { return strings.Contains(originOut.String(), "serving") })
 	go func() {
 		edgeDone <- run(edgeCtx, []string{"edge", "-origin", "https://" + originAddr, "-certs", certs, "-unicast", edgeAddr,
 			"-assume-synced", "1ms", "-log", "warn"}, edgeOut, edgeOut)
@@ -64,7 +66,7 @@ func TestOriginEdgeRecv(t *testing.T) {
 	}()
 	// Once a period is out, an unmodified player asks the licence proxy
 	// for its first key, ClearKey style.
-	waitFor(t, 20*time.Second, "a period", func() bool { return strings.Contains(recvOut.String(), "kids") })
+	wait.For(t, 20*time.Second, "a period", func() bool { return strings.Contains(recvOut.String(), "kids") })
 	var ev eventJSON
 	first := strings.SplitN(recvOut.String(), "\n", 2)[0]
 	if err := json.Unmarshal([]byte(first), &ev); err != nil || len(ev.KIDs) != 2 || ev.LatenessNs < 0 {
@@ -104,16 +106,5 @@ func TestOriginEdgeRecv(t *testing.T) {
 	cancel()
 	if c := <-originDone; c != 0 {
 		t.Errorf("origin: exit %d: %s", c, originOut.String())
-	}
-}
-
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }

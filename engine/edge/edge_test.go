@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/embargo-live/embargo/internal/wait"
+
 	"github.com/embargo-live/embargo/engine/bundle"
 	"github.com/embargo-live/embargo/engine/edge"
 	"github.com/embargo-live/embargo/engine/origin"
@@ -106,18 +108,6 @@ func run(t *testing.T, e *edge.Edge) (stop func()) {
 	return stop
 }
 
-// waitFor polls cond for up to d.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
-
 // TestNeverEarlyAndCarousel runs several periods on clocks that read
 // ahead of, behind and around true time, and checks against true time
 // that no RELEASE went out before its releaseAt, that every ANNOUNCE
@@ -155,7 +145,7 @@ func TestNeverEarlyAndCarousel(t *testing.T) {
 				}
 			}
 			stop := run(t, e)
-			waitFor(t, 5*time.Second, "releases", func() bool { return e.Stats().Released == periods })
+			wait.For(t, 5*time.Second, "releases", func() bool { return e.Stats().Released == periods })
 			stop()
 
 			shards := map[uint64]map[int64]int{} // period → send batch time → datagrams
@@ -232,14 +222,14 @@ func TestUnsynchronizedHolds(t *testing.T) {
 		t.Fatal(err)
 	}
 	run(t, e)
-	waitFor(t, 5*time.Second, "holds", func() bool { return e.Stats().Holds >= 5 })
+	wait.For(t, 5*time.Second, "holds", func() bool { return e.Stats().Holds >= 5 })
 	for _, s := range rec.sends() {
 		if s.typ == wire.TypeRelease {
 			t.Fatal("RELEASE sent on an unsynchronized clock")
 		}
 	}
 	clock.SetState(ptp.StateSynchronized, "test: master back")
-	waitFor(t, 5*time.Second, "release", func() bool { return e.Stats().Released == 1 })
+	wait.For(t, 5*time.Second, "release", func() bool { return e.Stats().Released == 1 })
 	mu.Lock()
 	defer mu.Unlock()
 	if len(reports) != 1 || reports[0].Held < 5 || reports[0].Lateness <= 0 {
@@ -261,7 +251,7 @@ func TestLateBundleReleasedAtOnce(t *testing.T) {
 	if err := e.Add(f.bundle(t, 1, 1, clock.True()-int64(time.Second))); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "release", func() bool { return e.Stats().Released == 1 })
+	wait.For(t, 5*time.Second, "release", func() bool { return e.Stats().Released == 1 })
 	if st := e.Stats(); st.MaxLateness < time.Second {
 		t.Errorf("max lateness %v, want ≥ 1s", st.MaxLateness)
 	}
@@ -309,7 +299,7 @@ func TestAddRefuses(t *testing.T) {
 	if err := e2.Add(f.bundle(t, 1, 20, clock.True())); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "release", func() bool { return e2.Stats().Released == 1 })
+	wait.For(t, 5*time.Second, "release", func() bool { return e2.Stats().Released == 1 })
 	if err := e2.Add(f.bundle(t, 1, 19, clock.True())); !errors.Is(err, edge.ErrStale) {
 		t.Errorf("older than the kept history: %v", err)
 	}
@@ -358,7 +348,7 @@ func TestSendErrorsCounted(t *testing.T) {
 	if err := e.Add(f.bundle(t, 1, 1, clock.True()+int64(30*time.Millisecond))); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "release", func() bool { return e.Stats().Released == 1 })
+	wait.For(t, 5*time.Second, "release", func() bool { return e.Stats().Released == 1 })
 	n := 0
 	for _, s := range good.sends() {
 		if s.typ == wire.TypeRelease {

@@ -20,7 +20,7 @@ const maxSession = 1 << 20
 
 // FetchSession reads an origin's session description.
 func FetchSession(ctx context.Context, c *http.Client, url string) (*Session, error) {
-	body, err := fetch(ctx, c, http.MethodGet, url, "", nil)
+	body, err := fetch(ctx, c, http.MethodGet, url, "", nil, maxSession)
 	if err != nil {
 		return nil, err
 	}
@@ -50,14 +50,16 @@ func (s *Session) LicenceURL(stream uint32) string {
 
 // FetchMaster gets the stream's master key with a bearer token.
 func FetchMaster(ctx context.Context, c *http.Client, url, token string) ([]byte, error) {
-	body, err := fetch(ctx, c, http.MethodPost, url, token, nil)
+	body, err := fetch(ctx, c, http.MethodPost, url, token, nil, maxSession)
 	if err != nil {
 		return nil, err
 	}
 	return clearkey.ParseMasterLicence(body)
 }
 
-func fetch(ctx context.Context, c *http.Client, method, url, token string, body []byte) ([]byte, error) {
+// fetch makes one request and returns the body of a 200 (at most limit
+// bytes), nil for a 204, and an error for anything else.
+func fetch(ctx context.Context, c *http.Client, method, url, token string, body []byte, limit int) ([]byte, error) {
 	req, err := http.NewRequestWithContext(ctx, method, url, bytes.NewReader(body))
 	if err != nil {
 		return nil, err
@@ -73,15 +75,17 @@ func fetch(ctx context.Context, c *http.Client, method, url, token string, body 
 		return nil, err
 	}
 	defer resp.Body.Close()
-	out, err := io.ReadAll(io.LimitReader(resp.Body, maxSession+1))
+	out, err := io.ReadAll(io.LimitReader(resp.Body, int64(limit)+1))
 	if err != nil {
 		return nil, err
 	}
-	if resp.StatusCode != http.StatusOK {
+	switch {
+	case resp.StatusCode == http.StatusNoContent:
+		return nil, nil
+	case resp.StatusCode != http.StatusOK:
 		return nil, fmt.Errorf("%s %s: %s: %s", method, url, resp.Status, firstLine(out))
-	}
-	if len(out) > maxSession {
-		return nil, fmt.Errorf("%s %s: response too large", method, url)
+	case len(out) > limit:
+		return nil, fmt.Errorf("%s %s: response over %d bytes", method, url, limit)
 	}
 	return out, nil
 }

@@ -5,9 +5,7 @@ import (
 	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"time"
@@ -77,28 +75,9 @@ func (p *Poller) Run(ctx context.Context, add func(*bundle.Bundle) error) error 
 // Fetch gets the stream's bundles from period from on.
 func (p *Poller) Fetch(ctx context.Context, stream uint32, from uint64) ([]*bundle.Bundle, error) {
 	url := fmt.Sprintf("%s/v1/streams/%d/bundles?from=%d", p.Origin, stream, from)
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := p.Client.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxDocument+1))
-	if err != nil {
-		return nil, err
-	}
-	switch resp.StatusCode {
-	case http.StatusOK:
-	case http.StatusNoContent:
-		return nil, nil // nothing new
-	default:
-		return nil, fmt.Errorf("origin: %s: %s", resp.Status, firstLine(body))
-	}
-	if len(body) > maxDocument {
-		return nil, errors.New("origin: CPIX document too large")
+	body, err := fetch(ctx, p.Client, http.MethodGet, url, "", nil, maxDocument)
+	if err != nil || body == nil {
+		return nil, err // nil, nil: nothing new
 	}
 	bs, err := cpix.DecodeBundles(body, p.Key)
 	if err != nil {

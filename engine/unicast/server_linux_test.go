@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/embargo-live/embargo/internal/wait"
+
 	"github.com/embargo-live/embargo/engine/edge"
 	"github.com/embargo-live/embargo/engine/origin"
 	"github.com/embargo-live/embargo/engine/receiver"
@@ -140,18 +142,6 @@ func (d *device) got(p uint64) (receiver.Event, bool) {
 
 func loopback(*testing.T) netip.AddrPort { return netip.MustParseAddrPort("127.0.0.1:0") }
 
-// waitFor polls cond until d passes.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // checkPeriods asserts every device got every period in [from, to), none
 // before its releaseAt.
 func (w *world) checkPeriods(t *testing.T, devs []*device, from, to uint64) {
@@ -177,9 +167,9 @@ func TestUnicastEndToEnd(t *testing.T) {
 	for range 30 {
 		devs = append(devs, w.device(t, 0, n.srv.Addr()))
 	}
-	waitFor(t, 2*time.Second, "subscriptions", func() bool { return n.srv.Sessions().Stats().Subscribers == 30 })
+	wait.For(t, 2*time.Second, "subscriptions", func() bool { return n.srv.Sessions().Stats().Subscribers == 30 })
 	w.issue(t, 0, 3, n)
-	waitFor(t, 5*time.Second, "releases", func() bool { return n.e.Stats().Released == 3 })
+	wait.For(t, 5*time.Second, "releases", func() bool { return n.e.Stats().Released == 3 })
 	time.Sleep(50 * time.Millisecond)
 	w.checkPeriods(t, devs, 0, 3)
 	if st := n.srv.Stats(); st.SendErrors != 0 || st.Sent == 0 {
@@ -193,16 +183,16 @@ func TestCatchUp(t *testing.T) {
 	w := newWorld(t, 250*time.Millisecond)
 	n := w.startEdge(t, loopback(t), unicast.SessionConfig{})
 	w.issue(t, 0, 5, n)
-	waitFor(t, 5*time.Second, "three releases", func() bool { return n.e.Stats().Released == 3 })
+	wait.For(t, 5*time.Second, "three releases", func() bool { return n.e.Stats().Released == 3 })
 	late := w.device(t, 2, n.srv.Addr())
-	waitFor(t, 2*time.Second, "catch-up", func() bool { _, a := late.got(1); _, b := late.got(2); return a && b })
+	wait.For(t, 2*time.Second, "catch-up", func() bool { _, a := late.got(1); _, b := late.got(2); return a && b })
 	if _, ok := late.got(0); ok {
 		t.Error("caught up on more periods than asked")
 	}
 	if _, ok := late.got(3); ok && time.Duration(w.sched.At(3).ReleaseAt-ptp.SystemTAI()) > 0 {
 		t.Error("period 3 delivered before its release")
 	}
-	waitFor(t, 5*time.Second, "all releases", func() bool { return n.e.Stats().Released == 5 })
+	wait.For(t, 5*time.Second, "all releases", func() bool { return n.e.Stats().Released == 5 })
 	time.Sleep(50 * time.Millisecond)
 	w.checkPeriods(t, []*device{late}, 1, 5)
 	if n.srv.Stats().CatchUp == 0 {
@@ -220,17 +210,17 @@ func TestFailover(t *testing.T) {
 	for range 10 {
 		devs = append(devs, w.device(t, 0, a.srv.Addr(), b.srv.Addr()))
 	}
-	waitFor(t, 2*time.Second, "subscriptions", func() bool {
+	wait.For(t, 2*time.Second, "subscriptions", func() bool {
 		return a.srv.Sessions().Stats().Subscribers == 10 && b.srv.Sessions().Stats().Subscribers == 10
 	})
 	w.issue(t, 0, 3, a, b)
-	waitFor(t, 5*time.Second, "first release", func() bool { return a.e.Stats().Released == 1 })
+	wait.For(t, 5*time.Second, "first release", func() bool { return a.e.Stats().Released == 1 })
 	// Kill a shortly before period 1's instant.
 	for time.Duration(w.sched.At(1).ReleaseAt-ptp.SystemTAI()) > 30*time.Millisecond {
 		time.Sleep(time.Millisecond)
 	}
 	a.stop()
-	waitFor(t, 5*time.Second, "releases by b", func() bool { return b.e.Stats().Released == 3 })
+	wait.For(t, 5*time.Second, "releases by b", func() bool { return b.e.Stats().Released == 3 })
 	time.Sleep(50 * time.Millisecond)
 	w.checkPeriods(t, devs, 0, 3)
 	if a.e.Stats().Released != 1 {
@@ -247,15 +237,15 @@ func TestEdgeRestart(t *testing.T) {
 	a := w.startEdge(t, loopback(t), short)
 	addr := a.srv.Addr()
 	d := w.device(t, 0, addr)
-	waitFor(t, 2*time.Second, "subscription", func() bool { return a.srv.Sessions().Stats().Subscribers == 1 })
+	wait.For(t, 2*time.Second, "subscription", func() bool { return a.srv.Sessions().Stats().Subscribers == 1 })
 	a.stop()
 	b := w.startEdge(t, addr, short)
-	waitFor(t, 3*time.Second, "re-subscription", func() bool { return b.srv.Sessions().Stats().Subscribers == 1 })
+	wait.For(t, 3*time.Second, "re-subscription", func() bool { return b.srv.Sessions().Stats().Subscribers == 1 })
 	if st := d.clients[0].Stats(); st.Restarts == 0 || st.Subscriptions < 2 {
 		t.Errorf("client stats %+v", st)
 	}
 	w.issue(t, 0, 2, b)
-	waitFor(t, 5*time.Second, "releases", func() bool { return b.e.Stats().Released == 2 })
+	wait.For(t, 5*time.Second, "releases", func() bool { return b.e.Stats().Released == 2 })
 	time.Sleep(50 * time.Millisecond)
 	w.checkPeriods(t, []*device{d}, 0, 2)
 }
@@ -280,14 +270,14 @@ func TestLeaveAndExpiry(t *testing.T) {
 			}
 		}
 	}()
-	waitFor(t, 2*time.Second, "subscription", func() bool { return n.srv.Sessions().Stats().Subscribers == 1 })
+	wait.For(t, 2*time.Second, "subscription", func() bool { return n.srv.Sessions().Stats().Subscribers == 1 })
 	c.Close()
-	waitFor(t, time.Second, "leave", func() bool { return n.srv.Sessions().Stats().Subscribers == 0 })
+	wait.For(t, time.Second, "leave", func() bool { return n.srv.Sessions().Stats().Subscribers == 0 })
 
 	g := w.device(t, 0, n.srv.Addr())
-	waitFor(t, 2*time.Second, "subscription", func() bool { return n.srv.Sessions().Stats().Subscribers == 1 })
+	wait.For(t, 2*time.Second, "subscription", func() bool { return n.srv.Sessions().Stats().Subscribers == 1 })
 	g.clients[0].Abandon() // the device vanishes: no LEAVE, no keepalives
-	waitFor(t, 3*time.Second, "expiry", func() bool { return n.srv.Sessions().Stats().Expired == 1 })
+	wait.For(t, 3*time.Second, "expiry", func() bool { return n.srv.Sessions().Stats().Expired == 1 })
 }
 
 func TestUnicastIPv6(t *testing.T) {
@@ -299,9 +289,9 @@ func TestUnicastIPv6(t *testing.T) {
 	c.Close()
 	n := w.startEdge(t, netip.MustParseAddrPort("[::1]:0"), unicast.SessionConfig{})
 	devs := []*device{w.device(t, 0, n.srv.Addr()), w.device(t, 0, n.srv.Addr())}
-	waitFor(t, 2*time.Second, "subscriptions", func() bool { return n.srv.Sessions().Stats().Subscribers == 2 })
+	wait.For(t, 2*time.Second, "subscriptions", func() bool { return n.srv.Sessions().Stats().Subscribers == 2 })
 	w.issue(t, 0, 2, n)
-	waitFor(t, 5*time.Second, "releases", func() bool { return n.e.Stats().Released == 2 })
+	wait.For(t, 5*time.Second, "releases", func() bool { return n.e.Stats().Released == 2 })
 	time.Sleep(50 * time.Millisecond)
 	w.checkPeriods(t, devs, 0, 2)
 }
@@ -339,7 +329,7 @@ func TestCatchUpNeverEarly(t *testing.T) {
 	defer cancel()
 	go srv.Run(ctx)
 	d := w.device(t, 16, srv.Addr())
-	waitFor(t, 2*time.Second, "subscription", func() bool { return d.clients[0].Subscribed() })
+	wait.For(t, 2*time.Second, "subscription", func() bool { return d.clients[0].Subscribed() })
 	time.Sleep(100 * time.Millisecond)
 	if _, ok := d.got(9); ok {
 		t.Fatal("catch-up released a period an hour early")
