@@ -48,19 +48,9 @@ func BenchmarkRelease(b *testing.B) {
 			group := func(h *netns.Host) udp.Group {
 				return udp.Group{Addr: netip.MustParseAddrPort("239.77.0.2:7171"), Interface: h.Ifname, Hops: 1}
 			}
-			benchRelease(b, rig.Config{
-				Receivers: n,
-				Sender: func(int) (s edge.Sender, err error) {
-					h := lab.Host(0)
-					err = h.Do(func() (err error) { s, err = udp.NewSender(group(h)); return err })
-					return s, err
-				},
-				Listen: func(i int) (s receiver.Source, err error) {
-					h := lab.Host(1 + i/perHost)
-					err = h.Do(func() (err error) { s, err = udp.Listen(group(h)); return err })
-					return s, err
-				},
-			})
+			cfg := rig.Config{Receivers: n}
+			onLab(&cfg, lab, group, 1, func(i int) int { return 1 + i/perHost })
+			benchRelease(b, cfg)
 		})
 	}
 }

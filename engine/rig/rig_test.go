@@ -83,19 +83,9 @@ func TestNamespaceMulticast(t *testing.T) {
 				return udp.Group{Addr: netip.AddrPortFrom(netip.MustParseAddr(fam), 7171), Interface: h.Ifname, Hops: 1}
 			}
 			const hosts, perHost = 10, 10
-			res, err := rig.Run(context.Background(), rig.Config{
-				Receivers: hosts * perHost, Periods: 3, Edges: 2, NoMaster: []int{42},
-				Sender: func(i int) (s edge.Sender, err error) {
-					h := lab.Host(i)
-					err = h.Do(func() (err error) { s, err = udp.NewSender(group(h)); return err })
-					return s, err
-				},
-				Listen: func(i int) (s receiver.Source, err error) {
-					h := lab.Host(2 + i/perHost)
-					err = h.Do(func() (err error) { s, err = udp.Listen(group(h)); return err })
-					return s, err
-				},
-			})
+			cfg := rig.Config{Receivers: hosts * perHost, Periods: 3, Edges: 2, NoMaster: []int{42}}
+			onLab(&cfg, lab, group, 2, func(i int) int { return 2 + i/perHost })
+			res, err := rig.Run(context.Background(), cfg)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -169,6 +159,22 @@ func TestKernelLossInjection(t *testing.T) {
 		t.Errorf("kernel histogram has %d samples (%d early), want one per receiver and period (%d), none early", h.Total(), h.Counts[0], receivers*periods)
 	}
 	t.Logf("kernel dropped %d datagrams on purpose; kernel skew %v", v[bpf.VerdictInjectedLoss], h)
+}
+
+// onLab puts edge i on host i and receiver i on host recvHost(i), each
+// opening its socket for group inside its host's namespace.
+func onLab(cfg *rig.Config, lab *netns.Lab, group func(*netns.Host) udp.Group, edges int, recvHost func(int) int) {
+	cfg.Edges = edges
+	cfg.Sender = func(i int) (s edge.Sender, err error) {
+		h := lab.Host(i)
+		err = h.Do(func() (err error) { s, err = udp.NewSender(group(h)); return err })
+		return s, err
+	}
+	cfg.Listen = func(i int) (s receiver.Source, err error) {
+		h := lab.Host(recvHost(i))
+		err = h.Do(func() (err error) { s, err = udp.Listen(group(h)); return err })
+		return s, err
+	}
 }
 
 func ExampleRun() {
