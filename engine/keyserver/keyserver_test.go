@@ -261,3 +261,33 @@ func TestNeverIssuesThePast(t *testing.T) {
 		t.Fatalf("past period: %v", err)
 	}
 }
+
+// TestPollerCounts: Run hands every bundle to the edge once, and a
+// document the edge cannot open is refused whole and counted.
+func TestPollerCounts(t *testing.T) {
+	l := newLab(t)
+	o := newOrigin(t, l, filepath.Join(t.TempDir(), "state"))
+	var got []*bundle.Bundle
+	p := &keyserver.Poller{Origin: o.srv.URL, Streams: []uint32{1}, Client: l.client(l.edge), Key: l.edge.Key, Interval: 20 * time.Millisecond}
+	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Millisecond)
+	defer cancel()
+	p.Run(ctx, func(b *bundle.Bundle) error { got = append(got, b); return nil })
+	st := p.Stats()
+	if st.Added == 0 || st.Added != uint64(len(got)) || st.Refused != 0 || st.Documents == 0 {
+		t.Fatalf("stats %+v for %d bundles", st, len(got))
+	}
+	seen := map[uint64]bool{}
+	for _, b := range got {
+		if seen[b.Period] {
+			t.Fatalf("period %d handed over twice", b.Period)
+		}
+		seen[b.Period] = true
+	}
+	wrong := &keyserver.Poller{Origin: o.srv.URL, Streams: []uint32{1}, Client: l.client(l.edge), Key: l.pkg.Key, Interval: 20 * time.Millisecond}
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 60*time.Millisecond)
+	defer cancel2()
+	wrong.Run(ctx2, func(*bundle.Bundle) error { t.Error("a bundle from a document the key cannot open"); return nil })
+	if st := wrong.Stats(); st.Refused == 0 || st.Added != 0 {
+		t.Fatalf("wrong key: stats %+v", st)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/embargo-live/embargo/engine/bundle"
@@ -26,6 +27,21 @@ type Poller struct {
 	Key      *rsa.PrivateKey // the edge certificate's key: CPIX is encrypted to it
 	Interval time.Duration   // between polls (default 1 s)
 	Logger   *slog.Logger
+
+	documents, refused, added, rejected atomic.Uint64
+}
+
+// PollerStats count what the edge fetched and what it refused.
+type PollerStats struct {
+	Documents uint64 // CPIX documents accepted
+	Refused   uint64 // fetches that failed or documents refused whole
+	Added     uint64 // bundles the edge took
+	Rejected  uint64 // bundles the edge refused (duplicates included)
+}
+
+// Stats returns a snapshot of the counters.
+func (p *Poller) Stats() PollerStats {
+	return PollerStats{Documents: p.documents.Load(), Refused: p.refused.Load(), Added: p.added.Load(), Rejected: p.rejected.Load()}
 }
 
 // ClientTLS is an edge's or packager's TLS configuration toward the origin.
@@ -53,13 +69,20 @@ func (p *Poller) Run(ctx context.Context, add func(*bundle.Bundle) error) error 
 			bs, err := p.Fetch(ctx, s, next[s])
 			if err != nil {
 				if ctx.Err() == nil {
+					p.refused.Add(1)
 					log.Warn("edge: fetch bundles", "stream", s, "err", err)
 				}
 				continue
 			}
+			if bs != nil {
+				p.documents.Add(1)
+			}
 			for _, b := range bs {
 				if err := add(b); err != nil {
+					p.rejected.Add(1)
 					log.Debug("edge: bundle not added", "stream", s, "period", b.Period, "err", err)
+				} else {
+					p.added.Add(1)
 				}
 				next[s] = max(next[s], b.Period+1)
 			}
