@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/netip"
 	"path/filepath"
@@ -15,12 +16,14 @@ import (
 	"github.com/embargo-live/embargo/engine/bundle"
 	"github.com/embargo-live/embargo/engine/edge"
 	"github.com/embargo-live/embargo/engine/keyserver"
+	"github.com/embargo-live/embargo/engine/metrics"
 	"github.com/embargo-live/embargo/engine/origin"
 	"github.com/embargo-live/embargo/engine/udp"
 	"github.com/embargo-live/embargo/engine/unicast"
 	"github.com/embargo-live/embargo/internal/pki"
 	"github.com/embargo-live/embargo/ptp"
 	"github.com/embargo-live/embargo/seal"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 func runEdge(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -48,6 +51,7 @@ receivers agree on the schedule with no coordination.`, stdout)
 	periods := fs.Int("periods", 0, "exit after releasing this many periods per stream (0: run until interrupted)")
 	unicastAddr := fs.String("unicast", "", "also serve unicast subscribers on this address, e.g. [::]:7272 (default: multicast only)")
 	senders := fs.Int("senders", 0, "unicast sender sockets and threads (default: one per core)")
+	metricsAddr := fs.String("metrics", "", "serve Prometheus /metrics and /healthz (200 while the clock is synchronized) on this address, e.g. 127.0.0.1:9171")
 	role := addRoleFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
@@ -101,10 +105,13 @@ receivers agree on the schedule with no coordination.`, stdout)
 	defer cancel()
 	var released atomic.Int64
 	want := int64(*periods * len(streams))
+	reg := prometheus.NewRegistry()
+	lateness := metrics.NewLateness(reg)
 	e, err := edge.New(edge.Config{
 		ID: uint32(*id), Clock: clock, Trusted: src.trusted, Senders: dests,
 		Lead: *lead, Rounds: *rounds, Repeat: *repeat, Spacing: *spacing, Logger: log,
 		OnRelease: func(r edge.Report) {
+			lateness.Observe(r)
 			if want > 0 && released.Add(1) >= want {
 				cancel()
 			}
@@ -116,6 +123,16 @@ receivers agree on the schedule with no coordination.`, stdout)
 	if srv != nil {
 		srv.SetHistory(e)
 		go srv.Run(ctx)
+	}
+	if *metricsAddr != "" {
+		metrics.RegisterEdge(reg, e)
+		metrics.RegisterClock(reg, clock)
+		if srv != nil {
+			metrics.RegisterUnicast(reg, srv)
+		}
+		if err := serveMetrics(ctx, *metricsAddr, metrics.Handler(reg, clock), log); err != nil {
+			return err
+		}
 	}
 	go src.run(ctx, e.Add)
 	log.Info("edge running", "id", *id, "streams", streams.String(), "bundles from", src.desc)
@@ -193,4 +210,20 @@ func remoteOrigin(ctx context.Context, url, certs string, streams []uint32, log 
 		desc:    fmt.Sprintf("origin %s (key id %s)", url, sess.KeyID),
 		run:     func(ctx context.Context, add func(*bundle.Bundle) error) { p.Run(ctx, add) },
 	}, nil
+}
+
+// serveMetrics serves h on addr until ctx ends.
+func serveMetrics(ctx context.Context, addr string, h http.Handler, log *slog.Logger) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("-metrics: %w", err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(ln)
+	go func() {
+		<-ctx.Done()
+		srv.Close()
+	}()
+	log.Info("metrics", "addr", "http://"+ln.Addr().String()+"/metrics", "health", "/healthz")
+	return nil
 }

@@ -1,0 +1,79 @@
+package metrics_test
+
+import (
+	"io"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/embargo-live/embargo/engine/edge"
+	"github.com/embargo-live/embargo/engine/metrics"
+	"github.com/embargo-live/embargo/engine/origin"
+	"github.com/embargo-live/embargo/ptp"
+	"github.com/embargo-live/embargo/seal"
+)
+
+type nullSender struct{}
+
+func (nullSender) Send(d [][]byte) (int, error) { return len(d), nil }
+
+func get(t *testing.T, srv *httptest.Server, path string) (int, string) {
+	resp, err := srv.Client().Get(srv.URL + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestMetricsAndHealth(t *testing.T) {
+	o, _, err := origin.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := ptp.NewSim(ptp.WithUncertainty(time.Millisecond, 0))
+	reg := prometheus.NewRegistry()
+	lat := metrics.NewLateness(reg)
+	e, err := edge.New(edge.Config{Clock: clock, Trusted: seal.NewKeyRing(o.PublicKey()), Senders: []edge.Sender{nullSender{}}, OnRelease: lat.Observe})
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics.RegisterEdge(reg, e)
+	metrics.RegisterClock(reg, clock)
+	keys, _ := o.NewContentKeys(1)
+	b, _ := o.Keys(1, 1, origin.Instants{ReleaseAt: clock.True() + int64(time.Hour), PresentAt: clock.True() + int64(time.Hour)}, keys)
+	if err := e.Add(b); err != nil {
+		t.Fatal(err)
+	}
+	e.Add(b) // a duplicate: refused
+
+	srv := httptest.NewServer(metrics.Handler(reg, clock))
+	defer srv.Close()
+	code, body := get(t, srv, "/metrics")
+	for _, want := range []string{
+		"embargo_edge_bundles_accepted_total 1",
+		"embargo_edge_bundles_refused_total 1",
+		"embargo_edge_pending_bundles 1",
+		"embargo_clock_synchronized 1",
+		"embargo_clock_uncertainty_seconds 0.001",
+		"embargo_edge_release_lateness_seconds_count 0",
+	} {
+		if code != 200 || !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %q (status %d)", want, code)
+		}
+	}
+	if code, body := get(t, srv, "/healthz"); code != 200 || !strings.HasPrefix(body, "ok") {
+		t.Errorf("/healthz synchronized: %d %q", code, body)
+	}
+	clock.SetState(ptp.StateUnsynchronized, "test: grandmaster lost")
+	if code, body := get(t, srv, "/healthz"); code != 503 || !strings.Contains(body, "grandmaster lost") {
+		t.Errorf("/healthz unsynchronized: %d %q", code, body)
+	}
+	if _, body := get(t, srv, "/metrics"); !strings.Contains(body, "embargo_clock_synchronized 0") {
+		t.Error("clock_synchronized did not drop to 0")
+	}
+}
