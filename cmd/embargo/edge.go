@@ -218,7 +218,7 @@ func serveMetrics(ctx context.Context, addr string, h http.Handler, log *slog.Lo
 	if err != nil {
 		return fmt.Errorf("-metrics: %w", err)
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 60 * time.Second}
 	go srv.Serve(ln)
 	go func() {
 		<-ctx.Done()

@@ -18,6 +18,7 @@ import (
 	"github.com/embargo-live/embargo/engine/keystore"
 	"github.com/embargo-live/embargo/engine/origin"
 	"github.com/embargo-live/embargo/internal/pki"
+	"github.com/embargo-live/embargo/ptp"
 	"github.com/embargo-live/embargo/seal"
 )
 
@@ -89,6 +90,9 @@ licence), and a session description receivers configure themselves from.`, stdou
 	if err != nil {
 		return err
 	}
+	if r, err := clock.Now(); err != nil || r.State != ptp.StateSynchronized {
+		log.Warn("clock not synchronized: periods are issued by its best estimate, which may be off (use -assume-synced only in a lab)", "state", r.State, "reason", r.Reason, "err", err)
+	}
 	store, err := keystore.Open(*state)
 	if err != nil {
 		return err
@@ -134,7 +138,7 @@ licence), and a session description receivers configure themselves from.`, stdou
 		Licence: base + "/v1/streams/{stream}/licence", Logger: log,
 	})
 	srv := &http.Server{Handler: h, TLSConfig: keyserver.ServerTLS(srvCert.TLS(), cas),
-		ReadHeaderTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second, ErrorLog: nil}
+		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 60 * time.Second}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go issuer.Run(ctx, 100*time.Millisecond)

@@ -289,7 +289,8 @@ func serveProxy(ctx context.Context, addr string, log *slog.Logger, stderr io.Wr
 		return nil, err
 	}
 	p := clearkey.NewProxy(clearkey.ProxyConfig{Logger: log})
-	srv := &http.Server{Handler: p, ReadHeaderTimeout: 10 * time.Second, WriteTimeout: clearkey.DefaultMaxWait + 10*time.Second}
+	srv := &http.Server{Handler: p, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 10 * time.Second,
+		WriteTimeout: clearkey.DefaultMaxWait + 10*time.Second, IdleTimeout: 60 * time.Second}
 	go srv.Serve(ln)
 	go func() {
 		<-ctx.Done()

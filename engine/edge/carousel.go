@@ -3,6 +3,8 @@ package edge
 import (
 	"context"
 	"time"
+
+	"github.com/embargo-live/embargo/ptp"
 )
 
 // quietBefore is how long before a release the carousel holds its rounds,
@@ -19,8 +21,10 @@ func (e *Edge) carousel(ctx context.Context) {
 			e.idle(ctx, e.wakeCarousel, e.cfg.Retry)
 			continue
 		}
-		next := e.sendRounds(r.Mid())
-		e.idle(ctx, e.wakeCarousel, min(time.Duration(next-r.Mid()), time.Second))
+		next := e.sendRounds(r)
+		// At least a spacing: a wake-up already due (a quiet window ending
+		// while the clock is uncertain) must not spin on the lock.
+		e.idle(ctx, e.wakeCarousel, max(min(time.Duration(next-r.Mid()), time.Second), e.cfg.Spacing))
 	}
 }
 
@@ -35,7 +39,8 @@ func (e *Edge) roundAt(p *entry, i int) int64 {
 // (at most a second ahead). A round waits while another period's release,
 // due before the round's own, is near or under way; a period's own rounds
 // end before its quiet time, or (a late bundle) go out at once.
-func (e *Edge) sendRounds(now int64) int64 {
+func (e *Edge) sendRounds(r ptp.Reading) int64 {
+	now := r.Mid()
 	next := now + int64(time.Second)
 	if e.releasing.Load() {
 		return now + int64(e.cfg.Spacing)
@@ -45,8 +50,11 @@ func (e *Edge) sendRounds(now int64) int64 {
 	e.mu.Lock()
 	quiet := int64(-1) // the releaseAt of a pending release near now
 	for _, p := range e.pending {
+		// The release fires on the clock's earliest bound, which may trail
+		// the midpoint by the clock's uncertainty: quiet from when the
+		// latest bound nears releaseAt until the earliest is well past it.
 		// A release long overdue (held by the clock) quiets nothing.
-		if at := p.b.ReleaseAt; at-int64(quietBefore) <= now && now <= at+int64(quietBefore) && (quiet < 0 || at < quiet) {
+		if at := p.b.ReleaseAt; at-int64(quietBefore) <= r.Latest && r.Earliest <= at+int64(quietBefore) && (quiet < 0 || at < quiet) {
 			quiet = at
 		}
 	}
@@ -59,7 +67,7 @@ func (e *Edge) sendRounds(now int64) int64 {
 			continue
 		}
 		if quiet >= 0 && quiet < p.b.ReleaseAt {
-			next = min(next, quiet+int64(e.cfg.Spacing))
+			next = min(next, quiet+(r.Latest-now)+int64(e.cfg.Spacing))
 			continue
 		}
 		batch = append(batch, p.b.Shards...)

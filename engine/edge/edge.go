@@ -113,6 +113,7 @@ type Edge struct {
 
 	mu       sync.Mutex
 	pending  map[key]*entry
+	inflight map[key]*bundle.Bundle // taken for release, not yet in history
 	released map[uint32]*history
 
 	stats struct {
@@ -164,6 +165,7 @@ func New(cfg Config) (*Edge, error) {
 		wakeRelease:  make(chan struct{}, 1),
 		wakeCarousel: make(chan struct{}, 1),
 		pending:      make(map[key]*entry),
+		inflight:     make(map[key]*bundle.Bundle),
 		released:     make(map[uint32]*history),
 	}, nil
 }
@@ -228,6 +230,9 @@ func (e *Edge) add(b *bundle.Bundle) error {
 func (e *Edge) find(k key) *bundle.Bundle {
 	if p := e.pending[k]; p != nil {
 		return p.b
+	}
+	if b := e.inflight[k]; b != nil {
+		return b
 	}
 	if h := e.released[k.stream]; h != nil {
 		if r := h.get(k.period); r != nil {

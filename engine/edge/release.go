@@ -116,6 +116,7 @@ func (e *Edge) takeDue(earliest int64) []*entry {
 		if p.b.ReleaseAt <= earliest {
 			due = append(due, p)
 			delete(e.pending, k)
+			e.inflight[k] = p.b
 		}
 	}
 	slices.SortFunc(due, func(a, b *entry) int {
@@ -209,6 +210,7 @@ func (e *Edge) publish(due []*entry, first [][]byte, earliest int64, copies int)
 			e.released[p.b.Stream] = h
 		}
 		h.add(&Released{Bundle: p.b, Release: first[i], SentAt: earliest}, e.cfg.Keep)
+		delete(e.inflight, key{p.b.Stream, p.b.Period})
 	}
 	e.mu.Unlock()
 	for _, p := range due {

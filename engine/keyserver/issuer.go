@@ -133,8 +133,21 @@ func (i *Issuer) IssueDue() error {
 				errs = append(errs, err)
 			}
 		}
+		i.forget(s, first-min(first, wire.MaxCatchUp))
 	}
 	return errors.Join(errs...)
+}
+
+// forget drops cached periods of stream below period: they stay in the
+// store, and nothing serves them any more.
+func (i *Issuer) forget(stream uint32, below uint64) {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	for k := range i.cache {
+		if k.stream == stream && k.period < below {
+			delete(i.cache, k)
+		}
+	}
 }
 
 // Period returns the stored period, issuing and storing it first if it
@@ -168,7 +181,13 @@ func (i *Issuer) Period(stream uint32, period uint64) (*keystore.Period, error) 
 
 func (i *Issuer) issue(ev *keystore.Event, o *origin.Origin, period uint64) (*keystore.Period, error) {
 	at := ev.Schedule.At(period)
-	if now, err := i.clock.Now(); err != nil || at.ReleaseAt <= now.Latest {
+	now, err := i.clock.Now()
+	if err != nil {
+		return nil, err
+	}
+	// The best estimate decides, as for the rotation: the latest bound of
+	// a loosely synchronized origin clock would refuse every period.
+	if at.ReleaseAt <= now.Mid() {
 		return nil, fmt.Errorf("%w: stream %d period %d was never issued and its release has passed", keystore.ErrNotFound, ev.Stream, period)
 	}
 	keys, err := o.NewContentKeys(max(ev.Keys, 1))
@@ -207,8 +226,8 @@ func (i *Issuer) Window(stream uint32, from uint64) ([]*keystore.Period, error) 
 	var out []*keystore.Period
 	for p := lo; p < end; p++ {
 		rec, err := i.Period(stream, p)
-		if errors.Is(err, keystore.ErrNotFound) && p < first {
-			continue // released before this origin issued it
+		if errors.Is(err, keystore.ErrNotFound) {
+			continue // its release passed before this origin issued it
 		}
 		if err != nil {
 			return nil, err

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -123,8 +124,8 @@ func (s *Store) CreateEvent(ev *Event) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	dir := s.eventDir(ev.Stream)
-	if err := os.MkdirAll(filepath.Join(dir, "periods"), 0o700); err != nil {
-		return fmt.Errorf("keystore: %w", err)
+	if err := s.mkdirs(filepath.Join("events", strconv.FormatUint(uint64(ev.Stream), 10), "periods")); err != nil {
+		return err
 	}
 	return writeNew(filepath.Join(dir, "event.json"), data)
 }
@@ -211,6 +212,41 @@ func readJSON(path string, v any) error {
 	return nil
 }
 
+// mkdirs creates rel's directories under the state directory, owner-only,
+// and syncs each parent whose entry it created: an event must not vanish
+// with its directory after a crash (the origin would then make it anew,
+// with another master key).
+func (s *Store) mkdirs(rel string) error {
+	parent := s.dir
+	for _, part := range strings.Split(filepath.Clean(rel), string(filepath.Separator)) {
+		dir := filepath.Join(parent, part)
+		err := os.Mkdir(dir, 0o700)
+		switch {
+		case errors.Is(err, fs.ErrExist):
+		case err != nil:
+			return fmt.Errorf("keystore: %w", err)
+		default:
+			if err := syncDir(parent); err != nil {
+				return err
+			}
+		}
+		parent = dir
+	}
+	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("keystore: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("keystore: sync %s: %w", dir, err)
+	}
+	return nil
+}
+
 // writeNew writes data to path atomically and durably, owner-only, and
 // refuses to replace an existing file: temp file, fsync, hard link into
 // place (which fails if path exists), fsync of the directory.
@@ -240,13 +276,5 @@ func writeNew(path string, data []byte) error {
 		}
 		return fmt.Errorf("keystore: %w", err)
 	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("keystore: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("keystore: sync %s: %w", dir, err)
-	}
-	return nil
+	return syncDir(dir)
 }

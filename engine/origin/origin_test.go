@@ -163,3 +163,52 @@ func TestRotation(t *testing.T) {
 		}
 	}
 }
+
+// TestRotationAfterClockSteps: a clock that read ahead and is stepped back
+// does not leave the rotation waiting for the future it saw; an
+// unsynchronized clock issues nothing.
+func TestRotationAfterClockSteps(t *testing.T) {
+	o, _ := newOrigin(t)
+	clock := ptp.NewSim()
+	start := clock.True()
+	s := origin.Schedule{Epoch: start, Period: 20 * time.Millisecond, Lead: 40 * time.Millisecond}
+	clock.Step(time.Second) // reads a second ahead at first
+	var mu sync.Mutex
+	var issued []uint64
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		(&origin.Rotation{Origin: o, Schedule: s, Streams: []uint32{1}, Clock: clock}).Run(ctx, func(is origin.Issued) error {
+			mu.Lock()
+			issued = append(issued, is.Bundle.Period)
+			mu.Unlock()
+			return nil
+		})
+	}()
+	time.Sleep(50 * time.Millisecond)
+	clock.Step(-time.Second)
+	time.Sleep(200 * time.Millisecond)
+	now := s.Current(clock.True())
+	clock.SetState(ptp.StateUnsynchronized, "test")
+	mu.Lock()
+	before := len(issued)
+	mu.Unlock()
+	time.Sleep(150 * time.Millisecond)
+	cancel()
+	<-done
+	mu.Lock()
+	defer mu.Unlock()
+	found := false
+	for _, p := range issued {
+		if p > now-5 && p <= now+2 {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("after the step back, no period near the true current one (%d) was issued: %v", now, issued)
+	}
+	if len(issued) != before {
+		t.Errorf("issued %d periods on an unsynchronized clock", len(issued)-before)
+	}
+}

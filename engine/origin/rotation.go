@@ -32,7 +32,10 @@ type Issued struct {
 // error; an error from deliver is logged and that period skipped. It does
 // not issue periods whose release the clock's best estimate says has
 // passed (they would only be released late), so a rotation started late
-// begins with the next period. Periods are issued in order, once.
+// begins with the next period; nor anything while the clock reads
+// unsynchronized. Periods are issued in order; after the clock steps
+// back, the rotation starts over from the due periods (the edge refuses
+// any it already holds).
 func (r *Rotation) Run(ctx context.Context, deliver func(Issued) error) error {
 	if err := r.Schedule.Check(); err != nil {
 		return err
@@ -45,15 +48,25 @@ func (r *Rotation) Run(ctx context.Context, deliver func(Issued) error) error {
 		log = slog.New(slog.DiscardHandler)
 	}
 	var next uint64
-	started := false
+	started, warned := false, false
 	tick := time.NewTicker(min(r.Schedule.Period/4, 100*time.Millisecond))
 	defer tick.Stop()
 	for {
-		if now, err := r.Clock.Now(); err != nil {
+		switch now, err := r.Clock.Now(); {
+		case err != nil:
 			log.Warn("rotation: clock read failed", "err", err)
-		} else {
+		case now.State == ptp.StateUnsynchronized:
+			// Its readings may be far off: issuing on them would skip
+			// periods (a clock ahead) and then never go back.
+			if !warned {
+				log.Warn("rotation: clock unsynchronized, not issuing until it is", "reason", now.Reason)
+				warned = true
+			}
+		default:
+			warned = false
 			first, end := r.Schedule.Due(now.Mid())
-			if !started || next < first {
+			// Catch up after a stall; start over after a step back.
+			if !started || next < first || next > end {
 				next, started = first, true
 			}
 			for ; next < end; next++ {

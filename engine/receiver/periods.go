@@ -106,10 +106,16 @@ func (r *Receiver) keepEarly(k key, rel *wire.Release, arrival int64, from netip
 			return
 		}
 	}
+	if r.tooFar(k) {
+		r.drops.add(reasonFuture)
+		return
+	}
 	e := early{rel: *rel, arrival: arrival, from: from}
 	if len(list) >= maxEarlyPerPeriod {
+		// Keep the first secret and the newest others: a flood before the
+		// genuine one and a flood after it both leave it held.
 		r.drops.add(reasonBusy)
-		copy(list, list[1:])
+		copy(list[1:], list[2:])
 		list[len(list)-1] = e
 		return
 	}
@@ -191,7 +197,7 @@ func (r *Receiver) advance(k key) {
 		}
 	}
 	for old, list := range r.early {
-		if r.tooOld(old) {
+		if r.tooOld(old) || r.tooFar(old) {
 			r.earlyN -= len(list)
 			delete(r.early, old)
 		}
@@ -210,6 +216,14 @@ func (r *Receiver) admit(k key) bool {
 		return false
 	}
 	return true
+}
+
+// tooFar reports whether k is further ahead of its stream's newest period
+// than an origin announces (twice the limit, for slack): a RELEASE for it
+// can only be forged or misdirected, and must not hold a slot.
+func (r *Receiver) tooFar(k key) bool {
+	n, ok := r.newest[k.stream]
+	return ok && k.period > n+2*wire.MaxAnnounceLead
 }
 
 // tooOld reports whether k is below its stream's window.

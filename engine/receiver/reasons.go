@@ -10,6 +10,7 @@ const (
 	reasonUnsubscribed                    // a stream not in Config.Streams
 	reasonDuplicate                       // already held, rebuilt or delivered
 	reasonOld                             // below the window, or presentAt past MaxAge
+	reasonFuture                          // a RELEASE far beyond the announce lead
 	reasonBadProof                        // shard fails its Merkle proof
 	reasonForged                          // shard root not signed by a trusted key
 	reasonConflict                        // a second, differently signed set for a period
@@ -29,6 +30,7 @@ var reasonNames = [numReasons]string{
 	reasonUnsubscribed:      "unsubscribed-stream",
 	reasonDuplicate:         "duplicate",
 	reasonOld:               "old-period",
+	reasonFuture:            "future-period",
 	reasonBadProof:          "bad-proof",
 	reasonForged:            "forged",
 	reasonConflict:          "conflict",

@@ -3,6 +3,7 @@ package unicast
 import (
 	"errors"
 	"math/rand/v2"
+	"net"
 	"net/netip"
 	"runtime"
 	"sync"
@@ -27,6 +28,7 @@ type planner struct {
 	mu      sync.Mutex
 	plans   map[uint32]*plan
 	workers []chan job
+	closed  bool
 }
 
 type plan struct {
@@ -122,6 +124,9 @@ func sendAll(rc syscall.RawConn, hdrs []unix.Mmsghdr) (sent, failed int, first e
 func (p *planner) send(stream uint32, d []byte) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.closed {
+		return net.ErrClosed
+	}
 	pl := p.plan(stream)
 	if pl.n == 0 {
 		return nil
@@ -148,6 +153,19 @@ func (p *planner) send(stream uint32, d []byte) error {
 	wg.Wait()
 	runtime.KeepAlive(d)
 	return errors.Join(errs...)
+}
+
+// close stops the workers once no send is in flight.
+func (p *planner) close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return
+	}
+	p.closed = true
+	for _, w := range p.workers {
+		close(w)
+	}
 }
 
 // take removes up to n headers from the front of runs.

@@ -172,9 +172,15 @@ func (s *Server) Run(ctx context.Context) error {
 	return nil
 }
 
-// Close closes every socket.
+// Close stops the fan-out threads and closes every socket; a Send after
+// Close returns net.ErrClosed.
 func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
+		for _, p := range []*planner{s.release, s.announce} {
+			if p != nil {
+				p.close()
+			}
+		}
 		for _, sk := range s.socks {
 			sk.conn.Close()
 		}

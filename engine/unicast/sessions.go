@@ -55,6 +55,8 @@ type Sessions struct {
 	index    map[addrKey]uint32  // address → slot
 	perAddr  map[[16]byte]uint32 // subscriptions per IP address
 	sets     []streamSet         // interned stream lists; sub.set indexes them
+	setRefs  []int               // subscriptions using each set; 0: the slot is free
+	freeSets []uint16
 	setIndex map[string]uint16
 	gen      uint64 // bumped on every change of the subscriber set
 	stats    SessionStats
@@ -79,14 +81,15 @@ func (k addrKey) addrPort() netip.AddrPort {
 
 func (k addrKey) ip() [16]byte { return [16]byte(k[:16]) }
 
-// sub is one subscription slot, kept small (36 bytes): memory per
+// sub is one subscription slot, kept small (40 bytes): memory per
 // subscriber is a budget (PROTOCOL.md's edges hold hundreds of thousands).
 type sub struct {
-	key  addrKey
-	id   [wire.SessionIDLen]byte // slot index (4 bytes) ‖ 4 random bytes
-	seen uint32                  // last sign of life, seconds since Sessions.epoch
-	set  uint16                  // index into Sessions.sets
-	live bool
+	key      addrKey
+	id       [wire.SessionIDLen]byte // slot index (4 bytes) ‖ 4 random bytes
+	seen     uint32                  // last sign of life, seconds since Sessions.epoch
+	caughtUp uint32                  // when catch-up was last granted, the same way
+	set      uint16                  // index into Sessions.sets
+	live     bool
 }
 
 type streamSet []uint32
@@ -169,6 +172,12 @@ func (s *Sessions) Handle(pkt []byte, from netip.AddrPort, now int64, out []byte
 }
 
 func (s *Sessions) handle(pkt []byte, from netip.AddrPort, now int64, out []byte) Answer {
+	// A link-local source needs its zone to be answered, and the fan-out's
+	// compact addresses drop it: such subscribers are not served.
+	if from.Addr().IsLinkLocalUnicast() {
+		s.stats.Malformed++
+		return Answer{}
+	}
 	h, err := wire.Peek(pkt)
 	if err != nil || h.Stream != 0 || h.Period != 0 {
 		s.stats.Malformed++
@@ -257,24 +266,43 @@ func (s *Sessions) subscribe(m *wire.Subscribe, from netip.AddrPort, now int64, 
 	if !ok {
 		return s.refuse(m.Nonce, wire.ReasonEdgeFull, s.cfg.Keepalive, out)
 	}
-	if !renew {
+	nu := sub{key: key, seen: s.seconds(now), set: set, live: true}
+	if _, err := rand.Read(nu.id[4:]); err != nil {
+		s.release(set)
+		return Answer{}
+	}
+	catchUp := int(min(m.CatchUp, wire.MaxCatchUp))
+	if renew {
+		old := s.subs[slot]
+		s.release(old.set)
+		// A renewal of the same streams changes no destination, and its
+		// catch-up is limited to one a second: renewals cost the client a
+		// datagram and must not cost the edge a plan rebuild or a replay
+		// each.
+		if old.set != set {
+			s.gen++
+		}
+		nu.caughtUp = old.caughtUp
+		if nu.seen == old.caughtUp {
+			catchUp = 0
+		}
+	} else {
 		slot = s.alloc()
 		s.index[key] = slot
 		s.perAddr[key.ip()]++
+		s.gen++
 	}
-	nu := sub{key: key, seen: s.seconds(now), set: set, live: true}
+	if catchUp > 0 {
+		nu.caughtUp = nu.seen
+	}
 	binary.BigEndian.PutUint32(nu.id[:4], slot)
-	if _, err := rand.Read(nu.id[4:]); err != nil {
-		return Answer{}
-	}
 	s.subs[slot] = nu
-	s.gen++
 	a := s.reply(&wire.Subscribed{
 		Nonce: m.Nonce, SessionID: nu.id,
 		KeepaliveMs: uint32(s.cfg.Keepalive / time.Millisecond), ExpiryMs: uint32(s.cfg.Expiry / time.Millisecond),
 		Streams: accepted,
 	}, out)
-	a.Subscribed, a.Streams, a.CatchUp = true, accepted, int(min(m.CatchUp, wire.MaxCatchUp))
+	a.Subscribed, a.Streams, a.CatchUp = true, accepted, catchUp
 	return a
 }
 
@@ -308,6 +336,7 @@ func (s *Sessions) keepalive(m *wire.Keepalive, pkt []byte, from netip.AddrPort,
 
 func (s *Sessions) remove(slot uint32) {
 	cur := &s.subs[slot]
+	s.release(cur.set)
 	delete(s.index, cur.key)
 	if ip := cur.key.ip(); s.perAddr[ip] <= 1 {
 		delete(s.perAddr, ip)
@@ -319,19 +348,42 @@ func (s *Sessions) remove(slot uint32) {
 	s.gen++
 }
 
-// intern returns the index of the stream list, adding it if new.
+// intern returns the index of the stream list, adding it if new, and
+// counts one more subscription using it. Sets no subscription uses are
+// freed, so a client re-subscribing with ever new stream combinations
+// cannot fill the table.
 func (s *Sessions) intern(set streamSet) (uint16, bool) {
 	k := fmt.Sprint(set)
 	if i, ok := s.setIndex[k]; ok {
+		s.setRefs[i]++
 		return i, true
 	}
-	if len(s.sets) > 1<<16-1 {
+	var i uint16
+	switch {
+	case len(s.freeSets) > 0:
+		i = s.freeSets[len(s.freeSets)-1]
+		s.freeSets = s.freeSets[:len(s.freeSets)-1]
+		s.sets[i] = set
+	case len(s.sets) <= 1<<16-1:
+		s.sets = append(s.sets, set)
+		s.setRefs = append(s.setRefs, 0)
+		i = uint16(len(s.sets) - 1)
+	default:
 		return 0, false
 	}
-	s.sets = append(s.sets, set)
-	i := uint16(len(s.sets) - 1)
+	s.setRefs[i] = 1
 	s.setIndex[k] = i
 	return i, true
+}
+
+// release drops one use of set i, freeing it when unused.
+func (s *Sessions) release(i uint16) {
+	if s.setRefs[i]--; s.setRefs[i] > 0 {
+		return
+	}
+	delete(s.setIndex, fmt.Sprint(s.sets[i]))
+	s.sets[i] = nil
+	s.freeSets = append(s.freeSets, i)
 }
 
 func (s *Sessions) seconds(now int64) uint32 {

@@ -50,7 +50,7 @@ func subscribe(t testing.TB, s *Sessions, from netip.AddrPort, now int64, stream
 	if err := sub.Decode(a.Reply); err != nil {
 		t.Fatalf("SUBSCRIBE answered %x: %v", a.Reply, err)
 	}
-	if !a.Subscribed || a.CatchUp != 3 || sub.Nonce != [8]byte{2} {
+	if !a.Subscribed || sub.Nonce != [8]byte{2} {
 		t.Fatalf("answer %+v, subscribed %+v", a, sub)
 	}
 	return sub.SessionID
@@ -85,6 +85,57 @@ func TestHandshake(t *testing.T) {
 	subscribe(t, s, mapped, t0, 2)
 	if st := s.Stats(); st.Subscribers != 1 {
 		t.Fatalf("re-subscribe from the mapped address made %d subscribers", st.Subscribers)
+	}
+}
+
+// TestRenewal: re-subscribing from the same address replaces the
+// subscription; the same streams change no destination, catch-up is
+// granted at most once a second, and stream sets no one uses are freed,
+// so a client cycling through combinations cannot fill the table.
+func TestRenewal(t *testing.T) {
+	var streams []uint32
+	for i := range 20 {
+		streams = append(streams, uint32(i))
+	}
+	s := newSessions(t, func(c *SessionConfig) { c.Streams = streams })
+	out := make([]byte, wire.MaxDatagram)
+	a := addr(1)
+	renew := func(now int64, want ...uint32) Answer {
+		var c wire.Cookie
+		if err := c.Decode(s.Handle(hello(t), a, now, out).Reply); err != nil {
+			t.Fatal(err)
+		}
+		return s.Handle(enc(t, &wire.Subscribe{Cookie: c.Cookie, CatchUp: 4, Streams: want}), a, now, out)
+	}
+	if got := renew(t0, 1, 2); got.CatchUp != 4 {
+		t.Fatalf("first subscription: catch-up %d", got.CatchUp)
+	}
+	gen := s.Generation()
+	if got := renew(t0, 1, 2); got.CatchUp != 0 || s.Generation() != gen {
+		t.Fatalf("same-second renewal: catch-up %d, generation %d → %d", got.CatchUp, gen, s.Generation())
+	}
+	if got := renew(t0+int64(2*time.Second), 1, 2); got.CatchUp != 4 {
+		t.Fatalf("renewal a second later: catch-up %d", got.CatchUp)
+	}
+	for i := range 1000 {
+		renew(t0, uint32(i%20), uint32((i/20)%20), 19)
+	}
+	if len(s.setIndex) != 1 || s.Stats().Subscribers != 1 {
+		t.Fatalf("%d stream sets held for %d subscriber", len(s.setIndex), s.Stats().Subscribers)
+	}
+	s.Handle(enc(t, &wire.Leave{SessionID: s.subs[s.index[keyOf(a)]].id}), a, t0, out)
+	if len(s.setIndex) != 0 {
+		t.Fatalf("%d stream sets held after the last subscriber left", len(s.setIndex))
+	}
+}
+
+// TestLinkLocalRefused: a link-local source cannot be answered without
+// its zone, which the fan-out does not keep, so it gets nothing.
+func TestLinkLocalRefused(t *testing.T) {
+	s := newSessions(t, nil)
+	out := make([]byte, wire.MaxDatagram)
+	if a := s.Handle(hello(t), netip.MustParseAddrPort("[fe80::1%eth0]:4000"), t0, out); a.Reply != nil {
+		t.Fatalf("answered a link-local HELLO: %x", a.Reply)
 	}
 }
 
