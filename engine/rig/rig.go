@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"slices"
 	"sync"
 	"syscall"
@@ -14,6 +15,7 @@ import (
 	"github.com/embargo-live/embargo/engine/origin"
 	"github.com/embargo-live/embargo/engine/receiver"
 	"github.com/embargo-live/embargo/engine/udp"
+	"github.com/embargo-live/embargo/engine/unicast"
 	"github.com/embargo-live/embargo/ptp"
 	"github.com/embargo-live/embargo/seal"
 )
@@ -38,6 +40,16 @@ type Config struct {
 	Sender func(edge int) (edge.Sender, error)
 	// Listen opens receiver i's socket [udp.Listen(udp.Loopback)].
 	Listen func(receiver int) (receiver.Source, error)
+	// Unicast is how many receivers (the last ones) subscribe by unicast
+	// to every edge instead of joining the group [0].
+	Unicast int
+	// UnicastListen is edge i's unicast address [127.0.0.1:0].
+	UnicastListen func(edge int) netip.AddrPort
+	// Dial subscribes receiver i to an edge [unicast.Dial].
+	Dial func(receiver int, edge netip.AddrPort) (receiver.Source, error)
+	// OnPeriod, if set, sees each period's figures once it has settled
+	// (every receiver has it, or a period after its releaseAt).
+	OnPeriod func(Period)
 	// NoMaster lists receivers configured without the master key.
 	NoMaster []int
 	// Filter, if set, is attached to every receiver socket that allows it
@@ -161,6 +173,16 @@ func (c *Config) defaults() error {
 	if c.Listen == nil {
 		c.Listen = func(int) (receiver.Source, error) { return udp.Listen(udp.Loopback) }
 	}
+	c.Unicast = min(max(c.Unicast, 0), c.Receivers)
+	if c.UnicastListen == nil {
+		c.UnicastListen = func(int) netip.AddrPort { return netip.MustParseAddrPort("127.0.0.1:0") }
+	}
+	if c.Dial == nil {
+		stream := c.Stream
+		c.Dial = func(_ int, e netip.AddrPort) (receiver.Source, error) {
+			return unicast.Dial(unicast.ClientConfig{Edge: e, Streams: []uint32{stream}, Retry: 50 * time.Millisecond})
+		}
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -197,7 +219,21 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 
 	var mu sync.Mutex
-	recvs, srcs, err := openReceivers(&cfg, ring, master, func(i int, ev receiver.Event) {
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	edges, servers, closeEdges, err := openEdges(runCtx, &cfg, ring, func(r edge.Report) {
+		mu.Lock()
+		res.Releases = append(res.Releases, r)
+		mu.Unlock()
+		if cfg.OnRelease != nil {
+			cfg.OnRelease(r)
+		}
+	})
+	defer closeEdges()
+	if err != nil {
+		return nil, err
+	}
+	recvs, srcs, err := openReceivers(&cfg, ring, master, servers, func(i int, ev receiver.Event) {
 		mu.Lock()
 		defer mu.Unlock()
 		if ev.Stream != cfg.Stream || ev.Period >= uint64(cfg.Periods) {
@@ -210,48 +246,43 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	edges, closeEdges, err := openEdges(&cfg, ring, func(r edge.Report) {
-		mu.Lock()
-		res.Releases = append(res.Releases, r)
-		mu.Unlock()
-		if cfg.OnRelease != nil {
-			cfg.OnRelease(r)
+	defer func() {
+		for _, s := range srcs {
+			closeAll(s)
 		}
-	})
-	defer closeEdges()
-	if err != nil {
-		closeAll(srcs)
-		return nil, err
-	}
+	}()
 
 	// Issue every bundle now, before anything runs: keys are recorded
 	// before any receiver can deliver them.
 	for i := range cfg.Periods {
 		keys, err := org.NewContentKeys(2)
 		if err != nil {
-			closeAll(srcs)
 			return nil, err
 		}
 		b, err := org.Keys(cfg.Stream, uint64(i), sched.At(uint64(i)), keys)
 		if err != nil {
-			closeAll(srcs)
 			return nil, err
 		}
+		mu.Lock()
 		want[i] = keys
+		mu.Unlock()
 		for _, e := range edges {
 			if err := e.Add(b); err != nil {
-				closeAll(srcs)
 				return nil, fmt.Errorf("rig: edge refused period %d: %w", i, err)
 			}
 		}
 	}
 
-	runCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	var wg sync.WaitGroup
 	errs := make(chan error, len(recvs)+len(edges))
 	for i, r := range recvs {
-		wg.Go(func() { errs <- r.Run(runCtx, srcs[i]) })
+		wg.Go(func() { errs <- r.Run(runCtx, srcs[i]...) })
+	}
+	if err := subscribed(ctx, servers, cfg.Unicast); err != nil {
+		return nil, err
+	}
+	if cfg.OnPeriod != nil {
+		wg.Go(func() { settle(runCtx, &cfg, res, &mu) })
 	}
 	for _, e := range edges {
 		wg.Go(func() {
@@ -276,9 +307,15 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	return res, err
 }
 
-func openReceivers(cfg *Config, ring *seal.KeyRing, master []byte, on func(int, receiver.Event)) ([]*receiver.Receiver, []receiver.Source, error) {
+func openReceivers(cfg *Config, ring *seal.KeyRing, master []byte, servers []*unicast.Server, on func(int, receiver.Event)) ([]*receiver.Receiver, [][]receiver.Source, error) {
 	recvs := make([]*receiver.Receiver, cfg.Receivers)
-	srcs := make([]receiver.Source, 0, cfg.Receivers)
+	srcs := make([][]receiver.Source, 0, cfg.Receivers)
+	fail := func(err error) ([]*receiver.Receiver, [][]receiver.Source, error) {
+		for _, s := range srcs {
+			closeAll(s)
+		}
+		return nil, nil, err
+	}
 	for i := range recvs {
 		m := master
 		if slices.Contains(cfg.NoMaster, i) {
@@ -289,28 +326,87 @@ func openReceivers(cfg *Config, ring *seal.KeyRing, master []byte, on func(int, 
 			OnEvent: func(ev receiver.Event) { on(i, ev) }, Logger: cfg.Logger,
 		})
 		if err != nil {
-			closeAll(srcs)
-			return nil, nil, err
+			return fail(err)
 		}
-		s, err := cfg.Listen(i)
-		if err != nil {
-			closeAll(srcs)
-			return nil, nil, fmt.Errorf("rig: receiver %d: %w", i, err)
+		var mine []receiver.Source
+		if i < cfg.Receivers-cfg.Unicast {
+			s, err := cfg.Listen(i)
+			if err != nil {
+				return fail(fmt.Errorf("rig: receiver %d: %w", i, err))
+			}
+			mine = append(mine, s)
+		} else {
+			for _, srv := range servers {
+				s, err := cfg.Dial(i, srv.Addr())
+				if err != nil {
+					closeAll(mine)
+					return fail(fmt.Errorf("rig: receiver %d: %w", i, err))
+				}
+				mine = append(mine, s)
+			}
 		}
-		if c, ok := s.(syscall.Conn); ok && cfg.Filter != nil {
-			if err := cfg.Filter.Attach(c); err != nil {
-				s.Close()
-				closeAll(srcs)
-				return nil, nil, fmt.Errorf("rig: receiver %d: %w", i, err)
+		srcs = append(srcs, mine)
+		for _, s := range mine {
+			if c, ok := s.(syscall.Conn); ok && cfg.Filter != nil {
+				if err := cfg.Filter.Attach(c); err != nil {
+					return fail(fmt.Errorf("rig: receiver %d: %w", i, err))
+				}
 			}
 		}
 		recvs[i] = r
-		srcs = append(srcs, s)
 	}
 	return recvs, srcs, nil
 }
 
-func openEdges(cfg *Config, ring *seal.KeyRing, on func(edge.Report)) ([]*edge.Edge, func(), error) {
+// subscribed waits until every server holds n subscriptions.
+func subscribed(ctx context.Context, servers []*unicast.Server, n int) error {
+	if n == 0 {
+		return nil
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for _, srv := range servers {
+		for srv.Sessions().Stats().Subscribers < n {
+			if time.Now().After(deadline) || ctx.Err() != nil {
+				return fmt.Errorf("rig: %d of %d unicast receivers subscribed to %v", srv.Sessions().Stats().Subscribers, n, srv.Addr())
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	return nil
+}
+
+// settle hands each period to OnPeriod once every receiver has it or a
+// period has passed since its releaseAt.
+func settle(ctx context.Context, cfg *Config, res *Result, mu *sync.Mutex) {
+	for i := range res.Periods {
+		deadline := res.Periods[i].ReleaseAt + int64(cfg.Period)
+		for {
+			mu.Lock()
+			done := res.Periods[i].Missing() == 0
+			mu.Unlock()
+			now, err := cfg.Clock.Now()
+			if done || err != nil || now.Earliest >= deadline {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+		mu.Lock()
+		p := res.Periods[i].clone()
+		mu.Unlock()
+		cfg.OnPeriod(p)
+	}
+}
+
+func (p Period) clone() Period {
+	p.Arrival, p.Opened, p.KeysOK = slices.Clone(p.Arrival), slices.Clone(p.Opened), slices.Clone(p.KeysOK)
+	return p
+}
+
+func openEdges(ctx context.Context, cfg *Config, ring *seal.KeyRing, on func(edge.Report)) ([]*edge.Edge, []*unicast.Server, func(), error) {
 	var closers []func() error
 	closeAll := func() {
 		for _, c := range closers {
@@ -318,24 +414,43 @@ func openEdges(cfg *Config, ring *seal.KeyRing, on func(edge.Report)) ([]*edge.E
 		}
 	}
 	edges := make([]*edge.Edge, cfg.Edges)
+	var servers []*unicast.Server
 	for i := range edges {
 		s, err := cfg.Sender(i)
 		if err != nil {
-			return nil, closeAll, fmt.Errorf("rig: edge %d: %w", i, err)
+			return nil, nil, closeAll, fmt.Errorf("rig: edge %d: %w", i, err)
 		}
 		if c, ok := s.(interface{ Close() error }); ok {
 			closers = append(closers, c.Close)
 		}
+		senders := []edge.Sender{s}
+		var srv *unicast.Server
+		if cfg.Unicast > 0 {
+			srv, err = unicast.NewServer(unicast.ServerConfig{
+				Listen: cfg.UnicastListen(i), Clock: cfg.Clock, Logger: cfg.Logger,
+				Sessions: unicast.SessionConfig{Streams: []uint32{cfg.Stream}, MaxPerAddress: cfg.Receivers},
+			})
+			if err != nil {
+				return nil, nil, closeAll, fmt.Errorf("rig: edge %d: %w", i, err)
+			}
+			closers = append(closers, srv.Close)
+			servers = append(servers, srv)
+			senders = append(senders, srv)
+		}
 		e, err := edge.New(edge.Config{
-			ID: uint32(i + 1), Clock: cfg.Clock, Trusted: ring, Senders: []edge.Sender{s},
+			ID: uint32(i + 1), Clock: cfg.Clock, Trusted: ring, Senders: senders,
 			Lead: cfg.Lead, Rounds: cfg.Rounds, Repeat: cfg.Repeat, Logger: cfg.Logger, OnRelease: on,
 		})
 		if err != nil {
-			return nil, closeAll, err
+			return nil, nil, closeAll, err
+		}
+		if srv != nil {
+			srv.SetHistory(e)
+			go srv.Run(ctx)
 		}
 		edges[i] = e
 	}
-	return edges, closeAll, nil
+	return edges, servers, closeAll, nil
 }
 
 func closeAll(srcs []receiver.Source) {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -105,6 +106,37 @@ func TestNamespaceMulticast(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestMixedMulticastAndUnicast: two edges; half the receivers on the
+// loopback group, half subscribed by unicast to both edges (each period
+// reaches them twice and is delivered once); OnPeriod sees every period,
+// in order, once settled.
+func TestMixedMulticastAndUnicast(t *testing.T) {
+	g := udp.Loopback
+	g.Addr = netip.AddrPortFrom(g.Addr.Addr(), uint16(30000+time.Now().UnixNano()%10000))
+	var mu sync.Mutex
+	var settled []uint64
+	res, err := rig.Run(context.Background(), rig.Config{
+		Receivers: 40, Unicast: 20, Edges: 2, Periods: 3,
+		Sender:   func(int) (edge.Sender, error) { return udp.NewSender(g) },
+		Listen:   func(int) (receiver.Source, error) { return udp.Listen(g) },
+		OnPeriod: func(p rig.Period) { mu.Lock(); settled = append(settled, p.Number); mu.Unlock() },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(t, res)
+	for i, st := range res.Stats {
+		if st.Delivered != 3 {
+			t.Errorf("receiver %d delivered %d events for 3 periods", i, st.Delivered)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Equal(settled, []uint64{0, 1, 2}) {
+		t.Errorf("OnPeriod saw %v", settled)
 	}
 }
 
