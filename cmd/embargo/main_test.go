@@ -3,18 +3,42 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"encoding/xml"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
 
-func TestDemoDeliversEveryPeriodWithoutLoss(t *testing.T) {
+// TestDemoDeliversEveryPeriod runs a small event (two edges, receivers on
+// multicast and unicast, some loss) and checks the summary and the report.
+func TestDemoDeliversEveryPeriod(t *testing.T) {
 	var out, errb bytes.Buffer
-	code := run(context.Background(), []string{"demo", "-periods", "2", "-period", "200ms", "-receivers", "3", "-loss", "0"}, &out, &errb)
+	dir := filepath.Join(t.TempDir(), "report")
+	code := run(context.Background(), []string{"demo", "-periods", "2", "-period", "300ms", "-receivers", "6", "-loss", "0.02", "-report", dir}, &out, &errb)
 	if code != 0 {
 		t.Fatalf("exit %d: %s%s", code, out.String(), errb.String())
 	}
-	if !strings.Contains(out.String(), "summary: 6/6 deliveries") || !strings.Contains(out.String(), "never early") {
-		t.Fatalf("summary missing:\n%s", out.String())
+	for _, want := range []string{"summary: 12/12 deliveries, 0 early, 0 wrong keys", "3 on 239.255.77.71:7171%lo, 3 by unicast", "6/6 receivers", "never early"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "report.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r reportJSON
+	if err := json.Unmarshal(data, &r); err != nil || len(r.Periods) != 2 || r.Summary.Deliveries != 12 || r.Receivers != 6 || len(r.Histogram) == 0 {
+		t.Fatalf("report.json: %v\n%s", err, data)
+	}
+	svg, err := os.ReadFile(filepath.Join(dir, "skew.svg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := xml.Unmarshal(svg, new(struct{ XMLName xml.Name })); err != nil || !bytes.Contains(svg, []byte("200 ms target")) {
+		t.Fatalf("skew.svg: %v", err)
 	}
 }
 
@@ -22,8 +46,8 @@ func TestDemoDeliversEveryPeriodWithoutLoss(t *testing.T) {
 // so with a failing exit rather than claim success.
 func TestDemoFailsWhenNothingArrives(t *testing.T) {
 	var out, errb bytes.Buffer
-	code := run(context.Background(), []string{"demo", "-periods", "1", "-period", "200ms", "-receivers", "2", "-loss", "0.999999"}, &out, &errb)
-	if code != 1 || !strings.Contains(out.String(), "0/2 receivers got the keys") || !strings.Contains(errb.String(), "2 deliveries missing") {
+	code := run(context.Background(), []string{"demo", "-periods", "1", "-period", "200ms", "-receivers", "2", "-loss", "0.999999", "-report", ""}, &out, &errb)
+	if code != 1 || !strings.Contains(out.String(), "0/2 receivers") || !strings.Contains(errb.String(), "2 deliveries missing") {
 		t.Fatalf("exit %d:\n%s%s", code, out.String(), errb.String())
 	}
 }

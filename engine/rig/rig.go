@@ -48,7 +48,8 @@ type Config struct {
 	// Dial subscribes receiver i to an edge [unicast.Dial].
 	Dial func(receiver int, edge netip.AddrPort) (receiver.Source, error)
 	// OnPeriod, if set, sees each period's figures once it has settled
-	// (every receiver has it, or a period after its releaseAt).
+	// (every receiver has it and every edge has reported its release, or
+	// a period after its releaseAt).
 	OnPeriod func(Period)
 	// NoMaster lists receivers configured without the master key.
 	NoMaster []int
@@ -281,9 +282,13 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err := subscribed(ctx, servers, cfg.Unicast); err != nil {
 		return nil, err
 	}
-	if cfg.OnPeriod != nil {
-		wg.Go(func() { settle(runCtx, &cfg, res, &mu) })
-	}
+	settled := make(chan struct{})
+	go func() {
+		defer close(settled)
+		if cfg.OnPeriod != nil {
+			settle(ctx, &cfg, res, &mu)
+		}
+	}()
 	for _, e := range edges {
 		wg.Go(func() {
 			if err := e.Run(runCtx); err != nil && !errors.Is(err, context.Canceled) {
@@ -294,6 +299,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	cpu0 := processCPU()
 	last := sched.At(uint64(cfg.Periods - 1)).ReleaseAt
 	err = waitUntil(ctx, cfg.Clock, last+int64(cfg.Period))
+	<-settled // every period's deadline has passed: it hands over the last ones
 	res.CPU = processCPU() - cpu0
 	cancel()
 	wg.Wait()
@@ -382,7 +388,7 @@ func settle(ctx context.Context, cfg *Config, res *Result, mu *sync.Mutex) {
 		deadline := res.Periods[i].ReleaseAt + int64(cfg.Period)
 		for {
 			mu.Lock()
-			done := res.Periods[i].Missing() == 0
+			done := res.Periods[i].Missing() == 0 && released(res.Releases, res.Periods[i].Number) == cfg.Edges
 			mu.Unlock()
 			now, err := cfg.Clock.Now()
 			if done || err != nil || now.Earliest >= deadline {
@@ -399,6 +405,17 @@ func settle(ctx context.Context, cfg *Config, res *Result, mu *sync.Mutex) {
 		mu.Unlock()
 		cfg.OnPeriod(p)
 	}
+}
+
+// released counts the edges' reports of period p.
+func released(rs []edge.Report, p uint64) int {
+	n := 0
+	for _, r := range rs {
+		if r.Period == p {
+			n++
+		}
+	}
+	return n
 }
 
 func (p Period) clone() Period {

@@ -1,0 +1,106 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/embargo-live/embargo/bpf/skew"
+	"github.com/embargo-live/embargo/engine/rig"
+)
+
+// reportJSON is everything a run measured.
+type reportJSON struct {
+	Generated string          `json:"generated"`
+	Receivers int             `json:"receivers"`
+	Unicast   int             `json:"unicastReceivers"`
+	Edges     int             `json:"edges"`
+	PeriodNs  time.Duration   `json:"periodNs"`
+	TargetNs  time.Duration   `json:"targetNs"`
+	Periods   []periodLine    `json:"periods"`
+	Summary   summary         `json:"summary"`
+	Histogram []histogramJSON `json:"arrivalHistogram"` // arrival − releaseAt, all receivers and periods
+	CPUNs     time.Duration   `json:"cpuNs"`
+}
+
+type histogramJSON struct {
+	LoNs  time.Duration `json:"loNs"`
+	HiNs  time.Duration `json:"hiNs"`
+	Count uint64        `json:"count"`
+}
+
+// writeReport writes report.json and skew.svg into dir.
+func writeReport(dir string, res *rig.Result, lines []periodLine, sum summary, h skew.Histogram) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	r := reportJSON{
+		Generated: time.Now().UTC().Format(time.RFC3339), Receivers: res.Config.Receivers, Unicast: res.Config.Unicast,
+		Edges: res.Config.Edges, PeriodNs: res.Config.Period, TargetNs: target, Periods: lines, Summary: sum, CPUNs: res.CPU,
+	}
+	for i, c := range h.Counts {
+		if c > 0 {
+			lo, hi := skew.BucketBounds(i)
+			r.Histogram = append(r.Histogram, histogramJSON{LoNs: lo, HiNs: hi, Count: c})
+		}
+	}
+	data, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "report.json"), append(data, '\n'), 0o644); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "skew.svg"), []byte(skewSVG(h)), 0o644)
+}
+
+// skewSVG draws the arrival histogram on a log time axis from 1 µs to 10 s
+// with the 200 ms target as a red line.
+func skewSVG(h skew.Histogram) string {
+	const w, ht, left, right, top, bottom = 760.0, 360.0, 60.0, 20.0, 40.0, 50.0
+	const lo, hi = 1e3, 1e10 // ns: 1 µs … 10 s
+	x := func(ns float64) float64 {
+		ns = math.Min(math.Max(ns, lo), hi)
+		return left + (w-left-right)*(math.Log10(ns)-math.Log10(lo))/(math.Log10(hi)-math.Log10(lo))
+	}
+	var maxCount uint64 = 1
+	for _, c := range h.Counts {
+		maxCount = max(maxCount, c)
+	}
+	y := func(c uint64) float64 { return top + (ht-top-bottom)*(1-float64(c)/float64(maxCount)) }
+	var b strings.Builder
+	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%.0f" height="%.0f" font-family="sans-serif" font-size="12">`+"\n", w, ht)
+	fmt.Fprintf(&b, `<rect width="100%%" height="100%%" fill="white"/>`+"\n")
+	fmt.Fprintf(&b, `<text x="%.0f" y="22" font-size="14">Arrival − releaseAt, every receiver and period (n = %d)</text>`+"\n", left, h.Total())
+	for i, c := range h.Counts {
+		if c == 0 {
+			continue
+		}
+		blo, bhi := skew.BucketBounds(i)
+		x0, x1 := x(math.Max(float64(blo), lo)), x(math.Min(float64(bhi), hi))
+		if i == 0 { // early: a bar left of the axis, which must stay empty
+			x0, x1 = left-12, left-4
+		}
+		fmt.Fprintf(&b, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="#3b6ea8"><title>[%v, %v): %d</title></rect>`+"\n",
+			x0, y(c), math.Max(x1-x0-0.5, 1), ht-bottom-y(c), blo, bhi, c)
+	}
+	// Axes, decade ticks, the target.
+	fmt.Fprintf(&b, `<line x1="%.0f" y1="%.0f" x2="%.0f" y2="%.0f" stroke="black"/>`+"\n", left, ht-bottom, w-right, ht-bottom)
+	for _, t := range []struct {
+		ns    float64
+		label string
+	}{{1e3, "1µs"}, {1e4, "10µs"}, {1e5, "100µs"}, {1e6, "1ms"}, {1e7, "10ms"}, {1e8, "100ms"}, {1e9, "1s"}, {1e10, "10s"}} {
+		fmt.Fprintf(&b, `<line x1="%.1f" y1="%.0f" x2="%.1f" y2="%.0f" stroke="black"/><text x="%.1f" y="%.0f" text-anchor="middle">%s</text>`+"\n",
+			x(t.ns), ht-bottom, x(t.ns), ht-bottom+5, x(t.ns), ht-bottom+20, t.label)
+	}
+	tx := x(float64(target))
+	fmt.Fprintf(&b, `<line x1="%.1f" y1="%.0f" x2="%.1f" y2="%.0f" stroke="red" stroke-dasharray="6 4"/><text x="%.1f" y="%.0f" fill="red">200 ms target</text>`+"\n",
+		tx, top, tx, ht-bottom, tx+4, top+14)
+	fmt.Fprintf(&b, `<text x="%.0f" y="%.0f">count (max %d)</text>`+"\n", 4.0, top-8, maxCount)
+	b.WriteString("</svg>\n")
+	return b.String()
+}
