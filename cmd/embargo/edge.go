@@ -56,12 +56,9 @@ receivers agree on the schedule with no coordination.`, stdout)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	log, clock, err := role.open(stderr)
+	log, clock, err := role.open(stderr, "releases will be held until it is")
 	if err != nil {
 		return err
-	}
-	if r, err := clock.Now(); err != nil || r.State != ptp.StateSynchronized {
-		log.Warn("clock not synchronized: releases will be held until it is (use -assume-synced only in a lab)", "state", r.State, "reason", r.Reason, "err", err)
 	}
 	var src bundleSource
 	if *originURL != "" {

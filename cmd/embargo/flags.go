@@ -125,14 +125,22 @@ func addRoleFlags(fs *flag.FlagSet) roleFlags {
 	}
 }
 
-// open makes the logger (to stderr) and the clock the flags ask for.
-func (r roleFlags) open(stderr io.Writer) (*slog.Logger, ptp.Clock, error) {
+// open makes the logger (to stderr) and the clock the flags ask for, and
+// warns, saying what it means for this role, if the clock is not
+// synchronized.
+func (r roleFlags) open(stderr io.Writer, unsynced string) (*slog.Logger, ptp.Clock, error) {
 	log, err := newLogger(stderr, *r.level)
 	if err != nil {
 		return nil, nil, err
 	}
 	clock, err := r.clock.open()
-	return log, clock, err
+	if err != nil {
+		return nil, nil, err
+	}
+	if rd, err := clock.Now(); err != nil || rd.State != ptp.StateSynchronized {
+		log.Warn("clock not synchronized: "+unsynced+" (use -assume-synced only in a lab)", "state", rd.State, "reason", rd.Reason, "err", err)
+	}
+	return log, clock, nil
 }
 
 // newLogger logs text to w at the given level (debug, info, warn, error).

@@ -18,7 +18,6 @@ import (
 	"github.com/embargo-live/embargo/engine/keystore"
 	"github.com/embargo-live/embargo/engine/origin"
 	"github.com/embargo-live/embargo/internal/pki"
-	"github.com/embargo-live/embargo/ptp"
 	"github.com/embargo-live/embargo/seal"
 )
 
@@ -86,12 +85,9 @@ licence), and a session description receivers configure themselves from.`, stdou
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	log, clock, err := role.open(stderr)
+	log, clock, err := role.open(stderr, "periods are issued by its best estimate, which may be off")
 	if err != nil {
 		return err
-	}
-	if r, err := clock.Now(); err != nil || r.State != ptp.StateSynchronized {
-		log.Warn("clock not synchronized: periods are issued by its best estimate, which may be off (use -assume-synced only in a lab)", "state", r.State, "reason", r.Reason, "err", err)
 	}
 	store, err := keystore.Open(*state)
 	if err != nil {
