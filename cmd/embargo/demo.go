@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	mrand "math/rand/v2"
@@ -99,8 +100,17 @@ func runDemo(ctx context.Context, args []string, stdout, _ io.Writer) error {
 			fmt.Fprintln(stdout, l.String(*receivers))
 		},
 	})
-	if err != nil {
+	// Ctrl-C ends the run early; what was measured is still reported.
+	interrupted := res != nil && ctx.Err() != nil
+	if err != nil && !interrupted {
 		return fmt.Errorf("%w (multicast and unicast on lo must work on this host)", err)
+	}
+	mu.Lock()
+	done := len(lines)
+	mu.Unlock()
+	if interrupted {
+		fmt.Fprintf(stdout, "interrupted after %d of %d periods\n", done, *periods)
+		res.Periods = res.Periods[:done]
 	}
 	missing, early, badKeys := 0, 0, 0
 	for _, p := range res.Periods {
@@ -109,7 +119,7 @@ func runDemo(ctx context.Context, args []string, stdout, _ io.Writer) error {
 		badKeys += countFalse(p.KeysOK, p.Arrival)
 	}
 	sum := summary{
-		Deliveries: *periods**receivers - missing, Expected: *periods * *receivers, Early: early, WrongKeys: badKeys,
+		Deliveries: len(res.Periods)**receivers - missing, Expected: len(res.Periods) * *receivers, Early: early, WrongKeys: badKeys,
 		Lost: lost.Load(), Seen: seen.Load(),
 		P50: all.Quantile(0.5), P99: all.Quantile(0.99), Max: all.Quantile(1),
 	}
@@ -122,6 +132,8 @@ func runDemo(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "not built yet: the namespace topology (--netns) and `embargo bench` — see the README's status.\n")
 	switch {
+	case interrupted:
+		return errors.New("interrupted")
 	case early > 0:
 		return fmt.Errorf("%d arrivals before releaseAt", early)
 	case badKeys > 0:

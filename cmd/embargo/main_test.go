@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestDemoDeliversEveryPeriod runs a small event (two edges, receivers on
@@ -39,6 +40,27 @@ func TestDemoDeliversEveryPeriod(t *testing.T) {
 	}
 	if err := xml.Unmarshal(svg, new(struct{ XMLName xml.Name })); err != nil || !bytes.Contains(svg, []byte("200 ms target")) {
 		t.Fatalf("skew.svg: %v", err)
+	}
+}
+
+// TestDemoInterrupted: stopped early (Ctrl-C), the demo still summarizes
+// and reports the periods it finished, and says it was interrupted.
+func TestDemoInterrupted(t *testing.T) {
+	var out, errb bytes.Buffer
+	dir := filepath.Join(t.TempDir(), "report")
+	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	defer cancel()
+	code := run(ctx, []string{"demo", "-periods", "20", "-period", "300ms", "-receivers", "4", "-report", dir}, &out, &errb)
+	if code != 1 || !strings.Contains(out.String(), "interrupted after") || !strings.Contains(errb.String(), "interrupted") {
+		t.Fatalf("exit %d:\n%s%s", code, out.String(), errb.String())
+	}
+	var r reportJSON
+	data, err := os.ReadFile(filepath.Join(dir, "report.json"))
+	if err == nil {
+		err = json.Unmarshal(data, &r)
+	}
+	if err != nil || len(r.Periods) == 0 || len(r.Periods) >= 20 || r.Summary.Expected != 4*len(r.Periods) {
+		t.Fatalf("report after an interruption: %v, %d periods, %+v", err, len(r.Periods), r.Summary)
 	}
 }
 
