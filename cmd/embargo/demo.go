@@ -7,6 +7,7 @@ import (
 	"io"
 	mrand "math/rand/v2"
 	"net/netip"
+	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -65,6 +66,17 @@ func runDemo(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	var all skew.Histogram
 	var lines []periodLine
 	lastLost := int64(0)
+	// On a terminal, a status line counts down between the period lines.
+	start := time.Now()
+	total := time.Duration(*periods+1)**length + *length*8/10
+	stopProgress := progress(stdout, func() string {
+		mu.Lock()
+		n := len(lines)
+		mu.Unlock()
+		left := max(total-time.Since(start), 0).Round(time.Second)
+		return fmt.Sprintf("… %d of %d periods settled, about %v to go", n, *periods, left)
+	})
+	defer stopProgress()
 	res, err := rig.Run(ctx, rig.Config{
 		Receivers: *receivers, Unicast: nUnicast, Edges: *edges, Periods: *periods, Period: *length,
 		Lead: *length * 8 / 10, Rounds: *rounds, Repeat: *repeat, Clock: clock,
@@ -97,9 +109,10 @@ func runDemo(ctx context.Context, args []string, stdout, _ io.Writer) error {
 				all.Add(d)
 			}
 			lines = append(lines, l)
-			fmt.Fprintln(stdout, l.String(*receivers))
+			fmt.Fprintln(stdout, clearLine(stdout)+l.String(*receivers))
 		},
 	})
+	stopProgress()
 	// Ctrl-C ends the run early; what was measured is still reported.
 	interrupted := res != nil && ctx.Err() != nil
 	if err != nil && !interrupted {
@@ -142,6 +155,44 @@ func runDemo(ctx context.Context, args []string, stdout, _ io.Writer) error {
 		return fmt.Errorf("%d deliveries missing", missing)
 	}
 	return nil
+}
+
+// progress redraws status() every half second on w when w is a terminal,
+// until the returned stop is called; elsewhere it does nothing.
+func progress(w io.Writer, status func() string) (stop func()) {
+	if clearLine(w) == "" {
+		return func() {}
+	}
+	done := make(chan struct{})
+	var once sync.Once
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(500 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				fmt.Fprint(w, clearLine(w))
+				return
+			case <-t.C:
+				fmt.Fprint(w, clearLine(w)+status())
+			}
+		}
+	})
+	return func() { once.Do(func() { close(done); wg.Wait() }) }
+}
+
+// clearLine is what returns to the start of a terminal line and erases it,
+// or "" when w is not a terminal.
+func clearLine(w io.Writer) string {
+	f, ok := w.(*os.File)
+	if !ok {
+		return ""
+	}
+	if fi, err := f.Stat(); err != nil || fi.Mode()&os.ModeCharDevice == 0 {
+		return ""
+	}
+	return "\r\033[K"
 }
 
 // periodLine is one period's figures, as printed and reported.
