@@ -276,7 +276,9 @@ func TestLeaveAndExpiry(t *testing.T) {
 			}
 		}
 	}()
-	wait.For(t, 2*time.Second, "subscription", func() bool { return n.srv.Sessions().Stats().Subscribers == 1 })
+	// Both sides must know the session: a client that has not yet read its
+	// SUBSCRIBED has nothing to leave.
+	wait.For(t, 2*time.Second, "subscription", func() bool { return n.srv.Sessions().Stats().Subscribers == 1 && c.Subscribed() })
 	c.Close()
 	wait.For(t, time.Second, "leave", func() bool { return n.srv.Sessions().Stats().Subscribers == 0 })
 
