@@ -25,6 +25,7 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"demo", "run embargo's release pipeline end to end with generated keys (no config, no root)", runDemo},
+		{"bench", "run a release scenario several times and report lateness, fan-out, skew, CPU, memory", runBench},
 		{"keys", "generate an event's origin signing key and master key (for an edge's embedded origin)", runKeys},
 		{"certs", "make a lab CA and the origin, edge and packager certificates for mutual TLS", runCerts},
 		{"origin", "run the origin service: durable key rotation, CPIX to edges and packagers, licences", runOrigin},

@@ -85,6 +85,9 @@ type Report struct {
 	Lateness  time.Duration // first copy: clock's earliest time at send − releaseAt, ≥ 0
 	Held      int           // times the release was held by an unsynchronized clock
 	Copies    int           // copies sent to every sender without error
+	// FanOut is how long the first copy took to hand to every sender: for
+	// a unicast sender, the time to the last subscriber.
+	FanOut time.Duration
 }
 
 // Stats are the edge's counters since New.

@@ -232,7 +232,7 @@ func TestUnsynchronizedHolds(t *testing.T) {
 	wait.For(t, 5*time.Second, "release", func() bool { return e.Stats().Released == 1 })
 	mu.Lock()
 	defer mu.Unlock()
-	if len(reports) != 1 || reports[0].Held < 5 || reports[0].Lateness <= 0 {
+	if len(reports) != 1 || reports[0].Held < 5 || reports[0].Lateness <= 0 || reports[0].FanOut <= 0 {
 		t.Fatalf("reports %+v", reports)
 	}
 }

@@ -157,6 +157,7 @@ func (e *Edge) release(ctx context.Context, due []*entry, earliest int64) {
 	stamp(dgs, earliest)
 	first := make([][]byte, len(dgs))
 	copies := 0
+	var fanOut time.Duration
 	for c := range e.cfg.Repeat {
 		if c > 0 {
 			e.idle(ctx, nil, e.cfg.Spacing)
@@ -167,16 +168,18 @@ func (e *Edge) release(ctx context.Context, due []*entry, earliest int64) {
 				stamp(dgs, max(r.Earliest, earliest))
 			}
 		}
+		t0 := time.Now()
 		if e.sendAll(dgs) {
 			copies++
 		}
 		if c == 0 {
+			fanOut = time.Since(t0)
 			for i, d := range dgs {
 				first[i] = slices.Clone(d)
 			}
 		}
 	}
-	e.publish(due, first, earliest, copies)
+	e.publish(due, first, earliest, copies, fanOut)
 }
 
 func stamp(dgs [][]byte, at int64) {
@@ -201,7 +204,7 @@ func (e *Edge) sendAll(dgs [][]byte) bool {
 	return ok
 }
 
-func (e *Edge) publish(due []*entry, first [][]byte, earliest int64, copies int) {
+func (e *Edge) publish(due []*entry, first [][]byte, earliest int64, copies int, fanOut time.Duration) {
 	e.mu.Lock()
 	for i, p := range due {
 		h := e.released[p.b.Stream]
@@ -229,7 +232,7 @@ func (e *Edge) publish(due []*entry, first [][]byte, earliest int64, copies int)
 		e.log.Log(context.Background(), level, "released",
 			"stream", p.b.Stream, "period", p.b.Period, "lateness", late, "held", p.held, "copies", copies)
 		if e.cfg.OnRelease != nil {
-			e.cfg.OnRelease(Report{Stream: p.b.Stream, Period: p.b.Period, ReleaseAt: p.b.ReleaseAt, Lateness: late, Held: p.held, Copies: copies})
+			e.cfg.OnRelease(Report{Stream: p.b.Stream, Period: p.b.Period, ReleaseAt: p.b.ReleaseAt, Lateness: late, Held: p.held, Copies: copies, FanOut: fanOut})
 		}
 	}
 }

@@ -33,6 +33,12 @@ type Config struct {
 	// Clock is every edge's clock [system clock assumed synchronized ±1ms,
 	// which is sound when every role shares this host's clock].
 	Clock ptp.Clock
+	// EdgeClock, if set, gives edge i its own clock (a simulated offset,
+	// say); Clock still schedules the run.
+	EdgeClock func(edge int) ptp.Clock
+	// UnicastNaive makes the edges' unicast servers the one-sendto-per-
+	// subscriber baseline (unicast.ServerConfig.Naive), for comparisons.
+	UnicastNaive bool
 	// TAIOffset converts receivers' kernel stamps [Clock's, if it is a
 	// *ptp.System, else ptp.DefaultTAIOffset].
 	TAIOffset ptp.TAIOffset
@@ -444,7 +450,7 @@ func openEdges(ctx context.Context, cfg *Config, ring *seal.KeyRing, on func(edg
 		var srv *unicast.Server
 		if cfg.Unicast > 0 {
 			srv, err = unicast.NewServer(unicast.ServerConfig{
-				Listen: cfg.UnicastListen(i), Clock: cfg.Clock, Logger: cfg.Logger,
+				Listen: cfg.UnicastListen(i), Clock: cfg.Clock, Logger: cfg.Logger, Naive: cfg.UnicastNaive,
 				Sessions: unicast.SessionConfig{Streams: []uint32{cfg.Stream}, MaxPerAddress: cfg.Receivers},
 			})
 			if err != nil {
@@ -454,8 +460,12 @@ func openEdges(ctx context.Context, cfg *Config, ring *seal.KeyRing, on func(edg
 			servers = append(servers, srv)
 			senders = append(senders, srv)
 		}
+		clock := cfg.Clock
+		if cfg.EdgeClock != nil {
+			clock = cfg.EdgeClock(i)
+		}
 		e, err := edge.New(edge.Config{
-			ID: uint32(i + 1), Clock: cfg.Clock, Trusted: ring, Senders: senders,
+			ID: uint32(i + 1), Clock: clock, Trusted: ring, Senders: senders,
 			Lead: cfg.Lead, Rounds: cfg.Rounds, Repeat: cfg.Repeat, Logger: cfg.Logger, OnRelease: on,
 		})
 		if err != nil {

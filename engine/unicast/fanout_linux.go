@@ -127,6 +127,9 @@ func (p *planner) send(stream uint32, d []byte) error {
 	if p.closed {
 		return net.ErrClosed
 	}
+	if p.s.cfg.Naive {
+		return p.sendNaive(stream, d)
+	}
 	pl := p.plan(stream)
 	if pl.n == 0 {
 		return nil
@@ -153,6 +156,24 @@ func (p *planner) send(stream uint32, d []byte) error {
 	wg.Wait()
 	runtime.KeepAlive(d)
 	return errors.Join(errs...)
+}
+
+// sendNaive is the baseline: one sendto per subscriber, in table order,
+// on the first socket, with no preparation.
+func (p *planner) sendNaive(stream uint32, d []byte) error {
+	dsts, _ := p.s.sessions.Destinations(nil, stream)
+	var first error
+	for _, a := range dsts {
+		if _, err := p.s.socks[0].conn.WriteToUDPAddrPort(d, a); err != nil {
+			p.s.sendErrs.Add(1)
+			if first == nil {
+				first = err
+			}
+			continue
+		}
+		p.s.sent.Add(1)
+	}
+	return first
 }
 
 // close stops the workers once no send is in flight.

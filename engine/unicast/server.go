@@ -35,6 +35,10 @@ type ServerConfig struct {
 	// earliest time. Required.
 	Clock  ptp.Clock
 	Logger *slog.Logger
+	// Naive sends each datagram to each subscriber with its own sendto on
+	// one socket, as a plain server would: a baseline for benchmarks to
+	// compare the prepared sendmmsg fan-out against, never for service.
+	Naive bool
 }
 
 // ServerStats are a server's counters.

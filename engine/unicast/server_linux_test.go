@@ -53,10 +53,14 @@ type node struct {
 	done   sync.WaitGroup
 }
 
-func (w *world) startEdge(t *testing.T, listen netip.AddrPort, sessions unicast.SessionConfig) *node {
+func (w *world) startEdge(t *testing.T, listen netip.AddrPort, sessions unicast.SessionConfig, mod ...func(*unicast.ServerConfig)) *node {
 	var n node
 	sessions.Streams = []uint32{1}
-	srv, err := unicast.NewServer(unicast.ServerConfig{Listen: listen, Senders: 2, Sessions: sessions, Clock: w.clock})
+	cfg := unicast.ServerConfig{Listen: listen, Senders: 2, Sessions: sessions, Clock: w.clock}
+	for _, m := range mod {
+		m(&cfg)
+	}
+	srv, err := unicast.NewServer(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,6 +187,21 @@ func TestUnicastEndToEnd(t *testing.T) {
 	w.checkPeriods(t, devs, 0, 3)
 	if st := n.srv.Stats(); st.SendErrors != 0 || st.Sent == 0 {
 		t.Errorf("server stats %+v", st)
+	}
+}
+
+// TestNaiveBaseline: the benchmarks' baseline (one sendto per subscriber)
+// delivers the same periods, so comparisons measure speed alone.
+func TestNaiveBaseline(t *testing.T) {
+	w := newWorld(t, 300*time.Millisecond)
+	n := w.startEdge(t, loopback(t), unicast.SessionConfig{}, func(c *unicast.ServerConfig) { c.Naive = true })
+	devs := []*device{w.device(t, 0, n.srv.Addr()), w.device(t, 0, n.srv.Addr()), w.device(t, 0, n.srv.Addr())}
+	wait.For(t, 2*time.Second, "subscriptions", func() bool { return n.srv.Sessions().Stats().Subscribers == 3 })
+	w.issue(t, 0, 2, n)
+	wait.For(t, 5*time.Second, "releases", func() bool { return n.e.Stats().Released == 2 })
+	w.checkPeriods(t, devs, 0, 2)
+	if st := n.srv.Stats(); st.Sent == 0 || st.SendErrors != 0 {
+		t.Errorf("stats %+v", st)
 	}
 }
 
