@@ -19,6 +19,7 @@ import (
 	"github.com/embargo-live/embargo/engine/rig"
 	"github.com/embargo-live/embargo/engine/udp"
 	"github.com/embargo-live/embargo/engine/unicast"
+	"github.com/embargo-live/embargo/internal/netns"
 	"github.com/embargo-live/embargo/ptp"
 )
 
@@ -41,6 +42,7 @@ func runDemo(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	repeat := fs.Int("repeat", 5, "copies of each RELEASE")
 	seed := fs.Uint64("seed", 1, "seed of the injected loss")
 	report := fs.String("report", "embargo-report", "directory for report.json and skew.svg (empty: none)")
+	inNetns := fs.Bool("netns", false, "root only: run the same topology across network namespaces (edges on their own hosts, receivers spread over 40 more, joined by a bridge)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -52,10 +54,14 @@ func runDemo(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	if err != nil {
 		return err
 	}
-	g := udp.Loopback
+	edgeAt, recvAt, where, closeLab, err := demoTopology(*inNetns, *edges, *receivers)
+	if err != nil {
+		return err
+	}
+	defer closeLab()
 	nUnicast := int(float64(*receivers)**share + 0.5)
-	fmt.Fprintf(stdout, "demo: %d edges, %d receivers (%d on %v, %d by unicast to every edge), %d periods of %v, %.0f%% loss per receiver, %d carousel rounds, %d RELEASE copies\n",
-		*edges, *receivers, *receivers-nUnicast, g, nUnicast, *periods, *length, 100**loss, *rounds, *repeat)
+	fmt.Fprintf(stdout, "demo: %d edges, %d receivers (%d on multicast, %d by unicast to every edge) %s, %d periods of %v, %.0f%% loss per receiver, %d carousel rounds, %d RELEASE copies\n",
+		*edges, *receivers, *receivers-nUnicast, nUnicast, where, *periods, *length, 100**loss, *rounds, *repeat)
 
 	var lost, seen atomic.Int64
 	lossy := func(i int, s receiver.Source) receiver.Source {
@@ -80,16 +86,31 @@ func runDemo(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	res, err := rig.Run(ctx, rig.Config{
 		Receivers: *receivers, Unicast: nUnicast, Edges: *edges, Periods: *periods, Period: *length,
 		Lead: *length * 8 / 10, Rounds: *rounds, Repeat: *repeat, Clock: clock,
-		Sender: func(int) (edge.Sender, error) { return udp.NewSender(g) },
+		Sender: func(i int) (s edge.Sender, err error) {
+			p := edgeAt(i)
+			err = p.do(func() (err error) { s, err = udp.NewSender(p.group); return err })
+			return s, err
+		},
+		Serve: func(i int, cfg unicast.ServerConfig) (s *unicast.Server, err error) {
+			p := edgeAt(i)
+			cfg.Listen = netip.AddrPortFrom(p.addr, 0)
+			err = p.do(func() (err error) { s, err = unicast.NewServer(cfg); return err })
+			return s, err
+		},
 		Listen: func(i int) (receiver.Source, error) {
-			c, err := udp.Listen(g)
-			if err != nil {
+			p := recvAt(i)
+			var c *udp.Conn
+			if err := p.do(func() (err error) { c, err = udp.Listen(p.group); return err }); err != nil {
 				return nil, err
 			}
 			return lossy(i, c), nil
 		},
 		Dial: func(i int, e netip.AddrPort) (receiver.Source, error) {
-			c, err := unicast.Dial(unicast.ClientConfig{Edge: e, Streams: []uint32{1}, Retry: 50 * time.Millisecond})
+			var c *unicast.Client
+			err := recvAt(i).do(func() (err error) {
+				c, err = unicast.Dial(unicast.ClientConfig{Edge: e, Streams: []uint32{1}, Retry: 50 * time.Millisecond})
+				return err
+			})
 			if err != nil {
 				return nil, err
 			}
@@ -143,7 +164,6 @@ func runDemo(ctx context.Context, args []string, stdout, _ io.Writer) error {
 		}
 		fmt.Fprintf(stdout, "report: %s/report.json, %s/skew.svg\n", *report, *report)
 	}
-	fmt.Fprintf(stdout, "not built yet: the namespace topology (--netns) and `embargo bench` — see the README's status.\n")
 	switch {
 	case interrupted:
 		return errors.New("interrupted")
@@ -193,6 +213,42 @@ func clearLine(w io.Writer) string {
 		return ""
 	}
 	return "\r\033[K"
+}
+
+// place is where one role's sockets live: a function that runs code in
+// its network namespace, the multicast group as seen from there, and the
+// address its unicast server listens on.
+type place struct {
+	do    func(func() error) error
+	group udp.Group
+	addr  netip.Addr
+}
+
+// labHosts is how many namespaces the receivers are spread over.
+const labHosts = 40
+
+// demoTopology places edges and receivers: all on loopback, or each edge
+// on its own network namespace and the receivers spread over labHosts
+// more, joined by a bridge (root only).
+func demoTopology(inNetns bool, edges, receivers int) (edgeAt, recvAt func(int) place, where string, closeLab func(), err error) {
+	if !inNetns {
+		here := place{do: func(f func() error) error { return f() }, group: udp.Loopback, addr: netip.MustParseAddr("127.0.0.1")}
+		at := func(int) place { return here }
+		return at, at, fmt.Sprintf("on loopback (multicast %v)", udp.Loopback), func() {}, nil
+	}
+	hosts := min(receivers, labHosts)
+	lab, err := netns.Build(edges + hosts)
+	if err != nil {
+		return nil, nil, "", nil, fmt.Errorf("-netns: %w", err)
+	}
+	on := func(h *netns.Host) place {
+		g := udp.Group{Addr: udp.Loopback.Addr, Interface: h.Ifname, Hops: 1}
+		return place{do: h.Do, group: g, addr: h.IPv4}
+	}
+	edgeAt = func(i int) place { return on(lab.Host(i)) }
+	recvAt = func(i int) place { return on(lab.Host(edges + i%hosts)) }
+	where = fmt.Sprintf("across %d network namespaces on a bridge (edges on %d of them, multicast %v with hop limit 1)", edges+hosts, edges, udp.Loopback.Addr)
+	return edgeAt, recvAt, where, func() { lab.Close() }, nil
 }
 
 // periodLine is one period's figures, as printed and reported.

@@ -9,7 +9,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
 	"time"
+
+	"github.com/embargo-live/embargo/internal/netns"
 )
 
 // TestDemoDeliversEveryPeriod runs a small event (two edges, receivers on
@@ -21,7 +24,7 @@ func TestDemoDeliversEveryPeriod(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s%s", code, out.String(), errb.String())
 	}
-	for _, want := range []string{"summary: 12/12 deliveries, 0 early, 0 wrong keys", "3 on 239.255.77.71:7171%lo, 3 by unicast", "6/6 receivers", "never early"} {
+	for _, want := range []string{"summary: 12/12 deliveries, 0 early, 0 wrong keys", "3 on multicast, 3 by unicast to every edge) on loopback", "6/6 receivers", "never early"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())
 		}
@@ -61,6 +64,22 @@ func TestDemoInterrupted(t *testing.T) {
 	}
 	if err != nil || len(r.Periods) == 0 || len(r.Periods) >= 20 || r.Summary.Expected != 4*len(r.Periods) {
 		t.Fatalf("report after an interruption: %v, %d periods, %+v", err, len(r.Periods), r.Summary)
+	}
+}
+
+// TestDemoNetns: as root the demo runs across network namespaces; an
+// ordinary user gets a clear refusal, not a half-built lab.
+func TestDemoNetns(t *testing.T) {
+	var out, errb bytes.Buffer
+	code := run(context.Background(), []string{"demo", "-netns", "-periods", "2", "-period", "300ms", "-receivers", "6", "-report", ""}, &out, &errb)
+	if err := netns.Available(); err != nil {
+		if code != 1 || !strings.Contains(errb.String(), "-netns") {
+			t.Fatalf("without namespaces: exit %d: %s", code, errb.String())
+		}
+		return
+	}
+	if code != 0 || !strings.Contains(out.String(), "network namespaces on a bridge") || !strings.Contains(out.String(), "summary: 12/12 deliveries, 0 early") {
+		t.Fatalf("exit %d:\n%s%s", code, out.String(), errb.String())
 	}
 }
 

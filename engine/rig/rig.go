@@ -51,6 +51,9 @@ type Config struct {
 	Unicast int
 	// UnicastListen is edge i's unicast address [127.0.0.1:0].
 	UnicastListen func(edge int) netip.AddrPort
+	// Serve opens edge i's unicast server [unicast.NewServer]: a hook for
+	// opening it inside another network namespace.
+	Serve func(edge int, cfg unicast.ServerConfig) (*unicast.Server, error)
 	// Dial subscribes receiver i to an edge [unicast.Dial].
 	Dial func(receiver int, edge netip.AddrPort) (receiver.Source, error)
 	// OnPeriod, if set, sees each period's figures once it has settled
@@ -183,6 +186,9 @@ func (c *Config) defaults() error {
 	c.Unicast = min(max(c.Unicast, 0), c.Receivers)
 	if c.UnicastListen == nil {
 		c.UnicastListen = func(int) netip.AddrPort { return netip.MustParseAddrPort("127.0.0.1:0") }
+	}
+	if c.Serve == nil {
+		c.Serve = func(_ int, cfg unicast.ServerConfig) (*unicast.Server, error) { return unicast.NewServer(cfg) }
 	}
 	if c.Dial == nil {
 		stream := c.Stream
@@ -449,7 +455,7 @@ func openEdges(ctx context.Context, cfg *Config, ring *seal.KeyRing, on func(edg
 		senders := []edge.Sender{s}
 		var srv *unicast.Server
 		if cfg.Unicast > 0 {
-			srv, err = unicast.NewServer(unicast.ServerConfig{
+			srv, err = cfg.Serve(i, unicast.ServerConfig{
 				Listen: cfg.UnicastListen(i), Clock: cfg.Clock, Logger: cfg.Logger, Naive: cfg.UnicastNaive,
 				Sessions: unicast.SessionConfig{Streams: []uint32{cfg.Stream}, MaxPerAddress: cfg.Receivers},
 			})

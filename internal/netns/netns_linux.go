@@ -62,30 +62,56 @@ func New(t testing.TB, n int) *Lab {
 	if err := Available(); err != nil {
 		t.Skip(err)
 	}
-	ip, err := exec.LookPath("ip")
-	if err != nil {
-		t.Fatalf("netns: %v", err)
-	}
-	for _, msg := range sweep(ip) {
+	l, swept, err := build(n)
+	for _, msg := range swept {
 		t.Log(msg)
 	}
-	tag, lock, err := claim()
 	if err != nil {
 		t.Fatalf("netns: %v", err)
 	}
-	id := labID(tag)
-	l := &Lab{id: id, hub: id + "hub", ip: ip, lock: lock}
-	// Registered before anything exists, so a build that fails halfway is
-	// still torn down.
 	t.Cleanup(func() {
-		if err := l.teardown(); err != nil {
+		if err := l.Close(); err != nil {
 			t.Errorf("netns: lab %s: %v", l.id, err)
 		}
 	})
-	if err := l.build(tag, n); err != nil {
-		t.Fatalf("netns: lab %s: %v", l.id, err)
-	}
 	return l
+}
+
+// Build builds a lab of n hosts for a program rather than a test (the
+// demo's namespace topology): the caller must Close it. Labs a killed
+// program left behind are swept by the next Build or New.
+func Build(n int) (*Lab, error) {
+	if n < 1 || n > maxHosts {
+		return nil, fmt.Errorf("netns: lab of %d hosts: want 1 to %d", n, maxHosts)
+	}
+	if err := Available(); err != nil {
+		return nil, err
+	}
+	l, _, err := build(n)
+	return l, err
+}
+
+// Close deletes every namespace of the lab. It is idempotent.
+func (l *Lab) Close() error { return l.teardown() }
+
+// build sweeps abandoned labs, claims a tag and builds the lab, tearing
+// down whatever a failed build left.
+func build(n int) (*Lab, []string, error) {
+	ip, err := exec.LookPath("ip")
+	if err != nil {
+		return nil, nil, err
+	}
+	swept := sweep(ip)
+	tag, lock, err := claim()
+	if err != nil {
+		return nil, swept, err
+	}
+	id := labID(tag)
+	l := &Lab{id: id, hub: id + "hub", ip: ip, lock: lock}
+	if err := l.build(tag, n); err != nil {
+		return nil, swept, errors.Join(fmt.Errorf("lab %s: %w", l.id, err), l.teardown())
+	}
+	return l, swept, nil
 }
 
 // addresses derives the lab's subnets from its tag, so that addresses seen in

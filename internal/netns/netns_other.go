@@ -20,6 +20,12 @@ func New(t testing.TB, n int) *Lab {
 	return nil
 }
 
+// Build returns an error wrapping ErrNotSupported.
+func Build(n int) (*Lab, error) { return nil, Available() }
+
+// Close does nothing.
+func (l *Lab) Close() error { return nil }
+
 // Do returns an error wrapping ErrNotSupported without calling f.
 func (h *Host) Do(f func() error) error {
 	return fmt.Errorf("netns: do in %s: %w", h.Name, ErrNotSupported)
