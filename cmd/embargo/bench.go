@@ -63,6 +63,12 @@ baseline (one sendto per subscriber) and the engine (prepared sendmmsg) in the s
 	if *compare {
 		variants = []string{"baseline", "engine"}
 	}
+	if len(offs) > 0 {
+		fmt.Fprintf(stdout, "edge clocks: SIMULATED, reading ahead of this host's clock by %v, each with a bound that covers its offset\n", offs)
+	}
+	perRun := time.Duration(*periods+2)**period + time.Second
+	todo := *runs * len(variants)
+	start := time.Now()
 	var all []benchRun
 	for r := range *runs {
 		for _, v := range variants {
@@ -74,8 +80,9 @@ baseline (one sendto per subscriber) and the engine (prepared sendmmsg) in the s
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(stderr, "bench: run %d/%d %s done\n", r+1, *runs, v)
 			all = append(all, br)
+			left := time.Duration(todo-len(all)) * perRun
+			fmt.Fprintf(stderr, "bench: run %d/%d %s done (%v so far, about %v to go)\n", r+1, *runs, v, time.Since(start).Round(time.Second), left.Round(time.Second))
 		}
 	}
 	printBenchTable(stdout, all, variants)
