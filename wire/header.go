@@ -210,3 +210,17 @@ func getTime(b []byte) (int64, bool) {
 	v := binary.BigEndian.Uint64(b)
 	return int64(v), v>>63 == 0
 }
+
+// AddFlags sets the defined flags f in the header of an encoded datagram,
+// in place: how an edge marks a stored RELEASE as a catch-up copy without
+// decoding and re-encoding it.
+func AddFlags(b []byte, f uint16) error {
+	if f&^knownFlags != 0 {
+		return ErrFlags
+	}
+	if _, err := Peek(b); err != nil {
+		return err
+	}
+	binary.BigEndian.PutUint16(b[offFlags:], binary.BigEndian.Uint16(b[offFlags:])|f)
+	return nil
+}

@@ -51,3 +51,24 @@ func retyped(b []byte, typ Type) []byte {
 	c[5] = byte(typ)
 	return c
 }
+
+func TestAddFlags(t *testing.T) {
+	r := Release{Header: Header{Stream: 3, Period: 9}, ReleaseAt: 100, SentAt: 100}
+	b := make([]byte, ReleaseLen)
+	if _, err := r.Encode(b); err != nil {
+		t.Fatal(err)
+	}
+	if err := AddFlags(b, FlagCatchUp); err != nil {
+		t.Fatal(err)
+	}
+	var got Release
+	if err := got.Decode(b); err != nil || got.Flags != FlagCatchUp || got.RK != r.RK || got.ReleaseAt != 100 {
+		t.Fatalf("after AddFlags: %+v, %v", got, err)
+	}
+	if err := AddFlags(b, 0x8000); !errors.Is(err, ErrFlags) {
+		t.Errorf("undefined flag: %v", err)
+	}
+	if err := AddFlags(b[:10], FlagCatchUp); !errors.Is(err, ErrTruncated) {
+		t.Errorf("truncated: %v", err)
+	}
+}

@@ -2,6 +2,7 @@ package edge
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -151,13 +152,13 @@ func New(cfg Config) (*Edge, error) {
 	case cfg.Lead < 0 || cfg.Rounds < 0 || cfg.Repeat < 0 || cfg.Spacing < 0 || cfg.Keep < 0 || cfg.MaxPending < 0 || cfg.Retry < 0:
 		return nil, fmt.Errorf("%w: negative setting", ErrConfig)
 	}
-	cfg.Lead = or(cfg.Lead, DefaultLead)
-	cfg.Rounds = or(cfg.Rounds, DefaultRounds)
-	cfg.Repeat = or(cfg.Repeat, DefaultRepeat)
-	cfg.Spacing = or(cfg.Spacing, DefaultSpacing)
-	cfg.Keep = or(cfg.Keep, DefaultKeep)
-	cfg.MaxPending = or(cfg.MaxPending, DefaultPending)
-	cfg.Retry = or(cfg.Retry, DefaultRetry)
+	cfg.Lead = cmp.Or(cfg.Lead, DefaultLead)
+	cfg.Rounds = cmp.Or(cfg.Rounds, DefaultRounds)
+	cfg.Repeat = cmp.Or(cfg.Repeat, DefaultRepeat)
+	cfg.Spacing = cmp.Or(cfg.Spacing, DefaultSpacing)
+	cfg.Keep = cmp.Or(cfg.Keep, DefaultKeep)
+	cfg.MaxPending = cmp.Or(cfg.MaxPending, DefaultPending)
+	cfg.Retry = cmp.Or(cfg.Retry, DefaultRetry)
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -171,14 +172,6 @@ func New(cfg Config) (*Edge, error) {
 		inflight:     make(map[key]*bundle.Bundle),
 		released:     make(map[uint32]*history),
 	}, nil
-}
-
-func or[T comparable](v, def T) T {
-	var zero T
-	if v == zero {
-		return def
-	}
-	return v
 }
 
 // Add verifies b against the trusted origin keys (bundle.Open) and holds it

@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"cmp"
 	"slices"
 
 	"github.com/embargo-live/embargo/engine/bundle"
@@ -20,15 +21,7 @@ type Released struct {
 type history struct{ items []*Released }
 
 func (h *history) add(r *Released, keep int) {
-	i, _ := slices.BinarySearchFunc(h.items, r.Period, func(x *Released, p uint64) int {
-		switch {
-		case x.Period < p:
-			return -1
-		case x.Period > p:
-			return 1
-		}
-		return 0
-	})
+	i, _ := slices.BinarySearchFunc(h.items, r.Period, func(x *Released, p uint64) int { return cmp.Compare(x.Period, p) })
 	h.items = slices.Insert(h.items, i, r)
 	if over := len(h.items) - keep; over > 0 {
 		h.items = slices.Delete(h.items, 0, over)
@@ -71,7 +64,7 @@ func (e *Edge) Announced(stream uint32) [][]byte {
 		}
 	}
 	e.mu.Unlock()
-	slices.SortFunc(held, func(a, b *entry) int { return cmpInt(a.b.Period, b.b.Period) })
+	slices.SortFunc(held, func(a, b *entry) int { return cmp.Compare(a.b.Period, b.b.Period) })
 	var out [][]byte
 	for _, p := range held {
 		out = append(out, p.b.Shards...)

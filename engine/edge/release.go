@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"cmp"
 	"context"
 	"log/slog"
 	"slices"
@@ -120,25 +121,9 @@ func (e *Edge) takeDue(earliest int64) []*entry {
 		}
 	}
 	slices.SortFunc(due, func(a, b *entry) int {
-		if a.b.ReleaseAt != b.b.ReleaseAt {
-			return cmpInt(a.b.ReleaseAt, b.b.ReleaseAt)
-		}
-		if a.b.Stream != b.b.Stream {
-			return cmpInt(a.b.Stream, b.b.Stream)
-		}
-		return cmpInt(a.b.Period, b.b.Period)
+		return cmp.Or(cmp.Compare(a.b.ReleaseAt, b.b.ReleaseAt), cmp.Compare(a.b.Stream, b.b.Stream), cmp.Compare(a.b.Period, b.b.Period))
 	})
 	return due
-}
-
-func cmpInt[T int64 | uint32 | uint64](a, b T) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // release sends Repeat copies of each due RELEASE to every sender, the

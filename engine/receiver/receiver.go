@@ -1,6 +1,7 @@
 package receiver
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -127,12 +128,8 @@ func New(cfg Config) (*Receiver, error) {
 	case cfg.Master != nil && len(cfg.Master) != seal.MasterKeyLen:
 		return nil, fmt.Errorf("%w: master key of %d bytes, want %d", ErrConfig, len(cfg.Master), seal.MasterKeyLen)
 	}
-	if cfg.MaxAge == 0 {
-		cfg.MaxAge = DefaultMaxAge
-	}
-	if cfg.TAIOffset == 0 {
-		cfg.TAIOffset = ptp.DefaultTAIOffset
-	}
+	cfg.MaxAge = cmp.Or(cfg.MaxAge, DefaultMaxAge)
+	cfg.TAIOffset = cmp.Or(cfg.TAIOffset, ptp.DefaultTAIOffset)
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}

@@ -1,6 +1,7 @@
 package rig
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -152,18 +153,10 @@ func spread(xs []int64) time.Duration {
 func (c *Config) defaults() error {
 	c.Receivers = max(c.Receivers, 1)
 	c.Edges = max(c.Edges, 1)
-	if c.Periods == 0 {
-		c.Periods = 3
-	}
-	if c.Period == 0 {
-		c.Period = 300 * time.Millisecond
-	}
-	if c.Lead == 0 {
-		c.Lead = 250 * time.Millisecond
-	}
-	if c.Stream == 0 {
-		c.Stream = 1
-	}
+	c.Periods = cmp.Or(c.Periods, 3)
+	c.Period = cmp.Or(c.Period, 300*time.Millisecond)
+	c.Lead = cmp.Or(c.Lead, 250*time.Millisecond)
+	c.Stream = cmp.Or(c.Stream, 1)
 	if c.Clock == nil {
 		sys, err := ptp.NewSystem(ptp.WithAssumeSynchronized(time.Millisecond))
 		if err != nil {

@@ -1,6 +1,7 @@
 package unicast
 
 import (
+	"cmp"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -87,8 +88,8 @@ func Dial(cfg ClientConfig) (*Client, error) {
 	if !cfg.Edge.IsValid() || len(cfg.Streams) == 0 || len(cfg.Streams) > wire.MaxStreams || cfg.CatchUp < 0 || cfg.CatchUp > wire.MaxCatchUp {
 		return nil, fmt.Errorf("%w: client for %v with %d streams, catch-up %d", ErrConfig, cfg.Edge, len(cfg.Streams), cfg.CatchUp)
 	}
-	cfg.Retry = or(cfg.Retry, DefaultRetry)
-	cfg.MaxRetry = or(cfg.MaxRetry, DefaultMaxRetry)
+	cfg.Retry = cmp.Or(cfg.Retry, DefaultRetry)
+	cfg.MaxRetry = cmp.Or(cfg.MaxRetry, DefaultMaxRetry)
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)

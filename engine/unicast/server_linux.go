@@ -235,8 +235,9 @@ func (s *Server) sendCatchUp(sk *socket, to netip.AddrPort, streams []uint32, n 
 			}
 			dgs = append(dgs, r.Shards...)
 			c := append([]byte(nil), r.Release...)
-			flags := uint16(c[6])<<8 | uint16(c[7]) | wire.FlagCatchUp
-			c[6], c[7] = byte(flags>>8), byte(flags)
+			if wire.AddFlags(c, wire.FlagCatchUp) != nil {
+				continue // cannot happen: the edge built and checked it
+			}
 			dgs = append(dgs, c)
 		}
 		dgs = append(dgs, s.cfg.History.Announced(stream)...)

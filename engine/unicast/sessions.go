@@ -1,6 +1,7 @@
 package unicast
 
 import (
+	"cmp"
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
@@ -108,11 +109,11 @@ type SessionStats struct {
 
 // NewSessions checks cfg and returns an empty table.
 func NewSessions(cfg SessionConfig) (*Sessions, error) {
-	cfg.MaxSubscribers = or(cfg.MaxSubscribers, DefaultMaxSubscribers)
-	cfg.MaxPerAddress = or(cfg.MaxPerAddress, DefaultMaxPerAddress)
-	cfg.Keepalive = or(cfg.Keepalive, DefaultKeepalive)
-	cfg.Expiry = or(cfg.Expiry, DefaultExpiry)
-	cfg.CookieLifetime = or(cfg.CookieLifetime, DefaultCookieLifetime)
+	cfg.MaxSubscribers = cmp.Or(cfg.MaxSubscribers, DefaultMaxSubscribers)
+	cfg.MaxPerAddress = cmp.Or(cfg.MaxPerAddress, DefaultMaxPerAddress)
+	cfg.Keepalive = cmp.Or(cfg.Keepalive, DefaultKeepalive)
+	cfg.Expiry = cmp.Or(cfg.Expiry, DefaultExpiry)
+	cfg.CookieLifetime = cmp.Or(cfg.CookieLifetime, DefaultCookieLifetime)
 	switch {
 	case len(cfg.Streams) == 0 || len(cfg.Streams) > wire.MaxStreams:
 		return nil, fmt.Errorf("%w: %d served streams", ErrConfig, len(cfg.Streams))
@@ -136,14 +137,6 @@ func NewSessions(cfg SessionConfig) (*Sessions, error) {
 		s.served[id] = true
 	}
 	return s, nil
-}
-
-func or[T comparable](v, def T) T {
-	var zero T
-	if v == zero {
-		return def
-	}
-	return v
 }
 
 // Answer is what Handle decided.
