@@ -24,8 +24,8 @@ import (
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("bench", `Run a release scenario several times over real loopback sockets and report what every receiver
 saw: delivery ratio, each edge's send lateness and fan-out time, arrival − releaseAt and its
-skew (from eBPF kernel stamps where BPF is permitted, else socket stamps), CPU time and peak
-memory — as a table, and optionally as JSON and benchstat text. -compare runs the unicast
+skew (from eBPF kernel stamps where BPF is permitted, else socket stamps), CPU time and the
+process's peak memory so far — as a table, and optionally as JSON and benchstat text. -compare runs the unicast
 baseline (one sendto per subscriber) and the engine (prepared sendmmsg) in the same invocation.`, stdout)
 	mode := fs.String("mode", "mixed", "receivers on multicast, unicast, or mixed (half each)")
 	receivers := fs.Int("receivers", 1000, "receivers, each with its own sockets")
@@ -136,7 +136,9 @@ type benchRun struct {
 	SkewP50   time.Duration `json:"skewP50Ns"` // max − min arrival per period
 	Stamps    string        `json:"stamps"`    // "kernel (eBPF)" or "socket"
 	CPU       time.Duration `json:"cpuNs"`
-	PeakRSS   int64         `json:"peakRssBytes"`
+	// ProcessPeakRSS is the process's peak resident memory so far (the
+	// kernel keeps no per-run peak): a later run inherits an earlier one's.
+	ProcessPeakRSS int64 `json:"processPeakRssBytes"`
 }
 
 func benchOnce(ctx context.Context, s benchSpec, clock ptp.Clock) (benchRun, error) {
@@ -203,16 +205,16 @@ func benchOnce(ctx context.Context, s benchSpec, clock ptp.Clock) (benchRun, err
 	slices.Sort(fan)
 	slices.Sort(skews)
 	r.Delivered = float64(delivered) / float64(s.receivers*len(res.Periods))
-	r.LateP50, r.LateMax = pct(late, 50), pct(late, 100)
-	r.FanOutP50 = pct(fan, 50)
+	r.LateP50, r.LateMax = rig.Percentile(late, 50), rig.Percentile(late, 100)
+	r.FanOutP50 = rig.Percentile(fan, 50)
 	if r.FanOutP50 > 0 && s.unicast > 0 {
 		r.Rate = float64(s.unicast) / r.FanOutP50.Seconds()
 	}
 	r.ArrP50, r.ArrP99, r.ArrMax = h.Quantile(0.5), h.Quantile(0.99), h.Quantile(1)
-	r.SkewP50 = pct(skews, 50)
+	r.SkewP50 = rig.Percentile(skews, 50)
 	var ru unix.Rusage
 	if unix.Getrusage(unix.RUSAGE_SELF, &ru) == nil {
-		r.PeakRSS = ru.Maxrss * 1024
+		r.ProcessPeakRSS = ru.Maxrss * 1024
 	}
 	return r, nil
 }
@@ -224,11 +226,11 @@ func (r benchRun) benchstat() string {
 
 func printBenchTable(w io.Writer, runs []benchRun, variants []string) {
 	fmt.Fprintf(w, "%-9s %9s %9s %12s %12s %12s %11s %11s %11s %11s %10s %9s  %s\n",
-		"sender", "delivered", "early", "send-late", "fan-out", "datagrams/s", "arr-p50≤", "arr-p99≤", "arr-max≤", "skew-p50", "cpu", "rss-MiB", "stamps")
+		"sender", "delivered", "early", "send-late", "fan-out", "datagrams/s", "arr-p50≤", "arr-p99≤", "arr-max≤", "skew-p50", "cpu", "peak-MiB", "stamps")
 	for _, r := range runs {
 		fmt.Fprintf(w, "%-9s %9.4f %9d %12v %12v %12.0f %11v %11v %11v %11v %10v %9d  %s\n",
 			r.Variant, r.Delivered, r.Early, r.LateP50, r.FanOutP50.Round(time.Microsecond), r.Rate, r.ArrP50, r.ArrP99, r.ArrMax,
-			r.SkewP50.Round(time.Microsecond), r.CPU.Round(time.Millisecond), r.PeakRSS>>20, r.Stamps)
+			r.SkewP50.Round(time.Microsecond), r.CPU.Round(time.Millisecond), r.ProcessPeakRSS>>20, r.Stamps)
 	}
 	if len(variants) == 2 {
 		med := func(v string, f func(benchRun) float64) float64 {
@@ -239,10 +241,7 @@ func printBenchTable(w io.Writer, runs []benchRun, variants []string) {
 				}
 			}
 			slices.Sort(xs)
-			if len(xs) == 0 {
-				return 0
-			}
-			return xs[len(xs)/2]
+			return rig.Percentile(xs, 50)
 		}
 		fan := func(r benchRun) float64 { return float64(r.FanOutP50) }
 		rate := func(r benchRun) float64 { return r.Rate }

@@ -267,7 +267,7 @@ func periodFigures(p rig.Period, late []time.Duration, lost int64) periodLine {
 	l := p.Lateness()
 	slices.Sort(l)
 	return periodLine{Period: p.Number, Lateness: slices.Sorted(slices.Values(late)), Reached: len(l),
-		P50: pct(l, 50), P99: pct(l, 99), Max: pct(l, 100), Spread: p.Skew(), Recovered: lost}
+		P50: rig.Percentile(l, 50), P99: rig.Percentile(l, 99), Max: rig.Percentile(l, 100), Spread: p.Skew(), Recovered: lost}
 }
 
 func (l periodLine) String(receivers int) string {
@@ -325,14 +325,15 @@ func (l *lossySource) ReadBatch(ms []udp.Message) (int, error) {
 		}
 		kept := 0
 		for i := range n {
-			l.seen.Add(1)
 			if l.rng.Float64() < l.p {
-				l.lost.Add(1)
 				continue
 			}
 			ms[kept], ms[i] = ms[i], ms[kept]
 			kept++
 		}
+		// Once per batch: the counters are shared by every receiver.
+		l.seen.Add(int64(n))
+		l.lost.Add(int64(n - kept))
 		if kept > 0 {
 			return kept, nil
 		}
@@ -359,13 +360,4 @@ func demoClock(stdout io.Writer) (ptp.Clock, error) {
 	}
 	fmt.Fprintf(stdout, "clock: system clock not kernel-synchronized (%s); every role shares it, so the demo assumes ±1ms\n", r.Reason)
 	return ptp.NewSystem(ptp.WithAssumeSynchronized(time.Millisecond))
-}
-
-// pct returns the p-th percentile of sorted durations (nearest rank).
-func pct(sorted []time.Duration, p int) time.Duration {
-	if len(sorted) == 0 {
-		return 0
-	}
-	i := (p*len(sorted) + 99) / 100
-	return sorted[max(0, min(len(sorted)-1, i-1))]
 }

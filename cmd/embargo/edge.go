@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/netip"
 	"path/filepath"
@@ -31,14 +30,14 @@ func runEdge(ctx context.Context, args []string, stdout, stderr io.Writer) error
 release, and send its RELEASE at releaseAt by the clock's earliest possible time (never early;
 an unsynchronized clock holds the release and says so).
 
-Until the origin service exists, the edge runs an embedded origin from the keys in -keys
-(see 'embargo keys'): period p of every stream is released at p × -period TAI, so edges and
-receivers agree on the schedule with no coordination.`, stdout)
+With -origin it fetches release bundles from the origin service over mutual TLS. Without it, it
+runs an embedded origin from the keys in -keys (see 'embargo keys'): period p of every stream is
+released at p × -period TAI. One embedded origin serves one edge; several edges need -origin.`, stdout)
 	keys := fs.String("keys", "embargo-keys", "without -origin: run an embedded origin from "+originKeyFile+" and "+masterKeyFile+" in this directory")
 	originURL := fs.String("origin", "", "fetch release bundles from this origin service (https://host:port) over mutual TLS")
 	certs := fs.String("certs", "embargo-certs", "with -origin: directory with ca.pem and this edge's edge.pem/edge.key")
-	var groups groupsFlag
-	fs.Var(&groups, "group", groupHelp)
+	groups := groupsFlag()
+	fs.Var(groups, "group", groupHelp)
 	streams := streamsFlag{1}
 	fs.Var(&streams, "streams", "comma-separated stream ids to rotate keys for")
 	period := fs.Duration("period", 2*time.Second, "key period length")
@@ -70,8 +69,8 @@ receivers agree on the schedule with no coordination.`, stdout)
 		return err
 	}
 	var dests []edge.Sender
-	if len(groups) > 0 || *unicastAddr == "" {
-		for _, g := range groups.orDefault() {
+	if len(groups.values) > 0 || *unicastAddr == "" {
+		for _, g := range groupsOrDefault(groups) {
 			s, err := udp.NewSender(g)
 			if err != nil {
 				return err
@@ -127,9 +126,11 @@ receivers agree on the schedule with no coordination.`, stdout)
 		if srv != nil {
 			metrics.RegisterUnicast(reg, srv)
 		}
-		if err := serveMetrics(ctx, *metricsAddr, metrics.Handler(reg, clock), log); err != nil {
-			return err
+		at, err := serveHTTP(ctx, *metricsAddr, metrics.Handler(reg, clock), 30*time.Second)
+		if err != nil {
+			return fmt.Errorf("-metrics: %w", err)
 		}
+		log.Info("metrics", "addr", "http://"+at+"/metrics", "health", "/healthz")
 	}
 	go src.run(ctx, e.Add)
 	log.Info("edge running", "id", *id, "streams", streams.String(), "bundles from", src.desc)
@@ -207,20 +208,4 @@ func remoteOrigin(ctx context.Context, url, certs string, streams []uint32, log 
 		desc:    fmt.Sprintf("origin %s (key id %s)", url, sess.KeyID),
 		run:     func(ctx context.Context, add func(*bundle.Bundle) error) { p.Run(ctx, add) },
 	}, nil
-}
-
-// serveMetrics serves h on addr until ctx ends.
-func serveMetrics(ctx context.Context, addr string, h http.Handler, log *slog.Logger) error {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("-metrics: %w", err)
-	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 60 * time.Second}
-	go srv.Serve(ln)
-	go func() {
-		<-ctx.Done()
-		srv.Close()
-	}()
-	log.Info("metrics", "addr", "http://"+ln.Addr().String()+"/metrics", "health", "/healthz")
-	return nil
 }

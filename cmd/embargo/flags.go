@@ -1,10 +1,13 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -14,54 +17,49 @@ import (
 	"github.com/embargo-live/embargo/ptp"
 )
 
-// groupsFlag is a repeatable -group flag; empty means udp.Loopback.
-type groupsFlag []udp.Group
-
-func (g *groupsFlag) String() string {
-	var s []string
-	for _, x := range *g {
-		s = append(s, x.String())
-	}
-	return strings.Join(s, ",")
+// listFlag is a repeatable flag of values parse reads and String writes.
+type listFlag[T fmt.Stringer] struct {
+	values []T
+	parse  func(string) (T, error)
 }
 
-func (g *groupsFlag) Set(v string) error {
-	x, err := udp.ParseGroup(v)
+func (l *listFlag[T]) String() string { return strings.Join(l.strings(), ",") }
+
+// strings is each value as String writes it.
+func (l *listFlag[T]) strings() []string {
+	var s []string
+	for _, x := range l.values {
+		s = append(s, x.String())
+	}
+	return s
+}
+
+func (l *listFlag[T]) Set(v string) error {
+	x, err := l.parse(v)
 	if err != nil {
 		return err
 	}
-	*g = append(*g, x)
+	l.values = append(l.values, x)
 	return nil
 }
 
-func (g groupsFlag) orDefault() []udp.Group {
-	if len(g) == 0 {
+// groupsFlag is a repeatable -group flag, edgesFlag a repeatable
+// host:port one.
+func groupsFlag() *listFlag[udp.Group] { return &listFlag[udp.Group]{parse: udp.ParseGroup} }
+
+func edgesFlag() *listFlag[netip.AddrPort] {
+	return &listFlag[netip.AddrPort]{parse: netip.ParseAddrPort}
+}
+
+// groupsOrDefault is the groups given, or udp.Loopback.
+func groupsOrDefault(g *listFlag[udp.Group]) []udp.Group {
+	if len(g.values) == 0 {
 		return []udp.Group{udp.Loopback}
 	}
-	return g
+	return g.values
 }
 
 const groupHelp = "multicast group as [source@]group:port[%interface][/hops], repeatable (default " + "239.255.77.71:7171%lo, hop limit 0)"
-
-// edgesFlag is a repeatable host:port flag.
-type edgesFlag []netip.AddrPort
-
-func (e *edgesFlag) String() string {
-	var s []string
-	for _, x := range *e {
-		s = append(s, x.String())
-	}
-	return strings.Join(s, ",")
-}
-
-func (e *edgesFlag) Set(v string) error {
-	a, err := netip.ParseAddrPort(v)
-	if err != nil {
-		return err
-	}
-	*e = append(*e, a)
-	return nil
-}
 
 // streamsFlag is a comma-separated list of stream ids.
 type streamsFlag []uint32
@@ -150,4 +148,22 @@ func newLogger(w io.Writer, level string) (*slog.Logger, error) {
 		return nil, fmt.Errorf("log level %q: %w", level, err)
 	}
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+}
+
+// serveHTTP serves h on addr until ctx ends and returns the address it
+// listens on. Read and idle timeouts bound idle or slow clients; write is
+// the longest a response may take.
+func serveHTTP(ctx context.Context, addr string, h http.Handler, write time.Duration) (string, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", err
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 10 * time.Second,
+		WriteTimeout: write, IdleTimeout: 60 * time.Second}
+	go srv.Serve(ln)
+	go func() {
+		<-ctx.Done()
+		srv.Close()
+	}()
+	return ln.Addr().String(), nil
 }

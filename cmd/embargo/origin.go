@@ -78,9 +78,9 @@ licence), and a session description receivers configure themselves from.`, stdou
 	present := fs.Duration("present", 2*time.Second, "presentAt − releaseAt of new streams")
 	keys := fs.Int("keys", 2, "content keys per period of new streams")
 	tokenFile := fs.String("tokens", "", "file of licence bearer tokens, one 'token name' per line (default: generate one and print it)")
-	var groups, edges multiString
-	fs.Var(&groups, "session-group", "a multicast group receivers should join, for the session description (repeatable)")
-	fs.Var(&edges, "session-edge", "a unicast edge host:port receivers should subscribe to (repeatable)")
+	groups, edges := groupsFlag(), edgesFlag()
+	fs.Var(groups, "session-group", "a multicast group receivers should join, for the session description (repeatable)")
+	fs.Var(edges, "session-edge", "a unicast edge host:port receivers should subscribe to (repeatable)")
 	role := addRoleFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
@@ -130,7 +130,7 @@ licence), and a session description receivers configure themselves from.`, stdou
 	}
 	base := "https://" + ln.Addr().String()
 	h := keyserver.NewHandler(keyserver.ServerConfig{
-		Issuer: issuer, Tokens: tokens, Groups: groups, Edges: edges,
+		Issuer: issuer, Tokens: tokens, Groups: groups.strings(), Edges: edges.strings(),
 		Licence: base + "/v1/streams/{stream}/licence", Logger: log,
 	})
 	srv := &http.Server{Handler: h, TLSConfig: keyserver.ServerTLS(srvCert.TLS(), cas),
@@ -184,9 +184,3 @@ func loadTokens(path string, stdout io.Writer) (map[string]string, error) {
 	}
 	return out, nil
 }
-
-// multiString is a repeatable string flag.
-type multiString []string
-
-func (m *multiString) String() string     { return strings.Join(*m, ",") }
-func (m *multiString) Set(v string) error { *m = append(*m, v); return nil }

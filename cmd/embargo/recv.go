@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/tls"
+	"errors"
+	"flag"
 	"log/slog"
-	"net"
 	"net/http"
+	"slices"
 	"syscall"
 
 	"encoding/hex"
@@ -37,12 +39,12 @@ master key, and print one line per period with the kernel arrival time of its fi
 against releaseAt.`, stdout)
 	pubPath := fs.String("pub", "embargo-keys/"+originPubFile, "the origin's public key (PEM)")
 	masterPath := fs.String("master", "embargo-keys/"+masterKeyFile, "the master key (hex); empty: receive without it (nothing is usable)")
-	var groups groupsFlag
-	fs.Var(&groups, "group", groupHelp)
+	groups := groupsFlag()
+	fs.Var(groups, "group", groupHelp)
 	streams := streamsFlag{1}
 	fs.Var(&streams, "streams", "comma-separated stream ids to receive")
-	var edges edgesFlag
-	fs.Var(&edges, "edge", "subscribe by unicast to this edge (host:port), repeatable; with -edge and no -group, no multicast")
+	edges := edgesFlag()
+	fs.Var(edges, "edge", "subscribe by unicast to this edge (host:port), repeatable; with -edge and no -group, no multicast")
 	catchUp := fs.Int("catch-up", 2, "released periods per stream a unicast subscription asks for")
 	session := fs.String("session", "", "configure from an origin's session description (https://host:port/v1/session): its key, groups and edges")
 	token := fs.String("token", "", "with -session: bearer token for the master-key licence")
@@ -62,15 +64,18 @@ against releaseAt.`, stdout)
 	var pub ed25519.PublicKey
 	var master []byte
 	if *session != "" {
-		sess, m, err := fromSession(ctx, *session, *token, *caPath, streams)
+		explicit := false
+		fs.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "streams" })
+		sess, m, chosen, err := fromSession(ctx, *session, *token, *caPath, streams, explicit)
 		if err != nil {
 			return err
 		}
+		streams = chosen
 		if pub, err = sess.PublicKey(); err != nil {
 			return err
 		}
 		master = m
-		if len(groups) == 0 && len(edges) == 0 {
+		if len(groups.values) == 0 && len(edges.values) == 0 {
 			for _, g := range sess.Groups {
 				if err := groups.Set(g); err != nil {
 					return fmt.Errorf("session group: %w", err)
@@ -101,9 +106,13 @@ against releaseAt.`, stdout)
 	defer cancel()
 	var proxy *clearkey.Proxy
 	if *proxyAddr != "" {
-		if proxy, err = serveProxy(ctx, *proxyAddr, log, stderr); err != nil {
-			return err
+		proxy = clearkey.NewProxy(clearkey.ProxyConfig{Logger: log})
+		// A held request waits up to MaxWait: the write timeout outlasts it.
+		at, err := serveHTTP(ctx, *proxyAddr, proxy, clearkey.DefaultMaxWait+10*time.Second)
+		if err != nil {
+			return fmt.Errorf("-licence-proxy: %w", err)
 		}
+		fmt.Fprintf(stderr, "recv: ClearKey licence proxy on http://%s/ (a request for a key waits for its release)\n", at)
 	}
 	var mu sync.Mutex
 	got := 0
@@ -130,8 +139,8 @@ against releaseAt.`, stdout)
 			s.Close()
 		}
 	}
-	if len(groups) > 0 || len(edges) == 0 {
-		for _, g := range groups.orDefault() {
+	if len(groups.values) > 0 || len(edges.values) == 0 {
+		for _, g := range groupsOrDefault(groups) {
 			c, err := udp.Listen(g)
 			if err != nil {
 				closeAll()
@@ -141,7 +150,7 @@ against releaseAt.`, stdout)
 			log.Info("listening", "group", g.String())
 		}
 	}
-	for _, e := range edges {
+	for _, e := range edges.values {
 		c, err := unicast.Dial(unicast.ClientConfig{Edge: e, Streams: streams, CatchUp: *catchUp, Logger: log})
 		if err != nil {
 			closeAll()
@@ -258,44 +267,52 @@ func printEvent(w io.Writer, ev receiver.Event, asJSON, showKeys bool) {
 
 // fromSession reads an origin's session description and, with a token,
 // the master key of the (first) stream.
-func fromSession(ctx context.Context, url, token, caPath string, streams []uint32) (*keyserver.Session, []byte, error) {
+func fromSession(ctx context.Context, url, token, caPath string, streams []uint32, explicit bool) (*keyserver.Session, []byte, []uint32, error) {
 	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS13}
 	if caPath != "" {
 		pool, err := pki.LoadPool(caPath)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		tlsCfg.RootCAs = pool
 	}
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: tlsCfg}, Timeout: 30 * time.Second}
 	sess, err := keyserver.FetchSession(ctx, client, url)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
+	}
+	if streams, err = sessionStreams(sess.Streams, streams, explicit, token != ""); err != nil {
+		return nil, nil, nil, err
 	}
 	if token == "" {
-		return sess, nil, nil
+		return sess, nil, streams, nil
 	}
 	master, err := keyserver.FetchMaster(ctx, client, sess.LicenceURL(streams[0]), token)
 	if err != nil {
-		return nil, nil, fmt.Errorf("licence: %w", err)
+		return nil, nil, nil, fmt.Errorf("licence: %w", err)
 	}
-	return sess, master, nil
+	return sess, master, streams, nil
 }
 
-// serveProxy serves ClearKey licences for released keys until ctx ends.
-func serveProxy(ctx context.Context, addr string, log *slog.Logger, stderr io.Writer) (*clearkey.Proxy, error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, err
+// sessionStreams picks the streams a receiver configured from a session
+// takes: those asked for with -streams (each must be the session's), else
+// the session's. Each stream has its own master key and a receiver holds
+// one, so with a licence token it takes exactly one stream.
+func sessionStreams(offered, asked []uint32, explicit, licence bool) ([]uint32, error) {
+	chosen := offered
+	if explicit {
+		for _, s := range asked {
+			if !slices.Contains(offered, s) {
+				return nil, fmt.Errorf("stream %d is not in the session (it offers %v)", s, offered)
+			}
+		}
+		chosen = asked
 	}
-	p := clearkey.NewProxy(clearkey.ProxyConfig{Logger: log})
-	srv := &http.Server{Handler: p, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 10 * time.Second,
-		WriteTimeout: clearkey.DefaultMaxWait + 10*time.Second, IdleTimeout: 60 * time.Second}
-	go srv.Serve(ln)
-	go func() {
-		<-ctx.Done()
-		srv.Close()
-	}()
-	fmt.Fprintf(stderr, "recv: ClearKey licence proxy on http://%s/ (a request for a key waits for its release)\n", ln.Addr())
-	return p, nil
+	switch {
+	case len(chosen) == 0:
+		return nil, errors.New("the session offers no streams")
+	case licence && len(chosen) > 1:
+		return nil, fmt.Errorf("the session offers streams %v, each with its own master key: pick one with -streams", chosen)
+	}
+	return chosen, nil
 }

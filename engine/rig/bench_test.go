@@ -88,9 +88,8 @@ func benchRelease(b *testing.B, cfg rig.Config) {
 }
 
 func median(xs []time.Duration) time.Duration {
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	return s[len(s)/2]
+	s := slices.Sorted(slices.Values(xs))
+	return rig.Percentile(s, 50)
 }
 
 func ms(d time.Duration) float64 { return float64(d) / 1e6 }

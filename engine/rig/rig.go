@@ -126,6 +126,17 @@ func (p Period) Lateness() []time.Duration {
 	return out
 }
 
+// Percentile returns the p-th percentile (nearest rank) of sorted, or the
+// zero value if it is empty.
+func Percentile[T cmp.Ordered](sorted []T, p int) T {
+	var zero T
+	if len(sorted) == 0 {
+		return zero
+	}
+	i := (p*len(sorted) + 99) / 100
+	return sorted[max(0, min(len(sorted)-1, i-1))]
+}
+
 func countIf(xs []int64, f func(int64) bool) int {
 	n := 0
 	for _, x := range xs {

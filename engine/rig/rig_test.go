@@ -224,3 +224,15 @@ func ExampleRun() {
 	// period 0: 0 missing, 0 early
 	// period 1: 0 missing, 0 early
 }
+
+func TestPercentile(t *testing.T) {
+	xs := []int{10, 20, 30, 40}
+	for _, c := range []struct{ p, want int }{{0, 10}, {25, 10}, {50, 20}, {51, 30}, {99, 40}, {100, 40}} {
+		if got := rig.Percentile(xs, c.p); got != c.want {
+			t.Errorf("p%d = %d, want %d", c.p, got, c.want)
+		}
+	}
+	if got := rig.Percentile([]float64(nil), 50); got != 0 {
+		t.Errorf("empty: %v", got)
+	}
+}
