@@ -4,9 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
-	"crypto/x509"
 	"encoding/hex"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/embargo-live/embargo/internal/pki"
 	"github.com/embargo-live/embargo/seal"
 )
 
@@ -39,11 +38,11 @@ func runKeys(_ context.Context, args []string, stdout, _ io.Writer) error {
 	if _, err := rand.Read(master); err != nil {
 		return err
 	}
-	pkcs8, err := x509.MarshalPKCS8PrivateKey(priv)
+	privPEM, err := pki.EncodeEd25519(priv)
 	if err != nil {
 		return err
 	}
-	pkix, err := x509.MarshalPKIXPublicKey(pub)
+	pubPEM, err := pki.EncodeEd25519Public(pub)
 	if err != nil {
 		return err
 	}
@@ -55,8 +54,8 @@ func runKeys(_ context.Context, args []string, stdout, _ io.Writer) error {
 		data []byte
 		mode os.FileMode
 	}{
-		{originKeyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pkcs8}), 0o600},
-		{originPubFile, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pkix}), 0o644},
+		{originKeyFile, privPEM, 0o600},
+		{originPubFile, pubPEM, 0o644},
 		{masterKeyFile, []byte(hex.EncodeToString(master) + "\n"), 0o600},
 	}
 	flags := os.O_WRONLY | os.O_CREATE | os.O_EXCL
@@ -85,48 +84,24 @@ func writeFile(path string, data []byte, flags int, mode os.FileMode) error {
 	return errors.Join(err, f.Close())
 }
 
-func readPEM(path, typ string) ([]byte, error) {
+// readKey reads a PEM key file with parse, naming the file in errors.
+func readKey[K any](path string, parse func([]byte) (K, error)) (K, error) {
+	var zero K
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, err
+		return zero, err
 	}
-	b, _ := pem.Decode(data)
-	if b == nil || b.Type != typ {
-		return nil, fmt.Errorf("%s: no %q PEM block", path, typ)
+	k, err := parse(data)
+	if err != nil {
+		return zero, fmt.Errorf("%s: %w", path, err)
 	}
-	return b.Bytes, nil
+	return k, nil
 }
 
-func readOriginKey(path string) (ed25519.PrivateKey, error) {
-	der, err := readPEM(path, "PRIVATE KEY")
-	if err != nil {
-		return nil, err
-	}
-	k, err := x509.ParsePKCS8PrivateKey(der)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	priv, ok := k.(ed25519.PrivateKey)
-	if !ok {
-		return nil, fmt.Errorf("%s: a %T, not an Ed25519 key", path, k)
-	}
-	return priv, nil
-}
+func readOriginKey(path string) (ed25519.PrivateKey, error) { return readKey(path, pki.ParseEd25519) }
 
 func readOriginPub(path string) (ed25519.PublicKey, error) {
-	der, err := readPEM(path, "PUBLIC KEY")
-	if err != nil {
-		return nil, err
-	}
-	k, err := x509.ParsePKIXPublicKey(der)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	pub, ok := k.(ed25519.PublicKey)
-	if !ok {
-		return nil, fmt.Errorf("%s: a %T, not an Ed25519 key", path, k)
-	}
-	return pub, nil
+	return readKey(path, pki.ParseEd25519Public)
 }
 
 func readMasterKey(path string) ([]byte, error) {

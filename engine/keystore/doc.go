@@ -4,7 +4,7 @@
 // restart never changes a key already handed out and never loses one.
 //
 // Everything lives in one directory readable by its owner only; every
-// file is written to a temporary name, synced and renamed into place, so a
+// file is written to a temporary name, synced and hard-linked into place, so a
 // crash leaves either the old file or the new one, never half of one. A
 // period, once stored, is never overwritten.
 package keystore

@@ -3,9 +3,7 @@ package keystore
 import (
 	"crypto/ed25519"
 	"crypto/rand"
-	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -18,6 +16,7 @@ import (
 
 	"github.com/embargo-live/embargo/engine/bundle"
 	"github.com/embargo-live/embargo/engine/origin"
+	"github.com/embargo-live/embargo/internal/pki"
 	"github.com/embargo-live/embargo/seal"
 )
 
@@ -55,9 +54,6 @@ func Open(dir string) (*Store, error) {
 	return &Store{dir: dir}, nil
 }
 
-// Dir is the state directory.
-func (s *Store) Dir() string { return s.dir }
-
 // SigningKey returns the origin's Ed25519 key, creating it on first use.
 func (s *Store) SigningKey() (ed25519.PrivateKey, error) {
 	s.mu.Lock()
@@ -69,11 +65,11 @@ func (s *Store) SigningKey() (ed25519.PrivateKey, error) {
 		if err != nil {
 			return nil, err
 		}
-		der, err := x509.MarshalPKCS8PrivateKey(priv)
+		data, err := pki.EncodeEd25519(priv)
 		if err != nil {
 			return nil, err
 		}
-		if err := writeNew(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})); err != nil {
+		if err := writeNew(path, data); err != nil {
 			return nil, err
 		}
 		return priv, nil
@@ -81,17 +77,9 @@ func (s *Store) SigningKey() (ed25519.PrivateKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("keystore: %w", err)
 	}
-	b, _ := pem.Decode(data)
-	if b == nil || b.Type != "PRIVATE KEY" {
-		return nil, fmt.Errorf("%w: %s", ErrCorrupt, path)
-	}
-	k, err := x509.ParsePKCS8PrivateKey(b.Bytes)
+	priv, err := pki.ParseEd25519(data)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrCorrupt, path, err)
-	}
-	priv, ok := k.(ed25519.PrivateKey)
-	if !ok {
-		return nil, fmt.Errorf("%w: %s is not an Ed25519 key", ErrCorrupt, path)
 	}
 	return priv, nil
 }
@@ -99,7 +87,6 @@ func (s *Store) SigningKey() (ed25519.PrivateKey, error) {
 // Event is one stream's master key and key rotation.
 type Event struct {
 	Stream   uint32          `json:"stream"`
-	Name     string          `json:"name,omitempty"`
 	Master   []byte          `json:"master"` // seal.MasterKeyLen bytes
 	Schedule origin.Schedule `json:"schedule"`
 	Keys     int             `json:"keysPerPeriod"`

@@ -42,28 +42,16 @@ type CA struct{ Cert }
 
 // NewCA makes a self-signed CA valid for validity.
 func NewCA(name string, validity time.Duration) (*CA, error) {
-	key, err := rsa.GenerateKey(rand.Reader, KeyBits)
-	if err != nil {
-		return nil, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial(),
+	c, err := newCert(&x509.Certificate{
 		Subject:               pkix.Name{CommonName: name},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(validity),
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
 		BasicConstraintsValid: true,
 		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	}, nil, validity)
 	if err != nil {
 		return nil, err
 	}
-	c, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, err
-	}
-	return &CA{Cert{Cert: c, Key: key, DER: der}}, nil
+	return &CA{*c}, nil
 }
 
 func serial() *big.Int {
@@ -96,6 +84,14 @@ func (ca *CA) Client(name, role string, validity time.Duration) (*Cert, error) {
 }
 
 func (ca *CA) issue(tmpl *x509.Certificate, validity time.Duration) (*Cert, error) {
+	// Key encipherment: CPIX wraps document keys to this key.
+	tmpl.KeyUsage = x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment
+	return newCert(tmpl, &ca.Cert, validity)
+}
+
+// newCert makes a key and a certificate from tmpl, signed by parent or,
+// when parent is nil, by itself.
+func newCert(tmpl *x509.Certificate, parent *Cert, validity time.Duration) (*Cert, error) {
 	key, err := rsa.GenerateKey(rand.Reader, KeyBits)
 	if err != nil {
 		return nil, err
@@ -103,9 +99,11 @@ func (ca *CA) issue(tmpl *x509.Certificate, validity time.Duration) (*Cert, erro
 	tmpl.SerialNumber = serial()
 	tmpl.NotBefore = time.Now().Add(-time.Hour)
 	tmpl.NotAfter = time.Now().Add(validity)
-	// Key encipherment: CPIX wraps document keys to this key.
-	tmpl.KeyUsage = x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert.Cert, &key.PublicKey, ca.Key)
+	signer, signKey := tmpl, key
+	if parent != nil {
+		signer, signKey = parent.Cert, parent.Key
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, signer, &key.PublicKey, signKey)
 	if err != nil {
 		return nil, err
 	}
@@ -151,11 +149,7 @@ func Load(dir, name string) (*Cert, error) {
 	if !ok {
 		return nil, fmt.Errorf("pki: %s.key is not an RSA key", name)
 	}
-	c, err := x509.ParseCertificate(tc.Certificate[0])
-	if err != nil {
-		return nil, err
-	}
-	return &Cert{Cert: c, Key: key, DER: tc.Certificate[0]}, nil
+	return &Cert{Cert: tc.Leaf, Key: key, DER: tc.Certificate[0]}, nil
 }
 
 // LoadPool reads a PEM CA certificate file into a pool.
