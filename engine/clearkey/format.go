@@ -105,9 +105,6 @@ func ParseRequest(body []byte) (Request, error) {
 	if req.Type, err = sessionType(m); err != nil {
 		return Request{}, err
 	}
-	if req.Type != TypeTemporary {
-		return Request{}, fmt.Errorf("%w: %q", ErrUnsupported, req.Type)
-	}
 	return req, nil
 }
 

@@ -49,9 +49,6 @@ var outcomeNames = [numOutcomes]string{
 	outBusy:         "busy",
 }
 
-// Outcomes lists every outcome name the handlers' Stats may hold.
-func Outcomes() []string { return append([]string(nil), outcomeNames[:]...) }
-
 func (o outcome) String() string { return outcomeNames[o] }
 
 // counters are atomic so that ServeHTTP counts without a lock.

@@ -42,6 +42,11 @@ func MarshalMasterLicence(master []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	return masterLicence(master, kid)
+}
+
+// masterLicence encodes a checked master key with its id.
+func masterLicence(master []byte, kid [wire.KIDLen]byte) ([]byte, error) {
 	set, err := newSet(1, TypeTemporary)
 	if err != nil {
 		return nil, err
@@ -163,7 +168,7 @@ func (m *MasterHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	lic, err := MarshalMasterLicence(master)
+	lic, err := masterLicence(master, kid)
 	if err != nil {
 		m.fail(w, http.StatusInternalServerError, outUnavailable, nil)
 		return

@@ -3,6 +3,7 @@ package clearkey_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -11,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/embargo-live/embargo/internal/wait"
 
 	"github.com/embargo-live/embargo/engine/clearkey"
 	"github.com/embargo-live/embargo/engine/receiver"
@@ -87,13 +90,7 @@ func (f *proxyFixture) ask(t *testing.T, ctx context.Context, kids ...[16]byte) 
 
 func (f *proxyFixture) waitFor(t *testing.T, waiting int) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for f.p.Stats().Waiting != waiting {
-		if time.Now().After(deadline) {
-			t.Fatalf("waiting %d, want %d", f.p.Stats().Waiting, waiting)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	wait.For(t, 5*time.Second, fmt.Sprintf("%d waiting requests", waiting), func() bool { return f.p.Stats().Waiting == waiting })
 }
 
 func silent(t *testing.T, ch <-chan result) {
@@ -241,13 +238,7 @@ func TestProxyCancelled(t *testing.T) {
 		t.Fatalf("answered: %d %s", r.status, r.body)
 	}
 	f.waitFor(t, 0)
-	deadline := time.Now().Add(5 * time.Second)
-	for f.p.Stats().Outcomes["cancelled"] != 1 {
-		if time.Now().After(deadline) {
-			t.Fatalf("stats %+v", f.p.Stats())
-		}
-		time.Sleep(time.Millisecond)
-	}
+	wait.For(t, 5*time.Second, "the cancellation counted", func() bool { return f.p.Stats().Outcomes["cancelled"] == 1 })
 }
 
 func TestProxyPreflight(t *testing.T) {

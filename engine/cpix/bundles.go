@@ -28,14 +28,7 @@ const perBundle = wire.MaxShards + 48
 // presentAt ≥ releaseAt; there must be 1 to the period limit of them, and
 // the document must fit the size limit.
 func EncodeBundles(bundles []*bundle.Bundle, recipient *x509.Certificate, opts ...Option) ([]byte, error) {
-	c, err := newConfig(opts)
-	if err != nil {
-		return nil, err
-	}
-	if err := checkBundles(bundles, c); err != nil {
-		return nil, err
-	}
-	e, err := newEncoder(c, recipient, true)
+	e, err := begin(opts, recipient, true, func(c *config) error { return checkBundles(bundles, c) })
 	if err != nil {
 		return nil, err
 	}
@@ -140,29 +133,19 @@ func bundleMAC(d *delivery, kid [16]byte, b *bundle.Bundle, rkCipher []byte) []b
 // whoever made it knew the recipient's certificate; origin authenticity
 // comes from the transport and from bundle.Open.
 func DecodeBundles(doc []byte, recipientKey *rsa.PrivateKey, opts ...Option) ([]*bundle.Bundle, error) {
-	c, err := newConfig(opts)
-	if err != nil {
-		return nil, err
-	}
-	x, err := parse(doc, c, c.elemLimit(perBundle))
+	x, _, d, rules, err := open(doc, recipientKey, opts, perBundle, func(x *xDoc, c *config) error {
+		switch keys := x.keys(); {
+		case len(keys) == 0:
+			return fmt.Errorf("%w: no ContentKey", ErrMalformed)
+		case len(keys) > c.maxPeriods || len(x.periods()) > c.maxPeriods:
+			return fmt.Errorf("%w: %d keys and %d periods, limit %d", ErrTooLarge, len(keys), len(x.periods()), c.maxPeriods)
+		}
+		return nil
+	})
 	if err != nil {
 		return nil, err
 	}
 	keys := x.keys()
-	switch {
-	case len(keys) == 0:
-		return nil, fmt.Errorf("%w: no ContentKey", ErrMalformed)
-	case len(keys) > c.maxPeriods || len(x.periods()) > c.maxPeriods:
-		return nil, fmt.Errorf("%w: %d keys and %d periods, limit %d", ErrTooLarge, len(keys), len(x.periods()), c.maxPeriods)
-	}
-	d, err := openDelivery(x, recipientKey)
-	if err != nil {
-		return nil, err
-	}
-	rules, _, err := usage(x)
-	if err != nil {
-		return nil, err
-	}
 	systems, err := embargoSystems(x)
 	if err != nil {
 		return nil, err

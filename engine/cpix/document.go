@@ -328,33 +328,73 @@ func sealedKey(k *xContentKey) (sealed, error) {
 	return sealed{kid: kid, cv: cv, mac: mac}, nil
 }
 
-// usage maps each key to the one period its usage rule names, and each
-// period id to its element, refusing duplicates and dangling references.
-func usage(x *xDoc) (map[[16]byte]string, map[string]*xPeriod, error) {
-	periods := make(map[string]*xPeriod, len(x.periods()))
+// begin checks the options and the input with check and starts a
+// document for recipient (emb: with embargo's namespace): the first steps
+// of both encoders.
+func begin(opts []Option, recipient *x509.Certificate, emb bool, check func(*config) error) (*encoder, error) {
+	c, err := newConfig(opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := check(c); err != nil {
+		return nil, err
+	}
+	return newEncoder(c, recipient, emb)
+}
+
+// open parses doc within the size limits (perPeriod elements a period may
+// take), lets check judge its counts, unwraps the delivery keys for
+// priv and reads the usage rules: the first steps of both decoders.
+func open(doc []byte, priv *rsa.PrivateKey, opts []Option, perPeriod int, check func(*xDoc, *config) error) (*xDoc, *config, *delivery, map[[16]byte]string, error) {
+	c, err := newConfig(opts)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	x, err := parse(doc, c, c.elemLimit(perPeriod))
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	if err := check(x, c); err != nil {
+		return nil, nil, nil, nil, err
+	}
+	d, err := openDelivery(x, priv)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	rules, err := usage(x)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	return x, c, d, rules, nil
+}
+
+// usage maps each key to the one period its usage rule names, refusing
+// duplicate period ids, duplicate rules and dangling references.
+func usage(x *xDoc) (map[[16]byte]string, error) {
+	periods := make(map[string]bool, len(x.periods()))
 	for i := range x.periods() {
-		p := &x.Periods.Period[i]
-		if _, dup := periods[p.ID]; dup {
-			return nil, nil, fmt.Errorf("%w: period id %.40q twice", ErrMalformed, p.ID)
+		id := x.Periods.Period[i].ID
+		if periods[id] {
+			return nil, fmt.Errorf("%w: period id %.40q twice", ErrMalformed, id)
 		}
-		periods[p.ID] = p
+		periods[id] = true
 	}
 	rules := make(map[[16]byte]string, len(x.rules()))
 	for _, r := range x.rules() {
 		kid, err := ParseUUID(r.KID)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		if len(r.Filters) != 1 {
-			return nil, nil, fmt.Errorf("%w: usage rule for %s has %d KeyPeriodFilters, want 1", ErrMalformed, r.KID, len(r.Filters))
+			return nil, fmt.Errorf("%w: usage rule for %s has %d KeyPeriodFilters, want 1", ErrMalformed, r.KID, len(r.Filters))
 		}
 		if _, dup := rules[kid]; dup {
-			return nil, nil, fmt.Errorf("%w: two usage rules for %s", ErrMalformed, r.KID)
+			return nil, fmt.Errorf("%w: two usage rules for %s", ErrMalformed, r.KID)
 		}
-		if periods[r.Filters[0].PeriodID] == nil {
-			return nil, nil, fmt.Errorf("%w: usage rule for %s names no period", ErrMalformed, r.KID)
+		if !periods[r.Filters[0].PeriodID] {
+			return nil, fmt.Errorf("%w: usage rule for %s names no period", ErrMalformed, r.KID)
 		}
 		rules[kid] = r.Filters[0].PeriodID
 	}
-	return rules, periods, nil
+	return rules, nil
 }

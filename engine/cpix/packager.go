@@ -35,14 +35,7 @@ type PeriodKeys struct {
 // DRMSystem signaling and no track filters: a period with several keys
 // needs the packager to know which track takes which, out of band.
 func EncodePackagerKeys(keys []PeriodKeys, recipient *x509.Certificate, opts ...Option) ([]byte, error) {
-	c, err := newConfig(opts)
-	if err != nil {
-		return nil, err
-	}
-	if err := checkPeriodKeys(keys, c); err != nil {
-		return nil, err
-	}
-	e, err := newEncoder(c, recipient, false)
+	e, err := begin(opts, recipient, false, func(c *config) error { return checkPeriodKeys(keys, c) })
 	if err != nil {
 		return nil, err
 	}
@@ -50,7 +43,7 @@ func EncodePackagerKeys(keys []PeriodKeys, recipient *x509.Certificate, opts ...
 	w.start("ContentKeyList")
 	for _, pk := range keys {
 		for _, k := range pk.Keys {
-			e.contentKey(k.KID, c.scheme, k.Key[:])
+			e.contentKey(k.KID, e.c.scheme, k.Key[:])
 		}
 	}
 	w.end("ContentKeyList")
@@ -104,29 +97,19 @@ func checkPeriodKeys(keys []PeriodKeys, c *config) error {
 // keys in document order. Every ValueMAC is checked before any value is
 // decrypted; the result is all periods or an error, never a part.
 func DecodePackagerKeys(doc []byte, recipientKey *rsa.PrivateKey, opts ...Option) ([]PeriodKeys, error) {
-	c, err := newConfig(opts)
-	if err != nil {
-		return nil, err
-	}
-	x, err := parse(doc, c, c.elemLimit(perPeriodKeys))
+	x, c, d, rules, err := open(doc, recipientKey, opts, perPeriodKeys, func(x *xDoc, c *config) error {
+		switch keys, periods := x.keys(), x.periods(); {
+		case len(keys) == 0 || len(periods) == 0:
+			return fmt.Errorf("%w: %d keys, %d periods", ErrMalformed, len(keys), len(periods))
+		case len(periods) > c.maxPeriods || len(keys) > c.maxPeriods*wire.MaxContentKeys:
+			return fmt.Errorf("%w: %d keys and %d periods, limit %d periods", ErrTooLarge, len(keys), len(periods), c.maxPeriods)
+		}
+		return nil
+	})
 	if err != nil {
 		return nil, err
 	}
 	keys, periods := x.keys(), x.periods()
-	switch {
-	case len(keys) == 0 || len(periods) == 0:
-		return nil, fmt.Errorf("%w: %d keys, %d periods", ErrMalformed, len(keys), len(periods))
-	case len(periods) > c.maxPeriods || len(keys) > c.maxPeriods*wire.MaxContentKeys:
-		return nil, fmt.Errorf("%w: %d keys and %d periods, limit %d periods", ErrTooLarge, len(keys), len(periods), c.maxPeriods)
-	}
-	d, err := openDelivery(x, recipientKey)
-	if err != nil {
-		return nil, err
-	}
-	rules, _, err := usage(x)
-	if err != nil {
-		return nil, err
-	}
 	if len(rules) != len(keys) {
 		return nil, fmt.Errorf("%w: %d keys, %d usage rules", ErrMalformed, len(keys), len(rules))
 	}

@@ -1,7 +1,6 @@
 package keyserver
 
 import (
-	"bytes"
 	"context"
 	"crypto/ed25519"
 	"encoding/base64"
@@ -20,7 +19,7 @@ const maxSession = 1 << 20
 
 // FetchSession reads an origin's session description.
 func FetchSession(ctx context.Context, c *http.Client, url string) (*Session, error) {
-	body, err := fetch(ctx, c, http.MethodGet, url, "", nil, maxSession)
+	body, err := fetch(ctx, c, http.MethodGet, url, "", maxSession)
 	if err != nil {
 		return nil, err
 	}
@@ -50,25 +49,22 @@ func (s *Session) LicenceURL(stream uint32) string {
 
 // FetchMaster gets the stream's master key with a bearer token.
 func FetchMaster(ctx context.Context, c *http.Client, url, token string) ([]byte, error) {
-	body, err := fetch(ctx, c, http.MethodPost, url, token, nil, maxSession)
+	body, err := fetch(ctx, c, http.MethodPost, url, token, maxSession)
 	if err != nil {
 		return nil, err
 	}
 	return clearkey.ParseMasterLicence(body)
 }
 
-// fetch makes one request and returns the body of a 200 (at most limit
+// fetch makes one bodiless request and returns the body of a 200 (at most limit
 // bytes), nil for a 204, and an error for anything else.
-func fetch(ctx context.Context, c *http.Client, method, url, token string, body []byte, limit int) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, method, url, bytes.NewReader(body))
+func fetch(ctx context.Context, c *http.Client, method, url, token string, limit int) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, method, url, nil)
 	if err != nil {
 		return nil, err
 	}
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := c.Do(req)
 	if err != nil {

@@ -98,7 +98,7 @@ func (p *Poller) Run(ctx context.Context, add func(*bundle.Bundle) error) error 
 // Fetch gets the stream's bundles from period from on.
 func (p *Poller) Fetch(ctx context.Context, stream uint32, from uint64) ([]*bundle.Bundle, error) {
 	url := fmt.Sprintf("%s/v1/streams/%d/bundles?from=%d", p.Origin, stream, from)
-	body, err := fetch(ctx, p.Client, http.MethodGet, url, "", nil, maxDocument)
+	body, err := fetch(ctx, p.Client, http.MethodGet, url, "", maxDocument)
 	if err != nil || body == nil {
 		return nil, err // nil, nil: nothing new
 	}
