@@ -83,7 +83,9 @@ type Report struct {
 	Stream    uint32
 	Period    uint64
 	ReleaseAt int64         // TAI ns
-	Lateness  time.Duration // first copy: clock's earliest time at send − releaseAt, ≥ 0
+	// Lateness is the clock's earliest time when the wait ended − releaseAt
+	// (≥ 0); only stamping the prepared datagrams and the sends follow.
+	Lateness time.Duration
 	Held      int           // times the release was held by an unsynchronized clock
 	Copies    int           // copies sent to every sender without error
 	// FanOut is how long the first copy took to hand to every sender: for

@@ -13,8 +13,9 @@ type Released struct {
 	*bundle.Bundle
 	// Release is the RELEASE datagram as first sent.
 	Release []byte
-	// SentAt is its send time by the clock's earliest bound (TAI ns).
-	SentAt int64
+	// CatchUp is the same datagram flagged as a catch-up copy, made once
+	// for every late joiner.
+	CatchUp []byte
 }
 
 // history is one stream's released periods, oldest first.

@@ -52,16 +52,35 @@ func (e *Edge) releaseLoop(ctx context.Context) {
 				continue
 			}
 		}
-		late, err := e.cfg.Waiter.WaitUntil(ctx, e.cfg.Clock, at)
-		if ctx.Err() != nil {
-			return
+		// Take the periods due at the instant and lay out their datagrams
+		// before the final wait: after it, only the stamp and the sends.
+		due := e.takeDue(at)
+		dgs := make([][]byte, len(due))
+		for i, p := range due {
+			dgs[i] = p.release
 		}
-		if err != nil {
+		late, err := e.cfg.Waiter.WaitUntil(ctx, e.cfg.Clock, at)
+		if err != nil || ctx.Err() != nil {
+			e.putBack(due)
+			if ctx.Err() != nil {
+				return
+			}
 			e.hold(at, err)
 			e.idle(ctx, nil, e.cfg.Retry)
 			continue
 		}
-		e.release(ctx, e.takeDue(at+int64(late)), at+int64(late))
+		e.release(ctx, due, dgs, at+int64(late))
+	}
+}
+
+// putBack returns periods taken for a release that did not happen.
+func (e *Edge) putBack(due []*entry) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, p := range due {
+		k := key{p.b.Stream, p.b.Period}
+		delete(e.inflight, k)
+		e.pending[k] = p
 	}
 }
 
@@ -108,13 +127,14 @@ func (e *Edge) hold(at int64, why error) {
 }
 
 // takeDue removes and returns the pending periods whose releaseAt is at or
-// before earliest, the clock's earliest possible time, in release order.
-func (e *Edge) takeDue(earliest int64) []*entry {
+// before at, in release order. They are sent only once the clock's
+// earliest possible time has reached at.
+func (e *Edge) takeDue(at int64) []*entry {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	var due []*entry
 	for k, p := range e.pending {
-		if p.b.ReleaseAt <= earliest {
+		if p.b.ReleaseAt <= at {
 			due = append(due, p)
 			delete(e.pending, k)
 			e.inflight[k] = p.b
@@ -126,19 +146,16 @@ func (e *Edge) takeDue(earliest int64) []*entry {
 	return due
 }
 
-// release sends Repeat copies of each due RELEASE to every sender, the
-// first at once, then publishes the periods for catch-up. earliest is the
-// clock's earliest possible time, already at or past every releaseAt.
-func (e *Edge) release(ctx context.Context, due []*entry, earliest int64) {
+// release sends Repeat copies of the due periods' RELEASEs (dgs) to every
+// sender, the first at once, then publishes the periods for catch-up.
+// earliest is the clock's earliest possible time, already at or past every
+// releaseAt.
+func (e *Edge) release(ctx context.Context, due []*entry, dgs [][]byte, earliest int64) {
 	if len(due) == 0 {
 		return
 	}
 	e.releasing.Store(true)
 	defer e.releasing.Store(false)
-	dgs := make([][]byte, len(due))
-	for i, p := range due {
-		dgs[i] = p.release
-	}
 	stamp(dgs, earliest)
 	first := make([][]byte, len(dgs))
 	copies := 0
@@ -197,7 +214,9 @@ func (e *Edge) publish(due []*entry, first [][]byte, earliest int64, copies int,
 			h = &history{}
 			e.released[p.b.Stream] = h
 		}
-		h.add(&Released{Bundle: p.b, Release: first[i], SentAt: earliest}, e.cfg.Keep)
+		catchUp := slices.Clone(first[i])
+		_ = wire.AddFlags(catchUp, wire.FlagCatchUp) // cannot fail: add built it
+		h.add(&Released{Bundle: p.b, Release: first[i], CatchUp: catchUp}, e.cfg.Keep)
 		delete(e.inflight, key{p.b.Stream, p.b.Period})
 	}
 	e.mu.Unlock()

@@ -234,11 +234,7 @@ func (s *Server) sendCatchUp(sk *socket, to netip.AddrPort, streams []uint32, n 
 				continue
 			}
 			dgs = append(dgs, r.Shards...)
-			c := append([]byte(nil), r.Release...)
-			if wire.AddFlags(c, wire.FlagCatchUp) != nil {
-				continue // cannot happen: the edge built and checked it
-			}
-			dgs = append(dgs, c)
+			dgs = append(dgs, r.CatchUp)
 		}
 		dgs = append(dgs, s.cfg.History.Announced(stream)...)
 	}

@@ -353,7 +353,11 @@ func TestCatchUpNeverEarly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv.SetHistory(futureHistory{&edge.Released{Bundle: b, Release: rel, SentAt: at.ReleaseAt}})
+	catchUp := append([]byte(nil), rel...)
+	if err := wire.AddFlags(catchUp, wire.FlagCatchUp); err != nil {
+		t.Fatal(err)
+	}
+	srv.SetHistory(futureHistory{&edge.Released{Bundle: b, Release: rel, CatchUp: catchUp}})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go srv.Run(ctx)
