@@ -82,12 +82,12 @@ type Config struct {
 type Report struct {
 	Stream    uint32
 	Period    uint64
-	ReleaseAt int64         // TAI ns
+	ReleaseAt int64 // TAI ns
 	// Lateness is the clock's earliest time when the wait ended − releaseAt
 	// (≥ 0); only stamping the prepared datagrams and the sends follow.
 	Lateness time.Duration
-	Held      int           // times the release was held by an unsynchronized clock
-	Copies    int           // copies sent to every sender without error
+	Held     int // times the release was held by an unsynchronized clock
+	Copies   int // copies sent to every sender without error
 	// FanOut is how long the first copy took to hand to every sender: for
 	// a unicast sender, the time to the last subscriber.
 	FanOut time.Duration
