@@ -230,12 +230,13 @@ type eventJSON struct {
 	KIDs       []string `json:"kids,omitempty"`
 	Keys       []string `json:"keys,omitempty"`
 	Resource   string   `json:"resource,omitempty"`
+	CatchUp    bool     `json:"catchUp,omitempty"`
 }
 
 func printEvent(w io.Writer, ev receiver.Event, asJSON, showKeys bool) {
 	j := eventJSON{
 		Stream: ev.Stream, Period: ev.Period, ReleaseAt: ev.ReleaseAt, PresentAt: ev.PresentAt,
-		Arrival: ev.Arrival, LatenessNs: ev.Arrival - ev.ReleaseAt, Edge: ev.EdgeID, From: ev.From.String(),
+		Arrival: ev.Arrival, LatenessNs: ev.Arrival - ev.ReleaseAt, Edge: ev.EdgeID, From: ev.From.String(), CatchUp: ev.CatchUp,
 	}
 	for _, k := range ev.Keys {
 		j.KIDs = append(j.KIDs, hex.EncodeToString(k.KID[:]))
@@ -261,6 +262,9 @@ func printEvent(w io.Writer, ev receiver.Event, asJSON, showKeys bool) {
 	}
 	if ev.Resource != nil {
 		line += fmt.Sprintf(", resource of %d bytes", len(ev.Resource))
+	}
+	if ev.CatchUp {
+		line += " (catch-up: it joined after the release)"
 	}
 	fmt.Fprintln(w, line)
 }

@@ -147,7 +147,7 @@ func (r *Receiver) tryRelease(k key, h *held, rel *wire.Release, arrival int64, 
 	}
 	ev := Event{
 		Stream: k.stream, Period: k.period, ReleaseAt: h.b.ReleaseAt, PresentAt: h.b.PresentAt,
-		Arrival: arrival, EdgeID: rel.EdgeID, From: from,
+		Arrival: arrival, EdgeID: rel.EdgeID, From: from, CatchUp: rel.Flags&wire.FlagCatchUp != 0,
 	}
 	switch h.b.PayloadType {
 	case wire.PayloadContentKeys:
@@ -164,7 +164,11 @@ func (r *Receiver) tryRelease(k key, h *held, rel *wire.Release, arrival int64, 
 	}
 	ev.Opened = r.nowTAI()
 	r.drops.delivered++
-	r.skew.Add(time.Duration(ev.Arrival - ev.ReleaseAt))
+	// A catch-up copy arrives late by design: it is no skew sample
+	// (PROTOCOL.md §2.2).
+	if !ev.CatchUp {
+		r.skew.Add(time.Duration(ev.Arrival - ev.ReleaseAt))
+	}
 	r.released = append(r.released, ev)
 	return true
 }

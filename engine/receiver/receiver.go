@@ -76,6 +76,9 @@ type Event struct {
 	Opened int64
 	EdgeID uint32         // the edge whose RELEASE it was
 	From   netip.AddrPort // and its address
+	// CatchUp: the RELEASE was a catch-up copy for a late joiner, so its
+	// arrival says nothing about release skew and Stats.Skew leaves it out.
+	CatchUp bool
 }
 
 // Receiver turns datagrams into Events. Handle is safe for concurrent use.

@@ -133,6 +133,27 @@ func TestDeliversKeysOnce(t *testing.T) {
 	}
 }
 
+// TestCatchUpIsNoSkewSample: a period delivered by a catch-up copy is
+// delivered and marked, and stays out of the skew histogram.
+func TestCatchUpIsNoSkewSample(t *testing.T) {
+	f := newFixture(t)
+	var s sink
+	r := f.receiver(t, &s, nil)
+	b, _ := f.keys(t, 1, 2)
+	late := release(t, b, 1)
+	if err := wire.AddFlags(late, wire.FlagCatchUp); err != nil {
+		t.Fatal(err)
+	}
+	feed(r, b.Shards...)
+	feed(r, late)
+	if len(s.events) != 1 || !s.events[0].CatchUp {
+		t.Fatalf("events %+v", s.events)
+	}
+	if st := r.Stats(); st.Delivered != 1 || st.Skew.Total() != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
 // TestLossAndOrder: any k of k+m shards in any order, with the RELEASE
 // before or after them, deliver the period.
 func TestLossAndOrder(t *testing.T) {
