@@ -323,14 +323,7 @@ func (l *lossySource) ReadBatch(ms []udp.Message) (int, error) {
 		if err != nil {
 			return 0, err
 		}
-		kept := 0
-		for i := range n {
-			if l.rng.Float64() < l.p {
-				continue
-			}
-			ms[kept], ms[i] = ms[i], ms[kept]
-			kept++
-		}
+		kept := udp.Keep(ms, n, func(*udp.Message) bool { return l.rng.Float64() >= l.p })
 		// Once per batch: the counters are shared by every receiver.
 		l.seen.Add(int64(n))
 		l.lost.Add(int64(n - kept))

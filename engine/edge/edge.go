@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -241,15 +242,7 @@ func (e *Edge) find(k key) *bundle.Bundle {
 }
 
 func sameBundle(a, b *bundle.Bundle) bool {
-	if a.RK != b.RK || a.ReleaseAt != b.ReleaseAt || a.PresentAt != b.PresentAt || len(a.Shards) != len(b.Shards) {
-		return false
-	}
-	for i := range a.Shards {
-		if !bytes.Equal(a.Shards[i], b.Shards[i]) {
-			return false
-		}
-	}
-	return true
+	return a.RK == b.RK && a.ReleaseAt == b.ReleaseAt && a.PresentAt == b.PresentAt && slices.EqualFunc(a.Shards, b.Shards, bytes.Equal)
 }
 
 func (e *Edge) kick() {

@@ -135,3 +135,18 @@ type Message struct {
 	Truncated bool
 	oob       []byte
 }
+
+// Keep moves the first n messages for which keep reports true to the
+// front of ms, in order, and returns how many there are. Messages are
+// swapped, not overwritten, so every buffer stays with ms for reuse.
+func Keep(ms []Message, n int, keep func(*Message) bool) int {
+	kept := 0
+	for i := range n {
+		if !keep(&ms[i]) {
+			continue
+		}
+		ms[kept], ms[i] = ms[i], ms[kept]
+		kept++
+	}
+	return kept
+}

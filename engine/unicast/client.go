@@ -202,33 +202,33 @@ func (c *Client) ReadBatch(ms []udp.Message) (int, error) {
 		if err != nil {
 			return 0, err
 		}
-		kept := 0
-		for i := range n {
-			if c.session(ms[i].Buf[:ms[i].N]) {
-				continue
-			}
-			ms[kept], ms[i] = ms[i], ms[kept]
-			kept++
-		}
+		kept := udp.Keep(ms, n, func(m *udp.Message) bool { return !c.session(m.Buf[:m.N]) })
+		// Once per batch, not per datagram: anything from the edge is a
+		// sign of life.
+		c.mu.Lock()
+		c.st.heard = time.Now()
+		c.stats.Data += uint64(kept)
+		c.mu.Unlock()
 		if kept > 0 {
-			c.mu.Lock()
-			c.stats.Data += uint64(kept)
-			c.mu.Unlock()
 			return kept, nil
 		}
 	}
 }
 
-// session handles d if it is a session message and reports whether it was.
+// session handles d if it is a session message and reports whether it
+// was. Data datagrams pass without taking the lock.
 func (c *Client) session(d []byte) bool {
 	h, err := wire.Peek(d)
 	if err != nil {
 		return false // the receiver counts it
 	}
+	switch h.Type {
+	case wire.TypeAnnounce, wire.TypeRelease:
+		return false
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	now := time.Now()
-	c.st.heard = now
 	switch h.Type {
 	case wire.TypeCookie:
 		var m wire.Cookie
@@ -259,9 +259,7 @@ func (c *Client) session(d []byte) bool {
 		}
 		c.wake()
 	case wire.TypeKeepalive:
-		// The echo: heard is updated above.
-	case wire.TypeAnnounce, wire.TypeRelease:
-		return false
+		// The echo: ReadBatch notes it was heard.
 	}
 	return true
 }

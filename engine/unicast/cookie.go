@@ -4,8 +4,8 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/binary"
+	"hash"
 	"net/netip"
-	"sync"
 	"time"
 
 	"github.com/embargo-live/embargo/wire"
@@ -16,18 +16,20 @@ import (
 // secret of each window is derived from one random key, so secrets rotate
 // every lifetime without timers; a cookie of the previous window is still
 // accepted, so a cookie lives between one and two lifetimes.
+//
+// It is not safe for concurrent use: Sessions calls it under its lock.
+// HELLO floods land here, so a keyed HMAC is kept per recent window and
+// reused, and nothing is allocated per cookie.
 type cookieJar struct {
 	key      [32]byte
 	lifetime int64 // ns
-
-	mu      sync.Mutex
-	secrets [2]windowSecret // the two most recently used windows
+	windows  [2]windowMAC // the two most recently used windows
+	sum      [sha256.Size]byte
 }
 
-type windowSecret struct {
+type windowMAC struct {
 	window uint64
-	secret [32]byte
-	ok     bool
+	mac    hash.Hash // HMAC keyed with the window's secret; nil: unused
 }
 
 func newCookieJar(key [32]byte, lifetime time.Duration) *cookieJar {
@@ -36,42 +38,37 @@ func newCookieJar(key [32]byte, lifetime time.Duration) *cookieJar {
 
 func (j *cookieJar) window(now int64) uint64 { return uint64(now / j.lifetime) }
 
-// secret returns window w's secret, derived once and cached.
-func (j *cookieJar) secret(w uint64) [32]byte {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	for _, s := range j.secrets {
-		if s.ok && s.window == w {
-			return s.secret
+// keyed returns window w's HMAC, deriving its secret on first use.
+func (j *cookieJar) keyed(w uint64) hash.Hash {
+	for _, m := range j.windows {
+		if m.mac != nil && m.window == w {
+			return m.mac
 		}
 	}
-	m := hmac.New(sha256.New, j.key[:])
-	m.Write([]byte("embargo/v1 cookie secret"))
-	m.Write(binary.BigEndian.AppendUint64(nil, w))
-	var s windowSecret
-	copy(s.secret[:], m.Sum(nil))
-	s.window, s.ok = w, true
-	// Keep the newer of the two cached windows.
-	if j.secrets[0].window > j.secrets[1].window {
-		j.secrets[1] = s
+	d := hmac.New(sha256.New, j.key[:])
+	d.Write([]byte("embargo/v1 cookie secret"))
+	d.Write(binary.BigEndian.AppendUint64(nil, w))
+	m := windowMAC{window: w, mac: hmac.New(sha256.New, d.Sum(nil))}
+	// Replace the older of the two cached windows.
+	if j.windows[0].mac == nil || (j.windows[1].mac != nil && j.windows[0].window < j.windows[1].window) {
+		j.windows[0] = m
 	} else {
-		j.secrets[0] = s
+		j.windows[1] = m
 	}
-	return s.secret
+	return m.mac
 }
 
-func (j *cookieJar) mac(w uint64, addr netip.AddrPort) [16]byte {
-	secret := j.secret(w)
-	m := hmac.New(sha256.New, secret[:])
+// mac is the cookie MAC of addr in window w, into out.
+func (j *cookieJar) mac(out *[16]byte, w uint64, addr netip.AddrPort) {
+	m := j.keyed(w)
+	m.Reset()
 	var msg [8 + 16 + 2]byte
 	binary.BigEndian.PutUint64(msg[0:], w)
 	a := addr.Addr().As16()
 	copy(msg[8:], a[:])
 	binary.BigEndian.PutUint16(msg[24:], addr.Port())
 	m.Write(msg[:])
-	var out [16]byte
-	copy(out[:], m.Sum(nil))
-	return out
+	copy(out[:], m.Sum(j.sum[:0]))
 }
 
 // mint returns the cookie for addr at now.
@@ -79,8 +76,7 @@ func (j *cookieJar) mint(addr netip.AddrPort, now int64) [wire.CookieLen]byte {
 	var c [wire.CookieLen]byte
 	w := j.window(now)
 	binary.BigEndian.PutUint64(c[:8], w)
-	mac := j.mac(w, addr)
-	copy(c[8:], mac[:])
+	j.mac((*[16]byte)(c[8:]), w, addr)
 	return c
 }
 
@@ -90,6 +86,7 @@ func (j *cookieJar) valid(c *[wire.CookieLen]byte, addr netip.AddrPort, now int6
 	if cur := j.window(now); w != cur && w+1 != cur {
 		return false
 	}
-	mac := j.mac(w, addr)
+	var mac [16]byte
+	j.mac(&mac, w, addr)
 	return hmac.Equal(mac[:], c[8:])
 }

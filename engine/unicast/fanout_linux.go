@@ -33,6 +33,7 @@ type planner struct {
 
 type plan struct {
 	gen    uint64
+	dsts   []netip.AddrPort // reused across rebuilds
 	n      int
 	names4 []unix.RawSockaddrInet4
 	names6 []unix.RawSockaddrInet6
@@ -216,9 +217,8 @@ func (p *planner) plan(stream uint32) *plan {
 		pl = &plan{}
 		p.plans[stream] = pl
 	}
-	var dsts []netip.AddrPort
-	dsts, pl.gen = p.s.sessions.Destinations(dsts[:0], stream)
-	pl.build(dsts, p.s.v6)
+	pl.dsts, pl.gen = p.s.sessions.Destinations(pl.dsts[:0], stream)
+	pl.build(pl.dsts, p.s.v6)
 	return pl
 }
 

@@ -6,9 +6,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/embargo-live/embargo/wire"
@@ -59,7 +61,7 @@ type Sessions struct {
 	setRefs  []int               // subscriptions using each set; 0: the slot is free
 	freeSets []uint16
 	setIndex map[string]uint16
-	gen      uint64 // bumped on every change of the subscriber set
+	gen      atomic.Uint64 // bumped on every change of the subscriber set
 	stats    SessionStats
 	epoch    int64 // sub.seen is seconds since epoch
 }
@@ -72,12 +74,12 @@ func keyOf(ap netip.AddrPort) addrKey {
 	var k addrKey
 	a := ap.Addr().As16()
 	copy(k[:16], a[:])
-	k[16], k[17] = byte(ap.Port()>>8), byte(ap.Port())
+	binary.BigEndian.PutUint16(k[16:], ap.Port())
 	return k
 }
 
 func (k addrKey) addrPort() netip.AddrPort {
-	return netip.AddrPortFrom(netip.AddrFrom16([16]byte(k[:16])).Unmap(), uint16(k[16])<<8|uint16(k[17]))
+	return netip.AddrPortFrom(netip.AddrFrom16([16]byte(k[:16])).Unmap(), binary.BigEndian.Uint16(k[16:]))
 }
 
 func (k addrKey) ip() [16]byte { return [16]byte(k[:16]) }
@@ -273,7 +275,7 @@ func (s *Sessions) subscribe(m *wire.Subscribe, from netip.AddrPort, now int64, 
 		// datagram and must not cost the edge a plan rebuild or a replay
 		// each.
 		if old.set != set {
-			s.gen++
+			s.gen.Add(1)
 		}
 		nu.caughtUp = old.caughtUp
 		if nu.seen == old.caughtUp {
@@ -283,7 +285,7 @@ func (s *Sessions) subscribe(m *wire.Subscribe, from netip.AddrPort, now int64, 
 		slot = s.alloc()
 		s.index[key] = slot
 		s.perAddr[key.ip()]++
-		s.gen++
+		s.gen.Add(1)
 	}
 	if catchUp > 0 {
 		nu.caughtUp = nu.seen
@@ -338,7 +340,7 @@ func (s *Sessions) remove(slot uint32) {
 	}
 	*cur = sub{}
 	s.free = append(s.free, slot)
-	s.gen++
+	s.gen.Add(1)
 }
 
 // intern returns the index of the stream list, adding it if new, and
@@ -346,8 +348,9 @@ func (s *Sessions) remove(slot uint32) {
 // freed, so a client re-subscribing with ever new stream combinations
 // cannot fill the table.
 func (s *Sessions) intern(set streamSet) (uint16, bool) {
-	k := fmt.Sprint(set)
-	if i, ok := s.setIndex[k]; ok {
+	var buf [4 * wire.MaxStreams]byte
+	kb := setKey(buf[:0], set)
+	if i, ok := s.setIndex[string(kb)]; ok {
 		s.setRefs[i]++
 		return i, true
 	}
@@ -365,8 +368,16 @@ func (s *Sessions) intern(set streamSet) (uint16, bool) {
 		return 0, false
 	}
 	s.setRefs[i] = 1
-	s.setIndex[k] = i
+	s.setIndex[string(kb)] = i
 	return i, true
+}
+
+// setKey is set's index key: its ids, big-endian, appended to b.
+func setKey(b []byte, set streamSet) []byte {
+	for _, id := range set {
+		b = binary.BigEndian.AppendUint32(b, id)
+	}
+	return b
 }
 
 // release drops one use of set i, freeing it when unused.
@@ -374,7 +385,8 @@ func (s *Sessions) release(i uint16) {
 	if s.setRefs[i]--; s.setRefs[i] > 0 {
 		return
 	}
-	delete(s.setIndex, fmt.Sprint(s.sets[i]))
+	var buf [4 * wire.MaxStreams]byte
+	delete(s.setIndex, string(setKey(buf[:0], s.sets[i])))
 	s.sets[i] = nil
 	s.freeSets = append(s.freeSets, i)
 }
@@ -418,15 +430,12 @@ func (s *Sessions) Destinations(dst []netip.AddrPort, stream uint32) ([]netip.Ad
 			dst = append(dst, cur.key.addrPort())
 		}
 	}
-	return dst, s.gen
+	return dst, s.gen.Load()
 }
 
 // Generation changes whenever a subscription is made, moved or dropped.
-func (s *Sessions) Generation() uint64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.gen
-}
+// It takes no lock: the fan-out asks before every datagram it sends.
+func (s *Sessions) Generation() uint64 { return s.gen.Load() }
 
 // Stats returns a snapshot of the counters.
 func (s *Sessions) Stats() SessionStats {
@@ -434,9 +443,6 @@ func (s *Sessions) Stats() SessionStats {
 	defer s.mu.Unlock()
 	st := s.stats
 	st.Subscribers = len(s.index)
-	st.Refused = make(map[wire.Reason]uint64, len(s.stats.Refused))
-	for k, v := range s.stats.Refused {
-		st.Refused[k] = v
-	}
+	st.Refused = maps.Clone(s.stats.Refused)
 	return st
 }
