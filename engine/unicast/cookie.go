@@ -22,7 +22,7 @@ import (
 // reused, and nothing is allocated per cookie.
 type cookieJar struct {
 	key      [32]byte
-	lifetime int64 // ns
+	lifetime int64        // ns
 	windows  [2]windowMAC // the two most recently used windows
 	sum      [sha256.Size]byte
 }
