@@ -165,11 +165,17 @@ func (a *Assembler) Add(s *wire.Shard) ([]byte, error) {
 	if s.Shards()*int(s.ShardSize) > a.maxPeriodBytes {
 		return nil, ErrTooLarge
 	}
+	// Most arrivals repeat a shard already held (carousel rounds, several
+	// edges): answer them before hashing. A forgery at a held index is
+	// refused the same way and stores nothing.
+	p := a.periods[key]
+	if p != nil && p.matches(s) && p.shards[s.Index] != nil {
+		return nil, ErrDuplicate
+	}
 	// The proof is cheap: check it before paying for a signature.
 	if !verifyProof(&s.Root, int(s.Index), a.leaves.leaf(s.Data), s.Proof) {
 		return nil, ErrBadProof
 	}
-	p := a.periods[key]
 	if p == nil || !p.matches(s) {
 		a.stats.Verified++
 		if err := a.verify.VerifyShardRoot(s); err != nil {
@@ -185,7 +191,7 @@ func (a *Assembler) Add(s *wire.Shard) ([]byte, error) {
 		p = a.start(key, s)
 	}
 	if p.shards[s.Index] != nil {
-		return nil, ErrDuplicate
+		return nil, ErrDuplicate // a new period's second copy of a shard
 	}
 	slot := p.backing[int(s.Index)*p.size : (int(s.Index)+1)*p.size : (int(s.Index)+1)*p.size]
 	copy(slot, s.Data)

@@ -166,9 +166,10 @@ func TestShuffledDuplicatedFromSeveralEdges(t *testing.T) {
 }
 
 // An attacker floods forged shards before and between genuine ones: a
-// shard with altered data fails its proof, one with the attacker's own root
-// fails the signature, and the genuine shards still rebuild the genuine
-// body.
+// shard with altered data fails its proof (or, at an index already held,
+// is refused as a duplicate before any hashing), one with the attacker's
+// own root fails the signature, and the genuine shards still rebuild the
+// genuine body.
 func TestForgedShardsCannotPoisonOrBlock(t *testing.T) {
 	b := body(3000, 7)
 	g, _ := fec.ChooseGeometry(len(b), wire.DefaultMaxDatagram, 50, 2)
@@ -179,12 +180,17 @@ func TestForgedShardsCannotPoisonOrBlock(t *testing.T) {
 
 	a := fec.NewAssembler(ring())
 	forgeries := 0
+	held := map[int]bool{}
 	addForgeries := func(i int) {
 		// genuine header, root and signature; altered data
 		s := decode(t, bytes.Clone(ds[i]))
 		s.Data[0] ^= 0xff
-		if _, err := a.Add(s); !errors.Is(err, fec.ErrBadProof) {
-			t.Fatalf("altered data: got %v", err)
+		want := fec.ErrBadProof
+		if held[i] {
+			want = fec.ErrDuplicate
+		}
+		if _, err := a.Add(s); !errors.Is(err, want) {
+			t.Fatalf("altered data at index %d (held %v): got %v, want %v", i, held[i], err, want)
 		}
 		// a consistent shard set of the attacker's, signed by the attacker
 		var f wire.Shard
@@ -204,6 +210,7 @@ func TestForgedShardsCannotPoisonOrBlock(t *testing.T) {
 		if err != nil {
 			t.Fatalf("genuine shard after forgeries: %v", err)
 		}
+		held[g.Shards()-1-i] = true
 		got = out
 	}
 	if !bytes.Equal(got, b) {
