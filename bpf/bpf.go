@@ -63,7 +63,7 @@ const DefaultMaxArrivals = 65536
 // Slots of the filter's config map.
 const (
 	configLoss          = 0 // loss threshold, see lossThreshold
-	configTAICorrection = 1 // ns added to CLOCK_TAI, see SetTAICorrection
+	configTAICorrection = 1 // ns added to CLOCK_TAI, see SetTAIOffset
 	configSlots         = 2
 )
 

@@ -206,24 +206,34 @@ func (f *Filter) SetLoss(p float64) error {
 	return nil
 }
 
-// SetTAICorrection sets what is added to the kernel's CLOCK_TAI before a
-// skew is computed: the receiver's TAI − UTC offset minus the kernel's
-// (see KernelTAIOffset). Zero where the kernel's TAI offset is set right.
-func (f *Filter) SetTAICorrection(d time.Duration) error {
+// SetTAIOffset makes the filter stamp in the receiver's TAI: receiver is
+// the TAI − UTC offset the receiver converts its socket stamps with, and
+// the kernel's CLOCK_TAI uses its own (0 where nothing set it), so the
+// difference is added to every kernel stamp before a skew is computed.
+func (f *Filter) SetTAIOffset(receiver time.Duration) error {
+	kernel, err := kernelTAIOffset()
+	if err != nil {
+		return fmt.Errorf("bpf: set TAI offset: %w", err)
+	}
+	return f.setTAICorrection(receiver - kernel)
+}
+
+// setTAICorrection sets what is added to the kernel's CLOCK_TAI.
+func (f *Filter) setTAICorrection(d time.Duration) error {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	if f.closed {
-		return fmt.Errorf("bpf: set TAI correction: %w", ErrClosed)
+		return fmt.Errorf("bpf: set TAI offset: %w", ErrClosed)
 	}
 	if err := f.config.Put(uint32(configTAICorrection), uint64(d)); err != nil {
-		return fmt.Errorf("bpf: set TAI correction: %w", err)
+		return fmt.Errorf("bpf: set TAI offset: %w", err)
 	}
 	return nil
 }
 
-// KernelTAIOffset measures CLOCK_TAI − CLOCK_REALTIME, to the second: the
+// kernelTAIOffset measures CLOCK_TAI − CLOCK_REALTIME, to the second: the
 // TAI offset the kernel stamps with (0 when nothing set it).
-func KernelTAIOffset() (time.Duration, error) {
+func kernelTAIOffset() (time.Duration, error) {
 	var tai, real unix.Timespec
 	if err := unix.ClockGettime(unix.CLOCK_TAI, &tai); err != nil {
 		return 0, err

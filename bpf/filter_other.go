@@ -35,14 +35,9 @@ func (f *Filter) Detach(c syscall.Conn) error { return fmt.Errorf("bpf: detach: 
 // SetLoss returns an error wrapping ErrNotSupported.
 func (f *Filter) SetLoss(p float64) error { return fmt.Errorf("bpf: set loss: %w", ErrNotSupported) }
 
-// SetTAICorrection returns an error wrapping ErrNotSupported.
-func (f *Filter) SetTAICorrection(d time.Duration) error {
-	return fmt.Errorf("bpf: set TAI correction: %w", ErrNotSupported)
-}
-
-// KernelTAIOffset returns an error wrapping ErrNotSupported.
-func KernelTAIOffset() (time.Duration, error) {
-	return 0, fmt.Errorf("bpf: kernel TAI offset: %w", ErrNotSupported)
+// SetTAIOffset returns an error wrapping ErrNotSupported.
+func (f *Filter) SetTAIOffset(receiver time.Duration) error {
+	return fmt.Errorf("bpf: set TAI offset: %w", ErrNotSupported)
 }
 
 // Verdicts returns an error wrapping ErrNotSupported.

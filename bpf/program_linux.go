@@ -258,24 +258,6 @@ func program(m mapFDs) asm.Instructions {
 		asm.HostTo(asm.BE, asm.R1, asm.DWord),
 		asm.JSLT.Imm(asm.R1, 0, "pass"),
 		asm.StoreMem(asm.RFP, stkTail, asm.R1, asm.DWord), // host-order releaseAt
-		asm.FnKtimeGetTaiNs.Call(),
-		asm.StoreMem(asm.RFP, stkNow, asm.R0, asm.DWord),
-		// Plus the TAI correction (config slot 1): the receiver's TAI minus
-		// the kernel's CLOCK_TAI, which differ by 37 s on a host whose
-		// kernel TAI offset was never set.
-		asm.StoreImm(asm.RFP, stkIndex, configTAICorrection, asm.Word),
-		asm.LoadMapPtr(asm.R1, m.config),
-		asm.Mov.Reg(asm.R2, asm.RFP),
-		asm.Add.Imm(asm.R2, stkIndex),
-		asm.FnMapLookupElem.Call(),
-		asm.JEq.Imm(asm.R0, 0, "key"),
-		asm.LoadMem(asm.R1, asm.R0, 0, asm.DWord),
-		asm.LoadMem(asm.R2, asm.RFP, stkNow, asm.DWord),
-		asm.Add.Reg(asm.R2, asm.R1),
-		asm.StoreMem(asm.RFP, stkNow, asm.R2, asm.DWord),
-	)
-	b.label("key")
-	b.add(
 		asm.LoadMem(asm.R1, asm.RFP, h(offStream), asm.Word),
 		asm.HostTo(asm.BE, asm.R1, asm.Word),
 		asm.StoreMem(asm.RFP, stkKey, asm.R1, asm.Word),
@@ -298,6 +280,25 @@ func program(m mapFDs) asm.Instructions {
 		asm.Add.Imm(asm.R2, stkKey),
 		asm.FnMapLookupElem.Call(),
 		asm.JNE.Imm(asm.R0, 0, "pass"),
+		// A first arrival: only now read the clock (a repeat never needs
+		// it), plus the TAI correction (config slot 1): the receiver's TAI
+		// minus the kernel's CLOCK_TAI, which differ by 37 s on a host
+		// whose kernel TAI offset was never set.
+		asm.FnKtimeGetTaiNs.Call(),
+		asm.StoreMem(asm.RFP, stkNow, asm.R0, asm.DWord),
+		asm.StoreImm(asm.RFP, stkIndex, configTAICorrection, asm.Word),
+		asm.LoadMapPtr(asm.R1, m.config),
+		asm.Mov.Reg(asm.R2, asm.RFP),
+		asm.Add.Imm(asm.R2, stkIndex),
+		asm.FnMapLookupElem.Call(),
+		asm.JEq.Imm(asm.R0, 0, "stamp"),
+		asm.LoadMem(asm.R1, asm.R0, 0, asm.DWord),
+		asm.LoadMem(asm.R2, asm.RFP, stkNow, asm.DWord),
+		asm.Add.Reg(asm.R2, asm.R1),
+		asm.StoreMem(asm.RFP, stkNow, asm.R2, asm.DWord),
+	)
+	b.label("stamp")
+	b.add(
 		asm.LoadMapPtr(asm.R1, m.arrivals),
 		asm.Mov.Reg(asm.R2, asm.RFP),
 		asm.Add.Imm(asm.R2, stkKey),

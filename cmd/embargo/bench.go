@@ -147,9 +147,8 @@ func benchOnce(ctx context.Context, s benchSpec, clock ptp.Clock) (benchRun, err
 	stamps := "socket"
 	if bpf.Available() == nil {
 		if f, err := bpf.NewFilter(bpf.WithLoss(s.loss)); err == nil {
-			kernel, kerr := bpf.KernelTAIOffset()
 			sys, _ := clock.(*ptp.System)
-			if kerr == nil && sys != nil && f.SetTAICorrection(time.Duration(sys.TAIOffset())-kernel) == nil {
+			if sys != nil && f.SetTAIOffset(time.Duration(sys.TAIOffset())) == nil {
 				filter, stamps = f, "kernel (eBPF)"
 				defer f.Close()
 			} else {

@@ -189,10 +189,7 @@ func kernelStamps(stderr io.Writer, log *slog.Logger, tai ptp.TAIOffset, srcs []
 	}
 	f, err := bpf.NewFilter()
 	if err == nil {
-		var kernel time.Duration
-		if kernel, err = bpf.KernelTAIOffset(); err == nil {
-			err = f.SetTAICorrection(time.Duration(tai) - kernel)
-		}
+		err = f.SetTAIOffset(time.Duration(tai))
 	}
 	for _, s := range srcs {
 		if err != nil {
