@@ -266,7 +266,7 @@ func (a *Assembler) rebuild(p *pending) ([]byte, error) {
 			shards[i] = p.backing[i*p.size : i*p.size : (i+1)*p.size] // empty, with room
 		}
 	}
-	if p.have < len(shards) && !dataComplete(shards, p.k) {
+	if !dataComplete(shards, p.k) {
 		enc, err := a.coder(p.k, p.m)
 		if err != nil {
 			return nil, err

@@ -171,13 +171,8 @@ func (s *System) Now() (Reading, error) {
 // TAIOffset returns the TAI − UTC offset the clock is converting with: the
 // kernel's when set, else the configured fallback.
 func (s *System) TAIOffset() TAIOffset {
-	if sn := s.snap.Load(); sn != nil {
-		return sn.tai
-	}
-	if sn, err := s.refresh(s.now()); err == nil {
-		return sn.tai
-	}
-	return s.cfg.taiFallback
+	// newSystem's first read stored a snapshot; there is always one.
+	return s.snap.Load().tai
 }
 
 func (s *System) refresh(at time.Time) (*sysSnap, error) {

@@ -189,8 +189,7 @@ func checkEncode(b []byte, h *Header, n int) error {
 	return nil
 }
 
-// header gives tests generic access to a message's embedded header.
-func (h *Header) header() *Header { return h }
+
 
 // allZero reports whether every byte of b is zero.
 func allZero(b []byte) bool {

@@ -32,6 +32,11 @@ func samples() []sample {
 		{"shard", &Shard{Header: streamHdr(0), K: 3, M: 2, Index: 4, ShardSize: 10, BodyLen: 25,
 			KeyID: [8]byte(seq(8, 1)), Root: [32]byte(seq(32, 2)), Sig: [64]byte(seq(64, 3)), Proof: seq(3*HashLen, 4), Data: seq(10, 5)},
 			func() codec { return &Shard{} }},
+		// A full-size shard as the default geometry makes for a 16 KiB
+		// body: what a receiver really decodes, datagram for datagram.
+		{"shard-16KiB", &Shard{Header: streamHdr(0), K: 19, M: 10, Index: 23, ShardSize: 863, BodyLen: 16 << 10,
+			KeyID: [8]byte(seq(8, 1)), Root: [32]byte(seq(32, 2)), Sig: [64]byte(seq(64, 3)), Proof: seq(5*HashLen, 4), Data: seq(863, 5)},
+			func() codec { return &Shard{} }},
 		{"release", &Release{Header: streamHdr(FlagCatchUp), RK: [32]byte(seq(32, 9)), ReleaseAt: 1_700_000_000_000_000_000, SentAt: 1_700_000_000_000_001_000, EdgeID: 3},
 			func() codec { return &Release{} }},
 		{"hello", &Hello{Nonce: [8]byte(seq(8, 1)), PadLen: HelloMinLen - HeaderLen - NonceLen},

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"reflect"
 	"testing"
 )
@@ -100,8 +101,8 @@ func TestDecodeWrongType(t *testing.T) {
 	ds := datagrams(t)
 	for _, a := range ds {
 		for _, b := range ds {
-			if a.name == b.name {
-				continue
+			if fmt.Sprintf("%T", a.value) == fmt.Sprintf("%T", b.value) {
+				continue // two samples of one message type
 			}
 			if err := b.fresh().Decode(encodeAll(a.value)); !errors.Is(err, ErrWrongType) {
 				t.Errorf("%s decoded as %s: got %v, want ErrWrongType", a.name, b.name, err)
@@ -154,3 +155,6 @@ func TestSessionMessagesRefuseStreamFields(t *testing.T) {
 		}
 	}
 }
+
+// header gives tests every message's header through one interface.
+func (h *Header) header() *Header { return h }

@@ -14,7 +14,7 @@ import (
 )
 
 // Bucket layout of the arrival-skew histogram, shared by the kernel program
-// (emitBucket in bpf/program_linux.go) and Bucket below; TestBucketAgreesWithKernel
+// (builder.bucket in bpf/program_linux.go) and Bucket below; TestBucketAgreesWithKernel
 // holds them together. Skew is measured in whole microseconds (truncated), so
 // that every bucket edge is a round number a person can read:
 //
