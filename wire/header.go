@@ -189,8 +189,6 @@ func checkEncode(b []byte, h *Header, n int) error {
 	return nil
 }
 
-
-
 // allZero reports whether every byte of b is zero.
 func allZero(b []byte) bool {
 	for _, c := range b {
