@@ -40,9 +40,8 @@ func (l *Lateness) Observe(r edge.Report) { l.h.Observe(r.Lateness.Seconds()) }
 
 // RegisterEdge exports the edge's counters.
 func RegisterEdge(reg prometheus.Registerer, e *edge.Edge) {
-	counter := func(name, help string, f func(edge.Stats) uint64) {
-		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: namespace, Subsystem: "edge", Name: name, Help: help},
-			func() float64 { return float64(f(e.Stats())) }))
+	counter := func(name, help string, get func(edge.Stats) uint64) {
+		counterFunc(reg, "edge", name, help, e.Stats, get)
 	}
 	counter("bundles_accepted_total", "Bundles accepted (verified) for release.", func(s edge.Stats) uint64 { return s.BundlesAccepted })
 	counter("bundles_refused_total", "Bundles refused: bad signature or commitment, duplicate, conflict, stale, or over the limit.", func(s edge.Stats) uint64 { return s.BundlesRefused })
@@ -56,13 +55,18 @@ func RegisterEdge(reg prometheus.Registerer, e *edge.Edge) {
 		func() float64 { return float64(e.Stats().Pending) }))
 }
 
+// counterFunc registers a counter that reads get(stats()) at scrape time.
+func counterFunc[S any](reg prometheus.Registerer, subsystem, name, help string, stats func() S, get func(S) uint64) {
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: namespace, Subsystem: subsystem, Name: name, Help: help},
+		func() float64 { return float64(get(stats())) }))
+}
+
 // RegisterUnicast exports the unicast server's counters.
 func RegisterUnicast(reg prometheus.Registerer, s *unicast.Server) {
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: namespace, Subsystem: "unicast", Name: "subscribers", Help: "Live unicast subscriptions."},
 		func() float64 { return float64(s.Stats().Sessions.Subscribers) }))
-	counter := func(name, help string, f func(unicast.ServerStats) uint64) {
-		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: namespace, Subsystem: "unicast", Name: name, Help: help},
-			func() float64 { return float64(f(s.Stats())) }))
+	counter := func(name, help string, get func(unicast.ServerStats) uint64) {
+		counterFunc(reg, "unicast", name, help, s.Stats, get)
 	}
 	counter("sent_datagrams_total", "Datagrams fanned out to subscribers.", func(st unicast.ServerStats) uint64 { return st.Sent })
 	counter("send_errors_total", "Datagrams the kernel refused.", func(st unicast.ServerStats) uint64 { return st.SendErrors })

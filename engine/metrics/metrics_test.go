@@ -3,6 +3,7 @@ package metrics_test
 import (
 	"io"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/embargo-live/embargo/engine/edge"
 	"github.com/embargo-live/embargo/engine/metrics"
 	"github.com/embargo-live/embargo/engine/origin"
+	"github.com/embargo-live/embargo/engine/unicast"
 	"github.com/embargo-live/embargo/ptp"
 	"github.com/embargo-live/embargo/seal"
 )
@@ -44,6 +46,13 @@ func TestMetricsAndHealth(t *testing.T) {
 	}
 	metrics.RegisterEdge(reg, e)
 	metrics.RegisterClock(reg, clock)
+	us, err := unicast.NewServer(unicast.ServerConfig{Listen: netip.MustParseAddrPort("127.0.0.1:0"), Senders: 1, Clock: clock,
+		Sessions: unicast.SessionConfig{Streams: []uint32{1}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer us.Close()
+	metrics.RegisterUnicast(reg, us)
 	keys, _ := o.NewContentKeys(1)
 	b, _ := o.Keys(1, 1, origin.Instants{ReleaseAt: clock.True() + int64(time.Hour), PresentAt: clock.True() + int64(time.Hour)}, keys)
 	if err := e.Add(b); err != nil {
@@ -61,6 +70,8 @@ func TestMetricsAndHealth(t *testing.T) {
 		"embargo_clock_synchronized 1",
 		"embargo_clock_uncertainty_seconds 0.001",
 		"embargo_edge_release_lateness_seconds_count 0",
+		"embargo_unicast_subscribers 0",
+		"embargo_unicast_sent_datagrams_total 0",
 	} {
 		if code != 200 || !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %q (status %d)", want, code)
