@@ -134,18 +134,18 @@ func bundleMAC(d *delivery, kid [16]byte, b *bundle.Bundle, rkCipher []byte) []b
 // comes from the transport and from bundle.Open.
 func DecodeBundles(doc []byte, recipientKey *rsa.PrivateKey, opts ...Option) ([]*bundle.Bundle, error) {
 	x, _, d, rules, err := open(doc, recipientKey, opts, perBundle, func(x *xDoc, c *config) error {
-		switch keys := x.keys(); {
+		switch keys := x.Keys.Key; {
 		case len(keys) == 0:
 			return fmt.Errorf("%w: no ContentKey", ErrMalformed)
-		case len(keys) > c.maxPeriods || len(x.periods()) > c.maxPeriods:
-			return fmt.Errorf("%w: %d keys and %d periods, limit %d", ErrTooLarge, len(keys), len(x.periods()), c.maxPeriods)
+		case len(keys) > c.maxPeriods || len(x.Periods.Period) > c.maxPeriods:
+			return fmt.Errorf("%w: %d keys and %d periods, limit %d", ErrTooLarge, len(keys), len(x.Periods.Period), c.maxPeriods)
 		}
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	keys := x.keys()
+	keys := x.Keys.Key
 	systems, err := embargoSystems(x)
 	if err != nil {
 		return nil, err
@@ -201,7 +201,7 @@ func DecodeBundles(doc []byte, recipientKey *rsa.PrivateKey, opts ...Option) ([]
 // signaling is allowed and ignored.
 func embargoSystems(x *xDoc) (map[[16]byte]*xBundle, error) {
 	m := make(map[[16]byte]*xBundle)
-	for i := range x.drms() {
+	for i := range x.DRM.System {
 		s := &x.DRM.System[i]
 		if !strings.EqualFold(strings.TrimSpace(s.SystemID), SystemID) {
 			continue

@@ -161,7 +161,7 @@ func openDelivery(x *xDoc, priv *rsa.PrivateKey) (*delivery, error) {
 	if priv == nil {
 		return nil, fmt.Errorf("%w: no private key", ErrInvalid)
 	}
-	if x.Delivery == nil || len(x.Delivery.Data) == 0 {
+	if len(x.Delivery.Data) == 0 {
 		return nil, fmt.Errorf("%w: no DeliveryData: values would be in the clear", ErrMalformed)
 	}
 	if len(x.Delivery.Data) > maxRecipients {
@@ -371,16 +371,16 @@ func open(doc []byte, priv *rsa.PrivateKey, opts []Option, perPeriod int, check 
 // usage maps each key to the one period its usage rule names, refusing
 // duplicate period ids, duplicate rules and dangling references.
 func usage(x *xDoc) (map[[16]byte]string, error) {
-	periods := make(map[string]bool, len(x.periods()))
-	for i := range x.periods() {
+	periods := make(map[string]bool, len(x.Periods.Period))
+	for i := range x.Periods.Period {
 		id := x.Periods.Period[i].ID
 		if periods[id] {
 			return nil, fmt.Errorf("%w: period id %.40q twice", ErrMalformed, id)
 		}
 		periods[id] = true
 	}
-	rules := make(map[[16]byte]string, len(x.rules()))
-	for _, r := range x.rules() {
+	rules := make(map[[16]byte]string, len(x.Rules.Rule))
+	for _, r := range x.Rules.Rule {
 		kid, err := ParseUUID(r.KID)
 		if err != nil {
 			return nil, err

@@ -98,7 +98,7 @@ func checkPeriodKeys(keys []PeriodKeys, c *config) error {
 // decrypted; the result is all periods or an error, never a part.
 func DecodePackagerKeys(doc []byte, recipientKey *rsa.PrivateKey, opts ...Option) ([]PeriodKeys, error) {
 	x, c, d, rules, err := open(doc, recipientKey, opts, perPeriodKeys, func(x *xDoc, c *config) error {
-		switch keys, periods := x.keys(), x.periods(); {
+		switch keys, periods := x.Keys.Key, x.Periods.Period; {
 		case len(keys) == 0 || len(periods) == 0:
 			return fmt.Errorf("%w: %d keys, %d periods", ErrMalformed, len(keys), len(periods))
 		case len(periods) > c.maxPeriods || len(keys) > c.maxPeriods*wire.MaxContentKeys:
@@ -109,7 +109,7 @@ func DecodePackagerKeys(doc []byte, recipientKey *rsa.PrivateKey, opts ...Option
 	if err != nil {
 		return nil, err
 	}
-	keys, periods := x.keys(), x.periods()
+	keys, periods := x.Keys.Key, x.Periods.Period
 	if len(rules) != len(keys) {
 		return nil, fmt.Errorf("%w: %d keys, %d usage rules", ErrMalformed, len(keys), len(rules))
 	}

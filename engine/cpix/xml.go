@@ -160,12 +160,12 @@ func parse(doc []byte, c *config, elemLimit int) (*xDoc, error) {
 // taken for it. Elements the model does not name (signatures, filters,
 // other DRM systems' signaling) are skipped.
 type xDoc struct {
-	XMLName  xml.Name   `xml:"urn:dashif:org:cpix CPIX"`
-	Delivery *xDelivery `xml:"urn:dashif:org:cpix DeliveryDataList"`
-	Keys     *xKeys     `xml:"urn:dashif:org:cpix ContentKeyList"`
-	DRM      *xDRMs     `xml:"urn:dashif:org:cpix DRMSystemList"`
-	Periods  *xPeriods  `xml:"urn:dashif:org:cpix ContentKeyPeriodList"`
-	Rules    *xRules    `xml:"urn:dashif:org:cpix ContentKeyUsageRuleList"`
+	XMLName  xml.Name  `xml:"urn:dashif:org:cpix CPIX"`
+	Delivery xDelivery `xml:"urn:dashif:org:cpix DeliveryDataList"`
+	Keys     xKeys     `xml:"urn:dashif:org:cpix ContentKeyList"`
+	DRM      xDRMs     `xml:"urn:dashif:org:cpix DRMSystemList"`
+	Periods  xPeriods  `xml:"urn:dashif:org:cpix ContentKeyPeriodList"`
+	Rules    xRules    `xml:"urn:dashif:org:cpix ContentKeyUsageRuleList"`
 }
 
 type xDelivery struct {
@@ -288,32 +288,4 @@ type xRule struct {
 
 type xFilter struct {
 	PeriodID string `xml:"periodId,attr"`
-}
-
-func (x *xDoc) keys() []xContentKey {
-	if x.Keys == nil {
-		return nil
-	}
-	return x.Keys.Key
-}
-
-func (x *xDoc) drms() []xDRMSystem {
-	if x.DRM == nil {
-		return nil
-	}
-	return x.DRM.System
-}
-
-func (x *xDoc) periods() []xPeriod {
-	if x.Periods == nil {
-		return nil
-	}
-	return x.Periods.Period
-}
-
-func (x *xDoc) rules() []xRule {
-	if x.Rules == nil {
-		return nil
-	}
-	return x.Rules.Rule
 }
