@@ -1,0 +1,19 @@
+// Package faults is embargo's fault and attack suite: tests, run as root
+// over network namespaces, that prove with numbers that nothing is lost,
+// nothing is released early and nothing is let in when datagrams are lost,
+// edges die and restart, clocks step, drift or lose sync, receivers join
+// late, and every port is fed garbage.
+//
+// The topology is one lab (see internal/netns): an origin host, three edge
+// hosts whose clocks carry different simulated offsets, and receiver hosts,
+// all on one bridge that carries the multicast group. The test process's
+// own clock is the true clock every release is measured against.
+//
+// Each scenario logs one line starting "RESULT"; the README's Reliability
+// section quotes them:
+//
+//	sudo go test ./faults -count=1 -v | grep RESULT
+//
+// An ordinary user's run skips every scenario, saying why. The package has
+// no exported API.
+package faults

@@ -1,0 +1,354 @@
+package faults
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/embargo-live/embargo/engine/bundle"
+	"github.com/embargo-live/embargo/engine/edge"
+	"github.com/embargo-live/embargo/engine/origin"
+	"github.com/embargo-live/embargo/engine/receiver"
+	"github.com/embargo-live/embargo/engine/udp"
+	"github.com/embargo-live/embargo/engine/unicast"
+	"github.com/embargo-live/embargo/internal/netns"
+	"github.com/embargo-live/embargo/ptp"
+	"github.com/embargo-live/embargo/seal"
+)
+
+// Host roles in a lab: host 0 runs the origin, hosts 1–3 the edges, the
+// rest receivers.
+const (
+	originHost  = 0
+	edgeHosts   = 3
+	firstRecv   = 1 + edgeHosts
+	stream      = 1
+	unicastPort = 7272
+)
+
+// groupAddr is the suite's multicast group; it stays on the lab's bridge
+// (hop limit 1, pinned to each host's lab interface).
+var groupAddr = netip.MustParseAddrPort("239.77.9.1:7171")
+
+// truth is the test's true clock: every role shares this host's system
+// clock, and simulated edge clocks are distortions of it.
+func truth() int64 { return ptp.SystemTAI() }
+
+// lab is one scenario's topology and event: an origin with its keys and
+// schedule, and the lab's hosts.
+type lab struct {
+	t      *testing.T
+	net    *netns.Lab
+	org    *origin.Origin
+	master []byte
+	ring   *seal.KeyRing
+	sched  origin.Schedule
+
+	mu      sync.Mutex
+	bundles map[uint64]*bundle.Bundle
+	keys    map[uint64][]seal.ContentKey
+}
+
+// newLab builds a lab with recvHosts receiver hosts and an event whose
+// period 0 is released start from now, then one every period, each
+// announced lead before its release and presented one period after it.
+func newLab(t *testing.T, recvHosts int, period, lead, start time.Duration) *lab {
+	t.Helper()
+	n := netns.New(t, firstRecv+recvHosts)
+	org, master, err := origin.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &lab{
+		t: t, net: n, org: org, master: master, ring: seal.NewKeyRing(org.PublicKey()),
+		sched:   origin.Schedule{Epoch: truth() + int64(start), Period: period, Lead: lead, PresentDelay: period},
+		bundles: map[uint64]*bundle.Bundle{}, keys: map[uint64][]seal.ContentKey{},
+	}
+}
+
+func (l *lab) originHost() *netns.Host    { return l.net.Host(originHost) }
+func (l *lab) edgeHost(i int) *netns.Host { return l.net.Host(1 + i%edgeHosts) }
+
+// recvHost returns receiver host i (modulo the receiver hosts).
+func (l *lab) recvHost(i int) *netns.Host {
+	return l.net.Host(firstRecv + i%(len(l.net.Hosts())-firstRecv))
+}
+
+// group is the suite's group as seen from h.
+func group(h *netns.Host) udp.Group {
+	return udp.Group{Addr: groupAddr, Interface: h.Ifname, Hops: 1}
+}
+
+// edgeAddr is edge i's unicast address.
+func (l *lab) edgeAddr(i int) netip.AddrPort {
+	return netip.AddrPortFrom(l.edgeHost(i).IPv4, unicastPort)
+}
+
+// bundle issues period n once (the origin's role) and returns it.
+func (l *lab) bundle(n uint64) *bundle.Bundle {
+	l.t.Helper()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if b := l.bundles[n]; b != nil {
+		return b
+	}
+	keys, err := l.org.NewContentKeys(2)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	b, err := l.org.Keys(stream, n, l.sched.At(n), keys)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	l.bundles[n], l.keys[n] = b, keys
+	return b
+}
+
+// edgeOpts configures startEdge; zero values take the engine's defaults.
+type edgeOpts struct {
+	clock          ptp.Clock // [the true clock, ±1 µs]
+	unicast        bool      // serve unicast subscribers on edgeAddr
+	rounds, repeat int
+	periods        []uint64 // bundles added before Run
+}
+
+// runningEdge is an edge running on its host until stop.
+type runningEdge struct {
+	*edge.Edge
+	Server *unicast.Server
+	cancel context.CancelFunc
+	done   chan error
+	stopFn func()
+
+	mu      sync.Mutex
+	reports []edge.Report
+}
+
+// startEdge starts edge i (host 1+i) with a multicast sender on the group
+// and, if o.unicast, a unicast server.
+func (l *lab) startEdge(i int, o edgeOpts) *runningEdge {
+	l.t.Helper()
+	h := l.edgeHost(i)
+	if o.clock == nil {
+		o.clock = ptp.NewSim(ptp.WithUncertainty(time.Microsecond, 0))
+	}
+	re := &runningEdge{done: make(chan error, 1)}
+	var senders []edge.Sender
+	var closers []func() error
+	err := h.Do(func() error {
+		s, err := udp.NewSender(group(h))
+		if err != nil {
+			return err
+		}
+		senders, closers = append(senders, s), append(closers, s.Close)
+		if o.unicast {
+			srv, err := unicast.NewServer(unicast.ServerConfig{
+				Listen: l.edgeAddr(i), Clock: o.clock, Senders: 1,
+				Sessions: unicast.SessionConfig{Streams: []uint32{stream}, MaxPerAddress: 1 << 16, MaxSubscribers: 1 << 17},
+			})
+			if err != nil {
+				return err
+			}
+			re.Server = srv
+			senders, closers = append(senders, srv), append(closers, srv.Close)
+		}
+		return nil
+	})
+	if err != nil {
+		l.t.Fatalf("edge %d: %v", i, err)
+	}
+	e, err := edge.New(edge.Config{
+		ID: uint32(i + 1), Clock: o.clock, Trusted: l.ring, Senders: senders,
+		Lead: l.sched.Lead, Rounds: o.rounds, Repeat: o.repeat,
+		OnRelease: func(r edge.Report) { re.mu.Lock(); re.reports = append(re.reports, r); re.mu.Unlock() },
+	})
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	re.Edge = e
+	for _, n := range o.periods {
+		if err := e.Add(l.bundle(n)); err != nil {
+			l.t.Fatalf("edge %d: add period %d: %v", i, n, err)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	re.cancel = cancel
+	if re.Server != nil {
+		re.Server.SetHistory(e)
+		go re.Server.Run(ctx)
+	}
+	go func() { re.done <- e.Run(ctx) }()
+	var once sync.Once
+	re.stopFn = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-re.done; err != nil && !errors.Is(err, context.Canceled) {
+				l.t.Errorf("edge %d: %v", i, err)
+			}
+			for _, c := range closers {
+				c()
+			}
+		})
+	}
+	l.t.Cleanup(re.stop)
+	return re
+}
+
+// stop kills the edge: nothing more is sent and its sockets close.
+func (re *runningEdge) stop() { re.stopFn() }
+
+// Reports returns the releases the edge has reported so far.
+func (re *runningEdge) Reports() []edge.Report {
+	re.mu.Lock()
+	defer re.mu.Unlock()
+	return append([]edge.Report(nil), re.reports...)
+}
+
+// recorder is a receiver running on its host, recording every event.
+type recorder struct {
+	*receiver.Receiver
+	cancel context.CancelFunc
+	done   chan error
+	stopFn func()
+
+	mu     sync.Mutex
+	events map[uint64]receiver.Event
+	dups   int
+}
+
+// multicast opens a group socket on h.
+func (l *lab) multicast(h *netns.Host) receiver.Source {
+	l.t.Helper()
+	var c *udp.Conn
+	err := h.Do(func() (err error) { c, err = udp.Listen(group(h)); return err })
+	if err != nil {
+		l.t.Fatalf("listen on %s: %v", h.Name, err)
+	}
+	return c
+}
+
+// subscribe subscribes from h to edge i by unicast, asking for catchUp
+// released periods.
+func (l *lab) subscribe(h *netns.Host, i, catchUp int) *unicast.Client {
+	l.t.Helper()
+	var c *unicast.Client
+	err := h.Do(func() (err error) {
+		c, err = unicast.Dial(unicast.ClientConfig{Edge: l.edgeAddr(i), Streams: []uint32{stream}, CatchUp: catchUp, Retry: 50 * time.Millisecond})
+		return err
+	})
+	if err != nil {
+		l.t.Fatalf("subscribe from %s to edge %d: %v", h.Name, i, err)
+	}
+	return c
+}
+
+// startReceiver runs a receiver with the master key on srcs until the test
+// ends or stop.
+func (l *lab) startReceiver(srcs ...receiver.Source) *recorder {
+	l.t.Helper()
+	rec := &recorder{done: make(chan error, 1), events: map[uint64]receiver.Event{}}
+	r, err := receiver.New(receiver.Config{
+		Trusted: l.ring, Master: l.master, Streams: []uint32{stream},
+		OnEvent: func(ev receiver.Event) {
+			rec.mu.Lock()
+			defer rec.mu.Unlock()
+			if _, ok := rec.events[ev.Period]; ok {
+				rec.dups++
+			}
+			rec.events[ev.Period] = ev
+		},
+	})
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	rec.Receiver = r
+	ctx, cancel := context.WithCancel(context.Background())
+	rec.cancel = cancel
+	go func() { rec.done <- r.Run(ctx, srcs...) }()
+	var once sync.Once
+	rec.stopFn = func() {
+		once.Do(func() {
+			cancel()
+			for _, s := range srcs {
+				s.Close()
+			}
+			<-rec.done
+		})
+	}
+	l.t.Cleanup(rec.stop)
+	return rec
+}
+
+func (rec *recorder) stop() { rec.stopFn() }
+
+// Event returns the event for period n, if delivered.
+func (rec *recorder) Event(n uint64) (receiver.Event, bool) {
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	ev, ok := rec.events[n]
+	return ev, ok
+}
+
+// verdict is what one receiver saw of one period, judged against the
+// origin's keys and the true clock.
+type verdict struct {
+	missing, early, late, wrongKeys int
+}
+
+// judge checks every receiver's event for every period in periods: it was
+// delivered, its kernel arrival is at or after releaseAt and before
+// presentAt, and its keys are the origin's.
+func (l *lab) judge(recs []*recorder, periods []uint64) verdict {
+	var v verdict
+	for _, rec := range recs {
+		for _, n := range periods {
+			ev, ok := rec.Event(n)
+			at := l.sched.At(n)
+			switch {
+			case !ok:
+				v.missing++
+			case ev.Arrival < at.ReleaseAt || ev.Opened < at.ReleaseAt:
+				v.early++
+			case ev.Opened >= at.PresentAt:
+				v.late++
+			}
+			if ok && !slices.Equal(ev.Keys, l.keysOf(n)) {
+				v.wrongKeys++
+			}
+		}
+	}
+	return v
+}
+
+func (l *lab) keysOf(n uint64) []seal.ContentKey {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.keys[n]
+}
+
+// untilTrue sleeps until the true clock reaches at, or ctx ends.
+func untilTrue(at int64) {
+	if d := time.Duration(at - truth()); d > 0 {
+		time.Sleep(d)
+	}
+}
+
+// periods returns [from, to).
+func periods(from, to uint64) []uint64 {
+	var ps []uint64
+	for n := from; n < to; n++ {
+		ps = append(ps, n)
+	}
+	return ps
+}
+
+// result logs a scenario's one-line result.
+func result(t *testing.T, format string, args ...any) {
+	t.Helper()
+	t.Log("RESULT " + t.Name() + ": " + fmt.Sprintf(format, args...))
+}
