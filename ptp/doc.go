@@ -8,7 +8,10 @@
 // drift) and Sim (a deterministic clock with offset, drift, steps, jitter and
 // sync loss, for tests). WaitUntil commit-waits until Earliest ≥ t, sleeping
 // first and spinning on a locked OS thread for the last couple of
-// milliseconds, and refuses to wait on an unsynchronized clock.
+// milliseconds, and refuses to wait on an unsynchronized clock. Guard wraps
+// any of them and checks it against the local oscillator, so that a clock
+// which steps or drifts beyond its stated bound cannot make a release
+// early.
 package ptp
 
 // What has run where (keep this current):

@@ -16,3 +16,13 @@ func readAdjtimex() (kernelTime, error) {
 	}
 	return kernelTime{State: state, Status: tx.Status, MaxError: tx.Maxerror, TAI: tx.Tai}, nil
 }
+
+// rawOscillator reads CLOCK_MONOTONIC_RAW: the local oscillator, which no
+// time daemon steers or steps.
+func rawOscillator() int64 {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC_RAW, &ts); err != nil {
+		return monotonic()
+	}
+	return ts.Nano()
+}
