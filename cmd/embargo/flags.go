@@ -88,6 +88,7 @@ func (s *streamsFlag) Set(v string) error {
 type clockFlags struct {
 	phc    *string
 	assume *time.Duration
+	guard  *time.Duration
 }
 
 func addClockFlags(fs interface {
@@ -97,17 +98,25 @@ func addClockFlags(fs interface {
 	return clockFlags{
 		phc:    fs.String("phc", "", "PTP hardware clock device (e.g. /dev/ptp0); default: the system clock bounded by adjtimex"),
 		assume: fs.Duration("assume-synced", 0, "take an undisciplined system clock as synchronized within this bound (laptops, tests); never use on a production edge"),
+		guard:  fs.Duration("clock-guard", ptp.DefaultGuardWindow, "check the clock against the local oscillator over this window, holding over on the oscillator if it steps or drifts beyond its bound (costs 100 ppm of the window in lateness; 0 turns the guard off)"),
 	}
 }
 
-func (c clockFlags) open() (ptp.Clock, error) {
-	if *c.phc != "" {
-		return ptp.NewPHC(*c.phc)
+func (c clockFlags) open(log *slog.Logger) (ptp.Clock, error) {
+	var clock ptp.Clock
+	var err error
+	switch {
+	case *c.phc != "":
+		clock, err = ptp.NewPHC(*c.phc)
+	case *c.assume > 0:
+		clock, err = ptp.NewSystem(ptp.WithAssumeSynchronized(*c.assume))
+	default:
+		clock, err = ptp.NewSystem()
 	}
-	if *c.assume > 0 {
-		return ptp.NewSystem(ptp.WithAssumeSynchronized(*c.assume))
+	if err != nil || *c.guard <= 0 {
+		return clock, err
 	}
-	return ptp.NewSystem()
+	return ptp.NewGuard(clock, ptp.WithGuardWindow(*c.guard), ptp.WithGuardLogger(log)), nil
 }
 
 // roleFlags are the flags every long-running role has: log level and clock.
@@ -131,7 +140,7 @@ func (r roleFlags) open(stderr io.Writer, unsynced string) (*slog.Logger, ptp.Cl
 	if err != nil {
 		return nil, nil, err
 	}
-	clock, err := r.clock.open()
+	clock, err := r.clock.open(log)
 	if err != nil {
 		return nil, nil, err
 	}
