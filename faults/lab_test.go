@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"slices"
 	"sync"
@@ -19,6 +20,7 @@ import (
 	"github.com/embargo-live/embargo/internal/netns"
 	"github.com/embargo-live/embargo/ptp"
 	"github.com/embargo-live/embargo/seal"
+	"github.com/embargo-live/embargo/wire"
 )
 
 // Host roles in a lab: host 0 runs the origin, hosts 1–3 the edges, the
@@ -114,7 +116,8 @@ type edgeOpts struct {
 	clock          ptp.Clock // [the true clock, ±1 µs]
 	unicast        bool      // serve unicast subscribers on edgeAddr
 	rounds, repeat int
-	periods        []uint64 // bundles added before Run
+	periods        []uint64     // bundles added before Run
+	logger         *slog.Logger // [discard]
 }
 
 // runningEdge is an edge running on its host until stop.
@@ -125,8 +128,40 @@ type runningEdge struct {
 	done   chan error
 	stopFn func()
 
-	mu      sync.Mutex
-	reports []edge.Report
+	mu        sync.Mutex
+	reports   []edge.Report
+	firstSend map[uint64]int64 // period → true time its first RELEASE went to a socket
+}
+
+// watch wraps a sender so that the true time at which each period's first
+// RELEASE is handed to the kernel is recorded: taken before the send, it
+// proves a release was not early whatever the edge's clock believed.
+func (re *runningEdge) watch(s edge.Sender) edge.Sender {
+	return sendFunc(func(dgs [][]byte) (int, error) {
+		at := truth()
+		re.mu.Lock()
+		for _, d := range dgs {
+			if h, err := wire.Peek(d); err == nil && h.Type == wire.TypeRelease {
+				if _, ok := re.firstSend[h.Period]; !ok {
+					re.firstSend[h.Period] = at
+				}
+			}
+		}
+		re.mu.Unlock()
+		return s.Send(dgs)
+	})
+}
+
+type sendFunc func([][]byte) (int, error)
+
+func (f sendFunc) Send(dgs [][]byte) (int, error) { return f(dgs) }
+
+// FirstSend returns the true time period n's first RELEASE was sent.
+func (re *runningEdge) FirstSend(n uint64) (int64, bool) {
+	re.mu.Lock()
+	defer re.mu.Unlock()
+	at, ok := re.firstSend[n]
+	return at, ok
 }
 
 // startEdge starts edge i (host 1+i) with a multicast sender on the group
@@ -137,7 +172,7 @@ func (l *lab) startEdge(i int, o edgeOpts) *runningEdge {
 	if o.clock == nil {
 		o.clock = ptp.NewSim(ptp.WithUncertainty(time.Microsecond, 0))
 	}
-	re := &runningEdge{done: make(chan error, 1)}
+	re := &runningEdge{done: make(chan error, 1), firstSend: map[uint64]int64{}}
 	var senders []edge.Sender
 	var closers []func() error
 	err := h.Do(func() error {
@@ -145,7 +180,7 @@ func (l *lab) startEdge(i int, o edgeOpts) *runningEdge {
 		if err != nil {
 			return err
 		}
-		senders, closers = append(senders, s), append(closers, s.Close)
+		senders, closers = append(senders, re.watch(s)), append(closers, s.Close)
 		if o.unicast {
 			srv, err := unicast.NewServer(unicast.ServerConfig{
 				Listen: l.edgeAddr(i), Clock: o.clock, Senders: 1,
@@ -155,7 +190,7 @@ func (l *lab) startEdge(i int, o edgeOpts) *runningEdge {
 				return err
 			}
 			re.Server = srv
-			senders, closers = append(senders, srv), append(closers, srv.Close)
+			senders, closers = append(senders, re.watch(srv)), append(closers, srv.Close)
 		}
 		return nil
 	})
@@ -164,7 +199,7 @@ func (l *lab) startEdge(i int, o edgeOpts) *runningEdge {
 	}
 	e, err := edge.New(edge.Config{
 		ID: uint32(i + 1), Clock: o.clock, Trusted: l.ring, Senders: senders,
-		Lead: l.sched.Lead, Rounds: o.rounds, Repeat: o.repeat,
+		Lead: l.sched.Lead, Rounds: o.rounds, Repeat: o.repeat, Logger: o.logger,
 		OnRelease: func(r edge.Report) { re.mu.Lock(); re.reports = append(re.reports, r); re.mu.Unlock() },
 	})
 	if err != nil {
@@ -176,27 +211,33 @@ func (l *lab) startEdge(i int, o edgeOpts) *runningEdge {
 			l.t.Fatalf("edge %d: add period %d: %v", i, n, err)
 		}
 	}
+	re.run(l.t, closers)
+	return re
+}
+
+// run runs the edge (and its unicast server) until stop, which also
+// closes closers; the test's end stops it.
+func (re *runningEdge) run(t *testing.T, closers []func() error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	re.cancel = cancel
 	if re.Server != nil {
-		re.Server.SetHistory(e)
+		re.Server.SetHistory(re.Edge)
 		go re.Server.Run(ctx)
 	}
-	go func() { re.done <- e.Run(ctx) }()
+	go func() { re.done <- re.Edge.Run(ctx) }()
 	var once sync.Once
 	re.stopFn = func() {
 		once.Do(func() {
 			cancel()
 			if err := <-re.done; err != nil && !errors.Is(err, context.Canceled) {
-				l.t.Errorf("edge %d: %v", i, err)
+				t.Errorf("edge: %v", err)
 			}
 			for _, c := range closers {
 				c()
 			}
 		})
 	}
-	l.t.Cleanup(re.stop)
-	return re
+	t.Cleanup(re.stop)
 }
 
 // stop kills the edge: nothing more is sent and its sockets close.

@@ -1,0 +1,185 @@
+package faults
+
+import (
+	"bytes"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/embargo-live/embargo/engine/edge"
+	"github.com/embargo-live/embargo/engine/metrics"
+	"github.com/embargo-live/embargo/ptp"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// TestClockFaults: three edges release one event, each on a clock that
+// goes wrong in its own way: one steps 50 ms ahead just before a release,
+// one drifts at 2,000 ppm while claiming ±100 µs, one loses sync for two
+// periods. Each clock is wrapped in the guard the edge command uses
+// (ptp.Guard on the real CLOCK_MONOTONIC_RAW). The true time each RELEASE
+// was handed to a socket must never precede releaseAt; every receiver
+// must still get every period, on time; and each edge must say what is
+// wrong on /healthz and in its log. The same step and drift without the
+// guard are run as controls, to show the faults would make a release
+// early.
+func TestClockFaults(t *testing.T) {
+	const n = 9
+	period, lead := 400*time.Millisecond, 300*time.Millisecond
+	l := newLab(t, 2, period, lead, time.Second)
+	ps := periods(0, n)
+	stepAt := l.sched.At(2).ReleaseAt - int64(150*time.Millisecond)
+	lostAt, backAt := l.sched.At(4).ReleaseAt-int64(100*time.Millisecond), l.sched.At(6).ReleaseAt-int64(100*time.Millisecond)
+	const bound = 100 * time.Microsecond
+	faults := []struct {
+		name string
+		sim  func() *ptp.Sim
+	}{
+		{"step +50ms", func() *ptp.Sim {
+			return ptp.NewSim(ptp.WithOffset(40*time.Microsecond), ptp.WithUncertainty(bound, 0), ptp.WithStep(stepAt, 50*time.Millisecond))
+		}},
+		{"drift 2000ppm", func() *ptp.Sim {
+			return ptp.NewSim(ptp.WithOffset(-60*time.Microsecond), ptp.WithUncertainty(bound, 0), ptp.WithDrift(2000))
+		}},
+		{"sync lost 2 periods", func() *ptp.Sim {
+			return ptp.NewSim(ptp.WithOffset(20*time.Microsecond), ptp.WithUncertainty(bound, 10),
+				ptp.WithStateAt(lostAt, ptp.StateUnsynchronized, "sim: servo unlocked"),
+				ptp.WithStateAt(backAt, ptp.StateSynchronized, "sim: servo locked"))
+		}},
+	}
+
+	// Controls: the step and the drift, unguarded, on edges whose sends
+	// go nowhere but a record of when they happened.
+	controls := make([]*runningEdge, 2)
+	for i := range controls {
+		controls[i] = l.startControl(faults[i].sim(), ps)
+	}
+
+	edges := make([]*runningEdge, len(faults))
+	logs := make([]*lockedBuffer, len(faults))
+	health := make([]http.Handler, len(faults))
+	for i, f := range faults {
+		logs[i] = &lockedBuffer{}
+		log := slog.New(slog.NewTextHandler(logs[i], nil))
+		clock := ptp.NewGuard(f.sim(), ptp.WithGuardLogger(log))
+		edges[i] = l.startEdge(i, edgeOpts{clock: clock, periods: ps, logger: log})
+		reg := prometheus.NewRegistry()
+		metrics.RegisterEdge(reg, edges[i].Edge)
+		metrics.RegisterClock(reg, clock)
+		health[i] = metrics.Handler(reg, clock)
+	}
+	var recs []*recorder
+	for i := range 8 {
+		recs = append(recs, l.startReceiver(l.multicast(l.recvHost(i))))
+	}
+
+	// What /healthz says while the faults stand.
+	untilTrue(l.sched.At(5).ReleaseAt)
+	during := make([]string, len(faults))
+	for i := range faults {
+		during[i] = get(health[i], "/healthz")
+	}
+	untilTrue(l.sched.At(n).ReleaseAt + int64(period))
+
+	for i, want := range []string{"503 clock holdover: clock guard: clock moved 50", "503 clock holdover: clock guard: clock moved", "503 clock unsynchronized: sim: servo unlocked"} {
+		if !strings.HasPrefix(during[i], want) {
+			t.Errorf("%s: /healthz said %q, want %q…", faults[i].name, during[i], want)
+		}
+	}
+	if after := get(health[2], "/healthz"); !strings.HasPrefix(after, "200 ok: clock synchronized") {
+		t.Errorf("%s: /healthz after resync said %q", faults[2].name, after)
+	}
+	for i, want := range []string{"holding over on the oscillator", "holding over on the oscillator", "holding release: clock cannot prove releaseAt has passed"} {
+		if !strings.Contains(logs[i].String(), want) {
+			t.Errorf("%s: log lacks %q:\n%s", faults[i].name, want, logs[i].String())
+		}
+	}
+
+	var line []string
+	for i, e := range edges {
+		early, late, sent := sendSpread(l, e, ps)
+		if early > 0 {
+			t.Errorf("%s (guarded): a RELEASE was sent %v before releaseAt", faults[i].name, early)
+		}
+		if sent != n {
+			t.Errorf("%s (guarded): released %d of %d periods", faults[i].name, sent, n)
+		}
+		line = append(line, fmt.Sprintf("%s: %d/%d sent, none early, latest +%v", faults[i].name, sent, n, late.Round(time.Microsecond)))
+	}
+	for i, e := range controls {
+		early, _, _ := sendSpread(l, e, ps)
+		if early < 10*bound {
+			t.Errorf("control %s without the guard was early by only %v: the fault is not real", faults[i].name, early)
+		}
+		line = append(line, fmt.Sprintf("unguarded %s: up to %v early", faults[i].name, early.Round(time.Millisecond)))
+	}
+	v := l.judge(recs, ps)
+	if v != (verdict{}) {
+		t.Errorf("receivers: %+v", v)
+	}
+	result(t, "%d receivers × %d periods, %d missing, %d early; %s", len(recs), n, v.missing, v.early, strings.Join(line, "; "))
+}
+
+// sendSpread returns how far before releaseAt the earliest RELEASE was
+// sent (0 if none was early), the latest first send after releaseAt, and
+// how many of ps were sent at all.
+func sendSpread(l *lab, e *runningEdge, ps []uint64) (early, late time.Duration, sent int) {
+	for _, n := range ps {
+		at, ok := e.FirstSend(n)
+		if !ok {
+			continue
+		}
+		sent++
+		d := time.Duration(at - l.sched.At(n).ReleaseAt)
+		early, late = max(early, -d), max(late, d)
+	}
+	return early, late, sent
+}
+
+// startControl runs an edge on clock whose sends are only recorded.
+func (l *lab) startControl(clock ptp.Clock, ps []uint64) *runningEdge {
+	l.t.Helper()
+	re := &runningEdge{done: make(chan error, 1), firstSend: map[uint64]int64{}}
+	e, err := edge.New(edge.Config{ID: 99, Clock: clock, Trusted: l.ring, Lead: l.sched.Lead,
+		Senders: []edge.Sender{re.watch(sendFunc(func(dgs [][]byte) (int, error) { return len(dgs), nil }))}})
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	for _, n := range ps {
+		if err := e.Add(l.bundle(n)); err != nil {
+			l.t.Fatal(err)
+		}
+	}
+	re.Edge = e
+	re.run(l.t, nil)
+	return re
+}
+
+// get serves one GET from h and returns "status body".
+func get(h http.Handler, path string) string {
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, path, nil))
+	return fmt.Sprintf("%d %s", w.Code, strings.TrimSpace(w.Body.String()))
+}
+
+// lockedBuffer is a log sink safe to read while the edge writes.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
