@@ -55,20 +55,28 @@ func (e *Edge) Released(stream uint32) []*Released {
 
 // Announced returns the ANNOUNCE datagrams of the stream's periods held for
 // release, soonest first: what a subscriber arriving now needs to be ready
-// for the next releases. It never includes a release secret.
+// for the next releases. That includes periods already taken for a release
+// under way (the last moments before the instant), which are neither pending
+// nor yet released: without them a subscriber arriving then would get the
+// RELEASE but never the body. It never includes a release secret.
 func (e *Edge) Announced(stream uint32) [][]byte {
 	e.mu.Lock()
-	var held []*entry
+	var held []*bundle.Bundle
 	for k, p := range e.pending {
 		if k.stream == stream {
-			held = append(held, p)
+			held = append(held, p.b)
+		}
+	}
+	for k, b := range e.inflight {
+		if k.stream == stream {
+			held = append(held, b)
 		}
 	}
 	e.mu.Unlock()
-	slices.SortFunc(held, func(a, b *entry) int { return cmp.Compare(a.b.Period, b.b.Period) })
+	slices.SortFunc(held, func(a, b *bundle.Bundle) int { return cmp.Compare(a.Period, b.Period) })
 	var out [][]byte
-	for _, p := range held {
-		out = append(out, p.b.Shards...)
+	for _, b := range held {
+		out = append(out, b.Shards...)
 	}
 	return out
 }

@@ -147,13 +147,18 @@ func (e *Edge) takeDue(at int64) []*entry {
 }
 
 // release sends Repeat copies of the due periods' RELEASEs (dgs) to every
-// sender, the first at once, then publishes the periods for catch-up.
+// sender, the first at once, publishing the periods for catch-up as soon
+// as the first has gone, and reports them after the last.
 // earliest is the clock's earliest possible time, already at or past every
 // releaseAt.
 func (e *Edge) release(ctx context.Context, due []*entry, dgs [][]byte, earliest int64) {
 	if len(due) == 0 {
 		return
 	}
+	// The carousel holds back only for the first copy, the one that is the
+	// instant: the later copies are redundancy, and holding every ANNOUNCE
+	// round behind all of them (a long time to many unicast subscribers, or
+	// on a starved CPU) could starve the next period of its rounds.
 	e.releasing.Store(true)
 	defer e.releasing.Store(false)
 	stamp(dgs, earliest)
@@ -179,9 +184,13 @@ func (e *Edge) release(ctx context.Context, due []*entry, dgs [][]byte, earliest
 			for i, d := range dgs {
 				first[i] = slices.Clone(d)
 			}
+			// Released from the first copy on: a subscriber arriving
+			// during the later copies is served by catch-up.
+			e.record(due, first)
+			e.releasing.Store(false)
 		}
 	}
-	e.publish(due, first, earliest, copies, fanOut)
+	e.report(due, earliest, copies, fanOut)
 }
 
 func stamp(dgs [][]byte, at int64) {
@@ -206,7 +215,9 @@ func (e *Edge) sendAll(dgs [][]byte) bool {
 	return ok
 }
 
-func (e *Edge) publish(due []*entry, first [][]byte, earliest int64, copies int, fanOut time.Duration) {
+// record moves the released periods from in flight to the history that
+// catch-up serves.
+func (e *Edge) record(due []*entry, first [][]byte) {
 	e.mu.Lock()
 	for i, p := range due {
 		h := e.released[p.b.Stream]
@@ -220,6 +231,10 @@ func (e *Edge) publish(due []*entry, first [][]byte, earliest int64, copies int,
 		delete(e.inflight, key{p.b.Stream, p.b.Period})
 	}
 	e.mu.Unlock()
+}
+
+// report counts, logs and reports the releases once their copies are sent.
+func (e *Edge) report(due []*entry, earliest int64, copies int, fanOut time.Duration) {
 	for _, p := range due {
 		late := time.Duration(earliest - p.b.ReleaseAt)
 		e.stats.released.Add(1)
