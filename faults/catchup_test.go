@@ -1,0 +1,307 @@
+package faults
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/embargo-live/embargo/engine/receiver"
+	"github.com/embargo-live/embargo/engine/unicast"
+	"github.com/embargo-live/embargo/internal/netns"
+	"github.com/embargo-live/embargo/internal/wait"
+)
+
+// joiner is a receiver that started mid-event, with what it asked for and
+// when, by the true clock.
+type joiner struct {
+	name    string
+	rec     *recorder
+	rels    *releaseLog // RELEASEs read on its unicast sources
+	catchUp int         // periods asked for; 0: multicast only
+	// joined is just before its sockets opened, subscribed when every
+	// unicast session was up (joined for multicast only).
+	joined, subscribed int64
+}
+
+// join starts a receiver on h subscribed by unicast to edges with catchUp,
+// and on the group too if multicast, and waits for its sessions.
+func (l *lab) join(name string, h *netns.Host, edges []int, catchUp int, multicast bool) *joiner {
+	l.t.Helper()
+	j := &joiner{name: name, rels: &releaseLog{}, catchUp: catchUp, joined: truth()}
+	var srcs []receiver.Source
+	var clients []*unicast.Client
+	if multicast {
+		srcs = append(srcs, l.multicast(h))
+	}
+	for _, i := range edges {
+		c := l.subscribe(h, i, catchUp)
+		clients = append(clients, c)
+		srcs = append(srcs, tapReleases(c, j.rels))
+	}
+	j.rec = l.startReceiver(srcs...)
+	wait.For(l.t, 5*time.Second, name+" subscribed", func() bool {
+		return !slices.ContainsFunc(clients, func(c *unicast.Client) bool { return !c.Subscribed() })
+	})
+	j.subscribed = truth()
+	return j
+}
+
+// catchUpVerdict is what one late joiner saw, judged against the schedule
+// and the true clock.
+type catchUpVerdict struct {
+	newest      int64         // newest period caught up (−1: none)
+	caught      int           // periods delivered as catch-up
+	live        int           // later periods delivered live
+	early       int           // events or RELEASE datagrams before releaseAt, or unstamped
+	beyond      int           // catch-up of a period not released at subscription
+	older       int           // periods older than the catch-up window delivered
+	holes       int           // periods in the window or later not delivered
+	slow        time.Duration // latest catch-up event after joining
+	liveVerdict verdict
+}
+
+// judgeCatchUp checks a joiner that asked for j.catchUp periods and
+// subscribed between j.joined and j.subscribed: it got as catch-up exactly
+// the last j.catchUp periods released when its subscription was handled
+// (that is, by j.subscribed, and at least all released slack before
+// j.joined), every later period up to end live (lab.judge), and nothing
+// before its releaseAt — events, or RELEASE datagrams on its unicast
+// sources — nor older than its window.
+func (l *lab) judgeCatchUp(j *joiner, end uint64, slack time.Duration) catchUpVerdict {
+	v := catchUpVerdict{newest: -1}
+	// The newest period the edge may have caught it up on: released by the
+	// true clock when its session was up. The oldest it must have: released
+	// slack before it joined.
+	maxNewest := l.newestReleased(j.subscribed)
+	minNewest := l.newestReleased(j.joined - int64(slack))
+	for n := range end {
+		ev, ok := j.rec.Event(n)
+		if !ok {
+			continue
+		}
+		at := l.sched.At(n)
+		if ev.Arrival < at.ReleaseAt || ev.Opened < at.ReleaseAt {
+			v.early++
+		}
+		if ev.CatchUp {
+			v.caught++
+			v.newest = max(v.newest, int64(n))
+			v.slow = max(v.slow, time.Duration(ev.Opened-j.joined))
+		}
+	}
+	if v.newest > maxNewest {
+		v.beyond++
+	}
+	newest := v.newest
+	if newest < minNewest {
+		// The catch-up the joiner was owed at least.
+		newest = minNewest
+	}
+	oldest := max(newest-int64(j.catchUp)+1, 0)
+	var later []uint64
+	for n := range end {
+		ev, ok := j.rec.Event(n)
+		switch {
+		case int64(n) < oldest:
+			if ok {
+				v.older++
+			}
+		case int64(n) <= newest:
+			if !ok || !ev.CatchUp {
+				v.holes++
+			}
+		default:
+			later = append(later, n)
+			if ok && !ev.CatchUp {
+				v.live++
+			}
+		}
+	}
+	v.liveVerdict = l.judge([]*recorder{j.rec}, later)
+	seen, stampless, bad := j.rels.all()
+	v.early += stampless + bad
+	for _, r := range seen {
+		if l.early(r) {
+			v.early++
+		}
+		if r.CatchUp && (int64(r.Period) > v.newest || int64(r.Period) < oldest) {
+			v.beyond++
+		}
+	}
+	return v
+}
+
+// newestReleased is the newest period whose releaseAt is at or before t
+// (−1: none).
+func (l *lab) newestReleased(t int64) int64 {
+	if t < l.sched.Epoch {
+		return -1
+	}
+	return int64(l.sched.Current(t))
+}
+
+func (v catchUpVerdict) ok() bool {
+	return v.early == 0 && v.beyond == 0 && v.older == 0 && v.holes == 0 && v.liveVerdict == (verdict{})
+}
+
+func (v catchUpVerdict) String() string {
+	return fmt.Sprintf("caught up %d (newest %d) within %v, live %d, missing %d, early %d, beyond %d, older %d, live verdict %+v",
+		v.caught, v.newest, v.slow.Round(time.Millisecond), v.live, v.holes, v.early, v.beyond, v.older, v.liveVerdict)
+}
+
+// TestCatchUp: receivers that join or restart mid-event catch up on the
+// periods already released, within their catch-up window and promptly,
+// get every later one live, and are never given a period early or one
+// older than they asked for.
+func TestCatchUp(t *testing.T) {
+	const (
+		period = 400 * time.Millisecond
+		lead   = time.Second
+		end    = 16
+		// slack is how late an edge may release and still count as
+		// having released when a joiner arrived.
+		slack = 150 * time.Millisecond
+		// prompt bounds how long after joining a joiner's catch-up may
+		// take (it comes as soon as the session is up: milliseconds).
+		prompt = time.Second
+	)
+	l := newLab(t, 4, period, lead, 1200*time.Millisecond)
+	ps := periods(0, end)
+	offsets := []time.Duration{800 * time.Microsecond, -500 * time.Microsecond}
+	for i, off := range offsets {
+		l.feed(l.startEdge(i, edgeOpts{clock: offsetClock(off), unicast: true}), 0, end, 20*time.Millisecond)
+	}
+	at := func(n uint64) int64 { return l.sched.At(n).ReleaseAt }
+
+	// From the start: a multicast receiver, a unicast one over both edges,
+	// and one over both that will restart.
+	base := []*recorder{
+		l.startReceiver(l.multicast(l.recvHost(0))),
+		l.join("base-unicast", l.recvHost(1), []int{0, 1}, 0, false).rec,
+	}
+	before := l.join("restart-before", l.recvHost(2), []int{1}, 4, true)
+
+	// Late joiners mid-period: one asking for less than was released, one
+	// for more.
+	untilTrue(at(4) + int64(period/2))
+	late := []*joiner{
+		l.join("late-3", l.recvHost(1), []int{0}, 3, false),
+		l.join("late-16", l.recvHost(2), []int{1}, 16, false),
+	}
+	// Joiners just before a release: that period is announced, taken for
+	// release, and must come at releaseAt, live or as catch-up, never
+	// before.
+	untilTrue(at(7) - int64(10*time.Millisecond))
+	edgeOf := []*joiner{
+		l.join("at-release-e1", l.recvHost(3), []int{0}, 2, false),
+		l.join("at-release-e2", l.recvHost(0), []int{1}, 2, true),
+	}
+	// The restarting receiver goes down after period 9 and comes back
+	// after 11 on fresh sockets.
+	untilTrue(at(9) + int64(period/4))
+	wait.For(t, time.Second, "restarting receiver has period 9", func() bool { _, ok := before.rec.Event(9); return ok })
+	before.rec.stop()
+	// A multicast-only joiner: it has no way to ask for catch-up.
+	untilTrue(at(10) + int64(period/2))
+	mcast := l.join("multicast-only", l.recvHost(3), nil, 0, true)
+	untilTrue(at(11) + int64(period/4))
+	after := l.join("restart-after", l.recvHost(2), []int{1}, 4, true)
+
+	last := l.sched.At(end - 1)
+	untilTrue(last.ReleaseAt)
+	all := append(append(append([]*recorder{}, base...), mcast.rec, after.rec), recsOf(late)...)
+	all = append(all, recsOf(edgeOf)...)
+	wait.For(t, time.Duration(last.PresentAt-truth())+time.Second, "every receiver has the last period", func() bool {
+		return !slices.ContainsFunc(all, func(r *recorder) bool { _, ok := r.Event(end - 1); return !ok })
+	})
+
+	t.Run("baseline", func(t *testing.T) {
+		v := l.judge(base, ps)
+		result(t, "%d receivers from the start, %d periods: %+v", len(base), len(ps), v)
+		if v != (verdict{}) {
+			t.Error(v)
+		}
+	})
+	t.Run("late-joiners", func(t *testing.T) {
+		var lines []string
+		for _, j := range late {
+			v := l.judgeCatchUp(j, end, slack)
+			lines = append(lines, fmt.Sprintf("%s: %v", j.name, v))
+			checkCatchUp(t, j, v, prompt)
+		}
+		result(t, "joined mid-period 4 by unicast: %s", strings.Join(lines, "; "))
+	})
+	t.Run("join-at-release", func(t *testing.T) {
+		var lines []string
+		for _, j := range edgeOf {
+			v := l.judgeCatchUp(j, end, slack)
+			lines = append(lines, fmt.Sprintf("%s (subscribed %+.1fms from releaseAt 7): %v", j.name, float64(j.subscribed-at(7))/1e6, v))
+			checkCatchUp(t, j, v, prompt)
+		}
+		result(t, "joined 10ms before period 7's release: %s", strings.Join(lines, "; "))
+	})
+	t.Run("restart", func(t *testing.T) {
+		v := l.judgeCatchUp(after, end, slack)
+		checkCatchUp(t, after, v, prompt)
+		var gap []uint64
+		for _, n := range ps {
+			_, a := before.rec.Event(n)
+			_, b := after.rec.Event(n)
+			if !a && !b {
+				gap = append(gap, n)
+			}
+		}
+		if len(gap) > 0 {
+			t.Errorf("periods lost across the restart: %v", gap)
+		}
+		result(t, "down from period 9 to 11, catch-up 4: %v; lost across the restart %d", v, len(gap))
+	})
+	t.Run("multicast-only", func(t *testing.T) {
+		// Periods whose carousel starts after the join come live; those
+		// released before it cannot come at all: multicast has no
+		// catch-up, by design. Those announced before it may or may not.
+		firstLive := l.sched.Current(mcast.joined+int64(lead)) + 1
+		var got, partial, early, older, caught int
+		for _, n := range ps {
+			ev, ok := mcast.rec.Event(n)
+			if !ok {
+				continue
+			}
+			got++
+			if ev.CatchUp {
+				caught++
+			}
+			if ev.Arrival < at(n) || ev.Opened < at(n) {
+				early++
+			}
+			if at(n) <= mcast.joined {
+				older++
+			} else if n < firstLive {
+				partial++
+			}
+		}
+		v := l.judge([]*recorder{mcast.rec}, periods(firstLive, end))
+		result(t, "joined mid-period 10, no catch-up possible (by design): got %d periods, %d of %d announced before it joined, %d live from period %d on: %+v; early %d, released before join %d",
+			got, partial, firstLive-l.sched.Current(mcast.joined)-1, end-firstLive, firstLive, v, early, older)
+		if v != (verdict{}) || early > 0 || older > 0 || caught > 0 {
+			t.Errorf("multicast-only joiner: %+v, early %d, older %d, catch-up %d", v, early, older, caught)
+		}
+	})
+}
+
+func checkCatchUp(t *testing.T, j *joiner, v catchUpVerdict, prompt time.Duration) {
+	t.Helper()
+	if !v.ok() || v.slow > prompt {
+		t.Errorf("%s (catch-up %d, joined %d, subscribed %d): %v", j.name, j.catchUp, j.joined, j.subscribed, v)
+	}
+}
+
+func recsOf(js []*joiner) []*recorder {
+	var out []*recorder
+	for _, j := range js {
+		out = append(out, j.rec)
+	}
+	return out
+}
