@@ -22,6 +22,13 @@ func (e *Edge) carousel(ctx context.Context) {
 			continue
 		}
 		next := e.sendRounds(r)
+		// Wait from now, not from before the sends: a round to many unicast
+		// subscribers takes hundreds of milliseconds, and counting them
+		// again would make every later round that much late, past its
+		// period's release at worst (which then has no ANNOUNCE at all).
+		if after, err := e.cfg.Clock.Now(); err == nil {
+			r = after
+		}
 		// At least a spacing: a wake-up already due (a quiet window ending
 		// while the clock is uncertain) must not spin on the lock.
 		e.idle(ctx, e.wakeCarousel, max(min(time.Duration(next-r.Mid()), time.Second), e.cfg.Spacing))
