@@ -21,7 +21,7 @@ import (
 // sinkHost is a network namespace whose route to 198.18.0.0/15 leads into
 // an ifb device, which drops every datagram: the send path is measured
 // without any receive cost on this host.
-func sinkHost(b *testing.B) *netns.Host {
+func sinkHost(b testing.TB) *netns.Host {
 	lab := netns.New(b, 1)
 	h := lab.Host(0)
 	ip, err := exec.LookPath("ip")
@@ -52,7 +52,7 @@ func sinkAddrs(n int) []netip.AddrPort {
 	return out
 }
 
-func releaseDatagram(b *testing.B) []byte {
+func releaseDatagram(b testing.TB) []byte {
 	d := make([]byte, wire.ReleaseLen)
 	r := wire.Release{Header: wire.Header{Stream: 1, Period: 1}, ReleaseAt: 1, SentAt: 1}
 	if _, err := r.Encode(d); err != nil {
