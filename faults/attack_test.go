@@ -1,3 +1,5 @@
+//go:build linux
+
 package faults
 
 // Scenario 5 of issue 9, "bad input at every port": every port embargo

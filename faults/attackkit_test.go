@@ -1,3 +1,5 @@
+//go:build linux
+
 package faults
 
 // Helpers of the attack scenarios (attack_test.go) that are not specific

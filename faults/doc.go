@@ -14,6 +14,6 @@
 //
 //	sudo go test ./faults -count=1 -v | grep RESULT
 //
-// An ordinary user's run skips every scenario, saying why. The package has
-// no exported API.
+// The scenarios are Linux-only; an ordinary user's run skips every one of
+// them, saying why. The package has no exported API.
 package faults

@@ -33,3 +33,6 @@ func (s *Server) Send(dgs [][]byte) (int, error) { return 0, ErrNotSupported }
 
 // Stats is empty.
 func (s *Server) Stats() ServerStats { return ServerStats{} }
+
+// SetHistory does nothing.
+func (s *Server) SetHistory(h History) {}
