@@ -65,8 +65,9 @@ type catchUpVerdict struct {
 }
 
 // judgeCatchUp checks a joiner that asked for j.catchUp periods and
-// subscribed between j.joined and j.subscribed: it got as catch-up exactly
-// the last j.catchUp periods released when its subscription was handled
+// subscribed between j.joined and j.subscribed: it got (as catch-up, or
+// live if a live copy came first) exactly the last j.catchUp periods
+// released when its subscription was handled
 // (that is, by j.subscribed, and at least all released slack before
 // j.joined), every later period up to end live (lab.judge), and nothing
 // before its releaseAt — events, or RELEASE datagrams on its unicast
@@ -93,6 +94,15 @@ func (l *lab) judgeCatchUp(j *joiner, end uint64, slack time.Duration) catchUpVe
 			v.slow = max(v.slow, time.Duration(ev.Opened-j.joined))
 		}
 	}
+	// A period whose release was under way when the session came up is
+	// served by catch-up too, and a live copy may then open it first: the
+	// catch-up RELEASE datagrams say what the edge caught it up on.
+	seen, stampless, bad := j.rels.all()
+	for _, r := range seen {
+		if r.CatchUp {
+			v.newest = max(v.newest, int64(r.Period))
+		}
+	}
 	if v.newest > maxNewest {
 		v.beyond++
 	}
@@ -111,7 +121,7 @@ func (l *lab) judgeCatchUp(j *joiner, end uint64, slack time.Duration) catchUpVe
 				v.older++
 			}
 		case int64(n) <= newest:
-			if !ok || !ev.CatchUp {
+			if !ok {
 				v.holes++
 			}
 		default:
@@ -122,14 +132,13 @@ func (l *lab) judgeCatchUp(j *joiner, end uint64, slack time.Duration) catchUpVe
 		}
 	}
 	v.liveVerdict = l.judge([]*recorder{j.rec}, later)
-	seen, stampless, bad := j.rels.all()
 	v.early += stampless + bad
 	for _, r := range seen {
 		if l.early(r) {
 			v.early++
 		}
-		if r.CatchUp && (int64(r.Period) > v.newest || int64(r.Period) < oldest) {
-			v.beyond++
+		if r.CatchUp && int64(r.Period) < oldest {
+			v.older++
 		}
 	}
 	return v
