@@ -671,7 +671,7 @@ func atkMulticast(t *testing.T) {
 	late := l.recvHost(3)
 	lateStart := truth()
 	lateSrc, lateFilter := listen(late, true)
-	lateRec := atkStartReceiver(l, func(c *receiver.Config) { c.MaxAge = maxAge }, lateSrc)
+	lateRec := l.startReceiverWith(func(c *receiver.Config) { c.MaxAge = maxAge }, lateSrc)
 	if lateFilter == nil {
 		pace.add(lateRec, int(sent.Load()))
 	}
@@ -1418,24 +1418,6 @@ func atkBody(name, method, path, host string, n, want int, header ...string) atk
 	return atkHTTPCase{name: name, raw: b.Bytes(), zeros: n, want: want}
 }
 
-// atkLog is a server's error log, safe for concurrent writes.
-type atkLog struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *atkLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *atkLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // atkHTTPAttack runs every case and checks each was refused as wanted and
 // that no answer carries what leaks (a CPIX document, a licence): it
 // returns the tally of outcomes.
@@ -1541,7 +1523,7 @@ func atkHTTPS(t *testing.T) {
 	addr := netip.AddrPortFrom(originH.IPv4, 8443)
 	base := "https://" + addr.String()
 	h := keyserver.NewHandler(keyserver.ServerConfig{Issuer: issuer, Tokens: map[string]string{token: "player"}, Licence: base + "/v1/streams/{stream}/licence"})
-	var errLog atkLog
+	var errLog lockedBuffer
 	srv := &http.Server{Handler: h, TLSConfig: keyserver.ServerTLS(srvCert.TLS(), pool),
 		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 60 * time.Second,
 		ErrorLog: log.New(&errLog, "", 0)}
@@ -1642,7 +1624,7 @@ func atkMetrics(t *testing.T) {
 	metrics.RegisterEdge(reg, e)
 	metrics.RegisterClock(reg, clock)
 	addr := netip.AddrPortFrom(edgeH.IPv4, 9090)
-	var errLog atkLog
+	var errLog lockedBuffer
 	// As cmd/embargo serves it.
 	srv := &http.Server{Handler: metrics.Handler(reg, clock), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 10 * time.Second,
 		WriteTimeout: 30 * time.Second, IdleTimeout: 60 * time.Second, ErrorLog: log.New(&errLog, "", 0)}

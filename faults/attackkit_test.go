@@ -33,7 +33,6 @@ import (
 	xbpf "golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
 
-	"github.com/embargo-live/embargo/engine/receiver"
 	"github.com/embargo-live/embargo/internal/netns"
 	"github.com/embargo-live/embargo/wire"
 )
@@ -453,45 +452,6 @@ func atkListen(t testing.TB, h *netns.Host, addr netip.AddrPort) net.Listener {
 		t.Fatalf("listen on %s %v: %v", h.Name, addr, err)
 	}
 	return ln
-}
-
-// atkStartReceiver is lab.startReceiver with the receiver's configuration
-// changed by mod first (a shorter MaxAge, say).
-func atkStartReceiver(l *lab, mod func(*receiver.Config), srcs ...receiver.Source) *recorder {
-	l.t.Helper()
-	rec := &recorder{done: make(chan error, 1), events: map[uint64]receiver.Event{}}
-	cfg := receiver.Config{
-		Trusted: l.ring, Master: l.master, Streams: []uint32{stream},
-		OnEvent: func(ev receiver.Event) {
-			rec.mu.Lock()
-			defer rec.mu.Unlock()
-			if _, ok := rec.events[ev.Period]; ok {
-				rec.dups++
-			}
-			rec.events[ev.Period] = ev
-		},
-	}
-	mod(&cfg)
-	r, err := receiver.New(cfg)
-	if err != nil {
-		l.t.Fatal(err)
-	}
-	rec.Receiver = r
-	ctx, cancel := context.WithCancel(context.Background())
-	rec.cancel = cancel
-	go func() { rec.done <- r.Run(ctx, srcs...) }()
-	var once sync.Once
-	rec.stopFn = func() {
-		once.Do(func() {
-			cancel()
-			for _, s := range srcs {
-				s.Close()
-			}
-			<-rec.done
-		})
-	}
-	l.t.Cleanup(rec.stop)
-	return rec
 }
 
 // atkForeign lists the periods rec delivered that are not genuine: not

@@ -3,6 +3,7 @@
 package faults
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -294,8 +295,15 @@ func (l *lab) subscribe(h *netns.Host, i, catchUp int) *unicast.Client {
 // ends or stop.
 func (l *lab) startReceiver(srcs ...receiver.Source) *recorder {
 	l.t.Helper()
+	return l.startReceiverWith(nil, srcs...)
+}
+
+// startReceiverWith is startReceiver with the receiver's configuration
+// changed by mod first (a shorter MaxAge, say), if mod is not nil.
+func (l *lab) startReceiverWith(mod func(*receiver.Config), srcs ...receiver.Source) *recorder {
+	l.t.Helper()
 	rec := &recorder{done: make(chan error, 1), events: map[uint64]receiver.Event{}}
-	r, err := receiver.New(receiver.Config{
+	cfg := receiver.Config{
 		Trusted: l.ring, Master: l.master, Streams: []uint32{stream},
 		OnEvent: func(ev receiver.Event) {
 			rec.mu.Lock()
@@ -305,7 +313,11 @@ func (l *lab) startReceiver(srcs ...receiver.Source) *recorder {
 			}
 			rec.events[ev.Period] = ev
 		},
-	})
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	r, err := receiver.New(cfg)
 	if err != nil {
 		l.t.Fatal(err)
 	}
@@ -394,4 +406,22 @@ func periods(from, to uint64) []uint64 {
 func result(t *testing.T, format string, args ...any) {
 	t.Helper()
 	t.Log("RESULT " + t.Name() + ": " + fmt.Sprintf(format, args...))
+}
+
+// lockedBuffer is a log sink safe to read while the edge writes.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }
