@@ -8,7 +8,6 @@ import (
 	"runtime"
 	"sync"
 	"syscall"
-	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -25,13 +24,9 @@ const (
 // subscriber: the datagram is the same for all, only the destination
 // differs, so a send fills one iovec and makes the syscalls.
 type planner struct {
-	s *Server
-	// release: this planner sends RELEASEs, and every other planner's
-	// passes stand aside while it sends a period's first (Server.instants).
-	release bool
+	s       *Server
 	mu      sync.Mutex
 	plans   map[uint32]*plan
-	newest  map[uint32]uint64 // release planner: per stream, 1 + the newest period sent
 	workers []chan job
 	closed  bool
 }
@@ -52,16 +47,13 @@ type job struct {
 	done *sync.WaitGroup
 	errs *[]error
 	mu   *sync.Mutex
-	// yield, if set, is called before each sendmmsg: it waits while a
-	// period's first RELEASE fans out.
-	yield func()
 }
 
 // newPlanner starts a worker for every socket but the first: the caller's
 // goroutine sends the first share itself on the first socket, so a small
 // fan-out (or a one-socket server) waits for no thread to wake up.
-func newPlanner(s *Server, release bool) *planner {
-	p := &planner{s: s, release: release, plans: make(map[uint32]*plan), newest: make(map[uint32]uint64)}
+func newPlanner(s *Server) *planner {
+	p := &planner{s: s, plans: make(map[uint32]*plan)}
 	for _, sk := range s.socks[1:] {
 		c := make(chan job)
 		p.workers = append(p.workers, c)
@@ -84,7 +76,7 @@ type counter interface{ Add(uint64) uint64 }
 
 func (j job) run(sk *socket, sent, errs counter) {
 	for _, run := range j.runs {
-		n, failed, err := sendAll(sk.rc, run, j.yield)
+		n, failed, err := sendAll(sk.rc, run)
 		sent.Add(uint64(n))
 		if failed > 0 {
 			errs.Add(uint64(failed))
@@ -96,13 +88,9 @@ func (j job) run(sk *socket, sent, errs counter) {
 }
 
 // sendAll sends every header, skipping (and counting) the ones the kernel
-// refuses, and returns how many went. yield, if set, is called before
-// each batch.
-func sendAll(rc syscall.RawConn, hdrs []unix.Mmsghdr, yield func()) (sent, failed int, first error) {
+// refuses, and returns how many went.
+func sendAll(rc syscall.RawConn, hdrs []unix.Mmsghdr) (sent, failed int, first error) {
 	for len(hdrs) > 0 {
-		if yield != nil {
-			yield()
-		}
 		batch := hdrs[:min(len(hdrs), maxBatch)]
 		var n int
 		var errno syscall.Errno
@@ -132,10 +120,9 @@ func sendAll(rc syscall.RawConn, hdrs []unix.Mmsghdr, yield func()) (sent, faile
 	return sent, failed, first
 }
 
-// send fans d, of period, out to the subscribers of stream, spread over
-// the workers, starting at a random subscriber so that nobody is always
-// first.
-func (p *planner) send(stream uint32, period uint64, d []byte) error {
+// send fans d out to the subscribers of stream, spread over the workers,
+// starting at a random subscriber so that nobody is always first.
+func (p *planner) send(stream uint32, d []byte) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
@@ -148,20 +135,6 @@ func (p *planner) send(stream uint32, period uint64, d []byte) error {
 	if pl.n == 0 {
 		return nil
 	}
-	// A carousel pass over a large audience keeps a CPU busy for each
-	// sender thread; a RELEASE sharing them would reach its last
-	// subscriber that much later. So the other planners' passes wait,
-	// batch by batch, while a period's first RELEASE fans out: that copy
-	// is the instant. Later copies are redundancy and share the CPUs, so
-	// that the next period's rounds are not held behind them all.
-	var yield func()
-	switch {
-	case !p.release:
-		yield = p.s.yieldToInstant
-	case p.instant(stream, period):
-		p.s.instants.Add(1)
-		defer p.s.instants.Add(-1)
-	}
 	pl.iov.Base = &d[0]
 	pl.iov.SetLen(len(d))
 	start := rand.IntN(pl.n)
@@ -171,29 +144,19 @@ func (p *planner) send(stream uint32, period uint64, d []byte) error {
 	var errs []error
 	// Small fan-outs stay on the caller: waking threads costs more.
 	share := max((pl.n+len(p.s.socks)-1)/len(p.s.socks), minShare)
-	mine := job{runs: take(&rotated, share), done: &wg, errs: &errs, mu: &mu, yield: yield}
+	mine := job{runs: take(&rotated, share), done: &wg, errs: &errs, mu: &mu}
 	for _, w := range p.workers {
 		runs := take(&rotated, share)
 		if len(runs) == 0 {
 			break
 		}
 		wg.Add(1)
-		w <- job{runs: runs, done: &wg, errs: &errs, mu: &mu, yield: yield}
+		w <- job{runs: runs, done: &wg, errs: &errs, mu: &mu}
 	}
 	mine.run(p.s.socks[0], &p.s.sent, &p.s.sendErrs)
 	wg.Wait()
 	runtime.KeepAlive(d)
 	return errors.Join(errs...)
-}
-
-// instant reports whether a RELEASE of period is the stream's first of
-// it (the instant, not a later copy), and notes it. p.mu is held.
-func (p *planner) instant(stream uint32, period uint64) bool {
-	if period+1 <= p.newest[stream] {
-		return false
-	}
-	p.newest[stream] = period + 1
-	return true
 }
 
 // sendNaive is the baseline: one sendto per subscriber, in table order,
@@ -212,15 +175,6 @@ func (p *planner) sendNaive(stream uint32, d []byte) error {
 		p.s.sent.Add(1)
 	}
 	return first
-}
-
-// yieldToInstant returns once no period's first RELEASE fans out. A
-// batch of maxBatch takes a few milliseconds, so a release waits at most
-// that long for the passes it interrupts.
-func (s *Server) yieldToInstant() {
-	for s.instants.Load() > 0 {
-		time.Sleep(100 * time.Microsecond)
-	}
 }
 
 // close stops the workers once no send is in flight.

@@ -30,11 +30,8 @@ type Server struct {
 	v6       bool
 
 	// Fan-out plans, one set for RELEASEs and one for everything else, so
-	// that a long carousel round never holds the plan a release needs;
-	// instants counts the fan-outs of periods' first RELEASEs under way,
-	// which the other passes wait for.
+	// that a long carousel round never holds the plan a release needs.
 	release, announce *planner
-	instants          atomic.Int32
 
 	sent, sendErrs, catchUp atomic.Uint64
 	launch                  string
@@ -85,8 +82,8 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		s.socks = append(s.socks, &socket{conn: c, rc: rc, r: r})
 	}
 	s.cfg.Listen = listen
-	s.release = newPlanner(s, true)
-	s.announce = newPlanner(s, false)
+	s.release = newPlanner(s)
+	s.announce = newPlanner(s)
 	s.launch = probeLaunchTime(s.v6)
 	return s, nil
 }
@@ -277,7 +274,7 @@ func (s *Server) Send(dgs [][]byte) (int, error) {
 		if h.Type == wire.TypeRelease {
 			p = s.release
 		}
-		if err := p.send(h.Stream, h.Period, d); err != nil && firstErr == nil {
+		if err := p.send(h.Stream, d); err != nil && firstErr == nil {
 			firstErr = err
 		} else if err == nil {
 			done++
