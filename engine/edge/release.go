@@ -155,39 +155,35 @@ func (e *Edge) release(ctx context.Context, due []*entry, dgs [][]byte, earliest
 	if len(due) == 0 {
 		return
 	}
-	// The carousel holds back only for the first copy, the one that is the
-	// instant: the later copies are redundancy, and holding every ANNOUNCE
+	// The first copy is the instant: the carousel holds back for it alone,
+	// and the periods count as released (served by catch-up) as soon as it
+	// has gone. The later copies are redundancy; holding every ANNOUNCE
 	// round behind all of them (a long time to many unicast subscribers, or
 	// on a starved CPU) could starve the next period of its rounds.
 	e.releasing.Store(true)
-	defer e.releasing.Store(false)
 	stamp(dgs, earliest)
-	first := make([][]byte, len(dgs))
+	t0 := time.Now()
 	copies := 0
-	var fanOut time.Duration
-	for c := range e.cfg.Repeat {
-		if c > 0 {
-			e.idle(ctx, nil, e.cfg.Spacing)
-			if ctx.Err() != nil {
-				break
-			}
-			if r, err := e.cfg.Clock.Now(); err == nil {
-				stamp(dgs, max(r.Earliest, earliest))
-			}
+	if e.sendAll(dgs) {
+		copies++
+	}
+	fanOut := time.Since(t0)
+	first := make([][]byte, len(dgs))
+	for i, d := range dgs {
+		first[i] = slices.Clone(d)
+	}
+	e.record(due, first)
+	e.releasing.Store(false)
+	for range e.cfg.Repeat - 1 {
+		e.idle(ctx, nil, e.cfg.Spacing)
+		if ctx.Err() != nil {
+			break
 		}
-		t0 := time.Now()
+		if r, err := e.cfg.Clock.Now(); err == nil {
+			stamp(dgs, max(r.Earliest, earliest))
+		}
 		if e.sendAll(dgs) {
 			copies++
-		}
-		if c == 0 {
-			fanOut = time.Since(t0)
-			for i, d := range dgs {
-				first[i] = slices.Clone(d)
-			}
-			// Released from the first copy on: a subscriber arriving
-			// during the later copies is served by catch-up.
-			e.record(due, first)
-			e.releasing.Store(false)
 		}
 	}
 	e.report(due, earliest, copies, fanOut)
