@@ -88,8 +88,9 @@ func WithGuardLogger(log *slog.Logger) GuardOption {
 // A synchronized clock's interval [Earliest, Latest] must always overlap
 // what the oscillator predicts from an earlier reading (an anchor): that
 // reading's interval advanced by the oscillator's elapsed time, widened by
-// ppm of it. Anchors are taken every window/4 and the oldest is about one
-// window old. Every Reading the guard returns is the union of the clock's
+// ppm of it. Anchors are taken every window/4, four are kept, and so the
+// oldest is at most one window old while the clock is read at least that
+// often (an edge reads it many times a second). Every Reading the guard returns is the union of the clock's
 // interval and the oldest anchor's prediction, so a lie that began after
 // that anchor cannot move Earliest past the truth before it is caught.
 //
@@ -115,13 +116,13 @@ type Guard struct {
 	every int64 // anchor spacing, ns
 
 	mu      sync.Mutex
-	anchors []anchor // oldest first; at most guardAnchors+1
+	anchors []anchor // oldest first; at most guardAnchors
 	fault   *guardFault
 }
 
 type anchor struct {
-	osc            int64
-	earliest, late int64
+	osc              int64
+	earliest, latest int64
 }
 
 type guardFault struct {
@@ -148,7 +149,7 @@ func NewGuard(c Clock, opts ...GuardOption) *Guard {
 // predict is what a says true time is at oscillator time now.
 func (g *Guard) predict(a anchor, now int64) (lo, hi int64) {
 	d := now - a.osc
-	return a.earliest + d - g.slack(d), a.late + d + g.slack(d)
+	return a.earliest + d - g.slack(d), a.latest + d + g.slack(d)
 }
 
 // slack is how far the oscillator may have drifted in d.
@@ -184,8 +185,8 @@ func (g *Guard) Now() (Reading, error) {
 		}
 	}
 	if n := len(g.anchors); n == 0 || now-g.anchors[n-1].osc >= g.every {
-		g.anchors = append(g.anchors, anchor{osc: now, earliest: r.Earliest, late: r.Latest})
-		if len(g.anchors) > guardAnchors+1 {
+		g.anchors = append(g.anchors, anchor{osc: now, earliest: r.Earliest, latest: r.Latest})
+		if len(g.anchors) > guardAnchors {
 			g.anchors = g.anchors[1:]
 		}
 	}
@@ -213,7 +214,7 @@ func (g *Guard) holding(r Reading, now int64) Reading {
 	f := g.fault
 	lo, hi := g.predict(f.hold, now)
 	d := now - f.hold.osc
-	if r.Latest >= f.hold.earliest+d-f.slack && r.Earliest <= f.hold.late+d+f.slack {
+	if r.Latest >= f.hold.earliest+d-f.slack && r.Earliest <= f.hold.latest+d+f.slack {
 		g.cfg.log.Info("clock guard: clock agrees with the local oscillator again", "after", time.Duration(now-f.since))
 		g.fault = nil
 		g.anchors = []anchor{f.hold}
@@ -238,5 +239,5 @@ func (g *Guard) holding(r Reading, now int64) Reading {
 
 var processStart = time.Now()
 
-// monotonic is Go's monotonic clock in nanoseconds since process start.
-func monotonic() int64 { return int64(time.Since(processStart)) }
+// goMonotonic is Go's monotonic clock in nanoseconds since process start.
+func goMonotonic() int64 { return int64(time.Since(processStart)) }

@@ -12,4 +12,4 @@ func readAdjtimex() (kernelTime, error) {
 
 // rawOscillator falls back to Go's monotonic clock, which may be slewed
 // (never stepped) by the platform's time daemon.
-func rawOscillator() int64 { return monotonic() }
+var rawOscillator = goMonotonic
