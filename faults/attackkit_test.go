@@ -5,27 +5,27 @@ package faults
 // Helpers of the attack scenarios (attack_test.go) that are not specific
 // to them: a memory watch, the kernel's drop counters, a raw socket that
 // forges source addresses, a per-address packet account taken on a host's
-// interface, static neighbours, TCP dialing from inside a host, and a
-// receiver with a modified configuration. Everything is prefixed "atk" so
-// that it cannot collide with another scenario's helpers.
+// interface, static neighbours, TCP from inside a host, random bytes, and
+// checks of what receivers delivered. Everything is prefixed "atk" so that
+// it cannot collide with another scenario's helpers.
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log"
+	"math/rand/v2"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
-	"os/exec"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 	"unsafe"
@@ -34,7 +34,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/embargo-live/embargo/internal/netns"
-	"github.com/embargo-live/embargo/wire"
+	"github.com/embargo-live/embargo/internal/wait"
 )
 
 const atkMiB = 1 << 20
@@ -44,8 +44,7 @@ const atkMiB = 1 << 20
 // baseline taken after a collection before the attack.
 type atkMem struct {
 	base              runtime.MemStats
-	mu                sync.Mutex
-	peakHeap, peakSys uint64
+	peakHeap, peakSys uint64 // written by the sampler until done
 	stop, done        chan struct{}
 }
 
@@ -53,8 +52,8 @@ type atkMem struct {
 // attack and a collection, minus the live heap before: what a leak per
 // datagram would grow.
 type atkMemReport struct {
-	BaseHeap, PeakHeap, BaseSys, PeakSys uint64
-	Retained                             int64
+	BaseHeap, PeakHeap, PeakSys uint64
+	Retained                    int64
 }
 
 func atkWatchMemory() *atkMem {
@@ -74,9 +73,7 @@ func atkWatchMemory() *atkMem {
 			case <-tick.C:
 			}
 			runtime.ReadMemStats(&s)
-			m.mu.Lock()
 			m.peakHeap, m.peakSys = max(m.peakHeap, s.HeapInuse), max(m.peakSys, s.Sys)
-			m.mu.Unlock()
 		}
 	}()
 	return m
@@ -90,14 +87,22 @@ func (m *atkMem) finish() atkMemReport {
 	var s runtime.MemStats
 	runtime.ReadMemStats(&s)
 	return atkMemReport{
-		BaseHeap: m.base.HeapInuse, PeakHeap: max(m.peakHeap, s.HeapInuse),
-		BaseSys: m.base.Sys, PeakSys: max(m.peakSys, s.Sys),
+		BaseHeap: m.base.HeapInuse, PeakHeap: max(m.peakHeap, s.HeapInuse), PeakSys: max(m.peakSys, s.Sys),
 		Retained: int64(s.HeapAlloc) - int64(m.base.HeapAlloc),
 	}
 }
 
 // Growth is the peak heap in use over the baseline.
 func (r atkMemReport) Growth() int64 { return int64(r.PeakHeap) - int64(r.BaseHeap) }
+
+// check fails t if the attack cost more than atkMaxGrowth or left more
+// than atkMaxRetained behind.
+func (r atkMemReport) check(t *testing.T) {
+	t.Helper()
+	if r.Growth() > atkMaxGrowth || r.Retained > atkMaxRetained {
+		t.Errorf("memory: %v; want growth under %d MiB and retained under %d MiB", r, atkMaxGrowth/atkMiB, atkMaxRetained/atkMiB)
+	}
+}
 
 func (r atkMemReport) String() string {
 	return fmt.Sprintf("heap peak %.1f MiB (%+.1f over %.1f), retained %+.1f MiB, sys peak %.1f MiB",
@@ -118,12 +123,10 @@ func atkUDPDrops(t testing.TB, h *netns.Host, port uint16) uint64 {
 		if err != nil {
 			return err
 		}
-		sc := bufio.NewScanner(bytes.NewReader(b))
-		sc.Scan() // the heading
-		for sc.Scan() {
-			f := strings.Fields(sc.Text())
+		for line := range strings.Lines(string(b)) {
+			f := strings.Fields(line)
 			if len(f) < 13 || !strings.HasSuffix(f[1], suffix) {
-				continue
+				continue // the heading, or another port
 			}
 			n, err := strconv.ParseUint(f[len(f)-1], 10, 64)
 			if err != nil {
@@ -131,7 +134,7 @@ func atkUDPDrops(t testing.TB, h *netns.Host, port uint16) uint64 {
 			}
 			sum += n
 		}
-		return sc.Err()
+		return nil
 	})
 	if err != nil {
 		t.Fatalf("udp drops on %s: %v", h.Name, err)
@@ -149,7 +152,7 @@ func atkBacklogDrops(t testing.TB) uint64 {
 		t.Fatalf("softnet_stat: %v", err)
 	}
 	var sum uint64
-	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+	for line := range strings.Lines(string(b)) {
 		f := strings.Fields(line)
 		if len(f) < 2 {
 			continue
@@ -190,12 +193,11 @@ func atkNewSpoofer(t testing.TB, h *netns.Host, dst netip.AddrPort) *atkSpoofer 
 	return s
 }
 
-// send sends payload to the spoofer's destination as if from from. It
-// returns the UDP payload bytes sent.
-func (s *atkSpoofer) send(from netip.AddrPort, payload []byte) (int, error) {
+// send sends payload to the spoofer's destination as if from from.
+func (s *atkSpoofer) send(from netip.AddrPort, payload []byte) error {
 	n := 20 + 8 + len(payload)
 	if n > len(s.pkt) {
-		return 0, fmt.Errorf("spoof: %d-byte datagram over the MTU", len(payload))
+		return fmt.Errorf("spoof: %d-byte datagram over the MTU", len(payload))
 	}
 	p := s.pkt[:n]
 	clear(p[:28])
@@ -210,10 +212,7 @@ func (s *atkSpoofer) send(from netip.AddrPort, payload []byte) (int, error) {
 	binary.BigEndian.PutUint16(p[22:], s.dst.Port())
 	binary.BigEndian.PutUint16(p[24:], uint16(8+len(payload)))
 	copy(p[28:], payload)
-	if err := unix.Sendto(s.fd, p, 0, &s.sa); err != nil {
-		return 0, err
-	}
-	return len(payload), nil
+	return unix.Sendto(s.fd, p, 0, &s.sa)
 }
 
 // atkCapture accounts, on one host's lab interface, for the UDP traffic of
@@ -224,27 +223,21 @@ func (s *atkSpoofer) send(from netip.AddrPort, payload []byte) (int, error) {
 // datagrams a full socket buffer then drops count as received, datagrams
 // to an unresolved neighbour are never sent.
 type atkCapture struct {
+	t       testing.TB
 	fd      int
 	port    uint16
 	stop    atomic.Bool
 	stopped time.Time // set before stop
 	done    chan struct{}
 	once    sync.Once
-	final   atkCaptureStats
-
-	mu      sync.Mutex
-	in, out map[netip.Addr]uint64
-	outMsgs map[netip.Addr]*[256]uint64 // datagrams sent, by message type byte
-	packets uint64
+	acct    atkCaptureStats // written by read until done
 }
 
-// atkCaptureStats is a finished capture's account.
+// atkCaptureStats is a capture's account.
 type atkCaptureStats struct {
-	In, Out  map[netip.Addr]uint64
-	OutMsgs  map[netip.Addr]*[256]uint64
-	Packets  uint64 // datagrams accounted
-	Dropped  uint32 // the kernel's count of packets the capture missed
-	Captured uint32 // the kernel's count of packets the filter passed
+	In, Out map[netip.Addr]uint64
+	OutMsgs map[netip.Addr]*[256]uint64 // datagrams sent, by message type byte
+	Dropped uint32                      // the kernel's count of packets the capture missed
 }
 
 func atkStartCapture(t testing.TB, h *netns.Host, port uint16) *atkCapture {
@@ -272,8 +265,8 @@ func atkStartCapture(t testing.TB, h *netns.Host, port uint16) *atkCapture {
 	for i, ins := range prog {
 		filter[i] = unix.SockFilter{Code: ins.Op, Jt: ins.Jt, Jf: ins.Jf, K: ins.K}
 	}
-	c := &atkCapture{port: port, done: make(chan struct{}),
-		in: map[netip.Addr]uint64{}, out: map[netip.Addr]uint64{}, outMsgs: map[netip.Addr]*[256]uint64{}}
+	c := &atkCapture{t: t, port: port, done: make(chan struct{}),
+		acct: atkCaptureStats{In: map[netip.Addr]uint64{}, Out: map[netip.Addr]uint64{}, OutMsgs: map[netip.Addr]*[256]uint64{}}}
 	all := atkHtons(unix.ETH_P_ALL)
 	err = h.Do(func() error {
 		ifi, err := net.InterfaceByName(h.Ifname)
@@ -315,16 +308,15 @@ func (c *atkCapture) read() {
 		salen := uint32(unsafe.Sizeof(sa))
 		n, _, errno := unix.Syscall6(unix.SYS_RECVFROM, uintptr(c.fd), uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)),
 			0, uintptr(unsafe.Pointer(&sa)), uintptr(unsafe.Pointer(&salen)))
-		if c.stop.Load() && time.Since(c.stopped) > 2*time.Second {
+		stopping := c.stop.Load()
+		switch {
+		case stopping && time.Since(c.stopped) > 2*time.Second:
 			return // never quiet: what is still queued goes uncounted
-		}
-		if errno != 0 {
-			if errno == unix.EAGAIN && c.stop.Load() {
-				return
-			}
-			if errno == unix.EAGAIN || errno == unix.EINTR {
-				continue
-			}
+		case errno == unix.EAGAIN && stopping:
+			return
+		case errno == unix.EAGAIN || errno == unix.EINTR:
+			continue
+		case errno != 0:
 			return
 		}
 		p := buf[:n]
@@ -339,23 +331,21 @@ func (c *atkCapture) read() {
 		u := p[ihl:]
 		sport, dport := binary.BigEndian.Uint16(u[0:]), binary.BigEndian.Uint16(u[2:])
 		size := uint64(binary.BigEndian.Uint16(u[4:])) - 8
-		c.mu.Lock()
-		c.packets++
+		a := &c.acct
 		switch {
 		case sa.Pkttype == unix.PACKET_OUTGOING && sport == c.port:
-			c.out[dst] += size
-			m := c.outMsgs[dst]
+			a.Out[dst] += size
+			m := a.OutMsgs[dst]
 			if m == nil {
 				m = new([256]uint64)
-				c.outMsgs[dst] = m
+				a.OutMsgs[dst] = m
 			}
 			if len(u) > 8+5 {
 				m[u[8+5]]++
 			}
 		case sa.Pkttype != unix.PACKET_OUTGOING && dport == c.port:
-			c.in[src] += size
+			a.In[src] += size
 		}
-		c.mu.Unlock()
 	}
 }
 
@@ -369,61 +359,36 @@ func (c *atkCapture) finish() atkCaptureStats {
 		st, err := unix.GetsockoptTpacketStats(c.fd, unix.SOL_PACKET, unix.PACKET_STATISTICS)
 		unix.Close(c.fd)
 		if err != nil {
-			st = &unix.TpacketStats{}
+			c.t.Errorf("capture statistics: %v", err) // what it missed is unknown
+			return
 		}
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		c.final = atkCaptureStats{In: c.in, Out: c.out, OutMsgs: c.outMsgs, Packets: c.packets, Dropped: st.Drops, Captured: st.Packets}
+		c.acct.Dropped = st.Drops
 	})
-	return c.final
+	return c.acct
 }
 
-// atkRcvBuf sets a socket's receive buffer to n bytes, past the system's
-// limit (SO_RCVBUFFORCE, root): what a device taking a flood would do,
-// so that the scheduler's pauses do not lose datagrams.
-func atkRcvBuf(t testing.TB, c syscall.Conn, n int) {
-	t.Helper()
-	rc, err := c.SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var serr error
-	if err := rc.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, n) }); err != nil || serr != nil {
-		t.Fatalf("receive buffer: %v", errors.Join(err, serr))
-	}
-}
-
-// atkNeighbors gives h permanent neighbour entries for addrs, all at mac,
-// so that what h sends to an address no host owns still goes on the wire
-// (to be counted) instead of waiting for an ARP answer that never comes.
-func atkNeighbors(t testing.TB, h *netns.Host, addrs []netip.Addr, mac net.HardwareAddr) {
-	t.Helper()
-	var script strings.Builder
-	for _, a := range addrs {
-		fmt.Fprintf(&script, "neigh replace %s lladdr %s dev %s nud permanent\n", a, mac, h.Ifname)
-	}
-	cmd := exec.Command("ip", "-n", h.Name, "-batch", "-")
-	cmd.Stdin = strings.NewReader(script.String())
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("ip -n %s neigh: %v: %s", h.Name, err, out)
-	}
-}
-
-// atkMAC is h's lab interface's hardware address.
-func atkMAC(t testing.TB, h *netns.Host) net.HardwareAddr {
+// atkNeighbors gives h permanent neighbour entries for addrs, all at the
+// hardware address of owner's lab interface, so that what h sends to an
+// address no host owns still goes on the wire to owner (to be counted)
+// instead of waiting for an ARP answer that never comes.
+func atkNeighbors(t testing.TB, h *netns.Host, addrs []netip.Addr, owner *netns.Host) {
 	t.Helper()
 	var mac net.HardwareAddr
-	err := h.Do(func() error {
-		ifi, err := net.InterfaceByName(h.Ifname)
+	err := owner.Do(func() error {
+		ifi, err := net.InterfaceByName(owner.Ifname)
 		if err == nil {
 			mac = ifi.HardwareAddr
 		}
 		return err
 	})
 	if err != nil {
-		t.Fatalf("interface of %s: %v", h.Name, err)
+		t.Fatalf("interface of %s: %v", owner.Name, err)
 	}
-	return mac
+	var script []string
+	for _, a := range addrs {
+		script = append(script, fmt.Sprintf("neigh replace %s lladdr %s dev %s nud permanent", a, mac, h.Ifname))
+	}
+	ipBatch(t, h, script...)
 }
 
 // atkDialer dials TCP from inside h: an http.Transport's DialContext for a
@@ -440,8 +405,9 @@ func atkDialer(h *netns.Host) func(ctx context.Context, network, addr string) (n
 	}
 }
 
-// atkListen opens a TCP listener inside h.
-func atkListen(t testing.TB, h *netns.Host, addr netip.AddrPort) net.Listener {
+// atkServe serves srv on addr inside h, over TLS if srv has a TLSConfig,
+// until the test ends. It returns the server's error log.
+func atkServe(t testing.TB, h *netns.Host, addr netip.AddrPort, srv *http.Server) *lockedBuffer {
 	t.Helper()
 	var ln net.Listener
 	err := h.Do(func() (err error) {
@@ -451,55 +417,85 @@ func atkListen(t testing.TB, h *netns.Host, addr netip.AddrPort) net.Listener {
 	if err != nil {
 		t.Fatalf("listen on %s %v: %v", h.Name, addr, err)
 	}
-	return ln
+	errLog := &lockedBuffer{}
+	srv.ErrorLog = log.New(errLog, "", 0)
+	served := make(chan error, 1)
+	go func() {
+		if srv.TLSConfig != nil {
+			served <- srv.ServeTLS(ln, "", "")
+		} else {
+			served <- srv.Serve(ln)
+		}
+	}()
+	t.Cleanup(func() { srv.Close(); <-served })
+	return errLog
 }
 
-// atkForeign lists the periods rec delivered that are not genuine: not
-// issued by the lab's origin, delivered with other keys, or arriving
-// before their release. It also returns how many periods were delivered
+// atkNoise draws a flood's random choices and bytes.
+type atkNoise struct {
+	rng   *rand.Rand
+	bytes *rand.ChaCha8 // fresh random bytes
+	pool  []byte        // random bytes to cut garbage from: cheaper than drawing them
+}
+
+func atkNewNoise(seed uint64) atkNoise {
+	n := atkNoise{
+		rng:   rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
+		bytes: rand.NewChaCha8([32]byte{byte(seed), byte(seed >> 8), 9}),
+		pool:  make([]byte, 1<<16),
+	}
+	n.bytes.Read(n.pool)
+	return n
+}
+
+// fill fills b with random bytes cut from the pool.
+func (n atkNoise) fill(b []byte) { copy(b, n.pool[n.rng.IntN(len(n.pool)-len(b)):]) }
+
+// garbage writes 1 to 1400 random bytes into b, never starting with the
+// protocol's magic.
+func (n atkNoise) garbage(b []byte) []byte {
+	b = b[:1+n.rng.IntN(1400)]
+	n.fill(b)
+	if b[0] == 'E' {
+		b[0] = 'e'
+	}
+	return b
+}
+
+// atkEncode encodes m into b's capacity; the attacks' messages always fit.
+func atkEncode(b []byte, m interface{ Encode([]byte) (int, error) }) []byte {
+	n, err := m.Encode(b[:cap(b)])
+	if err != nil {
+		panic(err)
+	}
+	return b[:n]
+}
+
+// atkReady waits until every receiver has delivered a genuine period, and
+// returns the first period released after.
+func atkReady(t *testing.T, l *lab, recs []*recorder) uint64 {
+	t.Helper()
+	wait.For(t, 10*time.Second, "a first genuine period at every receiver", func() bool {
+		return !slices.ContainsFunc(recs, func(r *recorder) bool { return r.Stats().Delivered == 0 })
+	})
+	return l.sched.Current(truth()) + 1
+}
+
+// atkForeign lists the periods recs delivered that are not genuine: not
+// issued by the lab's origin, delivered with other keys, or arriving or
+// opened before their release. It also returns how many periods were delivered
 // twice.
-func atkForeign(l *lab, rec *recorder) (foreign []uint64, dups int) {
-	rec.mu.Lock()
-	defer rec.mu.Unlock()
-	for n, ev := range rec.events {
-		keys := l.keysOf(n)
-		if keys == nil || ev.Stream != stream || len(ev.Keys) != len(keys) || ev.Arrival < l.sched.At(n).ReleaseAt {
-			foreign = append(foreign, n)
-			continue
-		}
-		for i := range keys {
-			if ev.Keys[i] != keys[i] {
+func atkForeign(l *lab, recs ...*recorder) (foreign []uint64, dups int) {
+	for _, rec := range recs {
+		rec.mu.Lock()
+		for n, ev := range rec.events {
+			keys := l.keysOf(n)
+			if keys == nil || ev.Stream != stream || !slices.Equal(ev.Keys, keys) || l.earlyEvent(ev) {
 				foreign = append(foreign, n)
-				break
 			}
 		}
+		dups += rec.dups
+		rec.mu.Unlock()
 	}
-	return foreign, rec.dups
+	return foreign, dups
 }
-
-// atkDelivered reports whether every receiver has delivered every period.
-func atkDelivered(recs []*recorder, ps []uint64) bool {
-	for _, r := range recs {
-		for _, n := range ps {
-			if _, ok := r.Event(n); !ok {
-				return false
-			}
-		}
-	}
-	return true
-}
-
-// atkPoll polls cond until it holds or d passes, and reports which.
-func atkPoll(d time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-	return true
-}
-
-// atkType names a message type byte for reports.
-func atkType(b byte) string { return wire.Type(b).String() }

@@ -43,9 +43,7 @@ func (l *lab) join(name string, h *netns.Host, edges []int, catchUp int, multica
 		srcs = append(srcs, tapReleases(c, j.rels))
 	}
 	j.rec = l.startReceiver(srcs...)
-	wait.For(l.t, 5*time.Second, name+" subscribed", func() bool {
-		return !slices.ContainsFunc(clients, func(c *unicast.Client) bool { return !c.Subscribed() })
-	})
+	wait.For(l.t, 5*time.Second, name+" subscribed", func() bool { return subscribed(clients) })
 	j.subscribed = truth()
 	return j
 }
@@ -56,39 +54,27 @@ type catchUpVerdict struct {
 	newest      int64         // newest period caught up (−1: none)
 	caught      int           // periods delivered as catch-up
 	live        int           // later periods delivered live
-	early       int           // events or RELEASE datagrams before releaseAt, or unstamped
+	early       int           // events up to newest or RELEASE datagrams before releaseAt, or unstamped
 	beyond      int           // catch-up of a period not released at subscription
 	older       int           // periods older than the catch-up window delivered
-	holes       int           // periods in the window or later not delivered
+	holes       int           // periods in the window not delivered
+	wrongKeys   int           // periods up to newest delivered with keys not the origin's
 	slow        time.Duration // latest catch-up event after joining
-	liveVerdict verdict
+	liveVerdict verdict       // the periods after newest (lab.judge)
 }
 
 // judgeCatchUp checks a joiner that asked for j.catchUp periods and
 // subscribed between j.joined and j.subscribed: it got (as catch-up, or
 // live if a live copy came first) exactly the last j.catchUp periods
-// released when its subscription was handled
-// (that is, by j.subscribed, and at least all released slack before
-// j.joined), every later period up to end live (lab.judge), and nothing
-// before its releaseAt — events, or RELEASE datagrams on its unicast
-// sources — nor older than its window.
+// released when its subscription was handled (that is, by j.subscribed,
+// and at least all released slack before j.joined), with the origin's
+// keys, every later period up to end live (lab.judge), and nothing before
+// its releaseAt — events, or RELEASE datagrams on its unicast sources —
+// nor older than its window.
 func (l *lab) judgeCatchUp(j *joiner, end uint64, slack time.Duration) catchUpVerdict {
 	v := catchUpVerdict{newest: -1}
-	// The newest period the edge may have caught it up on: released by the
-	// true clock when its session was up. The oldest it must have: released
-	// slack before it joined.
-	maxNewest := l.newestReleased(j.subscribed)
-	minNewest := l.newestReleased(j.joined - int64(slack))
 	for n := range end {
-		ev, ok := j.rec.Event(n)
-		if !ok {
-			continue
-		}
-		at := l.sched.At(n)
-		if ev.Arrival < at.ReleaseAt || ev.Opened < at.ReleaseAt {
-			v.early++
-		}
-		if ev.CatchUp {
+		if ev, ok := j.rec.Event(n); ok && ev.CatchUp {
 			v.caught++
 			v.newest = max(v.newest, int64(n))
 			v.slow = max(v.slow, time.Duration(ev.Opened-j.joined))
@@ -103,36 +89,16 @@ func (l *lab) judgeCatchUp(j *joiner, end uint64, slack time.Duration) catchUpVe
 			v.newest = max(v.newest, int64(r.Period))
 		}
 	}
-	if v.newest > maxNewest {
+	// The newest period the edge may have caught it up on: released by the
+	// true clock when its session was up. The oldest it must have: released
+	// slack before it joined.
+	if v.newest > l.newestReleased(j.subscribed) {
 		v.beyond++
 	}
-	newest := v.newest
-	if newest < minNewest {
-		// The catch-up the joiner was owed at least.
-		newest = minNewest
-	}
+	newest := max(v.newest, l.newestReleased(j.joined-int64(slack)))
 	oldest := max(newest-int64(j.catchUp)+1, 0)
-	var later []uint64
-	for n := range end {
-		ev, ok := j.rec.Event(n)
-		switch {
-		case int64(n) < oldest:
-			if ok {
-				v.older++
-			}
-		case int64(n) <= newest:
-			if !ok {
-				v.holes++
-			}
-		default:
-			later = append(later, n)
-			if ok && !ev.CatchUp {
-				v.live++
-			}
-		}
-	}
-	v.liveVerdict = l.judge([]*recorder{j.rec}, later)
-	v.early += stampless + bad
+
+	v.early = stampless + bad
 	for _, r := range seen {
 		if l.early(r) {
 			v.early++
@@ -141,6 +107,33 @@ func (l *lab) judgeCatchUp(j *joiner, end uint64, slack time.Duration) catchUpVe
 			v.older++
 		}
 	}
+	var later []uint64
+	for n := range end {
+		ev, ok := j.rec.Event(n)
+		if int64(n) > newest {
+			later = append(later, n)
+			if ok && !ev.CatchUp {
+				v.live++
+			}
+			continue
+		}
+		if !ok {
+			if int64(n) >= oldest {
+				v.holes++
+			}
+			continue
+		}
+		if int64(n) < oldest {
+			v.older++
+		}
+		if l.earlyEvent(ev) {
+			v.early++
+		}
+		if !slices.Equal(ev.Keys, l.keysOf(n)) {
+			v.wrongKeys++
+		}
+	}
+	v.liveVerdict = l.judge([]*recorder{j.rec}, later)
 	return v
 }
 
@@ -154,12 +147,12 @@ func (l *lab) newestReleased(t int64) int64 {
 }
 
 func (v catchUpVerdict) ok() bool {
-	return v.early == 0 && v.beyond == 0 && v.older == 0 && v.holes == 0 && v.liveVerdict == (verdict{})
+	return v.early == 0 && v.beyond == 0 && v.older == 0 && v.holes == 0 && v.wrongKeys == 0 && v.liveVerdict == (verdict{})
 }
 
 func (v catchUpVerdict) String() string {
-	return fmt.Sprintf("caught up %d (newest %d) within %v, live %d, missing %d, early %d, beyond %d, older %d, live verdict %+v",
-		v.caught, v.newest, v.slow.Round(time.Millisecond), v.live, v.holes, v.early, v.beyond, v.older, v.liveVerdict)
+	return fmt.Sprintf("caught up %d (newest %d) within %v, live %d, missing %d, early %d, beyond %d, older %d, wrong keys %d, live verdict %+v",
+		v.caught, v.newest, v.slow.Round(time.Millisecond), v.live, v.holes, v.early, v.beyond, v.older, v.wrongKeys, v.liveVerdict)
 }
 
 // TestCatchUp: receivers that join or restart mid-event catch up on the
@@ -182,7 +175,7 @@ func TestCatchUp(t *testing.T) {
 	ps := periods(0, end)
 	offsets := []time.Duration{800 * time.Microsecond, -500 * time.Microsecond}
 	for i, off := range offsets {
-		l.feed(l.startEdge(i, edgeOpts{clock: offsetClock(off), unicast: true}), 0, end, 20*time.Millisecond)
+		l.feed(l.startEdge(i, edgeOpts{clock: offsetClock(off, time.Millisecond), unicast: true}), 0, end, 20*time.Millisecond)
 	}
 	at := func(n uint64) int64 { return l.sched.At(n).ReleaseAt }
 
@@ -222,10 +215,9 @@ func TestCatchUp(t *testing.T) {
 
 	last := l.sched.At(end - 1)
 	untilTrue(last.ReleaseAt)
-	all := append(append(append([]*recorder{}, base...), mcast.rec, after.rec), recsOf(late)...)
-	all = append(all, recsOf(edgeOf)...)
+	all := slices.Concat(base, []*recorder{mcast.rec, after.rec}, recsOf(late), recsOf(edgeOf))
 	wait.For(t, time.Duration(last.PresentAt-truth())+time.Second, "every receiver has the last period", func() bool {
-		return !slices.ContainsFunc(all, func(r *recorder) bool { _, ok := r.Event(end - 1); return !ok })
+		return delivered(all, []uint64{end - 1})
 	})
 
 	t.Run("baseline", func(t *testing.T) {
@@ -284,7 +276,7 @@ func TestCatchUp(t *testing.T) {
 			if ev.CatchUp {
 				caught++
 			}
-			if ev.Arrival < at(n) || ev.Opened < at(n) {
+			if l.earlyEvent(ev) {
 				early++
 			}
 			if at(n) <= mcast.joined {

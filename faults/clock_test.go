@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/embargo-live/embargo/engine/edge"
 	"github.com/embargo-live/embargo/engine/metrics"
 	"github.com/embargo-live/embargo/ptp"
 	"github.com/prometheus/client_golang/prometheus"
@@ -34,13 +33,16 @@ func TestClockFaults(t *testing.T) {
 	ps := periods(0, n)
 	stepAt := l.sched.At(2).ReleaseAt - int64(150*time.Millisecond)
 	lostAt, backAt := l.sched.At(4).ReleaseAt-int64(100*time.Millisecond), l.sched.At(6).ReleaseAt-int64(100*time.Millisecond)
-	const bound = 100 * time.Microsecond
+	const (
+		bound = 100 * time.Microsecond
+		step  = 50 * time.Millisecond
+	)
 	faults := []struct {
 		name string
 		sim  func() *ptp.Sim
 	}{
 		{"step +50ms", func() *ptp.Sim {
-			return ptp.NewSim(ptp.WithOffset(40*time.Microsecond), ptp.WithUncertainty(bound, 0), ptp.WithStep(stepAt, 50*time.Millisecond))
+			return ptp.NewSim(ptp.WithOffset(40*time.Microsecond), ptp.WithUncertainty(bound, 0), ptp.WithStep(stepAt, step))
 		}},
 		{"drift 2000ppm", func() *ptp.Sim {
 			return ptp.NewSim(ptp.WithOffset(-60*time.Microsecond), ptp.WithUncertainty(bound, 0), ptp.WithDrift(2000))
@@ -56,7 +58,7 @@ func TestClockFaults(t *testing.T) {
 	// go nowhere but a record of when they happened.
 	controls := make([]*runningEdge, 2)
 	for i := range controls {
-		controls[i] = l.startControl(faults[i].sim(), ps)
+		controls[i] = l.startEdge(i, edgeOpts{clock: faults[i].sim(), periods: ps, nowhere: true})
 	}
 
 	edges := make([]*runningEdge, len(faults))
@@ -85,10 +87,17 @@ func TestClockFaults(t *testing.T) {
 	}
 	untilTrue(l.sched.At(n).ReleaseAt + int64(period))
 
-	for i, want := range []string{"503 clock holdover: clock guard: clock moved 50", "503 clock holdover: clock guard: clock moved", "503 clock unsynchronized: sim: servo unlocked"} {
+	const moved = "503 clock holdover: clock guard: clock moved "
+	for i, want := range []string{moved, moved, "503 clock unsynchronized: sim: servo unlocked"} {
 		if !strings.HasPrefix(during[i], want) {
 			t.Errorf("%s: /healthz said %q, want %q…", faults[i].name, during[i], want)
 		}
+	}
+	// The guard measures the step against the oscillator, so the system
+	// clock's slewing since its anchor moves the figure by microseconds.
+	by, _, _ := strings.Cut(strings.TrimPrefix(during[0], moved), " ")
+	if d, err := time.ParseDuration(by); err != nil || (d-step).Abs() > time.Millisecond {
+		t.Errorf("%s: /healthz said %q, want the clock moved %v ± 1ms", faults[0].name, during[0], step)
 	}
 	if after := get(health[2], "/healthz"); !strings.HasPrefix(after, "200 ok: clock synchronized") {
 		t.Errorf("%s: /healthz after resync said %q", faults[2].name, after)
@@ -102,13 +111,15 @@ func TestClockFaults(t *testing.T) {
 	var line []string
 	for i, e := range edges {
 		early, late, sent := sendSpread(l, e, ps)
+		sentEarly := "none early"
 		if early > 0 {
+			sentEarly = fmt.Sprintf("up to %v early", early)
 			t.Errorf("%s (guarded): a RELEASE was sent %v before releaseAt", faults[i].name, early)
 		}
 		if sent != n {
 			t.Errorf("%s (guarded): released %d of %d periods", faults[i].name, sent, n)
 		}
-		line = append(line, fmt.Sprintf("%s: %d/%d sent, none early, latest +%v", faults[i].name, sent, n, late.Round(time.Microsecond)))
+		line = append(line, fmt.Sprintf("%s: %d/%d sent, %s, latest +%v", faults[i].name, sent, n, sentEarly, late.Round(time.Microsecond)))
 	}
 	for i, e := range controls {
 		early, _, _ := sendSpread(l, e, ps)
@@ -138,25 +149,6 @@ func sendSpread(l *lab, e *runningEdge, ps []uint64) (early, late time.Duration,
 		early, late = max(early, -d), max(late, d)
 	}
 	return early, late, sent
-}
-
-// startControl runs an edge on clock whose sends are only recorded.
-func (l *lab) startControl(clock ptp.Clock, ps []uint64) *runningEdge {
-	l.t.Helper()
-	re := &runningEdge{done: make(chan error, 1), firstSend: map[uint64]int64{}}
-	e, err := edge.New(edge.Config{ID: 99, Clock: clock, Trusted: l.ring, Lead: l.sched.Lead,
-		Senders: []edge.Sender{re.watch(sendFunc(func(dgs [][]byte) (int, error) { return len(dgs), nil }))}})
-	if err != nil {
-		l.t.Fatal(err)
-	}
-	for _, n := range ps {
-		if err := e.Add(l.bundle(n)); err != nil {
-			l.t.Fatal(err)
-		}
-	}
-	re.Edge = e
-	re.run(l.t, nil)
-	return re
 }
 
 // get serves one GET from h and returns "status body".

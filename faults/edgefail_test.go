@@ -25,8 +25,7 @@ func TestEdgeFail(t *testing.T) {
 		lead   = time.Second
 		end    = 14
 		// Edge 0 dies killBefore ahead of period kill's release: its
-		// ANNOUNCE rounds are out (the last one quietBefore ahead), its
-		// RELEASE is not.
+		// ANNOUNCE rounds are out, its RELEASE is not.
 		kill       = 4
 		killBefore = 5 * time.Millisecond
 		// Edge 1 goes down after period down's release and comes back
@@ -47,7 +46,7 @@ func TestEdgeFail(t *testing.T) {
 	edges := make([]*runningEdge, len(offsets))
 	feeds := make([]func(), len(offsets))
 	for i, off := range offsets {
-		edges[i] = l.startEdge(i, edgeOpts{clock: offsetClock(off), unicast: true})
+		edges[i] = l.startEdge(i, edgeOpts{clock: offsetClock(off, time.Millisecond), unicast: true})
 		feeds[i] = l.feed(edges[i], 0, end, poll)
 	}
 
@@ -71,9 +70,7 @@ func TestEdgeFail(t *testing.T) {
 		clients = append(clients, a, b)
 		recs = append(recs, l.startReceiver(tapReleases(a, unicastRels), tapReleases(b, unicastRels)))
 	}
-	wait.For(t, 5*time.Second, "unicast sessions", func() bool {
-		return !slices.ContainsFunc(clients, func(c *unicast.Client) bool { return !c.Subscribed() })
-	})
+	wait.For(t, 5*time.Second, "unicast sessions", func() bool { return subscribed(clients) })
 
 	// Kill edge 0 just before period kill's release.
 	untilTrue(at(kill) - int64(killBefore))
@@ -92,7 +89,7 @@ func TestEdgeFail(t *testing.T) {
 	feeds[1]()
 	untilTrue(at(down+1) + int64(period/4))
 	restartedAt := truth()
-	restarted := l.startEdge(1, edgeOpts{clock: offsetClock(950 * time.Microsecond), unicast: true})
+	restarted := l.startEdge(1, edgeOpts{clock: offsetClock(950*time.Microsecond, time.Millisecond), unicast: true})
 	l.feed(restarted, 0, end, poll)
 	past := l.newestReleased(restartedAt) // periods 0…past were due before it came back
 
@@ -108,7 +105,7 @@ func TestEdgeFail(t *testing.T) {
 	untilTrue(last.ReleaseAt)
 	all := append(slices.Clone(recs), late.rec)
 	wait.For(t, time.Duration(last.PresentAt-truth())+time.Second, "every receiver has the last period", func() bool {
-		return !slices.ContainsFunc(all, func(r *recorder) bool { _, ok := r.Event(end - 1); return !ok })
+		return delivered(all, []uint64{end - 1})
 	})
 
 	// An edge reports a release after its last copy.
@@ -200,11 +197,11 @@ func TestEdgeFail(t *testing.T) {
 	spread := l.releaseSpread(seen, func(r seenRelease) bool { return !back(r) })
 	spreadBack := l.releaseSpread(seen, back)
 	result(t, "%d receivers (%d multicast, %d unicast over two edges, 1 subscribed to the restarted edge), %d periods; "+
-		"edge e1 killed %v before period %d's release (its last release: period %d), edge e2 down across period %d's release and restarted; "+
+		"edge e1 stopped %v before period %d's release (its last release: period %d), edge e2 down across period %d's release and restarted; "+
 		"missing %d, early %d, late %d, wrong keys %d; RELEASEs captured %d on the group + %d unicast, %d early; "+
 		"earliest arrival−releaseAt %s, restarted e2 %s; restarted edge re-released periods 0–%d within %v of coming back, "+
 		"later ones with lateness ≤ %v by its clock; its new subscriber: %v",
-		len(all), 4, len(pairs), len(ps), killBefore, kill, killedLast, down+1,
+		len(all), len(recs)-len(pairs), len(pairs), len(ps), time.Duration(at(kill)-killedAt).Round(100*time.Microsecond), kill, killedLast, down+1,
 		v.missing, v.early, v.late, v.wrongKeys, len(seen), len(useen), early,
 		fmtSpread(spread), fmtSpread(spreadBack), past, slowest.Round(time.Millisecond), liveLate, cv)
 }

@@ -4,15 +4,21 @@ package faults
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"os/exec"
 	"slices"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/embargo-live/embargo/engine/bundle"
 	"github.com/embargo-live/embargo/engine/edge"
@@ -44,6 +50,12 @@ var groupAddr = netip.MustParseAddrPort("239.77.9.1:7171")
 // clock, and simulated edge clocks are distortions of it.
 func truth() int64 { return ptp.SystemTAI() }
 
+// offsetClock is an edge clock off true time by offset that states the
+// given uncertainty: sound as long as |offset| ≤ uncertainty.
+func offsetClock(offset, uncertainty time.Duration) ptp.Clock {
+	return ptp.NewSim(ptp.WithOffset(offset), ptp.WithUncertainty(uncertainty, 0))
+}
+
 // lab is one scenario's topology and event: an origin with its keys and
 // schedule, and the lab's hosts.
 type lab struct {
@@ -53,6 +65,9 @@ type lab struct {
 	master []byte
 	ring   *seal.KeyRing
 	sched  origin.Schedule
+	// contentKeys is how many content keys bundle issues per period: 2,
+	// a one-shard ANNOUNCE, unless a scenario sets it before the first.
+	contentKeys int
 
 	mu      sync.Mutex
 	bundles map[uint64]*bundle.Bundle
@@ -71,8 +86,9 @@ func newLab(t *testing.T, recvHosts int, period, lead, start time.Duration) *lab
 	}
 	return &lab{
 		t: t, net: n, org: org, master: master, ring: seal.NewKeyRing(org.PublicKey()),
-		sched:   origin.Schedule{Epoch: truth() + int64(start), Period: period, Lead: lead, PresentDelay: period},
-		bundles: map[uint64]*bundle.Bundle{}, keys: map[uint64][]seal.ContentKey{},
+		sched:       origin.Schedule{Epoch: truth() + int64(start), Period: period, Lead: lead, PresentDelay: period},
+		contentKeys: 2,
+		bundles:     map[uint64]*bundle.Bundle{}, keys: map[uint64][]seal.ContentKey{},
 	}
 }
 
@@ -102,7 +118,7 @@ func (l *lab) bundle(n uint64) *bundle.Bundle {
 	if b := l.bundles[n]; b != nil {
 		return b
 	}
-	keys, err := l.org.NewContentKeys(2)
+	keys, err := l.org.NewContentKeys(l.contentKeys)
 	if err != nil {
 		l.t.Fatal(err)
 	}
@@ -121,13 +137,19 @@ type edgeOpts struct {
 	rounds, repeat int
 	periods        []uint64     // bundles added before Run
 	logger         *slog.Logger // [discard]
+	// nowhere sends to no socket: the sends are only recorded (FirstSend),
+	// for a control whose releases must reach no one.
+	nowhere bool
+	// The unicast server's fan-out sockets [1] and subscriptions per IP
+	// address [1<<16], and a wrapper around it as the edge's sender.
+	senders, maxPerAddress int
+	wrapUnicast            func(edge.Sender) edge.Sender
 }
 
 // runningEdge is an edge running on its host until stop.
 type runningEdge struct {
 	*edge.Edge
 	Server *unicast.Server
-	cancel context.CancelFunc
 	done   chan error
 	stopFn func()
 
@@ -168,17 +190,17 @@ func (re *runningEdge) FirstSend(n uint64) (int64, bool) {
 }
 
 // startEdge starts edge i (host 1+i) with a multicast sender on the group
-// and, if o.unicast, a unicast server.
+// and, if o.unicast, a unicast server; or, if o.nowhere, with neither.
 func (l *lab) startEdge(i int, o edgeOpts) *runningEdge {
 	l.t.Helper()
 	h := l.edgeHost(i)
 	if o.clock == nil {
-		o.clock = ptp.NewSim(ptp.WithUncertainty(time.Microsecond, 0))
+		o.clock = offsetClock(0, time.Microsecond)
 	}
 	re := &runningEdge{done: make(chan error, 1), firstSend: map[uint64]int64{}}
 	var senders []edge.Sender
 	var closers []func() error
-	err := h.Do(func() error {
+	open := func() error {
 		s, err := udp.NewSender(group(h))
 		if err != nil {
 			return err
@@ -186,18 +208,24 @@ func (l *lab) startEdge(i int, o edgeOpts) *runningEdge {
 		senders, closers = append(senders, re.watch(s)), append(closers, s.Close)
 		if o.unicast {
 			srv, err := unicast.NewServer(unicast.ServerConfig{
-				Listen: l.edgeAddr(i), Clock: o.clock, Senders: 1,
-				Sessions: unicast.SessionConfig{Streams: []uint32{stream}, MaxPerAddress: 1 << 16, MaxSubscribers: 1 << 17},
+				Listen: l.edgeAddr(i), Clock: o.clock, Senders: cmp.Or(o.senders, 1),
+				Sessions: unicast.SessionConfig{Streams: []uint32{stream}, MaxPerAddress: cmp.Or(o.maxPerAddress, 1<<16), MaxSubscribers: 1 << 17},
 			})
 			if err != nil {
 				return err
 			}
 			re.Server = srv
-			senders, closers = append(senders, re.watch(srv)), append(closers, srv.Close)
+			var s edge.Sender = srv
+			if o.wrapUnicast != nil {
+				s = o.wrapUnicast(s)
+			}
+			senders, closers = append(senders, re.watch(s)), append(closers, srv.Close)
 		}
 		return nil
-	})
-	if err != nil {
+	}
+	if o.nowhere {
+		senders = append(senders, re.watch(sendFunc(func(dgs [][]byte) (int, error) { return len(dgs), nil })))
+	} else if err := h.Do(open); err != nil {
 		l.t.Fatalf("edge %d: %v", i, err)
 	}
 	e, err := edge.New(edge.Config{
@@ -222,7 +250,6 @@ func (l *lab) startEdge(i int, o edgeOpts) *runningEdge {
 // closes closers; the test's end stops it.
 func (re *runningEdge) run(t *testing.T, closers []func() error) {
 	ctx, cancel := context.WithCancel(context.Background())
-	re.cancel = cancel
 	if re.Server != nil {
 		re.Server.SetHistory(re.Edge)
 		go re.Server.Run(ctx)
@@ -256,13 +283,11 @@ func (re *runningEdge) Reports() []edge.Report {
 // recorder is a receiver running on its host, recording every event.
 type recorder struct {
 	*receiver.Receiver
-	cancel context.CancelFunc
-	done   chan error
 	stopFn func()
 
 	mu     sync.Mutex
 	events map[uint64]receiver.Event
-	dups   int
+	dups   int // events for a period already delivered
 }
 
 // multicast opens a group socket on h.
@@ -291,6 +316,11 @@ func (l *lab) subscribe(h *netns.Host, i, catchUp int) *unicast.Client {
 	return c
 }
 
+// subscribed reports whether every client's subscription is up.
+func subscribed(cs []*unicast.Client) bool {
+	return !slices.ContainsFunc(cs, func(c *unicast.Client) bool { return !c.Subscribed() })
+}
+
 // startReceiver runs a receiver with the master key on srcs until the test
 // ends or stop.
 func (l *lab) startReceiver(srcs ...receiver.Source) *recorder {
@@ -302,7 +332,7 @@ func (l *lab) startReceiver(srcs ...receiver.Source) *recorder {
 // changed by mod first (a shorter MaxAge, say), if mod is not nil.
 func (l *lab) startReceiverWith(mod func(*receiver.Config), srcs ...receiver.Source) *recorder {
 	l.t.Helper()
-	rec := &recorder{done: make(chan error, 1), events: map[uint64]receiver.Event{}}
+	rec := &recorder{events: map[uint64]receiver.Event{}}
 	cfg := receiver.Config{
 		Trusted: l.ring, Master: l.master, Streams: []uint32{stream},
 		OnEvent: func(ev receiver.Event) {
@@ -323,8 +353,8 @@ func (l *lab) startReceiverWith(mod func(*receiver.Config), srcs ...receiver.Sou
 	}
 	rec.Receiver = r
 	ctx, cancel := context.WithCancel(context.Background())
-	rec.cancel = cancel
-	go func() { rec.done <- r.Run(ctx, srcs...) }()
+	done := make(chan struct{})
+	go func() { defer close(done); r.Run(ctx, srcs...) }()
 	var once sync.Once
 	rec.stopFn = func() {
 		once.Do(func() {
@@ -332,7 +362,7 @@ func (l *lab) startReceiverWith(mod func(*receiver.Config), srcs ...receiver.Sou
 			for _, s := range srcs {
 				s.Close()
 			}
-			<-rec.done
+			<-done
 		})
 	}
 	l.t.Cleanup(rec.stop)
@@ -363,13 +393,12 @@ func (l *lab) judge(recs []*recorder, periods []uint64) verdict {
 	for _, rec := range recs {
 		for _, n := range periods {
 			ev, ok := rec.Event(n)
-			at := l.sched.At(n)
 			switch {
 			case !ok:
 				v.missing++
-			case ev.Arrival < at.ReleaseAt || ev.Opened < at.ReleaseAt:
+			case l.earlyEvent(ev):
 				v.early++
-			case ev.Opened >= at.PresentAt:
+			case ev.Opened >= l.sched.At(n).PresentAt:
 				v.late++
 			}
 			if ok && !slices.Equal(ev.Keys, l.keysOf(n)) {
@@ -380,13 +409,33 @@ func (l *lab) judge(recs []*recorder, periods []uint64) verdict {
 	return v
 }
 
+// earlyEvent reports whether ev arrived or was opened before its period's
+// releaseAt by the true clock.
+func (l *lab) earlyEvent(ev receiver.Event) bool {
+	at := l.sched.At(ev.Period).ReleaseAt
+	return ev.Arrival < at || ev.Opened < at
+}
+
+// delivered reports whether every receiver in recs has every period in ps.
+func delivered(recs []*recorder, ps []uint64) bool {
+	for _, rec := range recs {
+		for _, n := range ps {
+			if _, ok := rec.Event(n); !ok {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// keysOf returns the content keys the origin issued for period n.
 func (l *lab) keysOf(n uint64) []seal.ContentKey {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.keys[n]
 }
 
-// untilTrue sleeps until the true clock reaches at, or ctx ends.
+// untilTrue sleeps until the true clock reaches at.
 func untilTrue(at int64) {
 	if d := time.Duration(at - truth()); d > 0 {
 		time.Sleep(d)
@@ -424,4 +473,29 @@ func (b *lockedBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.String()
+}
+
+// ipBatch runs ip commands, one an argument, inside h.
+func ipBatch(t testing.TB, h *netns.Host, cmds ...string) {
+	t.Helper()
+	cmd := exec.Command("ip", "-n", h.Name, "-batch", "-")
+	cmd.Stdin = strings.NewReader(strings.Join(cmds, "\n") + "\n")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("ip -n %s -batch: %v: %s", h.Name, err, out)
+	}
+}
+
+// rcvBuf sets a socket's receive buffer to n bytes, past the system's
+// limit (SO_RCVBUFFORCE, root), so that a flood or a fan-out pass holding
+// the CPUs does not lose datagrams in the scheduler's pauses.
+func rcvBuf(t testing.TB, c syscall.Conn, n int) {
+	t.Helper()
+	rc, err := c.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, n) }); err != nil || serr != nil {
+		t.Fatalf("receive buffer: %v", errors.Join(err, serr))
+	}
 }

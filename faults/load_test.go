@@ -4,20 +4,24 @@ package faults
 
 import (
 	"cmp"
+	"errors"
 	"flag"
 	"fmt"
+	"maps"
 	"os"
+	"runtime/debug"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/embargo-live/embargo/engine/edge"
 	"github.com/embargo-live/embargo/engine/rig"
-	"github.com/embargo-live/embargo/engine/udp"
-	"github.com/embargo-live/embargo/engine/unicast"
-	"github.com/embargo-live/embargo/ptp"
+	"github.com/embargo-live/embargo/internal/netns"
 	"github.com/embargo-live/embargo/wire"
 )
 
@@ -31,6 +35,11 @@ const (
 	loadPeriod    = time.Second
 	loadLead      = edge.DefaultLead
 	loadRecvHosts = 4 // each runs one multicast receiver and one unicast subscriber
+	// loadSubscribers is the crowd: issue 9's 50,000, in a race build too.
+	// -race slows the handshake (2.5–9 s on the two-core VM, against under
+	// 1 s) but hardly the fan-out, which is the kernel's work; TestLoad
+	// then takes 15–19 s.
+	loadSubscribers = 50_000
 	// The defaults cannot keep a 1 s period at 50,000 subscribers on two
 	// cores: 4 rounds × 3 shards and 7 RELEASE copies are 19 passes over
 	// every subscriber (950,000 datagrams) a period, and one pass takes
@@ -67,26 +76,30 @@ const (
 // member must get every period's ANNOUNCE and RELEASE, and stay
 // subscribed. It reports the edge's send lateness and fan-out time, the
 // receivers' skew, datagrams delivered against sent, and the process's
-// CPU and peak memory.
+// CPU and peak memory while the test ran.
 func TestLoad(t *testing.T) {
-	n := 10
+	n := 10 // periods; the crowd's per-member bitmaps hold 64
 	if *loadSoak || os.Getenv("EMBARGO_SOAK") == "1" {
 		n = 60
 	}
-	begin := time.Now()
-	l := newLab(t, loadRecvHosts+1, loadPeriod, loadLead, time.Hour) // the epoch is set once everyone is in
-	crowdHost := l.net.Host(firstRecv + loadRecvHosts)
-	spans := &sendSpans{m: map[spanKey]*span{}}
-	e := l.startLoadEdge(0, loadRounds, loadRepeat, loadSenders, spans)
-	at := atCrowd
+	where := atCrowd
 	switch *loadCount {
 	case "arrival":
 	case "uplink":
-		at = atUplink
+		where = atUplink
 	default:
 		t.Fatalf("-faults.crowdcount=%q: want arrival or uplink", *loadCount)
 	}
-	cr := newCrowd(t, crowdHost, l.edgeHost(0), l.edgeAddr(0), loadSubscribers, at)
+	begin := time.Now()
+	peakRSS := trackPeakRSS()
+	l := newLab(t, loadRecvHosts+1, loadPeriod, loadLead, time.Hour) // the epoch is set once everyone is in
+	crowdHost := l.net.Host(firstRecv + loadRecvHosts)
+	spans := &sendSpans{m: map[spanKey]*span{}}
+	e := l.startEdge(0, edgeOpts{
+		unicast: true, senders: loadSenders, maxPerAddress: 1, wrapUnicast: spans.wrap,
+		rounds: loadRounds, repeat: loadRepeat,
+	})
+	cr := newCrowd(t, crowdHost, l.edgeHost(0), l.edgeAddr(0), loadSubscribers, where)
 	var recs []*recorder
 	for i := range loadRecvHosts {
 		h := l.recvHost(i)
@@ -118,11 +131,10 @@ func TestLoad(t *testing.T) {
 		}
 	}
 	shards := len(l.bundle(0).Shards)
-	u0, w0 := getUsage(), time.Now()
+	cpu0, w0 := processCPU(), time.Now()
 	untilTrue(l.sched.At(uint64(n-1)).PresentAt + int64(100*time.Millisecond))
-	u1, wall := getUsage(), time.Since(w0)
+	cpu, wall := processCPU()-cpu0, time.Since(w0)
 	stopKeepalives()
-	edgeUDP, crowdUDP := udpStats(l.edgeHost(0)), udpStats(crowdHost)
 
 	// The edge's side.
 	reps := e.Reports()
@@ -143,25 +155,24 @@ func TestLoad(t *testing.T) {
 	}
 	st := e.Server.Stats()
 
-	// The receivers' side.
+	// The receivers' side: per period, last arrival − first (skew) and
+	// last arrival − releaseAt.
 	v := l.judge(recs, ps)
-	var skew, arrLate []time.Duration
 	skewOf := map[uint64]time.Duration{}
+	var arrLate []time.Duration
 	for _, p := range ps {
-		at := l.sched.At(p).ReleaseAt
 		var arr []int64
 		for _, rec := range recs {
 			if ev, ok := rec.Event(p); ok {
 				arr = append(arr, ev.Arrival)
 			}
 		}
-		if len(arr) == 0 {
-			continue
+		if len(arr) > 0 {
+			skewOf[p] = time.Duration(slices.Max(arr) - slices.Min(arr))
+			arrLate = append(arrLate, time.Duration(slices.Max(arr)-l.sched.At(p).ReleaseAt))
 		}
-		skewOf[p] = time.Duration(slices.Max(arr) - slices.Min(arr))
-		skew = append(skew, skewOf[p])
-		arrLate = append(arrLate, time.Duration(slices.Max(arr)-at))
 	}
+	skew := slices.Sorted(maps.Values(skewOf))
 	var perPeriod strings.Builder
 	for _, r := range reps {
 		fmt.Fprintf(&perPeriod, "\n%d: lateness %v fan-out %v", r.Period, r.Lateness.Round(time.Microsecond), r.FanOut.Round(time.Millisecond))
@@ -177,7 +188,7 @@ func TestLoad(t *testing.T) {
 		all |= 1 << (p % 64)
 	}
 	var missAnn, missRel int
-	for i := range subscribed {
+	for i := range loadSubscribers {
 		if cr.count.periodsSeen(crowdAnnounce, i)&all != all {
 			missAnn++
 		}
@@ -190,44 +201,39 @@ func TestLoad(t *testing.T) {
 	// share of what the server sent is exact.
 	toCrowd := st.Sent * uint64(loadSubscribers) / uint64(want)
 
-	for _, d := range [][]time.Duration{late, fan, skew, arrLate} {
-		slices.Sort(d)
-	}
+	slices.Sort(late)
+	slices.Sort(fan)
+	slices.Sort(arrLate)
+	// pc(d, 100) is d's max, 0 if d is empty.
 	pc := func(d []time.Duration, p int) time.Duration { return rig.Percentile(d, p).Round(10 * time.Microsecond) }
-	mx := func(d []time.Duration) time.Duration {
-		if len(d) == 0 {
-			return 0
-		}
-		return slices.Max(d).Round(10 * time.Microsecond)
-	}
-	cpu := u1.cpu - u0.cpu
 	over := 0
 	for _, d := range skew {
 		if d > loadSkewBudget {
 			over++
 		}
 	}
-	result(t, "%d unicast subscribers (%d subscribed through the protocol in %v, +%d real) and %d multicast receivers, %d periods of %v, %d senders, rounds %d × %d shards, repeat %d, lead %v, %s; "+
+	result(t, "%d unicast subscribers (subscribed through the protocol in %v, +%d real) and %d multicast receivers, %d periods of %v, %d senders, rounds %d × %d shards, repeat %d, lead %v, %s; "+
 		"lateness p50 %v p99 %v max %v; fan-out p50 %v max %v; receiver skew p50 %v max %v, %d of %d periods over %v (arrival−releaseAt max %v); "+
 		"early %d, missing %d, late %d, wrong keys %d; crowd missing ANNOUNCE %d RELEASE %d member-periods; "+
 		"unicast datagrams sent %d (%.0f per %v period, %d errors), crowd got %d of %d (ANNOUNCE %d, RELEASE %d; %v); "+
-		"CPU %v in %v (%.2f cores), peak RSS %d MiB; setup %v",
-		loadSubscribers, subscribed, joinTook.Round(time.Millisecond), loadRecvHosts, loadRecvHosts, n, loadPeriod, loadSenders, loadRounds, shards, loadRepeat, loadLead, loadBuild,
-		pc(late, 50), pc(late, 99), mx(late), pc(fan, 50), mx(fan), pc(skew, 50), mx(skew), over, len(skew), loadSkewBudget, mx(arrLate),
+		"process CPU %v in %v (%.2f cores), peak RSS while the test ran %s; setup %v",
+		loadSubscribers, joinTook.Round(time.Millisecond), loadRecvHosts, loadRecvHosts, n, loadPeriod, loadSenders, loadRounds, shards, loadRepeat, loadLead, buildName(),
+		pc(late, 50), pc(late, 99), pc(late, 100), pc(fan, 50), pc(fan, 100), pc(skew, 50), pc(skew, 100), over, len(skew), loadSkewBudget, pc(arrLate, 100),
 		v.early+earlySends, v.missing, v.late, v.wrongKeys, missAnn, missRel,
-		st.Sent, float64(st.Sent)/float64(n), loadPeriod, st.SendErrors, ann+rel, toCrowd, ann, rel, at,
-		cpu.Round(time.Millisecond), wall.Round(time.Millisecond), cpu.Seconds()/wall.Seconds(), u1.maxRSS>>20, setup.Round(time.Millisecond))
+		st.Sent, float64(st.Sent)/float64(n), loadPeriod, st.SendErrors, ann+rel, toCrowd, ann, rel, where,
+		cpu.Round(time.Millisecond), wall.Round(time.Millisecond), cpu.Seconds()/wall.Seconds(), peakRSS(), setup.Round(time.Millisecond))
 	t.Logf("per period:%s", perPeriod.String())
-	t.Logf("crowd sessions: %s; UDP receive-buffer drops: edge %d, crowd %d", cr.report(), edgeUDP["RcvbufErrors"], crowdUDP["RcvbufErrors"])
+	t.Logf("crowd sessions: %s; UDP receive-buffer drops since the lab was built: edge %s, crowd %s",
+		cr.report(), rcvbufErrors(l.edgeHost(0)), rcvbufErrors(crowdHost))
 
 	if v != (verdict{}) || earlySends != 0 {
 		t.Errorf("receivers: %+v, early sends %d", v, earlySends)
 	}
-	if mx(late) > loadLateBudget {
-		t.Errorf("send lateness max %v over %v", mx(late), loadLateBudget)
+	if pc(late, 100) > loadLateBudget {
+		t.Errorf("send lateness max %v over %v", pc(late, 100), loadLateBudget)
 	}
-	if p50 := pc(skew, 50); p50 > loadSkewBudget || mx(skew) > loadSkewCeiling {
-		t.Errorf("receiver skew p50 %v (budget %v), max %v (ceiling %v)", p50, loadSkewBudget, mx(skew), loadSkewCeiling)
+	if p50, mx := pc(skew, 50), pc(skew, 100); p50 > loadSkewBudget || mx > loadSkewCeiling {
+		t.Errorf("receiver skew p50 %v (budget %v), max %v (ceiling %v)", p50, loadSkewBudget, mx, loadSkewCeiling)
 	}
 	if missAnn != 0 || missRel != 0 {
 		t.Errorf("crowd members missing a period: ANNOUNCE %d, RELEASE %d", missAnn, missRel)
@@ -238,49 +244,6 @@ func TestLoad(t *testing.T) {
 	if u := cr.unknownSession.Load(); u != 0 {
 		t.Errorf("%d crowd keepalives answered unknown-session", u)
 	}
-}
-
-// startLoadEdge is startEdge with the load's settings: a unicast server
-// with senders sockets and room for the crowd (its sends timed into
-// spans), multicast on the group, the true clock ±1 µs.
-func (l *lab) startLoadEdge(i, rounds, repeat, senders int, spans *sendSpans) *runningEdge {
-	l.t.Helper()
-	h := l.edgeHost(i)
-	clock := ptp.NewSim(ptp.WithUncertainty(time.Microsecond, 0))
-	re := &runningEdge{done: make(chan error, 1), firstSend: map[uint64]int64{}}
-	var ss []edge.Sender
-	var closers []func() error
-	err := h.Do(func() error {
-		s, err := udp.NewSender(group(h))
-		if err != nil {
-			return err
-		}
-		ss, closers = append(ss, re.watch(s)), append(closers, s.Close)
-		srv, err := unicast.NewServer(unicast.ServerConfig{
-			Listen: l.edgeAddr(i), Clock: clock, Senders: senders,
-			Sessions: unicast.SessionConfig{Streams: []uint32{stream}, MaxPerAddress: 1, MaxSubscribers: 1 << 17},
-		})
-		if err != nil {
-			return err
-		}
-		re.Server = srv
-		ss, closers = append(ss, re.watch(spans.wrap(srv))), append(closers, srv.Close)
-		return nil
-	})
-	if err != nil {
-		l.t.Fatalf("edge %d: %v", i, err)
-	}
-	e, err := edge.New(edge.Config{
-		ID: uint32(i + 1), Clock: clock, Trusted: l.ring, Senders: ss,
-		Lead: l.sched.Lead, Rounds: rounds, Repeat: repeat,
-		OnRelease: func(r edge.Report) { re.mu.Lock(); re.reports = append(re.reports, r); re.mu.Unlock() },
-	})
-	if err != nil {
-		l.t.Fatal(err)
-	}
-	re.Edge = e
-	re.run(l.t, closers)
-	return re
 }
 
 // sendSpans times an edge's sends through one sender, per message type
@@ -325,17 +288,94 @@ func (ss *sendSpans) describe(p uint64, releaseAt int64) string {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	rel := func(at int64) time.Duration { return time.Duration(at - releaseAt).Round(time.Millisecond) }
-	var b strings.Builder
-	for _, typ := range []wire.Type{wire.TypeAnnounce, wire.TypeRelease} {
-		name := "ANNOUNCE"
-		if typ == wire.TypeRelease {
-			name = " RELEASE"
+	of := func(typ wire.Type) string {
+		sp := ss.m[spanKey{typ, p}]
+		if sp == nil {
+			return typ.String() + " never"
 		}
-		if sp := ss.m[spanKey{typ, p}]; sp != nil {
-			fmt.Fprintf(&b, "%s %v…%v", name, rel(sp.start), rel(sp.end))
-		} else {
-			fmt.Fprintf(&b, "%s never", name)
+		return fmt.Sprintf("%v %v…%v", typ, rel(sp.start), rel(sp.end))
+	}
+	return of(wire.TypeAnnounce) + " " + of(wire.TypeRelease)
+}
+
+// buildName names the build in the RESULT line: the race detector
+// changes the timings.
+func buildName() string {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			if s.Key == "-race" && s.Value == "true" {
+				return "race build"
+			}
 		}
 	}
-	return b.String()
+	return "plain build"
+}
+
+// processCPU is the process's user+system CPU time so far.
+func processCPU() time.Duration {
+	var ru unix.Rusage
+	if unix.Getrusage(unix.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// trackPeakRSS hands what memory it can back to the OS and restarts the
+// kernel's record of the process's peak resident set (VmHWM, Linux ≥ 4.0)
+// from what is left, so that earlier tests' peaks are not counted. The
+// func it returns says the peak since, for a RESULT line.
+func trackPeakRSS() func() string {
+	debug.FreeOSMemory()
+	if err := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0); err != nil {
+		return func() string { return fmt.Sprintf("unmeasured (%v)", err) }
+	}
+	return func() string {
+		b, err := os.ReadFile("/proc/self/status")
+		if err != nil {
+			return fmt.Sprintf("unmeasured (%v)", err)
+		}
+		for line := range strings.Lines(string(b)) {
+			if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+				kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+				if err != nil {
+					return fmt.Sprintf("unmeasured (%v)", err)
+				}
+				return fmt.Sprintf("%d MiB", kb>>10)
+			}
+		}
+		return "unmeasured (no VmHWM)"
+	}
+}
+
+// rcvbufErrors says h's UDP RcvbufErrors (/proc/net/snmp): datagrams
+// dropped for a full socket receive buffer.
+func rcvbufErrors(h *netns.Host) string {
+	var out string
+	err := h.Do(func() error {
+		// /proc/net follows the main thread's namespace; thread-self
+		// follows this one, which Do switched.
+		b, err := os.ReadFile("/proc/thread-self/net/snmp")
+		if err != nil {
+			return err
+		}
+		var names []string
+		for line := range strings.Lines(string(b)) {
+			f := strings.Fields(line)
+			switch {
+			case len(f) == 0 || f[0] != "Udp:":
+			case names == nil:
+				names = f
+			default:
+				if i := slices.Index(names, "RcvbufErrors"); i > 0 && i < len(f) {
+					out = f[i]
+					return nil
+				}
+			}
+		}
+		return errors.New("no Udp RcvbufErrors")
+	})
+	if err != nil {
+		return fmt.Sprintf("unknown (%v)", err)
+	}
+	return out
 }

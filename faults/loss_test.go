@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/embargo-live/embargo/bpf"
-	"github.com/embargo-live/embargo/engine/bundle"
 	"github.com/embargo-live/embargo/engine/edge"
 	"github.com/embargo-live/embargo/engine/unicast"
 	"github.com/embargo-live/embargo/fec"
@@ -177,12 +176,13 @@ func runLoss(t *testing.T, c lossCase) {
 	t.Cleanup(func() { f.Close() })
 
 	l := newLab(t, lossRecvHosts, lossPeriod, lossLead, lossStart)
+	l.contentKeys = lossKeys // the weakest default geometry (see above)
 	// Three edges whose clocks are off by different amounts, each within
 	// the uncertainty it states.
 	clocks := []ptp.Clock{
-		ptp.NewSim(ptp.WithOffset(300*time.Microsecond), ptp.WithUncertainty(time.Millisecond, 0)),
-		ptp.NewSim(ptp.WithOffset(-700*time.Microsecond), ptp.WithUncertainty(time.Millisecond, 0)),
-		ptp.NewSim(ptp.WithOffset(1500*time.Microsecond), ptp.WithUncertainty(2*time.Millisecond, 0)),
+		offsetClock(300*time.Microsecond, time.Millisecond),
+		offsetClock(-700*time.Microsecond, time.Millisecond),
+		offsetClock(1500*time.Microsecond, 2*time.Millisecond),
 	}
 	edges := make([]*runningEdge, edgeHosts)
 	for i := range edges {
@@ -217,14 +217,7 @@ func runLoss(t *testing.T, c lossCase) {
 	}
 	// Sessions come up without loss: the handshake is not this scenario's
 	// subject, and losing its replies only delays the first period.
-	wait.For(t, 20*time.Second, "every unicast client subscribed", func() bool {
-		for _, cl := range clients {
-			if !cl.Subscribed() {
-				return false
-			}
-		}
-		return true
-	})
+	wait.For(t, 20*time.Second, "every unicast client subscribed", func() bool { return subscribed(clients) })
 	for _, s := range socks {
 		if err := f.Attach(s); err != nil {
 			t.Fatalf("attach loss filter: %v", err)
@@ -242,7 +235,7 @@ func runLoss(t *testing.T, c lossCase) {
 	ps := periods(n0, n0+lossPeriods)
 	var k, m int
 	for _, n := range ps {
-		b := lossBundle(l, n, lossKeys)
+		b := l.bundle(n)
 		var s wire.Shard
 		if err := s.Decode(b.Shards[0]); err != nil {
 			t.Fatal(err)
@@ -267,16 +260,7 @@ func runLoss(t *testing.T, c lossCase) {
 	// Judge once every receiver has every period, or else at presentAt
 	// plus a margin, so that anything opened after presentAt counts as
 	// late rather than missing.
-	lossAwait(last.PresentAt+int64(lossPeriod/2), func() bool {
-		for _, rec := range recs {
-			for _, n := range ps {
-				if _, ok := rec.Event(n); !ok {
-					return false
-				}
-			}
-		}
-		return true
-	})
+	wait.Until(time.Duration(last.PresentAt+int64(lossPeriod/2)-truth()), func() bool { return delivered(recs, ps) })
 	v := l.judge(recs, ps)
 
 	verdicts, err := f.Verdicts()
@@ -315,7 +299,7 @@ func runLoss(t *testing.T, c lossCase) {
 	perHeard := func(e int) float64 { return lossMiss(c.loss, rounds, repeat, k, m, e) }
 	result(t, "loss %.0f%%, rounds %d, repeat %d, FEC k+m %d+%d: %d receivers × %d periods (multicast/3 edges, unicast/2, unicast/1: %d each): "+
 		"%d delivered, %d early, %d late, %d wrong keys; injected drops %d of %d datagrams (%.2f%%); "+
-		"P(miss) per receiver-period %.1e on 1 edge, %.1e on 2, %.1e on 3",
+		"modelled P(miss) per receiver-period %.1e on 1 edge, %.1e on 2, %.1e on 3",
 		100*c.loss, rounds, repeat, k, m, len(recs), len(ps), lossPerClass,
 		delivered, v.early, v.late, v.wrongKeys, dropped, seen, 100*observed,
 		perHeard(1), perHeard(2), perHeard(3))
@@ -335,38 +319,4 @@ func runLoss(t *testing.T, c lossCase) {
 	if seen < 10000 || math.Abs(observed-c.loss) > 6*sigma {
 		t.Errorf("injected loss %.4f over %d datagrams, want %.2f ± %.4f (6σ); verdicts %v", observed, seen, c.loss, 6*sigma, verdicts)
 	}
-}
-
-// lossAwait polls cond until it holds, or the true clock reaches at; it
-// reports whether cond held.
-func lossAwait(at int64, cond func() bool) bool {
-	for !cond() {
-		if truth() >= at {
-			return cond()
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	return true
-}
-
-// lossBundle issues period n with keys content keys (lab.bundle issues two,
-// a one-shard ANNOUNCE) and returns its bundle; lab.bundle returns it from
-// then on. It fails the test if n was already issued.
-func lossBundle(l *lab, n uint64, keys int) *bundle.Bundle {
-	l.t.Helper()
-	ks, err := l.org.NewContentKeys(keys)
-	if err != nil {
-		l.t.Fatal(err)
-	}
-	b, err := l.org.Keys(stream, n, l.sched.At(n), ks)
-	if err != nil {
-		l.t.Fatal(err)
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.bundles[n] != nil {
-		l.t.Fatalf("period %d already issued", n)
-	}
-	l.bundles[n], l.keys[n] = b, ks
-	return b
 }

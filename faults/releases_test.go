@@ -183,7 +183,7 @@ func (l *lab) feed(re *runningEdge, from, to uint64, poll time.Duration) (stop f
 func (l *lab) releaseSpread(seen []seenRelease, keep func(seenRelease) bool) map[uint32]time.Duration {
 	out := map[uint32]time.Duration{}
 	for _, r := range seen {
-		if keep != nil && !keep(r) {
+		if !keep(r) {
 			continue
 		}
 		d := time.Duration(r.Arrival - l.sched.At(r.Period).ReleaseAt)
@@ -204,10 +204,4 @@ func fmtSpread(m map[uint32]time.Duration) string {
 		fmt.Fprintf(&b, "e%d=%+.2fms", id, float64(m[id])/float64(time.Millisecond))
 	}
 	return b.String()
-}
-
-// offsetClock is an edge clock off true time by offset, stating an uncertainty
-// of 1 ms: sound as long as |offset| ≤ 1 ms.
-func offsetClock(offset time.Duration) ptp.Clock {
-	return ptp.NewSim(ptp.WithOffset(offset), ptp.WithUncertainty(time.Millisecond, 0))
 }
