@@ -632,7 +632,7 @@ func atkMulticast(t *testing.T) {
 			for i := range batch {
 				batch[i] = flood.next(bufs[i], now)
 			}
-			k, err := attacker.Send(batch)
+			k, err := attacker.Send(wire.TypeAnnounce, batch)
 			n += k
 			sent.Store(int64(n))
 			if err != nil {
@@ -1514,7 +1514,7 @@ func atkMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	clock := ptp.NewSim(ptp.WithUncertainty(time.Microsecond, 0))
-	e, err := edge.New(edge.Config{Clock: clock, Trusted: seal.NewKeyRing(org.PublicKey()), Senders: []edge.Sender{sendFunc(func(dgs [][]byte) (int, error) { return len(dgs), nil })}})
+	e, err := edge.New(edge.Config{Clock: clock, Trusted: seal.NewKeyRing(org.PublicKey()), Senders: []edge.Sender{edge.SenderFunc(func(_ wire.Type, dgs [][]byte) (int, error) { return len(dgs), nil })}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,9 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/embargo-live/embargo/engine/metrics"
 	"github.com/embargo-live/embargo/ptp"
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 // TestClockFaults: three edges release one event, each on a clock that

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/net/ipv4"
 	"golang.org/x/sys/unix"
 
+	"github.com/embargo-live/embargo/engine/datagram"
 	"github.com/embargo-live/embargo/engine/udp"
 	"github.com/embargo-live/embargo/internal/netns"
 	"github.com/embargo-live/embargo/wire"
@@ -302,7 +303,7 @@ func (c *crowd) read() {
 	// Session replies are small (a SUBSCRIBED naming 64 streams is 308
 	// bytes); small buffers also spare the race detector, which marks
 	// every buffer of a batch read whole.
-	ms := make([]udp.Message, 64)
+	ms := make([]datagram.Message, 64)
 	for i := range ms {
 		ms[i].Buf = make([]byte, 512)
 	}

@@ -162,7 +162,7 @@ type runningEdge struct {
 // RELEASE is handed to the kernel is recorded: taken before the send, it
 // proves a release was not early whatever the edge's clock believed.
 func (re *runningEdge) watch(s edge.Sender) edge.Sender {
-	return sendFunc(func(dgs [][]byte) (int, error) {
+	return intercept(s, func(typ wire.Type, dgs [][]byte) (int, error) {
 		at := truth()
 		re.mu.Lock()
 		for _, d := range dgs {
@@ -173,13 +173,37 @@ func (re *runningEdge) watch(s edge.Sender) edge.Sender {
 			}
 		}
 		re.mu.Unlock()
-		return s.Send(dgs)
+		return s.Send(typ, dgs)
 	})
 }
 
-type sendFunc func([][]byte) (int, error)
+// intercept returns a Sender whose Send is send and which keeps what else
+// inner is to its edge: a unicast server still gets the edge's history
+// (edge.CatchUpSender) and is still run by the edge (edge.RunSender).
+func intercept(inner edge.Sender, send edge.SenderFunc) edge.Sender {
+	return intercepted{inner, send}
+}
 
-func (f sendFunc) Send(dgs [][]byte) (int, error) { return f(dgs) }
+type intercepted struct {
+	inner edge.Sender
+	send  edge.SenderFunc
+}
+
+func (s intercepted) Send(typ wire.Type, dgs [][]byte) (int, error) { return s.send(typ, dgs) }
+
+func (s intercepted) SetHistory(h edge.History) {
+	if c, ok := s.inner.(edge.CatchUpSender); ok {
+		c.SetHistory(h)
+	}
+}
+
+func (s intercepted) Run(ctx context.Context) error {
+	if r, ok := s.inner.(edge.RunSender); ok {
+		return r.Run(ctx)
+	}
+	<-ctx.Done()
+	return nil
+}
 
 // FirstSend returns the true time period n's first RELEASE was sent.
 func (re *runningEdge) FirstSend(n uint64) (int64, bool) {
@@ -224,7 +248,7 @@ func (l *lab) startEdge(i int, o edgeOpts) *runningEdge {
 		return nil
 	}
 	if o.nowhere {
-		senders = append(senders, re.watch(sendFunc(func(dgs [][]byte) (int, error) { return len(dgs), nil })))
+		senders = append(senders, re.watch(edge.SenderFunc(func(_ wire.Type, dgs [][]byte) (int, error) { return len(dgs), nil })))
 	} else if err := h.Do(open); err != nil {
 		l.t.Fatalf("edge %d: %v", i, err)
 	}
@@ -250,10 +274,6 @@ func (l *lab) startEdge(i int, o edgeOpts) *runningEdge {
 // closes closers; the test's end stops it.
 func (re *runningEdge) run(t *testing.T, closers []func() error) {
 	ctx, cancel := context.WithCancel(context.Background())
-	if re.Server != nil {
-		re.Server.SetHistory(re.Edge)
-		go re.Server.Run(ctx)
-	}
 	go func() { re.done <- re.Edge.Run(ctx) }()
 	var once sync.Once
 	re.stopFn = func() {

@@ -261,9 +261,9 @@ type spanKey struct {
 type span struct{ start, end int64 }
 
 func (ss *sendSpans) wrap(s edge.Sender) edge.Sender {
-	return sendFunc(func(dgs [][]byte) (int, error) {
+	return intercept(s, func(typ wire.Type, dgs [][]byte) (int, error) {
 		t0 := truth()
-		n, err := s.Send(dgs)
+		n, err := s.Send(typ, dgs)
 		t1 := truth()
 		ss.mu.Lock()
 		defer ss.mu.Unlock()

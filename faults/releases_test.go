@@ -13,9 +13,9 @@ import (
 	"time"
 
 	"github.com/embargo-live/embargo/engine/bundle"
+	"github.com/embargo-live/embargo/engine/datagram"
 	"github.com/embargo-live/embargo/engine/edge"
 	"github.com/embargo-live/embargo/engine/receiver"
-	"github.com/embargo-live/embargo/engine/udp"
 	"github.com/embargo-live/embargo/internal/netns"
 	"github.com/embargo-live/embargo/ptp"
 	"github.com/embargo-live/embargo/wire"
@@ -48,7 +48,7 @@ type releaseLog struct {
 }
 
 // record notes m if it is a RELEASE.
-func (g *releaseLog) record(m *udp.Message) {
+func (g *releaseLog) record(m *datagram.Message) {
 	if m.Truncated {
 		return
 	}
@@ -63,12 +63,12 @@ func (g *releaseLog) record(m *udp.Message) {
 	switch {
 	case err != nil:
 		g.bad++
-	case m.Arrival == 0:
+	case m.Arrival.IsZero():
 		g.stampless++
 	default:
 		g.seen = append(g.seen, seenRelease{
 			Edge: r.EdgeID, Period: r.Period, CatchUp: r.Flags&wire.FlagCatchUp != 0,
-			SentAt: r.SentAt, Arrival: ptp.DefaultTAIOffset.FromUnixNano(m.Arrival),
+			SentAt: r.SentAt, Arrival: ptp.DefaultTAIOffset.FromTime(m.Arrival),
 		})
 	}
 }
@@ -91,7 +91,7 @@ func (l *lab) captureGroup(h *netns.Host) *releaseLog {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		ms := make([]udp.Message, 16)
+		ms := make([]datagram.Message, 16)
 		for i := range ms {
 			ms[i].Buf = make([]byte, wire.MaxDatagram+1)
 		}
@@ -122,7 +122,7 @@ func tapReleases(src receiver.Source, g *releaseLog) receiver.Source {
 	return &tappedSource{Source: src, log: g}
 }
 
-func (s *tappedSource) ReadBatch(ms []udp.Message) (int, error) {
+func (s *tappedSource) ReadBatch(ms []datagram.Message) (int, error) {
 	n, err := s.Source.ReadBatch(ms)
 	for i := range n {
 		s.log.record(&ms[i])

@@ -1,6 +1,7 @@
 package ptp
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -9,7 +10,7 @@ import (
 	"time"
 )
 
-// Defaults for Waiter. Go timers wake up to about a millisecond late on a
+// Defaults for Precise. Go timers wake up to about a millisecond late on a
 // busy 2-core VM, so the sleep must end well before the instant; the spin
 // covers the rest.
 const (
@@ -21,9 +22,22 @@ const (
 	ctxCheckEvery = 4096
 )
 
-// Waiter tunes WaitUntil. The zero value uses the defaults; a Waiter is a
-// value and is safe to share.
-type Waiter struct {
+// Waiter waits until a clock's earliest possible time reaches an instant.
+// It is the seam through which the engine waits on time: a release
+// commit-waits with Precise, a test in virtual time (testing/synctest)
+// with Sleeper, whose timers the test's fake clock drives.
+type Waiter interface {
+	// WaitUntil blocks until c's Earliest ≥ t (never before) and returns
+	// the observed lateness (Earliest − t at return). A clock that reads
+	// unsynchronized makes it return an error wrapping ErrUnsynchronized;
+	// ctx's end returns ctx.Err().
+	WaitUntil(ctx context.Context, c Clock, t int64) (time.Duration, error)
+}
+
+// Precise is the Waiter a release uses: it sleeps until shortly before the
+// instant, then spins on a locked OS thread. The zero value uses the
+// defaults; a Precise is a value and is safe to share.
+type Precise struct {
 	// SpinThreshold is how far ahead of the instant (by Earliest) sleeping
 	// stops and spinning on a locked OS thread starts. Larger is more robust
 	// against late timer wake-ups and costs more CPU per wait.
@@ -44,13 +58,13 @@ type Waiter struct {
 // Lateness is measured on Earliest, so the true lateness is larger by up to
 // twice the clock's uncertainty: that margin is the price of never being early.
 func WaitUntil(ctx context.Context, c Clock, t int64) (time.Duration, error) {
-	return Waiter{}.WaitUntil(ctx, c, t)
+	return Precise{}.WaitUntil(ctx, c, t)
 }
 
 // WaitUntil is the package-level WaitUntil with w's tuning.
-func (w Waiter) WaitUntil(ctx context.Context, c Clock, t int64) (time.Duration, error) {
+func (w Precise) WaitUntil(ctx context.Context, c Clock, t int64) (time.Duration, error) {
 	if c == nil {
-		return 0, errors.New("ptp: wait: nil clock")
+		return 0, errNilClock
 	}
 	threshold := w.SpinThreshold
 	if threshold <= 0 {
@@ -102,6 +116,50 @@ func (w Waiter) WaitUntil(ctx context.Context, c Clock, t int64) (time.Duration,
 		}
 	}
 }
+
+// Sleeper is a Waiter that only sleeps: it re-reads the clock after each
+// timer until Earliest ≥ t, so it is as precise as the runtime's timers
+// (about a millisecond late on a busy host) and never early. In a
+// testing/synctest bubble its timers fire at exactly the virtual instant,
+// which makes it the Waiter for engine tests in virtual time; Precise's
+// spin would never let a bubble's clock advance.
+type Sleeper struct {
+	// MaxSleep caps one sleep (DefaultMaxSleep), so that a clock stepping
+	// forward during a long wait is noticed.
+	MaxSleep time.Duration
+}
+
+// WaitUntil implements Waiter.
+func (w Sleeper) WaitUntil(ctx context.Context, c Clock, t int64) (time.Duration, error) {
+	if c == nil {
+		return 0, errNilClock
+	}
+	maxSleep := cmp.Or(w.MaxSleep, DefaultMaxSleep)
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
+	for {
+		if err := ctx.Err(); err != nil {
+			return 0, err
+		}
+		r, err := readSynced(c)
+		if err != nil {
+			return 0, err
+		}
+		remaining := time.Duration(subSat(t, r.Earliest))
+		if remaining <= 0 {
+			return negSat(remaining), nil
+		}
+		timer.Reset(min(remaining, maxSleep))
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-timer.C:
+		}
+	}
+}
+
+var errNilClock = errors.New("ptp: wait: nil clock")
 
 // spin busy-reads c on a locked OS thread until Earliest ≥ t. Locking keeps
 // the scheduler from migrating or parking the goroutine between the last

@@ -153,7 +153,7 @@ func TestWaitUntilSyncLossMidWait(t *testing.T) {
 		sim := NewSim(WithTrueTime(rec.now), WithStateAt(lossAt, StateUnsynchronized, "servo unlocked"))
 		target := start + int64(300*time.Millisecond)
 		var err error
-		watchdog(t, func() { _, err = Waiter{MaxSleep: 5 * time.Millisecond}.WaitUntil(context.Background(), sim, target) })
+		watchdog(t, func() { _, err = Precise{MaxSleep: 5 * time.Millisecond}.WaitUntil(context.Background(), sim, target) })
 		if !errors.Is(err, ErrUnsynchronized) {
 			t.Fatalf("err = %v, want ErrUnsynchronized", err)
 		}

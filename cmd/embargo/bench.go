@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/embargo-live/embargo/bpf"
 	"github.com/embargo-live/embargo/bpf/skew"
 	"github.com/embargo-live/embargo/engine/edge"
@@ -18,7 +20,6 @@ import (
 	"github.com/embargo-live/embargo/engine/rig"
 	"github.com/embargo-live/embargo/engine/udp"
 	"github.com/embargo-live/embargo/ptp"
-	"golang.org/x/sys/unix"
 )
 
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {

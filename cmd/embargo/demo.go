@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/embargo-live/embargo/bpf/skew"
+	"github.com/embargo-live/embargo/engine/datagram"
 	"github.com/embargo-live/embargo/engine/edge"
 	"github.com/embargo-live/embargo/engine/receiver"
 	"github.com/embargo-live/embargo/engine/rig"
@@ -317,13 +318,13 @@ type lossySource struct {
 	lost, seen *atomic.Int64
 }
 
-func (l *lossySource) ReadBatch(ms []udp.Message) (int, error) {
+func (l *lossySource) ReadBatch(ms []datagram.Message) (int, error) {
 	for {
 		n, err := l.Source.ReadBatch(ms)
 		if err != nil {
 			return 0, err
 		}
-		kept := udp.Keep(ms, n, func(*udp.Message) bool { return l.rng.Float64() >= l.p })
+		kept := datagram.Keep(ms, n, func(*datagram.Message) bool { return l.rng.Float64() >= l.p })
 		// Once per batch: the counters are shared by every receiver.
 		l.seen.Add(int64(n))
 		l.lost.Add(int64(n - kept))

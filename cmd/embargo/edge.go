@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/embargo-live/embargo/engine/bundle"
 	"github.com/embargo-live/embargo/engine/edge"
 	"github.com/embargo-live/embargo/engine/keyserver"
@@ -22,7 +24,6 @@ import (
 	"github.com/embargo-live/embargo/internal/pki"
 	"github.com/embargo-live/embargo/ptp"
 	"github.com/embargo-live/embargo/seal"
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 func runEdge(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -115,10 +116,6 @@ released at p × -period TAI. One embedded origin serves one edge; several edges
 	})
 	if err != nil {
 		return err
-	}
-	if srv != nil {
-		srv.SetHistory(e)
-		go srv.Run(ctx)
 	}
 	if *metricsAddr != "" {
 		metrics.RegisterEdge(reg, e)

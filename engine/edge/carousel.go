@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/embargo-live/embargo/ptp"
+	"github.com/embargo-live/embargo/wire"
 )
 
 // quietBefore is how long before a release the carousel holds its rounds,
@@ -93,7 +94,7 @@ func (e *Edge) sendRounds(r ptp.Reading) int64 {
 	}
 	e.stats.rounds.Add(uint64(rounds))
 	for i, s := range e.cfg.Senders {
-		n, err := s.Send(batch)
+		n, err := s.Send(wire.TypeAnnounce, batch)
 		e.stats.shards.Add(uint64(n))
 		if err != nil {
 			e.stats.sendErrs.Add(1)

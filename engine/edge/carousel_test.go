@@ -17,9 +17,9 @@ type slowAnnounce struct {
 	d time.Duration
 }
 
-func (s slowAnnounce) Send(dgs [][]byte) (int, error) {
-	n, err := s.recorder.Send(dgs)
-	if h, perr := wire.Peek(dgs[0]); perr == nil && h.Type == wire.TypeAnnounce {
+func (s slowAnnounce) Send(typ wire.Type, dgs [][]byte) (int, error) {
+	n, err := s.recorder.Send(typ, dgs)
+	if typ == wire.TypeAnnounce {
 		time.Sleep(s.d)
 	}
 	return n, err

@@ -3,6 +3,7 @@ package edge
 import (
 	"bytes"
 	"cmp"
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -34,12 +35,47 @@ var (
 )
 
 // Sender is one destination of the edge's datagrams, such as a multicast
-// group on an interface.
+// group on an interface or a unicast server's subscribers.
 type Sender interface {
 	// Send writes every datagram once, in order, and returns how many were
-	// sent; a short count comes with the error that stopped it. The
+	// sent; a short count comes with the error that stopped it. typ says
+	// what the batch holds: wire.TypeRelease (the RELEASE copies of the
+	// periods due at one instant) or wire.TypeAnnounce (carousel rounds),
+	// so that a sender can keep the two apart without parsing them. The
 	// carousel and the release loop may call it concurrently.
-	Send(datagrams [][]byte) (int, error)
+	Send(typ wire.Type, datagrams [][]byte) (int, error)
+}
+
+// SenderFunc adapts a function to a Sender.
+type SenderFunc func(typ wire.Type, datagrams [][]byte) (int, error)
+
+// Send calls f.
+func (f SenderFunc) Send(typ wire.Type, datagrams [][]byte) (int, error) { return f(typ, datagrams) }
+
+// History is what an edge has released and still holds for release: what
+// catch-up serves to a receiver that joins late. *Edge implements it.
+type History interface {
+	// Released returns the stream's released periods, oldest first.
+	Released(stream uint32) []*Released
+	// Announced returns the ANNOUNCE datagrams of the stream's periods
+	// not yet released. It never includes a release secret.
+	Announced(stream uint32) [][]byte
+}
+
+// CatchUpSender is a Sender that serves catch-up (a unicast server): New
+// hands it the edge's History before the edge runs.
+type CatchUpSender interface {
+	Sender
+	SetHistory(History)
+}
+
+// RunSender is a Sender with work of its own (a unicast server answers
+// its subscribers): Edge.Run runs it beside the carousel and the release
+// loop, and an error from it ends Run with that error.
+type RunSender interface {
+	Sender
+	// Run serves until ctx ends (then it returns nil) or it fails.
+	Run(ctx context.Context) error
 }
 
 // Defaults for Config.
@@ -85,7 +121,9 @@ type Config struct {
 	MaxPending int
 	// Retry is how often a release held by an unsynchronized clock looks
 	// at the clock again.
-	Retry  time.Duration
+	Retry time.Duration
+	// Waiter commit-waits for each release [ptp.Precise: sleep, then spin
+	// on a locked OS thread]. Tests in virtual time pass ptp.Sleeper.
 	Waiter ptp.Waiter
 	Logger *slog.Logger
 	// OnRelease, if set, is called after each release's copies are sent,
@@ -177,11 +215,14 @@ func New(cfg Config) (*Edge, error) {
 	cfg.Keep = cmp.Or(cfg.Keep, DefaultKeep)
 	cfg.MaxPending = cmp.Or(cfg.MaxPending, DefaultPending)
 	cfg.Retry = cmp.Or(cfg.Retry, DefaultRetry)
+	if cfg.Waiter == nil {
+		cfg.Waiter = ptp.Precise{}
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Edge{
+	e := &Edge{
 		cfg:          cfg,
 		log:          log.With("edge", cfg.ID),
 		wakeRelease:  make(chan struct{}, 1),
@@ -189,7 +230,14 @@ func New(cfg Config) (*Edge, error) {
 		pending:      make(map[key]*entry),
 		inflight:     make(map[key]*bundle.Bundle),
 		released:     make(map[uint32]*history),
-	}, nil
+	}
+	// The one place an edge and its catch-up senders are wired together.
+	for _, s := range cfg.Senders {
+		if c, ok := s.(CatchUpSender); ok {
+			c.SetHistory(e)
+		}
+	}
+	return e, nil
 }
 
 // Add verifies b against the trusted origin keys (bundle.Open) and holds it

@@ -35,7 +35,7 @@ type recorder struct {
 	log   []sent
 }
 
-func (r *recorder) Send(dgs [][]byte) (int, error) {
+func (r *recorder) Send(_ wire.Type, dgs [][]byte) (int, error) {
 	at := r.clock.True()
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -3,25 +3,43 @@ package edge
 import (
 	"cmp"
 	"context"
+	"fmt"
 	"log/slog"
 	"slices"
-	"sync"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/embargo-live/embargo/ptp"
 	"github.com/embargo-live/embargo/wire"
 )
 
-// Run carousels and releases until ctx ends, then returns ctx's error. It
-// may be called once.
+// Run carousels and releases, and runs every RunSender, until ctx ends
+// (then it returns ctx's error) or a sender fails (then it stops the rest
+// and returns that sender's error). It may be called once.
 func (e *Edge) Run(ctx context.Context) error {
 	if !e.running.CompareAndSwap(false, true) {
 		return ErrRunning
 	}
-	var wg sync.WaitGroup
-	wg.Go(func() { e.carousel(ctx) })
-	e.releaseLoop(ctx)
-	wg.Wait()
+	g, gctx := errgroup.WithContext(ctx)
+	for i, s := range e.cfg.Senders {
+		if r, ok := s.(RunSender); ok {
+			g.Go(func() error {
+				if err := r.Run(gctx); err != nil {
+					return fmt.Errorf("edge: sender %d: %w", i, err)
+				}
+				if ctx.Err() == nil {
+					return fmt.Errorf("edge: sender %d stopped", i)
+				}
+				return nil
+			})
+		}
+	}
+	g.Go(func() error { e.carousel(gctx); return nil })
+	g.Go(func() error { e.releaseLoop(gctx); return nil })
+	if err := g.Wait(); err != nil {
+		return err
+	}
 	return ctx.Err()
 }
 
@@ -200,7 +218,7 @@ func stamp(dgs [][]byte, at int64) {
 func (e *Edge) sendAll(dgs [][]byte) bool {
 	ok := true
 	for i, s := range e.cfg.Senders {
-		n, err := s.Send(dgs)
+		n, err := s.Send(wire.TypeRelease, dgs)
 		e.stats.copies.Add(uint64(n))
 		if err != nil {
 			ok = false

@@ -16,11 +16,12 @@ import (
 	"github.com/embargo-live/embargo/engine/unicast"
 	"github.com/embargo-live/embargo/ptp"
 	"github.com/embargo-live/embargo/seal"
+	"github.com/embargo-live/embargo/wire"
 )
 
 type nullSender struct{}
 
-func (nullSender) Send(d [][]byte) (int, error) { return len(d), nil }
+func (nullSender) Send(_ wire.Type, d [][]byte) (int, error) { return len(d), nil }
 
 func get(t *testing.T, srv *httptest.Server, path string) (int, string) {
 	resp, err := srv.Client().Get(srv.URL + path)

@@ -157,14 +157,15 @@ func New(cfg Config) (*Receiver, error) {
 	return r, nil
 }
 
-// Handle processes one datagram that arrived at arrival (UTC ns by the
-// kernel's stamp, or 0 if there was none) from from.
-func (r *Receiver) Handle(pkt []byte, arrival int64, from netip.AddrPort) {
-	if arrival == 0 {
-		arrival = r.cfg.Now().UnixNano()
+// Handle processes one datagram that arrived at arrival (the kernel's
+// stamp, or the zero Time if there was none: then the device clock, Now)
+// from from.
+func (r *Receiver) Handle(pkt []byte, arrival time.Time, from netip.AddrPort) {
+	if arrival.IsZero() {
+		arrival = r.cfg.Now()
 	}
 	r.mu.Lock()
-	r.handle(pkt, r.cfg.TAIOffset.FromUnixNano(arrival), from)
+	r.handle(pkt, r.cfg.TAIOffset.FromTime(arrival), from)
 	events := r.released
 	r.released = nil
 	r.mu.Unlock()

@@ -84,7 +84,7 @@ func (f *fixture) receiver(t testing.TB, s *sink, mod func(*receiver.Config)) *r
 
 func feed(r *receiver.Receiver, dgs ...[]byte) {
 	for _, d := range dgs {
-		r.Handle(d, 0, edgeAddr)
+		r.Handle(d, time.Time{}, edgeAddr)
 	}
 }
 
@@ -97,9 +97,9 @@ func TestDeliversKeysOnce(t *testing.T) {
 	if len(s.events) != 0 {
 		t.Fatal("delivered before the RELEASE")
 	}
-	stamp := f.now.Add(time.Second).UnixNano()
+	stamp := f.now.Add(time.Second)
 	r.Handle(release(t, b, 3), stamp, edgeAddr)
-	r.Handle(release(t, b, 4), stamp+5, edgeAddr) // a second edge
+	r.Handle(release(t, b, 4), stamp.Add(5), edgeAddr) // a second edge
 	if len(s.events) != 1 {
 		t.Fatalf("%d events, want 1", len(s.events))
 	}
@@ -107,8 +107,8 @@ func TestDeliversKeysOnce(t *testing.T) {
 	if ev.Stream != 1 || ev.Period != 7 || ev.ReleaseAt != b.ReleaseAt || ev.PresentAt != b.PresentAt || ev.EdgeID != 3 || ev.From != edgeAddr {
 		t.Errorf("event %+v", ev)
 	}
-	if ev.Arrival != ptp.DefaultTAIOffset.FromUnixNano(stamp) {
-		t.Errorf("arrival %d, want the kernel stamp %d as TAI", ev.Arrival, stamp)
+	if ev.Arrival != ptp.DefaultTAIOffset.FromTime(stamp) {
+		t.Errorf("arrival %d, want the kernel stamp %v as TAI", ev.Arrival, stamp)
 	}
 	if len(ev.Keys) != len(keys) || ev.Resource != nil {
 		t.Fatalf("keys %v resource %v", ev.Keys, ev.Resource)

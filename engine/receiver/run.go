@@ -5,18 +5,14 @@ import (
 	"errors"
 	"sync"
 
-	"github.com/embargo-live/embargo/engine/udp"
+	"github.com/embargo-live/embargo/engine/datagram"
 	"github.com/embargo-live/embargo/wire"
 )
 
-// Source is where a receiver reads datagrams, such as a multicast
-// udp.Conn.
-type Source interface {
-	// ReadBatch blocks for at least one datagram and fills up to len(ms).
-	ReadBatch(ms []udp.Message) (int, error)
-	// Close makes a blocked ReadBatch return.
-	Close() error
-}
+// Source is where a receiver reads datagrams: a multicast socket
+// (engine/udp), a unicast subscription (engine/unicast), or a test's
+// in-memory pipe (engine/datagram/datagramtest).
+type Source = datagram.Source
 
 // readBatch is how many datagrams one read may take.
 const readBatch = 16
@@ -44,7 +40,7 @@ func (r *Receiver) Run(ctx context.Context, srcs ...Source) error {
 
 // read handles s's datagrams until a read fails, and returns that error.
 func (r *Receiver) read(s Source) error {
-	ms := make([]udp.Message, readBatch)
+	ms := make([]datagram.Message, readBatch)
 	for i := range ms {
 		ms[i].Buf = make([]byte, wire.MaxDatagram+1)
 	}

@@ -218,27 +218,13 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, err
 	}
 	ring := seal.NewKeyRing(org.PublicKey())
-	now, err := cfg.Clock.Now()
-	if err != nil {
-		return nil, fmt.Errorf("rig: clock: %w", err)
-	}
-	sched := origin.Schedule{Epoch: now.Latest + int64(cfg.Lead) + int64(100*time.Millisecond), Period: cfg.Period, Lead: cfg.Lead, PresentDelay: cfg.Period}
-
 	res := &Result{Config: cfg, Periods: make([]Period, cfg.Periods)}
 	want := make([][]seal.ContentKey, cfg.Periods)
-	for i := range res.Periods {
-		p := &res.Periods[i]
-		p.Number = uint64(i)
-		p.ReleaseAt = sched.At(p.Number).ReleaseAt
-		p.Arrival = make([]int64, cfg.Receivers)
-		p.Opened = make([]int64, cfg.Receivers)
-		p.KeysOK = make([]bool, cfg.Receivers)
-	}
 
 	var mu sync.Mutex
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	edges, servers, closeEdges, err := openEdges(runCtx, &cfg, ring, func(r edge.Report) {
+	edges, servers, closeEdges, err := openEdges(&cfg, ring, func(r edge.Report) {
 		mu.Lock()
 		res.Releases = append(res.Releases, r)
 		mu.Unlock()
@@ -253,7 +239,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	recvs, srcs, err := openReceivers(&cfg, ring, master, servers, func(i int, ev receiver.Event) {
 		mu.Lock()
 		defer mu.Unlock()
-		if ev.Stream != cfg.Stream || ev.Period >= uint64(cfg.Periods) {
+		if ev.Stream != cfg.Stream || ev.Period >= uint64(cfg.Periods) || res.Periods[ev.Period].Arrival == nil {
 			return
 		}
 		p := &res.Periods[ev.Period]
@@ -269,42 +255,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		}
 	}()
 
-	// Issue every bundle now, before anything runs: keys are recorded
-	// before any receiver can deliver them.
-	for i := range cfg.Periods {
-		keys, err := org.NewContentKeys(2)
-		if err != nil {
-			return nil, err
-		}
-		b, err := org.Keys(cfg.Stream, uint64(i), sched.At(uint64(i)), keys)
-		if err != nil {
-			return nil, err
-		}
-		mu.Lock()
-		want[i] = keys
-		mu.Unlock()
-		for _, e := range edges {
-			if err := e.Add(b); err != nil {
-				return nil, fmt.Errorf("rig: edge refused period %d: %w", i, err)
-			}
-		}
-	}
-
+	// The edges run from the start (their unicast servers answer the
+	// subscribers), the receivers listen; the schedule starts once every
+	// unicast receiver has subscribed, so that none misses a round.
 	var wg sync.WaitGroup
 	errs := make(chan error, len(recvs)+len(edges))
-	for i, r := range recvs {
-		wg.Go(func() { errs <- r.Run(runCtx, srcs[i]...) })
-	}
-	if err := subscribed(ctx, servers, cfg.Unicast); err != nil {
-		return nil, err
-	}
-	settled := make(chan struct{})
-	go func() {
-		defer close(settled)
-		if cfg.OnPeriod != nil {
-			settle(ctx, &cfg, res, &mu)
-		}
-	}()
 	for _, e := range edges {
 		wg.Go(func() {
 			if err := e.Run(runCtx); err != nil && !errors.Is(err, context.Canceled) {
@@ -312,6 +267,62 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			}
 		})
 	}
+	for i, r := range recvs {
+		wg.Go(func() { errs <- r.Run(runCtx, srcs[i]...) })
+	}
+	stop := func() { cancel(); wg.Wait() }
+	if err := subscribed(ctx, servers, cfg.Unicast); err != nil {
+		stop()
+		return nil, err
+	}
+	now, err := cfg.Clock.Now()
+	if err != nil {
+		stop()
+		return nil, fmt.Errorf("rig: clock: %w", err)
+	}
+	sched := origin.Schedule{Epoch: now.Latest + int64(cfg.Lead) + int64(100*time.Millisecond), Period: cfg.Period, Lead: cfg.Lead, PresentDelay: cfg.Period}
+
+	// Issue every bundle now: keys are recorded before any receiver can
+	// deliver them.
+	mu.Lock()
+	for i := range res.Periods {
+		p := &res.Periods[i]
+		p.Number = uint64(i)
+		p.ReleaseAt = sched.At(p.Number).ReleaseAt
+		p.Arrival = make([]int64, cfg.Receivers)
+		p.Opened = make([]int64, cfg.Receivers)
+		p.KeysOK = make([]bool, cfg.Receivers)
+	}
+	mu.Unlock()
+	for i := range cfg.Periods {
+		keys, err := org.NewContentKeys(2)
+		if err != nil {
+			stop()
+			return nil, err
+		}
+		b, err := org.Keys(cfg.Stream, uint64(i), sched.At(uint64(i)), keys)
+		if err != nil {
+			stop()
+			return nil, err
+		}
+		mu.Lock()
+		want[i] = keys
+		mu.Unlock()
+		for _, e := range edges {
+			if err := e.Add(b); err != nil {
+				stop()
+				return nil, fmt.Errorf("rig: edge refused period %d: %w", i, err)
+			}
+		}
+	}
+
+	settled := make(chan struct{})
+	go func() {
+		defer close(settled)
+		if cfg.OnPeriod != nil {
+			settle(ctx, &cfg, res, &mu)
+		}
+	}()
 	cpu0 := processCPU()
 	last := sched.At(uint64(cfg.Periods - 1)).ReleaseAt
 	err = waitUntil(ctx, cfg.Clock, last+int64(cfg.Period))
@@ -439,7 +450,7 @@ func (p Period) clone() Period {
 	return p
 }
 
-func openEdges(ctx context.Context, cfg *Config, ring *seal.KeyRing, on func(edge.Report)) ([]*edge.Edge, []*unicast.Server, func(), error) {
+func openEdges(cfg *Config, ring *seal.KeyRing, on func(edge.Report)) ([]*edge.Edge, []*unicast.Server, func(), error) {
 	var closers []func() error
 	closeAll := func() {
 		for _, c := range closers {
@@ -480,10 +491,6 @@ func openEdges(ctx context.Context, cfg *Config, ring *seal.KeyRing, on func(edg
 		})
 		if err != nil {
 			return nil, nil, closeAll, err
-		}
-		if srv != nil {
-			srv.SetHistory(e)
-			go srv.Run(ctx)
 		}
 		edges[i] = e
 	}

@@ -8,10 +8,14 @@ import (
 	"os"
 	"sync"
 	"syscall"
+	"time"
 
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
 	"golang.org/x/sys/unix"
+
+	"github.com/embargo-live/embargo/engine/datagram"
+	"github.com/embargo-live/embargo/wire"
 )
 
 // batch is the x/net PacketConn surface both address families share.
@@ -72,8 +76,9 @@ func NewSender(g Group) (*Sender, error) {
 func (s *Sender) Group() Group { return s.group }
 
 // Send writes each datagram once to the group with as few sendmmsg calls
-// as the kernel allows, and returns how many were sent.
-func (s *Sender) Send(dgs [][]byte) (int, error) {
+// as the kernel allows, and returns how many were sent. Every member of the
+// group gets every datagram, so the type of the batch changes nothing.
+func (s *Sender) Send(_ wire.Type, dgs [][]byte) (int, error) {
 	mp, _ := s.pool.Get().(*[]ipv4.Message)
 	if mp == nil {
 		mp = new([]ipv4.Message)
@@ -112,6 +117,7 @@ type Reader struct {
 	conn net.PacketConn
 	pc   batch
 	ms   []ipv4.Message
+	oob  [][]byte // one control-message buffer per slot of ms
 }
 
 // NewReader turns on arrival stamps (SO_TIMESTAMPNS) on c and reads it in
@@ -267,20 +273,19 @@ var oobLen = unix.CmsgSpace(16)
 // len(ms) messages and returns how many. Each message needs its Buf set.
 // It must not be called concurrently on one Reader; after Close it returns
 // an error wrapping ErrClosed.
-func (c *Reader) ReadBatch(ms []Message) (int, error) {
+func (c *Reader) ReadBatch(ms []datagram.Message) (int, error) {
 	if len(c.ms) < len(ms) {
 		c.ms = make([]ipv4.Message, len(ms))
+		c.oob = make([][]byte, len(ms))
 		for i := range c.ms {
 			c.ms[i].Buffers = make([][]byte, 1)
+			c.oob[i] = make([]byte, oobLen)
 		}
 	}
 	xs := c.ms[:len(ms)]
 	for i := range ms {
-		if len(ms[i].oob) < oobLen {
-			ms[i].oob = make([]byte, oobLen)
-		}
 		xs[i].Buffers[0] = ms[i].Buf
-		xs[i].OOB = ms[i].oob
+		xs[i].OOB = c.oob[i]
 	}
 	n, err := c.pc.ReadBatch(xs, 0)
 	if err != nil {
@@ -289,7 +294,10 @@ func (c *Reader) ReadBatch(ms []Message) (int, error) {
 	for i := range n {
 		m, x := &ms[i], &xs[i]
 		m.N, m.Truncated = x.N, x.Flags&unix.MSG_TRUNC != 0
-		m.Arrival, _ = ParseStamp(x.OOB[:x.NN])
+		m.Arrival = time.Time{}
+		if ns, ok := ParseStamp(x.OOB[:x.NN]); ok {
+			m.Arrival = time.Unix(0, ns)
+		}
 		m.From = netip.AddrPort{}
 		if ua, ok := x.Addr.(*net.UDPAddr); ok {
 			m.From = ua.AddrPort()

@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"net"
 	"syscall"
+
+	"github.com/embargo-live/embargo/engine/datagram"
+	"github.com/embargo-live/embargo/wire"
 )
 
 // Sender is not available off Linux.
@@ -20,7 +23,7 @@ func NewSender(g Group) (*Sender, error) {
 func (s *Sender) Group() Group { return Group{} }
 
 // Send returns an error wrapping ErrNotSupported.
-func (s *Sender) Send(dgs [][]byte) (int, error) { return 0, ErrNotSupported }
+func (s *Sender) Send(_ wire.Type, dgs [][]byte) (int, error) { return 0, ErrNotSupported }
 
 // Close does nothing.
 func (s *Sender) Close() error { return nil }
@@ -34,7 +37,7 @@ func NewReader(c *net.UDPConn) (*Reader, error) {
 }
 
 // ReadBatch returns an error wrapping ErrNotSupported.
-func (c *Reader) ReadBatch(ms []Message) (int, error) { return 0, ErrNotSupported }
+func (c *Reader) ReadBatch(ms []datagram.Message) (int, error) { return 0, ErrNotSupported }
 
 // Close does nothing.
 func (c *Reader) Close() error { return nil }

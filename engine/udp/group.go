@@ -124,29 +124,3 @@ func (g Group) hops(ifi *net.Interface) int {
 	}
 	return 1
 }
-
-// Message is one received datagram.
-type Message struct {
-	Buf     []byte // caller-provided; the datagram is Buf[:N]
-	N       int
-	Arrival int64 // kernel arrival stamp, UTC ns; 0 if the kernel gave none
-	From    netip.AddrPort
-	// Truncated: the datagram was larger than Buf and was cut.
-	Truncated bool
-	oob       []byte
-}
-
-// Keep moves the first n messages for which keep reports true to the
-// front of ms, in order, and returns how many there are. Messages are
-// swapped, not overwritten, so every buffer stays with ms for reuse.
-func Keep(ms []Message, n int, keep func(*Message) bool) int {
-	kept := 0
-	for i := range n {
-		if !keep(&ms[i]) {
-			continue
-		}
-		ms[kept], ms[i] = ms[i], ms[kept]
-		kept++
-	}
-	return kept
-}

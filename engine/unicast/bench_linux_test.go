@@ -87,8 +87,8 @@ func BenchmarkFanout(b *testing.B) {
 					b.Fatal(err)
 				}
 				defer srv.Close()
-				srv.Send([][]byte{d}) // build the plan outside the timing
-				fanout(b, n, func() error { _, err := srv.Send([][]byte{d}); return err })
+				srv.Send(wire.TypeRelease, [][]byte{d}) // build the plan outside the timing
+				fanout(b, n, func() error { _, err := srv.Send(wire.TypeRelease, [][]byte{d}); return err })
 				if st := srv.Stats(); st.SendErrors != 0 {
 					b.Fatalf("%d send errors", st.SendErrors)
 				}

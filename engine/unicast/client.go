@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/embargo-live/embargo/engine/datagram"
 	"github.com/embargo-live/embargo/engine/udp"
 	"github.com/embargo-live/embargo/wire"
 )
@@ -188,7 +189,7 @@ func (c *Client) wake() {
 
 // ReadBatch returns the edge's ANNOUNCE and RELEASE datagrams, handling
 // session messages in between.
-func (c *Client) ReadBatch(ms []udp.Message) (int, error) {
+func (c *Client) ReadBatch(ms []datagram.Message) (int, error) {
 	for {
 		n, err := c.r.ReadBatch(ms)
 		if errors.Is(err, syscall.ECONNREFUSED) {
@@ -202,7 +203,7 @@ func (c *Client) ReadBatch(ms []udp.Message) (int, error) {
 		if err != nil {
 			return 0, err
 		}
-		kept := udp.Keep(ms, n, func(m *udp.Message) bool { return !c.session(m.Buf[:m.N]) })
+		kept := datagram.Keep(ms, n, func(m *datagram.Message) bool { return !c.session(m.Buf[:m.N]) })
 		// Once per batch, not per datagram: anything from the edge is a
 		// sign of life.
 		c.mu.Lock()

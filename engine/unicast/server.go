@@ -11,15 +11,6 @@ import (
 	"github.com/embargo-live/embargo/ptp"
 )
 
-// History is where catch-up comes from: an *edge.Edge.
-type History interface {
-	// Released returns the stream's released periods, oldest first.
-	Released(stream uint32) []*edge.Released
-	// Announced returns the ANNOUNCE datagrams of the stream's periods
-	// not yet released.
-	Announced(stream uint32) [][]byte
-}
-
 // ServerConfig configures a Server. Listen and Sessions.Streams are required.
 type ServerConfig struct {
 	// Listen is the address subscribers send to, e.g. [::]:7272; every
@@ -29,8 +20,9 @@ type ServerConfig struct {
 	// (default runtime.NumCPU()).
 	Senders  int
 	Sessions SessionConfig
-	// History serves catch-up (see SetHistory); without it there is none.
-	History History
+	// History serves catch-up; edge.New sets it to the edge that sends
+	// through this server. Without it there is no catch-up.
+	History edge.History
 	// Clock is the edge's: catch-up re-checks each period against its
 	// earliest time. Required.
 	Clock  ptp.Clock

@@ -15,6 +15,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/embargo-live/embargo/engine/datagram"
+	"github.com/embargo-live/embargo/engine/edge"
 	"github.com/embargo-live/embargo/engine/udp"
 	"github.com/embargo-live/embargo/wire"
 )
@@ -152,10 +154,9 @@ func probeLaunchTime(v6 bool) string {
 	return "unavailable: SO_TXTIME works, but prestaging needs an ETF or fq qdisc on the egress device, which this edge does not set up; sending at the instant"
 }
 
-// SetHistory sets where catch-up comes from (usually the edge that sends
-// through this server, which exists only after the server). Call it before
-// Run.
-func (s *Server) SetHistory(h History) { s.cfg.History = h }
+// SetHistory sets where catch-up comes from: the edge that sends through
+// this server, which exists only after the server. edge.New calls it.
+func (s *Server) SetHistory(h edge.History) { s.cfg.History = h }
 
 // Addr is the address the server listens on.
 func (s *Server) Addr() netip.AddrPort { return s.cfg.Listen }
@@ -164,24 +165,27 @@ func (s *Server) Addr() netip.AddrPort { return s.cfg.Listen }
 func (s *Server) Sessions() *Sessions { return s.sessions }
 
 // Run answers session traffic and drops expired subscriptions until ctx
-// ends, then closes the server.
+// ends (then it returns nil) or a socket fails (then it returns that
+// error); either way it closes the server. Edge.Run runs it.
 func (s *Server) Run(ctx context.Context) error {
 	s.log.Info("unicast: serving", "addr", s.cfg.Listen, "senders", len(s.socks), "launch time", s.launch)
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	var wg sync.WaitGroup
 	wg.Go(func() { sweep(ctx, s.sessions) })
 	for _, sk := range s.socks {
 		wg.Go(func() {
 			if err := s.serve(sk); err != nil && ctx.Err() == nil {
-				s.log.Error("unicast: read", "err", err)
-				cancel()
+				cancel(fmt.Errorf("unicast: serve %v: %w", s.cfg.Listen, err))
 			}
 		})
 	}
 	<-ctx.Done()
 	s.Close()
 	wg.Wait()
+	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
 	return nil
 }
 
@@ -202,7 +206,7 @@ func (s *Server) Close() error {
 }
 
 func (s *Server) serve(sk *socket) error {
-	ms := make([]udp.Message, 16)
+	ms := make([]datagram.Message, 16)
 	for i := range ms {
 		ms[i].Buf = make([]byte, wire.MaxDatagram+1)
 	}
@@ -261,18 +265,20 @@ func (s *Server) sendCatchUp(sk *socket, to netip.AddrPort, streams []uint32, n 
 }
 
 // Send fans each datagram out to the subscribers of its stream and returns
-// how many datagrams it was given that went to every subscriber.
-func (s *Server) Send(dgs [][]byte) (int, error) {
+// how many datagrams it was given that went to every subscriber. RELEASEs
+// (typ wire.TypeRelease) and ANNOUNCEs have plans of their own, so that a
+// long carousel round never holds the plan a release needs.
+func (s *Server) Send(typ wire.Type, dgs [][]byte) (int, error) {
 	var firstErr error
 	done := 0
+	p := s.announce
+	if typ == wire.TypeRelease {
+		p = s.release
+	}
 	for _, d := range dgs {
 		h, err := wire.Peek(d)
 		if err != nil {
 			return done, err
-		}
-		p := s.announce
-		if h.Type == wire.TypeRelease {
-			p = s.release
 		}
 		if err := p.send(h.Stream, d); err != nil && firstErr == nil {
 			firstErr = err

@@ -10,10 +10,10 @@ import (
 
 	"github.com/embargo-live/embargo/internal/wait"
 
+	"github.com/embargo-live/embargo/engine/datagram"
 	"github.com/embargo-live/embargo/engine/edge"
 	"github.com/embargo-live/embargo/engine/origin"
 	"github.com/embargo-live/embargo/engine/receiver"
-	"github.com/embargo-live/embargo/engine/udp"
 	"github.com/embargo-live/embargo/engine/unicast"
 	"github.com/embargo-live/embargo/ptp"
 	"github.com/embargo-live/embargo/seal"
@@ -68,10 +68,8 @@ func (w *world) startEdge(t *testing.T, listen netip.AddrPort, sessions unicast.
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv.SetHistory(e)
 	ctx, cancel := context.WithCancel(context.Background())
 	n.e, n.srv, n.cancel = e, srv, cancel
-	n.done.Go(func() { srv.Run(ctx) })
 	n.done.Go(func() { e.Run(ctx) })
 	t.Cleanup(n.stop)
 	return &n
@@ -288,7 +286,7 @@ func TestLeaveAndExpiry(t *testing.T) {
 		t.Fatal(err)
 	}
 	go func() { // ReadBatch drives the handshake's answers
-		ms := make([]udp.Message, 4)
+		ms := make([]datagram.Message, 4)
 		for i := range ms {
 			ms[i].Buf = make([]byte, 2000)
 		}

@@ -6,6 +6,9 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+
+	"github.com/embargo-live/embargo/engine/edge"
+	"github.com/embargo-live/embargo/wire"
 )
 
 // Server is not available off Linux.
@@ -29,10 +32,10 @@ func (s *Server) Run(ctx context.Context) error { return ErrNotSupported }
 func (s *Server) Close() error { return nil }
 
 // Send returns ErrNotSupported.
-func (s *Server) Send(dgs [][]byte) (int, error) { return 0, ErrNotSupported }
+func (s *Server) Send(_ wire.Type, dgs [][]byte) (int, error) { return 0, ErrNotSupported }
 
 // Stats is empty.
 func (s *Server) Stats() ServerStats { return ServerStats{} }
 
 // SetHistory does nothing.
-func (s *Server) SetHistory(h History) {}
+func (s *Server) SetHistory(h edge.History) {}
