@@ -13,15 +13,11 @@ var (
 	// uncertainty bound, so nothing may be released against it.
 	ErrUnsynchronized = errors.New("ptp: clock unsynchronized")
 	// ErrNotSupported means the platform lacks the kernel interface needed
-	// (adjtimex, PHC ioctls): every non-Linux build returns it.
+	// (adjtimex; PHC ioctls in package phc): every non-Linux build returns
+	// it.
 	ErrNotSupported = errors.New("ptp: not supported on this platform")
-	// ErrNoDevice means the named PHC device or interface does not exist or
-	// has no hardware clock.
-	ErrNoDevice = errors.New("ptp: no PHC device")
 	// ErrInvalidOption means a constructor option was out of range.
 	ErrInvalidOption = errors.New("ptp: invalid option")
-	// ErrClosed is returned by reads of a clock after Close.
-	ErrClosed = errors.New("ptp: clock closed")
 )
 
 // State of a clock's synchronization. The zero value is StateUnsynchronized

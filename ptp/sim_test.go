@@ -8,6 +8,9 @@ import (
 	"time"
 )
 
+// tai0 is an arbitrary TAI instant.
+const tai0 = int64(1_790_000_037_000_000_000)
+
 // manual is a true-time source moved only by the test.
 type manual struct{ t atomic.Int64 }
 

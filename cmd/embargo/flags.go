@@ -15,6 +15,7 @@ import (
 
 	"github.com/embargo-live/embargo/engine/udp"
 	"github.com/embargo-live/embargo/ptp"
+	"github.com/embargo-live/embargo/ptp/phc"
 )
 
 // listFlag is a repeatable flag of values parse reads and String writes.
@@ -107,7 +108,12 @@ func (c clockFlags) open(log *slog.Logger) (ptp.Clock, error) {
 	var err error
 	switch {
 	case *c.phc != "":
-		clock, err = ptp.NewPHC(*c.phc)
+		// A failed Open's nil *phc.Clock must not become a non-nil Clock.
+		p, perr := phc.Open(*c.phc)
+		if perr != nil {
+			return nil, perr
+		}
+		clock = p
 	case *c.assume > 0:
 		clock, err = ptp.NewSystem(ptp.WithAssumeSynchronized(*c.assume))
 	default:

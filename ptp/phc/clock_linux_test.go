@@ -1,4 +1,4 @@
-package ptp
+package phc
 
 import (
 	"errors"
@@ -7,34 +7,36 @@ import (
 	"testing"
 	"time"
 
-	"github.com/facebook/time/phc"
+	fbphc "github.com/facebook/time/phc"
+
+	"github.com/embargo-live/embargo/ptp"
 )
 
-func TestNewPHCNoDevice(t *testing.T) {
+func TestOpenNoDevice(t *testing.T) {
 	for _, dev := range []string{"/dev/ptp-embargo-missing", "embargo-noif0"} {
-		if _, err := NewPHC(dev); !errors.Is(err, ErrNoDevice) {
-			t.Errorf("NewPHC(%q): err = %v, want ErrNoDevice", dev, err)
+		if _, err := Open(dev); !errors.Is(err, ErrNoDevice) {
+			t.Errorf("Open(%q): err = %v, want ErrNoDevice", dev, err)
 		}
 	}
 	// Loopback exists but has no hardware clock.
-	if _, err := NewPHC("lo"); !errors.Is(err, ErrNoDevice) {
-		t.Errorf("NewPHC(lo): err = %v, want ErrNoDevice", err)
+	if _, err := Open("lo"); !errors.Is(err, ErrNoDevice) {
+		t.Errorf("Open(lo): err = %v, want ErrNoDevice", err)
 	}
 	// A readable file that is not a PHC fails at the probe read, not later.
-	if _, err := NewPHC("/dev/null"); err == nil {
-		t.Error("NewPHC(/dev/null) succeeded")
+	if _, err := Open("/dev/null"); err == nil {
+		t.Error("Open(/dev/null) succeeded")
 	}
 }
 
 func TestSamplesFromKernelStructs(t *testing.T) {
-	ct := func(sec int64, nsec uint32) phc.PtpClockTime { return phc.PtpClockTime{Sec: sec, Nsec: nsec} }
-	var ext phc.PTPSysOffsetExtended
+	ct := func(sec int64, nsec uint32) fbphc.PtpClockTime { return fbphc.PtpClockTime{Sec: sec, Nsec: nsec} }
+	var ext fbphc.PTPSysOffsetExtended
 	ext.Samples = 2
-	ext.Ts[0] = [3]phc.PtpClockTime{ct(100, 999_999_000), ct(137, 500), ct(101, 2_000)}
-	ext.Ts[1] = [3]phc.PtpClockTime{ct(101, 3_000), ct(138, 3_500), ct(101, 4_000)}
-	ext.Ts[2] = [3]phc.PtpClockTime{ct(1, 0), ct(1, 0), ct(1, 0)} // beyond Samples: ignored
+	ext.Ts[0] = [3]fbphc.PtpClockTime{ct(100, 999_999_000), ct(137, 500), ct(101, 2_000)}
+	ext.Ts[1] = [3]fbphc.PtpClockTime{ct(101, 3_000), ct(138, 3_500), ct(101, 4_000)}
+	ext.Ts[2] = [3]fbphc.PtpClockTime{ct(1, 0), ct(1, 0), ct(1, 0)} // beyond Samples: ignored
 	got := samplesFromExtended(&ext)
-	want := []phcSample{
+	want := []sample{
 		{Before: 100_999_999_000, PHC: 137_000_000_500, After: 101_000_002_000},
 		{Before: 101_000_003_000, PHC: 138_000_003_500, After: 101_000_004_000},
 	}
@@ -50,13 +52,13 @@ func TestSamplesFromKernelStructs(t *testing.T) {
 	if n := len(samplesFromExtended(&ext)); n != len(ext.Ts) {
 		t.Errorf("corrupt sample count: %d samples, want %d", n, len(ext.Ts))
 	}
-	pre := phc.PTPSysOffsetPrecise{Device: ct(137, 10), Realtime: ct(100, 10)}
+	pre := fbphc.PTPSysOffsetPrecise{Device: ct(137, 10), Realtime: ct(100, 10)}
 	if s := sampleFromPrecise(&pre); s.window() != 0 || s.PHC-s.Before != 37e9 {
 		t.Errorf("precise sample %+v: want zero window, PHC 37 s ahead", s)
 	}
 }
 
-// TestPHCDevice runs the real read paths. It needs a PHC (/dev/ptpN), which
+// TestDevice runs the real read paths. It needs a PHC (/dev/ptpN), which
 // VMs and containers usually lack.
 func TestPHCDevice(t *testing.T) {
 	devs, _ := filepath.Glob("/dev/ptp[0-9]*")
@@ -70,7 +72,7 @@ func TestPHCDevice(t *testing.T) {
 			} else {
 				f.Close()
 			}
-			p, err := NewPHC(dev, WithErrorBudget(time.Microsecond))
+			p, err := Open(dev, WithErrorBudget(time.Microsecond))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -79,7 +81,7 @@ func TestPHCDevice(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if r.State != StateSynchronized || r.Earliest > r.Latest || r.Uncertainty() < time.Microsecond {
+			if r.State != ptp.StateSynchronized || r.Earliest > r.Latest || r.Uncertainty() < time.Microsecond {
 				t.Errorf("reading %+v: want synchronized (default source), ordered, ≥ budget", r)
 			}
 			o, err := p.SysOffset()
@@ -91,7 +93,7 @@ func TestPHCDevice(t *testing.T) {
 				t.Errorf("second SysOffset: %v, method %q then %q", err, o.Method, o2.Method)
 			}
 			t.Logf("%s: ±%v, %s; sys−PHC %v via %s (window %v), system error as TAI %v",
-				dev, r.Uncertainty(), r.Reason, o.Offset, o.Method, o.Window, o.SystemError(DefaultTAIOffset))
+				dev, r.Uncertainty(), r.Reason, o.Offset, o.Method, o.Window, o.SystemError(ptp.DefaultTAIOffset))
 			if err := p.Close(); err != nil {
 				t.Fatal(err)
 			}
