@@ -13,8 +13,9 @@ import (
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/features"
 	"github.com/cilium/ebpf/link"
+
 	"github.com/embargo-live/embargo/bpf/skew"
-	"golang.org/x/sys/unix"
+	"github.com/embargo-live/embargo/ptp"
 )
 
 // Reason indexes into the kernel's verdict map; reasonNames maps them to
@@ -208,14 +209,15 @@ func (f *Filter) SetLoss(p float64) error {
 
 // SetTAIOffset makes the filter stamp in the receiver's TAI: receiver is
 // the TAI − UTC offset the receiver converts its socket stamps with, and
-// the kernel's CLOCK_TAI uses its own (0 where nothing set it), so the
-// difference is added to every kernel stamp before a skew is computed.
-func (f *Filter) SetTAIOffset(receiver time.Duration) error {
-	kernel, err := kernelTAIOffset()
+// the kernel's CLOCK_TAI uses its own (ptp.KernelTAIOffset, 0 where nothing
+// set it), so the difference is added to every kernel stamp before a skew
+// is computed.
+func (f *Filter) SetTAIOffset(receiver ptp.TAIOffset) error {
+	kernel, err := ptp.KernelTAIOffset()
 	if err != nil {
 		return fmt.Errorf("bpf: set TAI offset: %w", err)
 	}
-	return f.setTAICorrection(receiver - kernel)
+	return f.setTAICorrection(time.Duration(receiver - kernel))
 }
 
 // setTAICorrection sets what is added to the kernel's CLOCK_TAI.
@@ -229,20 +231,6 @@ func (f *Filter) setTAICorrection(d time.Duration) error {
 		return fmt.Errorf("bpf: set TAI offset: %w", err)
 	}
 	return nil
-}
-
-// kernelTAIOffset measures CLOCK_TAI − CLOCK_REALTIME, to the second: the
-// TAI offset the kernel stamps with (0 when nothing set it).
-func kernelTAIOffset() (time.Duration, error) {
-	var tai, real unix.Timespec
-	if err := unix.ClockGettime(unix.CLOCK_TAI, &tai); err != nil {
-		return 0, err
-	}
-	if err := unix.ClockGettime(unix.CLOCK_REALTIME, &real); err != nil {
-		return 0, err
-	}
-	d := time.Duration(tai.Nano() - real.Nano())
-	return d.Round(time.Second), nil
 }
 
 // Verdicts returns the datagram counts by verdict name (the Verdict*

@@ -12,6 +12,7 @@ import (
 	"github.com/cilium/ebpf/asm"
 
 	"github.com/embargo-live/embargo/bpf/skew"
+	"github.com/embargo-live/embargo/ptp"
 	"github.com/embargo-live/embargo/wire"
 )
 
@@ -409,11 +410,11 @@ func TestTAICorrection(t *testing.T) {
 	if got := run(1); got != 0 {
 		t.Fatalf("uncorrected: bucket %d, want 0 (early)", got)
 	}
-	kernel, err := kernelTAIOffset()
-	if err != nil || kernel < 0 || kernel > time.Minute {
-		t.Fatalf("kernel TAI offset %v, %v", kernel, err)
+	kernel, err := ptp.KernelTAIOffset()
+	if err != nil || kernel < 0 || time.Duration(kernel) > time.Minute {
+		t.Fatalf("kernel TAI offset %v, %v", time.Duration(kernel), err)
 	}
-	if err := f.SetTAIOffset(kernel + ahead); err != nil {
+	if err := f.SetTAIOffset(kernel + ptp.TAIOffset(ahead)); err != nil {
 		t.Fatal(err)
 	}
 	lo, _ := skew.BucketBounds(skew.Bucket(late))

@@ -5,9 +5,9 @@ package bpf
 import (
 	"fmt"
 	"syscall"
-	"time"
 
 	"github.com/embargo-live/embargo/bpf/skew"
+	"github.com/embargo-live/embargo/ptp"
 )
 
 // Filter is a socket filter. BPF socket filters are a Linux interface; on
@@ -36,7 +36,7 @@ func (f *Filter) Detach(c syscall.Conn) error { return fmt.Errorf("bpf: detach: 
 func (f *Filter) SetLoss(p float64) error { return fmt.Errorf("bpf: set loss: %w", ErrNotSupported) }
 
 // SetTAIOffset returns an error wrapping ErrNotSupported.
-func (f *Filter) SetTAIOffset(receiver time.Duration) error {
+func (f *Filter) SetTAIOffset(receiver ptp.TAIOffset) error {
 	return fmt.Errorf("bpf: set TAI offset: %w", ErrNotSupported)
 }
 

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/embargo-live/embargo/bpf/skew"
+	"github.com/embargo-live/embargo/ptp"
 	"github.com/embargo-live/embargo/wire"
 )
 
@@ -97,17 +98,14 @@ func taiNow(t testing.TB) int64 {
 	return ts.Nano()
 }
 
-// taiOffset measures CLOCK_TAI − CLOCK_REALTIME, to turn SO_TIMESTAMPNS
-// stamps (CLOCK_REALTIME) into TAI.
+// taiOffset is CLOCK_TAI − CLOCK_REALTIME, to turn SO_TIMESTAMPNS stamps
+// (CLOCK_REALTIME) into the kernel filter's TAI.
 func taiOffset(t testing.TB) time.Duration {
-	var rt unix.Timespec
-	tai := taiNow(t)
-	if err := unix.ClockGettime(unix.CLOCK_REALTIME, &rt); err != nil {
-		t.Fatalf("clock_gettime(CLOCK_REALTIME): %v", err)
+	off, err := ptp.KernelTAIOffset()
+	if err != nil {
+		t.Fatalf("kernel TAI offset: %v", err)
 	}
-	// Rounded to whole ms: the offset is an integer number of seconds, and
-	// the two reads are a few hundred ns apart.
-	return time.Duration(tai - rt.Nano()).Round(time.Millisecond)
+	return time.Duration(off)
 }
 
 // delta returns after − before for every verdict.

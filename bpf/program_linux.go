@@ -282,7 +282,7 @@ func program(m mapFDs) asm.Instructions {
 		asm.JNE.Imm(asm.R0, 0, "pass"),
 		// A first arrival: only now read the clock (a repeat never needs
 		// it), plus the TAI correction (config slot 1): the receiver's TAI
-		// minus the kernel's CLOCK_TAI, which differ by 37 s on a host
+		// minus the kernel's CLOCK_TAI, which differ by TAI − UTC on a host
 		// whose kernel TAI offset was never set.
 		asm.FnKtimeGetTaiNs.Call(),
 		asm.StoreMem(asm.RFP, stkNow, asm.R0, asm.DWord),

@@ -80,25 +80,3 @@ type Clock interface {
 	// nil error; errors are reserved for failures to read at all.
 	Now() (Reading, error)
 }
-
-// TAIOffset is TAI − UTC, the number of leap seconds plus the historical 10 s.
-// It converts between the UTC-based Unix time of time.Time and the TAI
-// nanoseconds used by Reading and release instants.
-type TAIOffset time.Duration
-
-// DefaultTAIOffset is TAI − UTC in force since 2017-01-01 (37 s). It is used
-// when the kernel does not know the offset; a future leap second would make
-// it stale, so operators should prefer a kernel-provided value.
-const DefaultTAIOffset = TAIOffset(37 * time.Second)
-
-// FromTime converts a UTC wall-clock time to TAI nanoseconds.
-func (o TAIOffset) FromTime(t time.Time) int64 { return t.UnixNano() + int64(o) }
-
-// FromUnixNano converts Unix (UTC) nanoseconds to TAI nanoseconds.
-func (o TAIOffset) FromUnixNano(ns int64) int64 { return ns + int64(o) }
-
-// ToUnixNano converts TAI nanoseconds to Unix (UTC) nanoseconds.
-func (o TAIOffset) ToUnixNano(tai int64) int64 { return tai - int64(o) }
-
-// ToTime converts TAI nanoseconds to a UTC time.Time (no monotonic reading).
-func (o TAIOffset) ToTime(tai int64) time.Time { return time.Unix(0, tai-int64(o)) }

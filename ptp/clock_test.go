@@ -44,21 +44,3 @@ func TestReadingMidUncertainty(t *testing.T) {
 		}
 	}
 }
-
-func TestTAIOffsetConversions(t *testing.T) {
-	utc := time.Date(2026, 3, 1, 12, 0, 0, 123, time.UTC)
-	tai := DefaultTAIOffset.FromTime(utc)
-	if want := utc.UnixNano() + 37e9; tai != want {
-		t.Fatalf("FromTime = %d, want %d", tai, want)
-	}
-	if got := DefaultTAIOffset.ToTime(tai); !got.Equal(utc) {
-		t.Errorf("ToTime(FromTime(t)) = %v, want %v", got, utc)
-	}
-	if got := DefaultTAIOffset.ToUnixNano(DefaultTAIOffset.FromUnixNano(42)); got != 42 {
-		t.Errorf("unix round trip = %d, want 42", got)
-	}
-	o := TAIOffset(36 * time.Second)
-	if got := o.FromUnixNano(0); got != 36e9 {
-		t.Errorf("36 s offset FromUnixNano(0) = %d", got)
-	}
-}

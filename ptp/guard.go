@@ -236,8 +236,3 @@ func (g *Guard) holding(r Reading, now int64) Reading {
 	out.Reason = fmt.Sprintf("clock guard: clock moved %v against the local oscillator, beyond its ±%v bound, %v ago; holding over on the oscillator", time.Duration(f.by), r.Uncertainty(), age.Round(time.Millisecond))
 	return out
 }
-
-var processStart = time.Now()
-
-// goMonotonic is Go's monotonic clock in nanoseconds since process start.
-func goMonotonic() int64 { return int64(time.Since(processStart)) }

@@ -165,7 +165,7 @@ func (s *System) Now() (Reading, error) {
 		}
 		age = 0
 	}
-	return sn.reading(now.UnixNano(), age), nil
+	return sn.reading(now, age), nil
 }
 
 // TAIOffset returns the TAI − UTC offset the clock is converting with: the
@@ -230,13 +230,14 @@ func mapKernel(kt kernelTime, haveKernel bool, cfg *systemConfig) *sysSnap {
 	return sn
 }
 
-// reading converts a Unix time read age after the snapshot into a Reading.
-func (sn *sysSnap) reading(unixNano int64, age time.Duration) Reading {
+// reading converts a wall-clock time read age after the snapshot into a
+// Reading.
+func (sn *sysSnap) reading(now time.Time, age time.Duration) Reading {
 	b := sn.bound
 	if sn.aging && age > 0 {
 		// 500 ppm of age, rounded up: age/2000 without overflow.
 		b += (age + 1e6/kernelMaxFreqPPM - 1) / (1e6 / kernelMaxFreqPPM)
 	}
-	mid := sn.tai.FromUnixNano(unixNano)
+	mid := sn.tai.FromTime(now)
 	return Reading{Earliest: mid - int64(b), Latest: mid + int64(b), State: sn.state, Reason: sn.reason}
 }

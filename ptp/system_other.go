@@ -9,7 +9,3 @@ import "fmt"
 func readAdjtimex() (kernelTime, error) {
 	return kernelTime{}, fmt.Errorf("adjtimex: %w", ErrNotSupported)
 }
-
-// rawOscillator falls back to Go's monotonic clock, which may be slewed
-// (never stepped) by the platform's time daemon.
-var rawOscillator = goMonotonic

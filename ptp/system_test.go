@@ -34,8 +34,7 @@ func newFakeNow() *fakeNow {
 
 func (f *fakeNow) now() time.Time          { return *f.t.Load() }
 func (f *fakeNow) advance(d time.Duration) { t := f.now().Add(d); f.t.Store(&t) }
-func (f *fakeNow) unixNano() int64         { return f.now().UnixNano() }
-func (f *fakeNow) tai(o TAIOffset) int64   { return o.FromUnixNano(f.unixNano()) }
+func (f *fakeNow) tai(o TAIOffset) int64   { return o.FromTime(f.now()) }
 func bound(r Reading) time.Duration        { return time.Duration(r.Latest-r.Earliest) / 2 }
 func synced(maxErrUS int64, tai int32) kernelTime {
 	return kernelTime{State: 0, Status: 0x2001 /* STA_PLL|STA_NANO */, MaxError: maxErrUS, TAI: tai}

@@ -149,7 +149,7 @@ func benchOnce(ctx context.Context, s benchSpec, clock ptp.Clock) (benchRun, err
 	if bpf.Available() == nil {
 		if f, err := bpf.NewFilter(bpf.WithLoss(s.loss)); err == nil {
 			sys, _ := clock.(*ptp.System)
-			if sys != nil && f.SetTAIOffset(time.Duration(sys.TAIOffset())) == nil {
+			if sys != nil && f.SetTAIOffset(sys.TAIOffset()) == nil {
 				filter, stamps = f, "kernel (eBPF)"
 				defer f.Close()
 			} else {

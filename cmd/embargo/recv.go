@@ -189,7 +189,7 @@ func kernelStamps(stderr io.Writer, log *slog.Logger, tai ptp.TAIOffset, srcs []
 	}
 	f, err := bpf.NewFilter()
 	if err == nil {
-		err = f.SetTAIOffset(time.Duration(tai))
+		err = f.SetTAIOffset(tai)
 	}
 	for _, s := range srcs {
 		if err != nil {

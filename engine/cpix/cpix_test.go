@@ -175,8 +175,8 @@ func TestDocumentStructure(t *testing.T) {
 		}
 	}
 	period := attrs["cpix:CPIX/cpix:ContentKeyPeriodList/cpix:ContentKeyPeriod"]
-	start := time.Unix(0, in[0].ReleaseAt).Add(-37 * time.Second).UTC().Format(time.RFC3339Nano)
-	end := time.Unix(0, in[0].PresentAt).Add(-37 * time.Second).UTC().Format(time.RFC3339Nano)
+	start := ptp.DefaultTAIOffset.ToTime(in[0].ReleaseAt).UTC().Format(time.RFC3339Nano)
+	end := ptp.DefaultTAIOffset.ToTime(in[0].PresentAt).UTC().Format(time.RFC3339Nano)
 	if period["id"] != "s7-p100" || period["start"] != start || period["end"] != end {
 		t.Errorf("period %v, want id s7-p100 start %s end %s", period, start, end)
 	}

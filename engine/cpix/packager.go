@@ -181,9 +181,8 @@ func (c *config) taiOf(s, what string) (int64, error) {
 	if err != nil || t.Before(time.Unix(0, math.MinInt64)) || t.After(time.Unix(0, math.MaxInt64)) {
 		return 0, fmt.Errorf("%w: %s %.40q", ErrMalformed, what, s)
 	}
-	ns := t.UnixNano()
-	if ns > math.MaxInt64-int64(c.tai) || c.tai.FromUnixNano(ns) < 0 {
+	if t.UnixNano() > math.MaxInt64-int64(c.tai) || c.tai.FromTime(t) < 0 {
 		return 0, fmt.Errorf("%w: %s %.40q out of range", ErrMalformed, what, s)
 	}
-	return c.tai.FromUnixNano(ns), nil
+	return c.tai.FromTime(t), nil
 }

@@ -159,7 +159,7 @@ func TestKernelLossInjection(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := f.SetTAIOffset(time.Duration(clock.TAIOffset())); err != nil {
+	if err := f.SetTAIOffset(clock.TAIOffset()); err != nil {
 		t.Fatal(err)
 	}
 	g := udp.Loopback
