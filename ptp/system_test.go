@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -21,21 +22,7 @@ func (f *fakeKernel) adjtimex() (kernelTime, error) {
 	return f.kt, f.err
 }
 
-// fakeNow is a controllable time.Now; it keeps a monotonic reading so ages
-// are computed as in production.
-type fakeNow struct{ t atomic.Pointer[time.Time] }
-
-func newFakeNow() *fakeNow {
-	f := &fakeNow{}
-	now := time.Now()
-	f.t.Store(&now)
-	return f
-}
-
-func (f *fakeNow) now() time.Time          { return *f.t.Load() }
-func (f *fakeNow) advance(d time.Duration) { t := f.now().Add(d); f.t.Store(&t) }
-func (f *fakeNow) tai(o TAIOffset) int64   { return o.FromTime(f.now()) }
-func bound(r Reading) time.Duration        { return time.Duration(r.Latest-r.Earliest) / 2 }
+func bound(r Reading) time.Duration { return time.Duration(r.Latest-r.Earliest) / 2 }
 func synced(maxErrUS int64, tai int32) kernelTime {
 	return kernelTime{State: 0, Status: 0x2001 /* STA_PLL|STA_NANO */, MaxError: maxErrUS, TAI: tai}
 }
@@ -77,88 +64,102 @@ func TestSystemStateMapping(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			k := &fakeKernel{kt: tc.kt}
-			clk := newFakeNow()
-			s, err := newSystem(k.adjtimex, clk.now, tc.opts...)
-			if err != nil {
-				t.Fatal(err)
-			}
-			r, err := s.Now()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if r.State != tc.state {
-				t.Errorf("state %v, want %v (reason %q)", r.State, tc.state, r.Reason)
-			}
-			if got := bound(r); got != tc.bound {
-				t.Errorf("bound %v, want %v", got, tc.bound)
-			}
-			if got, want := r.Mid(), clk.tai(tc.offset); got != want {
-				t.Errorf("mid %d, want %d (off by %v)", got, want, time.Duration(got-want))
-			}
-			if got := s.TAIOffset(); got != tc.offset {
-				t.Errorf("TAIOffset() = %v, want %v", time.Duration(got), time.Duration(tc.offset))
-			}
-			for _, sub := range tc.reasonHas {
-				if !strings.Contains(r.Reason, sub) {
-					t.Errorf("reason %q lacks %q", r.Reason, sub)
+			synctest.Test(t, func(t *testing.T) {
+				k := &fakeKernel{kt: tc.kt}
+				s, err := newSystem(k.adjtimex, time.Now, tc.opts...)
+				if err != nil {
+					t.Fatal(err)
 				}
-			}
+				r, err := s.Now()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if r.State != tc.state {
+					t.Errorf("state %v, want %v (reason %q)", r.State, tc.state, r.Reason)
+				}
+				if got := bound(r); got != tc.bound {
+					t.Errorf("bound %v, want %v", got, tc.bound)
+				}
+				// Virtual time stands still, so the mid is exactly now in TAI.
+				if got, want := r.Mid(), tc.offset.FromTime(time.Now()); got != want {
+					t.Errorf("mid %d, want %d (off by %v)", got, want, time.Duration(got-want))
+				}
+				if got := s.TAIOffset(); got != tc.offset {
+					t.Errorf("TAIOffset() = %v, want %v", time.Duration(got), time.Duration(tc.offset))
+				}
+				for _, sub := range tc.reasonHas {
+					if !strings.Contains(r.Reason, sub) {
+						t.Errorf("reason %q lacks %q", r.Reason, sub)
+					}
+				}
+			})
 		})
 	}
 }
 
 func TestSystemCacheAging(t *testing.T) {
-	k := &fakeKernel{kt: synced(1000, 37)}
-	clk := newFakeNow()
-	s, err := newSystem(k.adjtimex, clk.now, WithAdjtimexInterval(10*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	base := time.Millisecond + kernelTickAging
-	steps := []struct {
-		advance time.Duration
-		calls   int64
-		bound   time.Duration
-	}{
-		{0, 1, base},
-		{4 * time.Millisecond, 1, base + 2*time.Microsecond},         // 500 ppm of 4 ms
-		{5 * time.Millisecond, 1, base + 4500*time.Nanosecond},       // of 9 ms
-		{2 * time.Millisecond, 2, base},                              // 11 ms: stale, re-read
-		{-time.Millisecond, 3, base},                                 // time went back: re-read
-		{3*time.Millisecond + 1, 3, base + 1500*time.Nanosecond + 1}, // rounded up
-	}
-	for i, st := range steps {
-		clk.advance(st.advance)
-		r, err := s.Now()
+	synctest.Test(t, func(t *testing.T) {
+		k := &fakeKernel{kt: synced(1000, 37)}
+		// The wall clock is virtual time, shifted by back to model a clock
+		// that goes backwards (the real one may be stepped).
+		var back time.Duration
+		s, err := newSystem(k.adjtimex, func() time.Time { return time.Now().Add(-back) }, WithAdjtimexInterval(10*time.Millisecond))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if n := k.calls.Load(); n != st.calls {
-			t.Errorf("step %d: %d adjtimex calls, want %d", i, n, st.calls)
+		base := time.Millisecond + kernelTickAging
+		steps := []struct {
+			advance, back time.Duration
+			calls         int64
+			bound         time.Duration
+		}{
+			{0, 0, 1, base},
+			{4 * time.Millisecond, 0, 1, base + 2*time.Microsecond},   // 500 ppm of 4 ms
+			{5 * time.Millisecond, 0, 1, base + 4500*time.Nanosecond}, // of 9 ms
+			{time.Millisecond, 0, 1, base + 5*time.Microsecond},       // 10 ms: the last reuse
+			{1, 0, 2, base},                // 10 ms + 1 ns: stale, re-read
+			{0, time.Millisecond, 3, base}, // time went back: re-read
+			{3*time.Millisecond + 1, time.Millisecond, 3, base + 1500*time.Nanosecond + 1}, // rounded up
 		}
-		if got := bound(r); got != st.bound {
-			t.Errorf("step %d: bound %v, want %v", i, got, st.bound)
+		for i, st := range steps {
+			time.Sleep(st.advance)
+			back = st.back
+			r, err := s.Now()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n := k.calls.Load(); n != st.calls {
+				t.Errorf("step %d: %d adjtimex calls, want %d", i, n, st.calls)
+			}
+			if got := bound(r); got != st.bound {
+				t.Errorf("step %d: bound %v, want %v", i, got, st.bound)
+			}
+			if got, want := r.Mid(), TAIOffset(37*time.Second).FromTime(time.Now().Add(-back)); got != want {
+				t.Errorf("step %d: mid off by %v", i, time.Duration(got-want))
+			}
 		}
-	}
-	// A kernel losing sync is seen at the next refresh, and until then the
-	// aged bound stands.
-	k.kt = kernelTime{State: timeERROR, Status: staUNSYNC, MaxError: 16_000_000}
-	clk.advance(11 * time.Millisecond)
-	if r, _ := s.Now(); r.State != StateUnsynchronized {
-		t.Errorf("after refresh: state %v, want unsynchronized", r.State)
-	}
+		// A kernel losing sync is seen at the next refresh, and until then
+		// the aged bound stands.
+		k.kt = kernelTime{State: timeERROR, Status: staUNSYNC, MaxError: 16_000_000}
+		time.Sleep(7*time.Millisecond - 1) // the snapshot is 10 ms old
+		if r, _ := s.Now(); r.State != StateSynchronized {
+			t.Errorf("within the interval: state %v, want the cached synchronized", r.State)
+		}
+		time.Sleep(time.Nanosecond)
+		if r, _ := s.Now(); r.State != StateUnsynchronized {
+			t.Errorf("after refresh: state %v, want unsynchronized", r.State)
+		}
+	})
 }
 
 func TestSystemErrors(t *testing.T) {
 	errK := errors.New("EPERM")
-	clk := newFakeNow()
 	k := &fakeKernel{err: errK}
-	if _, err := newSystem(k.adjtimex, clk.now); !errors.Is(err, errK) {
+	if _, err := newSystem(k.adjtimex, time.Now); !errors.Is(err, errK) {
 		t.Errorf("adjtimex failure: NewSystem err = %v, want it wrapped", err)
 	}
 	// The assumed mode needs nothing from the kernel but the TAI offset.
-	s, err := newSystem(k.adjtimex, clk.now, WithAssumeSynchronized(0))
+	s, err := newSystem(k.adjtimex, time.Now, WithAssumeSynchronized(0))
 	if err != nil {
 		t.Fatalf("assumed mode with adjtimex failing: %v", err)
 	}
@@ -166,14 +167,17 @@ func TestSystemErrors(t *testing.T) {
 		t.Errorf("assumed, no adjtimex: %v %q", r.State, r.Reason)
 	}
 	for _, o := range []SystemOption{WithErrorFloor(-1), WithTAIFallback(-1), WithAssumeSynchronized(-1), WithAdjtimexInterval(-1)} {
-		if _, err := newSystem((&fakeKernel{}).adjtimex, clk.now, o); !errors.Is(err, ErrInvalidOption) {
+		if _, err := newSystem((&fakeKernel{}).adjtimex, time.Now, o); !errors.Is(err, ErrInvalidOption) {
 			t.Errorf("bad option: err = %v, want ErrInvalidOption", err)
 		}
 	}
 }
 
 // TestSystemReal reads this host's kernel. Its state depends on the host, so
-// it checks consistency with the kernel's own answer, not a fixed state.
+// it checks consistency with the kernel's own answer, not a fixed state. It
+// reads the real clock but is not a real-time test: it asserts orderings
+// (the reading lies between two wall-clock reads) that no load can change,
+// and times nothing.
 func TestSystemReal(t *testing.T) {
 	kt, kerr := readAdjtimex()
 	s, err := NewSystem(WithAdjtimexInterval(0))

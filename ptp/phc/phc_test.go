@@ -5,6 +5,7 @@ import (
 	"math"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/embargo-live/embargo/ptp"
@@ -127,30 +128,42 @@ func TestBestSampleAndOffset(t *testing.T) {
 	}
 }
 
+// TestSyncTracker runs in virtual time, so the freshness window is checked
+// to the nanosecond.
 func TestSyncTracker(t *testing.T) {
-	tr := NewSyncTracker(time.Second)
-	if last, ok := tr.LastSync(); ok || !last.IsZero() {
-		t.Fatalf("new tracker: (%v, %v), want never synchronized", last, ok)
-	}
-	at := time.Now()
-	tr.Synced(at)
-	if last, ok := tr.LastSync(); !ok || !last.Equal(at) {
-		t.Errorf("after Synced: (%v, %v), want (%v, true)", last, ok, at)
-	}
-	tr.Lost()
-	if last, ok := tr.LastSync(); ok || !last.Equal(at) {
-		t.Errorf("after Lost: (%v, %v), want holdover from %v", last, ok, at)
-	}
-	tr.Synced(time.Now().Add(-2 * time.Second))
-	if _, ok := tr.LastSync(); ok {
-		t.Error("stale Synced (older than fresh) still reported synchronized")
-	}
-	// End to end: a tracker feeding readingOf.
-	cfg := mustConfig(t, WithSyncSource(tr), WithMaxHoldover(time.Minute))
-	last, ok := tr.LastSync()
-	if r := readingOf(sample{PHC: tai0}, last, ok, time.Now(), cfg); r.State != ptp.StateHoldover {
-		t.Errorf("stale tracker: state %v, want holdover", r.State)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		tr := NewSyncTracker(time.Second)
+		if last, ok := tr.LastSync(); ok || !last.IsZero() {
+			t.Fatalf("new tracker: (%v, %v), want never synchronized", last, ok)
+		}
+		at := time.Now()
+		tr.Synced(at)
+		if last, ok := tr.LastSync(); !ok || !last.Equal(at) {
+			t.Errorf("after Synced: (%v, %v), want (%v, true)", last, ok, at)
+		}
+		time.Sleep(time.Second)
+		if _, ok := tr.LastSync(); !ok {
+			t.Error("exactly fresh after Synced: not synchronized")
+		}
+		time.Sleep(time.Nanosecond)
+		if last, ok := tr.LastSync(); ok || !last.Equal(at) {
+			t.Errorf("1 ns past fresh: (%v, %v), want stale from %v", last, ok, at)
+		}
+		at = time.Now()
+		tr.Synced(at)
+		tr.Lost()
+		if last, ok := tr.LastSync(); ok || !last.Equal(at) {
+			t.Errorf("after Lost: (%v, %v), want holdover from %v", last, ok, at)
+		}
+		// End to end: a lost tracker feeding the bound, 3 s into holdover.
+		time.Sleep(3 * time.Second)
+		cfg := mustConfig(t, WithSyncSource(tr), WithMaxHoldover(time.Minute))
+		last, ok := tr.LastSync()
+		r := readingOf(sample{PHC: tai0}, last, ok, time.Now(), cfg)
+		if r.State != ptp.StateHoldover || r.Uncertainty() != DefaultErrorBudget+30*time.Microsecond {
+			t.Errorf("3 s after Lost: %v ±%v, want holdover ±%v", r.State, r.Uncertainty(), DefaultErrorBudget+30*time.Microsecond)
+		}
+	})
 }
 
 func TestDefaultsAndOptions(t *testing.T) {
