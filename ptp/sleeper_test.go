@@ -52,6 +52,10 @@ func TestSleeperFollowsSteps(t *testing.T) {
 		{"forward, default MaxSleep", 200 * ms, time.Second, 0, 200 * ms, 200 * time.Millisecond},
 		{"forward, between reads", 250 * ms, time.Second, 0, 300 * ms, 300 * time.Millisecond},
 		{"forward, MaxSleep 30ms", 250 * ms, time.Second, 30 * time.Millisecond, 270 * ms, 270 * time.Millisecond},
+		// A negative MaxSleep is the default, as for Precise; it used to
+		// make every timer fire at once, a busy loop that never lets a
+		// bubble's clock advance.
+		{"forward, negative MaxSleep", 250 * ms, time.Second, -time.Second, 300 * ms, 300 * time.Millisecond},
 		// A backward step makes it wait the step's size longer.
 		{"backward", 500 * ms, -50 * time.Millisecond, 0, 1050 * ms, 0},
 	} {

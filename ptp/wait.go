@@ -1,7 +1,6 @@
 package ptp
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -124,8 +123,8 @@ func (w Precise) WaitUntil(ctx context.Context, c Clock, t int64) (time.Duration
 // which makes it the Waiter for engine tests in virtual time; Precise's
 // spin would never let a bubble's clock advance.
 type Sleeper struct {
-	// MaxSleep caps one sleep (DefaultMaxSleep), so that a clock stepping
-	// forward during a long wait is noticed.
+	// MaxSleep caps one sleep, so that a clock stepping forward during a
+	// long wait is noticed; zero or negative means DefaultMaxSleep.
 	MaxSleep time.Duration
 }
 
@@ -134,7 +133,10 @@ func (w Sleeper) WaitUntil(ctx context.Context, c Clock, t int64) (time.Duration
 	if c == nil {
 		return 0, errNilClock
 	}
-	maxSleep := cmp.Or(w.MaxSleep, DefaultMaxSleep)
+	maxSleep := w.MaxSleep
+	if maxSleep <= 0 { // as Precise: a negative cap would never sleep
+		maxSleep = DefaultMaxSleep
+	}
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()
