@@ -74,6 +74,14 @@ func (e *Edge) sendRounds(r ptp.Reading) int64 {
 			next = min(next, at)
 			continue
 		}
+		// A period whose rounds have begun keeps its own quiet time: rounds
+		// a stall (a slow fan-out) made overdue are dropped once it has
+		// begun, not sent in its release's way. A period with no round yet
+		// still gets one: without it the RELEASE opens nothing.
+		if p.round > 0 && p.b.ReleaseAt-int64(quietBefore) <= r.Latest {
+			p.round = e.cfg.Rounds
+			continue
+		}
 		if quiet >= 0 && quiet < p.b.ReleaseAt {
 			next = min(next, quiet+(r.Latest-now)+int64(e.cfg.Spacing))
 			continue
