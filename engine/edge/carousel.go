@@ -100,6 +100,13 @@ func (e *Edge) sendRounds(r ptp.Reading) int64 {
 	if len(batch) == 0 {
 		return next
 	}
+	e.sendAnnounce(batch, rounds)
+	return next
+}
+
+// sendAnnounce sends a batch of ANNOUNCE datagrams, rounds carousel rounds'
+// worth, to every sender.
+func (e *Edge) sendAnnounce(batch [][]byte, rounds int) {
 	e.stats.rounds.Add(uint64(rounds))
 	for i, s := range e.cfg.Senders {
 		n, err := s.Send(wire.TypeAnnounce, batch)
@@ -109,5 +116,24 @@ func (e *Edge) sendRounds(r ptp.Reading) int64 {
 			e.log.Error("send announce", "sender", i, "sent", n, "of", len(batch), "err", err)
 		}
 	}
-	return next
+}
+
+// announceUnsent sends one ANNOUNCE round of the periods taken for release
+// (due) that the carousel has sent none of, and marks their rounds done. A
+// bundle added after its instant is taken for release at once, often before
+// the carousel looks: a RELEASE whose body never went out opens nothing.
+// The carousel no longer sees due periods, so no lock is needed for them.
+func (e *Edge) announceUnsent(due []*entry) {
+	var batch [][]byte
+	rounds := 0
+	for _, p := range due {
+		if p.round == 0 {
+			batch = append(batch, p.b.Shards...)
+			rounds++
+			p.round = e.cfg.Rounds
+		}
+	}
+	if rounds > 0 {
+		e.sendAnnounce(batch, rounds)
+	}
 }
