@@ -11,17 +11,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/embargo-live/embargo/engine/edge"
+	"github.com/embargo-live/embargo/engine/edge/edgetest"
 	"github.com/embargo-live/embargo/engine/metrics"
 	"github.com/embargo-live/embargo/engine/origin"
 	"github.com/embargo-live/embargo/engine/unicast"
 	"github.com/embargo-live/embargo/ptp"
 	"github.com/embargo-live/embargo/seal"
-	"github.com/embargo-live/embargo/wire"
 )
-
-type nullSender struct{}
-
-func (nullSender) Send(_ wire.Type, d [][]byte) (int, error) { return len(d), nil }
 
 func get(t *testing.T, srv *httptest.Server, path string) (int, string) {
 	resp, err := srv.Client().Get(srv.URL + path)
@@ -41,7 +37,7 @@ func TestMetricsAndHealth(t *testing.T) {
 	clock := ptp.NewSim(ptp.WithUncertainty(time.Millisecond, 0))
 	reg := prometheus.NewRegistry()
 	lat := metrics.NewLateness(reg)
-	e, err := edge.New(edge.Config{Clock: clock, Trusted: seal.NewKeyRing(o.PublicKey()), Senders: []edge.Sender{nullSender{}}, OnRelease: lat.Observe})
+	e, err := edge.New(edge.Config{Clock: clock, Trusted: seal.NewKeyRing(o.PublicKey()), Senders: []edge.Sender{&edgetest.Sender{}}, OnRelease: lat.Observe})
 	if err != nil {
 		t.Fatal(err)
 	}
