@@ -22,7 +22,7 @@ func TestCookieWindows(t *testing.T) {
 		const life = 10 * time.Second
 		s := newSessions(t, func(c *SessionConfig) { c.CookieLifetime = life })
 		out := make([]byte, wire.MaxDatagram)
-		sleepTo := func(at time.Time) { time.Sleep(at.Sub(time.Now())) }
+		sleepTo := func(at time.Time) { time.Sleep(time.Until(at)) }
 		cookie := func(from netip.AddrPort) [wire.CookieLen]byte {
 			var c wire.Cookie
 			if err := c.Decode(s.Handle(hello(t), from, time.Now(), out).Reply); err != nil {
@@ -75,7 +75,7 @@ func TestExpirySweep(t *testing.T) {
 		go func() { sweep(ctx, s); close(done) }()
 		defer func() { cancel(); <-done }()
 		t0 := time.Now()
-		at := func(d time.Duration) { time.Sleep(t0.Add(d).Sub(time.Now())); synctest.Wait() }
+		at := func(d time.Duration) { time.Sleep(time.Until(t0.Add(d))); synctest.Wait() }
 		out := make([]byte, wire.MaxDatagram)
 		a, b := addr(1), addr(2)
 		ida := subscribe(t, s, a, t0, 1)
