@@ -77,8 +77,10 @@ func (e *Edge) sendRounds(r ptp.Reading) int64 {
 		// A period whose rounds have begun keeps its own quiet time: rounds
 		// a stall (a slow fan-out) made overdue are dropped once it has
 		// begun, not sent in its release's way. A period with no round yet
-		// still gets one: without it the RELEASE opens nothing.
-		if p.round > 0 && p.b.ReleaseAt-int64(quietBefore) <= r.Latest {
+		// still gets one: without it the RELEASE opens nothing. Judged on
+		// the midpoint, as roundAt is, so that no round on schedule is ever
+		// dropped, however uncertain the clock.
+		if p.round > 0 && p.b.ReleaseAt-int64(quietBefore) <= now {
 			p.round = e.cfg.Rounds
 			continue
 		}
