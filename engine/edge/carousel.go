@@ -74,6 +74,16 @@ func (e *Edge) sendRounds(r ptp.Reading) int64 {
 			next = min(next, at)
 			continue
 		}
+		// A period whose rounds have begun keeps its own quiet time: rounds
+		// a stall (a slow fan-out) made overdue are dropped once it has
+		// begun, not sent in its release's way. A period with no round yet
+		// still gets one: without it the RELEASE opens nothing. Judged on
+		// the midpoint, as roundAt is, so that no round on schedule is ever
+		// dropped, however uncertain the clock.
+		if p.round > 0 && p.b.ReleaseAt-int64(quietBefore) <= now {
+			p.round = e.cfg.Rounds
+			continue
+		}
 		if quiet >= 0 && quiet < p.b.ReleaseAt {
 			next = min(next, quiet+(r.Latest-now)+int64(e.cfg.Spacing))
 			continue
@@ -92,6 +102,13 @@ func (e *Edge) sendRounds(r ptp.Reading) int64 {
 	if len(batch) == 0 {
 		return next
 	}
+	e.sendAnnounce(batch, rounds)
+	return next
+}
+
+// sendAnnounce sends a batch of ANNOUNCE datagrams, rounds carousel rounds'
+// worth, to every sender.
+func (e *Edge) sendAnnounce(batch [][]byte, rounds int) {
 	e.stats.rounds.Add(uint64(rounds))
 	for i, s := range e.cfg.Senders {
 		n, err := s.Send(wire.TypeAnnounce, batch)
@@ -101,5 +118,24 @@ func (e *Edge) sendRounds(r ptp.Reading) int64 {
 			e.log.Error("send announce", "sender", i, "sent", n, "of", len(batch), "err", err)
 		}
 	}
-	return next
+}
+
+// announceUnsent sends one ANNOUNCE round of the periods taken for release
+// (due) that the carousel has sent none of, and marks their rounds done. A
+// bundle added after its instant is taken for release at once, often before
+// the carousel looks: a RELEASE whose body never went out opens nothing.
+// The carousel no longer sees due periods, so no lock is needed for them.
+func (e *Edge) announceUnsent(due []*entry) {
+	var batch [][]byte
+	rounds := 0
+	for _, p := range due {
+		if p.round == 0 {
+			batch = append(batch, p.b.Shards...)
+			rounds++
+			p.round = e.cfg.Rounds
+		}
+	}
+	if rounds > 0 {
+		e.sendAnnounce(batch, rounds)
+	}
 }

@@ -7,5 +7,6 @@
 //
 // The edge does no socket work itself: destinations are Senders (package
 // udp provides multicast ones), so the scheduler is testable with a
-// simulated clock and an in-memory sender.
+// simulated clock and an in-memory sender (package edgetest) in virtual
+// time (testing/synctest, waiting with ptp.Sleeper).
 package edge

@@ -3,60 +3,24 @@ package edge_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
-
-	"github.com/embargo-live/embargo/internal/wait"
 
 	"github.com/embargo-live/embargo/engine/bundle"
 	"github.com/embargo-live/embargo/engine/edge"
+	"github.com/embargo-live/embargo/engine/edge/edgetest"
 	"github.com/embargo-live/embargo/engine/origin"
 	"github.com/embargo-live/embargo/ptp"
 	"github.com/embargo-live/embargo/seal"
 	"github.com/embargo-live/embargo/wire"
 )
 
-// sent is one datagram as the fake sender saw it.
-type sent struct {
-	at     int64 // true time of the send
-	typ    wire.Type
-	stream uint32
-	period uint64
-	dg     []byte
-}
-
-// recorder is an in-memory Sender that stamps each datagram with the true
-// time of a Sim, so tests compare sends with what really happened.
-type recorder struct {
-	clock *ptp.Sim
-	fail  bool
-	mu    sync.Mutex
-	log   []sent
-}
-
-func (r *recorder) Send(_ wire.Type, dgs [][]byte) (int, error) {
-	at := r.clock.True()
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.fail {
-		return 0, errors.New("link down")
-	}
-	for _, d := range dgs {
-		h, err := wire.Peek(d)
-		if err != nil {
-			panic(err)
-		}
-		r.log = append(r.log, sent{at: at, typ: h.Type, stream: h.Stream, period: h.Period, dg: append([]byte(nil), d...)})
-	}
-	return len(dgs), nil
-}
-
-func (r *recorder) sends() []sent {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]sent(nil), r.log...)
-}
+// The edge's tests run in virtual time (testing/synctest): the clocks are
+// Sims reading the bubble's clock, the edges wait with ptp.Sleeper, and
+// every instant asserted is exact.
 
 type fixture struct {
 	origin *origin.Origin
@@ -83,235 +47,378 @@ func (f fixture) bundle(t testing.TB, stream uint32, period uint64, releaseAt in
 	return b
 }
 
-// run starts e and returns a stop function that waits for Run to return.
-func run(t *testing.T, e *edge.Edge) (stop func()) {
-	ctx, cancel := context.WithCancel(context.Background())
+// newEdge is edge.New with the virtual-time waiter, failing t on error.
+func newEdge(t testing.TB, cfg edge.Config) *edge.Edge {
+	t.Helper()
+	cfg.Waiter = ptp.Sleeper{}
+	e, err := edge.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// start runs e in the bubble and returns a stop function that cancels it
+// and returns Run's error. If the test has not stopped it, cleanup does and
+// expects context.Canceled.
+func start(t *testing.T, e *edge.Edge) (stop func() error) {
+	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { done <- e.Run(ctx) }()
-	stopped := false
-	stop = func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		select {
-		case err := <-done:
-			if !errors.Is(err, context.Canceled) {
-				t.Errorf("Run: %v", err)
-			}
-		case <-time.After(5 * time.Second):
-			t.Fatal("Run did not return after cancel")
-		}
+	var once sync.Once
+	var err error
+	stop = func() error {
+		once.Do(func() { cancel(); err = <-done })
+		return err
 	}
-	t.Cleanup(stop)
+	t.Cleanup(func() {
+		if err := stop(); !errors.Is(err, context.Canceled) {
+			t.Errorf("Run: %v", err)
+		}
+	})
 	return stop
 }
 
-// TestNeverEarlyAndCarousel runs several periods on clocks that read
-// ahead of, behind and around true time, and checks against true time
-// that no RELEASE went out before its releaseAt, that every ANNOUNCE
-// round went out before it, and that each period's shards were sent Rounds
-// times.
+// sleepUntil sleeps until the bubble's true time (TAI ns) reaches at, and
+// then until every goroutine in the bubble is blocked again: whatever was
+// due at at has happened.
+func sleepUntil(at int64) {
+	time.Sleep(time.Duration(at - ptp.SystemTAI()))
+	synctest.Wait()
+}
+
+const ms = int64(time.Millisecond)
+
+// quietBefore is the edge's quiet time before a release (carousel.go):
+// the rounds end that long before releaseAt.
+const quietBefore = 50 * ms
+
+// roundsAt are the clock times of a period's carousel rounds: spread
+// evenly from its announce time to quietBefore ahead of its release.
+func roundsAt(announce, releaseAt int64, rounds int) []int64 {
+	span := max(releaseAt-quietBefore-announce, 0)
+	var at []int64
+	for i := range rounds {
+		at = append(at, announce+span*int64(i)/int64(rounds))
+	}
+	return at
+}
+
+// send is what a test expects a Sender to have seen: one datagram's
+// metadata.
+type send struct {
+	at     int64
+	typ    wire.Type
+	stream uint32
+	period uint64
+}
+
+func sends(got []edgetest.Sent) []send {
+	var out []send
+	for _, s := range got {
+		out = append(out, send{s.At, s.Type, s.Stream, s.Period})
+	}
+	return out
+}
+
+func decodeRelease(t *testing.T, d []byte) wire.Release {
+	t.Helper()
+	var r wire.Release
+	if err := r.Decode(d); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// TestNeverEarlyAndCarousel runs three periods on clocks that read ahead
+// of, behind and exactly at true time, each erring by less than its stated
+// bound, and checks every datagram against true time: each period's
+// ANNOUNCE goes out exactly Rounds times at the computed instants (clock
+// time, so true time minus the offset); its first RELEASE copy at the first
+// true instant the clock's earliest bound reaches releaseAt — releaseAt
+// itself on a perfect clock — and the copies exactly Spacing apart, stamped
+// with that bound.
 func TestNeverEarlyAndCarousel(t *testing.T) {
-	f := newFixture(t)
+	const (
+		rounds, repeat = 3, 2
+		spacing        = time.Millisecond
+		lead           = 300 * time.Millisecond
+		periods        = 3
+	)
 	for _, c := range []struct {
-		name  string
-		clock *ptp.Sim
+		name        string
+		offset, unc time.Duration
 	}{
-		// Each clock errs by less than its stated bound, as a sound clock does.
-		{"ahead", ptp.NewSim(ptp.WithOffset(3*time.Millisecond), ptp.WithUncertainty(4*time.Millisecond, 0))},
-		{"behind", ptp.NewSim(ptp.WithOffset(-3*time.Millisecond), ptp.WithUncertainty(4*time.Millisecond, 0))},
-		{"jitter", ptp.NewSim(ptp.WithJitter(2*time.Millisecond, 7), ptp.WithUncertainty(2*time.Millisecond, 0))},
+		{"exact", 0, 0},
+		{"ahead", 3 * time.Millisecond, 4 * time.Millisecond},
+		{"behind", -3 * time.Millisecond, 4 * time.Millisecond},
+		// The latest bound reaches the quiet time before the last round
+		// is due: no round on schedule may be dropped for it.
+		{"uncertain", 0, 100 * time.Millisecond},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			rec := &recorder{clock: c.clock}
-			const rounds, repeat = 3, 2
-			e, err := edge.New(edge.Config{
-				ID: 9, Clock: c.clock, Trusted: f.ring, Senders: []edge.Sender{rec},
-				Lead: 200 * time.Millisecond, Rounds: rounds, Repeat: repeat, Spacing: time.Millisecond,
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			start := c.clock.True()
-			const periods = 3
-			want := map[uint64]int64{}
-			for p := uint64(1); p <= periods; p++ {
-				at := start + 50*int64(time.Millisecond) + int64(p)*200*int64(time.Millisecond)
-				want[p] = at
-				if err := e.Add(f.bundle(t, 5, p, at)); err != nil {
-					t.Fatal(err)
-				}
-			}
-			stop := run(t, e)
-			wait.For(t, 5*time.Second, "releases", func() bool { return e.Stats().Released == periods })
-			stop()
-
-			shards := map[uint64]map[int64]int{} // period → send batch time → datagrams
-			releases := map[uint64]int{}
-			for _, s := range rec.sends() {
-				if s.stream != 5 {
-					t.Fatalf("datagram for stream %d", s.stream)
-				}
-				switch s.typ {
-				case wire.TypeRelease:
-					releases[s.period]++
-					if s.at < want[s.period] {
-						t.Errorf("period %d: RELEASE sent %v before releaseAt", s.period, time.Duration(want[s.period]-s.at))
-					}
-					var r wire.Release
-					if err := r.Decode(s.dg); err != nil {
+			synctest.Test(t, func(t *testing.T) {
+				f := newFixture(t)
+				clock := ptp.NewSim(ptp.WithOffset(c.offset), ptp.WithUncertainty(c.unc, 0))
+				rec := &edgetest.Sender{True: clock.True}
+				e := newEdge(t, edge.Config{
+					ID: 9, Clock: clock, Trusted: f.ring, Senders: []edge.Sender{rec},
+					Lead: lead, Rounds: rounds, Repeat: repeat, Spacing: spacing,
+				})
+				t0 := clock.True()
+				var want []send
+				bundles := map[uint64]*bundle.Bundle{}
+				for p := uint64(1); p <= periods; p++ {
+					at := t0 + int64(p)*int64(time.Second)
+					b := f.bundle(t, 5, p, at)
+					bundles[p] = b
+					if err := e.Add(b); err != nil {
 						t.Fatal(err)
 					}
-					if r.EdgeID != 9 || r.ReleaseAt != want[s.period] || r.SentAt < r.ReleaseAt {
-						t.Errorf("period %d: RELEASE edge %d releaseAt %d sentAt %d", s.period, r.EdgeID, r.ReleaseAt, r.SentAt)
+					for _, r := range roundsAt(at-int64(lead), at, rounds) {
+						for range b.Shards {
+							want = append(want, send{r - int64(c.offset), wire.TypeAnnounce, 5, p})
+						}
 					}
-				case wire.TypeAnnounce:
-					if s.at >= want[s.period] {
-						t.Errorf("period %d: ANNOUNCE sent %v after releaseAt", s.period, time.Duration(s.at-want[s.period]))
+					first := at - int64(c.offset) + int64(c.unc) // earliest bound reaches at
+					for i := range repeat {
+						want = append(want, send{first + int64(i)*int64(spacing), wire.TypeRelease, 5, p})
 					}
-					if shards[s.period] == nil {
-						shards[s.period] = map[int64]int{}
+				}
+				start(t, e)
+				sleepUntil(t0 + periods*int64(time.Second) + 200*ms)
+
+				got := rec.Sent()
+				if !slices.Equal(sends(got), want) {
+					t.Fatalf("sent\n%v\nwant\n%v", sends(got), want)
+				}
+				copies := map[uint64]int{}
+				shard := map[uint64]int{}
+				for _, s := range got {
+					b := bundles[s.Period]
+					switch s.Type {
+					case wire.TypeAnnounce:
+						if k := shard[s.Period] % len(b.Shards); !slices.Equal(s.Datagram, b.Shards[k]) {
+							t.Errorf("period %d: ANNOUNCE datagram %d is not shard %d", s.Period, shard[s.Period], k)
+						}
+						shard[s.Period]++
+					case wire.TypeRelease:
+						r := decodeRelease(t, s.Datagram)
+						if sentAt := b.ReleaseAt + int64(copies[s.Period])*int64(spacing); r.EdgeID != 9 || r.RK != b.RK || r.ReleaseAt != b.ReleaseAt || r.SentAt != sentAt {
+							t.Errorf("period %d copy %d: edge %d, releaseAt %d, sentAt %d (want %d), RK right %v",
+								s.Period, copies[s.Period], r.EdgeID, r.ReleaseAt, r.SentAt, sentAt, r.RK == b.RK)
+						}
+						copies[s.Period]++
 					}
-					shards[s.period][s.at]++
 				}
-			}
-			for p := uint64(1); p <= periods; p++ {
-				if releases[p] != repeat {
-					t.Errorf("period %d: %d RELEASE copies, want %d", p, releases[p], repeat)
+				st := e.Stats()
+				if st.Rounds != periods*rounds || st.ShardsSent != uint64(len(want)-periods*repeat) || st.Released != periods ||
+					st.ReleaseCopies != periods*repeat || st.SendErrors != 0 || st.Holds != 0 || st.MaxLateness != 0 || st.Pending != 0 {
+					t.Errorf("stats %+v", st)
 				}
-				total := 0
-				for _, n := range shards[p] {
-					total += n
+				if n := rec.Batches(wire.TypeRelease); n != periods*repeat {
+					t.Errorf("%d RELEASE batches, want %d", n, periods*repeat)
 				}
-				if k := len(f.bundle(t, 5, p, want[p]).Shards); total != rounds*k {
-					t.Errorf("period %d: %d ANNOUNCE datagrams, want %d rounds of %d", p, total, rounds, k)
+				if got := e.Released(5); len(got) != periods || got[0].Period != 1 || got[periods-1].Period != periods {
+					t.Errorf("released history %v", got)
 				}
-			}
-			st := e.Stats()
-			if st.Rounds != periods*rounds || st.ReleaseCopies != periods*repeat || st.SendErrors != 0 || st.Holds != 0 {
-				t.Errorf("stats %+v", st)
-			}
-			if got := e.Released(5); len(got) != periods || got[0].Period != 1 || got[periods-1].Period != periods {
-				t.Errorf("released history %v", got)
-			}
+			})
 		})
 	}
 }
 
-// TestUnsynchronizedHolds checks that an edge whose clock cannot vouch for
-// the instant sends nothing at it, counts the holds, and releases once the
-// clock recovers — late, never early.
-func TestUnsynchronizedHolds(t *testing.T) {
-	f := newFixture(t)
-	clock := ptp.NewSim(ptp.WithUncertainty(time.Millisecond, 0))
-	clock.SetState(ptp.StateUnsynchronized, "test: no PTP master")
-	rec := &recorder{clock: clock}
-	var reports []edge.Report
-	var mu sync.Mutex
-	e, err := edge.New(edge.Config{
-		Clock: clock, Trusted: f.ring, Senders: []edge.Sender{rec}, Retry: 5 * time.Millisecond,
-		OnRelease: func(r edge.Report) { mu.Lock(); reports = append(reports, r); mu.Unlock() },
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	at := clock.True() + int64(20*time.Millisecond)
-	if err := e.Add(f.bundle(t, 1, 1, at)); err != nil {
-		t.Fatal(err)
-	}
-	run(t, e)
-	wait.For(t, 5*time.Second, "holds", func() bool { return e.Stats().Holds >= 5 })
-	for _, s := range rec.sends() {
-		if s.typ == wire.TypeRelease {
-			t.Fatal("RELEASE sent on an unsynchronized clock")
+// TestNeverEarlyJitter: on a clock whose reads jitter within its bound, no
+// RELEASE is ever sent before releaseAt by true time, every ANNOUNCE round
+// goes out before it, and the counts are exact.
+func TestNeverEarlyJitter(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const rounds, repeat, periods = 3, 2, 3
+		f := newFixture(t)
+		clock := ptp.NewSim(ptp.WithJitter(2*time.Millisecond, 7), ptp.WithUncertainty(2*time.Millisecond, 0))
+		rec := &edgetest.Sender{True: clock.True}
+		e := newEdge(t, edge.Config{
+			Clock: clock, Trusted: f.ring, Senders: []edge.Sender{rec},
+			Lead: 200 * time.Millisecond, Rounds: rounds, Repeat: repeat, Spacing: time.Millisecond,
+		})
+		t0 := clock.True()
+		want := map[uint64]int64{}
+		for p := uint64(1); p <= periods; p++ {
+			want[p] = t0 + int64(p)*250*ms
+			if err := e.Add(f.bundle(t, 5, p, want[p])); err != nil {
+				t.Fatal(err)
+			}
 		}
-	}
-	clock.SetState(ptp.StateSynchronized, "test: master back")
-	wait.For(t, 5*time.Second, "release", func() bool { return e.Stats().Released == 1 })
-	mu.Lock()
-	defer mu.Unlock()
-	if len(reports) != 1 || reports[0].Held < 5 || reports[0].Lateness <= 0 || reports[0].FanOut <= 0 {
-		t.Fatalf("reports %+v", reports)
-	}
+		start(t, e)
+		sleepUntil(t0 + periods*250*ms + 100*ms)
+		releases, announces := map[uint64]int{}, map[uint64]int{}
+		for _, s := range rec.Sent() {
+			switch s.Type {
+			case wire.TypeRelease:
+				releases[s.Period]++
+				if s.At < want[s.Period] {
+					t.Errorf("period %d: RELEASE sent %v before releaseAt", s.Period, time.Duration(want[s.Period]-s.At))
+				}
+			case wire.TypeAnnounce:
+				announces[s.Period]++
+				if s.At >= want[s.Period] {
+					t.Errorf("period %d: ANNOUNCE sent %v after releaseAt", s.Period, time.Duration(s.At-want[s.Period]))
+				}
+			}
+		}
+		k := len(f.bundle(t, 5, 1, t0).Shards)
+		for p := uint64(1); p <= periods; p++ {
+			if releases[p] != repeat || announces[p] != rounds*k {
+				t.Errorf("period %d: %d RELEASE copies, %d ANNOUNCE datagrams; want %d and %d rounds of %d", p, releases[p], announces[p], repeat, rounds, k)
+			}
+		}
+	})
+}
+
+// TestUnsynchronizedHolds: an edge whose clock cannot vouch for the instant
+// sends no RELEASE, looks again every Retry and counts each hold; when sync
+// returns it releases at its next look — late, never early — and reports
+// the holds, the lateness and the fan-out time exactly.
+func TestUnsynchronizedHolds(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const retry = 5 * time.Millisecond
+		f := newFixture(t)
+		clock := ptp.NewSim(ptp.WithUncertainty(time.Millisecond, 0))
+		clock.SetState(ptp.StateUnsynchronized, "test: no PTP master")
+		rec := &edgetest.Sender{True: clock.True, ReleaseDelay: 3 * time.Millisecond}
+		var reports []edge.Report
+		e := newEdge(t, edge.Config{
+			Clock: clock, Trusted: f.ring, Senders: []edge.Sender{rec}, Retry: retry, Repeat: 3, Spacing: 2 * time.Millisecond,
+			OnRelease: func(r edge.Report) { reports = append(reports, r) },
+		})
+		t0 := clock.True()
+		at := t0 + 20*ms
+		if err := e.Add(f.bundle(t, 1, 1, at)); err != nil {
+			t.Fatal(err)
+		}
+		start(t, e)
+		// One hold at t0 and one every Retry after it, 21 by t0+100ms.
+		sleepUntil(t0 + 100*ms)
+		if n := len(rec.Of(wire.TypeRelease)); n != 0 {
+			t.Fatalf("%d RELEASE datagrams sent on an unsynchronized clock", n)
+		}
+		if st := e.Stats(); st.Holds != 21 || st.Released != 0 || st.Pending != 1 {
+			t.Fatalf("after 100 ms unsynchronized: stats %+v", st)
+		}
+		clock.SetState(ptp.StateSynchronized, "test: master back")
+		sleepUntil(t0 + 200*ms)
+		// Released at the next look, t0+105ms: each copy takes 3 ms to send
+		// and the next follows 2 ms after.
+		var got []int64
+		for _, s := range rec.Of(wire.TypeRelease) {
+			got = append(got, s.At-t0)
+		}
+		if want := []int64{105 * ms, 110 * ms, 115 * ms}; !slices.Equal(got, want) {
+			t.Errorf("RELEASE copies at %v after start, want %v", got, want)
+		}
+		// Lateness is by the earliest bound: 105 ms − 1 ms − 20 ms.
+		if len(reports) != 1 || reports[0].Held != 21 || reports[0].Lateness != 84*time.Millisecond ||
+			reports[0].FanOut != 3*time.Millisecond || reports[0].Copies != 3 {
+			t.Fatalf("reports %+v", reports)
+		}
+		if st := e.Stats(); st.Holds != 21 || st.Released != 1 || st.MaxLateness != 84*time.Millisecond {
+			t.Errorf("stats %+v", st)
+		}
+	})
 }
 
 // TestLateBundleReleasedAtOnce: a bundle whose instant has passed is
-// released straight away (late beats never) after one carousel round.
+// released the moment it is added (late beats never), with its ANNOUNCE in
+// one round that collapses all of them, and its lateness reported. The
+// release loop may take the period before the carousel looks at it; the
+// ANNOUNCE must go out all the same (it did not: a late bundle was often
+// released with no body at all, which opens nothing).
 func TestLateBundleReleasedAtOnce(t *testing.T) {
-	f := newFixture(t)
-	clock := ptp.NewSim()
-	rec := &recorder{clock: clock}
-	e, err := edge.New(edge.Config{Clock: clock, Trusted: f.ring, Senders: []edge.Sender{rec}, Repeat: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	run(t, e)
-	if err := e.Add(f.bundle(t, 1, 1, clock.True()-int64(time.Second))); err != nil {
-		t.Fatal(err)
-	}
-	wait.For(t, 5*time.Second, "release", func() bool { return e.Stats().Released == 1 })
-	if st := e.Stats(); st.MaxLateness < time.Second {
-		t.Errorf("max lateness %v, want ≥ 1s", st.MaxLateness)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		f := newFixture(t)
+		clock := ptp.NewSim()
+		rec := &edgetest.Sender{True: clock.True}
+		e := newEdge(t, edge.Config{Clock: clock, Trusted: f.ring, Senders: []edge.Sender{rec}, Repeat: 1})
+		start(t, e)
+		sleepUntil(clock.True() + 10*ms)
+		added := clock.True()
+		b := f.bundle(t, 1, 1, added-int64(time.Second))
+		if err := e.Add(b); err != nil {
+			t.Fatal(err)
+		}
+		sleepUntil(added + int64(time.Second))
+		want := []send{}
+		for range b.Shards {
+			want = append(want, send{added, wire.TypeAnnounce, 1, 1})
+		}
+		want = append(want, send{added, wire.TypeRelease, 1, 1})
+		// The carousel and the release loop both wake at the Add, so the
+		// order within the instant is theirs to pick.
+		got := sends(rec.Sent())
+		order := func(a, b send) int { return int(a.typ) - int(b.typ) }
+		slices.SortStableFunc(got, order)
+		if !slices.Equal(got, want) {
+			t.Errorf("sent %v, want %v", got, want)
+		}
+		if st := e.Stats(); st.Released != 1 || st.Rounds != 1 || st.MaxLateness != time.Second {
+			t.Errorf("stats %+v", st)
+		}
+	})
 }
 
 func TestAddRefuses(t *testing.T) {
-	f := newFixture(t)
-	clock := ptp.NewSim()
-	rec := &recorder{clock: clock}
-	e, err := edge.New(edge.Config{Clock: clock, Trusted: f.ring, Senders: []edge.Sender{rec}, MaxPending: 2, Keep: 1, Repeat: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	far := clock.True() + int64(time.Hour)
-	b1 := f.bundle(t, 1, 10, far)
-	if err := e.Add(b1); err != nil {
-		t.Fatal(err)
-	}
-	if err := e.Add(b1); !errors.Is(err, edge.ErrDuplicate) {
-		t.Errorf("same bundle twice: %v", err)
-	}
-	if err := e.Add(f.bundle(t, 1, 10, far)); !errors.Is(err, edge.ErrConflict) {
-		t.Errorf("second bundle for a period: %v", err)
-	}
-	if err := e.Add(f.bundle(t, 1, 11, far)); err != nil {
-		t.Fatal(err)
-	}
-	if err := e.Add(f.bundle(t, 1, 12, far)); !errors.Is(err, edge.ErrBusy) {
-		t.Errorf("past MaxPending: %v", err)
-	}
-	other := newFixture(t)
-	if err := e.Add(other.bundle(t, 1, 13, far)); !errors.Is(err, bundle.ErrInvalid) {
-		t.Errorf("untrusted origin: %v", err)
-	}
-	if st := e.Stats(); st.BundlesAccepted != 2 || st.BundlesRefused != 4 || st.Pending != 2 {
-		t.Errorf("stats %+v", st)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		f := newFixture(t)
+		clock := ptp.NewSim()
+		rec := &edgetest.Sender{True: clock.True}
+		e := newEdge(t, edge.Config{Clock: clock, Trusted: f.ring, Senders: []edge.Sender{rec}, MaxPending: 2, Keep: 1, Repeat: 1})
+		far := clock.True() + int64(time.Hour)
+		b1 := f.bundle(t, 1, 10, far)
+		if err := e.Add(b1); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.Add(b1); !errors.Is(err, edge.ErrDuplicate) {
+			t.Errorf("same bundle twice: %v", err)
+		}
+		if err := e.Add(f.bundle(t, 1, 10, far)); !errors.Is(err, edge.ErrConflict) {
+			t.Errorf("second bundle for a period: %v", err)
+		}
+		if err := e.Add(f.bundle(t, 1, 11, far)); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.Add(f.bundle(t, 1, 12, far)); !errors.Is(err, edge.ErrBusy) {
+			t.Errorf("past MaxPending: %v", err)
+		}
+		other := newFixture(t)
+		if err := e.Add(other.bundle(t, 1, 13, far)); !errors.Is(err, bundle.ErrInvalid) {
+			t.Errorf("untrusted origin: %v", err)
+		}
+		if st := e.Stats(); st.BundlesAccepted != 2 || st.BundlesRefused != 4 || st.Pending != 2 {
+			t.Errorf("stats %+v", st)
+		}
 
-	// Release one period; with Keep 1 anything older is stale.
-	e2, err := edge.New(edge.Config{Clock: clock, Trusted: f.ring, Senders: []edge.Sender{rec}, Keep: 1, Repeat: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	run(t, e2)
-	if err := e2.Add(f.bundle(t, 1, 20, clock.True())); err != nil {
-		t.Fatal(err)
-	}
-	wait.For(t, 5*time.Second, "release", func() bool { return e2.Stats().Released == 1 })
-	if err := e2.Add(f.bundle(t, 1, 19, clock.True())); !errors.Is(err, edge.ErrStale) {
-		t.Errorf("older than the kept history: %v", err)
-	}
-	if err := e2.Add(f.bundle(t, 1, 20, clock.True())); !errors.Is(err, edge.ErrConflict) {
-		t.Errorf("released period re-added with other keys: %v", err)
-	}
+		// Release one period; with Keep 1 anything older is stale.
+		e2 := newEdge(t, edge.Config{Clock: clock, Trusted: f.ring, Senders: []edge.Sender{rec}, Keep: 1, Repeat: 1})
+		start(t, e2)
+		if err := e2.Add(f.bundle(t, 1, 20, clock.True())); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		if n := e2.Stats().Released; n != 1 {
+			t.Fatalf("released %d", n)
+		}
+		if err := e2.Add(f.bundle(t, 1, 19, clock.True())); !errors.Is(err, edge.ErrStale) {
+			t.Errorf("older than the kept history: %v", err)
+		}
+		if err := e2.Add(f.bundle(t, 1, 20, clock.True())); !errors.Is(err, edge.ErrConflict) {
+			t.Errorf("released period re-added with other keys: %v", err)
+		}
+	})
 }
 
 func TestConfig(t *testing.T) {
 	f := newFixture(t)
 	clock := ptp.NewSim()
-	rec := &recorder{clock: clock}
+	rec := &edgetest.Sender{}
 	for name, cfg := range map[string]edge.Config{
 		"no clock":   {Trusted: f.ring, Senders: []edge.Sender{rec}},
 		"no keys":    {Clock: clock, Senders: []edge.Sender{rec}},
@@ -339,28 +446,73 @@ func TestConfig(t *testing.T) {
 }
 
 // TestSendErrorsCounted: a failing sender is counted and logged, and the
-// edge goes on (the release is still recorded, with fewer good copies).
+// edge goes on: the good sender gets every copy, the release is recorded,
+// and the report counts no copy as sent to every sender.
 func TestSendErrorsCounted(t *testing.T) {
-	f := newFixture(t)
-	clock := ptp.NewSim()
-	bad := &recorder{clock: clock, fail: true}
-	good := &recorder{clock: clock}
-	e, err := edge.New(edge.Config{Clock: clock, Trusted: f.ring, Senders: []edge.Sender{bad, good}, Repeat: 2, Spacing: time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	run(t, e)
-	if err := e.Add(f.bundle(t, 1, 1, clock.True()+int64(30*time.Millisecond))); err != nil {
-		t.Fatal(err)
-	}
-	wait.For(t, 5*time.Second, "release", func() bool { return e.Stats().Released == 1 })
-	n := 0
-	for _, s := range good.sends() {
-		if s.typ == wire.TypeRelease {
-			n++
+	synctest.Test(t, func(t *testing.T) {
+		f := newFixture(t)
+		clock := ptp.NewSim()
+		bad := &edgetest.Sender{True: clock.True}
+		bad.Fail(errors.New("link down"))
+		good := &edgetest.Sender{True: clock.True}
+		var reports []edge.Report
+		e := newEdge(t, edge.Config{
+			Clock: clock, Trusted: f.ring, Senders: []edge.Sender{bad, good}, Repeat: 2, Spacing: time.Millisecond,
+			OnRelease: func(r edge.Report) { reports = append(reports, r) },
+		})
+		start(t, e)
+		at := clock.True() + 30*ms
+		if err := e.Add(f.bundle(t, 1, 1, at)); err != nil {
+			t.Fatal(err)
 		}
-	}
-	if st := e.Stats(); n != 2 || st.SendErrors < 2 {
-		t.Errorf("good sender got %d copies; stats %+v", n, st)
-	}
+		sleepUntil(at + 100*ms)
+		// One ANNOUNCE batch (the rounds collapse: the lead is longer than
+		// the time left) and two RELEASE copies, each failing on bad.
+		if st := e.Stats(); st.SendErrors != 3 || st.Released != 1 || st.ReleaseCopies != 2 {
+			t.Errorf("stats %+v", st)
+		}
+		if n := len(good.Of(wire.TypeRelease)); n != 2 || len(bad.Sent()) != 0 {
+			t.Errorf("good sender got %d copies, bad %d datagrams", n, len(bad.Sent()))
+		}
+		if len(reports) != 1 || reports[0].Copies != 0 || len(e.Released(1)) != 1 {
+			t.Errorf("reports %+v, released %d", reports, len(e.Released(1)))
+		}
+	})
+}
+
+// TestSameInstantOneBatch: periods of several streams due at one instant
+// go out together, one RELEASE batch per copy per sender, in stream order.
+func TestSameInstantOneBatch(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFixture(t)
+		clock := ptp.NewSim()
+		a, b := &edgetest.Sender{True: clock.True}, &edgetest.Sender{True: clock.True}
+		e := newEdge(t, edge.Config{Clock: clock, Trusted: f.ring, Senders: []edge.Sender{a, b}, Repeat: 3, Spacing: time.Millisecond})
+		at := clock.True() + int64(time.Second)
+		for _, stream := range []uint32{3, 1, 2} {
+			if err := e.Add(f.bundle(t, stream, 7, at)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		start(t, e)
+		sleepUntil(at + 100*ms)
+		for i, s := range []*edgetest.Sender{a, b} {
+			var got []send
+			for _, d := range s.Of(wire.TypeRelease) {
+				got = append(got, send{d.At - at, d.Type, d.Stream, d.Period})
+			}
+			var want []send
+			for c := range int64(3) {
+				for stream := uint32(1); stream <= 3; stream++ {
+					want = append(want, send{c * ms, wire.TypeRelease, stream, 7})
+				}
+			}
+			if !slices.Equal(got, want) || s.Batches(wire.TypeRelease) != 3 {
+				t.Errorf("sender %d: %d batches %v, want 3 batches %v", i, s.Batches(wire.TypeRelease), got, want)
+			}
+		}
+		if st := e.Stats(); st.Released != 3 || st.ReleaseCopies != 18 {
+			t.Errorf("stats %+v", st)
+		}
+	})
 }

@@ -73,6 +73,7 @@ func (e *Edge) releaseLoop(ctx context.Context) {
 		// Take the periods due at the instant and lay out their datagrams
 		// before the final wait: after it, only the stamp and the sends.
 		due := e.takeDue(at)
+		e.announceUnsent(due)
 		dgs := make([][]byte, len(due))
 		for i, p := range due {
 			dgs[i] = p.release

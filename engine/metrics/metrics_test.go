@@ -1,27 +1,25 @@
 package metrics_test
 
 import (
+	"context"
 	"io"
 	"net/http/httptest"
 	"net/netip"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/embargo-live/embargo/engine/edge"
+	"github.com/embargo-live/embargo/engine/edge/edgetest"
 	"github.com/embargo-live/embargo/engine/metrics"
 	"github.com/embargo-live/embargo/engine/origin"
 	"github.com/embargo-live/embargo/engine/unicast"
 	"github.com/embargo-live/embargo/ptp"
 	"github.com/embargo-live/embargo/seal"
-	"github.com/embargo-live/embargo/wire"
 )
-
-type nullSender struct{}
-
-func (nullSender) Send(_ wire.Type, d [][]byte) (int, error) { return len(d), nil }
 
 func get(t *testing.T, srv *httptest.Server, path string) (int, string) {
 	resp, err := srv.Client().Get(srv.URL + path)
@@ -41,7 +39,7 @@ func TestMetricsAndHealth(t *testing.T) {
 	clock := ptp.NewSim(ptp.WithUncertainty(time.Millisecond, 0))
 	reg := prometheus.NewRegistry()
 	lat := metrics.NewLateness(reg)
-	e, err := edge.New(edge.Config{Clock: clock, Trusted: seal.NewKeyRing(o.PublicKey()), Senders: []edge.Sender{nullSender{}}, OnRelease: lat.Observe})
+	e, err := edge.New(edge.Config{Clock: clock, Trusted: seal.NewKeyRing(o.PublicKey()), Senders: []edge.Sender{&edgetest.Sender{}}, OnRelease: lat.Observe})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,4 +86,69 @@ func TestMetricsAndHealth(t *testing.T) {
 	if _, body := get(t, srv, "/metrics"); !strings.Contains(body, "embargo_clock_synchronized 0") {
 		t.Error("clock_synchronized did not drop to 0")
 	}
+}
+
+// TestReleaseMetrics: after releases in virtual time, the counters say
+// exactly what was sent and the lateness histogram holds each release's
+// lateness (by the clock's earliest bound).
+func TestReleaseMetrics(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		o, _, err := origin.Generate()
+		if err != nil {
+			t.Fatal(err)
+		}
+		clock := ptp.NewSim()
+		reg := prometheus.NewRegistry()
+		lat := metrics.NewLateness(reg)
+		e, err := edge.New(edge.Config{Clock: clock, Trusted: seal.NewKeyRing(o.PublicKey()), Senders: []edge.Sender{&edgetest.Sender{}},
+			Repeat: 3, Waiter: ptp.Sleeper{}, OnRelease: lat.Observe})
+		if err != nil {
+			t.Fatal(err)
+		}
+		metrics.RegisterEdge(reg, e)
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		go func() { done <- e.Run(ctx) }()
+		defer func() { cancel(); <-done }()
+		now := clock.True()
+		for p, at := range []int64{now + int64(time.Second), now - int64(2*time.Second)} { // on time; 2 s late
+			keys, _ := o.NewContentKeys(1)
+			b, err := o.Keys(1, uint64(p), origin.Instants{ReleaseAt: at, PresentAt: at}, keys)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := e.Add(b); err != nil {
+				t.Fatal(err)
+			}
+		}
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]float64{}
+		for _, mf := range mfs {
+			for _, m := range mf.GetMetric() {
+				switch {
+				case m.Counter != nil:
+					got[mf.GetName()] = m.Counter.GetValue()
+				case m.Histogram != nil:
+					got[mf.GetName()+"_count"] = float64(m.Histogram.GetSampleCount())
+					got[mf.GetName()+"_sum"] = m.Histogram.GetSampleSum()
+				}
+			}
+		}
+		for name, want := range map[string]float64{
+			"embargo_edge_released_periods_total":         2,
+			"embargo_edge_release_datagrams_total":        6,
+			"embargo_edge_send_errors_total":              0,
+			"embargo_edge_release_lateness_seconds_count": 2,
+			"embargo_edge_release_lateness_seconds_sum":   2,
+		} {
+			if got[name] != want {
+				t.Errorf("%s = %v, want %v", name, got[name], want)
+			}
+		}
+	})
 }

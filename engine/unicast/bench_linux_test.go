@@ -160,7 +160,7 @@ func newSinkServer(senders int, dsts []netip.AddrPort) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	now := time.Now().UnixNano()
+	now := time.Now()
 	out := make([]byte, wire.MaxDatagram)
 	hello := make([]byte, wire.HelloMinLen)
 	if _, err := (&wire.Hello{PadLen: wire.HelloMinLen - wire.HeaderLen - wire.NonceLen}).Encode(hello); err != nil {

@@ -36,6 +36,19 @@ type ClientConfig struct {
 	Logger          *slog.Logger
 }
 
+// Conn is a Client's transport: a datagram socket connected to its edge.
+// The Client reads it from the receiver's goroutine and writes it from its
+// own.
+type Conn interface {
+	// ReadBatch returns datagrams from the edge (datagram.Source). After
+	// Close it returns an error wrapping net.ErrClosed. An error wrapping
+	// syscall.ECONNREFUSED reports an ICMP port-unreachable for an earlier
+	// Write (the edge is down); the Client counts it and reads on.
+	datagram.Source
+	// Write sends one datagram to the edge. A datagram may be lost.
+	Write(b []byte) (int, error)
+}
+
 // Client is a receiver's session with one edge. It is a receiver.Source:
 // ReadBatch returns the edge's ANNOUNCE and RELEASE datagrams and handles
 // the session messages itself. It subscribes, sends keepalives, and starts
@@ -44,8 +57,7 @@ type ClientConfig struct {
 type Client struct {
 	cfg  ClientConfig
 	log  *slog.Logger
-	conn *net.UDPConn
-	r    *udp.Reader
+	conn Conn
 	kick chan struct{}
 	done chan struct{}
 
@@ -84,16 +96,11 @@ type ClientStats struct {
 	Unreachable   uint64 // ICMP port-unreachable reports: the edge was down
 }
 
-// Dial opens a socket to cfg.Edge and starts the session in the background.
+// Dial opens a UDP socket to cfg.Edge and starts the session over it in
+// the background.
 func Dial(cfg ClientConfig) (*Client, error) {
-	if !cfg.Edge.IsValid() || len(cfg.Streams) == 0 || len(cfg.Streams) > wire.MaxStreams || cfg.CatchUp < 0 || cfg.CatchUp > wire.MaxCatchUp {
-		return nil, fmt.Errorf("%w: client for %v with %d streams, catch-up %d", ErrConfig, cfg.Edge, len(cfg.Streams), cfg.CatchUp)
-	}
-	cfg.Retry = cmp.Or(cfg.Retry, DefaultRetry)
-	cfg.MaxRetry = cmp.Or(cfg.MaxRetry, DefaultMaxRetry)
-	log := cfg.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+	if err := cfg.check(); err != nil {
+		return nil, err
 	}
 	conn, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(cfg.Edge))
 	if err != nil {
@@ -104,11 +111,43 @@ func Dial(cfg ClientConfig) (*Client, error) {
 		conn.Close()
 		return nil, err
 	}
-	c := &Client{cfg: cfg, log: log.With("edge", cfg.Edge), conn: conn, r: r, kick: make(chan struct{}, 1), done: make(chan struct{})}
+	return NewClient(cfg, socketConn{r, conn})
+}
+
+// NewClient starts the session with cfg.Edge over conn in the background
+// (Dial opens a UDP socket for it; a test passes an in-memory Conn). The
+// Client owns conn and closes it.
+func NewClient(cfg ClientConfig, conn Conn) (*Client, error) {
+	if err := cfg.check(); err != nil {
+		return nil, err
+	}
+	cfg.Retry = cmp.Or(cfg.Retry, DefaultRetry)
+	cfg.MaxRetry = cmp.Or(cfg.MaxRetry, DefaultMaxRetry)
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	c := &Client{cfg: cfg, log: log.With("edge", cfg.Edge), conn: conn, kick: make(chan struct{}, 1), done: make(chan struct{})}
 	c.restart(time.Now(), false)
 	go c.maintain()
 	return c, nil
 }
+
+func (cfg *ClientConfig) check() error {
+	if !cfg.Edge.IsValid() || len(cfg.Streams) == 0 || len(cfg.Streams) > wire.MaxStreams || cfg.CatchUp < 0 || cfg.CatchUp > wire.MaxCatchUp {
+		return fmt.Errorf("%w: client for %v with %d streams, catch-up %d", ErrConfig, cfg.Edge, len(cfg.Streams), cfg.CatchUp)
+	}
+	return nil
+}
+
+// socketConn is a Client's UDP socket: the batch reader and the connected
+// socket it reads.
+type socketConn struct {
+	*udp.Reader
+	c *net.UDPConn
+}
+
+func (s socketConn) Write(b []byte) (int, error) { return s.c.Write(b) }
 
 // maintain sends handshakes and keepalives when due, and starts over when
 // the edge has been silent for the session's expiry.
@@ -191,7 +230,7 @@ func (c *Client) wake() {
 // session messages in between.
 func (c *Client) ReadBatch(ms []datagram.Message) (int, error) {
 	for {
-		n, err := c.r.ReadBatch(ms)
+		n, err := c.conn.ReadBatch(ms)
 		if errors.Is(err, syscall.ECONNREFUSED) {
 			// An ICMP port-unreachable for an earlier send: the edge is
 			// down or restarting. The handshake retries on its own.
@@ -265,8 +304,14 @@ func (c *Client) session(d []byte) bool {
 	return true
 }
 
-// SyscallConn gives access to the socket, to attach a filter to it.
-func (c *Client) SyscallConn() (syscall.RawConn, error) { return c.conn.SyscallConn() }
+// SyscallConn gives access to the socket, to attach a filter to it; a
+// transport without one returns an error wrapping ErrNotSupported.
+func (c *Client) SyscallConn() (syscall.RawConn, error) {
+	if sc, ok := c.conn.(syscall.Conn); ok {
+		return sc.SyscallConn()
+	}
+	return nil, fmt.Errorf("unicast: client transport has no socket: %w", ErrNotSupported)
+}
 
 // Subscribed reports whether the client holds a live session.
 func (c *Client) Subscribed() bool {
@@ -298,5 +343,5 @@ func (c *Client) Close() error {
 		close(c.done)
 	}
 	c.mu.Unlock()
-	return c.r.Close()
+	return c.conn.Close()
 }

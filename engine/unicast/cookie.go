@@ -36,7 +36,8 @@ func newCookieJar(key [32]byte, lifetime time.Duration) *cookieJar {
 	return &cookieJar{key: key, lifetime: int64(lifetime)}
 }
 
-func (j *cookieJar) window(now int64) uint64 { return uint64(now / j.lifetime) }
+// window is now's cookie window: Unix time in lifetimes.
+func (j *cookieJar) window(now time.Time) uint64 { return uint64(now.UnixNano() / j.lifetime) }
 
 // keyed returns window w's HMAC, deriving its secret on first use.
 func (j *cookieJar) keyed(w uint64) hash.Hash {
@@ -72,7 +73,7 @@ func (j *cookieJar) mac(out *[16]byte, w uint64, addr netip.AddrPort) {
 }
 
 // mint returns the cookie for addr at now.
-func (j *cookieJar) mint(addr netip.AddrPort, now int64) [wire.CookieLen]byte {
+func (j *cookieJar) mint(addr netip.AddrPort, now time.Time) [wire.CookieLen]byte {
 	var c [wire.CookieLen]byte
 	w := j.window(now)
 	binary.BigEndian.PutUint64(c[:8], w)
@@ -81,7 +82,7 @@ func (j *cookieJar) mint(addr netip.AddrPort, now int64) [wire.CookieLen]byte {
 }
 
 // valid reports whether c was minted for addr in this window or the last.
-func (j *cookieJar) valid(c *[wire.CookieLen]byte, addr netip.AddrPort, now int64) bool {
+func (j *cookieJar) valid(c *[wire.CookieLen]byte, addr netip.AddrPort, now time.Time) bool {
 	w := binary.BigEndian.Uint64(c[:8])
 	if cur := j.window(now); w != cur && w+1 != cur {
 		return false

@@ -9,5 +9,5 @@ func (c *Client) Abandon() {
 		close(c.done)
 	}
 	c.mu.Unlock()
-	c.r.Close()
+	c.conn.Close()
 }

@@ -66,7 +66,7 @@ func sweep(ctx context.Context, s *Sessions) {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
-			s.Expire(now.UnixNano())
+			s.Expire(now)
 		}
 	}
 }

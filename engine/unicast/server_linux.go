@@ -220,7 +220,7 @@ func (s *Server) serve(sk *socket) error {
 			// A datagram too long for the buffer arrives cut to
 			// MaxDatagram+1 bytes (m.Truncated): Handle refuses it as
 			// oversized, counts it and never answers it.
-			now := time.Now().UnixNano()
+			now := time.Now()
 			a := s.sessions.Handle(m.Buf[:m.N], m.From, now, out)
 			if a.Reply != nil {
 				if _, err := sk.conn.WriteToUDPAddrPort(a.Reply, m.From); err != nil {

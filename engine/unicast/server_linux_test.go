@@ -2,23 +2,36 @@ package unicast_test
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/embargo-live/embargo/internal/wait"
 
 	"github.com/embargo-live/embargo/engine/datagram"
 	"github.com/embargo-live/embargo/engine/edge"
 	"github.com/embargo-live/embargo/engine/origin"
 	"github.com/embargo-live/embargo/engine/receiver"
 	"github.com/embargo-live/embargo/engine/unicast"
+	"github.com/embargo-live/embargo/internal/realtime"
+	"github.com/embargo-live/embargo/internal/wait"
 	"github.com/embargo-live/embargo/ptp"
 	"github.com/embargo-live/embargo/seal"
 	"github.com/embargo-live/embargo/wire"
 )
+
+// These are the package's end-to-end tests: real sockets on loopback, the
+// system clock, real receivers. Each holds the machine
+// (realtime.Exclusive), asserts only what load cannot excuse — nothing
+// early, nothing missed, keys right, counts — and waits for events, with
+// patience as the bound that keeps a broken run from hanging, never as a
+// figure under test. The session and edge logic is tested in virtual time
+// (sessions_time_test.go, package edge).
+
+// patience bounds every wait for an event.
+const patience = 20 * time.Second
 
 // world is an origin, a clock every role shares, and a schedule of
 // periods from a lead ahead.
@@ -31,6 +44,7 @@ type world struct {
 }
 
 func newWorld(t *testing.T, period time.Duration) *world {
+	realtime.Exclusive(t)
 	o, master, err := origin.Generate()
 	if err != nil {
 		t.Fatal(err)
@@ -149,8 +163,8 @@ func loopback(*testing.T) netip.AddrPort { return netip.MustParseAddrPort("127.0
 func (w *world) checkPeriods(t *testing.T, devs []*device, from, to uint64) {
 	t.Helper()
 	// Deliveries trail the edge's release report by a little (much more on
-	// a loaded machine): give them time, then judge.
-	deadline := time.Now().Add(3 * time.Second)
+	// a loaded machine): wait for them, then judge.
+	deadline := time.Now().Add(patience)
 	for _, d := range devs {
 		for p := from; p < to; p++ {
 			for _, ok := d.got(p); !ok && time.Now().Before(deadline); _, ok = d.got(p) {
@@ -179,9 +193,9 @@ func TestUnicastEndToEnd(t *testing.T) {
 	for range 30 {
 		devs = append(devs, w.device(t, 0, n.srv.Addr()))
 	}
-	wait.For(t, 2*time.Second, "subscriptions", func() bool { return n.srv.Sessions().Stats().Subscribers == 30 })
+	wait.For(t, patience, "subscriptions", func() bool { return n.srv.Sessions().Stats().Subscribers == 30 })
 	w.issue(t, 0, 3, n)
-	wait.For(t, 5*time.Second, "releases", func() bool { return n.e.Stats().Released == 3 })
+	wait.For(t, patience, "releases", func() bool { return n.e.Stats().Released == 3 })
 	w.checkPeriods(t, devs, 0, 3)
 	if st := n.srv.Stats(); st.SendErrors != 0 || st.Sent == 0 {
 		t.Errorf("server stats %+v", st)
@@ -194,9 +208,9 @@ func TestNaiveBaseline(t *testing.T) {
 	w := newWorld(t, 300*time.Millisecond)
 	n := w.startEdge(t, loopback(t), unicast.SessionConfig{}, func(c *unicast.ServerConfig) { c.Naive = true })
 	devs := []*device{w.device(t, 0, n.srv.Addr()), w.device(t, 0, n.srv.Addr()), w.device(t, 0, n.srv.Addr())}
-	wait.For(t, 2*time.Second, "subscriptions", func() bool { return n.srv.Sessions().Stats().Subscribers == 3 })
+	wait.For(t, patience, "subscriptions", func() bool { return n.srv.Sessions().Stats().Subscribers == 3 })
 	w.issue(t, 0, 2, n)
-	wait.For(t, 5*time.Second, "releases", func() bool { return n.e.Stats().Released == 2 })
+	wait.For(t, patience, "releases", func() bool { return n.e.Stats().Released == 2 })
 	w.checkPeriods(t, devs, 0, 2)
 	if st := n.srv.Stats(); st.Sent == 0 || st.SendErrors != 0 {
 		t.Errorf("stats %+v", st)
@@ -209,16 +223,16 @@ func TestCatchUp(t *testing.T) {
 	w := newWorld(t, 250*time.Millisecond)
 	n := w.startEdge(t, loopback(t), unicast.SessionConfig{})
 	w.issue(t, 0, 5, n)
-	wait.For(t, 5*time.Second, "three releases", func() bool { return n.e.Stats().Released == 3 })
+	wait.For(t, patience, "three releases", func() bool { return n.e.Stats().Released == 3 })
 	late := w.device(t, 2, n.srv.Addr())
-	wait.For(t, 2*time.Second, "catch-up", func() bool { _, a := late.got(1); _, b := late.got(2); return a && b })
+	wait.For(t, patience, "catch-up", func() bool { _, a := late.got(1); _, b := late.got(2); return a && b })
 	if _, ok := late.got(0); ok {
 		t.Error("caught up on more periods than asked")
 	}
 	if _, ok := late.got(3); ok && time.Duration(w.sched.At(3).ReleaseAt-ptp.SystemTAI()) > 0 {
 		t.Error("period 3 delivered before its release")
 	}
-	wait.For(t, 5*time.Second, "all releases", func() bool { return n.e.Stats().Released == 5 })
+	wait.For(t, patience, "all releases", func() bool { return n.e.Stats().Released == 5 })
 	w.checkPeriods(t, []*device{late}, 1, 5)
 	if n.srv.Stats().CatchUp == 0 {
 		t.Error("no catch-up datagrams counted")
@@ -226,7 +240,8 @@ func TestCatchUp(t *testing.T) {
 }
 
 // TestFailover: devices subscribed to two edges keep getting every period
-// when one edge dies just before a release.
+// when one edge dies: the periods after its death come from the other
+// alone.
 func TestFailover(t *testing.T) {
 	w := newWorld(t, 300*time.Millisecond)
 	a := w.startEdge(t, loopback(t), unicast.SessionConfig{})
@@ -235,20 +250,18 @@ func TestFailover(t *testing.T) {
 	for range 10 {
 		devs = append(devs, w.device(t, 0, a.srv.Addr(), b.srv.Addr()))
 	}
-	wait.For(t, 2*time.Second, "subscriptions", func() bool {
+	wait.For(t, patience, "subscriptions", func() bool {
 		return a.srv.Sessions().Stats().Subscribers == 10 && b.srv.Sessions().Stats().Subscribers == 10
 	})
-	w.issue(t, 0, 3, a, b)
-	wait.For(t, 5*time.Second, "first release", func() bool { return a.e.Stats().Released == 1 })
-	// Kill a shortly before period 1's instant.
-	for time.Duration(w.sched.At(1).ReleaseAt-ptp.SystemTAI()) > 30*time.Millisecond {
-		time.Sleep(time.Millisecond)
-	}
+	w.issue(t, 0, 1, a, b)
+	wait.For(t, patience, "first release", func() bool { return a.e.Stats().Released == 1 })
 	a.stop()
-	wait.For(t, 5*time.Second, "releases by b", func() bool { return b.e.Stats().Released == 3 })
+	// a holds periods 1 and 2 but, stopped, never sends them.
+	w.issue(t, 1, 3, a, b)
+	wait.For(t, patience, "releases by b", func() bool { return b.e.Stats().Released == 3 })
 	w.checkPeriods(t, devs, 0, 3)
-	if a.e.Stats().Released != 1 {
-		t.Errorf("edge a released %d periods after it was stopped", a.e.Stats().Released)
+	if st := a.e.Stats(); st.Released != 1 || st.Pending != 2 {
+		t.Errorf("edge a after it was stopped: %+v", st)
 	}
 }
 
@@ -262,25 +275,26 @@ func TestEdgeRestart(t *testing.T) {
 	addr := a.srv.Addr()
 	d := w.device(t, 0, addr)
 	c := d.clients[0]
-	wait.For(t, 2*time.Second, "subscription", func() bool { return a.srv.Sessions().Stats().Subscribers == 1 && c.Subscribed() })
+	wait.For(t, patience, "subscription", func() bool { return a.srv.Sessions().Stats().Subscribers == 1 && c.Subscribed() })
 	a.stop()
 	b := w.startEdge(t, addr, short)
 	// The server counts a subscription before the client has read its
 	// SUBSCRIBED: wait for both sides.
-	wait.For(t, 3*time.Second, "re-subscription", func() bool {
+	wait.For(t, patience, "re-subscription", func() bool {
 		st := c.Stats()
 		return b.srv.Sessions().Stats().Subscribers == 1 && c.Subscribed() && st.Restarts > 0 && st.Subscriptions >= 2
 	})
 	w.issue(t, 0, 2, b)
-	wait.For(t, 5*time.Second, "releases", func() bool { return b.e.Stats().Released == 2 })
+	wait.For(t, patience, "releases", func() bool { return b.e.Stats().Released == 2 })
 	w.checkPeriods(t, []*device{d}, 0, 2)
 }
 
-// TestLeaveAndExpiry: a closing client leaves at once; one that vanishes
-// is dropped after the expiry.
+// TestLeaveAndExpiry: a closing client leaves (not expires); one that
+// vanishes is dropped by expiry. The expiry is long against the keepalive,
+// so a loaded machine does not expire a live client.
 func TestLeaveAndExpiry(t *testing.T) {
 	w := newWorld(t, time.Second)
-	n := w.startEdge(t, loopback(t), unicast.SessionConfig{Keepalive: 50 * time.Millisecond, Expiry: 200 * time.Millisecond})
+	n := w.startEdge(t, loopback(t), unicast.SessionConfig{Keepalive: 100 * time.Millisecond, Expiry: 2 * time.Second})
 	c, err := unicast.Dial(unicast.ClientConfig{Edge: n.srv.Addr(), Streams: []uint32{1}, Retry: 20 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -298,14 +312,20 @@ func TestLeaveAndExpiry(t *testing.T) {
 	}()
 	// Both sides must know the session: a client that has not yet read its
 	// SUBSCRIBED has nothing to leave.
-	wait.For(t, 2*time.Second, "subscription", func() bool { return n.srv.Sessions().Stats().Subscribers == 1 && c.Subscribed() })
+	wait.For(t, patience, "subscription", func() bool { return n.srv.Sessions().Stats().Subscribers == 1 && c.Subscribed() })
 	c.Close()
-	wait.For(t, time.Second, "leave", func() bool { return n.srv.Sessions().Stats().Subscribers == 0 })
+	wait.For(t, patience, "leave", func() bool { return n.srv.Sessions().Stats().Subscribers == 0 })
+	if st := n.srv.Sessions().Stats(); st.Leaves != 1 || st.Expired != 0 {
+		t.Fatalf("after the LEAVE: %d leaves, %d expired", st.Leaves, st.Expired)
+	}
 
 	g := w.device(t, 0, n.srv.Addr())
-	wait.For(t, 2*time.Second, "subscription", func() bool { return n.srv.Sessions().Stats().Subscribers == 1 })
+	wait.For(t, patience, "subscription", func() bool { return n.srv.Sessions().Stats().Subscribers == 1 })
 	g.clients[0].Abandon() // the device vanishes: no LEAVE, no keepalives
-	wait.For(t, 3*time.Second, "expiry", func() bool { return n.srv.Sessions().Stats().Expired == 1 })
+	wait.For(t, patience, "expiry", func() bool { return n.srv.Sessions().Stats().Subscribers == 0 })
+	if st := n.srv.Sessions().Stats(); st.Expired != 1 || st.Leaves != 1 {
+		t.Errorf("after the device vanished: %d expired, %d leaves", st.Expired, st.Leaves)
+	}
 }
 
 func TestUnicastIPv6(t *testing.T) {
@@ -317,24 +337,24 @@ func TestUnicastIPv6(t *testing.T) {
 	c.Close()
 	n := w.startEdge(t, netip.MustParseAddrPort("[::1]:0"), unicast.SessionConfig{})
 	devs := []*device{w.device(t, 0, n.srv.Addr()), w.device(t, 0, n.srv.Addr())}
-	wait.For(t, 2*time.Second, "subscriptions", func() bool { return n.srv.Sessions().Stats().Subscribers == 2 })
+	wait.For(t, patience, "subscriptions", func() bool { return n.srv.Sessions().Stats().Subscribers == 2 })
 	w.issue(t, 0, 2, n)
-	wait.For(t, 5*time.Second, "releases", func() bool { return n.e.Stats().Released == 2 })
+	wait.For(t, patience, "releases", func() bool { return n.e.Stats().Released == 2 })
 	w.checkPeriods(t, devs, 0, 2)
 }
 
 // futureHistory claims a period as released whose releaseAt is an hour
-// away, as a buggy or tampered history might.
+// away, as a buggy or tampered history might, and announces it too.
 type futureHistory struct {
 	b *edge.Released
 }
 
 func (h futureHistory) Released(uint32) []*edge.Released { return []*edge.Released{h.b} }
-func (h futureHistory) Announced(uint32) [][]byte        { return nil }
+func (h futureHistory) Announced(uint32) [][]byte        { return h.b.Shards }
 
 // TestCatchUpNeverEarly: catch-up re-checks every period against the
 // clock and sends no RELEASE before its releaseAt, whatever the history
-// says; the period's ANNOUNCE alone delivers nothing.
+// says: only the period's ANNOUNCE goes out, which alone delivers nothing.
 func TestCatchUpNeverEarly(t *testing.T) {
 	w := newWorld(t, time.Second)
 	keys, _ := w.origin.NewContentKeys(1)
@@ -358,14 +378,66 @@ func TestCatchUpNeverEarly(t *testing.T) {
 	srv.SetHistory(futureHistory{&edge.Released{Bundle: b, Release: rel, CatchUp: catchUp}})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go srv.Run(ctx)
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
 	d := w.device(t, 16, srv.Addr())
-	wait.For(t, 2*time.Second, "subscription", func() bool { return d.clients[0].Subscribed() })
-	time.Sleep(100 * time.Millisecond)
+	// Catch-up sends the released periods, then the announced ones, from
+	// the one socket's loop: once the device has the ANNOUNCE and the
+	// server has answered a HELLO sent after, the catch-up is over.
+	n := uint64(len(b.Shards))
+	wait.For(t, patience, "the catch-up ANNOUNCE", func() bool { return d.clients[0].Stats().Data >= n })
+	probe, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(srv.Addr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer probe.Close()
+	hello := make([]byte, wire.HelloMinLen)
+	if _, err := (&wire.Hello{PadLen: wire.HelloMinLen - wire.HeaderLen - wire.NonceLen}).Encode(hello); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := probe.Write(hello); err != nil {
+		t.Fatal(err)
+	}
+	probe.SetReadDeadline(time.Now().Add(patience))
+	if _, err := probe.Read(make([]byte, wire.MaxDatagram)); err != nil {
+		t.Fatalf("no COOKIE for a HELLO after the catch-up: %v", err)
+	}
 	if _, ok := d.got(9); ok {
 		t.Fatal("catch-up released a period an hour early")
 	}
-	if st := srv.Stats(); st.CatchUp != 0 {
-		t.Fatalf("%d catch-up datagrams sent for an unreleased period", st.CatchUp)
+	if st := srv.Stats(); st.CatchUp != n {
+		t.Fatalf("%d catch-up datagrams sent, want the %d of the ANNOUNCE alone", st.CatchUp, n)
+	}
+}
+
+// TestSocketFailureEndsEdge: when the unicast server's sockets fail under
+// a running edge (closed here), the edge stops with an error that names
+// the server's address, rather than releasing to nobody.
+func TestSocketFailureEndsEdge(t *testing.T) {
+	realtime.Exclusive(t)
+	o, _, err := origin.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := ptp.NewSim()
+	srv, err := unicast.NewServer(unicast.ServerConfig{Listen: loopback(t), Senders: 2, Clock: clock, Sessions: unicast.SessionConfig{Streams: []uint32{1}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := edge.New(edge.Config{Clock: clock, Trusted: seal.NewKeyRing(o.PublicKey()), Senders: []edge.Sender{srv}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- e.Run(context.Background()) }()
+	srv.Close()
+	select {
+	case err := <-done:
+		if !errors.Is(err, net.ErrClosed) || !strings.Contains(err.Error(), srv.Addr().String()) {
+			t.Errorf("edge.Run returned %v, want net.ErrClosed naming %v", err, srv.Addr())
+		}
+	case <-time.After(patience):
+		t.Fatal("edge.Run still running after its unicast server's sockets closed")
 	}
 }

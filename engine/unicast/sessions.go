@@ -63,7 +63,7 @@ type Sessions struct {
 	setIndex map[string]uint16
 	gen      atomic.Uint64 // bumped on every change of the subscriber set
 	stats    SessionStats
-	epoch    int64 // sub.seen is seconds since epoch
+	epoch    time.Time // sub.seen is seconds since epoch (the first instant handled)
 }
 
 // addrKey is a subscriber's address and port, compactly: 16 address bytes
@@ -154,9 +154,11 @@ type Answer struct {
 	CatchUp    int
 }
 
-// Handle processes one session datagram from from at now (Unix ns),
-// writing any reply into out (at least wire.MaxDatagram bytes).
-func (s *Sessions) Handle(pkt []byte, from netip.AddrPort, now int64, out []byte) Answer {
+// Handle processes one session datagram from from, received at now,
+// writing any reply into out (at least wire.MaxDatagram bytes). Cookies
+// are minted for and checked against now's window, subscriptions noted
+// alive at now.
+func (s *Sessions) Handle(pkt []byte, from netip.AddrPort, now time.Time, out []byte) Answer {
 	from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -166,7 +168,7 @@ func (s *Sessions) Handle(pkt []byte, from netip.AddrPort, now int64, out []byte
 	return a
 }
 
-func (s *Sessions) handle(pkt []byte, from netip.AddrPort, now int64, out []byte) Answer {
+func (s *Sessions) handle(pkt []byte, from netip.AddrPort, now time.Time, out []byte) Answer {
 	// A link-local source needs its zone to be answered, and the fan-out's
 	// compact addresses drop it: such subscribers are not served.
 	if from.Addr().IsLinkLocalUnicast() {
@@ -233,7 +235,7 @@ func (s *Sessions) refuse(nonce [wire.NonceLen]byte, why wire.Reason, retry time
 	return s.reply(&wire.Refused{Nonce: nonce, Reason: why, RetryAfterMs: uint32(retry / time.Millisecond)}, out)
 }
 
-func (s *Sessions) subscribe(m *wire.Subscribe, from netip.AddrPort, now int64, out []byte) Answer {
+func (s *Sessions) subscribe(m *wire.Subscribe, from netip.AddrPort, now time.Time, out []byte) Answer {
 	if !s.jar.valid(&m.Cookie, from, now) {
 		return s.refuse(m.Nonce, wire.ReasonBadCookie, 0, out)
 	}
@@ -312,7 +314,7 @@ func (s *Sessions) alloc() uint32 {
 	return uint32(len(s.subs) - 1)
 }
 
-func (s *Sessions) keepalive(m *wire.Keepalive, pkt []byte, from netip.AddrPort, now int64, out []byte) Answer {
+func (s *Sessions) keepalive(m *wire.Keepalive, pkt []byte, from netip.AddrPort, now time.Time, out []byte) Answer {
 	slot := binary.BigEndian.Uint32(m.SessionID[:4])
 	if int(slot) < len(s.subs) && s.subs[slot].live && s.subs[slot].id == m.SessionID {
 		cur := &s.subs[slot]
@@ -391,16 +393,16 @@ func (s *Sessions) release(i uint16) {
 	s.freeSets = append(s.freeSets, i)
 }
 
-func (s *Sessions) seconds(now int64) uint32 {
-	if s.epoch == 0 {
+func (s *Sessions) seconds(now time.Time) uint32 {
+	if s.epoch.IsZero() {
 		s.epoch = now
 	}
-	return uint32(max(now-s.epoch, 0) / int64(time.Second))
+	return uint32(max(now.Sub(s.epoch), 0) / time.Second)
 }
 
-// Expire drops subscriptions silent for longer than the expiry at now and
-// returns how many.
-func (s *Sessions) Expire(now int64) int {
+// Expire drops the subscriptions silent at now for longer than the expiry
+// (counted in whole seconds, so up to a second more) and returns how many.
+func (s *Sessions) Expire(now time.Time) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	limit := s.seconds(now)

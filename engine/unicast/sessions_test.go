@@ -9,7 +9,7 @@ import (
 	"github.com/embargo-live/embargo/wire"
 )
 
-var t0 = time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC).UnixNano()
+var t0 = time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
 
 func newSessions(t testing.TB, mod func(*SessionConfig)) *Sessions {
 	cfg := SessionConfig{Streams: []uint32{1, 2}, Keepalive: time.Second, Expiry: 3 * time.Second, CookieLifetime: 10 * time.Second}
@@ -37,7 +37,7 @@ func hello(t testing.TB) []byte {
 }
 
 // subscribe runs HELLO and SUBSCRIBE for from and returns the session id.
-func subscribe(t testing.TB, s *Sessions, from netip.AddrPort, now int64, streams ...uint32) [8]byte {
+func subscribe(t testing.TB, s *Sessions, from netip.AddrPort, now time.Time, streams ...uint32) [8]byte {
 	t.Helper()
 	out := make([]byte, wire.MaxDatagram)
 	a := s.Handle(hello(t), from, now, out)
@@ -100,7 +100,7 @@ func TestRenewal(t *testing.T) {
 	s := newSessions(t, func(c *SessionConfig) { c.Streams = streams })
 	out := make([]byte, wire.MaxDatagram)
 	a := addr(1)
-	renew := func(now int64, want ...uint32) Answer {
+	renew := func(now time.Time, want ...uint32) Answer {
 		var c wire.Cookie
 		if err := c.Decode(s.Handle(hello(t), a, now, out).Reply); err != nil {
 			t.Fatal(err)
@@ -114,7 +114,7 @@ func TestRenewal(t *testing.T) {
 	if got := renew(t0, 1, 2); got.CatchUp != 0 || s.Generation() != gen {
 		t.Fatalf("same-second renewal: catch-up %d, generation %d → %d", got.CatchUp, gen, s.Generation())
 	}
-	if got := renew(t0+int64(2*time.Second), 1, 2); got.CatchUp != 4 {
+	if got := renew(t0.Add(2*time.Second), 1, 2); got.CatchUp != 4 {
 		t.Fatalf("renewal a second later: catch-up %d", got.CatchUp)
 	}
 	for i := range 1000 {
@@ -147,7 +147,7 @@ func TestCookieBinding(t *testing.T) {
 	if err := c.Decode(a.Reply); err != nil {
 		t.Fatal(err)
 	}
-	sub := func(from netip.AddrPort, now int64, cookie [24]byte) wire.Reason {
+	sub := func(from netip.AddrPort, now time.Time, cookie [24]byte) wire.Reason {
 		a := s.Handle(enc(t, &wire.Subscribe{Cookie: cookie, Streams: []uint32{1}}), from, now, out)
 		if a.Subscribed {
 			return 0
@@ -161,13 +161,13 @@ func TestCookieBinding(t *testing.T) {
 		"other address":   sub(addr(2), t0, c.Cookie),
 		"other port":      sub(otherPort, t0, c.Cookie),
 		"forged":          sub(addr(1), t0, forged),
-		"two windows old": sub(addr(1), t0+int64(20*time.Second), c.Cookie),
+		"two windows old": sub(addr(1), t0.Add(20*time.Second), c.Cookie),
 	} {
 		if got != wire.ReasonBadCookie {
 			t.Errorf("%s: %v, want bad cookie", name, got)
 		}
 	}
-	if got := sub(addr(1), t0+int64(9*time.Second), c.Cookie); got != 0 {
+	if got := sub(addr(1), t0.Add(9*time.Second), c.Cookie); got != 0 {
 		t.Errorf("cookie within its lifetime refused: %v", got)
 	}
 }
@@ -208,14 +208,14 @@ func TestKeepaliveLeaveExpiry(t *testing.T) {
 	ida := subscribe(t, s, a, t0, 1)
 	subscribe(t, s, b, t0, 1)
 	ka := enc(t, &wire.Keepalive{SessionID: ida, Seq: 1})
-	if got := s.Handle(ka, a, t0+int64(2*time.Second), out).Reply; string(got) != string(ka) {
+	if got := s.Handle(ka, a, t0.Add(2*time.Second), out).Reply; string(got) != string(ka) {
 		t.Errorf("keepalive not echoed: %x", got)
 	}
 	if r := refusal(t, s.Handle(enc(t, &wire.Keepalive{SessionID: [8]byte{9}}), a, t0, out).Reply); r != wire.ReasonUnknownSession {
 		t.Errorf("unknown session: %v", r)
 	}
 	// b stays silent: at t0+5s it is past its 3 s expiry, a (seen at 2 s) is not.
-	if n := s.Expire(t0 + int64(5*time.Second)); n != 1 {
+	if n := s.Expire(t0.Add(5 * time.Second)); n != 1 {
 		t.Fatalf("expired %d, want 1", n)
 	}
 	if dsts, _ := s.Destinations(nil, 1); len(dsts) != 1 || dsts[0] != a {

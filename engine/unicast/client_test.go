@@ -1,0 +1,180 @@
+package unicast_test
+
+import (
+	"net/netip"
+	"slices"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/embargo-live/embargo/engine/datagram"
+	"github.com/embargo-live/embargo/engine/unicast"
+	"github.com/embargo-live/embargo/engine/unicast/unicasttest"
+	"github.com/embargo-live/embargo/wire"
+)
+
+// The Client's timers — handshake retries, keepalives, the silence
+// watchdog — run in virtual time here: the client talks over an in-memory
+// Conn to an edge played by real Sessions, and every instant is exact.
+
+var _ unicast.Conn = (*unicasttest.Conn)(nil)
+
+var (
+	edgeAddr   = netip.MustParseAddrPort("192.0.2.1:7272")
+	clientAddr = netip.MustParseAddrPort("198.51.100.7:40000")
+)
+
+// written is one datagram the client wrote: its type and when, after the
+// test's start.
+type written struct {
+	at  time.Duration
+	typ wire.Type
+}
+
+// fakeEdge answers the client's datagrams with real Sessions, unless
+// silent, and logs them.
+type fakeEdge struct {
+	conn     *unicasttest.Conn
+	sessions atomic.Pointer[unicast.Sessions]
+	silent   atomic.Bool
+	log      []written // read only after synctest.Wait
+	nonces   map[[wire.NonceLen]byte]int
+}
+
+func newSessionTable(t *testing.T) *unicast.Sessions {
+	s, err := unicast.NewSessions(unicast.SessionConfig{Streams: []uint32{1}, Keepalive: time.Second, Expiry: 3 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// startClient starts a client over an in-memory conn to a fake edge
+// (silent from the start if silent), and a reader that drives its session
+// handling, all in the bubble and all ended by cleanup.
+func startClient(t *testing.T, silent bool) (*unicast.Client, *fakeEdge) {
+	t0 := time.Now()
+	e := &fakeEdge{conn: unicasttest.New(edgeAddr), nonces: map[[wire.NonceLen]byte]int{}}
+	e.sessions.Store(newSessionTable(t))
+	e.silent.Store(silent)
+	edgeDone := make(chan struct{})
+	go func() {
+		defer close(edgeDone)
+		out := make([]byte, wire.MaxDatagram)
+		for {
+			select {
+			case <-e.conn.Closed():
+				return
+			case d := <-e.conn.Written():
+				h, err := wire.Peek(d)
+				if err != nil {
+					t.Errorf("client wrote %x: %v", d, err)
+					continue
+				}
+				e.log = append(e.log, written{time.Since(t0), h.Type})
+				if h.Type == wire.TypeHello {
+					var m wire.Hello
+					if m.Decode(d) == nil {
+						e.nonces[m.Nonce]++
+					}
+				}
+				if e.silent.Load() {
+					continue
+				}
+				if a := e.sessions.Load().Handle(d, clientAddr, time.Now(), out); a.Reply != nil {
+					e.conn.Deliver(a.Reply)
+				}
+			}
+		}
+	}()
+	c, err := unicast.NewClient(unicast.ClientConfig{Edge: edgeAddr, Streams: []uint32{1}, MaxRetry: time.Second}, e.conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	readerDone := make(chan struct{})
+	go func() {
+		defer close(readerDone)
+		ms := make([]datagram.Message, 4)
+		for i := range ms {
+			ms[i].Buf = make([]byte, wire.MaxDatagram)
+		}
+		for {
+			if _, err := c.ReadBatch(ms); err != nil {
+				return
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		c.Close()
+		<-readerDone
+		<-edgeDone
+	})
+	return c, e
+}
+
+// TestClientRetryBackoff: to a silent edge the client repeats its HELLO,
+// the same nonce each time, after Retry, doubling up to MaxRetry.
+func TestClientRetryBackoff(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		_, e := startClient(t, true)
+		time.Sleep(3500 * time.Millisecond)
+		synctest.Wait()
+		var want []written
+		for _, ms := range []time.Duration{0, 200, 600, 1400, 2400, 3400} {
+			want = append(want, written{ms * time.Millisecond, wire.TypeHello})
+		}
+		if !slices.Equal(e.log, want) || len(e.nonces) != 1 {
+			t.Errorf("wrote %v with %d nonces, want %v with one", e.log, len(e.nonces), want)
+		}
+	})
+}
+
+// TestClientSession: the client subscribes at once, keeps alive every
+// interval the edge advertised, starts over at once when a restarted edge
+// refuses its keepalive, and when the edge falls silent for longer than
+// the expiry starts over with a fresh handshake, retrying until the edge
+// answers again.
+func TestClientSession(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c, e := startClient(t, false)
+		t0 := time.Now()
+		at := func(d time.Duration) { time.Sleep(time.Until(t0.Add(d))); synctest.Wait() }
+		check := func(when string, subscribed bool, want unicast.ClientStats) {
+			t.Helper()
+			if got := c.Stats(); c.Subscribed() != subscribed || got != want {
+				t.Errorf("%s: subscribed %v, stats %+v; want %v, %+v", when, c.Subscribed(), got, subscribed, want)
+			}
+		}
+		at(0)
+		check("at start", true, unicast.ClientStats{Subscriptions: 1})
+		at(3500 * time.Millisecond)
+		e.sessions.Store(newSessionTable(t)) // the edge restarts: the session is unknown
+		at(4500 * time.Millisecond)
+		check("after the edge restarted", true, unicast.ClientStats{Subscriptions: 2, Restarts: 1, Refused: 1})
+		at(5500 * time.Millisecond)
+		e.silent.Store(true)
+		at(9500 * time.Millisecond)
+		check("silent edge", false, unicast.ClientStats{Subscriptions: 2, Restarts: 2, Refused: 1})
+		e.silent.Store(false)
+		at(10 * time.Second)
+		check("edge back", true, unicast.ClientStats{Subscriptions: 3, Restarts: 2, Refused: 1})
+
+		const (
+			H = wire.TypeHello
+			S = wire.TypeSubscribe
+			K = wire.TypeKeepalive
+		)
+		s := time.Second
+		want := []written{
+			{0, H}, {0, S}, {1 * s, K}, {2 * s, K}, {3 * s, K},
+			{4 * s, K}, {4 * s, H}, {4 * s, S}, // refused: a new session at once
+			{5 * s, K}, {6 * s, K}, {7 * s, K}, {8 * s, K}, // unanswered from 6 s
+			{9 * s, H}, {9200 * time.Millisecond, H}, // 4 s silent > 3 s expiry
+			{9600 * time.Millisecond, H}, {9600 * time.Millisecond, S},
+		}
+		if !slices.Equal(e.log, want) {
+			t.Errorf("wrote\n%v\nwant\n%v", e.log, want)
+		}
+	})
+}
