@@ -11,6 +11,9 @@ import (
 	"slices"
 	"syscall"
 
+	"github.com/embargo-live/embargo/engine/licproxy"
+	"github.com/embargo-live/embargo/engine/session"
+
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -23,8 +26,6 @@ import (
 	"github.com/embargo-live/embargo/bpf/skew"
 	"github.com/embargo-live/embargo/internal/pki"
 
-	"github.com/embargo-live/embargo/engine/clearkey"
-	"github.com/embargo-live/embargo/engine/keyserver"
 	"github.com/embargo-live/embargo/engine/receiver"
 	"github.com/embargo-live/embargo/engine/udp"
 	"github.com/embargo-live/embargo/engine/unicast"
@@ -104,11 +105,11 @@ against releaseAt.`, stdout)
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	var proxy *clearkey.Proxy
+	var proxy *licproxy.Proxy
 	if *proxyAddr != "" {
-		proxy = clearkey.NewProxy(clearkey.ProxyConfig{Logger: log})
+		proxy = licproxy.New(licproxy.Config{Logger: log})
 		// A held request waits up to MaxWait: the write timeout outlasts it.
-		at, err := serveHTTP(ctx, *proxyAddr, proxy, clearkey.DefaultMaxWait+10*time.Second)
+		at, err := serveHTTP(ctx, *proxyAddr, proxy, licproxy.DefaultMaxWait+10*time.Second)
 		if err != nil {
 			return fmt.Errorf("-licence-proxy: %w", err)
 		}
@@ -268,7 +269,7 @@ func printEvent(w io.Writer, ev receiver.Event, asJSON, showKeys bool) {
 
 // fromSession reads an origin's session description and, with a token,
 // the master key of the (first) stream.
-func fromSession(ctx context.Context, url, token, caPath string, streams []uint32, explicit bool) (*keyserver.Session, []byte, []uint32, error) {
+func fromSession(ctx context.Context, url, token, caPath string, streams []uint32, explicit bool) (*session.Session, []byte, []uint32, error) {
 	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS13}
 	if caPath != "" {
 		pool, err := pki.LoadPool(caPath)
@@ -278,7 +279,7 @@ func fromSession(ctx context.Context, url, token, caPath string, streams []uint3
 		tlsCfg.RootCAs = pool
 	}
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: tlsCfg}, Timeout: 30 * time.Second}
-	sess, err := keyserver.FetchSession(ctx, client, url)
+	sess, err := session.Fetch(ctx, client, url)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -288,7 +289,7 @@ func fromSession(ctx context.Context, url, token, caPath string, streams []uint3
 	if token == "" {
 		return sess, nil, streams, nil
 	}
-	master, err := keyserver.FetchMaster(ctx, client, sess.LicenceURL(streams[0]), token)
+	master, err := session.FetchMaster(ctx, client, sess.LicenceURL(streams[0]), token)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("licence: %w", err)
 	}

@@ -1,4 +1,4 @@
-package keyserver
+package session
 
 import (
 	"context"
@@ -6,20 +6,35 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
 
 	"github.com/embargo-live/embargo/engine/clearkey"
+	"github.com/embargo-live/embargo/internal/fetch"
 )
 
-// maxSession bounds a session description or licence response.
-const maxSession = 1 << 20
+// maxBody bounds a session description or licence response.
+const maxBody = 1 << 20
 
-// FetchSession reads an origin's session description.
-func FetchSession(ctx context.Context, c *http.Client, url string) (*Session, error) {
-	body, err := fetch(ctx, c, http.MethodGet, url, "", maxSession)
+// Session is what a receiver needs to configure itself from one URL: the
+// origin key to trust, the streams, where edges release them, and where
+// the master-key licence is. The origin serves this type at /v1/session.
+type Session struct {
+	OriginKey string   `json:"originKey"` // Ed25519 public key, base64
+	KeyID     string   `json:"keyId"`     // its PROTOCOL.md §6.1 key id, hex
+	Streams   []uint32 `json:"streams"`
+	Groups    []string `json:"groups,omitempty"` // multicast groups, in udp.ParseGroup syntax
+	Edges     []string `json:"edges,omitempty"`  // unicast edges, host:port
+	// Licence is the master-key licence URL, with "{stream}" standing for
+	// the stream id.
+	Licence string `json:"licence,omitempty"`
+}
+
+// Fetch reads an origin's session description and checks that its origin
+// key is an Ed25519 public key.
+func Fetch(ctx context.Context, c *http.Client, url string) (*Session, error) {
+	body, err := fetch.Do(ctx, c, http.MethodGet, url, "", maxBody)
 	if err != nil {
 		return nil, err
 	}
@@ -47,41 +62,12 @@ func (s *Session) LicenceURL(stream uint32) string {
 	return strings.ReplaceAll(s.Licence, "{stream}", strconv.FormatUint(uint64(stream), 10))
 }
 
-// FetchMaster gets the stream's master key with a bearer token.
+// FetchMaster gets the stream's master key with a bearer token from its
+// licence URL, and checks the licence (clearkey.ParseMasterLicence).
 func FetchMaster(ctx context.Context, c *http.Client, url, token string) ([]byte, error) {
-	body, err := fetch(ctx, c, http.MethodPost, url, token, maxSession)
+	body, err := fetch.Do(ctx, c, http.MethodPost, url, token, maxBody)
 	if err != nil {
 		return nil, err
 	}
 	return clearkey.ParseMasterLicence(body)
-}
-
-// fetch makes one bodiless request and returns the body of a 200 (at most limit
-// bytes), nil for a 204, and an error for anything else.
-func fetch(ctx context.Context, c *http.Client, method, url, token string, limit int) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, method, url, nil)
-	if err != nil {
-		return nil, err
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	out, err := io.ReadAll(io.LimitReader(resp.Body, int64(limit)+1))
-	if err != nil {
-		return nil, err
-	}
-	switch {
-	case resp.StatusCode == http.StatusNoContent:
-		return nil, nil
-	case resp.StatusCode != http.StatusOK:
-		return nil, fmt.Errorf("%s %s: %s: %s", method, url, resp.Status, firstLine(out))
-	case len(out) > limit:
-		return nil, fmt.Errorf("%s %s: response over %d bytes", method, url, limit)
-	}
-	return out, nil
 }
