@@ -191,3 +191,24 @@ func TestNeverIssuesThePast(t *testing.T) {
 		}
 	})
 }
+
+// TestStreamsInOrder: the streams are listed in order, so the session
+// description a device chooses its stream from reads the same each time.
+func TestStreamsInOrder(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		i := newIssuer(t, filepath.Join(t.TempDir(), "state"))
+		for _, s := range []uint32{9, 3, 7, 5, 2} {
+			_, master, _ := origin.Generate()
+			sch := issuerSchedule
+			sch.Epoch = i.Event(1).Schedule.Epoch
+			if err := i.AddEvent(&keystore.Event{Stream: s, Master: master, Keys: 1, Schedule: sch}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for range 5 {
+			if got, want := i.Streams(), []uint32{1, 2, 3, 5, 7, 9}; !slices.Equal(got, want) {
+				t.Fatalf("streams %v, want %v", got, want)
+			}
+		}
+	})
+}
