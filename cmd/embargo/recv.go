@@ -2,25 +2,22 @@ package main
 
 import (
 	"context"
-	"flag"
-	"log/slog"
-	"syscall"
-
-	"github.com/embargo-live/embargo/engine/device"
-
 	"encoding/hex"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/embargo-live/embargo/bpf"
 	"github.com/embargo-live/embargo/bpf/skew"
-	"github.com/embargo-live/embargo/internal/pki"
-
+	"github.com/embargo-live/embargo/engine/device"
 	"github.com/embargo-live/embargo/engine/receiver"
+	"github.com/embargo-live/embargo/internal/pki"
 	"github.com/embargo-live/embargo/ptp"
 )
 
@@ -68,7 +65,9 @@ against releaseAt.`, stdout)
 			}
 		},
 	}
-	if err := recvKeys(&cfg, fs, *sessionURL, *token, *caPath, *pubPath, *masterPath, streams); err != nil {
+	keys := recvKeys{session: *sessionURL, token: *token, ca: *caPath, pub: *pubPath, master: *masterPath, streams: streams}
+	fs.Visit(func(f *flag.Flag) { keys.streamsSet = keys.streamsSet || f.Name == "streams" })
+	if err := keys.apply(&cfg); err != nil {
 		return err
 	}
 	d, err := device.New(ctx, cfg)
@@ -87,28 +86,35 @@ against releaseAt.`, stdout)
 	return err
 }
 
-// recvKeys sets where cfg's keys come from: the session (its streams
-// unless -streams was given), or the key files.
-func recvKeys(cfg *device.Config, fs *flag.FlagSet, sessionURL, token, caPath, pubPath, masterPath string, streams []uint32) error {
-	if sessionURL == "" {
-		pub, err := readOriginPub(pubPath)
+// recvKeys is where recv's keys come from: an origin's session (-session,
+// -token, -ca), or key files (-pub, -master).
+type recvKeys struct {
+	session, token, ca string
+	pub, master        string
+	streams            []uint32
+	streamsSet         bool // -streams was given
+}
+
+// apply sets cfg's key source. With a session, the streams are the
+// session's unless -streams was given.
+func (k recvKeys) apply(cfg *device.Config) error {
+	if k.session == "" {
+		pub, err := readOriginPub(k.pub)
 		if err != nil {
 			return err
 		}
-		cfg.OriginKey, cfg.Streams = pub, streams
-		if masterPath != "" {
-			cfg.Master, err = readMasterKey(masterPath)
+		cfg.OriginKey, cfg.Streams = pub, k.streams
+		if k.master != "" {
+			cfg.Master, err = readMasterKey(k.master)
 		}
 		return err
 	}
-	cfg.Session, cfg.Token = sessionURL, token
-	fs.Visit(func(f *flag.Flag) {
-		if f.Name == "streams" {
-			cfg.Streams = streams
-		}
-	})
-	if caPath != "" {
-		pool, err := pki.LoadPool(caPath)
+	cfg.Session, cfg.Token = k.session, k.token
+	if k.streamsSet {
+		cfg.Streams = k.streams
+	}
+	if k.ca != "" {
+		pool, err := pki.LoadPool(k.ca)
 		if err != nil {
 			return err
 		}
