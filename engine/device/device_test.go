@@ -7,7 +7,6 @@ import (
 	"errors"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/netip"
 	"slices"
 	"strings"
@@ -22,6 +21,7 @@ import (
 	"github.com/embargo-live/embargo/engine/origin"
 	"github.com/embargo-live/embargo/engine/receiver"
 	"github.com/embargo-live/embargo/engine/session"
+	"github.com/embargo-live/embargo/internal/memhttp"
 	"github.com/embargo-live/embargo/internal/realtime"
 	"github.com/embargo-live/embargo/ptp"
 	"github.com/embargo-live/embargo/seal"
@@ -84,7 +84,7 @@ func period(t *testing.T, o *origin.Origin, stream uint32, p uint64) ([][]byte, 
 }
 
 // fakeOrigin serves a session description offering streams and the master
-// key of each to the bearer of token, in memory.
+// key of each to the bearer of token; tests call it in memory (memhttp).
 type fakeOrigin struct {
 	o       *origin.Origin
 	master  []byte
@@ -95,8 +95,7 @@ type fakeOrigin struct {
 	licences []string // paths of licence requests granted
 }
 
-func (f *fakeOrigin) RoundTrip(r *http.Request) (*http.Response, error) {
-	rec := httptest.NewRecorder()
+func (f *fakeOrigin) ServeHTTP(rec http.ResponseWriter, r *http.Request) {
 	switch {
 	case r.Method == http.MethodGet && r.URL.Path == "/v1/session":
 		json.NewEncoder(rec).Encode(session.Session{
@@ -110,7 +109,8 @@ func (f *fakeOrigin) RoundTrip(r *http.Request) (*http.Response, error) {
 		}
 		lic, err := clearkey.MarshalMasterLicence(f.master)
 		if err != nil {
-			return nil, err
+			http.Error(rec, err.Error(), http.StatusInternalServerError)
+			break
 		}
 		f.mu.Lock()
 		f.licences = append(f.licences, r.URL.Path)
@@ -119,7 +119,6 @@ func (f *fakeOrigin) RoundTrip(r *http.Request) (*http.Response, error) {
 	default:
 		rec.WriteHeader(http.StatusNotFound)
 	}
-	return rec.Result(), nil
 }
 
 func newFakeOrigin(t *testing.T, streams ...uint32) *fakeOrigin {
@@ -139,7 +138,7 @@ func TestFromSession(t *testing.T) {
 		src := newPipe()
 		events := make(chan receiver.Event, 4)
 		d, err := device.New(t.Context(), device.Config{
-			Session: "https://origin.test/v1/session", Token: fo.token, HTTPClient: &http.Client{Transport: fo},
+			Session: "https://origin.test/v1/session", Token: fo.token, HTTPClient: memhttp.Client(fo),
 			Streams: []uint32{5}, Sources: []receiver.Source{src}, TAIOffset: ptp.DefaultTAIOffset,
 			OnEvent: func(ev receiver.Event) { events <- ev },
 		})
@@ -218,7 +217,7 @@ func TestSourceErrorEndsRun(t *testing.T) {
 func TestConfigRefused(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		fo := newFakeOrigin(t, 4, 5)
-		client := &http.Client{Transport: fo}
+		client := memhttp.Client(fo)
 		for _, c := range []struct {
 			name string
 			cfg  device.Config
@@ -263,7 +262,7 @@ func TestChooseStreams(t *testing.T) {
 				token = fo.token
 			}
 			d, err := device.New(t.Context(), device.Config{
-				Session: "https://origin.test/v1/session", Token: token, HTTPClient: &http.Client{Transport: fo},
+				Session: "https://origin.test/v1/session", Token: token, HTTPClient: memhttp.Client(fo),
 				Streams: c.asked, Sources: []receiver.Source{newPipe()}, TAIOffset: ptp.DefaultTAIOffset,
 			})
 			if c.err != "" {

@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"net/http"
-	"net/http/httptest"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -20,13 +19,14 @@ import (
 	"github.com/embargo-live/embargo/engine/origin"
 	"github.com/embargo-live/embargo/engine/poller"
 	"github.com/embargo-live/embargo/engine/session"
+	"github.com/embargo-live/embargo/internal/memhttp"
 	"github.com/embargo-live/embargo/internal/pki"
 	"github.com/embargo-live/embargo/ptp"
 	"github.com/embargo-live/embargo/seal"
 )
 
 // The poller's tests run in virtual time (testing/synctest) against the
-// real origin handler, called in memory by memTransport: no socket, so
+// real origin handler, called in memory through memhttp: no socket, so
 // polls, retries and what the edge is handed are exact. The TLS handshake
 // itself is tested over real HTTPS in package keyserver.
 
@@ -46,29 +46,20 @@ var certs = sync.OnceValues(func() (edge, pkg *pki.Cert) {
 	return edge, pkg
 })
 
-// memTransport serves each request with h in memory, as if it had come
-// over mutual TLS with client certificate cert. While down returns true,
-// it fails the request as an unreachable origin would.
-type memTransport struct {
-	h    http.Handler
-	cert *x509.Certificate
-	down func() bool
+// down fails every request while origin is down, as an unreachable
+// origin would, and otherwise passes it to next.
+type down struct {
+	next   http.RoundTripper
+	origin func() bool
 }
 
 var errDown = errors.New("origin unreachable")
 
-func (m memTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	if m.down != nil && m.down() {
+func (d down) RoundTrip(r *http.Request) (*http.Response, error) {
+	if d.origin() {
 		return nil, errDown
 	}
-	in := r.Clone(r.Context())
-	in.RemoteAddr = "192.0.2.1:40000"
-	if m.cert != nil {
-		in.TLS = &tls.ConnectionState{VerifiedChains: [][]*x509.Certificate{{m.cert}}}
-	}
-	rec := httptest.NewRecorder()
-	m.h.ServeHTTP(rec, in)
-	return rec.Result(), nil
+	return d.next.RoundTrip(r)
 }
 
 // originLab is an origin issuing stream 1 (period p released p·200 ms
@@ -103,8 +94,14 @@ func newOrigin(t *testing.T) *originLab {
 	return &originLab{h: keyserver.NewHandler(keyserver.ServerConfig{Issuer: issuer}), t0: time.Now()}
 }
 
-func (o *originLab) poller(cert *pki.Cert, key *pki.Cert, down func() bool) *poller.Poller {
-	c := &http.Client{Transport: memTransport{h: o.h, cert: cert.Cert, down: down}}
+// poller polls o as if over mutual TLS with cert, opening documents with
+// key's private key. While isDown returns true, its polls fail.
+func (o *originLab) poller(cert *pki.Cert, key *pki.Cert, isDown func() bool) *poller.Poller {
+	var rt http.RoundTripper = &memhttp.Transport{Handler: o.h, TLS: &tls.ConnectionState{VerifiedChains: [][]*x509.Certificate{{cert.Cert}}}}
+	if isDown != nil {
+		rt = down{next: rt, origin: isDown}
+	}
+	c := &http.Client{Transport: rt}
 	return &poller.Poller{Origin: "https://origin.test", Streams: []uint32{1}, Client: c, Key: key.Key, Interval: 100 * time.Millisecond}
 }
 
@@ -142,7 +139,7 @@ func TestPollerGetsVerifiableBundles(t *testing.T) {
 	edge, pkg := certs()
 	synctest.Test(t, func(t *testing.T) {
 		o := newOrigin(t)
-		anon := &http.Client{Transport: memTransport{h: o.h}}
+		anon := memhttp.Client(o.h)
 		sess, err := session.Fetch(t.Context(), anon, "https://origin.test/v1/session")
 		if err != nil {
 			t.Fatal(err)

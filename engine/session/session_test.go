@@ -5,25 +5,16 @@ import (
 	"encoding/base64"
 	"errors"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 
 	"github.com/embargo-live/embargo/engine/clearkey"
 	"github.com/embargo-live/embargo/engine/session"
+	"github.com/embargo-live/embargo/internal/memhttp"
 	"github.com/embargo-live/embargo/seal"
 )
 
-// serve answers every request with h, in memory.
-type serve http.HandlerFunc
-
-func (h serve) RoundTrip(r *http.Request) (*http.Response, error) {
-	rec := httptest.NewRecorder()
-	h(rec, r)
-	return rec.Result(), nil
-}
-
-func client(h http.HandlerFunc) *http.Client { return &http.Client{Transport: serve(h)} }
+func client(h http.HandlerFunc) *http.Client { return memhttp.Client(h) }
 
 var originKey = base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{1}, 32))
 
