@@ -39,6 +39,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/embargo-live/embargo/engine/poller"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sys/unix"
 
@@ -1450,7 +1452,7 @@ func atkHTTPS(t *testing.T) {
 		{name: "keys without a certificate", path: keys, want: 403},
 		{name: "bundles from the start", path: bundles + "?from=0", want: 403},
 		// Go sends no certificate the server's CA list does not name.
-		{name: "bundles with another CA's certificate", path: bundles, tlsCfg: keyserver.ClientTLS(rogueCert.TLS(), pool), want: 403},
+		{name: "bundles with another CA's certificate", path: bundles, tlsCfg: poller.ClientTLS(rogueCert.TLS(), pool), want: 403},
 		{name: "bundles forcing another CA's certificate", path: bundles, tlsCfg: offer(rogueCert.TLS())},
 		{name: "bundles forcing a self-signed certificate", path: bundles, tlsCfg: offer(selfSigned)},
 		{name: "TLS 1.2", path: bundles, tlsCfg: &tls.Config{RootCAs: pool, MaxVersion: tls.VersionTLS12}},
@@ -1478,8 +1480,8 @@ func atkHTTPS(t *testing.T) {
 	memr := mem.finish()
 
 	// The origin still serves a genuine edge, whose bundles verify.
-	client := &http.Client{Transport: &http.Transport{DialContext: atkDialer(edgeH), TLSClientConfig: keyserver.ClientTLS(edgeCert.TLS(), pool)}, Timeout: 20 * time.Second}
-	p := &keyserver.Poller{Origin: base, Streams: []uint32{stream}, Client: client, Key: edgeCert.Key}
+	client := &http.Client{Transport: &http.Transport{DialContext: atkDialer(edgeH), TLSClientConfig: poller.ClientTLS(edgeCert.TLS(), pool)}, Timeout: 20 * time.Second}
+	p := &poller.Poller{Origin: base, Streams: []uint32{stream}, Client: client, Key: edgeCert.Key}
 	bs, err := p.Fetch(context.Background(), stream, 0)
 	if err != nil || len(bs) == 0 {
 		t.Fatalf("genuine edge after the attack: %d bundles, %v", len(bs), err)

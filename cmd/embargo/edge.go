@@ -12,11 +12,13 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/embargo-live/embargo/engine/poller"
+	"github.com/embargo-live/embargo/engine/session"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/embargo-live/embargo/engine/bundle"
 	"github.com/embargo-live/embargo/engine/edge"
-	"github.com/embargo-live/embargo/engine/keyserver"
 	"github.com/embargo-live/embargo/engine/metrics"
 	"github.com/embargo-live/embargo/engine/origin"
 	"github.com/embargo-live/embargo/engine/udp"
@@ -190,8 +192,8 @@ func remoteOrigin(ctx context.Context, url, certs string, streams []uint32, log 
 	if err != nil {
 		return bundleSource{}, err
 	}
-	client := &http.Client{Transport: &http.Transport{TLSClientConfig: keyserver.ClientTLS(cert.TLS(), cas)}, Timeout: 30 * time.Second}
-	sess, err := keyserver.FetchSession(ctx, client, url+"/v1/session")
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: poller.ClientTLS(cert.TLS(), cas)}, Timeout: 30 * time.Second}
+	sess, err := session.Fetch(ctx, client, url+"/v1/session")
 	if err != nil {
 		return bundleSource{}, err
 	}
@@ -199,7 +201,7 @@ func remoteOrigin(ctx context.Context, url, certs string, streams []uint32, log 
 	if err != nil {
 		return bundleSource{}, err
 	}
-	p := &keyserver.Poller{Origin: url, Streams: streams, Client: client, Key: cert.Key, Interval: 500 * time.Millisecond, Logger: log}
+	p := &poller.Poller{Origin: url, Streams: streams, Client: client, Key: cert.Key, Interval: 500 * time.Millisecond, Logger: log}
 	return bundleSource{
 		trusted: seal.NewKeyRing(pub),
 		desc:    fmt.Sprintf("origin %s (key id %s)", url, sess.KeyID),

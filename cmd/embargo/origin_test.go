@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -107,32 +106,5 @@ func TestOriginEdgeRecv(t *testing.T) {
 	cancel()
 	if c := <-originDone; c != 0 {
 		t.Errorf("origin: exit %d: %s", c, originOut.String())
-	}
-}
-
-func TestSessionStreams(t *testing.T) {
-	for _, c := range []struct {
-		offered, asked    []uint32
-		explicit, licence bool
-		want              []uint32
-		err               string
-	}{
-		{offered: []uint32{4}, asked: []uint32{1}, want: []uint32{4}},
-		{offered: []uint32{4, 5}, asked: []uint32{5}, explicit: true, licence: true, want: []uint32{5}},
-		{offered: []uint32{4, 5}, want: []uint32{4, 5}},
-		{offered: []uint32{4, 5}, licence: true, err: "pick one with -streams"},
-		{offered: []uint32{4}, asked: []uint32{9}, explicit: true, err: "not in the session"},
-		{offered: nil, err: "no streams"},
-	} {
-		got, err := sessionStreams(c.offered, c.asked, c.explicit, c.licence)
-		if c.err != "" {
-			if err == nil || !strings.Contains(err.Error(), c.err) {
-				t.Errorf("%+v: %v, want error %q", c, err, c.err)
-			}
-			continue
-		}
-		if err != nil || !slices.Equal(got, c.want) {
-			t.Errorf("%+v: %v, %v", c, got, err)
-		}
 	}
 }

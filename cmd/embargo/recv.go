@@ -2,34 +2,23 @@ package main
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/tls"
-	"errors"
-	"flag"
-	"log/slog"
-	"net/http"
-	"slices"
-	"syscall"
-
 	"encoding/hex"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/embargo-live/embargo/bpf"
 	"github.com/embargo-live/embargo/bpf/skew"
-	"github.com/embargo-live/embargo/internal/pki"
-
-	"github.com/embargo-live/embargo/engine/clearkey"
-	"github.com/embargo-live/embargo/engine/keyserver"
+	"github.com/embargo-live/embargo/engine/device"
 	"github.com/embargo-live/embargo/engine/receiver"
-	"github.com/embargo-live/embargo/engine/udp"
-	"github.com/embargo-live/embargo/engine/unicast"
+	"github.com/embargo-live/embargo/internal/pki"
 	"github.com/embargo-live/embargo/ptp"
-	"github.com/embargo-live/embargo/seal"
 )
 
 func runRecv(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -46,7 +35,7 @@ against releaseAt.`, stdout)
 	edges := edgesFlag()
 	fs.Var(edges, "edge", "subscribe by unicast to this edge (host:port), repeatable; with -edge and no -group, no multicast")
 	catchUp := fs.Int("catch-up", 2, "released periods per stream a unicast subscription asks for")
-	session := fs.String("session", "", "configure from an origin's session description (https://host:port/v1/session): its key, groups and edges")
+	sessionURL := fs.String("session", "", "configure from an origin's session description (https://host:port/v1/session): its key, groups and edges")
 	token := fs.String("token", "", "with -session: bearer token for the master-key licence")
 	caPath := fs.String("ca", "", "with -session: CA certificate (PEM) the origin's TLS certificate must chain to (default: the system's)")
 	proxyAddr := fs.String("licence-proxy", "", "serve W3C ClearKey licences for released keys on this address (e.g. 127.0.0.1:8080), for an unmodified player")
@@ -61,123 +50,95 @@ against releaseAt.`, stdout)
 	if err != nil {
 		return err
 	}
-	var pub ed25519.PublicKey
-	var master []byte
-	if *session != "" {
-		explicit := false
-		fs.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "streams" })
-		sess, m, chosen, err := fromSession(ctx, *session, *token, *caPath, streams, explicit)
-		if err != nil {
-			return err
-		}
-		streams = chosen
-		if pub, err = sess.PublicKey(); err != nil {
-			return err
-		}
-		master = m
-		if len(groups.values) == 0 && len(edges.values) == 0 {
-			for _, g := range sess.Groups {
-				if err := groups.Set(g); err != nil {
-					return fmt.Errorf("session group: %w", err)
-				}
-			}
-			for _, e := range sess.Edges {
-				if err := edges.Set(e); err != nil {
-					return fmt.Errorf("session edge: %w", err)
-				}
-			}
-		}
-	} else {
-		if pub, err = readOriginPub(*pubPath); err != nil {
-			return err
-		}
-		if *masterPath != "" {
-			if master, err = readMasterKey(*masterPath); err != nil {
-				return err
-			}
-		}
-	}
-	tai := ptp.DefaultTAIOffset
-	if sys, err := ptp.NewSystem(ptp.WithAssumeSynchronized(time.Second)); err == nil {
-		tai = sys.TAIOffset()
-	}
-
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	var proxy *clearkey.Proxy
-	if *proxyAddr != "" {
-		proxy = clearkey.NewProxy(clearkey.ProxyConfig{Logger: log})
-		// A held request waits up to MaxWait: the write timeout outlasts it.
-		at, err := serveHTTP(ctx, *proxyAddr, proxy, clearkey.DefaultMaxWait+10*time.Second)
-		if err != nil {
-			return fmt.Errorf("-licence-proxy: %w", err)
-		}
-		fmt.Fprintf(stderr, "recv: ClearKey licence proxy on http://%s/ (a request for a key waits for its release)\n", at)
-	}
 	var mu sync.Mutex
 	got := 0
-	r, err := receiver.New(receiver.Config{
-		Trusted: seal.NewKeyRing(pub), Master: master, Streams: streams, TAIOffset: tai, Logger: log,
+	cfg := device.Config{
+		Groups: groups.values, Edges: edges.values, CatchUp: *catchUp, LicenceProxy: *proxyAddr, Logger: log,
 		OnEvent: func(ev receiver.Event) {
 			mu.Lock()
 			defer mu.Unlock()
 			printEvent(stdout, ev, *asJSON, *showKeys)
-			if proxy != nil {
-				proxy.Deliver(ev)
-			}
 			if got++; *periods > 0 && got >= *periods {
 				cancel()
 			}
 		},
-	})
+	}
+	keys := recvKeys{session: *sessionURL, token: *token, ca: *caPath, pub: *pubPath, master: *masterPath, streams: streams}
+	fs.Visit(func(f *flag.Flag) { keys.streamsSet = keys.streamsSet || f.Name == "streams" })
+	if err := keys.apply(&cfg); err != nil {
+		return err
+	}
+	d, err := device.New(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	var srcs []receiver.Source
-	closeAll := func() {
-		for _, s := range srcs {
-			s.Close()
-		}
+	if at := d.LicenceProxyAddr(); at != "" {
+		fmt.Fprintf(stderr, "recv: ClearKey licence proxy on http://%s/ (a request for a key waits for its release)\n", at)
 	}
-	if len(groups.values) > 0 || len(edges.values) == 0 {
-		for _, g := range groupsOrDefault(groups) {
-			c, err := udp.Listen(g)
-			if err != nil {
-				closeAll()
-				return err
-			}
-			srcs = append(srcs, c)
-			log.Info("listening", "group", g.String())
-		}
-	}
-	for _, e := range edges.values {
-		c, err := unicast.Dial(unicast.ClientConfig{Edge: e, Streams: streams, CatchUp: *catchUp, Logger: log})
-		if err != nil {
-			closeAll()
-			return err
-		}
-		srcs = append(srcs, c)
-		log.Info("subscribing", "edge", e)
-	}
-	filter := kernelStamps(stderr, log, tai, srcs)
+	filter := kernelStamps(stderr, log, d.TAIOffset(), d.Sources())
 	if filter != nil {
 		defer filter.Close()
 	}
-	err = r.Run(ctx, srcs...)
-	st := r.Stats()
+	err = d.Run(ctx)
+	printRecvStats(stderr, d.Stats().Stats, filter)
+	return err
+}
+
+// recvKeys is where recv's keys come from: an origin's session (-session,
+// -token, -ca), or key files (-pub, -master).
+type recvKeys struct {
+	session, token, ca string
+	pub, master        string
+	streams            []uint32
+	streamsSet         bool // -streams was given
+}
+
+// apply sets cfg's key source. With a session, the streams are the
+// session's unless -streams was given.
+func (k recvKeys) apply(cfg *device.Config) error {
+	if k.session == "" {
+		pub, err := readOriginPub(k.pub)
+		if err != nil {
+			return err
+		}
+		cfg.OriginKey, cfg.Streams = pub, k.streams
+		if k.master != "" {
+			cfg.Master, err = readMasterKey(k.master)
+		}
+		return err
+	}
+	cfg.Session, cfg.Token = k.session, k.token
+	if k.streamsSet {
+		cfg.Streams = k.streams
+	}
+	if k.ca != "" {
+		pool, err := pki.LoadPool(k.ca)
+		if err != nil {
+			return err
+		}
+		cfg.RootCAs = pool
+	}
+	return nil
+}
+
+// printRecvStats says what the receiver delivered and dropped, and the
+// arrival skew its sockets and, with eBPF, the kernel saw.
+func printRecvStats(stderr io.Writer, st receiver.Stats, filter *bpf.Filter) {
 	fmt.Fprintf(stderr, "recv: %d periods delivered; drops %v\n", st.Delivered, st.Drops)
 	if st.Skew.Total() > 0 {
 		fmt.Fprintf(stderr, "recv: arrival − releaseAt (socket stamps): %v\n", quantiles(st.Skew))
 	}
-	if filter != nil {
-		if h, err := filter.Histogram(); err == nil && h.Total() > 0 {
-			fmt.Fprintf(stderr, "recv: arrival − releaseAt (kernel eBPF stamps): %v\n", quantiles(h))
-		}
-		if v, err := filter.Verdicts(); err == nil {
-			fmt.Fprintf(stderr, "recv: kernel filter verdicts %v\n", v)
-		}
+	if filter == nil {
+		return
 	}
-	return err
+	if h, err := filter.Histogram(); err == nil && h.Total() > 0 {
+		fmt.Fprintf(stderr, "recv: arrival − releaseAt (kernel eBPF stamps): %v\n", quantiles(h))
+	}
+	if v, err := filter.Verdicts(); err == nil {
+		fmt.Fprintf(stderr, "recv: kernel filter verdicts %v\n", v)
+	}
 }
 
 // kernelStamps attaches the eBPF filter to every source where BPF may be
@@ -264,56 +225,4 @@ func printEvent(w io.Writer, ev receiver.Event, asJSON, showKeys bool) {
 		line += " (catch-up: it joined after the release)"
 	}
 	fmt.Fprintln(w, line)
-}
-
-// fromSession reads an origin's session description and, with a token,
-// the master key of the (first) stream.
-func fromSession(ctx context.Context, url, token, caPath string, streams []uint32, explicit bool) (*keyserver.Session, []byte, []uint32, error) {
-	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS13}
-	if caPath != "" {
-		pool, err := pki.LoadPool(caPath)
-		if err != nil {
-			return nil, nil, nil, err
-		}
-		tlsCfg.RootCAs = pool
-	}
-	client := &http.Client{Transport: &http.Transport{TLSClientConfig: tlsCfg}, Timeout: 30 * time.Second}
-	sess, err := keyserver.FetchSession(ctx, client, url)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	if streams, err = sessionStreams(sess.Streams, streams, explicit, token != ""); err != nil {
-		return nil, nil, nil, err
-	}
-	if token == "" {
-		return sess, nil, streams, nil
-	}
-	master, err := keyserver.FetchMaster(ctx, client, sess.LicenceURL(streams[0]), token)
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("licence: %w", err)
-	}
-	return sess, master, streams, nil
-}
-
-// sessionStreams picks the streams a receiver configured from a session
-// takes: those asked for with -streams (each must be the session's), else
-// the session's. Each stream has its own master key and a receiver holds
-// one, so with a licence token it takes exactly one stream.
-func sessionStreams(offered, asked []uint32, explicit, licence bool) ([]uint32, error) {
-	chosen := offered
-	if explicit {
-		for _, s := range asked {
-			if !slices.Contains(offered, s) {
-				return nil, fmt.Errorf("stream %d is not in the session (it offers %v)", s, offered)
-			}
-		}
-		chosen = asked
-	}
-	switch {
-	case len(chosen) == 0:
-		return nil, errors.New("the session offers no streams")
-	case licence && len(chosen) > 1:
-		return nil, fmt.Errorf("the session offers streams %v, each with its own master key: pick one with -streams", chosen)
-	}
-	return chosen, nil
 }

@@ -12,51 +12,56 @@ import (
 	"github.com/embargo-live/embargo/wire"
 )
 
-// outcome is how a licence request ended; its string is the name in the
-// handlers' Stats and in metrics.
-type outcome uint8
+// Outcome is how a licence request ended, at the origin's MasterHandler
+// or at a device's licence proxy; its String is its name in Stats, in
+// metrics and in an error response's body.
+type Outcome uint8
 
+// The outcomes of a licence request.
 const (
-	outGranted      outcome = iota // licence sent
-	outPreflight                   // CORS preflight answered
-	outUnauthorized                // no or unknown bearer token
-	outMethod                      // neither POST nor (proxy) OPTIONS
-	outBadRequest                  // body is not a valid licence request
-	outUnsupported                 // a persistent session type
-	outTooLarge                    // body over MaxBodySize
-	outUnknownKID                  // a key id the origin does not serve
-	outUnavailable                 // no master key to give yet
-	outNotReleased                 // waited MaxWait, a key id still not released
-	outEvicted                     // released, but no longer held
-	outCancelled                   // the client went away while waiting
-	outBusy                        // too many requests already waiting
+	Granted      Outcome = iota // licence sent
+	Preflight                   // CORS preflight answered
+	Unauthorized                // no or unknown bearer token
+	BadMethod                   // neither POST nor (proxy) OPTIONS
+	BadRequest                  // body is not a valid licence request
+	Unsupported                 // a persistent session type
+	TooLarge                    // body over MaxBodySize
+	UnknownKID                  // a key id the origin does not serve
+	Unavailable                 // no master key to give yet
+	NotReleased                 // waited MaxWait, a key id still not released
+	Evicted                     // released, but no longer held
+	Cancelled                   // the client went away while waiting
+	Busy                        // too many requests already waiting
 	numOutcomes
 )
 
 var outcomeNames = [numOutcomes]string{
-	outGranted:      "granted",
-	outPreflight:    "preflight",
-	outUnauthorized: "unauthorized",
-	outMethod:       "bad-method",
-	outBadRequest:   "bad-request",
-	outUnsupported:  "unsupported-type",
-	outTooLarge:     "too-large",
-	outUnknownKID:   "unknown-kid",
-	outUnavailable:  "unavailable",
-	outNotReleased:  "not-released",
-	outEvicted:      "evicted",
-	outCancelled:    "cancelled",
-	outBusy:         "busy",
+	Granted:      "granted",
+	Preflight:    "preflight",
+	Unauthorized: "unauthorized",
+	BadMethod:    "bad-method",
+	BadRequest:   "bad-request",
+	Unsupported:  "unsupported-type",
+	TooLarge:     "too-large",
+	UnknownKID:   "unknown-kid",
+	Unavailable:  "unavailable",
+	NotReleased:  "not-released",
+	Evicted:      "evicted",
+	Cancelled:    "cancelled",
+	Busy:         "busy",
 }
 
-func (o outcome) String() string { return outcomeNames[o] }
+func (o Outcome) String() string { return outcomeNames[o] }
 
-// counters are atomic so that ServeHTTP counts without a lock.
-type counters [numOutcomes]atomic.Uint64
+// Counters count requests by Outcome. They are atomic so that a handler
+// counts without a lock; the zero value is ready to use.
+type Counters [numOutcomes]atomic.Uint64
 
-func (c *counters) add(o outcome) { c[o].Add(1) }
+// Add counts one request that ended in o.
+func (c *Counters) Add(o Outcome) { c[o].Add(1) }
 
-func (c *counters) snapshot() map[string]uint64 {
+// Snapshot returns the non-zero counts by outcome name.
+func (c *Counters) Snapshot() map[string]uint64 {
 	m := make(map[string]uint64, numOutcomes)
 	for i := range c {
 		if v := c[i].Load(); v > 0 {
@@ -66,9 +71,10 @@ func (c *counters) snapshot() map[string]uint64 {
 	return m
 }
 
-// readBody reads at most MaxBodySize bytes, refusing a larger body before
-// reading it when the client declared its length.
-func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+// ReadBody reads a licence request's body, at most MaxBodySize bytes,
+// refusing a larger body (ErrTooLarge) before reading it when the client
+// declared its length; any other failure wraps ErrMalformed.
+func ReadBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	if r.ContentLength > MaxBodySize {
 		return nil, ErrTooLarge
 	}
@@ -83,15 +89,16 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	return b, nil
 }
 
-// parseOutcome is the outcome and status for a request that did not parse.
-func parseOutcome(err error) (outcome, int) {
+// Refusal is the outcome and HTTP status that answer a request whose body
+// ReadBody or ParseRequest refused with err.
+func Refusal(err error) (Outcome, int) {
 	switch {
 	case errors.Is(err, ErrTooLarge):
-		return outTooLarge, http.StatusRequestEntityTooLarge
+		return TooLarge, http.StatusRequestEntityTooLarge
 	case errors.Is(err, ErrUnsupported):
-		return outUnsupported, http.StatusBadRequest
+		return Unsupported, http.StatusBadRequest
 	}
-	return outBadRequest, http.StatusBadRequest
+	return BadRequest, http.StatusBadRequest
 }
 
 // errorBody is every error response's body: the outcome's name, and the
@@ -101,16 +108,19 @@ type errorBody struct {
 	KIDs  []string `json:"kids,omitempty"`
 }
 
-func writeError(w http.ResponseWriter, status int, o outcome, kids [][wire.KIDLen]byte) {
+// WriteError answers status with a JSON body naming the outcome and, in
+// base64url, the key ids it concerns.
+func WriteError(w http.ResponseWriter, status int, o Outcome, kids [][wire.KIDLen]byte) {
 	e := errorBody{Error: o.String()}
 	for i := range kids {
 		e.KIDs = append(e.KIDs, b64.EncodeToString(kids[i][:]))
 	}
 	b, _ := json.Marshal(e) // cannot fail: strings only
-	writeJSON(w, status, b)
+	WriteJSON(w, status, b)
 }
 
-func writeJSON(w http.ResponseWriter, status int, body []byte) {
+// WriteJSON answers status with a JSON body that no cache may keep.
+func WriteJSON(w http.ResponseWriter, status int, body []byte) {
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set("Content-Length", strconv.Itoa(len(body)))

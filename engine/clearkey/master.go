@@ -99,7 +99,7 @@ type MasterHandler struct {
 	tokens []token
 	master func() []byte
 	log    *slog.Logger
-	counts counters
+	counts Counters
 }
 
 type token struct {
@@ -128,30 +128,30 @@ func NewMasterHandler(cfg MasterConfig) (*MasterHandler, error) {
 	return m, nil
 }
 
-// Stats returns the number of requests by outcome (see Outcomes).
-func (m *MasterHandler) Stats() map[string]uint64 { return m.counts.snapshot() }
+// Stats returns the number of requests by outcome name (see Outcome).
+func (m *MasterHandler) Stats() map[string]uint64 { return m.counts.Snapshot() }
 
 // ServeHTTP implements http.Handler.
 func (m *MasterHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
-		m.fail(w, http.StatusMethodNotAllowed, outMethod, nil)
+		m.fail(w, http.StatusMethodNotAllowed, BadMethod, nil)
 		return
 	}
 	client, ok := m.authorize(r.Header.Get("Authorization"))
 	if !ok {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="embargo"`)
 		m.log.Debug("master licence refused", "remote", r.RemoteAddr)
-		m.fail(w, http.StatusUnauthorized, outUnauthorized, nil)
+		m.fail(w, http.StatusUnauthorized, Unauthorized, nil)
 		return
 	}
-	body, err := readBody(w, r)
+	body, err := ReadBody(w, r)
 	var req Request
 	if err == nil && len(body) > 0 {
 		req, err = ParseRequest(body)
 	}
 	if err != nil {
-		o, status := parseOutcome(err)
+		o, status := Refusal(err)
 		m.fail(w, status, o, nil)
 		return
 	}
@@ -159,28 +159,28 @@ func (m *MasterHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	kid, err := MasterKID(master)
 	if err != nil {
 		m.log.Warn("no master key to serve", "client", client, "err", err)
-		m.fail(w, http.StatusServiceUnavailable, outUnavailable, nil)
+		m.fail(w, http.StatusServiceUnavailable, Unavailable, nil)
 		return
 	}
 	for _, k := range req.KIDs {
 		if k != kid {
-			m.fail(w, http.StatusNotFound, outUnknownKID, [][wire.KIDLen]byte{k})
+			m.fail(w, http.StatusNotFound, UnknownKID, [][wire.KIDLen]byte{k})
 			return
 		}
 	}
 	lic, err := masterLicence(master, kid)
 	if err != nil {
-		m.fail(w, http.StatusInternalServerError, outUnavailable, nil)
+		m.fail(w, http.StatusInternalServerError, Unavailable, nil)
 		return
 	}
-	m.counts.add(outGranted)
+	m.counts.Add(Granted)
 	m.log.Info("master licence granted", "client", client, "remote", r.RemoteAddr)
-	writeJSON(w, http.StatusOK, lic)
+	WriteJSON(w, http.StatusOK, lic)
 }
 
-func (m *MasterHandler) fail(w http.ResponseWriter, status int, o outcome, kids [][wire.KIDLen]byte) {
-	m.counts.add(o)
-	writeError(w, status, o, kids)
+func (m *MasterHandler) fail(w http.ResponseWriter, status int, o Outcome, kids [][wire.KIDLen]byte) {
+	m.counts.Add(o)
+	WriteError(w, status, o, kids)
 }
 
 // authorize returns the client a bearer token belongs to. Tokens are

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -91,15 +93,12 @@ func (i *Issuer) Event(stream uint32) *keystore.Event {
 	return i.events[stream]
 }
 
-// Streams lists the events' streams.
+// Streams lists the events' streams in ascending order, so that the
+// session description and every loop over them are the same each time.
 func (i *Issuer) Streams() []uint32 {
 	i.mu.Lock()
 	defer i.mu.Unlock()
-	out := make([]uint32, 0, len(i.events))
-	for s := range i.events {
-		out = append(out, s)
-	}
-	return out
+	return slices.Sorted(maps.Keys(i.events))
 }
 
 // Run issues due periods every tick until ctx ends.

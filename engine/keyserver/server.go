@@ -17,21 +17,10 @@ import (
 	"github.com/embargo-live/embargo/engine/clearkey"
 	"github.com/embargo-live/embargo/engine/cpix"
 	"github.com/embargo-live/embargo/engine/keystore"
+	"github.com/embargo-live/embargo/engine/session"
 	"github.com/embargo-live/embargo/internal/pki"
 	"github.com/embargo-live/embargo/seal"
 )
-
-// Session is what a receiver needs to configure itself from one URL: the
-// origin key to trust, the streams, where edges release them, and where
-// the master-key licence is.
-type Session struct {
-	OriginKey string   `json:"originKey"` // Ed25519 public key, base64
-	KeyID     string   `json:"keyId"`     // its PROTOCOL.md §6.1 key id, hex
-	Streams   []uint32 `json:"streams"`
-	Groups    []string `json:"groups,omitempty"` // multicast groups, in udp.ParseGroup syntax
-	Edges     []string `json:"edges,omitempty"`  // unicast edges, host:port
-	Licence   string   `json:"licence,omitempty"`
-}
 
 // ServerConfig configures the HTTPS handler.
 type ServerConfig struct {
@@ -106,7 +95,7 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, code int, outcome
 func (h *Handler) session(w http.ResponseWriter, r *http.Request) {
 	pub := h.cfg.Issuer.PublicKey()
 	id := seal.KeyID(pub)
-	s := Session{
+	s := session.Session{
 		OriginKey: base64.StdEncoding.EncodeToString(pub), KeyID: hex.EncodeToString(id[:]),
 		Streams: h.cfg.Issuer.Streams(), Groups: h.cfg.Groups, Edges: h.cfg.Edges, Licence: h.cfg.Licence,
 	}

@@ -5,8 +5,9 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
-	"sync"
+	"slices"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/embargo-live/embargo/engine/bundle"
@@ -118,97 +119,92 @@ func TestSchedule(t *testing.T) {
 }
 
 // TestRotation: a rotation started mid-schedule issues every stream's
-// periods in order from the next one, each once, with fresh keys.
+// periods in order from the next one, each once, with fresh keys, each at
+// the first tick after its announce time (releaseAt − Lead).
 func TestRotation(t *testing.T) {
-	o, _ := newOrigin(t)
-	clock := ptp.NewSim()
-	start := clock.True()
-	s := origin.Schedule{Epoch: start - int64(time.Second), Period: 40 * time.Millisecond, Lead: 100 * time.Millisecond}
-	var mu sync.Mutex
-	seen := map[[2]uint64]int{}
-	var order []uint64
-	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-	defer cancel()
-	err := (&origin.Rotation{Origin: o, Schedule: s, Streams: []uint32{1, 2}, Clock: clock}).Run(ctx, func(is origin.Issued) error {
-		mu.Lock()
-		defer mu.Unlock()
-		seen[[2]uint64{uint64(is.Bundle.Stream), is.Bundle.Period}]++
-		if is.Bundle.Stream == 1 {
-			order = append(order, is.Bundle.Period)
+	synctest.Test(t, func(t *testing.T) {
+		o, _ := newOrigin(t)
+		clock := ptp.NewSim()
+		start, t0 := clock.True(), time.Now()
+		// Period 25 was released at start; the rotation ticks every 10 ms.
+		s := origin.Schedule{Epoch: start - int64(time.Second), Period: 40 * time.Millisecond, Lead: 100 * time.Millisecond}
+		type issue struct {
+			period uint64
+			after  time.Duration
 		}
-		if is.Bundle.ReleaseAt <= start || len(is.Keys) != 1 {
-			t.Errorf("issued period %d released at %d (start %d) with %d keys", is.Bundle.Period, is.Bundle.ReleaseAt, start, len(is.Keys))
+		var got [2][]issue
+		keys := map[seal.ContentKey]bool{}
+		// 295 ms: the last tick is at 290 ms, and none coincides with the end.
+		ctx, cancel := context.WithTimeout(t.Context(), 295*time.Millisecond)
+		defer cancel()
+		err := (&origin.Rotation{Origin: o, Schedule: s, Streams: []uint32{1, 2}, Clock: clock}).Run(ctx, func(is origin.Issued) error {
+			got[is.Bundle.Stream-1] = append(got[is.Bundle.Stream-1], issue{is.Bundle.Period, time.Since(t0)})
+			if len(is.Keys) != 1 || keys[is.Keys[0]] {
+				t.Errorf("stream %d period %d: keys %x are not one fresh key", is.Bundle.Stream, is.Bundle.Period, is.Keys)
+			}
+			keys[is.Keys[0]] = true
+			return nil
+		})
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatal(err)
 		}
-		return nil
+		// Periods 26 and 27 are due at once; period p ≥ 28 comes due at
+		// (p−25)·40 ms − 100 ms, on a tick; by 290 ms, 34 is the last.
+		var want []issue
+		for p := uint64(26); p <= 34; p++ {
+			want = append(want, issue{p, max(0, time.Duration(p-25)*40*time.Millisecond-100*time.Millisecond)})
+		}
+		for i := range got {
+			if !slices.Equal(got[i], want) {
+				t.Errorf("stream %d issued %v, want %v", i+1, got[i], want)
+			}
+		}
 	})
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatal(err)
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	if len(order) < 5 {
-		t.Fatalf("only %d periods issued in 300ms of 40ms periods", len(order))
-	}
-	if first := s.Current(start) + 1; order[0] != first {
-		t.Errorf("first period %d, want %d", order[0], first)
-	}
-	for i := 1; i < len(order); i++ {
-		if order[i] != order[i-1]+1 {
-			t.Fatalf("periods out of order: %v", order)
-		}
-	}
-	for k, n := range seen {
-		if n != 1 {
-			t.Errorf("stream %d period %d issued %d times", k[0], k[1], n)
-		}
-	}
 }
 
 // TestRotationAfterClockSteps: a clock that read ahead and is stepped back
 // does not leave the rotation waiting for the future it saw; an
 // unsynchronized clock issues nothing.
 func TestRotationAfterClockSteps(t *testing.T) {
-	o, _ := newOrigin(t)
-	clock := ptp.NewSim()
-	start := clock.True()
-	s := origin.Schedule{Epoch: start, Period: 20 * time.Millisecond, Lead: 40 * time.Millisecond}
-	clock.Step(time.Second) // reads a second ahead at first
-	var mu sync.Mutex
-	var issued []uint64
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		(&origin.Rotation{Origin: o, Schedule: s, Streams: []uint32{1}, Clock: clock}).Run(ctx, func(is origin.Issued) error {
-			mu.Lock()
-			issued = append(issued, is.Bundle.Period)
-			mu.Unlock()
-			return nil
-		})
-	}()
-	time.Sleep(50 * time.Millisecond)
-	clock.Step(-time.Second)
-	time.Sleep(200 * time.Millisecond)
-	now := s.Current(clock.True())
-	clock.SetState(ptp.StateUnsynchronized, "test")
-	mu.Lock()
-	before := len(issued)
-	mu.Unlock()
-	time.Sleep(150 * time.Millisecond)
-	cancel()
-	<-done
-	mu.Lock()
-	defer mu.Unlock()
-	found := false
-	for _, p := range issued {
-		if p > now-5 && p <= now+2 {
-			found = true
+	synctest.Test(t, func(t *testing.T) {
+		o, _ := newOrigin(t)
+		clock := ptp.NewSim()
+		start := clock.True()
+		// 20 ms periods from start; the rotation ticks every 5 ms. The test
+		// acts between ticks, so no action races a tick.
+		s := origin.Schedule{Epoch: start, Period: 20 * time.Millisecond, Lead: 40 * time.Millisecond}
+		clock.Step(time.Second) // reads a second ahead at first
+		var issued []uint64
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			(&origin.Rotation{Origin: o, Schedule: s, Streams: []uint32{1}, Clock: clock}).Run(ctx, func(is origin.Issued) error {
+				issued = append(issued, is.Bundle.Period)
+				return nil
+			})
+		}()
+		time.Sleep(52 * time.Millisecond)
+		synctest.Wait()
+		// Reading a second ahead, it announced periods 51..54.
+		if want := []uint64{51, 52, 53, 54}; !slices.Equal(issued, want) {
+			t.Fatalf("ahead: issued %v, want %v", issued, want)
 		}
-	}
-	if !found {
-		t.Fatalf("after the step back, no period near the true current one (%d) was issued: %v", now, issued)
-	}
-	if len(issued) != before {
-		t.Errorf("issued %d periods on an unsynchronized clock", len(issued)-before)
-	}
+		clock.Step(-time.Second)
+		time.Sleep(200 * time.Millisecond) // to 252 ms
+		synctest.Wait()
+		// From the tick at 55 ms it starts over at the due periods (3, 4),
+		// and by the tick at 250 ms it has announced up to 14.
+		want := []uint64{51, 52, 53, 54, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14}
+		if !slices.Equal(issued, want) {
+			t.Fatalf("after the step back: issued %v, want %v", issued, want)
+		}
+		clock.SetState(ptp.StateUnsynchronized, "test")
+		time.Sleep(150 * time.Millisecond)
+		cancel()
+		<-done
+		if !slices.Equal(issued, want) {
+			t.Errorf("issued %v on an unsynchronized clock", issued[len(want):])
+		}
+	})
 }

@@ -1,4 +1,4 @@
-package keyserver
+package poller
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 
 	"github.com/embargo-live/embargo/engine/bundle"
 	"github.com/embargo-live/embargo/engine/cpix"
+	"github.com/embargo-live/embargo/internal/fetch"
 )
 
 // maxDocument bounds a CPIX response an edge will read.
@@ -31,8 +32,8 @@ type Poller struct {
 	documents, refused, added, rejected atomic.Uint64
 }
 
-// PollerStats count what the edge fetched and what it refused.
-type PollerStats struct {
+// Stats count what the edge fetched and what it refused.
+type Stats struct {
 	Documents uint64 // CPIX documents accepted
 	Refused   uint64 // fetches that failed or documents refused whole
 	Added     uint64 // bundles the edge took
@@ -40,8 +41,8 @@ type PollerStats struct {
 }
 
 // Stats returns a snapshot of the counters.
-func (p *Poller) Stats() PollerStats {
-	return PollerStats{Documents: p.documents.Load(), Refused: p.refused.Load(), Added: p.added.Load(), Rejected: p.rejected.Load()}
+func (p *Poller) Stats() Stats {
+	return Stats{Documents: p.documents.Load(), Refused: p.refused.Load(), Added: p.added.Load(), Rejected: p.rejected.Load()}
 }
 
 // ClientTLS is an edge's or packager's TLS configuration toward the origin.
@@ -98,7 +99,7 @@ func (p *Poller) Run(ctx context.Context, add func(*bundle.Bundle) error) error 
 // Fetch gets the stream's bundles from period from on.
 func (p *Poller) Fetch(ctx context.Context, stream uint32, from uint64) ([]*bundle.Bundle, error) {
 	url := fmt.Sprintf("%s/v1/streams/%d/bundles?from=%d", p.Origin, stream, from)
-	body, err := fetch(ctx, p.Client, http.MethodGet, url, "", maxDocument)
+	body, err := fetch.Do(ctx, p.Client, http.MethodGet, url, "", maxDocument)
 	if err != nil || body == nil {
 		return nil, err // nil, nil: nothing new
 	}
@@ -112,13 +113,4 @@ func (p *Poller) Fetch(ctx context.Context, stream uint32, from uint64) ([]*bund
 		}
 	}
 	return bs, nil
-}
-
-func firstLine(b []byte) string {
-	for i, c := range b {
-		if c == '\n' || i == 200 {
-			return string(b[:i])
-		}
-	}
-	return string(b)
 }

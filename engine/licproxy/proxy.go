@@ -1,4 +1,4 @@
-package clearkey
+package licproxy
 
 import (
 	"context"
@@ -7,12 +7,13 @@ import (
 	"sync"
 	"time"
 
+	"github.com/embargo-live/embargo/engine/clearkey"
 	"github.com/embargo-live/embargo/engine/receiver"
 	"github.com/embargo-live/embargo/seal"
 	"github.com/embargo-live/embargo/wire"
 )
 
-// Defaults for ProxyConfig.
+// Defaults for Config.
 const (
 	// DefaultMaxWait is longer than any announce lead, so a player that
 	// asks as soon as it sees a key id is answered at the release.
@@ -25,8 +26,8 @@ const (
 	maxGone = 4096
 )
 
-// ProxyConfig configures a Proxy. Zero values mean the defaults.
-type ProxyConfig struct {
+// Config configures a Proxy. Zero values mean the defaults.
+type Config struct {
 	// MaxWait is how long a request waits for its keys' release before it
 	// is answered 404 "not-released". The http.Server's WriteTimeout must
 	// be longer.
@@ -51,9 +52,9 @@ type ProxyConfig struct {
 // A Proxy is safe for concurrent use; Deliver may be the receiver's
 // OnEvent directly.
 type Proxy struct {
-	cfg    ProxyConfig
+	cfg    Config
 	log    *slog.Logger
-	counts counters
+	counts clearkey.Counters
 
 	mu      sync.Mutex
 	live    map[[wire.KIDLen]byte]held
@@ -90,9 +91,9 @@ type goneKID struct {
 	seq uint64
 }
 
-// ProxyStats is a snapshot of a Proxy.
-type ProxyStats struct {
-	Outcomes map[string]uint64 // requests by outcome (see Outcomes)
+// Stats is a snapshot of a Proxy.
+type Stats struct {
+	Outcomes map[string]uint64 // requests by outcome name (see clearkey.Outcome)
 	Waiting  int               // requests waiting now
 	Periods  int               // released periods held
 	Keys     int               // content keys held
@@ -100,8 +101,8 @@ type ProxyStats struct {
 
 var _ http.Handler = (*Proxy)(nil)
 
-// NewProxy returns a Proxy holding no keys.
-func NewProxy(cfg ProxyConfig) *Proxy {
+// New returns a Proxy holding no keys.
+func New(cfg Config) *Proxy {
 	if cfg.MaxWait <= 0 {
 		cfg.MaxWait = DefaultMaxWait
 	}
@@ -130,7 +131,7 @@ func NewProxy(cfg ProxyConfig) *Proxy {
 // Deliver records a released period's content keys and answers the
 // requests waiting for them. Periods without keys (opaque resources) and
 // periods already held are ignored. The oldest period beyond
-// ProxyConfig.Periods is evicted.
+// Config.Periods is evicted.
 func (p *Proxy) Deliver(ev receiver.Event) {
 	if len(ev.Keys) == 0 {
 		return
@@ -188,10 +189,10 @@ func (p *Proxy) bury(kid [wire.KIDLen]byte) {
 }
 
 // Stats returns a snapshot of the proxy's counters and holdings.
-func (p *Proxy) Stats() ProxyStats {
+func (p *Proxy) Stats() Stats {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return ProxyStats{Outcomes: p.counts.snapshot(), Waiting: p.waiting, Periods: len(p.periods), Keys: len(p.live)}
+	return Stats{Outcomes: p.counts.Snapshot(), Waiting: p.waiting, Periods: len(p.periods), Keys: len(p.live)}
 }
 
 // ServeHTTP implements http.Handler: POST a Clear Key licence request,
@@ -205,38 +206,38 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.Set("Access-Control-Allow-Methods", "POST, OPTIONS")
 		h.Set("Access-Control-Allow-Headers", "Content-Type")
 		h.Set("Access-Control-Max-Age", "600")
-		p.counts.add(outPreflight)
+		p.counts.Add(clearkey.Preflight)
 		w.WriteHeader(http.StatusNoContent)
 		return
 	default:
 		h.Set("Allow", "POST, OPTIONS")
-		p.fail(w, http.StatusMethodNotAllowed, outMethod, nil)
+		p.fail(w, http.StatusMethodNotAllowed, clearkey.BadMethod, nil)
 		return
 	}
-	body, err := readBody(w, r)
-	var req Request
+	body, err := clearkey.ReadBody(w, r)
+	var req clearkey.Request
 	if err == nil {
-		req, err = ParseRequest(body)
+		req, err = clearkey.ParseRequest(body)
 	}
 	if err != nil {
-		o, status := parseOutcome(err)
+		o, status := clearkey.Refusal(err)
 		p.log.Debug("licence request refused", "remote", r.RemoteAddr, "err", err)
 		p.fail(w, status, o, nil)
 		return
 	}
 	keys, missing, o := p.await(r.Context(), unique(req.KIDs))
 	switch o {
-	case outGranted:
-		lic, err := MarshalLicence(keys, req.Type)
+	case clearkey.Granted:
+		lic, err := clearkey.MarshalLicence(keys, req.Type)
 		if err != nil { // cannot happen: keys are 1..MaxKIDs
-			p.fail(w, http.StatusInternalServerError, outBadRequest, nil)
+			p.fail(w, http.StatusInternalServerError, clearkey.BadRequest, nil)
 			return
 		}
-		p.counts.add(outGranted)
-		writeJSON(w, http.StatusOK, lic)
-	case outEvicted:
+		p.counts.Add(clearkey.Granted)
+		clearkey.WriteJSON(w, http.StatusOK, lic)
+	case clearkey.Evicted:
 		p.fail(w, http.StatusGone, o, missing)
-	case outBusy:
+	case clearkey.Busy:
 		h.Set("Retry-After", "1")
 		p.fail(w, http.StatusServiceUnavailable, o, missing)
 	default: // not released in time, or the client left
@@ -245,28 +246,28 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p.log.Debug("licence request", "remote", r.RemoteAddr, "outcome", o.String(), "kids", len(req.KIDs))
 }
 
-func (p *Proxy) fail(w http.ResponseWriter, status int, o outcome, kids [][wire.KIDLen]byte) {
-	p.counts.add(o)
-	writeError(w, status, o, kids)
+func (p *Proxy) fail(w http.ResponseWriter, status int, o clearkey.Outcome, kids [][wire.KIDLen]byte) {
+	p.counts.Add(o)
+	clearkey.WriteError(w, status, o, kids)
 }
 
 // await waits until every kid is released and returns their keys, in
 // order; otherwise the outcome, and the kids that were missing or evicted.
 // It starts no goroutine: the wait is the handler's own.
-func (p *Proxy) await(ctx context.Context, kids [][wire.KIDLen]byte) ([]seal.ContentKey, [][wire.KIDLen]byte, outcome) {
+func (p *Proxy) await(ctx context.Context, kids [][wire.KIDLen]byte) ([]seal.ContentKey, [][wire.KIDLen]byte, clearkey.Outcome) {
 	p.mu.Lock()
 	keys, missing, gone := p.lookup(kids)
 	changed := p.changed
 	switch {
 	case len(gone) > 0:
 		p.mu.Unlock()
-		return nil, gone, outEvicted
+		return nil, gone, clearkey.Evicted
 	case len(missing) == 0:
 		p.mu.Unlock()
-		return keys, nil, outGranted
+		return keys, nil, clearkey.Granted
 	case p.waiting >= p.cfg.MaxWaiters:
 		p.mu.Unlock()
-		return nil, missing, outBusy
+		return nil, missing, clearkey.Busy
 	}
 	p.waiting++
 	p.mu.Unlock()
@@ -279,13 +280,13 @@ func (p *Proxy) await(ctx context.Context, kids [][wire.KIDLen]byte) ([]seal.Con
 	timer := time.NewTimer(p.cfg.MaxWait)
 	defer timer.Stop()
 	for {
-		final := outGranted
+		final := clearkey.Granted
 		select {
 		case <-changed:
 		case <-timer.C:
-			final = outNotReleased
+			final = clearkey.NotReleased
 		case <-ctx.Done():
-			final = outCancelled
+			final = clearkey.Cancelled
 		}
 		p.mu.Lock()
 		keys, missing, gone = p.lookup(kids)
@@ -293,11 +294,11 @@ func (p *Proxy) await(ctx context.Context, kids [][wire.KIDLen]byte) ([]seal.Con
 		p.mu.Unlock()
 		switch {
 		case len(gone) > 0:
-			return nil, gone, outEvicted
+			return nil, gone, clearkey.Evicted
 		case len(missing) == 0:
 			// Released just as the wait ran out: the keys are there, serve them.
-			return keys, nil, outGranted
-		case final != outGranted:
+			return keys, nil, clearkey.Granted
+		case final != clearkey.Granted:
 			return nil, missing, final
 		}
 	}

@@ -1,0 +1,279 @@
+package device
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/embargo-live/embargo/engine/licproxy"
+	"github.com/embargo-live/embargo/engine/receiver"
+	"github.com/embargo-live/embargo/engine/udp"
+	"github.com/embargo-live/embargo/engine/unicast"
+	"github.com/embargo-live/embargo/ptp"
+	"github.com/embargo-live/embargo/seal"
+)
+
+// ErrConfig is wrapped by the reasons New refuses a Config.
+var ErrConfig = errors.New("device: invalid config")
+
+// Config configures a Device: either Session (and Token), or OriginKey
+// (and Master).
+type Config struct {
+	// Session is the URL of an origin's session description
+	// (https://host:port/v1/session). The device trusts the origin key it
+	// names and, unless Groups or Edges are set, receives from the
+	// session's groups and edges.
+	Session string
+	// Token is the bearer token for the stream's master-key licence, with
+	// Session. Without it the device receives without a master key.
+	Token string
+	// RootCAs are the CAs the origin's certificate must chain to; nil
+	// means the system's. Ignored when HTTPClient is set.
+	RootCAs *x509.CertPool
+	// HTTPClient fetches the session and the licence; nil means a client
+	// trusting RootCAs that gives up after 30 s.
+	HTTPClient *http.Client
+
+	// OriginKey is the origin's public key when there is no Session.
+	OriginKey ed25519.PublicKey
+	// Master is the event's master key when there is no Session; nil
+	// receives without it (periods are verified, nothing is usable).
+	Master []byte
+
+	// Streams are the streams to receive. With a Session, empty means the
+	// session's, and any given must be among them; with a Token, exactly
+	// one, as each stream has its own master key.
+	Streams []uint32
+	// Groups are the multicast groups to join and Edges the edges to
+	// subscribe to by unicast. With neither (nor Sources), the device
+	// joins udp.Loopback; with Edges and no Groups, no group.
+	Groups []udp.Group
+	Edges  []netip.AddrPort
+	// CatchUp is how many released periods per stream a unicast
+	// subscription asks for (0 … wire.MaxCatchUp).
+	CatchUp int
+	// Sources are further sources the receiver reads, such as a
+	// platform's own transport. Run closes them.
+	Sources []receiver.Source
+
+	// LicenceProxy, when not empty, is the TCP address on which the
+	// device serves W3C ClearKey licences for released keys to a player
+	// (package licproxy), e.g. 127.0.0.1:8080.
+	LicenceProxy string
+
+	// TAIOffset converts arrival stamps to TAI; zero means the system's
+	// where it can be read, else ptp.DefaultTAIOffset.
+	TAIOffset ptp.TAIOffset
+	// OnEvent receives each released period once, after the licence
+	// proxy holds its keys. It may be called from several goroutines at
+	// once and should return quickly.
+	OnEvent func(receiver.Event)
+	Logger  *slog.Logger
+}
+
+// Device is a receiver wired to its sources and, optionally, a licence
+// proxy. New opens everything; Run runs it.
+type Device struct {
+	r       *receiver.Receiver
+	srcs    []receiver.Source
+	streams []uint32
+	tai     ptp.TAIOffset
+	onEvent func(receiver.Event)
+	log     *slog.Logger
+
+	proxy *licproxy.Proxy
+	ln    net.Listener // the proxy's
+	srv   *http.Server
+
+	ran atomic.Bool
+}
+
+// Stats is a snapshot of a Device.
+type Stats struct {
+	receiver.Stats
+	// LicenceProxy is the proxy's account; zero without a proxy.
+	LicenceProxy licproxy.Stats
+}
+
+// New configures the device — fetching the session and the master key
+// when cfg names a session — and opens its sources and the licence
+// proxy's listener. Run runs them; Close releases them if Run is never
+// called.
+func New(ctx context.Context, cfg Config) (*Device, error) {
+	d := &Device{log: cfg.Logger, onEvent: cfg.OnEvent, tai: cfg.TAIOffset}
+	if d.log == nil {
+		d.log = slog.New(slog.DiscardHandler)
+	}
+	if d.tai == 0 {
+		d.tai = systemTAI()
+	}
+	pub, master := cfg.OriginKey, cfg.Master
+	d.streams = cfg.Streams
+	groups, edges := cfg.Groups, cfg.Edges
+	if cfg.Session != "" {
+		s, err := fromSession(ctx, cfg)
+		if err != nil {
+			return nil, err
+		}
+		pub, master, d.streams = s.pub, s.master, s.streams
+		if len(groups) == 0 && len(edges) == 0 {
+			groups, edges = s.groups, s.edges
+		}
+	}
+	switch {
+	case len(pub) != ed25519.PublicKeySize:
+		return nil, fmt.Errorf("%w: no origin key: set Session or OriginKey", ErrConfig)
+	case len(d.streams) == 0:
+		return nil, fmt.Errorf("%w: no streams", ErrConfig)
+	}
+	if len(groups) == 0 && len(edges) == 0 && len(cfg.Sources) == 0 {
+		groups = []udp.Group{udp.Loopback}
+	}
+	r, err := receiver.New(receiver.Config{
+		Trusted: seal.NewKeyRing(pub), Master: master, Streams: d.streams, TAIOffset: d.tai,
+		OnEvent: d.deliver, Logger: d.log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	d.r = r
+	if err := d.open(cfg, groups, edges); err != nil {
+		d.release()
+		return nil, err
+	}
+	return d, nil
+}
+
+// open listens for the proxy and opens the sources, keeping what it
+// opened in d so that release can close it.
+func (d *Device) open(cfg Config, groups []udp.Group, edges []netip.AddrPort) error {
+	if cfg.LicenceProxy != "" {
+		ln, err := net.Listen("tcp", cfg.LicenceProxy)
+		if err != nil {
+			return fmt.Errorf("licence proxy: %w", err)
+		}
+		d.ln = ln
+		d.proxy = licproxy.New(licproxy.Config{Logger: d.log})
+		// A held request waits up to MaxWait: the write timeout outlasts it.
+		d.srv = &http.Server{Handler: d.proxy, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 10 * time.Second,
+			WriteTimeout: licproxy.DefaultMaxWait + 10*time.Second, IdleTimeout: 60 * time.Second}
+	}
+	for _, g := range groups {
+		c, err := udp.Listen(g)
+		if err != nil {
+			return err
+		}
+		d.srcs = append(d.srcs, c)
+		d.log.Info("listening", "group", g.String())
+	}
+	for _, e := range edges {
+		c, err := unicast.Dial(unicast.ClientConfig{Edge: e, Streams: d.streams, CatchUp: cfg.CatchUp, Logger: d.log})
+		if err != nil {
+			return err
+		}
+		d.srcs = append(d.srcs, c)
+		d.log.Info("subscribing", "edge", e)
+	}
+	d.srcs = append(d.srcs, cfg.Sources...)
+	return nil
+}
+
+// deliver hands a released period to the proxy, then to the caller.
+func (d *Device) deliver(ev receiver.Event) {
+	if d.proxy != nil {
+		d.proxy.Deliver(ev)
+	}
+	if d.onEvent != nil {
+		d.onEvent(ev)
+	}
+}
+
+// Streams are the streams the device receives.
+func (d *Device) Streams() []uint32 { return d.streams }
+
+// Sources are the sources Run will read, in the order opened: groups,
+// edges, then Config.Sources. A caller may attach kernel filters to those
+// that are syscall.Conns before Run.
+func (d *Device) Sources() []receiver.Source { return d.srcs }
+
+// TAIOffset is the offset the receiver converts arrival stamps with.
+func (d *Device) TAIOffset() ptp.TAIOffset { return d.tai }
+
+// LicenceProxyAddr is the address the licence proxy listens on, or ""
+// without one.
+func (d *Device) LicenceProxyAddr() string {
+	if d.ln == nil {
+		return ""
+	}
+	return d.ln.Addr().String()
+}
+
+// Run receives until ctx ends, then closes everything and returns nil; if
+// a source or the licence proxy fails first, it stops the rest and
+// returns that error. Run may be called once.
+func (d *Device) Run(ctx context.Context) error {
+	if d.ran.Swap(true) {
+		return errors.New("device: Run called twice")
+	}
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return d.r.Run(ctx, d.srcs...) })
+	if d.srv != nil {
+		g.Go(func() error {
+			if err := d.srv.Serve(d.ln); !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("licence proxy: %w", err)
+			}
+			return nil
+		})
+		g.Go(func() error {
+			<-ctx.Done()
+			return d.srv.Close()
+		})
+	}
+	return g.Wait()
+}
+
+// Close releases the sources and the proxy's listener when Run has not
+// been called; after Run it does nothing.
+func (d *Device) Close() error {
+	if d.ran.Swap(true) {
+		return nil
+	}
+	d.release()
+	return nil
+}
+
+func (d *Device) release() {
+	for _, s := range d.srcs {
+		s.Close()
+	}
+	if d.ln != nil {
+		d.ln.Close()
+	}
+}
+
+// Stats returns a snapshot of the receiver's and the proxy's counters.
+func (d *Device) Stats() Stats {
+	st := Stats{Stats: d.r.Stats()}
+	if d.proxy != nil {
+		st.LicenceProxy = d.proxy.Stats()
+	}
+	return st
+}
+
+// systemTAI is the system clock's TAI offset where it can be read.
+func systemTAI() ptp.TAIOffset {
+	if sys, err := ptp.NewSystem(ptp.WithAssumeSynchronized(time.Second)); err == nil {
+		return sys.TAIOffset()
+	}
+	return ptp.DefaultTAIOffset
+}

@@ -1,0 +1,90 @@
+package device
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/embargo-live/embargo/engine/session"
+	"github.com/embargo-live/embargo/engine/udp"
+)
+
+// configured is what a session description (and the licence) set.
+type configured struct {
+	pub     ed25519.PublicKey
+	master  []byte
+	streams []uint32
+	groups  []udp.Group
+	edges   []netip.AddrPort
+}
+
+// fromSession reads cfg.Session and, with a token, the master key of the
+// one stream chosen.
+func fromSession(ctx context.Context, cfg Config) (*configured, error) {
+	client := cfg.HTTPClient
+	if client == nil {
+		t := &http.Transport{TLSClientConfig: &tls.Config{MinVersion: tls.VersionTLS13, RootCAs: cfg.RootCAs}}
+		defer t.CloseIdleConnections()
+		client = &http.Client{Transport: t, Timeout: 30 * time.Second}
+	}
+	s, err := session.Fetch(ctx, client, cfg.Session)
+	if err != nil {
+		return nil, err
+	}
+	c := &configured{}
+	if c.pub, err = s.PublicKey(); err != nil {
+		return nil, err
+	}
+	if c.streams, err = chooseStreams(s.Streams, cfg.Streams, cfg.Token != ""); err != nil {
+		return nil, err
+	}
+	for _, g := range s.Groups {
+		x, err := udp.ParseGroup(g)
+		if err != nil {
+			return nil, fmt.Errorf("session group: %w", err)
+		}
+		c.groups = append(c.groups, x)
+	}
+	for _, e := range s.Edges {
+		x, err := netip.ParseAddrPort(e)
+		if err != nil {
+			return nil, fmt.Errorf("session edge: %w", err)
+		}
+		c.edges = append(c.edges, x)
+	}
+	if cfg.Token != "" {
+		if c.master, err = session.FetchMaster(ctx, client, s.LicenceURL(c.streams[0]), cfg.Token); err != nil {
+			return nil, fmt.Errorf("licence: %w", err)
+		}
+	}
+	return c, nil
+}
+
+// chooseStreams picks the streams a device configured from a session receives:
+// those asked for (each must be among those offered), or, when none are
+// asked for, those offered. Each stream has its own master key and a
+// receiver holds one, so with a licence it takes exactly one stream.
+func chooseStreams(offered, asked []uint32, licence bool) ([]uint32, error) {
+	chosen := offered
+	if len(asked) > 0 {
+		for _, s := range asked {
+			if !slices.Contains(offered, s) {
+				return nil, fmt.Errorf("stream %d is not in the session (it offers %v)", s, offered)
+			}
+		}
+		chosen = asked
+	}
+	switch {
+	case len(chosen) == 0:
+		return nil, errors.New("the session offers no streams")
+	case licence && len(chosen) > 1:
+		return nil, fmt.Errorf("the session offers streams %v, each with its own master key: pick one", chosen)
+	}
+	return chosen, nil
+}

@@ -1,0 +1,73 @@
+package session
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/embargo-live/embargo/engine/clearkey"
+	"github.com/embargo-live/embargo/internal/fetch"
+)
+
+// maxBody bounds a session description or licence response.
+const maxBody = 1 << 20
+
+// Session is what a receiver needs to configure itself from one URL: the
+// origin key to trust, the streams, where edges release them, and where
+// the master-key licence is. The origin serves this type at /v1/session.
+type Session struct {
+	OriginKey string   `json:"originKey"` // Ed25519 public key, base64
+	KeyID     string   `json:"keyId"`     // its PROTOCOL.md §6.1 key id, hex
+	Streams   []uint32 `json:"streams"`
+	Groups    []string `json:"groups,omitempty"` // multicast groups, in udp.ParseGroup syntax
+	Edges     []string `json:"edges,omitempty"`  // unicast edges, host:port
+	// Licence is the master-key licence URL, with "{stream}" standing for
+	// the stream id.
+	Licence string `json:"licence,omitempty"`
+}
+
+// Fetch reads an origin's session description and checks that its origin
+// key is an Ed25519 public key.
+func Fetch(ctx context.Context, c *http.Client, url string) (*Session, error) {
+	body, err := fetch.Do(ctx, c, http.MethodGet, url, "", maxBody)
+	if err != nil {
+		return nil, err
+	}
+	var s Session
+	if err := json.Unmarshal(body, &s); err != nil {
+		return nil, fmt.Errorf("session %s: %w", url, err)
+	}
+	if _, err := s.PublicKey(); err != nil {
+		return nil, err
+	}
+	return &s, nil
+}
+
+// PublicKey decodes the origin key the session names.
+func (s *Session) PublicKey() (ed25519.PublicKey, error) {
+	k, err := base64.StdEncoding.DecodeString(s.OriginKey)
+	if err != nil || len(k) != ed25519.PublicKeySize {
+		return nil, fmt.Errorf("session: origin key is not an Ed25519 public key")
+	}
+	return ed25519.PublicKey(k), nil
+}
+
+// LicenceURL is the stream's master-key licence address.
+func (s *Session) LicenceURL(stream uint32) string {
+	return strings.ReplaceAll(s.Licence, "{stream}", strconv.FormatUint(uint64(stream), 10))
+}
+
+// FetchMaster gets the stream's master key with a bearer token from its
+// licence URL, and checks the licence (clearkey.ParseMasterLicence).
+func FetchMaster(ctx context.Context, c *http.Client, url, token string) ([]byte, error) {
+	body, err := fetch.Do(ctx, c, http.MethodPost, url, token, maxBody)
+	if err != nil {
+		return nil, err
+	}
+	return clearkey.ParseMasterLicence(body)
+}

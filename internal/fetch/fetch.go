@@ -1,0 +1,53 @@
+// Package fetch makes the bodiless HTTP requests every client of the origin
+// makes (the edge's bundle poller, the device's session and licence
+// client), with one reading of status codes and one bound on what is read.
+package fetch
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+)
+
+// Do makes one bodiless request, with "Authorization: Bearer token" when
+// token is not empty, and returns the body of a 200 (at most limit bytes),
+// nil for a 204, and an error naming the request and the status for
+// anything else.
+func Do(ctx context.Context, c *http.Client, method, url, token string, limit int) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, method, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	out, err := io.ReadAll(io.LimitReader(resp.Body, int64(limit)+1))
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case resp.StatusCode == http.StatusNoContent:
+		return nil, nil
+	case resp.StatusCode != http.StatusOK:
+		return nil, fmt.Errorf("%s %s: %s: %s", method, url, resp.Status, firstLine(out))
+	case len(out) > limit:
+		return nil, fmt.Errorf("%s %s: response over %d bytes", method, url, limit)
+	}
+	return out, nil
+}
+
+// firstLine is the start of an error body, enough to say why.
+func firstLine(b []byte) string {
+	for i, c := range b {
+		if c == '\n' || i == 200 {
+			return string(b[:i])
+		}
+	}
+	return string(b)
+}
