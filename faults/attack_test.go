@@ -53,6 +53,7 @@ import (
 	"github.com/embargo-live/embargo/engine/udp"
 	"github.com/embargo-live/embargo/engine/unicast"
 	"github.com/embargo-live/embargo/internal/netns"
+	"github.com/embargo-live/embargo/internal/netns/netnstest"
 	"github.com/embargo-live/embargo/internal/pki"
 	"github.com/embargo-live/embargo/internal/wait"
 	"github.com/embargo-live/embargo/ptp"
@@ -1389,7 +1390,7 @@ func atkHTTPCommon(host string) []atkHTTPCase {
 }
 
 func atkHTTPS(t *testing.T) {
-	n := netns.New(t, 3)
+	n := netnstest.New(t, 3)
 	originH, attackerH, edgeH := n.Host(0), n.Host(1), n.Host(2)
 
 	// The deployment's CA, the origin's server certificate and an edge's
@@ -1507,7 +1508,7 @@ func atkHTTPS(t *testing.T) {
 }
 
 func atkMetrics(t *testing.T) {
-	n := netns.New(t, 2)
+	n := netnstest.New(t, 2)
 	edgeH, attackerH := n.Host(0), n.Host(1)
 	org, _, err := origin.Generate()
 	if err != nil {

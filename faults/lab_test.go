@@ -27,6 +27,7 @@ import (
 	"github.com/embargo-live/embargo/engine/udp"
 	"github.com/embargo-live/embargo/engine/unicast"
 	"github.com/embargo-live/embargo/internal/netns"
+	"github.com/embargo-live/embargo/internal/netns/netnstest"
 	"github.com/embargo-live/embargo/ptp"
 	"github.com/embargo-live/embargo/seal"
 	"github.com/embargo-live/embargo/wire"
@@ -79,7 +80,7 @@ type lab struct {
 // announced lead before its release and presented one period after it.
 func newLab(t *testing.T, recvHosts int, period, lead, start time.Duration) *lab {
 	t.Helper()
-	n := netns.New(t, firstRecv+recvHosts)
+	n := netnstest.New(t, firstRecv+recvHosts)
 	org, master, err := origin.Generate()
 	if err != nil {
 		t.Fatal(err)

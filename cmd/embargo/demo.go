@@ -238,7 +238,7 @@ func demoTopology(inNetns bool, edges, receivers int) (edgeAt, recvAt func(int) 
 		return at, at, fmt.Sprintf("on loopback (multicast %v)", udp.Loopback), func() {}, nil
 	}
 	hosts := min(receivers, labHosts)
-	lab, err := netns.Build(edges + hosts)
+	lab, err := netns.Build(edges+hosts, nil)
 	if err != nil {
 		return nil, nil, "", nil, fmt.Errorf("-netns: %w", err)
 	}

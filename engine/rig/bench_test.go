@@ -13,6 +13,7 @@ import (
 	"github.com/embargo-live/embargo/engine/rig"
 	"github.com/embargo-live/embargo/engine/udp"
 	"github.com/embargo-live/embargo/internal/netns"
+	"github.com/embargo-live/embargo/internal/netns/netnstest"
 )
 
 // BenchmarkRelease releases periods to 100 and 1,000 receiver sockets, on
@@ -43,7 +44,7 @@ func BenchmarkRelease(b *testing.B) {
 	for _, n := range []int{100, 1000} {
 		b.Run(fmt.Sprintf("netns/receivers=%d", n), func(b *testing.B) {
 			const hosts = 50
-			lab := netns.New(b, hosts+1)
+			lab := netnstest.New(b, hosts+1)
 			perHost := (n + hosts - 1) / hosts
 			group := func(h *netns.Host) udp.Group {
 				return udp.Group{Addr: netip.MustParseAddrPort("239.77.0.2:7171"), Interface: h.Ifname, Hops: 1}

@@ -15,6 +15,7 @@ import (
 	"github.com/embargo-live/embargo/engine/rig"
 	"github.com/embargo-live/embargo/engine/udp"
 	"github.com/embargo-live/embargo/internal/netns"
+	"github.com/embargo-live/embargo/internal/netns/netnstest"
 	"github.com/embargo-live/embargo/ptp"
 )
 
@@ -77,7 +78,7 @@ func TestLoopbackMulticast(t *testing.T) {
 // ten others joined by a bridge, IPv4 and IPv6; 100 receiver sockets, two
 // edges on the same group (receivers deduplicate).
 func TestNamespaceMulticast(t *testing.T) {
-	lab := netns.New(t, 12)
+	lab := netnstest.New(t, 12)
 	for _, fam := range []string{"239.77.0.1", "ff15::77"} {
 		t.Run(fam, func(t *testing.T) {
 			group := func(h *netns.Host) udp.Group {
