@@ -19,8 +19,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/embargo-live/embargo/bench"
 	"github.com/embargo-live/embargo/engine/edge"
-	"github.com/embargo-live/embargo/engine/rig"
 	"github.com/embargo-live/embargo/internal/netns"
 	"github.com/embargo-live/embargo/wire"
 )
@@ -205,7 +205,9 @@ func TestLoad(t *testing.T) {
 	slices.Sort(fan)
 	slices.Sort(arrLate)
 	// pc(d, 100) is d's max, 0 if d is empty.
-	pc := func(d []time.Duration, p int) time.Duration { return rig.Percentile(d, p).Round(10 * time.Microsecond) }
+	pc := func(d []time.Duration, p int) time.Duration {
+		return bench.Percentile(d, p).Round(10 * time.Microsecond)
+	}
 	over := 0
 	for _, d := range skew {
 		if d > loadSkewBudget {

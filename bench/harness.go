@@ -1,4 +1,4 @@
-package rig
+package bench
 
 import (
 	"cmp"
@@ -57,9 +57,18 @@ type Config struct {
 	Serve func(edge int, cfg unicast.ServerConfig) (*unicast.Server, error)
 	// Dial subscribes receiver i to an edge [unicast.Dial].
 	Dial func(receiver int, edge netip.AddrPort) (receiver.Source, error)
-	// OnPeriod, if set, sees each period's figures once it has settled
-	// (every receiver has it and every edge has reported its release, or
-	// a period after its releaseAt).
+	// Grace is how long after a period's releaseAt the run waits for
+	// stragglers before it settles the period as it is [Period]. Run ends
+	// once every period has settled, so a long Grace costs nothing when
+	// everything arrives; tests that must not count a receiver slowed by
+	// the machine's load as one that lost a period set it long.
+	Grace time.Duration
+	// Waiter waits on Clock for the run's deadlines [ptp.Sleeper{}: the
+	// harness needs no spin precision; the edges release with their own].
+	Waiter ptp.Waiter
+	// OnPeriod, if set, sees each period's figures once it has settled:
+	// every receiver with the master key has it and every edge has
+	// reported its release, or Grace has passed since its releaseAt.
 	OnPeriod func(Period)
 	// NoMaster lists receivers configured without the master key.
 	NoMaster []int
@@ -76,91 +85,6 @@ type Attacher interface {
 	Attach(c syscall.Conn) error
 }
 
-// Result is what the run observed.
-type Result struct {
-	Config   Config
-	Releases []edge.Report // every edge's release reports
-	Periods  []Period
-	// Receivers' counters, by receiver.
-	Stats []receiver.Stats
-	// CPU is the process's CPU time (user+system) while periods ran.
-	CPU time.Duration
-}
-
-// Period is one key period as every receiver saw it.
-type Period struct {
-	Number    uint64
-	ReleaseAt int64 // TAI ns
-	// Arrival holds each receiver's kernel arrival time of the first valid
-	// RELEASE (TAI ns), 0 if it got no event.
-	Arrival []int64
-	// Opened holds when each receiver had the keys (TAI ns, user space).
-	Opened []int64
-	// KeysOK reports per receiver whether the delivered keys were the
-	// origin's.
-	KeysOK []bool
-}
-
-// Missing counts receivers without an event for p.
-func (p Period) Missing() int { return countIf(p.Arrival, func(a int64) bool { return a == 0 }) }
-
-// Early counts arrivals before releaseAt: the property that must be 0.
-func (p Period) Early() int {
-	return countIf(p.Arrival, func(a int64) bool { return a != 0 && a < p.ReleaseAt })
-}
-
-// Skew is max − min arrival across the receivers that got the period.
-func (p Period) Skew() time.Duration { return spread(p.Arrival) }
-
-// OpenSkew is max − min user-space delivery time across receivers.
-func (p Period) OpenSkew() time.Duration { return spread(p.Opened) }
-
-// Lateness returns arrival − releaseAt for every receiver that got p.
-func (p Period) Lateness() []time.Duration {
-	var out []time.Duration
-	for _, a := range p.Arrival {
-		if a != 0 {
-			out = append(out, time.Duration(a-p.ReleaseAt))
-		}
-	}
-	return out
-}
-
-// Percentile returns the p-th percentile (nearest rank) of sorted, or the
-// zero value if it is empty.
-func Percentile[T cmp.Ordered](sorted []T, p int) T {
-	var zero T
-	if len(sorted) == 0 {
-		return zero
-	}
-	i := (p*len(sorted) + 99) / 100
-	return sorted[max(0, min(len(sorted)-1, i-1))]
-}
-
-func countIf(xs []int64, f func(int64) bool) int {
-	n := 0
-	for _, x := range xs {
-		if f(x) {
-			n++
-		}
-	}
-	return n
-}
-
-func spread(xs []int64) time.Duration {
-	var lo, hi int64
-	for _, x := range xs {
-		if x == 0 {
-			continue
-		}
-		if lo == 0 || x < lo {
-			lo = x
-		}
-		hi = max(hi, x)
-	}
-	return time.Duration(hi - lo)
-}
-
 func (c *Config) defaults() error {
 	c.Receivers = max(c.Receivers, 1)
 	c.Edges = max(c.Edges, 1)
@@ -168,6 +92,10 @@ func (c *Config) defaults() error {
 	c.Period = cmp.Or(c.Period, 300*time.Millisecond)
 	c.Lead = cmp.Or(c.Lead, 250*time.Millisecond)
 	c.Stream = cmp.Or(c.Stream, 1)
+	c.Grace = cmp.Or(c.Grace, c.Period)
+	if c.Waiter == nil {
+		c.Waiter = ptp.Sleeper{}
+	}
 	if c.Clock == nil {
 		sys, err := ptp.NewSystem(ptp.WithAssumeSynchronized(time.Millisecond))
 		if err != nil {
@@ -206,9 +134,10 @@ func (c *Config) defaults() error {
 	return nil
 }
 
-// Run performs one run: it opens every socket, issues Periods periods
-// starting one lead from now, waits until the last is released plus a
-// grace of one period, and reports.
+// Run performs one run: it opens every socket, waits until every unicast
+// receiver has subscribed, issues Periods periods starting one lead from
+// then, waits until every period has settled (see Config.OnPeriod), and
+// reports. An error from a role is returned with the result so far.
 func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
@@ -222,12 +151,22 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	want := make([][]seal.ContentKey, cfg.Periods)
 
 	var mu sync.Mutex
+	// changed wakes the settling loop whenever a receiver delivers or an
+	// edge reports: it never polls.
+	changed := make(chan struct{}, 1)
+	poke := func() {
+		select {
+		case changed <- struct{}{}:
+		default:
+		}
+	}
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	edges, servers, closeEdges, err := openEdges(&cfg, ring, func(r edge.Report) {
 		mu.Lock()
 		res.Releases = append(res.Releases, r)
 		mu.Unlock()
+		poke()
 		if cfg.OnRelease != nil {
 			cfg.OnRelease(r)
 		}
@@ -245,6 +184,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		p := &res.Periods[ev.Period]
 		p.Arrival[i], p.Opened[i] = ev.Arrival, ev.Opened
 		p.KeysOK[i] = want[ev.Period] != nil && slices.Equal(ev.Keys, want[ev.Period])
+		poke()
 	})
 	if err != nil {
 		return nil, err
@@ -278,7 +218,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	now, err := cfg.Clock.Now()
 	if err != nil {
 		stop()
-		return nil, fmt.Errorf("rig: clock: %w", err)
+		return nil, fmt.Errorf("bench: clock: %w", err)
 	}
 	sched := origin.Schedule{Epoch: now.Latest + int64(cfg.Lead) + int64(100*time.Millisecond), Period: cfg.Period, Lead: cfg.Lead, PresentDelay: cfg.Period}
 
@@ -311,22 +251,13 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		for _, e := range edges {
 			if err := e.Add(b); err != nil {
 				stop()
-				return nil, fmt.Errorf("rig: edge refused period %d: %w", i, err)
+				return nil, fmt.Errorf("bench: edge refused period %d: %w", i, err)
 			}
 		}
 	}
 
-	settled := make(chan struct{})
-	go func() {
-		defer close(settled)
-		if cfg.OnPeriod != nil {
-			settle(ctx, &cfg, res, &mu)
-		}
-	}()
 	cpu0 := processCPU()
-	last := sched.At(uint64(cfg.Periods - 1)).ReleaseAt
-	err = waitUntil(ctx, cfg.Clock, last+int64(cfg.Period))
-	<-settled // every period's deadline has passed: it hands over the last ones
+	err = settle(ctx, &cfg, res, &mu, changed)
 	res.CPU = processCPU() - cpu0
 	cancel()
 	wg.Wait()
@@ -365,7 +296,7 @@ func openReceivers(cfg *Config, ring *seal.KeyRing, master []byte, servers []*un
 		if i < cfg.Receivers-cfg.Unicast {
 			s, err := cfg.Listen(i)
 			if err != nil {
-				return fail(fmt.Errorf("rig: receiver %d: %w", i, err))
+				return fail(fmt.Errorf("bench: receiver %d: %w", i, err))
 			}
 			mine = append(mine, s)
 		} else {
@@ -373,7 +304,7 @@ func openReceivers(cfg *Config, ring *seal.KeyRing, master []byte, servers []*un
 				s, err := cfg.Dial(i, srv.Addr())
 				if err != nil {
 					closeAll(mine)
-					return fail(fmt.Errorf("rig: receiver %d: %w", i, err))
+					return fail(fmt.Errorf("bench: receiver %d: %w", i, err))
 				}
 				mine = append(mine, s)
 			}
@@ -382,7 +313,7 @@ func openReceivers(cfg *Config, ring *seal.KeyRing, master []byte, servers []*un
 		for _, s := range mine {
 			if c, ok := s.(syscall.Conn); ok && cfg.Filter != nil {
 				if err := cfg.Filter.Attach(c); err != nil {
-					return fail(fmt.Errorf("rig: receiver %d: %w", i, err))
+					return fail(fmt.Errorf("bench: receiver %d: %w", i, err))
 				}
 			}
 		}
@@ -391,47 +322,78 @@ func openReceivers(cfg *Config, ring *seal.KeyRing, master []byte, servers []*un
 	return recvs, srcs, nil
 }
 
-// subscribed waits until every server holds n subscriptions.
+// subscribed waits until every server holds n subscriptions. The server
+// announces no subscriptions, so this is the one poll left: it runs before
+// the schedule exists, so its pace cannot cost a receiver a period.
 func subscribed(ctx context.Context, servers []*unicast.Server, n int) error {
 	if n == 0 {
 		return nil
 	}
-	deadline := time.Now().Add(10 * time.Second)
+	ctx, cancel := context.WithTimeout(ctx, subscribeTimeout)
+	defer cancel()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
 	for _, srv := range servers {
 		for srv.Sessions().Stats().Subscribers < n {
-			if time.Now().After(deadline) || ctx.Err() != nil {
-				return fmt.Errorf("rig: %d of %d unicast receivers subscribed to %v", srv.Sessions().Stats().Subscribers, n, srv.Addr())
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("bench: %d of %d unicast receivers subscribed to %v", srv.Sessions().Stats().Subscribers, n, srv.Addr())
+			case <-tick.C:
 			}
-			time.Sleep(5 * time.Millisecond)
 		}
 	}
 	return nil
 }
 
-// settle hands each period to OnPeriod once every receiver has it or a
-// period has passed since its releaseAt.
-func settle(ctx context.Context, cfg *Config, res *Result, mu *sync.Mutex) {
-	for i := range res.Periods {
-		deadline := res.Periods[i].ReleaseAt + int64(cfg.Period)
-		for {
-			mu.Lock()
-			done := res.Periods[i].Missing() == 0 && released(res.Releases, res.Periods[i].Number) == cfg.Edges
-			mu.Unlock()
-			now, err := cfg.Clock.Now()
-			if done || err != nil || now.Earliest >= deadline {
-				break
-			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(10 * time.Millisecond):
+// subscribeTimeout bounds the subscription handshakes of every unicast
+// receiver (a few round trips each on loopback or a bridge).
+const subscribeTimeout = 10 * time.Second
+
+// settle hands each period, in order, to OnPeriod (if set) once it has
+// settled: every receiver with the master key has it and every edge has
+// reported it, or Grace has passed since its releaseAt by the clock. It
+// wakes on changed and on the deadline, never on a timer of its own. It
+// returns once the last period has settled, or with the context's error.
+func settle(ctx context.Context, cfg *Config, res *Result, mu *sync.Mutex, changed <-chan struct{}) error {
+	done := func(i int) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		p := &res.Periods[i]
+		for r, a := range p.Arrival {
+			if a == 0 && !slices.Contains(cfg.NoMaster, r) {
+				return false
 			}
 		}
-		mu.Lock()
-		p := res.Periods[i].clone()
-		mu.Unlock()
-		cfg.OnPeriod(p)
+		return released(res.Releases, p.Number) >= cfg.Edges
 	}
+	for i := range res.Periods {
+		due := make(chan error, 1)
+		dctx, cancel := context.WithCancel(ctx)
+		go func() {
+			_, err := cfg.Waiter.WaitUntil(dctx, cfg.Clock, res.Periods[i].ReleaseAt+int64(cfg.Grace))
+			due <- err
+		}()
+		var err error
+	wait:
+		for !done(i) {
+			select {
+			case <-changed:
+			case err = <-due:
+				break wait
+			}
+		}
+		cancel()
+		if err != nil {
+			return err
+		}
+		if cfg.OnPeriod != nil {
+			mu.Lock()
+			p := res.Periods[i].clone()
+			mu.Unlock()
+			cfg.OnPeriod(p)
+		}
+	}
+	return nil
 }
 
 // released counts the edges' reports of period p.
@@ -443,11 +405,6 @@ func released(rs []edge.Report, p uint64) int {
 		}
 	}
 	return n
-}
-
-func (p Period) clone() Period {
-	p.Arrival, p.Opened, p.KeysOK = slices.Clone(p.Arrival), slices.Clone(p.Opened), slices.Clone(p.KeysOK)
-	return p
 }
 
 func openEdges(cfg *Config, ring *seal.KeyRing, on func(edge.Report)) ([]*edge.Edge, []*unicast.Server, func(), error) {
@@ -462,7 +419,7 @@ func openEdges(cfg *Config, ring *seal.KeyRing, on func(edge.Report)) ([]*edge.E
 	for i := range edges {
 		s, err := cfg.Sender(i)
 		if err != nil {
-			return nil, nil, closeAll, fmt.Errorf("rig: edge %d: %w", i, err)
+			return nil, nil, closeAll, fmt.Errorf("bench: edge %d: %w", i, err)
 		}
 		if c, ok := s.(interface{ Close() error }); ok {
 			closers = append(closers, c.Close)
@@ -475,7 +432,7 @@ func openEdges(cfg *Config, ring *seal.KeyRing, on func(edge.Report)) ([]*edge.E
 				Sessions: unicast.SessionConfig{Streams: []uint32{cfg.Stream}, MaxPerAddress: cfg.Receivers},
 			})
 			if err != nil {
-				return nil, nil, closeAll, fmt.Errorf("rig: edge %d: %w", i, err)
+				return nil, nil, closeAll, fmt.Errorf("bench: edge %d: %w", i, err)
 			}
 			closers = append(closers, srv.Close)
 			servers = append(servers, srv)
@@ -500,23 +457,5 @@ func openEdges(cfg *Config, ring *seal.KeyRing, on func(edge.Report)) ([]*edge.E
 func closeAll(srcs []receiver.Source) {
 	for _, s := range srcs {
 		s.Close()
-	}
-}
-
-// waitUntil sleeps until c's earliest time reaches t.
-func waitUntil(ctx context.Context, c ptp.Clock, t int64) error {
-	for {
-		r, err := c.Now()
-		if err != nil {
-			return err
-		}
-		if r.Earliest >= t {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(min(time.Duration(t-r.Earliest), 100*time.Millisecond)):
-		}
 	}
 }
