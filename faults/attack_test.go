@@ -55,6 +55,7 @@ import (
 	"github.com/embargo-live/embargo/internal/netns"
 	"github.com/embargo-live/embargo/internal/netns/netnstest"
 	"github.com/embargo-live/embargo/internal/pki"
+	"github.com/embargo-live/embargo/internal/realtime"
 	"github.com/embargo-live/embargo/internal/wait"
 	"github.com/embargo-live/embargo/ptp"
 	"github.com/embargo-live/embargo/seal"
@@ -92,6 +93,7 @@ const (
 )
 
 func TestAttack(t *testing.T) {
+	realtime.Exclusive(t) // the suite saturates the CPUs: nothing real-time may run beside it
 	t.Run("multicast", atkMulticast)
 	t.Run("unicast", atkUnicast)
 	t.Run("https", atkHTTPS)

@@ -12,6 +12,7 @@ import (
 	"github.com/embargo-live/embargo/engine/receiver"
 	"github.com/embargo-live/embargo/engine/unicast"
 	"github.com/embargo-live/embargo/internal/netns"
+	"github.com/embargo-live/embargo/internal/realtime"
 	"github.com/embargo-live/embargo/internal/wait"
 )
 
@@ -160,6 +161,7 @@ func (v catchUpVerdict) String() string {
 // get every later one live, and are never given a period early or one
 // older than they asked for.
 func TestCatchUp(t *testing.T) {
+	realtime.Exclusive(t) // the suite saturates the CPUs: nothing real-time may run beside it
 	const (
 		period = 400 * time.Millisecond
 		lead   = time.Second

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/embargo-live/embargo/engine/metrics"
+	"github.com/embargo-live/embargo/internal/realtime"
 	"github.com/embargo-live/embargo/ptp"
 )
 
@@ -28,6 +29,7 @@ import (
 // guard are run as controls, to show the faults would make a release
 // early.
 func TestClockFaults(t *testing.T) {
+	realtime.Exclusive(t) // the suite saturates the CPUs: nothing real-time may run beside it
 	const n = 9
 	period, lead := 400*time.Millisecond, 300*time.Millisecond
 	l := newLab(t, 2, period, lead, time.Second)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/embargo-live/embargo/engine/edge"
 	"github.com/embargo-live/embargo/engine/unicast"
+	"github.com/embargo-live/embargo/internal/realtime"
 	"github.com/embargo-live/embargo/internal/wait"
 )
 
@@ -20,6 +21,7 @@ import (
 // RELEASE on the wire shows no edge, the restarted one included, sending
 // one before its instant by the true clock.
 func TestEdgeFail(t *testing.T) {
+	realtime.Exclusive(t) // the suite saturates the CPUs: nothing real-time may run beside it
 	const (
 		period = 400 * time.Millisecond
 		lead   = time.Second

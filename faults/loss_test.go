@@ -13,6 +13,7 @@ import (
 	"github.com/embargo-live/embargo/engine/edge"
 	"github.com/embargo-live/embargo/engine/unicast"
 	"github.com/embargo-live/embargo/fec"
+	"github.com/embargo-live/embargo/internal/realtime"
 	"github.com/embargo-live/embargo/internal/wait"
 	"github.com/embargo-live/embargo/ptp"
 	"github.com/embargo-live/embargo/wire"
@@ -159,6 +160,7 @@ func TestLossBudget(t *testing.T) {
 
 // TestLoss is scenario 1 (see the math above).
 func TestLoss(t *testing.T) {
+	realtime.Exclusive(t) // the suite saturates the CPUs: nothing real-time may run beside it
 	if err := bpf.Available(); err != nil {
 		t.Skipf("needs the eBPF loss injector: %v", err)
 	}
