@@ -262,7 +262,7 @@ func runLoss(t *testing.T, c lossCase) {
 	// Judge once every receiver has every period, or else at presentAt
 	// plus a margin, so that anything opened after presentAt counts as
 	// late rather than missing.
-	wait.Until(time.Duration(last.PresentAt+int64(lossPeriod/2)-truth()), func() bool { return delivered(recs, ps) })
+	wait.Until(time.Duration(last.PresentAt-truth())+stragglers, func() bool { return delivered(recs, ps) })
 	v := l.judge(recs, ps)
 
 	verdicts, err := f.Verdicts()
@@ -306,7 +306,7 @@ func runLoss(t *testing.T, c lossCase) {
 		delivered, v.early, v.late, v.wrongKeys, dropped, seen, 100*observed,
 		perHeard(1), perHeard(2), perHeard(3))
 
-	if v != (verdict{}) {
+	if !v.ok() {
 		t.Errorf("%d receivers × %d periods: %+v (%d carousel rounds collapsed by stalls)", len(recs), len(ps), v, collapsed)
 		for i, rec := range recs {
 			for _, n := range ps {
