@@ -306,8 +306,28 @@ func runLoss(t *testing.T, c lossCase) {
 		delivered, v.early, v.late, v.wrongKeys, dropped, seen, 100*observed,
 		perHeard(1), perHeard(2), perHeard(3))
 
-	if !v.ok() {
+	// The budget holds for what the edges sent. A stall (the machine's
+	// other work holding the carousel past its rounds' times) collapses the
+	// missed rounds into one send, so a period can go out with a single
+	// round: at 30 % loss that misses k of k+m shards a quarter of the time.
+	// With every round sent there must be no miss; after collapsed rounds,
+	// no more than twice (plus 3) what one round per period would miss,
+	// which still catches a receiver or an edge that stopped working.
+	// Early and wrong keys are never excused.
+	missOK := v.missing == 0
+	if collapsed > 0 {
+		worst := 0.0
+		for _, e := range heard {
+			worst += float64(len(ps)) * lossMiss(c.loss, 1, repeat, k, m, e)
+		}
+		missOK = float64(v.missing) <= 2*worst+3
+	}
+	if v.early != 0 || v.wrongKeys != 0 || !missOK {
 		t.Errorf("%d receivers × %d periods: %+v (%d carousel rounds collapsed by stalls)", len(recs), len(ps), v, collapsed)
+	} else if v.missing > 0 {
+		t.Logf("%d receiver-periods missed after %d carousel rounds collapsed by stalls: the loss budget assumes every round went out", v.missing, collapsed)
+	}
+	if v.missing > 0 {
 		for i, rec := range recs {
 			for _, n := range ps {
 				if _, ok := rec.Event(n); !ok {
