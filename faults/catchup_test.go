@@ -98,13 +98,20 @@ func (l *lab) judgeCatchUp(j *joiner, end uint64, slack time.Duration) catchUpVe
 	}
 	newest := max(v.newest, l.newestReleased(j.joined-int64(slack)))
 	oldest := max(newest-int64(j.catchUp)+1, 0)
+	// Older than the window is judged against the window the edge served:
+	// an edge that load made release the newest period later than slack
+	// serves the catch-up periods before it, which is right.
+	windowStart := oldest
+	if v.newest >= 0 {
+		windowStart = min(oldest, max(v.newest-int64(j.catchUp)+1, 0))
+	}
 
 	v.early = stampless + bad
 	for _, r := range seen {
 		if l.early(r) {
 			v.early++
 		}
-		if r.CatchUp && int64(r.Period) < oldest {
+		if r.CatchUp && int64(r.Period) < windowStart {
 			v.older++
 		}
 	}
@@ -124,7 +131,7 @@ func (l *lab) judgeCatchUp(j *joiner, end uint64, slack time.Duration) catchUpVe
 			}
 			continue
 		}
-		if int64(n) < oldest {
+		if int64(n) < windowStart {
 			v.older++
 		}
 		if l.earlyEvent(ev) {
