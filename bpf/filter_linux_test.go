@@ -12,6 +12,7 @@ import (
 	"github.com/cilium/ebpf/asm"
 
 	"github.com/embargo-live/embargo/bpf/skew"
+	"github.com/embargo-live/embargo/internal/realtime"
 	"github.com/embargo-live/embargo/ptp"
 	"github.com/embargo-live/embargo/wire"
 )
@@ -389,6 +390,7 @@ func TestOptionsAndClose(t *testing.T) {
 // receiver's TAI counts as early until the correction is set, and lands in
 // the right bucket after.
 func TestTAICorrection(t *testing.T) {
+	realtime.Exclusive(t)
 	f := newTestFilter(t)
 	const ahead = 37 * time.Second
 	const late = 5 * time.Millisecond

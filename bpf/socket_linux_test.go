@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/embargo-live/embargo/bpf/skew"
+	"github.com/embargo-live/embargo/internal/realtime"
 	"github.com/embargo-live/embargo/wire"
 )
 
@@ -60,6 +61,7 @@ func waitCounted(t testing.TB, f *Filter, before map[string]uint64, n uint64) ma
 // the others went. It is also what pins where a UDP socket filter's packet
 // starts: a wrong offset would show up as "unparsed" or as drops.
 func TestRealSocketVerdicts(t *testing.T) {
+	realtime.Exclusive(t)
 	requireBPF(t)
 	now := taiNow(t)
 	long := header(wire.TypeAnnounce, 0, 1, 1, wire.MaxDatagram+1-wire.HeaderLen)
@@ -116,6 +118,7 @@ func TestRealSocketVerdicts(t *testing.T) {
 // edge may land one bucket over; where the two stamps are much closer than
 // a bucket is wide, nearly all must agree.
 func TestRealSocketHistogram(t *testing.T) {
+	realtime.Exclusive(t)
 	requireBPF(t)
 	offset := taiOffset(t)
 	skews := []time.Duration{-time.Millisecond, 0, 40 * time.Microsecond, 300 * time.Microsecond,
@@ -206,6 +209,7 @@ func TestRealSocketHistogram(t *testing.T) {
 // getting the same period's RELEASE twice (a repeat): every socket's
 // first arrival is one skew sample, its repeat none.
 func TestManySockets(t *testing.T) {
+	realtime.Exclusive(t)
 	f := newTestFilter(t)
 	const n = 200
 	send, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
@@ -251,6 +255,7 @@ func TestManySockets(t *testing.T) {
 
 // TestLossInjector changes the loss rate at run time on a live socket.
 func TestLossInjector(t *testing.T) {
+	realtime.Exclusive(t)
 	f := newTestFilter(t)
 	recv, send := socketPair(t, f, "udp4")
 	dg := header(wire.TypeAnnounce, 0, 1, 1, 100)

@@ -55,7 +55,9 @@ import (
 	"github.com/embargo-live/embargo/engine/udp"
 	"github.com/embargo-live/embargo/engine/unicast"
 	"github.com/embargo-live/embargo/internal/netns"
+	"github.com/embargo-live/embargo/internal/netns/netnstest"
 	"github.com/embargo-live/embargo/internal/pki"
+	"github.com/embargo-live/embargo/internal/realtime"
 	"github.com/embargo-live/embargo/internal/wait"
 	"github.com/embargo-live/embargo/ptp"
 	"github.com/embargo-live/embargo/seal"
@@ -93,6 +95,7 @@ const (
 )
 
 func TestAttack(t *testing.T) {
+	realtime.Exclusive(t) // the suite saturates the CPUs: nothing real-time may run beside it
 	t.Run("multicast", atkMulticast)
 	t.Run("unicast", atkUnicast)
 	t.Run("https", atkHTTPS)
@@ -672,7 +675,7 @@ func atkMulticast(t *testing.T) {
 	end := max(l.sched.Current(floodEnd)+2, lateFirst+2)
 	ps, latePs := periods(first, end), periods(lateFirst, end)
 	lates := []*recorder{late.rec}
-	wait.Until(time.Duration(l.sched.At(end-1).PresentAt-truth())+2*time.Second, func() bool {
+	wait.Until(time.Duration(l.sched.At(end-1).PresentAt-truth())+stragglers, func() bool {
 		return delivered(recs, ps) && delivered(lates, latePs)
 	})
 	// Wait for the bodies of the periods early RELEASEs named: only then
@@ -689,7 +692,7 @@ func atkMulticast(t *testing.T) {
 	v, lv := l.judge(recs, ps), l.judge(lates, latePs)
 	backlog := atkBacklogDrops(t) - backlog0
 	foreign, dups := atkForeign(l, append(recs, late.rec)...)
-	if v != (verdict{}) || lv != (verdict{}) || len(foreign) > 0 || dups > 0 {
+	if !v.ok() || !lv.ok() || len(foreign) > 0 || dups > 0 {
 		t.Errorf("genuine periods %v: %+v; late receiver, periods %v: %+v; foreign deliveries %v, delivered twice %d", ps, v, latePs, lv, foreign, dups)
 	}
 
@@ -1069,14 +1072,14 @@ func atkUnicast(t *testing.T) {
 
 	end := l.sched.Current(truth()) + 2
 	ps := periods(first, end)
-	wait.Until(time.Duration(l.sched.At(end-1).PresentAt-truth())+2*time.Second, func() bool { return delivered(recs, ps) })
+	wait.Until(time.Duration(l.sched.At(end-1).PresentAt-truth())+stragglers, func() bool { return delivered(recs, ps) })
 	v := l.judge(recs, ps)
 	foreign, dups := atkForeign(l, recs...)
 	var restarts uint64
 	for _, c := range clients {
 		restarts += c.Stats().Restarts
 	}
-	if v != (verdict{}) || len(foreign) > 0 || dups > 0 {
+	if !v.ok() || len(foreign) > 0 || dups > 0 {
 		t.Errorf("genuine periods %v at the subscribers: %+v; foreign deliveries %v, delivered twice %d", ps, v, foreign, dups)
 	}
 	if sendErrs > 0 {
@@ -1391,7 +1394,7 @@ func atkHTTPCommon(host string) []atkHTTPCase {
 }
 
 func atkHTTPS(t *testing.T) {
-	n := netns.New(t, 3)
+	n := netnstest.New(t, 3)
 	originH, attackerH, edgeH := n.Host(0), n.Host(1), n.Host(2)
 
 	// The deployment's CA, the origin's server certificate and an edge's
@@ -1509,7 +1512,7 @@ func atkHTTPS(t *testing.T) {
 }
 
 func atkMetrics(t *testing.T) {
-	n := netns.New(t, 2)
+	n := netnstest.New(t, 2)
 	edgeH, attackerH := n.Host(0), n.Host(1)
 	org, _, err := origin.Generate()
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"github.com/embargo-live/embargo/engine/receiver"
 	"github.com/embargo-live/embargo/engine/unicast"
 	"github.com/embargo-live/embargo/internal/netns"
+	"github.com/embargo-live/embargo/internal/realtime"
 	"github.com/embargo-live/embargo/internal/wait"
 )
 
@@ -97,13 +98,20 @@ func (l *lab) judgeCatchUp(j *joiner, end uint64, slack time.Duration) catchUpVe
 	}
 	newest := max(v.newest, l.newestReleased(j.joined-int64(slack)))
 	oldest := max(newest-int64(j.catchUp)+1, 0)
+	// Older than the window is judged against the window the edge served:
+	// an edge that load made release the newest period later than slack
+	// serves the catch-up periods before it, which is right.
+	windowStart := oldest
+	if v.newest >= 0 {
+		windowStart = min(oldest, max(v.newest-int64(j.catchUp)+1, 0))
+	}
 
 	v.early = stampless + bad
 	for _, r := range seen {
 		if l.early(r) {
 			v.early++
 		}
-		if r.CatchUp && int64(r.Period) < oldest {
+		if r.CatchUp && int64(r.Period) < windowStart {
 			v.older++
 		}
 	}
@@ -123,7 +131,7 @@ func (l *lab) judgeCatchUp(j *joiner, end uint64, slack time.Duration) catchUpVe
 			}
 			continue
 		}
-		if int64(n) < oldest {
+		if int64(n) < windowStart {
 			v.older++
 		}
 		if l.earlyEvent(ev) {
@@ -147,7 +155,7 @@ func (l *lab) newestReleased(t int64) int64 {
 }
 
 func (v catchUpVerdict) ok() bool {
-	return v.early == 0 && v.beyond == 0 && v.older == 0 && v.holes == 0 && v.wrongKeys == 0 && v.liveVerdict == (verdict{})
+	return v.early == 0 && v.beyond == 0 && v.older == 0 && v.holes == 0 && v.wrongKeys == 0 && v.liveVerdict.ok()
 }
 
 func (v catchUpVerdict) String() string {
@@ -160,6 +168,7 @@ func (v catchUpVerdict) String() string {
 // get every later one live, and are never given a period early or one
 // older than they asked for.
 func TestCatchUp(t *testing.T) {
+	realtime.Exclusive(t) // the suite saturates the CPUs: nothing real-time may run beside it
 	const (
 		period = 400 * time.Millisecond
 		lead   = time.Second
@@ -168,8 +177,11 @@ func TestCatchUp(t *testing.T) {
 		// having released when a joiner arrived.
 		slack = 150 * time.Millisecond
 		// prompt bounds how long after joining a joiner's catch-up may
-		// take (it comes as soon as the session is up: milliseconds).
-		prompt = time.Second
+		// take. It comes as soon as the session is up: milliseconds on an
+		// idle machine, over a second seen with the cores taken by other
+		// work. 5 s still tells that from a catch-up that waits for the
+		// client's next keepalive (15 s), the failure this guards.
+		prompt = 5 * time.Second
 	)
 	l := newLab(t, 4, period, lead, 1200*time.Millisecond)
 	ps := periods(0, end)
@@ -216,14 +228,14 @@ func TestCatchUp(t *testing.T) {
 	last := l.sched.At(end - 1)
 	untilTrue(last.ReleaseAt)
 	all := slices.Concat(base, []*recorder{mcast.rec, after.rec}, recsOf(late), recsOf(edgeOf))
-	wait.For(t, time.Duration(last.PresentAt-truth())+time.Second, "every receiver has the last period", func() bool {
+	wait.For(t, time.Duration(last.PresentAt-truth())+stragglers, "every receiver has the last period", func() bool {
 		return delivered(all, []uint64{end - 1})
 	})
 
 	t.Run("baseline", func(t *testing.T) {
 		v := l.judge(base, ps)
 		result(t, "%d receivers from the start, %d periods: %+v", len(base), len(ps), v)
-		if v != (verdict{}) {
+		if !v.ok() {
 			t.Error(v)
 		}
 	})
@@ -288,7 +300,7 @@ func TestCatchUp(t *testing.T) {
 		v := l.judge([]*recorder{mcast.rec}, periods(firstLive, end))
 		result(t, "joined mid-period 10, no catch-up possible (by design): got %d periods, %d of %d announced before it joined, %d live from period %d on: %+v; early %d, released before join %d",
 			got, partial, firstLive-l.sched.Current(mcast.joined)-1, end-firstLive, firstLive, v, early, older)
-		if v != (verdict{}) || early > 0 || older > 0 || caught > 0 {
+		if !v.ok() || early > 0 || older > 0 || caught > 0 {
 			t.Errorf("multicast-only joiner: %+v, early %d, older %d, catch-up %d", v, early, older, caught)
 		}
 	})

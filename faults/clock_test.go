@@ -14,6 +14,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/embargo-live/embargo/engine/metrics"
+	"github.com/embargo-live/embargo/internal/realtime"
+	"github.com/embargo-live/embargo/internal/wait"
 	"github.com/embargo-live/embargo/ptp"
 )
 
@@ -28,6 +30,7 @@ import (
 // guard are run as controls, to show the faults would make a release
 // early.
 func TestClockFaults(t *testing.T) {
+	realtime.Exclusive(t) // the suite saturates the CPUs: nothing real-time may run beside it
 	const n = 9
 	period, lead := 400*time.Millisecond, 300*time.Millisecond
 	l := newLab(t, 2, period, lead, time.Second)
@@ -129,11 +132,12 @@ func TestClockFaults(t *testing.T) {
 		}
 		line = append(line, fmt.Sprintf("unguarded %s: up to %v early", faults[i].name, early.Round(time.Millisecond)))
 	}
+	wait.Until(stragglers, func() bool { return delivered(recs, ps) })
 	v := l.judge(recs, ps)
-	if v != (verdict{}) {
+	if !v.ok() {
 		t.Errorf("receivers: %+v", v)
 	}
-	result(t, "%d receivers × %d periods, %d missing, %d early; %s", len(recs), n, v.missing, v.early, strings.Join(line, "; "))
+	result(t, "%d receivers × %d periods, %d missing, %d early, %d opened after presentAt; %s", len(recs), n, v.missing, v.early, v.late, strings.Join(line, "; "))
 }
 
 // sendSpread returns how far before releaseAt the earliest RELEASE was

@@ -9,6 +9,7 @@ import (
 
 	"github.com/embargo-live/embargo/engine/edge"
 	"github.com/embargo-live/embargo/engine/unicast"
+	"github.com/embargo-live/embargo/internal/realtime"
 	"github.com/embargo-live/embargo/internal/wait"
 )
 
@@ -20,6 +21,7 @@ import (
 // RELEASE on the wire shows no edge, the restarted one included, sending
 // one before its instant by the true clock.
 func TestEdgeFail(t *testing.T) {
+	realtime.Exclusive(t) // the suite saturates the CPUs: nothing real-time may run beside it
 	const (
 		period = 400 * time.Millisecond
 		lead   = time.Second
@@ -32,8 +34,10 @@ func TestEdgeFail(t *testing.T) {
 		// after the next one's: that one falls while it is away.
 		down = 7
 		// prompt bounds how long after its restart the edge may take to
-		// release the periods already past.
-		prompt = time.Second
+		// release the periods already past: at once, milliseconds on an
+		// idle machine, 1.1 s seen with the cores taken by other work; 5 s
+		// still tells "at once" from "at the next period or keepalive".
+		prompt = 5 * time.Second
 	)
 	l := newLab(t, 4, period, lead, 1500*time.Millisecond)
 	ps := periods(0, end)
@@ -104,19 +108,19 @@ func TestEdgeFail(t *testing.T) {
 	last := l.sched.At(end - 1)
 	untilTrue(last.ReleaseAt)
 	all := append(slices.Clone(recs), late.rec)
-	wait.For(t, time.Duration(last.PresentAt-truth())+time.Second, "every receiver has the last period", func() bool {
+	wait.For(t, time.Duration(last.PresentAt-truth())+stragglers, "every receiver has the last period", func() bool {
 		return delivered(all, []uint64{end - 1})
 	})
 
 	// An edge reports a release after its last copy.
-	wait.For(t, time.Second, "the restarted edge's report of the last period", func() bool {
+	wait.For(t, stragglers, "the restarted edge's report of the last period", func() bool {
 		return slices.ContainsFunc(restarted.Reports(), func(r edge.Report) bool { return r.Period == end-1 })
 	})
 
 	// Every receiver that was there from the start delivered every period,
 	// never early, before presentAt, with the origin's keys.
 	v := l.judge(recs, ps)
-	if v != (verdict{}) {
+	if !v.ok() {
 		t.Errorf("receivers: %+v", v)
 	}
 	// The subscriber of the restarted edge: the past periods as catch-up,

@@ -8,11 +8,15 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/embargo-live/embargo/bench"
+	"github.com/embargo-live/embargo/internal/realtime"
 )
 
 // TestBench runs the smallest comparison and checks the table, the ratio
 // line, the JSON and the benchstat lines.
 func TestBench(t *testing.T) {
+	realtime.Exclusive(t)
 	dir := t.TempDir()
 	jsonPath, statPath := filepath.Join(dir, "runs.json"), filepath.Join(dir, "bench.txt")
 	var out, errb bytes.Buffer
@@ -24,7 +28,7 @@ func TestBench(t *testing.T) {
 	if !strings.Contains(out.String(), "engine/baseline, medians of runs") || strings.Count(out.String(), "1.0000") != 2 {
 		t.Errorf("table:\n%s", out.String())
 	}
-	var runs []benchRun
+	var runs []bench.Measurement
 	data, err := os.ReadFile(jsonPath)
 	if err == nil {
 		err = json.Unmarshal(data, &runs)

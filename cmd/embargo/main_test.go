@@ -9,15 +9,17 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-
 	"time"
 
+	"github.com/embargo-live/embargo/bench"
 	"github.com/embargo-live/embargo/internal/netns"
+	"github.com/embargo-live/embargo/internal/realtime"
 )
 
 // TestDemoDeliversEveryPeriod runs a small event (two edges, receivers on
 // multicast and unicast, some loss) and checks the summary and the report.
 func TestDemoDeliversEveryPeriod(t *testing.T) {
+	realtime.Exclusive(t)
 	var out, errb bytes.Buffer
 	dir := filepath.Join(t.TempDir(), "report")
 	code := run(context.Background(), []string{"demo", "-periods", "2", "-period", "300ms", "-receivers", "6", "-loss", "0.02", "-report", dir}, &out, &errb)
@@ -33,7 +35,7 @@ func TestDemoDeliversEveryPeriod(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var r reportJSON
+	var r bench.Report
 	if err := json.Unmarshal(data, &r); err != nil || len(r.Periods) != 2 || r.Summary.Deliveries != 12 || r.Receivers != 6 || len(r.Histogram) == 0 {
 		t.Fatalf("report.json: %v\n%s", err, data)
 	}
@@ -49,6 +51,7 @@ func TestDemoDeliversEveryPeriod(t *testing.T) {
 // TestDemoInterrupted: stopped early (Ctrl-C), the demo still summarizes
 // and reports the periods it finished, and says it was interrupted.
 func TestDemoInterrupted(t *testing.T) {
+	realtime.Exclusive(t)
 	var out, errb bytes.Buffer
 	dir := filepath.Join(t.TempDir(), "report")
 	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
@@ -57,7 +60,7 @@ func TestDemoInterrupted(t *testing.T) {
 	if code != 1 || !strings.Contains(out.String(), "interrupted after") || !strings.Contains(errb.String(), "interrupted") {
 		t.Fatalf("exit %d:\n%s%s", code, out.String(), errb.String())
 	}
-	var r reportJSON
+	var r bench.Report
 	data, err := os.ReadFile(filepath.Join(dir, "report.json"))
 	if err == nil {
 		err = json.Unmarshal(data, &r)
@@ -70,6 +73,7 @@ func TestDemoInterrupted(t *testing.T) {
 // TestDemoNetns: as root the demo runs across network namespaces; an
 // ordinary user gets a clear refusal, not a half-built lab.
 func TestDemoNetns(t *testing.T) {
+	realtime.Exclusive(t)
 	var out, errb bytes.Buffer
 	code := run(context.Background(), []string{"demo", "-netns", "-periods", "2", "-period", "300ms", "-receivers", "6", "-report", ""}, &out, &errb)
 	if err := netns.Available(); err != nil {
@@ -86,6 +90,7 @@ func TestDemoNetns(t *testing.T) {
 // With every datagram lost nothing can be delivered, and the demo must say
 // so with a failing exit rather than claim success.
 func TestDemoFailsWhenNothingArrives(t *testing.T) {
+	realtime.Exclusive(t)
 	var out, errb bytes.Buffer
 	code := run(context.Background(), []string{"demo", "-periods", "1", "-period", "200ms", "-receivers", "2", "-loss", "0.999999", "-report", ""}, &out, &errb)
 	if code != 1 || !strings.Contains(out.String(), "0/2 receivers") || !strings.Contains(errb.String(), "2 deliveries missing") {

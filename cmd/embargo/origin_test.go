@@ -14,9 +14,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/embargo-live/embargo/internal/wait"
-
 	"github.com/embargo-live/embargo/engine/clearkey"
+	"github.com/embargo-live/embargo/internal/realtime"
+	"github.com/embargo-live/embargo/internal/wait"
 )
 
 // TestOriginEdgeRecv runs the three roles the way an operator would, with
@@ -26,6 +26,7 @@ import (
 // every period — and serves its keys to a player through the ClearKey
 // licence proxy.
 func TestOriginEdgeRecv(t *testing.T) {
+	realtime.Exclusive(t)
 	dir := t.TempDir()
 	certs := filepath.Join(dir, "certs")
 	var out lockedBuffer

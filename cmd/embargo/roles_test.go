@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/embargo-live/embargo/internal/realtime"
 )
 
 // lockedBuffer is a bytes.Buffer safe for the concurrent writes of a
@@ -44,6 +46,7 @@ func keysDir(t *testing.T) string {
 // on a loopback group: the receiver prints both periods with their keys,
 // a receiver without the master key prints nothing and counts why.
 func TestEdgeToRecv(t *testing.T) {
+	realtime.Exclusive(t)
 	dir := keysDir(t)
 	group := fmt.Sprintf("239.255.77.71:%d", 42000+time.Now().UnixNano()%10000)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -136,6 +139,7 @@ func TestRoleFlagErrors(t *testing.T) {
 // TestEdgeToRecvUnicast: the same over a unicast session, with the
 // receiver started before the edge is up (it retries the handshake).
 func TestEdgeToRecvUnicast(t *testing.T) {
+	realtime.Exclusive(t)
 	dir := keysDir(t)
 	addr := fmt.Sprintf("127.0.0.1:%d", 43000+time.Now().UnixNano()%10000)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/embargo-live/embargo/engine/datagram"
+	"github.com/embargo-live/embargo/internal/realtime"
 	"github.com/embargo-live/embargo/wire"
 )
 
@@ -54,6 +55,7 @@ func readOne(t *testing.T, c *Conn) datagram.Message {
 // checks that several sockets each get every datagram, with a kernel stamp
 // close to the send time, from the sender's address.
 func TestLoopbackRoundTrip(t *testing.T) {
+	realtime.Exclusive(t)
 	for _, addr := range []string{"239.255.77.1", "ff15::7171"} {
 		t.Run(addr, func(t *testing.T) {
 			g := group(t, addr)
@@ -114,6 +116,7 @@ func hasIPv6Loopback() bool {
 // lo's address with IP_MULTICAST_IF on lo and TTL 0, and an explicit hop
 // limit is kept.
 func TestSenderPinned(t *testing.T) {
+	realtime.Exclusive(t)
 	lo, err := net.InterfaceByName("lo")
 	if err != nil {
 		t.Fatal(err)
@@ -171,6 +174,7 @@ func multicastOptions(c net.PacketConn, v4 bool) (ifindex, hops int, err error) 
 // TestSourceSpecific: a source-specific join takes the named source's
 // datagrams and not another's.
 func TestSourceSpecific(t *testing.T) {
+	realtime.Exclusive(t)
 	g := group(t, "232.7.7.7")
 	g.Source = netip.MustParseAddr("127.0.0.1")
 	c, err := Listen(g)
@@ -210,6 +214,7 @@ func TestSourceSpecific(t *testing.T) {
 // TestOtherGroupsNotHeard: a socket hears only its own group, neither
 // another group this host joined on the same port nor unicast to the port.
 func TestOtherGroupsNotHeard(t *testing.T) {
+	realtime.Exclusive(t)
 	a := group(t, "239.255.77.3")
 	b := a
 	b.Addr = netip.AddrPortFrom(netip.MustParseAddr("239.255.77.4"), a.Addr.Port())
@@ -247,6 +252,7 @@ func TestOtherGroupsNotHeard(t *testing.T) {
 }
 
 func TestClosedRead(t *testing.T) {
+	realtime.Exclusive(t)
 	c, err := Listen(group(t, "239.255.77.5"))
 	if err != nil {
 		t.Fatal(err)

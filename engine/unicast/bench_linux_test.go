@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/embargo-live/embargo/internal/netns"
+	"github.com/embargo-live/embargo/internal/netns/netnstest"
 	"github.com/embargo-live/embargo/ptp"
 	"github.com/embargo-live/embargo/wire"
 )
@@ -22,7 +23,7 @@ import (
 // an ifb device, which drops every datagram: the send path is measured
 // without any receive cost on this host.
 func sinkHost(b testing.TB) *netns.Host {
-	lab := netns.New(b, 1)
+	lab := netnstest.New(b, 1)
 	h := lab.Host(0)
 	ip, err := exec.LookPath("ip")
 	if err != nil {

@@ -4,11 +4,13 @@
 // can be tested for real on one machine without touching the machine's own
 // network. The root namespace is never modified: every link is created inside
 // the hub with `ip -n`, and the hosts' ends are born directly in their
-// namespaces. New skips the test when namespaces cannot be built (not root,
-// no iproute2, namespaces not permitted) and registers cleanup that deletes
-// every namespace of the lab; a lab left behind by a killed test binary is
-// swept by the next New. Host.Do runs code inside a host's namespace; sockets
-// opened there stay in that namespace and may be used from anywhere.
+// namespaces. Build fails with ErrUnavailable when namespaces cannot be built
+// (not root, no iproute2, namespaces not permitted); a lab left behind by a
+// killed process is swept by the next Build. Host.Do runs code inside a
+// host's namespace; sockets opened there stay in that namespace and may be
+// used from anywhere. Tests build labs with netnstest.New, which skips and
+// cleans up; this package does not import testing, because `embargo demo
+// -netns` links it.
 package netns
 
 // What has run where (keep this current):
@@ -18,6 +20,6 @@ package netns
 //     unprivileged user, under `unshare -Ur` and without ip on PATH, where
 //     every lab test skips with the reason. Cleanup checked after t.Fatal,
 //     a panic (in the test and inside Do) and a -timeout kill (swept by the
-//     next New); `ip monitor all` in the root namespace saw no event during
+//     next Build); `ip monitor all` in the root namespace saw no event during
 //     a full run.
 //   - Not run: any non-Linux build beyond compiling (GOOS=darwin).

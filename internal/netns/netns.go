@@ -23,7 +23,7 @@ var (
 const maxHosts = 200
 
 // Lab is a set of hosts, each its own network namespace with one veth port on
-// a bridge in a hub namespace. A Lab lives until the test that built it ends.
+// a bridge in a hub namespace. A Lab lives until it is closed.
 type Lab struct {
 	id    string // "emb" and 6 hex digits; prefix of every namespace name
 	hub   string // namespace holding the bridge and the hub ends of the veths
@@ -38,7 +38,7 @@ func (l *Lab) Hosts() []*Host { return slices.Clone(l.hosts) }
 // Host returns host i; it panics if i is out of range, like a slice index.
 func (l *Lab) Host(i int) *Host { return l.hosts[i] }
 
-// Host is one namespace of a lab. Its fields are fixed when New returns.
+// Host is one namespace of a lab. Its fields are fixed when Build returns.
 type Host struct {
 	// Name is the network namespace's name, as `ip netns list` shows it.
 	Name string

@@ -11,7 +11,6 @@ import (
 	"runtime"
 	"strings"
 	"sync"
-	"testing"
 	"time"
 )
 
@@ -50,49 +49,37 @@ func probe() error {
 	return nil
 }
 
-// New builds a lab of n hosts (1 ≤ n ≤ 200). It calls t.Skip with
-// Available's reason when namespaces cannot be built here, t.Fatal on any
-// other failure, and registers cleanup that deletes every namespace of the
-// lab (and with them every link) even if the test fails or panics.
-func New(t testing.TB, n int) *Lab {
-	t.Helper()
-	if n < 1 || n > maxHosts {
-		t.Fatalf("netns: lab of %d hosts: want 1 to %d", n, maxHosts)
-	}
-	if err := Available(); err != nil {
-		t.Skip(err)
-	}
-	l, swept, err := build(n)
-	for _, msg := range swept {
-		t.Log(msg)
-	}
-	if err != nil {
-		t.Fatalf("netns: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := l.Close(); err != nil {
-			t.Errorf("netns: lab %s: %v", l.id, err)
-		}
-	})
-	return l
-}
-
-// Build builds a lab of n hosts for a program rather than a test (the
-// demo's namespace topology): the caller must Close it. Labs a killed
-// program left behind are swept by the next Build or New.
-func Build(n int) (*Lab, error) {
+// Build builds a lab of n hosts (1 ≤ n ≤ 200); the caller must Close it.
+// When namespaces cannot be built here the error wraps ErrUnavailable with
+// Available's reason. Labs a killed process left behind are swept first,
+// and each one swept is reported to log (which may be nil). Tests build
+// labs through netnstest.New, which skips and cleans up for them.
+func Build(n int, log func(msg string)) (*Lab, error) {
 	if n < 1 || n > maxHosts {
 		return nil, fmt.Errorf("netns: lab of %d hosts: want 1 to %d", n, maxHosts)
 	}
 	if err := Available(); err != nil {
 		return nil, err
 	}
-	l, _, err := build(n)
-	return l, err
+	l, swept, err := build(n)
+	if log != nil {
+		for _, msg := range swept {
+			log(msg)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("netns: %w", err)
+	}
+	return l, nil
 }
 
 // Close deletes every namespace of the lab. It is idempotent.
-func (l *Lab) Close() error { return l.teardown() }
+func (l *Lab) Close() error {
+	if err := l.teardown(); err != nil {
+		return fmt.Errorf("netns: close lab %s: %w", l.id, err)
+	}
+	return nil
+}
 
 // build sweeps abandoned labs, claims a tag and builds the lab, tearing
 // down whatever a failed build left.
@@ -295,7 +282,7 @@ func allRunning(n int) error {
 
 // teardown deletes every namespace whose name carries the lab's id, then
 // releases the lab's lock. It is idempotent. If a namespace survives, the
-// lock file stays (unlocked) so that the next New retries the deletion.
+// lock file stays (unlocked) so that the next Build retries the deletion.
 func (l *Lab) teardown() error {
 	err := deleteLab(l.ip, l.id)
 	if l.lock != nil {

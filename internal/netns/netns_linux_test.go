@@ -9,6 +9,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/embargo-live/embargo/internal/realtime"
 )
 
 // rootState describes the namespace the test runs in: its links (index, name,
@@ -33,26 +35,38 @@ func rootState(t *testing.T) string {
 	return strings.Join(lines, "\n") + "\n" + string(routes)
 }
 
-func TestCleanupLeavesNothing(t *testing.T) {
+// buildOrSkip builds a lab the test must Close (it also closes it at the
+// end, which is harmless after a Close), or skips with the reason.
+// netnstest.New is the helper for every other package; it imports this one.
+func buildOrSkip(t *testing.T, n int) *Lab {
+	t.Helper()
 	if err := Available(); err != nil {
 		t.Skip(err)
 	}
+	l, err := Build(n, func(msg string) { t.Log(msg) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l
+}
+
+// TestCleanupLeavesNothing: Close deletes every namespace of a lab and its
+// lock file, and the root namespace looks as it did before.
+func TestCleanupLeavesNothing(t *testing.T) {
+	realtime.Exclusive(t)
 	before := rootState(t)
-	var id string
-	var names []string
-	t.Run("lab", func(t *testing.T) {
-		lab := New(t, 3)
-		id = lab.id
-		var err error
-		if names, err = labNamespaces(id); err != nil {
-			t.Fatal(err)
-		}
-		if want := len(lab.Hosts()) + 1; len(names) != want {
-			t.Fatalf("lab has namespaces %v, want %d", names, want)
-		}
-	})
-	if id == "" {
-		t.Fatal("lab not built")
+	lab := buildOrSkip(t, 3)
+	id := lab.id
+	names, err := labNamespaces(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := len(lab.Hosts()) + 1; len(names) != want {
+		t.Fatalf("lab has namespaces %v, want %d", names, want)
+	}
+	if err := lab.Close(); err != nil {
+		t.Fatal(err)
 	}
 	out, err := exec.Command("ip", "netns", "list").Output()
 	if err != nil {
@@ -70,7 +84,8 @@ func TestCleanupLeavesNothing(t *testing.T) {
 }
 
 func TestDoLeavesCallerAlone(t *testing.T) {
-	h := New(t, 1).Host(0)
+	realtime.Exclusive(t)
+	h := buildOrSkip(t, 1).Host(0)
 	own := func() string {
 		s, err := os.Readlink("/proc/thread-self/ns/net")
 		if err != nil {
@@ -102,6 +117,7 @@ func TestDoLeavesCallerAlone(t *testing.T) {
 }
 
 func TestSweepAbandoned(t *testing.T) {
+	realtime.Exclusive(t)
 	if err := Available(); err != nil {
 		t.Skip(err)
 	}

@@ -1,4 +1,4 @@
-package netns
+package netns_test
 
 import (
 	"bytes"
@@ -14,50 +14,28 @@ import (
 
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
+
+	"github.com/embargo-live/embargo/internal/netns"
+	"github.com/embargo-live/embargo/internal/netns/netnstest"
+	"github.com/embargo-live/embargo/internal/realtime"
 )
 
 // timeout bounds every read and send loop, so a broken lab fails instead of
 // hanging the test binary.
 const timeout = 5 * time.Second
 
-// fatalTB records Fatal calls and ends the goroutine as the real one would.
-type fatalTB struct {
-	testing.TB
-	msg string
-}
-
-func (f *fatalTB) Helper() {}
-func (f *fatalTB) Fatalf(format string, args ...any) {
-	f.msg = fmt.Sprintf(format, args...)
-	runtime.Goexit()
-}
-
-func TestNewRejectsSize(t *testing.T) {
-	for _, n := range []int{-1, 0, maxHosts + 1} {
-		f := &fatalTB{TB: t}
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			New(f, n)
-		}()
-		<-done
-		if !strings.Contains(f.msg, fmt.Sprint(n)) {
-			t.Errorf("New(%d): fatal message %q, want one naming the size", n, f.msg)
-		}
-	}
-}
-
 func TestAvailable(t *testing.T) {
-	err := Available()
+	err := netns.Available()
 	t.Logf("Available() = %v", err)
-	if err != nil && !errors.Is(err, ErrUnavailable) && !errors.Is(err, ErrNotSupported) {
+	if err != nil && !errors.Is(err, netns.ErrUnavailable) && !errors.Is(err, netns.ErrNotSupported) {
 		t.Errorf("Available() = %v, want nil or wrapping ErrUnavailable or ErrNotSupported", err)
 	}
 }
 
 func TestLabShape(t *testing.T) {
+	realtime.Exclusive(t)
 	start := time.Now()
-	lab := New(t, 3)
+	lab := netnstest.New(t, 3)
 	t.Logf("3-host lab built in %v", time.Since(start))
 	hosts := lab.Hosts()
 	if len(hosts) != 3 {
@@ -110,7 +88,8 @@ func TestLabShape(t *testing.T) {
 }
 
 func TestDoPropagates(t *testing.T) {
-	h := New(t, 1).Host(0)
+	realtime.Exclusive(t)
+	h := netnstest.New(t, 1).Host(0)
 	sentinel := errors.New("from f")
 	if err := h.Do(func() error { return sentinel }); err != sentinel {
 		t.Errorf("Do returned %v, want f's error", err)
@@ -140,19 +119,19 @@ func TestDoPropagates(t *testing.T) {
 type family struct {
 	name   string
 	group  netip.Addr
-	listen func(h *Host, port int) (net.PacketConn, error)
-	sender func(h *Host) (net.PacketConn, error)
-	source func(h *Host, src netip.Addr) bool
+	listen func(h *netns.Host, port int) (net.PacketConn, error)
+	sender func(h *netns.Host) (net.PacketConn, error)
+	source func(h *netns.Host, src netip.Addr) bool
 }
 
 var families = []family{
-	{"IPv4", netip.MustParseAddr("239.255.77.1"), listen4, send4, func(h *Host, a netip.Addr) bool { return a == h.IPv4 }},
-	{"IPv6/site", netip.MustParseAddr("ff15::1234"), listen6, send6, func(h *Host, a netip.Addr) bool { return a == h.IPv6 }},
+	{"IPv4", netip.MustParseAddr("239.255.77.1"), listen4, send4, func(h *netns.Host, a netip.Addr) bool { return a == h.IPv4 }},
+	{"IPv6/site", netip.MustParseAddr("ff15::1234"), listen6, send6, func(h *netns.Host, a netip.Addr) bool { return a == h.IPv6 }},
 	// Link-scope groups are sent from the link-local address.
-	{"IPv6/link", netip.MustParseAddr("ff02::1234"), listen6, send6, func(_ *Host, a netip.Addr) bool { return a.IsLinkLocalUnicast() }},
+	{"IPv6/link", netip.MustParseAddr("ff02::1234"), listen6, send6, func(_ *netns.Host, a netip.Addr) bool { return a.IsLinkLocalUnicast() }},
 }
 
-func listen4(h *Host, port int) (c net.PacketConn, err error) {
+func listen4(h *netns.Host, port int) (c net.PacketConn, err error) {
 	err = h.Do(func() error {
 		ifi, err := net.InterfaceByName(h.Ifname)
 		if err != nil {
@@ -166,7 +145,7 @@ func listen4(h *Host, port int) (c net.PacketConn, err error) {
 	return c, err
 }
 
-func listen6(h *Host, port int) (c net.PacketConn, err error) {
+func listen6(h *netns.Host, port int) (c net.PacketConn, err error) {
 	err = h.Do(func() error {
 		ifi, err := net.InterfaceByName(h.Ifname)
 		if err != nil {
@@ -186,7 +165,7 @@ func listen6(h *Host, port int) (c net.PacketConn, err error) {
 	return c, err
 }
 
-func send4(h *Host) (c net.PacketConn, err error) {
+func send4(h *netns.Host) (c net.PacketConn, err error) {
 	err = h.Do(func() error {
 		ifi, err := net.InterfaceByName(h.Ifname)
 		if err != nil {
@@ -201,7 +180,7 @@ func send4(h *Host) (c net.PacketConn, err error) {
 	return c, err
 }
 
-func send6(h *Host) (c net.PacketConn, err error) {
+func send6(h *netns.Host) (c net.PacketConn, err error) {
 	err = h.Do(func() error {
 		ifi, err := net.InterfaceByName(h.Ifname)
 		if err != nil {
@@ -218,7 +197,7 @@ func send6(h *Host) (c net.PacketConn, err error) {
 
 // multicast sends from hosts[0] to the group until every other host has
 // received it, with the sockets used outside Do as the package promises.
-func multicast(t *testing.T, hosts []*Host, fam family) {
+func multicast(t *testing.T, hosts []*netns.Host, fam family) {
 	t.Helper()
 	const port = 47001
 	var rcvs []net.PacketConn
@@ -303,14 +282,16 @@ func receive(c net.PacketConn, payload []byte, from func(netip.Addr) bool) error
 }
 
 func TestMulticast(t *testing.T) {
-	lab := New(t, 3)
+	realtime.Exclusive(t)
+	lab := netnstest.New(t, 3)
 	for _, fam := range families {
 		t.Run(fam.name, func(t *testing.T) { multicast(t, lab.Hosts(), fam) })
 	}
 }
 
 func TestUnicast(t *testing.T) {
-	lab := New(t, 2)
+	realtime.Exclusive(t)
+	lab := netnstest.New(t, 2)
 	a, b := lab.Host(0), lab.Host(1)
 	for _, tc := range []struct {
 		network  string
@@ -360,17 +341,18 @@ func TestUnicast(t *testing.T) {
 // TestLargeLab builds the biggest lab tests are expected to use and checks
 // that the bridge floods multicast to every port.
 func TestLargeLab(t *testing.T) {
+	realtime.Exclusive(t)
 	if testing.Short() {
 		t.Skip("120 namespaces; skipped in -short")
 	}
-	if err := Available(); err != nil {
+	if err := netns.Available(); err != nil {
 		t.Skip(err)
 	}
 	const n = 120
 	var built, used time.Duration
 	start := time.Now()
 	t.Run("lab", func(t *testing.T) {
-		lab := New(t, n)
+		lab := netnstest.New(t, n)
 		built = time.Since(start)
 		multicast(t, lab.Hosts(), families[0])
 		used = time.Since(start)

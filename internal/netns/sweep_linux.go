@@ -15,7 +15,7 @@ import (
 // A test binary killed by -timeout or a signal never runs its cleanups, and
 // namespaces outlive processes. So every lab holds an flock on a file named
 // after its id for as long as it lives; the kernel drops the lock when the
-// process dies, and New deletes the namespaces of any lab whose lock it can
+// process dies, and Build deletes the namespaces of any lab whose lock it can
 // take. Labs are only ever deleted by their id, so namespaces this package
 // did not create are never touched.
 

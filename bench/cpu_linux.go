@@ -1,4 +1,4 @@
-package rig
+package bench
 
 import (
 	"time"
@@ -13,4 +13,13 @@ func processCPU() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// peakRSS is the process's peak resident memory so far, in bytes.
+func peakRSS() int64 {
+	var ru unix.Rusage
+	if unix.Getrusage(unix.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return ru.Maxrss * 1024 // KiB on Linux
 }

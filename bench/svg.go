@@ -1,66 +1,17 @@
-package main
+package bench
 
 import (
-	"encoding/json"
 	"fmt"
 	"math"
-	"os"
-	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/embargo-live/embargo/bpf/skew"
-	"github.com/embargo-live/embargo/engine/rig"
 )
 
-// reportJSON is everything a run measured.
-type reportJSON struct {
-	Generated string          `json:"generated"`
-	Receivers int             `json:"receivers"`
-	Unicast   int             `json:"unicastReceivers"`
-	Edges     int             `json:"edges"`
-	PeriodNs  time.Duration   `json:"periodNs"`
-	TargetNs  time.Duration   `json:"targetNs"`
-	Periods   []periodLine    `json:"periods"`
-	Summary   summary         `json:"summary"`
-	Histogram []histogramJSON `json:"arrivalHistogram"` // arrival − releaseAt, all receivers and periods
-	CPUNs     time.Duration   `json:"cpuNs"`
-}
-
-type histogramJSON struct {
-	LoNs  time.Duration `json:"loNs"`
-	HiNs  time.Duration `json:"hiNs"`
-	Count uint64        `json:"count"`
-}
-
-// writeReport writes report.json and skew.svg into dir.
-func writeReport(dir string, res *rig.Result, lines []periodLine, sum summary, h skew.Histogram) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	r := reportJSON{
-		Generated: time.Now().UTC().Format(time.RFC3339), Receivers: res.Config.Receivers, Unicast: res.Config.Unicast,
-		Edges: res.Config.Edges, PeriodNs: res.Config.Period, TargetNs: target, Periods: lines, Summary: sum, CPUNs: res.CPU,
-	}
-	for i, c := range h.Counts {
-		if c > 0 {
-			lo, hi := skew.BucketBounds(i)
-			r.Histogram = append(r.Histogram, histogramJSON{LoNs: lo, HiNs: hi, Count: c})
-		}
-	}
-	data, err := json.MarshalIndent(r, "", "  ")
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(dir, "report.json"), append(data, '\n'), 0o644); err != nil {
-		return err
-	}
-	return os.WriteFile(filepath.Join(dir, "skew.svg"), []byte(skewSVG(h)), 0o644)
-}
-
-// skewSVG draws the arrival histogram on a log time axis from 1 µs to 10 s
-// with the 200 ms target as a red line.
-func skewSVG(h skew.Histogram) string {
+// SkewSVG draws h, the arrival histogram (arrival − releaseAt), on a log
+// time axis from 1 µs to 10 s with the 200 ms target as a red line; early
+// arrivals get a bar left of the axis.
+func SkewSVG(h skew.Histogram) string {
 	const w, ht, left, right, top, bottom = 760.0, 360.0, 60.0, 20.0, 40.0, 50.0
 	const lo, hi = 1e3, 1e10 // ns: 1 µs … 10 s
 	x := func(ns float64) float64 {
@@ -97,7 +48,7 @@ func skewSVG(h skew.Histogram) string {
 		fmt.Fprintf(&b, `<line x1="%.1f" y1="%.0f" x2="%.1f" y2="%.0f" stroke="black"/><text x="%.1f" y="%.0f" text-anchor="middle">%s</text>`+"\n",
 			x(t.ns), ht-bottom, x(t.ns), ht-bottom+5, x(t.ns), ht-bottom+20, t.label)
 	}
-	tx := x(float64(target))
+	tx := x(float64(Target))
 	fmt.Fprintf(&b, `<line x1="%.1f" y1="%.0f" x2="%.1f" y2="%.0f" stroke="red" stroke-dasharray="6 4"/><text x="%.1f" y="%.0f" fill="red">200 ms target</text>`+"\n",
 		tx, top, tx, ht-bottom, tx+4, top+14)
 	fmt.Fprintf(&b, `<text x="%.0f" y="%.0f">count (max %d)</text>`+"\n", 4.0, top-8, maxCount)

@@ -1,4 +1,4 @@
-package rig_test
+package bench_test
 
 import (
 	"context"
@@ -8,11 +8,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/embargo-live/embargo/bench"
 	"github.com/embargo-live/embargo/engine/edge"
 	"github.com/embargo-live/embargo/engine/receiver"
-	"github.com/embargo-live/embargo/engine/rig"
 	"github.com/embargo-live/embargo/engine/udp"
 	"github.com/embargo-live/embargo/internal/netns"
+	"github.com/embargo-live/embargo/internal/netns/netnstest"
+	"github.com/embargo-live/embargo/internal/realtime"
 )
 
 // BenchmarkRelease releases periods to 100 and 1,000 receiver sockets, on
@@ -29,11 +31,12 @@ import (
 // It fails if any receiver misses a period or any arrival precedes
 // releaseAt. Run with -benchtime=Nx; each iteration is one run of 4 periods.
 func BenchmarkRelease(b *testing.B) {
+	realtime.Exclusive(b)
 	for _, n := range []int{100, 1000} {
 		b.Run(fmt.Sprintf("loopback/receivers=%d", n), func(b *testing.B) {
 			g := udp.Loopback
 			g.Addr = netip.AddrPortFrom(g.Addr.Addr(), uint16(41000+n))
-			benchRelease(b, rig.Config{
+			benchRelease(b, bench.Config{
 				Receivers: n,
 				Sender:    func(int) (edge.Sender, error) { return udp.NewSender(g) },
 				Listen:    func(int) (receiver.Source, error) { return udp.Listen(g) },
@@ -43,25 +46,25 @@ func BenchmarkRelease(b *testing.B) {
 	for _, n := range []int{100, 1000} {
 		b.Run(fmt.Sprintf("netns/receivers=%d", n), func(b *testing.B) {
 			const hosts = 50
-			lab := netns.New(b, hosts+1)
+			lab := netnstest.New(b, hosts+1)
 			perHost := (n + hosts - 1) / hosts
 			group := func(h *netns.Host) udp.Group {
 				return udp.Group{Addr: netip.MustParseAddrPort("239.77.0.2:7171"), Interface: h.Ifname, Hops: 1}
 			}
-			cfg := rig.Config{Receivers: n}
+			cfg := bench.Config{Receivers: n}
 			onLab(&cfg, lab, group, 1, func(i int) int { return 1 + i/perHost })
 			benchRelease(b, cfg)
 		})
 	}
 }
 
-func benchRelease(b *testing.B, cfg rig.Config) {
+func benchRelease(b *testing.B, cfg bench.Config) {
 	cfg.Periods = 4
 	var late, kskew, dskew []time.Duration
 	var cpu time.Duration
 	periods := 0
 	for b.Loop() {
-		res, err := rig.Run(context.Background(), cfg)
+		res, err := bench.Run(context.Background(), cfg)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -89,7 +92,7 @@ func benchRelease(b *testing.B, cfg rig.Config) {
 
 func median(xs []time.Duration) time.Duration {
 	s := slices.Sorted(slices.Values(xs))
-	return rig.Percentile(s, 50)
+	return bench.Percentile(s, 50)
 }
 
 func ms(d time.Duration) float64 { return float64(d) / 1e6 }

@@ -1,8 +1,11 @@
 //go:build !linux
 
-package rig
+package bench
 
 import "time"
 
 // processCPU is not measured off Linux.
 func processCPU() time.Duration { return 0 }
+
+// peakRSS is not measured off Linux.
+func peakRSS() int64 { return 0 }
