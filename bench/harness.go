@@ -15,6 +15,7 @@ import (
 	"github.com/embargo-live/embargo/engine/edge"
 	"github.com/embargo-live/embargo/engine/origin"
 	"github.com/embargo-live/embargo/engine/receiver"
+	"github.com/embargo-live/embargo/engine/subscriber"
 	"github.com/embargo-live/embargo/engine/udp"
 	"github.com/embargo-live/embargo/engine/unicast"
 	"github.com/embargo-live/embargo/ptp"
@@ -125,7 +126,7 @@ func (c *Config) defaults() error {
 	if c.Dial == nil {
 		stream := c.Stream
 		c.Dial = func(_ int, e netip.AddrPort) (receiver.Source, error) {
-			return unicast.Dial(unicast.ClientConfig{Edge: e, Streams: []uint32{stream}, Retry: 50 * time.Millisecond})
+			return subscriber.Dial(subscriber.Config{Edge: e, Streams: []uint32{stream}, Retry: 50 * time.Millisecond})
 		}
 	}
 	if c.Logger == nil {

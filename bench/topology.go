@@ -8,6 +8,7 @@ import (
 
 	"github.com/embargo-live/embargo/engine/edge"
 	"github.com/embargo-live/embargo/engine/receiver"
+	"github.com/embargo-live/embargo/engine/subscriber"
 	"github.com/embargo-live/embargo/engine/udp"
 	"github.com/embargo-live/embargo/engine/unicast"
 	"github.com/embargo-live/embargo/internal/netns"
@@ -101,9 +102,9 @@ func (t *Topology) Wire(cfg *Config, wrap func(receiver int, s receiver.Source) 
 		return wrap(i, c), nil
 	}
 	cfg.Dial = func(i int, e netip.AddrPort) (receiver.Source, error) {
-		var c *unicast.Client
+		var c *subscriber.Client
 		err := t.Receiver(i).Do(func() (err error) {
-			c, err = unicast.Dial(unicast.ClientConfig{Edge: e, Streams: []uint32{stream}, Retry: 50 * time.Millisecond})
+			c, err = subscriber.Dial(subscriber.Config{Edge: e, Streams: []uint32{stream}, Retry: 50 * time.Millisecond})
 			return err
 		})
 		if err != nil {

@@ -52,6 +52,7 @@ import (
 	"github.com/embargo-live/embargo/engine/metrics"
 	"github.com/embargo-live/embargo/engine/origin"
 	"github.com/embargo-live/embargo/engine/receiver"
+	"github.com/embargo-live/embargo/engine/subscriber"
 	"github.com/embargo-live/embargo/engine/udp"
 	"github.com/embargo-live/embargo/engine/unicast"
 	"github.com/embargo-live/embargo/internal/netns"
@@ -944,7 +945,7 @@ func atkUnicast(t *testing.T) {
 	edgeAddr := l.edgeAddr(0)
 
 	// Two genuine subscribers.
-	var clients []*unicast.Client
+	var clients []*subscriber.Client
 	var recs []*recorder
 	var legit []netip.AddrPort
 	for i := 2; i < 4; i++ {
@@ -1211,7 +1212,7 @@ func atkCookie(t *testing.T, c *net.UDPConn) ([wire.CookieLen]byte, int) {
 }
 
 // atkLocalAddr is the address a unicast client sends from.
-func atkLocalAddr(t *testing.T, c *unicast.Client) netip.AddrPort {
+func atkLocalAddr(t *testing.T, c *subscriber.Client) netip.AddrPort {
 	t.Helper()
 	rc, err := c.SyscallConn()
 	if err != nil {

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/embargo-live/embargo/engine/receiver"
-	"github.com/embargo-live/embargo/engine/unicast"
+	"github.com/embargo-live/embargo/engine/subscriber"
 	"github.com/embargo-live/embargo/internal/netns"
 	"github.com/embargo-live/embargo/internal/realtime"
 	"github.com/embargo-live/embargo/internal/wait"
@@ -34,7 +34,7 @@ func (l *lab) join(name string, h *netns.Host, edges []int, catchUp int, multica
 	l.t.Helper()
 	j := &joiner{name: name, rels: &releaseLog{}, catchUp: catchUp, joined: truth()}
 	var srcs []receiver.Source
-	var clients []*unicast.Client
+	var clients []*subscriber.Client
 	if multicast {
 		srcs = append(srcs, l.multicast(h))
 	}

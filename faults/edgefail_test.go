@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/embargo-live/embargo/engine/edge"
-	"github.com/embargo-live/embargo/engine/unicast"
+	"github.com/embargo-live/embargo/engine/subscriber"
 	"github.com/embargo-live/embargo/internal/realtime"
 	"github.com/embargo-live/embargo/internal/wait"
 )
@@ -67,7 +67,7 @@ func TestEdgeFail(t *testing.T) {
 	// restarted only when its next keepalive is refused, 15 s by default:
 	// until then its other edge carries it.)
 	pairs := [][2]int{{0, 2}, {1, 2}, {2, 0}, {2, 1}}
-	var clients []*unicast.Client
+	var clients []*subscriber.Client
 	for i, p := range pairs {
 		h := l.recvHost(i)
 		a, b := l.subscribe(h, p[0], 0), l.subscribe(h, p[1], 0)

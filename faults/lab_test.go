@@ -24,6 +24,7 @@ import (
 	"github.com/embargo-live/embargo/engine/edge"
 	"github.com/embargo-live/embargo/engine/origin"
 	"github.com/embargo-live/embargo/engine/receiver"
+	"github.com/embargo-live/embargo/engine/subscriber"
 	"github.com/embargo-live/embargo/engine/udp"
 	"github.com/embargo-live/embargo/engine/unicast"
 	"github.com/embargo-live/embargo/internal/netns"
@@ -324,11 +325,11 @@ func (l *lab) multicast(h *netns.Host) receiver.Source {
 
 // subscribe subscribes from h to edge i by unicast, asking for catchUp
 // released periods.
-func (l *lab) subscribe(h *netns.Host, i, catchUp int) *unicast.Client {
+func (l *lab) subscribe(h *netns.Host, i, catchUp int) *subscriber.Client {
 	l.t.Helper()
-	var c *unicast.Client
+	var c *subscriber.Client
 	err := h.Do(func() (err error) {
-		c, err = unicast.Dial(unicast.ClientConfig{Edge: l.edgeAddr(i), Streams: []uint32{stream}, CatchUp: catchUp, Retry: 50 * time.Millisecond})
+		c, err = subscriber.Dial(subscriber.Config{Edge: l.edgeAddr(i), Streams: []uint32{stream}, CatchUp: catchUp, Retry: 50 * time.Millisecond})
 		return err
 	})
 	if err != nil {
@@ -338,8 +339,8 @@ func (l *lab) subscribe(h *netns.Host, i, catchUp int) *unicast.Client {
 }
 
 // subscribed reports whether every client's subscription is up.
-func subscribed(cs []*unicast.Client) bool {
-	return !slices.ContainsFunc(cs, func(c *unicast.Client) bool { return !c.Subscribed() })
+func subscribed(cs []*subscriber.Client) bool {
+	return !slices.ContainsFunc(cs, func(c *subscriber.Client) bool { return !c.Subscribed() })
 }
 
 // startReceiver runs a receiver with the master key on srcs until the test

@@ -11,7 +11,7 @@ import (
 
 	"github.com/embargo-live/embargo/bpf"
 	"github.com/embargo-live/embargo/engine/edge"
-	"github.com/embargo-live/embargo/engine/unicast"
+	"github.com/embargo-live/embargo/engine/subscriber"
 	"github.com/embargo-live/embargo/fec"
 	"github.com/embargo-live/embargo/internal/realtime"
 	"github.com/embargo-live/embargo/internal/wait"
@@ -198,7 +198,7 @@ func runLoss(t *testing.T, c lossCase) {
 		recs    []*recorder
 		heard   []int // edges each receiver hears
 		socks   []syscall.Conn
-		clients []*unicast.Client
+		clients []*subscriber.Client
 	)
 	for i := range lossReceivers {
 		h, j := l.recvHost(i), i/3

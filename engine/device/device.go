@@ -17,8 +17,8 @@ import (
 
 	"github.com/embargo-live/embargo/engine/licproxy"
 	"github.com/embargo-live/embargo/engine/receiver"
+	"github.com/embargo-live/embargo/engine/subscriber"
 	"github.com/embargo-live/embargo/engine/udp"
-	"github.com/embargo-live/embargo/engine/unicast"
 	"github.com/embargo-live/embargo/ptp"
 	"github.com/embargo-live/embargo/seal"
 )
@@ -177,7 +177,7 @@ func (d *Device) open(cfg Config, groups []udp.Group, edges []netip.AddrPort) er
 		d.log.Info("listening", "group", g.String())
 	}
 	for _, e := range edges {
-		c, err := unicast.Dial(unicast.ClientConfig{Edge: e, Streams: d.streams, CatchUp: cfg.CatchUp, Logger: d.log})
+		c, err := subscriber.Dial(subscriber.Config{Edge: e, Streams: d.streams, CatchUp: cfg.CatchUp, Logger: d.log})
 		if err != nil {
 			return err
 		}

@@ -1,10 +1,9 @@
-// Package unicast pushes releases to receivers that have no multicast:
-// address-validated sessions on the edge (Sessions), a fan-out that sends
-// each datagram to every subscriber with batched sendmmsg across sender
-// threads (Server), and the receiver's side of a session (Client), which
-// subscribes, keeps the NAT binding alive and re-subscribes after an edge
-// restart or silence. The Client's transport is a Conn, a UDP socket in
-// service and package unicasttest's in-memory pipe in virtual-time tests.
+// Package unicast is an edge's side of pushing releases to receivers that
+// have no multicast: address-validated sessions (Sessions) and a fan-out
+// that sends each datagram to every subscriber with batched sendmmsg across
+// sender threads (Server, an edge.Sender that the edge also runs and feeds
+// its catch-up history). The device's side of a session is package
+// engine/subscriber.
 //
 // The rule that shapes it (PROTOCOL.md §4): before an address has returned a
 // cookie — proving it receives there — the edge answers it only with

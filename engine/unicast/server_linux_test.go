@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -14,6 +15,8 @@ import (
 	"github.com/embargo-live/embargo/engine/edge"
 	"github.com/embargo-live/embargo/engine/origin"
 	"github.com/embargo-live/embargo/engine/receiver"
+	"github.com/embargo-live/embargo/engine/subscriber"
+	"github.com/embargo-live/embargo/engine/udp"
 	"github.com/embargo-live/embargo/engine/unicast"
 	"github.com/embargo-live/embargo/internal/realtime"
 	"github.com/embargo-live/embargo/internal/wait"
@@ -116,7 +119,8 @@ func (w *world) issue(t *testing.T, from, to uint64, nodes ...*node) {
 // device is a receiver subscribed by unicast to some edges.
 type device struct {
 	r       *receiver.Receiver
-	clients []*unicast.Client
+	clients []*subscriber.Client
+	conns   []*vanishing
 	mu      sync.Mutex
 	events  map[uint64]receiver.Event
 	cancel  context.CancelFunc
@@ -135,11 +139,12 @@ func (w *world) device(t *testing.T, catchUp int, edges ...netip.AddrPort) *devi
 	d.r = r
 	var srcs []receiver.Source
 	for _, e := range edges {
-		c, err := unicast.Dial(unicast.ClientConfig{Edge: e, Streams: []uint32{1}, CatchUp: catchUp, Retry: 20 * time.Millisecond, MaxRetry: 200 * time.Millisecond})
+		conn := dialVanishing(t, e)
+		c, err := subscriber.New(subscriber.Config{Edge: e, Streams: []uint32{1}, CatchUp: catchUp, Retry: 20 * time.Millisecond, MaxRetry: 200 * time.Millisecond}, conn)
 		if err != nil {
 			t.Fatal(err)
 		}
-		d.clients = append(d.clients, c)
+		d.clients, d.conns = append(d.clients, c), append(d.conns, conn)
 		srcs = append(srcs, c)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -147,6 +152,34 @@ func (w *world) device(t *testing.T, catchUp int, edges ...netip.AddrPort) *devi
 	d.done.Go(func() { r.Run(ctx, srcs...) })
 	t.Cleanup(func() { cancel(); d.done.Wait() })
 	return d
+}
+
+// vanishing is a subscriber's UDP socket that can stop sending, as a device
+// that vanished does: no LEAVE, no keepalives, while the edge still sends.
+type vanishing struct {
+	*udp.Reader
+	c    *net.UDPConn
+	gone atomic.Bool
+}
+
+func dialVanishing(t *testing.T, edge netip.AddrPort) *vanishing {
+	c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(edge))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := udp.NewReader(c)
+	if err != nil {
+		c.Close()
+		t.Fatal(err)
+	}
+	return &vanishing{Reader: r, c: c}
+}
+
+func (v *vanishing) Write(b []byte) (int, error) {
+	if v.gone.Load() {
+		return len(b), nil // lost on the way, as to a device that is gone
+	}
+	return v.c.Write(b)
 }
 
 func (d *device) got(p uint64) (receiver.Event, bool) {
@@ -295,7 +328,7 @@ func TestEdgeRestart(t *testing.T) {
 func TestLeaveAndExpiry(t *testing.T) {
 	w := newWorld(t, time.Second)
 	n := w.startEdge(t, loopback(t), unicast.SessionConfig{Keepalive: 100 * time.Millisecond, Expiry: 2 * time.Second})
-	c, err := unicast.Dial(unicast.ClientConfig{Edge: n.srv.Addr(), Streams: []uint32{1}, Retry: 20 * time.Millisecond})
+	c, err := subscriber.Dial(subscriber.Config{Edge: n.srv.Addr(), Streams: []uint32{1}, Retry: 20 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -321,7 +354,7 @@ func TestLeaveAndExpiry(t *testing.T) {
 
 	g := w.device(t, 0, n.srv.Addr())
 	wait.For(t, patience, "subscription", func() bool { return n.srv.Sessions().Stats().Subscribers == 1 })
-	g.clients[0].Abandon() // the device vanishes: no LEAVE, no keepalives
+	g.conns[0].gone.Store(true) // the device vanishes: no LEAVE, no keepalives
 	wait.For(t, patience, "expiry", func() bool { return n.srv.Sessions().Stats().Subscribers == 0 })
 	if st := n.srv.Sessions().Stats(); st.Expired != 1 || st.Leaves != 1 {
 		t.Errorf("after the device vanished: %d expired, %d leaves", st.Expired, st.Leaves)

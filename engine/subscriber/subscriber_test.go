@@ -1,4 +1,4 @@
-package unicast_test
+package subscriber_test
 
 import (
 	"net/netip"
@@ -9,8 +9,9 @@ import (
 	"time"
 
 	"github.com/embargo-live/embargo/engine/datagram"
+	"github.com/embargo-live/embargo/engine/subscriber"
+	"github.com/embargo-live/embargo/engine/subscriber/subscribertest"
 	"github.com/embargo-live/embargo/engine/unicast"
-	"github.com/embargo-live/embargo/engine/unicast/unicasttest"
 	"github.com/embargo-live/embargo/wire"
 )
 
@@ -18,7 +19,7 @@ import (
 // watchdog — run in virtual time here: the client talks over an in-memory
 // Conn to an edge played by real Sessions, and every instant is exact.
 
-var _ unicast.Conn = (*unicasttest.Conn)(nil)
+var _ subscriber.Conn = (*subscribertest.Conn)(nil)
 
 var (
 	edgeAddr   = netip.MustParseAddrPort("192.0.2.1:7272")
@@ -35,7 +36,7 @@ type written struct {
 // fakeEdge answers the client's datagrams with real Sessions, unless
 // silent, and logs them.
 type fakeEdge struct {
-	conn     *unicasttest.Conn
+	conn     *subscribertest.Conn
 	sessions atomic.Pointer[unicast.Sessions]
 	silent   atomic.Bool
 	log      []written // read only after synctest.Wait
@@ -53,9 +54,9 @@ func newSessionTable(t *testing.T) *unicast.Sessions {
 // startClient starts a client over an in-memory conn to a fake edge
 // (silent from the start if silent), and a reader that drives its session
 // handling, all in the bubble and all ended by cleanup.
-func startClient(t *testing.T, silent bool) (*unicast.Client, *fakeEdge) {
+func startClient(t *testing.T, silent bool) (*subscriber.Client, *fakeEdge) {
 	t0 := time.Now()
-	e := &fakeEdge{conn: unicasttest.New(edgeAddr), nonces: map[[wire.NonceLen]byte]int{}}
+	e := &fakeEdge{conn: subscribertest.New(edgeAddr), nonces: map[[wire.NonceLen]byte]int{}}
 	e.sessions.Store(newSessionTable(t))
 	e.silent.Store(silent)
 	edgeDone := make(chan struct{})
@@ -88,7 +89,7 @@ func startClient(t *testing.T, silent bool) (*unicast.Client, *fakeEdge) {
 			}
 		}
 	}()
-	c, err := unicast.NewClient(unicast.ClientConfig{Edge: edgeAddr, Streams: []uint32{1}, MaxRetry: time.Second}, e.conn)
+	c, err := subscriber.New(subscriber.Config{Edge: edgeAddr, Streams: []uint32{1}, MaxRetry: time.Second}, e.conn)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,25 +141,25 @@ func TestClientSession(t *testing.T) {
 		c, e := startClient(t, false)
 		t0 := time.Now()
 		at := func(d time.Duration) { time.Sleep(time.Until(t0.Add(d))); synctest.Wait() }
-		check := func(when string, subscribed bool, want unicast.ClientStats) {
+		check := func(when string, subscribed bool, want subscriber.Stats) {
 			t.Helper()
 			if got := c.Stats(); c.Subscribed() != subscribed || got != want {
 				t.Errorf("%s: subscribed %v, stats %+v; want %v, %+v", when, c.Subscribed(), got, subscribed, want)
 			}
 		}
 		at(0)
-		check("at start", true, unicast.ClientStats{Subscriptions: 1})
+		check("at start", true, subscriber.Stats{Subscriptions: 1})
 		at(3500 * time.Millisecond)
 		e.sessions.Store(newSessionTable(t)) // the edge restarts: the session is unknown
 		at(4500 * time.Millisecond)
-		check("after the edge restarted", true, unicast.ClientStats{Subscriptions: 2, Restarts: 1, Refused: 1})
+		check("after the edge restarted", true, subscriber.Stats{Subscriptions: 2, Restarts: 1, Refused: 1})
 		at(5500 * time.Millisecond)
 		e.silent.Store(true)
 		at(9500 * time.Millisecond)
-		check("silent edge", false, unicast.ClientStats{Subscriptions: 2, Restarts: 2, Refused: 1})
+		check("silent edge", false, subscriber.Stats{Subscriptions: 2, Restarts: 2, Refused: 1})
 		e.silent.Store(false)
 		at(10 * time.Second)
-		check("edge back", true, unicast.ClientStats{Subscriptions: 3, Restarts: 2, Refused: 1})
+		check("edge back", true, subscriber.Stats{Subscriptions: 3, Restarts: 2, Refused: 1})
 
 		const (
 			H = wire.TypeHello

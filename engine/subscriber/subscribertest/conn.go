@@ -1,4 +1,4 @@
-package unicasttest
+package subscribertest
 
 import (
 	"net"
@@ -14,7 +14,7 @@ import (
 // socket buffer does.
 const depth = 64
 
-// Conn is an in-memory unicast.Conn. Its methods are safe for concurrent
+// Conn is an in-memory subscriber.Conn. Its methods are safe for concurrent
 // use.
 type Conn struct {
 	edge     netip.AddrPort

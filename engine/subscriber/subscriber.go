@@ -1,4 +1,4 @@
-package unicast
+package subscriber
 
 import (
 	"cmp"
@@ -17,14 +17,22 @@ import (
 	"github.com/embargo-live/embargo/wire"
 )
 
-// Defaults for ClientConfig.
+var (
+	// ErrConfig is wrapped by the reasons a Config is refused.
+	ErrConfig = errors.New("subscriber: invalid config")
+	// ErrNotSupported is wrapped when the transport lacks what was asked
+	// of it (a socket to attach a filter to).
+	ErrNotSupported = errors.New("subscriber: not supported")
+)
+
+// Defaults for Config.
 const (
 	DefaultRetry    = 200 * time.Millisecond
 	DefaultMaxRetry = 5 * time.Second
 )
 
-// ClientConfig configures a Client. Edge and Streams are required.
-type ClientConfig struct {
+// Config configures a Client. Edge and Streams are required.
+type Config struct {
 	Edge    netip.AddrPort
 	Streams []uint32
 	// CatchUp is how many released periods per stream to ask for on each
@@ -49,13 +57,13 @@ type Conn interface {
 	Write(b []byte) (int, error)
 }
 
-// Client is a receiver's session with one edge. It is a receiver.Source:
+// Client is a receiver's session with one edge. It is a datagram.Source:
 // ReadBatch returns the edge's ANNOUNCE and RELEASE datagrams and handles
 // the session messages itself. It subscribes, sends keepalives, and starts
 // over when the edge refuses the session (a restart) or falls silent for
 // the session's expiry.
 type Client struct {
-	cfg  ClientConfig
+	cfg  Config
 	log  *slog.Logger
 	conn Conn
 	kick chan struct{}
@@ -63,7 +71,7 @@ type Client struct {
 
 	mu    sync.Mutex
 	st    clientState
-	stats ClientStats
+	stats Stats
 }
 
 type clientState struct {
@@ -87,8 +95,8 @@ const (
 	phaseSubscribed
 )
 
-// ClientStats counts a client's session events.
-type ClientStats struct {
+// Stats counts a client's session events.
+type Stats struct {
 	Subscriptions uint64 // SUBSCRIBED received
 	Restarts      uint64 // sessions started over (refused or silent edge)
 	Refused       uint64
@@ -98,26 +106,26 @@ type ClientStats struct {
 
 // Dial opens a UDP socket to cfg.Edge and starts the session over it in
 // the background.
-func Dial(cfg ClientConfig) (*Client, error) {
+func Dial(cfg Config) (*Client, error) {
 	if err := cfg.check(); err != nil {
 		return nil, err
 	}
 	conn, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(cfg.Edge))
 	if err != nil {
-		return nil, fmt.Errorf("unicast: dial %v: %w", cfg.Edge, err)
+		return nil, fmt.Errorf("subscriber: dial %v: %w", cfg.Edge, err)
 	}
 	r, err := udp.NewReader(conn)
 	if err != nil {
 		conn.Close()
 		return nil, err
 	}
-	return NewClient(cfg, socketConn{r, conn})
+	return New(cfg, socketConn{r, conn})
 }
 
-// NewClient starts the session with cfg.Edge over conn in the background
+// New starts the session with cfg.Edge over conn in the background
 // (Dial opens a UDP socket for it; a test passes an in-memory Conn). The
 // Client owns conn and closes it.
-func NewClient(cfg ClientConfig, conn Conn) (*Client, error) {
+func New(cfg Config, conn Conn) (*Client, error) {
 	if err := cfg.check(); err != nil {
 		return nil, err
 	}
@@ -133,7 +141,7 @@ func NewClient(cfg ClientConfig, conn Conn) (*Client, error) {
 	return c, nil
 }
 
-func (cfg *ClientConfig) check() error {
+func (cfg *Config) check() error {
 	if !cfg.Edge.IsValid() || len(cfg.Streams) == 0 || len(cfg.Streams) > wire.MaxStreams || cfg.CatchUp < 0 || cfg.CatchUp > wire.MaxCatchUp {
 		return fmt.Errorf("%w: client for %v with %d streams, catch-up %d", ErrConfig, cfg.Edge, len(cfg.Streams), cfg.CatchUp)
 	}
@@ -164,7 +172,7 @@ func (c *Client) maintain() {
 		now := time.Now()
 		c.mu.Lock()
 		if c.st.phase == phaseSubscribed && now.Sub(c.st.heard) > c.st.expiry {
-			c.log.Warn("unicast: edge silent, subscribing again", "silent", now.Sub(c.st.heard))
+			c.log.Warn("subscriber: edge silent, subscribing again", "silent", now.Sub(c.st.heard))
 			c.restart(now, true)
 		}
 		var msg []byte
@@ -175,7 +183,7 @@ func (c *Client) maintain() {
 		c.mu.Unlock()
 		if msg != nil {
 			if _, err := c.conn.Write(msg); err != nil {
-				c.log.Debug("unicast: send", "err", err)
+				c.log.Debug("subscriber: send", "err", err)
 			}
 		}
 		t.Reset(wait)
@@ -284,7 +292,7 @@ func (c *Client) session(d []byte) bool {
 			c.st.expiry = time.Duration(m.ExpiryMs) * time.Millisecond
 			c.st.next = now.Add(c.st.keepalive)
 			c.stats.Subscriptions++
-			c.log.Info("unicast: subscribed", "streams", m.Streams, "keepalive", c.st.keepalive)
+			c.log.Info("subscriber: subscribed", "streams", m.Streams, "keepalive", c.st.keepalive)
 		}
 	case wire.TypeRefused:
 		var m wire.Refused
@@ -292,7 +300,7 @@ func (c *Client) session(d []byte) bool {
 			return true
 		}
 		c.stats.Refused++
-		c.log.Info("unicast: refused", "reason", m.Reason)
+		c.log.Info("subscriber: refused", "reason", m.Reason)
 		c.restart(now, true)
 		if m.RetryAfterMs > 0 {
 			c.st.next = now.Add(time.Duration(m.RetryAfterMs) * time.Millisecond)
@@ -310,7 +318,7 @@ func (c *Client) SyscallConn() (syscall.RawConn, error) {
 	if sc, ok := c.conn.(syscall.Conn); ok {
 		return sc.SyscallConn()
 	}
-	return nil, fmt.Errorf("unicast: client transport has no socket: %w", ErrNotSupported)
+	return nil, fmt.Errorf("subscriber: client transport has no socket: %w", ErrNotSupported)
 }
 
 // Subscribed reports whether the client holds a live session.
@@ -321,7 +329,7 @@ func (c *Client) Subscribed() bool {
 }
 
 // Stats returns a snapshot of the counters.
-func (c *Client) Stats() ClientStats {
+func (c *Client) Stats() Stats {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.stats
