@@ -13,8 +13,9 @@ import (
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/features"
 	"github.com/cilium/ebpf/link"
-	"github.com/embargo-live/embargo/bpf/skew"
 	"golang.org/x/sys/unix"
+
+	"github.com/embargo-live/embargo/engine/receiver/skew"
 )
 
 // Reason indexes into the kernel's verdict map; reasonNames maps them to

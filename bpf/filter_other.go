@@ -7,7 +7,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/embargo-live/embargo/bpf/skew"
+	"github.com/embargo-live/embargo/engine/receiver/skew"
 )
 
 // Filter is a socket filter. BPF socket filters are a Linux interface; on

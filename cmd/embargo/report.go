@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/embargo-live/embargo/bpf/skew"
+	"github.com/embargo-live/embargo/engine/receiver/skew"
 	"github.com/embargo-live/embargo/engine/rig"
 )
 
