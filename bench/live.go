@@ -6,8 +6,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/embargo-live/embargo/bpf/skew"
 	"github.com/embargo-live/embargo/engine/edge"
+	"github.com/embargo-live/embargo/engine/receiver/skew"
 )
 
 // Target is the fairness objective: every client within 200 ms.

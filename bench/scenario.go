@@ -10,9 +10,9 @@ import (
 	"time"
 
 	"github.com/embargo-live/embargo/bpf"
-	"github.com/embargo-live/embargo/bpf/skew"
 	"github.com/embargo-live/embargo/engine/edge"
 	"github.com/embargo-live/embargo/engine/receiver"
+	"github.com/embargo-live/embargo/engine/receiver/skew"
 	"github.com/embargo-live/embargo/engine/udp"
 	"github.com/embargo-live/embargo/ptp"
 )

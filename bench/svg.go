@@ -5,7 +5,7 @@ import (
 	"math"
 	"strings"
 
-	"github.com/embargo-live/embargo/bpf/skew"
+	"github.com/embargo-live/embargo/engine/receiver/skew"
 )
 
 // SkewSVG draws h, the arrival histogram (arrival − releaseAt), on a log

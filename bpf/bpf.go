@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"math"
 
-	"github.com/embargo-live/embargo/bpf/skew"
+	"github.com/embargo-live/embargo/engine/receiver/skew"
 )
 
 // Errors returned by this package. Callers test with errors.Is; returned

@@ -10,7 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/embargo-live/embargo/bpf/skew"
+	"github.com/embargo-live/embargo/engine/receiver/skew"
 	"github.com/embargo-live/embargo/ptp"
 	"github.com/embargo-live/embargo/wire"
 )

@@ -335,7 +335,7 @@ func program(m mapFDs) asm.Instructions {
 }
 
 // bucket computes Bucket's index of the skew in R1 (ns, signed) into R2 and
-// continues at the "hist" label. It mirrors skew.Bucket (bpf/skew) step for
+// continues at the "hist" label. It mirrors skew.Bucket (engine/receiver/skew) step for
 // step; R3–R5 are scratch.
 func (b *builder) bucket() {
 	b.add(

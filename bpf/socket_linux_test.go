@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/embargo-live/embargo/bpf/skew"
+	"github.com/embargo-live/embargo/engine/receiver/skew"
 	"github.com/embargo-live/embargo/internal/realtime"
 	"github.com/embargo-live/embargo/wire"
 )

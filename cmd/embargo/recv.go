@@ -14,9 +14,9 @@ import (
 	"time"
 
 	"github.com/embargo-live/embargo/bpf"
-	"github.com/embargo-live/embargo/bpf/skew"
 	"github.com/embargo-live/embargo/engine/device"
 	"github.com/embargo-live/embargo/engine/receiver"
+	"github.com/embargo-live/embargo/engine/receiver/skew"
 	"github.com/embargo-live/embargo/internal/pki"
 	"github.com/embargo-live/embargo/ptp"
 )

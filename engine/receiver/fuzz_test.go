@@ -2,13 +2,15 @@ package receiver_test
 
 import (
 	"testing"
+	"time"
 
 	"github.com/embargo-live/embargo/engine/receiver"
 )
 
 // FuzzHandle feeds arbitrary datagrams around a genuine period. Whatever
 // the input, the receiver must not panic, and the only event it may ever
-// deliver is the genuine period with the genuine keys.
+// deliver is the genuine period with the genuine keys. It runs outside a
+// synctest bubble, so the device clock is fixed at the fixture's now.
 func FuzzHandle(f *testing.F) {
 	fx := newFixture(f)
 	b, keys := fx.keys(f, 1, 7)
@@ -20,7 +22,10 @@ func FuzzHandle(f *testing.F) {
 	f.Add(keepalive(f), false)
 	f.Fuzz(func(t *testing.T, d []byte, first bool) {
 		var s sink
-		r := fx.receiver(t, &s, func(c *receiver.Config) { c.Streams = []uint32{1, 2, 7} })
+		r := fx.receiver(t, &s, func(c *receiver.Config) {
+			c.Streams = []uint32{1, 2, 7}
+			c.Now = func() time.Time { return fx.now }
+		})
 		if first {
 			feed(r, d)
 		}

@@ -5,8 +5,7 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/embargo-live/embargo/bpf/skew"
-
+	"github.com/embargo-live/embargo/engine/receiver/skew"
 	"github.com/embargo-live/embargo/fec"
 	"github.com/embargo-live/embargo/seal"
 	"github.com/embargo-live/embargo/wire"

@@ -9,7 +9,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/embargo-live/embargo/bpf/skew"
+	"github.com/embargo-live/embargo/engine/receiver/skew"
 	"github.com/embargo-live/embargo/fec"
 	"github.com/embargo-live/embargo/ptp"
 	"github.com/embargo-live/embargo/seal"

@@ -8,7 +8,8 @@
 // one of them starving another is exactly the chance failure CI must never
 // have. A test that needs the machine calls Exclusive first; it blocks until
 // no other such test, in this process or another, holds the machine, and
-// releases it when the test ends.
+// releases it when the test ends. Under -short, Exclusive skips the test
+// instead, so `go test -short ./...` runs the unit tests alone.
 //
 // Only test files import this package, so no binary links package testing.
 package realtime
@@ -27,11 +28,18 @@ const lockName = "embargo-realtime-tests.lock"
 
 var inProcess sync.Mutex
 
+// SkipReason is why Exclusive skips a test under -short.
+const SkipReason = "real-time test: run without -short"
+
 // Exclusive blocks until t holds the machine for real-time tests, logs how
-// long it waited if it waited, and releases the machine when t ends. It
-// must not be called from a subtest of a test that holds it.
+// long it waited if it waited, and releases the machine when t ends. Under
+// -short it skips t with SkipReason instead. It must not be called from a
+// subtest of a test that holds it.
 func Exclusive(t testing.TB) {
 	t.Helper()
+	if testing.Short() {
+		t.Skip(SkipReason)
+	}
 	start := time.Now()
 	inProcess.Lock()
 	f, err := lockFile()

@@ -65,7 +65,7 @@ func Bucket(d time.Duration) int {
 func BucketBounds(i int) (lo, hi time.Duration) {
 	switch {
 	case i < 0 || i >= NumBuckets:
-		panic(fmt.Sprintf("bpf: bucket %d out of range [0, %d)", i, NumBuckets))
+		panic(fmt.Sprintf("skew: bucket %d out of range [0, %d)", i, NumBuckets))
 	case i == 0:
 		return math.MinInt64, 0
 	case i <= LinearBuckets:
