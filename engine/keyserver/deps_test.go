@@ -10,6 +10,6 @@ import (
 // wiring or licence proxy — and the formats every role shares link no
 // role at all.
 func TestDependencies(t *testing.T) {
-	depcheck.Forbid(t, "engine/keyserver", "engine/receiver", "engine/device", "engine/licproxy", "engine/poller")
-	depcheck.Forbid(t, "engine/clearkey", "engine/receiver", "engine/keystore", "engine/cpix", "engine/keyserver", "engine/device")
+	depcheck.Forbid(t, "engine/keyserver", "./engine/receiver", "./engine/device", "./engine/licproxy", "./engine/poller")
+	depcheck.Forbid(t, "engine/clearkey", "./engine/receiver", "./engine/keystore", "./engine/cpix", "./engine/keyserver", "./engine/device")
 }
