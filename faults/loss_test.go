@@ -279,16 +279,18 @@ func runLoss(t *testing.T, c lossCase) {
 	observed := float64(dropped) / float64(max(seen, 1))
 	sigma := math.Sqrt(c.loss * (1 - c.loss) / float64(max(seen, 1)))
 
-	collapsed := uint64(0)
+	droppedRounds := uint64(0)
 	for i, e := range edges {
 		st := e.Stats()
 		t.Logf("edge %d: %d rounds, %d shards, %d RELEASE datagrams, %d send errors, max lateness %v",
 			i, st.Rounds, st.ShardsSent, st.ReleaseCopies, st.SendErrors, st.MaxLateness)
 		if want := uint64(len(ps) * rounds); st.Rounds != want {
-			// Not a failure: a stall collapses missed rounds into one, and
-			// the miss probabilities below assume every round went out.
-			t.Logf("edge %d sent %d carousel rounds, not %d: a stall collapsed some", i, st.Rounds, want)
-			collapsed += want - min(st.Rounds, want)
+			// Not a failure: rounds a stall made overdue go out late, but
+			// the ones still overdue when their period's quiet time begins
+			// are dropped, and the miss probabilities below assume every
+			// round went out.
+			t.Logf("edge %d sent %d carousel rounds, not %d: a stall dropped some", i, st.Rounds, want)
+			droppedRounds += want - min(st.Rounds, want)
 		}
 		for _, r := range e.Reports() {
 			if r.Copies != repeat {
@@ -307,15 +309,16 @@ func runLoss(t *testing.T, c lossCase) {
 		perHeard(1), perHeard(2), perHeard(3))
 
 	// The budget holds for what the edges sent. A stall (the machine's
-	// other work holding the carousel past its rounds' times) collapses the
-	// missed rounds into one send, so a period can go out with a single
-	// round: at 30 % loss that misses k of k+m shards a quarter of the time.
-	// With every round sent there must be no miss; after collapsed rounds,
+	// other work holding the carousel past its rounds' times) sends missed
+	// rounds late, but drops those still overdue in the period's quiet time
+	// before its release, so a period can go out with a single round: at
+	// 30 % loss that misses k of k+m shards a quarter of the time.
+	// With every round sent there must be no miss; after dropped rounds,
 	// no more than twice (plus 3) what one round per period would miss,
 	// which still catches a receiver or an edge that stopped working.
 	// Early and wrong keys are never excused.
 	missOK := v.missing == 0
-	if collapsed > 0 {
+	if droppedRounds > 0 {
 		worst := 0.0
 		for _, e := range heard {
 			worst += float64(len(ps)) * lossMiss(c.loss, 1, repeat, k, m, e)
@@ -323,9 +326,9 @@ func runLoss(t *testing.T, c lossCase) {
 		missOK = float64(v.missing) <= 2*worst+3
 	}
 	if v.early != 0 || v.wrongKeys != 0 || !missOK {
-		t.Errorf("%d receivers × %d periods: %+v (%d carousel rounds collapsed by stalls)", len(recs), len(ps), v, collapsed)
+		t.Errorf("%d receivers × %d periods: %+v (%d carousel rounds dropped by stalls)", len(recs), len(ps), v, droppedRounds)
 	} else if v.missing > 0 {
-		t.Logf("%d receiver-periods missed after %d carousel rounds collapsed by stalls: the loss budget assumes every round went out", v.missing, collapsed)
+		t.Logf("%d receiver-periods missed after %d carousel rounds dropped by stalls: the loss budget assumes every round went out", v.missing, droppedRounds)
 	}
 	if v.missing > 0 {
 		for i, rec := range recs {

@@ -88,10 +88,13 @@ func (e *Edge) sendRounds(r ptp.Reading) int64 {
 			next = min(next, quiet+(r.Latest-now)+int64(e.cfg.Spacing))
 			continue
 		}
-		batch = append(batch, p.b.Shards...)
-		rounds++
-		// Rounds missed (a stall, or a late bundle) collapse into this one.
+		// Every round due goes out, the ones a stall (or a late bundle)
+		// made overdue included, each as its own copy of the shards: the
+		// loss budget (DefaultRounds) counts rounds, and a collapsed round
+		// is one chance where the budget counted several.
 		for p.round < e.cfg.Rounds && e.roundAt(p, p.round) <= now {
+			batch = append(batch, p.b.Shards...)
+			rounds++
 			p.round++
 		}
 		if p.round < e.cfg.Rounds {
@@ -120,8 +123,9 @@ func (e *Edge) sendAnnounce(batch [][]byte, rounds int) {
 	}
 }
 
-// announceUnsent sends one ANNOUNCE round of the periods taken for release
-// (due) that the carousel has sent none of, and marks their rounds done. A
+// announceUnsent sends the ANNOUNCE rounds of the periods taken for
+// release (due) that the carousel has sent none of — every round, as the
+// carousel would have for rounds long overdue — and marks them done. A
 // bundle added after its instant is taken for release at once, often before
 // the carousel looks: a RELEASE whose body never went out opens nothing.
 // The carousel no longer sees due periods, so no lock is needed for them.
@@ -130,8 +134,10 @@ func (e *Edge) announceUnsent(due []*entry) {
 	rounds := 0
 	for _, p := range due {
 		if p.round == 0 {
-			batch = append(batch, p.b.Shards...)
-			rounds++
+			for range e.cfg.Rounds {
+				batch = append(batch, p.b.Shards...)
+			}
+			rounds += e.cfg.Rounds
 			p.round = e.cfg.Rounds
 		}
 	}

@@ -57,12 +57,13 @@ func TestCarouselWaitsFromAfterSlowRound(t *testing.T) {
 	})
 }
 
-// TestCarouselStallCollapses: a round that takes longer than the gap to the
-// next makes the missed rounds collapse into one sent right after it
-// (a Spacing later), never a burst of them; and the period's own quiet
-// time holds: rounds still overdue when it begins are dropped, not sent
-// across the release.
-func TestCarouselStallCollapses(t *testing.T) {
+// TestCarouselStallSendsMissedRounds: a round that takes longer than the
+// gap to the next makes the missed rounds go out right after it (a Spacing
+// later), one batch holding a copy of the shards for each round missed, so
+// that the loss budget's count of rounds still holds; and the period's own
+// quiet time holds: rounds still overdue when it begins are dropped, not
+// sent across the release.
+func TestCarouselStallSendsMissedRounds(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f := newFixture(t)
 		clock := ptp.NewSim()
@@ -91,7 +92,11 @@ func TestCarouselStallCollapses(t *testing.T) {
 		if want := []int64{0, 250 * ms, 502 * ms, 754 * ms}; !slices.Equal(at, want) {
 			t.Errorf("rounds at %v after start, want %v", at, want)
 		}
-		if st := e.Stats(); st.Rounds != 4 || st.Released != 1 {
+		shards := len(f.bundle(t, 1, 2, t0+1050*ms).Shards)
+		if n := len(rec.Of(wire.TypeAnnounce)); n != 8*shards {
+			t.Errorf("%d ANNOUNCE datagrams, want 8 rounds of %d shards", n, shards)
+		}
+		if st := e.Stats(); st.Rounds != 8 || st.Released != 1 {
 			t.Errorf("stats %+v", st)
 		}
 	})
