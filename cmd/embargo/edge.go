@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/embargo-live/embargo/engine/poller"
 	"github.com/embargo-live/embargo/engine/session"
 
@@ -119,24 +121,34 @@ released at p × -period TAI. One embedded origin serves one edge; several edges
 	if err != nil {
 		return err
 	}
+	// The edge's parts — the release engine (and its unicast server), the
+	// bundle source, the metrics server — run under one errgroup: an error
+	// in any ends the edge with that error.
+	g, gctx := errgroup.WithContext(ctx)
 	if *metricsAddr != "" {
 		metrics.RegisterEdge(reg, e)
 		metrics.RegisterClock(reg, clock)
 		if srv != nil {
 			metrics.RegisterUnicast(reg, srv)
 		}
-		at, err := serveHTTP(ctx, *metricsAddr, metrics.Handler(reg, clock), 30*time.Second)
+		at, err := serveHTTP(gctx, g, *metricsAddr, metrics.Handler(reg, clock), 30*time.Second)
 		if err != nil {
 			return fmt.Errorf("-metrics: %w", err)
 		}
 		log.Info("metrics", "addr", "http://"+at+"/metrics", "health", "/healthz")
 	}
-	go src.run(ctx, e.Add)
+	g.Go(func() error { return ignoreCanceled(src.run(gctx, e.Add)) })
+	g.Go(func() error { return ignoreCanceled(e.Run(gctx)) })
 	log.Info("edge running", "id", *id, "streams", streams.String(), "bundles from", src.desc)
-	err = e.Run(ctx)
+	err = g.Wait()
 	st := e.Stats()
 	fmt.Fprintf(stdout, "edge %d: released %d periods (%d RELEASE datagrams, %d ANNOUNCE datagrams in %d rounds), max lateness %v, %d clock holds, %d send errors\n",
 		*id, st.Released, st.ReleaseCopies, st.ShardsSent, st.Rounds, st.MaxLateness, st.Holds, st.SendErrors)
+	return err
+}
+
+// ignoreCanceled is err, unless it only says the role was stopped.
+func ignoreCanceled(err error) error {
 	if errors.Is(err, context.Canceled) {
 		return nil
 	}
@@ -148,7 +160,7 @@ released at p × -period TAI. One embedded origin serves one edge; several edges
 type bundleSource struct {
 	trusted *seal.KeyRing
 	desc    string
-	run     func(ctx context.Context, add func(*bundle.Bundle) error)
+	run     func(ctx context.Context, add func(*bundle.Bundle) error) error
 }
 
 // embeddedOrigin rotates keys in this process from a key directory: labs
@@ -174,8 +186,8 @@ func embeddedOrigin(dir string, streams []uint32, sched origin.Schedule, clock p
 	return bundleSource{
 		trusted: seal.NewKeyRing(org.PublicKey()),
 		desc:    fmt.Sprintf("embedded origin %x, %v periods", id, sched.Period),
-		run: func(ctx context.Context, add func(*bundle.Bundle) error) {
-			rot.Run(ctx, func(is origin.Issued) error { return add(is.Bundle) })
+		run: func(ctx context.Context, add func(*bundle.Bundle) error) error {
+			return rot.Run(ctx, func(is origin.Issued) error { return add(is.Bundle) })
 		},
 	}, nil
 }
@@ -205,6 +217,6 @@ func remoteOrigin(ctx context.Context, url, certs string, streams []uint32, log 
 	return bundleSource{
 		trusted: seal.NewKeyRing(pub),
 		desc:    fmt.Sprintf("origin %s (key id %s)", url, sess.KeyID),
-		run:     func(ctx context.Context, add func(*bundle.Bundle) error) { p.Run(ctx, add) },
+		run:     p.Run,
 	}, nil
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -12,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/embargo-live/embargo/engine/udp"
 	"github.com/embargo-live/embargo/ptp"
@@ -165,20 +168,26 @@ func newLogger(w io.Writer, level string) (*slog.Logger, error) {
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
 }
 
-// serveHTTP serves h on addr until ctx ends and returns the address it
-// listens on. Read and idle timeouts bound idle or slow clients; write is
-// the longest a response may take.
-func serveHTTP(ctx context.Context, addr string, h http.Handler, write time.Duration) (string, error) {
+// serveHTTP listens on addr and serves h, as one of the role's parts in g,
+// until ctx (g's context) ends; it returns the address it listens on. A
+// server that fails ends the role with its error. Read and idle timeouts
+// bound idle or slow clients; write is the longest a response may take.
+func serveHTTP(ctx context.Context, g *errgroup.Group, addr string, h http.Handler, write time.Duration) (string, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return "", err
 	}
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 10 * time.Second,
 		WriteTimeout: write, IdleTimeout: 60 * time.Second}
-	go srv.Serve(ln)
-	go func() {
+	g.Go(func() error {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("serve %s: %w", ln.Addr(), err)
+		}
+		return nil
+	})
+	g.Go(func() error {
 		<-ctx.Done()
-		srv.Close()
-	}()
+		return srv.Close()
+	})
 	return ln.Addr().String(), nil
 }

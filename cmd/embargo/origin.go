@@ -14,6 +14,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/embargo-live/embargo/engine/keyserver"
 	"github.com/embargo-live/embargo/engine/keystore"
 	"github.com/embargo-live/embargo/engine/origin"
@@ -135,22 +137,25 @@ licence), and a session description receivers configure themselves from.`, stdou
 	})
 	srv := &http.Server{Handler: h, TLSConfig: keyserver.ServerTLS(srvCert.TLS(), cas),
 		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 60 * time.Second}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go issuer.Run(ctx, 100*time.Millisecond)
-	go func() {
-		<-ctx.Done()
+	// The issuer and the HTTPS server run under one errgroup: an error in
+	// either ends the origin with that error.
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return ignoreCanceled(issuer.Run(gctx, 100*time.Millisecond)) })
+	g.Go(func() error {
+		<-gctx.Done()
 		shut, done := context.WithTimeout(context.Background(), 5*time.Second)
 		defer done()
-		srv.Shutdown(shut)
-	}()
+		return srv.Shutdown(shut)
+	})
+	g.Go(func() error {
+		if err := srv.ServeTLS(ln, "", ""); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("serve %s: %w", base, err)
+		}
+		return nil
+	})
 	id := seal.KeyID(issuer.PublicKey())
 	fmt.Fprintf(stdout, "origin: serving %s (session %s/v1/session), signing key id %s, streams %v, state %s\n", base, base, hex.EncodeToString(id[:]), issuer.Streams(), *state)
-	err = srv.ServeTLS(ln, "", "")
-	if errors.Is(err, http.ErrServerClosed) {
-		return nil
-	}
-	return err
+	return g.Wait()
 }
 
 // loadTokens reads 'token name' lines, or makes one token and prints it.
