@@ -83,13 +83,9 @@ func (w Precise) WaitUntil(ctx context.Context, c Clock, t int64) (time.Duration
 		}
 	}()
 	for {
-		r, err := readSynced(c)
-		if err != nil {
-			return 0, err
-		}
-		remaining := time.Duration(subSat(t, r.Earliest))
-		if remaining <= 0 {
-			return negSat(remaining), nil
+		remaining, err := until(c, t)
+		if err != nil || remaining <= 0 {
+			return negSat(remaining), err
 		}
 		if remaining > threshold {
 			// The timer runs on the monotonic clock, not on c: a clock that
@@ -144,13 +140,9 @@ func (w Sleeper) WaitUntil(ctx context.Context, c Clock, t int64) (time.Duration
 		if err := ctx.Err(); err != nil {
 			return 0, err
 		}
-		r, err := readSynced(c)
-		if err != nil {
-			return 0, err
-		}
-		remaining := time.Duration(subSat(t, r.Earliest))
-		if remaining <= 0 {
-			return negSat(remaining), nil
+		remaining, err := until(c, t)
+		if err != nil || remaining <= 0 {
+			return negSat(remaining), err
 		}
 		timer.Reset(min(remaining, maxSleep))
 		select {
@@ -172,13 +164,9 @@ func spin(ctx context.Context, c Clock, t int64, giveUp time.Duration) (late tim
 	defer runtime.UnlockOSThread()
 	done := ctx.Done()
 	for i := 1; ; i++ {
-		r, err := readSynced(c)
-		if err != nil {
-			return 0, false, err
-		}
-		remaining := time.Duration(subSat(t, r.Earliest))
-		if remaining <= 0 {
-			return negSat(remaining), false, nil
+		remaining, err := until(c, t)
+		if err != nil || remaining <= 0 {
+			return negSat(remaining), false, err
 		}
 		if remaining > giveUp {
 			return 0, true, nil
@@ -191,6 +179,17 @@ func spin(ctx context.Context, c Clock, t int64, giveUp time.Duration) (late tim
 			}
 		}
 	}
+}
+
+// until reads c and returns how long remains until its Earliest reaches t
+// (≤ 0 once it has), or the error that forbids waiting on it (then the
+// duration is 0).
+func until(c Clock, t int64) (time.Duration, error) {
+	r, err := readSynced(c)
+	if err != nil {
+		return 0, err
+	}
+	return time.Duration(subSat(t, r.Earliest)), nil
 }
 
 // readSynced reads c and turns anything that must not authorize a release
