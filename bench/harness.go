@@ -56,7 +56,7 @@ type Config struct {
 	// Serve opens edge i's unicast server [unicast.NewServer]: a hook for
 	// opening it inside another network namespace.
 	Serve func(edge int, cfg unicast.ServerConfig) (*unicast.Server, error)
-	// Dial subscribes receiver i to an edge [unicast.Dial].
+	// Dial subscribes receiver i to an edge [subscriber.Dial].
 	Dial func(receiver int, edge netip.AddrPort) (receiver.Source, error)
 	// Grace is how long after a period's releaseAt the run waits for
 	// stragglers before it settles the period as it is [Period]. Run ends
@@ -216,8 +216,12 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		wg.Go(func() { failed(r.Run(runCtx, srcs[i]...)) })
 	}
 	stop := func() { cancel(); wg.Wait() }
-	if err := subscribed(ctx, servers, cfg.Unicast); err != nil {
+	if err := subscribed(runCtx, servers, cfg.Unicast); err != nil {
 		stop()
+		close(errs)
+		for e := range errs {
+			err = errors.Join(err, e) // a role that failed meanwhile is why
+		}
 		return nil, err
 	}
 	now, err := cfg.Clock.Now()

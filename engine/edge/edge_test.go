@@ -516,3 +516,61 @@ func TestSameInstantOneBatch(t *testing.T) {
 		}
 	})
 }
+
+// TestUnsynchronizedStartSpreadsRounds: an edge that starts before its
+// clock is synchronized (PTP not locked yet) still spreads each period's
+// rounds over its lead. The release loop used to take the due period,
+// send every round it had not sent in one burst, at the bundle's arrival,
+// and mark them done before its wait failed on the unsynchronized clock:
+// the rounds were never repeated, and a receiver joining later had no
+// ANNOUNCE at all.
+func TestUnsynchronizedStartSpreadsRounds(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const rounds = 4
+		lead := time.Second
+		f := newFixture(t)
+		clock := ptp.NewSim()
+		clock.SetState(ptp.StateUnsynchronized, "test: PTP not locked yet")
+		rec := &edgetest.Sender{True: clock.True}
+		e := newEdge(t, edge.Config{Clock: clock, Trusted: f.ring, Senders: []edge.Sender{rec}, Lead: lead, Rounds: rounds, Repeat: 1})
+		t0 := clock.True()
+		at := t0 + 3*int64(time.Second)
+		b := f.bundle(t, 1, 1, at)
+		if err := e.Add(b); err != nil {
+			t.Fatal(err)
+		}
+		start(t, e)
+		sleepUntil(t0 + 500*ms)
+		clock.SetState(ptp.StateSynchronized, "test: locked")
+		sleepUntil(at + 100*ms)
+		var times []int64
+		for _, s := range rec.Of(wire.TypeAnnounce) {
+			if len(times) == 0 || times[len(times)-1] != s.At {
+				times = append(times, s.At)
+			}
+		}
+		// Rounds every (lead − 50 ms quiet) / rounds from releaseAt − lead.
+		span := int64(lead) - 50*ms
+		var want []int64
+		for i := range int64(rounds) {
+			want = append(want, at-int64(lead)+span*i/rounds)
+		}
+		if !slices.Equal(times, want) {
+			t.Errorf("rounds at %v after start, want %v", offsets(times, t0), offsets(want, t0))
+		}
+		if n := len(rec.Of(wire.TypeAnnounce)); n != rounds*len(b.Shards) {
+			t.Errorf("%d ANNOUNCE datagrams, want %d rounds of %d", n, rounds, len(b.Shards))
+		}
+		if rel := rec.Of(wire.TypeRelease); len(rel) != 1 || rel[0].At != at {
+			t.Errorf("RELEASE %v, want one at releaseAt", rel)
+		}
+	})
+}
+
+func offsets(ts []int64, t0 int64) []time.Duration {
+	out := make([]time.Duration, len(ts))
+	for i, x := range ts {
+		out[i] = time.Duration(x - t0)
+	}
+	return out
+}

@@ -64,16 +64,24 @@ func (e *Edge) releaseLoop(ctx context.Context) {
 		}
 		// Sleep coarsely while far from the instant, so that a new bundle
 		// with an earlier releaseAt is noticed.
+		synced := false
 		if r, err := e.cfg.Clock.Now(); err == nil && r.State != ptp.StateUnsynchronized {
 			if far := time.Duration(at-r.Earliest) - defaultWakeHead; far > 0 {
 				e.idle(ctx, e.wakeRelease, min(far, time.Second))
 				continue
 			}
+			synced = true
 		}
 		// Take the periods due at the instant and lay out their datagrams
 		// before the final wait: after it, only the stamp and the sends.
+		// Rounds the carousel never sent go out now, but only on a clock
+		// that says the instant is near: on one that cannot say, the wait
+		// below fails, the periods go back, and the carousel spreads their
+		// rounds as usual.
 		due := e.takeDue(at)
-		e.announceUnsent(due)
+		if synced {
+			e.announceUnsent(due)
+		}
 		dgs := make([][]byte, len(due))
 		for i, p := range due {
 			dgs[i] = p.release

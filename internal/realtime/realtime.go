@@ -15,6 +15,8 @@
 package realtime
 
 import (
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
@@ -60,11 +62,17 @@ func lockFile() (*os.File, error) {
 	path := filepath.Join(os.TempDir(), lockName)
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o666)
 	if err != nil {
-		return nil, err
+		// Another user's file in a sticky /tmp: without write permission,
+		// or where fs.protected_regular refuses O_CREAT on it even to root,
+		// a read descriptor locks just as well.
+		var rerr error
+		if f, rerr = os.Open(path); rerr != nil {
+			return nil, fmt.Errorf("lock %s: %w", path, errors.Join(err, rerr))
+		}
+	} else {
+		// Let another user's run open it for writing too.
+		_ = f.Chmod(0o666)
 	}
-	// Another user's run may have created it without our write bit: a read
-	// descriptor locks just as well.
-	_ = os.Chmod(path, 0o666)
 	if err := flock(f); err != nil {
 		f.Close()
 		return nil, err
