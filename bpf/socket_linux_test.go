@@ -9,6 +9,7 @@ import (
 
 	"github.com/embargo-live/embargo/engine/receiver/skew"
 	"github.com/embargo-live/embargo/internal/realtime"
+	"github.com/embargo-live/embargo/internal/wait"
 	"github.com/embargo-live/embargo/wire"
 )
 
@@ -40,20 +41,18 @@ func write(t testing.TB, c *net.UDPConn, dg []byte) {
 // once the kernel has decided every datagram it sent.
 func waitCounted(t testing.TB, f *Filter, before map[string]uint64, n uint64) map[string]uint64 {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		d := delta(before, verdicts(t, f))
+	var d map[string]uint64
+	wait.Until(5*time.Second, func() bool {
+		d = delta(before, verdicts(t, f))
 		var total uint64
 		for k, v := range d {
 			if k != VerdictRelease {
 				total += v
 			}
 		}
-		if total >= n || time.Now().After(deadline) {
-			return d
-		}
-		time.Sleep(time.Millisecond)
-	}
+		return total >= n
+	})
+	return d
 }
 
 // TestRealSocketVerdicts sends good and bad datagrams through real sockets:

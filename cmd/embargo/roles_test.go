@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/embargo-live/embargo/internal/realtime"
+	"github.com/embargo-live/embargo/internal/wait"
 )
 
 // lockedBuffer is a bytes.Buffer safe for the concurrent writes of a
@@ -56,19 +57,23 @@ func TestEdgeToRecv(t *testing.T) {
 		code        int
 		out, errout *lockedBuffer
 	}
-	start := func(ctx context.Context, args ...string) chan result {
+	start := func(ctx context.Context, args ...string) (chan result, *lockedBuffer) {
 		done := make(chan result, 1)
+		r := result{out: &lockedBuffer{}, errout: &lockedBuffer{}}
 		go func() {
-			r := result{out: &lockedBuffer{}, errout: &lockedBuffer{}}
 			r.code = run(ctx, args, r.out, r.errout)
 			done <- r
 		}()
-		return done
+		return done, r.errout
 	}
-	recv := start(ctx, "recv", "-group", group, "-pub", filepath.Join(dir, originPubFile), "-master", filepath.Join(dir, masterKeyFile), "-periods", "2", "-json")
+	recv, recvErr := start(ctx, "recv", "-group", group, "-pub", filepath.Join(dir, originPubFile), "-master", filepath.Join(dir, masterKeyFile), "-periods", "2", "-json")
 	blindCtx, blindCancel := context.WithCancel(ctx)
-	blind := start(blindCtx, "recv", "-group", group, "-pub", filepath.Join(dir, originPubFile), "-master", "")
-	time.Sleep(100 * time.Millisecond) // let the receivers join
+	blind, blindErr := start(blindCtx, "recv", "-group", group, "-pub", filepath.Join(dir, originPubFile), "-master", "")
+	// Each receiver says which arrival stamps it uses once device.New has
+	// joined its group: wait for that line, not for a guessed time.
+	for _, w := range []*lockedBuffer{recvErr, blindErr} {
+		wait.For(t, 15*time.Second, "a receiver to join the group", func() bool { return strings.Contains(w.String(), "stamps") })
+	}
 	// More periods than the receiver waits for: on a loaded machine it may
 	// join after the first release.
 	edge := run(ctx, []string{"edge", "-keys", dir, "-group", group, "-period", "200ms", "-lead", "150ms", "-periods", "4", "-assume-synced", "1ms", "-log", "warn"}, &lockedBuffer{}, &lockedBuffer{})
@@ -83,7 +88,9 @@ func TestEdgeToRecv(t *testing.T) {
 	if len(lines) != 2 || !strings.Contains(lines[0], `"kids":[`) || strings.Contains(lines[0], `"latenessNs":-`) {
 		t.Fatalf("recv printed:\n%s", r.out.String())
 	}
-	time.Sleep(100 * time.Millisecond)
+	// The blind receiver heard every period the other one did: period 0
+	// was complete (body and RELEASE) at least two periods (400 ms) before
+	// the edge returned, and the blind receiver has read since.
 	blindCancel()
 	b := <-blind
 	if b.code != 0 || b.out.String() != "" || !strings.Contains(b.errout.String(), "no-master-key") {

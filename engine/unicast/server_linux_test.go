@@ -197,14 +197,16 @@ func (w *world) checkPeriods(t *testing.T, devs []*device, from, to uint64) {
 	t.Helper()
 	// Deliveries trail the edge's release report by a little (much more on
 	// a loaded machine): wait for them, then judge.
-	deadline := time.Now().Add(patience)
-	for _, d := range devs {
-		for p := from; p < to; p++ {
-			for _, ok := d.got(p); !ok && time.Now().Before(deadline); _, ok = d.got(p) {
-				time.Sleep(5 * time.Millisecond)
+	wait.Until(patience, func() bool {
+		for _, d := range devs {
+			for p := from; p < to; p++ {
+				if _, ok := d.got(p); !ok {
+					return false
+				}
 			}
 		}
-	}
+		return true
+	})
 	for i, d := range devs {
 		for p := from; p < to; p++ {
 			ev, ok := d.got(p)
