@@ -31,7 +31,7 @@ import (
 )
 
 func runEdge(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("edge", `Run an edge: carousel each key period's ANNOUNCE to the multicast groups from -lead before its
+	fs := newRoleFlags("edge", `Run an edge: carousel each key period's ANNOUNCE to the multicast groups from -lead before its
 release, and send its RELEASE at releaseAt by the clock's earliest possible time (never early;
 an unsynchronized clock holds the release and says so).
 

@@ -128,16 +128,40 @@ func (c clockFlags) open(log *slog.Logger) (ptp.Clock, error) {
 	return ptp.NewGuard(clock, ptp.WithGuardWindow(*c.guard), ptp.WithGuardLogger(log)), nil
 }
 
-// roleFlags are the flags every long-running role has: log level and clock.
+// roleFlags are the flags every long-running role has: logging and clock.
 type roleFlags struct {
-	level *string
+	log   logFlags
 	clock clockFlags
 }
 
 func addRoleFlags(fs *flag.FlagSet) roleFlags {
-	return roleFlags{
-		level: fs.String("log", "info", "log level: debug, info, warn, error"),
-		clock: addClockFlags(fs),
+	return roleFlags{log: addLogFlags(fs, "info"), clock: addClockFlags(fs)}
+}
+
+// logFlags choose a role's log level and format.
+type logFlags struct{ level, format *string }
+
+func addLogFlags(fs *flag.FlagSet, level string) logFlags {
+	return logFlags{
+		level:  fs.String("log", level, "log level: debug, info, warn, error"),
+		format: fs.String("log-format", "text", "log format: text (logfmt) or json (one object per line); keys are the same in both"),
+	}
+}
+
+// logger logs to w at the level and in the format the flags ask for.
+func (l logFlags) logger(w io.Writer) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*l.level)); err != nil {
+		return nil, fmt.Errorf("-log %q: want debug, info, warn or error", *l.level)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch *l.format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	default:
+		return nil, fmt.Errorf("-log-format %q: want text or json", *l.format)
 	}
 }
 
@@ -145,7 +169,7 @@ func addRoleFlags(fs *flag.FlagSet) roleFlags {
 // warns, saying what it means for this role, if the clock is not
 // synchronized.
 func (r roleFlags) open(stderr io.Writer, unsynced string) (*slog.Logger, ptp.Clock, error) {
-	log, err := newLogger(stderr, *r.level)
+	log, err := r.log.logger(stderr)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -157,15 +181,6 @@ func (r roleFlags) open(stderr io.Writer, unsynced string) (*slog.Logger, ptp.Cl
 		log.Warn("clock not synchronized: "+unsynced+" (use -assume-synced only in a lab)", "state", rd.State, "reason", rd.Reason, "err", err)
 	}
 	return log, clock, nil
-}
-
-// newLogger logs text to w at the given level (debug, info, warn, error).
-func newLogger(w io.Writer, level string) (*slog.Logger, error) {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("log level %q: %w", level, err)
-	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
 }
 
 // serveHTTP listens on addr and serves h, as one of the role's parts in g,

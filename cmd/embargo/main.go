@@ -4,6 +4,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -42,9 +43,16 @@ func main() {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+	if len(args) == 0 {
+		usage(stderr)
+		return 2
+	}
+	switch args[0] {
+	case "help", "-h", "-help", "--help":
 		usage(stdout)
 		return 0
+	case "-version", "--version":
+		args[0] = "version"
 	}
 	for _, c := range commands() {
 		if c.name != args[0] {
@@ -56,7 +64,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return 0
 		case errors.Is(err, flag.ErrHelp):
 			return 0
-		case errors.Is(err, errUsage):
+		case errors.As(err, new(usageError)):
+			fmt.Fprintf(stderr, "embargo %s: %v\nRun 'embargo %s -h' for its flags.\n", c.name, err, c.name)
 			return 2
 		default:
 			fmt.Fprintf(stderr, "embargo %s: %v\n", c.name, err)
@@ -68,31 +77,59 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return 2
 }
 
-// errUsage reports a flag error the flag package has already printed.
-var errUsage = errors.New("usage")
+// usageError is a mistake on the command line: run prints it on one line
+// with a pointer to -h, and exits 2.
+type usageError struct{ msg string }
 
-// newFlags returns a subcommand's flag set, printing its usage to stdout.
+func (e usageError) Error() string { return e.msg }
+
+// usageOut holds what the flag package prints (the usage, on -h and on an
+// error alike) until parse knows which it was: help goes to w, and an
+// error's usage is dropped so that its one line stays in sight.
+type usageOut struct {
+	buf bytes.Buffer
+	w   io.Writer
+}
+
+func (u *usageOut) Write(p []byte) (int, error) { return u.buf.Write(p) }
+
+// newFlags returns a subcommand's flag set, printing its usage to stdout
+// on -h.
 func newFlags(name, synopsis string, stdout io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("embargo "+name, flag.ContinueOnError)
-	fs.SetOutput(stdout)
+	fs.SetOutput(&usageOut{w: stdout})
 	fs.Usage = func() {
-		fmt.Fprintf(stdout, "usage: embargo %s [flags]\n\n%s\n\nflags:\n", name, synopsis)
+		fmt.Fprintf(fs.Output(), "usage: embargo %s [flags]\n\n%s\n\nflags:\n", name, synopsis)
 		fs.PrintDefaults()
 	}
 	return fs
 }
 
-// parse parses args, mapping flag errors to errUsage (already reported).
+// parse parses args, then (for a role) the environment and its config
+// file. A mistake is a usageError; -h prints the usage and returns
+// flag.ErrHelp.
 func parse(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
+	out := fs.Output().(*usageOut)
+	err := fs.Parse(args)
+	if errors.Is(err, flag.ErrHelp) {
+		_, werr := out.w.Write(out.buf.Bytes())
+		return errors.Join(flag.ErrHelp, werr)
+	}
+	out.buf.Reset()
+	switch {
+	case err != nil:
+		return usageError{err.Error()}
+	case fs.NArg() > 0:
+		return usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
+	}
+	if fs.Lookup("config") == nil {
+		return nil
+	}
+	if err := applyConfig(fs, out.w); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
 		}
-		return errUsage
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(fs.Output(), "unexpected argument %q\n", fs.Arg(0))
-		return errUsage
+		return usageError{err.Error()}
 	}
 	return nil
 }

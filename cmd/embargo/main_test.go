@@ -104,17 +104,39 @@ func TestUsageAndErrors(t *testing.T) {
 		code int
 		want string
 	}{
-		{nil, 0, "commands:"},
+		{nil, 2, "commands:"},
+		{[]string{"help"}, 0, "commands:"},
 		{[]string{"nope"}, 2, "unknown command"},
 		{[]string{"demo", "-h"}, 0, "usage: embargo demo"},
 		{[]string{"demo", "-periods", "x"}, 2, "invalid value"},
 		{[]string{"demo", "-loss", "2"}, 1, "0 ≤ loss < 1"},
 		{[]string{"version"}, 0, "embargo "},
+		{[]string{"-version"}, 0, "embargo "},
+		{[]string{"--version"}, 0, "embargo "},
 	} {
 		var out, errb bytes.Buffer
 		code := run(context.Background(), c.args, &out, &errb)
 		if code != c.code || !strings.Contains(out.String()+errb.String(), c.want) {
 			t.Errorf("%v: exit %d, output %q", c.args, code, out.String()+errb.String())
+		}
+	}
+}
+
+// TestFlagErrorIsOneLine: a mistake on the command line is one line that
+// names it, then a pointer to -h — not the whole usage, which would scroll
+// the mistake out of sight.
+func TestFlagErrorIsOneLine(t *testing.T) {
+	for _, args := range [][]string{
+		{"edge", "-group", "bad"},
+		{"recv", "-nosuchflag"},
+		{"origin", "extra"},
+		{"demo", "-periods", "x"},
+	} {
+		var out, errb bytes.Buffer
+		code := run(context.Background(), args, &out, &errb)
+		lines := strings.Split(strings.TrimSuffix(errb.String(), "\n"), "\n")
+		if code != 2 || out.Len() != 0 || len(lines) != 2 || !strings.HasPrefix(lines[0], "embargo "+args[0]+": ") || lines[1] != "Run 'embargo "+args[0]+" -h' for its flags." {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q", args, code, out.String(), errb.String())
 		}
 	}
 }

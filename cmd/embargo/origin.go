@@ -66,7 +66,7 @@ func runCerts(_ context.Context, args []string, stdout, _ io.Writer) error {
 }
 
 func runOrigin(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("origin", `Run the origin service: issue each stream's key periods ahead of time into a durable state
+	fs := newRoleFlags("origin", `Run the origin service: issue each stream's key periods ahead of time into a durable state
 directory, and serve over HTTPS release bundles to edges and content keys to packagers (CPIX,
 encrypted to their client certificates), the master key to bearers of a token (a ClearKey-shaped
 licence), and a session description receivers configure themselves from.`, stdout)

@@ -22,7 +22,7 @@ import (
 )
 
 func runRecv(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("recv", `Receive key periods from multicast groups, as a device would: rebuild each ANNOUNCE, verify the
+	fs := newRoleFlags("recv", `Receive key periods from multicast groups, as a device would: rebuild each ANNOUNCE, verify the
 origin's signature, check each RELEASE against the commitment, unwrap the content keys with the
 master key, and print one line per period with the kernel arrival time of its first RELEASE
 against releaseAt.`, stdout)
@@ -42,11 +42,11 @@ against releaseAt.`, stdout)
 	periods := fs.Int("periods", 0, "exit after this many periods (0: run until interrupted)")
 	asJSON := fs.Bool("json", false, "print one JSON object per period instead of text")
 	showKeys := fs.Bool("show-keys", false, "print content keys, not only their KIDs")
-	level := fs.String("log", "warn", "log level: debug, info, warn, error")
+	logging := addLogFlags(fs, "warn")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	log, err := newLogger(stderr, *level)
+	log, err := logging.logger(stderr)
 	if err != nil {
 		return err
 	}
