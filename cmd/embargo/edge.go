@@ -137,6 +137,7 @@ released at p × -period TAI. One embedded origin serves one edge; several edges
 		}
 		log.Info("metrics", "addr", "http://"+at+"/metrics", "health", "/healthz")
 	}
+	notifySystemd(gctx, g, log, func() error { return clockReady(clock) })
 	g.Go(func() error { return ignoreCanceled(src.run(gctx, e.Add)) })
 	g.Go(func() error { return ignoreCanceled(e.Run(gctx)) })
 	log.Info("edge running", "id", *id, "streams", streams.String(), "bundles from", src.desc)

@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -181,6 +182,19 @@ func (r roleFlags) open(stderr io.Writer, unsynced string) (*slog.Logger, ptp.Cl
 		log.Warn("clock not synchronized: "+unsynced+" (use -assume-synced only in a lab)", "state", rd.State, "reason", rd.Reason, "err", err)
 	}
 	return log, clock, nil
+}
+
+// listenError says why flag's address could not be listened on, without
+// the "listen tcp" wrapping; a port in use says what to do.
+func listenError(flag, addr string, err error) error {
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		if errno == syscall.EADDRINUSE {
+			return fmt.Errorf("%s %s: %w (is another instance running? choose another address)", flag, addr, errno)
+		}
+		return fmt.Errorf("%s %s: %w", flag, addr, errno)
+	}
+	return fmt.Errorf("%s %s: %w", flag, addr, err)
 }
 
 // serveHTTP listens on addr and serves h, as one of the role's parts in g,

@@ -8,10 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 
+	"github.com/embargo-live/embargo/internal/keyfile"
 	"github.com/embargo-live/embargo/internal/pki"
 	"github.com/embargo-live/embargo/seal"
 )
@@ -84,10 +86,11 @@ func writeFile(path string, data []byte, flags int, mode os.FileMode) error {
 	return errors.Join(err, f.Close())
 }
 
-// readKey reads a PEM key file with parse, naming the file in errors.
-func readKey[K any](path string, parse func([]byte) (K, error)) (K, error) {
+// readKey reads a PEM key file with parse, naming the file in errors; read
+// is os.ReadFile, or keyfile.Read for a secret.
+func readKey[K any](path string, read func(string) ([]byte, error), parse func([]byte) (K, error)) (K, error) {
 	var zero K
-	data, err := os.ReadFile(path)
+	data, err := read(path)
 	if err != nil {
 		return zero, err
 	}
@@ -98,14 +101,23 @@ func readKey[K any](path string, parse func([]byte) (K, error)) (K, error) {
 	return k, nil
 }
 
-func readOriginKey(path string) (ed25519.PrivateKey, error) { return readKey(path, pki.ParseEd25519) }
-
-func readOriginPub(path string) (ed25519.PublicKey, error) {
-	return readKey(path, pki.ParseEd25519Public)
+func readOriginKey(path string) (ed25519.PrivateKey, error) {
+	return readKey(path, keyfile.Read, pki.ParseEd25519)
 }
 
+func readOriginPub(path string) (ed25519.PublicKey, error) {
+	return readKey(path, os.ReadFile, pki.ParseEd25519Public)
+}
+
+// readMasterKey reads a master key file (hex). Given the key itself instead
+// of a file, it says so without repeating the key.
 func readMasterKey(path string) ([]byte, error) {
-	data, err := os.ReadFile(path)
+	data, err := keyfile.Read(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		if m, herr := hex.DecodeString(path); herr == nil && len(m) == seal.MasterKeyLen {
+			return nil, fmt.Errorf("the master key flag %w", keyfile.ErrNotFile)
+		}
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/embargo-live/embargo/engine/keyserver"
 	"github.com/embargo-live/embargo/engine/keystore"
 	"github.com/embargo-live/embargo/engine/origin"
+	"github.com/embargo-live/embargo/internal/keyfile"
 	"github.com/embargo-live/embargo/internal/pki"
 	"github.com/embargo-live/embargo/seal"
 )
@@ -79,7 +80,7 @@ licence), and a session description receivers configure themselves from.`, stdou
 	lead := fs.Duration("lead", 4*time.Second, "announce lead of new streams")
 	present := fs.Duration("present", 2*time.Second, "presentAt − releaseAt of new streams")
 	keys := fs.Int("keys", 2, "content keys per period of new streams")
-	tokenFile := fs.String("tokens", "", "file of licence bearer tokens, one 'token name' per line (default: generate one and print it)")
+	tokenFile := fs.String("tokens", "", "file of licence bearer tokens, one 'token name' per line, mode 0600 (default: generate one into the state directory's "+generatedTokenFile+")")
 	groups, edges := groupsFlag(), edgesFlag()
 	fs.Var(groups, "session-group", "a multicast group receivers should join, for the session description (repeatable)")
 	fs.Var(edges, "session-edge", "a unicast edge host:port receivers should subscribe to (repeatable)")
@@ -91,6 +92,13 @@ licence), and a session description receivers configure themselves from.`, stdou
 	if err != nil {
 		return err
 	}
+	// Listen first: a port in use must fail before any state is created or
+	// any token made.
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return listenError("-listen", *listen, err)
+	}
+	defer ln.Close()
 	store, err := keystore.Open(*state)
 	if err != nil {
 		return err
@@ -114,7 +122,7 @@ licence), and a session description receivers configure themselves from.`, stdou
 		}
 		log.Info("origin: created stream", "stream", s, "period", *period)
 	}
-	tokens, err := loadTokens(*tokenFile, stdout)
+	tokens, err := loadTokens(*tokenFile, filepath.Join(*state, generatedTokenFile), stdout)
 	if err != nil {
 		return err
 	}
@@ -123,10 +131,6 @@ licence), and a session description receivers configure themselves from.`, stdou
 		return err
 	}
 	cas, err := pki.LoadPool(filepath.Join(*certs, caFile+".pem"))
-	if err != nil {
-		return err
-	}
-	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return err
 	}
@@ -153,23 +157,33 @@ licence), and a session description receivers configure themselves from.`, stdou
 		}
 		return nil
 	})
+	notifySystemd(gctx, g, log, func() error { return nil })
 	id := seal.KeyID(issuer.PublicKey())
 	fmt.Fprintf(stdout, "origin: serving %s (session %s/v1/session), signing key id %s, streams %v, state %s\n", base, base, hex.EncodeToString(id[:]), issuer.Streams(), *state)
 	return g.Wait()
 }
 
-// loadTokens reads 'token name' lines, or makes one token and prints it.
-func loadTokens(path string, stdout io.Writer) (map[string]string, error) {
+// generatedTokenFile is where an origin without -tokens keeps the licence
+// token it made, in its state directory: a secret goes to a 0600 file, not
+// to stdout, where a service manager would log it.
+const generatedTokenFile = "licence.token"
+
+// loadTokens reads 'token name' lines from path, or makes one token and
+// writes it to generated (0600), saying where on stdout.
+func loadTokens(path, generated string, stdout io.Writer) (map[string]string, error) {
 	if path == "" {
 		b := make([]byte, 16)
 		if _, err := rand.Read(b); err != nil {
 			return nil, err
 		}
 		t := hex.EncodeToString(b)
-		fmt.Fprintf(stdout, "origin: licence token for this run: %s\n", t)
+		if err := writeFile(generated, []byte(t+"\n"), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600); err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(stdout, "origin: licence token for this run written to %s (give it to recv -token-file)\n", generated)
 		return map[string]string{t: "generated"}, nil
 	}
-	data, err := os.ReadFile(path)
+	data, err := keyfile.Read(path)
 	if err != nil {
 		return nil, err
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/embargo-live/embargo/engine/device"
 	"github.com/embargo-live/embargo/engine/receiver"
 	"github.com/embargo-live/embargo/engine/receiver/skew"
+	"github.com/embargo-live/embargo/internal/keyfile"
 	"github.com/embargo-live/embargo/internal/pki"
 	"github.com/embargo-live/embargo/ptp"
 )
@@ -27,7 +28,7 @@ origin's signature, check each RELEASE against the commitment, unwrap the conten
 master key, and print one line per period with the kernel arrival time of its first RELEASE
 against releaseAt.`, stdout)
 	pubPath := fs.String("pub", "embargo-keys/"+originPubFile, "the origin's public key (PEM)")
-	masterPath := fs.String("master", "embargo-keys/"+masterKeyFile, "the master key (hex); empty: receive without it (nothing is usable)")
+	masterPath := fs.String("master", "embargo-keys/"+masterKeyFile, "file holding the master key (hex; see embargo keys), not the key itself; empty: receive without it (nothing is usable)")
 	groups := groupsFlag()
 	fs.Var(groups, "group", groupHelp)
 	streams := streamsFlag{1}
@@ -36,7 +37,8 @@ against releaseAt.`, stdout)
 	fs.Var(edges, "edge", "subscribe by unicast to this edge (host:port), repeatable; with -edge and no -group, no multicast")
 	catchUp := fs.Int("catch-up", 2, "released periods per stream a unicast subscription asks for")
 	sessionURL := fs.String("session", "", "configure from an origin's session description (https://host:port/v1/session): its key, groups and edges")
-	token := fs.String("token", "", "with -session: bearer token for the master-key licence")
+	token := fs.String("token", "", "with -session: bearer token for the master-key licence (visible to other users in the process list: prefer -token-file or EMBARGO_TOKEN)")
+	tokenFile := fs.String("token-file", "", "with -session: file (mode 0600) holding the bearer token for the master-key licence")
 	caPath := fs.String("ca", "", "with -session: CA certificate (PEM) the origin's TLS certificate must chain to (default: the system's)")
 	proxyAddr := fs.String("licence-proxy", "", "serve W3C ClearKey licences for released keys on this address (e.g. 127.0.0.1:8080), for an unmodified player")
 	periods := fs.Int("periods", 0, "exit after this many periods (0: run until interrupted)")
@@ -64,6 +66,16 @@ against releaseAt.`, stdout)
 				cancel()
 			}
 		},
+	}
+	if *tokenFile != "" {
+		if *token != "" {
+			return usageError{"-token and -token-file both give the licence token; keep one"}
+		}
+		data, err := keyfile.Read(*tokenFile)
+		if err != nil {
+			return err
+		}
+		*token = strings.TrimSpace(string(data))
 	}
 	keys := recvKeys{session: *sessionURL, token: *token, ca: *caPath, pub: *pubPath, master: *masterPath, streams: streams}
 	fs.Visit(func(f *flag.Flag) { keys.streamsSet = keys.streamsSet || f.Name == "streams" })

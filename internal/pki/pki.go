@@ -19,6 +19,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/embargo-live/embargo/internal/keyfile"
 )
 
 // Roles a client certificate can carry (its Subject OU).
@@ -141,6 +143,9 @@ func (c *Cert) Write(dir, name string) error {
 
 // Load reads name.pem and name.key from dir.
 func Load(dir, name string) (*Cert, error) {
+	if err := keyfile.Check(filepath.Join(dir, name+".key")); err != nil {
+		return nil, err
+	}
 	tc, err := tls.LoadX509KeyPair(filepath.Join(dir, name+".pem"), filepath.Join(dir, name+".key"))
 	if err != nil {
 		return nil, err
