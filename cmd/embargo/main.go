@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/debug"
 	"syscall"
 )
@@ -142,15 +143,51 @@ func usage(w io.Writer) {
 	fmt.Fprintf(w, "\nRun 'embargo <command> -h' for a command's flags.\n")
 }
 
+// version and commit are the release's, set by scripts/release with
+// -ldflags "-X main.version=... -X main.commit=..."; empty in other
+// builds, which use the module version and the VCS stamp Go records.
+var version, commit string
+
 func runVersion(_ context.Context, args []string, stdout, _ io.Writer) error {
-	fs := newFlags("version", "Print the module version and Go toolchain of this build.", stdout)
+	fs := newFlags("version", "Print the version, commit and Go toolchain of this build.", stdout)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	version, goVersion := "(devel)", "unknown"
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		version, goVersion = bi.Main.Version, bi.GoVersion
-	}
-	fmt.Fprintf(stdout, "embargo %s (%s)\n", version, goVersion)
+	fmt.Fprintln(stdout, versionLine())
 	return nil
+}
+
+// versionLine is "embargo VERSION (commit REV[+dirty], TIME; GO OS/ARCH)",
+// from what the build recorded.
+func versionLine() string {
+	v, rev, at, dirty, goVersion := version, commit, "", "", runtime.Version()
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		if v == "" {
+			v = bi.Main.Version
+		}
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				if rev == "" {
+					rev = s.Value
+				}
+			case "vcs.time":
+				at = ", " + s.Value
+			case "vcs.modified":
+				if s.Value == "true" {
+					dirty = "+dirty"
+				}
+			}
+		}
+	}
+	if v == "" {
+		v = "(devel)"
+	}
+	switch {
+	case rev == "":
+		rev = "unknown"
+	case len(rev) > 12:
+		rev = rev[:12]
+	}
+	return fmt.Sprintf("embargo %s (commit %s%s%s; %s %s/%s)", v, rev, dirty, at, goVersion, runtime.GOOS, runtime.GOARCH)
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/xml"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -138,5 +139,16 @@ func TestFlagErrorIsOneLine(t *testing.T) {
 		if code != 2 || out.Len() != 0 || len(lines) != 2 || !strings.HasPrefix(lines[0], "embargo "+args[0]+": ") || lines[1] != "Run 'embargo "+args[0]+" -h' for its flags." {
 			t.Errorf("%v: exit %d, stdout %q, stderr %q", args, code, out.String(), errb.String())
 		}
+	}
+}
+
+// TestVersionLine: a release build prints the version and commit the
+// release script stamped; any build names its toolchain and platform.
+func TestVersionLine(t *testing.T) {
+	defer func(v, c string) { version, commit = v, c }(version, commit)
+	version, commit = "v1.2.3", "0123456789abcdef0123"
+	var out bytes.Buffer
+	if code := run(context.Background(), []string{"--version"}, &out, &out); code != 0 || !strings.HasPrefix(out.String(), "embargo v1.2.3 (commit 0123456789ab") || !strings.Contains(out.String(), runtime.GOOS+"/"+runtime.GOARCH) {
+		t.Fatalf("exit %d: %q", code, out.String())
 	}
 }
