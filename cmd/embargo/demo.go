@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/embargo-live/embargo/bench"
+	"github.com/embargo-live/embargo/engine/edge"
 	"github.com/embargo-live/embargo/ptp"
 )
 
@@ -25,8 +26,8 @@ func runDemo(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	share := fs.Float64("unicast", 0.5, "share of receivers that subscribe by unicast (to every edge) instead of multicast")
 	edges := fs.Int("edges", 2, "edges releasing the same schedule")
 	loss := fs.Float64("loss", 0.05, "probability that a receiver loses any one datagram")
-	rounds := fs.Int("rounds", 4, "carousel rounds of each ANNOUNCE")
-	repeat := fs.Int("repeat", 5, "copies of each RELEASE")
+	rounds := fs.Int("rounds", edge.DefaultRounds, "carousel rounds of each ANNOUNCE")
+	repeat := fs.Int("repeat", edge.DefaultRepeat, "copies of each RELEASE")
 	seed := fs.Uint64("seed", 1, "seed of the injected loss")
 	report := fs.String("report", "embargo-report", "directory for report.json and skew.svg (empty: none)")
 	inNetns := fs.Bool("netns", false, "root only: run the same topology across network namespaces (edges on their own hosts, receivers spread over 40 more, joined by a bridge)")

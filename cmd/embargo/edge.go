@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"sync/atomic"
 	"time"
@@ -59,6 +60,11 @@ released at p × -period TAI. One embedded origin serves one edge; several edges
 	role := addRoleFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if *originURL != "" {
+		if err := checkOriginURL("-origin", *originURL); err != nil {
+			return err
+		}
 	}
 	log, clock, err := role.open(stderr, "releases will be held until it is")
 	if err != nil {
@@ -171,6 +177,9 @@ func embeddedOrigin(dir string, streams []uint32, sched origin.Schedule, clock p
 		return bundleSource{}, err
 	}
 	signer, err := readOriginKey(filepath.Join(dir, originKeyFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return bundleSource{}, fmt.Errorf("%w: make an event's keys with 'embargo keys -dir %s', or fetch bundles from an origin service with -origin", err, dir)
+	}
 	if err != nil {
 		return bundleSource{}, err
 	}

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"strconv"
 	"strings"
 	"syscall"
@@ -178,10 +179,19 @@ func (r roleFlags) open(stderr io.Writer, unsynced string) (*slog.Logger, ptp.Cl
 	if err != nil {
 		return nil, nil, err
 	}
-	if rd, err := clock.Now(); err != nil || rd.State != ptp.StateSynchronized {
-		log.Warn("clock not synchronized: "+unsynced+" (use -assume-synced only in a lab)", "state", rd.State, "reason", rd.Reason, "err", err)
+	if err := clockReady(clock); err != nil {
+		log.Warn("clock not synchronized: "+unsynced+" (use -assume-synced only in a lab)", "why", err)
 	}
 	return log, clock, nil
+}
+
+// checkOriginURL checks a flag's URL of the origin service: https, with a host.
+func checkOriginURL(flag, s string) error {
+	u, err := url.Parse(s)
+	if err != nil || u.Scheme != "https" || u.Host == "" {
+		return usageError{fmt.Sprintf("%s %q: want the origin's https URL, e.g. https://%s", flag, s, strings.TrimPrefix(strings.TrimPrefix(s, "http://"), "//"))}
+	}
+	return nil
 }
 
 // listenError says why flag's address could not be listened on, without

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"encoding/xml"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -132,12 +133,37 @@ func TestFlagErrorIsOneLine(t *testing.T) {
 		{"recv", "-nosuchflag"},
 		{"origin", "extra"},
 		{"demo", "-periods", "x"},
+		{"edge", "-origin", "127.0.0.1:18443"},
+		{"recv", "-session", "http://127.0.0.1:8443/v1/session"},
 	} {
 		var out, errb bytes.Buffer
 		code := run(context.Background(), args, &out, &errb)
 		lines := strings.Split(strings.TrimSuffix(errb.String(), "\n"), "\n")
 		if code != 2 || out.Len() != 0 || len(lines) != 2 || !strings.HasPrefix(lines[0], "embargo "+args[0]+": ") || lines[1] != "Run 'embargo "+args[0]+" -h' for its flags." {
 			t.Errorf("%v: exit %d, stdout %q, stderr %q", args, code, out.String(), errb.String())
+		}
+	}
+}
+
+// TestNamedMistakes: what the issue found unnamed or misleading now says
+// what is wrong and how to fix it.
+func TestNamedMistakes(t *testing.T) {
+	keys := t.TempDir()
+	if code := run(context.Background(), []string{"keys", "-dir", keys, "-force"}, io.Discard, io.Discard); code != 0 {
+		t.Fatal("keys failed")
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"edge", "-origin", "127.0.0.1:18443"}, `-origin "127.0.0.1:18443": want the origin's https URL, e.g. https://127.0.0.1:18443`},
+		{[]string{"edge", "-keys", keys, "-group", "239.255.77.71:7171%nosuchif"}, `interface "nosuchif"`},
+		{[]string{"edge", "-keys", t.TempDir()}, `origin.key: no such file or directory: make an event's keys with 'embargo keys -dir`},
+	} {
+		var out, errb bytes.Buffer
+		run(context.Background(), c.args, &out, &errb)
+		if !strings.Contains(errb.String(), c.want) || strings.Contains(errb.String(), "<nil>") {
+			t.Errorf("%v: %q, want %q", c.args, errb.String(), c.want)
 		}
 	}
 }

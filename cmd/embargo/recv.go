@@ -48,6 +48,11 @@ against releaseAt.`, stdout)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
+	if *sessionURL != "" {
+		if err := checkOriginURL("-session", *sessionURL); err != nil {
+			return err
+		}
+	}
 	log, err := logging.logger(stderr)
 	if err != nil {
 		return err

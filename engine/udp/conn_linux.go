@@ -42,7 +42,7 @@ func NewSender(g Group) (*Sender, error) {
 	}
 	ifi, err := net.InterfaceByName(g.Ifname())
 	if err != nil {
-		return nil, fmt.Errorf("udp: sender: %w", err)
+		return nil, fmt.Errorf("udp: sender for %v: interface %q: %w", g, g.Ifname(), err)
 	}
 	network := "udp4"
 	if g.Addr.Addr().Is6() {
@@ -52,7 +52,7 @@ func NewSender(g Group) (*Sender, error) {
 	// source-specific joins) see the interface as the source.
 	conn, err := net.ListenUDP(network, net.UDPAddrFromAddrPort(netip.AddrPortFrom(sourceAddr(ifi, g.Addr.Addr().Is4()), 0)))
 	if err != nil {
-		return nil, fmt.Errorf("udp: sender: %w", err)
+		return nil, fmt.Errorf("udp: sender for %v: interface %q: %w", g, g.Ifname(), err)
 	}
 	s := &Sender{group: g, conn: conn, dst: net.UDPAddrFromAddrPort(g.Addr)}
 	if g.Addr.Addr().Is4() {
@@ -158,7 +158,7 @@ func Listen(g Group) (*Conn, error) {
 	}
 	ifi, err := net.InterfaceByName(g.Ifname())
 	if err != nil {
-		return nil, fmt.Errorf("udp: listen: %w", err)
+		return nil, fmt.Errorf("udp: listen on %v: interface %q: %w", g, g.Ifname(), err)
 	}
 	conn, err := bindGroup(g.Addr, ifi)
 	if err != nil {
