@@ -32,7 +32,7 @@ func group(t *testing.T, addr string) Group {
 }
 
 // readOne reads one datagram from c or fails after a second.
-func readOne(t *testing.T, c *Conn) datagram.Message {
+func readOne(t *testing.T, c datagram.Source) datagram.Message {
 	t.Helper()
 	done := make(chan struct{})
 	defer close(done)

@@ -5,18 +5,33 @@ package udp
 import (
 	"fmt"
 	"net"
-	"syscall"
 
-	"github.com/embargo-live/embargo/engine/datagram"
 	"github.com/embargo-live/embargo/wire"
 )
 
-// Sender is not available off Linux.
+// Off Linux, receiving is the portable path (portable.go): Listen joins a
+// group and NewReader reads any UDP socket, through the standard library
+// and x/net. Sending — the edge's job, which runs on Linux — is not
+// available.
+
+// Reader reads one UDP socket a datagram at a time.
+type Reader = PortableReader
+
+// NewReader reads c; it takes ownership of c.
+func NewReader(c *net.UDPConn) (*Reader, error) { return NewPortableReader(c), nil }
+
+// Conn receives one group's datagrams on one interface.
+type Conn = PortableConn
+
+// Listen joins g on its interface (see ListenPortable).
+func Listen(g Group) (*Conn, error) { return ListenPortable(g) }
+
+// Sender is not available off Linux: edges run on Linux.
 type Sender struct{}
 
 // NewSender returns an error wrapping ErrNotSupported.
 func NewSender(g Group) (*Sender, error) {
-	return nil, fmt.Errorf("udp: sender: %w", ErrNotSupported)
+	return nil, fmt.Errorf("udp: sender: %w (edges run on Linux)", ErrNotSupported)
 }
 
 // Group is the zero Group.
@@ -27,29 +42,3 @@ func (s *Sender) Send(_ wire.Type, dgs [][]byte) (int, error) { return 0, ErrNot
 
 // Close does nothing.
 func (s *Sender) Close() error { return nil }
-
-// Reader is not available off Linux.
-type Reader struct{}
-
-// NewReader returns an error wrapping ErrNotSupported.
-func NewReader(c *net.UDPConn) (*Reader, error) {
-	return nil, fmt.Errorf("udp: reader: %w", ErrNotSupported)
-}
-
-// ReadBatch returns an error wrapping ErrNotSupported.
-func (c *Reader) ReadBatch(ms []datagram.Message) (int, error) { return 0, ErrNotSupported }
-
-// Close does nothing.
-func (c *Reader) Close() error { return nil }
-
-// SyscallConn returns an error wrapping ErrNotSupported.
-func (c *Reader) SyscallConn() (syscall.RawConn, error) { return nil, ErrNotSupported }
-
-// Conn is not available off Linux.
-type Conn struct{ *Reader }
-
-// Listen returns an error wrapping ErrNotSupported.
-func Listen(g Group) (*Conn, error) { return nil, fmt.Errorf("udp: listen: %w", ErrNotSupported) }
-
-// Group is the zero Group.
-func (c *Conn) Group() Group { return Group{} }

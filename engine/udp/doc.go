@@ -11,4 +11,10 @@
 // each datagram with the kernel's arrival stamp (SO_TIMESTAMPNS), in
 // batches (recvmmsg); many sockets may join one group and port on a host
 // and each gets every datagram.
+//
+// That is Linux (and Android). On every other OS Go supports, Listen and
+// NewReader are the portable path (ListenPortable, NewPortableReader:
+// the standard library and x/net, one datagram per read, arrivals stamped
+// by the receiver), which the tests also run on Linux; sending is Linux
+// only, as edges are.
 package udp
