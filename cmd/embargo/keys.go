@@ -8,11 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 
+	"github.com/embargo-live/embargo/engine/device"
 	"github.com/embargo-live/embargo/internal/keyfile"
 	"github.com/embargo-live/embargo/internal/pki"
 	"github.com/embargo-live/embargo/seal"
@@ -44,7 +43,7 @@ func runKeys(_ context.Context, args []string, stdout, _ io.Writer) error {
 	if err != nil {
 		return err
 	}
-	pubPEM, err := pki.EncodeEd25519Public(pub)
+	pubPEM, err := seal.EncodePublicKey(pub)
 	if err != nil {
 		return err
 	}
@@ -105,25 +104,6 @@ func readOriginKey(path string) (ed25519.PrivateKey, error) {
 	return readKey(path, keyfile.Read, pki.ParseEd25519)
 }
 
-func readOriginPub(path string) (ed25519.PublicKey, error) {
-	return readKey(path, os.ReadFile, pki.ParseEd25519Public)
-}
+func readOriginPub(path string) (ed25519.PublicKey, error) { return device.ReadOriginKey(path) }
 
-// readMasterKey reads a master key file (hex). Given the key itself instead
-// of a file, it says so without repeating the key.
-func readMasterKey(path string) ([]byte, error) {
-	data, err := keyfile.Read(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		if m, herr := hex.DecodeString(path); herr == nil && len(m) == seal.MasterKeyLen {
-			return nil, fmt.Errorf("the master key flag %w", keyfile.ErrNotFile)
-		}
-	}
-	if err != nil {
-		return nil, err
-	}
-	m, err := hex.DecodeString(strings.TrimSpace(string(data)))
-	if err != nil || len(m) != seal.MasterKeyLen {
-		return nil, fmt.Errorf("%s: want %d bytes of hex", path, seal.MasterKeyLen)
-	}
-	return m, nil
-}
+func readMasterKey(path string) ([]byte, error) { return device.ReadMasterKey(path) }

@@ -19,23 +19,9 @@ func EncodeEd25519(priv ed25519.PrivateKey) ([]byte, error) {
 	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
 }
 
-// EncodeEd25519Public returns pub as a PKIX PEM block.
-func EncodeEd25519Public(pub ed25519.PublicKey) ([]byte, error) {
-	der, err := x509.MarshalPKIXPublicKey(pub)
-	if err != nil {
-		return nil, err
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), nil
-}
-
 // ParseEd25519 reads a PKCS #8 PEM private key and requires Ed25519.
 func ParseEd25519(data []byte) (ed25519.PrivateKey, error) {
 	return parsePEM[ed25519.PrivateKey](data, "PRIVATE KEY", x509.ParsePKCS8PrivateKey)
-}
-
-// ParseEd25519Public reads a PKIX PEM public key and requires Ed25519.
-func ParseEd25519Public(data []byte) (ed25519.PublicKey, error) {
-	return parsePEM[ed25519.PublicKey](data, "PUBLIC KEY", x509.ParsePKIXPublicKey)
 }
 
 func parsePEM[K any](data []byte, typ string, parse func([]byte) (any, error)) (K, error) {
