@@ -62,7 +62,7 @@ func TestPortableMulticast(t *testing.T) {
 	for range 3 {
 		select {
 		case ev := <-events:
-			if k, ok := want[ev.Period]; !ok || ev.Stream != 1 || !slices.Equal(ev.Keys[0].Key[:], k) || ev.Arrival == 0 {
+			if k, ok := want[ev.Period]; !ok || ev.Stream != 1 || !slices.Equal(ev.Keys[0].Key[:], k) || ev.Arrival == 0 || ev.ArrivalByKernel {
 				t.Fatalf("event %+v", ev)
 			}
 			delete(want, ev.Period)

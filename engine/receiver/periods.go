@@ -80,7 +80,7 @@ func (r *Receiver) onBody(k key, body []byte) {
 
 // onRelease opens the held body with the RELEASE's secret, or keeps the
 // RELEASE (bounded) until the body is rebuilt.
-func (r *Receiver) onRelease(rel *wire.Release, arrival int64, from netip.AddrPort) {
+func (r *Receiver) onRelease(rel *wire.Release, arrival stamp, from netip.AddrPort) {
 	k := key{rel.Stream, rel.Period}
 	if !r.admit(k) {
 		return
@@ -97,7 +97,7 @@ func (r *Receiver) onRelease(rel *wire.Release, arrival int64, from netip.AddrPo
 // cannot lock out the genuine one that follows; across periods the total is
 // bounded, and a RELEASE past the bound is dropped (the edge's repeated
 // copies, arriving after the body, still deliver the period).
-func (r *Receiver) keepEarly(k key, rel *wire.Release, arrival int64, from netip.AddrPort) {
+func (r *Receiver) keepEarly(k key, rel *wire.Release, arrival stamp, from netip.AddrPort) {
 	list := r.early[k]
 	for _, e := range list {
 		if e.rel.RK == rel.RK {
@@ -128,7 +128,7 @@ func (r *Receiver) keepEarly(k key, rel *wire.Release, arrival int64, from netip
 
 // tryRelease checks rel's secret against h's commitment and, if it opens,
 // delivers the period. It reports whether the period is finished.
-func (r *Receiver) tryRelease(k key, h *held, rel *wire.Release, arrival int64, from netip.AddrPort) bool {
+func (r *Receiver) tryRelease(k key, h *held, rel *wire.Release, arrival stamp, from netip.AddrPort) bool {
 	if !seal.CheckRK(&h.b, &rel.RK) {
 		r.drops.add(reasonWrongRK)
 		return false
@@ -146,7 +146,7 @@ func (r *Receiver) tryRelease(k key, h *held, rel *wire.Release, arrival int64, 
 	}
 	ev := Event{
 		Stream: k.stream, Period: k.period, ReleaseAt: h.b.ReleaseAt, PresentAt: h.b.PresentAt,
-		Arrival: arrival, EdgeID: rel.EdgeID, From: from, CatchUp: rel.Flags&wire.FlagCatchUp != 0,
+		Arrival: arrival.at, ArrivalByKernel: arrival.kernel, EdgeID: rel.EdgeID, From: from, CatchUp: rel.Flags&wire.FlagCatchUp != 0,
 	}
 	switch h.b.PayloadType {
 	case wire.PayloadContentKeys:

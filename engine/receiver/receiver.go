@@ -72,6 +72,11 @@ type Event struct {
 	// the commitment (TAI ns), or the user-space time when the socket gave
 	// no stamp. Arrival − ReleaseAt is this device's release skew.
 	Arrival int64
+	// ArrivalByKernel: Arrival is the kernel's receive stamp; false means
+	// the source gave none (the portable path, a caller's transport) and
+	// the receiver stamped the datagram when it handled it, so Arrival
+	// also holds the time the datagram waited to be read.
+	ArrivalByKernel bool
 	// Opened is when the keys were ready (TAI ns, user space).
 	Opened int64
 	EdgeID uint32         // the edge whose RELEASE it was
@@ -115,7 +120,7 @@ type held struct {
 // early is a RELEASE that came before its body.
 type early struct {
 	rel     wire.Release
-	arrival int64
+	arrival stamp
 	from    netip.AddrPort
 }
 
@@ -161,11 +166,12 @@ func New(cfg Config) (*Receiver, error) {
 // stamp, or the zero Time if there was none: then the device clock, Now)
 // from from.
 func (r *Receiver) Handle(pkt []byte, arrival time.Time, from netip.AddrPort) {
-	if arrival.IsZero() {
+	kernel := !arrival.IsZero()
+	if !kernel {
 		arrival = r.cfg.Now()
 	}
 	r.mu.Lock()
-	r.handle(pkt, r.cfg.TAIOffset.FromTime(arrival), from)
+	r.handle(pkt, stamp{r.cfg.TAIOffset.FromTime(arrival), kernel}, from)
 	events := r.released
 	r.released = nil
 	r.mu.Unlock()
@@ -174,7 +180,13 @@ func (r *Receiver) Handle(pkt []byte, arrival time.Time, from netip.AddrPort) {
 	}
 }
 
-func (r *Receiver) handle(pkt []byte, arrival int64, from netip.AddrPort) {
+// stamp is when a datagram arrived (TAI ns), and whether the kernel said so.
+type stamp struct {
+	at     int64
+	kernel bool
+}
+
+func (r *Receiver) handle(pkt []byte, arrival stamp, from netip.AddrPort) {
 	h, err := wire.Peek(pkt)
 	if err != nil {
 		r.drops.add(reasonMalformed)

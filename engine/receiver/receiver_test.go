@@ -132,8 +132,8 @@ func TestDeliversKeysOnce(t *testing.T) {
 		if ev.Stream != 1 || ev.Period != 7 || ev.ReleaseAt != b.ReleaseAt || ev.PresentAt != b.PresentAt || ev.EdgeID != 3 || ev.From != edgeAddr {
 			t.Errorf("event %+v", ev)
 		}
-		if ev.Arrival != tai(stamp) {
-			t.Errorf("arrival %d, want the kernel stamp %v as TAI", ev.Arrival, stamp)
+		if ev.Arrival != tai(stamp) || !ev.ArrivalByKernel {
+			t.Errorf("arrival %d (by kernel %v), want the kernel stamp %v as TAI", ev.Arrival, ev.ArrivalByKernel, stamp)
 		}
 		if want := tai(f.now) + int64(1500*time.Millisecond); ev.Opened != want {
 			t.Errorf("opened %d, want %d: the device clock when the RELEASE was handled", ev.Opened, want)

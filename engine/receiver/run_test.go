@@ -62,10 +62,10 @@ func TestRunDelivers(t *testing.T) {
 		if len(s.got()) != 2 || len(got) != 2 {
 			t.Fatalf("events %+v, want one per stream", s.got())
 		}
-		if ev := got[1]; ev.Arrival != tai(stamp) || ev.From != groupAddr || ev.Opened != tai(f.now.Add(time.Second+5*time.Millisecond)) {
+		if ev := got[1]; ev.Arrival != tai(stamp) || !ev.ArrivalByKernel || ev.From != groupAddr || ev.Opened != tai(f.now.Add(time.Second+5*time.Millisecond)) {
 			t.Errorf("stream 1: %+v, want the kernel stamp %d", ev, tai(stamp))
 		}
-		if ev := got[2]; ev.Arrival != tai(f.now.Add(time.Second+5*time.Millisecond)) || ev.From != edgeAddr || ev.EdgeID != 2 {
+		if ev := got[2]; ev.Arrival != tai(f.now.Add(time.Second+5*time.Millisecond)) || ev.ArrivalByKernel || ev.From != edgeAddr || ev.EdgeID != 2 {
 			t.Errorf("stream 2: %+v, want the device clock when read", ev)
 		}
 		if st := r.Stats(); st.Delivered != 2 || st.Drops["duplicate"] == 0 {
