@@ -141,9 +141,7 @@ func config(c *C.embargo_config) (device.Config, error) {
 		if c.streams == nil {
 			return cfg, errors.New("n_streams without streams")
 		}
-		for _, s := range unsafe.Slice((*uint32)(unsafe.Pointer(c.streams)), int(c.n_streams)) {
-			cfg.Streams = append(cfg.Streams, s)
-		}
+		cfg.Streams = append(cfg.Streams, unsafe.Slice((*uint32)(unsafe.Pointer(c.streams)), int(c.n_streams))...)
 	}
 	cfg.CatchUp = int(c.catch_up)
 	cfg.LicenceProxy = goString(c.licence_proxy)

@@ -5,15 +5,11 @@ import (
 	"errors"
 	"net"
 	"net/netip"
-	"syscall"
 	"testing"
 	"time"
 
-	"golang.org/x/net/ipv4"
-
 	"github.com/embargo-live/embargo/engine/datagram"
 	"github.com/embargo-live/embargo/internal/realtime"
-	"github.com/embargo-live/embargo/wire"
 )
 
 // The portable path (what macOS, iOS, Windows and the BSDs use) runs here
@@ -23,47 +19,17 @@ import (
 // every datagram, byte-exact, from the sender's address, with no kernel
 // stamp (the receiver stamps them); IPv4 and IPv6.
 func TestPortableRoundTrip(t *testing.T) {
-	realtime.Exclusive(t)
-	for _, addr := range []string{"239.255.77.11", "ff15::7181"} {
-		t.Run(addr, func(t *testing.T) {
-			g := group(t, addr)
-			var conns []*PortableConn
-			for range 3 {
-				c, err := ListenPortable(g)
-				if err != nil {
-					if g.Addr.Addr().Is6() && !hasIPv6Loopback() {
-						t.Skipf("no IPv6 on lo here: %v", err)
-					}
-					t.Fatal(err)
-				}
-				defer c.Close()
-				conns = append(conns, c)
-			}
-			s, err := NewSender(g)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer s.Close()
-			dgs := [][]byte{[]byte("one"), []byte("two"), bytes.Repeat([]byte{7}, 1200)}
-			if n, err := s.Send(wire.TypeAnnounce, dgs); n != 3 || err != nil {
-				if errors.Is(err, syscall.ENETUNREACH) && g.Addr.Addr().Is6() {
-					t.Skip("IPv6 multicast has no route on lo without changing the host's routes; the namespace tests cover IPv6")
-				}
-				t.Fatalf("send: %d, %v", n, err)
-			}
-			for i, c := range conns {
-				if c.Group() != g {
-					t.Errorf("group %v, want %v", c.Group(), g)
-				}
-				for j, want := range dgs {
-					m := readOne(t, c)
-					if !bytes.Equal(m.Buf[:m.N], want) || m.Truncated || !m.Arrival.IsZero() || !m.From.Addr().IsLoopback() {
-						t.Fatalf("socket %d datagram %d: %q truncated %v arrival %v from %v", i, j, m.Buf[:m.N], m.Truncated, m.Arrival, m.From)
-					}
-				}
-			}
-		})
-	}
+	roundTrip(t, []string{"239.255.77.11", "ff15::7181"}, func(g Group) (datagram.Source, error) {
+		c, err := ListenPortable(g)
+		if err == nil && c.Group() != g {
+			t.Errorf("group %v, want %v", c.Group(), g)
+		}
+		return c, err
+	}, func(t *testing.T, m datagram.Message, _, _ int64) {
+		if !m.Arrival.IsZero() {
+			t.Errorf("portable path gave a stamp %v", m.Arrival)
+		}
+	})
 }
 
 // TestPortableSourceSpecific: a source-specific portable listener takes
@@ -77,27 +43,7 @@ func TestPortableSourceSpecific(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	other, err := net.ListenPacket("udp4", "127.0.0.2:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close()
-	lo, _ := net.InterfaceByName("lo")
-	p := ipv4.NewPacketConn(other)
-	if err := errors.Join(p.SetMulticastInterface(lo), p.SetMulticastTTL(0), p.SetMulticastLoopback(true)); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := other.WriteTo([]byte("intruder"), net.UDPAddrFromAddrPort(g.Addr)); err != nil {
-		t.Fatal(err)
-	}
-	s, err := NewSender(g)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	if _, err := s.Send(wire.TypeAnnounce, [][]byte{[]byte("genuine")}); err != nil {
-		t.Fatal(err)
-	}
+	sendFromTwoSources(t, g)
 	if m := readOne(t, c); string(m.Buf[:m.N]) != "genuine" {
 		t.Fatalf("SSM socket got %q from %v", m.Buf[:m.N], m.From)
 	}
