@@ -78,7 +78,7 @@ licence), and a session description receivers configure themselves from.`, stdou
 	period := fs.Duration("period", 2*time.Second, "key period of new streams")
 	lead := fs.Duration("lead", 4*time.Second, "announce lead of new streams")
 	present := fs.Duration("present", 2*time.Second, "presentAt − releaseAt of new streams")
-	keys := fs.Int("keys", 2, "content keys per period of new streams")
+	keys := fs.Int("keys", 2, "content keys per period of new streams: 1 (all tracks) or 2 (video, audio)")
 	tokenFile := fs.String("tokens", "", "file of licence bearer tokens, one 'token name' per line (default: generate one and print it)")
 	groups, edges := groupsFlag(), edgesFlag()
 	fs.Var(groups, "session-group", "a multicast group receivers should join, for the session description (repeatable)")

@@ -163,7 +163,6 @@ type xDoc struct {
 	XMLName  xml.Name  `xml:"urn:dashif:org:cpix CPIX"`
 	Delivery xDelivery `xml:"urn:dashif:org:cpix DeliveryDataList"`
 	Keys     xKeys     `xml:"urn:dashif:org:cpix ContentKeyList"`
-	DRM      xDRMs     `xml:"urn:dashif:org:cpix DRMSystemList"`
 	Periods  xPeriods  `xml:"urn:dashif:org:cpix ContentKeyPeriodList"`
 	Rules    xRules    `xml:"urn:dashif:org:cpix ContentKeyUsageRuleList"`
 }
@@ -248,16 +247,6 @@ type xContentKey struct {
 	Data   *xData `xml:"urn:dashif:org:cpix Data"`
 }
 
-type xDRMs struct {
-	System []xDRMSystem `xml:"urn:dashif:org:cpix DRMSystem"`
-}
-
-type xDRMSystem struct {
-	SystemID string    `xml:"systemId,attr"`
-	KID      string    `xml:"kid,attr"`
-	Bundle   []xBundle `xml:"https://github.com/embargo-live/embargo/ns/cpix/v1 Bundle"`
-}
-
 type xBundle struct {
 	Stream    string   `xml:"stream,attr"`
 	Period    string   `xml:"period,attr"`
@@ -282,8 +271,18 @@ type xRules struct {
 }
 
 type xRule struct {
-	KID     string    `xml:"kid,attr"`
-	Filters []xFilter `xml:"urn:dashif:org:cpix KeyPeriodFilter"`
+	KID     string     `xml:"kid,attr"`
+	Filters []xFilter  `xml:"urn:dashif:org:cpix KeyPeriodFilter"`
+	Video   []struct{} `xml:"urn:dashif:org:cpix VideoFilter"`
+	Audio   []struct{} `xml:"urn:dashif:org:cpix AudioFilter"`
+	Label   []struct{} `xml:"urn:dashif:org:cpix LabelFilter"`
+	Bitrate []struct{} `xml:"urn:dashif:org:cpix BitrateFilter"`
+	Bundle  []xBundle  `xml:"https://github.com/embargo-live/embargo/ns/cpix/v1 Bundle"`
+	Release []xRelease `xml:"https://github.com/embargo-live/embargo/ns/cpix/v1 Release"`
+}
+
+type xRelease struct {
+	ReleaseAt string `xml:"releaseAt,attr"`
 }
 
 type xFilter struct {

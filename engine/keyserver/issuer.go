@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/embargo-live/embargo/engine/cpix"
 	"github.com/embargo-live/embargo/engine/keystore"
 	"github.com/embargo-live/embargo/engine/origin"
 	"github.com/embargo-live/embargo/ptp"
@@ -75,8 +76,13 @@ func (i *Issuer) load(stream uint32) error {
 	return nil
 }
 
-// AddEvent stores a new event and starts issuing it.
+// AddEvent stores a new event and starts issuing it. It refuses more
+// content keys per period than packager documents can give each its own
+// content key context (cpix.MaxTrackKeys).
 func (i *Issuer) AddEvent(ev *keystore.Event) error {
+	if ev.Keys < 0 || ev.Keys > cpix.MaxTrackKeys {
+		return fmt.Errorf("stream %d: %d content keys per period; use 1 (all tracks) or 2 (video, audio): CPIX allows one key per track type and period", ev.Stream, ev.Keys)
+	}
 	if err := i.store.CreateEvent(ev); err != nil {
 		return err
 	}

@@ -189,7 +189,8 @@ func (h *Handler) keys(w http.ResponseWriter, r *http.Request) {
 	pk := make([]cpix.PeriodKeys, len(periods))
 	for i, p := range periods {
 		length := int64(h.cfg.Issuer.Event(p.Bundle.Stream).Schedule.Period)
-		pk[i] = cpix.PeriodKeys{Stream: p.Bundle.Stream, Period: p.Bundle.Period, Start: p.Bundle.PresentAt, End: p.Bundle.PresentAt + length, Keys: p.Keys}
+		pk[i] = cpix.PeriodKeys{Stream: p.Bundle.Stream, Period: p.Bundle.Period, Start: p.Bundle.PresentAt, End: p.Bundle.PresentAt + length,
+			ReleaseAt: p.Bundle.ReleaseAt, Keys: p.Keys}
 	}
 	doc, err := cpix.EncodePackagerKeys(pk, cert)
 	if err != nil {

@@ -27,8 +27,10 @@ const (
 	RolePackager = "packager"
 )
 
-// KeyBits is the RSA key size of every generated key.
-const KeyBits = 2048
+// KeyBits is the RSA key size of every generated key: 3072, as CPIX
+// recommends for the keys documents are encrypted to (SPEKE's encryptors
+// bring their own certificates, of 2048 bits or more).
+const KeyBits = 3072
 
 // Cert is a certificate with its key.
 type Cert struct {
