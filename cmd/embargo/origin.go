@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -21,6 +22,7 @@ import (
 	"github.com/embargo-live/embargo/engine/origin"
 	"github.com/embargo-live/embargo/internal/pki"
 	"github.com/embargo-live/embargo/seal"
+	"github.com/embargo-live/embargo/wire"
 )
 
 // Certificate files in a certs directory (see 'embargo certs').
@@ -76,7 +78,7 @@ licence), and a session description receivers configure themselves from.`, stdou
 	streams := streamsFlag{1}
 	fs.Var(&streams, "streams", "comma-separated stream ids; a stream not yet in the state directory is created")
 	period := fs.Duration("period", 2*time.Second, "key period of new streams")
-	lead := fs.Duration("lead", 4*time.Second, "announce lead of new streams")
+	lead := fs.Duration("lead", origin.DefaultLead, fmt.Sprintf("announce lead of new streams: when a period's keys exist for packagers and its bundle for edges, before its release; at least %v, at most %d periods (default: %v, or %d periods if shorter)", origin.MinLead, wire.MaxAnnounceLead, origin.DefaultLead, wire.MaxAnnounceLead))
 	present := fs.Duration("present", 2*time.Second, "presentAt − releaseAt of new streams")
 	keys := fs.Int("keys", 2, "content keys per period of new streams: 1 (all tracks) or 2 (video, audio)")
 	tokenFile := fs.String("tokens", "", "file of licence bearer tokens, one 'token name' per line (default: generate one and print it)")
@@ -85,6 +87,12 @@ licence), and a session description receivers configure themselves from.`, stdou
 	fs.Var(edges, "session-edge", "a unicast edge host:port receivers should subscribe to (repeatable)")
 	role := addRoleFlags(fs)
 	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if !flagSet(fs, "lead") {
+		*lead = min(*lead, wire.MaxAnnounceLead**period)
+	}
+	if err := checkLead(*lead, *period); err != nil {
 		return err
 	}
 	log, clock, err := role.open(stderr, "periods are issued by its best estimate, which may be off")
@@ -156,6 +164,24 @@ licence), and a session description receivers configure themselves from.`, stdou
 	id := seal.KeyID(issuer.PublicKey())
 	fmt.Fprintf(stdout, "origin: serving %s (session %s/v1/session), signing key id %s, streams %v, state %s\n", base, base, hex.EncodeToString(id[:]), issuer.Streams(), *state)
 	return g.Wait()
+}
+
+// checkLead refuses a lead the origin cannot serve, naming the flags.
+func checkLead(lead, period time.Duration) error {
+	if lead < origin.MinLead {
+		return fmt.Errorf("-lead %v is below the minimum %v: edges poll every 500ms and need time to carousel each period before its release", lead, origin.MinLead)
+	}
+	if err := (origin.Schedule{Period: period, Lead: lead}).Check(); err != nil {
+		return fmt.Errorf("-lead %v with -period %v: %w", lead, period, err)
+	}
+	return nil
+}
+
+// flagSet reports whether the command line set the named flag.
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }
 
 // loadTokens reads 'token name' lines, or makes one token and prints it.

@@ -48,7 +48,7 @@ func TestOriginEdgeRecv(t *testing.T) {
 	originDone := make(chan int, 1)
 	go func() {
 		originDone <- run(ctx, []string{"origin", "-state", filepath.Join(dir, "state"), "-certs", certs, "-listen", originAddr,
-			"-period", "300ms", "-lead", "600ms", "-present", "300ms", "-tokens", tokens, "-session-edge", edgeAddr,
+			"-period", "300ms", "-lead", "1s", "-present", "300ms", "-tokens", tokens, "-session-edge", edgeAddr,
 			"-assume-synced", "1ms", "-log", "warn"}, originOut, originOut)
 	}()
 	edgeCtx, stopEdge := context.WithCancel(ctx)

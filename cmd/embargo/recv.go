@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -66,7 +65,7 @@ against releaseAt.`, stdout)
 		},
 	}
 	keys := recvKeys{session: *sessionURL, token: *token, ca: *caPath, pub: *pubPath, master: *masterPath, streams: streams}
-	fs.Visit(func(f *flag.Flag) { keys.streamsSet = keys.streamsSet || f.Name == "streams" })
+	keys.streamsSet = flagSet(fs, "streams")
 	if err := keys.apply(&cfg); err != nil {
 		return err
 	}
