@@ -123,6 +123,8 @@ type config struct {
 	maxSize    int
 	maxPeriods int
 	contentID  string
+	version    string
+	plain      bool
 	scheme     string
 	tai        ptp.TAIOffset
 	err        error
@@ -183,7 +185,7 @@ func (c *config) fail(format string, args ...any) {
 }
 
 func newConfig(opts []Option) (*config, error) {
-	c := &config{maxSize: DefaultMaxSize, maxPeriods: DefaultMaxPeriods, scheme: "cenc", tai: ptp.DefaultTAIOffset}
+	c := &config{maxSize: DefaultMaxSize, maxPeriods: DefaultMaxPeriods, scheme: "cenc", tai: ptp.DefaultTAIOffset, version: Version}
 	for _, o := range opts {
 		o(c)
 	}

@@ -21,27 +21,31 @@ type encoder struct {
 
 // newEncoder draws the document's fresh Document Key and MAC key, wraps
 // both to the recipient and writes everything up to the ContentKeyList.
+// With plain set and no recipient, it writes no DeliveryData and values
+// go in the clear (SPEKE without content key encryption, over mutual TLS).
 func newEncoder(c *config, recipient *x509.Certificate, emb bool) (*encoder, error) {
-	pub, err := recipientKey(recipient)
-	if err != nil {
-		return nil, err
+	e := &encoder{c: c}
+	var wrappedDoc, wrappedMAC []byte
+	if recipient != nil || !c.plain {
+		pub, err := recipientKey(recipient)
+		if err != nil {
+			return nil, err
+		}
+		d, raw, err := newDelivery()
+		if err != nil {
+			return nil, err
+		}
+		if wrappedDoc, err = wrap(pub, raw[:docKeyLen]); err != nil {
+			return nil, err
+		}
+		if wrappedMAC, err = wrap(pub, raw[docKeyLen:]); err != nil {
+			return nil, err
+		}
+		e.d = d
 	}
-	d, raw, err := newDelivery()
-	if err != nil {
-		return nil, err
-	}
-	wrappedDoc, err := wrap(pub, raw[:docKeyLen])
-	if err != nil {
-		return nil, err
-	}
-	wrappedMAC, err := wrap(pub, raw[docKeyLen:])
-	if err != nil {
-		return nil, err
-	}
-	e := &encoder{c: c, d: d}
 	w := &e.w
 	w.b.WriteString(`<?xml version="1.0" encoding="UTF-8"?>`)
-	attrs := []string{"version", Version}
+	attrs := []string{"version", c.version}
 	if c.contentID != "" {
 		attrs = append(attrs, "contentId", c.contentID)
 	}
@@ -50,6 +54,9 @@ func newEncoder(c *config, recipient *x509.Certificate, emb bool) (*encoder, err
 		attrs = append(attrs, "xmlns:emb", Namespace)
 	}
 	w.start("CPIX", attrs...)
+	if e.d == nil {
+		return e, nil
+	}
 	w.start("DeliveryDataList")
 	w.start("DeliveryData")
 	w.start("DeliveryKey")
@@ -89,9 +96,9 @@ func (e *encoder) encrypted(alg string, cv []byte) {
 }
 
 // contentKey writes one ContentKey with its value sealed under the
-// Document Key and returns the CipherValue bytes.
+// Document Key and returns the CipherValue bytes; in a document without
+// DeliveryData, the value in the clear (and nil).
 func (e *encoder) contentKey(kid [16]byte, scheme string, value []byte) []byte {
-	cv, mac := e.d.seal(value)
 	w := &e.w
 	attrs := []string{"kid", FormatUUID(kid)}
 	if scheme != "" {
@@ -100,6 +107,14 @@ func (e *encoder) contentKey(kid [16]byte, scheme string, value []byte) []byte {
 	w.start("ContentKey", attrs...)
 	w.start("Data")
 	w.start("pskc:Secret")
+	if e.d == nil {
+		w.leaf("pskc:PlainValue", b64(value))
+		w.end("pskc:Secret")
+		w.end("Data")
+		w.end("ContentKey")
+		return nil
+	}
+	cv, mac := e.d.seal(value)
 	w.start("pskc:EncryptedValue")
 	e.encrypted(algAES256CBC, cv)
 	w.end("pskc:EncryptedValue")

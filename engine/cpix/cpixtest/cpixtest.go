@@ -12,6 +12,24 @@ import (
 //go:embed xsd/*.xsd
 var schemaFS embed.FS
 
+//go:embed speke/*.xml
+var spekeFS embed.FS
+
+// SPEKERequests are SPEKE v2 request documents written after the public
+// SPEKE v2 specification's live examples, by file name: the X-Speke-Version
+// each is for is in its name ("live-2.0-…", "live-2.1-…"). A document's
+// "CERTIFICATE" placeholder takes the base64 DER of the encryptor's
+// certificate.
+func SPEKERequests() map[string][]byte {
+	out := map[string][]byte{}
+	files, _ := spekeFS.ReadDir("speke")
+	for _, f := range files {
+		data, _ := spekeFS.ReadFile("speke/" + f.Name())
+		out[f.Name()] = data
+	}
+	return out
+}
+
 // Schemas are the CPIX schema files every document is checked against.
 var Schemas = []string{"cpix-2.4.xsd", "cpix-2.3.1.xsd"}
 
