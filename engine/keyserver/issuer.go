@@ -18,6 +18,22 @@ import (
 	"github.com/embargo-live/embargo/wire"
 )
 
+// Refusals of PeriodWithKIDs, besides keystore.ErrNotFound for a period
+// released without ever being issued.
+var (
+	// ErrKIDConflict: the period is issued, and its KIDs are not the ones
+	// asked for. A period never gets a second key for a track.
+	ErrKIDConflict = errors.New("keyserver: period issued with other KIDs")
+	// ErrTooFarAhead: the period's release is more than KIDHorizon away.
+	ErrTooFarAhead = errors.New("keyserver: period too far ahead")
+)
+
+// KIDHorizon is how far ahead of its release an encryptor may have a
+// period issued with its own KIDs: enough for any packager's look-ahead,
+// small enough that a mistaken index cannot fill the store with a day of
+// periods.
+const KIDHorizon = time.Hour
+
 // Issuer issues each stored event's periods ahead of time: a period is
 // generated and durably stored before anything can serve it, and a stored
 // period is what is served ever after.
@@ -173,7 +189,7 @@ func (i *Issuer) Period(stream uint32, period uint64) (*keystore.Period, error) 
 	}
 	p, err := i.store.Period(stream, period)
 	if errors.Is(err, keystore.ErrNotFound) {
-		p, err = i.issue(ev, o, period)
+		p, err = i.issue(ev, o, period, nil)
 	}
 	if err != nil {
 		return nil, err
@@ -184,7 +200,48 @@ func (i *Issuer) Period(stream uint32, period uint64) (*keystore.Period, error) 
 	return p, nil
 }
 
-func (i *Issuer) issue(ev *keystore.Event, o *origin.Origin, period uint64) (*keystore.Period, error) {
+// PeriodWithKIDs returns the period with the KIDs an encryptor chose
+// (SPEKE), one per track in cpix.TrackOf order. A period not yet issued
+// is issued now with those KIDs and fresh key values, if its release is
+// still ahead and within KIDHorizon (else keystore.ErrNotFound or
+// ErrTooFarAhead); an issued period is returned only if its KIDs are
+// those (else ErrKIDConflict): asking twice gets the same keys, and no
+// period ever has two keys for one track.
+func (i *Issuer) PeriodWithKIDs(stream uint32, period uint64, kids [][16]byte) (*keystore.Period, error) {
+	i.mu.Lock()
+	p := i.cache[periodKey{stream, period}]
+	ev, o := i.events[stream], i.origins[stream]
+	i.mu.Unlock()
+	if ev == nil {
+		return nil, fmt.Errorf("%w: stream %d", keystore.ErrNotFound, stream)
+	}
+	if n := max(ev.Keys, 1); len(kids) != n {
+		return nil, fmt.Errorf("%w: stream %d has %d key(s) per period, %d asked for", ErrKIDConflict, stream, n, len(kids))
+	}
+	var err error
+	if p == nil {
+		p, err = i.store.Period(stream, period)
+		if errors.Is(err, keystore.ErrNotFound) {
+			p, err = i.issue(ev, o, period, kids)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	for j, k := range p.Keys {
+		if k.KID != kids[j] {
+			return nil, fmt.Errorf("%w: stream %d period %d was issued with KID %x for track %d, not %x", ErrKIDConflict, stream, period, k.KID, j, kids[j])
+		}
+	}
+	i.mu.Lock()
+	i.cache[periodKey{stream, period}] = p
+	i.mu.Unlock()
+	return p, nil
+}
+
+// issue makes and stores a period, with fresh keys under kids if given
+// (an encryptor's, at most KIDHorizon ahead), else under fresh KIDs.
+func (i *Issuer) issue(ev *keystore.Event, o *origin.Origin, period uint64, kids [][16]byte) (*keystore.Period, error) {
 	at := ev.Schedule.At(period)
 	now, err := i.clock.Now()
 	if err != nil {
@@ -195,9 +252,15 @@ func (i *Issuer) issue(ev *keystore.Event, o *origin.Origin, period uint64) (*ke
 	if at.ReleaseAt <= now.Mid() {
 		return nil, fmt.Errorf("%w: stream %d period %d was never issued and its release has passed", keystore.ErrNotFound, ev.Stream, period)
 	}
+	if kids != nil && at.ReleaseAt-now.Mid() > int64(KIDHorizon) {
+		return nil, fmt.Errorf("%w: stream %d period %d is released in %v, beyond %v", ErrTooFarAhead, ev.Stream, period, time.Duration(at.ReleaseAt-now.Mid()), KIDHorizon)
+	}
 	keys, err := o.NewContentKeys(max(ev.Keys, 1))
 	if err != nil {
 		return nil, err
+	}
+	for j := range kids {
+		keys[j].KID = kids[j]
 	}
 	b, err := o.Keys(ev.Stream, period, at, keys)
 	if err != nil {

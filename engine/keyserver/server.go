@@ -52,6 +52,7 @@ type Handler struct {
 //	GET  /v1/streams/{stream}/bundles     release bundles, CPIX to the edge's certificate
 //	GET  /v1/streams/{stream}/keys        content keys, CPIX to the packager's certificate
 //	POST /v1/streams/{stream}/licence     the master key, with a bearer token
+//	POST /v1/streams/{stream}/speke       SPEKE v2.0/2.1 key requests of a packager
 //
 // bundles and keys take ?from=P, the first period wanted.
 func NewHandler(cfg ServerConfig) *Handler {
@@ -63,6 +64,7 @@ func NewHandler(cfg ServerConfig) *Handler {
 	h.mux.HandleFunc("GET /v1/streams/{stream}/bundles", h.bundles)
 	h.mux.HandleFunc("GET /v1/streams/{stream}/keys", h.keys)
 	h.mux.HandleFunc("POST /v1/streams/{stream}/licence", h.licence)
+	h.mux.HandleFunc("POST /v1/streams/{stream}/speke", h.speke)
 	return h
 }
 
