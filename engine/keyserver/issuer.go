@@ -24,15 +24,15 @@ var (
 	// ErrKIDConflict: the period is issued, and its KIDs are not the ones
 	// asked for. A period never gets a second key for a track.
 	ErrKIDConflict = errors.New("keyserver: period issued with other KIDs")
-	// ErrTooFarAhead: the period's release is more than KIDHorizon away.
+	// ErrTooFarAhead: the period's release is more than Horizon away.
 	ErrTooFarAhead = errors.New("keyserver: period too far ahead")
 )
 
-// KIDHorizon is how far ahead of its release an encryptor may have a
-// period issued with its own KIDs: enough for any packager's look-ahead,
-// small enough that a mistaken index cannot fill the store with a day of
-// periods.
-const KIDHorizon = time.Hour
+// Horizon is how far ahead of its release an encryptor may have a period
+// issued with its own KIDs, or a publisher a resource: enough for any
+// packager's look-ahead, small enough that a mistaken index or instant
+// cannot fill the store with a day of periods.
+const Horizon = time.Hour
 
 // Issuer issues each stored event's periods ahead of time: a period is
 // generated and durably stored before anything can serve it, and a stored
@@ -47,6 +47,10 @@ type Issuer struct {
 	origins map[uint32]*origin.Origin
 	events  map[uint32]*keystore.Event
 	cache   map[periodKey]*keystore.Period
+	// resources indexes each resource stream's published periods in
+	// period order; publish serializes Publish.
+	resources map[uint32][]resource
+	publish   sync.Mutex
 }
 
 type periodKey struct {
@@ -64,7 +68,8 @@ func NewIssuer(store *keystore.Store, clock ptp.Clock, log *slog.Logger) (*Issue
 		log = slog.New(slog.DiscardHandler)
 	}
 	i := &Issuer{store: store, signer: signer, clock: clock, log: log,
-		origins: make(map[uint32]*origin.Origin), events: make(map[uint32]*keystore.Event), cache: make(map[periodKey]*keystore.Period)}
+		origins: make(map[uint32]*origin.Origin), events: make(map[uint32]*keystore.Event), cache: make(map[periodKey]*keystore.Period),
+		resources: make(map[uint32][]resource)}
 	streams, err := store.Events()
 	if err != nil {
 		return nil, err
@@ -86,8 +91,17 @@ func (i *Issuer) load(stream uint32) error {
 	if err != nil {
 		return err
 	}
+	var published []resource
+	if ev.Resources {
+		if published, err = i.loadResources(stream); err != nil {
+			return err
+		}
+	}
 	i.mu.Lock()
 	i.events[stream], i.origins[stream] = ev, o
+	if ev.Resources {
+		i.resources[stream] = published
+	}
 	i.mu.Unlock()
 	return nil
 }
@@ -148,6 +162,9 @@ func (i *Issuer) IssueDue() error {
 	var errs []error
 	for _, s := range i.Streams() {
 		ev := i.Event(s)
+		if ev.Resources {
+			continue
+		}
 		first, end := ev.Schedule.Due(now.Mid())
 		for p := first; p < end; p++ {
 			if _, err := i.Period(s, p); err != nil {
@@ -203,7 +220,7 @@ func (i *Issuer) Period(stream uint32, period uint64) (*keystore.Period, error) 
 // PeriodWithKIDs returns the period with the KIDs an encryptor chose
 // (SPEKE), one per track in cpix.TrackOf order. A period not yet issued
 // is issued now with those KIDs and fresh key values, if its release is
-// still ahead and within KIDHorizon (else keystore.ErrNotFound or
+// still ahead and within Horizon (else keystore.ErrNotFound or
 // ErrTooFarAhead); an issued period is returned only if its KIDs are
 // those (else ErrKIDConflict): asking twice gets the same keys, and no
 // period ever has two keys for one track.
@@ -240,8 +257,11 @@ func (i *Issuer) PeriodWithKIDs(stream uint32, period uint64, kids [][16]byte) (
 }
 
 // issue makes and stores a period, with fresh keys under kids if given
-// (an encryptor's, at most KIDHorizon ahead), else under fresh KIDs.
+// (an encryptor's, at most Horizon ahead), else under fresh KIDs.
 func (i *Issuer) issue(ev *keystore.Event, o *origin.Origin, period uint64, kids [][16]byte) (*keystore.Period, error) {
+	if ev.Resources {
+		return nil, fmt.Errorf("%w: stream %d period %d: a resource stream's periods are only what publishers submit", keystore.ErrNotFound, ev.Stream, period)
+	}
 	at := ev.Schedule.At(period)
 	now, err := i.clock.Now()
 	if err != nil {
@@ -252,8 +272,8 @@ func (i *Issuer) issue(ev *keystore.Event, o *origin.Origin, period uint64, kids
 	if at.ReleaseAt <= now.Mid() {
 		return nil, fmt.Errorf("%w: stream %d period %d was never issued and its release has passed", keystore.ErrNotFound, ev.Stream, period)
 	}
-	if kids != nil && at.ReleaseAt-now.Mid() > int64(KIDHorizon) {
-		return nil, fmt.Errorf("%w: stream %d period %d is released in %v, beyond %v", ErrTooFarAhead, ev.Stream, period, time.Duration(at.ReleaseAt-now.Mid()), KIDHorizon)
+	if kids != nil && at.ReleaseAt-now.Mid() > int64(Horizon) {
+		return nil, fmt.Errorf("%w: stream %d period %d is released in %v, beyond %v", ErrTooFarAhead, ev.Stream, period, time.Duration(at.ReleaseAt-now.Mid()), Horizon)
 	}
 	keys, err := o.NewContentKeys(max(ev.Keys, 1))
 	if err != nil {
@@ -288,6 +308,9 @@ func (i *Issuer) Window(stream uint32, from uint64) ([]*keystore.Period, error) 
 	now, err := i.clock.Now()
 	if err != nil {
 		return nil, err
+	}
+	if ev.Resources {
+		return i.resourceWindow(ev, from, now.Mid())
 	}
 	first, end := ev.Schedule.Due(now.Mid())
 	lo := max(from, first-min(first, wire.MaxCatchUp))

@@ -53,6 +53,7 @@ type Handler struct {
 //	GET  /v1/streams/{stream}/keys        content keys, CPIX to the packager's certificate
 //	POST /v1/streams/{stream}/licence     the master key, with a bearer token
 //	POST /v1/streams/{stream}/speke       SPEKE v2.0/2.1 key requests of a packager
+//	POST /v1/streams/{stream}/resources   a publisher's resource, ?releaseAt=TAI ns
 //
 // bundles and keys take ?from=P, the first period wanted.
 func NewHandler(cfg ServerConfig) *Handler {
@@ -65,6 +66,7 @@ func NewHandler(cfg ServerConfig) *Handler {
 	h.mux.HandleFunc("GET /v1/streams/{stream}/keys", h.keys)
 	h.mux.HandleFunc("POST /v1/streams/{stream}/licence", h.licence)
 	h.mux.HandleFunc("POST /v1/streams/{stream}/speke", h.speke)
+	h.mux.HandleFunc("POST /v1/streams/{stream}/resources", h.publishResource)
 	return h
 }
 
@@ -184,6 +186,10 @@ func (h *Handler) bundles(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) keys(w http.ResponseWriter, r *http.Request) {
 	cert, periods, ok := h.window(w, r, pki.RolePackager)
 	if !ok {
+		return
+	}
+	if ev := h.cfg.Issuer.Event(periods[0].Bundle.Stream); ev.Resources {
+		h.fail(w, r, http.StatusNotFound, "not-found", fmt.Errorf("stream %d carries published resources, not content keys", ev.Stream))
 		return
 	}
 	// A period's keys encrypt the media presented from its presentAt until

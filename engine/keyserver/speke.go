@@ -32,8 +32,8 @@ func (h *Handler) speke(w http.ResponseWriter, r *http.Request) {
 	}
 	stream := uint32(s)
 	ev := h.cfg.Issuer.Event(stream)
-	if ev == nil {
-		h.fail(w, r, http.StatusNotFound, "not-found", fmt.Errorf("%w: stream %d", keystore.ErrNotFound, stream))
+	if ev == nil || ev.Resources {
+		h.fail(w, r, http.StatusNotFound, "not-found", fmt.Errorf("%w: stream %d (no such stream, or one of published resources)", keystore.ErrNotFound, stream))
 		return
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxSPEKERequest))

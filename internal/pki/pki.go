@@ -25,6 +25,8 @@ import (
 const (
 	RoleEdge     = "edge"
 	RolePackager = "packager"
+	// RolePublisher submits resources for release (embargo publish).
+	RolePublisher = "publisher"
 )
 
 // KeyBits is the RSA key size of every generated key: 3072, as CPIX
@@ -77,7 +79,8 @@ func (ca *CA) Server(name string, hosts []string, validity time.Duration) (*Cert
 	return ca.issue(tmpl, validity)
 }
 
-// Client issues a TLS client certificate for role (RoleEdge, RolePackager).
+// Client issues a TLS client certificate for role (RoleEdge, RolePackager,
+// RolePublisher).
 func (ca *CA) Client(name, role string, validity time.Duration) (*Cert, error) {
 	return ca.issue(&x509.Certificate{
 		Subject:     pkix.Name{CommonName: name, OrganizationalUnit: []string{role}},
