@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -27,15 +28,16 @@ import (
 
 // Certificate files in a certs directory (see 'embargo certs').
 const (
-	caFile       = "ca"
-	originCert   = "origin"
-	edgeCert     = "edge"
-	packagerCert = "packager"
+	caFile        = "ca"
+	originCert    = "origin"
+	edgeCert      = "edge"
+	packagerCert  = "packager"
+	publisherCert = "publisher"
 )
 
 func runCerts(_ context.Context, args []string, stdout, _ io.Writer) error {
-	fs := newFlags("certs", "Make a lab certificate authority and the certificates mutual TLS needs: the origin's server\ncertificate, an edge's and a packager's client certificates (RSA: CPIX wraps keys to them).", stdout)
-	dir := fs.String("dir", "embargo-certs", "directory to write ca, origin, edge and packager .pem/.key to")
+	fs := newFlags("certs", "Make a lab certificate authority and the certificates mutual TLS needs: the origin's server\ncertificate, an edge's, a packager's and a publisher's client certificates (RSA-3072: CPIX wraps keys to them).", stdout)
+	dir := fs.String("dir", "embargo-certs", "directory to write ca, origin, edge, packager and publisher .pem/.key to")
 	hosts := fs.String("hosts", "localhost,127.0.0.1,::1", "comma-separated names and addresses the origin certificate is for")
 	validity := fs.Duration("validity", 90*24*time.Hour, "certificate lifetime")
 	if err := parse(fs, args); err != nil {
@@ -60,10 +62,14 @@ func runCerts(_ context.Context, args []string, stdout, _ io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := errors.Join(ca.Write(*dir, caFile), srv.Write(*dir, originCert), edge.Write(*dir, edgeCert), pkg.Write(*dir, packagerCert)); err != nil {
+	pub, err := ca.Client("embargo publisher", pki.RolePublisher, *validity)
+	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "wrote ca, origin, edge and packager certificates and keys in %s\n", *dir)
+	if err := errors.Join(ca.Write(*dir, caFile), srv.Write(*dir, originCert), edge.Write(*dir, edgeCert), pkg.Write(*dir, packagerCert), pub.Write(*dir, publisherCert)); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "wrote ca, origin, edge, packager and publisher certificates and keys in %s\n", *dir)
 	return nil
 }
 
@@ -77,6 +83,8 @@ licence), and a session description receivers configure themselves from.`, stdou
 	listen := fs.String("listen", "127.0.0.1:8443", "HTTPS address")
 	streams := streamsFlag{1}
 	fs.Var(&streams, "streams", "comma-separated stream ids; a stream not yet in the state directory is created")
+	var resourceStreams streamsFlag
+	fs.Var(&resourceStreams, "resource-streams", "comma-separated ids of streams of published resources (embargo publish); created like -streams, with -lead and -present")
 	period := fs.Duration("period", 2*time.Second, "key period of new streams")
 	lead := fs.Duration("lead", origin.DefaultLead, fmt.Sprintf("announce lead of new streams: when a period's keys exist for packagers and its bundle for edges, before its release; at least %v, at most %d periods (default: %v, or %d periods if shorter)", origin.MinLead, wire.MaxAnnounceLead, origin.DefaultLead, wire.MaxAnnounceLead))
 	present := fs.Duration("present", 2*time.Second, "presentAt − releaseAt of new streams")
@@ -107,7 +115,7 @@ licence), and a session description receivers configure themselves from.`, stdou
 	if err != nil {
 		return err
 	}
-	for _, s := range streams {
+	for _, s := range append(streams[:len(streams):len(streams)], resourceStreams...) {
 		if issuer.Event(s) != nil {
 			continue
 		}
@@ -115,12 +123,16 @@ licence), and a session description receivers configure themselves from.`, stdou
 		if _, err := rand.Read(master); err != nil {
 			return err
 		}
-		ev := &keystore.Event{Stream: s, Master: master, Keys: *keys,
+		resources := slices.Contains(resourceStreams, s)
+		ev := &keystore.Event{Stream: s, Master: master, Keys: *keys, Resources: resources,
 			Schedule: origin.Schedule{Period: *period, Lead: *lead, PresentDelay: *present}}
+		if resources {
+			ev.Keys = 0
+		}
 		if err := issuer.AddEvent(ev); err != nil {
 			return err
 		}
-		log.Info("origin: created stream", "stream", s, "period", *period)
+		log.Info("origin: created stream", "stream", s, "period", *period, "resources", resources)
 	}
 	tokens, err := loadTokens(*tokenFile, stdout)
 	if err != nil {

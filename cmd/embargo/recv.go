@@ -190,6 +190,9 @@ type eventJSON struct {
 	CatchUp    bool     `json:"catchUp,omitempty"`
 }
 
+// maxShownResource is how much of a resource a text line quotes.
+const maxShownResource = 256
+
 func printEvent(w io.Writer, ev receiver.Event, asJSON, showKeys bool) {
 	j := eventJSON{
 		Stream: ev.Stream, Period: ev.Period, ReleaseAt: ev.ReleaseAt, PresentAt: ev.PresentAt,
@@ -218,7 +221,12 @@ func printEvent(w io.Writer, ev receiver.Event, asJSON, showKeys bool) {
 		line += ", keys " + strings.Join(j.Keys, ",")
 	}
 	if ev.Resource != nil {
-		line += fmt.Sprintf(", resource of %d bytes", len(ev.Resource))
+		// The bytes themselves, quoted (-json gives them all, in hex).
+		shown, more := ev.Resource, ""
+		if len(shown) > maxShownResource {
+			shown, more = shown[:maxShownResource], "…"
+		}
+		line += fmt.Sprintf(", resource of %d bytes: %q%s", len(ev.Resource), shown, more)
 	}
 	if ev.CatchUp {
 		line += " (catch-up: it joined after the release)"

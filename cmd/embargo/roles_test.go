@@ -132,6 +132,8 @@ func TestRoleFlagErrors(t *testing.T) {
 		{[]string{"edge", "-keys", dir, "-group", "10.0.0.1:7171"}, 2, "not a multicast address"},
 		{[]string{"edge", "-keys", dir, "-lead", "1h"}, 1, "announce lead"},
 		{[]string{"origin", "-state", t.TempDir(), "-lead", "500ms"}, 1, "-lead 500ms is below the minimum 1s"},
+		{[]string{"publish", "-file", os.DevNull}, 1, "-at or -in"},
+		{[]string{"publish", "-file", os.DevNull, "-at", "tomorrow"}, 1, "RFC 3339"},
 		{[]string{"origin", "-state", t.TempDir(), "-lead", "20s"}, 1, "-lead 20s with -period 2s"},
 		{[]string{"recv", "-pub", filepath.Join(dir, masterKeyFile)}, 1, "PUBLIC KEY"},
 		{[]string{"recv", "-pub", filepath.Join(dir, originPubFile), "-streams", "x"}, 2, "stream"},
