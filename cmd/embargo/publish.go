@@ -6,15 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/embargo-live/embargo/engine/keyserver"
-	"github.com/embargo-live/embargo/engine/poller"
 	"github.com/embargo-live/embargo/internal/fetch"
-	"github.com/embargo-live/embargo/internal/pki"
 	"github.com/embargo-live/embargo/ptp"
 )
 
@@ -59,15 +55,10 @@ earlier; receivers print its bytes ('embargo recv -json' as hex).`, stdout)
 	if err != nil {
 		return err
 	}
-	cert, err := pki.Load(*certs, publisherCert)
+	_, client, err := originClient(*certs, publisherCert)
 	if err != nil {
 		return err
 	}
-	cas, err := pki.LoadPool(filepath.Join(*certs, caFile+".pem"))
-	if err != nil {
-		return err
-	}
-	client := &http.Client{Transport: &http.Transport{TLSClientConfig: poller.ClientTLS(cert.TLS(), cas)}, Timeout: 30 * time.Second}
 	releaseAt := ptp.TAIOffset(*tai).FromTime(when)
 	url := fmt.Sprintf("%s/v1/streams/%d/resources?releaseAt=%d", *originURL, *stream, releaseAt)
 	body, err := fetch.Post(ctx, client, url, "application/octet-stream", payload, 4096)

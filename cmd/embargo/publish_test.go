@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,7 +11,6 @@ import (
 	"time"
 
 	"github.com/embargo-live/embargo/internal/realtime"
-	"github.com/embargo-live/embargo/internal/wait"
 )
 
 // TestPublishRecv runs the README's publishing example: an origin with a
@@ -22,37 +20,12 @@ import (
 // non-negative lateness (one machine, one clock: never early).
 func TestPublishRecv(t *testing.T) {
 	realtime.Exclusive(t)
-	dir := t.TempDir()
-	certs := filepath.Join(dir, "certs")
-	var out lockedBuffer
-	if code := run(context.Background(), []string{"certs", "-dir", certs, "-hosts", "127.0.0.1"}, &out, &out); code != 0 {
-		t.Fatalf("certs: %s", out.String())
-	}
-	tokens := filepath.Join(dir, "tokens")
-	if err := os.WriteFile(tokens, []byte("t0ken player\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	port := 49000 + time.Now().UnixNano()%5000
-	originAddr := fmt.Sprintf("127.0.0.1:%d", port)
-	edgeAddr := fmt.Sprintf("127.0.0.1:%d", port+1)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-
-	originOut := &lockedBuffer{}
-	originDone := make(chan int, 1)
-	go func() {
-		originDone <- run(ctx, []string{"origin", "-state", filepath.Join(dir, "state"), "-certs", certs, "-listen", originAddr,
-			"-streams", "1", "-resource-streams", "100", "-period", "300ms", "-lead", "1s", "-present", "100ms", "-tokens", tokens,
-			"-session-edge", edgeAddr, "-assume-synced", "1ms", "-log", "warn"}, originOut, originOut)
-	}()
-	wait.For(t, 5*time.Second, "origin", func() bool { return strings.Contains(originOut.String(), "serving") })
-	edgeCtx, stopEdge := context.WithCancel(ctx)
-	edgeOut := &lockedBuffer{}
-	edgeDone := make(chan int, 1)
-	go func() {
-		edgeDone <- run(edgeCtx, []string{"edge", "-origin", "https://" + originAddr, "-certs", certs, "-unicast", edgeAddr,
-			"-streams", "100", "-lead", "1s", "-assume-synced", "1ms", "-log", "warn"}, edgeOut, edgeOut)
-	}()
+	lab := startOrigin(t, ctx, 49000, "-streams", "1", "-resource-streams", "100", "-period", "300ms", "-lead", "1s", "-present", "100ms")
+	dir, certs, originAddr := t.TempDir(), lab.certs, lab.addr(0)
+	originOut, originDone := lab.out, lab.done
+	edgeOut, edgeDone, stopEdge := lab.edge(t, ctx, "-streams", "100", "-lead", "1s")
 	recvOut, recvErr := &lockedBuffer{}, &lockedBuffer{}
 	recvDone := make(chan int, 1)
 	go func() {

@@ -205,13 +205,8 @@ type Published struct {
 // publishResource serves POST /v1/streams/{stream}/resources?releaseAt=N
 // for a publisher's certificate.
 func (h *Handler) publishResource(w http.ResponseWriter, r *http.Request) {
-	if _, err := client(r, pki.RolePublisher); err != nil {
-		h.fail(w, r, http.StatusForbidden, "forbidden", err)
-		return
-	}
-	s, err := strconv.ParseUint(r.PathValue("stream"), 10, 32)
-	if err != nil {
-		h.fail(w, r, http.StatusBadRequest, "bad-request", fmt.Errorf("stream: %w", err))
+	stream, ok := h.caller(w, r, pki.RolePublisher)
+	if !ok {
 		return
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxResource))
@@ -222,7 +217,7 @@ func (h *Handler) publishResource(w http.ResponseWriter, r *http.Request) {
 	req, err := ParsePublish(r.URL.Query().Get("releaseAt"), body)
 	if err == nil {
 		var p *keystore.Period
-		if p, err = h.cfg.Issuer.Publish(uint32(s), req.ReleaseAt, req.Payload); err == nil {
+		if p, err = h.cfg.Issuer.Publish(stream, req.ReleaseAt, req.Payload); err == nil {
 			h.count("published")
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(http.StatusCreated)

@@ -120,6 +120,21 @@ func client(r *http.Request, role string) (*x509.Certificate, error) {
 	return leaf, nil
 }
 
+// caller checks the client certificate's role and reads the path's
+// stream, answering the refusal itself when either fails.
+func (h *Handler) caller(w http.ResponseWriter, r *http.Request, role string) (uint32, bool) {
+	if _, err := client(r, role); err != nil {
+		h.fail(w, r, http.StatusForbidden, "forbidden", err)
+		return 0, false
+	}
+	s, err := strconv.ParseUint(r.PathValue("stream"), 10, 32)
+	if err != nil {
+		h.fail(w, r, http.StatusBadRequest, "bad-request", fmt.Errorf("stream: %w", err))
+		return 0, false
+	}
+	return uint32(s), true
+}
+
 func streamAndFrom(r *http.Request) (uint32, uint64, error) {
 	s, err := strconv.ParseUint(r.PathValue("stream"), 10, 32)
 	if err != nil {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strconv"
 
 	"github.com/embargo-live/embargo/engine/cpix"
 	"github.com/embargo-live/embargo/engine/keystore"
@@ -21,16 +20,10 @@ const maxSPEKERequest = 1 << 20
 // bound to it if it is not yet issued, and the answer is all the periods
 // asked for or a refusal naming the first that cannot be answered.
 func (h *Handler) speke(w http.ResponseWriter, r *http.Request) {
-	if _, err := client(r, pki.RolePackager); err != nil {
-		h.fail(w, r, http.StatusForbidden, "forbidden", err)
+	stream, ok := h.caller(w, r, pki.RolePackager)
+	if !ok {
 		return
 	}
-	s, err := strconv.ParseUint(r.PathValue("stream"), 10, 32)
-	if err != nil {
-		h.fail(w, r, http.StatusBadRequest, "bad-request", fmt.Errorf("stream: %w", err))
-		return
-	}
-	stream := uint32(s)
 	ev := h.cfg.Issuer.Event(stream)
 	if ev == nil || ev.Resources {
 		h.fail(w, r, http.StatusNotFound, "not-found", fmt.Errorf("%w: stream %d (no such stream, or one of published resources)", keystore.ErrNotFound, stream))
