@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/embargo-live/embargo/engine/bundle"
+	"github.com/embargo-live/embargo/engine/cpix/cpixtest"
 	"github.com/embargo-live/embargo/engine/edge"
 	"github.com/embargo-live/embargo/engine/edge/edgetest"
 	"github.com/embargo-live/embargo/engine/keyserver"
@@ -236,6 +237,43 @@ func TestPublishRefusals(t *testing.T) {
 		got, err := reopened.Publish(100, t0+int64(time.Minute), []byte("next"))
 		if err != nil || got.Bundle.Period != keyserver.MaxPending {
 			t.Fatalf("after restart: period %v, %v; want %d", got, err, keyserver.MaxPending)
+		}
+	})
+}
+
+// TestServedDocumentsValid: every kind of CPIX document the origin serves
+// — bundles of a key stream and of a resource stream to an edge, content
+// keys to a packager — is valid against the CPIX 2.4 and 2.3.1 schemas.
+// (SPEKE answers are checked in TestSPEKE.)
+func TestServedDocumentsValid(t *testing.T) {
+	l := newLab(t)
+	publisher := mustClient(t, l, "publisher-1", pki.RolePublisher)
+	synctest.Test(t, func(t *testing.T) {
+		clock := ptp.NewSim()
+		issuer := resourceOrigin(t, filepath.Join(t.TempDir(), "state"), clock)
+		h := keyserver.NewHandler(keyserver.ServerConfig{Issuer: issuer})
+		if code, body := publish(t, as(h, publisher.Cert), 100, fmt.Sprint(clock.True()+int64(2*time.Second)), []byte("unlock")); code != http.StatusCreated {
+			t.Fatalf("publish: %d %s", code, body)
+		}
+		time.Sleep(time.Second + time.Millisecond) // within the resource's lead
+		for _, c := range []struct {
+			cert *x509.Certificate
+			path string
+		}{
+			{l.edge.Cert, "/v1/streams/1/bundles"},
+			{l.edge.Cert, "/v1/streams/100/bundles"},
+			{l.pkg.Cert, "/v1/streams/1/keys"},
+		} {
+			resp, err := as(h, c.cert).Get("https://origin.test" + c.path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			doc, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("%s: %d %s", c.path, resp.StatusCode, doc)
+			}
+			cpixtest.Validate(t, doc)
 		}
 	})
 }
