@@ -140,6 +140,9 @@ func (i *Issuer) Publish(stream uint32, releaseAt int64, payload []byte) (*keyst
 	i.resources[stream] = append(i.resources[stream], resource{period: period, releaseAt: releaseAt, sum: sum})
 	i.cache[periodKey{stream, period}] = p
 	i.mu.Unlock()
+	// Edges are served at most the last wire.MaxCatchUp released and the
+	// MaxPending waiting; older ones stay in the store only.
+	i.forget(stream, period-min(period, wire.MaxCatchUp+MaxPending))
 	i.log.Info("published", "stream", stream, "period", period, "bytes", len(payload), "releaseAt", releaseAt)
 	return p, nil
 }
