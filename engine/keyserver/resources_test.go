@@ -83,12 +83,8 @@ func publish(t *testing.T, c *http.Client, stream int, releaseAt string, body []
 // the true clock; the RELEASE's RK opens the ANNOUNCE to the very bytes
 // submitted. All in virtual time, with the real handler, poller and edge.
 func TestPublishEndToEnd(t *testing.T) {
-	l := newLab(t)
-	publisher := mustClient(t, l, "publisher-1", pki.RolePublisher)
-	synctest.Test(t, func(t *testing.T) {
-		clock := ptp.NewSim()
-		issuer := resourceOrigin(t, filepath.Join(t.TempDir(), "state"), clock)
-		h := keyserver.NewHandler(keyserver.ServerConfig{Issuer: issuer})
+	inBubble(t, func(t *testing.T, r rig) {
+		l, publisher, clock, issuer, h := r.l, r.publisher, r.clock, r.issuer, r.h
 		payload := []byte(`{"match":"final","odds":[1.85,3.4,4.1]}`)
 		releaseAt := clock.True() + int64(3*time.Second)
 		code, body := publish(t, as(h, publisher.Cert), 100, fmt.Sprint(releaseAt), payload)
@@ -164,6 +160,29 @@ func shards(s *edgetest.Sender, stream uint32, period uint64) [][]byte {
 	return out
 }
 
+// rig is a lab, a publisher's certificate, and a resource origin in dir
+// on a simulated clock behind its handler.
+type rig struct {
+	l         *lab
+	publisher *pki.Cert
+	clock     *ptp.Sim
+	dir       string
+	issuer    *keyserver.Issuer
+	h         http.Handler
+}
+
+// inBubble runs f with a rig in a synctest bubble.
+func inBubble(t *testing.T, f func(t *testing.T, r rig)) {
+	l := newLab(t)
+	publisher := mustClient(t, l, "publisher-1", pki.RolePublisher)
+	synctest.Test(t, func(t *testing.T) {
+		r := rig{l: l, publisher: publisher, clock: ptp.NewSim(), dir: filepath.Join(t.TempDir(), "state")}
+		r.issuer = resourceOrigin(t, r.dir, r.clock)
+		r.h = keyserver.NewHandler(keyserver.ServerConfig{Issuer: r.issuer})
+		f(t, r)
+	})
+}
+
 func mustClient(t *testing.T, l *lab, name, role string) *pki.Cert {
 	c, err := l.ca.Client(name, role, time.Hour)
 	if err != nil {
@@ -177,13 +196,8 @@ func mustClient(t *testing.T, l *lab, name, role string) *pki.Cert {
 // status and a reason, and store nothing; a restart keeps what was
 // published and numbers the next resource after it.
 func TestPublishRefusals(t *testing.T) {
-	l := newLab(t)
-	publisher := mustClient(t, l, "publisher-1", pki.RolePublisher)
-	synctest.Test(t, func(t *testing.T) {
-		clock := ptp.NewSim()
-		dir := filepath.Join(t.TempDir(), "state")
-		issuer := resourceOrigin(t, dir, clock)
-		h := keyserver.NewHandler(keyserver.ServerConfig{Issuer: issuer})
+	inBubble(t, func(t *testing.T, r rig) {
+		l, publisher, clock, dir, h := r.l, r.publisher, r.clock, r.dir, r.h
 		c := as(h, publisher.Cert)
 		t0 := clock.True()
 		at := func(d time.Duration) string { return fmt.Sprint(t0 + int64(d)) }
@@ -246,12 +260,8 @@ func TestPublishRefusals(t *testing.T) {
 // keys to a packager — is valid against the CPIX 2.4 and 2.3.1 schemas.
 // (SPEKE answers are checked in TestSPEKE.)
 func TestServedDocumentsValid(t *testing.T) {
-	l := newLab(t)
-	publisher := mustClient(t, l, "publisher-1", pki.RolePublisher)
-	synctest.Test(t, func(t *testing.T) {
-		clock := ptp.NewSim()
-		issuer := resourceOrigin(t, filepath.Join(t.TempDir(), "state"), clock)
-		h := keyserver.NewHandler(keyserver.ServerConfig{Issuer: issuer})
+	inBubble(t, func(t *testing.T, r rig) {
+		l, publisher, clock, h := r.l, r.publisher, r.clock, r.h
 		if code, body := publish(t, as(h, publisher.Cert), 100, fmt.Sprint(clock.True()+int64(2*time.Second)), []byte("unlock")); code != http.StatusCreated {
 			t.Fatalf("publish: %d %s", code, body)
 		}
