@@ -75,9 +75,10 @@ func runCerts(_ context.Context, args []string, stdout, _ io.Writer) error {
 
 func runOrigin(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("origin", `Run the origin service: issue each stream's key periods ahead of time into a durable state
-directory, and serve over HTTPS release bundles to edges and content keys to packagers (CPIX,
-encrypted to their client certificates), the master key to bearers of a token (a ClearKey-shaped
-licence), and a session description receivers configure themselves from.`, stdout)
+directory, and serve over HTTPS release bundles to edges and content keys to packagers (CPIX 2.4,
+encrypted to their client certificates; SPEKE v2.0/2.1 at /v1/streams/{stream}/speke), resources
+publishers submit (embargo publish) on -resource-streams, the master key to bearers of a token (a
+ClearKey-shaped licence), and a session description receivers configure themselves from.`, stdout)
 	state := fs.String("state", "embargo-origin", "state directory (created 0700): signing key, events, every issued period")
 	certs := fs.String("certs", "embargo-certs", "directory with ca, origin certificates (see 'embargo certs')")
 	listen := fs.String("listen", "127.0.0.1:8443", "HTTPS address")
