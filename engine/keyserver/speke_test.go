@@ -14,6 +14,7 @@ import (
 	"encoding/hex"
 	"encoding/xml"
 	"fmt"
+	"io"
 	"maps"
 	"net/http"
 	"net/http/httptest"
@@ -27,6 +28,8 @@ import (
 	"github.com/embargo-live/embargo/engine/keyserver"
 	"github.com/embargo-live/embargo/engine/keystore"
 	"github.com/embargo-live/embargo/engine/origin"
+	"github.com/embargo-live/embargo/internal/pki"
+	"github.com/embargo-live/embargo/internal/realtime"
 )
 
 // The SPEKE tests call the handler directly with the TLS state a verified
@@ -277,4 +280,35 @@ func openAnswer(t *testing.T, doc []byte, priv *rsa.PrivateKey) (map[string][]by
 func hexKID(b [16]byte) string {
 	s := hex.EncodeToString(b[:])
 	return s[0:8] + "-" + s[8:12] + "-" + s[12:16] + "-" + s[16:20] + "-" + s[20:]
+}
+
+// TestSPEKEOverMutualTLS: the SPEKE endpoint answers a packager's
+// certificate over real HTTPS, and the TLS layer's answer to an edge's
+// certificate is the same refusal as in memory.
+func TestSPEKEOverMutualTLS(t *testing.T) {
+	realtime.Exclusive(t)
+	l := newLab(t)
+	o := newOrigin(t, l)
+	for _, c := range []struct {
+		cert *pki.Cert
+		want int
+	}{{l.pkg, http.StatusOK}, {l.edge, http.StatusForbidden}, {nil, http.StatusForbidden}} {
+		req, _ := http.NewRequest(http.MethodPost, o.srv.URL+"/v1/streams/1/speke", bytes.NewReader(example(t, l, "live-2.1-encrypted.xml")))
+		req.Header.Set("X-Speke-Version", "2.1")
+		resp, err := l.client(c.cert).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != c.want {
+			t.Fatalf("status %d, want %d: %s", resp.StatusCode, c.want, body)
+		}
+		if c.want == http.StatusOK {
+			cpixtest.Validate(t, body)
+			if keys, _ := openAnswer(t, body, l.pkg.Key); len(keys["98ee5596-cd3e-a20d-163a-e382420c6eff"]) != 16 {
+				t.Fatalf("answer keys %x", keys)
+			}
+		}
+	}
 }
