@@ -193,6 +193,12 @@ func (i *Issuer) forget(stream uint32, below uint64) {
 // released by the schedule's clock; an old period never issued stays
 // missing (ErrNotFound) rather than be made up after the fact.
 func (i *Issuer) Period(stream uint32, period uint64) (*keystore.Period, error) {
+	return i.period(stream, period, nil)
+}
+
+// period is Period, issuing under kids (if not nil) a period not yet
+// issued.
+func (i *Issuer) period(stream uint32, period uint64, kids [][16]byte) (*keystore.Period, error) {
 	k := periodKey{stream, period}
 	i.mu.Lock()
 	p := i.cache[k]
@@ -206,7 +212,7 @@ func (i *Issuer) Period(stream uint32, period uint64) (*keystore.Period, error) 
 	}
 	p, err := i.store.Period(stream, period)
 	if errors.Is(err, keystore.ErrNotFound) {
-		p, err = i.issue(ev, o, period, nil)
+		p, err = i.issue(ev, o, period, kids)
 	}
 	if err != nil {
 		return nil, err
@@ -225,34 +231,25 @@ func (i *Issuer) Period(stream uint32, period uint64) (*keystore.Period, error) 
 // those (else ErrKIDConflict): asking twice gets the same keys, and no
 // period ever has two keys for one track.
 func (i *Issuer) PeriodWithKIDs(stream uint32, period uint64, kids [][16]byte) (*keystore.Period, error) {
-	i.mu.Lock()
-	p := i.cache[periodKey{stream, period}]
-	ev, o := i.events[stream], i.origins[stream]
-	i.mu.Unlock()
+	ev := i.Event(stream)
 	if ev == nil {
 		return nil, fmt.Errorf("%w: stream %d", keystore.ErrNotFound, stream)
 	}
 	if n := max(ev.Keys, 1); len(kids) != n {
 		return nil, fmt.Errorf("%w: stream %d has %d key(s) per period, %d asked for", ErrKIDConflict, stream, n, len(kids))
 	}
-	var err error
-	if p == nil {
-		p, err = i.store.Period(stream, period)
-		if errors.Is(err, keystore.ErrNotFound) {
-			p, err = i.issue(ev, o, period, kids)
-		}
-		if err != nil {
-			return nil, err
-		}
+	p, err := i.period(stream, period, kids)
+	if err != nil {
+		return nil, err
+	}
+	if len(p.Keys) != len(kids) {
+		return nil, fmt.Errorf("%w: stream %d period %d was issued with %d key(s), %d asked for", ErrKIDConflict, stream, period, len(p.Keys), len(kids))
 	}
 	for j, k := range p.Keys {
 		if k.KID != kids[j] {
 			return nil, fmt.Errorf("%w: stream %d period %d was issued with KID %x for track %d, not %x", ErrKIDConflict, stream, period, k.KID, j, kids[j])
 		}
 	}
-	i.mu.Lock()
-	i.cache[periodKey{stream, period}] = p
-	i.mu.Unlock()
 	return p, nil
 }
 
