@@ -23,9 +23,9 @@ const (
 	SystemClearKey = "e2719d58-a985-b3c9-781a-b030af78d30e"
 )
 
-// SPEKEVersions maps the SPEKE versions served (the X-Speke-Version
+// spekeVersions maps the SPEKE versions served (the X-Speke-Version
 // header) to the CPIX@version each requires.
-var SPEKEVersions = map[string]string{"2.0": "2.3", "2.1": "2.4"}
+var spekeVersions = map[string]string{"2.0": "2.3", "2.1": "2.4"}
 
 // maxSPEKEKeys bounds the keys of one request: two per period.
 const maxSPEKEKeys = 2 * 64
@@ -79,7 +79,7 @@ func ParseSPEKERequest(doc []byte, spekeVersion string, opts ...Option) (*SPEKER
 	if err != nil {
 		return nil, err
 	}
-	want, ok := SPEKEVersions[spekeVersion]
+	want, ok := spekeVersions[spekeVersion]
 	if !ok {
 		return nil, fmt.Errorf("%w: Unsupported SPEKE version %.10q: this key provider serves 2.0 and 2.1", ErrUnsupported, spekeVersion)
 	}
