@@ -93,7 +93,7 @@ func checkBundles(bundles []*bundle.Bundle, c *config) error {
 	return nil
 }
 
-// bundleMAC authenticates embargo's DRMSystem payload and binds it to its
+// bundleMAC authenticates embargo's extension element and binds it to its
 // ContentKey: CPIX's ValueMAC covers only the encrypted RK, not the kid it
 // sits under, so without this an RK could be moved to another period, or
 // an instant or datagram changed, unnoticed until the edge opened the

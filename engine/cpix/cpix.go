@@ -22,7 +22,7 @@ var (
 	// a recipient key this package does not encrypt to.
 	ErrUnsupported = errors.New("cpix: unsupported algorithm or key")
 	// ErrMAC: an integrity check failed: a ValueMAC, the MAC over embargo's
-	// DRMSystem payload, or a wrapped key whose RSA-OAEP decoding fails.
+	// extension element, or a wrapped key whose RSA-OAEP decoding fails.
 	ErrMAC = errors.New("cpix: integrity check failed")
 	// ErrRecipient: no DeliveryData names the certificate of the private
 	// key given: the document was made for someone else.
@@ -33,11 +33,6 @@ var (
 	// option out of range.
 	ErrInvalid = errors.New("cpix: invalid input")
 )
-
-// SystemID is embargo's DRMSystem@systemId: the name-based UUID (version 5,
-// RFC 9562) of "https://github.com/embargo-live/embargo" in the URL
-// namespace. It is fixed forever; a test re-derives it.
-const SystemID = "2c87e74c-a3be-5dbc-acce-da3d350e0e65"
 
 // Namespace is the XML namespace of embargo's extension elements, which
 // sit last in a ContentKeyUsageRule (prefix "emb"); CPIX readers that do

@@ -6,7 +6,6 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
-	"crypto/sha1"
 	"crypto/x509"
 	"encoding/xml"
 	"reflect"
@@ -228,20 +227,6 @@ func TestFreshDocumentKey(t *testing.T) {
 	}
 	if bytes.Equal(keys[0], keys[1]) || docs[0] == docs[1] {
 		t.Fatal("two documents share a Document Key or an RK ciphertext")
-	}
-}
-
-// TestSystemID re-derives SystemID: UUIDv5 (SHA-1) of the project URL in
-// RFC 9562's URL namespace.
-func TestSystemID(t *testing.T) {
-	urlNS := [16]byte{0x6b, 0xa7, 0xb8, 0x11, 0x9d, 0xad, 0x11, 0xd1, 0x80, 0xb4, 0x00, 0xc0, 0x4f, 0xd4, 0x30, 0xc8}
-	h := sha1.Sum(append(urlNS[:], "https://github.com/embargo-live/embargo"...))
-	var u [16]byte
-	copy(u[:], h[:16])
-	u[6] = u[6]&0x0f | 0x50
-	u[8] = u[8]&0x3f | 0x80
-	if got := FormatUUID(u); got != SystemID {
-		t.Fatalf("derived %s, constant %s", got, SystemID)
 	}
 }
 
