@@ -26,7 +26,9 @@ import (
 //  3. the TOML file -config names: one key per flag, by the flag's name
 //     (period = "2s", rounds = 4, group = ["239.1.1.1:7171%eth0"]).
 //
-// A flag in none of them keeps its default. An unknown key or a bad value in
+// A flag set from the environment or the file counts as set (fs.Visit
+// visits it), as one on the command line does. A flag in none of them keeps
+// its default. An unknown key or a bad value in
 // the file is an error naming file, line and key; a bad value in the
 // environment names the variable. -print-config prints the effective
 // settings and where each came from, with secrets redacted.
@@ -88,7 +90,7 @@ func applyConfig(fs *flag.FlagSet, out io.Writer) error {
 				values = strings.Fields(v)
 			}
 			for _, v := range values {
-				if serr := f.Value.Set(v); serr != nil {
+				if serr := fs.Set(f.Name, v); serr != nil {
 					err = fmt.Errorf("%s: invalid value %q for -%s: %v", envName(f.Name), v, f.Name, why(f, serr))
 					return
 				}
@@ -98,7 +100,7 @@ func applyConfig(fs *flag.FlagSet, out io.Writer) error {
 		}
 		if s, ok := file[f.Name]; ok {
 			for _, v := range s.values {
-				if serr := f.Value.Set(v); serr != nil {
+				if serr := fs.Set(f.Name, v); serr != nil {
 					err = fmt.Errorf("%s:%d: invalid value %q for %s: %v", path, s.line, v, f.Name, why(f, serr))
 					return
 				}

@@ -206,15 +206,10 @@ func embeddedOrigin(dir string, streams []uint32, sched origin.Schedule, clock p
 // signing key comes from its session description, fetched over the same
 // verified TLS.
 func remoteOrigin(ctx context.Context, url, certs string, streams []uint32, log *slog.Logger) (bundleSource, error) {
-	cert, err := pki.Load(certs, edgeCert)
+	cert, client, err := originClient(certs, edgeCert)
 	if err != nil {
 		return bundleSource{}, err
 	}
-	cas, err := pki.LoadPool(filepath.Join(certs, caFile+".pem"))
-	if err != nil {
-		return bundleSource{}, err
-	}
-	client := &http.Client{Transport: &http.Transport{TLSClientConfig: poller.ClientTLS(cert.TLS(), cas)}, Timeout: 30 * time.Second}
 	sess, err := session.Fetch(ctx, client, url+"/v1/session")
 	if err != nil {
 		return bundleSource{}, err
@@ -229,4 +224,19 @@ func remoteOrigin(ctx context.Context, url, certs string, streams []uint32, log 
 		desc:    fmt.Sprintf("origin %s (key id %s)", url, sess.KeyID),
 		run:     p.Run,
 	}, nil
+}
+
+// originClient is an HTTPS client of the origin for the role whose
+// certificate is name in the certs directory: mutual TLS 1.3, the origin
+// checked against the directory's CA.
+func originClient(certs, name string) (*pki.Cert, *http.Client, error) {
+	cert, err := pki.Load(certs, name)
+	if err != nil {
+		return nil, nil, err
+	}
+	cas, err := pki.LoadPool(filepath.Join(certs, caFile+".pem"))
+	if err != nil {
+		return nil, nil, err
+	}
+	return cert, &http.Client{Transport: &http.Transport{TLSClientConfig: poller.ClientTLS(cert.TLS(), cas)}, Timeout: 30 * time.Second}, nil
 }

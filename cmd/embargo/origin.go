@@ -5,12 +5,14 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -22,19 +24,21 @@ import (
 	"github.com/embargo-live/embargo/internal/keyfile"
 	"github.com/embargo-live/embargo/internal/pki"
 	"github.com/embargo-live/embargo/seal"
+	"github.com/embargo-live/embargo/wire"
 )
 
 // Certificate files in a certs directory (see 'embargo certs').
 const (
-	caFile       = "ca"
-	originCert   = "origin"
-	edgeCert     = "edge"
-	packagerCert = "packager"
+	caFile        = "ca"
+	originCert    = "origin"
+	edgeCert      = "edge"
+	packagerCert  = "packager"
+	publisherCert = "publisher"
 )
 
 func runCerts(_ context.Context, args []string, stdout, _ io.Writer) error {
-	fs := newFlags("certs", "Make a lab certificate authority and the certificates mutual TLS needs: the origin's server\ncertificate, an edge's and a packager's client certificates (RSA: CPIX wraps keys to them).", stdout)
-	dir := fs.String("dir", "embargo-certs", "directory to write ca, origin, edge and packager .pem/.key to")
+	fs := newFlags("certs", "Make a lab certificate authority and the certificates mutual TLS needs: the origin's server\ncertificate, an edge's, a packager's and a publisher's client certificates (RSA-3072: CPIX wraps keys to them).", stdout)
+	dir := fs.String("dir", "embargo-certs", "directory to write ca, origin, edge, packager and publisher .pem/.key to")
 	hosts := fs.String("hosts", "localhost,127.0.0.1,::1", "comma-separated names and addresses the origin certificate is for")
 	validity := fs.Duration("validity", 90*24*time.Hour, "certificate lifetime")
 	if err := parse(fs, args); err != nil {
@@ -59,33 +63,46 @@ func runCerts(_ context.Context, args []string, stdout, _ io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := errors.Join(ca.Write(*dir, caFile), srv.Write(*dir, originCert), edge.Write(*dir, edgeCert), pkg.Write(*dir, packagerCert)); err != nil {
+	pub, err := ca.Client("embargo publisher", pki.RolePublisher, *validity)
+	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "wrote ca, origin, edge and packager certificates and keys in %s\n", *dir)
+	if err := errors.Join(ca.Write(*dir, caFile), srv.Write(*dir, originCert), edge.Write(*dir, edgeCert), pkg.Write(*dir, packagerCert), pub.Write(*dir, publisherCert)); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "wrote ca, origin, edge, packager and publisher certificates and keys in %s\n", *dir)
 	return nil
 }
 
 func runOrigin(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newRoleFlags("origin", `Run the origin service: issue each stream's key periods ahead of time into a durable state
-directory, and serve over HTTPS release bundles to edges and content keys to packagers (CPIX,
-encrypted to their client certificates), the master key to bearers of a token (a ClearKey-shaped
-licence), and a session description receivers configure themselves from.`, stdout)
+directory, and serve over HTTPS release bundles to edges and content keys to packagers (CPIX 2.4,
+encrypted to their client certificates; SPEKE v2.0/2.1 at /v1/streams/{stream}/speke), resources
+publishers submit (embargo publish) on -resource-streams, the master key to bearers of a token (a
+ClearKey-shaped licence), and a session description receivers configure themselves from.`, stdout)
 	state := fs.String("state", "embargo-origin", "state directory (created 0700): signing key, events, every issued period")
 	certs := fs.String("certs", "embargo-certs", "directory with ca, origin certificates (see 'embargo certs')")
 	listen := fs.String("listen", "127.0.0.1:8443", "HTTPS address")
 	streams := streamsFlag{1}
 	fs.Var(&streams, "streams", "comma-separated stream ids; a stream not yet in the state directory is created")
+	var resourceStreams streamsFlag
+	fs.Var(&resourceStreams, "resource-streams", "comma-separated ids of streams of published resources (embargo publish); created like -streams, with -lead and -present")
 	period := fs.Duration("period", 2*time.Second, "key period of new streams")
-	lead := fs.Duration("lead", 4*time.Second, "announce lead of new streams")
+	lead := fs.Duration("lead", origin.DefaultLead, fmt.Sprintf("announce lead of new streams: when a period's keys exist for packagers and its bundle for edges, before its release; at least %v, at most %d periods (default: %v, or %d periods if shorter)", origin.MinLead, wire.MaxAnnounceLead, origin.DefaultLead, wire.MaxAnnounceLead))
 	present := fs.Duration("present", 2*time.Second, "presentAt − releaseAt of new streams")
-	keys := fs.Int("keys", 2, "content keys per period of new streams")
+	keys := fs.Int("keys", 2, "content keys per period of new streams: 1 (all tracks) or 2 (video, audio)")
 	tokenFile := fs.String("tokens", "", "file of licence bearer tokens, one 'token name' per line, mode 0600 (default: generate one into the state directory's "+generatedTokenFile+")")
 	groups, edges := groupsFlag(), edgesFlag()
 	fs.Var(groups, "session-group", "a multicast group receivers should join, for the session description (repeatable)")
 	fs.Var(edges, "session-edge", "a unicast edge host:port receivers should subscribe to (repeatable)")
 	role := addRoleFlags(fs)
 	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if !flagSet(fs, "lead") {
+		*lead = min(*lead, wire.MaxAnnounceLead**period)
+	}
+	if err := checkLead(*lead, *period); err != nil {
 		return err
 	}
 	log, clock, err := role.open(stderr, "periods are issued by its best estimate, which may be off")
@@ -107,7 +124,7 @@ licence), and a session description receivers configure themselves from.`, stdou
 	if err != nil {
 		return err
 	}
-	for _, s := range streams {
+	for _, s := range append(streams[:len(streams):len(streams)], resourceStreams...) {
 		if issuer.Event(s) != nil {
 			continue
 		}
@@ -115,12 +132,16 @@ licence), and a session description receivers configure themselves from.`, stdou
 		if _, err := rand.Read(master); err != nil {
 			return err
 		}
-		ev := &keystore.Event{Stream: s, Master: master, Keys: *keys,
+		resources := slices.Contains(resourceStreams, s)
+		ev := &keystore.Event{Stream: s, Master: master, Keys: *keys, Resources: resources,
 			Schedule: origin.Schedule{Period: *period, Lead: *lead, PresentDelay: *present}}
+		if resources {
+			ev.Keys = 0
+		}
 		if err := issuer.AddEvent(ev); err != nil {
 			return err
 		}
-		log.Info("origin: created stream", "stream", s, "period", *period)
+		log.Info("origin: created stream", "stream", s, "period", *period, "resources", resources)
 	}
 	tokens, err := loadTokens(*tokenFile, filepath.Join(*state, generatedTokenFile), stdout)
 	if err != nil {
@@ -161,6 +182,24 @@ licence), and a session description receivers configure themselves from.`, stdou
 	id := seal.KeyID(issuer.PublicKey())
 	fmt.Fprintf(stdout, "origin: serving %s (session %s/v1/session), signing key id %s, streams %v, state %s\n", base, base, hex.EncodeToString(id[:]), issuer.Streams(), *state)
 	return g.Wait()
+}
+
+// checkLead refuses a lead the origin cannot serve, naming the flags.
+func checkLead(lead, period time.Duration) error {
+	if lead < origin.MinLead {
+		return fmt.Errorf("-lead %v is below the minimum %v: edges poll every 500ms and need time to carousel each period before its release", lead, origin.MinLead)
+	}
+	if err := (origin.Schedule{Period: period, Lead: lead}).Check(); err != nil {
+		return fmt.Errorf("-lead %v with -period %v: %w", lead, period, err)
+	}
+	return nil
+}
+
+// flagSet reports whether the command line set the named flag.
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }
 
 // generatedTokenFile is where an origin without -tokens keeps the licence

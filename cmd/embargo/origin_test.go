@@ -28,43 +28,16 @@ import (
 // licence proxy.
 func TestOriginEdgeRecv(t *testing.T) {
 	realtime.Exclusive(t)
-	dir := t.TempDir()
-	certs := filepath.Join(dir, "certs")
-	var out lockedBuffer
-	if code := run(context.Background(), []string{"certs", "-dir", certs, "-hosts", "127.0.0.1"}, &out, &out); code != 0 {
-		t.Fatalf("certs: %s", out.String())
-	}
-	const token = "lab-licence-token-9f6c2e1d"
-	tokens, tokenFile := filepath.Join(dir, "tokens"), filepath.Join(dir, "token")
-	if err := errors.Join(os.WriteFile(tokens, []byte(token+" player\n"), 0o600), os.WriteFile(tokenFile, []byte(token+"\n"), 0o600)); err != nil {
-		t.Fatal(err)
-	}
-	port := 44000 + time.Now().UnixNano()%5000
-	originAddr := fmt.Sprintf("127.0.0.1:%d", port)
-	edgeAddr := fmt.Sprintf("127.0.0.1:%d", port+1)
-	proxyAddr := fmt.Sprintf("127.0.0.1:%d", port+2)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-
-	originOut := &lockedBuffer{}
-	originDone := make(chan int, 1)
-	go func() {
-		originDone <- run(ctx, []string{"origin", "-state", filepath.Join(dir, "state"), "-certs", certs, "-listen", originAddr,
-			"-period", "300ms", "-lead", "600ms", "-present", "300ms", "-tokens", tokens, "-session-edge", edgeAddr,
-			"-assume-synced", "1ms", "-log", "debug"}, originOut, originOut)
-	}()
-	edgeCtx, stopEdge := context.WithCancel(ctx)
-	edgeOut := &lockedBuffer{}
-	edgeDone := make(chan int, 1)
-	wait.For(t, 5*time.Second, "origin", func() bool { return strings.Contains(originOut.String(), "serving") })
-	go func() {
-		edgeDone <- run(edgeCtx, []string{"edge", "-origin", "https://" + originAddr, "-certs", certs, "-unicast", edgeAddr,
-			"-assume-synced", "1ms", "-log", "debug", "-log-format", "json"}, edgeOut, edgeOut)
-	}()
+	lab := startOrigin(t, ctx, 44000, "-period", "300ms", "-lead", "1s", "-present", "300ms", "-log", "debug")
+	certs, originAddr, proxyAddr := lab.certs, lab.addr(0), lab.addr(2)
+	originOut, originDone := lab.out, lab.done
+	edgeOut, edgeDone, stopEdge := lab.edge(t, ctx, "-log", "debug", "-log-format", "json")
 	recvOut, recvErr := &lockedBuffer{}, &lockedBuffer{}
 	recvDone := make(chan int, 1)
 	go func() {
-		recvDone <- run(ctx, []string{"recv", "-session", "https://" + originAddr + "/v1/session", "-token-file", tokenFile, "-log", "debug",
+		recvDone <- run(ctx, []string{"recv", "-session", "https://" + originAddr + "/v1/session", "-token-file", lab.tokenFile, "-log", "debug",
 			"-ca", filepath.Join(certs, "ca.pem"), "-licence-proxy", proxyAddr, "-periods", "3", "-json", "-show-keys", "-catch-up", "0"}, recvOut, recvErr)
 	}()
 	// Once a period is out, an unmodified player asks the licence proxy
@@ -112,6 +85,52 @@ func TestOriginEdgeRecv(t *testing.T) {
 	}
 	// Every line every role wrote, at debug level, is free of the lab's
 	// secrets (recv's stdout shows content keys because -show-keys asked).
-	assertNoSecrets(t, filepath.Join(dir, "state"), certs, token, map[string]string{
+	assertNoSecrets(t, lab.state, certs, labToken, map[string]string{
 		"origin's output": originOut.String(), "edge's output": edgeOut.String(), "recv's log": recvErr.String()})
+}
+
+// labToken is the licence token of an originLab.
+const labToken = "lab-licence-token-9f6c2e1d"
+
+// originLab is an 'embargo origin' run for a test, with lab certificates
+// and labToken in its tokens file and, alone, in tokenFile.
+type originLab struct {
+	certs, state, tokenFile string
+	port                    int64 // addr(0) is the origin's; the next ports are for the test's other roles
+	out                     *lockedBuffer
+	done                    chan int
+}
+
+func (l *originLab) addr(i int64) string { return fmt.Sprintf("127.0.0.1:%d", l.port+i) }
+
+// startOrigin makes the certificates and starts the origin until ctx
+// ends, on a port from base up, announcing addr(1) as the session's edge,
+// with args added to its flags.
+func startOrigin(t *testing.T, ctx context.Context, base int64, args ...string) *originLab {
+	dir := t.TempDir()
+	l := &originLab{certs: filepath.Join(dir, "certs"), state: filepath.Join(dir, "state"), tokenFile: filepath.Join(dir, "token"), port: base + time.Now().UnixNano()%5000, out: &lockedBuffer{}, done: make(chan int, 1)}
+	var out lockedBuffer
+	if code := run(context.Background(), []string{"certs", "-dir", l.certs, "-hosts", "127.0.0.1"}, &out, &out); code != 0 {
+		t.Fatalf("certs: %s", out.String())
+	}
+	tokens := filepath.Join(dir, "tokens")
+	if err := errors.Join(os.WriteFile(tokens, []byte(labToken+" player\n"), 0o600), os.WriteFile(l.tokenFile, []byte(labToken+"\n"), 0o600)); err != nil {
+		t.Fatal(err)
+	}
+	args = append([]string{"origin", "-state", l.state, "-certs", l.certs, "-listen", l.addr(0),
+		"-tokens", tokens, "-session-edge", l.addr(1), "-assume-synced", "1ms", "-log", "warn"}, args...)
+	go func() { l.done <- run(ctx, args, l.out, l.out) }()
+	wait.For(t, 5*time.Second, "origin", func() bool { return strings.Contains(l.out.String(), "serving") })
+	return l
+}
+
+// edge starts 'embargo edge' fetching from the origin and releasing by
+// unicast on addr(1), with args added, until ctx ends or stop is called.
+func (l *originLab) edge(t *testing.T, ctx context.Context, args ...string) (out *lockedBuffer, done chan int, stop func()) {
+	ctx, stop = context.WithCancel(ctx)
+	out, done = &lockedBuffer{}, make(chan int, 1)
+	args = append([]string{"edge", "-origin", "https://" + l.addr(0), "-certs", l.certs, "-unicast", l.addr(1),
+		"-assume-synced", "1ms", "-log", "warn"}, args...)
+	go func() { done <- run(ctx, args, out, out) }()
+	return out, done, stop
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -83,7 +82,7 @@ against releaseAt.`, stdout)
 		*token = strings.TrimSpace(string(data))
 	}
 	keys := recvKeys{session: *sessionURL, token: *token, ca: *caPath, pub: *pubPath, master: *masterPath, streams: streams}
-	fs.Visit(func(f *flag.Flag) { keys.streamsSet = keys.streamsSet || f.Name == "streams" })
+	keys.streamsSet = flagSet(fs, "streams")
 	if err := keys.apply(&cfg); err != nil {
 		return err
 	}
@@ -208,6 +207,9 @@ type eventJSON struct {
 	CatchUp    bool     `json:"catchUp,omitempty"`
 }
 
+// maxShownResource is how much of a resource a text line quotes.
+const maxShownResource = 256
+
 func printEvent(w io.Writer, ev receiver.Event, asJSON, showKeys bool) {
 	j := eventJSON{
 		Stream: ev.Stream, Period: ev.Period, ReleaseAt: ev.ReleaseAt, PresentAt: ev.PresentAt,
@@ -236,7 +238,12 @@ func printEvent(w io.Writer, ev receiver.Event, asJSON, showKeys bool) {
 		line += ", keys " + strings.Join(j.Keys, ",")
 	}
 	if ev.Resource != nil {
-		line += fmt.Sprintf(", resource of %d bytes", len(ev.Resource))
+		// The bytes themselves, quoted (-json gives them all, in hex).
+		shown, more := ev.Resource, ""
+		if len(shown) > maxShownResource {
+			shown, more = shown[:maxShownResource], "…"
+		}
+		line += fmt.Sprintf(", resource of %d bytes: %q%s", len(ev.Resource), shown, more)
 	}
 	if ev.CatchUp {
 		line += " (catch-up: it joined after the release)"

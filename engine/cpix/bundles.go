@@ -7,7 +7,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"strconv"
-	"strings"
 
 	"github.com/embargo-live/embargo/engine/bundle"
 	"github.com/embargo-live/embargo/wire"
@@ -20,7 +19,8 @@ const perBundle = wire.MaxShards + 48
 // EncodeBundles writes the bundles as one CPIX document for the edge that
 // holds recipient's private key. Each RK is encrypted under a Document Key
 // drawn fresh for this document, which is wrapped to the recipient's RSA
-// key; everything else a bundle holds is in embargo's DRMSystem element,
+// key; everything else a bundle holds is in embargo's extension element
+// in the period's usage rule,
 // authenticated with the document's MAC key (see the package doc).
 //
 // Bundles must name distinct (stream, period) pairs, have 1 to
@@ -39,31 +39,26 @@ func EncodeBundles(bundles []*bundle.Bundle, recipient *x509.Certificate, opts .
 		cvs[i] = e.contentKey(BundleKID(b.Stream, b.Period), "", b.RK[:])
 	}
 	w.end("ContentKeyList")
-	w.start("DRMSystemList")
-	for i, b := range bundles {
-		kid := BundleKID(b.Stream, b.Period)
-		w.start("DRMSystem", "systemId", SystemID, "kid", FormatUUID(kid))
-		w.start("emb:Bundle",
-			"stream", strconv.FormatUint(uint64(b.Stream), 10),
-			"period", strconv.FormatUint(b.Period, 10),
-			"releaseAt", strconv.FormatInt(b.ReleaseAt, 10),
-			"presentAt", strconv.FormatInt(b.PresentAt, 10))
-		for _, s := range b.Shards {
-			w.leaf("emb:Announce", b64(s))
-		}
-		w.leaf("emb:MAC", b64(bundleMAC(e.d, kid, b, cvs[i])))
-		w.end("emb:Bundle")
-		w.end("DRMSystem")
-	}
-	w.end("DRMSystemList")
 	w.start("ContentKeyPeriodList")
 	for _, b := range bundles {
-		e.period(periodID(b.Stream, b.Period), b.ReleaseAt, b.PresentAt)
+		e.period(periodID(b.Stream, b.Period), b.Period, b.ReleaseAt, b.PresentAt)
 	}
 	w.end("ContentKeyPeriodList")
 	w.start("ContentKeyUsageRuleList")
-	for _, b := range bundles {
-		e.rule(BundleKID(b.Stream, b.Period), periodID(b.Stream, b.Period))
+	for i, b := range bundles {
+		kid := BundleKID(b.Stream, b.Period)
+		e.rule(kid, periodID(b.Stream, b.Period), TrackAll, func() {
+			w.start("emb:Bundle",
+				"stream", strconv.FormatUint(uint64(b.Stream), 10),
+				"period", strconv.FormatUint(b.Period, 10),
+				"releaseAt", strconv.FormatInt(b.ReleaseAt, 10),
+				"presentAt", strconv.FormatInt(b.PresentAt, 10))
+			for _, s := range b.Shards {
+				w.leaf("emb:Announce", b64(s))
+			}
+			w.leaf("emb:MAC", b64(bundleMAC(e.d, kid, b, cvs[i])))
+			w.end("emb:Bundle")
+		})
 	}
 	w.end("ContentKeyUsageRuleList")
 	return e.finish()
@@ -98,7 +93,7 @@ func checkBundles(bundles []*bundle.Bundle, c *config) error {
 	return nil
 }
 
-// bundleMAC authenticates embargo's DRMSystem payload and binds it to its
+// bundleMAC authenticates embargo's extension element and binds it to its
 // ContentKey: CPIX's ValueMAC covers only the encrypted RK, not the kid it
 // sits under, so without this an RK could be moved to another period, or
 // an instant or datagram changed, unnoticed until the edge opened the
@@ -146,12 +141,8 @@ func DecodeBundles(doc []byte, recipientKey *rsa.PrivateKey, opts ...Option) ([]
 		return nil, err
 	}
 	keys := x.Keys.Key
-	systems, err := embargoSystems(x)
-	if err != nil {
-		return nil, err
-	}
-	if len(systems) != len(keys) || len(rules) != len(keys) {
-		return nil, fmt.Errorf("%w: %d keys, %d embargo DRMSystems, %d usage rules", ErrMalformed, len(keys), len(systems), len(rules))
+	if len(rules) != len(keys) {
+		return nil, fmt.Errorf("%w: %d keys, %d usage rules", ErrMalformed, len(keys), len(rules))
 	}
 	type item struct {
 		s   sealed
@@ -164,15 +155,15 @@ func DecodeBundles(doc []byte, recipientKey *rsa.PrivateKey, opts ...Option) ([]
 		if err != nil {
 			return nil, err
 		}
-		xb := systems[s.kid]
-		if xb == nil {
-			return nil, fmt.Errorf("%w: ContentKey %s has no embargo DRMSystem", ErrMalformed, FormatUUID(s.kid))
+		r, ok := rules[s.kid]
+		if !ok || len(r.x.Bundle) != 1 {
+			return nil, fmt.Errorf("%w: ContentKey %s has no usage rule with one embargo Bundle", ErrMalformed, FormatUUID(s.kid))
 		}
-		b, mac, err := xb.bundle()
+		b, mac, err := r.x.Bundle[0].bundle()
 		if err != nil {
 			return nil, err
 		}
-		if BundleKID(b.Stream, b.Period) != s.kid || rules[s.kid] != periodID(b.Stream, b.Period) {
+		if BundleKID(b.Stream, b.Period) != s.kid || r.period != periodID(b.Stream, b.Period) {
 			return nil, fmt.Errorf("%w: ContentKey %s is not stream %d period %d's", ErrMalformed, FormatUUID(s.kid), b.Stream, b.Period)
 		}
 		items[i] = item{s: s, b: b, mac: mac}
@@ -195,30 +186,6 @@ func DecodeBundles(doc []byte, recipientKey *rsa.PrivateKey, opts ...Option) ([]
 		out[i] = it.b
 	}
 	return out, nil
-}
-
-// embargoSystems indexes embargo's DRMSystems by kid; other systems'
-// signaling is allowed and ignored.
-func embargoSystems(x *xDoc) (map[[16]byte]*xBundle, error) {
-	m := make(map[[16]byte]*xBundle)
-	for i := range x.DRM.System {
-		s := &x.DRM.System[i]
-		if !strings.EqualFold(strings.TrimSpace(s.SystemID), SystemID) {
-			continue
-		}
-		kid, err := ParseUUID(s.KID)
-		if err != nil {
-			return nil, err
-		}
-		if len(s.Bundle) != 1 {
-			return nil, fmt.Errorf("%w: embargo DRMSystem %s holds %d Bundle elements, want 1", ErrMalformed, s.KID, len(s.Bundle))
-		}
-		if m[kid] != nil {
-			return nil, fmt.Errorf("%w: two embargo DRMSystems for %s", ErrMalformed, s.KID)
-		}
-		m[kid] = &s.Bundle[0]
-	}
-	return m, nil
 }
 
 // bundle reads the extension element: everything of a bundle but RK.

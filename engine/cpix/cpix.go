@@ -22,7 +22,7 @@ var (
 	// a recipient key this package does not encrypt to.
 	ErrUnsupported = errors.New("cpix: unsupported algorithm or key")
 	// ErrMAC: an integrity check failed: a ValueMAC, the MAC over embargo's
-	// DRMSystem payload, or a wrapped key whose RSA-OAEP decoding fails.
+	// extension element, or a wrapped key whose RSA-OAEP decoding fails.
 	ErrMAC = errors.New("cpix: integrity check failed")
 	// ErrRecipient: no DeliveryData names the certificate of the private
 	// key given: the document was made for someone else.
@@ -34,17 +34,53 @@ var (
 	ErrInvalid = errors.New("cpix: invalid input")
 )
 
-// SystemID is embargo's DRMSystem@systemId: the name-based UUID (version 5,
-// RFC 9562) of "https://github.com/embargo-live/embargo" in the URL
-// namespace. It is fixed forever; a test re-derives it.
-const SystemID = "2c87e74c-a3be-5dbc-acce-da3d350e0e65"
-
-// Namespace is the XML namespace of embargo's extension element under
-// DRMSystem (prefix "emb").
+// Namespace is the XML namespace of embargo's extension elements, which
+// sit last in a ContentKeyUsageRule (prefix "emb"); CPIX readers that do
+// not know it skip them (the schema admits them with processContents
+// lax).
 const Namespace = "https://github.com/embargo-live/embargo/ns/cpix/v1"
 
-// Version is the CPIX@version written: nothing here needs 2.4.
-const Version = "2.3"
+// Version is the CPIX@version written. Documents are valid against both
+// the CPIX 2.4 and 2.3.1 schemas (testdata/xsd).
+const Version = "2.4"
+
+// Track is a key's content key context within its period: CPIX requires
+// that no two keys match one context, so the keys of a period split the
+// tracks between them with usage rule filters.
+type Track uint8
+
+const (
+	// TrackAll: the period's one key encrypts every track (no filter).
+	TrackAll Track = iota
+	// TrackVideo: video tracks (a VideoFilter, intendedTrackType VIDEO).
+	TrackVideo
+	// TrackAudio: audio tracks (an AudioFilter, intendedTrackType AUDIO).
+	TrackAudio
+)
+
+// MaxTrackKeys is the most keys a period can have in a packager document:
+// one for video and one for audio.
+const MaxTrackKeys = 2
+
+// TrackOf is the context of key i of a period with n keys: one key takes
+// every track; of two, the first takes video and the second audio.
+func TrackOf(i, n int) Track {
+	if n == 1 {
+		return TrackAll
+	}
+	return TrackVideo + Track(i)
+}
+
+// String is the track's intendedTrackType.
+func (t Track) String() string {
+	switch t {
+	case TrackVideo:
+		return "VIDEO"
+	case TrackAudio:
+		return "AUDIO"
+	}
+	return "ALL"
+}
 
 // Limits.
 const (
@@ -82,6 +118,8 @@ type config struct {
 	maxSize    int
 	maxPeriods int
 	contentID  string
+	version    string
+	plain      bool
 	scheme     string
 	tai        ptp.TAIOffset
 	err        error
@@ -142,7 +180,7 @@ func (c *config) fail(format string, args ...any) {
 }
 
 func newConfig(opts []Option) (*config, error) {
-	c := &config{maxSize: DefaultMaxSize, maxPeriods: DefaultMaxPeriods, scheme: "cenc", tai: ptp.DefaultTAIOffset}
+	c := &config{maxSize: DefaultMaxSize, maxPeriods: DefaultMaxPeriods, scheme: "cenc", tai: ptp.DefaultTAIOffset, version: Version}
 	for _, o := range opts {
 		o(c)
 	}

@@ -6,7 +6,6 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
-	"crypto/sha1"
 	"crypto/x509"
 	"encoding/xml"
 	"reflect"
@@ -114,8 +113,8 @@ func TestDocumentStructure(t *testing.T) {
 		`xmlns:pskc="urn:ietf:params:xml:ns:keyprov:pskc"`,
 		`xmlns:emb="` + Namespace + `"`,
 		`<MACMethod Algorithm="http://www.w3.org/2001/04/xmldsig-more#hmac-sha512">`,
-		`<DocumentKey Algorithm="http://www.w3.org/2001/04/xmlenc#aes256-cbc">`,
-		`<DRMSystem systemId="` + SystemID + `" kid="` + FormatUUID(BundleKID(testStream, 100)) + `">`,
+		`<DocumentKey>`,
+		`<ContentKeyUsageRule kid="` + FormatUUID(BundleKID(testStream, 100)) + `">`,
 	} {
 		if !strings.Contains(s, decl) {
 			t.Errorf("document lacks %s", decl)
@@ -150,23 +149,23 @@ func TestDocumentStructure(t *testing.T) {
 			stack = stack[:len(stack)-1]
 		}
 	}
-	wantTop := []string{"cpix:DeliveryDataList", "cpix:ContentKeyList", "cpix:DRMSystemList", "cpix:ContentKeyPeriodList", "cpix:ContentKeyUsageRuleList"}
+	wantTop := []string{"cpix:DeliveryDataList", "cpix:ContentKeyList", "cpix:ContentKeyPeriodList", "cpix:ContentKeyUsageRuleList"}
 	if !reflect.DeepEqual(top, wantTop) {
 		t.Errorf("top-level order %v, want %v", top, wantTop)
 	}
-	if a := attrs["cpix:CPIX"]; a["version"] != "2.3" || a["contentId"] != "match-1" {
+	if a := attrs["cpix:CPIX"]; a["version"] != "2.4" || a["contentId"] != "match-1" {
 		t.Errorf("root attributes %v", a)
 	}
 	for p, n := range map[string]int{
 		"cpix:CPIX/cpix:DeliveryDataList/cpix:DeliveryData/cpix:DeliveryKey/ds:X509Data/ds:X509Certificate":                                           1,
 		"cpix:CPIX/cpix:DeliveryDataList/cpix:DeliveryData/cpix:DocumentKey/cpix:Data/pskc:Secret/pskc:EncryptedValue/enc:CipherData/enc:CipherValue": 1,
-		"cpix:CPIX/cpix:DeliveryDataList/cpix:DeliveryData/cpix:MACMethod/cpix:Key/enc:EncryptionMethod":                                              1,
-		"cpix:CPIX/cpix:DeliveryDataList/cpix:DeliveryData/cpix:MACMethod/cpix:Key/enc:CipherData/enc:CipherValue":                                    1,
+		"cpix:CPIX/cpix:DeliveryDataList/cpix:DeliveryData/cpix:MACMethod/pskc:MACKey/enc:EncryptionMethod":                                           1,
+		"cpix:CPIX/cpix:DeliveryDataList/cpix:DeliveryData/cpix:MACMethod/pskc:MACKey/enc:CipherData/enc:CipherValue":                                 1,
 		"cpix:CPIX/cpix:ContentKeyList/cpix:ContentKey/cpix:Data/pskc:Secret/pskc:EncryptedValue/enc:EncryptionMethod":                                2,
 		"cpix:CPIX/cpix:ContentKeyList/cpix:ContentKey/cpix:Data/pskc:Secret/pskc:EncryptedValue/enc:CipherData/enc:CipherValue":                      2,
 		"cpix:CPIX/cpix:ContentKeyList/cpix:ContentKey/cpix:Data/pskc:Secret/pskc:ValueMAC":                                                           2,
-		"cpix:CPIX/cpix:DRMSystemList/cpix:DRMSystem/emb:Bundle/emb:Announce":                                                                         6,
-		"cpix:CPIX/cpix:DRMSystemList/cpix:DRMSystem/emb:Bundle/emb:MAC":                                                                              2,
+		"cpix:CPIX/cpix:ContentKeyUsageRuleList/cpix:ContentKeyUsageRule/emb:Bundle/emb:Announce":                                                     6,
+		"cpix:CPIX/cpix:ContentKeyUsageRuleList/cpix:ContentKeyUsageRule/emb:Bundle/emb:MAC":                                                          2,
 		"cpix:CPIX/cpix:ContentKeyPeriodList/cpix:ContentKeyPeriod":                                                                                   2,
 		"cpix:CPIX/cpix:ContentKeyUsageRuleList/cpix:ContentKeyUsageRule/cpix:KeyPeriodFilter":                                                        2,
 	} {
@@ -183,7 +182,7 @@ func TestDocumentStructure(t *testing.T) {
 	if a := attrs["cpix:CPIX/cpix:ContentKeyUsageRuleList/cpix:ContentKeyUsageRule/cpix:KeyPeriodFilter"]; a["periodId"] != "s7-p100" {
 		t.Errorf("filter %v", a)
 	}
-	b := attrs["cpix:CPIX/cpix:DRMSystemList/cpix:DRMSystem/emb:Bundle"]
+	b := attrs["cpix:CPIX/cpix:ContentKeyUsageRuleList/cpix:ContentKeyUsageRule/emb:Bundle"]
 	if b["stream"] != "7" || b["period"] != "100" || b["releaseAt"] != "1800000000000000000" || b["presentAt"] != "1800000002000000000" {
 		t.Errorf("bundle attributes %v", b)
 	}
@@ -228,20 +227,6 @@ func TestFreshDocumentKey(t *testing.T) {
 	}
 	if bytes.Equal(keys[0], keys[1]) || docs[0] == docs[1] {
 		t.Fatal("two documents share a Document Key or an RK ciphertext")
-	}
-}
-
-// TestSystemID re-derives SystemID: UUIDv5 (SHA-1) of the project URL in
-// RFC 9562's URL namespace.
-func TestSystemID(t *testing.T) {
-	urlNS := [16]byte{0x6b, 0xa7, 0xb8, 0x11, 0x9d, 0xad, 0x11, 0xd1, 0x80, 0xb4, 0x00, 0xc0, 0x4f, 0xd4, 0x30, 0xc8}
-	h := sha1.Sum(append(urlNS[:], "https://github.com/embargo-live/embargo"...))
-	var u [16]byte
-	copy(u[:], h[:16])
-	u[6] = u[6]&0x0f | 0x50
-	u[8] = u[8]&0x3f | 0x80
-	if got := FormatUUID(u); got != SystemID {
-		t.Fatalf("derived %s, constant %s", got, SystemID)
 	}
 }
 
@@ -332,7 +317,8 @@ func TestEncodePackagerRefuses(t *testing.T) {
 	}{
 		{"none", func([]PeriodKeys) []PeriodKeys { return nil }},
 		{"no keys", func(p []PeriodKeys) []PeriodKeys { p[0].Keys = nil; return p }},
-		{"65 keys", func(p []PeriodKeys) []PeriodKeys { return testPeriodKeys(1, 65) }},
+		{"3 keys: a content key context would have two", func(p []PeriodKeys) []PeriodKeys { return testPeriodKeys(1, 3) }},
+		{"negative release", func(p []PeriodKeys) []PeriodKeys { p[0].ReleaseAt = -1; return p }},
 		{"end before start", func(p []PeriodKeys) []PeriodKeys { p[1].End = p[1].Start - 1; return p }},
 		{"negative start", func(p []PeriodKeys) []PeriodKeys { p[1].Start = -1; return p }},
 		{"period twice", func(p []PeriodKeys) []PeriodKeys { p[1].Period = p[0].Period; return p }},

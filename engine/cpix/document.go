@@ -4,6 +4,7 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -20,27 +21,31 @@ type encoder struct {
 
 // newEncoder draws the document's fresh Document Key and MAC key, wraps
 // both to the recipient and writes everything up to the ContentKeyList.
+// With plain set and no recipient, it writes no DeliveryData and values
+// go in the clear (SPEKE without content key encryption, over mutual TLS).
 func newEncoder(c *config, recipient *x509.Certificate, emb bool) (*encoder, error) {
-	pub, err := recipientKey(recipient)
-	if err != nil {
-		return nil, err
+	e := &encoder{c: c}
+	var wrappedDoc, wrappedMAC []byte
+	if recipient != nil || !c.plain {
+		pub, err := recipientKey(recipient)
+		if err != nil {
+			return nil, err
+		}
+		d, raw, err := newDelivery()
+		if err != nil {
+			return nil, err
+		}
+		if wrappedDoc, err = wrap(pub, raw[:docKeyLen]); err != nil {
+			return nil, err
+		}
+		if wrappedMAC, err = wrap(pub, raw[docKeyLen:]); err != nil {
+			return nil, err
+		}
+		e.d = d
 	}
-	d, raw, err := newDelivery()
-	if err != nil {
-		return nil, err
-	}
-	wrappedDoc, err := wrap(pub, raw[:docKeyLen])
-	if err != nil {
-		return nil, err
-	}
-	wrappedMAC, err := wrap(pub, raw[docKeyLen:])
-	if err != nil {
-		return nil, err
-	}
-	e := &encoder{c: c, d: d}
 	w := &e.w
 	w.b.WriteString(`<?xml version="1.0" encoding="UTF-8"?>`)
-	attrs := []string{"version", Version}
+	attrs := []string{"version", c.version}
 	if c.contentID != "" {
 		attrs = append(attrs, "contentId", c.contentID)
 	}
@@ -49,6 +54,9 @@ func newEncoder(c *config, recipient *x509.Certificate, emb bool) (*encoder, err
 		attrs = append(attrs, "xmlns:emb", Namespace)
 	}
 	w.start("CPIX", attrs...)
+	if e.d == nil {
+		return e, nil
+	}
 	w.start("DeliveryDataList")
 	w.start("DeliveryData")
 	w.start("DeliveryKey")
@@ -56,7 +64,9 @@ func newEncoder(c *config, recipient *x509.Certificate, emb bool) (*encoder, err
 	w.leaf("ds:X509Certificate", b64(recipient.Raw))
 	w.end("ds:X509Data")
 	w.end("DeliveryKey")
-	w.start("DocumentKey", "Algorithm", algAES256CBC)
+	// DocumentKey names no algorithm: CPIX 2.4's schema refuses the
+	// attribute, and AES-256-CBC is the only one CPIX defines.
+	w.start("DocumentKey")
 	w.start("Data")
 	w.start("pskc:Secret")
 	w.start("pskc:EncryptedValue")
@@ -66,11 +76,12 @@ func newEncoder(c *config, recipient *x509.Certificate, emb bool) (*encoder, err
 	w.end("Data")
 	w.end("DocumentKey")
 	// The MAC key is wrapped to the recipient like the Document Key (CPIX
-	// §"Authenticated Encryption"), spelled as the DASH-IF test vectors do.
+	// §"Authenticated Encryption") in the element PSKC's schema defines
+	// for it, pskc:MACKey.
 	w.start("MACMethod", "Algorithm", algHMAC512)
-	w.start("Key")
+	w.start("pskc:MACKey")
 	e.encrypted(algRSAOAEP, wrappedMAC)
-	w.end("Key")
+	w.end("pskc:MACKey")
 	w.end("MACMethod")
 	w.end("DeliveryData")
 	w.end("DeliveryDataList")
@@ -85,9 +96,9 @@ func (e *encoder) encrypted(alg string, cv []byte) {
 }
 
 // contentKey writes one ContentKey with its value sealed under the
-// Document Key and returns the CipherValue bytes.
+// Document Key and returns the CipherValue bytes; in a document without
+// DeliveryData, the value in the clear (and nil).
 func (e *encoder) contentKey(kid [16]byte, scheme string, value []byte) []byte {
-	cv, mac := e.d.seal(value)
 	w := &e.w
 	attrs := []string{"kid", FormatUUID(kid)}
 	if scheme != "" {
@@ -96,6 +107,14 @@ func (e *encoder) contentKey(kid [16]byte, scheme string, value []byte) []byte {
 	w.start("ContentKey", attrs...)
 	w.start("Data")
 	w.start("pskc:Secret")
+	if e.d == nil {
+		w.leaf("pskc:PlainValue", b64(value))
+		w.end("pskc:Secret")
+		w.end("Data")
+		w.end("ContentKey")
+		return nil
+	}
+	cv, mac := e.d.seal(value)
 	w.start("pskc:EncryptedValue")
 	e.encrypted(algAES256CBC, cv)
 	w.end("pskc:EncryptedValue")
@@ -106,14 +125,37 @@ func (e *encoder) contentKey(kid [16]byte, scheme string, value []byte) []byte {
 	return cv
 }
 
-func (e *encoder) period(id string, start, end int64) {
-	e.w.leaf("ContentKeyPeriod", "", "id", id, "start", e.dateTime(start), "end", e.dateTime(end))
+func (e *encoder) period(id string, index uint64, start, end int64) {
+	e.w.leaf("ContentKeyPeriod", "", "id", id, "index", strconv.FormatUint(index, 10), "start", e.dateTime(start), "end", e.dateTime(end))
 }
 
-func (e *encoder) rule(kid [16]byte, periodID string) {
-	e.w.start("ContentKeyUsageRule", "kid", FormatUUID(kid))
+// rule writes a key's usage rule: its period, the track filter of its
+// content key context, then ext, embargo's extension (CPIX admits
+// elements of other namespaces last, and a reader that does not know
+// them skips them).
+func (e *encoder) rule(kid [16]byte, periodID string, track Track, ext func()) {
+	attrs := []string{"kid", FormatUUID(kid)}
+	if track != TrackAll {
+		attrs = append(attrs, "intendedTrackType", track.String())
+	}
+	e.w.start("ContentKeyUsageRule", attrs...)
 	e.w.leaf("KeyPeriodFilter", "", "periodId", periodID)
+	switch track {
+	case TrackVideo:
+		e.w.leaf("VideoFilter", "")
+	case TrackAudio:
+		e.w.leaf("AudioFilter", "")
+	}
+	if ext != nil {
+		ext()
+	}
 	e.w.end("ContentKeyUsageRule")
+}
+
+// release writes embargo's extension of a packager key's usage rule: when
+// the key reaches viewers, exactly (TAI ns) and in UTC for people.
+func (e *encoder) release(at int64) {
+	e.w.leaf("emb:Release", "", "releaseAt", strconv.FormatInt(at, 10), "utc", e.dateTime(at))
 }
 
 // dateTime writes a TAI instant as UTC with the configured fixed offset,
@@ -345,7 +387,7 @@ func begin(opts []Option, recipient *x509.Certificate, emb bool, check func(*con
 // open parses doc within the size limits (perPeriod elements a period may
 // take), lets check judge its counts, unwraps the delivery keys for
 // priv and reads the usage rules: the first steps of both decoders.
-func open(doc []byte, priv *rsa.PrivateKey, opts []Option, perPeriod int, check func(*xDoc, *config) error) (*xDoc, *config, *delivery, map[[16]byte]string, error) {
+func open(doc []byte, priv *rsa.PrivateKey, opts []Option, perPeriod int, check func(*xDoc, *config) error) (*xDoc, *config, *delivery, map[[16]byte]rule, error) {
 	c, err := newConfig(opts)
 	if err != nil {
 		return nil, nil, nil, nil, err
@@ -368,9 +410,18 @@ func open(doc []byte, priv *rsa.PrivateKey, opts []Option, perPeriod int, check 
 	return x, c, d, rules, nil
 }
 
-// usage maps each key to the one period its usage rule names, refusing
-// duplicate period ids, duplicate rules and dangling references.
-func usage(x *xDoc) (map[[16]byte]string, error) {
+// rule is what a key's usage rule says: its period, its content key
+// context, and the rule itself for its extension elements.
+type rule struct {
+	period string
+	track  Track
+	x      *xRule
+}
+
+// usage maps each key to its usage rule, refusing duplicate period ids,
+// duplicate rules, dangling references, filters this package does not
+// write, and two keys matching one content key context of a period.
+func usage(x *xDoc) (map[[16]byte]rule, error) {
 	periods := make(map[string]bool, len(x.Periods.Period))
 	for i := range x.Periods.Period {
 		id := x.Periods.Period[i].ID
@@ -379,22 +430,44 @@ func usage(x *xDoc) (map[[16]byte]string, error) {
 		}
 		periods[id] = true
 	}
-	rules := make(map[[16]byte]string, len(x.Rules.Rule))
-	for _, r := range x.Rules.Rule {
+	type context struct {
+		period string
+		track  Track
+	}
+	taken := make(map[context]bool, len(x.Rules.Rule))
+	rules := make(map[[16]byte]rule, len(x.Rules.Rule))
+	for i := range x.Rules.Rule {
+		r := &x.Rules.Rule[i]
 		kid, err := ParseUUID(r.KID)
 		if err != nil {
 			return nil, err
 		}
-		if len(r.Filters) != 1 {
+		track := TrackAll
+		switch {
+		case len(r.Filters) != 1:
 			return nil, fmt.Errorf("%w: usage rule for %s has %d KeyPeriodFilters, want 1", ErrMalformed, r.KID, len(r.Filters))
+		case len(r.Label) != 0 || len(r.Bitrate) != 0 || len(r.Video)+len(r.Audio) > 1:
+			return nil, fmt.Errorf("%w: usage rule for %s: filters other than one video or audio filter", ErrMalformed, r.KID)
+		case len(r.Video) == 1:
+			track = TrackVideo
+		case len(r.Audio) == 1:
+			track = TrackAudio
 		}
+		p := r.Filters[0].PeriodID
 		if _, dup := rules[kid]; dup {
 			return nil, fmt.Errorf("%w: two usage rules for %s", ErrMalformed, r.KID)
 		}
-		if !periods[r.Filters[0].PeriodID] {
+		if !periods[p] {
 			return nil, fmt.Errorf("%w: usage rule for %s names no period", ErrMalformed, r.KID)
 		}
-		rules[kid] = r.Filters[0].PeriodID
+		// A key for every track overlaps any other key of its period.
+		overlap := taken[context{p, track}] || taken[context{p, TrackAll}] ||
+			(track == TrackAll && (taken[context{p, TrackVideo}] || taken[context{p, TrackAudio}]))
+		if overlap {
+			return nil, fmt.Errorf("%w: two keys match one content key context of period %.40q", ErrMalformed, p)
+		}
+		taken[context{p, track}] = true
+		rules[kid] = rule{period: p, track: track, x: r}
 	}
 	return rules, nil
 }

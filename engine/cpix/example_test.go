@@ -52,7 +52,7 @@ func ExampleEncodeBundles() {
 	//               enc:CipherData
 	//                 enc:CipherValue
 	//       MACMethod
-	//         Key
+	//         pskc:MACKey
 	//           enc:EncryptionMethod
 	//           enc:CipherData
 	//             enc:CipherValue
@@ -65,17 +65,15 @@ func ExampleEncodeBundles() {
 	//             enc:CipherData
 	//               enc:CipherValue
 	//           pskc:ValueMAC
-	//   DRMSystemList
-	//     DRMSystem
-	//       emb:Bundle
-	//         emb:Announce
-	//         emb:Announce
-	//         emb:MAC
 	//   ContentKeyPeriodList
 	//     ContentKeyPeriod
 	//   ContentKeyUsageRuleList
 	//     ContentKeyUsageRule
 	//       KeyPeriodFilter
+	//       emb:Bundle
+	//         emb:Announce
+	//         emb:Announce
+	//         emb:MAC
 	// 1 <nil> true
 }
 

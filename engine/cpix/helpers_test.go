@@ -100,6 +100,8 @@ func testPeriodKeys(n, perPeriod int) []PeriodKeys {
 			Period: 100 + uint64(i),
 			Start:  testReleaseAt + int64(i)*testPeriodLen + 123,
 			End:    testReleaseAt + int64(i+1)*testPeriodLen + 123,
+			// Released 2 s before its media starts, to the nanosecond.
+			ReleaseAt: testReleaseAt + int64(i)*testPeriodLen - 1_999_999_877,
 		}
 		for range perPeriod {
 			var k seal.ContentKey

@@ -25,17 +25,24 @@ type PeriodKeys struct {
 	// converted with the configured TAI offset and kept to the nanosecond,
 	// so that a decoder using the same offset gets them back exactly.
 	Start, End int64
-	Keys       []seal.ContentKey // 1 to wire.MaxContentKeys, KIDs unique per document
+	// ReleaseAt is when the period's keys reach viewers (TAI ns, ≥ 0):
+	// media encrypted with them must not be presented before it. It
+	// travels exactly in embargo's extension of each key's usage rule.
+	ReleaseAt int64
+	// Keys are 1 to MaxTrackKeys keys, KIDs unique per document; key i
+	// encrypts the tracks of TrackOf(i, len(Keys)).
+	Keys []seal.ContentKey
 }
 
 // EncodePackagerKeys writes content keys for a packager: one ContentKey
 // per key (kid the CENC KID, commonEncryptionScheme per WithScheme, the
 // value encrypted and MACed as CPIX prescribes), one ContentKeyPeriod per
-// period and a usage rule tying each key to its period. It writes no
-// DRMSystem signaling and no track filters: a period with several keys
-// needs the packager to know which track takes which, out of band.
+// period (index the period number) and a usage rule tying each key to its
+// period and its tracks (TrackOf), so that exactly one key matches each
+// content key context, with the period's release instant in embargo's
+// extension. It writes no DRMSystem signaling (SPEKE responses do).
 func EncodePackagerKeys(keys []PeriodKeys, recipient *x509.Certificate, opts ...Option) ([]byte, error) {
-	e, err := begin(opts, recipient, false, func(c *config) error { return checkPeriodKeys(keys, c) })
+	e, err := begin(opts, recipient, true, func(c *config) error { return checkPeriodKeys(keys, c) })
 	if err != nil {
 		return nil, err
 	}
@@ -49,13 +56,13 @@ func EncodePackagerKeys(keys []PeriodKeys, recipient *x509.Certificate, opts ...
 	w.end("ContentKeyList")
 	w.start("ContentKeyPeriodList")
 	for _, pk := range keys {
-		e.period(periodID(pk.Stream, pk.Period), pk.Start, pk.End)
+		e.period(periodID(pk.Stream, pk.Period), pk.Period, pk.Start, pk.End)
 	}
 	w.end("ContentKeyPeriodList")
 	w.start("ContentKeyUsageRuleList")
 	for _, pk := range keys {
-		for _, k := range pk.Keys {
-			e.rule(k.KID, periodID(pk.Stream, pk.Period))
+		for i, k := range pk.Keys {
+			e.rule(k.KID, periodID(pk.Stream, pk.Period), TrackOf(i, len(pk.Keys)), func() { e.release(pk.ReleaseAt) })
 		}
 	}
 	w.end("ContentKeyUsageRuleList")
@@ -74,10 +81,10 @@ func checkPeriodKeys(keys []PeriodKeys, c *config) error {
 	for i, pk := range keys {
 		id := periodID(pk.Stream, pk.Period)
 		switch {
-		case pk.Start < 0 || pk.End < pk.Start:
-			return fmt.Errorf("%w: period %d: start %d, end %d", ErrInvalid, i, pk.Start, pk.End)
-		case len(pk.Keys) < 1 || len(pk.Keys) > wire.MaxContentKeys:
-			return fmt.Errorf("%w: period %d has %d keys", ErrInvalid, i, len(pk.Keys))
+		case pk.Start < 0 || pk.End < pk.Start || pk.ReleaseAt < 0:
+			return fmt.Errorf("%w: period %d: start %d, end %d, releaseAt %d", ErrInvalid, i, pk.Start, pk.End, pk.ReleaseAt)
+		case len(pk.Keys) < 1 || len(pk.Keys) > MaxTrackKeys:
+			return fmt.Errorf("%w: period %d has %d keys, want 1 (all tracks) or 2 (video, audio)", ErrInvalid, i, len(pk.Keys))
 		case periods[id]:
 			return fmt.Errorf("%w: stream %d period %d twice", ErrInvalid, pk.Stream, pk.Period)
 		}
@@ -101,7 +108,7 @@ func DecodePackagerKeys(doc []byte, recipientKey *rsa.PrivateKey, opts ...Option
 		switch keys, periods := x.Keys.Key, x.Periods.Period; {
 		case len(keys) == 0 || len(periods) == 0:
 			return fmt.Errorf("%w: %d keys, %d periods", ErrMalformed, len(keys), len(periods))
-		case len(periods) > c.maxPeriods || len(keys) > c.maxPeriods*wire.MaxContentKeys:
+		case len(periods) > c.maxPeriods || len(keys) > c.maxPeriods*MaxTrackKeys:
 			return fmt.Errorf("%w: %d keys and %d periods, limit %d periods", ErrTooLarge, len(keys), len(periods), c.maxPeriods)
 		}
 		return nil
@@ -133,30 +140,53 @@ func DecodePackagerKeys(doc []byte, recipientKey *rsa.PrivateKey, opts ...Option
 	}
 	all := make([]sealed, len(keys))
 	owner := make([]int, len(keys))
+	tracks := make([]Track, len(keys))
+	released := make([]bool, len(out))
 	seen := make(map[[16]byte]bool, len(keys))
 	for i := range keys {
 		s, err := sealedKey(&keys[i])
 		if err != nil {
 			return nil, err
 		}
-		id, ok := rules[s.kid]
+		r, ok := rules[s.kid]
 		switch {
 		case seen[s.kid]:
 			return nil, fmt.Errorf("%w: KID %s twice", ErrMalformed, FormatUUID(s.kid))
 		case !ok:
 			return nil, fmt.Errorf("%w: KID %s has no usage rule", ErrMalformed, FormatUUID(s.kid))
+		case len(r.x.Release) != 1:
+			return nil, fmt.Errorf("%w: KID %s: %d embargo Release elements, want 1", ErrMalformed, FormatUUID(s.kid), len(r.x.Release))
 		}
+		at, err := number(r.x.Release[0].ReleaseAt, "releaseAt", 63)
+		if err != nil {
+			return nil, err
+		}
+		o := &out[index[r.period]]
+		if released[index[r.period]] && o.ReleaseAt != int64(at) {
+			return nil, fmt.Errorf("%w: period %s: keys with different release instants", ErrMalformed, r.period)
+		}
+		o.ReleaseAt, released[index[r.period]] = int64(at), true
 		seen[s.kid] = true
-		all[i], owner[i] = s, index[id]
+		all[i], owner[i], tracks[i] = s, index[r.period], r.track
 	}
 	counts := make([]int, len(out))
 	for _, o := range owner {
 		counts[o]++
 	}
 	for i, n := range counts {
-		if n < 1 || n > wire.MaxContentKeys {
+		if n < 1 || n > MaxTrackKeys {
 			return nil, fmt.Errorf("%w: period %s has %d keys", ErrMalformed, periods[i].ID, n)
 		}
+	}
+	// A lone key takes every track, a pair splits them (usage has made
+	// sure the two differ).
+	for i := range all {
+		if (counts[owner[i]] == 1) != (tracks[i] == TrackAll) {
+			return nil, fmt.Errorf("%w: period %s: key %s's tracks do not fit its period's keys", ErrMalformed, periods[owner[i]].ID, FormatUUID(all[i].kid))
+		}
+	}
+	for i, n := range counts {
+		out[i].Keys = make([]seal.ContentKey, n)
 	}
 	for _, s := range all {
 		if !d.verify(s.cv, s.mac) {
@@ -168,9 +198,10 @@ func DecodePackagerKeys(doc []byte, recipientKey *rsa.PrivateKey, opts ...Option
 		if err != nil {
 			return nil, fmt.Errorf("key %s: %w", FormatUUID(s.kid), err)
 		}
-		k := seal.ContentKey{KID: s.kid}
+		// Keys come back in TrackOf order, whatever the document's.
+		k := &out[owner[i]].Keys[max(0, int(tracks[i])-int(TrackVideo))]
+		k.KID = s.kid
 		copy(k.Key[:], v)
-		out[owner[i]].Keys = append(out[owner[i]].Keys, k)
 	}
 	return out, nil
 }

@@ -61,13 +61,13 @@ func TestDecodeBundlesRefuses(t *testing.T) {
 		{"MAC algorithm", replace("xmldsig-more#hmac-sha512", "xmldsig-more#hmac-sha256"), nil, ErrUnsupported},
 		{"key transport algorithm", replace("xmlenc#rsa-oaep-mgf1p", "xmlenc#rsa-1_5"), nil, ErrUnsupported},
 		{"OAEP digest", replace(`rsa-oaep-mgf1p"/>`, `rsa-oaep-mgf1p"><ds:DigestMethod Algorithm="http://www.w3.org/2001/04/xmlenc#sha256"/></enc:EncryptionMethod>`), nil, ErrUnsupported},
-		{"DocumentKey algorithm", replace(`<DocumentKey Algorithm="http://www.w3.org/2001/04/xmlenc#aes256-cbc">`, `<DocumentKey Algorithm="http://www.w3.org/2001/04/xmlenc#tripledes-cbc">`), nil, ErrUnsupported},
+		{"DocumentKey algorithm", replace(`<DocumentKey>`, `<DocumentKey Algorithm="http://www.w3.org/2001/04/xmlenc#tripledes-cbc">`), nil, ErrUnsupported},
 		{"truncated", func(s string) string { return s[:len(s)/2] }, nil, ErrMalformed},
 		{"not XML", func(string) string { return "CPIX" }, nil, ErrMalformed},
 		{"empty", func(string) string { return "" }, nil, ErrMalformed},
 		{"DOCTYPE", replace("?>\n", "?>\n<!DOCTYPE CPIX [<!ENTITY x \"y\">]>\n"), nil, ErrMalformed},
 		{"second root", func(s string) string { return s + "<CPIX/>" }, nil, ErrMalformed},
-		{"undefined entity", replace(`version="2.3"`, `version="&x;"`), nil, ErrMalformed},
+		{"undefined entity", replace(`version="2.4"`, `version="&x;"`), nil, ErrMalformed},
 		{"other namespace", replace(`xmlns="urn:dashif:org:cpix"`, `xmlns="urn:example:cpix"`), nil, ErrMalformed},
 		{"RK in the clear", func(s string) string {
 			i, j := nth(t, s, "pskc:Secret", 1)
@@ -78,6 +78,7 @@ func TestDecodeBundlesRefuses(t *testing.T) {
 			j := strings.Index(s, "</MACMethod>") + len("</MACMethod>")
 			return s[:i] + s[j:]
 		}, nil, ErrMalformed},
+		{"second key for a period", replace(`<KeyPeriodFilter periodId="s7-p101"/>`, `<KeyPeriodFilter periodId="s7-p100"/>`), nil, ErrMalformed},
 		{"no ValueMAC", regexpReplace(`<pskc:ValueMAC>[^<]*</pskc:ValueMAC>`, ""), nil, ErrMalformed},
 		{"kid renamed", replace(`ContentKey kid="`+FormatUUID(BundleKID(testStream, 100))+`"`, `ContentKey kid="`+FormatUUID(BundleKID(testStream, 999))+`"`), nil, ErrMalformed},
 		{"period id", replace(`periodId="s7-p101"`, `periodId="s7-p100"`), nil, ErrMalformed},
@@ -123,8 +124,9 @@ func regexpReplace(expr, with string) func(string) string {
 // TestDecodeOtherSpellings: the decoder reads CPIX as other producers
 // write it: the cpix: prefix instead of a default namespace, no
 // indentation, the MAC key inside a pskc:EncryptedValue (SPEKE's
-// reference server) or as pskc:MACKey (RFC 6030), upper-case UUIDs, and
-// other DRM systems' signaling alongside embargo's.
+// reference server) or as xmlenc children of cpix:Key (the DASH-IF test
+// vectors), DocumentKey@Algorithm (CPIX 2.3), upper-case UUIDs, and DRM
+// systems' signaling.
 func TestDecodeOtherSpellings(t *testing.T) {
 	key, cert := recipients(t)
 	in := testBundles(2)
@@ -135,14 +137,16 @@ func TestDecodeOtherSpellings(t *testing.T) {
 	prefixed := regexp.MustCompile(`<(/?)([A-Z][A-Za-z]*)`).ReplaceAllString(string(doc), "<${1}cpix:$2")
 	prefixed = strings.Replace(prefixed, `xmlns="urn:dashif:org:cpix"`, `xmlns:cpix="urn:dashif:org:cpix"`, 1)
 	compact := regexp.MustCompile(`>\s+<`).ReplaceAllString(string(doc), "><")
-	macStart := strings.Index(string(doc), "<Key>") + len("<Key>")
-	macEnd := strings.Index(string(doc), "</Key>")
-	speke := string(doc)[:macStart] + "<pskc:EncryptedValue>" + string(doc)[macStart:macEnd] + "</pskc:EncryptedValue>" + string(doc)[macEnd:]
-	rfc6030 := string(doc)[:macStart-len("<Key>")] + "<pskc:MACKey>" + string(doc)[macStart:macEnd] + "</pskc:MACKey>" + string(doc)[macEnd+len("</Key>"):]
+	macStart := strings.Index(string(doc), "<pskc:MACKey>") + len("<pskc:MACKey>")
+	macEnd := strings.Index(string(doc), "</pskc:MACKey>")
+	mac := string(doc)[macStart:macEnd]
+	head, tail := string(doc)[:macStart-len("<pskc:MACKey>")], string(doc)[macEnd+len("</pskc:MACKey>"):]
+	speke := head + "<Key><pskc:EncryptedValue>" + mac + "</pskc:EncryptedValue></Key>" + tail
+	vectors := head + "<Key>" + mac + "</Key>" + tail
+	cpix23 := strings.Replace(string(doc), "<DocumentKey>", `<DocumentKey Algorithm="http://www.w3.org/2001/04/xmlenc#aes256-cbc">`, 1)
 	upper := strings.ReplaceAll(string(doc), FormatUUID(BundleKID(testStream, 100)), strings.ToUpper(FormatUUID(BundleKID(testStream, 100))))
-	upper = strings.Replace(upper, SystemID, strings.ToUpper(SystemID), 1)
-	widevine := strings.Replace(string(doc), "<DRMSystemList>", `<DRMSystemList><DRMSystem systemId="edef8ba9-79d6-4ace-a3c8-27dcd51d21ed" kid="`+FormatUUID(BundleKID(testStream, 100))+`"><PSSH>AAAA</PSSH></DRMSystem>`, 1)
-	for name, s := range map[string]string{"prefixed": prefixed, "compact": compact, "speke": speke, "rfc6030": rfc6030, "upper": upper, "widevine": widevine} {
+	widevine := strings.Replace(string(doc), "<ContentKeyPeriodList>", `<DRMSystemList><DRMSystem systemId="edef8ba9-79d6-4ace-a3c8-27dcd51d21ed" kid="`+FormatUUID(BundleKID(testStream, 100))+`"><PSSH>AAAA</PSSH></DRMSystem></DRMSystemList><ContentKeyPeriodList>`, 1)
+	for name, s := range map[string]string{"prefixed": prefixed, "compact": compact, "speke": speke, "vectors": vectors, "cpix23": cpix23, "upper": upper, "widevine": widevine} {
 		t.Run(name, func(t *testing.T) {
 			out, err := DecodeBundles([]byte(s), key)
 			if err != nil {
@@ -175,7 +179,12 @@ func TestDecodePackagerRefuses(t *testing.T) {
 		{"end before start", func(s string) string { return startAttr.ReplaceAllString(s, `start="2200-01-01T00:00:00Z"`) }, nil, ErrMalformed},
 		{"start far past", func(s string) string { return startAttr.ReplaceAllString(s, `start="1000-01-01T00:00:00Z"`) }, nil, ErrMalformed},
 		{"period id", func(s string) string { return strings.ReplaceAll(s, "s7-p101", "p101") }, nil, ErrMalformed},
-		{"rule dropped", regexpReplace(`(?s)<ContentKeyUsageRule kid[^>]*>\s*<KeyPeriodFilter[^>]*/>\s*</ContentKeyUsageRule>`, ""), nil, ErrMalformed},
+		{"rule dropped", regexpReplace(`(?s)<ContentKeyUsageRule kid[^>]*>\s*<KeyPeriodFilter[^>]*/>\s*<AudioFilter/>.*?</ContentKeyUsageRule>`, ""), nil, ErrMalformed},
+		{"both keys for video", func(s string) string { return strings.Replace(s, "<AudioFilter/>", "<VideoFilter/>", 1) }, nil, ErrMalformed},
+		{"one key for all", func(s string) string { return strings.Replace(s, "<AudioFilter/>", "", 1) }, nil, ErrMalformed},
+		{"label filter", func(s string) string { return strings.Replace(s, "<AudioFilter/>", `<LabelFilter label="x"/>`, 1) }, nil, ErrMalformed},
+		{"release instants differ", func(s string) string { return strings.Replace(s, `releaseAt="1`, `releaseAt="2`, 1) }, nil, ErrMalformed},
+		{"no release", regexpReplace(`<emb:Release [^>]*/>`, ""), nil, ErrMalformed},
 		{"too many periods", nil, []Option{WithMaxPeriods(1)}, ErrTooLarge},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -160,12 +160,14 @@ func parse(doc []byte, c *config, elemLimit int) (*xDoc, error) {
 // taken for it. Elements the model does not name (signatures, filters,
 // other DRM systems' signaling) are skipped.
 type xDoc struct {
-	XMLName  xml.Name  `xml:"urn:dashif:org:cpix CPIX"`
-	Delivery xDelivery `xml:"urn:dashif:org:cpix DeliveryDataList"`
-	Keys     xKeys     `xml:"urn:dashif:org:cpix ContentKeyList"`
-	DRM      xDRMs     `xml:"urn:dashif:org:cpix DRMSystemList"`
-	Periods  xPeriods  `xml:"urn:dashif:org:cpix ContentKeyPeriodList"`
-	Rules    xRules    `xml:"urn:dashif:org:cpix ContentKeyUsageRuleList"`
+	XMLName   xml.Name  `xml:"urn:dashif:org:cpix CPIX"`
+	Version   string    `xml:"version,attr"`
+	ContentID string    `xml:"contentId,attr"`
+	Delivery  xDelivery `xml:"urn:dashif:org:cpix DeliveryDataList"`
+	Keys      xKeys     `xml:"urn:dashif:org:cpix ContentKeyList"`
+	DRM       xDRMs     `xml:"urn:dashif:org:cpix DRMSystemList"`
+	Periods   xPeriods  `xml:"urn:dashif:org:cpix ContentKeyPeriodList"`
+	Rules     xRules    `xml:"urn:dashif:org:cpix ContentKeyUsageRuleList"`
 }
 
 type xDelivery struct {
@@ -244,6 +246,7 @@ type xKeys struct {
 
 type xContentKey struct {
 	KID    string `xml:"kid,attr"`
+	IV     string `xml:"explicitIV,attr"`
 	Scheme string `xml:"commonEncryptionScheme,attr"`
 	Data   *xData `xml:"urn:dashif:org:cpix Data"`
 }
@@ -252,10 +255,14 @@ type xDRMs struct {
 	System []xDRMSystem `xml:"urn:dashif:org:cpix DRMSystem"`
 }
 
+// xDRMSystem is a SPEKE request's ask for signalling: which elements are
+// present says what the encryptor wants filled in.
 type xDRMSystem struct {
-	SystemID string    `xml:"systemId,attr"`
-	KID      string    `xml:"kid,attr"`
-	Bundle   []xBundle `xml:"https://github.com/embargo-live/embargo/ns/cpix/v1 Bundle"`
+	SystemID string     `xml:"systemId,attr"`
+	KID      string     `xml:"kid,attr"`
+	PSSH     *string    `xml:"urn:dashif:org:cpix PSSH"`
+	CPD      *string    `xml:"urn:dashif:org:cpix ContentProtectionData"`
+	HLS      []struct{} `xml:"urn:dashif:org:cpix HLSSignalingData"`
 }
 
 type xBundle struct {
@@ -273,6 +280,7 @@ type xPeriods struct {
 
 type xPeriod struct {
 	ID    string `xml:"id,attr"`
+	Index string `xml:"index,attr"`
 	Start string `xml:"start,attr"`
 	End   string `xml:"end,attr"`
 }
@@ -282,8 +290,19 @@ type xRules struct {
 }
 
 type xRule struct {
-	KID     string    `xml:"kid,attr"`
-	Filters []xFilter `xml:"urn:dashif:org:cpix KeyPeriodFilter"`
+	KID     string     `xml:"kid,attr"`
+	Intent  string     `xml:"intendedTrackType,attr"`
+	Filters []xFilter  `xml:"urn:dashif:org:cpix KeyPeriodFilter"`
+	Video   []struct{} `xml:"urn:dashif:org:cpix VideoFilter"`
+	Audio   []struct{} `xml:"urn:dashif:org:cpix AudioFilter"`
+	Label   []struct{} `xml:"urn:dashif:org:cpix LabelFilter"`
+	Bitrate []struct{} `xml:"urn:dashif:org:cpix BitrateFilter"`
+	Bundle  []xBundle  `xml:"https://github.com/embargo-live/embargo/ns/cpix/v1 Bundle"`
+	Release []xRelease `xml:"https://github.com/embargo-live/embargo/ns/cpix/v1 Release"`
+}
+
+type xRelease struct {
+	ReleaseAt string `xml:"releaseAt,attr"`
 }
 
 type xFilter struct {

@@ -11,11 +11,28 @@ import (
 	"sync"
 	"time"
 
+	"github.com/embargo-live/embargo/engine/cpix"
 	"github.com/embargo-live/embargo/engine/keystore"
 	"github.com/embargo-live/embargo/engine/origin"
 	"github.com/embargo-live/embargo/ptp"
 	"github.com/embargo-live/embargo/wire"
 )
+
+// Refusals of PeriodWithKIDs, besides keystore.ErrNotFound for a period
+// released without ever being issued.
+var (
+	// ErrKIDConflict: the period is issued, and its KIDs are not the ones
+	// asked for. A period never gets a second key for a track.
+	ErrKIDConflict = errors.New("keyserver: period issued with other KIDs")
+	// ErrTooFarAhead: the period's release is more than Horizon away.
+	ErrTooFarAhead = errors.New("keyserver: period too far ahead")
+)
+
+// Horizon is how far ahead of its release an encryptor may have a period
+// issued with its own KIDs, or a publisher a resource: enough for any
+// packager's look-ahead, small enough that a mistaken index or instant
+// cannot fill the store with a day of periods.
+const Horizon = time.Hour
 
 // Issuer issues each stored event's periods ahead of time: a period is
 // generated and durably stored before anything can serve it, and a stored
@@ -30,6 +47,10 @@ type Issuer struct {
 	origins map[uint32]*origin.Origin
 	events  map[uint32]*keystore.Event
 	cache   map[periodKey]*keystore.Period
+	// resources indexes each resource stream's published periods in
+	// period order; publish serializes Publish.
+	resources map[uint32][]resource
+	publish   sync.Mutex
 }
 
 type periodKey struct {
@@ -47,7 +68,8 @@ func NewIssuer(store *keystore.Store, clock ptp.Clock, log *slog.Logger) (*Issue
 		log = slog.New(slog.DiscardHandler)
 	}
 	i := &Issuer{store: store, signer: signer, clock: clock, log: log,
-		origins: make(map[uint32]*origin.Origin), events: make(map[uint32]*keystore.Event), cache: make(map[periodKey]*keystore.Period)}
+		origins: make(map[uint32]*origin.Origin), events: make(map[uint32]*keystore.Event), cache: make(map[periodKey]*keystore.Period),
+		resources: make(map[uint32][]resource)}
 	streams, err := store.Events()
 	if err != nil {
 		return nil, err
@@ -69,14 +91,28 @@ func (i *Issuer) load(stream uint32) error {
 	if err != nil {
 		return err
 	}
+	var published []resource
+	if ev.Resources {
+		if published, err = i.loadResources(stream); err != nil {
+			return err
+		}
+	}
 	i.mu.Lock()
 	i.events[stream], i.origins[stream] = ev, o
+	if ev.Resources {
+		i.resources[stream] = published
+	}
 	i.mu.Unlock()
 	return nil
 }
 
-// AddEvent stores a new event and starts issuing it.
+// AddEvent stores a new event and starts issuing it. It refuses more
+// content keys per period than packager documents can give each its own
+// content key context (cpix.MaxTrackKeys).
 func (i *Issuer) AddEvent(ev *keystore.Event) error {
+	if ev.Keys < 0 || ev.Keys > cpix.MaxTrackKeys {
+		return fmt.Errorf("stream %d: %d content keys per period; use 1 (all tracks) or 2 (video, audio): CPIX allows one key per track type and period", ev.Stream, ev.Keys)
+	}
 	if err := i.store.CreateEvent(ev); err != nil {
 		return err
 	}
@@ -126,6 +162,9 @@ func (i *Issuer) IssueDue() error {
 	var errs []error
 	for _, s := range i.Streams() {
 		ev := i.Event(s)
+		if ev.Resources {
+			continue
+		}
 		first, end := ev.Schedule.Due(now.Mid())
 		for p := first; p < end; p++ {
 			if _, err := i.Period(s, p); err != nil {
@@ -154,6 +193,12 @@ func (i *Issuer) forget(stream uint32, below uint64) {
 // released by the schedule's clock; an old period never issued stays
 // missing (ErrNotFound) rather than be made up after the fact.
 func (i *Issuer) Period(stream uint32, period uint64) (*keystore.Period, error) {
+	return i.period(stream, period, nil)
+}
+
+// period is Period, issuing under kids (if not nil) a period not yet
+// issued.
+func (i *Issuer) period(stream uint32, period uint64, kids [][16]byte) (*keystore.Period, error) {
 	k := periodKey{stream, period}
 	i.mu.Lock()
 	p := i.cache[k]
@@ -167,7 +212,7 @@ func (i *Issuer) Period(stream uint32, period uint64) (*keystore.Period, error) 
 	}
 	p, err := i.store.Period(stream, period)
 	if errors.Is(err, keystore.ErrNotFound) {
-		p, err = i.issue(ev, o, period)
+		p, err = i.issue(ev, o, period, kids)
 	}
 	if err != nil {
 		return nil, err
@@ -178,7 +223,42 @@ func (i *Issuer) Period(stream uint32, period uint64) (*keystore.Period, error) 
 	return p, nil
 }
 
-func (i *Issuer) issue(ev *keystore.Event, o *origin.Origin, period uint64) (*keystore.Period, error) {
+// PeriodWithKIDs returns the period with the KIDs an encryptor chose
+// (SPEKE), one per track in cpix.TrackOf order. A period not yet issued
+// is issued now with those KIDs and fresh key values, if its release is
+// still ahead and within Horizon (else keystore.ErrNotFound or
+// ErrTooFarAhead); an issued period is returned only if its KIDs are
+// those (else ErrKIDConflict): asking twice gets the same keys, and no
+// period ever has two keys for one track.
+func (i *Issuer) PeriodWithKIDs(stream uint32, period uint64, kids [][16]byte) (*keystore.Period, error) {
+	ev := i.Event(stream)
+	if ev == nil {
+		return nil, fmt.Errorf("%w: stream %d", keystore.ErrNotFound, stream)
+	}
+	if n := max(ev.Keys, 1); len(kids) != n {
+		return nil, fmt.Errorf("%w: stream %d has %d key(s) per period, %d asked for", ErrKIDConflict, stream, n, len(kids))
+	}
+	p, err := i.period(stream, period, kids)
+	if err != nil {
+		return nil, err
+	}
+	if len(p.Keys) != len(kids) {
+		return nil, fmt.Errorf("%w: stream %d period %d was issued with %d key(s), %d asked for", ErrKIDConflict, stream, period, len(p.Keys), len(kids))
+	}
+	for j, k := range p.Keys {
+		if k.KID != kids[j] {
+			return nil, fmt.Errorf("%w: stream %d period %d was issued with KID %x for track %d, not %x", ErrKIDConflict, stream, period, k.KID, j, kids[j])
+		}
+	}
+	return p, nil
+}
+
+// issue makes and stores a period, with fresh keys under kids if given
+// (an encryptor's, at most Horizon ahead), else under fresh KIDs.
+func (i *Issuer) issue(ev *keystore.Event, o *origin.Origin, period uint64, kids [][16]byte) (*keystore.Period, error) {
+	if ev.Resources {
+		return nil, fmt.Errorf("%w: stream %d period %d: a resource stream's periods are only what publishers submit", keystore.ErrNotFound, ev.Stream, period)
+	}
 	at := ev.Schedule.At(period)
 	now, err := i.clock.Now()
 	if err != nil {
@@ -189,9 +269,15 @@ func (i *Issuer) issue(ev *keystore.Event, o *origin.Origin, period uint64) (*ke
 	if at.ReleaseAt <= now.Mid() {
 		return nil, fmt.Errorf("%w: stream %d period %d was never issued and its release has passed", keystore.ErrNotFound, ev.Stream, period)
 	}
+	if kids != nil && at.ReleaseAt-now.Mid() > int64(Horizon) {
+		return nil, fmt.Errorf("%w: stream %d period %d is released in %v, beyond %v", ErrTooFarAhead, ev.Stream, period, time.Duration(at.ReleaseAt-now.Mid()), Horizon)
+	}
 	keys, err := o.NewContentKeys(max(ev.Keys, 1))
 	if err != nil {
 		return nil, err
+	}
+	for j := range kids {
+		keys[j].KID = kids[j]
 	}
 	b, err := o.Keys(ev.Stream, period, at, keys)
 	if err != nil {
@@ -219,6 +305,9 @@ func (i *Issuer) Window(stream uint32, from uint64) ([]*keystore.Period, error) 
 	now, err := i.clock.Now()
 	if err != nil {
 		return nil, err
+	}
+	if ev.Resources {
+		return i.resourceWindow(ev, from, now.Mid())
 	}
 	first, end := ev.Schedule.Due(now.Mid())
 	lo := max(from, first-min(first, wire.MaxCatchUp))

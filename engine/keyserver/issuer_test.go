@@ -212,3 +212,16 @@ func TestStreamsInOrder(t *testing.T) {
 		}
 	})
 }
+
+// TestAddEventRefusesKeys: an event with more content keys per period
+// than packager documents can give each its own context is refused before
+// anything is stored.
+func TestAddEventRefusesKeys(t *testing.T) {
+	issuer := newIssuer(t, filepath.Join(t.TempDir(), "state"))
+	_, master, _ := origin.Generate()
+	err := issuer.AddEvent(&keystore.Event{Stream: 2, Master: master, Keys: 3, Schedule: issuerSchedule})
+	if err == nil || issuer.Event(2) != nil {
+		t.Fatalf("3 keys per period accepted (%v)", err)
+	}
+	t.Log(err)
+}

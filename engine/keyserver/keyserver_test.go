@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/embargo-live/embargo/engine/cpix"
+	"github.com/embargo-live/embargo/engine/cpix/cpixtest"
 	"github.com/embargo-live/embargo/engine/poller"
 	"github.com/embargo-live/embargo/engine/session"
 
@@ -168,6 +169,7 @@ func TestPackagerKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	cpixtest.Validate(t, doc)
 	pk, err := cpix.DecodePackagerKeys(doc, l.pkg.Key)
 	if err != nil {
 		t.Fatal(err)
@@ -179,6 +181,9 @@ func TestPackagerKeys(t *testing.T) {
 		stored, err := o.issuer.Period(1, p.Period)
 		if err != nil {
 			t.Fatal(err)
+		}
+		if p.ReleaseAt != stored.Bundle.ReleaseAt {
+			t.Errorf("period %d: released at %d, stored %d", p.Period, p.ReleaseAt, stored.Bundle.ReleaseAt)
 		}
 		if !slices.Equal(p.Keys, stored.Keys) {
 			t.Errorf("period %d: packager keys %v, stored %v", p.Period, p.Keys, stored.Keys)

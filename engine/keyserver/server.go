@@ -52,6 +52,8 @@ type Handler struct {
 //	GET  /v1/streams/{stream}/bundles     release bundles, CPIX to the edge's certificate
 //	GET  /v1/streams/{stream}/keys        content keys, CPIX to the packager's certificate
 //	POST /v1/streams/{stream}/licence     the master key, with a bearer token
+//	POST /v1/streams/{stream}/speke       SPEKE v2.0/2.1 key requests of a packager
+//	POST /v1/streams/{stream}/resources   a publisher's resource, ?releaseAt=TAI ns
 //
 // bundles and keys take ?from=P, the first period wanted.
 func NewHandler(cfg ServerConfig) *Handler {
@@ -63,6 +65,8 @@ func NewHandler(cfg ServerConfig) *Handler {
 	h.mux.HandleFunc("GET /v1/streams/{stream}/bundles", h.bundles)
 	h.mux.HandleFunc("GET /v1/streams/{stream}/keys", h.keys)
 	h.mux.HandleFunc("POST /v1/streams/{stream}/licence", h.licence)
+	h.mux.HandleFunc("POST /v1/streams/{stream}/speke", h.speke)
+	h.mux.HandleFunc("POST /v1/streams/{stream}/resources", h.publishResource)
 	return h
 }
 
@@ -114,6 +118,21 @@ func client(r *http.Request, role string) (*x509.Certificate, error) {
 		return nil, fmt.Errorf("client certificate role %q, want %q", got, role)
 	}
 	return leaf, nil
+}
+
+// caller checks the client certificate's role and reads the path's
+// stream, answering the refusal itself when either fails.
+func (h *Handler) caller(w http.ResponseWriter, r *http.Request, role string) (uint32, bool) {
+	if _, err := client(r, role); err != nil {
+		h.fail(w, r, http.StatusForbidden, "forbidden", err)
+		return 0, false
+	}
+	s, err := strconv.ParseUint(r.PathValue("stream"), 10, 32)
+	if err != nil {
+		h.fail(w, r, http.StatusBadRequest, "bad-request", fmt.Errorf("stream: %w", err))
+		return 0, false
+	}
+	return uint32(s), true
 }
 
 func streamAndFrom(r *http.Request) (uint32, uint64, error) {
@@ -184,12 +203,17 @@ func (h *Handler) keys(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	if ev := h.cfg.Issuer.Event(periods[0].Bundle.Stream); ev.Resources {
+		h.fail(w, r, http.StatusNotFound, "not-found", fmt.Errorf("stream %d carries published resources, not content keys", ev.Stream))
+		return
+	}
 	// A period's keys encrypt the media presented from its presentAt until
 	// the next period's.
 	pk := make([]cpix.PeriodKeys, len(periods))
 	for i, p := range periods {
 		length := int64(h.cfg.Issuer.Event(p.Bundle.Stream).Schedule.Period)
-		pk[i] = cpix.PeriodKeys{Stream: p.Bundle.Stream, Period: p.Bundle.Period, Start: p.Bundle.PresentAt, End: p.Bundle.PresentAt + length, Keys: p.Keys}
+		pk[i] = cpix.PeriodKeys{Stream: p.Bundle.Stream, Period: p.Bundle.Period, Start: p.Bundle.PresentAt, End: p.Bundle.PresentAt + length,
+			ReleaseAt: p.Bundle.ReleaseAt, Keys: p.Keys}
 	}
 	doc, err := cpix.EncodePackagerKeys(pk, cert)
 	if err != nil {

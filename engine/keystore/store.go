@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -90,6 +91,11 @@ type Event struct {
 	Master   []byte          `json:"master"` // seal.MasterKeyLen bytes
 	Schedule origin.Schedule `json:"schedule"`
 	Keys     int             `json:"keysPerPeriod"`
+	// Resources marks a stream of published resources: its periods are
+	// what publishers submit, numbered in submission order, released at
+	// the instants they ask for; nothing is rotated on its schedule, whose
+	// Lead and PresentDelay still apply.
+	Resources bool `json:"resources,omitempty"`
 }
 
 func (s *Store) eventDir(stream uint32) string {
@@ -149,10 +155,12 @@ func (s *Store) Events() ([]uint32, error) {
 }
 
 // Period is one issued key period: the bundle edges get and the content
-// keys packagers and licences get.
+// keys packagers and licences get; or, on a resource stream, the bundle
+// and the resource it releases.
 type Period struct {
 	Bundle   *bundle.Bundle    `json:"bundle"`
 	Keys     []seal.ContentKey `json:"keys"`
+	Resource []byte            `json:"resource,omitempty"`
 	IssuedAt time.Time         `json:"issuedAt"`
 }
 
@@ -183,6 +191,23 @@ func (s *Store) Period(stream uint32, period uint64) (*Period, error) {
 		return nil, fmt.Errorf("%w: %s", ErrCorrupt, path)
 	}
 	return &p, nil
+}
+
+// Periods lists the stream's stored periods in ascending order.
+func (s *Store) Periods(stream uint32) ([]uint64, error) {
+	ents, err := os.ReadDir(filepath.Join(s.eventDir(stream), "periods"))
+	if err != nil {
+		return nil, fmt.Errorf("keystore: %w", err)
+	}
+	var out []uint64
+	for _, e := range ents {
+		name, ok := strings.CutSuffix(e.Name(), ".json")
+		if n, err := strconv.ParseUint(name, 10, 64); ok && err == nil && strconv.FormatUint(n, 10) == name {
+			out = append(out, n)
+		}
+	}
+	slices.Sort(out)
+	return out, nil
 }
 
 func readJSON(path string, v any) error {

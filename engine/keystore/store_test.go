@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -112,5 +113,50 @@ func TestPeriodsAreNeverReplaced(t *testing.T) {
 	}
 	if _, err := s.Period(3, 10); !errors.Is(err, keystore.ErrCorrupt) {
 		t.Fatalf("corrupt period: %v", err)
+	}
+}
+
+// TestResourcePeriods: a resource stream's event and periods survive a
+// reopen byte for byte, and Periods lists the stored periods in numeric
+// order, ignoring anything else in the directory.
+func TestResourcePeriods(t *testing.T) {
+	s, dir := openStore(t)
+	master := make([]byte, seal.MasterKeyLen)
+	rand.Read(master)
+	ev := &keystore.Event{Stream: 100, Master: master, Resources: true,
+		Schedule: origin.Schedule{Period: 2 * time.Second, Lead: 4 * time.Second}}
+	if err := s.CreateEvent(ev); err != nil {
+		t.Fatal(err)
+	}
+	signer, _ := s.SigningKey()
+	o, err := origin.New(signer, master)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []uint64{10, 2, 9} {
+		b, err := o.Resource(100, p, origin.Instants{ReleaseAt: int64(p) * 1e9, PresentAt: int64(p) * 1e9}, []byte{byte(p)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.PutPeriod(&keystore.Period{Bundle: b, Resource: []byte{byte(p)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.WriteFile(filepath.Join(dir, "events", "100", "periods", "notes.txt"), nil, 0o600)
+	s2, err := keystore.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := s2.Periods(100)
+	if err != nil || !slices.Equal(got, []uint64{2, 9, 10}) {
+		t.Fatalf("Periods = %v, %v", got, err)
+	}
+	e2, err := s2.Event(100)
+	if err != nil || !e2.Resources {
+		t.Fatalf("event %+v, %v", e2, err)
+	}
+	p, err := s2.Period(100, 9)
+	if err != nil || !bytes.Equal(p.Resource, []byte{9}) {
+		t.Fatalf("period 9: %+v, %v", p, err)
 	}
 }

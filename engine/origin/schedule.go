@@ -7,6 +7,24 @@ import (
 	"github.com/embargo-live/embargo/wire"
 )
 
+// Announce leads of the origin service. A key period is issued — its
+// content keys exist for packagers, its bundle for edges — one lead before
+// its release.
+const (
+	// DefaultLead is long enough for a packager that encrypts segments as
+	// they are encoded and publishes them seconds before the release, and
+	// for a player that asks for a licence as soon as a segment is in its
+	// manifest, two or three segments (of 2 to 6 s) ahead of the play head:
+	// 12 s at most, plus a period of slack. 4 s was too short for either.
+	// With the default 2 s key period it is the protocol's limit of
+	// wire.MaxAnnounceLead periods.
+	DefaultLead = 16 * time.Second
+	// MinLead is the shortest lead the origin service runs with: edges
+	// poll it every 500 ms, and one missed poll must still leave a bundle
+	// time for the carousel's rounds before its release.
+	MinLead = time.Second
+)
+
 // Instants are when a period's secret is released and its media presented
 // (TAI ns).
 type Instants struct {

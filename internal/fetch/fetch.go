@@ -1,9 +1,11 @@
-// Package fetch makes the bodiless HTTP requests every client of the origin
-// makes (the edge's bundle poller, the device's session and licence
-// client), with one reading of status codes and one bound on what is read.
+// Package fetch makes the HTTP requests every client of the origin makes
+// (the edge's bundle poller, the device's session and licence client, the
+// publisher), with one reading of status codes and one bound on what is
+// read.
 package fetch
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -22,6 +24,22 @@ func Do(ctx context.Context, c *http.Client, method, url, token string, limit in
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
+	return send(c, req, limit)
+}
+
+// Post sends body with contentType and reads the answer as Do does, a 201
+// Created counting as a 200.
+func Post(ctx context.Context, c *http.Client, url, contentType string, body []byte, limit int) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", contentType)
+	return send(c, req, limit)
+}
+
+func send(c *http.Client, req *http.Request, limit int) ([]byte, error) {
+	method, url := req.Method, req.URL.String()
 	resp, err := c.Do(req)
 	if err != nil {
 		return nil, err
@@ -34,7 +52,7 @@ func Do(ctx context.Context, c *http.Client, method, url, token string, limit in
 	switch {
 	case resp.StatusCode == http.StatusNoContent:
 		return nil, nil
-	case resp.StatusCode != http.StatusOK:
+	case resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusCreated:
 		return nil, fmt.Errorf("%s %s: %s: %s", method, url, resp.Status, firstLine(out))
 	case len(out) > limit:
 		return nil, fmt.Errorf("%s %s: response over %d bytes", method, url, limit)

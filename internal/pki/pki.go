@@ -27,10 +27,14 @@ import (
 const (
 	RoleEdge     = "edge"
 	RolePackager = "packager"
+	// RolePublisher submits resources for release (embargo publish).
+	RolePublisher = "publisher"
 )
 
-// KeyBits is the RSA key size of every generated key.
-const KeyBits = 2048
+// KeyBits is the RSA key size of every generated key: 3072, as CPIX
+// recommends for the keys documents are encrypted to (SPEKE's encryptors
+// bring their own certificates, of 2048 bits or more).
+const KeyBits = 3072
 
 // Cert is a certificate with its key.
 type Cert struct {
@@ -77,7 +81,8 @@ func (ca *CA) Server(name string, hosts []string, validity time.Duration) (*Cert
 	return ca.issue(tmpl, validity)
 }
 
-// Client issues a TLS client certificate for role (RoleEdge, RolePackager).
+// Client issues a TLS client certificate for role (RoleEdge, RolePackager,
+// RolePublisher).
 func (ca *CA) Client(name, role string, validity time.Duration) (*Cert, error) {
 	return ca.issue(&x509.Certificate{
 		Subject:     pkix.Name{CommonName: name, OrganizationalUnit: []string{role}},
