@@ -41,7 +41,7 @@ runs an embedded origin from the keys in -keys (see 'embargo keys'): period p of
 released at p × -period TAI. One embedded origin serves one edge; several edges need -origin.`, stdout)
 	keys := fs.String("keys", "embargo-keys", "without -origin: run an embedded origin from "+originKeyFile+" and "+masterKeyFile+" in this directory")
 	originURL := fs.String("origin", "", "fetch release bundles from this origin service (https://host:port) over mutual TLS")
-	certs := fs.String("certs", "embargo-certs", "with -origin: directory with ca.pem and this edge's edge.pem/edge.key")
+	certs := fs.String("certs", "embargo-certs/edge", "with -origin: directory with ca.pem and this edge's edge.pem/edge.key, and nothing else (see 'embargo certs')")
 	groups := groupsFlag()
 	fs.Var(groups, "group", groupHelp)
 	streams := streamsFlag{1}

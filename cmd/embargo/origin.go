@@ -37,14 +37,16 @@ const (
 )
 
 func runCerts(_ context.Context, args []string, stdout, _ io.Writer) error {
-	fs := newFlags("certs", "Make a lab certificate authority and the certificates mutual TLS needs: the origin's server\ncertificate, an edge's, a packager's and a publisher's client certificates (RSA-3072: CPIX wraps keys to them).", stdout)
-	dir := fs.String("dir", "embargo-certs", "directory to write ca, origin, edge, packager and publisher .pem/.key to")
+	fs := newFlags("certs", `Make a lab certificate authority and the certificates mutual TLS needs: the origin's server
+certificate, an edge's, a packager's and a publisher's client certificates (RSA-3072: CPIX wraps
+keys to them). Each role gets its own directory holding only its own key and the CA's certificate
+(DIR/origin, DIR/edge, DIR/packager, DIR/publisher), receivers DIR/ca.pem, and the CA's key stays
+in DIR/ca: an edge given the CA's key could mint a packager certificate and fetch content keys
+a lead early.`, stdout)
+	dir := fs.String("dir", "embargo-certs", "directory to make the role directories in")
 	hosts := fs.String("hosts", "localhost,127.0.0.1,::1", "comma-separated names and addresses the origin certificate is for")
 	validity := fs.Duration("validity", 90*24*time.Hour, "certificate lifetime")
 	if err := parse(fs, args); err != nil {
-		return err
-	}
-	if err := os.MkdirAll(*dir, 0o755); err != nil {
 		return err
 	}
 	ca, err := pki.NewCA("embargo lab CA", *validity)
@@ -55,22 +57,24 @@ func runCerts(_ context.Context, args []string, stdout, _ io.Writer) error {
 	if err != nil {
 		return err
 	}
-	edge, err := ca.Client("embargo edge", pki.RoleEdge, *validity)
-	if err != nil {
+	certs := map[string]*pki.Cert{originCert: srv}
+	for name, role := range map[string]string{edgeCert: pki.RoleEdge, packagerCert: pki.RolePackager, publisherCert: pki.RolePublisher} {
+		if certs[name], err = ca.Client("embargo "+name, role, *validity); err != nil {
+			return err
+		}
+	}
+	if err := os.MkdirAll(filepath.Join(*dir, caFile), 0o700); err != nil {
 		return err
 	}
-	pkg, err := ca.Client("embargo packager", pki.RolePackager, *validity)
-	if err != nil {
+	errs := []error{ca.Write(filepath.Join(*dir, caFile), caFile), ca.WriteCertificate(filepath.Join(*dir, caFile+".pem"))}
+	for name, c := range certs {
+		sub := filepath.Join(*dir, name)
+		errs = append(errs, os.MkdirAll(sub, 0o700), c.Write(sub, name), ca.WriteCertificate(filepath.Join(sub, caFile+".pem")))
+	}
+	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	pub, err := ca.Client("embargo publisher", pki.RolePublisher, *validity)
-	if err != nil {
-		return err
-	}
-	if err := errors.Join(ca.Write(*dir, caFile), srv.Write(*dir, originCert), edge.Write(*dir, edgeCert), pkg.Write(*dir, packagerCert), pub.Write(*dir, publisherCert)); err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "wrote ca, origin, edge, packager and publisher certificates and keys in %s\n", *dir)
+	fmt.Fprintf(stdout, "wrote in %[1]s: origin/, edge/, packager/, publisher/ (each: ca.pem and its own certificate and key), ca.pem for receivers, and the CA's key in ca/ (keep it off every host)\n", *dir)
 	return nil
 }
 
@@ -81,7 +85,7 @@ encrypted to their client certificates; SPEKE v2.0/2.1 at /v1/streams/{stream}/s
 publishers submit (embargo publish) on -resource-streams, the master key to bearers of a token (a
 ClearKey-shaped licence), and a session description receivers configure themselves from.`, stdout)
 	state := fs.String("state", "embargo-origin", "state directory (created 0700): signing key, events, every issued period")
-	certs := fs.String("certs", "embargo-certs", "directory with ca, origin certificates (see 'embargo certs')")
+	certs := fs.String("certs", "embargo-certs/origin", "directory with ca.pem and the origin's origin.pem/origin.key (see 'embargo certs')")
 	listen := fs.String("listen", "127.0.0.1:8443", "HTTPS address")
 	streams := streamsFlag{1}
 	fs.Var(&streams, "streams", "comma-separated stream ids; a stream not yet in the state directory is created")

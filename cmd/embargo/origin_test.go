@@ -117,7 +117,7 @@ func startOrigin(t *testing.T, ctx context.Context, base int64, args ...string) 
 	if err := errors.Join(os.WriteFile(tokens, []byte(labToken+" player\n"), 0o600), os.WriteFile(l.tokenFile, []byte(labToken+"\n"), 0o600)); err != nil {
 		t.Fatal(err)
 	}
-	args = append([]string{"origin", "-state", l.state, "-certs", l.certs, "-listen", l.addr(0),
+	args = append([]string{"origin", "-state", l.state, "-certs", filepath.Join(l.certs, "origin"), "-listen", l.addr(0),
 		"-tokens", tokens, "-session-edge", l.addr(1), "-assume-synced", "1ms", "-log", "warn"}, args...)
 	go func() { l.done <- run(ctx, args, l.out, l.out) }()
 	wait.For(t, 5*time.Second, "origin", func() bool { return strings.Contains(l.out.String(), "serving") })
@@ -129,7 +129,7 @@ func startOrigin(t *testing.T, ctx context.Context, base int64, args ...string) 
 func (l *originLab) edge(t *testing.T, ctx context.Context, args ...string) (out *lockedBuffer, done chan int, stop func()) {
 	ctx, stop = context.WithCancel(ctx)
 	out, done = &lockedBuffer{}, make(chan int, 1)
-	args = append([]string{"edge", "-origin", "https://" + l.addr(0), "-certs", l.certs, "-unicast", l.addr(1),
+	args = append([]string{"edge", "-origin", "https://" + l.addr(0), "-certs", filepath.Join(l.certs, "edge"), "-unicast", l.addr(1),
 		"-assume-synced", "1ms", "-log", "warn"}, args...)
 	go func() { done <- run(ctx, args, out, out) }()
 	return out, done, stop

@@ -20,7 +20,7 @@ release on a resource stream at an instant, over mutual TLS with a publisher cer
 origin stores it, edges carousel it from one lead before, and release it at that instant, never
 earlier; receivers print its bytes ('embargo recv -json' as hex).`, stdout)
 	originURL := fs.String("origin", "https://127.0.0.1:8443", "the origin's base URL")
-	certs := fs.String("certs", "embargo-certs", "directory with ca.pem and publisher.pem/publisher.key (see 'embargo certs')")
+	certs := fs.String("certs", "embargo-certs/publisher", "directory with ca.pem and publisher.pem/publisher.key (see 'embargo certs')")
 	stream := fs.Uint("stream", 100, "the resource stream (see 'embargo origin -resource-streams')")
 	file := fs.String("file", "-", "the resource: a file, or - for standard input")
 	at := fs.String("at", "", "release instant, RFC 3339 UTC (e.g. 2027-01-15T20:45:00Z)")

@@ -39,7 +39,7 @@ func TestPublishRecv(t *testing.T) {
 		t.Fatal(err)
 	}
 	var pubOut lockedBuffer
-	if code := run(ctx, []string{"publish", "-origin", "https://" + originAddr, "-certs", certs, "-stream", "100", "-file", file, "-in", "3s"}, &pubOut, &pubOut); code != 0 {
+	if code := run(ctx, []string{"publish", "-origin", "https://" + originAddr, "-certs", filepath.Join(certs, "publisher"), "-stream", "100", "-file", file, "-in", "3s"}, &pubOut, &pubOut); code != 0 {
 		t.Fatalf("publish: exit %d: %s", code, pubOut.String())
 	}
 	if !strings.Contains(pubOut.String(), "published 38 bytes as stream 100 period 0") {
@@ -49,7 +49,7 @@ func TestPublishRecv(t *testing.T) {
 	var again lockedBuffer
 	line := strings.Fields(pubOut.String())
 	at := line[len(line)-3]
-	if code := run(ctx, []string{"publish", "-origin", "https://" + originAddr, "-certs", certs, "-stream", "100", "-file", file, "-at", at}, &again, &again); code == 0 || !strings.Contains(again.String(), "409") {
+	if code := run(ctx, []string{"publish", "-origin", "https://" + originAddr, "-certs", filepath.Join(certs, "publisher"), "-stream", "100", "-file", file, "-at", at}, &again, &again); code == 0 || !strings.Contains(again.String(), "409") {
 		t.Errorf("duplicate: exit %d: %s", code, again.String())
 	}
 

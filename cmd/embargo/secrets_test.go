@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -77,5 +78,43 @@ func TestSecretsStaySecret(t *testing.T) {
 	token := strings.TrimSpace(string(data))
 	if _, ok := got[token]; !ok || strings.Contains(tokens.String(), token) || !strings.Contains(tokens.String(), generated) {
 		t.Fatalf("token %q, stdout %q", token, tokens.String())
+	}
+}
+
+// TestCertsKeepCAApart: each role's directory from 'embargo certs' holds
+// the CA's certificate and that role's own certificate and key, nothing
+// else — above all not the CA's key, with which an edge could mint a
+// packager certificate and fetch content keys a lead early.
+func TestCertsKeepCAApart(t *testing.T) {
+	dir := t.TempDir()
+	var out bytes.Buffer
+	if code := run(context.Background(), []string{"certs", "-dir", dir}, &out, &out); code != 0 {
+		t.Fatalf("certs: %s", out.String())
+	}
+	for _, role := range []string{"origin", "edge", "packager", "publisher", "ca"} {
+		entries, err := os.ReadDir(filepath.Join(dir, role))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, e := range entries {
+			names = append(names, e.Name())
+		}
+		want, key := []string{"ca.pem", role + ".key", role + ".pem"}, role+".key"
+		if role == "ca" {
+			want = []string{"ca.key", "ca.pem"}
+		}
+		if !slices.Equal(names, want) {
+			t.Errorf("%s/ holds %v, want %v", role, names, want)
+		}
+		if err := keyfile.Check(filepath.Join(dir, role, key)); err != nil {
+			t.Errorf("%s/%s: %v", role, key, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "ca.pem")); err != nil {
+		t.Errorf("no ca.pem for receivers: %v", err)
+	}
+	if keys, _ := filepath.Glob(filepath.Join(dir, "*.key")); len(keys) != 0 {
+		t.Errorf("keys outside the role directories: %v", keys)
 	}
 }

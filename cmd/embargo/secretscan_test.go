@@ -22,7 +22,7 @@ import (
 func assertNoSecrets(t *testing.T, state, certs, token string, outputs map[string]string) {
 	t.Helper()
 	secrets := map[string][]byte{"licence token": []byte(token)}
-	keys, _ := filepath.Glob(filepath.Join(certs, "*.key"))
+	keys, _ := filepath.Glob(filepath.Join(certs, "*", "*.key"))
 	for _, path := range keys {
 		data, err := os.ReadFile(path)
 		if err != nil {
@@ -70,6 +70,9 @@ func assertNoSecrets(t *testing.T, state, certs, token string, outputs map[strin
 	})
 	if err != nil || n == 0 {
 		t.Fatalf("content keys in %s: %d, %v", state, n, err)
+	}
+	if len(keys) != 5 {
+		t.Fatalf("found %d TLS keys in %s, want the CA's and four roles'", len(keys), certs)
 	}
 	if len(secrets) < 6 {
 		t.Fatalf("found only %d secrets to look for", len(secrets))

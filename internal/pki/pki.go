@@ -141,9 +141,15 @@ func (c *Cert) Write(dir, name string) error {
 		return err
 	}
 	return errors.Join(
-		os.WriteFile(filepath.Join(dir, name+".pem"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.DER}), 0o644),
+		c.WriteCertificate(filepath.Join(dir, name+".pem")),
 		os.WriteFile(filepath.Join(dir, name+".key"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600),
 	)
+}
+
+// WriteCertificate writes the certificate alone, PEM, 0644: what a peer
+// needs to verify it (a CA's certificate for its clients), no key.
+func (c *Cert) WriteCertificate(path string) error {
+	return os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.DER}), 0o644)
 }
 
 // Load reads name.pem and name.key from dir.
