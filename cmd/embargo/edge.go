@@ -142,8 +142,8 @@ released at p × -period TAI. One embedded origin serves one edge; several edges
 	log.Info("edge running", "id", *id, "streams", streams.String(), "bundles from", src.desc)
 	err = g.Wait()
 	st := e.Stats()
-	fmt.Fprintf(stdout, "edge %d: released %d periods (%d RELEASE datagrams, %d ANNOUNCE datagrams in %d rounds), max lateness %v, %d clock holds, %d send errors\n",
-		*id, st.Released, st.ReleaseCopies, st.ShardsSent, st.Rounds, st.MaxLateness, st.Holds, st.SendErrors)
+	fmt.Fprintf(stdout, "edge %d: released %d periods, %d failed (%d RELEASE datagrams sent, %d unsent; %d ANNOUNCE datagrams sent, %d unsent, in %d rounds), max lateness %v, %d clock holds, %d send errors\n",
+		*id, st.Released, st.ReleaseFailed, st.ReleaseCopies, st.ReleaseUnsent, st.ShardsSent, st.AnnounceUnsent, st.Rounds, st.MaxLateness, st.Holds, st.SendErrors)
 	return err
 }
 

@@ -153,11 +153,19 @@ type Stats struct {
 	Pending         int // bundles held, not yet released
 	Rounds          uint64
 	ShardsSent      uint64
-	Released        uint64 // periods released
-	ReleaseCopies   uint64 // RELEASE datagrams sent, all senders
-	Holds           uint64 // clock reads that held a due release
-	SendErrors      uint64
-	MaxLateness     time.Duration
+	Released        uint64 // periods at least one sender took a RELEASE of
+	// ReleaseFailed counts periods due for release that no sender took a
+	// single RELEASE copy of: nothing left, though catch-up serves them.
+	ReleaseFailed uint64
+	ReleaseCopies uint64 // RELEASE datagrams senders took, all senders
+	// ReleaseUnsent and AnnounceUnsent count datagrams handed to a sender
+	// that it did not take (its Send failed part way or at once).
+	ReleaseUnsent, AnnounceUnsent uint64
+	Holds                         uint64 // clock reads that held a due release
+	SendErrors                    uint64 // Send calls that failed
+	// FailingSenders is how many senders failed their last Send.
+	FailingSenders int
+	MaxLateness    time.Duration
 }
 
 // Edge is a release engine. Its methods are safe for concurrent use.
@@ -178,8 +186,11 @@ type Edge struct {
 
 	stats struct {
 		accepted, refused, rounds, shards, released, copies, holds, sendErrs atomic.Uint64
+		releaseFailed, releaseUnsent, announceUnsent                         atomic.Uint64
 		maxLate                                                              atomic.Int64
 	}
+	// lastErr is each sender's last Send error, nil once it took a send.
+	lastErr []atomic.Pointer[error]
 }
 
 type key struct {
@@ -230,6 +241,7 @@ func New(cfg Config) (*Edge, error) {
 		pending:      make(map[key]*entry),
 		inflight:     make(map[key]*bundle.Bundle),
 		released:     make(map[uint32]*history),
+		lastErr:      make([]atomic.Pointer[error], len(cfg.Senders)),
 	}
 	// The one place an edge and its catch-up senders are wired together.
 	for _, s := range cfg.Senders {
@@ -329,9 +341,44 @@ func (e *Edge) Stats() Stats {
 		Rounds:          e.stats.rounds.Load(),
 		ShardsSent:      e.stats.shards.Load(),
 		Released:        e.stats.released.Load(),
+		ReleaseFailed:   e.stats.releaseFailed.Load(),
 		ReleaseCopies:   e.stats.copies.Load(),
+		ReleaseUnsent:   e.stats.releaseUnsent.Load(),
+		AnnounceUnsent:  e.stats.announceUnsent.Load(),
 		Holds:           e.stats.holds.Load(),
 		SendErrors:      e.stats.sendErrs.Load(),
+		FailingSenders:  len(e.SenderErrors()),
 		MaxLateness:     time.Duration(e.stats.maxLate.Load()),
 	}
+}
+
+// SenderErrors returns, by sender index, the error of each sender whose
+// last Send failed; a sender that took its last send is absent.
+func (e *Edge) SenderErrors() map[int]error {
+	errs := make(map[int]error)
+	for i := range e.lastErr {
+		if p := e.lastErr[i].Load(); p != nil {
+			errs[i] = *p
+		}
+	}
+	return errs
+}
+
+// send hands dgs to sender i and returns how many it took, never fewer
+// than 0 or more than len(dgs) whatever the sender says, counting what it
+// did not take as unsent.
+func (e *Edge) send(i int, typ wire.Type, dgs [][]byte, unsent *atomic.Uint64) (int, error) {
+	n, err := e.cfg.Senders[i].Send(typ, dgs)
+	n = min(max(n, 0), len(dgs))
+	if err == nil && n < len(dgs) {
+		err = fmt.Errorf("took %d of %d datagrams without an error", n, len(dgs))
+	}
+	unsent.Add(uint64(len(dgs) - n))
+	if err != nil {
+		e.stats.sendErrs.Add(1)
+		e.lastErr[i].Store(&err)
+	} else {
+		e.lastErr[i].Store(nil)
+	}
+	return n, err
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -573,4 +574,62 @@ func offsets(ts []int64, t0 int64) []time.Duration {
 		out[i] = time.Duration(x - t0)
 	}
 	return out
+}
+
+// TestFailedSendsAreNotReleases: a sender that fails the way sendmmsg does
+// (n = -1 with the error) used to wrap ReleaseCopies to 2^64−7 and count
+// the period as released. Nothing counts down or wraps, the datagrams it
+// did not take are counted apart, a period no sender took is a failed
+// release, and the failing sender is reported until it takes a send.
+func TestFailedSendsAreNotReleases(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFixture(t)
+		clock := ptp.NewSim()
+		var failing atomic.Bool
+		failing.Store(true)
+		var took atomic.Int64
+		down := edge.SenderFunc(func(_ wire.Type, dgs [][]byte) (int, error) {
+			if failing.Load() {
+				return -1, errors.New("sendmmsg: network is unreachable")
+			}
+			took.Add(int64(len(dgs)))
+			return len(dgs), nil
+		})
+		// A sender that takes one datagram of each batch and says nothing.
+		short := edge.SenderFunc(func(_ wire.Type, dgs [][]byte) (int, error) { return min(len(dgs), 1), nil })
+		e := newEdge(t, edge.Config{Clock: clock, Trusted: f.ring, Senders: []edge.Sender{down}, Repeat: 7, Spacing: time.Millisecond})
+		start(t, e)
+		at := clock.True() + 30*ms
+		if err := e.Add(f.bundle(t, 1, 1, at)); err != nil {
+			t.Fatal(err)
+		}
+		sleepUntil(at + 100*ms)
+		st := e.Stats()
+		if st.Released != 0 || st.ReleaseFailed != 1 || st.ReleaseCopies != 0 || st.ReleaseUnsent != 7 ||
+			st.ShardsSent != 0 || st.AnnounceUnsent == 0 || st.SendErrors != 7+1 || st.FailingSenders != 1 {
+			t.Errorf("all sends failed: %+v", st)
+		}
+		failing.Store(false)
+		if err := e.Add(f.bundle(t, 1, 2, at+int64(time.Second))); err != nil {
+			t.Fatal(err)
+		}
+		sleepUntil(at + int64(time.Second) + 100*ms)
+		if st := e.Stats(); st.Released != 1 || st.ReleaseFailed != 1 || st.ReleaseCopies != 7 || st.FailingSenders != 0 || len(e.SenderErrors()) != 0 {
+			t.Errorf("sender back: %+v", st)
+		}
+
+		// Two periods due at one instant, a sender taking only the first.
+		e2 := newEdge(t, edge.Config{Clock: clock, Trusted: f.ring, Senders: []edge.Sender{short}, Repeat: 2, Spacing: time.Millisecond})
+		start(t, e2)
+		at2 := clock.True() + 30*ms
+		for _, s := range []uint32{1, 2} {
+			if err := e2.Add(f.bundle(t, s, 1, at2)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		sleepUntil(at2 + 100*ms)
+		if st := e2.Stats(); st.Released != 1 || st.ReleaseFailed != 1 || st.ReleaseCopies != 2 || st.ReleaseUnsent != 2 || st.FailingSenders != 1 {
+			t.Errorf("a sender taking half: %+v", st)
+		}
+	})
 }

@@ -191,7 +191,8 @@ func (e *Edge) release(ctx context.Context, due []*entry, dgs [][]byte, earliest
 	stamp(dgs, earliest)
 	t0 := time.Now()
 	copies := 0
-	if e.sendAll(dgs) {
+	taken := make([]bool, len(dgs))
+	if e.sendAll(dgs, taken) {
 		copies++
 	}
 	fanOut := time.Since(t0)
@@ -209,11 +210,11 @@ func (e *Edge) release(ctx context.Context, due []*entry, dgs [][]byte, earliest
 		if r, err := e.cfg.Clock.Now(); err == nil {
 			stamp(dgs, max(r.Earliest, earliest))
 		}
-		if e.sendAll(dgs) {
+		if e.sendAll(dgs, taken) {
 			copies++
 		}
 	}
-	e.report(due, earliest, copies, fanOut)
+	e.report(due, taken, earliest, copies, fanOut)
 }
 
 func stamp(dgs [][]byte, at int64) {
@@ -223,15 +224,19 @@ func stamp(dgs [][]byte, at int64) {
 	}
 }
 
-// sendAll sends dgs to every sender and reports whether all took them all.
-func (e *Edge) sendAll(dgs [][]byte) bool {
+// sendAll sends dgs to every sender, marks in taken the datagrams at least
+// one sender took, and reports whether all took them all. A sender takes a
+// prefix of its batch (Sender's contract).
+func (e *Edge) sendAll(dgs [][]byte, taken []bool) bool {
 	ok := true
-	for i, s := range e.cfg.Senders {
-		n, err := s.Send(wire.TypeRelease, dgs)
+	for i := range e.cfg.Senders {
+		n, err := e.send(i, wire.TypeRelease, dgs, &e.stats.releaseUnsent)
 		e.stats.copies.Add(uint64(n))
+		for j := range n {
+			taken[j] = true
+		}
 		if err != nil {
 			ok = false
-			e.stats.sendErrs.Add(1)
 			e.log.Error("send release", "sender", i, "sent", n, "of", len(dgs), "err", err)
 		}
 	}
@@ -257,9 +262,17 @@ func (e *Edge) record(due []*entry, first [][]byte) {
 }
 
 // report counts, logs and reports the releases once their copies are sent.
-func (e *Edge) report(due []*entry, earliest int64, copies int, fanOut time.Duration) {
-	for _, p := range due {
+// A period no sender took a single copy of is not released: it is counted
+// apart and logged as an error (catch-up still serves it).
+func (e *Edge) report(due []*entry, taken []bool, earliest int64, copies int, fanOut time.Duration) {
+	for i, p := range due {
 		late := time.Duration(earliest - p.b.ReleaseAt)
+		if !taken[i] {
+			e.stats.releaseFailed.Add(1)
+			e.log.Error("release did not leave: no sender took a single copy; only catch-up serves it",
+				"stream", p.b.Stream, "period", p.b.Period, "copies tried", e.cfg.Repeat)
+			continue
+		}
 		e.stats.released.Add(1)
 		for {
 			m := e.stats.maxLate.Load()

@@ -45,12 +45,17 @@ func RegisterEdge(reg prometheus.Registerer, e *edge.Edge) {
 	}
 	counter("bundles_accepted_total", "Bundles accepted (verified) for release.", func(s edge.Stats) uint64 { return s.BundlesAccepted })
 	counter("bundles_refused_total", "Bundles refused: bad signature or commitment, duplicate, conflict, stale, or over the limit.", func(s edge.Stats) uint64 { return s.BundlesRefused })
-	counter("released_periods_total", "Periods released.", func(s edge.Stats) uint64 { return s.Released })
-	counter("release_datagrams_total", "RELEASE datagrams handed to senders (all copies, all senders).", func(s edge.Stats) uint64 { return s.ReleaseCopies })
-	counter("announce_datagrams_total", "ANNOUNCE datagrams handed to senders.", func(s edge.Stats) uint64 { return s.ShardsSent })
+	counter("released_periods_total", "Periods released: at least one sender took a RELEASE copy.", func(s edge.Stats) uint64 { return s.Released })
+	counter("release_failed_periods_total", "Periods due that no sender took a single RELEASE copy of (only catch-up serves them).", func(s edge.Stats) uint64 { return s.ReleaseFailed })
+	counter("release_datagrams_total", "RELEASE datagrams senders took (all copies, all senders).", func(s edge.Stats) uint64 { return s.ReleaseCopies })
+	counter("release_unsent_datagrams_total", "RELEASE datagrams handed to a sender that it did not take.", func(s edge.Stats) uint64 { return s.ReleaseUnsent })
+	counter("announce_datagrams_total", "ANNOUNCE datagrams senders took.", func(s edge.Stats) uint64 { return s.ShardsSent })
+	counter("announce_unsent_datagrams_total", "ANNOUNCE datagrams handed to a sender that it did not take.", func(s edge.Stats) uint64 { return s.AnnounceUnsent })
 	counter("carousel_rounds_total", "Carousel rounds sent.", func(s edge.Stats) uint64 { return s.Rounds })
 	counter("clock_holds_total", "Clock reads that held a due release because the clock could not vouch for the instant.", func(s edge.Stats) uint64 { return s.Holds })
-	counter("send_errors_total", "Sends that failed.", func(s edge.Stats) uint64 { return s.SendErrors })
+	counter("send_errors_total", "Send calls that failed.", func(s edge.Stats) uint64 { return s.SendErrors })
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: namespace, Subsystem: "edge", Name: "failing_senders", Help: "Senders whose last send failed."},
+		func() float64 { return float64(e.Stats().FailingSenders) }))
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: namespace, Subsystem: "edge", Name: "pending_bundles", Help: "Bundles held, not yet released."},
 		func() float64 { return float64(e.Stats().Pending) }))
 }
