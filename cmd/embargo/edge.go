@@ -55,7 +55,9 @@ released at p × -period TAI. One embedded origin serves one edge; several edges
 	periods := fs.Int("periods", 0, "exit after releasing this many periods per stream (0: run until interrupted)")
 	unicastAddr := fs.String("unicast", "", "also serve unicast subscribers on this address, e.g. [::]:7272 (default: multicast only)")
 	senders := fs.Int("senders", 0, "unicast sender sockets and threads (default: one per core)")
-	metricsAddr := fs.String("metrics", "", "serve Prometheus /metrics and /healthz (200 while the clock is synchronized) on this address, e.g. 127.0.0.1:9171")
+	metricsAddr := fs.String("metrics", "", "serve Prometheus /metrics, /healthz (liveness) and /readyz (readiness: clock, senders, bundles ahead, unicast), each condition with its reason, on this address, e.g. 127.0.0.1:9171")
+	readyAhead := fs.Int("ready-ahead", 1, "/readyz: the unreleased periods of every stream the edge must hold to be ready")
+	readyGrace := fs.Duration("ready-grace", time.Second, "/readyz: how long a stream may hold fewer than -ready-ahead periods after a release before the edge is not ready")
 	role := addRoleFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
@@ -65,8 +67,9 @@ released at p × -period TAI. One embedded origin serves one edge; several edges
 		return err
 	}
 	var src bundleSource
+	var pl *poller.Poller // nil with the embedded origin
 	if *originURL != "" {
-		src, err = remoteOrigin(ctx, *originURL, *certs, streams, log)
+		src, pl, err = remoteOrigin(*originURL, *certs, streams, clock, log)
 	} else {
 		src, err = embeddedOrigin(*keys, streams, origin.Schedule{Period: *period, Lead: *lead, PresentDelay: *present}, clock, log)
 	}
@@ -125,20 +128,37 @@ released at p × -period TAI. One embedded origin serves one edge; several edges
 	// bundle source, the metrics server — run under one errgroup: an error
 	// in any ends the edge with that error.
 	g, gctx := errgroup.WithContext(ctx)
+	var running atomic.Bool
 	if *metricsAddr != "" {
 		metrics.RegisterEdge(reg, e)
 		metrics.RegisterClock(reg, clock)
+		metrics.RegisterAhead(reg, e, streams)
+		checks := []metrics.Check{
+			{Name: "edge", Live: true, Eval: func() (bool, string) {
+				if running.Load() {
+					return true, "release loop running"
+				}
+				return false, "release loop stopped"
+			}},
+			metrics.SendersCheck(e),
+			metrics.BundlesCheck(e, streams, *readyAhead, *readyGrace),
+		}
 		if srv != nil {
 			metrics.RegisterUnicast(reg, srv)
+			checks = append(checks, metrics.UnicastCheck(srv))
 		}
-		at, err := serveHTTP(gctx, g, *metricsAddr, metrics.Handler(reg, clock), 30*time.Second)
+		if pl != nil {
+			metrics.RegisterPoller(reg, pl)
+		}
+		at, err := serveHTTP(gctx, g, *metricsAddr, metrics.Handler(reg, clock, checks...), 30*time.Second)
 		if err != nil {
 			return fmt.Errorf("-metrics: %w", err)
 		}
-		log.Info("metrics", "addr", "http://"+at+"/metrics", "health", "/healthz")
+		log.Info("metrics", "addr", "http://"+at+"/metrics", "liveness", "/healthz", "readiness", "/readyz")
 	}
 	g.Go(func() error { return ignoreCanceled(src.run(gctx, e.Add)) })
-	g.Go(func() error { return ignoreCanceled(e.Run(gctx)) })
+	running.Store(true)
+	g.Go(func() error { defer running.Store(false); return ignoreCanceled(e.Run(gctx)) })
 	log.Info("edge running", "id", *id, "streams", streams.String(), "bundles from", src.desc)
 	err = g.Wait()
 	st := e.Stats()
@@ -194,29 +214,37 @@ func embeddedOrigin(dir string, streams []uint32, sched origin.Schedule, clock p
 
 // remoteOrigin polls the origin service over mutual TLS; the origin's
 // signing key comes from its session description, fetched over the same
-// verified TLS.
-func remoteOrigin(ctx context.Context, url, certs string, streams []uint32, log *slog.Logger) (bundleSource, error) {
+// verified TLS. An origin that is down at start does not stop the edge:
+// the poller retries the session with backoff, and the edge stays not
+// ready (no bundles ahead) until it answers.
+func remoteOrigin(url, certs string, streams []uint32, clock ptp.Clock, log *slog.Logger) (bundleSource, *poller.Poller, error) {
 	cert, err := pki.Load(certs, edgeCert)
 	if err != nil {
-		return bundleSource{}, err
+		return bundleSource{}, nil, err
 	}
 	cas, err := pki.LoadPool(filepath.Join(certs, caFile+".pem"))
 	if err != nil {
-		return bundleSource{}, err
+		return bundleSource{}, nil, err
 	}
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: poller.ClientTLS(cert.TLS(), cas)}, Timeout: 30 * time.Second}
-	sess, err := session.Fetch(ctx, client, url+"/v1/session")
-	if err != nil {
-		return bundleSource{}, err
+	trusted := seal.NewKeyRing()
+	p := &poller.Poller{Origin: url, Streams: streams, Client: client, Key: cert.Key, Interval: 500 * time.Millisecond, Clock: clock, Logger: log}
+	p.Start = func(ctx context.Context) error {
+		sess, err := session.Fetch(ctx, client, url+"/v1/session")
+		if err != nil {
+			return err
+		}
+		pub, err := sess.PublicKey()
+		if err != nil {
+			return err
+		}
+		trusted.Add(pub)
+		log.Info("origin session", "origin", url, "key id", sess.KeyID)
+		return nil
 	}
-	pub, err := sess.PublicKey()
-	if err != nil {
-		return bundleSource{}, err
-	}
-	p := &poller.Poller{Origin: url, Streams: streams, Client: client, Key: cert.Key, Interval: 500 * time.Millisecond, Logger: log}
 	return bundleSource{
-		trusted: seal.NewKeyRing(pub),
-		desc:    fmt.Sprintf("origin %s (key id %s)", url, sess.KeyID),
+		trusted: trusted,
+		desc:    "origin " + url,
 		run:     p.Run,
-	}, nil
+	}, p, nil
 }

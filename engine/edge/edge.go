@@ -352,6 +352,25 @@ func (e *Edge) Stats() Stats {
 	}
 }
 
+// Ahead returns how many periods of stream the edge holds and has not yet
+// released: how far ahead its bundles reach.
+func (e *Edge) Ahead(stream uint32) int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	n := 0
+	for k := range e.pending {
+		if k.stream == stream {
+			n++
+		}
+	}
+	for k := range e.inflight {
+		if k.stream == stream {
+			n++
+		}
+	}
+	return n
+}
+
 // SenderErrors returns, by sender index, the error of each sender whose
 // last Send failed; a sender that took its last send is absent.
 func (e *Edge) SenderErrors() map[int]error {

@@ -5,9 +5,7 @@
 package metrics
 
 import (
-	"fmt"
 	"net/http"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -100,21 +98,17 @@ func RegisterClock(reg prometheus.Registerer, c ptp.Clock) {
 		}))
 }
 
-// Handler serves /metrics from reg and /healthz: 200 while the clock is
-// synchronized, 503 with the clock's reason otherwise (an edge that cannot
-// release should be taken out of rotation).
-func Handler(reg *prometheus.Registry, c ptp.Clock) http.Handler {
+// Handler serves /metrics from reg, /healthz (liveness: is the process
+// working, or should it be restarted) and /readyz (readiness: can it
+// release the next periods on time, or should it be taken out of
+// rotation). Both answer 200 "ok" or 503 "not ok", then one line per
+// condition with its verdict and reason. Readiness checks the clock
+// (ClockCheck) and every check given; liveness the checks marked Live.
+func Handler(reg *prometheus.Registry, c ptp.Clock, checks ...Check) http.Handler {
+	all := append([]Check{{Name: "http", Live: true, Eval: func() (bool, string) { return true, "serving" }}, ClockCheck(c)}, checks...)
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		rd, err := c.Now()
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		if err != nil || rd.State != ptp.StateSynchronized {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			fmt.Fprintf(w, "clock %v: %s %v\n", rd.State, rd.Reason, err)
-			return
-		}
-		fmt.Fprintf(w, "ok: clock synchronized ±%v\n", rd.Uncertainty().Round(time.Microsecond))
-	})
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { serveHealth(w, all, true) })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) { serveHealth(w, all, false) })
 	return mux
 }
