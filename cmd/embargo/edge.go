@@ -53,7 +53,8 @@ released at p × -period TAI. One embedded origin serves one edge; several edges
 	spacing := fs.Duration("spacing", edge.DefaultSpacing, "time between RELEASE copies")
 	id := fs.Uint("id", 1, "edge id stamped on RELEASEs")
 	periods := fs.Int("periods", 0, "exit after releasing this many periods per stream (0: run until interrupted)")
-	unicastAddr := fs.String("unicast", "", "also serve unicast subscribers on this address, e.g. [::]:7272 (default: multicast only)")
+	unicastAddr := fs.String("unicast", "", "also serve unicast subscribers on this address, e.g. [::]:7272, beside the multicast groups (default: multicast only)")
+	multicast := fs.Bool("multicast", true, "send to the multicast groups (-group, or the default group); -multicast=false with -unicast serves unicast subscribers only")
 	senders := fs.Int("senders", 0, "unicast sender sockets and threads (default: one per core)")
 	metricsAddr := fs.String("metrics", "", "serve Prometheus /metrics, /healthz (liveness) and /readyz (readiness: clock, senders, bundles ahead, unicast), each condition with its reason, on this address, e.g. 127.0.0.1:9171")
 	readyAhead := fs.Int("ready-ahead", 1, "/readyz: the unreleased periods of every stream the edge must hold to be ready")
@@ -76,8 +77,14 @@ released at p × -period TAI. One embedded origin serves one edge; several edges
 	if err != nil {
 		return err
 	}
+	switch {
+	case !*multicast && *unicastAddr == "":
+		return flagConflict(fs, "-multicast=false needs -unicast: the edge would send nowhere")
+	case !*multicast && len(groups.values) > 0:
+		return flagConflict(fs, "-group and -multicast=false contradict each other: drop one")
+	}
 	var dests []edge.Sender
-	if len(groups.values) > 0 || *unicastAddr == "" {
+	if *multicast {
 		for _, g := range groupsOrDefault(groups) {
 			s, err := udp.NewSender(g)
 			if err != nil {
@@ -162,8 +169,8 @@ released at p × -period TAI. One embedded origin serves one edge; several edges
 	log.Info("edge running", "id", *id, "streams", streams.String(), "bundles from", src.desc)
 	err = g.Wait()
 	st := e.Stats()
-	fmt.Fprintf(stdout, "edge %d: released %d periods, %d failed (%d RELEASE datagrams sent, %d unsent; %d ANNOUNCE datagrams sent, %d unsent, in %d rounds), max lateness %v, %d clock holds, %d send errors\n",
-		*id, st.Released, st.ReleaseFailed, st.ReleaseCopies, st.ReleaseUnsent, st.ShardsSent, st.AnnounceUnsent, st.Rounds, st.MaxLateness, st.Holds, st.SendErrors)
+	fmt.Fprintf(stdout, "edge %d: released %d periods, %d failed, %d past on arrival (kept for catch-up) (%d RELEASE datagrams sent, %d unsent; %d ANNOUNCE datagrams sent, %d unsent, in %d rounds), max lateness %v, %d clock holds, %d send errors\n",
+		*id, st.Released, st.ReleaseFailed, st.Past, st.ReleaseCopies, st.ReleaseUnsent, st.ShardsSent, st.AnnounceUnsent, st.Rounds, st.MaxLateness, st.Holds, st.SendErrors)
 	return err
 }
 
@@ -201,7 +208,9 @@ func embeddedOrigin(dir string, streams []uint32, sched origin.Schedule, clock p
 	if err != nil {
 		return bundleSource{}, err
 	}
-	rot := &origin.Rotation{Origin: org, Schedule: sched, Streams: streams, Keys: 2, Clock: clock, Logger: log}
+	// Derived, not drawn: a restarted edge reissues the same RK for a
+	// period its receivers already hold the ANNOUNCE of.
+	rot := &origin.Rotation{Origin: org, Schedule: sched, Streams: streams, Keys: 2, Clock: clock, Derive: true, Logger: log}
 	id := seal.KeyID(org.PublicKey())
 	return bundleSource{
 		trusted: seal.NewKeyRing(org.PublicKey()),

@@ -117,3 +117,10 @@ func runVersion(_ context.Context, args []string, stdout, _ io.Writer) error {
 	fmt.Fprintf(stdout, "embargo %s (%s)\n", version, goVersion)
 	return nil
 }
+
+// flagConflict reports flags that cannot work together, saying which and
+// how to fix it, and fails like a flag error (exit status 2).
+func flagConflict(fs *flag.FlagSet, format string, args ...any) error {
+	fmt.Fprintf(fs.Output(), "embargo: "+format+"\n", args...)
+	return errUsage
+}

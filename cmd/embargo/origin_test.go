@@ -109,3 +109,79 @@ func TestOriginEdgeRecv(t *testing.T) {
 		t.Errorf("origin: exit %d: %s", c, originOut.String())
 	}
 }
+
+// TestEdgeWaitsForOrigin: an edge whose origin is down at start keeps
+// running, not ready, and says why on /readyz; it keeps the default
+// multicast group beside -unicast; a second edge on its unicast address
+// fails with "address already in use"; once the origin is up, bundles
+// arrive and the edge becomes ready. Before, the edge exited at once, a
+// second edge shared the address silently, and -unicast dropped the group.
+func TestEdgeWaitsForOrigin(t *testing.T) {
+	realtime.Exclusive(t)
+	dir := t.TempDir()
+	certs := filepath.Join(dir, "certs")
+	var out lockedBuffer
+	if code := run(context.Background(), []string{"certs", "-dir", certs, "-hosts", "127.0.0.1"}, &out, &out); code != 0 {
+		t.Fatalf("certs: %s", out.String())
+	}
+	port := 39000 + time.Now().UnixNano()%4000
+	originAddr := fmt.Sprintf("127.0.0.1:%d", port)
+	edgeAddr := fmt.Sprintf("127.0.0.1:%d", port+1)
+	metricsAddr := fmt.Sprintf("127.0.0.1:%d", port+2)
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+	defer cancel()
+
+	edgeOut := &lockedBuffer{}
+	edgeDone := make(chan int, 1)
+	go func() {
+		edgeDone <- run(ctx, []string{"edge", "-origin", "https://" + originAddr, "-certs", certs, "-unicast", edgeAddr,
+			"-metrics", metricsAddr, "-assume-synced", "1ms"}, edgeOut, edgeOut)
+	}()
+	readyz := func() (int, string) {
+		resp, err := http.Get("http://" + metricsAddr + "/readyz")
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	wait.For(t, 10*time.Second, "the edge to say it is not ready", func() bool {
+		code, body := readyz()
+		return code == http.StatusServiceUnavailable && strings.Contains(body, "bundles: FAIL: stream 1: 0 periods ahead")
+	})
+	wait.For(t, 10*time.Second, "a retry of the origin", func() bool {
+		return strings.Contains(edgeOut.String(), "origin not reachable; retrying")
+	})
+	select {
+	case code := <-edgeDone:
+		t.Fatalf("edge exited (%d) with the origin down:\n%s", code, edgeOut.String())
+	default:
+	}
+	if !strings.Contains(edgeOut.String(), "msg=sending group=") || !strings.Contains(edgeOut.String(), "unicast: serving") {
+		t.Errorf("-unicast without -multicast=false: not sending to the default group as well:\n%s", edgeOut.String())
+	}
+
+	second := &lockedBuffer{}
+	if code := run(ctx, []string{"edge", "-keys", keysDir(t), "-unicast", edgeAddr, "-assume-synced", "1ms"}, second, second); code != 1 ||
+		!strings.Contains(second.String(), "address already in use") {
+		t.Errorf("a second edge on %s: exit %d:\n%s", edgeAddr, code, second.String())
+	}
+
+	originOut := &lockedBuffer{}
+	originDone := make(chan int, 1)
+	go func() {
+		originDone <- run(ctx, []string{"origin", "-state", filepath.Join(dir, "state"), "-certs", certs, "-listen", originAddr,
+			"-period", "300ms", "-lead", "900ms", "-present", "300ms", "-assume-synced", "1ms", "-log", "warn"}, originOut, originOut)
+	}()
+	wait.For(t, 20*time.Second, "the edge to be ready once the origin is up", func() bool {
+		code, _ := readyz()
+		return code == http.StatusOK
+	})
+	cancel()
+	<-edgeDone
+	<-originDone
+	if code, body := readyz(); code != 0 {
+		t.Errorf("metrics still served after the edge stopped: %d %s", code, body)
+	}
+}

@@ -134,6 +134,8 @@ func TestRoleFlagErrors(t *testing.T) {
 		{[]string{"recv", "-pub", filepath.Join(dir, masterKeyFile)}, 1, "PUBLIC KEY"},
 		{[]string{"recv", "-pub", filepath.Join(dir, originPubFile), "-streams", "x"}, 2, "stream"},
 		{[]string{"edge", "-h"}, 0, "never early"},
+		{[]string{"edge", "-keys", dir, "-multicast=false"}, 2, "-multicast=false needs -unicast"},
+		{[]string{"edge", "-keys", dir, "-multicast=false", "-unicast", "127.0.0.1:0", "-group", "239.1.2.3:7171"}, 2, "contradict"},
 	} {
 		var out bytes.Buffer
 		code := run(context.Background(), c.args, &out, &out)

@@ -154,6 +154,9 @@ type Stats struct {
 	Rounds          uint64
 	ShardsSent      uint64
 	Released        uint64 // periods at least one sender took a RELEASE of
+	// Past counts bundles whose releaseAt had passed before the edge held
+	// them: kept for catch-up, never released live.
+	Past uint64
 	// ReleaseFailed counts periods due for release that no sender took a
 	// single RELEASE copy of: nothing left, though catch-up serves them.
 	ReleaseFailed uint64
@@ -186,7 +189,7 @@ type Edge struct {
 
 	stats struct {
 		accepted, refused, rounds, shards, released, copies, holds, sendErrs atomic.Uint64
-		releaseFailed, releaseUnsent, announceUnsent                         atomic.Uint64
+		releaseFailed, releaseUnsent, announceUnsent, past                   atomic.Uint64
 		maxLate                                                              atomic.Int64
 	}
 	// lastErr is each sender's last Send error, nil once it took a send.
@@ -253,22 +256,31 @@ func New(cfg Config) (*Edge, error) {
 }
 
 // Add verifies b against the trusted origin keys (bundle.Open) and holds it
-// for carousel and release. A bundle whose releaseAt has passed is released
-// as soon as the clock allows: late beats never.
+// for carousel and release. A bundle whose releaseAt had passed, by the
+// clock's earliest time, before the edge held it is never sent as a live
+// release — no receiver holds its ANNOUNCE from this edge, and a RELEASE
+// seconds late tells the wire a lie about when it was released — but joins
+// the catch-up history, ANNOUNCE and RELEASE, at once, and is counted
+// (Stats.Past).
 func (e *Edge) Add(b *bundle.Bundle) error {
-	err := e.add(b)
+	past, err := e.add(b)
 	if err != nil {
 		e.stats.refused.Add(1)
 		return err
 	}
 	e.stats.accepted.Add(1)
+	if past {
+		e.stats.past.Add(1)
+		e.log.Info("bundle arrived after its releaseAt: kept for catch-up, not released live", "stream", b.Stream, "period", b.Period)
+		return nil
+	}
 	e.kick()
 	return nil
 }
 
-func (e *Edge) add(b *bundle.Bundle) error {
+func (e *Edge) add(b *bundle.Bundle) (past bool, err error) {
 	if _, err := bundle.Open(b, e.cfg.Trusted); err != nil {
-		return err
+		return false, err
 	}
 	rel := wire.Release{
 		Header:    wire.Header{Stream: b.Stream, Period: b.Period},
@@ -279,25 +291,33 @@ func (e *Edge) add(b *bundle.Bundle) error {
 	}
 	dg := make([]byte, wire.ReleaseLen)
 	if _, err := rel.Encode(dg); err != nil {
-		return err
+		return false, err
 	}
+	now, err := e.cfg.Clock.Now()
+	past = err == nil && now.State != ptp.StateUnsynchronized && now.Earliest > b.ReleaseAt
+	announceAt := e.announceAt(b.ReleaseAt)
 	k := key{b.Stream, b.Period}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if old := e.find(k); old != nil {
 		if sameBundle(old, b) {
-			return ErrDuplicate
+			return false, ErrDuplicate
 		}
-		return ErrConflict
+		return false, ErrConflict
 	}
 	if h := e.released[b.Stream]; h != nil && h.full(e.cfg.Keep) && b.Period < h.oldest() {
-		return ErrStale
+		return false, ErrStale
+	}
+	if past {
+		_ = wire.SetSentAt(dg, now.Earliest) // cannot fail: a RELEASE built above
+		e.recordLocked(b, dg)
+		return true, nil
 	}
 	if len(e.pending) >= e.cfg.MaxPending {
-		return ErrBusy
+		return false, ErrBusy
 	}
-	e.pending[k] = &entry{b: b, release: dg, announce: e.announceAt(b.ReleaseAt)}
-	return nil
+	e.pending[k] = &entry{b: b, release: dg, announce: announceAt}
+	return false, nil
 }
 
 // find returns the bundle held or released for k. e.mu is held.
@@ -342,6 +362,7 @@ func (e *Edge) Stats() Stats {
 		ShardsSent:      e.stats.shards.Load(),
 		Released:        e.stats.released.Load(),
 		ReleaseFailed:   e.stats.releaseFailed.Load(),
+		Past:            e.stats.past.Load(),
 		ReleaseCopies:   e.stats.copies.Load(),
 		ReleaseUnsent:   e.stats.releaseUnsent.Load(),
 		AnnounceUnsent:  e.stats.announceUnsent.Load(),

@@ -327,13 +327,12 @@ func TestUnsynchronizedHolds(t *testing.T) {
 	})
 }
 
-// TestLateBundleReleasedAtOnce: a bundle whose instant has passed is
-// released the moment it is added (late beats never), with every round of
-// its ANNOUNCE sent at once before it, and its lateness reported. The
-// release loop may take the period before the carousel looks at it; the
-// ANNOUNCE must go out all the same (it did not: a late bundle was often
-// released with no body at all, which opens nothing).
-func TestLateBundleReleasedAtOnce(t *testing.T) {
+// TestPastBundleKeptForCatchUp: a bundle whose instant had passed when it
+// arrived (an edge started or restarted mid-event, handed the origin's
+// earlier periods) is not sent as a live release: it used to go out at
+// once, seconds late, often as RELEASE copies with no ANNOUNCE. It joins
+// the catch-up history, body and RELEASE, and is counted.
+func TestPastBundleKeptForCatchUp(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f := newFixture(t)
 		clock := ptp.NewSim()
@@ -347,20 +346,60 @@ func TestLateBundleReleasedAtOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 		sleepUntil(added + int64(time.Second))
+		if got := rec.Sent(); len(got) != 0 {
+			t.Errorf("a past period went out live: %v", sends(got))
+		}
+		if st := e.Stats(); st.Released != 0 || st.Past != 1 || st.BundlesAccepted != 1 || st.Pending != 0 {
+			t.Errorf("stats %+v", st)
+		}
+		rel := e.Released(1)
+		if len(rel) != 1 || rel[0].Period != 1 || len(rel[0].Shards) == 0 {
+			t.Fatalf("catch-up history %+v", rel)
+		}
+		if h, err := wire.Peek(rel[0].CatchUp); err != nil || h.Flags&wire.FlagCatchUp == 0 {
+			t.Errorf("catch-up copy %+v, %v", h, err)
+		}
+		var r wire.Release
+		if err := r.Decode(rel[0].Release); err != nil || r.SentAt < b.ReleaseAt {
+			t.Errorf("RELEASE kept for catch-up: %+v, %v", r, err)
+		}
+		// A second copy of it is a duplicate, not a second chance.
+		if err := e.Add(b); !errors.Is(err, edge.ErrDuplicate) {
+			t.Errorf("past bundle again: %v", err)
+		}
+	})
+}
+
+// TestLateBundleAnnouncedAtOnce: a bundle that arrives before its instant
+// but after its lead has every round of its ANNOUNCE sent at once, before
+// its RELEASE at the instant. The release loop may take the period before
+// the carousel looks at it; the ANNOUNCE must go out all the same (it did
+// not: a late bundle was often released with no body at all, which opens
+// nothing).
+func TestLateBundleAnnouncedAtOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFixture(t)
+		clock := ptp.NewSim()
+		rec := &edgetest.Sender{True: clock.True}
+		e := newEdge(t, edge.Config{Clock: clock, Trusted: f.ring, Senders: []edge.Sender{rec}, Repeat: 1})
+		start(t, e)
+		sleepUntil(clock.True() + 10*ms)
+		added := clock.True()
+		at := added + 5*ms
+		b := f.bundle(t, 1, 1, at)
+		if err := e.Add(b); err != nil {
+			t.Fatal(err)
+		}
+		sleepUntil(added + int64(time.Second))
 		want := []send{}
 		for range edge.DefaultRounds * len(b.Shards) {
 			want = append(want, send{added, wire.TypeAnnounce, 1, 1})
 		}
-		want = append(want, send{added, wire.TypeRelease, 1, 1})
-		// The carousel and the release loop both wake at the Add, so the
-		// order within the instant is theirs to pick.
-		got := sends(rec.Sent())
-		order := func(a, b send) int { return int(a.typ) - int(b.typ) }
-		slices.SortStableFunc(got, order)
-		if !slices.Equal(got, want) {
+		want = append(want, send{at, wire.TypeRelease, 1, 1})
+		if got := sends(rec.Sent()); !slices.Equal(got, want) {
 			t.Errorf("sent %v, want %v", got, want)
 		}
-		if st := e.Stats(); st.Released != 1 || st.Rounds != edge.DefaultRounds || st.MaxLateness != time.Second {
+		if st := e.Stats(); st.Released != 1 || st.Rounds != edge.DefaultRounds || st.Past != 0 {
 			t.Errorf("stats %+v", st)
 		}
 	})

@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/embargo-live/embargo/engine/bundle"
 	"github.com/embargo-live/embargo/ptp"
 	"github.com/embargo-live/embargo/wire"
 )
@@ -248,17 +249,23 @@ func (e *Edge) sendAll(dgs [][]byte, taken []bool) bool {
 func (e *Edge) record(due []*entry, first [][]byte) {
 	e.mu.Lock()
 	for i, p := range due {
-		h := e.released[p.b.Stream]
-		if h == nil {
-			h = &history{}
-			e.released[p.b.Stream] = h
-		}
-		catchUp := slices.Clone(first[i])
-		_ = wire.AddFlags(catchUp, wire.FlagCatchUp) // cannot fail: add built it
-		h.add(&Released{Bundle: p.b, Release: first[i], CatchUp: catchUp}, e.cfg.Keep)
+		e.recordLocked(p.b, first[i])
 		delete(e.inflight, key{p.b.Stream, p.b.Period})
 	}
 	e.mu.Unlock()
+}
+
+// recordLocked adds b, with its RELEASE datagram as first sent (or stamped),
+// to the history that catch-up serves. e.mu is held.
+func (e *Edge) recordLocked(b *bundle.Bundle, release []byte) {
+	h := e.released[b.Stream]
+	if h == nil {
+		h = &history{}
+		e.released[b.Stream] = h
+	}
+	catchUp := slices.Clone(release)
+	_ = wire.AddFlags(catchUp, wire.FlagCatchUp) // cannot fail: add built it
+	h.add(&Released{Bundle: b, Release: release, CatchUp: catchUp}, e.cfg.Keep)
 }
 
 // report counts, logs and reports the releases once their copies are sent.

@@ -44,6 +44,7 @@ func RegisterEdge(reg prometheus.Registerer, e *edge.Edge) {
 	counter("bundles_accepted_total", "Bundles accepted (verified) for release.", func(s edge.Stats) uint64 { return s.BundlesAccepted })
 	counter("bundles_refused_total", "Bundles refused: bad signature or commitment, duplicate, conflict, stale, or over the limit.", func(s edge.Stats) uint64 { return s.BundlesRefused })
 	counter("released_periods_total", "Periods released: at least one sender took a RELEASE copy.", func(s edge.Stats) uint64 { return s.Released })
+	counter("past_bundles_total", "Bundles whose releaseAt had passed before the edge held them: kept for catch-up, never released live.", func(s edge.Stats) uint64 { return s.Past })
 	counter("release_failed_periods_total", "Periods due that no sender took a single RELEASE copy of (only catch-up serves them).", func(s edge.Stats) uint64 { return s.ReleaseFailed })
 	counter("release_datagrams_total", "RELEASE datagrams senders took (all copies, all senders).", func(s edge.Stats) uint64 { return s.ReleaseCopies })
 	counter("release_unsent_datagrams_total", "RELEASE datagrams handed to a sender that it did not take.", func(s edge.Stats) uint64 { return s.ReleaseUnsent })
