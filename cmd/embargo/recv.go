@@ -43,8 +43,21 @@ against releaseAt.`, stdout)
 	asJSON := fs.Bool("json", false, "print one JSON object per period instead of text")
 	showKeys := fs.Bool("show-keys", false, "print content keys, not only their KIDs")
 	level := fs.String("log", "warn", "log level: debug, info, warn, error")
+	every := fs.Duration("diagnose", 4*time.Second, "say why, at this interval (two default periods), while no period is delivered: datagrams failing verification, keys not unwrapping, nothing arriving")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	switch {
+	case *sessionURL != "" && *token == "":
+		return flagConflict(fs, "-session without -token gets no master key: every period would be verified and unusable; give -token")
+	case *sessionURL == "" && (set["token"] || set["ca"]):
+		return flagConflict(fs, "-token and -ca only work with -session")
+	case *sessionURL != "" && (set["pub"] || set["master"]):
+		return flagConflict(fs, "-pub and -master contradict -session, which names the origin key and licenses the master key: drop one")
+	case *every <= 0:
+		return flagConflict(fs, "-diagnose must be positive")
 	}
 	log, err := newLogger(stderr, *level)
 	if err != nil {
@@ -65,8 +78,7 @@ against releaseAt.`, stdout)
 			}
 		},
 	}
-	keys := recvKeys{session: *sessionURL, token: *token, ca: *caPath, pub: *pubPath, master: *masterPath, streams: streams}
-	fs.Visit(func(f *flag.Flag) { keys.streamsSet = keys.streamsSet || f.Name == "streams" })
+	keys := recvKeys{session: *sessionURL, token: *token, ca: *caPath, pub: *pubPath, master: *masterPath, streams: streams, streamsSet: set["streams"]}
 	if err := keys.apply(&cfg); err != nil {
 		return err
 	}
@@ -81,9 +93,44 @@ against releaseAt.`, stdout)
 	if filter != nil {
 		defer filter.Close()
 	}
+	dctx, stopDiagnose := context.WithCancel(ctx)
+	var diagnosed sync.WaitGroup
+	diagnosed.Go(func() { diagnose(dctx, d, *every, stderr) })
+	start := time.Now()
 	err = d.Run(ctx)
-	printRecvStats(stderr, d.Stats().Stats, filter)
-	return err
+	stopDiagnose()
+	diagnosed.Wait()
+	st := d.Stats().Stats
+	printRecvStats(stderr, st, filter)
+	if err != nil || st.Delivered > 0 {
+		return err
+	}
+	// Without a master key by choice, verified periods are the result.
+	if blind := *sessionURL == "" && *masterPath == ""; blind && st.Drops["no-master-key"] > 0 {
+		return nil
+	}
+	why := d.Diagnose()
+	if why == "" {
+		why = fmt.Sprintf("drops %v", st.Drops)
+	}
+	return fmt.Errorf("delivered no period in %v: %s", time.Since(start).Round(time.Second), why)
+}
+
+// diagnose says on stderr, every interval until ctx ends, why no period
+// was delivered in it, if nothing was.
+func diagnose(ctx context.Context, d *device.Device, every time.Duration, stderr io.Writer) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if why := d.Diagnose(); why != "" {
+				fmt.Fprintf(stderr, "recv: %s\n", why)
+			}
+		}
+	}
 }
 
 // recvKeys is where recv's keys come from: an origin's session (-session,

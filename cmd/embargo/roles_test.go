@@ -169,3 +169,48 @@ func TestEdgeToRecvUnicast(t *testing.T) {
 		t.Fatalf("recv printed %d periods:\n%s%s", n, out.String(), errout.String())
 	}
 }
+
+// TestRecvSpeaksUp: a receiver given the wrong origin key says so within
+// the diagnosis interval, naming where the datagrams came from, and exits
+// non-zero having delivered nothing, also when stopped by a signal (here:
+// its context); flag combinations that cannot work are refused at once.
+// It used to print nothing for the whole run and exit 0.
+func TestRecvSpeaksUp(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"recv", "-session", "https://127.0.0.1:1/v1/session"}, "-session without -token"},
+		{[]string{"recv", "-token", "t"}, "-token and -ca only work with -session"},
+		{[]string{"recv", "-session", "https://127.0.0.1:1/v1/session", "-token", "t", "-pub", "x"}, "contradict -session"},
+	} {
+		var out bytes.Buffer
+		if code := run(context.Background(), c.args, &out, &out); code != 2 || !strings.Contains(out.String(), c.want) {
+			t.Errorf("%v: exit %d, output %q", c.args, code, out.String())
+		}
+	}
+
+	realtime.Exclusive(t)
+	dir, wrong := keysDir(t), keysDir(t)
+	group := fmt.Sprintf("239.255.77.72:%d", 42000+time.Now().UnixNano()%10000)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	recvCtx, stopRecv := context.WithCancel(ctx)
+	errout := &lockedBuffer{}
+	recv := make(chan int, 1)
+	go func() {
+		recv <- run(recvCtx, []string{"recv", "-group", group, "-pub", filepath.Join(wrong, originPubFile), "-master", filepath.Join(dir, masterKeyFile),
+			"-diagnose", "500ms"}, &lockedBuffer{}, errout)
+	}()
+	wait.For(t, 15*time.Second, "the receiver to join", func() bool { return strings.Contains(errout.String(), "stamps") })
+	edgeCtx, stopEdge := context.WithCancel(ctx)
+	defer stopEdge()
+	go run(edgeCtx, []string{"edge", "-keys", dir, "-group", group, "-period", "200ms", "-lead", "150ms", "-assume-synced", "1ms", "-log", "error"}, &lockedBuffer{}, &lockedBuffer{})
+	wait.For(t, 15*time.Second, "the receiver to say why nothing is delivered", func() bool {
+		return strings.Contains(errout.String(), "datagrams from 127.0.0.1 failed verification: wrong origin key")
+	})
+	stopRecv()
+	if code := <-recv; code != 1 || !strings.Contains(errout.String(), "delivered no period") {
+		t.Errorf("recv stopped having delivered nothing: exit %d:\n%s", code, errout.String())
+	}
+}
