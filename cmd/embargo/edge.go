@@ -137,6 +137,7 @@ released at p × -period TAI. One embedded origin serves one edge; several edges
 	g, gctx := errgroup.WithContext(ctx)
 	var running atomic.Bool
 	if *metricsAddr != "" {
+		metrics.RegisterProcess(reg, "edge")
 		metrics.RegisterEdge(reg, e)
 		metrics.RegisterClock(reg, clock)
 		metrics.RegisterAhead(reg, e, streams)

@@ -128,6 +128,7 @@ func TestEdgeWaitsForOrigin(t *testing.T) {
 	originAddr := fmt.Sprintf("127.0.0.1:%d", port)
 	edgeAddr := fmt.Sprintf("127.0.0.1:%d", port+1)
 	metricsAddr := fmt.Sprintf("127.0.0.1:%d", port+2)
+	originMetrics := fmt.Sprintf("127.0.0.1:%d", port+3)
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 	defer cancel()
 
@@ -137,15 +138,7 @@ func TestEdgeWaitsForOrigin(t *testing.T) {
 		edgeDone <- run(ctx, []string{"edge", "-origin", "https://" + originAddr, "-certs", certs, "-unicast", edgeAddr,
 			"-metrics", metricsAddr, "-assume-synced", "1ms"}, edgeOut, edgeOut)
 	}()
-	readyz := func() (int, string) {
-		resp, err := http.Get("http://" + metricsAddr + "/readyz")
-		if err != nil {
-			return 0, err.Error()
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
+	readyz := func() (int, string) { return httpGet("http://" + metricsAddr + "/readyz") }
 	wait.For(t, 10*time.Second, "the edge to say it is not ready", func() bool {
 		code, body := readyz()
 		return code == http.StatusServiceUnavailable && strings.Contains(body, "bundles: FAIL: stream 1: 0 periods ahead")
@@ -172,16 +165,43 @@ func TestEdgeWaitsForOrigin(t *testing.T) {
 	originDone := make(chan int, 1)
 	go func() {
 		originDone <- run(ctx, []string{"origin", "-state", filepath.Join(dir, "state"), "-certs", certs, "-listen", originAddr,
-			"-period", "300ms", "-lead", "900ms", "-present", "300ms", "-assume-synced", "1ms", "-log", "warn"}, originOut, originOut)
+			"-period", "300ms", "-lead", "900ms", "-present", "300ms", "-assume-synced", "1ms", "-log", "warn", "-metrics", originMetrics}, originOut, originOut)
 	}()
 	wait.For(t, 20*time.Second, "the edge to be ready once the origin is up", func() bool {
 		code, _ := readyz()
 		return code == http.StatusOK
 	})
+	// Every role exports its own counters, its build and the Go runtime.
+	_, em := httpGet("http://" + metricsAddr + "/metrics")
+	_, om := httpGet("http://" + originMetrics + "/metrics")
+	for _, want := range []string{`embargo_build_info{goversion=`, `role="edge"`, "go_goroutines", "process_cpu_seconds_total",
+		`embargo_edge_bundles_ahead{stream="1"}`, "embargo_edge_fetch_errors_total", "embargo_edge_seconds_since_fetch", "embargo_edge_failing_senders 0"} {
+		if !strings.Contains(em, want) {
+			t.Errorf("edge /metrics lacks %q", want)
+		}
+	}
+	for _, want := range []string{`role="origin"`, "go_goroutines", "embargo_origin_periods_issued_total", `embargo_origin_bundle_fetches_total{edge="`,
+		"embargo_origin_licences_total 0", `embargo_origin_requests_total{outcome="bundles"}`} {
+		if !strings.Contains(om, want) {
+			t.Errorf("origin /metrics lacks %q:\n%s", want, om)
+		}
+	}
 	cancel()
 	<-edgeDone
 	<-originDone
 	if code, body := readyz(); code != 0 {
 		t.Errorf("metrics still served after the edge stopped: %d %s", code, body)
 	}
+}
+
+// httpGet returns the status and body of a GET of url (0 and the error
+// when it fails).
+func httpGet(url string) (int, string) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }

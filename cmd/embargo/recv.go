@@ -8,13 +8,18 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
+
 	"github.com/embargo-live/embargo/bpf"
 	"github.com/embargo-live/embargo/engine/device"
+	"github.com/embargo-live/embargo/engine/metrics"
 	"github.com/embargo-live/embargo/engine/receiver"
 	"github.com/embargo-live/embargo/engine/receiver/skew"
 	"github.com/embargo-live/embargo/internal/pki"
@@ -43,6 +48,7 @@ against releaseAt.`, stdout)
 	asJSON := fs.Bool("json", false, "print one JSON object per period instead of text")
 	showKeys := fs.Bool("show-keys", false, "print content keys, not only their KIDs")
 	level := fs.String("log", "warn", "log level: debug, info, warn, error")
+	metricsAddr := fs.String("metrics", "", "serve Prometheus /metrics (periods delivered, drops by reason, arrival skew) and /healthz on this address, e.g. 127.0.0.1:9172")
 	every := fs.Duration("diagnose", 4*time.Second, "say why, at this interval (two default periods), while no period is delivered: datagrams failing verification, keys not unwrapping, nothing arriving")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -93,6 +99,17 @@ against releaseAt.`, stdout)
 	if filter != nil {
 		defer filter.Close()
 	}
+	var served errgroup.Group
+	if *metricsAddr != "" {
+		mctx, stopMetrics := context.WithCancel(ctx)
+		defer func() { stopMetrics(); _ = served.Wait() }()
+		at, err := serveHTTP(mctx, &served, *metricsAddr, metrics.Handler(recvMetrics(d), nil), 30*time.Second)
+		if err != nil {
+			d.Close()
+			return fmt.Errorf("-metrics: %w", err)
+		}
+		log.Info("metrics", "addr", "http://"+at+"/metrics")
+	}
 	dctx, stopDiagnose := context.WithCancel(ctx)
 	var diagnosed sync.WaitGroup
 	diagnosed.Go(func() { diagnose(dctx, d, *every, stderr) })
@@ -114,6 +131,21 @@ against releaseAt.`, stdout)
 		why = fmt.Sprintf("drops %v", st.Drops)
 	}
 	return fmt.Errorf("delivered no period in %v: %s", time.Since(start).Round(time.Second), why)
+}
+
+// recvMetrics is a registry of a receiver's counters.
+func recvMetrics(d *device.Device) *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	metrics.RegisterProcess(reg, "recv")
+	metrics.CounterFunc(reg, "recv", "periods_delivered_total", "Periods delivered: verified, released and unwrapped.", func() uint64 { return d.Stats().Delivered })
+	metrics.CountersByLabel(reg, "recv", "drops_total", "Datagrams and periods dropped, by reason.", "reason", func() map[string]uint64 { return d.Stats().Drops })
+	for _, q := range []float64{0.5, 0.99, 1} {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "embargo", Subsystem: "recv", Name: "skew_seconds",
+			Help:        "Arrival − releaseAt of delivered periods (socket stamps), at a quantile (an upper bound: histogram buckets).",
+			ConstLabels: prometheus.Labels{"quantile": strconv.FormatFloat(q, 'g', -1, 64)}},
+			func() float64 { return d.Stats().Skew.Quantile(q).Seconds() }))
+	}
+	return reg
 }
 
 // diagnose says on stderr, every interval until ctx ends, why no period

@@ -198,9 +198,10 @@ func TestRecvSpeaksUp(t *testing.T) {
 	recvCtx, stopRecv := context.WithCancel(ctx)
 	errout := &lockedBuffer{}
 	recv := make(chan int, 1)
+	metricsAddr := fmt.Sprintf("127.0.0.1:%d", 38000+time.Now().UnixNano()%1000)
 	go func() {
 		recv <- run(recvCtx, []string{"recv", "-group", group, "-pub", filepath.Join(wrong, originPubFile), "-master", filepath.Join(dir, masterKeyFile),
-			"-diagnose", "500ms"}, &lockedBuffer{}, errout)
+			"-diagnose", "500ms", "-metrics", metricsAddr}, &lockedBuffer{}, errout)
 	}()
 	wait.For(t, 15*time.Second, "the receiver to join", func() bool { return strings.Contains(errout.String(), "stamps") })
 	edgeCtx, stopEdge := context.WithCancel(ctx)
@@ -209,6 +210,12 @@ func TestRecvSpeaksUp(t *testing.T) {
 	wait.For(t, 15*time.Second, "the receiver to say why nothing is delivered", func() bool {
 		return strings.Contains(errout.String(), "datagrams from 127.0.0.1 failed verification: wrong origin key")
 	})
+	_, m := httpGet("http://" + metricsAddr + "/metrics")
+	for _, want := range []string{`role="recv"`, "go_goroutines", "embargo_recv_periods_delivered_total 0", `embargo_recv_drops_total{reason="forged"}`, `embargo_recv_skew_seconds{quantile="0.99"}`} {
+		if !strings.Contains(m, want) {
+			t.Errorf("recv /metrics lacks %q:\n%s", want, m)
+		}
+	}
 	stopRecv()
 	if code := <-recv; code != 1 || !strings.Contains(errout.String(), "delivered no period") {
 		t.Errorf("recv stopped having delivered nothing: exit %d:\n%s", code, errout.String())

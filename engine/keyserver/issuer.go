@@ -9,6 +9,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/embargo-live/embargo/engine/keystore"
@@ -25,6 +26,8 @@ type Issuer struct {
 	signer ed25519.PrivateKey
 	clock  ptp.Clock
 	log    *slog.Logger
+
+	issued atomic.Uint64 // periods issued and stored by this process
 
 	mu      sync.Mutex
 	origins map[uint32]*origin.Origin
@@ -204,9 +207,13 @@ func (i *Issuer) issue(ev *keystore.Event, o *origin.Origin, period uint64) (*ke
 	} else if err != nil {
 		return nil, err
 	}
+	i.issued.Add(1)
 	i.log.Debug("issued", "stream", ev.Stream, "period", period)
 	return p, nil
 }
+
+// Issued is how many periods this process issued and stored.
+func (i *Issuer) Issued() uint64 { return i.issued.Load() }
 
 // Window returns the stored periods an edge or packager polling at now
 // should hold for stream: up to wire.MaxCatchUp released ones (those that

@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -53,21 +54,11 @@ func SendersCheck(e *edge.Edge) Check {
 			return true, "every sender took its last send"
 		}
 		var out []string
-		for _, i := range slices.Sorted(mapsKeys(errs)) {
+		for _, i := range slices.Sorted(maps.Keys(errs)) {
 			out = append(out, fmt.Sprintf("sender %d: %v", i, errs[i]))
 		}
 		return false, "last send failed: " + strings.Join(out, "; ")
 	}}
-}
-
-func mapsKeys[V any](m map[int]V) func(func(int) bool) {
-	return func(yield func(int) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
 }
 
 // BundlesCheck is ready while the edge holds at least n unreleased

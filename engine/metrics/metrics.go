@@ -104,9 +104,14 @@ func RegisterClock(reg prometheus.Registerer, c ptp.Clock) {
 // release the next periods on time, or should it be taken out of
 // rotation). Both answer 200 "ok" or 503 "not ok", then one line per
 // condition with its verdict and reason. Readiness checks the clock
-// (ClockCheck) and every check given; liveness the checks marked Live.
+// (ClockCheck; none if c is nil) and every check given; liveness the
+// checks marked Live.
 func Handler(reg *prometheus.Registry, c ptp.Clock, checks ...Check) http.Handler {
-	all := append([]Check{{Name: "http", Live: true, Eval: func() (bool, string) { return true, "serving" }}, ClockCheck(c)}, checks...)
+	all := []Check{{Name: "http", Live: true, Eval: func() (bool, string) { return true, "serving" }}}
+	if c != nil {
+		all = append(all, ClockCheck(c))
+	}
+	all = append(all, checks...)
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { serveHealth(w, all, true) })

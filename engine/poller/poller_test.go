@@ -205,6 +205,10 @@ func TestPollerCadence(t *testing.T) {
 		if c := o.h.Counts(); c["bundles"] != 6 || c["nothing-new"] != 5 || len(c) != 2 {
 			t.Errorf("origin counts %v", c)
 		}
+		// The origin's per-edge count of documents served, for its metrics.
+		if f := o.h.EdgeFetches(); f["edge-1"] != 6 || len(f) != 1 {
+			t.Errorf("origin's fetches by edge %v", f)
+		}
 	})
 }
 
