@@ -44,7 +44,19 @@ type Precise struct {
 	// MaxSleep caps one sleep, so that a clock stepping forward or losing
 	// sync during a long wait is noticed within MaxSleep.
 	MaxSleep time.Duration
+	// Priority, from 1 to 99, runs the spin's locked OS thread at
+	// SCHED_FIFO at that priority, so that a busy machine cannot pre-empt
+	// it in the last milliseconds before the instant; the thread goes back
+	// to SCHED_OTHER before it is unlocked. Where the process may not
+	// (no CAP_SYS_NICE; see ProbeRealtime) or off Linux, the spin runs at
+	// normal priority. Zero (the default) never asks.
+	Priority int
 }
+
+// DefaultPriority is the SCHED_FIFO priority an edge's release thread
+// asks for: above ordinary real-time helpers (1), below the kernel's own
+// threads (50) and time daemons' (ptp4l, phc2sys: often 80–90).
+const DefaultPriority = 10
 
 // WaitUntil blocks until c's Earliest ≥ t (never before) and returns the
 // observed lateness (Earliest − t at return). It sleeps until about
@@ -62,6 +74,28 @@ func WaitUntil(ctx context.Context, c Clock, t int64) (time.Duration, error) {
 
 // WaitUntil is the package-level WaitUntil with w's tuning.
 func (w Precise) WaitUntil(ctx context.Context, c Clock, t int64) (time.Duration, error) {
+	return w.WaitUntilThen(ctx, c, t, nil)
+}
+
+// ThenWaiter is a Waiter that can run the first thing due at the instant
+// on the thread that waited for it: Precise, whose spin thread may be at
+// SCHED_FIFO. Leaving real-time priority lets the kernel pre-empt the
+// thread at once on a busy machine, so what is time-critical (a release's
+// first send) must happen before it does.
+type ThenWaiter interface {
+	Waiter
+	// WaitUntilThen is WaitUntil that, when the wait succeeds, calls then
+	// with the lateness before returning, on the waiting thread.
+	WaitUntilThen(ctx context.Context, c Clock, t int64, then func(late time.Duration)) (time.Duration, error)
+}
+
+// WaitUntilThen implements ThenWaiter: then runs on the spin's locked
+// thread, at SCHED_FIFO if Priority put it there, before the thread goes
+// back to its normal priority.
+func (w Precise) WaitUntilThen(ctx context.Context, c Clock, t int64, then func(late time.Duration)) (time.Duration, error) {
+	if then == nil {
+		then = func(time.Duration) {}
+	}
 	if c == nil {
 		return 0, errNilClock
 	}
@@ -76,6 +110,13 @@ func (w Precise) WaitUntil(ctx context.Context, c Clock, t int64) (time.Duration
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
+	prio := w.Priority
+	if prio >= 1 && prio <= 99 {
+		if late, ok, err := waitFIFO(ctx, c, t, then, prio, threshold, maxSleep); ok {
+			return late, err
+		}
+		prio = 0 // not permitted: the usual way, at normal priority
+	}
 	var timer *time.Timer
 	defer func() {
 		if timer != nil {
@@ -84,8 +125,12 @@ func (w Precise) WaitUntil(ctx context.Context, c Clock, t int64) (time.Duration
 	}()
 	for {
 		remaining, err := until(c, t)
-		if err != nil || remaining <= 0 {
-			return negSat(remaining), err
+		if err != nil {
+			return 0, err
+		}
+		if remaining <= 0 {
+			then(negSat(remaining))
+			return negSat(remaining), nil
 		}
 		if remaining > threshold {
 			// The timer runs on the monotonic clock, not on c: a clock that
@@ -105,7 +150,7 @@ func (w Precise) WaitUntil(ctx context.Context, c Clock, t int64) (time.Duration
 			}
 			continue
 		}
-		late, resleep, err := spin(ctx, c, t, 2*threshold)
+		late, resleep, err := spin(ctx, c, t, 2*threshold, prio, then)
 		if !resleep {
 			return late, err
 		}
@@ -155,18 +200,73 @@ func (w Sleeper) WaitUntil(ctx context.Context, c Clock, t int64) (time.Duration
 
 var errNilClock = errors.New("ptp: wait: nil clock")
 
-// spin busy-reads c on a locked OS thread until Earliest ≥ t. Locking keeps
-// the scheduler from migrating or parking the goroutine between the last
-// read and the caller's send. It gives up (resleep) if the clock steps back
-// by more than giveUp, so a backward step does not burn a core for its size.
-func spin(ctx context.Context, c Clock, t int64, giveUp time.Duration) (late time.Duration, resleep bool, err error) {
+// waitFIFO is Precise's wait with a Priority: the whole wait, sleep and
+// spin, runs on one locked OS thread at SCHED_FIFO. The sleeps are the
+// thread's own (nanosleep, not a Go timer), so the kernel wakes that very
+// thread at real-time priority, ahead of whatever keeps a busy machine's
+// cores; a Go timer is fired by whichever thread gets there first, at
+// normal priority. ctx is looked at between sleeps (at most maxSleep
+// apart). ok is false, and nothing done, where SCHED_FIFO is not
+// permitted.
+func waitFIFO(ctx context.Context, c Clock, t int64, then func(time.Duration), prio int, threshold, maxSleep time.Duration) (late time.Duration, ok bool, err error) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
+	restore, err := setFIFO(prio)
+	if err != nil {
+		return 0, false, nil
+	}
+	defer restore() // before the unlock: deferred calls run last-in first-out
+	for {
+		if err := ctx.Err(); err != nil {
+			return 0, true, err
+		}
+		remaining, err := until(c, t)
+		if err != nil {
+			return 0, true, err
+		}
+		if remaining <= 0 {
+			then(negSat(remaining))
+			return negSat(remaining), true, nil
+		}
+		if remaining > threshold {
+			threadSleep(min(remaining-threshold, maxSleep))
+			continue
+		}
+		late, resleep, err := spinLocked(ctx, c, t, 2*threshold, then)
+		if !resleep {
+			return late, true, err
+		}
+	}
+}
+
+// spin busy-reads c on a locked OS thread until Earliest ≥ t. Locking keeps
+// the scheduler from migrating or parking the goroutine between the last
+// read and the caller's send; a priority in 1…99 also keeps other threads
+// from pre-empting it (SCHED_FIFO), where the process may. It gives up
+// (resleep) if the clock steps back by more than giveUp, so a backward
+// step does not burn a core for its size.
+func spin(ctx context.Context, c Clock, t int64, giveUp time.Duration, prio int, then func(time.Duration)) (late time.Duration, resleep bool, err error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if prio >= 1 && prio <= 99 {
+		if restore, err := setFIFO(prio); err == nil {
+			defer restore() // before the unlock: deferred calls run last-in first-out
+		}
+	}
+	return spinLocked(ctx, c, t, giveUp, then)
+}
+
+// spinLocked is spin's loop, on a thread the caller has locked.
+func spinLocked(ctx context.Context, c Clock, t int64, giveUp time.Duration, then func(time.Duration)) (late time.Duration, resleep bool, err error) {
 	done := ctx.Done()
 	for i := 1; ; i++ {
 		remaining, err := until(c, t)
-		if err != nil || remaining <= 0 {
-			return negSat(remaining), false, err
+		if err != nil {
+			return 0, false, err
+		}
+		if remaining <= 0 {
+			then(negSat(remaining))
+			return negSat(remaining), false, nil
 		}
 		if remaining > giveUp {
 			return 0, true, nil

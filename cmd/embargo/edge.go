@@ -57,6 +57,7 @@ released at p × -period TAI. One embedded origin serves one edge; several edges
 	multicast := fs.Bool("multicast", true, "send to the multicast groups (-group, or the default group); -multicast=false with -unicast serves unicast subscribers only")
 	senders := fs.Int("senders", 0, "unicast sender sockets and threads (default: one per core)")
 	metricsAddr := fs.String("metrics", "", "serve Prometheus /metrics, /healthz (liveness) and /readyz (readiness: clock, senders, bundles ahead, unicast), each condition with its reason, on this address, e.g. 127.0.0.1:9171")
+	rtPriority := fs.Int("rt-priority", ptp.DefaultPriority, "SCHED_FIFO priority of the release thread's last milliseconds before each instant, where the process may (CAP_SYS_NICE); 0: normal priority")
 	readyAhead := fs.Int("ready-ahead", 1, "/readyz: the unreleased periods of every stream the edge must hold to be ready")
 	readyGrace := fs.Duration("ready-grace", time.Second, "/readyz: how long a stream may hold fewer than -ready-ahead periods after a release before the edge is not ready")
 	role := addRoleFlags(fs)
@@ -66,6 +67,16 @@ released at p × -period TAI. One embedded origin serves one edge; several edges
 	log, clock, err := role.open(stderr, "releases will be held until it is")
 	if err != nil {
 		return err
+	}
+	if *rtPriority != 0 {
+		if err := ptp.ProbeRealtime(*rtPriority); errors.Is(err, ptp.ErrInvalidOption) {
+			return flagConflict(fs, "-rt-priority %d: want 1…99, or 0 for normal priority", *rtPriority)
+		} else if err != nil {
+			log.Warn("release thread: SCHED_FIFO not permitted, spinning at normal priority (a busy machine may delay releases by milliseconds); grant CAP_SYS_NICE to fix", "err", err)
+			*rtPriority = 0
+		} else {
+			log.Info("release thread: SCHED_FIFO", "priority", *rtPriority)
+		}
 	}
 	var src bundleSource
 	var pl *poller.Poller // nil with the embedded origin
@@ -119,7 +130,7 @@ released at p × -period TAI. One embedded origin serves one edge; several edges
 	reg := prometheus.NewRegistry()
 	lateness := metrics.NewLateness(reg)
 	e, err := edge.New(edge.Config{
-		ID: uint32(*id), Clock: clock, Trusted: src.trusted, Senders: dests,
+		ID: uint32(*id), Clock: clock, Trusted: src.trusted, Senders: dests, Waiter: ptp.Precise{Priority: *rtPriority},
 		Lead: *lead, Rounds: *rounds, Repeat: *repeat, Spacing: *spacing, Logger: log,
 		OnRelease: func(r edge.Report) {
 			lateness.Observe(r)

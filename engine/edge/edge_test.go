@@ -48,10 +48,13 @@ func (f fixture) bundle(t testing.TB, stream uint32, period uint64, releaseAt in
 	return b
 }
 
-// newEdge is edge.New with the virtual-time waiter, failing t on error.
+// newEdge is edge.New with the virtual-time waiter (unless cfg has a
+// ThenWaiter, also in virtual time), failing t on error.
 func newEdge(t testing.TB, cfg edge.Config) *edge.Edge {
 	t.Helper()
-	cfg.Waiter = ptp.Sleeper{}
+	if _, ok := cfg.Waiter.(ptp.ThenWaiter); !ok {
+		cfg.Waiter = ptp.Sleeper{}
+	}
 	e, err := edge.New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -669,6 +672,56 @@ func TestFailedSendsAreNotReleases(t *testing.T) {
 		sleepUntil(at2 + 100*ms)
 		if st := e2.Stats(); st.Released != 1 || st.ReleaseFailed != 1 || st.ReleaseCopies != 2 || st.ReleaseUnsent != 2 || st.FailingSenders != 1 {
 			t.Errorf("a sender taking half: %+v", st)
+		}
+	})
+}
+
+// thenWaiter is a ptp.ThenWaiter in virtual time: a Sleeper that says
+// whether the edge is inside then.
+type thenWaiter struct {
+	ptp.Sleeper
+	inThen atomic.Bool
+}
+
+func (w *thenWaiter) WaitUntilThen(ctx context.Context, c ptp.Clock, t int64, then func(time.Duration)) (time.Duration, error) {
+	late, err := w.WaitUntil(ctx, c, t)
+	if err == nil {
+		w.inThen.Store(true)
+		then(late)
+		w.inThen.Store(false)
+	}
+	return late, err
+}
+
+// TestFirstCopyOnTheWaitingThread: with a ThenWaiter (ptp.Precise), the
+// first RELEASE copy is sent inside then — on the thread that waited,
+// while it may still be at SCHED_FIFO — and the later copies after.
+// Sent after WaitUntil returned, the first copy followed the thread's
+// drop to normal priority, where a busy machine pre-empts it at once.
+func TestFirstCopyOnTheWaitingThread(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFixture(t)
+		clock := ptp.NewSim()
+		w := &thenWaiter{}
+		var inside []bool
+		s := edge.SenderFunc(func(typ wire.Type, dgs [][]byte) (int, error) {
+			if typ == wire.TypeRelease {
+				inside = append(inside, w.inThen.Load())
+			}
+			return len(dgs), nil
+		})
+		e := newEdge(t, edge.Config{Clock: clock, Trusted: f.ring, Senders: []edge.Sender{s}, Repeat: 3, Spacing: time.Millisecond, Waiter: w})
+		start(t, e)
+		at := clock.True() + 30*ms
+		if err := e.Add(f.bundle(t, 1, 1, at)); err != nil {
+			t.Fatal(err)
+		}
+		sleepUntil(at + 100*ms)
+		if !slices.Equal(inside, []bool{true, false, false}) {
+			t.Errorf("RELEASE copies sent inside then: %v, want the first only", inside)
+		}
+		if st := e.Stats(); st.Released != 1 || st.ReleaseCopies != 3 {
+			t.Errorf("stats %+v", st)
 		}
 	})
 }

@@ -87,8 +87,19 @@ func (e *Edge) releaseLoop(ctx context.Context) {
 		for i, p := range due {
 			dgs[i] = p.release
 		}
-		late, err := e.cfg.Waiter.WaitUntil(ctx, e.cfg.Clock, at)
-		if err != nil || ctx.Err() != nil {
+		// The first copy goes out on the thread that waited, while it
+		// may still be at real-time priority (ptp.ThenWaiter).
+		var first *firstCopy
+		send := func(late time.Duration) { first = e.releaseFirst(due, dgs, at+int64(late)) }
+		var err error
+		if tw, ok := e.cfg.Waiter.(ptp.ThenWaiter); ok {
+			_, err = tw.WaitUntilThen(ctx, e.cfg.Clock, at, send)
+		} else if late, werr := e.cfg.Waiter.WaitUntil(ctx, e.cfg.Clock, at); werr != nil {
+			err = werr
+		} else if ctx.Err() == nil {
+			send(late)
+		}
+		if first == nil {
 			e.putBack(due)
 			if ctx.Err() != nil {
 				return
@@ -97,7 +108,7 @@ func (e *Edge) releaseLoop(ctx context.Context) {
 			e.idle(ctx, nil, e.cfg.Retry)
 			continue
 		}
-		e.release(ctx, due, dgs, at+int64(late))
+		e.releaseRest(ctx, due, dgs, first)
 	}
 }
 
@@ -174,14 +185,22 @@ func (e *Edge) takeDue(at int64) []*entry {
 	return due
 }
 
-// release sends Repeat copies of the due periods' RELEASEs (dgs) to every
-// sender, the first at once, publishing the periods for catch-up as soon
-// as the first has gone, and reports them after the last.
-// earliest is the clock's earliest possible time, already at or past every
-// releaseAt.
-func (e *Edge) release(ctx context.Context, due []*entry, dgs [][]byte, earliest int64) {
+// firstCopy is what the first copy of a release did.
+type firstCopy struct {
+	earliest int64  // the clock's earliest time at the instant
+	taken    []bool // datagrams at least one sender took, by index
+	copies   int    // copies every sender took whole
+	fanOut   time.Duration
+}
+
+// releaseFirst sends the first copy of the due periods' RELEASEs (dgs) to
+// every sender and publishes the periods for catch-up as soon as it has
+// gone. earliest is the clock's earliest possible time, already at or past
+// every releaseAt.
+func (e *Edge) releaseFirst(due []*entry, dgs [][]byte, earliest int64) *firstCopy {
+	f := &firstCopy{earliest: earliest, taken: make([]bool, len(dgs))}
 	if len(due) == 0 {
-		return
+		return f
 	}
 	// The first copy is the instant: the carousel holds back for it alone,
 	// and the periods count as released (served by catch-up) as soon as it
@@ -191,18 +210,26 @@ func (e *Edge) release(ctx context.Context, due []*entry, dgs [][]byte, earliest
 	e.releasing.Store(true)
 	stamp(dgs, earliest)
 	t0 := time.Now()
-	copies := 0
-	taken := make([]bool, len(dgs))
-	if e.sendAll(dgs, taken) {
-		copies++
+	if e.sendAll(dgs, f.taken) {
+		f.copies++
 	}
-	fanOut := time.Since(t0)
+	f.fanOut = time.Since(t0)
 	first := make([][]byte, len(dgs))
 	for i, d := range dgs {
 		first[i] = slices.Clone(d)
 	}
 	e.record(due, first)
 	e.releasing.Store(false)
+	return f
+}
+
+// releaseRest sends the remaining Repeat−1 copies after the first, and
+// reports the periods after the last.
+func (e *Edge) releaseRest(ctx context.Context, due []*entry, dgs [][]byte, f *firstCopy) {
+	if len(due) == 0 {
+		return
+	}
+	earliest, copies, taken := f.earliest, f.copies, f.taken
 	for range e.cfg.Repeat - 1 {
 		e.idle(ctx, nil, e.cfg.Spacing)
 		if ctx.Err() != nil {
@@ -215,7 +242,7 @@ func (e *Edge) release(ctx context.Context, due []*entry, dgs [][]byte, earliest
 			copies++
 		}
 	}
-	e.report(due, taken, earliest, copies, fanOut)
+	e.report(due, taken, earliest, copies, f.fanOut)
 }
 
 func stamp(dgs [][]byte, at int64) {
