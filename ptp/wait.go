@@ -110,12 +110,11 @@ func (w Precise) WaitUntilThen(ctx context.Context, c Clock, t int64, then func(
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
-	prio := w.Priority
-	if prio >= 1 && prio <= 99 {
+	if prio := w.Priority; prio >= 1 && prio <= 99 {
 		if late, ok, err := waitFIFO(ctx, c, t, then, prio, threshold, maxSleep); ok {
 			return late, err
 		}
-		prio = 0 // not permitted: the usual way, at normal priority
+		// Not permitted: the usual way, at normal priority.
 	}
 	var timer *time.Timer
 	defer func() {
@@ -123,6 +122,30 @@ func (w Precise) WaitUntilThen(ctx context.Context, c Clock, t int64, then func(
 			timer.Stop()
 		}
 	}()
+	sleep := func(d time.Duration) error {
+		if timer == nil {
+			timer = time.NewTimer(d)
+		} else {
+			timer.Reset(d)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-timer.C:
+			return nil
+		}
+	}
+	return waitLoop(ctx, c, t, then, threshold, maxSleep, sleep, spin)
+}
+
+// waitLoop re-reads c until its Earliest reaches t: it sleeps (sleep, at
+// most maxSleep at a time) while more than threshold remains, then spins
+// (spin) the rest, and calls then with the lateness before returning.
+// The sleeps are on the monotonic clock, not on c: a clock that runs fast
+// or steps forward is caught by the re-read after at most maxSleep, one
+// that runs slow or steps back just makes the loop sleep again.
+func waitLoop(ctx context.Context, c Clock, t int64, then func(time.Duration), threshold, maxSleep time.Duration,
+	sleep func(time.Duration) error, spin func(context.Context, Clock, int64, time.Duration, func(time.Duration)) (time.Duration, bool, error)) (time.Duration, error) {
 	for {
 		remaining, err := until(c, t)
 		if err != nil {
@@ -133,24 +156,12 @@ func (w Precise) WaitUntilThen(ctx context.Context, c Clock, t int64, then func(
 			return negSat(remaining), nil
 		}
 		if remaining > threshold {
-			// The timer runs on the monotonic clock, not on c: a clock that
-			// runs fast or steps forward is caught by the re-read after at
-			// most maxSleep, one that runs slow or steps back just makes
-			// the loop sleep again.
-			d := min(remaining-threshold, maxSleep)
-			if timer == nil {
-				timer = time.NewTimer(d)
-			} else {
-				timer.Reset(d)
-			}
-			select {
-			case <-ctx.Done():
-				return 0, ctx.Err()
-			case <-timer.C:
+			if err := sleep(min(remaining-threshold, maxSleep)); err != nil {
+				return 0, err
 			}
 			continue
 		}
-		late, resleep, err := spin(ctx, c, t, 2*threshold, prio, then)
+		late, resleep, err := spin(ctx, c, t, 2*threshold, then)
 		if !resleep {
 			return late, err
 		}
@@ -216,43 +227,25 @@ func waitFIFO(ctx context.Context, c Clock, t int64, then func(time.Duration), p
 		return 0, false, nil
 	}
 	defer restore() // before the unlock: deferred calls run last-in first-out
-	for {
+	sleep := func(d time.Duration) error {
 		if err := ctx.Err(); err != nil {
-			return 0, true, err
+			return err
 		}
-		remaining, err := until(c, t)
-		if err != nil {
-			return 0, true, err
-		}
-		if remaining <= 0 {
-			then(negSat(remaining))
-			return negSat(remaining), true, nil
-		}
-		if remaining > threshold {
-			threadSleep(min(remaining-threshold, maxSleep))
-			continue
-		}
-		late, resleep, err := spinLocked(ctx, c, t, 2*threshold, then)
-		if !resleep {
-			return late, true, err
-		}
+		threadSleep(d)
+		return ctx.Err()
 	}
+	late, err = waitLoop(ctx, c, t, then, threshold, maxSleep, sleep, spinLocked)
+	return late, true, err
 }
 
-// spin busy-reads c on a locked OS thread until Earliest ≥ t. Locking keeps
-// the scheduler from migrating or parking the goroutine between the last
-// read and the caller's send; a priority in 1…99 also keeps other threads
-// from pre-empting it (SCHED_FIFO), where the process may. It gives up
+// spin busy-reads c on a locked OS thread until Earliest ≥ t, then calls
+// then on it. Locking keeps the scheduler from migrating or parking the
+// goroutine between the last read and the caller's send. It gives up
 // (resleep) if the clock steps back by more than giveUp, so a backward
 // step does not burn a core for its size.
-func spin(ctx context.Context, c Clock, t int64, giveUp time.Duration, prio int, then func(time.Duration)) (late time.Duration, resleep bool, err error) {
+func spin(ctx context.Context, c Clock, t int64, giveUp time.Duration, then func(time.Duration)) (late time.Duration, resleep bool, err error) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	if prio >= 1 && prio <= 99 {
-		if restore, err := setFIFO(prio); err == nil {
-			defer restore() // before the unlock: deferred calls run last-in first-out
-		}
-	}
 	return spinLocked(ctx, c, t, giveUp, then)
 }
 

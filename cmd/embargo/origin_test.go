@@ -27,12 +27,7 @@ import (
 // licence proxy.
 func TestOriginEdgeRecv(t *testing.T) {
 	realtime.Exclusive(t)
-	dir := t.TempDir()
-	certs := filepath.Join(dir, "certs")
-	var out lockedBuffer
-	if code := run(context.Background(), []string{"certs", "-dir", certs, "-hosts", "127.0.0.1"}, &out, &out); code != 0 {
-		t.Fatalf("certs: %s", out.String())
-	}
+	dir, certs := labCerts(t)
 	tokens := filepath.Join(dir, "tokens")
 	if err := os.WriteFile(tokens, []byte("t0ken player\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -118,12 +113,7 @@ func TestOriginEdgeRecv(t *testing.T) {
 // second edge shared the address silently, and -unicast dropped the group.
 func TestEdgeWaitsForOrigin(t *testing.T) {
 	realtime.Exclusive(t)
-	dir := t.TempDir()
-	certs := filepath.Join(dir, "certs")
-	var out lockedBuffer
-	if code := run(context.Background(), []string{"certs", "-dir", certs, "-hosts", "127.0.0.1"}, &out, &out); code != 0 {
-		t.Fatalf("certs: %s", out.String())
-	}
+	dir, certs := labCerts(t)
 	port := 39000 + time.Now().UnixNano()%4000
 	originAddr := fmt.Sprintf("127.0.0.1:%d", port)
 	edgeAddr := fmt.Sprintf("127.0.0.1:%d", port+1)
@@ -204,4 +194,17 @@ func httpGet(url string) (int, string) {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
+}
+
+// labCerts makes lab certificates (embargo certs) in a fresh directory and
+// returns the directory and the certificates' subdirectory.
+func labCerts(t *testing.T) (dir, certs string) {
+	t.Helper()
+	dir = t.TempDir()
+	certs = filepath.Join(dir, "certs")
+	var out lockedBuffer
+	if code := run(context.Background(), []string{"certs", "-dir", certs, "-hosts", "127.0.0.1"}, &out, &out); code != 0 {
+		t.Fatalf("certs: %s", out.String())
+	}
+	return dir, certs
 }

@@ -330,6 +330,18 @@ func TestUnsynchronizedHolds(t *testing.T) {
 	})
 }
 
+// runningEdge starts, in the bubble, an edge (one RELEASE copy) with one
+// recording sender, and returns 10 ms later, with the true time then.
+func runningEdge(t *testing.T) (f fixture, rec *edgetest.Sender, e *edge.Edge, now int64) {
+	f = newFixture(t)
+	clock := ptp.NewSim()
+	rec = &edgetest.Sender{True: clock.True}
+	e = newEdge(t, edge.Config{Clock: clock, Trusted: f.ring, Senders: []edge.Sender{rec}, Repeat: 1})
+	start(t, e)
+	sleepUntil(clock.True() + 10*ms)
+	return f, rec, e, clock.True()
+}
+
 // TestPastBundleKeptForCatchUp: a bundle whose instant had passed when it
 // arrived (an edge started or restarted mid-event, handed the origin's
 // earlier periods) is not sent as a live release: it used to go out at
@@ -337,13 +349,7 @@ func TestUnsynchronizedHolds(t *testing.T) {
 // the catch-up history, body and RELEASE, and is counted.
 func TestPastBundleKeptForCatchUp(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		f := newFixture(t)
-		clock := ptp.NewSim()
-		rec := &edgetest.Sender{True: clock.True}
-		e := newEdge(t, edge.Config{Clock: clock, Trusted: f.ring, Senders: []edge.Sender{rec}, Repeat: 1})
-		start(t, e)
-		sleepUntil(clock.True() + 10*ms)
-		added := clock.True()
+		f, rec, e, added := runningEdge(t)
 		b := f.bundle(t, 1, 1, added-int64(time.Second))
 		if err := e.Add(b); err != nil {
 			t.Fatal(err)
@@ -381,13 +387,7 @@ func TestPastBundleKeptForCatchUp(t *testing.T) {
 // nothing).
 func TestLateBundleAnnouncedAtOnce(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		f := newFixture(t)
-		clock := ptp.NewSim()
-		rec := &edgetest.Sender{True: clock.True}
-		e := newEdge(t, edge.Config{Clock: clock, Trusted: f.ring, Senders: []edge.Sender{rec}, Repeat: 1})
-		start(t, e)
-		sleepUntil(clock.True() + 10*ms)
-		added := clock.True()
+		f, rec, e, added := runningEdge(t)
 		at := added + 5*ms
 		b := f.bundle(t, 1, 1, at)
 		if err := e.Add(b); err != nil {

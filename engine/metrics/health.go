@@ -114,9 +114,7 @@ func UnicastCheck(s *unicast.Server) Check {
 // RegisterPoller exports the edge's origin client: fetch errors, how long
 // since the last good fetch, periods missed.
 func RegisterPoller(reg prometheus.Registerer, p *poller.Poller) {
-	counter := func(name, help string, get func(poller.Stats) uint64) {
-		counterFunc(reg, "edge", name, help, p.Stats, get)
-	}
+	counter := countersOf(reg, "edge", p.Stats)
 	counter("fetch_errors_total", "Fetches from the origin that failed (unreachable, TLS, HTTP).", func(s poller.Stats) uint64 { return s.FetchErrors })
 	counter("documents_refused_total", "Fetches that failed or CPIX documents refused whole.", func(s poller.Stats) uint64 { return s.Refused })
 	counter("bundles_missed_total", "Bundles the edge was too busy to take before their releaseAt.", func(s poller.Stats) uint64 { return s.Missed })

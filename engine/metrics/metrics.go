@@ -38,9 +38,7 @@ func (l *Lateness) Observe(r edge.Report) { l.h.Observe(r.Lateness.Seconds()) }
 
 // RegisterEdge exports the edge's counters.
 func RegisterEdge(reg prometheus.Registerer, e *edge.Edge) {
-	counter := func(name, help string, get func(edge.Stats) uint64) {
-		counterFunc(reg, "edge", name, help, e.Stats, get)
-	}
+	counter := countersOf(reg, "edge", e.Stats)
 	counter("bundles_accepted_total", "Bundles accepted (verified) for release.", func(s edge.Stats) uint64 { return s.BundlesAccepted })
 	counter("bundles_refused_total", "Bundles refused: bad signature or commitment, duplicate, conflict, stale, or over the limit.", func(s edge.Stats) uint64 { return s.BundlesRefused })
 	counter("released_periods_total", "Periods released: at least one sender took a RELEASE copy.", func(s edge.Stats) uint64 { return s.Released })
@@ -59,6 +57,12 @@ func RegisterEdge(reg prometheus.Registerer, e *edge.Edge) {
 		func() float64 { return float64(e.Stats().Pending) }))
 }
 
+// countersOf returns a function that registers counters of subsystem,
+// each reading one field of stats() at scrape time.
+func countersOf[S any](reg prometheus.Registerer, subsystem string, stats func() S) func(name, help string, get func(S) uint64) {
+	return func(name, help string, get func(S) uint64) { counterFunc(reg, subsystem, name, help, stats, get) }
+}
+
 // counterFunc registers a counter that reads get(stats()) at scrape time.
 func counterFunc[S any](reg prometheus.Registerer, subsystem, name, help string, stats func() S, get func(S) uint64) {
 	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: namespace, Subsystem: subsystem, Name: name, Help: help},
@@ -69,9 +73,7 @@ func counterFunc[S any](reg prometheus.Registerer, subsystem, name, help string,
 func RegisterUnicast(reg prometheus.Registerer, s *unicast.Server) {
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: namespace, Subsystem: "unicast", Name: "subscribers", Help: "Live unicast subscriptions."},
 		func() float64 { return float64(s.Stats().Sessions.Subscribers) }))
-	counter := func(name, help string, get func(unicast.ServerStats) uint64) {
-		counterFunc(reg, "unicast", name, help, s.Stats, get)
-	}
+	counter := countersOf(reg, "unicast", s.Stats)
 	counter("sent_datagrams_total", "Datagrams fanned out to subscribers.", func(st unicast.ServerStats) uint64 { return st.Sent })
 	counter("send_errors_total", "Datagrams the kernel refused.", func(st unicast.ServerStats) uint64 { return st.SendErrors })
 	counter("catchup_datagrams_total", "Datagrams sent as catch-up.", func(st unicast.ServerStats) uint64 { return st.CatchUp })
