@@ -64,3 +64,30 @@ func TestPreciseFIFO(t *testing.T) {
 		t.Errorf("the spin's thread %d after the wait: %+v, %v; want it back at SCHED_OTHER", spy.tid, a, err)
 	}
 }
+
+// TestPreciseRealtime: Realtime runs f at SCHED_FIFO and puts the thread
+// back; without a Priority it runs nothing and says so.
+func TestPreciseRealtime(t *testing.T) {
+	if (Precise{}).Realtime(func() { t.Error("ran without a priority") }) {
+		t.Error("Realtime without a priority reported true")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("SCHED_FIFO needs CAP_SYS_NICE: run as root")
+	}
+	if err := ProbeRealtime(DefaultPriority); err != nil {
+		t.Skipf("SCHED_FIFO refused even as root: %v", err)
+	}
+	var policy uint32 = 99
+	tid := 0
+	ran := (Precise{Priority: DefaultPriority}).Realtime(func() {
+		if a, err := unix.SchedGetAttr(0, 0); err == nil {
+			policy, tid = a.Policy, unix.Gettid()
+		}
+	})
+	if !ran || policy != unix.SCHED_FIFO {
+		t.Fatalf("Realtime ran %v, at policy %d", ran, policy)
+	}
+	if a, err := unix.SchedGetAttr(tid, 0); err != nil || a.Policy == unix.SCHED_FIFO {
+		t.Errorf("thread %d after Realtime: %+v, %v", tid, a, err)
+	}
+}

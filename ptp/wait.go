@@ -211,6 +211,26 @@ func (w Sleeper) WaitUntil(ctx context.Context, c Clock, t int64) (time.Duration
 
 var errNilClock = errors.New("ptp: wait: nil clock")
 
+// Realtime runs f on a locked OS thread at SCHED_FIFO w.Priority and
+// reports true, or reports false without running f where w has no
+// Priority or the process may not (see ProbeRealtime). A WaitUntil inside
+// f waits on the same thread, at the same priority. f should be short and
+// must not block for long: it holds a real-time thread.
+func (w Precise) Realtime(f func()) bool {
+	if w.Priority < 1 || w.Priority > 99 {
+		return false
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	restore, err := setFIFO(w.Priority)
+	if err != nil {
+		return false
+	}
+	defer restore()
+	f()
+	return true
+}
+
 // waitFIFO is Precise's wait with a Priority: the whole wait, sleep and
 // spin, runs on one locked OS thread at SCHED_FIFO. The sleeps are the
 // thread's own (nanosleep, not a Go timer), so the kernel wakes that very

@@ -101,7 +101,7 @@ const (
 	DefaultKeep     = wire.MaxCatchUp
 	DefaultPending  = 1024
 	DefaultRetry    = 50 * time.Millisecond
-	defaultWakeHead = 20 * time.Millisecond
+	DefaultWakeHead = 20 * time.Millisecond
 )
 
 // Config configures an Edge. Clock, Trusted and at least one Sender are
@@ -125,7 +125,15 @@ type Config struct {
 	// Waiter commit-waits for each release [ptp.Precise: sleep, then spin
 	// on a locked OS thread]. Tests in virtual time pass ptp.Sleeper.
 	Waiter ptp.Waiter
-	Logger *slog.Logger
+	// WakeHead is how long before a release the release loop, which
+	// sleeps on the runtime's timers at normal priority, hands over to the
+	// Waiter (default DefaultWakeHead). A Waiter that sleeps at real-time
+	// priority (ptp.Precise with a Priority) is worth a longer head: on a
+	// busy machine the loop's own wake-up can be tens of milliseconds
+	// late, the Waiter's is not. A bundle due earlier that arrives during
+	// the head waits for the release in progress.
+	WakeHead time.Duration
+	Logger   *slog.Logger
 	// OnRelease, if set, is called after each release's copies are sent,
 	// from the release goroutine: it must return quickly.
 	OnRelease func(Report)
@@ -219,7 +227,7 @@ func New(cfg Config) (*Edge, error) {
 		return nil, fmt.Errorf("%w: no trusted origin keys", ErrConfig)
 	case len(cfg.Senders) == 0:
 		return nil, fmt.Errorf("%w: no senders", ErrConfig)
-	case cfg.Lead < 0 || cfg.Rounds < 0 || cfg.Repeat < 0 || cfg.Spacing < 0 || cfg.Keep < 0 || cfg.MaxPending < 0 || cfg.Retry < 0:
+	case cfg.Lead < 0 || cfg.Rounds < 0 || cfg.Repeat < 0 || cfg.Spacing < 0 || cfg.Keep < 0 || cfg.MaxPending < 0 || cfg.Retry < 0 || cfg.WakeHead < 0:
 		return nil, fmt.Errorf("%w: negative setting", ErrConfig)
 	}
 	cfg.Lead = cmp.Or(cfg.Lead, DefaultLead)
@@ -229,6 +237,7 @@ func New(cfg Config) (*Edge, error) {
 	cfg.Keep = cmp.Or(cfg.Keep, DefaultKeep)
 	cfg.MaxPending = cmp.Or(cfg.MaxPending, DefaultPending)
 	cfg.Retry = cmp.Or(cfg.Retry, DefaultRetry)
+	cfg.WakeHead = cmp.Or(cfg.WakeHead, DefaultWakeHead)
 	if cfg.Waiter == nil {
 		cfg.Waiter = ptp.Precise{}
 	}

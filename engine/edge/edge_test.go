@@ -725,3 +725,67 @@ func TestFirstCopyOnTheWaitingThread(t *testing.T) {
 		}
 	})
 }
+
+// rtWaiter is a thenWaiter that can also run a release "at real-time
+// priority" (Realtime), saying whether the edge is inside.
+type rtWaiter struct {
+	thenWaiter
+	inRT atomic.Bool
+}
+
+func (w *rtWaiter) Realtime(f func()) bool {
+	w.inRT.Store(true)
+	defer w.inRT.Store(false)
+	f()
+	return true
+}
+
+// TestLongWakeHeadKeepsRounds: with a Waiter that runs the release at
+// real-time priority and a long WakeHead (an edge at SCHED_FIFO hands over
+// a second ahead, since its own timers are late on a busy machine), the
+// release runs inside Realtime, the first copy inside then, and the
+// periods are still taken only just before the instant: every carousel
+// round of the lead goes out at its time, none is lost to the head.
+func TestLongWakeHeadKeepsRounds(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFixture(t)
+		clock := ptp.NewSim()
+		w := &rtWaiter{}
+		rec := &edgetest.Sender{True: clock.True}
+		var firstInRT, firstInThen []bool
+		s := edge.SenderFunc(func(typ wire.Type, dgs [][]byte) (int, error) {
+			if typ == wire.TypeRelease {
+				firstInRT, firstInThen = append(firstInRT, w.inRT.Load()), append(firstInThen, w.inThen.Load())
+			}
+			return rec.Send(typ, dgs)
+		})
+		lead := 2 * time.Second
+		e := newEdge(t, edge.Config{Clock: clock, Trusted: f.ring, Senders: []edge.Sender{s}, Repeat: 2, Spacing: time.Millisecond,
+			Lead: lead, Waiter: w, WakeHead: time.Second})
+		at := clock.True() + int64(3*time.Second)
+		b := f.bundle(t, 1, 1, at)
+		if err := e.Add(b); err != nil {
+			t.Fatal(err)
+		}
+		start(t, e)
+		sleepUntil(at + 100*ms)
+		if !slices.Equal(firstInRT, []bool{true, false}) || !slices.Equal(firstInThen, []bool{true, false}) {
+			t.Errorf("RELEASE copies inside Realtime %v, inside then %v; want the first in both", firstInRT, firstInThen)
+		}
+		var rounds []int64
+		for _, d := range rec.Of(wire.TypeAnnounce) {
+			if len(rounds) == 0 || rounds[len(rounds)-1] != d.At {
+				rounds = append(rounds, d.At)
+			}
+		}
+		// Spread over the lead as ever: not bunched when the head began.
+		if n := len(rec.Of(wire.TypeAnnounce)); len(rounds) != edge.DefaultRounds || n != edge.DefaultRounds*len(b.Shards) {
+			t.Fatalf("%d ANNOUNCE datagrams at %d instants, want %d rounds of %d", n, len(rounds), edge.DefaultRounds, len(b.Shards))
+		}
+		for i := 1; i < len(rounds); i++ {
+			if gap := time.Duration(rounds[i] - rounds[i-1]); gap < lead/edge.DefaultRounds-100*time.Millisecond {
+				t.Errorf("rounds %d and %d only %v apart: %v", i-1, i, gap, rounds)
+			}
+		}
+	})
+}

@@ -57,6 +57,7 @@ func (e *Edge) announceAt(releaseAt int64) int64 {
 // releaseLoop sleeps until the earliest pending releaseAt is near, then
 // commit-waits on the clock and sends every release that is due.
 func (e *Edge) releaseLoop(ctx context.Context) {
+	rt, _ := e.cfg.Waiter.(realtimeRunner)
 	for ctx.Err() == nil {
 		at, ok := e.nextRelease()
 		if !ok {
@@ -67,37 +68,26 @@ func (e *Edge) releaseLoop(ctx context.Context) {
 		// with an earlier releaseAt is noticed.
 		synced := false
 		if r, err := e.cfg.Clock.Now(); err == nil && r.State != ptp.StateUnsynchronized {
-			if far := time.Duration(at-r.Earliest) - defaultWakeHead; far > 0 {
+			if far := time.Duration(at-r.Earliest) - e.cfg.WakeHead; far > 0 {
 				e.idle(ctx, e.wakeRelease, min(far, time.Second))
 				continue
 			}
 			synced = true
 		}
-		// Take the periods due at the instant and lay out their datagrams
-		// before the final wait: after it, only the stamp and the sends.
-		// Rounds the carousel never sent go out now, but only on a clock
-		// that says the instant is near: on one that cannot say, the wait
-		// below fails, the periods go back, and the carousel spreads their
-		// rounds as usual.
-		due := e.takeDue(at)
-		if synced {
-			e.announceUnsent(due)
-		}
-		dgs := make([][]byte, len(due))
-		for i, p := range due {
-			dgs[i] = p.release
-		}
-		// The first copy goes out on the thread that waited, while it
-		// may still be at real-time priority (ptp.ThenWaiter).
+		var due []*entry
+		var dgs [][]byte
 		var first *firstCopy
-		send := func(late time.Duration) { first = e.releaseFirst(due, dgs, at+int64(late)) }
 		var err error
-		if tw, ok := e.cfg.Waiter.(ptp.ThenWaiter); ok {
-			_, err = tw.WaitUntilThen(ctx, e.cfg.Clock, at, send)
-		} else if late, werr := e.cfg.Waiter.WaitUntil(ctx, e.cfg.Clock, at); werr != nil {
-			err = werr
-		} else if ctx.Err() == nil {
-			send(late)
+		approach := func() {
+			// On the real-time thread, the rest of a long head is slept
+			// there too, precisely, before the periods are taken.
+			if synced && e.cfg.WakeHead > DefaultWakeHead {
+				_, _ = e.cfg.Waiter.WaitUntil(ctx, e.cfg.Clock, at-int64(DefaultWakeHead)) // a failure shows again below
+			}
+			due, dgs, first, err = e.releaseDue(ctx, at, synced)
+		}
+		if rt == nil || !synced || !rt.Realtime(approach) {
+			approach()
 		}
 		if first == nil {
 			e.putBack(due)
@@ -110,6 +100,45 @@ func (e *Edge) releaseLoop(ctx context.Context) {
 		}
 		e.releaseRest(ctx, due, dgs, first)
 	}
+}
+
+// realtimeRunner is a Waiter that can run a whole release, from taking the
+// due periods to the first send, on one thread at real-time priority
+// (ptp.Precise with a Priority): the release loop's own timers fire at
+// normal priority, tens of milliseconds late on a busy machine.
+type realtimeRunner interface {
+	Realtime(f func()) bool
+}
+
+// releaseDue takes the periods due at at, lays out their RELEASEs, waits
+// for the instant and sends the first copy. first is nil if the wait
+// failed (err says why) or ctx ended; the caller then puts due back.
+func (e *Edge) releaseDue(ctx context.Context, at int64, synced bool) (due []*entry, dgs [][]byte, first *firstCopy, err error) {
+	// Take the periods due at the instant and lay out their datagrams
+	// before the final wait: after it, only the stamp and the sends.
+	// Rounds the carousel never sent go out now, but only on a clock
+	// that says the instant is near: on one that cannot say, the wait
+	// below fails, the periods go back, and the carousel spreads their
+	// rounds as usual.
+	due = e.takeDue(at)
+	if synced {
+		e.announceUnsent(due)
+	}
+	dgs = make([][]byte, len(due))
+	for i, p := range due {
+		dgs[i] = p.release
+	}
+	// The first copy goes out on the thread that waited, while it may
+	// still be at real-time priority (ptp.ThenWaiter).
+	send := func(late time.Duration) { first = e.releaseFirst(due, dgs, at+int64(late)) }
+	if tw, ok := e.cfg.Waiter.(ptp.ThenWaiter); ok {
+		_, err = tw.WaitUntilThen(ctx, e.cfg.Clock, at, send)
+	} else if late, werr := e.cfg.Waiter.WaitUntil(ctx, e.cfg.Clock, at); werr != nil {
+		err = werr
+	} else if ctx.Err() == nil {
+		send(late)
+	}
+	return due, dgs, first, err
 }
 
 // putBack returns periods taken for a release that did not happen.
