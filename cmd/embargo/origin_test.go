@@ -119,7 +119,7 @@ func TestEdgeWaitsForOrigin(t *testing.T) {
 	edgeAddr := fmt.Sprintf("127.0.0.1:%d", port+1)
 	metricsAddr := fmt.Sprintf("127.0.0.1:%d", port+2)
 	originMetrics := fmt.Sprintf("127.0.0.1:%d", port+3)
-	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
 	edgeOut := &lockedBuffer{}
@@ -129,11 +129,11 @@ func TestEdgeWaitsForOrigin(t *testing.T) {
 			"-metrics", metricsAddr, "-assume-synced", "1ms"}, edgeOut, edgeOut)
 	}()
 	readyz := func() (int, string) { return httpGet("http://" + metricsAddr + "/readyz") }
-	wait.For(t, 10*time.Second, "the edge to say it is not ready", func() bool {
+	wait.For(t, time.Minute, "the edge to say it is not ready", func() bool {
 		code, body := readyz()
 		return code == http.StatusServiceUnavailable && strings.Contains(body, "bundles: FAIL: stream 1: 0 periods ahead")
 	})
-	wait.For(t, 10*time.Second, "a retry of the origin", func() bool {
+	wait.For(t, time.Minute, "a retry of the origin", func() bool {
 		return strings.Contains(edgeOut.String(), "origin not reachable; retrying")
 	})
 	select {
@@ -157,7 +157,7 @@ func TestEdgeWaitsForOrigin(t *testing.T) {
 		originDone <- run(ctx, []string{"origin", "-state", filepath.Join(dir, "state"), "-certs", certs, "-listen", originAddr,
 			"-period", "300ms", "-lead", "900ms", "-present", "300ms", "-assume-synced", "1ms", "-log", "warn", "-metrics", originMetrics}, originOut, originOut)
 	}()
-	wait.For(t, 20*time.Second, "the edge to be ready once the origin is up", func() bool {
+	wait.For(t, time.Minute, "the edge to be ready once the origin is up", func() bool {
 		code, _ := readyz()
 		return code == http.StatusOK
 	})

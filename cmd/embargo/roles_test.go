@@ -193,7 +193,7 @@ func TestRecvSpeaksUp(t *testing.T) {
 	realtime.Exclusive(t)
 	dir, wrong := keysDir(t), keysDir(t)
 	group := fmt.Sprintf("239.255.77.72:%d", 42000+time.Now().UnixNano()%10000)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	recvCtx, stopRecv := context.WithCancel(ctx)
 	errout := &lockedBuffer{}
@@ -203,11 +203,11 @@ func TestRecvSpeaksUp(t *testing.T) {
 		recv <- run(recvCtx, []string{"recv", "-group", group, "-pub", filepath.Join(wrong, originPubFile), "-master", filepath.Join(dir, masterKeyFile),
 			"-diagnose", "500ms", "-metrics", metricsAddr}, &lockedBuffer{}, errout)
 	}()
-	wait.For(t, 15*time.Second, "the receiver to join", func() bool { return strings.Contains(errout.String(), "stamps") })
+	wait.For(t, time.Minute, "the receiver to join", func() bool { return strings.Contains(errout.String(), "stamps") })
 	edgeCtx, stopEdge := context.WithCancel(ctx)
 	defer stopEdge()
 	go run(edgeCtx, []string{"edge", "-keys", dir, "-group", group, "-period", "200ms", "-lead", "150ms", "-assume-synced", "1ms", "-log", "error"}, &lockedBuffer{}, &lockedBuffer{})
-	wait.For(t, 15*time.Second, "the receiver to say why nothing is delivered", func() bool {
+	wait.For(t, time.Minute, "the receiver to say why nothing is delivered", func() bool {
 		return strings.Contains(errout.String(), "datagrams from 127.0.0.1 failed verification: wrong origin key")
 	})
 	_, m := httpGet("http://" + metricsAddr + "/metrics")

@@ -26,8 +26,10 @@ const maxDocument = 16 << 20
 
 // Defaults for Poller.
 const (
-	DefaultInterval   = time.Second
-	DefaultMaxBackoff = 30 * time.Second
+	DefaultInterval = time.Second
+	// DefaultMaxBackoff is shorter than an origin's usual announce lead,
+	// so that an edge notices an origin back before it misses a period.
+	DefaultMaxBackoff = 4 * time.Second
 )
 
 // Poller is an edge fetching release bundles from the origin over mutual
