@@ -26,7 +26,7 @@ import (
 // (ptp.Guard on the real CLOCK_MONOTONIC_RAW). The true time each RELEASE
 // was handed to a socket must never precede releaseAt; every receiver
 // must still get every period, on time; and each edge must say what is
-// wrong on /healthz and in its log. The same step and drift without the
+// wrong on /readyz and in its log. The same step and drift without the
 // guard are run as controls, to show the faults would make a release
 // early.
 func TestClockFaults(t *testing.T) {
@@ -83,28 +83,36 @@ func TestClockFaults(t *testing.T) {
 		recs = append(recs, l.startReceiver(l.multicast(l.recvHost(i))))
 	}
 
-	// What /healthz says while the faults stand.
+	// What /readyz says while the faults stand.
 	untilTrue(l.sched.At(5).ReleaseAt)
 	during := make([]string, len(faults))
 	for i := range faults {
-		during[i] = get(health[i], "/healthz")
+		during[i] = get(health[i], "/readyz")
 	}
 	untilTrue(l.sched.At(n).ReleaseAt + int64(period))
 
-	const moved = "503 clock holdover: clock guard: clock moved "
-	for i, want := range []string{moved, moved, "503 clock unsynchronized: sim: servo unlocked"} {
+	// Holding over on the oscillator, an edge still releases (for a
+	// bounded time): ready, saying why; unsynchronized, it is not.
+	const moved = "clock: ok: holdover ±"
+	for i, want := range []string{"200 ok", "200 ok", "503 not ok"} {
 		if !strings.HasPrefix(during[i], want) {
-			t.Errorf("%s: /healthz said %q, want %q…", faults[i].name, during[i], want)
+			t.Errorf("%s: /readyz said %q, want %q…", faults[i].name, during[i], want)
+		}
+	}
+	for i, want := range []string{moved, moved, "clock: FAIL: unsynchronized: sim: servo unlocked"} {
+		if !strings.Contains(during[i], want) {
+			t.Errorf("%s: /readyz said %q, want …%q…", faults[i].name, during[i], want)
 		}
 	}
 	// The guard measures the step against the oscillator, so the system
 	// clock's slewing since its anchor moves the figure by microseconds.
-	by, _, _ := strings.Cut(strings.TrimPrefix(during[0], moved), " ")
+	_, after, _ := strings.Cut(during[0], "clock guard: clock moved ")
+	by, _, _ := strings.Cut(after, " ")
 	if d, err := time.ParseDuration(by); err != nil || (d-step).Abs() > time.Millisecond {
-		t.Errorf("%s: /healthz said %q, want the clock moved %v ± 1ms", faults[0].name, during[0], step)
+		t.Errorf("%s: /readyz said %q, want the clock moved %v ± 1ms", faults[0].name, during[0], step)
 	}
-	if after := get(health[2], "/healthz"); !strings.HasPrefix(after, "200 ok: clock synchronized") {
-		t.Errorf("%s: /healthz after resync said %q", faults[2].name, after)
+	if after := get(health[2], "/readyz"); !strings.HasPrefix(after, "200 ok") || !strings.Contains(after, "clock: ok: synchronized") {
+		t.Errorf("%s: /readyz after resync said %q", faults[2].name, after)
 	}
 	for i, want := range []string{"holding over on the oscillator", "holding over on the oscillator", "holding release: clock cannot prove releaseAt has passed"} {
 		if !strings.Contains(logs[i].String(), want) {

@@ -105,7 +105,17 @@ func TestGuardStep(t *testing.T) {
 					t.Fatalf("at the end of the holdover: %v %q, want still holding over", r.State, r.Reason)
 				}
 				time.Sleep(time.Nanosecond)
-				if r := mustRead(t, g); r.State != StateUnsynchronized || !strings.Contains(r.Reason, "holdover ran out") {
+				r := mustRead(t, g)
+				if by < 0 {
+					// Behind and steady all along: trusting it can
+					// only make releases late, so the guard does, and
+					// says so.
+					if r.State != StateSynchronized || !strings.Contains(logs.String(), "trusting it again") {
+						t.Fatalf("after the holdover on a clock %v behind: %v %q", -by, r.State, r.Reason)
+					}
+					return
+				}
+				if r.State != StateUnsynchronized || !strings.Contains(r.Reason, "holdover ran out") {
 					t.Fatalf("after the holdover: %v %q", r.State, r.Reason)
 				}
 				if !strings.Contains(logs.String(), "refusing releases") {
@@ -187,4 +197,96 @@ func TestGuardOptions(t *testing.T) {
 	if r := mustRead(t, NewGuard(NewSim(WithUncertainty(time.Millisecond, 0)))); r.State != StateSynchronized {
 		t.Errorf("default guard on a sim: %v %s", r.State, r.Reason)
 	}
+}
+
+// preempted makes some reads of a clock lose the CPU for d, before or
+// after the read itself, as a busy machine does to the thread between the
+// guard's reads of the clock and of the oscillator.
+type preempted struct {
+	c     Clock
+	d     func(n int) (before, after time.Duration)
+	reads int
+}
+
+func (p *preempted) Now() (Reading, error) {
+	p.reads++
+	before, after := p.d(p.reads)
+	time.Sleep(before)
+	r, err := p.c.Now()
+	time.Sleep(after)
+	return r, err
+}
+
+// TestGuardPreemption: an honest ±100 µs clock read by a thread that is
+// pre-empted between the clock read and the oscillator reads — 250 µs on
+// the very first read, then up to 11 ms on one read in seven, before or
+// after the clock read — is never caught out: the bracket around each read
+// says how long it took, and a wide one is read again.
+func TestGuardPreemption(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var logs bytes.Buffer
+		sim := NewSim(WithOffset(60*time.Microsecond), WithJitter(30*time.Microsecond, 7), WithUncertainty(100*time.Microsecond, 0))
+		clock := &preempted{c: sim, d: func(n int) (before, after time.Duration) {
+			switch {
+			case n == 1:
+				return 0, 250 * time.Microsecond
+			case n%7 == 0:
+				d := time.Duration(n%11+1) * time.Millisecond
+				if n%2 == 0 {
+					return d, 0
+				}
+				return 0, d
+			}
+			return 0, 0
+		}}
+		g := NewGuard(clock, WithOscillator(virtualOscillator(), DefaultOscillatorPPM), WithGuardLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+		last, _, _ := guardRun(t, g, 2*DefaultGuardHoldover, 3*time.Millisecond)
+		if last.State != StateSynchronized || g.fault != nil || strings.Contains(logs.String(), "level=ERROR") {
+			t.Fatalf("an honest clock under pre-emption: %v %q\n%s", last.State, last.Reason, logs.String())
+		}
+		if clock.reads < 1000 {
+			t.Fatalf("only %d reads", clock.reads)
+		}
+	})
+}
+
+// TestGuardPreemptedStillCatches: the same pre-emption does not hide a
+// step: the wide brackets are read again, and the narrow one catches it.
+func TestGuardPreemptedStillCatches(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sim := NewSim(WithUncertainty(100*time.Microsecond, 0))
+		clock := &preempted{c: sim, d: func(n int) (before, after time.Duration) {
+			if n%3 == 0 {
+				return 0, 5 * time.Millisecond
+			}
+			return 0, 0
+		}}
+		g := NewGuard(clock, WithOscillator(virtualOscillator(), DefaultOscillatorPPM))
+		guardRun(t, g, 3*time.Second, 10*time.Millisecond)
+		sim.Step(2 * time.Millisecond)
+		if last, _, _ := guardRun(t, g, 100*time.Millisecond, 10*time.Millisecond); last.State != StateHoldover {
+			t.Fatalf("a 2 ms step under pre-emption: %v %q", last.State, last.Reason)
+		}
+	})
+}
+
+// TestGuardBadFirstAnchor: the first read, with nothing to check it
+// against, catches the clock 5 ms ahead just before its daemon steps it
+// back. The guard holds over (it cannot tell which read was wrong), but
+// the clock fell behind the anchor and keeps time, so when the holdover
+// runs out it is trusted again instead of being refused for good.
+func TestGuardBadFirstAnchor(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var logs bytes.Buffer
+		sim, g := newGuarded(slog.New(slog.NewTextHandler(&logs, nil)), WithOffset(5*time.Millisecond), WithUncertainty(100*time.Microsecond, 0))
+		mustRead(t, g)
+		sim.Step(-5 * time.Millisecond)
+		if r := mustRead(t, g); r.State != StateHoldover {
+			t.Fatalf("the corrected clock against the bad anchor: %v %q", r.State, r.Reason)
+		}
+		last, _, _ := guardRun(t, g, DefaultGuardHoldover+time.Second, 10*time.Millisecond)
+		if last.State != StateSynchronized || !strings.Contains(logs.String(), "trusting it again") {
+			t.Fatalf("a holdover after a bad first anchor: %v %q\n%s", last.State, last.Reason, logs.String())
+		}
+	})
 }

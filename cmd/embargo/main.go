@@ -192,3 +192,9 @@ func versionLine() string {
 	}
 	return fmt.Sprintf("embargo %s (commit %s%s%s; %s %s/%s)", v, rev, dirty, at, goVersion, runtime.GOOS, runtime.GOARCH)
 }
+
+// flagConflict reports flags that cannot work together, saying which and
+// how to fix it, and fails like a flag error (exit status 2).
+func flagConflict(format string, args ...any) error {
+	return usageError{fmt.Sprintf(format, args...)}
+}

@@ -16,10 +16,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/embargo-live/embargo/engine/keyserver"
 	"github.com/embargo-live/embargo/engine/keystore"
+	"github.com/embargo-live/embargo/engine/metrics"
 	"github.com/embargo-live/embargo/engine/origin"
 	"github.com/embargo-live/embargo/internal/keyfile"
 	"github.com/embargo-live/embargo/internal/pki"
@@ -99,6 +101,7 @@ ClearKey-shaped licence), and a session description receivers configure themselv
 	groups, edges := groupsFlag(), edgesFlag()
 	fs.Var(groups, "session-group", "a multicast group receivers should join, for the session description (repeatable)")
 	fs.Var(edges, "session-edge", "a unicast edge host:port receivers should subscribe to (repeatable)")
+	metricsAddr := fs.String("metrics", "", "serve Prometheus /metrics (periods issued, bundle fetches per edge, licences, requests by outcome), /healthz and /readyz on this address, e.g. 127.0.0.1:9170")
 	role := addRoleFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
@@ -169,6 +172,20 @@ ClearKey-shaped licence), and a session description receivers configure themselv
 	// The issuer and the HTTPS server run under one errgroup: an error in
 	// either ends the origin with that error.
 	g, gctx := errgroup.WithContext(ctx)
+	if *metricsAddr != "" {
+		reg := prometheus.NewRegistry()
+		metrics.RegisterProcess(reg, "origin")
+		metrics.RegisterClock(reg, clock)
+		metrics.CounterFunc(reg, "origin", "periods_issued_total", "Periods issued and stored by this process.", issuer.Issued)
+		metrics.CounterFunc(reg, "origin", "licences_total", "Master-key licences granted.", func() uint64 { return h.Counts()["licence"] })
+		metrics.CountersByLabel(reg, "origin", "bundle_fetches_total", "Bundle documents served, by edge certificate.", "edge", h.EdgeFetches)
+		metrics.CountersByLabel(reg, "origin", "requests_total", "API requests by outcome (bundles, nothing-new, keys, session, licence, or why refused).", "outcome", h.Counts)
+		at, err := serveHTTP(gctx, g, *metricsAddr, metrics.Handler(reg, clock), 30*time.Second)
+		if err != nil {
+			return fmt.Errorf("-metrics: %w", err)
+		}
+		log.Info("metrics", "addr", "http://"+at+"/metrics", "liveness", "/healthz", "readiness", "/readyz")
+	}
 	g.Go(func() error { return ignoreCanceled(issuer.Run(gctx, 100*time.Millisecond)) })
 	g.Go(func() error {
 		<-gctx.Done()

@@ -107,12 +107,8 @@ func (l *originLab) addr(i int64) string { return fmt.Sprintf("127.0.0.1:%d", l.
 // ends, on a port from base up, announcing addr(1) as the session's edge,
 // with args added to its flags.
 func startOrigin(t *testing.T, ctx context.Context, base int64, args ...string) *originLab {
-	dir := t.TempDir()
-	l := &originLab{certs: filepath.Join(dir, "certs"), state: filepath.Join(dir, "state"), tokenFile: filepath.Join(dir, "token"), port: base + time.Now().UnixNano()%5000, out: &lockedBuffer{}, done: make(chan int, 1)}
-	var out lockedBuffer
-	if code := run(context.Background(), []string{"certs", "-dir", l.certs, "-hosts", "127.0.0.1"}, &out, &out); code != 0 {
-		t.Fatalf("certs: %s", out.String())
-	}
+	dir, certs := labCerts(t)
+	l := &originLab{certs: certs, state: filepath.Join(dir, "state"), tokenFile: filepath.Join(dir, "token"), port: base + time.Now().UnixNano()%5000, out: &lockedBuffer{}, done: make(chan int, 1)}
 	tokens := filepath.Join(dir, "tokens")
 	if err := errors.Join(os.WriteFile(tokens, []byte(labToken+" player\n"), 0o600), os.WriteFile(l.tokenFile, []byte(labToken+"\n"), 0o600)); err != nil {
 		t.Fatal(err)
@@ -133,4 +129,108 @@ func (l *originLab) edge(t *testing.T, ctx context.Context, args ...string) (out
 		"-assume-synced", "1ms", "-log", "warn"}, args...)
 	go func() { done <- run(ctx, args, out, out) }()
 	return out, done, stop
+}
+
+// TestEdgeWaitsForOrigin: an edge whose origin is down at start keeps
+// running, not ready, and says why on /readyz; it keeps the default
+// multicast group beside -unicast; a second edge on its unicast address
+// fails with "address already in use"; once the origin is up, bundles
+// arrive and the edge becomes ready. Before, the edge exited at once, a
+// second edge shared the address silently, and -unicast dropped the group.
+func TestEdgeWaitsForOrigin(t *testing.T) {
+	realtime.Exclusive(t)
+	dir, certs := labCerts(t)
+	port := 39000 + time.Now().UnixNano()%4000
+	originAddr := fmt.Sprintf("127.0.0.1:%d", port)
+	edgeAddr := fmt.Sprintf("127.0.0.1:%d", port+1)
+	metricsAddr := fmt.Sprintf("127.0.0.1:%d", port+2)
+	originMetrics := fmt.Sprintf("127.0.0.1:%d", port+3)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	edgeOut := &lockedBuffer{}
+	edgeDone := make(chan int, 1)
+	go func() {
+		edgeDone <- run(ctx, []string{"edge", "-origin", "https://" + originAddr, "-certs", filepath.Join(certs, "edge"), "-unicast", edgeAddr,
+			"-metrics", metricsAddr, "-assume-synced", "1ms"}, edgeOut, edgeOut)
+	}()
+	readyz := func() (int, string) { return httpGet("http://" + metricsAddr + "/readyz") }
+	wait.For(t, time.Minute, "the edge to say it is not ready", func() bool {
+		code, body := readyz()
+		return code == http.StatusServiceUnavailable && strings.Contains(body, "bundles: FAIL: stream 1: 0 periods ahead")
+	})
+	wait.For(t, time.Minute, "a retry of the origin", func() bool {
+		return strings.Contains(edgeOut.String(), "origin not reachable; retrying")
+	})
+	select {
+	case code := <-edgeDone:
+		t.Fatalf("edge exited (%d) with the origin down:\n%s", code, edgeOut.String())
+	default:
+	}
+	if !strings.Contains(edgeOut.String(), "msg=sending group=") || !strings.Contains(edgeOut.String(), "unicast: serving") {
+		t.Errorf("-unicast without -multicast=false: not sending to the default group as well:\n%s", edgeOut.String())
+	}
+
+	second := &lockedBuffer{}
+	if code := run(ctx, []string{"edge", "-keys", keysDir(t), "-unicast", edgeAddr, "-assume-synced", "1ms"}, second, second); code != 1 ||
+		!strings.Contains(second.String(), "address already in use") {
+		t.Errorf("a second edge on %s: exit %d:\n%s", edgeAddr, code, second.String())
+	}
+
+	originOut := &lockedBuffer{}
+	originDone := make(chan int, 1)
+	go func() {
+		originDone <- run(ctx, []string{"origin", "-state", filepath.Join(dir, "state"), "-certs", filepath.Join(certs, "origin"), "-listen", originAddr,
+			"-period", "300ms", "-lead", "1s", "-present", "300ms", "-assume-synced", "1ms", "-log", "warn", "-metrics", originMetrics}, originOut, originOut)
+	}()
+	wait.For(t, time.Minute, "the edge to be ready once the origin is up", func() bool {
+		code, _ := readyz()
+		return code == http.StatusOK
+	})
+	// Every role exports its own counters, its build and the Go runtime.
+	_, em := httpGet("http://" + metricsAddr + "/metrics")
+	_, om := httpGet("http://" + originMetrics + "/metrics")
+	for _, want := range []string{`embargo_build_info{goversion=`, `role="edge"`, "go_goroutines", "process_cpu_seconds_total",
+		`embargo_edge_bundles_ahead{stream="1"}`, "embargo_edge_fetch_errors_total", "embargo_edge_seconds_since_fetch", "embargo_edge_failing_senders 0"} {
+		if !strings.Contains(em, want) {
+			t.Errorf("edge /metrics lacks %q", want)
+		}
+	}
+	for _, want := range []string{`role="origin"`, "go_goroutines", "embargo_origin_periods_issued_total", `embargo_origin_bundle_fetches_total{edge="`,
+		"embargo_origin_licences_total 0", `embargo_origin_requests_total{outcome="bundles"}`} {
+		if !strings.Contains(om, want) {
+			t.Errorf("origin /metrics lacks %q:\n%s", want, om)
+		}
+	}
+	cancel()
+	<-edgeDone
+	<-originDone
+	if code, body := readyz(); code != 0 {
+		t.Errorf("metrics still served after the edge stopped: %d %s", code, body)
+	}
+}
+
+// httpGet returns the status and body of a GET of url (0 and the error
+// when it fails).
+func httpGet(url string) (int, string) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// labCerts makes lab certificates (embargo certs) in a fresh directory and
+// returns the directory and the certificates' subdirectory.
+func labCerts(t *testing.T) (dir, certs string) {
+	t.Helper()
+	dir = t.TempDir()
+	certs = filepath.Join(dir, "certs")
+	var out lockedBuffer
+	if code := run(context.Background(), []string{"certs", "-dir", certs, "-hosts", "127.0.0.1"}, &out, &out); code != 0 {
+		t.Fatalf("certs: %s", out.String())
+	}
+	return dir, certs
 }

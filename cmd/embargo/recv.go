@@ -4,16 +4,22 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
+
 	"github.com/embargo-live/embargo/bpf"
 	"github.com/embargo-live/embargo/engine/device"
+	"github.com/embargo-live/embargo/engine/metrics"
 	"github.com/embargo-live/embargo/engine/receiver"
 	"github.com/embargo-live/embargo/engine/receiver/skew"
 	"github.com/embargo-live/embargo/internal/keyfile"
@@ -44,6 +50,8 @@ against releaseAt.`, stdout)
 	asJSON := fs.Bool("json", false, "print one JSON object per period instead of text")
 	showKeys := fs.Bool("show-keys", false, "print content keys, not only their KIDs")
 	logging := addLogFlags(fs, "warn")
+	metricsAddr := fs.String("metrics", "", "serve Prometheus /metrics (periods delivered, drops by reason, arrival skew) and /healthz on this address, e.g. 127.0.0.1:9172")
+	every := fs.Duration("diagnose", 4*time.Second, "say why, at this interval (two default periods), while no period is delivered: datagrams failing verification, keys not unwrapping, nothing arriving")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -51,6 +59,28 @@ against releaseAt.`, stdout)
 		if err := checkOriginURL("-session", *sessionURL); err != nil {
 			return err
 		}
+	}
+	if *tokenFile != "" {
+		if *token != "" {
+			return usageError{"-token and -token-file both give the licence token; keep one"}
+		}
+		data, err := keyfile.Read(*tokenFile)
+		if err != nil {
+			return err
+		}
+		*token = strings.TrimSpace(string(data))
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	switch {
+	case *sessionURL != "" && *token == "":
+		return flagConflict("-session without -token or -token-file gets no master key: every period would be verified and unusable; give one")
+	case *sessionURL == "" && (set["token"] || set["token-file"] || set["ca"]):
+		return flagConflict("-token, -token-file and -ca only work with -session")
+	case *sessionURL != "" && (set["pub"] || set["master"]):
+		return flagConflict("-pub and -master contradict -session, which names the origin key and licenses the master key: drop one")
+	case *every <= 0:
+		return flagConflict("-diagnose must be positive")
 	}
 	log, err := logging.logger(stderr)
 	if err != nil {
@@ -71,18 +101,7 @@ against releaseAt.`, stdout)
 			}
 		},
 	}
-	if *tokenFile != "" {
-		if *token != "" {
-			return usageError{"-token and -token-file both give the licence token; keep one"}
-		}
-		data, err := keyfile.Read(*tokenFile)
-		if err != nil {
-			return err
-		}
-		*token = strings.TrimSpace(string(data))
-	}
-	keys := recvKeys{session: *sessionURL, token: *token, ca: *caPath, pub: *pubPath, master: *masterPath, streams: streams}
-	keys.streamsSet = flagSet(fs, "streams")
+	keys := recvKeys{session: *sessionURL, token: *token, ca: *caPath, pub: *pubPath, master: *masterPath, streams: streams, streamsSet: set["streams"]}
 	if err := keys.apply(&cfg); err != nil {
 		return err
 	}
@@ -97,9 +116,70 @@ against releaseAt.`, stdout)
 	if filter != nil {
 		defer filter.Close()
 	}
+	var served errgroup.Group
+	if *metricsAddr != "" {
+		mctx, stopMetrics := context.WithCancel(ctx)
+		defer func() { stopMetrics(); _ = served.Wait() }()
+		at, err := serveHTTP(mctx, &served, *metricsAddr, metrics.Handler(recvMetrics(d), nil), 30*time.Second)
+		if err != nil {
+			d.Close()
+			return fmt.Errorf("-metrics: %w", err)
+		}
+		log.Info("metrics", "addr", "http://"+at+"/metrics")
+	}
+	dctx, stopDiagnose := context.WithCancel(ctx)
+	var diagnosed sync.WaitGroup
+	diagnosed.Go(func() { diagnose(dctx, d, *every, stderr) })
+	start := time.Now()
 	err = d.Run(ctx)
-	printRecvStats(stderr, d.Stats().Stats, filter)
-	return err
+	stopDiagnose()
+	diagnosed.Wait()
+	st := d.Stats().Stats
+	printRecvStats(stderr, st, filter)
+	if err != nil || st.Delivered > 0 {
+		return err
+	}
+	// Without a master key by choice, verified periods are the result.
+	if blind := *sessionURL == "" && *masterPath == ""; blind && st.Drops["no-master-key"] > 0 {
+		return nil
+	}
+	why := d.Diagnose()
+	if why == "" {
+		why = fmt.Sprintf("drops %v", st.Drops)
+	}
+	return fmt.Errorf("delivered no period in %v: %s", time.Since(start).Round(time.Second), why)
+}
+
+// recvMetrics is a registry of a receiver's counters.
+func recvMetrics(d *device.Device) *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	metrics.RegisterProcess(reg, "recv")
+	metrics.CounterFunc(reg, "recv", "periods_delivered_total", "Periods delivered: verified, released and unwrapped.", func() uint64 { return d.Stats().Delivered })
+	metrics.CountersByLabel(reg, "recv", "drops_total", "Datagrams and periods dropped, by reason.", "reason", func() map[string]uint64 { return d.Stats().Drops })
+	for _, q := range []float64{0.5, 0.99, 1} {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "embargo", Subsystem: "recv", Name: "skew_seconds",
+			Help:        "Arrival − releaseAt of delivered periods (socket stamps), at a quantile (an upper bound: histogram buckets).",
+			ConstLabels: prometheus.Labels{"quantile": strconv.FormatFloat(q, 'g', -1, 64)}},
+			func() float64 { return d.Stats().Skew.Quantile(q).Seconds() }))
+	}
+	return reg
+}
+
+// diagnose says on stderr, every interval until ctx ends, why no period
+// was delivered in it, if nothing was.
+func diagnose(ctx context.Context, d *device.Device, every time.Duration, stderr io.Writer) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if why := d.Diagnose(); why != "" {
+				fmt.Fprintf(stderr, "recv: %s\n", why)
+			}
+		}
+	}
 }
 
 // recvKeys is where recv's keys come from: an origin's session (-session,

@@ -138,6 +138,8 @@ func TestRoleFlagErrors(t *testing.T) {
 		{[]string{"recv", "-pub", filepath.Join(dir, masterKeyFile)}, 1, "PUBLIC KEY"},
 		{[]string{"recv", "-pub", filepath.Join(dir, originPubFile), "-streams", "x"}, 2, "stream"},
 		{[]string{"edge", "-h"}, 0, "never early"},
+		{[]string{"edge", "-keys", dir, "-multicast=false"}, 2, "-multicast=false needs -unicast"},
+		{[]string{"edge", "-keys", dir, "-multicast=false", "-unicast", "127.0.0.1:0", "-group", "239.1.2.3:7171"}, 2, "contradict"},
 	} {
 		var out bytes.Buffer
 		code := run(context.Background(), c.args, &out, &out)
@@ -169,5 +171,57 @@ func TestEdgeToRecvUnicast(t *testing.T) {
 	}
 	if n := strings.Count(out.String(), "keys (kid"); n != 3 {
 		t.Fatalf("recv printed %d periods:\n%s%s", n, out.String(), errout.String())
+	}
+}
+
+// TestRecvSpeaksUp: a receiver given the wrong origin key says so within
+// the diagnosis interval, naming where the datagrams came from, and exits
+// non-zero having delivered nothing, also when stopped by a signal (here:
+// its context); flag combinations that cannot work are refused at once.
+// It used to print nothing for the whole run and exit 0.
+func TestRecvSpeaksUp(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"recv", "-session", "https://127.0.0.1:1/v1/session"}, "-session without -token"},
+		{[]string{"recv", "-token", "t"}, "-token, -token-file and -ca only work with -session"},
+		{[]string{"recv", "-session", "https://127.0.0.1:1/v1/session", "-token", "t", "-pub", "x"}, "contradict -session"},
+	} {
+		var out bytes.Buffer
+		if code := run(context.Background(), c.args, &out, &out); code != 2 || !strings.Contains(out.String(), c.want) {
+			t.Errorf("%v: exit %d, output %q", c.args, code, out.String())
+		}
+	}
+
+	realtime.Exclusive(t)
+	dir, wrong := keysDir(t), keysDir(t)
+	group := fmt.Sprintf("239.255.77.72:%d", 42000+time.Now().UnixNano()%10000)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	recvCtx, stopRecv := context.WithCancel(ctx)
+	errout := &lockedBuffer{}
+	recv := make(chan int, 1)
+	metricsAddr := fmt.Sprintf("127.0.0.1:%d", 38000+time.Now().UnixNano()%1000)
+	go func() {
+		recv <- run(recvCtx, []string{"recv", "-group", group, "-pub", filepath.Join(wrong, originPubFile), "-master", filepath.Join(dir, masterKeyFile),
+			"-diagnose", "500ms", "-metrics", metricsAddr}, &lockedBuffer{}, errout)
+	}()
+	wait.For(t, time.Minute, "the receiver to join", func() bool { return strings.Contains(errout.String(), "stamps") })
+	edgeCtx, stopEdge := context.WithCancel(ctx)
+	defer stopEdge()
+	go run(edgeCtx, []string{"edge", "-keys", dir, "-group", group, "-period", "200ms", "-lead", "150ms", "-assume-synced", "1ms", "-log", "error"}, &lockedBuffer{}, &lockedBuffer{})
+	wait.For(t, time.Minute, "the receiver to say why nothing is delivered", func() bool {
+		return strings.Contains(errout.String(), "datagrams from 127.0.0.1 failed verification: wrong origin key")
+	})
+	_, m := httpGet("http://" + metricsAddr + "/metrics")
+	for _, want := range []string{`role="recv"`, "go_goroutines", "embargo_recv_periods_delivered_total 0", `embargo_recv_drops_total{reason="forged"}`, `embargo_recv_skew_seconds{quantile="0.99"}`} {
+		if !strings.Contains(m, want) {
+			t.Errorf("recv /metrics lacks %q:\n%s", want, m)
+		}
+	}
+	stopRecv()
+	if code := <-recv; code != 1 || !strings.Contains(errout.String(), "delivered no period") {
+		t.Errorf("recv stopped having delivered nothing: exit %d:\n%s", code, errout.String())
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -96,6 +97,10 @@ type Device struct {
 	srv   *http.Server
 
 	ran atomic.Bool
+
+	counted []*counted // d.srcs as the receiver reads them
+	desc    string     // the sources, for Diagnose
+	diag    diagnosis
 }
 
 // Stats is a snapshot of a Device.
@@ -185,6 +190,22 @@ func (d *Device) open(cfg Config, groups []udp.Group, edges []netip.AddrPort) er
 		d.log.Info("subscribing", "edge", e)
 	}
 	d.srcs = append(d.srcs, cfg.Sources...)
+	// The receiver reads through counters (Diagnose); d.srcs stay the
+	// sockets themselves, for the eBPF filter to attach to.
+	var desc []string
+	for _, g := range groups {
+		desc = append(desc, "group "+g.String())
+	}
+	for _, e := range edges {
+		desc = append(desc, "edge "+e.String())
+	}
+	if len(cfg.Sources) > 0 {
+		desc = append(desc, fmt.Sprintf("%d other sources", len(cfg.Sources)))
+	}
+	d.desc = strings.Join(desc, ", ")
+	for _, s := range d.srcs {
+		d.counted = append(d.counted, &counted{Source: s})
+	}
 	return nil
 }
 
@@ -226,7 +247,11 @@ func (d *Device) Run(ctx context.Context) error {
 		return errors.New("device: Run called twice")
 	}
 	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return d.r.Run(ctx, d.srcs...) })
+	srcs := make([]receiver.Source, len(d.counted))
+	for i, c := range d.counted {
+		srcs[i] = c
+	}
+	g.Go(func() error { return d.r.Run(ctx, srcs...) })
 	if d.srv != nil {
 		g.Go(func() error {
 			if err := d.srv.Serve(d.ln); !errors.Is(err, http.ErrServerClosed) {

@@ -113,11 +113,10 @@ func (e *Edge) sendRounds(r ptp.Reading) int64 {
 // worth, to every sender.
 func (e *Edge) sendAnnounce(batch [][]byte, rounds int) {
 	e.stats.rounds.Add(uint64(rounds))
-	for i, s := range e.cfg.Senders {
-		n, err := s.Send(wire.TypeAnnounce, batch)
+	for i := range e.cfg.Senders {
+		n, err := e.send(i, wire.TypeAnnounce, batch, &e.stats.announceUnsent)
 		e.stats.shards.Add(uint64(n))
 		if err != nil {
-			e.stats.sendErrs.Add(1)
 			e.log.Error("send announce", "sender", i, "sent", n, "of", len(batch), "err", err)
 		}
 	}

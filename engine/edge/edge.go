@@ -101,7 +101,7 @@ const (
 	DefaultKeep     = wire.MaxCatchUp
 	DefaultPending  = 1024
 	DefaultRetry    = 50 * time.Millisecond
-	defaultWakeHead = 20 * time.Millisecond
+	DefaultWakeHead = 20 * time.Millisecond
 )
 
 // Config configures an Edge. Clock, Trusted and at least one Sender are
@@ -125,7 +125,15 @@ type Config struct {
 	// Waiter commit-waits for each release [ptp.Precise: sleep, then spin
 	// on a locked OS thread]. Tests in virtual time pass ptp.Sleeper.
 	Waiter ptp.Waiter
-	Logger *slog.Logger
+	// WakeHead is how long before a release the release loop, which
+	// sleeps on the runtime's timers at normal priority, hands over to the
+	// Waiter (default DefaultWakeHead). A Waiter that sleeps at real-time
+	// priority (ptp.Precise with a Priority) is worth a longer head: on a
+	// busy machine the loop's own wake-up can be tens of milliseconds
+	// late, the Waiter's is not. A bundle due earlier that arrives during
+	// the head waits for the release in progress.
+	WakeHead time.Duration
+	Logger   *slog.Logger
 	// OnRelease, if set, is called after each release's copies are sent,
 	// from the release goroutine: it must return quickly.
 	OnRelease func(Report)
@@ -153,11 +161,22 @@ type Stats struct {
 	Pending         int // bundles held, not yet released
 	Rounds          uint64
 	ShardsSent      uint64
-	Released        uint64 // periods released
-	ReleaseCopies   uint64 // RELEASE datagrams sent, all senders
-	Holds           uint64 // clock reads that held a due release
-	SendErrors      uint64
-	MaxLateness     time.Duration
+	Released        uint64 // periods at least one sender took a RELEASE of
+	// Past counts bundles whose releaseAt had passed before the edge held
+	// them: kept for catch-up, never released live.
+	Past uint64
+	// ReleaseFailed counts periods due for release that no sender took a
+	// single RELEASE copy of: nothing left, though catch-up serves them.
+	ReleaseFailed uint64
+	ReleaseCopies uint64 // RELEASE datagrams senders took, all senders
+	// ReleaseUnsent and AnnounceUnsent count datagrams handed to a sender
+	// that it did not take (its Send failed part way or at once).
+	ReleaseUnsent, AnnounceUnsent uint64
+	Holds                         uint64 // clock reads that held a due release
+	SendErrors                    uint64 // Send calls that failed
+	// FailingSenders is how many senders failed their last Send.
+	FailingSenders int
+	MaxLateness    time.Duration
 }
 
 // Edge is a release engine. Its methods are safe for concurrent use.
@@ -178,8 +197,11 @@ type Edge struct {
 
 	stats struct {
 		accepted, refused, rounds, shards, released, copies, holds, sendErrs atomic.Uint64
+		releaseFailed, releaseUnsent, announceUnsent, past                   atomic.Uint64
 		maxLate                                                              atomic.Int64
 	}
+	// lastErr is each sender's last Send error, nil once it took a send.
+	lastErr []atomic.Pointer[error]
 }
 
 type key struct {
@@ -205,7 +227,7 @@ func New(cfg Config) (*Edge, error) {
 		return nil, fmt.Errorf("%w: no trusted origin keys", ErrConfig)
 	case len(cfg.Senders) == 0:
 		return nil, fmt.Errorf("%w: no senders", ErrConfig)
-	case cfg.Lead < 0 || cfg.Rounds < 0 || cfg.Repeat < 0 || cfg.Spacing < 0 || cfg.Keep < 0 || cfg.MaxPending < 0 || cfg.Retry < 0:
+	case cfg.Lead < 0 || cfg.Rounds < 0 || cfg.Repeat < 0 || cfg.Spacing < 0 || cfg.Keep < 0 || cfg.MaxPending < 0 || cfg.Retry < 0 || cfg.WakeHead < 0:
 		return nil, fmt.Errorf("%w: negative setting", ErrConfig)
 	}
 	cfg.Lead = cmp.Or(cfg.Lead, DefaultLead)
@@ -215,6 +237,7 @@ func New(cfg Config) (*Edge, error) {
 	cfg.Keep = cmp.Or(cfg.Keep, DefaultKeep)
 	cfg.MaxPending = cmp.Or(cfg.MaxPending, DefaultPending)
 	cfg.Retry = cmp.Or(cfg.Retry, DefaultRetry)
+	cfg.WakeHead = cmp.Or(cfg.WakeHead, DefaultWakeHead)
 	if cfg.Waiter == nil {
 		cfg.Waiter = ptp.Precise{}
 	}
@@ -230,6 +253,7 @@ func New(cfg Config) (*Edge, error) {
 		pending:      make(map[key]*entry),
 		inflight:     make(map[key]*bundle.Bundle),
 		released:     make(map[uint32]*history),
+		lastErr:      make([]atomic.Pointer[error], len(cfg.Senders)),
 	}
 	// The one place an edge and its catch-up senders are wired together.
 	for _, s := range cfg.Senders {
@@ -241,22 +265,31 @@ func New(cfg Config) (*Edge, error) {
 }
 
 // Add verifies b against the trusted origin keys (bundle.Open) and holds it
-// for carousel and release. A bundle whose releaseAt has passed is released
-// as soon as the clock allows: late beats never.
+// for carousel and release. A bundle whose releaseAt had passed, by the
+// clock's earliest time, before the edge held it is never sent as a live
+// release — no receiver holds its ANNOUNCE from this edge, and a RELEASE
+// seconds late tells the wire a lie about when it was released — but joins
+// the catch-up history, ANNOUNCE and RELEASE, at once, and is counted
+// (Stats.Past).
 func (e *Edge) Add(b *bundle.Bundle) error {
-	err := e.add(b)
+	past, err := e.add(b)
 	if err != nil {
 		e.stats.refused.Add(1)
 		return err
 	}
 	e.stats.accepted.Add(1)
+	if past {
+		e.stats.past.Add(1)
+		e.log.Info("bundle arrived after its releaseAt: kept for catch-up, not released live", "stream", b.Stream, "period", b.Period)
+		return nil
+	}
 	e.kick()
 	return nil
 }
 
-func (e *Edge) add(b *bundle.Bundle) error {
+func (e *Edge) add(b *bundle.Bundle) (past bool, err error) {
 	if _, err := bundle.Open(b, e.cfg.Trusted); err != nil {
-		return err
+		return false, err
 	}
 	rel := wire.Release{
 		Header:    wire.Header{Stream: b.Stream, Period: b.Period},
@@ -267,25 +300,33 @@ func (e *Edge) add(b *bundle.Bundle) error {
 	}
 	dg := make([]byte, wire.ReleaseLen)
 	if _, err := rel.Encode(dg); err != nil {
-		return err
+		return false, err
 	}
+	now, err := e.cfg.Clock.Now()
+	past = err == nil && now.State != ptp.StateUnsynchronized && now.Earliest > b.ReleaseAt
+	announceAt := e.announceAt(b.ReleaseAt)
 	k := key{b.Stream, b.Period}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if old := e.find(k); old != nil {
 		if sameBundle(old, b) {
-			return ErrDuplicate
+			return false, ErrDuplicate
 		}
-		return ErrConflict
+		return false, ErrConflict
 	}
 	if h := e.released[b.Stream]; h != nil && h.full(e.cfg.Keep) && b.Period < h.oldest() {
-		return ErrStale
+		return false, ErrStale
+	}
+	if past {
+		_ = wire.SetSentAt(dg, now.Earliest) // cannot fail: a RELEASE built above
+		e.recordLocked(b, dg)
+		return true, nil
 	}
 	if len(e.pending) >= e.cfg.MaxPending {
-		return ErrBusy
+		return false, ErrBusy
 	}
-	e.pending[k] = &entry{b: b, release: dg, announce: e.announceAt(b.ReleaseAt)}
-	return nil
+	e.pending[k] = &entry{b: b, release: dg, announce: announceAt}
+	return false, nil
 }
 
 // find returns the bundle held or released for k. e.mu is held.
@@ -329,9 +370,64 @@ func (e *Edge) Stats() Stats {
 		Rounds:          e.stats.rounds.Load(),
 		ShardsSent:      e.stats.shards.Load(),
 		Released:        e.stats.released.Load(),
+		ReleaseFailed:   e.stats.releaseFailed.Load(),
+		Past:            e.stats.past.Load(),
 		ReleaseCopies:   e.stats.copies.Load(),
+		ReleaseUnsent:   e.stats.releaseUnsent.Load(),
+		AnnounceUnsent:  e.stats.announceUnsent.Load(),
 		Holds:           e.stats.holds.Load(),
 		SendErrors:      e.stats.sendErrs.Load(),
+		FailingSenders:  len(e.SenderErrors()),
 		MaxLateness:     time.Duration(e.stats.maxLate.Load()),
 	}
+}
+
+// Ahead returns how many periods of stream the edge holds and has not yet
+// released: how far ahead its bundles reach.
+func (e *Edge) Ahead(stream uint32) int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	n := 0
+	for k := range e.pending {
+		if k.stream == stream {
+			n++
+		}
+	}
+	for k := range e.inflight {
+		if k.stream == stream {
+			n++
+		}
+	}
+	return n
+}
+
+// SenderErrors returns, by sender index, the error of each sender whose
+// last Send failed; a sender that took its last send is absent.
+func (e *Edge) SenderErrors() map[int]error {
+	errs := make(map[int]error)
+	for i := range e.lastErr {
+		if p := e.lastErr[i].Load(); p != nil {
+			errs[i] = *p
+		}
+	}
+	return errs
+}
+
+// send hands dgs to sender i and returns how many it took, never fewer
+// than 0 or more than len(dgs) whatever the sender says, counting what it
+// did not take as unsent.
+func (e *Edge) send(i int, typ wire.Type, dgs [][]byte, unsent *atomic.Uint64) (int, error) {
+	n, err := e.cfg.Senders[i].Send(typ, dgs)
+	n = min(max(n, 0), len(dgs))
+	if err == nil && n < len(dgs) {
+		err = fmt.Errorf("took %d of %d datagrams without an error", n, len(dgs))
+	}
+	unsent.Add(uint64(len(dgs) - n))
+	if err != nil {
+		e.stats.sendErrs.Add(1)
+		e.lastErr[i].Store(&err)
+	} else {
+		e.lastErr[i].Store(nil)
+	}
+	return n, err
 }

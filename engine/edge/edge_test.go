@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -47,10 +48,13 @@ func (f fixture) bundle(t testing.TB, stream uint32, period uint64, releaseAt in
 	return b
 }
 
-// newEdge is edge.New with the virtual-time waiter, failing t on error.
+// newEdge is edge.New with the virtual-time waiter (unless cfg has a
+// ThenWaiter, also in virtual time), failing t on error.
 func newEdge(t testing.TB, cfg edge.Config) *edge.Edge {
 	t.Helper()
-	cfg.Waiter = ptp.Sleeper{}
+	if _, ok := cfg.Waiter.(ptp.ThenWaiter); !ok {
+		cfg.Waiter = ptp.Sleeper{}
+	}
 	e, err := edge.New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -326,22 +330,66 @@ func TestUnsynchronizedHolds(t *testing.T) {
 	})
 }
 
-// TestLateBundleReleasedAtOnce: a bundle whose instant has passed is
-// released the moment it is added (late beats never), with every round of
-// its ANNOUNCE sent at once before it, and its lateness reported. The
-// release loop may take the period before the carousel looks at it; the
-// ANNOUNCE must go out all the same (it did not: a late bundle was often
-// released with no body at all, which opens nothing).
-func TestLateBundleReleasedAtOnce(t *testing.T) {
+// runningEdge starts, in the bubble, an edge (one RELEASE copy) with one
+// recording sender, and returns 10 ms later, with the true time then.
+func runningEdge(t *testing.T) (f fixture, rec *edgetest.Sender, e *edge.Edge, now int64) {
+	f = newFixture(t)
+	clock := ptp.NewSim()
+	rec = &edgetest.Sender{True: clock.True}
+	e = newEdge(t, edge.Config{Clock: clock, Trusted: f.ring, Senders: []edge.Sender{rec}, Repeat: 1})
+	start(t, e)
+	sleepUntil(clock.True() + 10*ms)
+	return f, rec, e, clock.True()
+}
+
+// TestPastBundleKeptForCatchUp: a bundle whose instant had passed when it
+// arrived (an edge started or restarted mid-event, handed the origin's
+// earlier periods) is not sent as a live release: it used to go out at
+// once, seconds late, often as RELEASE copies with no ANNOUNCE. It joins
+// the catch-up history, body and RELEASE, and is counted.
+func TestPastBundleKeptForCatchUp(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		f := newFixture(t)
-		clock := ptp.NewSim()
-		rec := &edgetest.Sender{True: clock.True}
-		e := newEdge(t, edge.Config{Clock: clock, Trusted: f.ring, Senders: []edge.Sender{rec}, Repeat: 1})
-		start(t, e)
-		sleepUntil(clock.True() + 10*ms)
-		added := clock.True()
+		f, rec, e, added := runningEdge(t)
 		b := f.bundle(t, 1, 1, added-int64(time.Second))
+		if err := e.Add(b); err != nil {
+			t.Fatal(err)
+		}
+		sleepUntil(added + int64(time.Second))
+		if got := rec.Sent(); len(got) != 0 {
+			t.Errorf("a past period went out live: %v", sends(got))
+		}
+		if st := e.Stats(); st.Released != 0 || st.Past != 1 || st.BundlesAccepted != 1 || st.Pending != 0 {
+			t.Errorf("stats %+v", st)
+		}
+		rel := e.Released(1)
+		if len(rel) != 1 || rel[0].Period != 1 || len(rel[0].Shards) == 0 {
+			t.Fatalf("catch-up history %+v", rel)
+		}
+		if h, err := wire.Peek(rel[0].CatchUp); err != nil || h.Flags&wire.FlagCatchUp == 0 {
+			t.Errorf("catch-up copy %+v, %v", h, err)
+		}
+		var r wire.Release
+		if err := r.Decode(rel[0].Release); err != nil || r.SentAt < b.ReleaseAt {
+			t.Errorf("RELEASE kept for catch-up: %+v, %v", r, err)
+		}
+		// A second copy of it is a duplicate, not a second chance.
+		if err := e.Add(b); !errors.Is(err, edge.ErrDuplicate) {
+			t.Errorf("past bundle again: %v", err)
+		}
+	})
+}
+
+// TestLateBundleAnnouncedAtOnce: a bundle that arrives before its instant
+// but after its lead has every round of its ANNOUNCE sent at once, before
+// its RELEASE at the instant. The release loop may take the period before
+// the carousel looks at it; the ANNOUNCE must go out all the same (it did
+// not: a late bundle was often released with no body at all, which opens
+// nothing).
+func TestLateBundleAnnouncedAtOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f, rec, e, added := runningEdge(t)
+		at := added + 5*ms
+		b := f.bundle(t, 1, 1, at)
 		if err := e.Add(b); err != nil {
 			t.Fatal(err)
 		}
@@ -350,16 +398,11 @@ func TestLateBundleReleasedAtOnce(t *testing.T) {
 		for range edge.DefaultRounds * len(b.Shards) {
 			want = append(want, send{added, wire.TypeAnnounce, 1, 1})
 		}
-		want = append(want, send{added, wire.TypeRelease, 1, 1})
-		// The carousel and the release loop both wake at the Add, so the
-		// order within the instant is theirs to pick.
-		got := sends(rec.Sent())
-		order := func(a, b send) int { return int(a.typ) - int(b.typ) }
-		slices.SortStableFunc(got, order)
-		if !slices.Equal(got, want) {
+		want = append(want, send{at, wire.TypeRelease, 1, 1})
+		if got := sends(rec.Sent()); !slices.Equal(got, want) {
 			t.Errorf("sent %v, want %v", got, want)
 		}
-		if st := e.Stats(); st.Released != 1 || st.Rounds != edge.DefaultRounds || st.MaxLateness != time.Second {
+		if st := e.Stats(); st.Released != 1 || st.Rounds != edge.DefaultRounds || st.Past != 0 {
 			t.Errorf("stats %+v", st)
 		}
 	})
@@ -573,4 +616,176 @@ func offsets(ts []int64, t0 int64) []time.Duration {
 		out[i] = time.Duration(x - t0)
 	}
 	return out
+}
+
+// TestFailedSendsAreNotReleases: a sender that fails the way sendmmsg does
+// (n = -1 with the error) used to wrap ReleaseCopies to 2^64−7 and count
+// the period as released. Nothing counts down or wraps, the datagrams it
+// did not take are counted apart, a period no sender took is a failed
+// release, and the failing sender is reported until it takes a send.
+func TestFailedSendsAreNotReleases(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFixture(t)
+		clock := ptp.NewSim()
+		var failing atomic.Bool
+		failing.Store(true)
+		var took atomic.Int64
+		down := edge.SenderFunc(func(_ wire.Type, dgs [][]byte) (int, error) {
+			if failing.Load() {
+				return -1, errors.New("sendmmsg: network is unreachable")
+			}
+			took.Add(int64(len(dgs)))
+			return len(dgs), nil
+		})
+		// A sender that takes one datagram of each batch and says nothing.
+		short := edge.SenderFunc(func(_ wire.Type, dgs [][]byte) (int, error) { return min(len(dgs), 1), nil })
+		e := newEdge(t, edge.Config{Clock: clock, Trusted: f.ring, Senders: []edge.Sender{down}, Repeat: 7, Spacing: time.Millisecond})
+		start(t, e)
+		at := clock.True() + 30*ms
+		if err := e.Add(f.bundle(t, 1, 1, at)); err != nil {
+			t.Fatal(err)
+		}
+		sleepUntil(at + 100*ms)
+		st := e.Stats()
+		if st.Released != 0 || st.ReleaseFailed != 1 || st.ReleaseCopies != 0 || st.ReleaseUnsent != 7 ||
+			st.ShardsSent != 0 || st.AnnounceUnsent == 0 || st.SendErrors != 7+1 || st.FailingSenders != 1 {
+			t.Errorf("all sends failed: %+v", st)
+		}
+		failing.Store(false)
+		if err := e.Add(f.bundle(t, 1, 2, at+int64(time.Second))); err != nil {
+			t.Fatal(err)
+		}
+		sleepUntil(at + int64(time.Second) + 100*ms)
+		if st := e.Stats(); st.Released != 1 || st.ReleaseFailed != 1 || st.ReleaseCopies != 7 || st.FailingSenders != 0 || len(e.SenderErrors()) != 0 {
+			t.Errorf("sender back: %+v", st)
+		}
+
+		// Two periods due at one instant, a sender taking only the first.
+		e2 := newEdge(t, edge.Config{Clock: clock, Trusted: f.ring, Senders: []edge.Sender{short}, Repeat: 2, Spacing: time.Millisecond})
+		start(t, e2)
+		at2 := clock.True() + 30*ms
+		for _, s := range []uint32{1, 2} {
+			if err := e2.Add(f.bundle(t, s, 1, at2)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		sleepUntil(at2 + 100*ms)
+		if st := e2.Stats(); st.Released != 1 || st.ReleaseFailed != 1 || st.ReleaseCopies != 2 || st.ReleaseUnsent != 2 || st.FailingSenders != 1 {
+			t.Errorf("a sender taking half: %+v", st)
+		}
+	})
+}
+
+// thenWaiter is a ptp.ThenWaiter in virtual time: a Sleeper that says
+// whether the edge is inside then.
+type thenWaiter struct {
+	ptp.Sleeper
+	inThen atomic.Bool
+}
+
+func (w *thenWaiter) WaitUntilThen(ctx context.Context, c ptp.Clock, t int64, then func(time.Duration)) (time.Duration, error) {
+	late, err := w.WaitUntil(ctx, c, t)
+	if err == nil {
+		w.inThen.Store(true)
+		then(late)
+		w.inThen.Store(false)
+	}
+	return late, err
+}
+
+// TestFirstCopyOnTheWaitingThread: with a ThenWaiter (ptp.Precise), the
+// first RELEASE copy is sent inside then — on the thread that waited,
+// while it may still be at SCHED_FIFO — and the later copies after.
+// Sent after WaitUntil returned, the first copy followed the thread's
+// drop to normal priority, where a busy machine pre-empts it at once.
+func TestFirstCopyOnTheWaitingThread(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFixture(t)
+		clock := ptp.NewSim()
+		w := &thenWaiter{}
+		var inside []bool
+		s := edge.SenderFunc(func(typ wire.Type, dgs [][]byte) (int, error) {
+			if typ == wire.TypeRelease {
+				inside = append(inside, w.inThen.Load())
+			}
+			return len(dgs), nil
+		})
+		e := newEdge(t, edge.Config{Clock: clock, Trusted: f.ring, Senders: []edge.Sender{s}, Repeat: 3, Spacing: time.Millisecond, Waiter: w})
+		start(t, e)
+		at := clock.True() + 30*ms
+		if err := e.Add(f.bundle(t, 1, 1, at)); err != nil {
+			t.Fatal(err)
+		}
+		sleepUntil(at + 100*ms)
+		if !slices.Equal(inside, []bool{true, false, false}) {
+			t.Errorf("RELEASE copies sent inside then: %v, want the first only", inside)
+		}
+		if st := e.Stats(); st.Released != 1 || st.ReleaseCopies != 3 {
+			t.Errorf("stats %+v", st)
+		}
+	})
+}
+
+// rtWaiter is a thenWaiter that can also run a release "at real-time
+// priority" (Realtime), saying whether the edge is inside.
+type rtWaiter struct {
+	thenWaiter
+	inRT atomic.Bool
+}
+
+func (w *rtWaiter) Realtime(f func()) bool {
+	w.inRT.Store(true)
+	defer w.inRT.Store(false)
+	f()
+	return true
+}
+
+// TestLongWakeHeadKeepsRounds: with a Waiter that runs the release at
+// real-time priority and a long WakeHead (an edge at SCHED_FIFO hands over
+// a second ahead, since its own timers are late on a busy machine), the
+// release runs inside Realtime, the first copy inside then, and the
+// periods are still taken only just before the instant: every carousel
+// round of the lead goes out at its time, none is lost to the head.
+func TestLongWakeHeadKeepsRounds(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFixture(t)
+		clock := ptp.NewSim()
+		w := &rtWaiter{}
+		rec := &edgetest.Sender{True: clock.True}
+		var firstInRT, firstInThen []bool
+		s := edge.SenderFunc(func(typ wire.Type, dgs [][]byte) (int, error) {
+			if typ == wire.TypeRelease {
+				firstInRT, firstInThen = append(firstInRT, w.inRT.Load()), append(firstInThen, w.inThen.Load())
+			}
+			return rec.Send(typ, dgs)
+		})
+		lead := 2 * time.Second
+		e := newEdge(t, edge.Config{Clock: clock, Trusted: f.ring, Senders: []edge.Sender{s}, Repeat: 2, Spacing: time.Millisecond,
+			Lead: lead, Waiter: w, WakeHead: time.Second})
+		at := clock.True() + int64(3*time.Second)
+		b := f.bundle(t, 1, 1, at)
+		if err := e.Add(b); err != nil {
+			t.Fatal(err)
+		}
+		start(t, e)
+		sleepUntil(at + 100*ms)
+		if !slices.Equal(firstInRT, []bool{true, false}) || !slices.Equal(firstInThen, []bool{true, false}) {
+			t.Errorf("RELEASE copies inside Realtime %v, inside then %v; want the first in both", firstInRT, firstInThen)
+		}
+		var rounds []int64
+		for _, d := range rec.Of(wire.TypeAnnounce) {
+			if len(rounds) == 0 || rounds[len(rounds)-1] != d.At {
+				rounds = append(rounds, d.At)
+			}
+		}
+		// Spread over the lead as ever: not bunched when the head began.
+		if n := len(rec.Of(wire.TypeAnnounce)); len(rounds) != edge.DefaultRounds || n != edge.DefaultRounds*len(b.Shards) {
+			t.Fatalf("%d ANNOUNCE datagrams at %d instants, want %d rounds of %d", n, len(rounds), edge.DefaultRounds, len(b.Shards))
+		}
+		for i := 1; i < len(rounds); i++ {
+			if gap := time.Duration(rounds[i] - rounds[i-1]); gap < lead/edge.DefaultRounds-100*time.Millisecond {
+				t.Errorf("rounds %d and %d only %v apart: %v", i-1, i, gap, rounds)
+			}
+		}
+	})
 }

@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/embargo-live/embargo/engine/bundle"
 	"github.com/embargo-live/embargo/ptp"
 	"github.com/embargo-live/embargo/wire"
 )
@@ -56,6 +57,7 @@ func (e *Edge) announceAt(releaseAt int64) int64 {
 // releaseLoop sleeps until the earliest pending releaseAt is near, then
 // commit-waits on the clock and sends every release that is due.
 func (e *Edge) releaseLoop(ctx context.Context) {
+	rt, _ := e.cfg.Waiter.(realtimeRunner)
 	for ctx.Err() == nil {
 		at, ok := e.nextRelease()
 		if !ok {
@@ -66,28 +68,28 @@ func (e *Edge) releaseLoop(ctx context.Context) {
 		// with an earlier releaseAt is noticed.
 		synced := false
 		if r, err := e.cfg.Clock.Now(); err == nil && r.State != ptp.StateUnsynchronized {
-			if far := time.Duration(at-r.Earliest) - defaultWakeHead; far > 0 {
+			if far := time.Duration(at-r.Earliest) - e.cfg.WakeHead; far > 0 {
 				e.idle(ctx, e.wakeRelease, min(far, time.Second))
 				continue
 			}
 			synced = true
 		}
-		// Take the periods due at the instant and lay out their datagrams
-		// before the final wait: after it, only the stamp and the sends.
-		// Rounds the carousel never sent go out now, but only on a clock
-		// that says the instant is near: on one that cannot say, the wait
-		// below fails, the periods go back, and the carousel spreads their
-		// rounds as usual.
-		due := e.takeDue(at)
-		if synced {
-			e.announceUnsent(due)
+		var due []*entry
+		var dgs [][]byte
+		var first *firstCopy
+		var err error
+		approach := func() {
+			// On the real-time thread, the rest of a long head is slept
+			// there too, precisely, before the periods are taken.
+			if synced && e.cfg.WakeHead > DefaultWakeHead {
+				_, _ = e.cfg.Waiter.WaitUntil(ctx, e.cfg.Clock, at-int64(DefaultWakeHead)) // a failure shows again below
+			}
+			due, dgs, first, err = e.releaseDue(ctx, at, synced)
 		}
-		dgs := make([][]byte, len(due))
-		for i, p := range due {
-			dgs[i] = p.release
+		if rt == nil || !synced || !rt.Realtime(approach) {
+			approach()
 		}
-		late, err := e.cfg.Waiter.WaitUntil(ctx, e.cfg.Clock, at)
-		if err != nil || ctx.Err() != nil {
+		if first == nil {
 			e.putBack(due)
 			if ctx.Err() != nil {
 				return
@@ -96,8 +98,47 @@ func (e *Edge) releaseLoop(ctx context.Context) {
 			e.idle(ctx, nil, e.cfg.Retry)
 			continue
 		}
-		e.release(ctx, due, dgs, at+int64(late))
+		e.releaseRest(ctx, due, dgs, first)
 	}
+}
+
+// realtimeRunner is a Waiter that can run a whole release, from taking the
+// due periods to the first send, on one thread at real-time priority
+// (ptp.Precise with a Priority): the release loop's own timers fire at
+// normal priority, tens of milliseconds late on a busy machine.
+type realtimeRunner interface {
+	Realtime(f func()) bool
+}
+
+// releaseDue takes the periods due at at, lays out their RELEASEs, waits
+// for the instant and sends the first copy. first is nil if the wait
+// failed (err says why) or ctx ended; the caller then puts due back.
+func (e *Edge) releaseDue(ctx context.Context, at int64, synced bool) (due []*entry, dgs [][]byte, first *firstCopy, err error) {
+	// Take the periods due at the instant and lay out their datagrams
+	// before the final wait: after it, only the stamp and the sends.
+	// Rounds the carousel never sent go out now, but only on a clock
+	// that says the instant is near: on one that cannot say, the wait
+	// below fails, the periods go back, and the carousel spreads their
+	// rounds as usual.
+	due = e.takeDue(at)
+	if synced {
+		e.announceUnsent(due)
+	}
+	dgs = make([][]byte, len(due))
+	for i, p := range due {
+		dgs[i] = p.release
+	}
+	// The first copy goes out on the thread that waited, while it may
+	// still be at real-time priority (ptp.ThenWaiter).
+	send := func(late time.Duration) { first = e.releaseFirst(due, dgs, at+int64(late)) }
+	if tw, ok := e.cfg.Waiter.(ptp.ThenWaiter); ok {
+		_, err = tw.WaitUntilThen(ctx, e.cfg.Clock, at, send)
+	} else if late, werr := e.cfg.Waiter.WaitUntil(ctx, e.cfg.Clock, at); werr != nil {
+		err = werr
+	} else if ctx.Err() == nil {
+		send(late)
+	}
+	return due, dgs, first, err
 }
 
 // putBack returns periods taken for a release that did not happen.
@@ -173,14 +214,22 @@ func (e *Edge) takeDue(at int64) []*entry {
 	return due
 }
 
-// release sends Repeat copies of the due periods' RELEASEs (dgs) to every
-// sender, the first at once, publishing the periods for catch-up as soon
-// as the first has gone, and reports them after the last.
-// earliest is the clock's earliest possible time, already at or past every
-// releaseAt.
-func (e *Edge) release(ctx context.Context, due []*entry, dgs [][]byte, earliest int64) {
+// firstCopy is what the first copy of a release did.
+type firstCopy struct {
+	earliest int64  // the clock's earliest time at the instant
+	taken    []bool // datagrams at least one sender took, by index
+	copies   int    // copies every sender took whole
+	fanOut   time.Duration
+}
+
+// releaseFirst sends the first copy of the due periods' RELEASEs (dgs) to
+// every sender and publishes the periods for catch-up as soon as it has
+// gone. earliest is the clock's earliest possible time, already at or past
+// every releaseAt.
+func (e *Edge) releaseFirst(due []*entry, dgs [][]byte, earliest int64) *firstCopy {
+	f := &firstCopy{earliest: earliest, taken: make([]bool, len(dgs))}
 	if len(due) == 0 {
-		return
+		return f
 	}
 	// The first copy is the instant: the carousel holds back for it alone,
 	// and the periods count as released (served by catch-up) as soon as it
@@ -190,17 +239,26 @@ func (e *Edge) release(ctx context.Context, due []*entry, dgs [][]byte, earliest
 	e.releasing.Store(true)
 	stamp(dgs, earliest)
 	t0 := time.Now()
-	copies := 0
-	if e.sendAll(dgs) {
-		copies++
+	if e.sendAll(dgs, f.taken) {
+		f.copies++
 	}
-	fanOut := time.Since(t0)
+	f.fanOut = time.Since(t0)
 	first := make([][]byte, len(dgs))
 	for i, d := range dgs {
 		first[i] = slices.Clone(d)
 	}
 	e.record(due, first)
 	e.releasing.Store(false)
+	return f
+}
+
+// releaseRest sends the remaining Repeat−1 copies after the first, and
+// reports the periods after the last.
+func (e *Edge) releaseRest(ctx context.Context, due []*entry, dgs [][]byte, f *firstCopy) {
+	if len(due) == 0 {
+		return
+	}
+	earliest, copies, taken := f.earliest, f.copies, f.taken
 	for range e.cfg.Repeat - 1 {
 		e.idle(ctx, nil, e.cfg.Spacing)
 		if ctx.Err() != nil {
@@ -209,11 +267,11 @@ func (e *Edge) release(ctx context.Context, due []*entry, dgs [][]byte, earliest
 		if r, err := e.cfg.Clock.Now(); err == nil {
 			stamp(dgs, max(r.Earliest, earliest))
 		}
-		if e.sendAll(dgs) {
+		if e.sendAll(dgs, taken) {
 			copies++
 		}
 	}
-	e.report(due, earliest, copies, fanOut)
+	e.report(due, taken, earliest, copies, f.fanOut)
 }
 
 func stamp(dgs [][]byte, at int64) {
@@ -223,15 +281,19 @@ func stamp(dgs [][]byte, at int64) {
 	}
 }
 
-// sendAll sends dgs to every sender and reports whether all took them all.
-func (e *Edge) sendAll(dgs [][]byte) bool {
+// sendAll sends dgs to every sender, marks in taken the datagrams at least
+// one sender took, and reports whether all took them all. A sender takes a
+// prefix of its batch (Sender's contract).
+func (e *Edge) sendAll(dgs [][]byte, taken []bool) bool {
 	ok := true
-	for i, s := range e.cfg.Senders {
-		n, err := s.Send(wire.TypeRelease, dgs)
+	for i := range e.cfg.Senders {
+		n, err := e.send(i, wire.TypeRelease, dgs, &e.stats.releaseUnsent)
 		e.stats.copies.Add(uint64(n))
+		for j := range n {
+			taken[j] = true
+		}
 		if err != nil {
 			ok = false
-			e.stats.sendErrs.Add(1)
 			e.log.Error("send release", "sender", i, "sent", n, "of", len(dgs), "err", err)
 		}
 	}
@@ -243,23 +305,37 @@ func (e *Edge) sendAll(dgs [][]byte) bool {
 func (e *Edge) record(due []*entry, first [][]byte) {
 	e.mu.Lock()
 	for i, p := range due {
-		h := e.released[p.b.Stream]
-		if h == nil {
-			h = &history{}
-			e.released[p.b.Stream] = h
-		}
-		catchUp := slices.Clone(first[i])
-		_ = wire.AddFlags(catchUp, wire.FlagCatchUp) // cannot fail: add built it
-		h.add(&Released{Bundle: p.b, Release: first[i], CatchUp: catchUp}, e.cfg.Keep)
+		e.recordLocked(p.b, first[i])
 		delete(e.inflight, key{p.b.Stream, p.b.Period})
 	}
 	e.mu.Unlock()
 }
 
+// recordLocked adds b, with its RELEASE datagram as first sent (or stamped),
+// to the history that catch-up serves. e.mu is held.
+func (e *Edge) recordLocked(b *bundle.Bundle, release []byte) {
+	h := e.released[b.Stream]
+	if h == nil {
+		h = &history{}
+		e.released[b.Stream] = h
+	}
+	catchUp := slices.Clone(release)
+	_ = wire.AddFlags(catchUp, wire.FlagCatchUp) // cannot fail: add built it
+	h.add(&Released{Bundle: b, Release: release, CatchUp: catchUp}, e.cfg.Keep)
+}
+
 // report counts, logs and reports the releases once their copies are sent.
-func (e *Edge) report(due []*entry, earliest int64, copies int, fanOut time.Duration) {
-	for _, p := range due {
+// A period no sender took a single copy of is not released: it is counted
+// apart and logged as an error (catch-up still serves it).
+func (e *Edge) report(due []*entry, taken []bool, earliest int64, copies int, fanOut time.Duration) {
+	for i, p := range due {
 		late := time.Duration(earliest - p.b.ReleaseAt)
+		if !taken[i] {
+			e.stats.releaseFailed.Add(1)
+			e.log.Error("release did not leave: no sender took a single copy; only catch-up serves it",
+				"stream", p.b.Stream, "period", p.b.Period, "copies tried", e.cfg.Repeat)
+			continue
+		}
 		e.stats.released.Add(1)
 		for {
 			m := e.stats.maxLate.Load()

@@ -9,6 +9,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/embargo-live/embargo/engine/cpix"
@@ -42,6 +43,8 @@ type Issuer struct {
 	signer ed25519.PrivateKey
 	clock  ptp.Clock
 	log    *slog.Logger
+
+	issued atomic.Uint64 // periods issued and stored by this process
 
 	mu      sync.Mutex
 	origins map[uint32]*origin.Origin
@@ -290,9 +293,13 @@ func (i *Issuer) issue(ev *keystore.Event, o *origin.Origin, period uint64, kids
 	} else if err != nil {
 		return nil, err
 	}
+	i.issued.Add(1)
 	i.log.Debug("issued", "stream", ev.Stream, "period", period)
 	return p, nil
 }
+
+// Issued is how many periods this process issued and stored.
+func (i *Issuer) Issued() uint64 { return i.issued.Load() }
 
 // Window returns the stored periods an edge or packager polling at now
 // should hold for stream: up to wire.MaxCatchUp released ones (those that

@@ -104,6 +104,10 @@ func TestIssuerIssuesAhead(t *testing.T) {
 				t.Errorf("period %d: %d content keys, want 2", p, len(got.Keys))
 			}
 		}
+		// The counter the origin's metrics export: periods 1…8.
+		if n := i.Issued(); n != 8 {
+			t.Errorf("Issued() = %d, want 8", n)
+		}
 	})
 }
 

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"strconv"
 	"sync"
@@ -43,6 +44,7 @@ type Handler struct {
 
 	mu       sync.Mutex
 	counts   map[string]uint64
+	fetches  map[string]uint64 // bundle documents served, by edge certificate name
 	licences map[uint32]*clearkey.MasterHandler
 }
 
@@ -57,7 +59,7 @@ type Handler struct {
 //
 // bundles and keys take ?from=P, the first period wanted.
 func NewHandler(cfg ServerConfig) *Handler {
-	h := &Handler{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux(), counts: map[string]uint64{}, licences: map[uint32]*clearkey.MasterHandler{}}
+	h := &Handler{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux(), counts: map[string]uint64{}, fetches: map[string]uint64{}, licences: map[uint32]*clearkey.MasterHandler{}}
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
 	}
@@ -81,6 +83,14 @@ func (h *Handler) Counts() map[string]uint64 {
 		out[k] = v
 	}
 	return out
+}
+
+// EdgeFetches returns how many bundle documents each edge was served, by
+// the common name of its certificate.
+func (h *Handler) EdgeFetches() map[string]uint64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return maps.Clone(h.fetches)
 }
 
 func (h *Handler) count(outcome string) {
@@ -193,6 +203,9 @@ func (h *Handler) bundles(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.count("bundles")
+	h.mu.Lock()
+	h.fetches[cert.Subject.CommonName]++
+	h.mu.Unlock()
 	h.log.Debug("origin: bundles", "edge", cert.Subject.CommonName, "periods", len(bs))
 	w.Header().Set("Content-Type", "application/xml")
 	w.Write(doc)

@@ -5,9 +5,7 @@
 package metrics
 
 import (
-	"fmt"
 	"net/http"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -40,19 +38,29 @@ func (l *Lateness) Observe(r edge.Report) { l.h.Observe(r.Lateness.Seconds()) }
 
 // RegisterEdge exports the edge's counters.
 func RegisterEdge(reg prometheus.Registerer, e *edge.Edge) {
-	counter := func(name, help string, get func(edge.Stats) uint64) {
-		counterFunc(reg, "edge", name, help, e.Stats, get)
-	}
+	counter := countersOf(reg, "edge", e.Stats)
 	counter("bundles_accepted_total", "Bundles accepted (verified) for release.", func(s edge.Stats) uint64 { return s.BundlesAccepted })
 	counter("bundles_refused_total", "Bundles refused: bad signature or commitment, duplicate, conflict, stale, or over the limit.", func(s edge.Stats) uint64 { return s.BundlesRefused })
-	counter("released_periods_total", "Periods released.", func(s edge.Stats) uint64 { return s.Released })
-	counter("release_datagrams_total", "RELEASE datagrams handed to senders (all copies, all senders).", func(s edge.Stats) uint64 { return s.ReleaseCopies })
-	counter("announce_datagrams_total", "ANNOUNCE datagrams handed to senders.", func(s edge.Stats) uint64 { return s.ShardsSent })
+	counter("released_periods_total", "Periods released: at least one sender took a RELEASE copy.", func(s edge.Stats) uint64 { return s.Released })
+	counter("past_bundles_total", "Bundles whose releaseAt had passed before the edge held them: kept for catch-up, never released live.", func(s edge.Stats) uint64 { return s.Past })
+	counter("release_failed_periods_total", "Periods due that no sender took a single RELEASE copy of (only catch-up serves them).", func(s edge.Stats) uint64 { return s.ReleaseFailed })
+	counter("release_datagrams_total", "RELEASE datagrams senders took (all copies, all senders).", func(s edge.Stats) uint64 { return s.ReleaseCopies })
+	counter("release_unsent_datagrams_total", "RELEASE datagrams handed to a sender that it did not take.", func(s edge.Stats) uint64 { return s.ReleaseUnsent })
+	counter("announce_datagrams_total", "ANNOUNCE datagrams senders took.", func(s edge.Stats) uint64 { return s.ShardsSent })
+	counter("announce_unsent_datagrams_total", "ANNOUNCE datagrams handed to a sender that it did not take.", func(s edge.Stats) uint64 { return s.AnnounceUnsent })
 	counter("carousel_rounds_total", "Carousel rounds sent.", func(s edge.Stats) uint64 { return s.Rounds })
 	counter("clock_holds_total", "Clock reads that held a due release because the clock could not vouch for the instant.", func(s edge.Stats) uint64 { return s.Holds })
-	counter("send_errors_total", "Sends that failed.", func(s edge.Stats) uint64 { return s.SendErrors })
+	counter("send_errors_total", "Send calls that failed.", func(s edge.Stats) uint64 { return s.SendErrors })
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: namespace, Subsystem: "edge", Name: "failing_senders", Help: "Senders whose last send failed."},
+		func() float64 { return float64(e.Stats().FailingSenders) }))
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: namespace, Subsystem: "edge", Name: "pending_bundles", Help: "Bundles held, not yet released."},
 		func() float64 { return float64(e.Stats().Pending) }))
+}
+
+// countersOf returns a function that registers counters of subsystem,
+// each reading one field of stats() at scrape time.
+func countersOf[S any](reg prometheus.Registerer, subsystem string, stats func() S) func(name, help string, get func(S) uint64) {
+	return func(name, help string, get func(S) uint64) { counterFunc(reg, subsystem, name, help, stats, get) }
 }
 
 // counterFunc registers a counter that reads get(stats()) at scrape time.
@@ -65,9 +73,7 @@ func counterFunc[S any](reg prometheus.Registerer, subsystem, name, help string,
 func RegisterUnicast(reg prometheus.Registerer, s *unicast.Server) {
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: namespace, Subsystem: "unicast", Name: "subscribers", Help: "Live unicast subscriptions."},
 		func() float64 { return float64(s.Stats().Sessions.Subscribers) }))
-	counter := func(name, help string, get func(unicast.ServerStats) uint64) {
-		counterFunc(reg, "unicast", name, help, s.Stats, get)
-	}
+	counter := countersOf(reg, "unicast", s.Stats)
 	counter("sent_datagrams_total", "Datagrams fanned out to subscribers.", func(st unicast.ServerStats) uint64 { return st.Sent })
 	counter("send_errors_total", "Datagrams the kernel refused.", func(st unicast.ServerStats) uint64 { return st.SendErrors })
 	counter("catchup_datagrams_total", "Datagrams sent as catch-up.", func(st unicast.ServerStats) uint64 { return st.CatchUp })
@@ -95,21 +101,22 @@ func RegisterClock(reg prometheus.Registerer, c ptp.Clock) {
 		}))
 }
 
-// Handler serves /metrics from reg and /healthz: 200 while the clock is
-// synchronized, 503 with the clock's reason otherwise (an edge that cannot
-// release should be taken out of rotation).
-func Handler(reg *prometheus.Registry, c ptp.Clock) http.Handler {
+// Handler serves /metrics from reg, /healthz (liveness: is the process
+// working, or should it be restarted) and /readyz (readiness: can it
+// release the next periods on time, or should it be taken out of
+// rotation). Both answer 200 "ok" or 503 "not ok", then one line per
+// condition with its verdict and reason. Readiness checks the clock
+// (ClockCheck; none if c is nil) and every check given; liveness the
+// checks marked Live.
+func Handler(reg *prometheus.Registry, c ptp.Clock, checks ...Check) http.Handler {
+	all := []Check{{Name: "http", Live: true, Eval: func() (bool, string) { return true, "serving" }}}
+	if c != nil {
+		all = append(all, ClockCheck(c))
+	}
+	all = append(all, checks...)
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		rd, err := c.Now()
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		if err != nil || rd.State != ptp.StateSynchronized {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			fmt.Fprintf(w, "clock %v: %s %v\n", rd.State, rd.Reason, err)
-			return
-		}
-		fmt.Fprintf(w, "ok: clock synchronized ±%v\n", rd.Uncertainty().Round(time.Microsecond))
-	})
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { serveHealth(w, all, true) })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) { serveHealth(w, all, false) })
 	return mux
 }

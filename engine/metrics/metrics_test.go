@@ -76,11 +76,17 @@ func TestMetricsAndHealth(t *testing.T) {
 			t.Errorf("/metrics lacks %q (status %d)", want, code)
 		}
 	}
-	if code, body := get(t, srv, "/healthz"); code != 200 || !strings.HasPrefix(body, "ok") {
-		t.Errorf("/healthz synchronized: %d %q", code, body)
+	for _, path := range []string{"/healthz", "/readyz"} {
+		if code, body := get(t, srv, path); code != 200 || !strings.HasPrefix(body, "ok\n") {
+			t.Errorf("%s synchronized: %d %q", path, code, body)
+		}
 	}
 	clock.SetState(ptp.StateUnsynchronized, "test: grandmaster lost")
-	if code, body := get(t, srv, "/healthz"); code != 503 || !strings.Contains(body, "grandmaster lost") {
+	if code, body := get(t, srv, "/readyz"); code != 503 || !strings.Contains(body, "clock: FAIL: unsynchronized: test: grandmaster lost") {
+		t.Errorf("/readyz unsynchronized: %d %q", code, body)
+	}
+	// Alive all the same: a restart would not bring the grandmaster back.
+	if code, body := get(t, srv, "/healthz"); code != 200 || strings.Contains(body, "clock") {
 		t.Errorf("/healthz unsynchronized: %d %q", code, body)
 	}
 	if _, body := get(t, srv, "/metrics"); !strings.Contains(body, "embargo_clock_synchronized 0") {
@@ -140,11 +146,13 @@ func TestReleaseMetrics(t *testing.T) {
 			}
 		}
 		for name, want := range map[string]float64{
-			"embargo_edge_released_periods_total":         2,
-			"embargo_edge_release_datagrams_total":        6,
+			// The bundle 2 s late is kept for catch-up, not released.
+			"embargo_edge_released_periods_total":         1,
+			"embargo_edge_past_bundles_total":             1,
+			"embargo_edge_release_datagrams_total":        3,
 			"embargo_edge_send_errors_total":              0,
-			"embargo_edge_release_lateness_seconds_count": 2,
-			"embargo_edge_release_lateness_seconds_sum":   2,
+			"embargo_edge_release_lateness_seconds_count": 1,
+			"embargo_edge_release_lateness_seconds_sum":   0,
 		} {
 			if got[name] != want {
 				t.Errorf("%s = %v, want %v", name, got[name], want)

@@ -2,10 +2,14 @@ package origin
 
 import (
 	"crypto/ed25519"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	mrand "math/rand/v2"
 
 	"github.com/embargo-live/embargo/engine/bundle"
 	"github.com/embargo-live/embargo/seal"
@@ -65,6 +69,24 @@ func Generate(opts ...Option) (*Origin, []byte, error) {
 	}
 	o, err := New(signer, master, opts...)
 	return o, master, err
+}
+
+// Derive returns this origin drawing, for one (stream, period), its keys,
+// secrets, salts and nonces from a stream derived from its signing key
+// (HMAC-SHA256 of the key's seed, keying ChaCha8) instead of crypto/rand.
+// The same (stream, period) always gives the same bundle, RK included: an
+// origin with no store of what it issued (the one embedded in an edge)
+// reissues after a restart exactly what it issued before, where fresh
+// randomness would give receivers that hold the first ANNOUNCE a RELEASE
+// that opens nothing. Only the holder of the signing key can derive it;
+// the master key, which every viewer holds, plays no part.
+func (o *Origin) Derive(stream uint32, period uint64) *Origin {
+	mac := hmac.New(sha256.New, o.signer.Seed())
+	mac.Write([]byte("embargo origin: derived period secrets v1"))
+	mac.Write(binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint32(nil, stream), period))
+	d := *o
+	d.rand = mrand.NewChaCha8([32]byte(mac.Sum(nil)))
+	return &d
 }
 
 // PublicKey is the key receivers and edges must trust.

@@ -1,6 +1,7 @@
 package origin_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -207,4 +208,61 @@ func TestRotationAfterClockSteps(t *testing.T) {
 			t.Errorf("issued %v on an unsynchronized clock", issued[len(want):])
 		}
 	})
+}
+
+// TestRotationRestartReissuesSameRK: an embedded origin (Derive) stopped
+// and started again reissues the periods it had already issued with the
+// same RK and the same ANNOUNCE, so receivers holding the first body can
+// open the RELEASE. With fresh randomness (the default) the restart drew a
+// new RK for the next period, and every receiver lost it.
+func TestRotationRestartReissuesSameRK(t *testing.T) {
+	for _, derive := range []bool{true, false} {
+		synctest.Test(t, func(t *testing.T) {
+			o, _ := newOrigin(t)
+			clock := ptp.NewSim()
+			s := origin.Schedule{Epoch: clock.True(), Period: 40 * time.Millisecond, Lead: 100 * time.Millisecond}
+			issued := func() map[uint64]*bundle.Bundle {
+				got := map[uint64]*bundle.Bundle{}
+				ctx, cancel := context.WithTimeout(t.Context(), 15*time.Millisecond)
+				defer cancel()
+				rot := &origin.Rotation{Origin: o, Schedule: s, Streams: []uint32{1}, Clock: clock, Derive: derive}
+				_ = rot.Run(ctx, func(is origin.Issued) error { got[is.Bundle.Period] = is.Bundle; return nil })
+				return got
+			}
+			first := issued()
+			time.Sleep(10 * time.Millisecond) // the edge restarts
+			again := issued()
+			same, differ := 0, 0
+			for p, b := range again {
+				a, ok := first[p]
+				if !ok {
+					continue
+				}
+				if a.RK == b.RK && slices.EqualFunc(a.Shards, b.Shards, bytes.Equal) {
+					same++
+				} else {
+					differ++
+				}
+			}
+			if same+differ == 0 {
+				t.Fatalf("no period issued twice: %d then %d periods", len(first), len(again))
+			}
+			if derive && differ > 0 {
+				t.Errorf("derived: %d of %d periods reissued with a different RK or body", differ, same+differ)
+			}
+			if !derive && same > 0 {
+				t.Errorf("fresh randomness reissued %d periods identically: the control shows nothing", same)
+			}
+			// Derived secrets differ from period to period and stream to stream.
+			if derive {
+				a, b := o.Derive(1, 7), o.Derive(2, 7)
+				ka, _ := a.NewContentKeys(1)
+				kb, _ := b.NewContentKeys(1)
+				kc, _ := o.Derive(1, 8).NewContentKeys(1)
+				if ka[0] == kb[0] || ka[0] == kc[0] {
+					t.Error("derived keys repeat across streams or periods")
+				}
+			}
+		})
+	}
 }

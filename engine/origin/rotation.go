@@ -19,7 +19,11 @@ type Rotation struct {
 	Streams  []uint32
 	Keys     int       // content keys per period; 0 means 1
 	Clock    ptp.Clock // its best estimate (Mid) decides what is due
-	Logger   *slog.Logger
+	// Derive issues each period from Origin.Derive instead of fresh
+	// randomness, so that a restarted rotation reissues the same bundles
+	// (the same RK) for the periods it had issued.
+	Derive bool
+	Logger *slog.Logger
 }
 
 // Issued is one period's bundle and the content keys inside it.
@@ -84,10 +88,14 @@ func (r *Rotation) Run(ctx context.Context, deliver func(Issued) error) error {
 func (r *Rotation) issue(period uint64, deliver func(Issued) error, log *slog.Logger) {
 	at := r.Schedule.At(period)
 	for _, stream := range r.Streams {
-		keys, err := r.Origin.NewContentKeys(max(r.Keys, 1))
+		o := r.Origin
+		if r.Derive {
+			o = o.Derive(stream, period)
+		}
+		keys, err := o.NewContentKeys(max(r.Keys, 1))
 		if err == nil {
 			var b *bundle.Bundle
-			if b, err = r.Origin.Keys(stream, period, at, keys); err == nil {
+			if b, err = o.Keys(stream, period, at, keys); err == nil {
 				err = deliver(Issued{Bundle: b, Keys: keys})
 			}
 		}

@@ -97,7 +97,8 @@ func (s *Sender) Send(_ wire.Type, dgs [][]byte) (int, error) {
 	sent := 0
 	for sent < len(ms) {
 		n, err := s.pc.WriteBatch(ms[sent:], 0)
-		sent += n
+		// sendmmsg's -1 on error comes through as n: it sent nothing.
+		sent += max(n, 0)
 		if err != nil {
 			return sent, fmt.Errorf("udp: send to %v: %w", s.group.Addr, err)
 		}

@@ -275,3 +275,27 @@ func TestClosedRead(t *testing.T) {
 		t.Fatalf("read after close: %v", err)
 	}
 }
+
+// TestSendFailureCountsNothing: a send the kernel refuses outright
+// (sendmmsg returns −1: here an IPv6 group with no multicast route on
+// loopback, or a closed socket) reports 0 datagrams sent with the error;
+// the −1 used to come through, and an edge summed it into its counters.
+func TestSendFailureCountsNothing(t *testing.T) {
+	s, err := NewSender(group(t, "ff15::77"))
+	if err != nil {
+		t.Skipf("no IPv6 multicast sender on loopback: %v", err)
+	}
+	dgs := [][]byte{[]byte("a"), []byte("b")}
+	if n, err := s.Send(wire.TypeRelease, dgs); err == nil {
+		// This host routes the group: make the kernel refuse instead.
+		s.Close()
+		n, err = s.Send(wire.TypeRelease, dgs)
+		if n != 0 || err == nil {
+			t.Fatalf("send on a closed socket: %d, %v; want 0 and an error", n, err)
+		}
+		return
+	} else if n != 0 {
+		t.Fatalf("refused send: %d sent (%v), want 0", n, err)
+	}
+	s.Close()
+}

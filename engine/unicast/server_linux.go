@@ -36,6 +36,7 @@ type Server struct {
 	release, announce *planner
 
 	sent, sendErrs, catchUp atomic.Uint64
+	serving                 atomic.Bool
 	launch                  string
 	closeOnce               sync.Once
 }
@@ -59,6 +60,9 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, sessions: sessions, v6: cfg.Listen.Addr().Is6()}
 	listen := cfg.Listen
+	if err := claim(listen, s.v6); err != nil {
+		return nil, fmt.Errorf("unicast: listen %v: %w (another edge serves it: give each edge its own -unicast address)", listen, err)
+	}
 	for i := range cfg.Senders {
 		c, err := listenReusePort(listen, s.v6)
 		if err != nil {
@@ -130,6 +134,26 @@ func listenReusePort(addr netip.AddrPort, v6 bool) (*net.UDPConn, error) {
 	return c.(*net.UDPConn), nil
 }
 
+// claim fails with EADDRINUSE if any socket, of this process or another,
+// is bound to addr. The server's own sockets share addr through
+// SO_REUSEPORT, which would just as silently let a second edge (same
+// user) share it and take half of every subscriber's traffic: a socket
+// bound without the option, closed at once, finds out first.
+func claim(addr netip.AddrPort, v6 bool) error {
+	if addr.Port() == 0 {
+		return nil // the kernel picks a free port
+	}
+	network := "udp4"
+	if v6 {
+		network = "udp6"
+	}
+	c, err := net.ListenUDP(network, net.UDPAddrFromAddrPort(addr))
+	if err != nil {
+		return err
+	}
+	return c.Close()
+}
+
 // probeLaunchTime says whether datagrams could be prestaged with a launch
 // time (SO_TXTIME on CLOCK_TAI), trying the option on a throwaway socket.
 // Prestaging also needs an ETF or fq qdisc to hold datagrams until then;
@@ -169,6 +193,8 @@ func (s *Server) Sessions() *Sessions { return s.sessions }
 // error); either way it closes the server. Edge.Run runs it.
 func (s *Server) Run(ctx context.Context) error {
 	s.log.Info("unicast: serving", "addr", s.cfg.Listen, "senders", len(s.socks), "launch time", s.launch)
+	s.serving.Store(true)
+	defer s.serving.Store(false)
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	var wg sync.WaitGroup
@@ -188,6 +214,9 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	return nil
 }
+
+// Serving reports whether Run is answering subscribers.
+func (s *Server) Serving() bool { return s.serving.Load() }
 
 // Close stops the fan-out threads and closes every socket; a Send after
 // Close returns net.ErrClosed.

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -475,4 +476,35 @@ func TestSocketFailureEndsEdge(t *testing.T) {
 	case <-time.After(patience):
 		t.Fatal("edge.Run still running after its unicast server's sockets closed")
 	}
+}
+
+// TestSecondServerOnAddressFails: a second server (another edge) on an
+// address one already serves fails with "address already in use", though
+// every server's own sockets share the address through SO_REUSEPORT. It
+// used to bind beside the first silently, and each took half of the
+// subscribers' traffic.
+func TestSecondServerOnAddressFails(t *testing.T) {
+	cfg := func(addr netip.AddrPort) unicast.ServerConfig {
+		return unicast.ServerConfig{Listen: addr, Senders: 2, Clock: ptp.NewSim(), Sessions: unicast.SessionConfig{Streams: []uint32{1}}}
+	}
+	first, err := unicast.NewServer(cfg(netip.MustParseAddrPort("127.0.0.1:0")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	second, err := unicast.NewServer(cfg(first.Addr()))
+	if err == nil {
+		second.Close()
+		t.Fatalf("a second server on %v started", first.Addr())
+	}
+	if !errors.Is(err, syscall.EADDRINUSE) || !strings.Contains(err.Error(), "address already in use") {
+		t.Fatalf("second server: %v, want address already in use", err)
+	}
+	// Once the first is gone, the address is free again.
+	first.Close()
+	again, err := unicast.NewServer(cfg(first.Addr()))
+	if err != nil {
+		t.Fatalf("after the first closed: %v", err)
+	}
+	again.Close()
 }

@@ -31,6 +31,9 @@ func (s *Server) Run(ctx context.Context) error { return ErrNotSupported }
 // Close does nothing.
 func (s *Server) Close() error { return nil }
 
+// Serving reports false: nothing serves off Linux.
+func (s *Server) Serving() bool { return false }
+
 // Send returns ErrNotSupported.
 func (s *Server) Send(_ wire.Type, dgs [][]byte) (int, error) { return 0, ErrNotSupported }
 
