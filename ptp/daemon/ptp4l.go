@@ -1,0 +1,151 @@
+package daemon
+
+import (
+	"fmt"
+	"math"
+	"net"
+	"time"
+
+	"github.com/facebook/time/ptp/protocol"
+
+	"github.com/embargo-live/embargo/ptp"
+)
+
+// DefaultPTP4LSocket is ptp4l's default management socket (uds_address).
+const DefaultPTP4LSocket = "/var/run/ptp4l"
+
+// PTP4LOptions says how the ptp4l instance is run, which management
+// messages cannot tell.
+type PTP4LOptions struct {
+	// FreeRunning: ptp4l runs with free_running 1, measuring the clock
+	// against the grandmaster without steering it, so its port stays
+	// UNCALIBRATED; such a port is then accepted beside SLAVE, since the
+	// master offset it reports is a measurement of an unsteered clock.
+	// Without it only a SLAVE port (servo locked) releases.
+	FreeRunning bool
+	// PHC: the base clock (WithBase) is the PHC ptp4l disciplines, read in
+	// TAI. Without it the base is the system clock, which ptp4l disciplines
+	// only with software timestamping (-S); a port reporting hardware
+	// timestamping then holds, saying to pair the source with its PHC.
+	PHC bool
+}
+
+// ptp4lData is one set of answers from ptp4l.
+type ptp4lData struct {
+	status *protocol.TimeStatusNPTLV
+	port   *protocol.PortPropertiesNPTLV
+	cur    *protocol.CurrentDataSetTLV
+	parent *protocol.ParentDataSetTLV
+}
+
+// OpenPTP4L returns a source that takes its bound from ptp4l's management
+// socket (default DefaultPTP4LSocket), asking TIME_STATUS_NP,
+// PORT_PROPERTIES_NP, CURRENT_DATA_SET and PARENT_DATA_SET about once a
+// poll (ptp4l's default sync interval is 1 s). linuxptp states no bound of
+// its own; the one used is fbclock's (facebook/time/fbclock/daemon, whose
+// default M is "mean(clockaccuracy) + abs(mean(offset)) + 1.0 *
+// stddev(offset)") for a single sample, plus the mean path delay for path
+// asymmetry, which IEEE 1588 assumes away and which can shift the offset by
+// up to the one-way delay (the same term as chrony's root delay/2):
+//
+//	bound = grandmaster clockAccuracy + |master offset| + mean path delay
+//
+// taken at the ingress time of the last sync and widened with its age at
+// the stated ppm. An unknown or >10 s accuracy counts 25 s, as
+// facebook/time's ClockAccuracy.Duration does. No grandmaster (gmPresent
+// false), a port not in SLAVE (see PTP4LOptions.FreeRunning), no sync yet,
+// or data older than the staleness limit makes the source read
+// unsynchronized.
+func OpenPTP4L(socket string, po PTP4LOptions, opts ...Option) (*Source, error) {
+	if socket == "" {
+		socket = DefaultPTP4LSocket
+	}
+	name := "ptp4l " + socket
+	cfg, err := newConfig(opts)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	u := &unixgram{remote: socket, prefix: "ptp4l", timeout: cfg.timeout}
+	query := func() (sample, error) {
+		var d ptp4lData
+		err := u.exchange(func(c *net.UnixConn) error {
+			mc := &protocol.MgmtClient{Connection: c}
+			var err error
+			if d.status, err = mc.TimeStatusNP(); err != nil {
+				return fmt.Errorf("TIME_STATUS_NP: %w", err)
+			}
+			if d.port, err = mc.PortPropertiesNP(); err != nil {
+				return fmt.Errorf("PORT_PROPERTIES_NP: %w", err)
+			}
+			if d.cur, err = mc.CurrentDataSet(); err != nil {
+				return fmt.Errorf("CURRENT_DATA_SET: %w", err)
+			}
+			if d.parent, err = mc.ParentDataSet(); err != nil {
+				return fmt.Errorf("PARENT_DATA_SET: %w", err)
+			}
+			return nil
+		})
+		if err != nil {
+			return sample{}, err
+		}
+		return ptp4lSample(d, po, cfg.tai()), nil
+	}
+	return start(name, cfg, query, u.Close)
+}
+
+// ptp4lSample digests one set of answers; tai converts a software-stamped
+// ingress time (CLOCK_REALTIME, UTC) to TAI.
+func ptp4lSample(d ptp4lData, po PTP4LOptions, tai ptp.TAIOffset) sample {
+	acc := d.parent.GrandmasterClockQuality.ClockAccuracy.Duration()
+	delay := d.cur.MeanPathDelay.Nanoseconds()
+	off := d.status.MasterOffsetNS
+	s := sample{synced: true, bound: acc + absDuration(off) + boundOf(math.Max(delay, 0)/1e9)}
+	hw := d.port.Timestamping != protocol.TimestampingSoftware
+	if d.status.IngressTimeNS != 0 {
+		s.dataTAI = d.status.IngressTimeNS
+		if !hw {
+			s.dataTAI += int64(tai)
+		}
+	}
+	state := d.port.PortState
+	s.summary = fmt.Sprintf("port %s (%s timestamping), grandmaster %s accuracy %v, master offset %v, path delay %.0fns, bound %v",
+		state, tsName(hw), d.status.GMIdentity, acc, time.Duration(off), delay, s.bound)
+	switch {
+	case math.IsNaN(delay):
+		s.synced = false
+		s.summary = "ptp4l reports an invalid path delay; " + s.summary
+	case d.status.GMPresent == 0:
+		s.synced = false
+		s.summary = "ptp4l has no grandmaster; " + s.summary
+	case state != protocol.PortStateSlave && !(po.FreeRunning && state == protocol.PortStateUncalibrated):
+		s.synced = false
+		s.summary = "ptp4l port not in SLAVE state; " + s.summary
+	case s.dataTAI == 0:
+		s.synced = false
+		s.summary = "ptp4l has received no sync yet; " + s.summary
+	case hw && !po.PHC:
+		s.synced = false
+		s.summary = "ptp4l uses hardware timestamping and disciplines the PHC, not the system clock: pair the source with the PHC (ptp4l:SOCKET,phc=/dev/ptpN); " + s.summary
+	case !hw && po.PHC:
+		s.synced = false
+		s.summary = "ptp4l uses software timestamping and disciplines the system clock, not the PHC given: drop phc=; " + s.summary
+	}
+	return s
+}
+
+func tsName(hw bool) string {
+	if hw {
+		return "hardware"
+	}
+	return "software"
+}
+
+func absDuration(ns int64) time.Duration {
+	if ns < 0 {
+		if ns == math.MinInt64 {
+			return math.MaxInt64 / 4
+		}
+		ns = -ns
+	}
+	return time.Duration(ns)
+}
