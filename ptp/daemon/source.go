@@ -16,6 +16,9 @@ var (
 	// ErrNoAnswer means the daemon did not answer on its socket at open:
 	// it is not running, the path is wrong, or the socket is not readable.
 	ErrNoAnswer = errors.New("daemon: no answer on its socket")
+	// ErrNoFBClock means this binary was built without fbclock, whose
+	// Linux reader is cgo.
+	ErrNoFBClock = errors.New("built without fbclock: rebuild on Linux with cgo and -tags fbclock")
 )
 
 // Defaults for every source.
