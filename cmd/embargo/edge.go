@@ -128,6 +128,9 @@ released at p × -period TAI. One embedded origin serves one edge; several edges
 	if *metricsAddr != "" {
 		metrics.RegisterEdge(reg, e)
 		metrics.RegisterClock(reg, clock)
+		if ds := *role.clock.daemon; ds != nil {
+			metrics.RegisterClockSource(reg, ds)
+		}
 		if srv != nil {
 			metrics.RegisterUnicast(reg, srv)
 		}
