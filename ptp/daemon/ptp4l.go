@@ -53,9 +53,9 @@ type ptp4lData struct {
 // taken at the ingress time of the last sync and widened with its age at
 // the stated ppm. An unknown or >10 s accuracy counts 25 s, as
 // facebook/time's ClockAccuracy.Duration does. No grandmaster (gmPresent
-// false), a port not in SLAVE (see PTP4LOptions.FreeRunning), no sync yet,
-// or data older than the staleness limit makes the source read
-// unsynchronized.
+// false), a port not in SLAVE (see PTP4LOptions.FreeRunning), no sync or
+// no path delay measured yet, or data older than the staleness limit makes
+// the source read unsynchronized.
 func OpenPTP4L(socket string, po PTP4LOptions, opts ...Option) (*Source, error) {
 	if socket == "" {
 		socket = DefaultPTP4LSocket
@@ -123,6 +123,11 @@ func ptp4lSample(d ptp4lData, po PTP4LOptions, tai ptp.TAIOffset) sample {
 	case s.dataTAI == 0:
 		s.synced = false
 		s.summary = "ptp4l has received no sync yet; " + s.summary
+	case delay <= 0:
+		// Without a path delay the asymmetry term is missing and the
+		// offset itself is not yet corrected for the path.
+		s.synced = false
+		s.summary = "ptp4l has not measured the path delay yet; " + s.summary
 	case hw && !po.PHC:
 		s.synced = false
 		s.summary = "ptp4l uses hardware timestamping and disciplines the PHC, not the system clock: pair the source with the PHC (ptp4l:SOCKET,phc=/dev/ptpN); " + s.summary

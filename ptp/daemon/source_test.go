@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"errors"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -245,6 +246,11 @@ func TestPTP4LSample(t *testing.T) {
 	if s := ptp4lSample(d, PTP4LOptions{}, 0); s.synced {
 		t.Fatalf("no sync yet: %+v", s)
 	}
+	d = base()
+	d.cur.MeanPathDelay = 0
+	if s := ptp4lSample(d, PTP4LOptions{}, 0); s.synced {
+		t.Fatalf("no path delay yet: %+v", s)
+	}
 }
 
 // fakeChrony answers "tracking" as chronyd would, its reference time the
@@ -336,6 +342,8 @@ func TestChronySample(t *testing.T) {
 
 func TestOpenErrors(t *testing.T) {
 	dir := t.TempDir()
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp) // where client sockets are bound
 	if _, err := OpenChrony(dir+"/none.sock", WithBase(ptp.NewSim()), withTAI(0)); !errors.Is(err, ErrNoAnswer) {
 		t.Fatalf("chrony on a missing socket: %v, want ErrNoAnswer", err)
 	}
@@ -344,5 +352,8 @@ func TestOpenErrors(t *testing.T) {
 	}
 	if _, err := OpenChrony("", WithPoll(time.Millisecond)); !errors.Is(err, ptp.ErrInvalidOption) {
 		t.Fatalf("poll below the minimum: %v, want ErrInvalidOption", err)
+	}
+	if left, _ := os.ReadDir(tmp); len(left) != 0 {
+		t.Fatalf("failed opens left client sockets behind: %v", left)
 	}
 }

@@ -48,6 +48,7 @@ func (u *unixgram) dial() error {
 	os.Remove(local)
 	c, err := net.DialUnix("unixgram", &net.UnixAddr{Name: local, Net: "unixgram"}, &net.UnixAddr{Name: u.remote, Net: "unixgram"})
 	if err != nil {
+		os.Remove(local) // bound before the connect failed
 		return fmt.Errorf("dial %s: %w", u.remote, err)
 	}
 	// The daemon may run as its own user; it must be able to answer.
