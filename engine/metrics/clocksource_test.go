@@ -30,12 +30,12 @@ func TestRegisterClockSource(t *testing.T) {
 		}
 		got := map[string]float64{}
 		for _, mf := range mfs {
-			for _, m := range mf.GetMetric() {
-				if l := m.GetLabel(); len(l) != 1 || l[0].GetName() != "source" || l[0].GetValue() != f.Name() {
-					t.Fatalf("%s labels %v, want source=%q", mf.GetName(), l, f.Name())
-				}
-				got[mf.GetName()] = m.GetGauge().GetValue()
+			// One source: one series per gauge, labelled with it.
+			m := mf.GetMetric()[0]
+			if l := m.GetLabel(); len(mf.GetMetric()) != 1 || len(l) != 1 || l[0].GetValue() != f.Name() {
+				t.Fatalf("%s: %v, want one series labelled source=%q", mf.GetName(), mf.GetMetric(), f.Name())
 			}
+			got[mf.GetName()] = m.GetGauge().GetValue()
 		}
 		for name, v := range want {
 			if got[name] != v {

@@ -43,15 +43,10 @@ const leapWidening = time.Second
 // the staleness limit, makes the source read unsynchronized. It asks at
 // chrony's update interval, within [MinPoll, poll].
 func OpenChrony(socket string, opts ...Option) (*Source, error) {
-	if socket == "" {
-		socket = DefaultChronySocket
-	}
-	name := "chrony " + socket
-	cfg, err := newConfig(opts)
+	name, cfg, u, err := prepare("chrony", socket, DefaultChronySocket, opts)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
+		return nil, err
 	}
-	u := &unixgram{remote: socket, prefix: "chrony", timeout: cfg.timeout}
 	query := func() (sample, error) {
 		var tr *chrony.Tracking
 		err := u.exchange(func(c *net.UnixConn) error {

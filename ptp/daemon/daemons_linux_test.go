@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/embargo-live/embargo/internal/netns"
 	"github.com/embargo-live/embargo/internal/netns/netnstest"
 	"github.com/embargo-live/embargo/internal/realtime"
 	"github.com/embargo-live/embargo/ptp"
@@ -54,64 +55,56 @@ func checkBound(t *testing.T, s *daemon.Source) {
 	t.Logf("%s: bound %v (daemon's own %v, data age %v)", s.Name(), st.Bound, own, st.DataAge.Round(time.Millisecond))
 }
 
-// TestChronyDaemons: a chronyd server (local stratum 1) and a chronyd
-// client (-x) in two namespaces; the source on the client's socket
-// releases once chrony is synchronised, holds within the staleness limit
-// once the server stops, and releases again when it is back.
-func TestChronyDaemons(t *testing.T) {
-	if testing.Short() {
-		t.Skip("real daemons: not in -short")
-	}
-	daemontest.Need(t, "chronyd")
-	realtime.Exclusive(t)
-	lab := netnstest.New(t, 2)
-	sock, srv, _ := daemontest.Chrony(t, lab.Host(0), lab.Host(1))
+// TestDaemons walks each daemon source's state machine with the real
+// daemon. chrony: a chronyd server (local stratum 1) and a chronyd client
+// (-x) in two namespaces, the source on the client's socket; ptp4l: master
+// and slave over the lab's veths with software timestamping and
+// free_running 1, the source on the slave's socket. Each releases once the
+// daemon is synchronized, holds within the staleness limit once its
+// reference (server, master) stops, and releases again when it is back.
+func TestDaemons(t *testing.T) {
 	const maxAge = 2 * time.Second
-	s := daemontest.Open(t, 10*time.Second, func() (*daemon.Source, error) {
-		return daemon.OpenChrony(sock, daemon.WithPoll(250*time.Millisecond), daemon.WithMaxAge(maxAge))
-	})
-	waitState(t, s, ptp.StateSynchronized, 30*time.Second)
-	checkBound(t, s)
-
-	stopped := time.Now()
-	srv.Stop()
-	waitState(t, s, ptp.StateUnsynchronized, maxAge+5*time.Second)
-	t.Logf("server stopped: held after %v: %s", time.Since(stopped).Round(time.Millisecond), s.Status().Reason)
-
-	restarted := time.Now()
-	srv.Start()
-	waitState(t, s, ptp.StateSynchronized, 30*time.Second)
-	t.Logf("server restarted: released after %v", time.Since(restarted).Round(time.Millisecond))
-	checkBound(t, s)
+	opts := []daemon.Option{daemon.WithPoll(250 * time.Millisecond), daemon.WithMaxAge(maxAge)}
+	for _, c := range []struct {
+		name, bin, ref string
+		start          func(t testing.TB, a, b *netns.Host) (string, *daemontest.Proc, *daemontest.Proc)
+		open           func(sock string) (*daemon.Source, error)
+	}{
+		{"chrony", "chronyd", "server", daemontest.Chrony, func(sock string) (*daemon.Source, error) {
+			return daemon.OpenChrony(sock, opts...)
+		}},
+		{"ptp4l", "ptp4l", "master", daemontest.PTP4L, func(sock string) (*daemon.Source, error) {
+			return daemon.OpenPTP4L(sock, daemon.PTP4LOptions{FreeRunning: true}, opts...)
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			daemontest.Need(t, c.bin)
+			realtime.Exclusive(t)
+			lab := netnstest.New(t, 2)
+			sock, ref, _ := c.start(t, lab.Host(0), lab.Host(1))
+			s := daemontest.Open(t, 10*time.Second, func() (*daemon.Source, error) { return c.open(sock) })
+			walk(t, s, maxAge, c.ref, ref)
+		})
+	}
 }
 
-// TestPTP4LDaemons: ptp4l master and slave over the lab's veths with
-// software timestamping and free_running 1; the source on the slave's
-// socket releases once a grandmaster is selected, holds when the master is
-// gone, and releases when it is back.
-func TestPTP4LDaemons(t *testing.T) {
-	if testing.Short() {
-		t.Skip("real daemons: not in -short")
-	}
-	daemontest.Need(t, "ptp4l")
-	realtime.Exclusive(t)
-	lab := netnstest.New(t, 2)
-	sock, master, _ := daemontest.PTP4L(t, lab.Host(0), lab.Host(1))
-	const maxAge = 2 * time.Second
-	s := daemontest.Open(t, 10*time.Second, func() (*daemon.Source, error) {
-		return daemon.OpenPTP4L(sock, daemon.PTP4LOptions{FreeRunning: true}, daemon.WithPoll(250*time.Millisecond), daemon.WithMaxAge(maxAge))
-	})
-	waitState(t, s, ptp.StateSynchronized, 20*time.Second)
+// walk waits for s to release, stops the daemon's reference (the chrony
+// server, the ptp4l master) and waits for s to hold within the staleness
+// limit, restarts it and waits for s to release again, checking the bound
+// at each release and every reading against the host clock.
+func walk(t *testing.T, s *daemon.Source, maxAge time.Duration, what string, ref *daemontest.Proc) {
+	t.Helper()
+	waitState(t, s, ptp.StateSynchronized, 30*time.Second)
 	checkBound(t, s)
 
 	stopped := time.Now()
-	master.Stop()
+	ref.Stop()
 	st := waitState(t, s, ptp.StateUnsynchronized, maxAge+5*time.Second)
-	t.Logf("master stopped: held after %v: %s", time.Since(stopped).Round(time.Millisecond), st.Reason)
+	t.Logf("%s stopped: held after %v: %s", what, time.Since(stopped).Round(time.Millisecond), st.Reason)
 
 	restarted := time.Now()
-	master.Start()
-	waitState(t, s, ptp.StateSynchronized, 20*time.Second)
-	t.Logf("master restarted: released after %v", time.Since(restarted).Round(time.Millisecond))
+	ref.Start()
+	waitState(t, s, ptp.StateSynchronized, 30*time.Second)
+	t.Logf("%s restarted: released after %v", what, time.Since(restarted).Round(time.Millisecond))
 	checkBound(t, s)
 }

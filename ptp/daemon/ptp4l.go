@@ -57,15 +57,10 @@ type ptp4lData struct {
 // no path delay measured yet, or data older than the staleness limit makes
 // the source read unsynchronized.
 func OpenPTP4L(socket string, po PTP4LOptions, opts ...Option) (*Source, error) {
-	if socket == "" {
-		socket = DefaultPTP4LSocket
-	}
-	name := "ptp4l " + socket
-	cfg, err := newConfig(opts)
+	name, cfg, u, err := prepare("ptp4l", socket, DefaultPTP4LSocket, opts)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
+		return nil, err
 	}
-	u := &unixgram{remote: socket, prefix: "ptp4l", timeout: cfg.timeout}
 	query := func() (sample, error) {
 		var d ptp4lData
 		err := u.exchange(func(c *net.UnixConn) error {

@@ -163,6 +163,20 @@ func newConfig(opts []Option) (config, error) {
 	return c, nil
 }
 
+// prepare is what every socket source does first: name it, configure it
+// and make its connection to the daemon's socket (def when socket is "").
+func prepare(kind, socket, def string, opts []Option) (string, config, *unixgram, error) {
+	if socket == "" {
+		socket = def
+	}
+	name := kind + " " + socket
+	cfg, err := newConfig(opts)
+	if err != nil {
+		return name, cfg, nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return name, cfg, &unixgram{remote: socket, prefix: kind, timeout: cfg.timeout}, nil
+}
+
 // snapshot is the last answer, placed on the local monotonic clock.
 type snapshot struct {
 	sample
