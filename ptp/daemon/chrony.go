@@ -76,7 +76,7 @@ func chronySample(tr *chrony.Tracking, tai ptp.TAIOffset) sample {
 	est := math.Abs(tr.CurrentCorrection) + tr.RootDispersion + tr.RootDelay/2
 	s := sample{
 		synced:   true,
-		bound:    boundOf(est),
+		bound:    min(boundOf(est), maxBound),
 		skewPPM:  math.Abs(tr.SkewPPM) + math.Abs(tr.ResidFreqPPM),
 		interval: boundOf(tr.LastUpdateInterval),
 	}
@@ -89,9 +89,9 @@ func chronySample(tr *chrony.Tracking, tai ptp.TAIOffset) sample {
 	case math.IsNaN(est) || math.IsInf(est, 0) || tr.RootDelay < 0 || tr.RootDispersion < 0:
 		s.synced = false
 		s.summary = "chrony reports an invalid error estimate; " + s.summary
-	case tr.LeapStatus == chronyLeapUnsync:
+	case tr.LeapStatus >= chronyLeapUnsync:
 		s.synced = false
-		s.summary = "chrony not synchronised (leap status unsynchronised)"
+		s.summary = fmt.Sprintf("chrony not synchronised (leap status %d)", tr.LeapStatus)
 	case tr.RefID == 0 || tr.Stratum == 0 || s.dataTAI == 0:
 		s.synced = false
 		s.summary = "chrony has no reference yet"

@@ -94,7 +94,7 @@ func ptp4lSample(d ptp4lData, po PTP4LOptions, tai ptp.TAIOffset) sample {
 	acc := d.parent.GrandmasterClockQuality.ClockAccuracy.Duration()
 	delay := d.cur.MeanPathDelay.Nanoseconds()
 	off := d.status.MasterOffsetNS
-	s := sample{synced: true, bound: acc + absDuration(off) + boundOf(math.Max(delay, 0)/1e9)}
+	s := sample{synced: true, bound: min(acc+absDuration(off)+boundOf(delay/1e9), maxBound)}
 	hw := d.port.Timestamping != protocol.TimestampingSoftware
 	if d.status.IngressTimeNS != 0 {
 		s.dataTAI = d.status.IngressTimeNS
@@ -140,12 +140,10 @@ func tsName(hw bool) string {
 	return "software"
 }
 
+// absDuration is |ns|, saturating at maxBound.
 func absDuration(ns int64) time.Duration {
-	if ns < 0 {
-		if ns == math.MinInt64 {
-			return math.MaxInt64 / 4
-		}
-		ns = -ns
+	if ns < -maxBound || ns > maxBound {
+		return maxBound
 	}
-	return time.Duration(ns)
+	return time.Duration(max(ns, -ns))
 }

@@ -348,21 +348,29 @@ func (s *Source) status(base ptp.Reading, now time.Time) Status {
 	return st
 }
 
-// widen is ppm of age, rounded up, saturating rather than overflowing.
+// maxBound caps every term of a bound (36 years: no release waits on it),
+// so that their sum and an instant ± it cannot overflow.
+const maxBound = math.MaxInt64 / 8
+
+// widen is ppm of age, rounded up, saturating at maxBound.
 func widen(age time.Duration, ppm float64) time.Duration {
 	w := math.Ceil(float64(age) * ppm / 1e6)
-	if w >= math.MaxInt64/4 {
-		return math.MaxInt64 / 4
+	if w >= maxBound {
+		return maxBound
 	}
 	return time.Duration(w)
 }
 
-// boundOf converts a daemon's error estimate in seconds to a Duration,
-// rounding up; a NaN or negative estimate is refused by the caller.
+// boundOf converts a daemon's figure in seconds to a Duration, rounding up
+// and saturating; NaN and negative figures are 0 (callers refuse an error
+// estimate that is either before converting it).
 func boundOf(sec float64) time.Duration {
 	ns := math.Ceil(sec * 1e9)
-	if ns >= math.MaxInt64/4 {
-		return math.MaxInt64 / 4
+	switch {
+	case !(ns > 0):
+		return 0
+	case ns >= maxBound:
+		return maxBound
 	}
 	return time.Duration(ns)
 }

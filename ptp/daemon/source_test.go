@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"errors"
+	"math"
 	"os"
 	"strings"
 	"sync"
@@ -356,4 +357,46 @@ func TestOpenErrors(t *testing.T) {
 	if left, _ := os.ReadDir(tmp); len(left) != 0 {
 		t.Fatalf("failed opens left client sockets behind: %v", left)
 	}
+}
+
+// FuzzChronySample: whatever chrony reports, digesting it never panics,
+// and a report the source would release on has a bound no narrower than
+// chrony's own estimate.
+func FuzzChronySample(f *testing.F) {
+	f.Add(0.000025, 0.0005, 0.002, 0.5, -0.1, 2.0, uint16(0), int64(1_700_000_000), uint32(0x0a000001))
+	f.Add(-1.0, -1.0, math.NaN(), math.Inf(1), 0.0, math.NaN(), uint16(3), int64(0), uint32(0))
+	f.Fuzz(func(t *testing.T, off, disp, delay, skew, resid, interval float64, leap uint16, ref int64, refID uint32) {
+		tr := chrony.Tracking{RefID: refID, Stratum: 2, LeapStatus: leap, RefTime: time.Unix(ref, 0), CurrentCorrection: off,
+			RootDispersion: disp, RootDelay: delay, SkewPPM: skew, ResidFreqPPM: resid, LastUpdateInterval: interval}
+		s := chronySample(&tr, ptp.DefaultTAIOffset)
+		if s.interval < 0 || s.bound < 0 {
+			t.Fatalf("negative interval %v or bound %v", s.interval, s.bound)
+		}
+		if est := math.Abs(off) + disp + delay/2; s.synced && !(float64(s.bound) >= min(est*1e9, maxBound)-1) {
+			t.Fatalf("synced with bound %v below chrony's %gs", s.bound, est)
+		}
+	})
+}
+
+// FuzzPTP4LSample: likewise for ptp4l's answers.
+func FuzzPTP4LSample(f *testing.F) {
+	f.Add(int64(-1500), int64(1_000_000_000), int32(1), uint8(protocol.PortStateSlave), uint8(0), int64(2000<<16), uint8(protocol.ClockAccuracyMicrosecond1))
+	f.Add(int64(math.MinInt64), int64(-1), int32(0), uint8(255), uint8(1), int64(-1), uint8(0xfe))
+	f.Fuzz(func(t *testing.T, off, ingress int64, gm int32, state, ts uint8, delay int64, acc uint8) {
+		d := ptp4lData{
+			status: &protocol.TimeStatusNPTLV{MasterOffsetNS: off, IngressTimeNS: ingress, GMPresent: gm},
+			port:   &protocol.PortPropertiesNPTLV{PortState: protocol.PortState(state), Timestamping: protocol.Timestamping(ts)},
+			cur:    &protocol.CurrentDataSetTLV{MeanPathDelay: protocol.TimeInterval(delay)},
+			parent: &protocol.ParentDataSetTLV{GrandmasterClockQuality: protocol.ClockQuality{ClockAccuracy: protocol.ClockAccuracy(acc)}},
+		}
+		for _, po := range []PTP4LOptions{{}, {FreeRunning: true, PHC: true}} {
+			s := ptp4lSample(d, po, ptp.DefaultTAIOffset)
+			if s.bound < 0 {
+				t.Fatalf("negative bound %v", s.bound)
+			}
+			if s.synced && (s.bound < absDuration(off) || s.bound < d.parent.GrandmasterClockQuality.ClockAccuracy.Duration()) {
+				t.Fatalf("synced with bound %v below |offset| %v or the grandmaster's accuracy", s.bound, absDuration(off))
+			}
+		}
+	})
 }
