@@ -51,7 +51,8 @@ type ptp4lData struct {
 //	bound = grandmaster clockAccuracy + |master offset| + mean path delay
 //
 // taken at the ingress time of the last sync and widened with its age at
-// the stated ppm. An unknown or >10 s accuracy counts 25 s, as
+// the stated ppm; |master offset| is never less than fbclock's
+// |mean(offset)| + stddev(offset) over the last 100 syncs. An unknown or >10 s accuracy counts 25 s, as
 // facebook/time's ClockAccuracy.Duration does. No grandmaster (gmPresent
 // false), a port not in SLAVE (see PTP4LOptions.FreeRunning), no sync or
 // no path delay measured yet, or data older than the staleness limit makes
@@ -61,6 +62,7 @@ func OpenPTP4L(socket string, po PTP4LOptions, opts ...Option) (*Source, error) 
 	if err != nil {
 		return nil, err
 	}
+	var hist offsetHistory // only the poller touches it
 	query := func() (sample, error) {
 		var d ptp4lData
 		err := u.exchange(func(c *net.UnixConn) error {
@@ -83,18 +85,63 @@ func OpenPTP4L(socket string, po PTP4LOptions, opts ...Option) (*Source, error) 
 		if err != nil {
 			return sample{}, err
 		}
-		return ptp4lSample(d, po, cfg.tai()), nil
+		hist.add(d.status.IngressTimeNS, d.status.MasterOffsetNS)
+		return ptp4lSample(d, po, cfg.tai(), hist.spread()), nil
 	}
 	return start(name, cfg, query, u.Close)
 }
 
+// offsetWindow is fbclock's default window for its M (MathDefaultM).
+const offsetWindow = 100
+
+// offsetHistory keeps ptp4l's last master offsets, one per sync received.
+type offsetHistory struct {
+	last int64 // ingress time of the last offset kept
+	offs []float64
+}
+
+func (h *offsetHistory) add(ingress, off int64) {
+	if ingress == 0 || ingress == h.last {
+		return // no sync, or the same sync asked about twice
+	}
+	h.last = ingress
+	if len(h.offs) == offsetWindow {
+		h.offs = append(h.offs[:0], h.offs[1:]...)
+	}
+	h.offs = append(h.offs, float64(off))
+}
+
+// spread is fbclock's offset term, |mean(offset)| + stddev(offset) (sample
+// standard deviation), over the offsets kept.
+func (h *offsetHistory) spread() time.Duration {
+	n := float64(len(h.offs))
+	if n == 0 {
+		return 0
+	}
+	var sum float64
+	for _, o := range h.offs {
+		sum += o
+	}
+	mean := sum / n
+	var ss float64
+	for _, o := range h.offs {
+		ss += (o - mean) * (o - mean)
+	}
+	sd := 0.0
+	if n > 1 {
+		sd = math.Sqrt(ss / (n - 1))
+	}
+	return boundOf((math.Abs(mean) + sd) / 1e9)
+}
+
 // ptp4lSample digests one set of answers; tai converts a software-stamped
-// ingress time (CLOCK_REALTIME, UTC) to TAI.
-func ptp4lSample(d ptp4lData, po PTP4LOptions, tai ptp.TAIOffset) sample {
+// ingress time (CLOCK_REALTIME, UTC) to TAI; spread is the offset history's
+// term (offsetHistory.spread), which the offset term is never below.
+func ptp4lSample(d ptp4lData, po PTP4LOptions, tai ptp.TAIOffset, spread time.Duration) sample {
 	acc := d.parent.GrandmasterClockQuality.ClockAccuracy.Duration()
 	delay := d.cur.MeanPathDelay.Nanoseconds()
 	off := d.status.MasterOffsetNS
-	s := sample{synced: true, bound: min(acc+absDuration(off)+boundOf(delay/1e9), maxBound)}
+	s := sample{synced: true, bound: min(acc+max(absDuration(off), spread)+boundOf(delay/1e9), maxBound)}
 	hw := d.port.Timestamping != protocol.TimestampingSoftware
 	if d.status.IngressTimeNS != 0 {
 		s.dataTAI = d.status.IngressTimeNS
@@ -103,8 +150,8 @@ func ptp4lSample(d ptp4lData, po PTP4LOptions, tai ptp.TAIOffset) sample {
 		}
 	}
 	state := d.port.PortState
-	s.summary = fmt.Sprintf("port %s (%s timestamping), grandmaster %s accuracy %v, master offset %v, path delay %.0fns, bound %v",
-		state, tsName(hw), d.status.GMIdentity, acc, time.Duration(off), delay, s.bound)
+	s.summary = fmt.Sprintf("port %s (%s timestamping), grandmaster %s accuracy %v, master offset %v (|mean|+stddev %v), path delay %.0fns, bound %v",
+		state, tsName(hw), d.status.GMIdentity, acc, time.Duration(off), spread, delay, s.bound)
 	switch {
 	case math.IsNaN(delay):
 		s.synced = false

@@ -68,7 +68,7 @@ func (f *fakePTP4L) query(po PTP4LOptions) func() (sample, error) {
 			cur:    &protocol.CurrentDataSetTLV{MeanPathDelay: protocol.NewTimeInterval(f.delay)},
 			parent: &protocol.ParentDataSetTLV{GrandmasterClockQuality: protocol.ClockQuality{ClockAccuracy: f.acc}},
 		}
-		return ptp4lSample(d, po, ptp.DefaultTAIOffset), nil
+		return ptp4lSample(d, po, ptp.DefaultTAIOffset, 0), nil
 	}
 }
 
@@ -222,34 +222,37 @@ func TestPTP4LSample(t *testing.T) {
 			parent: &protocol.ParentDataSetTLV{GrandmasterClockQuality: protocol.ClockQuality{ClockAccuracy: protocol.ClockAccuracyMicrosecond1}},
 		}
 	}
-	s := ptp4lSample(base(), PTP4LOptions{}, ptp.DefaultTAIOffset)
+	s := ptp4lSample(base(), PTP4LOptions{}, ptp.DefaultTAIOffset, 0)
 	if want := time.Microsecond + 1500 + 2001; !s.synced || s.bound != want {
 		t.Fatalf("sample %+v, want synced with bound %v", s, want)
 	}
 	if want := 1_000_000_000 + int64(ptp.DefaultTAIOffset); s.dataTAI != want {
 		t.Fatalf("software ingress %d, want UTC converted to TAI %d", s.dataTAI, want)
 	}
+	if s := ptp4lSample(base(), PTP4LOptions{}, 0, 4*time.Microsecond); s.bound != time.Microsecond+4*time.Microsecond+2001 {
+		t.Fatalf("offset spread 4µs over |offset| 1.5µs: bound %v, want the spread used", s.bound)
+	}
 	d := base()
 	d.parent.GrandmasterClockQuality.ClockAccuracy = protocol.ClockAccuracyUnknown
-	if s := ptp4lSample(d, PTP4LOptions{}, 0); s.bound < 25*time.Second {
+	if s := ptp4lSample(d, PTP4LOptions{}, 0, 0); s.bound < 25*time.Second {
 		t.Fatalf("unknown accuracy bound %v, want ≥ 25s", s.bound)
 	}
 	d = base()
 	d.port.Timestamping = protocol.TimestampingHardware
-	if s := ptp4lSample(d, PTP4LOptions{}, 0); s.synced || !strings.Contains(s.summary, "pair the source with the PHC") {
+	if s := ptp4lSample(d, PTP4LOptions{}, 0, 0); s.synced || !strings.Contains(s.summary, "pair the source with the PHC") {
 		t.Fatalf("hardware port on the system clock: %+v", s)
 	}
-	if s := ptp4lSample(d, PTP4LOptions{PHC: true}, ptp.DefaultTAIOffset); !s.synced || s.dataTAI != 1_000_000_000 {
+	if s := ptp4lSample(d, PTP4LOptions{PHC: true}, ptp.DefaultTAIOffset, 0); !s.synced || s.dataTAI != 1_000_000_000 {
 		t.Fatalf("hardware port on its PHC: %+v, want synced, ingress already TAI", s)
 	}
 	d = base()
 	d.status.IngressTimeNS = 0
-	if s := ptp4lSample(d, PTP4LOptions{}, 0); s.synced {
+	if s := ptp4lSample(d, PTP4LOptions{}, 0, 0); s.synced {
 		t.Fatalf("no sync yet: %+v", s)
 	}
 	d = base()
 	d.cur.MeanPathDelay = 0
-	if s := ptp4lSample(d, PTP4LOptions{}, 0); s.synced {
+	if s := ptp4lSample(d, PTP4LOptions{}, 0, 0); s.synced {
 		t.Fatalf("no path delay yet: %+v", s)
 	}
 }
@@ -390,7 +393,7 @@ func FuzzPTP4LSample(f *testing.F) {
 			parent: &protocol.ParentDataSetTLV{GrandmasterClockQuality: protocol.ClockQuality{ClockAccuracy: protocol.ClockAccuracy(acc)}},
 		}
 		for _, po := range []PTP4LOptions{{}, {FreeRunning: true, PHC: true}} {
-			s := ptp4lSample(d, po, ptp.DefaultTAIOffset)
+			s := ptp4lSample(d, po, ptp.DefaultTAIOffset, 0)
 			if s.bound < 0 {
 				t.Fatalf("negative bound %v", s.bound)
 			}
@@ -399,4 +402,27 @@ func FuzzPTP4LSample(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestOffsetHistory: fbclock's |mean| + stddev over the last 100 syncs,
+// each sync counted once however often it is asked about.
+func TestOffsetHistory(t *testing.T) {
+	var h offsetHistory
+	if h.spread() != 0 {
+		t.Fatalf("empty history spread %v", h.spread())
+	}
+	h.add(1, 100)
+	h.add(1, 100) // the same sync again
+	h.add(0, 999) // no sync
+	h.add(2, 300)
+	// mean 200, sample stddev √((100²+100²)/1) ≈ 141.42.
+	if got := h.spread(); got != 342 {
+		t.Fatalf("spread %v, want 342ns (|200| + 141.4, rounded up)", got)
+	}
+	for i := range 300 {
+		h.add(int64(10+i), -1000)
+	}
+	if len(h.offs) != offsetWindow || h.spread() != 1000 {
+		t.Fatalf("after 300 syncs: %d kept, spread %v; want %d and 1µs", len(h.offs), h.spread(), offsetWindow)
+	}
 }
