@@ -179,6 +179,9 @@ released at p × -period TAI. One embedded origin serves one edge; several edges
 		metrics.RegisterEdge(reg, e)
 		metrics.RegisterClock(reg, clock)
 		metrics.RegisterAhead(reg, e, streams)
+		if ds := *role.clock.daemon; ds != nil {
+			metrics.RegisterClockSource(reg, ds)
+		}
 		if srv != nil {
 			metrics.RegisterUnicast(reg, srv)
 		}

@@ -20,7 +20,7 @@ import (
 
 	"github.com/embargo-live/embargo/engine/udp"
 	"github.com/embargo-live/embargo/ptp"
-	"github.com/embargo-live/embargo/ptp/phc"
+	"github.com/embargo-live/embargo/ptp/daemon"
 )
 
 // listFlag is a repeatable flag of values parse reads and String writes.
@@ -92,9 +92,12 @@ func (s *streamsFlag) Set(v string) error {
 
 // clockFlags selects an edge's clock.
 type clockFlags struct {
+	source *string
 	phc    *string
 	assume *time.Duration
 	guard  *time.Duration
+	// daemon is the time daemon behind the clock once open, if any.
+	daemon **daemon.Source
 }
 
 func addClockFlags(fs interface {
@@ -102,28 +105,22 @@ func addClockFlags(fs interface {
 	Duration(string, time.Duration, string) *time.Duration
 }) clockFlags {
 	return clockFlags{
-		phc:    fs.String("phc", "", "PTP hardware clock device (e.g. /dev/ptp0); default: the system clock bounded by adjtimex"),
+		source: fs.String("clock", "system", clockHelp),
+		daemon: new(*daemon.Source),
+		phc:    fs.String("phc", "", "PTP hardware clock device (e.g. /dev/ptp0), the same as -clock phc:DEVICE"),
 		assume: fs.Duration("assume-synced", 0, "take an undisciplined system clock as synchronized within this bound (laptops, tests); never use on a production edge"),
 		guard:  fs.Duration("clock-guard", ptp.DefaultGuardWindow, "check the clock against the local oscillator over this window, holding over on the oscillator if it steps or drifts beyond its bound (costs 100 ppm of the window in lateness; 0 turns the guard off)"),
 	}
 }
 
 func (c clockFlags) open(log *slog.Logger) (ptp.Clock, error) {
-	var clock ptp.Clock
-	var err error
-	switch {
-	case *c.phc != "":
-		// A failed Open's nil *phc.Clock must not become a non-nil Clock.
-		p, perr := phc.Open(*c.phc)
-		if perr != nil {
-			return nil, perr
-		}
-		clock = p
-	case *c.assume > 0:
-		clock, err = ptp.NewSystem(ptp.WithAssumeSynchronized(*c.assume))
-	default:
-		clock, err = ptp.NewSystem()
+	cs, err := parseClockSource(*c.source, *c.phc)
+	if err != nil {
+		return nil, err
 	}
+	cs.assume = *c.assume
+	clock, src, err := cs.open()
+	*c.daemon = src
 	if err != nil || *c.guard <= 0 {
 		return clock, err
 	}
