@@ -1,6 +1,9 @@
 package bench
 
 import (
+	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -22,4 +25,18 @@ func peakRSS() int64 {
 		return 0
 	}
 	return ru.Maxrss * 1024 // KiB on Linux
+}
+
+// currentRSS is the process's resident memory now, in bytes.
+func currentRSS() int64 {
+	b, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 2 {
+		return 0
+	}
+	pages, _ := strconv.ParseInt(f[1], 10, 64)
+	return pages * int64(os.Getpagesize())
 }

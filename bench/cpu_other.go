@@ -9,3 +9,6 @@ func processCPU() time.Duration { return 0 }
 
 // peakRSS is not measured off Linux.
 func peakRSS() int64 { return 0 }
+
+// currentRSS is not measured off Linux.
+func currentRSS() int64 { return 0 }

@@ -1,0 +1,62 @@
+package bench_test
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/embargo-live/embargo/bench"
+	"github.com/embargo-live/embargo/internal/realtime"
+)
+
+// TestMain lets MeasureRelease re-run this test binary as a subscriber
+// process.
+func TestMain(m *testing.M) {
+	bench.ServeSubscribers()
+	os.Exit(m.Run())
+}
+
+// TestRelease releases a resource once with every variant to subscribers
+// in two other processes, and checks that every subscriber got it byte
+// for byte, embargo's never early, and that the figures hang together.
+func TestRelease(t *testing.T) {
+	realtime.Exclusive(t)
+	const n = 40
+	resource := []byte("the same small resource, released at releaseAt")
+	var runs []bench.Release
+	for _, v := range bench.ReleaseVariants {
+		t.Run(v, func(t *testing.T) {
+			r, err := bench.MeasureRelease(context.Background(), bench.ReleaseConfig{Variant: v, Subscribers: n, Procs: 2, Resource: resource})
+			if err != nil {
+				t.Fatal(err)
+			}
+			runs = append(runs, r)
+			if r.Subscribers != n || r.Delivered != n || r.Corrupt != 0 {
+				t.Fatalf("%d subscribers, %d got the resource, %d got other bytes; want %d, %d, 0", r.Subscribers, r.Delivered, r.Corrupt, n, n)
+			}
+			if strings.HasPrefix(v, "embargo") && r.Early != 0 {
+				t.Errorf("%d subscribers had embargo's resource before releaseAt", r.Early)
+			}
+			if !(r.Last >= r.First && r.SkewMax >= r.SkewP99 && r.SkewP99 >= r.SkewP50 && r.SkewP50 >= 0 && r.Last-r.First == r.SkewMax) {
+				t.Errorf("inconsistent figures: first %v last %v skew p50 %v p99 %v max %v", r.First, r.Last, r.SkewP50, r.SkewP99, r.SkewMax)
+			}
+			if r.PublishLate < 0 || r.SubPeakRSS <= 0 || !strings.Contains(r.Placement, "separate processes") {
+				t.Errorf("sender figures: publish lateness %v, subscriber peak RSS %d, placement %q", r.PublishLate, r.SubPeakRSS, r.Placement)
+			}
+		})
+	}
+	var out bytes.Buffer
+	bench.WriteReleaseTable(&out, runs)
+	rows := 0
+	for l := range strings.Lines(out.String()) {
+		if strings.HasPrefix(l, "embargo-") && strings.Contains(l, " ÷ ") {
+			rows++
+		}
+	}
+	if len(runs) == len(bench.ReleaseVariants) && rows != 4 {
+		t.Errorf("want 4 ratio rows (2 embargo variants × 2 peers):\n%s", out.String())
+	}
+	t.Logf("\n%s", out.String())
+}
