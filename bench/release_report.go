@@ -134,12 +134,12 @@ func medianOf(runs []Release, v string, f func(Release) float64) float64 {
 // variant and each peer in runs the ratio embargo ÷ peer of the medians of
 // every figure (below 1: embargo's is smaller).
 func WriteReleaseTable(w io.Writer, runs []Release) {
-	fmt.Fprintf(w, "%-17s %7s %9s %7s %5s %10s %10s %10s %10s %10s %10s %9s %9s %9s %9s\n",
-		"variant", "subs", "delivered", "corrupt", "early", "pub-late", "fan-out", "last", "skew-p50", "skew-p99", "skew-max", "cpu", "sub-cpu", "send-B/sub", "recv-B/sub")
+	fmt.Fprintf(w, "%-17s %7s %9s %7s %5s %10s %10s %10s %10s %10s %10s %10s %9s %9s %10s %10s\n",
+		"variant", "subs", "delivered", "corrupt", "early", "pub-late", "fan-out", "first", "last", "skew-p50", "skew-p99", "skew-max", "cpu", "sub-cpu", "send-B/sub", "recv-B/sub")
 	us := func(d time.Duration) time.Duration { return d.Round(time.Microsecond) }
 	for _, r := range runs {
-		fmt.Fprintf(w, "%-17s %7d %9d %7d %5d %10v %10v %10v %10v %10v %10v %9v %9v %9d %9d\n",
-			r.Variant, r.Subscribers, r.Delivered, r.Corrupt, r.Early, us(r.PublishLate), us(r.FanOut), us(r.Last),
+		fmt.Fprintf(w, "%-17s %7d %9d %7d %5d %10v %10v %10v %10v %10v %10v %10v %9v %9v %10d %10d\n",
+			r.Variant, r.Subscribers, r.Delivered, r.Corrupt, r.Early, us(r.PublishLate), us(r.FanOut), us(r.First), us(r.Last),
 			us(r.SkewP50), us(r.SkewP99), us(r.SkewMax), r.CPU.Round(time.Millisecond), r.SubCPU.Round(time.Millisecond), r.SendMemPerSub, r.RecvMemPerSub)
 	}
 	var ours, peers []string
@@ -158,14 +158,14 @@ func WriteReleaseTable(w io.Writer, runs []Release) {
 	}
 	fmt.Fprintf(w, "\nembargo ÷ peer, medians of runs (below 1: embargo's is smaller)\n%-30s", "")
 	for _, f := range releaseFigures {
-		fmt.Fprintf(w, " %10s", f.name)
+		fmt.Fprintf(w, " %11s", f.name)
 	}
 	fmt.Fprintln(w)
 	for _, o := range ours {
 		for _, p := range peers {
 			fmt.Fprintf(w, "%-30s", o+" ÷ "+p)
 			for _, f := range releaseFigures {
-				fmt.Fprintf(w, " %10s", ratio(medianOf(runs, o, f.of), medianOf(runs, p, f.of)))
+				fmt.Fprintf(w, " %11s", ratio(medianOf(runs, o, f.of), medianOf(runs, p, f.of)))
 			}
 			fmt.Fprintln(w)
 		}
