@@ -27,16 +27,30 @@ func peakRSS() int64 {
 	return ru.Maxrss * 1024 // KiB on Linux
 }
 
-// currentRSS is the process's resident memory now, in bytes.
-func currentRSS() int64 {
-	b, err := os.ReadFile("/proc/self/statm")
+// currentRSS is the process's resident memory now, in bytes (0 if
+// unknown).
+func currentRSS() int64 { return statusBytes("VmRSS:") }
+
+// resetPeakRSS restarts the kernel's record of the process's peak
+// resident memory (VmHWM, Linux ≥ 4.0) from what is resident now, so that
+// runPeakRSS says the peak since; it reports whether it could.
+func resetPeakRSS() bool { return os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) == nil }
+
+// runPeakRSS is the process's peak resident memory since resetPeakRSS (or
+// since it began, if that failed), in bytes (0 if unknown).
+func runPeakRSS() int64 { return statusBytes("VmHWM:") }
+
+// statusBytes reads a "… kB" field of /proc/self/status, in bytes.
+func statusBytes(field string) int64 {
+	b, err := os.ReadFile("/proc/self/status")
 	if err != nil {
 		return 0
 	}
-	f := strings.Fields(string(b))
-	if len(f) < 2 {
-		return 0
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(line, field); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return kb << 10
+		}
 	}
-	pages, _ := strconv.ParseInt(f[1], 10, 64)
-	return pages * int64(os.Getpagesize())
+	return 0
 }

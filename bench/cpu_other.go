@@ -12,3 +12,9 @@ func peakRSS() int64 { return 0 }
 
 // currentRSS is not measured off Linux.
 func currentRSS() int64 { return 0 }
+
+// resetPeakRSS is not supported off Linux.
+func resetPeakRSS() bool { return false }
+
+// runPeakRSS is not measured off Linux.
+func runPeakRSS() int64 { return 0 }

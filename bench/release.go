@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -97,6 +98,10 @@ func MeasureRelease(ctx context.Context, cfg ReleaseConfig) (Release, error) {
 	if err := cfg.defaults(); err != nil {
 		return Release{}, err
 	}
+	// Memory is measured with what earlier runs left handed back to the
+	// OS, and the peak from here.
+	debug.FreeOSMemory()
+	resetPeakRSS()
 	rss0 := currentRSS()
 	s, err := openReleaseSender(&cfg)
 	if err != nil {
@@ -115,6 +120,7 @@ func MeasureRelease(ctx context.Context, cfg ReleaseConfig) (Release, error) {
 	if err := s.ready(ctx); err != nil {
 		return Release{}, err
 	}
+	debug.FreeOSMemory() // what the subscriptions hold, not the garbage of making them
 	sendRSS := currentRSS() - rss0
 	now, err := cfg.Clock.Now()
 	if err != nil {
@@ -135,7 +141,7 @@ func MeasureRelease(ctx context.Context, cfg ReleaseConfig) (Release, error) {
 	r.Placement = fmt.Sprintf("%s (%d of them)", Placement, cfg.Procs)
 	r.PublishLate, r.FanOut = sent.Lateness, sent.FanOut
 	r.CPU = cpu
-	r.PeakRSS = peakRSS()
+	r.PeakRSS = runPeakRSS()
 	r.SendMemPerSub = max(sendRSS, 0) / int64(cfg.Subscribers)
 	return r, nil
 }

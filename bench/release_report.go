@@ -41,13 +41,15 @@ type Release struct {
 	// last report; SubCPU the subscriber processes' from ready to report.
 	CPU    time.Duration `json:"cpuNs"`
 	SubCPU time.Duration `json:"subscriberCpuNs"`
-	// PeakRSS is the sender process's peak resident memory so far (the
-	// kernel keeps no per-run peak); SubPeakRSS the sum of the subscriber
-	// processes' peaks.
+	// PeakRSS is the sender process's peak resident memory during the run
+	// (since it began where /proc/self/clear_refs cannot restart the
+	// kernel's record); SubPeakRSS the sum of the subscriber processes'
+	// peaks.
 	PeakRSS    int64 `json:"peakRssBytes"`
 	SubPeakRSS int64 `json:"subscriberPeakRssBytes"`
 	// SendMemPerSub is the sender process's resident growth from before
-	// its server opened to every subscription held, per subscriber;
+	// its server opened to every subscription held (each after a GC that
+	// hands free memory back), per subscriber;
 	// RecvMemPerSub the subscriber processes' peak growth per subscriber.
 	SendMemPerSub int64 `json:"sendMemPerSubscriberBytes"`
 	RecvMemPerSub int64 `json:"recvMemPerSubscriberBytes"`
@@ -99,8 +101,8 @@ func summarize(variant string, releaseAt int64, reports []subscriberReport) Rele
 
 // Benchstat is the release as one benchstat-compatible line.
 func (r Release) Benchstat() string {
-	return fmt.Sprintf("%s 1 %d last-ns %d skew-p50-ns %d skew-p99-ns %d skew-max-ns %d early %d cpu-ns %d sub-cpu-ns %d send-B/sub %d recv-B/sub\n",
-		r.Name, r.Last, r.SkewP50, r.SkewP99, r.SkewMax, r.Early, r.CPU, r.SubCPU, r.SendMemPerSub, r.RecvMemPerSub)
+	return fmt.Sprintf("%s 1 %d last-ns %d skew-p50-ns %d skew-p99-ns %d skew-max-ns %d early %d cpu-ns %d sub-cpu-ns %d send-B/sub %d recv-B/sub %d peak-B %d sub-peak-B\n",
+		r.Name, r.Last, r.SkewP50, r.SkewP99, r.SkewMax, r.Early, r.CPU, r.SubCPU, r.SendMemPerSub, r.RecvMemPerSub, r.PeakRSS, r.SubPeakRSS)
 }
 
 // releaseFigures are the figures WriteReleaseTable compares, by name.
@@ -134,13 +136,13 @@ func medianOf(runs []Release, v string, f func(Release) float64) float64 {
 // variant and each peer in runs the ratio embargo ÷ peer of the medians of
 // every figure (below 1: embargo's is smaller).
 func WriteReleaseTable(w io.Writer, runs []Release) {
-	fmt.Fprintf(w, "%-17s %7s %9s %7s %5s %10s %10s %10s %10s %10s %10s %10s %9s %9s %10s %10s\n",
-		"variant", "subs", "delivered", "corrupt", "early", "pub-late", "fan-out", "first", "last", "skew-p50", "skew-p99", "skew-max", "cpu", "sub-cpu", "send-B/sub", "recv-B/sub")
+	fmt.Fprintf(w, "%-17s %7s %9s %7s %5s %10s %10s %10s %10s %10s %10s %10s %9s %9s %10s %10s %8s %8s\n",
+		"variant", "subs", "delivered", "corrupt", "early", "pub-late", "fan-out", "first", "last", "skew-p50", "skew-p99", "skew-max", "cpu", "sub-cpu", "send-B/sub", "recv-B/sub", "peak-MiB", "sub-MiB")
 	us := func(d time.Duration) time.Duration { return d.Round(time.Microsecond) }
 	for _, r := range runs {
-		fmt.Fprintf(w, "%-17s %7d %9d %7d %5d %10v %10v %10v %10v %10v %10v %10v %9v %9v %10d %10d\n",
+		fmt.Fprintf(w, "%-17s %7d %9d %7d %5d %10v %10v %10v %10v %10v %10v %10v %9v %9v %10d %10d %8d %8d\n",
 			r.Variant, r.Subscribers, r.Delivered, r.Corrupt, r.Early, us(r.PublishLate), us(r.FanOut), us(r.First), us(r.Last),
-			us(r.SkewP50), us(r.SkewP99), us(r.SkewMax), r.CPU.Round(time.Millisecond), r.SubCPU.Round(time.Millisecond), r.SendMemPerSub, r.RecvMemPerSub)
+			us(r.SkewP50), us(r.SkewP99), us(r.SkewMax), r.CPU.Round(time.Millisecond), r.SubCPU.Round(time.Millisecond), r.SendMemPerSub, r.RecvMemPerSub, r.PeakRSS>>20, r.SubPeakRSS>>20)
 	}
 	var ours, peers []string
 	for _, v := range ReleaseVariants {

@@ -64,7 +64,7 @@ func TestWriteReleaseTable(t *testing.T) {
 func TestReleaseBenchstat(t *testing.T) {
 	r := Release{Name: "BenchmarkRelease/variant=nats/subscribers=5", Last: 7, SkewP50: 1, SkewP99: 2, SkewMax: 3, Early: 1, CPU: 9}
 	got := r.Benchstat()
-	if !strings.HasPrefix(got, r.Name+" 1 7 last-ns 1 skew-p50-ns 2 skew-p99-ns 3 skew-max-ns 1 early 9 cpu-ns ") || !strings.HasSuffix(got, "recv-B/sub\n") {
+	if !strings.HasPrefix(got, r.Name+" 1 7 last-ns 1 skew-p50-ns 2 skew-p99-ns 3 skew-max-ns 1 early 9 cpu-ns ") || !strings.HasSuffix(got, "recv-B/sub 0 peak-B 0 sub-peak-B\n") {
 		t.Errorf("benchstat line %q", got)
 	}
 }

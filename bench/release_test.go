@@ -3,7 +3,9 @@ package bench_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 
@@ -59,4 +61,52 @@ func TestRelease(t *testing.T) {
 		t.Errorf("want 4 ratio rows (2 embargo variants × 2 peers):\n%s", out.String())
 	}
 	t.Logf("\n%s", out.String())
+}
+
+// BenchmarkPeers releases a resource once per iteration to 1,000 and
+// 10,000 subscribers in four other processes, through each release
+// variant, and reports the medians over iterations of:
+//
+//   - last-ms: the last subscriber's receive − releaseAt;
+//   - skew-p99-ms: the 99th percentile of receive − first receive;
+//   - cpu-ms: the sender process's CPU, sub-cpu-ms the subscribers';
+//   - send-B/sub, recv-B/sub: memory per subscriber on each side.
+//
+// It fails if a subscriber misses the resource or gets other bytes, or
+// embargo's arrives before releaseAt. `embargo bench -peers` prints the
+// same figures with the ratios embargo ÷ peer.
+func BenchmarkPeers(b *testing.B) {
+	realtime.Exclusive(b)
+	for _, n := range []int{1000, 10000} {
+		for _, v := range bench.ReleaseVariants {
+			b.Run(fmt.Sprintf("subscribers=%d/variant=%s", n, v), func(b *testing.B) {
+				var runs []bench.Release
+				for b.Loop() {
+					r, err := bench.MeasureRelease(context.Background(), bench.ReleaseConfig{Variant: v, Subscribers: n})
+					if err != nil {
+						b.Fatal(err)
+					}
+					if r.Delivered != n || (strings.HasPrefix(v, "embargo") && r.Early > 0) {
+						b.Fatalf("%d of %d subscribers got the resource (%d other bytes), %d early", r.Delivered, n, r.Corrupt, r.Early)
+					}
+					runs = append(runs, r)
+				}
+				med := func(f func(bench.Release) int64) float64 {
+					xs := make([]int64, len(runs))
+					for i, r := range runs {
+						xs[i] = f(r)
+					}
+					slices.Sort(xs)
+					return float64(bench.Percentile(xs, 50))
+				}
+				b.ReportMetric(med(func(r bench.Release) int64 { return int64(r.Last) })/1e6, "last-ms")
+				b.ReportMetric(med(func(r bench.Release) int64 { return int64(r.SkewP99) })/1e6, "skew-p99-ms")
+				b.ReportMetric(med(func(r bench.Release) int64 { return int64(r.CPU) })/1e6, "cpu-ms")
+				b.ReportMetric(med(func(r bench.Release) int64 { return int64(r.SubCPU) })/1e6, "sub-cpu-ms")
+				b.ReportMetric(med(func(r bench.Release) int64 { return r.SendMemPerSub }), "send-B/sub")
+				b.ReportMetric(med(func(r bench.Release) int64 { return r.RecvMemPerSub }), "recv-B/sub")
+				b.ReportMetric(0, "ns/op")
+			})
+		}
+	}
 }
