@@ -39,10 +39,12 @@ type ReleaseConfig struct {
 	// [min(4, Subscribers)].
 	Procs int
 	// Lead is how long before releaseAt the release is scheduled, once
-	// every subscriber is ready [300ms].
+	// every subscriber is ready [300ms + 250µs per subscriber: embargo's
+	// subscribers have handled the announcement before the release, as in
+	// service, rather than still working through it on this host's cores].
 	Lead time.Duration
-	// Grace bounds the wait for stragglers after releaseAt [2s + 1ms per
-	// 10 subscribers].
+	// Grace bounds the wait for stragglers after releaseAt [2s + 300µs per
+	// subscriber].
 	Grace time.Duration
 	// Resource is what is released [64 random bytes].
 	Resource []byte
@@ -62,8 +64,8 @@ func (c *ReleaseConfig) defaults() error {
 		return errors.New("bench: a release needs at least 1 subscriber")
 	}
 	c.Procs = min(max(cmp.Or(c.Procs, 4), 1), c.Subscribers)
-	c.Lead = cmp.Or(c.Lead, 300*time.Millisecond)
-	c.Grace = cmp.Or(c.Grace, 2*time.Second+time.Duration(c.Subscribers)*100*time.Microsecond)
+	c.Lead = cmp.Or(c.Lead, 300*time.Millisecond+time.Duration(c.Subscribers)*250*time.Microsecond)
+	c.Grace = cmp.Or(c.Grace, 2*time.Second+time.Duration(c.Subscribers)*300*time.Microsecond)
 	if c.Resource == nil {
 		c.Resource = make([]byte, 64)
 		rand.Read(c.Resource)

@@ -32,6 +32,11 @@ type Release struct {
 	// releaseAt.
 	First time.Duration `json:"firstNs"`
 	Last  time.Duration `json:"lastNs"`
+	// KernelLast is the latest kernel receive stamp of what carried the
+	// resource (embargo: the RELEASE datagram; peers: the TCP segment read
+	// last before the message was whole) − releaseAt: Last − KernelLast is
+	// the subscribers' own processing.
+	KernelLast time.Duration `json:"kernelLastNs,omitempty"`
 	// Skew is each subscriber's receive − the first receive: its median,
 	// 99th percentile and maximum over subscribers.
 	SkewP50 time.Duration `json:"skewP50Ns"`
@@ -79,6 +84,9 @@ func summarize(variant string, releaseAt int64, reports []subscriberReport) Rele
 			if first < releaseAt {
 				r.Early++
 			}
+			if i < len(rep.Kernel) && rep.Kernel[i] != 0 {
+				r.KernelLast = max(r.KernelLast, time.Duration(rep.Kernel[i]-releaseAt))
+			}
 		}
 	}
 	r.Name = fmt.Sprintf("BenchmarkRelease/variant=%s/subscribers=%d", variant, r.Subscribers)
@@ -111,6 +119,7 @@ var releaseFigures = []struct {
 	of   func(Release) float64
 }{
 	{"last", func(r Release) float64 { return float64(r.Last) }},
+	{"kern-last", func(r Release) float64 { return float64(r.KernelLast) }},
 	{"skew-p50", func(r Release) float64 { return float64(r.SkewP50) }},
 	{"skew-p99", func(r Release) float64 { return float64(r.SkewP99) }},
 	{"skew-max", func(r Release) float64 { return float64(r.SkewMax) }},
@@ -136,12 +145,12 @@ func medianOf(runs []Release, v string, f func(Release) float64) float64 {
 // variant and each peer in runs the ratio embargo ÷ peer of the medians of
 // every figure (below 1: embargo's is smaller).
 func WriteReleaseTable(w io.Writer, runs []Release) {
-	fmt.Fprintf(w, "%-17s %7s %9s %7s %5s %10s %10s %10s %10s %10s %10s %10s %9s %9s %10s %10s %8s %8s\n",
-		"variant", "subs", "delivered", "corrupt", "early", "pub-late", "fan-out", "first", "last", "skew-p50", "skew-p99", "skew-max", "cpu", "sub-cpu", "send-B/sub", "recv-B/sub", "peak-MiB", "sub-MiB")
+	fmt.Fprintf(w, "%-17s %7s %9s %7s %5s %10s %10s %10s %10s %10s %10s %10s %10s %9s %9s %10s %10s %8s %8s\n",
+		"variant", "subs", "delivered", "corrupt", "early", "pub-late", "fan-out", "first", "last", "kern-last", "skew-p50", "skew-p99", "skew-max", "cpu", "sub-cpu", "send-B/sub", "recv-B/sub", "peak-MiB", "sub-MiB")
 	us := func(d time.Duration) time.Duration { return d.Round(time.Microsecond) }
 	for _, r := range runs {
-		fmt.Fprintf(w, "%-17s %7d %9d %7d %5d %10v %10v %10v %10v %10v %10v %10v %9v %9v %10d %10d %8d %8d\n",
-			r.Variant, r.Subscribers, r.Delivered, r.Corrupt, r.Early, us(r.PublishLate), us(r.FanOut), us(r.First), us(r.Last),
+		fmt.Fprintf(w, "%-17s %7d %9d %7d %5d %10v %10v %10v %10v %10v %10v %10v %10v %9v %9v %10d %10d %8d %8d\n",
+			r.Variant, r.Subscribers, r.Delivered, r.Corrupt, r.Early, us(r.PublishLate), us(r.FanOut), us(r.First), us(r.Last), us(r.KernelLast),
 			us(r.SkewP50), us(r.SkewP99), us(r.SkewMax), r.CPU.Round(time.Millisecond), r.SubCPU.Round(time.Millisecond), r.SendMemPerSub, r.RecvMemPerSub, r.PeakRSS>>20, r.SubPeakRSS>>20)
 	}
 	var ours, peers []string

@@ -17,7 +17,7 @@ func TestSummarize(t *testing.T) {
 	})
 	want := Release{
 		Name: "BenchmarkRelease/variant=nats/subscribers=5", Variant: PeerNATS, Subscribers: 5, Delivered: 3, Corrupt: 1, Early: 1,
-		First: 1, Last: 5, SkewP50: 2, SkewP99: 4, SkewMax: 4, SubCPU: 15, SubPeakRSS: 700, RecvMemPerSub: 100,
+		First: 1, Last: 5, KernelLast: 4, SkewP50: 2, SkewP99: 4, SkewMax: 4, SubCPU: 15, SubPeakRSS: 700, RecvMemPerSub: 100,
 	}
 	if r != want {
 		t.Errorf("summarize:\n got %+v\nwant %+v", r, want)
@@ -47,7 +47,7 @@ func TestWriteReleaseTable(t *testing.T) {
 	}
 	// Medians 20ms ÷ 200ms, 4ms ÷ 2ms; a peer's 0 has no ratio.
 	f := strings.Fields(row)
-	if len(f) != 3+len(releaseFigures) || f[3] != "0.1×" || f[3+4] != "2×" || f[3+2] != "—" {
+	if len(f) != 3+len(releaseFigures) || f[3] != "0.1×" || f[3+5] != "2×" || f[3+3] != "—" {
 		t.Errorf("ratio row %q in:\n%s", row, b.String())
 	}
 	if strings.Contains(b.String(), "websocket") || strings.Contains(b.String(), "unicast") {

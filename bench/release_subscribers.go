@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"sync"
@@ -135,26 +137,41 @@ func serveSubscribers(env string, in io.Reader, out io.Writer) error {
 // returns the embargo unicast client, which subscribes in the background.
 func subscribe(ctx context.Context, spec *subscriberSpec, i int, t *tally, opened func(func())) (*subscriber.Client, error) {
 	now := func() int64 { return spec.TAIOffset.FromTime(time.Now()) }
+	// A peer's subscriber reads through a stampedConn; the last segment
+	// before its message was handed over carried the message.
+	var conn *stampedConn
+	dial := func(ctx context.Context, addr string) (net.Conn, error) {
+		c, err := dialStamped(ctx, addr)
+		conn = c
+		return c, err
+	}
+	kernel := func() int64 {
+		if at := conn.stamp(); at != 0 {
+			return at + int64(spec.TAIOffset)
+		}
+		return 0
+	}
 	switch spec.Variant {
 	case PeerNATS:
-		nc, err := nats.Connect(spec.Addr)
+		nc, err := nats.Connect(spec.Addr, nats.NoReconnect(), nats.SetCustomDialer(natsDialer(dial)))
 		if err != nil {
 			return nil, err
 		}
 		opened(nc.Close)
-		if _, err := nc.Subscribe(natsSubject, func(m *nats.Msg) { t.deliver(i, now(), 0, m.Data) }); err != nil {
+		if _, err := nc.Subscribe(natsSubject, func(m *nats.Msg) { t.deliver(i, now(), kernel(), m.Data) }); err != nil {
 			return nil, err
 		}
 		return nil, nc.Flush() // the server holds the subscription
 	case PeerWebSocket:
-		c, _, err := websocket.Dial(ctx, spec.Addr, nil)
+		hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) { return dial(ctx, addr) }}}
+		c, _, err := websocket.Dial(ctx, spec.Addr, &websocket.DialOptions{HTTPClient: hc})
 		if err != nil {
 			return nil, err
 		}
 		opened(func() { c.CloseNow() })
 		go func() {
 			if _, data, err := c.Read(ctx); err == nil {
-				t.deliver(i, now(), 0, data)
+				t.deliver(i, now(), kernel(), data)
 			}
 		}()
 		return nil, nil
@@ -189,6 +206,11 @@ func subscribe(ctx context.Context, spec *subscriberSpec, i int, t *tally, opene
 	}
 	return nil, fmt.Errorf("unknown variant %q", spec.Variant)
 }
+
+// natsDialer dials NATS connections with a func.
+type natsDialer func(ctx context.Context, addr string) (net.Conn, error)
+
+func (d natsDialer) Dial(_, addr string) (net.Conn, error) { return d(context.Background(), addr) }
 
 // allSubscribed waits until every unicast client holds its subscription
 // (a poll: it runs before the release is scheduled, so its pace costs no

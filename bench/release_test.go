@@ -44,6 +44,9 @@ func TestRelease(t *testing.T) {
 			if !(r.Last >= r.First && r.SkewMax >= r.SkewP99 && r.SkewP99 >= r.SkewP50 && r.SkewP50 >= 0 && r.Last-r.First == r.SkewMax) {
 				t.Errorf("inconsistent figures: first %v last %v skew p50 %v p99 %v max %v", r.First, r.Last, r.SkewP50, r.SkewP99, r.SkewMax)
 			}
+			if r.KernelLast <= 0 || r.KernelLast > r.Last {
+				t.Errorf("the last kernel receive stamp %v after releaseAt, not in (0, last %v]", r.KernelLast, r.Last)
+			}
 			if r.PublishLate < 0 || r.SubPeakRSS <= 0 || !strings.Contains(r.Placement, "separate processes") {
 				t.Errorf("sender figures: publish lateness %v, subscriber peak RSS %d, placement %q", r.PublishLate, r.SubPeakRSS, r.Placement)
 			}
