@@ -39,7 +39,7 @@ type ReleaseConfig struct {
 	// [min(4, Subscribers)].
 	Procs int
 	// Lead is how long before releaseAt the release is scheduled, once
-	// every subscriber is ready [300ms + 250µs per subscriber: embargo's
+	// every subscriber is ready [300ms + 500µs per subscriber: embargo's
 	// subscribers have handled the announcement before the release, as in
 	// service, rather than still working through it on this host's cores].
 	Lead time.Duration
@@ -64,7 +64,7 @@ func (c *ReleaseConfig) defaults() error {
 		return errors.New("bench: a release needs at least 1 subscriber")
 	}
 	c.Procs = min(max(cmp.Or(c.Procs, 4), 1), c.Subscribers)
-	c.Lead = cmp.Or(c.Lead, 300*time.Millisecond+time.Duration(c.Subscribers)*250*time.Microsecond)
+	c.Lead = cmp.Or(c.Lead, 300*time.Millisecond+time.Duration(c.Subscribers)*500*time.Microsecond)
 	c.Grace = cmp.Or(c.Grace, 2*time.Second+time.Duration(c.Subscribers)*300*time.Microsecond)
 	if c.Resource == nil {
 		c.Resource = make([]byte, 64)
@@ -141,7 +141,7 @@ func MeasureRelease(ctx context.Context, cfg ReleaseConfig) (Release, error) {
 	}
 	r := summarize(cfg.Variant, releaseAt, reports)
 	r.Placement = fmt.Sprintf("%s (%d of them)", Placement, cfg.Procs)
-	r.PublishLate, r.FanOut = sent.Lateness, sent.FanOut
+	r.PublishLate, r.FanOut, r.Datagrams = sent.Lateness, sent.FanOut, sent.Datagrams
 	r.CPU = cpu
 	r.PeakRSS = runPeakRSS()
 	r.SendMemPerSub = max(sendRSS, 0) / int64(cfg.Subscribers)
@@ -153,6 +153,7 @@ func MeasureRelease(ctx context.Context, cfg ReleaseConfig) (Release, error) {
 // subscriber's connection.
 type sent struct {
 	Lateness, FanOut time.Duration
+	Datagrams        uint64 // embargo: handed to the kernel, one per unicast subscriber
 }
 
 // releaseSender is the sender side of one variant.

@@ -28,6 +28,11 @@ type Release struct {
 	// every subscriber's connection took.
 	PublishLate time.Duration `json:"publishLateNs"`
 	FanOut      time.Duration `json:"fanOutNs"`
+	// Datagrams counts embargo's datagrams handed to the kernel for the
+	// announcement and the release (a unicast server's, one per
+	// subscriber; a group's once, though loopback delivers a copy to each
+	// member); 0 for the peers, which write to TCP.
+	Datagrams uint64 `json:"datagrams,omitempty"`
 	// First and Last are the first and the last subscriber's receive −
 	// releaseAt.
 	First time.Duration `json:"firstNs"`

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -32,6 +33,8 @@ WebSocket broadcast to -receivers subscribers in -procs other processes, and pri
 	compare := fs.Bool("compare", false, "also run the unicast baseline and print engine/baseline ratios")
 	peers := fs.Bool("peers", false, "release through embargo, NATS and a WebSocket broadcast to subscribers in other processes, and print embargo ÷ peer")
 	procs := fs.Int("procs", 4, "with -peers: subscriber processes")
+	lead := fs.Duration("lead", 0, "with -peers: how long before releaseAt the release is scheduled (0: 300ms + 500µs per receiver)")
+	only := fs.String("variants", strings.Join(bench.ReleaseVariants, ","), "with -peers: the release variants to run, comma-separated")
 	jsonPath := fs.String("json", "", "write every run's figures to this file as JSON")
 	statPath := fs.String("benchstat", "", "write benchstat-compatible lines to this file")
 	if err := parse(fs, args); err != nil {
@@ -59,7 +62,13 @@ WebSocket broadcast to -receivers subscribers in -procs other processes, and pri
 		if *procs < 1 || *procs > 64 {
 			return errors.New("need 1 ≤ procs ≤ 64")
 		}
-		return runPeers(ctx, bench.ReleaseConfig{Subscribers: *receivers, Procs: *procs, Clock: clock}, *runs, *jsonPath, *statPath, stdout, stderr)
+		vs := strings.Split(*only, ",")
+		for _, v := range vs {
+			if !slices.Contains(bench.ReleaseVariants, v) {
+				return fmt.Errorf("-variants: %q: want some of %s", v, strings.Join(bench.ReleaseVariants, ","))
+			}
+		}
+		return runPeers(ctx, bench.ReleaseConfig{Subscribers: *receivers, Procs: *procs, Lead: *lead, Clock: clock}, vs, *runs, *jsonPath, *statPath, stdout, stderr)
 	}
 	variants := []string{bench.VariantEngine}
 	if *compare {
@@ -91,15 +100,15 @@ WebSocket broadcast to -receivers subscribers in -procs other processes, and pri
 	return writeRuns(ctx, all, *jsonPath, *statPath)
 }
 
-// runPeers releases through every release variant runs times (each run
-// every variant in turn, so that the machine's load falls on all alike)
+// runPeers releases through each of variants runs times (each run every
+// variant in turn, so that the machine's load falls on all alike)
 // and prints each run and the ratios embargo ÷ peer.
-func runPeers(ctx context.Context, cfg bench.ReleaseConfig, runs int, jsonPath, statPath string, stdout, stderr io.Writer) error {
+func runPeers(ctx context.Context, cfg bench.ReleaseConfig, variants []string, runs int, jsonPath, statPath string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "placement: %s (%d of them)\n", bench.Placement, min(cfg.Procs, cfg.Subscribers))
 	start := time.Now()
 	var all []bench.Release
 	for r := range runs {
-		for _, v := range bench.ReleaseVariants {
+		for _, v := range variants {
 			if ctx.Err() != nil {
 				break
 			}

@@ -92,6 +92,7 @@ func TestBenchFlagErrors(t *testing.T) {
 		{[]string{"bench", "-mode", "carrier-pigeon"}, "want multicast, unicast or mixed"},
 		{[]string{"bench", "-mode", "multicast", "-compare"}, "needs unicast receivers"},
 		{[]string{"bench", "-edges", "2", "-offsets", "1ms"}, "1 values for 2 edges"},
+		{[]string{"bench", "-peers", "-variants", "nats,carrier-pigeon"}, `-variants: "carrier-pigeon": want some of embargo-multicast,`},
 	} {
 		var out bytes.Buffer
 		if code := run(context.Background(), c.args, &out, &out); code != 1 || !strings.Contains(out.String(), c.want) {
