@@ -54,3 +54,12 @@ func statusBytes(field string) int64 {
 	}
 	return 0
 }
+
+// fileLimit is how many files the process may hold open (0 if unknown).
+func fileLimit() uint64 {
+	var l unix.Rlimit
+	if unix.Getrlimit(unix.RLIMIT_NOFILE, &l) != nil {
+		return 0
+	}
+	return l.Cur
+}

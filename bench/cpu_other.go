@@ -18,3 +18,6 @@ func resetPeakRSS() bool { return false }
 
 // runPeakRSS is not measured off Linux.
 func runPeakRSS() int64 { return 0 }
+
+// fileLimit is not known off Linux.
+func fileLimit() uint64 { return 0 }

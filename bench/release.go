@@ -63,6 +63,10 @@ func (c *ReleaseConfig) defaults() error {
 	if c.Subscribers < 1 {
 		return errors.New("bench: a release needs at least 1 subscriber")
 	}
+	// The sender holds a connection per subscriber (the peers' servers do).
+	if lim := fileLimit(); lim > 0 && uint64(c.Subscribers)+64 > lim {
+		return fmt.Errorf("bench: %d subscribers need %d open files in the sender process; the limit is %d (raise ulimit -n)", c.Subscribers, c.Subscribers+64, lim)
+	}
 	c.Procs = min(max(cmp.Or(c.Procs, 4), 1), c.Subscribers)
 	c.Lead = cmp.Or(c.Lead, 300*time.Millisecond+time.Duration(c.Subscribers)*500*time.Microsecond)
 	c.Grace = cmp.Or(c.Grace, 2*time.Second+time.Duration(c.Subscribers)*300*time.Microsecond)

@@ -68,3 +68,26 @@ func TestReleaseBenchstat(t *testing.T) {
 		t.Errorf("benchstat line %q", got)
 	}
 }
+
+func TestReleaseConfigErrors(t *testing.T) {
+	type bad struct {
+		cfg  ReleaseConfig
+		want string
+	}
+	cases := []bad{
+		{ReleaseConfig{Variant: "carrier-pigeon", Subscribers: 1}, `release variant "carrier-pigeon": want one of embargo-multicast,`},
+		{ReleaseConfig{Variant: PeerNATS}, "at least 1 subscriber"},
+	}
+	if fileLimit() > 0 { // known on Linux
+		cases = append(cases, bad{ReleaseConfig{Variant: PeerNATS, Subscribers: 1 << 40}, "open files in the sender process"})
+	}
+	for _, c := range cases {
+		if err := c.cfg.defaults(); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%+v: %v, want %q", c.cfg, err, c.want)
+		}
+	}
+	cfg := ReleaseConfig{Variant: PeerWebSocket, Subscribers: 3, Procs: 8}
+	if err := cfg.defaults(); err != nil || cfg.Procs != 3 || len(cfg.Resource) != 64 || cfg.Lead != 300*time.Millisecond+1500*time.Microsecond {
+		t.Errorf("defaults: %v %+v", err, cfg)
+	}
+}
