@@ -141,6 +141,7 @@ func (e *edgeSender) release(ctx context.Context, releaseAt int64) (sent, error)
 		}
 		return sent{Lateness: r.Lateness, FanOut: r.FanOut, Datagrams: n}, nil
 	case err := <-e.done:
+		e.done <- err // for close
 		return sent{}, fmt.Errorf("bench: edge stopped before the release: %w", err)
 	case <-ctx.Done():
 		return sent{}, ctx.Err()
