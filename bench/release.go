@@ -96,7 +96,8 @@ const Placement = "sender in the bench process; subscribers in separate processe
 
 // MeasureRelease releases cfg.Resource once at releaseAt to every
 // subscriber and sums up what they saw, by their own receive stamps (user
-// space, the instant the resource was in a subscriber's hands). The sender
+// space, the instant the resource was in a subscriber's hands, and the
+// kernel's stamp of what carried it). The sender
 // side (edge, NATS server and publisher, or WebSocket server) runs in this
 // process, the subscribers in cfg.Procs processes of their own, so their
 // receive cost is not charged to the sender.
@@ -134,7 +135,7 @@ func MeasureRelease(ctx context.Context, cfg ReleaseConfig) (Release, error) {
 	}
 	releaseAt := now.Latest + int64(cfg.Lead)
 	cpu0 := processCPU()
-	sent, err := s.release(ctx, releaseAt)
+	out, err := s.release(ctx, releaseAt)
 	if err != nil {
 		return Release{}, err
 	}
@@ -145,7 +146,7 @@ func MeasureRelease(ctx context.Context, cfg ReleaseConfig) (Release, error) {
 	}
 	r := summarize(cfg.Variant, releaseAt, reports)
 	r.Placement = fmt.Sprintf("%s (%d of them)", Placement, cfg.Procs)
-	r.PublishLate, r.FanOut, r.Datagrams = sent.Lateness, sent.FanOut, sent.Datagrams
+	r.PublishLate, r.FanOut, r.Datagrams = out.Lateness, out.FanOut, out.Datagrams
 	r.CPU = cpu
 	r.PeakRSS = runPeakRSS()
 	r.SendMemPerSub = max(sendRSS, 0) / int64(cfg.Subscribers)
