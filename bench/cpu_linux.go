@@ -1,6 +1,9 @@
 package bench
 
 import (
+	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -22,4 +25,41 @@ func peakRSS() int64 {
 		return 0
 	}
 	return ru.Maxrss * 1024 // KiB on Linux
+}
+
+// currentRSS is the process's resident memory now, in bytes (0 if
+// unknown).
+func currentRSS() int64 { return statusBytes("VmRSS:") }
+
+// resetPeakRSS restarts the kernel's record of the process's peak
+// resident memory (VmHWM, Linux ≥ 4.0) from what is resident now, so that
+// runPeakRSS says the peak since; it reports whether it could.
+func resetPeakRSS() bool { return os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) == nil }
+
+// runPeakRSS is the process's peak resident memory since resetPeakRSS (or
+// since it began, if that failed), in bytes (0 if unknown).
+func runPeakRSS() int64 { return statusBytes("VmHWM:") }
+
+// statusBytes reads a "… kB" field of /proc/self/status, in bytes.
+func statusBytes(field string) int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(line, field); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+// fileLimit is how many files the process may hold open (0 if unknown).
+func fileLimit() uint64 {
+	var l unix.Rlimit
+	if unix.Getrlimit(unix.RLIMIT_NOFILE, &l) != nil {
+		return 0
+	}
+	return l.Cur
 }

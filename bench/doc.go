@@ -12,7 +12,11 @@
 // simulated edge clock offsets, loss, the one-sendto-per-subscriber
 // baseline) and sums it up as a Measurement, which WriteTable, Benchstat
 // and JSON report. Tally, Summary and WriteReport turn a live run into
-// per-period lines, a summary, report.json and skew.svg. `embargo demo` and
+// per-period lines, a summary, report.json and skew.svg. MeasureRelease
+// puts embargo beside the peers a team would otherwise use (NATS, a
+// WebSocket broadcast): one resource released at releaseAt to subscribers
+// in other processes (ServeSubscribers), and WriteReleaseTable prints the
+// ratios embargo ÷ peer. `embargo demo` and
 // `embargo bench` are thin commands over this package; nothing in the
 // engine imports it.
 package bench

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -18,7 +19,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 saw: delivery ratio, each edge's send lateness and fan-out time, arrival − releaseAt and its
 skew (from eBPF kernel stamps where BPF is permitted, else socket stamps), CPU time and the
 process's peak memory so far — as a table, and optionally as JSON and benchstat text. -compare runs the unicast
-baseline (one sendto per subscriber) and the engine (prepared sendmmsg) in the same invocation.`, stdout)
+baseline (one sendto per subscriber) and the engine (prepared sendmmsg) in the same invocation.
+-peers instead releases one resource per run through embargo (multicast and unicast), NATS and a
+WebSocket broadcast to -receivers subscribers in -procs other processes, and prints embargo ÷ peer.`, stdout)
 	mode := fs.String("mode", "mixed", "receivers on multicast, unicast, or mixed (half each)")
 	receivers := fs.Int("receivers", 1000, "receivers, each with its own sockets")
 	edges := fs.Int("edges", 1, "edges releasing the same schedule")
@@ -28,6 +31,10 @@ baseline (one sendto per subscriber) and the engine (prepared sendmmsg) in the s
 	periods := fs.Int("periods", 5, "periods per run")
 	runs := fs.Int("runs", 3, "runs per variant")
 	compare := fs.Bool("compare", false, "also run the unicast baseline and print engine/baseline ratios")
+	peers := fs.Bool("peers", false, "release through embargo, NATS and a WebSocket broadcast to subscribers in other processes, and print embargo ÷ peer")
+	procs := fs.Int("procs", 4, "with -peers: subscriber processes")
+	lead := fs.Duration("lead", 0, "with -peers: how long before releaseAt the release is scheduled (0: 300ms + 500µs per receiver)")
+	only := fs.String("variants", strings.Join(bench.ReleaseVariants, ","), "with -peers: the release variants to run, comma-separated")
 	jsonPath := fs.String("json", "", "write every run's figures to this file as JSON")
 	statPath := fs.String("benchstat", "", "write benchstat-compatible lines to this file")
 	if err := parse(fs, args); err != nil {
@@ -50,6 +57,18 @@ baseline (one sendto per subscriber) and the engine (prepared sendmmsg) in the s
 	clock, err := hostClock(stderr)
 	if err != nil {
 		return err
+	}
+	if *peers {
+		if *procs < 1 || *procs > 64 {
+			return errors.New("need 1 ≤ procs ≤ 64")
+		}
+		vs := strings.Split(*only, ",")
+		for _, v := range vs {
+			if !slices.Contains(bench.ReleaseVariants, v) {
+				return fmt.Errorf("-variants: %q: want some of %s", v, strings.Join(bench.ReleaseVariants, ","))
+			}
+		}
+		return runPeers(ctx, bench.ReleaseConfig{Subscribers: *receivers, Procs: *procs, Lead: *lead, Clock: clock}, vs, *runs, *jsonPath, *statPath, stdout, stderr)
 	}
 	variants := []string{bench.VariantEngine}
 	if *compare {
@@ -78,18 +97,49 @@ baseline (one sendto per subscriber) and the engine (prepared sendmmsg) in the s
 		}
 	}
 	bench.WriteTable(stdout, all, variants)
-	if *jsonPath != "" {
-		data, _ := json.MarshalIndent(all, "", "  ")
-		if err := os.WriteFile(*jsonPath, append(data, '\n'), 0o644); err != nil {
+	return writeRuns(ctx, all, *jsonPath, *statPath)
+}
+
+// runPeers releases through each of variants runs times (each run every
+// variant in turn, so that the machine's load falls on all alike)
+// and prints each run and the ratios embargo ÷ peer.
+func runPeers(ctx context.Context, cfg bench.ReleaseConfig, variants []string, runs int, jsonPath, statPath string, stdout, stderr io.Writer) error {
+	fmt.Fprintf(stdout, "placement: %s (%d of them)\n", bench.Placement, min(cfg.Procs, cfg.Subscribers))
+	start := time.Now()
+	var all []bench.Release
+	for r := range runs {
+		for _, v := range variants {
+			if ctx.Err() != nil {
+				break
+			}
+			cfg.Variant = v
+			m, err := bench.MeasureRelease(ctx, cfg)
+			if err != nil {
+				return fmt.Errorf("%s: %w", v, err)
+			}
+			all = append(all, m)
+			fmt.Fprintf(stderr, "bench: run %d/%d %s done (%v so far)\n", r+1, runs, v, time.Since(start).Round(time.Second))
+		}
+	}
+	bench.WriteReleaseTable(stdout, all)
+	return writeRuns(ctx, all, jsonPath, statPath)
+}
+
+// writeRuns writes runs as JSON to jsonPath and as benchstat lines to
+// statPath (each if not ""), and reports an interrupted invocation.
+func writeRuns[M interface{ Benchstat() string }](ctx context.Context, runs []M, jsonPath, statPath string) error {
+	if jsonPath != "" {
+		data, _ := json.MarshalIndent(runs, "", "  ")
+		if err := os.WriteFile(jsonPath, append(data, '\n'), 0o644); err != nil {
 			return err
 		}
 	}
-	if *statPath != "" {
+	if statPath != "" {
 		var b strings.Builder
-		for _, m := range all {
+		for _, m := range runs {
 			b.WriteString(m.Benchstat())
 		}
-		if err := os.WriteFile(*statPath, []byte(b.String()), 0o644); err != nil {
+		if err := os.WriteFile(statPath, []byte(b.String()), 0o644); err != nil {
 			return err
 		}
 	}

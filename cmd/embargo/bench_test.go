@@ -13,6 +13,48 @@ import (
 	"github.com/embargo-live/embargo/internal/realtime"
 )
 
+// TestMain lets `bench -peers` re-run this test binary as a subscriber
+// process, as main does for the embargo binary.
+func TestMain(m *testing.M) {
+	bench.ServeSubscribers()
+	os.Exit(m.Run())
+}
+
+// TestBenchPeers runs every release variant once at a small scale and
+// checks the table's ratio rows, the JSON and the benchstat lines.
+func TestBenchPeers(t *testing.T) {
+	realtime.Exclusive(t)
+	dir := t.TempDir()
+	jsonPath, statPath := filepath.Join(dir, "runs.json"), filepath.Join(dir, "bench.txt")
+	var out, errb bytes.Buffer
+	code := run(context.Background(), []string{"bench", "-peers", "-receivers", "20", "-procs", "2", "-runs", "1", "-json", jsonPath, "-benchstat", statPath}, &out, &errb)
+	if code != 0 {
+		t.Fatalf("exit %d: %s%s", code, out.String(), errb.String())
+	}
+	for _, row := range []string{"embargo-multicast ÷ nats", "embargo-multicast ÷ websocket", "embargo-unicast ÷ nats", "embargo-unicast ÷ websocket", "subscribers in separate processes on loopback (2 of them)"} {
+		if !strings.Contains(out.String(), row) {
+			t.Errorf("no %q in the table:\n%s", row, out.String())
+		}
+	}
+	var runs []bench.Release
+	data, err := os.ReadFile(jsonPath)
+	if err == nil {
+		err = json.Unmarshal(data, &runs)
+	}
+	if err != nil || len(runs) != len(bench.ReleaseVariants) {
+		t.Fatalf("runs.json: %v %+v", err, runs)
+	}
+	for i, r := range runs {
+		if r.Variant != bench.ReleaseVariants[i] || r.Delivered != 20 || r.Corrupt != 0 || r.Last <= 0 {
+			t.Errorf("run %d: %+v", i, r)
+		}
+	}
+	stat, _ := os.ReadFile(statPath)
+	if lines := strings.Split(strings.TrimSpace(string(stat)), "\n"); len(lines) != 4 || !strings.HasPrefix(lines[2], "BenchmarkRelease/variant=nats/subscribers=20 1 ") {
+		t.Fatalf("benchstat text:\n%s", stat)
+	}
+}
+
 // TestBench runs the smallest comparison and checks the table, the ratio
 // line, the JSON and the benchstat lines.
 func TestBench(t *testing.T) {
@@ -50,6 +92,7 @@ func TestBenchFlagErrors(t *testing.T) {
 		{[]string{"bench", "-mode", "carrier-pigeon"}, "want multicast, unicast or mixed"},
 		{[]string{"bench", "-mode", "multicast", "-compare"}, "needs unicast receivers"},
 		{[]string{"bench", "-edges", "2", "-offsets", "1ms"}, "1 values for 2 edges"},
+		{[]string{"bench", "-peers", "-variants", "nats,carrier-pigeon"}, `-variants: "carrier-pigeon": want some of embargo-multicast,`},
 	} {
 		var out bytes.Buffer
 		if code := run(context.Background(), c.args, &out, &out); code != 1 || !strings.Contains(out.String(), c.want) {

@@ -15,6 +15,8 @@ import (
 	"runtime"
 	"runtime/debug"
 	"syscall"
+
+	"github.com/embargo-live/embargo/bench"
 )
 
 // command is one subcommand: its name, a line of help, and its entry point,
@@ -39,6 +41,7 @@ func commands() []command {
 }
 
 func main() {
+	bench.ServeSubscribers() // `embargo bench -peers` runs its subscribers in copies of this binary
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))

@@ -1,0 +1,332 @@
+package bench
+
+import (
+	"bufio"
+	"cmp"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime/debug"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/embargo-live/embargo/ptp"
+)
+
+// Release variants: embargo's and the peers a team would otherwise use.
+const (
+	ReleaseMulticast = "embargo-multicast" // an edge releasing to a loopback group
+	ReleaseUnicast   = "embargo-unicast"   // an edge's unicast server (prepared sendmmsg)
+	PeerNATS         = "nats"              // embedded nats-server, one nats.go connection per subscriber
+	PeerWebSocket    = "websocket"         // coder/websocket server writing to each connection in turn
+)
+
+// ReleaseVariants are every release variant, embargo's first.
+var ReleaseVariants = []string{ReleaseMulticast, ReleaseUnicast, PeerNATS, PeerWebSocket}
+
+// ReleaseConfig is one release of a small resource at releaseAt to
+// Subscribers subscribers living in Procs other processes.
+type ReleaseConfig struct {
+	Variant     string
+	Subscribers int
+	// Procs is how many subscriber processes share the subscribers
+	// [min(4, Subscribers)].
+	Procs int
+	// Lead is how long before releaseAt the release is scheduled, once
+	// every subscriber is ready [300ms + 500µs per subscriber: embargo's
+	// subscribers have handled the announcement before the release, as in
+	// service, rather than still working through it on this host's cores].
+	Lead time.Duration
+	// Grace bounds the wait for stragglers after releaseAt [2s + 300µs per
+	// subscriber].
+	Grace time.Duration
+	// Resource is what is released [64 random bytes].
+	Resource []byte
+	// Clock schedules the release and converts the subscribers' stamps
+	// [the system clock assumed synchronized ±1ms].
+	Clock ptp.Clock
+	// Command starts one subscriber process [this executable, which must
+	// call ServeSubscribers first thing in main or TestMain].
+	Command func() *exec.Cmd
+}
+
+func (c *ReleaseConfig) defaults() error {
+	if !slices.Contains(ReleaseVariants, c.Variant) {
+		return fmt.Errorf("bench: release variant %q: want one of %s", c.Variant, strings.Join(ReleaseVariants, ", "))
+	}
+	if c.Subscribers < 1 {
+		return errors.New("bench: a release needs at least 1 subscriber")
+	}
+	// A peer's server holds a connection per subscriber; embargo's edge a
+	// few sockets in all.
+	if lim := fileLimit(); lim > 0 && !strings.HasPrefix(c.Variant, "embargo") && uint64(c.Subscribers)+64 > lim {
+		return fmt.Errorf("bench: %d subscribers need %d open files in the sender process; the limit is %d (raise ulimit -n)", c.Subscribers, c.Subscribers+64, lim)
+	}
+	c.Procs = min(max(cmp.Or(c.Procs, 4), 1), c.Subscribers)
+	c.Lead = cmp.Or(c.Lead, 300*time.Millisecond+time.Duration(c.Subscribers)*500*time.Microsecond)
+	c.Grace = cmp.Or(c.Grace, 2*time.Second+time.Duration(c.Subscribers)*300*time.Microsecond)
+	if c.Resource == nil {
+		c.Resource = make([]byte, 64)
+		rand.Read(c.Resource)
+	}
+	if c.Clock == nil {
+		sys, err := ptp.NewSystem(ptp.WithAssumeSynchronized(time.Millisecond))
+		if err != nil {
+			return err
+		}
+		c.Clock = sys
+	}
+	if c.Command == nil {
+		exe, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("bench: subscriber processes re-run this executable: %w", err)
+		}
+		c.Command = func() *exec.Cmd { return exec.Command(exe) }
+	}
+	return nil
+}
+
+// Placement says where MeasureRelease puts the sender and the subscribers.
+const Placement = "sender in the bench process; subscribers in separate processes on loopback"
+
+// MeasureRelease releases cfg.Resource once at releaseAt to every
+// subscriber and sums up what they saw, by their own receive stamps (user
+// space, the instant the resource was in a subscriber's hands, and the
+// kernel's stamp of what carried it). The sender
+// side (edge, NATS server and publisher, or WebSocket server) runs in this
+// process, the subscribers in cfg.Procs processes of their own, so their
+// receive cost is not charged to the sender.
+func MeasureRelease(ctx context.Context, cfg ReleaseConfig) (Release, error) {
+	if err := cfg.defaults(); err != nil {
+		return Release{}, err
+	}
+	// Memory is measured with what earlier runs left handed back to the
+	// OS, and the peak from here.
+	debug.FreeOSMemory()
+	resetPeakRSS()
+	rss0 := currentRSS()
+	s, err := openReleaseSender(&cfg)
+	if err != nil {
+		return Release{}, err
+	}
+	defer s.close()
+	procs, err := startSubscribers(ctx, &cfg, s.spec())
+	defer func() {
+		for _, p := range procs {
+			p.kill()
+		}
+	}()
+	if err != nil {
+		return Release{}, err
+	}
+	if err := s.ready(ctx); err != nil {
+		return Release{}, err
+	}
+	debug.FreeOSMemory() // what the subscriptions hold, not the garbage of making them
+	sendRSS := currentRSS() - rss0
+	now, err := cfg.Clock.Now()
+	if err != nil {
+		return Release{}, fmt.Errorf("bench: clock: %w", err)
+	}
+	releaseAt := now.Latest + int64(cfg.Lead)
+	cpu0 := processCPU()
+	out, err := s.release(ctx, releaseAt)
+	if err != nil {
+		return Release{}, err
+	}
+	reports, err := collect(ctx, &cfg, procs, releaseAt)
+	cpu := processCPU() - cpu0
+	if err != nil {
+		return Release{}, err
+	}
+	r := summarize(cfg.Variant, releaseAt, reports)
+	r.Placement = fmt.Sprintf("%s (%d of them)", Placement, cfg.Procs)
+	r.PublishLate, r.FanOut, r.Datagrams = out.Lateness, out.FanOut, out.Datagrams
+	r.CPU = cpu
+	r.PeakRSS = runPeakRSS()
+	r.SendMemPerSub = max(sendRSS, 0) / int64(cfg.Subscribers)
+	return r, nil
+}
+
+// sent is how the sender side's release went: how late its send began
+// past releaseAt, and how long it took to hand the resource to every
+// subscriber's connection.
+type sent struct {
+	Lateness, FanOut time.Duration
+	Datagrams        uint64 // embargo: handed to the kernel, one per unicast subscriber
+}
+
+// releaseSender is the sender side of one variant.
+type releaseSender interface {
+	spec() subscriberSpec // what subscribers need to connect
+	// ready returns once the sender holds every subscription.
+	ready(ctx context.Context) error
+	// release sends the resource at releaseAt and returns once it is sent.
+	release(ctx context.Context, releaseAt int64) (sent, error)
+	close()
+}
+
+// subscriberProc is one running subscriber process.
+type subscriberProc struct {
+	cmd    *exec.Cmd
+	stdin  interface{ Close() error }
+	lines  *bufio.Scanner
+	stderr *strings.Builder
+	once   sync.Once
+}
+
+func (p *subscriberProc) kill() {
+	p.once.Do(func() {
+		p.stdin.Close()
+		if p.cmd.Process != nil {
+			p.cmd.Process.Kill()
+		}
+		p.cmd.Wait()
+	})
+}
+
+// why is the process's error output, for an error message.
+func (p *subscriberProc) why() string {
+	if s := strings.TrimSpace(p.stderr.String()); s != "" {
+		return ": " + s
+	}
+	return ""
+}
+
+// startSubscribers starts cfg.Procs subscriber processes, sharing the
+// subscribers out, and waits until each says its subscribers are ready.
+func startSubscribers(ctx context.Context, cfg *ReleaseConfig, spec subscriberSpec) ([]*subscriberProc, error) {
+	var procs []*subscriberProc
+	first := 0
+	for i := range cfg.Procs {
+		n := cfg.Subscribers/cfg.Procs + btoi(i < cfg.Subscribers%cfg.Procs)
+		spec.First, spec.Count = first, n
+		first += n
+		env, err := json.Marshal(spec)
+		if err != nil {
+			return procs, err
+		}
+		cmd := cfg.Command()
+		cmd.Env = append(os.Environ(), subscriberEnv+"="+string(env))
+		p := &subscriberProc{cmd: cmd, stderr: new(strings.Builder)}
+		cmd.Stderr = p.stderr
+		in, err := cmd.StdinPipe()
+		if err != nil {
+			return procs, err
+		}
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			return procs, err
+		}
+		p.stdin, p.lines = in, bufio.NewScanner(out)
+		p.lines.Buffer(nil, 64<<20)
+		if err := cmd.Start(); err != nil {
+			return procs, fmt.Errorf("bench: start subscriber process: %w", err)
+		}
+		procs = append(procs, p)
+	}
+	// Each process connects its subscribers, then says "ready"; a process
+	// that fails says why on stderr and exits.
+	ready := make(chan error, len(procs))
+	for _, p := range procs {
+		go func() {
+			if !p.lines.Scan() || p.lines.Text() != "ready" {
+				ready <- fmt.Errorf("bench: a subscriber process failed before it was ready%s", p.why())
+				return
+			}
+			ready <- nil
+		}()
+	}
+	timeout := time.NewTimer(readyTimeout(cfg.Subscribers))
+	defer timeout.Stop()
+	for range procs {
+		select {
+		case err := <-ready:
+			if err != nil {
+				return procs, err
+			}
+		case <-timeout.C:
+			return procs, fmt.Errorf("bench: %d subscribers not ready in %v", cfg.Subscribers, readyTimeout(cfg.Subscribers))
+		case <-ctx.Done():
+			return procs, ctx.Err()
+		}
+	}
+	return procs, nil
+}
+
+// readyTimeout bounds connecting n subscribers (a handshake or two each on
+// loopback, on a loaded machine).
+func readyTimeout(n int) time.Duration { return 20*time.Second + time.Duration(n)*5*time.Millisecond }
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// collect waits until every subscriber process has reported (each reports
+// once all its subscribers have the resource) or cfg.Grace has passed
+// since releaseAt, when it tells the rest to report what they have.
+func collect(ctx context.Context, cfg *ReleaseConfig, procs []*subscriberProc, releaseAt int64) ([]subscriberReport, error) {
+	type got struct {
+		r   subscriberReport
+		err error
+	}
+	reports := make(chan got, len(procs))
+	for _, p := range procs {
+		go func() {
+			var r subscriberReport
+			if !p.lines.Scan() {
+				reports <- got{err: fmt.Errorf("bench: a subscriber process ended without a report%s", p.why())}
+				return
+			}
+			if err := json.Unmarshal(p.lines.Bytes(), &r); err != nil {
+				reports <- got{err: fmt.Errorf("bench: subscriber report: %w", err)}
+				return
+			}
+			reports <- got{r: r}
+		}()
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	due := make(chan error, 1)
+	go func() {
+		_, err := ptp.Sleeper{}.WaitUntil(wctx, cfg.Clock, releaseAt+int64(cfg.Grace))
+		due <- err
+	}()
+	var out []subscriberReport
+	for range procs {
+		select {
+		case g := <-reports:
+			if g.err != nil {
+				return nil, g.err
+			}
+			out = append(out, g.r)
+		case err := <-due:
+			if err != nil {
+				return nil, err
+			}
+			for _, p := range procs {
+				p.stdin.Close() // report now
+			}
+			due = nil
+			select {
+			case g := <-reports:
+				if g.err != nil {
+					return nil, g.err
+				}
+				out = append(out, g.r)
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+	}
+	return out, nil
+}
