@@ -82,20 +82,28 @@ type Event struct {
 }
 
 // Receiver turns datagrams into Events. Handle is safe for concurrent use.
+//
+// ANNOUNCE shards and RELEASEs take separate locks: shardMu serializes the
+// assembler and its signature checks, mu the periods' state. A RELEASE
+// never waits for a signature check (PROTOCOL.md §9).
 type Receiver struct {
 	cfg     Config
 	log     *slog.Logger
 	streams map[uint32]bool
 	drops   *counters
 
+	shardMu    sync.Mutex
+	asm        *fec.Assembler
+	shard      wire.Shard
+	bodyChecks uint64 // body signatures checked
+
 	mu       sync.Mutex
-	asm      *fec.Assembler
 	bodies   map[key]*held
+	heads    map[key]*wire.Body // commitments known from a first data shard, body not yet whole
 	early    map[key][]early
 	earlyN   int
 	done     map[key]struct{}
 	newest   map[uint32]uint64
-	shard    wire.Shard
 	release  wire.Release
 	opened   []byte
 	released []Event // built under mu, delivered after
@@ -145,8 +153,9 @@ func New(cfg Config) (*Receiver, error) {
 		log:     log,
 		streams: make(map[uint32]bool, len(cfg.Streams)),
 		drops:   newCounters(),
-		asm:     fec.NewAssembler(cfg.Trusted, fec.WithWindow(window)),
+		asm:     fec.NewAssembler(cfg.Trusted, fec.WithWindow(window), fec.WithClock(monotonic(cfg.Now))),
 		bodies:  make(map[key]*held),
+		heads:   make(map[key]*wire.Body),
 		early:   make(map[key][]early),
 		done:    make(map[key]struct{}),
 		newest:  make(map[uint32]uint64),
@@ -157,15 +166,43 @@ func New(cfg Config) (*Receiver, error) {
 	return r, nil
 }
 
+// monotonic is a clock for the assembler's verification budgets: now's
+// reading in ns, never going back (a stepped device clock only pauses the
+// refill).
+func monotonic(now func() time.Time) func() int64 {
+	var mu sync.Mutex
+	var last int64
+	return func() int64 {
+		t := now().UnixNano()
+		mu.Lock()
+		defer mu.Unlock()
+		last = max(last, t)
+		return last
+	}
+}
+
 // Handle processes one datagram that arrived at arrival (the kernel's
 // stamp, or the zero Time if there was none: then the device clock, Now)
 // from from.
 func (r *Receiver) Handle(pkt []byte, arrival time.Time, from netip.AddrPort) {
-	if arrival.IsZero() {
-		arrival = r.cfg.Now()
+	h, err := wire.Peek(pkt)
+	if err != nil {
+		r.drops.add(reasonMalformed)
+		return
+	}
+	switch h.Type {
+	case wire.TypeAnnounce:
+		r.handleShard(pkt)
+	case wire.TypeRelease:
+		if arrival.IsZero() {
+			arrival = r.cfg.Now()
+		}
+		r.handleRelease(pkt, r.cfg.TAIOffset.FromTime(arrival), from)
+	default:
+		r.drops.add(reasonUnexpected)
+		return
 	}
 	r.mu.Lock()
-	r.handle(pkt, r.cfg.TAIOffset.FromTime(arrival), from)
 	events := r.released
 	r.released = nil
 	r.mu.Unlock()
@@ -174,34 +211,30 @@ func (r *Receiver) Handle(pkt []byte, arrival time.Time, from netip.AddrPort) {
 	}
 }
 
-func (r *Receiver) handle(pkt []byte, arrival int64, from netip.AddrPort) {
-	h, err := wire.Peek(pkt)
-	if err != nil {
+func (r *Receiver) handleShard(pkt []byte) {
+	r.shardMu.Lock()
+	defer r.shardMu.Unlock()
+	if err := r.shard.Decode(pkt); err != nil {
 		r.drops.add(reasonMalformed)
 		return
 	}
-	switch h.Type {
-	case wire.TypeAnnounce:
-		if err := r.shard.Decode(pkt); err != nil {
-			r.drops.add(reasonMalformed)
-			return
-		}
-		if !r.streams[r.shard.Stream] {
-			r.drops.add(reasonUnsubscribed)
-			return
-		}
-		r.onShard(&r.shard)
-	case wire.TypeRelease:
-		if err := r.release.Decode(pkt); err != nil {
-			r.drops.add(reasonMalformed)
-			return
-		}
-		if !r.streams[r.release.Stream] {
-			r.drops.add(reasonUnsubscribed)
-			return
-		}
-		r.onRelease(&r.release, arrival, from)
-	default:
-		r.drops.add(reasonUnexpected)
+	if !r.streams[r.shard.Stream] {
+		r.drops.add(reasonUnsubscribed)
+		return
 	}
+	r.onShard(&r.shard)
+}
+
+func (r *Receiver) handleRelease(pkt []byte, arrival int64, from netip.AddrPort) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := r.release.Decode(pkt); err != nil {
+		r.drops.add(reasonMalformed)
+		return
+	}
+	if !r.streams[r.release.Stream] {
+		r.drops.add(reasonUnsubscribed)
+		return
+	}
+	r.onRelease(&r.release, arrival, from)
 }
