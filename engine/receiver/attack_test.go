@@ -1,0 +1,167 @@
+package receiver_test
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"slices"
+	"testing"
+	"testing/synctest"
+
+	"github.com/embargo-live/embargo/engine/bundle"
+	"github.com/embargo-live/embargo/engine/receiver"
+	"github.com/embargo-live/embargo/wire"
+)
+
+// forgedShard is d (a genuine ANNOUNCE datagram) with a proof of the
+// attacker's (siblings from nonce) leading to a root of its own, still
+// claiming the origin's key id, under a garbage signature: only a
+// signature check can refuse it.
+func forgedShard(t testing.TB, d []byte, nonce uint64) []byte {
+	t.Helper()
+	var s wire.Shard
+	if err := s.Decode(bytes.Clone(d)); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < len(s.Proof); i += wire.HashLen {
+		var seed [16]byte
+		binary.BigEndian.PutUint64(seed[:], nonce)
+		binary.BigEndian.PutUint64(seed[8:], uint64(i))
+		h := sha256.Sum256(seed[:])
+		copy(s.Proof[i:], h[:])
+	}
+	h := sha256.Sum256(append([]byte{0}, s.Data...))
+	for i := range len(s.Proof) / wire.HashLen {
+		left, right := h[:], s.Proof[i*wire.HashLen:(i+1)*wire.HashLen]
+		if int(s.Index)>>i&1 == 1 {
+			left, right = right, left
+		}
+		h = sha256.Sum256(slices.Concat([]byte{1}, left, right))
+	}
+	s.Root = h
+	binary.BigEndian.PutUint64(s.Sig[:], nonce)
+	out := make([]byte, s.Len())
+	if _, err := s.Encode(out); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// One forged shard resent 10,000 times for a period not yet announced costs
+// one signature check, counted; the genuine period still opens, at the
+// cost of one root and one body check.
+func TestForgedShardResentCostsOneCheck(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFixture(t)
+		var s sink
+		r := f.receiver(t, &s, nil)
+		b, _ := f.keys(t, 1, 3)
+		evil := forgedShard(t, b.Shards[0], 1)
+		for range 10_000 {
+			feed(r, evil)
+		}
+		st := r.Stats()
+		if st.SignatureChecks() != 1 || st.Drops["forged"] != 1 || st.Drops["forged-repeat"] != 9_999 {
+			t.Fatalf("10,000 resends: %d signature checks, drops %v", st.SignatureChecks(), st.Drops)
+		}
+		feed(r, b.Shards...)
+		feed(r, release(t, b, 1))
+		if st := r.Stats(); len(s.got()) != 1 || st.SignatureChecks() != 3 {
+			t.Fatalf("genuine period: %d events, %d signature checks (want 1 and 3)", len(s.got()), st.SignatureChecks())
+		}
+	})
+}
+
+// multiShard is a bundle whose body needs k ≥ 2 data shards, so a receiver
+// can hold its first data shard — and so its commitment — before the body.
+func multiShard(t testing.TB, f *fixture, p uint64) *bundle.Bundle {
+	t.Helper()
+	keys, err := f.origin.NewContentKeys(40)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := f.origin.Keys(1, p, f.at(p), keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s wire.Shard
+	if err := s.Decode(b.Shards[0]); err != nil || s.K < 2 {
+		t.Fatalf("want k ≥ 2: %v, k=%d", err, s.K)
+	}
+	return b
+}
+
+// A flood of forged RELEASEs around the genuine one, before the body is
+// whole, does not push the genuine one out of the early queue: once the
+// first data shard is held, the commitment is known and forged secrets are
+// refused at once rather than held.
+func TestForgedReleaseFloodKeepsGenuine(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFixture(t)
+		var s sink
+		r := f.receiver(t, &s, nil)
+		b := multiShard(t, f, 3)
+		feed(r, b.Shards[0])
+		bogus := release(t, b, 9)
+		flood := func(n int) {
+			for i := range n {
+				binary.BigEndian.PutUint32(bogus[wire.HeaderLen:], uint32(i)+1)
+				feed(r, bogus)
+			}
+		}
+		flood(1000)
+		feed(r, release(t, b, 1))
+		flood(1000)
+		feed(r, b.Shards[1:]...)
+		if got := s.got(); len(got) != 1 || got[0].EdgeID != 1 {
+			t.Fatalf("genuine early RELEASE lost to the flood: events %+v; %+v", got, r.Stats())
+		}
+		if st := r.Stats(); st.Drops["wrong-rk"] != 2000 || st.Drops["busy"] != 0 {
+			t.Fatalf("forged secrets: drops %v, want 2000 wrong-rk, none busy", st.Drops)
+		}
+	})
+}
+
+// Without any shard of the period yet, forged secrets are held (a few)
+// and refused when the body comes, and the genuine one held among them
+// still opens it.
+func TestEarlyForgedReleasesRefusedWhenHeadArrives(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFixture(t)
+		var s sink
+		r := f.receiver(t, &s, nil)
+		b := multiShard(t, f, 3)
+		feed(r, release(t, b, 1))
+		bogus := release(t, b, 9)
+		bogus[wire.HeaderLen] ^= 1
+		feed(r, bogus)
+		feed(r, b.Shards[0])
+		if st := r.Stats(); st.Drops["wrong-rk"] != 1 || len(s.got()) != 0 {
+			t.Fatalf("after the first data shard: %v, %d events", st.Drops, len(s.got()))
+		}
+		feed(r, b.Shards[1:]...)
+		if got := s.got(); len(got) != 1 || got[0].EdgeID != 1 {
+			t.Fatalf("events %+v", got)
+		}
+	})
+}
+
+// A RELEASE is handled while the shard path is busy (a signature check
+// holds its lock): the two paths share no lock.
+func TestReleaseNeverWaitsForShards(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFixture(t)
+		var s sink
+		r := f.receiver(t, &s, nil)
+		b, _ := f.keys(t, 1, 3)
+		feed(r, b.Shards...)
+		done := receiver.HoldShards(r)
+		go feed(r, release(t, b, 1))
+		synctest.Wait()
+		delivered := len(s.got())
+		done()
+		if delivered != 1 {
+			t.Fatalf("RELEASE waited for the shard path: %d events while it was busy", delivered)
+		}
+	})
+}

@@ -1,0 +1,186 @@
+package fec_test
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/embargo-live/embargo/fec"
+	"github.com/embargo-live/embargo/seal"
+	"github.com/embargo-live/embargo/wire"
+)
+
+// forge turns s into an attacker's shard for the same period and
+// geometry: its proof (siblings derived from nonce) leads to a root of its
+// own, which it claims the origin signed (genuine key id, a signature of
+// garbage). Only a signature check can refuse it.
+func forge(s *wire.Shard, nonce uint64) *wire.Shard {
+	f := *s
+	f.Proof = make([]byte, len(s.Proof))
+	for i := 0; i < len(f.Proof); i += wire.HashLen {
+		var seed [16]byte
+		binary.BigEndian.PutUint64(seed[:], nonce)
+		binary.BigEndian.PutUint64(seed[8:], uint64(i))
+		h := sha256.Sum256(seed[:])
+		copy(f.Proof[i:], h[:])
+	}
+	h := sha256.Sum256(append([]byte{0}, f.Data...))
+	for i := range len(f.Proof) / wire.HashLen {
+		left, right := h[:], f.Proof[i*wire.HashLen:(i+1)*wire.HashLen]
+		if int(f.Index)>>i&1 == 1 {
+			left, right = right, left
+		}
+		h = sha256.Sum256(slices.Concat([]byte{1}, left, right))
+	}
+	f.Root = h
+	f.KeyID = seal.KeyID(origin.Public().(ed25519.PublicKey))
+	binary.BigEndian.PutUint64(f.Sig[:], nonce)
+	return &f
+}
+
+// virtualClock is an assembler clock that the test moves.
+type virtualClock struct{ now int64 }
+
+func (c *virtualClock) read() int64             { return c.now }
+func (c *virtualClock) advance(d time.Duration) { c.now += int64(d) }
+
+// One forged shard, resent 10,000 times for a period whose genuine set has
+// not come yet, costs one signature check: the failed root is remembered.
+// The genuine set then rebuilds at the cost of one more.
+func TestForgedShardCheckedOnce(t *testing.T) {
+	b := body(500, 3)
+	g := fec.Geometry{K: 2, M: 2, ShardSize: 250, BodyLen: len(b)}
+	for _, ahead := range []uint64{1, 3} {
+		ds := datagrams(t, b, g, 1, 100+ahead)
+		a := fec.NewAssembler(ring())
+		// The stream's newest verified period is 100.
+		if _, err := a.Add(decode(t, datagrams(t, body(500, 4), g, 1, 100)[0])); err != nil {
+			t.Fatal(err)
+		}
+		evil := forge(decode(t, ds[1]), 7)
+		for i := range 10_000 {
+			_, err := a.Add(evil)
+			want := fec.ErrRepeatForged
+			if i == 0 {
+				want = fec.ErrForged
+			}
+			if !errors.Is(err, want) || (i == 0 && errors.Is(err, fec.ErrRepeatForged)) {
+				t.Fatalf("current+%d, resend %d: %v, want %v", ahead, i, err, want)
+			}
+		}
+		if st := a.Stats(); st.Verified != 2 || st.Failed != 1 || st.Remembered != 1 {
+			t.Fatalf("current+%d: after 10,000 resends: %+v, want 2 checks (genuine period 100, the forgery once)", ahead, st)
+		}
+		var out []byte
+		for _, d := range ds[:2] {
+			out, _ = a.Add(decode(t, d))
+		}
+		if !bytes.Equal(out, b) {
+			t.Fatalf("current+%d: genuine body not rebuilt", ahead)
+		}
+		if st := a.Stats(); st.Verified != 3 {
+			t.Fatalf("current+%d: %d checks, want 3", ahead, st.Verified)
+		}
+	}
+}
+
+// An attacker sending forged roots at 50,000 datagrams a second — a new
+// root with every datagram, or each root twice — from 300 ms before the
+// genuine carousel starts (four rounds of k+m shards, 250 ms apart) does
+// not starve the genuine root, and costs no more checks than the budgets
+// allow.
+func TestDistinctForgedRootsCannotStarve(t *testing.T) {
+	b := body(500, 5)
+	g := fec.Geometry{K: 2, M: 2, ShardSize: 250, BodyLen: len(b)}
+	ds := datagrams(t, b, g, 1, 9)
+	template := decode(t, ds[0])
+	const (
+		rate  = 50_000
+		flood = 1300 * time.Millisecond
+		first = 300 * time.Millisecond // the first carousel round
+		round = 250 * time.Millisecond
+	)
+	for _, repeats := range []uint64{1, 2} {
+		var clock virtualClock
+		a := fec.NewAssembler(ring(), fec.WithClock(clock.read))
+		rebuilt := time.Duration(-1)
+		var sent uint64
+		for elapsed := time.Duration(0); elapsed < flood; elapsed += time.Second / rate {
+			clock.advance(time.Second / rate)
+			if elapsed >= first && (elapsed-first)%round == 0 && rebuilt < 0 {
+				for _, d := range ds {
+					if out, _ := a.Add(decode(t, d)); out != nil {
+						if !bytes.Equal(out, b) {
+							t.Fatal("wrong body")
+						}
+						rebuilt = elapsed
+					}
+				}
+			}
+			if _, err := a.Add(forge(template, sent/repeats)); err == nil {
+				t.Fatal("forged shard accepted")
+			}
+			sent++
+		}
+		st := a.Stats()
+		if rebuilt < 0 {
+			t.Fatalf("each root %d×: genuine period starved by %d forged datagrams: %+v", repeats, sent, st)
+		}
+		budget := uint64(fec.DefaultPeriodBurst + fec.DefaultPeriodChecks*flood/time.Second)
+		if st.Verified > budget {
+			t.Fatalf("each root %d×: %d checks for %d forged datagrams in %v; the budget is %d", repeats, st.Verified, sent, flood, budget)
+		}
+		t.Logf("each root %d×: genuine rebuilt in round %d; %d checks for %d forged roots", repeats, (rebuilt-first)/round+1, st.Verified, sent/repeats)
+	}
+}
+
+// Shards beyond the announce horizon of a fresh stream are dropped before
+// any check; once the stream's newest is stale, the horizon opens so that a
+// receiver back from an outage recovers.
+func TestHorizon(t *testing.T) {
+	g := fec.Geometry{K: 1, M: 2, ShardSize: 100, BodyLen: 100}
+	var clock virtualClock
+	a := fec.NewAssembler(ring(), fec.WithClock(clock.read), fec.WithHorizon(4, 10*time.Second))
+	if _, err := a.Add(decode(t, datagrams(t, body(100, 1), g, 1, 10)[0])); err != nil {
+		t.Fatal(err)
+	}
+	far := datagrams(t, body(100, 2), g, 1, 15)
+	if _, err := a.Add(forge(decode(t, far[0]), 1)); !errors.Is(err, fec.ErrFuture) {
+		t.Fatalf("forged shard beyond the horizon: %v", err)
+	}
+	if _, err := a.Add(decode(t, far[0])); !errors.Is(err, fec.ErrFuture) {
+		t.Fatalf("shard beyond the horizon: %v", err)
+	}
+	if st := a.Stats(); st.Verified != 1 {
+		t.Fatalf("%d checks, want 1", st.Verified)
+	}
+	if out, err := a.Add(decode(t, datagrams(t, body(100, 3), g, 1, 14)[0])); err != nil || out == nil {
+		t.Fatalf("period at the horizon: %v", err)
+	}
+	clock.advance(11 * time.Second)
+	if out, err := a.Add(decode(t, datagrams(t, body(100, 4), g, 1, 40)[0])); err != nil || out == nil {
+		t.Fatalf("after the stream went stale: %v", err)
+	}
+}
+
+// A shard naming a key id the ring does not hold is refused without a
+// check and without spending the budget.
+func TestUnknownKeyCostsNothing(t *testing.T) {
+	g := fec.Geometry{K: 1, M: 2, ShardSize: 100, BodyLen: 100}
+	a := fec.NewAssembler(ring())
+	s := decode(t, datagrams(t, body(100, 1), g, 1, 1)[0])
+	s.KeyID[0] ^= 1
+	for range 1000 {
+		if _, err := a.Add(s); !errors.Is(err, fec.ErrForged) {
+			t.Fatalf("unknown key id: %v", err)
+		}
+	}
+	if st := a.Stats(); st.Verified != 0 {
+		t.Fatalf("%d checks for an unknown key id", st.Verified)
+	}
+}
