@@ -213,7 +213,7 @@ func (r *Receiver) tryRelease(k key, h *held, rel *wire.Release, arrival int64, 
 	}
 	ev := Event{
 		Stream: k.stream, Period: k.period, ReleaseAt: h.b.ReleaseAt, PresentAt: h.b.PresentAt,
-		Arrival: arrival, EdgeID: rel.EdgeID, From: from, CatchUp: rel.Flags&wire.FlagCatchUp != 0,
+		Arrival: arrival, RK: rel.RK, EdgeID: rel.EdgeID, From: from, CatchUp: rel.Flags&wire.FlagCatchUp != 0,
 	}
 	switch h.b.PayloadType {
 	case wire.PayloadContentKeys:

@@ -74,6 +74,10 @@ type Event struct {
 	Arrival int64
 	// Opened is when the keys were ready (TAI ns, user space).
 	Opened int64
+	// RK is the release secret that opened the commitment (public once
+	// released): package bpf's Filter.Confirm takes it, to count only the
+	// genuine RELEASE's kernel stamp as skew.
+	RK     [wire.RKLen]byte
 	EdgeID uint32         // the edge whose RELEASE it was
 	From   netip.AddrPort // and its address
 	// CatchUp: the RELEASE was a catch-up copy for a late joiner, so its

@@ -16,7 +16,7 @@ import (
 // in-memory pipe (engine/datagram/datagramtest).
 type Source = datagram.Source
 
-// readBatch is how many datagrams one read may take; shardQueue how many
+// readBatch is how many datagrams one read may take; shardQueueLen how many
 // ANNOUNCE datagrams may wait for the shard goroutine.
 const (
 	readBatch     = 16
