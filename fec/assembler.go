@@ -119,6 +119,13 @@ type Assembler struct {
 	leaves  *leafHasher
 	gate    gate
 	stats   Stats
+
+	// Checks deferred to the caller (WithAsyncChecks): by root, and in
+	// order; pendingBytes is what their held shards take.
+	async        bool
+	checking     map[rootID]*deferredCheck
+	checkQ       []*deferredCheck
+	pendingBytes int
 }
 
 // NewAssembler returns an assembler that trusts the roots v accepts.
@@ -136,6 +143,7 @@ func NewAssembler(v RootVerifier, opts ...Option) *Assembler {
 		coders:         make(map[[2]int]reedsolomon.Encoder),
 		leaves:         newLeafHasher(),
 		gate:           newGate(),
+		checking:       make(map[rootID]*deferredCheck),
 	}
 	for _, o := range opts {
 		o(a)
@@ -219,14 +227,28 @@ func (a *Assembler) Add(s *wire.Shard) ([]byte, error) {
 		return nil, ErrBadProof
 	}
 	if p == nil {
+		in := idOf(s)
+		if c := a.checking[in]; c != nil {
+			c.hold(a, s) // a shard of a root whose check is under way
+			return nil, ErrCheckPending
+		}
 		var err error
-		if p, err = a.verifyRoot(key, s); err != nil {
+		if p, err = a.verifyRoot(key, s, &in); err != nil {
 			return nil, err
 		}
 	}
-	slot := p.backing[int(s.Index)*p.size : (int(s.Index)+1)*p.size : (int(s.Index)+1)*p.size]
-	copy(slot, s.Data)
-	p.shards[s.Index] = slot
+	return a.store(key, p, int(s.Index), s.Data)
+}
+
+// store copies one proven shard into p and rebuilds the body once k are
+// held.
+func (a *Assembler) store(key periodKey, p *pending, index int, data []byte) ([]byte, error) {
+	if p.shards[index] != nil {
+		return nil, ErrDuplicate
+	}
+	slot := p.backing[index*p.size : (index+1)*p.size : (index+1)*p.size]
+	copy(slot, data)
+	p.shards[index] = slot
 	p.have++
 	a.stats.Accepted++
 	if p.have < p.k {
@@ -260,30 +282,43 @@ func (a *Assembler) admit(key periodKey, s *wire.Shard, newest uint64, known boo
 // verifyRoot spends the period's verification budget on the root most
 // worth it (see gate.pick) and, if that root verifies, starts the period
 // with it. It returns the pending period if s belongs to it.
-func (a *Assembler) verifyRoot(key periodKey, s *wire.Shard) (*pending, error) {
-	in := idOf(s)
-	id, ok := a.gate.pick(key, &in)
+func (a *Assembler) verifyRoot(key periodKey, s *wire.Shard, in *rootID) (*pending, error) {
+	if a.async && len(a.checkQ) >= maxPendingChecks {
+		return nil, ErrDeferred
+	}
+	id, ok := a.gate.pick(key, in)
 	if !ok {
 		return nil, ErrDeferred
+	}
+	if a.async {
+		return nil, a.deferCheck(key, &id, s, id == *in)
 	}
 	a.stats.Verified++
 	if err := a.verify.VerifyShardRoot(id.shard()); err != nil {
 		a.stats.Failed++
 		a.gate.remember(&id)
-		if id == in {
+		if id == *in {
 			return nil, fmt.Errorf("%w: %w", ErrForged, err)
 		}
 		return nil, ErrDeferred
 	}
-	if len(a.periods) >= a.maxPeriods || a.held+s.Shards()*int(s.ShardSize) > a.maxHeldBytes {
-		return nil, ErrBusy
+	p, err := a.begin(key, &id)
+	if err != nil {
+		return nil, err
 	}
-	a.gate.verified(key, a.advance(key.stream, key.period))
-	p := a.start(key, &id)
-	if id != in {
+	if id != *in {
 		return nil, ErrOtherRoot
 	}
 	return p, nil
+}
+
+// begin starts key's period with its verified root id.
+func (a *Assembler) begin(key periodKey, id *rootID) (*pending, error) {
+	if len(a.periods) >= a.maxPeriods || a.held+(int(id.k)+int(id.m))*int(id.size) > a.maxHeldBytes {
+		return nil, ErrBusy
+	}
+	a.gate.verified(key, a.advance(key.stream, key.period))
+	return a.start(key, id), nil
 }
 
 // advance records period as seen on stream and drops the stream's periods

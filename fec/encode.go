@@ -29,6 +29,9 @@ var (
 	// verification budget went to another root, or is spent for now; the
 	// carousel's later rounds bring the shard again.
 	ErrDeferred = errors.New("fec: root check deferred by the verification budget")
+	// ErrCheckPending: the shard's root is being checked by the caller
+	// (WithAsyncChecks); the shard is held with the check.
+	ErrCheckPending = errors.New("fec: root check pending")
 	// ErrFuture: the period is beyond the announce horizon of its stream's
 	// newest verified period.
 	ErrFuture = errors.New("fec: period beyond the announce horizon")

@@ -184,3 +184,56 @@ func TestUnknownKeyCostsNothing(t *testing.T) {
 		t.Fatalf("%d checks for an unknown key id", st.Verified)
 	}
 }
+
+// With WithAsyncChecks, Add never checks a signature: it defers the check
+// to its caller, holds the shards of the root meanwhile, and Checked stores
+// them (or refuses them all, remembering the forged root).
+func TestAsyncChecks(t *testing.T) {
+	b := body(500, 8)
+	g := fec.Geometry{K: 2, M: 2, ShardSize: 250, BodyLen: len(b)}
+	ds := datagrams(t, b, g, 1, 4)
+	a := fec.NewAssembler(ring(), fec.WithAsyncChecks())
+	evil := forge(decode(t, ds[0]), 3)
+	for range 3 {
+		if _, err := a.Add(evil); !errors.Is(err, fec.ErrCheckPending) {
+			t.Fatalf("forged shard, check not yet run: %v", err)
+		}
+	}
+	for _, d := range ds[:2] {
+		if _, err := a.Add(decode(t, d)); !errors.Is(err, fec.ErrDeferred) && !errors.Is(err, fec.ErrCheckPending) {
+			t.Fatalf("genuine shard: %v", err)
+		}
+	}
+	if st := a.Stats(); st.Verified != 0 {
+		t.Fatalf("Add checked %d signatures", st.Verified)
+	}
+	var got []byte
+	for i := 0; ; i++ {
+		c, ok := a.NextCheck()
+		if !ok {
+			break
+		}
+		body, unstored, err := a.Checked(c, c.Verify(ring()))
+		if i == 0 { // the forged root's check came first
+			if !errors.Is(err, fec.ErrForged) || unstored != 3 {
+				t.Fatalf("forged check: %v, %d datagrams refused, want the 3 that waited", err, unstored)
+			}
+			if _, err := a.Add(evil); !errors.Is(err, fec.ErrRepeatForged) {
+				t.Fatalf("forged shard after its check: %v", err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if body != nil {
+			got = body // the genuine shards held with the check complete it
+		}
+	}
+	if !bytes.Equal(got, b) {
+		t.Fatal("genuine body not rebuilt")
+	}
+	if st := a.Stats(); st.Verified != 2 || st.Failed != 1 {
+		t.Fatalf("checks %+v, want 2 (1 failed)", st)
+	}
+}

@@ -165,3 +165,27 @@ func TestReleaseNeverWaitsForShards(t *testing.T) {
 		}
 	})
 }
+
+// The datagram path makes no signature check: a forged shard leaves its
+// check to the checker, and a RELEASE behind it is delivered before the
+// check has run.
+func TestDatagramPathChecksNoSignature(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFixture(t)
+		var s sink
+		r := f.receiver(t, &s, nil)
+		b, _ := f.keys(t, 1, 3)
+		feed(r, b.Shards...) // checked at once: no checker is running
+		before := r.Stats().SignatureChecks()
+		run := receiver.DeferChecks(r)
+		next, _ := f.keys(t, 1, 5)
+		feed(r, forgedShard(t, next.Shards[0], 1), release(t, b, 1))
+		if got := len(s.got()); got != 1 || r.Stats().SignatureChecks() != before {
+			t.Fatalf("%d events, %d signature checks on the datagram path", got, r.Stats().SignatureChecks()-before)
+		}
+		run()
+		if st := r.Stats(); st.SignatureChecks() != before+1 || st.Drops["forged"] != 1 {
+			t.Fatalf("after the checker: %d checks, drops %v", st.SignatureChecks()-before, st.Drops)
+		}
+	})
+}

@@ -11,26 +11,30 @@ import (
 	"github.com/embargo-live/embargo/wire"
 )
 
-// onShard feeds one subscribed shard to the assembler and takes in the
-// body it completes, or the commitment its first data shard reveals.
-// Called with shardMu held, not mu.
-func (r *Receiver) onShard(s *wire.Shard) {
+// onShard feeds one subscribed shard to the assembler. It reports whether
+// a signature check became due: a root check the assembler deferred, or a
+// body it rebuilt. Called with shardMu held, not mu.
+func (r *Receiver) onShard(s *wire.Shard) bool {
 	k := key{s.Stream, s.Period}
 	r.mu.Lock()
 	ok := r.admit(k)
 	r.mu.Unlock()
 	if !ok {
-		return
+		return false
 	}
 	body, err := r.asm.Add(s)
 	switch {
+	case errors.Is(err, fec.ErrCheckPending):
+		return true // counted when the check is done
 	case err != nil:
 		r.drops.add(assemblyReason(err))
 	case body != nil:
-		r.onBody(k, body)
+		r.rebuilt = append(r.rebuilt, rebuilt{k, body})
+		return true
 	default:
 		r.learnHead(k)
 	}
+	return false
 }
 
 func assemblyReason(err error) reason {
@@ -102,14 +106,14 @@ func (r *Receiver) learnHead(k key) {
 }
 
 // onBody checks a rebuilt body and holds it for its RELEASE, which may
-// already be waiting. The signature is checked with shardMu held, not mu.
+// already be waiting. The signature is checked holding neither lock.
 func (r *Receiver) onBody(k key, body []byte) {
 	h := &held{body: body}
 	if err := h.b.Decode(body); err != nil || h.b.Stream != k.stream || h.b.Period != k.period {
 		r.drops.add(reasonBadBody)
 		return
 	}
-	r.bodyChecks++
+	r.bodyChecks.Add(1)
 	if err := r.cfg.Trusted.VerifyAnnounce(body, &h.b); err != nil {
 		r.drops.add(reasonBadSignature)
 		return
@@ -336,7 +340,7 @@ func (s Stats) SignatureChecks() uint64 { return s.Assembly.Verified + s.BodyChe
 // Stats returns a snapshot of the counters.
 func (r *Receiver) Stats() Stats {
 	r.shardMu.Lock()
-	asm, checks := r.asm.Stats(), r.bodyChecks
+	asm, checks := r.asm.Stats(), r.bodyChecks.Load()
 	r.shardMu.Unlock()
 	r.mu.Lock()
 	defer r.mu.Unlock()

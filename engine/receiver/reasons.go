@@ -18,7 +18,6 @@ const (
 	reasonForgedRepeat                    // a shard root whose check already failed: not checked again
 	reasonOtherRoot                       // not the root the period was started with: not checked
 	reasonUnverified                      // root check deferred: the verification budget went to another root
-	reasonQueueFull                       // the shard queue behind the socket reader was full
 	reasonBusy                            // a memory bound is reached
 	reasonBadBody                         // body does not decode, match or open
 	reasonBadSignature                    // body signature fails
@@ -41,7 +40,6 @@ var reasonNames = [numReasons]string{
 	reasonForgedRepeat:      "forged-repeat",
 	reasonOtherRoot:         "other-root",
 	reasonUnverified:        "unverified",
-	reasonQueueFull:         "shard-queue-full",
 	reasonBusy:              "busy",
 	reasonBadBody:           "bad-body",
 	reasonBadSignature:      "bad-signature",

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/embargo-live/embargo/engine/receiver/skew"
@@ -96,10 +97,17 @@ type Receiver struct {
 	streams map[uint32]bool
 	drops   *counters
 
-	shardMu    sync.Mutex
-	asm        *fec.Assembler
-	shard      wire.Shard
-	bodyChecks uint64 // body signatures checked
+	shardMu sync.Mutex
+	asm     *fec.Assembler
+	shard   wire.Shard
+	rebuilt []rebuilt // bodies awaiting their signature check
+
+	// Signature checks run outside both locks, one at a time (checkMu): on
+	// Run's checker goroutine, woken through checker, or, without Run, on
+	// the goroutine whose Handle made them due.
+	checkMu    sync.Mutex
+	checker    atomic.Pointer[chan struct{}]
+	bodyChecks atomic.Uint64 // body signatures checked
 
 	mu       sync.Mutex
 	bodies   map[key]*held
@@ -117,6 +125,12 @@ type Receiver struct {
 type key struct {
 	stream uint32
 	period uint64
+}
+
+// rebuilt is a body the assembler returned, not yet checked.
+type rebuilt struct {
+	k    key
+	body []byte
 }
 
 type held struct {
@@ -157,7 +171,7 @@ func New(cfg Config) (*Receiver, error) {
 		log:     log,
 		streams: make(map[uint32]bool, len(cfg.Streams)),
 		drops:   newCounters(),
-		asm:     fec.NewAssembler(cfg.Trusted, fec.WithWindow(window), fec.WithClock(monotonic(cfg.Now))),
+		asm:     fec.NewAssembler(cfg.Trusted, fec.WithWindow(window), fec.WithClock(monotonic(cfg.Now)), fec.WithAsyncChecks()),
 		bodies:  make(map[key]*held),
 		heads:   make(map[key]*wire.Body),
 		early:   make(map[key][]early),
@@ -196,7 +210,9 @@ func (r *Receiver) Handle(pkt []byte, arrival time.Time, from netip.AddrPort) {
 	}
 	switch h.Type {
 	case wire.TypeAnnounce:
-		r.handleShard(pkt)
+		if r.handleShard(pkt) {
+			r.checksDue()
+		}
 	case wire.TypeRelease:
 		if arrival.IsZero() {
 			arrival = r.cfg.Now()
@@ -206,6 +222,11 @@ func (r *Receiver) Handle(pkt []byte, arrival time.Time, from netip.AddrPort) {
 		r.drops.add(reasonUnexpected)
 		return
 	}
+	r.deliver()
+}
+
+// deliver hands the events built so far to OnEvent.
+func (r *Receiver) deliver() {
 	r.mu.Lock()
 	events := r.released
 	r.released = nil
@@ -215,18 +236,80 @@ func (r *Receiver) Handle(pkt []byte, arrival time.Time, from netip.AddrPort) {
 	}
 }
 
-func (r *Receiver) handleShard(pkt []byte) {
+// handleShard takes one ANNOUNCE datagram and reports whether a signature
+// check became due.
+func (r *Receiver) handleShard(pkt []byte) bool {
 	r.shardMu.Lock()
 	defer r.shardMu.Unlock()
 	if err := r.shard.Decode(pkt); err != nil {
 		r.drops.add(reasonMalformed)
-		return
+		return false
 	}
 	if !r.streams[r.shard.Stream] {
 		r.drops.add(reasonUnsubscribed)
+		return false
+	}
+	return r.onShard(&r.shard)
+}
+
+// checksDue wakes Run's checker, or without Run runs the checks here.
+func (r *Receiver) checksDue() {
+	if wake := r.checker.Load(); wake != nil {
+		select {
+		case *wake <- struct{}{}:
+		default: // already woken
+		}
 		return
 	}
-	r.onShard(&r.shard)
+	r.runChecks()
+}
+
+// runChecks runs the signature checks due — shard roots the assembler
+// deferred, then rebuilt bodies — until none is left, holding neither
+// shardMu nor mu while it verifies.
+func (r *Receiver) runChecks() {
+	r.checkMu.Lock()
+	defer r.checkMu.Unlock()
+	for {
+		r.shardMu.Lock()
+		c, ok := r.asm.NextCheck()
+		var bodies []rebuilt
+		if !ok {
+			bodies, r.rebuilt = r.rebuilt, nil
+		}
+		r.shardMu.Unlock()
+		if !ok && len(bodies) == 0 {
+			return
+		}
+		if ok {
+			r.checked(c, c.Verify(r.cfg.Trusted))
+		}
+		for _, b := range bodies {
+			r.onBody(b.k, b.body)
+		}
+		r.deliver()
+	}
+}
+
+// checked takes a shard-root check's result to the assembler.
+func (r *Receiver) checked(c fec.Check, verr error) {
+	k := key{c.Stream(), c.Period()}
+	r.shardMu.Lock()
+	defer r.shardMu.Unlock()
+	body, unstored, err := r.asm.Checked(c, verr)
+	why := reasonUnverified // held past the bound while the check ran
+	if err != nil {
+		why = assemblyReason(err)
+	}
+	for range unstored {
+		r.drops.add(why)
+	}
+	switch {
+	case body != nil:
+		r.rebuilt = append(r.rebuilt, rebuilt{k, body})
+	case err == nil:
+		r.learnHead(k)
+	}
 }
 
 func (r *Receiver) handleRelease(pkt []byte, arrival int64, from netip.AddrPort) {
