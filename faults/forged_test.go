@@ -25,6 +25,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -241,9 +242,9 @@ func fgRun(t *testing.T, l *lab, sc fgScenario) {
 		if i < 2 {
 			sc.check(t, atk, k.stats, flood)
 		}
-		line = append(line, fmt.Sprintf("%s: missed %d, early %d, late %d, CPU %.0f%% during the flood, peak RSS %.1f MiB, signature checks %d (%d failed), drops {%s}, kernel skew confirmed %d samples/%d early, unconfirmed %d/%d early",
+		line = append(line, fmt.Sprintf("%s: missed %d, early %d, late %d, CPU %.0f%% during the flood, peak RSS %.1f MiB, signature checks %d during the flood (%d failed in all), drops {%s}, datagrams the host's group sockets dropped full %d, kernel skew confirmed %d samples/%d early, unconfirmed %d/%d early",
 			names[i], v.missing, v.early, v.late, 100*k.floodCPU().Seconds()/flood.Seconds(), float64(k.rss)/atkMiB,
-			k.stats.SignatureChecks(), k.stats.Assembly.Failed, atkCounts(k.stats.Drops), k.kernelTotal, k.kernelEarly, k.unconfTotal, k.unconfEarly))
+			k.floodChecks(), k.stats.Assembly.Failed, atkCounts(k.stats.Drops), k.socketDrops, k.kernelTotal, k.kernelEarly, k.unconfTotal, k.unconfEarly))
 	}
 	result(t, "%d datagrams in %v (%.0f/s), %d forged roots, periods %d–%d (%d); %s",
 		sent, flood.Round(time.Millisecond), float64(sent)/flood.Seconds(), len(atk.roots), first, end-1, len(ps), strings.Join(line, "; "))
@@ -286,28 +287,45 @@ type fgChildProc struct {
 	filter bool
 	rec    *recorder
 	readyC chan struct{}
-	marks  chan time.Duration
+	marks  chan fgMark
 	done   chan struct{}
 
 	// Set when done.
 	stats                    receiver.Stats
 	rss                      int64
-	cpu                      []time.Duration // at each mark
+	socketDrops              uint64
+	at                       []fgMark // at each mark
 	kernelTotal, kernelEarly uint64
 	unconfTotal, unconfEarly uint64
 }
 
+// fgMark is a child's CPU time and signature checks at a mark.
+type fgMark struct {
+	cpu    time.Duration
+	checks uint64
+}
+
+// floodCPU and floodChecks are the child's CPU time and signature checks
+// between the marks at the flood's start and end.
 func (k *fgChildProc) floodCPU() time.Duration {
-	if len(k.cpu) < 2 {
+	if len(k.at) < 2 {
 		return 0
 	}
-	return k.cpu[1] - k.cpu[0]
+	return k.at[1].cpu - k.at[0].cpu
+}
+
+func (k *fgChildProc) floodChecks() uint64 {
+	if len(k.at) < 2 {
+		return 0
+	}
+	return k.at[1].checks - k.at[0].checks
 }
 
 // fgChildResult is the child's last line.
 type fgChildResult struct {
 	Stats                    receiver.Stats
 	MaxRSS                   int64
+	SocketDrops              uint64 // the kernel's, at the group socket: a full buffer
 	KernelTotal, KernelEarly uint64
 	UnconfTotal, UnconfEarly uint64
 	Err                      string
@@ -328,7 +346,7 @@ func fgStartChild(t *testing.T, l *lab, h *netns.Host, filter bool) *fgChildProc
 		"EMBARGO_FORGED_FILTER="+strconv.FormatBool(filter),
 	)
 	cmd.Stderr = os.Stderr
-	k := &fgChildProc{cmd: cmd, filter: filter, readyC: make(chan struct{}), marks: make(chan time.Duration, 4), done: make(chan struct{}),
+	k := &fgChildProc{cmd: cmd, filter: filter, readyC: make(chan struct{}), marks: make(chan fgMark, 4), done: make(chan struct{}),
 		rec: &recorder{events: map[uint64]receiver.Event{}, stopFn: func() {}}}
 	k.stdin, err = cmd.StdinPipe()
 	if err != nil {
@@ -373,14 +391,16 @@ func (k *fgChildProc) read(t *testing.T, out io.Reader) {
 			k.rec.events[ev.Period] = ev
 			k.rec.mu.Unlock()
 		case "M":
-			ns, _ := strconv.ParseInt(rest, 10, 64)
-			k.marks <- time.Duration(ns)
+			var ns int64
+			var checks uint64
+			fmt.Sscanf(rest, "%d %d", &ns, &checks)
+			k.marks <- fgMark{time.Duration(ns), checks}
 		case "S":
 			var r fgChildResult
 			if err := json.Unmarshal([]byte(rest), &r); err != nil || r.Err != "" {
 				t.Errorf("child result: %v %s", err, r.Err)
 			}
-			k.stats, k.rss = r.Stats, r.MaxRSS
+			k.stats, k.rss, k.socketDrops = r.Stats, r.MaxRSS, r.SocketDrops
 			k.kernelTotal, k.kernelEarly, k.unconfTotal, k.unconfEarly = r.KernelTotal, r.KernelEarly, r.UnconfTotal, r.UnconfEarly
 		}
 	}
@@ -401,8 +421,8 @@ func (k *fgChildProc) ready(t *testing.T) {
 func (k *fgChildProc) mark() {
 	fmt.Fprintln(k.stdin, "mark")
 	select {
-	case d := <-k.marks:
-		k.cpu = append(k.cpu, d)
+	case m := <-k.marks:
+		k.at = append(k.at, m)
 	case <-k.done:
 	case <-time.After(10 * time.Second):
 	}
@@ -446,6 +466,11 @@ func fgChildMain() (res fgChildResult) {
 	if err != nil {
 		return fail(err)
 	}
+	// As the attack suite's receivers: room for the scheduler's pauses on
+	// a shared 2-core machine, so that the flood measures the receiver.
+	if err := fgRcvBuf(src, 8<<20); err != nil {
+		return fail(err)
+	}
 	var filter *bpf.Filter
 	if os.Getenv("EMBARGO_FORGED_FILTER") == "true" {
 		if filter, err = bpf.NewFilter(); err != nil {
@@ -483,7 +508,7 @@ func fgChildMain() (res fgChildResult) {
 	in := bufio.NewScanner(os.Stdin)
 	for in.Scan() { // "mark" until the parent closes stdin
 		outMu.Lock()
-		fmt.Printf("M %d\n", fgSelfCPU())
+		fmt.Printf("M %d %d\n", fgSelfCPU(), r.Stats().SignatureChecks())
 		outMu.Unlock()
 	}
 	cancel()
@@ -492,6 +517,7 @@ func fgChildMain() (res fgChildResult) {
 	}
 	res.Stats = r.Stats()
 	res.MaxRSS = fgPeakRSS()
+	res.SocketDrops = fgSocketDrops(groupAddr.Port())
 	if filter != nil {
 		if h, err := filter.Histogram(); err == nil {
 			res.KernelTotal, res.KernelEarly = h.Total(), h.Counts[0]
@@ -517,6 +543,39 @@ func fgPeakRSS() int64 {
 		}
 	}
 	return 0
+}
+
+// fgRcvBuf sets a socket's receive buffer past the system's limit (root).
+func fgRcvBuf(c syscall.Conn, n int) error {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, n) }); err != nil {
+		return err
+	}
+	return serr
+}
+
+// fgSocketDrops is the kernel's drop count of this namespace's UDP sockets
+// on port (the last column of /proc/net/udp).
+func fgSocketDrops(port uint16) uint64 {
+	b, err := os.ReadFile("/proc/self/net/udp")
+	if err != nil {
+		return 0
+	}
+	var sum uint64
+	suffix := fmt.Sprintf(":%04X", port)
+	for line := range strings.Lines(string(b)) {
+		f := strings.Fields(line)
+		if len(f) < 13 || !strings.HasSuffix(f[1], suffix) {
+			continue
+		}
+		n, _ := strconv.ParseUint(f[len(f)-1], 10, 64)
+		sum += n
+	}
+	return sum
 }
 
 func fgSelfCPU() int64 {

@@ -297,7 +297,7 @@ func (r *Receiver) checked(c fec.Check, verr error) {
 	r.shardMu.Lock()
 	defer r.shardMu.Unlock()
 	body, unstored, err := r.asm.Checked(c, verr)
-	why := reasonUnverified // held past the bound while the check ran
+	why := reasonDuplicate // copies past the k held while the check ran: not needed
 	if err != nil {
 		why = assemblyReason(err)
 	}
