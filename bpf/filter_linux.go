@@ -3,6 +3,7 @@ package bpf
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"slices"
 	"sync"
@@ -349,11 +350,7 @@ func (c *confirmed) add(k secretKey, releaseAt int64, bound int) {
 func (c *confirmed) snapshot() map[secretKey]int64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	out := make(map[secretKey]int64, len(c.at))
-	for k, v := range c.at {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(c.at)
 }
 
 // sum reads entries [0, n) of a per-CPU array and adds up the CPUs.

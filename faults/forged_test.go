@@ -21,21 +21,19 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"golang.org/x/net/ipv4"
-	"golang.org/x/sys/unix"
 
 	"github.com/embargo-live/embargo/bpf"
 	"github.com/embargo-live/embargo/engine/receiver"
 	"github.com/embargo-live/embargo/engine/udp"
 	"github.com/embargo-live/embargo/fec"
+	"github.com/embargo-live/embargo/fec/fectest"
 	"github.com/embargo-live/embargo/internal/netns"
 	"github.com/embargo-live/embargo/internal/realtime"
 	"github.com/embargo-live/embargo/internal/wait"
@@ -94,26 +92,9 @@ func (f *fgAttack) forge(b []byte, n uint64, nonce uint64) []byte {
 	if err := s.Decode(f.l.bundle(n).Shards[0]); err != nil {
 		panic(err)
 	}
-	s.Proof = slices.Clone(s.Proof)
-	for i := 0; i < len(s.Proof); i += wire.HashLen {
-		var seed [16]byte
-		binary.BigEndian.PutUint64(seed[:], nonce)
-		binary.BigEndian.PutUint64(seed[8:], uint64(i))
-		h := sha256.Sum256(seed[:])
-		copy(s.Proof[i:], h[:])
-	}
-	h := sha256.Sum256(append([]byte{0}, s.Data...))
-	for i := range len(s.Proof) / wire.HashLen {
-		left, right := h[:], s.Proof[i*wire.HashLen:(i+1)*wire.HashLen]
-		if int(s.Index)>>i&1 == 1 {
-			left, right = right, left
-		}
-		h = sha256.Sum256(slices.Concat([]byte{1}, left, right))
-	}
-	s.Root = h
-	binary.BigEndian.PutUint64(s.Sig[:], nonce)
-	f.roots[s.Root], f.periods[n] = true, true
-	return atkEncode(b, &s)
+	forged := fectest.Forge(&s, nonce)
+	f.roots[forged.Root], f.periods[n] = true, true
+	return atkEncode(b, forged)
 }
 
 // fgOneShard: one forged shard for period current+ahead, resent; when the
@@ -218,6 +199,10 @@ func fgRun(t *testing.T, l *lab, sc fgScenario) {
 	ps := periods(first, end)
 	recs := []*recorder{plain.rec, filtered.rec, control.rec}
 	wait.Until(time.Duration(l.sched.At(end-1).PresentAt-truth())+stragglers, func() bool { return delivered(recs, ps) })
+	// Datagrams the hosts' group sockets dropped for a full buffer (both
+	// attacked receivers share a host), since the scenario's receivers
+	// started: those sockets are new.
+	overflow := []uint64{atkUDPDrops(t, attacked, groupAddr.Port()), atkUDPDrops(t, l.recvHost(1), groupAddr.Port())}
 	for _, k := range kids {
 		k.finish(t)
 	}
@@ -242,12 +227,12 @@ func fgRun(t *testing.T, l *lab, sc fgScenario) {
 		if i < 2 {
 			sc.check(t, atk, k.stats, flood)
 		}
-		line = append(line, fmt.Sprintf("%s: missed %d, early %d, late %d, CPU %.0f%% during the flood, peak RSS %.1f MiB, signature checks %d during the flood (%d failed in all), drops {%s}, datagrams the host's group sockets dropped full %d, kernel skew confirmed %d samples/%d early, unconfirmed %d/%d early",
-			names[i], v.missing, v.early, v.late, 100*k.floodCPU().Seconds()/flood.Seconds(), float64(k.rss)/atkMiB,
-			k.floodChecks(), k.stats.Assembly.Failed, atkCounts(k.stats.Drops), k.socketDrops, k.kernelTotal, k.kernelEarly, k.unconfTotal, k.unconfEarly))
+		line = append(line, fmt.Sprintf("%s: missed %d, early %d, late %d, CPU %.0f%% during the flood, peak RSS %s, signature checks %d during the flood (%d failed in all), drops {%s}, kernel skew confirmed %d samples/%d early, unconfirmed %d/%d early",
+			names[i], v.missing, v.early, v.late, 100*k.floodCPU().Seconds()/flood.Seconds(), k.rss,
+			k.floodChecks(), k.stats.Assembly.Failed, atkCounts(k.stats.Drops), k.kernelTotal, k.kernelEarly, k.unconfTotal, k.unconfEarly))
 	}
-	result(t, "%d datagrams in %v (%.0f/s), %d forged roots, periods %d–%d (%d); %s",
-		sent, flood.Round(time.Millisecond), float64(sent)/flood.Seconds(), len(atk.roots), first, end-1, len(ps), strings.Join(line, "; "))
+	result(t, "%d datagrams in %v (%.0f/s), %d forged roots, periods %d–%d (%d), socket buffer overflows: attacked host %d, control %d; %s",
+		sent, flood.Round(time.Millisecond), float64(sent)/flood.Seconds(), len(atk.roots), first, end-1, len(ps), overflow[0], overflow[1], strings.Join(line, "; "))
 }
 
 // fgLoopSender opens, on h, a UDP socket whose multicast stays on h: TTL 0
@@ -292,8 +277,7 @@ type fgChildProc struct {
 
 	// Set when done.
 	stats                    receiver.Stats
-	rss                      int64
-	socketDrops              uint64
+	rss                      string
 	at                       []fgMark // at each mark
 	kernelTotal, kernelEarly uint64
 	unconfTotal, unconfEarly uint64
@@ -324,8 +308,7 @@ func (k *fgChildProc) floodChecks() uint64 {
 // fgChildResult is the child's last line.
 type fgChildResult struct {
 	Stats                    receiver.Stats
-	MaxRSS                   int64
-	SocketDrops              uint64 // the kernel's, at the group socket: a full buffer
+	PeakRSS                  string // since the receiver started
 	KernelTotal, KernelEarly uint64
 	UnconfTotal, UnconfEarly uint64
 	Err                      string
@@ -391,16 +374,16 @@ func (k *fgChildProc) read(t *testing.T, out io.Reader) {
 			k.rec.events[ev.Period] = ev
 			k.rec.mu.Unlock()
 		case "M":
-			var ns int64
+			var ns time.Duration
 			var checks uint64
 			fmt.Sscanf(rest, "%d %d", &ns, &checks)
-			k.marks <- fgMark{time.Duration(ns), checks}
+			k.marks <- fgMark{ns, checks}
 		case "S":
 			var r fgChildResult
 			if err := json.Unmarshal([]byte(rest), &r); err != nil || r.Err != "" {
 				t.Errorf("child result: %v %s", err, r.Err)
 			}
-			k.stats, k.rss, k.socketDrops = r.Stats, r.MaxRSS, r.SocketDrops
+			k.stats, k.rss = r.Stats, r.PeakRSS
 			k.kernelTotal, k.kernelEarly, k.unconfTotal, k.unconfEarly = r.KernelTotal, r.KernelEarly, r.UnconfTotal, r.UnconfEarly
 		}
 	}
@@ -448,13 +431,14 @@ func TestForgedReceiverChild(t *testing.T) {
 	if os.Getenv(fgChild) == "" {
 		t.Skip("a child process of TestForged, not a test of its own")
 	}
-	res := fgChildMain()
+	res := fgChildMain(t)
 	b, _ := json.Marshal(res)
 	fmt.Printf("S %s\n", b)
 }
 
-func fgChildMain() (res fgChildResult) {
+func fgChildMain(t *testing.T) (res fgChildResult) {
 	fail := func(err error) fgChildResult { res.Err = err.Error(); return res }
+	peak := trackPeakRSS()
 	var pub, master []byte
 	if _, err := fmt.Sscanf(os.Getenv("EMBARGO_FORGED_PUB"), "%x", &pub); err != nil {
 		return fail(err)
@@ -468,9 +452,7 @@ func fgChildMain() (res fgChildResult) {
 	}
 	// As the attack suite's receivers: room for the scheduler's pauses on
 	// a shared 2-core machine, so that the flood measures the receiver.
-	if err := fgRcvBuf(src, 8<<20); err != nil {
-		return fail(err)
-	}
+	rcvBuf(t, src, 8<<20)
 	var filter *bpf.Filter
 	if os.Getenv("EMBARGO_FORGED_FILTER") == "true" {
 		if filter, err = bpf.NewFilter(); err != nil {
@@ -508,7 +490,7 @@ func fgChildMain() (res fgChildResult) {
 	in := bufio.NewScanner(os.Stdin)
 	for in.Scan() { // "mark" until the parent closes stdin
 		outMu.Lock()
-		fmt.Printf("M %d %d\n", fgSelfCPU(), r.Stats().SignatureChecks())
+		fmt.Printf("M %d %d\n", processCPU(), r.Stats().SignatureChecks())
 		outMu.Unlock()
 	}
 	cancel()
@@ -516,8 +498,7 @@ func fgChildMain() (res fgChildResult) {
 		return fail(err)
 	}
 	res.Stats = r.Stats()
-	res.MaxRSS = fgPeakRSS()
-	res.SocketDrops = fgSocketDrops(groupAddr.Port())
+	res.PeakRSS = peak()
 	if filter != nil {
 		if h, err := filter.Histogram(); err == nil {
 			res.KernelTotal, res.KernelEarly = h.Total(), h.Counts[0]
@@ -527,61 +508,4 @@ func fgChildMain() (res fgChildResult) {
 		}
 	}
 	return res
-}
-
-// fgPeakRSS is this process's own peak resident set (VmHWM). Not
-// getrusage's maxrss: exec folds the parent's peak into it.
-func fgPeakRSS() int64 {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	for line := range strings.Lines(string(b)) {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
-}
-
-// fgRcvBuf sets a socket's receive buffer past the system's limit (root).
-func fgRcvBuf(c syscall.Conn, n int) error {
-	rc, err := c.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var serr error
-	if err := rc.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, n) }); err != nil {
-		return err
-	}
-	return serr
-}
-
-// fgSocketDrops is the kernel's drop count of this namespace's UDP sockets
-// on port (the last column of /proc/net/udp).
-func fgSocketDrops(port uint16) uint64 {
-	b, err := os.ReadFile("/proc/self/net/udp")
-	if err != nil {
-		return 0
-	}
-	var sum uint64
-	suffix := fmt.Sprintf(":%04X", port)
-	for line := range strings.Lines(string(b)) {
-		f := strings.Fields(line)
-		if len(f) < 13 || !strings.HasSuffix(f[1], suffix) {
-			continue
-		}
-		n, _ := strconv.ParseUint(f[len(f)-1], 10, 64)
-		sum += n
-	}
-	return sum
-}
-
-func fgSelfCPU() int64 {
-	var ru unix.Rusage
-	if unix.Getrusage(unix.RUSAGE_SELF, &ru) != nil {
-		return 0
-	}
-	return ru.Utime.Nano() + ru.Stime.Nano()
 }

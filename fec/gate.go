@@ -122,19 +122,18 @@ type contest struct {
 }
 
 type gate struct {
-	now             func() int64
-	period, global  budget
-	globalBucket    bucket
-	horizon         uint64
-	fresh           int64
-	maxBad          int
-	bad             map[rootID]struct{}
-	badLog          []rootID
-	badAt           int
-	contests        map[periodKey]*contest
-	newestAt        map[uint32]int64 // when each stream's newest verified period advanced
-	rng             *rand.Rand
-	deferred, other uint64
+	now            func() int64
+	period, global budget
+	globalBucket   bucket
+	horizon        uint64
+	fresh          int64
+	maxBad         int
+	bad            map[rootID]struct{}
+	badLog         []rootID
+	badAt          int
+	contests       map[periodKey]*contest
+	newestAt       map[uint32]int64 // when each stream's newest verified period advanced
+	rng            *rand.Rand
 }
 
 func newGate() gate {

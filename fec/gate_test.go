@@ -2,46 +2,18 @@ package fec_test
 
 import (
 	"bytes"
-	"crypto/ed25519"
-	"crypto/sha256"
-	"encoding/binary"
 	"errors"
-	"slices"
 	"testing"
 	"time"
 
 	"github.com/embargo-live/embargo/fec"
-	"github.com/embargo-live/embargo/seal"
+	"github.com/embargo-live/embargo/fec/fectest"
 	"github.com/embargo-live/embargo/wire"
 )
 
-// forge turns s into an attacker's shard for the same period and
-// geometry: its proof (siblings derived from nonce) leads to a root of its
-// own, which it claims the origin signed (genuine key id, a signature of
-// garbage). Only a signature check can refuse it.
-func forge(s *wire.Shard, nonce uint64) *wire.Shard {
-	f := *s
-	f.Proof = make([]byte, len(s.Proof))
-	for i := 0; i < len(f.Proof); i += wire.HashLen {
-		var seed [16]byte
-		binary.BigEndian.PutUint64(seed[:], nonce)
-		binary.BigEndian.PutUint64(seed[8:], uint64(i))
-		h := sha256.Sum256(seed[:])
-		copy(f.Proof[i:], h[:])
-	}
-	h := sha256.Sum256(append([]byte{0}, f.Data...))
-	for i := range len(f.Proof) / wire.HashLen {
-		left, right := h[:], f.Proof[i*wire.HashLen:(i+1)*wire.HashLen]
-		if int(f.Index)>>i&1 == 1 {
-			left, right = right, left
-		}
-		h = sha256.Sum256(slices.Concat([]byte{1}, left, right))
-	}
-	f.Root = h
-	f.KeyID = seal.KeyID(origin.Public().(ed25519.PublicKey))
-	binary.BigEndian.PutUint64(f.Sig[:], nonce)
-	return &f
-}
+// forge is an attacker's shard for s's period and geometry with a root of
+// its own, claiming the origin's key.
+func forge(s *wire.Shard, nonce uint64) *wire.Shard { return fectest.Forge(s, nonce) }
 
 // virtualClock is an assembler clock that the test moves.
 type virtualClock struct{ now int64 }

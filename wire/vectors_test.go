@@ -151,25 +151,12 @@ func vectors(t *testing.T) string {
 		rk, b.Salt, b.Commitment, sk, b.Sig)
 	d.hex(body)
 
-	g, err := fec.ChooseGeometry(len(body), wire.DefaultMaxDatagram, fec.DefaultParityPercent, fec.DefaultMinParity)
-	if err != nil {
-		t.Fatal(err)
-	}
-	set, err := fec.Encode(body, g)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var s wire.Shard
-	s.Stream, s.Period = stream, period
-	set.Fill(&s, 0)
-	if err := seal.SignShardRoot(signer, &s); err != nil {
-		t.Fatal(err)
-	}
+	g, set, s := signedSet(t, signer, body, wire.DefaultMaxDatagram, stream, period)
 	d.f("### V4. ANNOUNCE datagrams (default geometry: k=%d, m=%d, shard size %d)\n\n", g.K, g.M, g.ShardSize)
 	d.f("Merkle root `%x`, root signature `%x`.\n\n", set.Root, s.Sig)
 	for _, i := range []int{0, g.Shards() - 1} {
-		set.Fill(&s, i)
-		d.datagram(t, fmt.Sprintf("shard %d", i), &s, fmt.Sprintf("Index %d; proof `%x`.", i, set.Proofs[i]))
+		set.Fill(s, i)
+		d.datagram(t, fmt.Sprintf("shard %d", i), s, fmt.Sprintf("Index %d; proof `%x`.", i, set.Proofs[i]))
 	}
 
 	small := seqBytes(10, 0x01)
@@ -211,20 +198,7 @@ func announceSets(t *testing.T, d *doc, signer ed25519.PrivateKey, body []byte, 
 		maxDatagram int
 		datagrams   bool
 	}{{"V5a", 331, true}, {"V5b", 346, false}} {
-		g, err := fec.ChooseGeometry(len(body), c.maxDatagram, fec.DefaultParityPercent, fec.DefaultMinParity)
-		if err != nil {
-			t.Fatal(err)
-		}
-		set, err := fec.Encode(body, g)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var s wire.Shard
-		s.Stream, s.Period = stream, period
-		set.Fill(&s, 0)
-		if err := seal.SignShardRoot(signer, &s); err != nil {
-			t.Fatal(err)
-		}
+		g, set, s := signedSet(t, signer, body, c.maxDatagram, stream, period)
 		d.f("### %s. ANNOUNCE set with k = %d, m = %d (the V3 body at a %d-byte maximum datagram)\n\n", c.name, g.K, g.M, c.maxDatagram)
 		d.f("Shard size %d, body length %d, k·S − L = %d byte(s) of zero padding at the end of the last data shard; ", g.ShardSize, g.BodyLen, g.K*g.ShardSize-g.BodyLen)
 		d.f("Merkle root `%x`, root signature `%x`.\n\n", set.Root, s.Sig)
@@ -241,9 +215,29 @@ func announceSets(t *testing.T, d *doc, signer ed25519.PrivateKey, body []byte, 
 		}
 		if c.datagrams {
 			for i := range set.Shards {
-				set.Fill(&s, i)
-				d.datagram(t, fmt.Sprintf("%s shard %d", c.name, i), &s, fmt.Sprintf("Stream %d, period %d, index %d.", stream, period, i))
+				set.Fill(s, i)
+				d.datagram(t, fmt.Sprintf("%s shard %d", c.name, i), s, fmt.Sprintf("Stream %d, period %d, index %d.", stream, period, i))
 			}
 		}
 	}
+}
+
+// signedSet cuts body into the default geometry for maxDatagram and signs
+// its root as the origin would; the shard returned is filled for index 0.
+func signedSet(t *testing.T, signer ed25519.PrivateKey, body []byte, maxDatagram int, stream uint32, period uint64) (fec.Geometry, *fec.Set, *wire.Shard) {
+	t.Helper()
+	g, err := fec.ChooseGeometry(len(body), maxDatagram, fec.DefaultParityPercent, fec.DefaultMinParity)
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, err := fec.Encode(body, g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &wire.Shard{Header: wire.Header{Stream: stream, Period: period}}
+	set.Fill(s, 0)
+	if err := seal.SignShardRoot(signer, s); err != nil {
+		t.Fatal(err)
+	}
+	return g, set, s
 }

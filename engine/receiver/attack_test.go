@@ -1,50 +1,33 @@
 package receiver_test
 
 import (
-	"bytes"
-	"crypto/sha256"
 	"encoding/binary"
-	"slices"
 	"testing"
 	"testing/synctest"
 
 	"github.com/embargo-live/embargo/engine/bundle"
 	"github.com/embargo-live/embargo/engine/receiver"
+	"github.com/embargo-live/embargo/fec/fectest"
 	"github.com/embargo-live/embargo/wire"
 )
 
-// forgedShard is d (a genuine ANNOUNCE datagram) with a proof of the
-// attacker's (siblings from nonce) leading to a root of its own, still
-// claiming the origin's key id, under a garbage signature: only a
-// signature check can refuse it.
+// forgedShard is d (a genuine ANNOUNCE datagram) with a root of the
+// attacker's (from nonce), still claiming the origin's key id, under a
+// garbage signature: only a signature check can refuse it.
 func forgedShard(t testing.TB, d []byte, nonce uint64) []byte {
 	t.Helper()
-	var s wire.Shard
-	if err := s.Decode(bytes.Clone(d)); err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i < len(s.Proof); i += wire.HashLen {
-		var seed [16]byte
-		binary.BigEndian.PutUint64(seed[:], nonce)
-		binary.BigEndian.PutUint64(seed[8:], uint64(i))
-		h := sha256.Sum256(seed[:])
-		copy(s.Proof[i:], h[:])
-	}
-	h := sha256.Sum256(append([]byte{0}, s.Data...))
-	for i := range len(s.Proof) / wire.HashLen {
-		left, right := h[:], s.Proof[i*wire.HashLen:(i+1)*wire.HashLen]
-		if int(s.Index)>>i&1 == 1 {
-			left, right = right, left
-		}
-		h = sha256.Sum256(slices.Concat([]byte{1}, left, right))
-	}
-	s.Root = h
-	binary.BigEndian.PutUint64(s.Sig[:], nonce)
-	out := make([]byte, s.Len())
-	if _, err := s.Encode(out); err != nil {
+	out, err := fectest.ForgeDatagram(nil, d, nonce)
+	if err != nil {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// setup is a fixture, a sink and a receiver delivering to it.
+func setup(t *testing.T) (*fixture, *sink, *receiver.Receiver) {
+	f := newFixture(t)
+	s := new(sink)
+	return f, s, f.receiver(t, s, nil)
 }
 
 // One forged shard resent 10,000 times for a period not yet announced costs
@@ -52,9 +35,7 @@ func forgedShard(t testing.TB, d []byte, nonce uint64) []byte {
 // cost of one root and one body check.
 func TestForgedShardResentCostsOneCheck(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		f := newFixture(t)
-		var s sink
-		r := f.receiver(t, &s, nil)
+		f, s, r := setup(t)
 		b, _ := f.keys(t, 1, 3)
 		evil := forgedShard(t, b.Shards[0], 1)
 		for range 10_000 {
@@ -97,9 +78,7 @@ func multiShard(t testing.TB, f *fixture, p uint64) *bundle.Bundle {
 // refused at once rather than held.
 func TestForgedReleaseFloodKeepsGenuine(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		f := newFixture(t)
-		var s sink
-		r := f.receiver(t, &s, nil)
+		f, s, r := setup(t)
 		b := multiShard(t, f, 3)
 		feed(r, b.Shards[0])
 		bogus := release(t, b, 9)
@@ -127,9 +106,7 @@ func TestForgedReleaseFloodKeepsGenuine(t *testing.T) {
 // still opens it.
 func TestEarlyForgedReleasesRefusedWhenHeadArrives(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		f := newFixture(t)
-		var s sink
-		r := f.receiver(t, &s, nil)
+		f, s, r := setup(t)
 		b := multiShard(t, f, 3)
 		feed(r, release(t, b, 1))
 		bogus := release(t, b, 9)
@@ -150,9 +127,7 @@ func TestEarlyForgedReleasesRefusedWhenHeadArrives(t *testing.T) {
 // holds its lock): the two paths share no lock.
 func TestReleaseNeverWaitsForShards(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		f := newFixture(t)
-		var s sink
-		r := f.receiver(t, &s, nil)
+		f, s, r := setup(t)
 		b, _ := f.keys(t, 1, 3)
 		feed(r, b.Shards...)
 		done := receiver.HoldShards(r)
@@ -171,9 +146,7 @@ func TestReleaseNeverWaitsForShards(t *testing.T) {
 // check has run.
 func TestDatagramPathChecksNoSignature(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		f := newFixture(t)
-		var s sink
-		r := f.receiver(t, &s, nil)
+		f, s, r := setup(t)
 		b, _ := f.keys(t, 1, 3)
 		feed(r, b.Shards...) // checked at once: no checker is running
 		before := r.Stats().SignatureChecks()
