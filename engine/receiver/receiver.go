@@ -45,7 +45,8 @@ type Config struct {
 	// Streams are the streams to assemble; datagrams of others are dropped.
 	Streams []uint32
 	// OnEvent receives each period once, from the goroutine that handled
-	// its completing datagram. It should return quickly.
+	// its completing datagram or ran the signature check that completed
+	// it (Run's checker). It should return quickly.
 	OnEvent func(Event)
 	// MaxAge drops periods whose presentAt is older than this by the
 	// device clock, so that replayed old periods are never delivered.
@@ -201,7 +202,9 @@ func monotonic(now func() time.Time) func() int64 {
 
 // Handle processes one datagram that arrived at arrival (the kernel's
 // stamp, or the zero Time if there was none: then the device clock, Now)
-// from from.
+// from from. While Run runs, signature checks the datagram makes due are
+// left to Run's checker goroutine; otherwise Handle runs them itself
+// before it returns.
 func (r *Receiver) Handle(pkt []byte, arrival time.Time, from netip.AddrPort) {
 	h, err := wire.Peek(pkt)
 	if err != nil {
