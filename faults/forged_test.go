@@ -70,6 +70,7 @@ func TestForged(t *testing.T) {
 		{name: "one-shard-current+3", rate: 45_000, next: fgOneShard(3), check: fgOneShardCheck},
 		{name: "one-shard-current+1", rate: 45_000, next: fgOneShard(1), check: fgOneShardCheck},
 		{name: "distinct-roots", rate: 50_000, next: fgDistinctRoots, check: fgBudgetCheck},
+		{name: "roots-5x", rate: 50_000, next: fgRepeatedRoots(5), check: fgBudgetCheck},
 		{name: "early-release-flood", rate: 45_000, next: fgEarlyReleases, check: fgEarlyCheck},
 	} {
 		t.Run(sc.name, func(t *testing.T) { fgRun(t, l, sc) })
@@ -117,6 +118,16 @@ func fgOneShard(ahead uint64) func(*fgAttack, []byte, int64, int) []byte {
 func fgDistinctRoots(f *fgAttack, b []byte, now int64, i int) []byte {
 	f.nonce++
 	return f.forge(b, f.l.sched.Current(now)+1+uint64(i%3), f.nonce)
+}
+
+// fgRepeatedRoots: each forged root sent n times in a row, for the
+// periods current+1 … current+3 in turn: with n above the genuine set's
+// k+m shards a round, each outbids the genuine root once.
+func fgRepeatedRoots(n int) func(*fgAttack, []byte, int64, int) []byte {
+	return func(f *fgAttack, b []byte, now int64, i int) []byte {
+		root := uint64(i / n)
+		return f.forge(b, f.l.sched.Current(now)+1+root%3, root+1<<32)
+	}
 }
 
 // fgEarlyReleases: RELEASEs with random secrets for the periods

@@ -9,11 +9,16 @@ import (
 
 // The verification gate decides which shard roots the assembler pays a
 // signature check for before a period has a verified root (PROTOCOL.md
-// §9). A root that failed is remembered, so resending it costs a map
-// lookup; unknown roots compete per period for a small budget of checks,
-// and the budget goes to the root seen most often, so an attacker who
-// sends a new root with every datagram (each seen once) cannot outbid the
-// genuine root, which every carousel round repeats k+m times.
+// §7.3, §9.1). A root that failed is remembered, so resending it costs a
+// map lookup. Unknown roots compete per period for the checks a budget
+// allows, and each check goes to the root seen most often, so an attacker
+// must send each forged root at least as often as the genuine set's k+m
+// shards a round to be checked before it. Roots seen once draw on a small
+// budget of their own, so a flood of them costs little; roots seen again
+// draw on a large one, sized so that minting roots that outbid the genuine
+// one (k+m+1 datagrams each) at 50,000 datagrams a second is checked
+// away faster than it is minted: about 0.7 of a core at 60 µs a check,
+// spent only while such an attack lasts.
 
 // Gate defaults.
 const (
@@ -23,12 +28,16 @@ const (
 	// DefaultPeriodChecks is the signature checks a second one period's
 	// unverified roots may cost, and DefaultPeriodBurst how many it may
 	// spend at once.
-	DefaultPeriodChecks = 200
-	DefaultPeriodBurst  = 8
+	DefaultPeriodChecks = 12_000
+	DefaultPeriodBurst  = 64
+	// DefaultFirstSightChecks and DefaultFirstSightBurst bound, within
+	// those, the checks of roots seen only once.
+	DefaultFirstSightChecks = 100
+	DefaultFirstSightBurst  = 8
 	// DefaultGlobalChecks and DefaultGlobalBurst bound the checks across all
-	// periods: about 10 % of a core at 50 µs a check.
-	DefaultGlobalChecks = 2000
-	DefaultGlobalBurst  = 64
+	// periods: about 0.7 of a core at 60 µs a check.
+	DefaultGlobalChecks = 12_000
+	DefaultGlobalBurst  = 256
 	// DefaultHorizon is how far above its stream's newest verified period a
 	// shard's period may be: twice the origin's announce lead. Shards past
 	// it are dropped before any check while the newest is fresh.
@@ -45,11 +54,14 @@ const (
 )
 
 // WithBudget sets the signature checks a second (and the burst) one
-// period's unverified roots may cost, and those across all periods.
-func WithBudget(perPeriod, periodBurst, global, globalBurst int) Option {
+// period's unverified roots may cost, those of its roots seen only once,
+// and those across all periods.
+func WithBudget(perPeriod, periodBurst, firstSight, firstSightBurst, global, globalBurst int) Option {
+	b := func(rate, burst int) budget {
+		return budget{rate: float64(max(1, rate)), burst: float64(max(1, burst))}
+	}
 	return func(a *Assembler) {
-		a.gate.period = budget{rate: float64(max(1, perPeriod)), burst: float64(max(1, periodBurst))}
-		a.gate.global = budget{rate: float64(max(1, global)), burst: float64(max(1, globalBurst))}
+		a.gate.period, a.gate.first, a.gate.global = b(perPeriod, periodBurst), b(firstSight, firstSightBurst), b(global, globalBurst)
 	}
 }
 
@@ -115,25 +127,26 @@ type candidate struct {
 	count uint32
 }
 
-// contest is one period's unverified roots.
+// contest is one period's unverified roots and its budgets.
 type contest struct {
-	cands  []candidate
-	bucket bucket
+	cands       []candidate
+	bucket      bucket // every check
+	firstBucket bucket // checks of roots seen once
 }
 
 type gate struct {
-	now            func() int64
-	period, global budget
-	globalBucket   bucket
-	horizon        uint64
-	fresh          int64
-	maxBad         int
-	bad            map[rootID]struct{}
-	badLog         []rootID
-	badAt          int
-	contests       map[periodKey]*contest
-	newestAt       map[uint32]int64 // when each stream's newest verified period advanced
-	rng            *rand.Rand
+	now                   func() int64
+	period, first, global budget
+	globalBucket          bucket
+	horizon               uint64
+	fresh                 int64
+	maxBad                int
+	bad                   map[rootID]struct{}
+	badLog                []rootID
+	badAt                 int
+	contests              map[periodKey]*contest
+	newestAt              map[uint32]int64 // when each stream's newest verified period advanced
+	rng                   *rand.Rand
 }
 
 func newGate() gate {
@@ -141,6 +154,7 @@ func newGate() gate {
 	return gate{
 		now:      func() int64 { return int64(time.Since(start)) },
 		period:   budget{DefaultPeriodChecks, DefaultPeriodBurst},
+		first:    budget{DefaultFirstSightChecks, DefaultFirstSightBurst},
 		global:   budget{DefaultGlobalChecks, DefaultGlobalBurst},
 		horizon:  DefaultHorizon,
 		fresh:    int64(DefaultHorizonFresh),
@@ -183,15 +197,14 @@ func (g *gate) remember(id *rootID) {
 
 // pick counts one arrival of id for its period and returns the root to
 // check now, if the budgets allow one: the most often seen (id itself on a
-// tie), provided it was seen twice or the period's budget is at least half
-// full — so a flood of roots each seen once drains the budget only to half,
-// and the rest waits for a root that repeats.
+// tie). A root seen only once also needs the period's first-sight budget,
+// so a flood of roots each seen once costs few checks, and the rest wait
+// for a root that repeats.
 func (g *gate) pick(key periodKey, id *rootID) (rootID, bool) {
 	c := g.contest(key)
 	in := c.count(g.rng, id)
 	now := g.now()
-	tokens := c.bucket.refill(now, g.period)
-	if tokens < 1 || g.globalBucket.refill(now, g.global) < 1 {
+	if c.bucket.refill(now, g.period) < 1 || g.globalBucket.refill(now, g.global) < 1 {
 		return rootID{}, false
 	}
 	best := in
@@ -200,8 +213,11 @@ func (g *gate) pick(key periodKey, id *rootID) (rootID, bool) {
 			best = i
 		}
 	}
-	if c.cands[best].count < 2 && tokens < (g.period.burst+1)/2 {
-		return rootID{}, false
+	if c.cands[best].count < 2 {
+		if c.firstBucket.refill(now, g.first) < 1 {
+			return rootID{}, false
+		}
+		c.firstBucket.tokens--
 	}
 	c.bucket.tokens--
 	g.globalBucket.tokens--
@@ -223,7 +239,8 @@ func (g *gate) contest(key periodKey) *contest {
 			break
 		}
 	}
-	c := &contest{bucket: bucket{tokens: g.period.burst, at: g.now()}}
+	now := g.now()
+	c := &contest{bucket: bucket{tokens: g.period.burst, at: now}, firstBucket: bucket{tokens: g.first.burst, at: now}}
 	g.contests[key] = c
 	return c
 }
