@@ -283,8 +283,8 @@ func (a *Assembler) admit(key periodKey, s *wire.Shard, newest uint64, known boo
 // worth it (see gate.pick) and, if that root verifies, starts the period
 // with it. It returns the pending period if s belongs to it.
 func (a *Assembler) verifyRoot(key periodKey, s *wire.Shard, in *rootID) (*pending, error) {
-	if a.async && len(a.checkQ) >= maxPendingChecks {
-		return nil, ErrDeferred
+	if a.async && len(a.checkQ) >= maxPendingChecks && (len(a.checkQ) >= maxPendingChecks+maxContests || !a.gate.quietPeriod(key)) {
+		return nil, ErrDeferred // a quiet period still gets its check queued
 	}
 	id, ok := a.gate.pick(key, in)
 	if !ok {

@@ -51,6 +51,10 @@ const (
 	// maxContests how many periods may have unverified roots at once.
 	candidates  = 16
 	maxContests = 64
+	// quietGap: a period that had no check for this long may have one
+	// without the budget shared by all periods, so that a flood aimed at
+	// other periods cannot drain the checks a quiet one needs.
+	quietGap = 50 * time.Millisecond
 )
 
 // WithBudget sets the signature checks a second (and the burst) one
@@ -132,6 +136,7 @@ type contest struct {
 	cands       []candidate
 	bucket      bucket // every check
 	firstBucket bucket // checks of roots seen once
+	last        int64  // when the last check was picked; -1: never
 }
 
 type gate struct {
@@ -204,7 +209,8 @@ func (g *gate) pick(key periodKey, id *rootID) (rootID, bool) {
 	c := g.contest(key)
 	in := c.count(g.rng, id)
 	now := g.now()
-	if c.bucket.refill(now, g.period) < 1 || g.globalBucket.refill(now, g.global) < 1 {
+	quiet := g.quiet(c, now)
+	if c.bucket.refill(now, g.period) < 1 || g.globalBucket.refill(now, g.global) < 1 && !quiet {
 		return rootID{}, false
 	}
 	best := in
@@ -220,11 +226,25 @@ func (g *gate) pick(key periodKey, id *rootID) (rootID, bool) {
 		c.firstBucket.tokens--
 	}
 	c.bucket.tokens--
-	g.globalBucket.tokens--
+	g.globalBucket.tokens = max(0, g.globalBucket.tokens-1)
+	c.last = now
 	out := c.cands[best].id
 	c.cands[best] = c.cands[len(c.cands)-1]
 	c.cands = c.cands[:len(c.cands)-1]
 	return out, true
+}
+
+// quiet reports whether c had no check for quietGap: its next check needs
+// no token of the budget shared by all periods (at most 20 a second a
+// period, past the shared budget).
+func (g *gate) quiet(c *contest, now int64) bool {
+	return c.last < 0 || now-c.last >= int64(quietGap)
+}
+
+// quietPeriod is quiet for key's contest, if it has one (a new one is).
+func (g *gate) quietPeriod(key periodKey) bool {
+	c := g.contests[key]
+	return c == nil || g.quiet(c, g.now())
 }
 
 // contest returns key's contest, making one; past maxContests a random one
@@ -240,7 +260,7 @@ func (g *gate) contest(key periodKey) *contest {
 		}
 	}
 	now := g.now()
-	c := &contest{bucket: bucket{tokens: g.period.burst, at: now}, firstBucket: bucket{tokens: g.first.burst, at: now}}
+	c := &contest{bucket: bucket{tokens: g.period.burst, at: now}, firstBucket: bucket{tokens: g.first.burst, at: now}, last: -1}
 	g.contests[key] = c
 	return c
 }

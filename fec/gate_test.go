@@ -211,3 +211,61 @@ func TestAsyncChecks(t *testing.T) {
 		t.Fatalf("checks %+v, want 2 (1 failed)", st)
 	}
 }
+
+// An attacker who floods the neighbouring periods at 50,000 datagrams a
+// second with roots sent twice each — every one worth a check at its second
+// copy, 25,000 checks a second wanted, twice the budget shared by all
+// periods — does not keep the genuine root of a period it leaves alone
+// from being checked in its first round, in either checking mode.
+func TestNeighbourFloodCannotStarve(t *testing.T) {
+	b := body(500, 6)
+	g := fec.Geometry{K: 2, M: 2, ShardSize: 250, BodyLen: len(b)}
+	ds := datagrams(t, b, g, 1, 10)
+	templates := []*wire.Shard{decode(t, datagrams(t, body(500, 7), g, 1, 11)[0]), decode(t, datagrams(t, body(500, 8), g, 1, 12)[0])}
+	const (
+		rate  = 50_000
+		first = 50 * time.Millisecond // the flood has drained the shared budget by then
+	)
+	for _, async := range []bool{false, true} {
+		for trial := range 10 {
+			var clock virtualClock
+			opts := []fec.Option{fec.WithClock(clock.read)}
+			if async {
+				opts = append(opts, fec.WithAsyncChecks())
+			}
+			a := fec.NewAssembler(ring(), opts...)
+			checks := 0
+			drain := func() (out []byte) { // the checker: one check per 60 µs
+				for c, ok := a.NextCheck(); ok && checks < int(clock.now/int64(60*time.Microsecond)); c, ok = a.NextCheck() {
+					checks++
+					if body, _, _ := a.Checked(c, c.Verify(ring())); body != nil {
+						out = body
+					}
+				}
+				return out
+			}
+			var rebuilt, round bool
+			var sent uint64
+			for elapsed := time.Duration(0); elapsed < first+50*time.Millisecond && !rebuilt; elapsed += time.Second / rate {
+				clock.advance(time.Second / rate)
+				if !round && elapsed >= first+time.Duration(trial)*time.Microsecond*7 { // the one round, at a trial's phase
+					round = true
+					for _, d := range ds {
+						if out, _ := a.Add(decode(t, d)); out != nil {
+							rebuilt = true
+						}
+					}
+				}
+				root := sent / 2 // each root twice: checked at its second copy, 25,000 checks a second wanted
+				a.Add(forge(templates[root%2], root))
+				sent++
+				if async && drain() != nil {
+					rebuilt = true
+				}
+			}
+			if !rebuilt {
+				t.Fatalf("async %v, trial %d: the genuine round lost its check to the neighbours' flood: %+v", async, trial, a.Stats())
+			}
+		}
+	}
+}
