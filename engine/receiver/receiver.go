@@ -90,8 +90,8 @@ type Event struct {
 // Receiver turns datagrams into Events. Handle is safe for concurrent use.
 //
 // ANNOUNCE shards and RELEASEs take separate locks: shardMu serializes the
-// assembler and its signature checks, mu the periods' state. A RELEASE
-// never waits for a signature check (PROTOCOL.md §9).
+// assembler, mu the periods' state; signature checks run under neither. A
+// RELEASE never waits for a signature check (PROTOCOL.md §9.1).
 type Receiver struct {
 	cfg     Config
 	log     *slog.Logger
@@ -267,28 +267,27 @@ func (r *Receiver) checksDue() {
 	r.runChecks()
 }
 
-// runChecks runs the signature checks due — shard roots the assembler
-// deferred, then rebuilt bodies — until none is left, holding neither
-// shardMu nor mu while it verifies.
+// runChecks runs the signature checks due until none is left, holding
+// neither shardMu nor mu while it verifies: each round, the rebuilt bodies
+// first (at most one a period, each of a verified root, so a flood of
+// forged roots cannot hold them back), then one deferred root.
 func (r *Receiver) runChecks() {
 	r.checkMu.Lock()
 	defer r.checkMu.Unlock()
 	for {
 		r.shardMu.Lock()
+		bodies := r.rebuilt
+		r.rebuilt = nil
 		c, ok := r.asm.NextCheck()
-		var bodies []rebuilt
-		if !ok {
-			bodies, r.rebuilt = r.rebuilt, nil
-		}
 		r.shardMu.Unlock()
 		if !ok && len(bodies) == 0 {
 			return
 		}
-		if ok {
-			r.checked(c, c.Verify(r.cfg.Trusted))
-		}
 		for _, b := range bodies {
 			r.onBody(b.k, b.body)
+		}
+		if ok {
+			r.checked(c, c.Verify(r.cfg.Trusted))
 		}
 		r.deliver()
 	}
