@@ -62,7 +62,7 @@ func TestForgedShardCheckedOnce(t *testing.T) {
 }
 
 // An attacker sending forged roots at 50,000 datagrams a second — a new
-// root with every datagram, or each root sent 2 … 64 times in a row to
+// root with every datagram, or each root sent 2, 5 or 64 times in a row to
 // outbid the genuine set's k+m = 4 shards a round — from 300 ms before the
 // genuine carousel starts (rounds 250 ms apart) does not keep the genuine
 // root from being checked within two rounds, and costs no more checks than
@@ -78,7 +78,7 @@ func TestDistinctForgedRootsCannotStarve(t *testing.T) {
 		round = 250 * time.Millisecond
 		limit = first + round // rebuilt by the second round
 	)
-	for _, repeats := range []uint64{1, 2, 4, 5, 16, 64} {
+	for _, repeats := range []uint64{1, 2, 5, 64} {
 		var clock virtualClock
 		a := fec.NewAssembler(ring(), fec.WithClock(clock.read))
 		rebuilt := time.Duration(-1)
@@ -227,7 +227,7 @@ func TestNeighbourFloodCannotStarve(t *testing.T) {
 		first = 50 * time.Millisecond // the flood has drained the shared budget by then
 	)
 	for _, async := range []bool{false, true} {
-		for trial := range 10 {
+		for trial := range 4 { // phases 7 µs apart, across a whole 20 µs arrival gap
 			var clock virtualClock
 			opts := []fec.Option{fec.WithClock(clock.read)}
 			if async {
