@@ -62,8 +62,9 @@ func TestForgedShardCheckedOnce(t *testing.T) {
 }
 
 // An attacker sending forged roots at 50,000 datagrams a second — a new
-// root with every datagram, or each root sent 2, 5 or 64 times in a row to
-// outbid the genuine set's k+m = 4 shards a round — from 300 ms before the
+// root with every datagram, or each root sent 2, 5 or 64 times in a row
+// (5 and more outbid the genuine set's k+m = 4 shards a round) — from 300
+// ms before the
 // genuine carousel starts (rounds 250 ms apart) does not keep the genuine
 // root from being checked within two rounds, and costs no more checks than
 // the budget allows.
