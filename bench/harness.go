@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/embargo-live/embargo/wire"
+
 	"github.com/embargo-live/embargo/engine/edge"
 	"github.com/embargo-live/embargo/engine/origin"
 	"github.com/embargo-live/embargo/engine/receiver"
@@ -81,9 +83,12 @@ type Config struct {
 	Logger    *slog.Logger
 }
 
-// Attacher attaches a socket filter (a *bpf.Filter).
+// Attacher attaches a socket filter (a *bpf.Filter), and is told each
+// secret a receiver confirmed, so that its kernel stamps count as release
+// skew (bpf.Filter.Confirm).
 type Attacher interface {
 	Attach(c syscall.Conn) error
+	Confirm(stream uint32, period uint64, rk *[wire.RKLen]byte, releaseAt int64)
 }
 
 func (c *Config) defaults() error {

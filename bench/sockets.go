@@ -85,7 +85,12 @@ func openReceivers(cfg *Config, ring *seal.KeyRing, master []byte, servers []*un
 		}
 		r, err := receiver.New(receiver.Config{
 			Trusted: ring, Master: m, Streams: []uint32{cfg.Stream}, TAIOffset: cfg.TAIOffset,
-			OnEvent: func(ev receiver.Event) { on(i, ev) }, Logger: cfg.Logger,
+			OnEvent: func(ev receiver.Event) {
+				if cfg.Filter != nil {
+					cfg.Filter.Confirm(ev.Stream, ev.Period, &ev.RK, ev.ReleaseAt)
+				}
+				on(i, ev)
+			}, Logger: cfg.Logger,
 		})
 		if err != nil {
 			return fail(err)

@@ -3,8 +3,12 @@
 // that drops datagrams which are not well-formed protocol messages before
 // they are queued to the socket, counting every verdict by reason, and
 // stamps the kernel arrival (CLOCK_TAI) of each socket's first RELEASE of
-// each (stream, period) into a bounded LRU map and its skew against releaseAt
-// into a fixed-bucket histogram. One Filter is loaded once and attached to
+// each (stream, period, secret) into a bounded LRU map and its skew against
+// releaseAt into a fixed-bucket histogram. The kernel cannot tell a forged
+// secret from the genuine one, so that histogram is reported apart
+// (Unconfirmed); Histogram counts only the stamps of secrets a receiver
+// confirmed against the commitment (Confirm), so forged early RELEASEs
+// never show as early arrivals. One Filter is loaded once and attached to
 // any number of sockets, which all count into the same maps. Where BPF
 // cannot be loaded (not root, not Linux; Available says why) receivers use
 // the same skew.Histogram in user space, fed with SO_TIMESTAMPNS stamps through

@@ -3,6 +3,7 @@ package bpf
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"slices"
 	"sync"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/embargo-live/embargo/engine/receiver/skew"
 	"github.com/embargo-live/embargo/ptp"
+	"github.com/embargo-live/embargo/wire"
 )
 
 // Reason indexes into the kernel's verdict map; reasonNames maps them to
@@ -57,23 +59,33 @@ var reasonNames = [numReasons]string{
 type Filter struct {
 	// mu orders Close after in-flight map reads, so a read never lands on
 	// a file descriptor number that Close freed and something else reused.
-	mu       sync.RWMutex
-	closed   bool
-	prog     *ebpf.Program
-	verdicts *ebpf.Map // per-CPU u64 per reason
-	hist     *ebpf.Map // per-CPU u64 per bucket
-	arrivals *ebpf.Map // LRU: arrivalKey → TAI ns
-	config   *ebpf.Map // [0]: loss threshold
+	mu      sync.RWMutex
+	closed  bool
+	genuine confirmed // guarded by its own lock
+	// maxArrivals bounds the confirmed secrets as the kernel's map bounds
+	// the stamps.
+	maxArrivals int
+	prog        *ebpf.Program
+	verdicts    *ebpf.Map // per-CPU u64 per reason
+	hist        *ebpf.Map // per-CPU u64 per bucket
+	arrivals    *ebpf.Map // LRU: arrivalKey → TAI ns
+	config      *ebpf.Map // [0]: loss threshold
 }
 
 // arrivalKey is the first-arrival map key, host byte order, padded so the
-// program's 8-byte stores stay aligned: one entry per socket and period.
+// program's 8-byte stores stay aligned: one entry per socket, period and
+// secret (its first arrivalSecretLen bytes, as on the wire).
 type arrivalKey struct {
 	Stream uint32
 	_      uint32
 	Period uint64
 	Cookie uint64 // the socket's SO_COOKIE
+	Secret [arrivalSecretLen]byte
 }
+
+// arrivalSecretLen is how much of a RELEASE's secret keys its stamp: enough
+// that a forger cannot hit the genuine one's (2⁻⁶⁴ a try).
+const arrivalSecretLen = 8
 
 // NewFilter loads the maps and the program. The error wraps ErrNotPermitted
 // when the kernel refuses for lack of privilege and ErrNotSupported when it
@@ -97,7 +109,7 @@ func NewFilter(opts ...Option) (*Filter, error) {
 }
 
 func load(c config) (_ *Filter, err error) {
-	f := &Filter{}
+	f := &Filter{maxArrivals: c.maxArrivals}
 	defer func() {
 		if err != nil {
 			f.closeAll()
@@ -109,7 +121,7 @@ func load(c config) (_ *Filter, err error) {
 	}{
 		{&f.verdicts, ebpf.MapSpec{Name: "embargo_verdict", Type: ebpf.PerCPUArray, KeySize: 4, ValueSize: 8, MaxEntries: numReasons}},
 		{&f.hist, ebpf.MapSpec{Name: "embargo_hist", Type: ebpf.PerCPUArray, KeySize: 4, ValueSize: 8, MaxEntries: numBuckets}},
-		{&f.arrivals, ebpf.MapSpec{Name: "embargo_arrival", Type: ebpf.LRUHash, KeySize: 24, ValueSize: 8, MaxEntries: uint32(c.maxArrivals)}},
+		{&f.arrivals, ebpf.MapSpec{Name: "embargo_arrival", Type: ebpf.LRUHash, KeySize: 32, ValueSize: 8, MaxEntries: uint32(c.maxArrivals)}},
 		{&f.config, ebpf.MapSpec{Name: "embargo_config", Type: ebpf.Array, KeySize: 4, ValueSize: 8, MaxEntries: configSlots}},
 	}
 	for _, s := range specs {
@@ -247,13 +259,98 @@ func (f *Filter) Verdicts() (map[string]uint64, error) {
 	return out, nil
 }
 
-// Histogram returns the kernel's arrival-skew histogram: for the first
-// RELEASE of each (stream, period) to pass the filter, its kernel arrival
-// (CLOCK_TAI) minus its releaseAt. Repeats, CATCH-UP retransmissions and
-// RELEASEs with a negative releaseAt are not samples.
-func (f *Filter) Histogram() (skew.Histogram, error) {
+// Unconfirmed returns the kernel's own arrival-skew histogram: for the
+// first RELEASE of each (stream, period, secret) to pass the filter on each
+// socket, its kernel arrival (CLOCK_TAI) minus the releaseAt it carries.
+// The kernel cannot check a secret, so forged RELEASEs land here too (an
+// attacker's early ones in the early bucket): report it apart, never as
+// the release skew. Repeats, CATCH-UP retransmissions and RELEASEs with a
+// negative releaseAt are not samples.
+func (f *Filter) Unconfirmed() (skew.Histogram, error) {
 	counts, err := f.sum(f.hist, numBuckets, "histogram")
 	return skew.Histogram{Counts: counts}, err
+}
+
+// Histogram returns the release skew by kernel stamps, confirmed: for each
+// socket's first arrival of a period's genuine secret (one that user space
+// confirmed against the period's commitment, Confirm), that arrival minus
+// the signed body's releaseAt. Forged RELEASEs are never in it, so it never
+// shows a false early. It walks the first-arrival map: for reports, not a
+// hot path. A stamp the LRU map evicted before the call is missing.
+func (f *Filter) Histogram() (skew.Histogram, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if f.closed {
+		return skew.Histogram{}, fmt.Errorf("bpf: histogram: %w", ErrClosed)
+	}
+	want := f.genuine.snapshot()
+	h := skew.Histogram{Counts: make([]uint64, numBuckets)}
+	var (
+		k arrivalKey
+		t int64
+	)
+	it := f.arrivals.Iterate()
+	for it.Next(&k, &t) {
+		if releaseAt, ok := want[secretKey{k.Stream, k.Period, k.Secret}]; ok {
+			h.Add(time.Duration(t - releaseAt))
+		}
+	}
+	if err := it.Err(); err != nil {
+		return skew.Histogram{}, fmt.Errorf("bpf: histogram: %w", err)
+	}
+	return h, nil
+}
+
+// Confirm records that rk opened the commitment of (stream, period), whose
+// signed body says releaseAt: every socket's kernel stamp of that secret
+// becomes a sample of Histogram. Receivers call it for each delivered
+// period (receiver.Event carries the secret); repeats are harmless. The
+// last DefaultMaxArrivals confirmations are kept.
+func (f *Filter) Confirm(stream uint32, period uint64, rk *[wire.RKLen]byte, releaseAt int64) {
+	var k secretKey
+	k.stream, k.period = stream, period
+	copy(k.secret[:], rk[:])
+	f.genuine.add(k, releaseAt, f.maxArrivals)
+}
+
+// secretKey names a period's secret by its kernel-stamped prefix.
+type secretKey struct {
+	stream uint32
+	period uint64
+	secret [arrivalSecretLen]byte
+}
+
+// confirmed is the bounded set of confirmed secrets, oldest forgotten first.
+type confirmed struct {
+	mu  sync.Mutex
+	at  map[secretKey]int64 // → releaseAt
+	log []secretKey
+	i   int
+}
+
+func (c *confirmed) add(k secretKey, releaseAt int64, bound int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.at == nil {
+		c.at = make(map[secretKey]int64)
+	}
+	if _, ok := c.at[k]; ok {
+		return
+	}
+	if len(c.log) < bound {
+		c.log = append(c.log, k)
+	} else {
+		delete(c.at, c.log[c.i])
+		c.log[c.i] = k
+		c.i = (c.i + 1) % bound
+	}
+	c.at[k] = releaseAt
+}
+
+func (c *confirmed) snapshot() map[secretKey]int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return maps.Clone(c.at)
 }
 
 // sum reads entries [0, n) of a per-CPU array and adds up the CPUs.
@@ -277,8 +374,9 @@ func (f *Filter) sum(m *ebpf.Map, n int, what string) ([]uint64, error) {
 }
 
 // FirstArrival returns the kernel's CLOCK_TAI time (ns), plus any TAI
-// correction, of the earliest first RELEASE of (stream, period) that passed
-// the filter on any attached socket, and false if there was none, it was
+// correction, of the earliest first RELEASE of (stream, period), whatever
+// its secret (unconfirmed: a forged one counts), that passed the filter on
+// any attached socket, and false if there was none, it was
 // CATCH-UP only, or the entries were evicted.
 func (f *Filter) FirstArrival(stream uint32, period uint64) (int64, bool, error) {
 	all, err := f.FirstArrivals(stream, period)

@@ -428,3 +428,38 @@ func TestTAICorrection(t *testing.T) {
 		t.Fatalf("corrected: bucket %d, want about %d (%v)", got, skew.Bucket(late), late)
 	}
 }
+
+// Forged early RELEASEs of a period are stamped apart from the genuine
+// one: the kernel's own histogram shows them (Unconfirmed), the confirmed
+// histogram holds only the secret user space confirmed, so an attacker's
+// early RELEASEs never make it report an early arrival.
+func TestConfirmedHistogramNeverEarly(t *testing.T) {
+	f := newTestFilter(t)
+	now := taiNow(t)
+	genuine := release(t, 9, 1, 0, now-int64(time.Millisecond))
+	for i := range 50 {
+		forged := release(t, 9, 1, 0, now+int64(time.Minute)) // "arrived a minute early"
+		forged[wire.HeaderLen] = byte(0x80 + i)
+		if _, _, err := f.prog.Test(testPacket(forged)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, _, err := f.prog.Test(testPacket(genuine)); err != nil {
+		t.Fatal(err)
+	}
+	if h := histogram(t, f); h.Counts[0] != 50 || h.Total() != 51 {
+		t.Fatalf("unconfirmed: %d early of %d, want the 50 forged of 51", h.Counts[0], h.Total())
+	}
+	h, err := f.Histogram()
+	if err != nil || h.Total() != 0 {
+		t.Fatalf("confirmed before Confirm: %v, %v", h, err)
+	}
+	var rk [wire.RKLen]byte
+	copy(rk[:], genuine[wire.HeaderLen:])
+	f.Confirm(9, 1, &rk, now-int64(time.Millisecond))
+	f.Confirm(9, 1, &rk, now-int64(time.Millisecond)) // a second receiver's event
+	h, err = f.Histogram()
+	if err != nil || h.Total() != 1 || h.Counts[0] != 0 || h.Quantile(1) < time.Millisecond {
+		t.Fatalf("confirmed: %v, %v; want one sample, ≥ 1 ms late", h, err)
+	}
+}

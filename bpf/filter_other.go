@@ -8,6 +8,7 @@ import (
 
 	"github.com/embargo-live/embargo/engine/receiver/skew"
 	"github.com/embargo-live/embargo/ptp"
+	"github.com/embargo-live/embargo/wire"
 )
 
 // Filter is a socket filter. BPF socket filters are a Linux interface; on
@@ -49,6 +50,14 @@ func (f *Filter) Verdicts() (map[string]uint64, error) {
 func (f *Filter) Histogram() (skew.Histogram, error) {
 	return skew.Histogram{}, fmt.Errorf("bpf: histogram: %w", ErrNotSupported)
 }
+
+// Unconfirmed returns an error wrapping ErrNotSupported.
+func (f *Filter) Unconfirmed() (skew.Histogram, error) {
+	return skew.Histogram{}, fmt.Errorf("bpf: histogram: %w", ErrNotSupported)
+}
+
+// Confirm does nothing on this platform.
+func (f *Filter) Confirm(stream uint32, period uint64, rk *[wire.RKLen]byte, releaseAt int64) {}
 
 // FirstArrival returns an error wrapping ErrNotSupported.
 func (f *Filter) FirstArrival(stream uint32, period uint64) (int64, bool, error) {

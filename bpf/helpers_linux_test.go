@@ -133,9 +133,9 @@ func verdicts(t testing.TB, f *Filter) map[string]uint64 {
 
 func histogram(t testing.TB, f *Filter) skew.Histogram {
 	t.Helper()
-	h, err := f.Histogram()
+	h, err := f.Unconfirmed()
 	if err != nil {
-		t.Fatalf("Histogram: %v", err)
+		t.Fatalf("Unconfirmed: %v", err)
 	}
 	return h
 }

@@ -52,7 +52,7 @@ const (
 	stkHdr      = stkPkt + udpHeaderLen                       // protocol header (fp−28)
 	stkTail     = -64                                         // RELEASE bytes from releaseAt to the end
 	stkTailRes  = stkTail + offReleaseReserved - offReleaseAt // RELEASE reserved u32
-	stkKey      = -120                                        // first-arrival key {stream u32, 0 u32, period u64, socket cookie u64}
+	stkKey      = -128                                        // first-arrival key {stream u32, 0 u32, period u64, socket cookie u64, RK[0:8]}
 	stkNow      = -88                                         // arrival time, the first-arrival value
 	stkIndex    = -92                                         // u32 key for array maps
 	pktLoadSize = udpHeaderLen + wire.HeaderLen
@@ -270,7 +270,14 @@ func program(m mapFDs) asm.Instructions {
 		asm.Mov.Reg(asm.R1, asm.R6),
 		asm.FnGetSocketCookie.Call(),
 		asm.StoreMem(asm.RFP, stkKey+16, asm.R0, asm.DWord),
-		// Only the first copy of a period is a skew sample: repeats (and a
+	)
+	// Per secret too: a forged RELEASE of the period is stamped apart from
+	// the genuine one, so that user space, which alone can check a secret
+	// against the commitment, counts the genuine one's stamp (Confirm).
+	b.loadBytes(udpHeaderLen+wire.HeaderLen, stkKey+24, arrivalSecretLen)
+	b.add(
+		asm.JNE.Imm(asm.R0, 0, "pass"),
+		// Only the first copy of a secret is stamped: repeats (and a
 		// second edge's copy) arrive later by design and would drag the
 		// histogram towards the repeat interval. Look before updating: an
 		// LRU update takes a free element before it checks BPF_NOEXIST,

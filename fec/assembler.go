@@ -14,6 +14,13 @@ type RootVerifier interface {
 	VerifyShardRoot(s *wire.Shard) error
 }
 
+// KeyKnower is a RootVerifier that can say cheaply whether it holds a key
+// id at all (seal.KeyRing does): shards naming an unknown key are refused
+// without a check and without spending the verification budget.
+type KeyKnower interface {
+	Knows(id [wire.KeyIDLen]byte) bool
+}
+
 // Assembler limits. Honest traffic needs at most streams × (window + 1)
 // periods in flight; the budgets refuse new periods past that rather than
 // evict one, so no arrival pattern can push out a live period.
@@ -82,9 +89,13 @@ type Stats struct {
 	Accepted  uint64 // shards stored
 	Rebuilt   uint64 // bodies returned
 	Evicted   uint64 // periods dropped unfinished because they fell out of the window
-	Verified  uint64 // root signatures checked (one per period, plus forgeries)
+	Verified  uint64 // root signature checks made (one per period, plus forgeries)
+	Failed    uint64 // of those, checks that failed (the root is then remembered)
 	InFlight  int    // periods currently held
 	HeldBytes int    // bytes currently held for shards
+	// Remembered is how many failed roots are remembered now, and
+	// Contested how many periods have unverified roots competing for checks.
+	Remembered, Contested int
 }
 
 // Assembler rebuilds ANNOUNCE bodies from shards arriving in any order,
@@ -106,7 +117,15 @@ type Assembler struct {
 	doneAt  int
 	coders  map[[2]int]reedsolomon.Encoder
 	leaves  *leafHasher
+	gate    gate
 	stats   Stats
+
+	// Checks deferred to the caller (WithAsyncChecks): by root, and in
+	// order; pendingBytes is what their held shards take.
+	async        bool
+	checking     map[rootID]*deferredCheck
+	checkQ       []*deferredCheck
+	pendingBytes int
 }
 
 // NewAssembler returns an assembler that trusts the roots v accepts.
@@ -123,10 +142,13 @@ func NewAssembler(v RootVerifier, opts ...Option) *Assembler {
 		done:           make(map[periodKey]struct{}),
 		coders:         make(map[[2]int]reedsolomon.Encoder),
 		leaves:         newLeafHasher(),
+		gate:           newGate(),
+		checking:       make(map[rootID]*deferredCheck),
 	}
 	for _, o := range opts {
 		o(a)
 	}
+	a.gate.start()
 	return a
 }
 
@@ -135,6 +157,7 @@ func (a *Assembler) Stats() Stats {
 	s := a.stats
 	s.InFlight = len(a.periods)
 	s.HeldBytes = a.held
+	s.Remembered, s.Contested = len(a.gate.bad), len(a.gate.contests)
 	return s
 }
 
@@ -142,6 +165,23 @@ func (a *Assembler) Stats() Stats {
 func (a *Assembler) Done(stream uint32, period uint64) bool {
 	_, ok := a.done[periodKey{stream, period}]
 	return ok
+}
+
+// Head returns the first n bytes of the body of a period in flight when
+// the data shards that hold them have arrived (each proven against the
+// period's verified root), or nil. The slice aliases the assembler's
+// memory: it is valid until the next Add.
+func (a *Assembler) Head(stream uint32, period uint64, n int) []byte {
+	p := a.periods[periodKey{stream, period}]
+	if p == nil || n > p.bodyLen || n < 1 {
+		return nil
+	}
+	for i := 0; i*p.size < n; i++ {
+		if p.shards[i] == nil {
+			return nil
+		}
+	}
+	return p.backing[:n]
 }
 
 // Add offers one decoded shard. It returns the rebuilt body (a fresh slice
@@ -159,7 +199,8 @@ func (a *Assembler) Add(s *wire.Shard) ([]byte, error) {
 	if _, ok := a.done[key]; ok {
 		return nil, ErrComplete
 	}
-	if n, ok := a.newest[s.Stream]; ok && s.Period+a.window < n {
+	n, known := a.newest[s.Stream]
+	if known && s.Period+a.window < n {
 		return nil, ErrStale
 	}
 	if s.Shards()*int(s.ShardSize) > a.maxPeriodBytes {
@@ -169,33 +210,45 @@ func (a *Assembler) Add(s *wire.Shard) ([]byte, error) {
 	// edges): answer them before hashing. A forgery at a held index is
 	// refused the same way and stores nothing.
 	p := a.periods[key]
-	if p != nil && p.matches(s) && p.shards[s.Index] != nil {
-		return nil, ErrDuplicate
+	if p != nil {
+		if !p.matches(s) {
+			// The period has its verified root: another one is at best a
+			// second genuine set (the first is kept), so it is not checked.
+			return nil, ErrOtherRoot
+		}
+		if p.shards[s.Index] != nil {
+			return nil, ErrDuplicate
+		}
+	} else if err := a.admit(key, s, n, known); err != nil {
+		return nil, err
 	}
 	// The proof is cheap: check it before paying for a signature.
 	if !verifyProof(&s.Root, int(s.Index), a.leaves.leaf(s.Data), s.Proof) {
 		return nil, ErrBadProof
 	}
-	if p == nil || !p.matches(s) {
-		a.stats.Verified++
-		if err := a.verify.VerifyShardRoot(s); err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrForged, err)
+	if p == nil {
+		in := idOf(s)
+		if c := a.checking[in]; c != nil {
+			c.hold(a, s) // a shard of a root whose check is under way
+			return nil, ErrCheckPending
 		}
-		if p != nil {
-			return nil, ErrConflict
+		var err error
+		if p, err = a.verifyRoot(key, s, &in); err != nil {
+			return nil, err
 		}
-		if len(a.periods) >= a.maxPeriods || a.held+s.Shards()*int(s.ShardSize) > a.maxHeldBytes {
-			return nil, ErrBusy
-		}
-		a.advance(s.Stream, s.Period)
-		p = a.start(key, s)
 	}
-	if p.shards[s.Index] != nil {
-		return nil, ErrDuplicate // a new period's second copy of a shard
+	return a.store(key, p, int(s.Index), s.Data)
+}
+
+// store copies one proven shard into p and rebuilds the body once k are
+// held.
+func (a *Assembler) store(key periodKey, p *pending, index int, data []byte) ([]byte, error) {
+	if p.shards[index] != nil {
+		return nil, ErrDuplicate
 	}
-	slot := p.backing[int(s.Index)*p.size : (int(s.Index)+1)*p.size : (int(s.Index)+1)*p.size]
-	copy(slot, s.Data)
-	p.shards[s.Index] = slot
+	slot := p.backing[index*p.size : (index+1)*p.size : (index+1)*p.size]
+	copy(slot, data)
+	p.shards[index] = slot
 	p.have++
 	a.stats.Accepted++
 	if p.have < p.k {
@@ -210,11 +263,70 @@ func (a *Assembler) Add(s *wire.Shard) ([]byte, error) {
 	return body, nil
 }
 
+// admit refuses, before any hashing, a shard of a period without a
+// verified root that cannot be worth a check: past the horizon, naming a
+// key the verifier does not hold, or carrying a root that already failed.
+func (a *Assembler) admit(key periodKey, s *wire.Shard, newest uint64, known bool) error {
+	if a.gate.beyond(key.stream, key.period, newest, known) {
+		return ErrFuture
+	}
+	if k, ok := a.verify.(KeyKnower); ok && !k.Knows(s.KeyID) {
+		return fmt.Errorf("%w: unknown key id %x", ErrForged, s.KeyID)
+	}
+	if id := idOf(s); a.gate.forged(&id) {
+		return ErrRepeatForged
+	}
+	return nil
+}
+
+// verifyRoot spends the period's verification budget on the root most
+// worth it (see gate.pick) and, if that root verifies, starts the period
+// with it. It returns the pending period if s belongs to it.
+func (a *Assembler) verifyRoot(key periodKey, s *wire.Shard, in *rootID) (*pending, error) {
+	if a.async && len(a.checkQ) >= maxPendingChecks && (len(a.checkQ) >= maxPendingChecks+maxContests || !a.gate.quietPeriod(key)) {
+		return nil, ErrDeferred // a quiet period still gets its check queued
+	}
+	id, ok := a.gate.pick(key, in)
+	if !ok {
+		return nil, ErrDeferred
+	}
+	if a.async {
+		return nil, a.deferCheck(key, &id, s, id == *in)
+	}
+	a.stats.Verified++
+	if err := a.verify.VerifyShardRoot(id.shard()); err != nil {
+		a.stats.Failed++
+		a.gate.remember(&id)
+		if id == *in {
+			return nil, fmt.Errorf("%w: %w", ErrForged, err)
+		}
+		return nil, ErrDeferred
+	}
+	p, err := a.begin(key, &id)
+	if err != nil {
+		return nil, err
+	}
+	if id != *in {
+		return nil, ErrOtherRoot
+	}
+	return p, nil
+}
+
+// begin starts key's period with its verified root id.
+func (a *Assembler) begin(key periodKey, id *rootID) (*pending, error) {
+	if len(a.periods) >= a.maxPeriods || a.held+(int(id.k)+int(id.m))*int(id.size) > a.maxHeldBytes {
+		return nil, ErrBusy
+	}
+	a.gate.verified(key, a.advance(key.stream, key.period))
+	return a.start(key, id), nil
+}
+
 // advance records period as seen on stream and drops the stream's periods
-// in flight that fall out of the window below it.
-func (a *Assembler) advance(stream uint32, period uint64) {
+// in flight that fall out of the window below it. It reports whether
+// period is the stream's new newest.
+func (a *Assembler) advance(stream uint32, period uint64) bool {
 	if n, ok := a.newest[stream]; ok && period <= n {
-		return
+		return false
 	}
 	a.newest[stream] = period
 	for k, p := range a.periods {
@@ -223,16 +335,20 @@ func (a *Assembler) advance(stream uint32, period uint64) {
 			a.stats.Evicted++
 		}
 	}
+	if period > a.window {
+		a.gate.forget(stream, period-a.window)
+	}
+	return true
 }
 
-// start creates a pending period.
-func (a *Assembler) start(key periodKey, s *wire.Shard) *pending {
-	n := s.Shards()
+// start creates a pending period for the verified root id.
+func (a *Assembler) start(key periodKey, id *rootID) *pending {
+	n := int(id.k) + int(id.m)
 	p := &pending{
-		k: int(s.K), m: int(s.M), size: int(s.ShardSize), bodyLen: int(s.BodyLen),
-		keyID: s.KeyID, root: s.Root,
+		k: int(id.k), m: int(id.m), size: int(id.size), bodyLen: int(id.bodyLen),
+		keyID: id.keyID, root: id.root,
 		shards:  make([][]byte, n),
-		backing: make([]byte, n*int(s.ShardSize)),
+		backing: make([]byte, n*int(id.size)),
 	}
 	a.periods[key] = p
 	a.held += len(p.backing)

@@ -18,9 +18,23 @@ var (
 	ErrForged = errors.New("fec: shard root not signed by a trusted origin")
 	// ErrBadProof: the shard does not hash up to its signed root.
 	ErrBadProof = errors.New("fec: shard fails its Merkle proof")
-	// ErrConflict: a genuine shard set for a period that already has
-	// another one in flight; the first one seen is kept.
-	ErrConflict = errors.New("fec: conflicting shard set for period")
+	// ErrRepeatForged: a root whose check already failed; it is not checked
+	// again. It wraps ErrForged.
+	ErrRepeatForged = fmt.Errorf("%w (already refused)", ErrForged)
+	// ErrOtherRoot: a shard of a root other than the one its period was
+	// started with (verified), or than the one the period's check just
+	// went to; it is not checked.
+	ErrOtherRoot = errors.New("fec: not the period's verified root")
+	// ErrDeferred: the period's shard roots are not verified yet and the
+	// verification budget went to another root, or is spent for now; the
+	// carousel's later rounds bring the shard again.
+	ErrDeferred = errors.New("fec: root check deferred by the verification budget")
+	// ErrCheckPending: the shard's root is being checked by the caller
+	// (WithAsyncChecks); the shard is held with the check.
+	ErrCheckPending = errors.New("fec: root check pending")
+	// ErrFuture: the period is beyond the announce horizon of its stream's
+	// newest verified period.
+	ErrFuture = errors.New("fec: period beyond the announce horizon")
 	// ErrDuplicate: this shard index is already held.
 	ErrDuplicate = errors.New("fec: duplicate shard")
 	// ErrComplete: the period was already rebuilt.

@@ -198,8 +198,14 @@ func TestForgedShardsCannotPoisonOrBlock(t *testing.T) {
 		evilSet.Fill(&f, i)
 		_ = seal.SignShardRoot(attacker, &f)
 		f.KeyID = seal.KeyID(origin.Public().(ed25519.PublicKey)) // claim the origin's key
-		if _, err := a.Add(&f); !errors.Is(err, fec.ErrForged) {
-			t.Fatalf("attacker root: got %v", err)
+		// First checked and refused, then remembered; once the genuine
+		// root is verified, not checked at all.
+		want = fec.ErrForged
+		if len(held) > 0 {
+			want = fec.ErrOtherRoot
+		}
+		if _, err := a.Add(&f); !errors.Is(err, want) {
+			t.Fatalf("attacker root: got %v, want %v", err, want)
 		}
 		forgeries += 2
 	}
@@ -228,13 +234,22 @@ func TestInconsistentGeometryRefused(t *testing.T) {
 	}
 	s := decode(t, bytes.Clone(ds[1]))
 	s.BodyLen = 99 // still a valid geometry on its own
-	if _, err := a.Add(s); !errors.Is(err, fec.ErrForged) {
+	if _, err := a.Add(s); !errors.Is(err, fec.ErrOtherRoot) {
 		t.Fatalf("relabelled body length: got %v", err)
 	}
-	// A second genuine set for the same period (another geometry) is a conflict.
+	// A second genuine set for the same period (another geometry) is not
+	// checked: the first one is kept.
 	other := datagrams(t, b, fec.Geometry{K: 1, M: 2, ShardSize: 100, BodyLen: 100}, 1, 1)
-	if _, err := a.Add(decode(t, other[0])); !errors.Is(err, fec.ErrConflict) {
+	if _, err := a.Add(decode(t, other[0])); !errors.Is(err, fec.ErrOtherRoot) {
 		t.Fatalf("second genuine set: got %v", err)
+	}
+	// Before any root is verified, a relabelled shard is checked and fails.
+	fresh := fec.NewAssembler(ring())
+	if _, err := fresh.Add(s); !errors.Is(err, fec.ErrForged) {
+		t.Fatalf("relabelled body length, first seen: got %v", err)
+	}
+	if st := fresh.Stats(); st.Verified != 1 || st.Failed != 1 {
+		t.Fatalf("checks %+v", st)
 	}
 }
 

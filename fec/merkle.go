@@ -72,8 +72,15 @@ func merkle(leaves []digest) (root digest, proofs [][]byte) {
 // verifyProof reports whether leaf, at index, hashes up through proof to
 // root.
 func verifyProof(root *digest, index int, leaf digest, proof []byte) bool {
+	h, ok := proofRoot(index, leaf, proof)
+	return ok && h == *root
+}
+
+// proofRoot is the root that leaf, at index, hashes up to through proof;
+// false if the index is not a leaf of a tree that deep.
+func proofRoot(index int, leaf digest, proof []byte) (digest, bool) {
 	if len(proof)%wire.HashLen != 0 || index>>(len(proof)/wire.HashLen) != 0 {
-		return false // the index must be a leaf of a tree this deep
+		return digest{}, false
 	}
 	h := leaf
 	for off := 0; off+wire.HashLen <= len(proof); off += wire.HashLen {
@@ -86,5 +93,13 @@ func verifyProof(root *digest, index int, leaf digest, proof []byte) bool {
 		}
 		index >>= 1
 	}
-	return h == *root
+	return h, true
+}
+
+// ProofRoot returns the Merkle root that shard s's data and proof hash up
+// to (PROTOCOL.md §7.2), whatever root s claims; false if s's index is not
+// a leaf of a tree as deep as its proof. Tests use it to build shards that
+// prove against a root of their own.
+func ProofRoot(s *wire.Shard) ([wire.HashLen]byte, bool) {
+	return proofRoot(int(s.Index), newLeafHasher().leaf(s.Data), s.Proof)
 }

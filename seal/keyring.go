@@ -41,6 +41,13 @@ func (r *KeyRing) lookup(id [wire.KeyIDLen]byte) (ed25519.PublicKey, error) {
 	return k, nil
 }
 
+// Knows reports whether the ring holds a key of id: a cheap test before a
+// signature check (fec.KeyKnower).
+func (r *KeyRing) Knows(id [wire.KeyIDLen]byte) bool {
+	_, err := r.lookup(id)
+	return err == nil
+}
+
 // VerifyShardRoot checks the origin's signature over s's stream, period,
 // geometry and Merkle root. It does not check s's Merkle proof.
 func (r *KeyRing) VerifyShardRoot(s *wire.Shard) error {

@@ -96,24 +96,9 @@ func (b *Body) Decode(src []byte) error {
 	if len(src) > MaxBody {
 		return ErrOversized
 	}
-	if src[0] != BodyVersion {
-		return ErrVersion
+	if err := b.DecodeHead(src); err != nil {
+		return err
 	}
-	if src[2] != 0 || src[3] != 0 {
-		return ErrReserved
-	}
-	b.PayloadType = PayloadType(src[1])
-	b.Stream = binary.BigEndian.Uint32(src[4:])
-	b.Period = binary.BigEndian.Uint64(src[8:])
-	var ok1, ok2 bool
-	b.ReleaseAt, ok1 = getTime(src[16:])
-	b.PresentAt, ok2 = getTime(src[24:])
-	if !ok1 || !ok2 {
-		return ErrInconsistent
-	}
-	copy(b.KeyID[:], src[32:40])
-	copy(b.Salt[:], src[40:56])
-	copy(b.Commitment[:], src[56:88])
 	sealedLen := binary.BigEndian.Uint32(src[88:])
 	if uint64(len(src)) != uint64(BodyFixedLen)+uint64(sealedLen)+SigLen {
 		return ErrLength
@@ -121,6 +106,39 @@ func (b *Body) Decode(src []byte) error {
 	b.Sealed = src[BodyFixedLen : BodyFixedLen+int(sealedLen)]
 	copy(b.Sig[:], src[BodyFixedLen+int(sealedLen):])
 	return b.check()
+}
+
+// DecodeHead parses the fixed part of a body (its first BodyFixedLen
+// bytes: everything up to the sealed payload) into b, leaving Sealed and
+// Sig alone. A receiver holding only a body's first data shard learns the
+// commitment from it, and so can tell a forged RELEASE from the genuine
+// one before the body is whole.
+func (b *Body) DecodeHead(src []byte) error {
+	if len(src) < BodyFixedLen {
+		return ErrTruncated
+	}
+	if src[0] != BodyVersion {
+		return ErrVersion
+	}
+	if src[2] != 0 || src[3] != 0 {
+		return ErrReserved
+	}
+	b.PayloadType = PayloadType(src[1])
+	if b.PayloadType != PayloadContentKeys && b.PayloadType != PayloadOpaque {
+		return ErrUnknownType
+	}
+	b.Stream = binary.BigEndian.Uint32(src[4:])
+	b.Period = binary.BigEndian.Uint64(src[8:])
+	var ok1, ok2 bool
+	b.ReleaseAt, ok1 = getTime(src[16:])
+	b.PresentAt, ok2 = getTime(src[24:])
+	if !ok1 || !ok2 || b.PresentAt < b.ReleaseAt {
+		return ErrInconsistent
+	}
+	copy(b.KeyID[:], src[32:40])
+	copy(b.Salt[:], src[40:56])
+	copy(b.Commitment[:], src[56:88])
+	return nil
 }
 
 // BodyAAD returns the associated data the payload is sealed with: the fixed

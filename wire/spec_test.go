@@ -9,6 +9,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"fmt"
 	"os"
 	"regexp"
 	"strings"
@@ -46,7 +47,15 @@ func TestSpecDerivation(t *testing.T) {
 		}
 		dumps = append(dumps, b)
 	}
-	payload, body, shard0, release := dumps[0], dumps[1], dumps[2], dumps[4]
+	// dumpAfter is the first hex dump after heading.
+	dumpAfter := func(heading string) []byte {
+		i := strings.Index(doc, heading)
+		if i < 0 {
+			t.Fatalf("no %q", heading)
+		}
+		return dumps[strings.Count(doc[:i], "```")/2]
+	}
+	payload, body, shard0, release := dumps[0], dumps[1], dumps[2], dumpAfter("#### RELEASE (")
 	be := binary.BigEndian
 
 	// §6.1 key id
@@ -85,12 +94,33 @@ func TestSpecDerivation(t *testing.T) {
 		}
 	}
 	// §3.1, §6.5, §7.2 shard 0: root signature and Merkle proof
-	p := shard0[24:]
+	if data := specShard(t, pub, shard0); !bytes.Equal(data[:len(body)], body) {
+		t.Error("§7.2 shard 0 holds the body")
+	}
+	// V5a: a k = 3 set; its data shards, in order, are the body and zero
+	// padding (§3.2, §7.1).
+	var data []byte
+	for i := range 3 {
+		data = append(data, specShard(t, pub, dumpAfter(fmt.Sprintf("#### V5a shard %d (", i)))...)
+	}
+	if !bytes.Equal(data[:len(body)], body) || bytes.Count(data[len(body):], []byte{0}) != len(data)-len(body) {
+		t.Error("§7.1 V5a data shards are not the body and zero padding")
+	}
+	for i := 3; i < 5; i++ {
+		specShard(t, pub, dumpAfter(fmt.Sprintf("#### V5a shard %d (", i)))
+	}
+}
+
+// specShard checks an ANNOUNCE datagram's root signature (§6.5) and Merkle
+// proof (§7.2) and returns its shard bytes.
+func specShard(t *testing.T, pub ed25519.PublicKey, d []byte) []byte {
+	t.Helper()
+	p := d[24:]
 	depth := int(p[3])
 	root, proof, data := p[20:52], p[116:116+32*depth], p[116+32*depth:]
-	rootMsg := bytes.Join([][]byte{[]byte("embargo/v1 shard-root\x00"), shard0[8:12], shard0[12:20], p[0:2], p[4:6], p[8:12], p[12:20], root}, nil)
+	rootMsg := bytes.Join([][]byte{[]byte("embargo/v1 shard-root\x00"), d[8:12], d[12:20], p[0:2], p[4:6], p[8:12], p[12:20], root}, nil)
 	if !ed25519.Verify(pub, rootMsg, p[52:116]) {
-		t.Error("§6.5 shard-root signature")
+		t.Errorf("§6.5 shard-root signature of index %d", p[2])
 	}
 	h := sha256.Sum256(append([]byte{0}, data...))
 	for l, idx := 0, int(p[2]); l < depth; l, idx = l+1, idx>>1 {
@@ -101,9 +131,10 @@ func TestSpecDerivation(t *testing.T) {
 			h = sha256.Sum256(bytes.Join([][]byte{{1}, sib, h[:]}, nil))
 		}
 	}
-	if !bytes.Equal(h[:], root) || !bytes.Equal(data[:len(body)], body) {
-		t.Error("§7.2 Merkle proof of shard 0")
+	if !bytes.Equal(h[:], root) {
+		t.Errorf("§7.2 Merkle proof of index %d", p[2])
 	}
+	return data
 }
 
 func gcm(key []byte) cipher.AEAD {

@@ -3,6 +3,7 @@ package wire_test
 import (
 	"bytes"
 	"crypto/ed25519"
+	"crypto/sha256"
 	"flag"
 	"fmt"
 	"os"
@@ -150,25 +151,12 @@ func vectors(t *testing.T) string {
 		rk, b.Salt, b.Commitment, sk, b.Sig)
 	d.hex(body)
 
-	g, err := fec.ChooseGeometry(len(body), wire.DefaultMaxDatagram, fec.DefaultParityPercent, fec.DefaultMinParity)
-	if err != nil {
-		t.Fatal(err)
-	}
-	set, err := fec.Encode(body, g)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var s wire.Shard
-	s.Stream, s.Period = stream, period
-	set.Fill(&s, 0)
-	if err := seal.SignShardRoot(signer, &s); err != nil {
-		t.Fatal(err)
-	}
+	g, set, s := signedSet(t, signer, body, wire.DefaultMaxDatagram, stream, period)
 	d.f("### V4. ANNOUNCE datagrams (default geometry: k=%d, m=%d, shard size %d)\n\n", g.K, g.M, g.ShardSize)
 	d.f("Merkle root `%x`, root signature `%x`.\n\n", set.Root, s.Sig)
 	for _, i := range []int{0, g.Shards() - 1} {
-		set.Fill(&s, i)
-		d.datagram(t, fmt.Sprintf("shard %d", i), &s, fmt.Sprintf("Index %d; proof `%x`.", i, set.Proofs[i]))
+		set.Fill(s, i)
+		d.datagram(t, fmt.Sprintf("shard %d", i), s, fmt.Sprintf("Index %d; proof `%x`.", i, set.Proofs[i]))
 	}
 
 	small := seqBytes(10, 0x01)
@@ -182,6 +170,7 @@ func vectors(t *testing.T) string {
 		d.f("- shard %d: `%x`\n", i, sh)
 	}
 	d.f("\nMerkle root `%x`.\n\n", ss.Root)
+	announceSets(t, &d, signer, body, stream, period)
 
 	d.f("### V6. RELEASE and session datagrams\n\n")
 	rel := &wire.Release{Header: wire.Header{Stream: stream, Period: period}, RK: rk, ReleaseAt: releaseAt, SentAt: releaseAt + 1234, EdgeID: 1}
@@ -197,4 +186,58 @@ func vectors(t *testing.T) string {
 	d.datagram(t, "LEAVE", &wire.Leave{SessionID: sid}, "Session `e0..e7`.")
 	d.datagram(t, "KEEPALIVE", &wire.Keepalive{SessionID: sid, Seq: 5}, "Session `e0..e7`, sequence 5.")
 	return d.String()
+}
+
+// announceSets writes V5a and V5b: the V3 body cut into k ≥ 2 data shards
+// (a smaller maximum datagram forces them), every shard's bytes and proof,
+// and for k + m = 5 the Merkle node made of padding leaves only.
+func announceSets(t *testing.T, d *doc, signer ed25519.PrivateKey, body []byte, stream uint32, period uint64) {
+	t.Helper()
+	for _, c := range []struct {
+		name        string
+		maxDatagram int
+		datagrams   bool
+	}{{"V5a", 331, true}, {"V5b", 346, false}} {
+		g, set, s := signedSet(t, signer, body, c.maxDatagram, stream, period)
+		d.f("### %s. ANNOUNCE set with k = %d, m = %d (the V3 body at a %d-byte maximum datagram)\n\n", c.name, g.K, g.M, c.maxDatagram)
+		d.f("Shard size %d, body length %d, k·S − L = %d byte(s) of zero padding at the end of the last data shard; ", g.ShardSize, g.BodyLen, g.K*g.ShardSize-g.BodyLen)
+		d.f("Merkle root `%x`, root signature `%x`.\n\n", set.Root, s.Sig)
+		d.f("| index | shard | proof (leaf level first) |\n|---|---|---|\n")
+		for i := range set.Shards {
+			d.f("| %d | `%x` | `%x` |\n", i, set.Shards[i], set.Proofs[i])
+		}
+		d.f("\n")
+		if n := g.Shards(); n&(n-1) != 0 {
+			var zero [wire.HashLen]byte
+			node := sha256.Sum256(append(append([]byte{1}, zero[:]...), zero[:]...))
+			d.f("%d leaves are padded to %d with zero leaves. A node whose children are both padding is hashed like any other: SHA-256(01 ‖ 00×32 ‖ 00×32) = `%x`, the second hash of shard %d's proof.\n\n",
+				n, 1<<wire.ProofDepth(n), node, n-1)
+		}
+		if c.datagrams {
+			for i := range set.Shards {
+				set.Fill(s, i)
+				d.datagram(t, fmt.Sprintf("%s shard %d", c.name, i), s, fmt.Sprintf("Stream %d, period %d, index %d.", stream, period, i))
+			}
+		}
+	}
+}
+
+// signedSet cuts body into the default geometry for maxDatagram and signs
+// its root as the origin would; the shard returned is filled for index 0.
+func signedSet(t *testing.T, signer ed25519.PrivateKey, body []byte, maxDatagram int, stream uint32, period uint64) (fec.Geometry, *fec.Set, *wire.Shard) {
+	t.Helper()
+	g, err := fec.ChooseGeometry(len(body), maxDatagram, fec.DefaultParityPercent, fec.DefaultMinParity)
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, err := fec.Encode(body, g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &wire.Shard{Header: wire.Header{Stream: stream, Period: period}}
+	set.Fill(s, 0)
+	if err := seal.SignShardRoot(signer, s); err != nil {
+		t.Fatal(err)
+	}
+	return g, set, s
 }

@@ -90,11 +90,15 @@ against releaseAt.`, stdout)
 	defer cancel()
 	var mu sync.Mutex
 	got := 0
+	var filter *bpf.Filter // set before Run; read under mu
 	cfg := device.Config{
 		Groups: groups.values, Edges: edges.values, CatchUp: *catchUp, LicenceProxy: *proxyAddr, Logger: log,
 		OnEvent: func(ev receiver.Event) {
 			mu.Lock()
 			defer mu.Unlock()
+			if filter != nil {
+				filter.Confirm(ev.Stream, ev.Period, &ev.RK, ev.ReleaseAt)
+			}
 			printEvent(stdout, ev, *asJSON, *showKeys)
 			if got++; *periods > 0 && got >= *periods {
 				cancel()
@@ -112,7 +116,9 @@ against releaseAt.`, stdout)
 	if at := d.LicenceProxyAddr(); at != "" {
 		fmt.Fprintf(stderr, "recv: ClearKey licence proxy on http://%s/ (a request for a key waits for its release)\n", at)
 	}
-	filter := kernelStamps(stderr, log, d.TAIOffset(), d.Sources())
+	mu.Lock()
+	filter = kernelStamps(stderr, log, d.TAIOffset(), d.Sources())
+	mu.Unlock()
 	if filter != nil {
 		defer filter.Close()
 	}
@@ -222,7 +228,7 @@ func (k recvKeys) apply(cfg *device.Config) error {
 // printRecvStats says what the receiver delivered and dropped, and the
 // arrival skew its sockets and, with eBPF, the kernel saw.
 func printRecvStats(stderr io.Writer, st receiver.Stats, filter *bpf.Filter) {
-	fmt.Fprintf(stderr, "recv: %d periods delivered; drops %v\n", st.Delivered, st.Drops)
+	fmt.Fprintf(stderr, "recv: %d periods delivered; %d signature checks (%d shard roots failed); drops %v\n", st.Delivered, st.SignatureChecks(), st.Assembly.Failed, st.Drops)
 	if st.Skew.Total() > 0 {
 		fmt.Fprintf(stderr, "recv: arrival − releaseAt (socket stamps): %v\n", quantiles(st.Skew))
 	}
@@ -230,7 +236,12 @@ func printRecvStats(stderr io.Writer, st receiver.Stats, filter *bpf.Filter) {
 		return
 	}
 	if h, err := filter.Histogram(); err == nil && h.Total() > 0 {
-		fmt.Fprintf(stderr, "recv: arrival − releaseAt (kernel eBPF stamps): %v\n", quantiles(h))
+		fmt.Fprintf(stderr, "recv: arrival − releaseAt (kernel eBPF stamps of confirmed secrets): %v\n", quantiles(h))
+	}
+	// Every distinct secret's first kernel stamp, forged ones included:
+	// apart, and never read as release skew.
+	if h, err := filter.Unconfirmed(); err == nil && h.Total() > 0 {
+		fmt.Fprintf(stderr, "recv: kernel stamps of every RELEASE secret seen (unconfirmed, forged included): n=%d, %d before their releaseAt\n", h.Total(), h.Counts[0])
 	}
 	if v, err := filter.Verdicts(); err == nil {
 		fmt.Fprintf(stderr, "recv: kernel filter verdicts %v\n", v)

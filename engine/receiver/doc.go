@@ -9,7 +9,11 @@
 // signature is checked at the release instant, only a hash.
 //
 // Datagrams may come from several edges and groups at once: duplicates are
-// expected and cost little. Everything malformed, forged, replayed or
+// expected and cost little. Forged ones cost little too (PROTOCOL.md §9.1):
+// a forged shard root is checked at most once however often it is resent,
+// checks of unverified roots are budgeted, the goroutines reading sockets
+// check no signature, and a forged RELEASE cannot push the genuine one out
+// of the queue of RELEASEs that came before their body. Everything malformed, forged, replayed or
 // unusable is dropped and counted by reason (Stats); nothing is delivered
 // that did not open the origin's commitment.
 package receiver

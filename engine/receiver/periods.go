@@ -11,21 +11,30 @@ import (
 	"github.com/embargo-live/embargo/wire"
 )
 
-// onShard feeds one subscribed shard to the assembler and takes in the
-// body it completes.
-func (r *Receiver) onShard(s *wire.Shard) {
+// onShard feeds one subscribed shard to the assembler. It reports whether
+// a signature check became due: a root check the assembler deferred, or a
+// body it rebuilt. Called with shardMu held, not mu.
+func (r *Receiver) onShard(s *wire.Shard) bool {
 	k := key{s.Stream, s.Period}
-	if !r.admit(k) {
-		return
+	r.mu.Lock()
+	ok := r.admit(k)
+	r.mu.Unlock()
+	if !ok {
+		return false
 	}
 	body, err := r.asm.Add(s)
-	if err != nil {
+	switch {
+	case errors.Is(err, fec.ErrCheckPending):
+		return true // counted when the check is done
+	case err != nil:
 		r.drops.add(assemblyReason(err))
-		return
+	case body != nil:
+		r.rebuilt = append(r.rebuilt, rebuilt{k, body})
+		return true
+	default:
+		r.learnHead(k)
 	}
-	if body != nil {
-		r.onBody(k, body)
-	}
+	return false
 }
 
 func assemblyReason(err error) reason {
@@ -34,10 +43,16 @@ func assemblyReason(err error) reason {
 		return reasonDuplicate
 	case errors.Is(err, fec.ErrBadProof):
 		return reasonBadProof
+	case errors.Is(err, fec.ErrRepeatForged):
+		return reasonForgedRepeat
 	case errors.Is(err, fec.ErrForged):
 		return reasonForged
-	case errors.Is(err, fec.ErrConflict):
-		return reasonConflict
+	case errors.Is(err, fec.ErrOtherRoot):
+		return reasonOtherRoot
+	case errors.Is(err, fec.ErrDeferred):
+		return reasonUnverified
+	case errors.Is(err, fec.ErrFuture):
+		return reasonFuture
 	case errors.Is(err, fec.ErrStale):
 		return reasonOld
 	case errors.Is(err, fec.ErrBusy), errors.Is(err, fec.ErrTooLarge):
@@ -46,14 +61,59 @@ func assemblyReason(err error) reason {
 	return reasonMalformed
 }
 
+// learnHead reads the commitment from the period's first data shard, once
+// the assembler holds it, so that RELEASEs arriving before the whole body
+// are checked at once: a forged secret is refused rather than held, and
+// cannot push the genuine one out of the early queue. The shard is proven
+// against the origin-signed root, so its bytes are the origin's; the body's
+// own signature is still checked when it is whole. Called with shardMu.
+func (r *Receiver) learnHead(k key) {
+	r.mu.Lock()
+	_, known := r.heads[k]
+	r.mu.Unlock()
+	if known {
+		return
+	}
+	head := r.asm.Head(k.stream, k.period, wire.BodyFixedLen)
+	if head == nil {
+		return
+	}
+	b := new(wire.Body)
+	if b.DecodeHead(head) != nil || b.Stream != k.stream || b.Period != k.period {
+		return // the whole body will be refused as bad-body
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.done[k]; ok || len(r.heads) >= maxBodies {
+		return
+	}
+	r.heads[k] = b
+	list := r.early[k]
+	kept := list[:0]
+	for _, e := range list {
+		if seal.CheckRK(b, &e.rel.RK) {
+			kept = append(kept, e)
+		} else {
+			r.drops.add(reasonWrongRK)
+		}
+	}
+	r.earlyN -= len(list) - len(kept)
+	if len(kept) == 0 {
+		delete(r.early, k)
+	} else {
+		r.early[k] = kept
+	}
+}
+
 // onBody checks a rebuilt body and holds it for its RELEASE, which may
-// already be waiting.
+// already be waiting. The signature is checked holding neither lock.
 func (r *Receiver) onBody(k key, body []byte) {
 	h := &held{body: body}
 	if err := h.b.Decode(body); err != nil || h.b.Stream != k.stream || h.b.Period != k.period {
 		r.drops.add(reasonBadBody)
 		return
 	}
+	r.bodyChecks.Add(1)
 	if err := r.cfg.Trusted.VerifyAnnounce(body, &h.b); err != nil {
 		r.drops.add(reasonBadSignature)
 		return
@@ -62,7 +122,14 @@ func (r *Receiver) onBody(k key, body []byte) {
 		r.drops.add(reasonOld)
 		return
 	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.done[k]; ok {
+		r.drops.add(reasonDuplicate)
+		return
+	}
 	r.advance(k)
+	delete(r.heads, k)
 	if len(r.bodies) >= maxBodies {
 		r.drops.add(reasonBusy)
 		return
@@ -98,6 +165,10 @@ func (r *Receiver) onRelease(rel *wire.Release, arrival stamp, from netip.AddrPo
 // bounded, and a RELEASE past the bound is dropped (the edge's repeated
 // copies, arriving after the body, still deliver the period).
 func (r *Receiver) keepEarly(k key, rel *wire.Release, arrival stamp, from netip.AddrPort) {
+	if head := r.heads[k]; head != nil && !seal.CheckRK(head, &rel.RK) {
+		r.drops.add(reasonWrongRK) // the commitment is known: no need to hold it
+		return
+	}
 	list := r.early[k]
 	for _, e := range list {
 		if e.rel.RK == rel.RK {
@@ -146,7 +217,7 @@ func (r *Receiver) tryRelease(k key, h *held, rel *wire.Release, arrival stamp, 
 	}
 	ev := Event{
 		Stream: k.stream, Period: k.period, ReleaseAt: h.b.ReleaseAt, PresentAt: h.b.PresentAt,
-		Arrival: arrival.at, ArrivalByKernel: arrival.kernel, EdgeID: rel.EdgeID, From: from, CatchUp: rel.Flags&wire.FlagCatchUp != 0,
+		Arrival: arrival.at, ArrivalByKernel: arrival.kernel, RK: rel.RK, EdgeID: rel.EdgeID, From: from, CatchUp: rel.Flags&wire.FlagCatchUp != 0,
 	}
 	switch h.b.PayloadType {
 	case wire.PayloadContentKeys:
@@ -162,7 +233,7 @@ func (r *Receiver) tryRelease(k key, h *held, rel *wire.Release, arrival stamp, 
 		ev.Resource = append([]byte(nil), r.opened...)
 	}
 	ev.Opened = r.nowTAI()
-	r.drops.delivered++
+	r.drops.delivered.Add(1)
 	// A catch-up copy arrives late by design: it is no skew sample
 	// (PROTOCOL.md §2.2).
 	if !ev.CatchUp {
@@ -177,6 +248,7 @@ func (r *Receiver) tryRelease(k key, h *held, rel *wire.Release, arrival stamp, 
 func (r *Receiver) finish(k key) {
 	r.done[k] = struct{}{}
 	delete(r.bodies, k)
+	delete(r.heads, k)
 	r.earlyN -= len(r.early[k])
 	delete(r.early, k)
 	r.advance(k)
@@ -197,6 +269,11 @@ func (r *Receiver) advance(k key) {
 	for old := range r.bodies {
 		if r.tooOld(old) {
 			delete(r.bodies, old)
+		}
+	}
+	for old := range r.heads {
+		if r.tooOld(old) {
+			delete(r.heads, old)
 		}
 	}
 	for old, list := range r.early {
@@ -245,18 +322,28 @@ type Stats struct {
 	// (see the Reason constants); duplicates are normal with repetition
 	// and several edges.
 	Drops map[string]uint64
-	// Assembly is the shard assembler's own account.
+	// Assembly is the shard assembler's own account; Assembly.Verified is
+	// the shard-root signatures checked.
 	Assembly fec.Stats
+	// BodyChecks is the body signatures checked (one per rebuilt body).
+	BodyChecks uint64
 	// Skew is the histogram of Arrival − ReleaseAt over delivered periods,
 	// from the sockets' arrival stamps (the user-space twin of package
 	// bpf's kernel histogram).
 	Skew skew.Histogram
 }
 
+// SignatureChecks is every Ed25519 check the receiver made: shard roots
+// and bodies.
+func (s Stats) SignatureChecks() uint64 { return s.Assembly.Verified + s.BodyChecks }
+
 // Stats returns a snapshot of the counters.
 func (r *Receiver) Stats() Stats {
+	r.shardMu.Lock()
+	asm, checks := r.asm.Stats(), r.bodyChecks.Load()
+	r.shardMu.Unlock()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	h := skew.Histogram{Counts: append([]uint64(nil), r.skew.Counts...)}
-	return Stats{Delivered: r.drops.delivered, Drops: r.drops.snapshot(), Assembly: r.asm.Stats(), Skew: h}
+	return Stats{Delivered: r.drops.delivered.Load(), Drops: r.drops.snapshot(), Assembly: asm, BodyChecks: checks, Skew: h}
 }

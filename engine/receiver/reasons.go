@@ -1,5 +1,7 @@
 package receiver
 
+import "sync/atomic"
+
 // reason is why a datagram or a period was dropped; its string is the
 // name in Stats.Drops and in metrics.
 type reason uint8
@@ -10,10 +12,12 @@ const (
 	reasonUnsubscribed                    // a stream not in Config.Streams
 	reasonDuplicate                       // already held, rebuilt or delivered
 	reasonOld                             // below the window, or presentAt past MaxAge
-	reasonFuture                          // a RELEASE far beyond the announce lead
+	reasonFuture                          // a RELEASE or shard far beyond the announce lead
 	reasonBadProof                        // shard fails its Merkle proof
-	reasonForged                          // shard root not signed by a trusted key
-	reasonConflict                        // a second, differently signed set for a period
+	reasonForged                          // shard root not signed by a trusted key (checked, or an unknown key id)
+	reasonForgedRepeat                    // a shard root whose check already failed: not checked again
+	reasonOtherRoot                       // not the root the period was started with: not checked
+	reasonUnverified                      // root check deferred: the verification budget went to another root
 	reasonBusy                            // a memory bound is reached
 	reasonBadBody                         // body does not decode, match or open
 	reasonBadSignature                    // body signature fails
@@ -33,7 +37,9 @@ var reasonNames = [numReasons]string{
 	reasonFuture:            "future-period",
 	reasonBadProof:          "bad-proof",
 	reasonForged:            "forged",
-	reasonConflict:          "conflict",
+	reasonForgedRepeat:      "forged-repeat",
+	reasonOtherRoot:         "other-root",
+	reasonUnverified:        "unverified",
 	reasonBusy:              "busy",
 	reasonBadBody:           "bad-body",
 	reasonBadSignature:      "bad-signature",
@@ -46,20 +52,21 @@ var reasonNames = [numReasons]string{
 // Reasons lists every drop reason name Stats.Drops may hold.
 func Reasons() []string { return append([]string(nil), reasonNames[:]...) }
 
-// counters is guarded by Receiver.mu.
+// counters are atomic: the shard and release paths count without sharing
+// a lock.
 type counters struct {
-	n         [numReasons]uint64
-	delivered uint64
+	n         [numReasons]atomic.Uint64
+	delivered atomic.Uint64
 }
 
 func newCounters() *counters { return &counters{} }
 
-func (c *counters) add(r reason) { c.n[r]++ }
+func (c *counters) add(r reason) { c.n[r].Add(1) }
 
 func (c *counters) snapshot() map[string]uint64 {
 	m := make(map[string]uint64, numReasons)
-	for i, v := range c.n {
-		if v > 0 {
+	for i := range c.n {
+		if v := c.n[i].Load(); v > 0 {
 			m[reasonNames[i]] = v
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/embargo-live/embargo/engine/receiver/skew"
@@ -44,7 +45,8 @@ type Config struct {
 	// Streams are the streams to assemble; datagrams of others are dropped.
 	Streams []uint32
 	// OnEvent receives each period once, from the goroutine that handled
-	// its completing datagram. It should return quickly.
+	// its completing datagram or ran the signature check that completed
+	// it (Run's checker). It should return quickly.
 	OnEvent func(Event)
 	// MaxAge drops periods whose presentAt is older than this by the
 	// device clock, so that replayed old periods are never delivered.
@@ -79,6 +81,10 @@ type Event struct {
 	ArrivalByKernel bool
 	// Opened is when the keys were ready (TAI ns, user space).
 	Opened int64
+	// RK is the release secret that opened the commitment (public once
+	// released): package bpf's Filter.Confirm takes it, to count only the
+	// genuine RELEASE's kernel stamp as skew.
+	RK     [wire.RKLen]byte
 	EdgeID uint32         // the edge whose RELEASE it was
 	From   netip.AddrPort // and its address
 	// CatchUp: the RELEASE was a catch-up copy for a late joiner, so its
@@ -87,20 +93,35 @@ type Event struct {
 }
 
 // Receiver turns datagrams into Events. Handle is safe for concurrent use.
+//
+// ANNOUNCE shards and RELEASEs take separate locks: shardMu serializes the
+// assembler, mu the periods' state; signature checks run under neither. A
+// RELEASE never waits for a signature check (PROTOCOL.md §9.1).
 type Receiver struct {
 	cfg     Config
 	log     *slog.Logger
 	streams map[uint32]bool
 	drops   *counters
 
+	shardMu sync.Mutex
+	asm     *fec.Assembler
+	shard   wire.Shard
+	rebuilt []rebuilt // bodies awaiting their signature check
+
+	// Signature checks run outside both locks, one at a time (checkMu): on
+	// Run's checker goroutine, woken through checker, or, without Run, on
+	// the goroutine whose Handle made them due.
+	checkMu    sync.Mutex
+	checker    atomic.Pointer[chan struct{}]
+	bodyChecks atomic.Uint64 // body signatures checked
+
 	mu       sync.Mutex
-	asm      *fec.Assembler
 	bodies   map[key]*held
+	heads    map[key]*wire.Body // commitments known from a first data shard, body not yet whole
 	early    map[key][]early
 	earlyN   int
 	done     map[key]struct{}
 	newest   map[uint32]uint64
-	shard    wire.Shard
 	release  wire.Release
 	opened   []byte
 	released []Event // built under mu, delivered after
@@ -110,6 +131,12 @@ type Receiver struct {
 type key struct {
 	stream uint32
 	period uint64
+}
+
+// rebuilt is a body the assembler returned, not yet checked.
+type rebuilt struct {
+	k    key
+	body []byte
 }
 
 type held struct {
@@ -150,8 +177,9 @@ func New(cfg Config) (*Receiver, error) {
 		log:     log,
 		streams: make(map[uint32]bool, len(cfg.Streams)),
 		drops:   newCounters(),
-		asm:     fec.NewAssembler(cfg.Trusted, fec.WithWindow(window)),
+		asm:     fec.NewAssembler(cfg.Trusted, fec.WithWindow(window), fec.WithClock(monotonic(cfg.Now)), fec.WithAsyncChecks()),
 		bodies:  make(map[key]*held),
+		heads:   make(map[key]*wire.Body),
 		early:   make(map[key][]early),
 		done:    make(map[key]struct{}),
 		newest:  make(map[uint32]uint64),
@@ -162,21 +190,133 @@ func New(cfg Config) (*Receiver, error) {
 	return r, nil
 }
 
+// monotonic is a clock for the assembler's verification budgets: now's
+// reading in ns, never going back (a stepped device clock only pauses the
+// refill).
+func monotonic(now func() time.Time) func() int64 {
+	var mu sync.Mutex
+	var last int64
+	return func() int64 {
+		t := now().UnixNano()
+		mu.Lock()
+		defer mu.Unlock()
+		last = max(last, t)
+		return last
+	}
+}
+
 // Handle processes one datagram that arrived at arrival (the kernel's
 // stamp, or the zero Time if there was none: then the device clock, Now)
-// from from.
+// from from. While Run runs, signature checks the datagram makes due are
+// left to Run's checker goroutine; otherwise Handle runs them itself
+// before it returns.
 func (r *Receiver) Handle(pkt []byte, arrival time.Time, from netip.AddrPort) {
-	kernel := !arrival.IsZero()
-	if !kernel {
-		arrival = r.cfg.Now()
+	h, err := wire.Peek(pkt)
+	if err != nil {
+		r.drops.add(reasonMalformed)
+		return
 	}
+	switch h.Type {
+	case wire.TypeAnnounce:
+		if r.handleShard(pkt) {
+			r.checksDue()
+		}
+	case wire.TypeRelease:
+		kernel := !arrival.IsZero()
+		if !kernel {
+			arrival = r.cfg.Now()
+		}
+		r.handleRelease(pkt, stamp{r.cfg.TAIOffset.FromTime(arrival), kernel}, from)
+	default:
+		r.drops.add(reasonUnexpected)
+		return
+	}
+	r.deliver()
+}
+
+// deliver hands the events built so far to OnEvent.
+func (r *Receiver) deliver() {
 	r.mu.Lock()
-	r.handle(pkt, stamp{r.cfg.TAIOffset.FromTime(arrival), kernel}, from)
 	events := r.released
 	r.released = nil
 	r.mu.Unlock()
 	for _, ev := range events {
 		r.cfg.OnEvent(ev)
+	}
+}
+
+// handleShard takes one ANNOUNCE datagram and reports whether a signature
+// check became due.
+func (r *Receiver) handleShard(pkt []byte) bool {
+	r.shardMu.Lock()
+	defer r.shardMu.Unlock()
+	if err := r.shard.Decode(pkt); err != nil {
+		r.drops.add(reasonMalformed)
+		return false
+	}
+	if !r.streams[r.shard.Stream] {
+		r.drops.add(reasonUnsubscribed)
+		return false
+	}
+	return r.onShard(&r.shard)
+}
+
+// checksDue wakes Run's checker, or without Run runs the checks here.
+func (r *Receiver) checksDue() {
+	if wake := r.checker.Load(); wake != nil {
+		select {
+		case *wake <- struct{}{}:
+		default: // already woken
+		}
+		return
+	}
+	r.runChecks()
+}
+
+// runChecks runs the signature checks due until none is left, holding
+// neither shardMu nor mu while it verifies: each round, the rebuilt bodies
+// first (at most one a period, each of a verified root, so a flood of
+// forged roots cannot hold them back), then one deferred root.
+func (r *Receiver) runChecks() {
+	r.checkMu.Lock()
+	defer r.checkMu.Unlock()
+	for {
+		r.shardMu.Lock()
+		bodies := r.rebuilt
+		r.rebuilt = nil
+		c, ok := r.asm.NextCheck()
+		r.shardMu.Unlock()
+		if !ok && len(bodies) == 0 {
+			return
+		}
+		for _, b := range bodies {
+			r.onBody(b.k, b.body)
+		}
+		if ok {
+			r.checked(c, c.Verify(r.cfg.Trusted))
+		}
+		r.deliver()
+	}
+}
+
+// checked takes a shard-root check's result to the assembler.
+func (r *Receiver) checked(c fec.Check, verr error) {
+	k := key{c.Stream(), c.Period()}
+	r.shardMu.Lock()
+	defer r.shardMu.Unlock()
+	body, unstored, err := r.asm.Checked(c, verr)
+	why := reasonDuplicate // copies past the k held while the check ran: not needed
+	if err != nil {
+		why = assemblyReason(err)
+	}
+	for range unstored {
+		r.drops.add(why)
+	}
+	switch {
+	case body != nil:
+		r.rebuilt = append(r.rebuilt, rebuilt{k, body})
+	case err == nil:
+		r.learnHead(k)
 	}
 }
 
@@ -186,34 +326,16 @@ type stamp struct {
 	kernel bool
 }
 
-func (r *Receiver) handle(pkt []byte, arrival stamp, from netip.AddrPort) {
-	h, err := wire.Peek(pkt)
-	if err != nil {
+func (r *Receiver) handleRelease(pkt []byte, arrival stamp, from netip.AddrPort) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := r.release.Decode(pkt); err != nil {
 		r.drops.add(reasonMalformed)
 		return
 	}
-	switch h.Type {
-	case wire.TypeAnnounce:
-		if err := r.shard.Decode(pkt); err != nil {
-			r.drops.add(reasonMalformed)
-			return
-		}
-		if !r.streams[r.shard.Stream] {
-			r.drops.add(reasonUnsubscribed)
-			return
-		}
-		r.onShard(&r.shard)
-	case wire.TypeRelease:
-		if err := r.release.Decode(pkt); err != nil {
-			r.drops.add(reasonMalformed)
-			return
-		}
-		if !r.streams[r.release.Stream] {
-			r.drops.add(reasonUnsubscribed)
-			return
-		}
-		r.onRelease(&r.release, arrival, from)
-	default:
-		r.drops.add(reasonUnexpected)
+	if !r.streams[r.release.Stream] {
+		r.drops.add(reasonUnsubscribed)
+		return
 	}
+	r.onRelease(&r.release, arrival, from)
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/embargo-live/embargo/engine/origin"
 	"github.com/embargo-live/embargo/engine/receiver"
 	"github.com/embargo-live/embargo/engine/receiver/skew"
+	"github.com/embargo-live/embargo/fec"
 	"github.com/embargo-live/embargo/ptp"
 	"github.com/embargo-live/embargo/seal"
 	"github.com/embargo-live/embargo/wire"
@@ -308,6 +309,13 @@ func TestWindowForgetsOldPeriods(t *testing.T) {
 		oldB, _ := f.keys(t, 1, 1)
 		feed(r, oldB.Shards[:1]...)
 		newB, _ := f.keys(t, 1, 100)
+		// Far beyond the announce horizon of period 1: dropped unchecked
+		// while period 1 is fresh, accepted once it is stale.
+		feed(r, newB.Shards...)
+		if st := r.Stats(); st.Drops["future-period"] != uint64(len(newB.Shards)) || st.Assembly.Verified != 1 {
+			t.Fatalf("beyond the horizon: %+v", st)
+		}
+		time.Sleep(fec.DefaultHorizonFresh + time.Second)
 		feed(r, newB.Shards...)
 		feed(r, release(t, newB, 1))
 		feed(r, oldB.Shards...)

@@ -20,9 +20,26 @@ const readBatch = 16
 // Run reads every source until ctx ends, handling each datagram, then
 // closes the sources and returns nil; if a source fails first, it closes
 // them all and returns that error. Truncated datagrams count as malformed.
+//
+// The sources' goroutines never check a signature: shard-root and body
+// checks run on one more goroutine (see checks), so a RELEASE read behind
+// a forged shard is not delayed by it.
 func (r *Receiver) Run(ctx context.Context, srcs ...Source) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
+	wake := make(chan struct{}, 1)
+	r.checker.Store(&wake)
+	var checker sync.WaitGroup
+	checker.Go(func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-wake:
+				r.runChecks()
+			}
+		}
+	})
 	var wg sync.WaitGroup
 	for _, s := range srcs {
 		wg.Go(func() { cancel(r.read(s)) })
@@ -32,6 +49,8 @@ func (r *Receiver) Run(ctx context.Context, srcs ...Source) error {
 		s.Close()
 	}
 	wg.Wait()
+	checker.Wait()
+	r.checker.Store(nil)
 	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
 		return err
 	}
@@ -51,9 +70,7 @@ func (r *Receiver) read(s Source) error {
 		}
 		for _, m := range ms[:n] {
 			if m.Truncated || m.N > wire.MaxDatagram {
-				r.mu.Lock()
 				r.drops.add(reasonMalformed)
-				r.mu.Unlock()
 				continue
 			}
 			r.Handle(m.Buf[:m.N], m.Arrival, m.From)

@@ -1,0 +1,164 @@
+package receiver_test
+
+import (
+	"encoding/binary"
+	"testing"
+	"testing/synctest"
+
+	"github.com/embargo-live/embargo/engine/bundle"
+	"github.com/embargo-live/embargo/engine/receiver"
+	"github.com/embargo-live/embargo/fec/fectest"
+	"github.com/embargo-live/embargo/wire"
+)
+
+// forgedShard is d (a genuine ANNOUNCE datagram) with a root of the
+// attacker's (from nonce), still claiming the origin's key id, under a
+// garbage signature: only a signature check can refuse it.
+func forgedShard(t testing.TB, d []byte, nonce uint64) []byte {
+	t.Helper()
+	out, err := fectest.ForgeDatagram(nil, d, nonce)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// setup is a fixture, a sink and a receiver delivering to it.
+func setup(t *testing.T) (*fixture, *sink, *receiver.Receiver) {
+	f := newFixture(t)
+	s := new(sink)
+	return f, s, f.receiver(t, s, nil)
+}
+
+// One forged shard resent 10,000 times for a period not yet announced costs
+// one signature check, counted; the genuine period still opens, at the
+// cost of one root and one body check.
+func TestForgedShardResentCostsOneCheck(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f, s, r := setup(t)
+		b, _ := f.keys(t, 1, 3)
+		evil := forgedShard(t, b.Shards[0], 1)
+		for range 10_000 {
+			feed(r, evil)
+		}
+		st := r.Stats()
+		if st.SignatureChecks() != 1 || st.Drops["forged"] != 1 || st.Drops["forged-repeat"] != 9_999 {
+			t.Fatalf("10,000 resends: %d signature checks, drops %v", st.SignatureChecks(), st.Drops)
+		}
+		feed(r, b.Shards...)
+		feed(r, release(t, b, 1))
+		if st := r.Stats(); len(s.got()) != 1 || st.SignatureChecks() != 3 {
+			t.Fatalf("genuine period: %d events, %d signature checks (want 1 and 3)", len(s.got()), st.SignatureChecks())
+		}
+	})
+}
+
+// multiShard is a bundle whose body needs k ≥ 2 data shards, so a receiver
+// can hold its first data shard — and so its commitment — before the body.
+func multiShard(t testing.TB, f *fixture, p uint64) *bundle.Bundle {
+	t.Helper()
+	keys, err := f.origin.NewContentKeys(40)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := f.origin.Keys(1, p, f.at(p), keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s wire.Shard
+	if err := s.Decode(b.Shards[0]); err != nil || s.K < 2 {
+		t.Fatalf("want k ≥ 2: %v, k=%d", err, s.K)
+	}
+	return b
+}
+
+// A flood of forged RELEASEs around the genuine one, before the body is
+// whole, does not push the genuine one out of the early queue: once the
+// first data shard is held, the commitment is known and forged secrets are
+// refused at once rather than held.
+func TestForgedReleaseFloodKeepsGenuine(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f, s, r := setup(t)
+		b := multiShard(t, f, 3)
+		feed(r, b.Shards[0])
+		bogus := release(t, b, 9)
+		flood := func(n int) {
+			for i := range n {
+				binary.BigEndian.PutUint32(bogus[wire.HeaderLen:], uint32(i)+1)
+				feed(r, bogus)
+			}
+		}
+		flood(1000)
+		feed(r, release(t, b, 1))
+		flood(1000)
+		feed(r, b.Shards[1:]...)
+		if got := s.got(); len(got) != 1 || got[0].EdgeID != 1 {
+			t.Fatalf("genuine early RELEASE lost to the flood: events %+v; %+v", got, r.Stats())
+		}
+		if st := r.Stats(); st.Drops["wrong-rk"] != 2000 || st.Drops["busy"] != 0 {
+			t.Fatalf("forged secrets: drops %v, want 2000 wrong-rk, none busy", st.Drops)
+		}
+	})
+}
+
+// Without any shard of the period yet, forged secrets are held (a few)
+// and refused when the body comes, and the genuine one held among them
+// still opens it.
+func TestEarlyForgedReleasesRefusedWhenHeadArrives(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f, s, r := setup(t)
+		b := multiShard(t, f, 3)
+		feed(r, release(t, b, 1))
+		bogus := release(t, b, 9)
+		bogus[wire.HeaderLen] ^= 1
+		feed(r, bogus)
+		feed(r, b.Shards[0])
+		if st := r.Stats(); st.Drops["wrong-rk"] != 1 || len(s.got()) != 0 {
+			t.Fatalf("after the first data shard: %v, %d events", st.Drops, len(s.got()))
+		}
+		feed(r, b.Shards[1:]...)
+		if got := s.got(); len(got) != 1 || got[0].EdgeID != 1 {
+			t.Fatalf("events %+v", got)
+		}
+	})
+}
+
+// A RELEASE is handled while the shard path is busy (a signature check
+// holds its lock): the two paths share no lock.
+func TestReleaseNeverWaitsForShards(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f, s, r := setup(t)
+		b, _ := f.keys(t, 1, 3)
+		feed(r, b.Shards...)
+		done := receiver.HoldShards(r)
+		go feed(r, release(t, b, 1))
+		synctest.Wait()
+		delivered := len(s.got())
+		done()
+		if delivered != 1 {
+			t.Fatalf("RELEASE waited for the shard path: %d events while it was busy", delivered)
+		}
+	})
+}
+
+// The datagram path makes no signature check: a forged shard leaves its
+// check to the checker, and a RELEASE behind it is delivered before the
+// check has run.
+func TestDatagramPathChecksNoSignature(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f, s, r := setup(t)
+		b, _ := f.keys(t, 1, 3)
+		feed(r, b.Shards...) // checked at once: no checker is running
+		before := r.Stats().SignatureChecks()
+		run := receiver.DeferChecks(r)
+		next, _ := f.keys(t, 1, 5)
+		feed(r, forgedShard(t, next.Shards[0], 1), release(t, b, 1))
+		if got := len(s.got()); got != 1 || r.Stats().SignatureChecks() != before {
+			t.Fatalf("%d events, %d signature checks on the datagram path", got, r.Stats().SignatureChecks()-before)
+		}
+		run()
+		if st := r.Stats(); st.SignatureChecks() != before+1 || st.Drops["forged"] != 1 {
+			t.Fatalf("after the checker: %d checks, drops %v", st.SignatureChecks()-before, st.Drops)
+		}
+	})
+}
