@@ -55,6 +55,13 @@ type Config struct {
 	// TAIOffset converts kernel arrival stamps (UTC) to TAI. Zero means
 	// ptp.DefaultTAIOffset.
 	TAIOffset ptp.TAIOffset
+	// CheckBodySignature also verifies each rebuilt body's own signature.
+	// It adds nothing to what is delivered: the body was rebuilt from
+	// shards each proven against a root whose signature was verified, and
+	// that signature covers the root over the body's bytes (PROTOCOL.md
+	// §6.5). It costs a second Ed25519 check per period; for audits, and
+	// the benchmark's baseline.
+	CheckBodySignature bool
 	// Now is the device clock as UTC; nil means time.Now. A test seam.
 	Now    func() time.Time
 	Logger *slog.Logger
