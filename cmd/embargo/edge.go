@@ -201,8 +201,9 @@ released at p × -period TAI. One embedded origin serves one edge; several edges
 	log.Info("edge running", "id", *id, "streams", streams.String(), "bundles from", src.desc)
 	err = g.Wait()
 	st := e.Stats()
-	fmt.Fprintf(stdout, "edge %d: released %d periods, %d failed, %d past on arrival (kept for catch-up) (%d RELEASE datagrams sent, %d unsent; %d ANNOUNCE datagrams sent, %d unsent, in %d rounds), max lateness %v, %d clock holds, %d send errors\n",
-		*id, st.Released, st.ReleaseFailed, st.Past, st.ReleaseCopies, st.ReleaseUnsent, st.ShardsSent, st.AnnounceUnsent, st.Rounds, st.MaxLateness, st.Holds, st.SendErrors)
+	fmt.Fprintf(stdout, "edge %d: released %s, %d failed, %d past on arrival (kept for catch-up) (%s sent, %d unsent; %s sent, %d unsent, in %s), max lateness %v, %s, %s\n",
+		*id, count(st.Released, "period"), st.ReleaseFailed, st.Past, count(st.ReleaseCopies, "RELEASE datagram"), st.ReleaseUnsent,
+		count(st.ShardsSent, "ANNOUNCE datagram"), st.AnnounceUnsent, count(st.Rounds, "round"), st.MaxLateness, count(st.Holds, "clock hold"), count(st.SendErrors, "send error"))
 	return err
 }
 

@@ -191,6 +191,14 @@ func checkOriginURL(flag, s string) error {
 	return nil
 }
 
+// count is n and noun, plural unless n is 1: "1 period", "2 periods".
+func count[N ~int | ~int64 | ~uint64](n N, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}
+
 // listenError says why flag's address could not be listened on, without
 // the "listen tcp" wrapping; a port in use says what to do.
 func listenError(flag, addr string, err error) error {

@@ -178,3 +178,14 @@ func TestVersionLine(t *testing.T) {
 		t.Fatalf("exit %d: %q", code, out.String())
 	}
 }
+
+func TestCount(t *testing.T) {
+	for _, c := range []struct {
+		n    int
+		want string
+	}{{0, "0 periods"}, {1, "1 period"}, {2, "2 periods"}} {
+		if got := count(c.n, "period"); got != c.want {
+			t.Errorf("count(%d) = %q, want %q", c.n, got, c.want)
+		}
+	}
+}

@@ -228,7 +228,7 @@ func (k recvKeys) apply(cfg *device.Config) error {
 // printRecvStats says what the receiver delivered and dropped, and the
 // arrival skew its sockets and, with eBPF, the kernel saw.
 func printRecvStats(stderr io.Writer, st receiver.Stats, filter *bpf.Filter) {
-	fmt.Fprintf(stderr, "recv: %d periods delivered; %d signature checks (%d shard roots failed); drops %v\n", st.Delivered, st.SignatureChecks(), st.Assembly.Failed, st.Drops)
+	fmt.Fprintf(stderr, "recv: %s delivered; %s (%d shard roots failed); drops %v\n", count(st.Delivered, "period"), count(st.SignatureChecks(), "signature check"), st.Assembly.Failed, st.Drops)
 	if st.Skew.Total() > 0 {
 		fmt.Fprintf(stderr, "recv: arrival − releaseAt (socket stamps): %v\n", quantiles(st.Skew))
 	}
