@@ -167,7 +167,7 @@ func newSinkServer(senders int, dsts []netip.AddrPort) (*Server, error) {
 	if _, err := (&wire.Hello{PadLen: wire.HelloMinLen - wire.HeaderLen - wire.NonceLen}).Encode(hello); err != nil {
 		return nil, err
 	}
-	sub := wire.Subscribe{Streams: []uint32{1}}
+	sub := wire.Subscribe{KeyShare: testShare, Streams: []uint32{1}}
 	buf := make([]byte, wire.MaxDatagram)
 	for _, a := range dsts {
 		var c wire.Cookie

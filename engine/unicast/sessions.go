@@ -2,10 +2,14 @@ package unicast
 
 import (
 	"cmp"
+	"crypto/ecdh"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash"
 	"maps"
 	"net/netip"
 	"slices"
@@ -13,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/embargo-live/embargo/seal"
 	"github.com/embargo-live/embargo/wire"
 )
 
@@ -51,6 +56,11 @@ type Sessions struct {
 	cfg    SessionConfig
 	jar    *cookieJar
 	served map[uint32]bool
+	// share is the edge's X25519 key for session keys (PROTOCOL.md §4.8);
+	// keys derives a session's MAC key from its id, so that no key is
+	// stored per subscriber.
+	share *ecdh.PrivateKey
+	keys  hash.Hash
 
 	mu       sync.Mutex
 	subs     []sub               // slots; a session id names its slot
@@ -102,8 +112,13 @@ type SessionStats struct {
 	Subscribers               int
 	Hellos, Subscribes        uint64
 	Keepalives, Leaves        uint64
+	Responses                 uint64
 	Refused                   map[wire.Reason]uint64
 	Expired, Moved, Malformed uint64
+	// Forged counts KEEPALIVE, LEAVE and RESPONSE datagrams naming a live
+	// session whose MAC failed: dropped unanswered. Challenges counts the
+	// CHALLENGEs sent to a new address of a session.
+	Forged, Challenges uint64
 	// BytesIn and BytesOut are session traffic only, for the amplification
 	// account: BytesOut to unvalidated addresses never exceeds BytesIn.
 	BytesIn, BytesOut uint64
@@ -130,8 +145,15 @@ func NewSessions(cfg SessionConfig) (*Sessions, error) {
 	if _, err := rand.Read(key[:]); err != nil {
 		return nil, err
 	}
+	share, err := seal.NewKeyShare(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	d := hmac.New(sha256.New, key[:])
+	d.Write([]byte("embargo/v1 session-key secret"))
 	s := &Sessions{
 		cfg: cfg, jar: newCookieJar(key, cfg.CookieLifetime), served: make(map[uint32]bool),
+		share: share, keys: hmac.New(sha256.New, d.Sum(nil)),
 		index: make(map[addrKey]uint32), perAddr: make(map[[16]byte]uint32), setIndex: make(map[string]uint16),
 		stats: SessionStats{Refused: make(map[wire.Reason]uint64)},
 	}
@@ -198,7 +220,7 @@ func (s *Sessions) handle(pkt []byte, from netip.AddrPort, now time.Time, out []
 		return s.subscribe(&m, from, now, out)
 	case wire.TypeKeepalive:
 		var m wire.Keepalive
-		if m.Decode(pkt) != nil {
+		if m.Decode(pkt) != nil || m.Echo {
 			break
 		}
 		s.stats.Keepalives++
@@ -209,10 +231,18 @@ func (s *Sessions) handle(pkt []byte, from netip.AddrPort, now time.Time, out []
 			break
 		}
 		s.stats.Leaves++
-		if i, ok := s.index[keyOf(from)]; ok && s.subs[i].id == m.SessionID {
-			s.remove(i)
+		// Authenticated, so from any address: a LEAVE is never answered.
+		if slot, ok := s.authentic(m.SessionID, pkt); ok {
+			s.remove(slot)
 		}
 		return Answer{}
+	case wire.TypeResponse:
+		var m wire.Response
+		if m.Decode(pkt) != nil {
+			break
+		}
+		s.stats.Responses++
+		return s.response(&m, pkt, from, now, out)
 	}
 	s.stats.Malformed++
 	return Answer{}
@@ -247,6 +277,13 @@ func (s *Sessions) subscribe(m *wire.Subscribe, from netip.AddrPort, now time.Ti
 	}
 	if len(accepted) == 0 {
 		return s.refuse(m.Nonce, wire.ReasonUnknownStream, 0, out)
+	}
+	// The mask of the session key: the one costly step (an X25519), after
+	// the cookie proved the address and before any state changes.
+	mask, err := seal.SessionKeyMask(s.share, &m.KeyShare, &m.Nonce)
+	if err != nil {
+		s.stats.Malformed++
+		return Answer{}
 	}
 	slices.Sort(accepted)
 	key := keyOf(from)
@@ -294,9 +331,12 @@ func (s *Sessions) subscribe(m *wire.Subscribe, from netip.AddrPort, now time.Ti
 	}
 	binary.BigEndian.PutUint32(nu.id[:4], slot)
 	s.subs[slot] = nu
+	skey := s.sessionKey(&nu.id)
+	sealed := seal.XorKey(&skey, &mask)
 	a := s.reply(&wire.Subscribed{
 		Nonce: m.Nonce, SessionID: nu.id,
 		KeepaliveMs: uint32(s.cfg.Keepalive / time.Millisecond), ExpiryMs: uint32(s.cfg.Expiry / time.Millisecond),
+		KeyShare: [wire.KeyShareLen]byte(s.share.PublicKey().Bytes()), SealedKey: sealed,
 		Streams: accepted,
 	}, out)
 	a.Subscribed, a.Streams, a.CatchUp = true, accepted, catchUp
@@ -314,32 +354,116 @@ func (s *Sessions) alloc() uint32 {
 	return uint32(len(s.subs) - 1)
 }
 
+// sessionKey is the MAC key of session id: HMAC-SHA256(the edge's
+// session-key secret, id), first 16 bytes. s.mu is held.
+func (s *Sessions) sessionKey(id *[wire.SessionIDLen]byte) [wire.SessionKeyLen]byte {
+	s.keys.Reset()
+	s.keys.Write(id[:])
+	var sum [sha256.Size]byte
+	return [wire.SessionKeyLen]byte(s.keys.Sum(sum[:0]))
+}
+
+// live returns the slot of session id if it is live.
+func (s *Sessions) live(id [wire.SessionIDLen]byte) (uint32, bool) {
+	slot := binary.BigEndian.Uint32(id[:4])
+	return slot, int(slot) < len(s.subs) && s.subs[slot].live && s.subs[slot].id == id
+}
+
+// authentic returns the slot of the live session that pkt names, if pkt's
+// MAC verifies under its key; a MAC that fails is counted as forged.
+func (s *Sessions) authentic(id [wire.SessionIDLen]byte, pkt []byte) (uint32, bool) {
+	slot, ok := s.live(id)
+	if !ok {
+		return 0, false
+	}
+	key := s.sessionKey(&id)
+	if !seal.VerifySession(&key, pkt) {
+		s.stats.Forged++
+		return 0, false
+	}
+	return slot, true
+}
+
+// keepalive refreshes the session at its own address and echoes; from
+// another address it only challenges that address (PROTOCOL.md §4.9): a
+// KEEPALIVE never moves or ends a subscription.
 func (s *Sessions) keepalive(m *wire.Keepalive, pkt []byte, from netip.AddrPort, now time.Time, out []byte) Answer {
-	slot := binary.BigEndian.Uint32(m.SessionID[:4])
-	if int(slot) < len(s.subs) && s.subs[slot].live && s.subs[slot].id == m.SessionID {
-		cur := &s.subs[slot]
-		if cur.key == keyOf(from) {
-			cur.seen = s.seconds(now)
-			return Answer{Reply: append(out[:0], pkt...)}
+	if _, ok := s.live(m.SessionID); !ok {
+		// The edge restarted or dropped the session: the receiver learns
+		// it from a REFUSED that echoes its MAC, which no one who did not
+		// see the KEEPALIVE can forge.
+		return s.refuse([wire.NonceLen]byte(m.MAC[:]), wire.ReasonUnknownSession, 0, out)
+	}
+	slot, ok := s.authentic(m.SessionID, pkt)
+	if !ok {
+		return Answer{}
+	}
+	cur := &s.subs[slot]
+	if cur.key != keyOf(from) {
+		s.stats.Challenges++
+		return s.reply(&wire.Challenge{SessionID: m.SessionID, Cookie: s.jar.mint(from, now)}, out)
+	}
+	cur.seen = s.seconds(now)
+	return s.echo(m.SessionID, m.Seq, out)
+}
+
+// echo is the edge's KEEPALIVE to a session, signed with its key.
+func (s *Sessions) echo(id [wire.SessionIDLen]byte, seq uint32, out []byte) Answer {
+	a := s.reply(&wire.Keepalive{SessionID: id, Seq: seq, Echo: true}, out)
+	if a.Reply != nil {
+		key := s.sessionKey(&id)
+		seal.SignSession(&key, a.Reply)
+	}
+	return a
+}
+
+// response moves a session to from once from proved it receives there
+// (the cookie of a CHALLENGE) and holds the session key (the MAC).
+func (s *Sessions) response(m *wire.Response, pkt []byte, from netip.AddrPort, now time.Time, out []byte) Answer {
+	if !s.jar.valid(&m.Cookie, from, now) {
+		s.stats.Refused[wire.ReasonBadCookie]++
+		return Answer{}
+	}
+	slot, ok := s.authentic(m.SessionID, pkt)
+	if !ok {
+		return Answer{}
+	}
+	key := keyOf(from)
+	if cur := &s.subs[slot]; cur.key != key {
+		other, taken := s.index[key]
+		if !taken && s.perAddr[key.ip()] >= uint32(s.cfg.MaxPerAddress) {
+			return s.refuse([wire.NonceLen]byte(m.MAC[:]), wire.ReasonAddressLimit, s.cfg.Keepalive, out)
 		}
-		// The session lives at another address: the receiver moved (NAT
-		// rebinding). Drop the old subscription rather than keep a
-		// duplicate, and make the new address prove itself.
-		s.remove(slot)
+		if taken {
+			// One subscription per address and port: the proven session
+			// replaces whatever held the new address.
+			s.remove(other)
+		}
+		s.unindex(cur.key)
+		cur.key = key
+		s.index[key] = slot
+		s.perAddr[key.ip()]++
+		s.gen.Add(1)
 		s.stats.Moved++
 	}
-	return s.refuse([wire.NonceLen]byte{}, wire.ReasonUnknownSession, 0, out)
+	s.subs[slot].seen = s.seconds(now)
+	return s.echo(m.SessionID, m.Seq, out)
+}
+
+// unindex forgets the address of a subscription.
+func (s *Sessions) unindex(k addrKey) {
+	delete(s.index, k)
+	if ip := k.ip(); s.perAddr[ip] <= 1 {
+		delete(s.perAddr, ip)
+	} else {
+		s.perAddr[ip]--
+	}
 }
 
 func (s *Sessions) remove(slot uint32) {
 	cur := &s.subs[slot]
 	s.release(cur.set)
-	delete(s.index, cur.key)
-	if ip := cur.key.ip(); s.perAddr[ip] <= 1 {
-		delete(s.perAddr, ip)
-	} else {
-		s.perAddr[ip]--
-	}
+	s.unindex(cur.key)
 	*cur = sub{}
 	s.free = append(s.free, slot)
 	s.gen.Add(1)
