@@ -55,6 +55,10 @@ released at p × -period TAI. One embedded origin serves one edge; several edges
 	periods := fs.Int("periods", 0, "exit after releasing this many periods per stream (0: run until interrupted)")
 	unicastAddr := fs.String("unicast", "", "also serve unicast subscribers on this address, e.g. [::]:7272 (default: multicast only)")
 	senders := fs.Int("senders", 0, "unicast sender sockets and threads (default: one per core)")
+	requireTokens := fs.Bool("require-tokens", false, "unicast: subscribe only receivers presenting a subscription token signed by the origin key (issued with each licence)")
+	maxPerAddr := fs.Int("max-per-address", unicast.DefaultMaxPerAddress, "unicast: most subscriptions from one IP address")
+	prefixBits := fs.Int("ipv6-prefix", unicast.DefaultPrefixBits, "unicast: IPv6 prefix length counted as one site for -max-per-prefix and the subscribe rate")
+	maxPerPrefix := fs.Int("max-per-prefix", unicast.DefaultMaxPerAddress, "unicast: most subscriptions from one IPv6 prefix of -ipv6-prefix bits")
 	metricsAddr := fs.String("metrics", "", "serve Prometheus /metrics and /healthz (200 while the clock is synchronized) on this address, e.g. 127.0.0.1:9171")
 	role := addRoleFlags(fs)
 	if err := parse(fs, args); err != nil {
@@ -91,9 +95,12 @@ released at p × -period TAI. One embedded origin serves one edge; several edges
 		if err != nil {
 			return fmt.Errorf("-unicast: %w", err)
 		}
+		sc := unicast.SessionConfig{Streams: streams, MaxPerAddress: *maxPerAddr, PrefixBits: *prefixBits, MaxPerPrefix: *maxPerPrefix}
+		if *requireTokens {
+			sc.Tokens = src.trusted
+		}
 		srv, err = unicast.NewServer(unicast.ServerConfig{
-			Listen: listen, Senders: *senders, Clock: clock, Logger: log,
-			Sessions: unicast.SessionConfig{Streams: streams},
+			Listen: listen, Senders: *senders, Clock: clock, Logger: log, Sessions: sc,
 		})
 		if err != nil {
 			return err

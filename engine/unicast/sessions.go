@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/embargo-live/embargo/ptp"
 	"github.com/embargo-live/embargo/seal"
 	"github.com/embargo-live/embargo/wire"
 )
@@ -47,6 +48,23 @@ type SessionConfig struct {
 	Keepalive      time.Duration // advertised keepalive interval
 	Expiry         time.Duration // silence after which a subscription is dropped
 	CookieLifetime time.Duration
+
+	// Admission (PROTOCOL.md §4.12). MaxPerPrefix limits the
+	// subscriptions of one IPv6 prefix of PrefixBits bits (defaults
+	// DefaultMaxPerAddress, DefaultPrefixBits); SubscribeRate and
+	// SubscribeBurst the SUBSCRIBEs per second of one IPv4 address or
+	// IPv6 prefix.
+	MaxPerPrefix                  int
+	PrefixBits                    int
+	SubscribeRate, SubscribeBurst int
+	// Tokens, when set, makes a subscription token (§4.10) signed by one
+	// of its keys a condition of every SUBSCRIBE, no longer-lived than
+	// TokenMaxLife (default DefaultTokenMaxLife), checked against the
+	// TAI time of the instant handled (UTC + TAIOffset; default
+	// ptp.DefaultTAIOffset).
+	Tokens       *seal.KeyRing
+	TokenMaxLife time.Duration
+	TAIOffset    ptp.TAIOffset
 }
 
 // Sessions is an edge's subscriber table and session protocol, without
@@ -62,18 +80,20 @@ type Sessions struct {
 	share *ecdh.PrivateKey
 	keys  hash.Hash
 
-	mu       sync.Mutex
-	subs     []sub               // slots; a session id names its slot
-	free     []uint32            // empty slots
-	index    map[addrKey]uint32  // address → slot
-	perAddr  map[[16]byte]uint32 // subscriptions per IP address
-	sets     []streamSet         // interned stream lists; sub.set indexes them
-	setRefs  []int               // subscriptions using each set; 0: the slot is free
-	freeSets []uint16
-	setIndex map[string]uint16
-	gen      atomic.Uint64 // bumped on every change of the subscriber set
-	stats    SessionStats
-	epoch    time.Time // sub.seen is seconds since epoch (the first instant handled)
+	mu        sync.Mutex
+	subs      []sub               // slots; a session id names its slot
+	free      []uint32            // empty slots
+	index     map[addrKey]uint32  // address → slot
+	perAddr   map[[16]byte]uint32 // subscriptions per IP address
+	perPrefix map[[16]byte]uint32 // subscriptions per IPv6 prefix
+	rate      *limiter
+	sets      []streamSet // interned stream lists; sub.set indexes them
+	setRefs   []int       // subscriptions using each set; 0: the slot is free
+	freeSets  []uint16
+	setIndex  map[string]uint16
+	gen       atomic.Uint64 // bumped on every change of the subscriber set
+	stats     SessionStats
+	epoch     time.Time // sub.seen is seconds since epoch (the first instant handled)
 }
 
 // addrKey is a subscriber's address and port, compactly: 16 address bytes
@@ -131,6 +151,12 @@ func NewSessions(cfg SessionConfig) (*Sessions, error) {
 	cfg.Keepalive = cmp.Or(cfg.Keepalive, DefaultKeepalive)
 	cfg.Expiry = cmp.Or(cfg.Expiry, DefaultExpiry)
 	cfg.CookieLifetime = cmp.Or(cfg.CookieLifetime, DefaultCookieLifetime)
+	cfg.MaxPerPrefix = cmp.Or(cfg.MaxPerPrefix, DefaultMaxPerAddress)
+	cfg.PrefixBits = cmp.Or(cfg.PrefixBits, DefaultPrefixBits)
+	cfg.SubscribeRate = cmp.Or(cfg.SubscribeRate, DefaultSubscribeRate)
+	cfg.SubscribeBurst = cmp.Or(cfg.SubscribeBurst, DefaultSubscribeBurst)
+	cfg.TokenMaxLife = cmp.Or(cfg.TokenMaxLife, DefaultTokenMaxLife)
+	cfg.TAIOffset = cmp.Or(cfg.TAIOffset, ptp.DefaultTAIOffset)
 	switch {
 	case len(cfg.Streams) == 0 || len(cfg.Streams) > wire.MaxStreams:
 		return nil, fmt.Errorf("%w: %d served streams", ErrConfig, len(cfg.Streams))
@@ -138,8 +164,10 @@ func NewSessions(cfg SessionConfig) (*Sessions, error) {
 		return nil, fmt.Errorf("%w: keepalive %v, expiry %v", ErrConfig, cfg.Keepalive, cfg.Expiry)
 	case cfg.CookieLifetime < time.Second:
 		return nil, fmt.Errorf("%w: cookie lifetime %v", ErrConfig, cfg.CookieLifetime)
-	case cfg.MaxSubscribers < 0 || cfg.MaxPerAddress < 0:
+	case cfg.MaxSubscribers < 0 || cfg.MaxPerAddress < 0 || cfg.MaxPerPrefix < 0 || cfg.SubscribeRate < 0 || cfg.SubscribeBurst < 0:
 		return nil, fmt.Errorf("%w: negative limit", ErrConfig)
+	case cfg.PrefixBits < 1 || cfg.PrefixBits > 128:
+		return nil, fmt.Errorf("%w: IPv6 prefix /%d", ErrConfig, cfg.PrefixBits)
 	}
 	var key [32]byte
 	if _, err := rand.Read(key[:]); err != nil {
@@ -154,7 +182,8 @@ func NewSessions(cfg SessionConfig) (*Sessions, error) {
 	s := &Sessions{
 		cfg: cfg, jar: newCookieJar(key, cfg.CookieLifetime), served: make(map[uint32]bool),
 		share: share, keys: hmac.New(sha256.New, d.Sum(nil)),
-		index: make(map[addrKey]uint32), perAddr: make(map[[16]byte]uint32), setIndex: make(map[string]uint16),
+		index: make(map[addrKey]uint32), perAddr: make(map[[16]byte]uint32), perPrefix: make(map[[16]byte]uint32),
+		rate: newLimiter(cfg.SubscribeRate, cfg.SubscribeBurst), setIndex: make(map[string]uint16),
 		stats: SessionStats{Refused: make(map[wire.Reason]uint64)},
 	}
 	for _, id := range cfg.Streams {
@@ -269,6 +298,12 @@ func (s *Sessions) subscribe(m *wire.Subscribe, from netip.AddrPort, now time.Ti
 	if !s.jar.valid(&m.Cookie, from, now) {
 		return s.refuse(m.Nonce, wire.ReasonBadCookie, 0, out)
 	}
+	key := keyOf(from)
+	// The address is proven: from here on the work costs the edge (an
+	// X25519, perhaps an Ed25519 check), so it is rationed per site.
+	if ok, wait := s.rate.take(siteOf(key.ip(), s.cfg.PrefixBits), now); !ok {
+		return s.refuse(m.Nonce, wire.ReasonBusy, wait, out)
+	}
 	var accepted streamSet
 	for _, id := range m.Streams {
 		if s.served[id] && !slices.Contains(accepted, id) {
@@ -286,14 +321,13 @@ func (s *Sessions) subscribe(m *wire.Subscribe, from netip.AddrPort, now time.Ti
 		return Answer{}
 	}
 	slices.Sort(accepted)
-	key := keyOf(from)
+	if !s.checkToken(m.Token, now) {
+		return s.refuse(m.Nonce, wire.ReasonToken, 0, out)
+	}
 	slot, renew := s.index[key]
 	if !renew {
-		if len(s.index) >= s.cfg.MaxSubscribers {
-			return s.refuse(m.Nonce, wire.ReasonEdgeFull, s.cfg.Keepalive, out)
-		}
-		if s.perAddr[key.ip()] >= uint32(s.cfg.MaxPerAddress) {
-			return s.refuse(m.Nonce, wire.ReasonAddressLimit, s.cfg.Keepalive, out)
+		if why := s.admit(key); why != 0 {
+			return s.refuse(m.Nonce, why, s.cfg.Keepalive, out)
 		}
 	}
 	set, ok := s.intern(accepted)
@@ -322,8 +356,7 @@ func (s *Sessions) subscribe(m *wire.Subscribe, from netip.AddrPort, now time.Ti
 		}
 	} else {
 		slot = s.alloc()
-		s.index[key] = slot
-		s.perAddr[key.ip()]++
+		s.indexAt(key, slot)
 		s.gen.Add(1)
 	}
 	if catchUp > 0 {
@@ -431,8 +464,8 @@ func (s *Sessions) response(m *wire.Response, pkt []byte, from netip.AddrPort, n
 	key := keyOf(from)
 	if cur := &s.subs[slot]; cur.key != key {
 		other, taken := s.index[key]
-		if !taken && s.perAddr[key.ip()] >= uint32(s.cfg.MaxPerAddress) {
-			return s.refuse([wire.NonceLen]byte(m.MAC[:]), wire.ReasonAddressLimit, s.cfg.Keepalive, out)
+		if why := s.admit(key); !taken && why != 0 {
+			return s.refuse([wire.NonceLen]byte(m.MAC[:]), why, s.cfg.Keepalive, out)
 		}
 		if taken {
 			// One subscription per address and port: the proven session
@@ -441,23 +474,12 @@ func (s *Sessions) response(m *wire.Response, pkt []byte, from netip.AddrPort, n
 		}
 		s.unindex(cur.key)
 		cur.key = key
-		s.index[key] = slot
-		s.perAddr[key.ip()]++
+		s.indexAt(key, slot)
 		s.gen.Add(1)
 		s.stats.Moved++
 	}
 	s.subs[slot].seen = s.seconds(now)
 	return s.echo(m.SessionID, m.Seq, out)
-}
-
-// unindex forgets the address of a subscription.
-func (s *Sessions) unindex(k addrKey) {
-	delete(s.index, k)
-	if ip := k.ip(); s.perAddr[ip] <= 1 {
-		delete(s.perAddr, ip)
-	} else {
-		s.perAddr[ip]--
-	}
 }
 
 func (s *Sessions) remove(slot uint32) {
@@ -530,6 +552,7 @@ func (s *Sessions) Expire(now time.Time) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	limit := s.seconds(now)
+	s.rate.prune(now)
 	exp := uint32((s.cfg.Expiry + time.Second - 1) / time.Second)
 	n := 0
 	for i := range s.subs {

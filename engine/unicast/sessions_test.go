@@ -140,7 +140,7 @@ func TestRenewal(t *testing.T) {
 	for i := range 20 {
 		streams = append(streams, uint32(i))
 	}
-	s := newSessions(t, func(c *SessionConfig) { c.Streams = streams })
+	s := newSessions(t, func(c *SessionConfig) { c.Streams = streams; c.SubscribeBurst = 2000 })
 	out := make([]byte, wire.MaxDatagram)
 	a := addr(1)
 	renew := func(now time.Time, want ...uint32) Answer {
