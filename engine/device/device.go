@@ -1,6 +1,7 @@
 package device
 
 import (
+	"cmp"
 	"context"
 	"crypto/ed25519"
 	"crypto/x509"
@@ -62,6 +63,11 @@ type Config struct {
 	// CatchUp is how many released periods per stream a unicast
 	// subscription asks for (0 … wire.MaxCatchUp).
 	CatchUp int
+	// TokenRefresh is how often a device configured from a Session with a
+	// Token fetches its licence again for a fresh subscription token,
+	// which edges that require tokens check on every subscription
+	// (default DefaultTokenRefresh: half the origin's default token life).
+	TokenRefresh time.Duration
 	// Sources are further sources the receiver reads, such as a
 	// platform's own transport. Run closes them.
 	Sources []receiver.Source
@@ -81,6 +87,9 @@ type Config struct {
 	Logger  *slog.Logger
 }
 
+// DefaultTokenRefresh is Config.TokenRefresh's default.
+const DefaultTokenRefresh = 5 * time.Minute
+
 // Device is a receiver wired to its sources and, optionally, a licence
 // proxy. New opens everything; Run runs it.
 type Device struct {
@@ -94,6 +103,12 @@ type Device struct {
 	proxy *licproxy.Proxy
 	ln    net.Listener // the proxy's
 	srv   *http.Server
+
+	// subToken is the current subscription token, refreshed by Run with
+	// relicence every tokenRefresh.
+	subToken     atomic.Pointer[[]byte]
+	relicence    func(context.Context) ([]byte, error)
+	tokenRefresh time.Duration
 
 	ran atomic.Bool
 }
@@ -126,6 +141,10 @@ func New(ctx context.Context, cfg Config) (*Device, error) {
 			return nil, err
 		}
 		pub, master, d.streams = s.pub, s.master, s.streams
+		if s.subToken != nil {
+			d.subToken.Store(&s.subToken)
+		}
+		d.relicence, d.tokenRefresh = s.relicence, cmp.Or(cfg.TokenRefresh, DefaultTokenRefresh)
 		if len(groups) == 0 && len(edges) == 0 {
 			groups, edges = s.groups, s.edges
 		}
@@ -177,7 +196,7 @@ func (d *Device) open(cfg Config, groups []udp.Group, edges []netip.AddrPort) er
 		d.log.Info("listening", "group", g.String())
 	}
 	for _, e := range edges {
-		c, err := subscriber.Dial(subscriber.Config{Edge: e, Streams: d.streams, CatchUp: cfg.CatchUp, Logger: d.log})
+		c, err := subscriber.Dial(subscriber.Config{Edge: e, Streams: d.streams, CatchUp: cfg.CatchUp, Token: d.token, Logger: d.log})
 		if err != nil {
 			return err
 		}
@@ -186,6 +205,35 @@ func (d *Device) open(cfg Config, groups []udp.Group, edges []netip.AddrPort) er
 	}
 	d.srcs = append(d.srcs, cfg.Sources...)
 	return nil
+}
+
+// token is the subscription token to present, or nil.
+func (d *Device) token() []byte {
+	if p := d.subToken.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// refreshTokens fetches the licence again every tokenRefresh until ctx
+// ends, keeping the subscription token fresh; a failure is logged and the
+// old token kept (an edge refuses it only once it expires).
+func (d *Device) refreshTokens(ctx context.Context) {
+	t := time.NewTicker(d.tokenRefresh)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		tok, err := d.relicence(ctx)
+		if err != nil || tok == nil {
+			d.log.Warn("device: subscription token not refreshed", "err", err)
+			continue
+		}
+		d.subToken.Store(&tok)
+	}
 }
 
 // deliver hands a released period to the proxy, then to the caller.
@@ -227,6 +275,9 @@ func (d *Device) Run(ctx context.Context) error {
 	}
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return d.r.Run(ctx, d.srcs...) })
+	if d.relicence != nil {
+		g.Go(func() error { d.refreshTokens(ctx); return nil })
+	}
 	if d.srv != nil {
 		g.Go(func() error {
 			if err := d.srv.Serve(d.ln); !errors.Is(err, http.ErrServerClosed) {

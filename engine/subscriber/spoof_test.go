@@ -1,6 +1,7 @@
 package subscriber_test
 
 import (
+	"crypto/ed25519"
 	"math"
 	"net/netip"
 	"slices"
@@ -9,6 +10,9 @@ import (
 	"time"
 
 	"github.com/embargo-live/embargo/engine/subscriber"
+	"github.com/embargo-live/embargo/engine/unicast"
+	"github.com/embargo-live/embargo/ptp"
+	"github.com/embargo-live/embargo/seal"
 	"github.com/embargo-live/embargo/wire"
 )
 
@@ -174,6 +178,47 @@ func TestClientMovesByChallenge(t *testing.T) {
 		synctest.Wait()
 		if got := c.Stats(); got.Restarts != 0 || !c.Subscribed() {
 			t.Errorf("after the move: stats %+v, subscribed %v", got, c.Subscribed())
+		}
+	})
+}
+
+// TestClientPresentsToken: to an edge that requires subscription tokens,
+// a client with a token from the origin subscribes; one without is
+// refused (reason 7) and keeps retrying, subscribing nothing.
+func TestClientPresentsToken(t *testing.T) {
+	origin := ed25519.NewKeyFromSeed(make([]byte, 32))
+	table := func(t *testing.T) *unicast.Sessions {
+		s, err := unicast.NewSessions(unicast.SessionConfig{Streams: []uint32{1}, Keepalive: time.Second, Expiry: 3 * time.Second,
+			Tokens: seal.NewKeyRing(origin.Public().(ed25519.PublicKey))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	synctest.Test(t, func(t *testing.T) {
+		tok := seal.SignToken(origin, &wire.Token{NotAfter: ptp.DefaultTAIOffset.FromTime(time.Now()) + int64(10*time.Minute)})
+		c, _ := startClientWith(t, false, table(t), func() []byte { return tok })
+		synctest.Wait()
+		if !c.Subscribed() {
+			t.Errorf("with a token: not subscribed, stats %+v", c.Stats())
+		}
+	})
+	synctest.Test(t, func(t *testing.T) {
+		c, e := startClientWith(t, false, table(t), nil)
+		time.Sleep(3 * time.Second)
+		synctest.Wait()
+		if c.Subscribed() || c.Stats().Refused == 0 || e.sessions.Load().Stats().Refused[wire.ReasonToken] == 0 {
+			t.Errorf("without a token: subscribed %v, stats %+v", c.Subscribed(), c.Stats())
+		}
+		// Refusals in a row back off (100 ms … 1 s here): no tight loop.
+		var subscribes int
+		for _, w := range e.log {
+			if w.typ == wire.TypeSubscribe {
+				subscribes++
+			}
+		}
+		if subscribes < 3 || subscribes > 10 {
+			t.Errorf("%d SUBSCRIBEs refused in 3 s, want a back-off's 3 … 10", subscribes)
 		}
 	})
 }

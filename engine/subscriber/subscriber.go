@@ -122,6 +122,7 @@ type clientState struct {
 	tags      [2][wire.NonceLen]byte // MACs (first 8 bytes) of the last two keepalives or responses
 	challenge *[wire.CookieLen]byte  // a CHALLENGE's cookie to answer
 	responded time.Time
+	refusals  int // REFUSEDs since the last subscription
 }
 
 type phase uint8
@@ -406,7 +407,7 @@ func (c *Client) answer(t wire.Type, d []byte, now time.Time) bool {
 		if err != nil {
 			return false
 		}
-		st.phase, st.session, st.key, st.heard = phaseSubscribed, m.SessionID, seal.XorKey(&m.SealedKey, &mask), now
+		st.phase, st.session, st.key, st.heard, st.refusals = phaseSubscribed, m.SessionID, seal.XorKey(&m.SealedKey, &mask), now, 0
 		st.keepalive = time.Duration(m.KeepaliveMs) * time.Millisecond
 		st.expiry = time.Duration(m.ExpiryMs) * time.Millisecond
 		st.next = now.Add(st.keepalive)
@@ -419,10 +420,20 @@ func (c *Client) answer(t wire.Type, d []byte, now time.Time) bool {
 		}
 		c.stats.Refused++
 		c.log.Info("subscriber: refused", "reason", m.Reason)
+		refusals := st.refusals + 1
 		c.restart(now, true)
-		if m.RetryAfterMs > 0 {
-			c.st.next = now.Add(min(time.Duration(m.RetryAfterMs)*time.Millisecond, MaxRetryAfter))
+		c.st.refusals = refusals
+		// A stale cookie or a forgotten session is fixed by starting over
+		// at once, the first time; anything else, or a refusal again,
+		// waits a back-off that grows with each refusal in a row.
+		var wait time.Duration
+		if refusals > 1 || (m.Reason != wire.ReasonBadCookie && m.Reason != wire.ReasonUnknownSession) {
+			wait = jitter(min(c.cfg.Retry<<min(refusals-1, 16), c.cfg.MaxRetry))
 		}
+		if m.RetryAfterMs > 0 {
+			wait = max(wait, min(time.Duration(m.RetryAfterMs)*time.Millisecond, MaxRetryAfter))
+		}
+		c.st.next = now.Add(wait)
 		c.wake()
 	case wire.TypeKeepalive:
 		var m wire.Keepalive

@@ -56,9 +56,15 @@ func newSessionTable(t *testing.T) *unicast.Sessions {
 // (silent from the start if silent), and a reader that drives its session
 // handling, all in the bubble and all ended by cleanup.
 func startClient(t *testing.T, silent bool) (*subscriber.Client, *fakeEdge) {
+	return startClientWith(t, silent, newSessionTable(t), nil)
+}
+
+// startClientWith is startClient with the edge's table and the client's
+// token source given.
+func startClientWith(t *testing.T, silent bool, table *unicast.Sessions, token func() []byte) (*subscriber.Client, *fakeEdge) {
 	t0 := time.Now()
 	e := &fakeEdge{conn: subscribertest.New(edgeAddr), nonces: map[[wire.NonceLen]byte]int{}}
-	e.sessions.Store(newSessionTable(t))
+	e.sessions.Store(table)
 	e.silent.Store(silent)
 	from := clientAddr
 	e.from.Store(&from)
@@ -92,7 +98,7 @@ func startClient(t *testing.T, silent bool) (*subscriber.Client, *fakeEdge) {
 			}
 		}
 	}()
-	c, err := subscriber.New(subscriber.Config{Edge: edgeAddr, Streams: []uint32{1}, MaxRetry: time.Second}, e.conn)
+	c, err := subscriber.New(subscriber.Config{Edge: edgeAddr, Streams: []uint32{1}, MaxRetry: time.Second, Token: token}, e.conn)
 	if err != nil {
 		t.Fatal(err)
 	}
