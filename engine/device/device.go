@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -74,8 +75,19 @@ type Config struct {
 
 	// LicenceProxy, when not empty, is the TCP address on which the
 	// device serves W3C ClearKey licences for released keys to a player
-	// (package licproxy), e.g. 127.0.0.1:8080.
+	// (package licproxy), e.g. 127.0.0.1:8080. It must be a loopback
+	// address unless LicenceProxyPublic is set.
 	LicenceProxy string
+	// LicenceProxyOrigins are the web origins (scheme://host[:port]) of
+	// the player pages allowed to use the proxy; other pages are refused.
+	LicenceProxyOrigins []string
+	// LicenceProxyPublic lets the proxy listen on a non-loopback address:
+	// every host that reaches it can then take released keys.
+	// LicenceProxyHosts are then the names it answers to in the Host
+	// header (host or host:port; none: any). On loopback the proxy
+	// answers to the loopback names of its port only.
+	LicenceProxyPublic bool
+	LicenceProxyHosts  []string
 
 	// TAIOffset converts arrival stamps to TAI; zero means the system's
 	// where it can be read, else ptp.DefaultTAIOffset.
@@ -177,12 +189,23 @@ func New(ctx context.Context, cfg Config) (*Device, error) {
 // opened in d so that release can close it.
 func (d *Device) open(cfg Config, groups []udp.Group, edges []netip.AddrPort) error {
 	if cfg.LicenceProxy != "" {
+		host, _, err := net.SplitHostPort(cfg.LicenceProxy)
+		if err != nil {
+			return fmt.Errorf("licence proxy %q: %w", cfg.LicenceProxy, err)
+		}
+		if !cfg.LicenceProxyPublic && !isLoopback(host) {
+			return fmt.Errorf("%w: licence proxy %q is not a loopback address, so other hosts could take released keys: listen on 127.0.0.1 or [::1], or allow it explicitly (-licence-proxy-public)", ErrConfig, cfg.LicenceProxy)
+		}
 		ln, err := net.Listen("tcp", cfg.LicenceProxy)
 		if err != nil {
 			return fmt.Errorf("licence proxy: %w", err)
 		}
 		d.ln = ln
-		d.proxy = licproxy.New(licproxy.Config{Logger: d.log})
+		hosts := proxyHosts(ln.Addr().(*net.TCPAddr).Port, cfg.LicenceProxyPublic, cfg.LicenceProxyHosts)
+		if hosts == nil {
+			d.log.Warn("licence proxy: public, with no -licence-proxy-host: any Host header is answered (DNS rebinding is not refused)")
+		}
+		d.proxy = licproxy.New(licproxy.Config{AllowOrigins: cfg.LicenceProxyOrigins, Hosts: hosts, Logger: d.log})
 		// A held request waits up to MaxWait: the write timeout outlasts it.
 		d.srv = &http.Server{Handler: d.proxy, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 10 * time.Second,
 			WriteTimeout: licproxy.DefaultMaxWait + 10*time.Second, IdleTimeout: 60 * time.Second}
@@ -234,6 +257,34 @@ func (d *Device) refreshTokens(ctx context.Context) {
 		}
 		d.subToken.Store(&tok)
 	}
+}
+
+// isLoopback reports whether host (an address or "localhost") is loopback.
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
+}
+
+// proxyHosts are the Host header values the proxy on port answers to: on
+// loopback its loopback names; public, the operator's names (with the
+// port unless given), or nil for any.
+func proxyHosts(port int, public bool, names []string) []string {
+	p := strconv.Itoa(port)
+	if !public {
+		names = []string{"127.0.0.1", "localhost", "[::1]"}
+	}
+	var hosts []string
+	for _, n := range names {
+		if _, _, err := net.SplitHostPort(n); err == nil {
+			hosts = append(hosts, n)
+			continue
+		}
+		hosts = append(hosts, n+":"+p)
+	}
+	return hosts
 }
 
 // deliver hands a released period to the proxy, then to the caller.
