@@ -96,16 +96,23 @@ func (l *limiter) takeN(site [16]byte, now time.Time, n float64) (bool, time.Dur
 	return true, 0
 }
 
-// prune drops the buckets that have refilled by now.
+// prune drops the buckets that have refilled by now. A Go map keeps its
+// size after deletes, so the survivors move to a new one: after a mass
+// (re)subscription the table gives its memory back at the next sweep.
 func (l *limiter) prune(now time.Time) {
+	if len(l.buckets) == 0 {
+		return
+	}
+	keep := make(map[[16]byte]bucket)
 	for k, b := range l.buckets {
-		if b.tokens+l.rate*now.Sub(b.at).Seconds() >= l.burst {
-			delete(l.buckets, k)
+		if b.tokens+l.rate*now.Sub(b.at).Seconds() < l.burst {
+			keep[k] = b
 		}
 	}
-	if len(l.buckets) >= maxBuckets {
-		clear(l.buckets)
+	if len(keep) >= maxBuckets {
+		clear(keep)
 	}
+	l.buckets = keep
 }
 
 // admit says why a new subscription from key may not be made, or 0.

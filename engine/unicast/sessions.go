@@ -582,6 +582,26 @@ func (s *Sessions) Destinations(dst []netip.AddrPort, stream uint32) ([]netip.Ad
 	return dst, s.gen.Load()
 }
 
+// Each calls f with each subscriber of stream, under the table's lock (f
+// must not call back into s), and returns the generation of the
+// subscriber set it reflects. It copies nothing: the fan-out builds its
+// plans with it.
+func (s *Sessions) Each(stream uint32, f func(netip.AddrPort)) uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var buf [64]bool
+	want := buf[:0]
+	for _, set := range s.sets {
+		want = append(want, slices.Contains(set, stream))
+	}
+	for i := range s.subs {
+		if cur := &s.subs[i]; cur.live && want[cur.set] {
+			f(cur.key.addrPort())
+		}
+	}
+	return s.gen.Load()
+}
+
 // Generation changes whenever a subscription is made, moved or dropped.
 // It takes no lock: the fan-out asks before every datagram it sends.
 func (s *Sessions) Generation() uint64 { return s.gen.Load() }
