@@ -133,6 +133,20 @@ func (s *sesLab) check(t *testing.T, victim, control verdict) {
 	}
 }
 
+// attacker is a UDP socket from the attacker's host to the edge, closed
+// when the test ends.
+func (s *sesLab) attacker(t *testing.T) *net.UDPConn {
+	var c *net.UDPConn
+	if err := s.recvHost(2).Do(func() (err error) {
+		c, err = net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(s.edgeAddr(0)))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
 // localPorts is the kernel's ephemeral port range on h: where a blind
 // attacker sweeps.
 func localPorts(t *testing.T, h interface{ Do(func() error) error }) (lo, hi int) {
@@ -205,14 +219,7 @@ func sesKick(t *testing.T) {
 	if err := ka.Decode(observed); err != nil {
 		t.Fatal(err)
 	}
-	var atk *net.UDPConn
-	if err := s.recvHost(2).Do(func() (err error) {
-		atk, err = net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(s.edgeAddr(0)))
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer atk.Close()
+	atk := s.attacker(t)
 	// Also from another port of the victim's own address, spoofed.
 	spoof := atkNewSpoofer(t, s.recvHost(2), s.edgeAddr(0))
 	other := netip.AddrPortFrom(s.recvHost(0).IPv4, 1)
@@ -270,14 +277,7 @@ func sesTokenFlood(t *testing.T) {
 	tok := seal.SignToken(signer, &wire.Token{NotAfter: truth() + int64(10*time.Minute)})
 	s := newSesLab(t, mod, func() []byte { tokMu.Lock(); defer tokMu.Unlock(); return tok })
 	first := atkReady(t, s.lab, s.recs)
-	var atk *net.UDPConn
-	if err := s.recvHost(2).Do(func() (err error) {
-		atk, err = net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(s.edgeAddr(0)))
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer atk.Close()
+	atk := s.attacker(t)
 	forged := append([]byte(nil), tok...)
 	forged[wire.TokenLen-1] ^= 1
 	share, err := seal.NewKeyShare(rand.Reader)
