@@ -48,6 +48,19 @@ func blind(t *testing.T) [][]byte {
 	return out
 }
 
+// onlyNonce is the one HELLO nonce the edge has seen; call it when the
+// bubble is idle (after synctest.Wait), before waking the client.
+func onlyNonce(t *testing.T, e *fakeEdge) [wire.NonceLen]byte {
+	t.Helper()
+	if len(e.nonces) != 1 {
+		t.Fatalf("%d HELLO nonces seen, want 1", len(e.nonces))
+	}
+	for n := range e.nonces {
+		return n
+	}
+	return [wire.NonceLen]byte{}
+}
+
 // TestClientIgnoresBlindSpoofing: a blind spoofed REFUSED (nonce 0,
 // retry-after 2³²−1 ms) and other unsolicited answers change nothing in
 // any phase: the subscribed client keeps its session and its keepalive
@@ -84,11 +97,7 @@ func TestClientIgnoresBlindSpoofing(t *testing.T) {
 				c, e := startClient(t, true)
 				synctest.Wait()
 				if phase == "subscribe" {
-					var nonce [wire.NonceLen]byte
-					for n := range e.nonces {
-						nonce = n
-					}
-					e.conn.Deliver(encode(t, &wire.Cookie{Nonce: nonce}))
+					e.conn.Deliver(encode(t, &wire.Cookie{Nonce: onlyNonce(t, e)}))
 					synctest.Wait()
 				}
 				spoofed := blind(t)
@@ -115,9 +124,7 @@ func TestClientCapsRetryAfter(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		c, e := startClient(t, true)
 		synctest.Wait()
-		for n := range e.nonces {
-			e.conn.Deliver(encode(t, &wire.Refused{Nonce: n, Reason: wire.ReasonEdgeFull, RetryAfterMs: math.MaxUint32}))
-		}
+		e.conn.Deliver(encode(t, &wire.Refused{Nonce: onlyNonce(t, e), Reason: wire.ReasonEdgeFull, RetryAfterMs: math.MaxUint32}))
 		time.Sleep(subscriber.MaxRetryAfter + time.Second)
 		synctest.Wait()
 		if got := c.Stats(); got.Refused != 1 || len(e.log) < 2 || e.log[1] != (written{subscriber.MaxRetryAfter, wire.TypeHello}) {
@@ -133,9 +140,7 @@ func TestClientWatchdogInHandshake(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		c, e := startClient(t, true)
 		synctest.Wait()
-		for n := range e.nonces {
-			e.conn.Deliver(encode(t, &wire.Cookie{Nonce: n}))
-		}
+		e.conn.Deliver(encode(t, &wire.Cookie{Nonce: onlyNonce(t, e)}))
 		time.Sleep(subscriber.DefaultHandshakeTimeout + 500*time.Millisecond)
 		synctest.Wait()
 		var hellos []time.Duration
