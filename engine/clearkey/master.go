@@ -183,13 +183,13 @@ func (m *MasterHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if m.subTok != nil {
-		tok, err := m.subTok()
-		if err != nil {
-			m.log.Warn("no subscription token to issue", "client", client, "err", err)
-			m.fail(w, http.StatusServiceUnavailable, Unavailable, nil)
-			return
+		// Without a token the licence still serves its purpose; only
+		// edges that require tokens will refuse this receiver for now.
+		if tok, err := m.subTok(); err != nil {
+			m.log.Warn("licence granted without a subscription token", "client", client, "err", err)
+		} else {
+			w.Header().Set(SubscriptionTokenHeader, base64.StdEncoding.EncodeToString(tok))
 		}
-		w.Header().Set(SubscriptionTokenHeader, base64.StdEncoding.EncodeToString(tok))
 	}
 	m.counts.Add(Granted)
 	m.log.Info("master licence granted", "client", client, "remote", r.RemoteAddr)
