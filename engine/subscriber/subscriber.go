@@ -202,8 +202,9 @@ type socketConn struct {
 
 func (s socketConn) Write(b []byte) (int, error) { return s.c.Write(b) }
 
-// maintain sends handshakes and keepalives when due, and starts over when
-// the edge has been silent for the session's expiry.
+// maintain sends handshakes, keepalives and challenge responses when due,
+// and starts over when the edge has been silent for the session's expiry
+// (or, handshaking, the handshake timeout).
 func (c *Client) maintain() {
 	t := time.NewTimer(0)
 	defer t.Stop()
@@ -230,10 +231,14 @@ func (c *Client) maintain() {
 				msgs = append(msgs, m)
 			}
 		}
-		// Wake for the next message or the watchdog, whichever is first.
+		// Wake for the next message, a response held back by its gap, or
+		// the watchdog, whichever is first.
 		wake := c.st.next
 		if limit = c.limit(); c.st.heard.Add(limit).Before(wake) {
 			wake = c.st.heard.Add(limit)
+		}
+		if r := c.st.responded.Add(minResponseGap); c.st.challenge != nil && r.Before(wake) {
+			wake = r
 		}
 		wait := max(wake.Sub(now), time.Millisecond)
 		c.mu.Unlock()
