@@ -227,3 +227,37 @@ func TestClientPresentsToken(t *testing.T) {
 		}
 	})
 }
+
+// TestClientResponseGap: CHALLENGEs (unauthenticated: anyone can send
+// them) are answered at most once per 100 ms, a held-back answer when the
+// gap ends, so a flood of them cannot make the client flood its edge.
+func TestClientResponseGap(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c, e := startClient(t, false)
+		synctest.Wait()
+		var ka wire.Keepalive
+		time.Sleep(1100 * time.Millisecond) // past the first keepalive: its session id is on the wire
+		synctest.Wait()
+		for _, d := range e.sent {
+			if ka.Decode(d) == nil {
+				break
+			}
+		}
+		t0 := time.Now()
+		for range 50 {
+			e.conn.Deliver(encode(t, &wire.Challenge{SessionID: ka.SessionID}))
+			time.Sleep(2 * time.Millisecond)
+		}
+		time.Sleep(time.Until(t0.Add(250 * time.Millisecond)))
+		synctest.Wait()
+		var at []time.Duration
+		for _, w := range e.log {
+			if w.typ == wire.TypeResponse {
+				at = append(at, w.at)
+			}
+		}
+		if len(at) != 2 || at[1]-at[0] != 100*time.Millisecond || c.Stats().Challenges != 2 {
+			t.Errorf("RESPONSEs at %v (%d answered) for 50 CHALLENGEs in 100 ms; want 2, 100 ms apart", at, c.Stats().Challenges)
+		}
+	})
+}

@@ -41,6 +41,7 @@ type fakeEdge struct {
 	sessions atomic.Pointer[unicast.Sessions]
 	silent   atomic.Bool
 	log      []written // read only after synctest.Wait
+	sent     [][]byte  // what the client wrote, likewise
 	nonces   map[[wire.NonceLen]byte]int
 }
 
@@ -83,6 +84,7 @@ func startClientWith(t *testing.T, silent bool, table *unicast.Sessions, token f
 					continue
 				}
 				e.log = append(e.log, written{time.Since(t0), h.Type})
+				e.sent = append(e.sent, d)
 				if h.Type == wire.TypeHello {
 					var m wire.Hello
 					if m.Decode(d) == nil {
