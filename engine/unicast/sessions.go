@@ -211,6 +211,10 @@ type Answer struct {
 // alive at now.
 func (s *Sessions) Handle(pkt []byte, from netip.AddrPort, now time.Time, out []byte) Answer {
 	from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
+	var m wire.Subscribe
+	if !from.Addr().IsLinkLocalUnicast() && m.Decode(pkt) == nil {
+		return s.handleSubscribe(&m, len(pkt), from, now, out)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.stats.BytesIn += uint64(len(pkt))
@@ -240,13 +244,6 @@ func (s *Sessions) handle(pkt []byte, from netip.AddrPort, now time.Time, out []
 		s.stats.Hellos++
 		c := wire.Cookie{Nonce: m.Nonce, Cookie: s.jar.mint(from, now)}
 		return s.reply(&c, out)
-	case wire.TypeSubscribe:
-		var m wire.Subscribe
-		if m.Decode(pkt) != nil {
-			break
-		}
-		s.stats.Subscribes++
-		return s.subscribe(&m, from, now, out)
 	case wire.TypeKeepalive:
 		var m wire.Keepalive
 		if m.Decode(pkt) != nil || m.Echo {
@@ -294,16 +291,60 @@ func (s *Sessions) refuse(nonce [wire.NonceLen]byte, why wire.Reason, retry time
 	return s.reply(&wire.Refused{Nonce: nonce, Reason: why, RetryAfterMs: uint32(retry / time.Millisecond)}, out)
 }
 
-func (s *Sessions) subscribe(m *wire.Subscribe, from netip.AddrPort, now time.Time, out []byte) Answer {
-	if !s.jar.valid(&m.Cookie, from, now) {
-		return s.refuse(m.Nonce, wire.ReasonBadCookie, 0, out)
+// handleSubscribe runs a SUBSCRIBE in three steps, so that its costly
+// checks run outside the table's lock: the cookie and the site's rate
+// under the lock; then the token (an Ed25519 verification) and the key
+// share (an X25519), which need no lock; then the table, under the lock.
+func (s *Sessions) handleSubscribe(m *wire.Subscribe, n int, from netip.AddrPort, now time.Time, out []byte) Answer {
+	s.mu.Lock()
+	s.stats.BytesIn += uint64(n)
+	s.stats.Subscribes++
+	a, ok := s.proven(m, from, now, out)
+	if !ok {
+		s.stats.BytesOut += uint64(len(a.Reply))
+		s.mu.Unlock()
+		return a
 	}
-	key := keyOf(from)
+	s.mu.Unlock()
+	tokenOK := s.checkToken(m.Token, now)
+	var mask [wire.SessionKeyLen]byte
+	var err error
+	if tokenOK {
+		mask, err = seal.SessionKeyMask(s.share, &m.KeyShare, &m.Nonce)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case !tokenOK:
+		a = s.refuse(m.Nonce, wire.ReasonToken, 0, out)
+	case err != nil: // a key share of small order
+		s.stats.Malformed++
+		a = Answer{}
+	default:
+		a = s.subscribe(m, from, now, &mask, out)
+	}
+	s.stats.BytesOut += uint64(len(a.Reply))
+	return a
+}
+
+// proven checks a SUBSCRIBE's cookie and spends a token of its site's
+// rate, or returns the refusal. s.mu is held.
+func (s *Sessions) proven(m *wire.Subscribe, from netip.AddrPort, now time.Time, out []byte) (Answer, bool) {
+	if !s.jar.valid(&m.Cookie, from, now) {
+		return s.refuse(m.Nonce, wire.ReasonBadCookie, 0, out), false
+	}
 	// The address is proven: from here on the work costs the edge (an
 	// X25519, perhaps an Ed25519 check), so it is rationed per site.
-	if ok, wait := s.rate.take(siteOf(key.ip(), s.cfg.PrefixBits), now); !ok {
-		return s.refuse(m.Nonce, wire.ReasonBusy, wait, out)
+	if ok, wait := s.rate.take(siteOf(keyOf(from).ip(), s.cfg.PrefixBits), now); !ok {
+		return s.refuse(m.Nonce, wire.ReasonBusy, wait, out), false
 	}
+	return Answer{}, true
+}
+
+// subscribe makes or renews the subscription of a proven SUBSCRIBE whose
+// token passed, with the mask of its session key. s.mu is held.
+func (s *Sessions) subscribe(m *wire.Subscribe, from netip.AddrPort, now time.Time, mask *[wire.SessionKeyLen]byte, out []byte) Answer {
+	key := keyOf(from)
 	var accepted streamSet
 	for _, id := range m.Streams {
 		if s.served[id] && !slices.Contains(accepted, id) {
@@ -313,17 +354,7 @@ func (s *Sessions) subscribe(m *wire.Subscribe, from netip.AddrPort, now time.Ti
 	if len(accepted) == 0 {
 		return s.refuse(m.Nonce, wire.ReasonUnknownStream, 0, out)
 	}
-	// The mask of the session key: the one costly step (an X25519), after
-	// the cookie proved the address and before any state changes.
-	mask, err := seal.SessionKeyMask(s.share, &m.KeyShare, &m.Nonce)
-	if err != nil {
-		s.stats.Malformed++
-		return Answer{}
-	}
 	slices.Sort(accepted)
-	if !s.checkToken(m.Token, now) {
-		return s.refuse(m.Nonce, wire.ReasonToken, 0, out)
-	}
 	slot, renew := s.index[key]
 	if !renew {
 		if why := s.admit(key); why != 0 {
@@ -365,7 +396,7 @@ func (s *Sessions) subscribe(m *wire.Subscribe, from netip.AddrPort, now time.Ti
 	binary.BigEndian.PutUint32(nu.id[:4], slot)
 	s.subs[slot] = nu
 	skey := s.sessionKey(&nu.id)
-	sealed := seal.XorKey(&skey, &mask)
+	sealed := seal.XorKey(&skey, mask)
 	a := s.reply(&wire.Subscribed{
 		Nonce: m.Nonce, SessionID: nu.id,
 		KeepaliveMs: uint32(s.cfg.Keepalive / time.Millisecond), ExpiryMs: uint32(s.cfg.Expiry / time.Millisecond),
