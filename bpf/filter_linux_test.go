@@ -56,7 +56,7 @@ func TestVerdicts(t *testing.T) {
 		{"type 0", mutate(good, offType, 0), VerdictType},
 		{"type 3", mutate(good, offType, 3), VerdictType},
 		{"type 0x0f", mutate(good, offType, 0x0f), VerdictType},
-		{"type 0x17", mutate(good, offType, 0x17), VerdictType},
+		{"type 0x19", mutate(good, offType, 0x19), VerdictType}, // the first after RESPONSE
 		{"type 0xff", mutate(good, offType, 0xff), VerdictType},
 		{"critical flag 0x0100", mutate(good, offFlags, 0x01), VerdictFlags},
 		{"critical flag 0x8000", mutate(good, offFlags, 0x80), VerdictFlags},

@@ -1031,7 +1031,7 @@ func atkUnicast(t *testing.T) {
 	}
 
 	handled := func(x unicast.SessionStats) int {
-		return int(x.Hellos + x.Subscribes + x.Keepalives + x.Leaves + x.Malformed)
+		return int(x.Hellos + x.Subscribes + x.Keepalives + x.Leaves + x.Responses + x.Malformed)
 	}
 	db := srv.Stats().Sessions
 	handled0 := handled(db)

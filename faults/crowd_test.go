@@ -3,6 +3,8 @@
 package faults
 
 import (
+	"crypto/ecdh"
+	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -22,6 +24,7 @@ import (
 	"github.com/embargo-live/embargo/engine/datagram"
 	"github.com/embargo-live/embargo/engine/udp"
 	"github.com/embargo-live/embargo/internal/netns"
+	"github.com/embargo-live/embargo/seal"
 	"github.com/embargo-live/embargo/wire"
 )
 
@@ -68,6 +71,7 @@ type crowd struct {
 
 	mu       sync.Mutex
 	members  []member
+	share    *ecdh.PrivateKey // every member's key share: one X25519 for all keeps a large crowd cheap
 	inflight map[int]struct{} // members with a handshake under way: they leave it subscribed
 	refused  map[wire.Reason]int
 	restarts int           // handshakes started over (timeout or refusal)
@@ -81,6 +85,7 @@ type member struct {
 	tag     uint32 // names the current attempt in its nonces
 	sent    time.Time
 	session [wire.SessionIDLen]byte
+	key     [wire.SessionKeyLen]byte
 	seq     uint32
 }
 
@@ -136,15 +141,18 @@ func newCrowd(t *testing.T, h, edgeHost *netns.Host, edge netip.AddrPort, n int,
 		fmt.Sprintf("link set %s up", crowdIf),
 		fmt.Sprintf("route add local %v dev lo", crowdNet),
 		fmt.Sprintf("route add %v/32 via %s dev %s", edge.Addr(), crowdEdgeIP, crowdIf))
+	share, err := seal.NewKeyShare(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
 	c := &crowd{
-		t: t, edge: edge, members: make([]member, n),
+		t: t, edge: edge, members: make([]member, n), share: share,
 		inflight: map[int]struct{}{}, refused: map[wire.Reason]int{}, progress: make(chan struct{}, 1),
 	}
 	counterHost, ifname, attach := edgeHost, crowdEdgeIf, ebpf.AttachTCXEgress
 	if at == atCrowd {
 		counterHost, ifname, attach = h, crowdIf, ebpf.AttachTCXIngress
 	}
-	var err error
 	if c.count, err = loadCrowdCounter(); err != nil {
 		t.Fatal(err)
 	}
@@ -273,7 +281,7 @@ func (c *crowd) keepAlive(interval time.Duration) (stop func()) {
 				if ok {
 					m.seq++
 				}
-				ka := wire.Keepalive{SessionID: m.session, Seq: m.seq}
+				ka, key := wire.Keepalive{SessionID: m.session, Seq: m.seq}, m.key
 				c.mu.Unlock()
 				if !ok {
 					continue
@@ -282,6 +290,7 @@ func (c *crowd) keepAlive(interval time.Duration) (stop func()) {
 				if err != nil {
 					panic(err)
 				}
+				seal.SignSession(&key, buf[:k])
 				c.sendFrom(i, buf[:k])
 				c.keepalives.Add(1)
 			}
@@ -357,7 +366,8 @@ func (c *crowd) handle(d, out []byte) {
 		i, ok := c.answered(m.Nonce, phaseHello)
 		c.mu.Unlock()
 		if ok {
-			k, err := (&wire.Subscribe{Nonce: m.Nonce, Cookie: m.Cookie, Streams: []uint32{stream}}).Encode(out)
+			sub := wire.Subscribe{Nonce: m.Nonce, Cookie: m.Cookie, KeyShare: [wire.KeyShareLen]byte(c.share.PublicKey().Bytes()), Streams: []uint32{stream}}
+			k, err := sub.Encode(out)
 			if err != nil {
 				panic(err)
 			}
@@ -369,9 +379,14 @@ func (c *crowd) handle(d, out []byte) {
 		if m.Decode(d) != nil {
 			break
 		}
+		mask, err := seal.SessionKeyMask(c.share, &m.KeyShare, &m.Nonce)
+		if err != nil {
+			break
+		}
 		c.mu.Lock()
 		if i, ok := c.answered(m.Nonce, phaseSubscribe); ok {
 			c.members[i].session = m.SessionID
+			c.members[i].key = seal.XorKey(&m.SealedKey, &mask)
 			delete(c.inflight, i)
 		}
 		c.mu.Unlock()

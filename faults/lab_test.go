@@ -146,6 +146,8 @@ type edgeOpts struct {
 	// address [1<<16], and a wrapper around it as the edge's sender.
 	senders, maxPerAddress int
 	wrapUnicast            func(edge.Sender) edge.Sender
+	// sessions changes the unicast server's session configuration.
+	sessions func(*unicast.SessionConfig)
 }
 
 // runningEdge is an edge running on its host until stop.
@@ -233,9 +235,12 @@ func (l *lab) startEdge(i int, o edgeOpts) *runningEdge {
 		}
 		senders, closers = append(senders, re.watch(s)), append(closers, s.Close)
 		if o.unicast {
+			sc := unicast.SessionConfig{Streams: []uint32{stream}, MaxPerAddress: cmp.Or(o.maxPerAddress, 1<<16), MaxSubscribers: 1 << 17}
+			if o.sessions != nil {
+				o.sessions(&sc)
+			}
 			srv, err := unicast.NewServer(unicast.ServerConfig{
-				Listen: l.edgeAddr(i), Clock: o.clock, Senders: cmp.Or(o.senders, 1),
-				Sessions: unicast.SessionConfig{Streams: []uint32{stream}, MaxPerAddress: cmp.Or(o.maxPerAddress, 1<<16), MaxSubscribers: 1 << 17},
+				Listen: l.edgeAddr(i), Clock: o.clock, Senders: cmp.Or(o.senders, 1), Sessions: sc,
 			})
 			if err != nil {
 				return err

@@ -33,13 +33,15 @@ const (
 	TypeRefused    Type = 0x14 // unicast: refusal with a reason
 	TypeLeave      Type = 0x15 // unicast: end a subscription now
 	TypeKeepalive  Type = 0x16 // unicast: refresh a subscription (echoed)
+	TypeChallenge  Type = 0x17 // unicast: prove you receive at this new address
+	TypeResponse   Type = 0x18 // unicast: answer to a CHALLENGE, moves the subscription
 )
 
 // Known reports whether t is a message type of this protocol version.
 func (t Type) Known() bool {
 	switch t {
 	case TypeAnnounce, TypeRelease, TypeHello, TypeCookie, TypeSubscribe,
-		TypeSubscribed, TypeRefused, TypeLeave, TypeKeepalive:
+		TypeSubscribed, TypeRefused, TypeLeave, TypeKeepalive, TypeChallenge, TypeResponse:
 		return true
 	}
 	return false
@@ -65,6 +67,10 @@ func (t Type) String() string {
 		return "LEAVE"
 	case TypeKeepalive:
 		return "KEEPALIVE"
+	case TypeChallenge:
+		return "CHALLENGE"
+	case TypeResponse:
+		return "RESPONSE"
 	}
 	return "UNKNOWN"
 }

@@ -26,10 +26,26 @@ const (
 	CookieMsgLen = HeaderLen + NonceLen + CookieLen
 	// RefusedLen is the datagram size of a REFUSED.
 	RefusedLen = HeaderLen + 16
+	// KeyShareLen is the size of an X25519 public key: the receiver's and
+	// the edge's key shares in SUBSCRIBE and SUBSCRIBED.
+	KeyShareLen = 32
+	// SessionKeyLen is the size of a session's MAC key (PROTOCOL.md §4.8).
+	SessionKeyLen = 16
+	// MACLen is the size of the MAC that ends KEEPALIVE, LEAVE and RESPONSE.
+	MACLen = 16
+	// MaxTokenLen is the largest subscription token a SUBSCRIBE may carry.
+	MaxTokenLen = 512
+	// SubscribeMinLen is the smallest SUBSCRIBE: one stream, no token.
+	SubscribeMinLen = HeaderLen + subscribeFixed + 4
 	// LeaveLen is the datagram size of a LEAVE.
-	LeaveLen = HeaderLen + SessionIDLen
-	// KeepaliveLen is the datagram size of a KEEPALIVE.
-	KeepaliveLen = HeaderLen + 16
+	LeaveLen = HeaderLen + 32
+	// KeepaliveLen is the datagram size of a KEEPALIVE and of its echo.
+	KeepaliveLen = HeaderLen + 32
+	// ChallengeLen is the datagram size of a CHALLENGE: never larger than
+	// the KEEPALIVE that causes it.
+	ChallengeLen = HeaderLen + SessionIDLen + CookieLen
+	// ResponseLen is the datagram size of a RESPONSE.
+	ResponseLen = HeaderLen + 56
 )
 
 // Reason is why an edge refused a request.
@@ -43,6 +59,8 @@ const (
 	ReasonAddressLimit   Reason = 4 // too many subscriptions from this address
 	ReasonShuttingDown   Reason = 5 // the edge is stopping: try another
 	ReasonUnknownSession Reason = 6 // KEEPALIVE for no live session: SUBSCRIBE again
+	ReasonToken          Reason = 7 // subscription token missing, invalid or expired
+	ReasonBusy           Reason = 8 // too many requests from this address: wait
 )
 
 func (r Reason) String() string {
@@ -59,6 +77,10 @@ func (r Reason) String() string {
 		return "shutting-down"
 	case ReasonUnknownSession:
 		return "unknown-session"
+	case ReasonToken:
+		return "token"
+	case ReasonBusy:
+		return "busy"
 	}
 	return "unknown"
 }
@@ -190,26 +212,29 @@ func getStreams(dst []uint32, p []byte, n int) ([]uint32, error) {
 }
 
 // Subscribe asks for the given streams, proving with the cookie that the
-// client receives at its address.
+// client receives at its address, and offers its key share for the
+// session key (PROTOCOL.md §4.3, §4.8).
 type Subscribe struct {
 	Header
-	Nonce   [NonceLen]byte
-	Cookie  [CookieLen]byte
-	CatchUp uint8    // how many already-released periods per stream to replay
-	Streams []uint32 // 1..MaxStreams stream ids
+	Nonce    [NonceLen]byte
+	Cookie   [CookieLen]byte
+	CatchUp  uint8 // how many already-released periods per stream to replay
+	KeyShare [KeyShareLen]byte
+	Streams  []uint32 // 1..MaxStreams stream ids
+	Token    []byte   // subscription token, 0..MaxTokenLen bytes; aliases the input after Decode
 }
 
-const subscribeFixed = NonceLen + CookieLen + 4
+const subscribeFixed = NonceLen + CookieLen + 4 + KeyShareLen
 
 // Len is the encoded size of m.
-func (m *Subscribe) Len() int { return HeaderLen + subscribeFixed + 4*len(m.Streams) }
+func (m *Subscribe) Len() int { return HeaderLen + subscribeFixed + 4*len(m.Streams) + len(m.Token) }
 
 // Encode writes m into b and returns the number of bytes written.
 func (m *Subscribe) Encode(b []byte) (int, error) {
-	if len(m.Streams) < 1 || len(m.Streams) > MaxStreams || m.CatchUp > MaxCatchUp {
+	if len(m.Streams) < 1 || len(m.Streams) > MaxStreams || m.CatchUp > MaxCatchUp || len(m.Token) > MaxTokenLen {
 		return 0, ErrInconsistent
 	}
-	n := subscribeFixed + 4*len(m.Streams)
+	n := subscribeFixed + 4*len(m.Streams) + len(m.Token)
 	if err := encodeSession(b, &m.Header, TypeSubscribe, n); err != nil {
 		return 0, err
 	}
@@ -218,8 +243,10 @@ func (m *Subscribe) Encode(b []byte) (int, error) {
 	copy(p[8:], m.Cookie[:])
 	p[32] = uint8(len(m.Streams))
 	p[33] = m.CatchUp
-	p[34], p[35] = 0, 0
-	putStreams(p[36:], m.Streams)
+	binary.BigEndian.PutUint16(p[34:], uint16(len(m.Token)))
+	copy(p[36:], m.KeyShare[:])
+	putStreams(p[subscribeFixed:], m.Streams)
+	copy(p[subscribeFixed+4*len(m.Streams):], m.Token)
 	return HeaderLen + n, nil
 }
 
@@ -232,31 +259,44 @@ func (m *Subscribe) Decode(b []byte) error {
 	if len(p) < subscribeFixed {
 		return ErrTruncated
 	}
-	if p[34] != 0 || p[35] != 0 {
-		return ErrReserved
-	}
 	copy(m.Nonce[:], p)
 	copy(m.Cookie[:], p[8:])
 	m.CatchUp = p[33]
 	if m.CatchUp > MaxCatchUp {
 		return ErrInconsistent
 	}
-	m.Streams, err = getStreams(m.Streams, p[36:], int(p[32]))
+	tl := int(binary.BigEndian.Uint16(p[34:]))
+	if tl > MaxTokenLen {
+		return ErrInconsistent
+	}
+	copy(m.KeyShare[:], p[36:])
+	end := len(p) - tl
+	if end < subscribeFixed {
+		return ErrLength
+	}
+	m.Streams, err = getStreams(m.Streams, p[subscribeFixed:end], int(p[32]))
+	m.Token = nil
+	if tl > 0 {
+		m.Token = p[end:]
+	}
 	return err
 }
 
 // Subscribed accepts a subscription. The client refreshes it with a
 // KEEPALIVE every KeepaliveMs; without one for ExpiryMs the edge drops it.
+// KeyShare and SealedKey give the client the session key (§4.8).
 type Subscribed struct {
 	Header
 	Nonce       [NonceLen]byte // echoed from the SUBSCRIBE
 	SessionID   [SessionIDLen]byte
 	KeepaliveMs uint32
 	ExpiryMs    uint32
-	Streams     []uint32 // the streams accepted
+	KeyShare    [KeyShareLen]byte   // the edge's X25519 public key
+	SealedKey   [SessionKeyLen]byte // the session key, masked (§4.8)
+	Streams     []uint32            // the streams accepted
 }
 
-const subscribedFixed = NonceLen + SessionIDLen + 12
+const subscribedFixed = NonceLen + SessionIDLen + 12 + KeyShareLen + SessionKeyLen
 
 // Len is the encoded size of m.
 func (m *Subscribed) Len() int { return HeaderLen + subscribedFixed + 4*len(m.Streams) }
@@ -277,7 +317,9 @@ func (m *Subscribed) Encode(b []byte) (int, error) {
 	binary.BigEndian.PutUint32(p[20:], m.ExpiryMs)
 	p[24] = uint8(len(m.Streams))
 	p[25], p[26], p[27] = 0, 0, 0
-	putStreams(p[28:], m.Streams)
+	copy(p[28:], m.KeyShare[:])
+	copy(p[60:], m.SealedKey[:])
+	putStreams(p[subscribedFixed:], m.Streams)
 	return HeaderLen + n, nil
 }
 
@@ -300,7 +342,9 @@ func (m *Subscribed) Decode(b []byte) error {
 	if m.KeepaliveMs == 0 || m.ExpiryMs < m.KeepaliveMs {
 		return ErrInconsistent
 	}
-	m.Streams, err = getStreams(m.Streams, p[28:], int(p[24]))
+	copy(m.KeyShare[:], p[28:])
+	copy(m.SealedKey[:], p[60:])
+	m.Streams, err = getStreams(m.Streams, p[subscribedFixed:], int(p[24]))
 	return err
 }
 
@@ -308,7 +352,7 @@ func (m *Subscribed) Decode(b []byte) error {
 // the smallest request it answers.
 type Refused struct {
 	Header
-	Nonce        [NonceLen]byte // echoed from the request (zero for KEEPALIVE)
+	Nonce        [NonceLen]byte // the request's nonce, or the first 8 bytes of its MAC (§4.5)
 	Reason       Reason
 	RetryAfterMs uint32 // 0: no advice
 }
@@ -348,10 +392,35 @@ func (m *Refused) Decode(b []byte) error {
 	return nil
 }
 
-// Leave ends a subscription at once.
+// putSessionAuth writes the tail that KEEPALIVE and LEAVE share: session id,
+// sequence, direction (KEEPALIVE only), reserved, MAC.
+func putSessionAuth(p []byte, id *[SessionIDLen]byte, seq uint32, dir byte, mac *[MACLen]byte) {
+	copy(p, id[:])
+	binary.BigEndian.PutUint32(p[8:], seq)
+	p[12], p[13], p[14], p[15] = dir, 0, 0, 0
+	copy(p[16:], mac[:])
+}
+
+func getSessionAuth(p []byte, id *[SessionIDLen]byte, seq *uint32, mac *[MACLen]byte) (dir byte, err error) {
+	if len(p) != 32 {
+		return 0, ErrLength
+	}
+	if !allZero(p[13:16]) {
+		return 0, ErrReserved
+	}
+	copy(id[:], p)
+	*seq = binary.BigEndian.Uint32(p[8:])
+	copy(mac[:], p[16:])
+	return p[12], nil
+}
+
+// Leave ends a subscription at once. MAC authenticates it with the
+// session key (§4.8); a LEAVE that fails it is dropped.
 type Leave struct {
 	Header
 	SessionID [SessionIDLen]byte
+	Seq       uint32
+	MAC       [MACLen]byte
 }
 
 // Len is the encoded size of m.
@@ -359,10 +428,10 @@ func (m *Leave) Len() int { return LeaveLen }
 
 // Encode writes m into b and returns the number of bytes written.
 func (m *Leave) Encode(b []byte) (int, error) {
-	if err := encodeSession(b, &m.Header, TypeLeave, SessionIDLen); err != nil {
+	if err := encodeSession(b, &m.Header, TypeLeave, LeaveLen-HeaderLen); err != nil {
 		return 0, err
 	}
-	copy(b[HeaderLen:], m.SessionID[:])
+	putSessionAuth(b[HeaderLen:], &m.SessionID, m.Seq, 0, &m.MAC)
 	return LeaveLen, nil
 }
 
@@ -372,19 +441,23 @@ func (m *Leave) Decode(b []byte) error {
 	if err != nil {
 		return err
 	}
-	if len(p) != SessionIDLen {
-		return ErrLength
+	dir, err := getSessionAuth(p, &m.SessionID, &m.Seq, &m.MAC)
+	if err == nil && dir != 0 {
+		return ErrReserved
 	}
-	copy(m.SessionID[:], p)
-	return nil
+	return err
 }
 
-// Keepalive refreshes a subscription; the edge echoes it (same size) so the
-// client learns the edge is alive, and NAT bindings stay open both ways.
+// Keepalive refreshes a subscription; the edge echoes it (same size, Echo
+// set, its own MAC) so the client learns the edge is alive, and NAT
+// bindings stay open both ways. MAC authenticates it with the session key
+// (§4.8).
 type Keepalive struct {
 	Header
 	SessionID [SessionIDLen]byte
 	Seq       uint32
+	Echo      bool // set by the edge in its answer
+	MAC       [MACLen]byte
 }
 
 // Len is the encoded size of m.
@@ -395,10 +468,11 @@ func (m *Keepalive) Encode(b []byte) (int, error) {
 	if err := encodeSession(b, &m.Header, TypeKeepalive, KeepaliveLen-HeaderLen); err != nil {
 		return 0, err
 	}
-	p := b[HeaderLen:KeepaliveLen]
-	copy(p, m.SessionID[:])
-	binary.BigEndian.PutUint32(p[8:], m.Seq)
-	binary.BigEndian.PutUint32(p[12:], 0)
+	var dir byte
+	if m.Echo {
+		dir = 1
+	}
+	putSessionAuth(b[HeaderLen:], &m.SessionID, m.Seq, dir, &m.MAC)
 	return KeepaliveLen, nil
 }
 
@@ -408,7 +482,88 @@ func (m *Keepalive) Decode(b []byte) error {
 	if err != nil {
 		return err
 	}
-	if len(p) != KeepaliveLen-HeaderLen {
+	dir, err := getSessionAuth(p, &m.SessionID, &m.Seq, &m.MAC)
+	if err != nil {
+		return err
+	}
+	if dir > 1 {
+		return ErrInconsistent
+	}
+	m.Echo = dir == 1
+	return nil
+}
+
+// Challenge asks whoever sent an authenticated KEEPALIVE from an address
+// other than its subscription's to prove it receives there: it carries a
+// cookie for that address, which the RESPONSE returns (§4.9).
+type Challenge struct {
+	Header
+	SessionID [SessionIDLen]byte
+	Cookie    [CookieLen]byte
+}
+
+// Len is the encoded size of m.
+func (m *Challenge) Len() int { return ChallengeLen }
+
+// Encode writes m into b and returns the number of bytes written.
+func (m *Challenge) Encode(b []byte) (int, error) {
+	if err := encodeSession(b, &m.Header, TypeChallenge, ChallengeLen-HeaderLen); err != nil {
+		return 0, err
+	}
+	copy(b[HeaderLen:], m.SessionID[:])
+	copy(b[HeaderLen+SessionIDLen:], m.Cookie[:])
+	return ChallengeLen, nil
+}
+
+// Decode parses a CHALLENGE into m.
+func (m *Challenge) Decode(b []byte) error {
+	p, err := decodeSession(b, TypeChallenge, &m.Header)
+	if err != nil {
+		return err
+	}
+	if len(p) != ChallengeLen-HeaderLen {
+		return ErrLength
+	}
+	copy(m.SessionID[:], p)
+	copy(m.Cookie[:], p[SessionIDLen:])
+	return nil
+}
+
+// Response answers a CHALLENGE: the cookie proves the sender receives at
+// its address, the MAC that it holds the session key. The edge then moves
+// the subscription to that address (§4.9).
+type Response struct {
+	Header
+	SessionID [SessionIDLen]byte
+	Seq       uint32
+	Cookie    [CookieLen]byte
+	MAC       [MACLen]byte
+}
+
+// Len is the encoded size of m.
+func (m *Response) Len() int { return ResponseLen }
+
+// Encode writes m into b and returns the number of bytes written.
+func (m *Response) Encode(b []byte) (int, error) {
+	if err := encodeSession(b, &m.Header, TypeResponse, ResponseLen-HeaderLen); err != nil {
+		return 0, err
+	}
+	p := b[HeaderLen:ResponseLen]
+	copy(p, m.SessionID[:])
+	binary.BigEndian.PutUint32(p[8:], m.Seq)
+	binary.BigEndian.PutUint32(p[12:], 0)
+	copy(p[16:], m.Cookie[:])
+	copy(p[40:], m.MAC[:])
+	return ResponseLen, nil
+}
+
+// Decode parses a RESPONSE into m.
+func (m *Response) Decode(b []byte) error {
+	p, err := decodeSession(b, TypeResponse, &m.Header)
+	if err != nil {
+		return err
+	}
+	if len(p) != ResponseLen-HeaderLen {
 		return ErrLength
 	}
 	if binary.BigEndian.Uint32(p[12:]) != 0 {
@@ -416,5 +571,7 @@ func (m *Keepalive) Decode(b []byte) error {
 	}
 	copy(m.SessionID[:], p)
 	m.Seq = binary.BigEndian.Uint32(p[8:])
+	copy(m.Cookie[:], p[16:])
+	copy(m.MAC[:], p[40:])
 	return nil
 }

@@ -2,6 +2,7 @@ package wire_test
 
 import (
 	"bytes"
+	"crypto/ecdh"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"flag"
@@ -179,12 +180,65 @@ func vectors(t *testing.T) string {
 	d.datagram(t, "HELLO", &wire.Hello{Nonce: nonce, PadLen: wire.HelloMinLen - wire.HeaderLen - wire.NonceLen}, "Nonce `0102030405060708`, zero-padded to 64 bytes.")
 	cookie := [24]byte(seqBytes(24, 0x30))
 	d.datagram(t, "COOKIE", &wire.Cookie{Nonce: nonce, Cookie: cookie}, "The HELLO's nonce, cookie `30..47`.")
-	d.datagram(t, "SUBSCRIBE", &wire.Subscribe{Nonce: nonce, Cookie: cookie, CatchUp: 2, Streams: []uint32{7, 8}}, "Catch-up 2 periods, streams 7 and 8.")
+	edgePriv, _ := ecdh.X25519().NewPrivateKey(seqBytes(32, 0x60))
+	rxPriv, _ := ecdh.X25519().NewPrivateKey(seqBytes(32, 0x80))
+	rxShare, edgeShare := [32]byte(rxPriv.PublicKey().Bytes()), [32]byte(edgePriv.PublicKey().Bytes())
+	snonce := [8]byte(seqBytes(8, 0x11))
+	d.datagram(t, "SUBSCRIBE", &wire.Subscribe{Nonce: snonce, Cookie: cookie, CatchUp: 2, KeyShare: rxShare, Streams: []uint32{7, 8}},
+		"Nonce `1112131415161718` (a new one, not the HELLO's), catch-up 2 periods, no token, the receiver's key share of V7, streams 7 and 8.")
 	sid := [8]byte(seqBytes(8, 0xe0))
-	d.datagram(t, "SUBSCRIBED", &wire.Subscribed{Nonce: nonce, SessionID: sid, KeepaliveMs: 10000, ExpiryMs: 45000, Streams: []uint32{7}}, "Session `e0..e7`, keepalive 10 s, expiry 45 s, stream 7 accepted.")
-	d.datagram(t, "REFUSED", &wire.Refused{Nonce: nonce, Reason: wire.ReasonEdgeFull, RetryAfterMs: 2000}, "Reason 3 (edge full), retry after 2 s.")
-	d.datagram(t, "LEAVE", &wire.Leave{SessionID: sid}, "Session `e0..e7`.")
-	d.datagram(t, "KEEPALIVE", &wire.Keepalive{SessionID: sid, Seq: 5}, "Session `e0..e7`, sequence 5.")
+	skey := [wire.SessionKeyLen]byte(seqBytes(16, 0xa0))
+	mask, err := seal.SessionKeyMask(edgePriv, &rxShare, &snonce)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.datagram(t, "SUBSCRIBED", &wire.Subscribed{Nonce: snonce, SessionID: sid, KeepaliveMs: 10000, ExpiryMs: 45000,
+		KeyShare: edgeShare, SealedKey: seal.XorKey(&skey, &mask), Streams: []uint32{7}},
+		"Session `e0..e7`, keepalive 10 s, expiry 45 s, the edge's key share and the session key `a0..af` sealed as in V7, stream 7 accepted.")
+	d.datagram(t, "REFUSED", &wire.Refused{Nonce: snonce, Reason: wire.ReasonEdgeFull, RetryAfterMs: 2000}, "Answering the SUBSCRIBE: reason 3 (edge full), retry after 2 s.")
+	signed := func(title string, m interface{ Encode([]byte) (int, error) }, fields string) []byte {
+		b := make([]byte, wire.MaxDatagram)
+		n, err := m.Encode(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seal.SignSession(&skey, b[:n])
+		d.f("#### %s (%d bytes)\n\n%s\n\n", title, n, fields)
+		d.hex(b[:n])
+		return b[:n]
+	}
+	ka := signed("KEEPALIVE", &wire.Keepalive{SessionID: sid, Seq: 5}, "Session `e0..e7`, sequence 5, from the receiver, MAC under the session key `a0..af`.")
+	signed("KEEPALIVE echo", &wire.Keepalive{SessionID: sid, Seq: 5, Echo: true}, "The edge's answer: direction 1, its own MAC under the same key.")
+	signed("LEAVE", &wire.Leave{SessionID: sid, Seq: 6}, "Session `e0..e7`, sequence 6, MAC under the session key.")
+	d.datagram(t, "CHALLENGE", &wire.Challenge{SessionID: sid, Cookie: cookie}, "Session `e0..e7`, cookie `30..47` minted for the new address.")
+	signed("RESPONSE", &wire.Response{SessionID: sid, Seq: 7, Cookie: cookie}, "Session `e0..e7`, sequence 7, the CHALLENGE's cookie, MAC under the session key.")
+
+	d.f("#### REFUSED, one per reason\n\nRetry-after 0. Reasons 1–5, 7 and 8 answer the SUBSCRIBE above (its nonce); reason 6 answers the KEEPALIVE above, echoing the first 8 bytes of its MAC.\n\n")
+	d.f("| reason | datagram |\n|---|---|\n")
+	for r := wire.ReasonBadCookie; r <= wire.ReasonBusy; r++ {
+		n := snonce
+		if r == wire.ReasonUnknownSession {
+			n = [8]byte(ka[wire.KeepaliveLen-wire.MACLen:])
+		}
+		b := make([]byte, wire.RefusedLen)
+		if _, err := (&wire.Refused{Nonce: n, Reason: r}).Encode(b); err != nil {
+			t.Fatal(err)
+		}
+		d.f("| %d %s | `%x` |\n", r, r, b)
+	}
+
+	d.f("\n### V7. Session key (§4.8)\n\n| what | value |\n|---|---|\n")
+	d.f("| receiver X25519 private key | `%x` |\n| receiver key share | `%x` |\n", rxPriv.Bytes(), rxShare)
+	d.f("| edge X25519 private key | `%x` |\n| edge key share | `%x` |\n", edgePriv.Bytes(), edgeShare)
+	shared, _ := rxPriv.ECDH(edgePriv.PublicKey())
+	d.f("| X25519 shared secret | `%x` |\n| mask (HKDF, salt = SUBSCRIBE nonce) | `%x` |\n", shared, mask)
+	sealedKey := seal.XorKey(&skey, &mask)
+	d.f("| session key | `%x` |\n| sealed key in SUBSCRIBED | `%x` |\n", skey, sealedKey)
+	d.f("| KEEPALIVE MAC | `%x` |\n\n", ka[wire.KeepaliveLen-wire.MACLen:])
+
+	d.f("### V8. Subscription token (§4.10)\n\nSigned by the origin key of V1; not after = releaseAt of V1; viewer `0102030405060708`.\n\n")
+	tok := seal.SignToken(signer, &wire.Token{NotAfter: releaseAt, Viewer: [8]byte(seqBytes(8, 0x01))})
+	d.hex(tok)
 	return d.String()
 }
 

@@ -57,6 +57,10 @@ released at p × -period TAI. One embedded origin serves one edge; several edges
 	unicastAddr := fs.String("unicast", "", "also serve unicast subscribers on this address, e.g. [::]:7272, beside the multicast groups (default: multicast only)")
 	multicast := fs.Bool("multicast", true, "send to the multicast groups (-group, or the default group); -multicast=false with -unicast serves unicast subscribers only")
 	senders := fs.Int("senders", 0, "unicast sender sockets and threads (default: one per core)")
+	requireTokens := fs.Bool("require-tokens", false, "unicast: subscribe only receivers presenting a subscription token signed by the origin key (issued with each licence)")
+	maxPerAddr := fs.Int("max-per-address", unicast.DefaultMaxPerAddress, "unicast: most subscriptions from one IP address")
+	prefixBits := fs.Int("ipv6-prefix", unicast.DefaultPrefixBits, "unicast: IPv6 prefix length counted as one site for -max-per-prefix and the subscribe rate")
+	maxPerPrefix := fs.Int("max-per-prefix", unicast.DefaultMaxPerAddress, "unicast: most subscriptions from one IPv6 prefix of -ipv6-prefix bits")
 	metricsAddr := fs.String("metrics", "", "serve Prometheus /metrics, /healthz (liveness) and /readyz (readiness: clock, senders, bundles ahead, unicast), each condition with its reason, on this address, e.g. 127.0.0.1:9171")
 	rtPriority := fs.Int("rt-priority", ptp.DefaultPriority, "SCHED_FIFO priority of the release thread's last milliseconds before each instant, where the process may (CAP_SYS_NICE); 0: normal priority")
 	readyAhead := fs.Int("ready-ahead", 1, "/readyz: the unreleased periods of every stream the edge must hold to be ready")
@@ -125,9 +129,12 @@ released at p × -period TAI. One embedded origin serves one edge; several edges
 		if err != nil {
 			return fmt.Errorf("-unicast: %w", err)
 		}
+		sc := unicast.SessionConfig{Streams: streams, MaxPerAddress: *maxPerAddr, PrefixBits: *prefixBits, MaxPerPrefix: *maxPerPrefix}
+		if *requireTokens {
+			sc.Tokens = src.trusted
+		}
 		srv, err = unicast.NewServer(unicast.ServerConfig{
-			Listen: listen, Senders: *senders, Clock: clock, Logger: log,
-			Sessions: unicast.SessionConfig{Streams: streams},
+			Listen: listen, Senders: *senders, Clock: clock, Logger: log, Sessions: sc,
 		})
 		if err != nil {
 			return err

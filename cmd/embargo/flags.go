@@ -235,3 +235,14 @@ func serveHTTP(ctx context.Context, g *errgroup.Group, addr string, h http.Handl
 	})
 	return ln.Addr().String(), nil
 }
+
+// list splits a comma-separated flag value, dropping empty entries.
+func list(v string) []string {
+	var out []string
+	for f := range strings.SplitSeq(v, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}

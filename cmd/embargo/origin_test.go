@@ -38,7 +38,7 @@ func TestOriginEdgeRecv(t *testing.T) {
 	recvDone := make(chan int, 1)
 	go func() {
 		recvDone <- run(ctx, []string{"recv", "-session", "https://" + originAddr + "/v1/session", "-token-file", lab.tokenFile, "-log", "debug",
-			"-ca", filepath.Join(certs, "ca.pem"), "-licence-proxy", proxyAddr, "-periods", "3", "-json", "-show-keys", "-catch-up", "0"}, recvOut, recvErr)
+			"-ca", filepath.Join(certs, "ca.pem"), "-licence-proxy", proxyAddr, "-licence-proxy-origin", "https://player.example", "-periods", "3", "-json", "-show-keys", "-catch-up", "0"}, recvOut, recvErr)
 	}()
 	// Once a period is out, an unmodified player asks the licence proxy
 	// for its first key, ClearKey style.
@@ -51,14 +51,17 @@ func TestOriginEdgeRecv(t *testing.T) {
 	kid, _ := hex.DecodeString(ev.KIDs[0])
 	key, _ := hex.DecodeString(ev.Keys[0])
 	body, _ := clearkey.MarshalRequest([][16]byte{[16]byte(kid)}, clearkey.TypeTemporary)
-	resp, err := http.Post("http://"+proxyAddr+"/", "application/json", bytes.NewReader(body))
+	req, _ := http.NewRequest(http.MethodPost, "http://"+proxyAddr+"/", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Origin", "https://player.example") // the page -licence-proxy-origin allows
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	lic, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	keys, err := clearkey.ParseLicence(lic)
-	if err != nil || len(keys) != 1 || !bytes.Equal(keys[0].Key[:], key) || resp.Header.Get("Access-Control-Allow-Origin") == "" {
+	if err != nil || len(keys) != 1 || !bytes.Equal(keys[0].Key[:], key) || resp.Header.Get("Access-Control-Allow-Origin") != "https://player.example" {
 		t.Fatalf("licence %s (%v), want key %x with CORS", lic, err, key)
 	}
 

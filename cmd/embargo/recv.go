@@ -45,7 +45,10 @@ against releaseAt.`, stdout)
 	token := fs.String("token", "", "with -session: bearer token for the master-key licence (visible to other users in the process list: prefer -token-file or EMBARGO_TOKEN)")
 	tokenFile := fs.String("token-file", "", "with -session: file (mode 0600) holding the bearer token for the master-key licence")
 	caPath := fs.String("ca", "", "with -session: CA certificate (PEM) the origin's TLS certificate must chain to (default: the system's)")
-	proxyAddr := fs.String("licence-proxy", "", "serve W3C ClearKey licences for released keys on this address (e.g. 127.0.0.1:8080), for an unmodified player")
+	proxyAddr := fs.String("licence-proxy", "", "serve W3C ClearKey licences for released keys on this loopback address (e.g. 127.0.0.1:8080), for an unmodified player")
+	proxyOrigins := fs.String("licence-proxy-origin", "", "comma-separated web origins (https://player.example) whose pages may use the licence proxy; others are refused")
+	proxyPublic := fs.Bool("licence-proxy-public", false, "let -licence-proxy listen on a non-loopback address: every host that reaches it can take released keys")
+	proxyHosts := fs.String("licence-proxy-host", "", "with -licence-proxy-public: comma-separated names (host or host:port) the proxy answers to in the Host header")
 	periods := fs.Int("periods", 0, "exit after this many periods (0: run until interrupted)")
 	asJSON := fs.Bool("json", false, "print one JSON object per period instead of text")
 	showKeys := fs.Bool("show-keys", false, "print content keys, not only their KIDs")
@@ -92,7 +95,8 @@ against releaseAt.`, stdout)
 	got := 0
 	var filter *bpf.Filter // set before Run; read under mu
 	cfg := device.Config{
-		Groups: groups.values, Edges: edges.values, CatchUp: *catchUp, LicenceProxy: *proxyAddr, Logger: log,
+		Groups: groups.values, Edges: edges.values, CatchUp: *catchUp, Logger: log,
+		LicenceProxy: *proxyAddr, LicenceProxyOrigins: list(*proxyOrigins), LicenceProxyPublic: *proxyPublic, LicenceProxyHosts: list(*proxyHosts),
 		OnEvent: func(ev receiver.Event) {
 			mu.Lock()
 			defer mu.Unlock()

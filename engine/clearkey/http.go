@@ -19,36 +19,40 @@ type Outcome uint8
 
 // The outcomes of a licence request.
 const (
-	Granted      Outcome = iota // licence sent
-	Preflight                   // CORS preflight answered
-	Unauthorized                // no or unknown bearer token
-	BadMethod                   // neither POST nor (proxy) OPTIONS
-	BadRequest                  // body is not a valid licence request
-	Unsupported                 // a persistent session type
-	TooLarge                    // body over MaxBodySize
-	UnknownKID                  // a key id the origin does not serve
-	Unavailable                 // no master key to give yet
-	NotReleased                 // waited MaxWait, a key id still not released
-	Evicted                     // released, but no longer held
-	Cancelled                   // the client went away while waiting
-	Busy                        // too many requests already waiting
+	Granted         Outcome = iota // licence sent
+	Preflight                      // CORS preflight answered
+	Unauthorized                   // no or unknown bearer token
+	BadMethod                      // neither POST nor (proxy) OPTIONS
+	BadRequest                     // body is not a valid licence request
+	Unsupported                    // a persistent session type
+	TooLarge                       // body over MaxBodySize
+	UnknownKID                     // a key id the origin does not serve
+	Unavailable                    // no master key to give yet
+	NotReleased                    // waited MaxWait, a key id still not released
+	Evicted                        // released, but no longer held
+	Cancelled                      // the client went away while waiting
+	Busy                           // too many requests already waiting
+	ForbiddenOrigin                // (proxy) a web origin the operator did not list
+	BadHost                        // (proxy) a Host header other than the proxy's own name (DNS rebinding)
 	numOutcomes
 )
 
 var outcomeNames = [numOutcomes]string{
-	Granted:      "granted",
-	Preflight:    "preflight",
-	Unauthorized: "unauthorized",
-	BadMethod:    "bad-method",
-	BadRequest:   "bad-request",
-	Unsupported:  "unsupported-type",
-	TooLarge:     "too-large",
-	UnknownKID:   "unknown-kid",
-	Unavailable:  "unavailable",
-	NotReleased:  "not-released",
-	Evicted:      "evicted",
-	Cancelled:    "cancelled",
-	Busy:         "busy",
+	Granted:         "granted",
+	Preflight:       "preflight",
+	Unauthorized:    "unauthorized",
+	BadMethod:       "bad-method",
+	BadRequest:      "bad-request",
+	Unsupported:     "unsupported-type",
+	TooLarge:        "too-large",
+	UnknownKID:      "unknown-kid",
+	Unavailable:     "unavailable",
+	NotReleased:     "not-released",
+	Evicted:         "evicted",
+	Cancelled:       "cancelled",
+	Busy:            "busy",
+	ForbiddenOrigin: "forbidden-origin",
+	BadHost:         "bad-host",
 }
 
 func (o Outcome) String() string { return outcomeNames[o] }

@@ -3,6 +3,7 @@ package clearkey
 import (
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -88,8 +89,15 @@ type MasterConfig struct {
 	// Master returns the event's master key, or nil while there is none
 	// (answered 503). It is called once per authorised request.
 	Master func() []byte
-	Logger *slog.Logger
+	// SubscriptionToken, when set, issues the subscription token (PROTOCOL.md
+	// §4.10) each granted licence carries in its SubscriptionTokenHeader.
+	SubscriptionToken func() ([]byte, error)
+	Logger            *slog.Logger
 }
+
+// SubscriptionTokenHeader carries, base64 (standard, padded), the
+// subscription token issued with a master-key licence.
+const SubscriptionTokenHeader = "Embargo-Subscription-Token"
 
 // MasterHandler serves an event's master key to authorised receivers:
 // POST with "Authorization: Bearer <token>" and either an empty body or a
@@ -98,6 +106,7 @@ type MasterConfig struct {
 type MasterHandler struct {
 	tokens []token
 	master func() []byte
+	subTok func() ([]byte, error)
 	log    *slog.Logger
 	counts Counters
 }
@@ -115,7 +124,7 @@ func NewMasterHandler(cfg MasterConfig) (*MasterHandler, error) {
 	if cfg.Master == nil {
 		return nil, fmt.Errorf("%w: no master key source", ErrConfig)
 	}
-	m := &MasterHandler{master: cfg.Master, log: cfg.Logger}
+	m := &MasterHandler{master: cfg.Master, subTok: cfg.SubscriptionToken, log: cfg.Logger}
 	if m.log == nil {
 		m.log = slog.New(slog.DiscardHandler)
 	}
@@ -172,6 +181,15 @@ func (m *MasterHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		m.fail(w, http.StatusInternalServerError, Unavailable, nil)
 		return
+	}
+	if m.subTok != nil {
+		// Without a token the licence still serves its purpose; only
+		// edges that require tokens will refuse this receiver for now.
+		if tok, err := m.subTok(); err != nil {
+			m.log.Warn("licence granted without a subscription token", "client", client, "err", err)
+		} else {
+			w.Header().Set(SubscriptionTokenHeader, base64.StdEncoding.EncodeToString(tok))
+		}
 	}
 	m.counts.Add(Granted)
 	m.log.Info("master licence granted", "client", client, "remote", r.RemoteAddr)

@@ -140,3 +140,41 @@ func TestNewMasterHandlerConfig(t *testing.T) {
 		}
 	}
 }
+
+// TestMasterHandlerSubscriptionToken: a granted licence carries the
+// issued subscription token in its header; a refused one carries none;
+// when no token can be issued the licence is still granted, without it.
+func TestMasterHandlerSubscriptionToken(t *testing.T) {
+	var fail atomic.Bool
+	h, err := clearkey.NewMasterHandler(clearkey.MasterConfig{
+		Tokens: map[string]string{"s3cret-token": "device-a"},
+		Master: func() []byte { return bytes.Repeat([]byte{7}, seal.MasterKeyLen) },
+		SubscriptionToken: func() ([]byte, error) {
+			if fail.Load() {
+				return nil, errors.New("clock unsynchronized")
+			}
+			return []byte{1, 2, 3}, nil
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &masterFixture{h: h}
+	for _, c := range []struct {
+		auth   string
+		fail   bool
+		status int
+		header string
+	}{
+		{"Bearer s3cret-token", false, http.StatusOK, "AQID"},
+		{"Bearer wrong", false, http.StatusUnauthorized, ""},
+		{"Bearer s3cret-token", true, http.StatusOK, ""},
+	} {
+		fail.Store(c.fail)
+		resp, body := f.do(t, http.MethodPost, c.auth, "")
+		if resp.StatusCode != c.status || resp.Header.Get(clearkey.SubscriptionTokenHeader) != c.header {
+			t.Errorf("%q (token fails %v): status %d, token %q; want %d, %q (%s)", c.auth, c.fail, resp.StatusCode,
+				resp.Header.Get(clearkey.SubscriptionTokenHeader), c.status, c.header, body)
+		}
+	}
+}

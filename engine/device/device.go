@@ -1,6 +1,7 @@
 package device
 
 import (
+	"cmp"
 	"context"
 	"crypto/ed25519"
 	"crypto/x509"
@@ -10,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -63,14 +65,30 @@ type Config struct {
 	// CatchUp is how many released periods per stream a unicast
 	// subscription asks for (0 … wire.MaxCatchUp).
 	CatchUp int
+	// TokenRefresh is how often a device configured from a Session with a
+	// Token fetches its licence again for a fresh subscription token,
+	// which edges that require tokens check on every subscription
+	// (default DefaultTokenRefresh: half the origin's default token life).
+	TokenRefresh time.Duration
 	// Sources are further sources the receiver reads, such as a
 	// platform's own transport. Run closes them.
 	Sources []receiver.Source
 
 	// LicenceProxy, when not empty, is the TCP address on which the
 	// device serves W3C ClearKey licences for released keys to a player
-	// (package licproxy), e.g. 127.0.0.1:8080.
+	// (package licproxy), e.g. 127.0.0.1:8080. It must be a loopback
+	// address unless LicenceProxyPublic is set.
 	LicenceProxy string
+	// LicenceProxyOrigins are the web origins (scheme://host[:port]) of
+	// the player pages allowed to use the proxy; other pages are refused.
+	LicenceProxyOrigins []string
+	// LicenceProxyPublic lets the proxy listen on a non-loopback address:
+	// every host that reaches it can then take released keys.
+	// LicenceProxyHosts are then the names it answers to in the Host
+	// header (host or host:port; none: any). On loopback the proxy
+	// answers to the loopback names of its port only.
+	LicenceProxyPublic bool
+	LicenceProxyHosts  []string
 
 	// TAIOffset converts arrival stamps to TAI; zero means the system's
 	// where it can be read, else ptp.DefaultTAIOffset.
@@ -81,6 +99,9 @@ type Config struct {
 	OnEvent func(receiver.Event)
 	Logger  *slog.Logger
 }
+
+// DefaultTokenRefresh is Config.TokenRefresh's default.
+const DefaultTokenRefresh = 5 * time.Minute
 
 // Device is a receiver wired to its sources and, optionally, a licence
 // proxy. New opens everything; Run runs it.
@@ -95,6 +116,12 @@ type Device struct {
 	proxy *licproxy.Proxy
 	ln    net.Listener // the proxy's
 	srv   *http.Server
+
+	// subToken is the current subscription token, refreshed by Run with
+	// relicence every tokenRefresh.
+	subToken     atomic.Pointer[[]byte]
+	relicence    func(context.Context) ([]byte, error)
+	tokenRefresh time.Duration
 
 	ran atomic.Bool
 
@@ -131,6 +158,10 @@ func New(ctx context.Context, cfg Config) (*Device, error) {
 			return nil, err
 		}
 		pub, master, d.streams = s.pub, s.master, s.streams
+		if s.subToken != nil {
+			d.subToken.Store(&s.subToken)
+		}
+		d.relicence, d.tokenRefresh = s.relicence, cmp.Or(cfg.TokenRefresh, DefaultTokenRefresh)
 		if len(groups) == 0 && len(edges) == 0 {
 			groups, edges = s.groups, s.edges
 		}
@@ -163,12 +194,23 @@ func New(ctx context.Context, cfg Config) (*Device, error) {
 // opened in d so that release can close it.
 func (d *Device) open(cfg Config, groups []udp.Group, edges []netip.AddrPort) error {
 	if cfg.LicenceProxy != "" {
+		host, _, err := net.SplitHostPort(cfg.LicenceProxy)
+		if err != nil {
+			return fmt.Errorf("licence proxy %q: %w", cfg.LicenceProxy, err)
+		}
+		if !cfg.LicenceProxyPublic && !isLoopback(host) {
+			return fmt.Errorf("%w: licence proxy %q is not a loopback address, so other hosts could take released keys: listen on 127.0.0.1 or [::1], or allow it explicitly (-licence-proxy-public)", ErrConfig, cfg.LicenceProxy)
+		}
 		ln, err := net.Listen("tcp", cfg.LicenceProxy)
 		if err != nil {
 			return fmt.Errorf("licence proxy: %w", err)
 		}
 		d.ln = ln
-		d.proxy = licproxy.New(licproxy.Config{Logger: d.log})
+		hosts := proxyHosts(ln.Addr().(*net.TCPAddr).Port, cfg.LicenceProxyPublic, cfg.LicenceProxyHosts)
+		if hosts == nil {
+			d.log.Warn("licence proxy: public, with no -licence-proxy-host: any Host header is answered (DNS rebinding is not refused)")
+		}
+		d.proxy = licproxy.New(licproxy.Config{AllowOrigins: cfg.LicenceProxyOrigins, Hosts: hosts, Logger: d.log})
 		// A held request waits up to MaxWait: the write timeout outlasts it.
 		d.srv = &http.Server{Handler: d.proxy, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 10 * time.Second,
 			WriteTimeout: licproxy.DefaultMaxWait + 10*time.Second, IdleTimeout: 60 * time.Second}
@@ -182,7 +224,7 @@ func (d *Device) open(cfg Config, groups []udp.Group, edges []netip.AddrPort) er
 		d.log.Info("listening", "group", g.String())
 	}
 	for _, e := range edges {
-		c, err := subscriber.Dial(subscriber.Config{Edge: e, Streams: d.streams, CatchUp: cfg.CatchUp, Logger: d.log})
+		c, err := subscriber.Dial(subscriber.Config{Edge: e, Streams: d.streams, CatchUp: cfg.CatchUp, Token: d.token, Logger: d.log})
 		if err != nil {
 			return err
 		}
@@ -207,6 +249,63 @@ func (d *Device) open(cfg Config, groups []udp.Group, edges []netip.AddrPort) er
 		d.counted = append(d.counted, &counted{Source: s})
 	}
 	return nil
+}
+
+// token is the subscription token to present, or nil.
+func (d *Device) token() []byte {
+	if p := d.subToken.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// refreshTokens fetches the licence again every tokenRefresh until ctx
+// ends, keeping the subscription token fresh; a failure is logged and the
+// old token kept (an edge refuses it only once it expires).
+func (d *Device) refreshTokens(ctx context.Context) {
+	t := time.NewTicker(d.tokenRefresh)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		tok, err := d.relicence(ctx)
+		if err != nil || tok == nil {
+			d.log.Warn("device: subscription token not refreshed", "err", err)
+			continue
+		}
+		d.subToken.Store(&tok)
+	}
+}
+
+// isLoopback reports whether host (an address or "localhost") is loopback.
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
+}
+
+// proxyHosts are the Host header values the proxy on port answers to: on
+// loopback its loopback names; public, the operator's names (with the
+// port unless given), or nil for any.
+func proxyHosts(port int, public bool, names []string) []string {
+	p := strconv.Itoa(port)
+	if !public {
+		names = []string{"127.0.0.1", "localhost", "[::1]"}
+	}
+	var hosts []string
+	for _, n := range names {
+		if _, _, err := net.SplitHostPort(n); err == nil {
+			hosts = append(hosts, n)
+			continue
+		}
+		hosts = append(hosts, n+":"+p)
+	}
+	return hosts
 }
 
 // deliver hands a released period to the proxy, then to the caller.
@@ -252,6 +351,9 @@ func (d *Device) Run(ctx context.Context) error {
 		srcs[i] = c
 	}
 	g.Go(func() error { return d.r.Run(ctx, srcs...) })
+	if d.relicence != nil {
+		g.Go(func() error { d.refreshTokens(ctx); return nil })
+	}
 	if d.srv != nil {
 		g.Go(func() error {
 			if err := d.srv.Serve(d.ln); !errors.Is(err, http.ErrServerClosed) {

@@ -326,7 +326,16 @@ func TestLicenceProxy(t *testing.T) {
 	if err != nil || !slices.Equal(got, keys[1:]) {
 		t.Fatalf("licence %s: %v", lic, err)
 	}
-	if st := d.Stats(); st.LicenceProxy.Outcomes["granted"] != 1 || st.Delivered != 1 {
+	// A page that rebound its own DNS name to 127.0.0.1 reaches the same
+	// socket with its own name in Host: refused.
+	req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/", strings.NewReader(string(body)))
+	req.Host = "rebind.attacker.example:" + addr[strings.LastIndexByte(addr, ':')+1:]
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusMisdirectedRequest {
+		t.Errorf("rebound Host: %v, %v; want 421", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	if st := d.Stats(); st.LicenceProxy.Outcomes["granted"] != 1 || st.LicenceProxy.Outcomes["bad-host"] != 1 || st.Delivered != 1 {
 		t.Errorf("stats %+v", st)
 	}
 	cancel()
@@ -337,4 +346,25 @@ func TestLicenceProxy(t *testing.T) {
 		c.Close()
 		t.Error("the proxy still listens after Run")
 	}
+}
+
+// TestLicenceProxyLoopbackOnly: the proxy refuses to listen where other
+// hosts could reach it unless the operator says so.
+func TestLicenceProxyLoopbackOnly(t *testing.T) {
+	o, master, err := origin.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, addr := range []string{":0", "0.0.0.0:0", "[::]:0", "192.0.2.1:0"} {
+		_, err := device.New(t.Context(), device.Config{OriginKey: o.PublicKey(), Master: master, Streams: []uint32{1}, Sources: []receiver.Source{newPipe()}, LicenceProxy: addr})
+		if !errors.Is(err, device.ErrConfig) {
+			t.Errorf("licence proxy on %q: %v, want ErrConfig", addr, err)
+		}
+	}
+	d, err := device.New(t.Context(), device.Config{OriginKey: o.PublicKey(), Master: master, Streams: []uint32{1}, Sources: []receiver.Source{newPipe()},
+		LicenceProxy: "0.0.0.0:0", LicenceProxyPublic: true})
+	if err != nil {
+		t.Fatalf("public, as asked: %v", err)
+	}
+	d.Close()
 }

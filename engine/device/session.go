@@ -22,6 +22,10 @@ type configured struct {
 	streams []uint32
 	groups  []udp.Group
 	edges   []netip.AddrPort
+	// subToken is the subscription token the licence carried (nil
+	// without); relicence fetches the licence again for a fresh one.
+	subToken  []byte
+	relicence func(context.Context) ([]byte, error)
 }
 
 // fromSession reads cfg.Session and, with a token, the master key of the
@@ -59,8 +63,13 @@ func fromSession(ctx context.Context, cfg Config) (*configured, error) {
 		c.edges = append(c.edges, x)
 	}
 	if cfg.Token != "" {
-		if c.master, err = session.FetchMaster(ctx, client, s.LicenceURL(c.streams[0]), cfg.Token); err != nil {
+		url := s.LicenceURL(c.streams[0])
+		if c.master, c.subToken, err = session.FetchLicence(ctx, client, url, cfg.Token); err != nil {
 			return nil, fmt.Errorf("licence: %w", err)
+		}
+		c.relicence = func(ctx context.Context) ([]byte, error) {
+			_, tok, err := session.FetchLicence(ctx, client, url, cfg.Token)
+			return tok, err
 		}
 	}
 	return c, nil

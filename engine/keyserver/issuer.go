@@ -3,6 +3,7 @@ package keyserver
 import (
 	"context"
 	"crypto/ed25519"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,6 +17,7 @@ import (
 	"github.com/embargo-live/embargo/engine/keystore"
 	"github.com/embargo-live/embargo/engine/origin"
 	"github.com/embargo-live/embargo/ptp"
+	"github.com/embargo-live/embargo/seal"
 	"github.com/embargo-live/embargo/wire"
 )
 
@@ -59,6 +61,24 @@ type Issuer struct {
 type periodKey struct {
 	stream uint32
 	period uint64
+}
+
+// DefaultTokenLife is how long a subscription token lives: an edge that
+// requires tokens checks one only when subscribing, so a short life costs
+// a viewer nothing while subscribed.
+const DefaultTokenLife = 10 * time.Minute
+
+// SubscriptionToken issues a subscription token (PROTOCOL.md §4.10) that
+// edges requiring tokens accept until life from now, for a random viewer
+// id.
+func (i *Issuer) SubscriptionToken(life time.Duration) ([]byte, error) {
+	now, err := i.clock.Now()
+	if err != nil {
+		return nil, fmt.Errorf("subscription token: %w", err)
+	}
+	t := wire.Token{NotAfter: now.Latest + int64(life)}
+	rand.Read(t.Viewer[:])
+	return seal.SignToken(i.signer, &t), nil
 }
 
 // NewIssuer loads the store's signing key and events.

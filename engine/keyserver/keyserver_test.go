@@ -17,6 +17,8 @@ import (
 	"github.com/embargo-live/embargo/engine/cpix/cpixtest"
 	"github.com/embargo-live/embargo/engine/poller"
 	"github.com/embargo-live/embargo/engine/session"
+	"github.com/embargo-live/embargo/ptp"
+	"github.com/embargo-live/embargo/seal"
 
 	"github.com/embargo-live/embargo/engine/keyserver"
 	"github.com/embargo-live/embargo/internal/pki"
@@ -139,12 +141,22 @@ func TestLicence(t *testing.T) {
 	l := newLab(t)
 	o := newOrigin(t, l)
 	url := o.srv.URL + "/v1/streams/1/licence"
-	m, err := session.FetchMaster(context.Background(), l.client(nil), url, "s3cret")
+	m, tok, err := session.FetchLicence(context.Background(), l.client(nil), url, "s3cret")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if string(m) != string(o.issuer.Event(1).Master) {
 		t.Fatal("licence master key differs from the event's")
+	}
+	// The licence carries a subscription token an edge checks offline
+	// with the origin key: living DefaultTokenLife, no longer.
+	ring := seal.NewKeyRing(o.issuer.PublicKey())
+	now := ptp.SystemTAI()
+	if _, err := ring.VerifyToken(tok, now, int64(keyserver.DefaultTokenLife)); err != nil {
+		t.Fatalf("subscription token %x: %v", tok, err)
+	}
+	if _, err := ring.VerifyToken(tok, now+int64(keyserver.DefaultTokenLife)+int64(time.Second), int64(time.Hour)); err == nil {
+		t.Fatal("the subscription token outlives DefaultTokenLife")
 	}
 	if _, err := session.FetchMaster(context.Background(), l.client(nil), url, "wrong"); err == nil || !strings.Contains(err.Error(), "401") {
 		t.Fatalf("wrong token: %v", err)

@@ -1,6 +1,7 @@
 package keyserver
 
 import (
+	"cmp"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -37,7 +38,9 @@ func (h *Handler) masterHandler(stream uint32) (*clearkey.MasterHandler, error) 
 		return nil, fmt.Errorf("no event for stream %d", stream)
 	}
 	master := ev.Master
-	mh, err := clearkey.NewMasterHandler(clearkey.MasterConfig{Tokens: h.cfg.Tokens, Master: func() []byte { return master }, Logger: h.log})
+	life := cmp.Or(h.cfg.TokenLife, DefaultTokenLife)
+	mh, err := clearkey.NewMasterHandler(clearkey.MasterConfig{Tokens: h.cfg.Tokens, Master: func() []byte { return master },
+		SubscriptionToken: func() ([]byte, error) { return h.cfg.Issuer.SubscriptionToken(life) }, Logger: h.log})
 	if err != nil {
 		return nil, err
 	}

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/embargo-live/embargo/engine/bundle"
 	"github.com/embargo-live/embargo/engine/clearkey"
@@ -32,7 +33,10 @@ type ServerConfig struct {
 	// Groups, Edges and Licence go into the session description.
 	Groups, Edges []string
 	Licence       string
-	Logger        *slog.Logger
+	// TokenLife is how long the subscription tokens issued with each
+	// licence live (default DefaultTokenLife).
+	TokenLife time.Duration
+	Logger    *slog.Logger
 }
 
 // Handler serves the origin's HTTP API. Edges and packagers must present a

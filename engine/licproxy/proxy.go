@@ -3,7 +3,9 @@ package licproxy
 import (
 	"context"
 	"log/slog"
+	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -17,10 +19,12 @@ import (
 const (
 	// DefaultMaxWait is longer than any announce lead, so a player that
 	// asks as soon as it sees a key id is answered at the release.
-	DefaultMaxWait     = 30 * time.Second
-	DefaultPeriods     = 64
-	DefaultMaxWaiters  = 1024
-	DefaultAllowOrigin = "*"
+	DefaultMaxWait    = 30 * time.Second
+	DefaultPeriods    = 64
+	DefaultMaxWaiters = 1024
+	// DefaultMaxWaitersPerClient leaves most of MaxWaiters to others
+	// whatever one client does.
+	DefaultMaxWaitersPerClient = 64
 	// maxGone bounds the evicted key ids remembered, so that a request for
 	// one fails at once instead of waiting MaxWait for nothing.
 	maxGone = 4096
@@ -35,12 +39,22 @@ type Config struct {
 	// Periods is how many released periods' keys are held; older ones are
 	// evicted and requests for them answered 410 "evicted".
 	Periods int
-	// MaxWaiters bounds the requests waiting at once; beyond it, 503.
-	MaxWaiters int
-	// AllowOrigin is the Access-Control-Allow-Origin of every response:
-	// the player page's origin, or "*".
-	AllowOrigin string
-	Logger      *slog.Logger
+	// MaxWaiters bounds the requests waiting at once, and
+	// MaxWaitersPerClient those of one client (its remote IP address and
+	// Origin header); beyond either, 503.
+	MaxWaiters, MaxWaitersPerClient int
+	// AllowOrigins are the web origins (scheme://host[:port]) whose pages
+	// may use the proxy: a request from one is answered with CORS
+	// headers naming it, a request from any other origin refused 403
+	// "forbidden-origin". A request without an Origin header (a native
+	// player, a same-origin page) is served without CORS headers.
+	AllowOrigins []string
+	// Hosts are the names the proxy answers to in the Host header, e.g.
+	// "127.0.0.1:8080" and "localhost:8080"; any other is refused 421
+	// "bad-host", so a web page cannot reach the proxy by rebinding its
+	// own DNS name to the loopback address. Empty: any (not for service).
+	Hosts  []string
+	Logger *slog.Logger
 }
 
 // Proxy is a W3C Clear Key licence server for a browser player on the
@@ -67,6 +81,13 @@ type Proxy struct {
 	// close wakes every waiting request, which then looks again.
 	changed chan struct{}
 	waiting int
+	clients map[client]int // waiting requests per client
+}
+
+// client is who a waiting request counts against.
+type client struct {
+	ip     string
+	origin string
 }
 
 type periodID struct {
@@ -112,8 +133,8 @@ func New(cfg Config) *Proxy {
 	if cfg.MaxWaiters <= 0 {
 		cfg.MaxWaiters = DefaultMaxWaiters
 	}
-	if cfg.AllowOrigin == "" {
-		cfg.AllowOrigin = DefaultAllowOrigin
+	if cfg.MaxWaitersPerClient <= 0 {
+		cfg.MaxWaitersPerClient = DefaultMaxWaitersPerClient
 	}
 	p := &Proxy{
 		cfg:     cfg,
@@ -121,6 +142,7 @@ func New(cfg Config) *Proxy {
 		live:    make(map[[wire.KIDLen]byte]held),
 		gone:    make(map[[wire.KIDLen]byte]uint64),
 		changed: make(chan struct{}),
+		clients: make(map[client]int),
 	}
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
@@ -199,7 +221,21 @@ func (p *Proxy) Stats() Stats {
 // receive a Clear Key licence; OPTIONS answers a CORS preflight.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
-	h.Set("Access-Control-Allow-Origin", p.cfg.AllowOrigin)
+	if len(p.cfg.Hosts) > 0 && !slices.Contains(p.cfg.Hosts, r.Host) {
+		p.log.Debug("licence request for another host", "host", r.Host, "remote", r.RemoteAddr)
+		p.fail(w, http.StatusMisdirectedRequest, clearkey.BadHost, nil)
+		return
+	}
+	origin := r.Header.Get("Origin")
+	if origin != "" {
+		h.Set("Vary", "Origin")
+		if !slices.Contains(p.cfg.AllowOrigins, origin) {
+			p.log.Debug("licence request from an origin not allowed", "origin", origin, "remote", r.RemoteAddr)
+			p.fail(w, http.StatusForbidden, clearkey.ForbiddenOrigin, nil)
+			return
+		}
+		h.Set("Access-Control-Allow-Origin", origin)
+	}
 	switch r.Method {
 	case http.MethodPost:
 	case http.MethodOptions:
@@ -225,7 +261,8 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.fail(w, status, o, nil)
 		return
 	}
-	keys, missing, o := p.await(r.Context(), unique(req.KIDs))
+	ip, _, _ := net.SplitHostPort(r.RemoteAddr)
+	keys, missing, o := p.await(r.Context(), client{ip, origin}, unique(req.KIDs))
 	switch o {
 	case clearkey.Granted:
 		lic, err := clearkey.MarshalLicence(keys, req.Type)
@@ -254,7 +291,7 @@ func (p *Proxy) fail(w http.ResponseWriter, status int, o clearkey.Outcome, kids
 // await waits until every kid is released and returns their keys, in
 // order; otherwise the outcome, and the kids that were missing or evicted.
 // It starts no goroutine: the wait is the handler's own.
-func (p *Proxy) await(ctx context.Context, kids [][wire.KIDLen]byte) ([]seal.ContentKey, [][wire.KIDLen]byte, clearkey.Outcome) {
+func (p *Proxy) await(ctx context.Context, who client, kids [][wire.KIDLen]byte) ([]seal.ContentKey, [][wire.KIDLen]byte, clearkey.Outcome) {
 	p.mu.Lock()
 	keys, missing, gone := p.lookup(kids)
 	changed := p.changed
@@ -265,15 +302,19 @@ func (p *Proxy) await(ctx context.Context, kids [][wire.KIDLen]byte) ([]seal.Con
 	case len(missing) == 0:
 		p.mu.Unlock()
 		return keys, nil, clearkey.Granted
-	case p.waiting >= p.cfg.MaxWaiters:
+	case p.waiting >= p.cfg.MaxWaiters || p.clients[who] >= p.cfg.MaxWaitersPerClient:
 		p.mu.Unlock()
 		return nil, missing, clearkey.Busy
 	}
 	p.waiting++
+	p.clients[who]++
 	p.mu.Unlock()
 	defer func() {
 		p.mu.Lock()
 		p.waiting--
+		if p.clients[who]--; p.clients[who] == 0 {
+			delete(p.clients, who)
+		}
 		p.mu.Unlock()
 	}()
 

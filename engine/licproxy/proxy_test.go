@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -42,9 +43,13 @@ type result struct {
 }
 
 // do serves one request in memory: no socket, so it may run in a bubble.
-func do(p *licproxy.Proxy, ctx context.Context, method, body string) result {
+// Each of edit changes the request first.
+func do(p *licproxy.Proxy, ctx context.Context, method, body string, edit ...func(*http.Request)) result {
 	req := httptest.NewRequestWithContext(ctx, method, "http://device.local/", strings.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
+	for _, e := range edit {
+		e(req)
+	}
 	rec := httptest.NewRecorder()
 	p.ServeHTTP(rec, req)
 	return result{status: rec.Code, header: rec.Result().Header, body: rec.Body.Bytes(), at: time.Now()}
@@ -54,13 +59,34 @@ func do(p *licproxy.Proxy, ctx context.Context, method, body string) result {
 // arrive.
 func ask(t *testing.T, p *licproxy.Proxy, ctx context.Context, kids ...[16]byte) <-chan result {
 	t.Helper()
+	return askAs(t, p, ctx, nil, kids...)
+}
+
+// askAs is ask with the request changed by edit.
+func askAs(t *testing.T, p *licproxy.Proxy, ctx context.Context, edit func(*http.Request), kids ...[16]byte) <-chan result {
+	t.Helper()
 	body, err := clearkey.MarshalRequest(kids, "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	ch := make(chan result, 1)
-	go func() { ch <- do(p, ctx, http.MethodPost, string(body)) }()
+	go func() {
+		if edit == nil {
+			edit = func(*http.Request) {}
+		}
+		ch <- do(p, ctx, http.MethodPost, string(body), edit)
+	}()
 	return ch
+}
+
+// from sets a request's Origin header (none if empty) and remote address.
+func from(origin, remote string) func(*http.Request) {
+	return func(r *http.Request) {
+		if origin != "" {
+			r.Header.Set("Origin", origin)
+		}
+		r.RemoteAddr = remote
+	}
 }
 
 // settle waits until every goroutine in the bubble is blocked and checks
@@ -141,8 +167,8 @@ func TestProxyWaitsForRelease(t *testing.T) {
 		if !r.at.Equal(released) {
 			t.Errorf("answered %v after the release, want at once", r.at.Sub(released))
 		}
-		if o := r.header.Get("Access-Control-Allow-Origin"); o != "*" {
-			t.Errorf("Allow-Origin %q", o)
+		if o := r.header.Get("Access-Control-Allow-Origin"); o != "" {
+			t.Errorf("Allow-Origin %q to a request without an Origin", o)
 		}
 		// Released keys are served at once from then on.
 		wantKeys(t, do(p, t.Context(), http.MethodPost, request(t, keys[0].KID, keys[1].KID)), keys...)
@@ -184,16 +210,17 @@ func TestProxyAnswersWhenAllReleased(t *testing.T) {
 func TestProxyTimeoutListsMissing(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const maxWait = 300 * time.Millisecond
-		p := licproxy.New(licproxy.Config{MaxWait: maxWait})
+		const player = "https://player.example"
+		p := licproxy.New(licproxy.Config{MaxWait: maxWait, AllowOrigins: []string{player}})
 		a, c := randomKeys(1)[0], randomKeys(1)[0]
 		p.Deliver(event(1, a))
 		start := time.Now()
-		r := <-ask(t, p, t.Context(), a.KID, c.KID)
+		r := <-askAs(t, p, t.Context(), from(player, "127.0.0.1:1"), a.KID, c.KID)
 		if d := r.at.Sub(start); d != maxWait {
 			t.Errorf("answered after %v, want exactly MaxWait %v", d, maxWait)
 		}
 		wantError(t, r, http.StatusNotFound, "not-released", c.KID)
-		if r.header.Get("Access-Control-Allow-Origin") != "*" {
+		if r.header.Get("Access-Control-Allow-Origin") != player {
 			t.Error("no Allow-Origin on an error: the player could not read it")
 		}
 	})
@@ -283,7 +310,7 @@ func TestProxyCancelled(t *testing.T) {
 func TestProxyPreflight(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const origin = "https://player.example"
-		p := licproxy.New(licproxy.Config{AllowOrigin: origin})
+		p := licproxy.New(licproxy.Config{AllowOrigins: []string{origin}})
 		req := httptest.NewRequest(http.MethodOptions, "http://device.local/", nil)
 		req.Header.Set("Origin", origin)
 		req.Header.Set("Access-Control-Request-Method", "POST")
@@ -304,7 +331,7 @@ func TestProxyPreflight(t *testing.T) {
 		}
 		k := randomKeys(1)[0]
 		p.Deliver(event(1, k))
-		if r := do(p, t.Context(), http.MethodPost, request(t, k.KID)); r.header.Get("Access-Control-Allow-Origin") != origin {
+		if r := do(p, t.Context(), http.MethodPost, request(t, k.KID), from(origin, "127.0.0.1:1")); r.header.Get("Access-Control-Allow-Origin") != origin {
 			t.Errorf("POST Allow-Origin %q", r.header.Get("Access-Control-Allow-Origin"))
 		}
 		if got := p.Stats().Outcomes["preflight"]; got != 1 {
@@ -343,7 +370,7 @@ func TestProxyBadRequests(t *testing.T) {
 func TestProxyManyWaiters(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const n = 200
-		p := licproxy.New(licproxy.Config{})
+		p := licproxy.New(licproxy.Config{MaxWaitersPerClient: n})
 		keys := randomKeys(2)
 		chs := make([]<-chan result, n)
 		for i := range chs {
@@ -379,5 +406,88 @@ func TestProxyBusy(t *testing.T) {
 		p.Deliver(event(1, k))
 		wantKeys(t, <-a, k)
 		wantKeys(t, <-b, k)
+	})
+}
+
+// TestProxyOrigins: only the web origins the operator listed get CORS
+// headers naming them; a page of any other origin is refused before its
+// request waits for anything, and a request without an Origin (a native
+// player) is served without CORS headers.
+func TestProxyOrigins(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const player = "https://player.example"
+		p := licproxy.New(licproxy.Config{AllowOrigins: []string{player}})
+		k := randomKeys(1)[0]
+		p.Deliver(event(1, k))
+		for _, c := range []struct {
+			origin string
+			status int
+			acao   string
+		}{
+			{player, http.StatusOK, player},
+			{"https://restreamer.example", http.StatusForbidden, ""},
+			{"null", http.StatusForbidden, ""},
+			{"", http.StatusOK, ""},
+		} {
+			r := do(p, t.Context(), http.MethodPost, request(t, k.KID), from(c.origin, "127.0.0.1:1"))
+			if r.status != c.status || r.header.Get("Access-Control-Allow-Origin") != c.acao {
+				t.Errorf("origin %q: status %d, Allow-Origin %q; want %d, %q", c.origin, r.status, r.header.Get("Access-Control-Allow-Origin"), c.status, c.acao)
+			}
+		}
+		if got := p.Stats().Outcomes; got["forbidden-origin"] != 2 || got["granted"] != 2 {
+			t.Errorf("outcomes %v", got)
+		}
+	})
+}
+
+// TestProxyHost: a request whose Host is not the proxy's own name — a
+// page that rebound its DNS name to the loopback address — is refused,
+// even for a released key.
+func TestProxyHost(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := licproxy.New(licproxy.Config{Hosts: []string{"127.0.0.1:8080", "localhost:8080"}})
+		k := randomKeys(1)[0]
+		p.Deliver(event(1, k))
+		host := func(h string) func(*http.Request) { return func(r *http.Request) { r.Host = h } }
+		for h, want := range map[string]int{
+			"127.0.0.1:8080": http.StatusOK, "localhost:8080": http.StatusOK,
+			"rebind.attacker.example:8080": http.StatusMisdirectedRequest, "127.0.0.1:8081": http.StatusMisdirectedRequest, "": http.StatusMisdirectedRequest,
+		} {
+			if r := do(p, t.Context(), http.MethodPost, request(t, k.KID), host(h)); r.status != want {
+				t.Errorf("Host %q: status %d, want %d", h, r.status, want)
+			}
+		}
+		if got := p.Stats().Outcomes["bad-host"]; got != 3 {
+			t.Errorf("bad-host %d, want 3", got)
+		}
+	})
+}
+
+// TestProxyPerClientBound: another local process filling the waiting
+// room gets only its own share; the player's request still waits and is
+// answered at the release.
+func TestProxyPerClientBound(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const player = "https://player.example"
+		p := licproxy.New(licproxy.Config{AllowOrigins: []string{player}, MaxWaiters: 10, MaxWaitersPerClient: 4})
+		k := randomKeys(1)[0]
+		var flood []<-chan result
+		for i := range 20 {
+			flood = append(flood, askAs(t, p, t.Context(), from("", "127.0.0.1:"+strconv.Itoa(2000+i)), k.KID))
+		}
+		settle(t, p, 4)
+		mine := askAs(t, p, t.Context(), from(player, "127.0.0.1:9999"), k.KID)
+		settle(t, p, 5)
+		p.Deliver(event(1, k))
+		wantKeys(t, <-mine, k)
+		busy := 0
+		for _, ch := range flood {
+			if r := <-ch; r.status == http.StatusServiceUnavailable {
+				busy++
+			}
+		}
+		if busy != 16 {
+			t.Errorf("%d of the flood's 20 refused busy, want 16", busy)
+		}
 	})
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/embargo-live/embargo/engine/edge"
 	"github.com/embargo-live/embargo/engine/unicast"
 	"github.com/embargo-live/embargo/ptp"
+	"github.com/embargo-live/embargo/wire"
 )
 
 const namespace = "embargo"
@@ -80,6 +81,14 @@ func RegisterUnicast(reg prometheus.Registerer, s *unicast.Server) {
 	counter("expired_total", "Subscriptions dropped for silence.", func(st unicast.ServerStats) uint64 { return st.Sessions.Expired })
 	counter("session_bytes_in_total", "Session-protocol bytes received.", func(st unicast.ServerStats) uint64 { return st.Sessions.BytesIn })
 	counter("session_bytes_out_total", "Session-protocol bytes answered (never more than received from unvalidated addresses).", func(st unicast.ServerStats) uint64 { return st.Sessions.BytesOut })
+	counter("forged_total", "KEEPALIVE, LEAVE and RESPONSE datagrams naming a live session whose MAC failed: dropped.", func(st unicast.ServerStats) uint64 { return st.Sessions.Forged })
+	counter("challenges_total", "Path challenges sent to a session's new address.", func(st unicast.ServerStats) uint64 { return st.Sessions.Challenges })
+	counter("moved_total", "Subscriptions moved to a new address that proved itself.", func(st unicast.ServerStats) uint64 { return st.Sessions.Moved })
+	for r := wire.ReasonBadCookie; r <= wire.ReasonBusy; r++ {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: namespace, Subsystem: "unicast", Name: "refused_total",
+			Help: "Session requests refused, by reason (PROTOCOL.md §4.5).", ConstLabels: prometheus.Labels{"reason": r.String()}},
+			func() float64 { return float64(s.Stats().Sessions.Refused[r]) }))
+	}
 }
 
 // RegisterClock exports the clock's state and uncertainty.

@@ -65,9 +65,25 @@ func (s *Session) LicenceURL(stream uint32) string {
 // FetchMaster gets the stream's master key with a bearer token from its
 // licence URL, and checks the licence (clearkey.ParseMasterLicence).
 func FetchMaster(ctx context.Context, c *http.Client, url, token string) ([]byte, error) {
-	body, err := fetch.Do(ctx, c, http.MethodPost, url, token, maxBody)
+	master, _, err := FetchLicence(ctx, c, url, token)
+	return master, err
+}
+
+// FetchLicence is FetchMaster, also returning the subscription token the
+// licence carries (clearkey.SubscriptionTokenHeader), or nil without one.
+// The token is not checked here: edges check it.
+func FetchLicence(ctx context.Context, c *http.Client, url, token string) (master, subscription []byte, err error) {
+	body, h, err := fetch.DoHeader(ctx, c, http.MethodPost, url, token, maxBody)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return clearkey.ParseMasterLicence(body)
+	if master, err = clearkey.ParseMasterLicence(body); err != nil {
+		return nil, nil, err
+	}
+	if v := h.Get(clearkey.SubscriptionTokenHeader); v != "" {
+		if subscription, err = base64.StdEncoding.DecodeString(v); err != nil {
+			return nil, nil, fmt.Errorf("licence: %s: %w", clearkey.SubscriptionTokenHeader, err)
+		}
+	}
+	return master, subscription, nil
 }

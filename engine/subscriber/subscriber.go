@@ -2,18 +2,22 @@ package subscriber
 
 import (
 	"cmp"
+	"crypto/ecdh"
 	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
+	mrand "math/rand/v2"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/embargo-live/embargo/engine/datagram"
 	"github.com/embargo-live/embargo/engine/udp"
+	"github.com/embargo-live/embargo/seal"
 	"github.com/embargo-live/embargo/wire"
 )
 
@@ -29,7 +33,19 @@ var (
 const (
 	DefaultRetry    = 200 * time.Millisecond
 	DefaultMaxRetry = 5 * time.Second
+	// DefaultHandshakeTimeout is how long a handshake may go unanswered
+	// before it starts over with a fresh nonce and key share.
+	DefaultHandshakeTimeout = 30 * time.Second
 )
+
+// MaxRetryAfter caps an edge's retry-after advice: a REFUSED can delay
+// this client's next attempt at that edge by no more (PROTOCOL.md §4.5).
+const MaxRetryAfter = 30 * time.Second
+
+// minResponseGap is the least time between two RESPONSEs: a CHALLENGE is
+// unauthenticated, so a flood of them must not make the client flood its
+// edge.
+const minResponseGap = 100 * time.Millisecond
 
 // Config configures a Client. Edge and Streams are required.
 type Config struct {
@@ -39,9 +55,18 @@ type Config struct {
 	// subscription (0 … wire.MaxCatchUp).
 	CatchUp int
 	// Retry is the first wait before a handshake message is repeated; it
-	// doubles up to MaxRetry.
+	// doubles up to MaxRetry, each wait drawn at random from its upper
+	// half so that receivers an edge refused together do not return
+	// together.
 	Retry, MaxRetry time.Duration
-	Logger          *slog.Logger
+	// HandshakeTimeout is how long a handshake may go unanswered before
+	// it starts over (default DefaultHandshakeTimeout); a subscription
+	// starts over after the expiry the edge advertised.
+	HandshakeTimeout time.Duration
+	// Token, when set, returns the subscription token to present in each
+	// SUBSCRIBE (PROTOCOL.md §4.10), or nil for none.
+	Token  func() []byte
+	Logger *slog.Logger
 }
 
 // Conn is a Client's transport: a datagram socket connected to its edge.
@@ -59,9 +84,16 @@ type Conn interface {
 
 // Client is a receiver's session with one edge. It is a datagram.Source:
 // ReadBatch returns the edge's ANNOUNCE and RELEASE datagrams and handles
-// the session messages itself. It subscribes, sends keepalives, and starts
-// over when the edge refuses the session (a restart) or falls silent for
-// the session's expiry.
+// the session messages itself. It subscribes, sends authenticated
+// keepalives, answers the edge's path challenges, and starts over when the
+// edge refuses the session (a restart) or falls silent — in any phase —
+// for the session's expiry or the handshake timeout.
+//
+// It believes only what answers its own outstanding request: a COOKIE or
+// SUBSCRIBED echoing its nonce, a REFUSED echoing its nonce or its last
+// keepalive's MAC, a keepalive echo under the session key. Anything else
+// is counted (Stats.Ignored) and changes nothing. A device runs one Client
+// per edge, so while one backs off the others keep delivering.
 type Client struct {
 	cfg  Config
 	log  *slog.Logger
@@ -77,14 +109,20 @@ type Client struct {
 type clientState struct {
 	phase     phase
 	nonce     [wire.NonceLen]byte
+	share     *ecdh.PrivateKey // this handshake's key share
 	cookie    [wire.CookieLen]byte
 	session   [wire.SessionIDLen]byte
+	key       [wire.SessionKeyLen]byte
 	keepalive time.Duration
 	expiry    time.Duration
-	heard     time.Time // last datagram from the edge
+	heard     time.Time // last authentic answer from the edge
 	next      time.Time // when to send the next handshake or keepalive
 	backoff   time.Duration
 	seq       uint32
+	tags      [2][wire.NonceLen]byte // MACs (first 8 bytes) of the last two keepalives or responses
+	challenge *[wire.CookieLen]byte  // a CHALLENGE's cookie to answer
+	responded time.Time
+	refusals  int // REFUSEDs since the last subscription
 }
 
 type phase uint8
@@ -102,6 +140,12 @@ type Stats struct {
 	Refused       uint64
 	Data          uint64 // ANNOUNCE and RELEASE datagrams passed on
 	Unreachable   uint64 // ICMP port-unreachable reports: the edge was down
+	// Ignored counts session messages that answered no request of this
+	// client's or failed the session key: spoofed, stale or corrupt.
+	Ignored uint64
+	// Challenges counts the edge's path challenges answered (the client's
+	// address changed, as after a NAT rebinding).
+	Challenges uint64
 }
 
 // Dial opens a UDP socket to cfg.Edge and starts the session over it in
@@ -131,6 +175,7 @@ func New(cfg Config, conn Conn) (*Client, error) {
 	}
 	cfg.Retry = cmp.Or(cfg.Retry, DefaultRetry)
 	cfg.MaxRetry = cmp.Or(cfg.MaxRetry, DefaultMaxRetry)
+	cfg.HandshakeTimeout = cmp.Or(cfg.HandshakeTimeout, DefaultHandshakeTimeout)
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -157,8 +202,9 @@ type socketConn struct {
 
 func (s socketConn) Write(b []byte) (int, error) { return s.c.Write(b) }
 
-// maintain sends handshakes and keepalives when due, and starts over when
-// the edge has been silent for the session's expiry.
+// maintain sends handshakes, keepalives and challenge responses when due,
+// and starts over when the edge has been silent for the session's expiry
+// (or, handshaking, the handshake timeout).
 func (c *Client) maintain() {
 	t := time.NewTimer(0)
 	defer t.Stop()
@@ -171,18 +217,33 @@ func (c *Client) maintain() {
 		}
 		now := time.Now()
 		c.mu.Lock()
-		if c.st.phase == phaseSubscribed && now.Sub(c.st.heard) > c.st.expiry {
-			c.log.Warn("subscriber: edge silent, subscribing again", "silent", now.Sub(c.st.heard))
+		limit := c.limit()
+		if now.Sub(c.st.heard) > limit {
+			c.log.Warn("subscriber: edge silent, starting over", "silent", now.Sub(c.st.heard))
 			c.restart(now, true)
 		}
-		var msg []byte
-		if !now.Before(c.st.next) {
-			msg = c.due(now)
+		msgs := make([][]byte, 0, 2)
+		if m := c.respond(now); m != nil {
+			msgs = append(msgs, m)
 		}
-		wait := max(c.st.next.Sub(now), time.Millisecond)
+		if !now.Before(c.st.next) {
+			if m := c.due(now); m != nil {
+				msgs = append(msgs, m)
+			}
+		}
+		// Wake for the next message, a response held back by its gap, or
+		// the watchdog, whichever is first.
+		wake := c.st.next
+		if limit = c.limit(); c.st.heard.Add(limit).Before(wake) {
+			wake = c.st.heard.Add(limit)
+		}
+		if r := c.st.responded.Add(minResponseGap); c.st.challenge != nil && r.Before(wake) {
+			wake = r
+		}
+		wait := max(wake.Sub(now), time.Millisecond)
 		c.mu.Unlock()
-		if msg != nil {
-			if _, err := c.conn.Write(msg); err != nil {
+		for _, m := range msgs {
+			if _, err := c.conn.Write(m); err != nil {
 				c.log.Debug("subscriber: send", "err", err)
 			}
 		}
@@ -199,15 +260,19 @@ func (c *Client) due(now time.Time) []byte {
 	case phaseHello:
 		m = &wire.Hello{Nonce: st.nonce, PadLen: wire.HelloMinLen - wire.HeaderLen - wire.NonceLen}
 	case phaseSubscribe:
-		streams := append([]uint32(nil), c.cfg.Streams...)
-		m = &wire.Subscribe{Nonce: st.nonce, Cookie: st.cookie, CatchUp: uint8(c.cfg.CatchUp), Streams: streams}
+		sub := &wire.Subscribe{Nonce: st.nonce, Cookie: st.cookie, CatchUp: uint8(c.cfg.CatchUp),
+			KeyShare: [wire.KeyShareLen]byte(st.share.PublicKey().Bytes()), Streams: slices.Clone(c.cfg.Streams)}
+		if c.cfg.Token != nil {
+			sub.Token = c.cfg.Token()
+		}
+		m = sub
 	case phaseSubscribed:
 		st.seq++
 		st.next = now.Add(st.keepalive)
 		m = &wire.Keepalive{SessionID: st.session, Seq: st.seq}
 	}
 	if st.phase != phaseSubscribed {
-		st.next = now.Add(st.backoff)
+		st.next = now.Add(jitter(st.backoff))
 		st.backoff = min(2*st.backoff, c.cfg.MaxRetry)
 	}
 	b := make([]byte, wire.MaxDatagram)
@@ -215,7 +280,44 @@ func (c *Client) due(now time.Time) []byte {
 	if err != nil {
 		return nil
 	}
+	if st.phase == phaseSubscribed {
+		seal.SignSession(&st.key, b[:n])
+		st.tags[0], st.tags[1] = [wire.NonceLen]byte(b[n-wire.MACLen:]), st.tags[0]
+	}
 	return b[:n]
+}
+
+// limit is how long the edge may be silent in the current phase. c.mu is
+// held.
+func (c *Client) limit() time.Duration {
+	if c.st.phase == phaseSubscribed {
+		return c.st.expiry
+	}
+	return c.cfg.HandshakeTimeout
+}
+
+// jitter returns a wait drawn at random from d's upper half.
+func jitter(d time.Duration) time.Duration {
+	return d - time.Duration(mrand.Int64N(int64(d/2)+1))
+}
+
+// respond builds the RESPONSE to a pending CHALLENGE, at most one per
+// minResponseGap. c.mu is held.
+func (c *Client) respond(now time.Time) []byte {
+	st := &c.st
+	if st.challenge == nil || st.phase != phaseSubscribed || now.Sub(st.responded) < minResponseGap {
+		return nil
+	}
+	st.seq++
+	b := make([]byte, wire.ResponseLen)
+	if _, err := (&wire.Response{SessionID: st.session, Seq: st.seq, Cookie: *st.challenge}).Encode(b); err != nil {
+		return nil
+	}
+	seal.SignSession(&st.key, b)
+	st.tags[0], st.tags[1] = [wire.NonceLen]byte(b[wire.ResponseLen-wire.MACLen:]), st.tags[0]
+	st.challenge, st.responded = nil, now
+	c.stats.Challenges++
+	return b
 }
 
 // restart begins a new handshake. c.mu is held.
@@ -224,7 +326,15 @@ func (c *Client) restart(now time.Time, count bool) {
 		c.stats.Restarts++
 	}
 	c.st = clientState{phase: phaseHello, heard: now, next: now, backoff: c.cfg.Retry}
-	rand.Read(c.st.nonce[:])
+	// A nonce of zero is never accepted in an answer, so never sent.
+	for c.st.nonce == ([wire.NonceLen]byte{}) {
+		rand.Read(c.st.nonce[:])
+	}
+	share, err := seal.NewKeyShare(rand.Reader)
+	if err != nil {
+		panic(fmt.Sprintf("subscriber: X25519 key from crypto/rand: %v", err)) // crypto/rand does not fail
+	}
+	c.st.share = share
 }
 
 func (c *Client) wake() {
@@ -251,10 +361,9 @@ func (c *Client) ReadBatch(ms []datagram.Message) (int, error) {
 			return 0, err
 		}
 		kept := datagram.Keep(ms, n, func(m *datagram.Message) bool { return !c.session(m.Buf[:m.N]) })
-		// Once per batch, not per datagram: anything from the edge is a
-		// sign of life.
+		// Data is no sign of life: anyone can send it from the edge's
+		// address. Only authentic session answers are (c.session).
 		c.mu.Lock()
-		c.st.heard = time.Now()
 		c.stats.Data += uint64(kept)
 		c.mu.Unlock()
 		if kept > 0 {
@@ -276,40 +385,94 @@ func (c *Client) session(d []byte) bool {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	now := time.Now()
-	switch h.Type {
+	if !c.answer(h.Type, d, time.Now()) {
+		c.stats.Ignored++
+	}
+	return true
+}
+
+// answer handles session message d of type t if it answers this client's
+// outstanding request, and reports whether it did. c.mu is held.
+func (c *Client) answer(t wire.Type, d []byte, now time.Time) bool {
+	st := &c.st
+	switch t {
 	case wire.TypeCookie:
 		var m wire.Cookie
-		if m.Decode(d) == nil && m.Nonce == c.st.nonce && c.st.phase == phaseHello {
-			c.st.cookie, c.st.phase, c.st.next, c.st.backoff = m.Cookie, phaseSubscribe, now, c.cfg.Retry
-			c.wake()
+		if m.Decode(d) != nil || st.phase != phaseHello || m.Nonce != st.nonce {
+			return false
 		}
+		st.cookie, st.phase, st.next, st.backoff, st.heard = m.Cookie, phaseSubscribe, now, c.cfg.Retry, now
+		c.wake()
 	case wire.TypeSubscribed:
 		var m wire.Subscribed
-		if m.Decode(d) == nil && m.Nonce == c.st.nonce && c.st.phase == phaseSubscribe {
-			c.st.phase, c.st.session = phaseSubscribed, m.SessionID
-			c.st.keepalive = time.Duration(m.KeepaliveMs) * time.Millisecond
-			c.st.expiry = time.Duration(m.ExpiryMs) * time.Millisecond
-			c.st.next = now.Add(c.st.keepalive)
-			c.stats.Subscriptions++
-			c.log.Info("subscriber: subscribed", "streams", m.Streams, "keepalive", c.st.keepalive)
+		if m.Decode(d) != nil || st.phase != phaseSubscribe || m.Nonce != st.nonce {
+			return false
 		}
+		mask, err := seal.SessionKeyMask(st.share, &m.KeyShare, &st.nonce)
+		if err != nil {
+			return false
+		}
+		st.phase, st.session, st.key, st.heard, st.refusals = phaseSubscribed, m.SessionID, seal.XorKey(&m.SealedKey, &mask), now, 0
+		st.keepalive = time.Duration(m.KeepaliveMs) * time.Millisecond
+		st.expiry = time.Duration(m.ExpiryMs) * time.Millisecond
+		st.next = now.Add(st.keepalive)
+		c.stats.Subscriptions++
+		c.log.Info("subscriber: subscribed", "streams", m.Streams, "keepalive", st.keepalive)
 	case wire.TypeRefused:
 		var m wire.Refused
-		if m.Decode(d) != nil || (m.Nonce != c.st.nonce && m.Nonce != [wire.NonceLen]byte{}) {
-			return true
+		if m.Decode(d) != nil || !c.outstanding(m.Nonce) {
+			return false
 		}
 		c.stats.Refused++
 		c.log.Info("subscriber: refused", "reason", m.Reason)
+		refusals := st.refusals + 1
 		c.restart(now, true)
-		if m.RetryAfterMs > 0 {
-			c.st.next = now.Add(time.Duration(m.RetryAfterMs) * time.Millisecond)
+		c.st.refusals = refusals
+		// A stale cookie or a forgotten session is fixed by starting over
+		// at once, the first time; anything else, or a refusal again,
+		// waits a back-off that grows with each refusal in a row.
+		var wait time.Duration
+		if refusals > 1 || (m.Reason != wire.ReasonBadCookie && m.Reason != wire.ReasonUnknownSession) {
+			wait = jitter(min(c.cfg.Retry<<min(refusals-1, 16), c.cfg.MaxRetry))
 		}
+		if m.RetryAfterMs > 0 {
+			wait = max(wait, min(time.Duration(m.RetryAfterMs)*time.Millisecond, MaxRetryAfter))
+		}
+		c.st.next = now.Add(wait)
 		c.wake()
 	case wire.TypeKeepalive:
-		// The echo: ReadBatch notes it was heard.
+		var m wire.Keepalive
+		if m.Decode(d) != nil || !m.Echo || st.phase != phaseSubscribed || m.SessionID != st.session ||
+			m.Seq > st.seq || m.Seq+2 < st.seq || !seal.VerifySession(&st.key, d) {
+			return false
+		}
+		st.heard = now
+	case wire.TypeChallenge:
+		var m wire.Challenge
+		if m.Decode(d) != nil || st.phase != phaseSubscribed || m.SessionID != st.session {
+			return false
+		}
+		st.challenge = &m.Cookie
+		c.wake()
+	default:
+		return false
 	}
 	return true
+}
+
+// outstanding reports whether a REFUSED echoing nonce answers this
+// client's request: its handshake's nonce, or the MAC of one of its last
+// two keepalives. Zero never does.
+func (c *Client) outstanding(nonce [wire.NonceLen]byte) bool {
+	st := &c.st
+	switch {
+	case nonce == [wire.NonceLen]byte{}:
+		return false
+	case st.phase == phaseSubscribed:
+		return nonce == st.tags[0] || nonce == st.tags[1]
+	default:
+		return nonce == st.nonce
+	}
 }
 
 // SyscallConn gives access to the socket, to attach a filter to it; a
@@ -341,7 +504,9 @@ func (c *Client) Close() error {
 	c.mu.Lock()
 	if c.st.phase == phaseSubscribed {
 		var b [wire.LeaveLen]byte
-		if n, err := (&wire.Leave{SessionID: c.st.session}).Encode(b[:]); err == nil {
+		c.st.seq++
+		if n, err := (&wire.Leave{SessionID: c.st.session, Seq: c.st.seq}).Encode(b[:]); err == nil {
+			seal.SignSession(&c.st.key, b[:n])
 			c.conn.Write(b[:n])
 		}
 	}

@@ -37,9 +37,11 @@ type written struct {
 // silent, and logs them.
 type fakeEdge struct {
 	conn     *subscribertest.Conn
+	from     atomic.Pointer[netip.AddrPort] // the client's address as the edge sees it
 	sessions atomic.Pointer[unicast.Sessions]
 	silent   atomic.Bool
 	log      []written // read only after synctest.Wait
+	sent     [][]byte  // what the client wrote, likewise
 	nonces   map[[wire.NonceLen]byte]int
 }
 
@@ -55,10 +57,18 @@ func newSessionTable(t *testing.T) *unicast.Sessions {
 // (silent from the start if silent), and a reader that drives its session
 // handling, all in the bubble and all ended by cleanup.
 func startClient(t *testing.T, silent bool) (*subscriber.Client, *fakeEdge) {
+	return startClientWith(t, silent, newSessionTable(t), nil)
+}
+
+// startClientWith is startClient with the edge's table and the client's
+// token source given.
+func startClientWith(t *testing.T, silent bool, table *unicast.Sessions, token func() []byte) (*subscriber.Client, *fakeEdge) {
 	t0 := time.Now()
 	e := &fakeEdge{conn: subscribertest.New(edgeAddr), nonces: map[[wire.NonceLen]byte]int{}}
-	e.sessions.Store(newSessionTable(t))
+	e.sessions.Store(table)
 	e.silent.Store(silent)
+	from := clientAddr
+	e.from.Store(&from)
 	edgeDone := make(chan struct{})
 	go func() {
 		defer close(edgeDone)
@@ -74,6 +84,7 @@ func startClient(t *testing.T, silent bool) (*subscriber.Client, *fakeEdge) {
 					continue
 				}
 				e.log = append(e.log, written{time.Since(t0), h.Type})
+				e.sent = append(e.sent, d)
 				if h.Type == wire.TypeHello {
 					var m wire.Hello
 					if m.Decode(d) == nil {
@@ -83,13 +94,13 @@ func startClient(t *testing.T, silent bool) (*subscriber.Client, *fakeEdge) {
 				if e.silent.Load() {
 					continue
 				}
-				if a := e.sessions.Load().Handle(d, clientAddr, time.Now(), out); a.Reply != nil {
+				if a := e.sessions.Load().Handle(d, *e.from.Load(), time.Now(), out); a.Reply != nil {
 					e.conn.Deliver(a.Reply)
 				}
 			}
 		}
 	}()
-	c, err := subscriber.New(subscriber.Config{Edge: edgeAddr, Streams: []uint32{1}, MaxRetry: time.Second}, e.conn)
+	c, err := subscriber.New(subscriber.Config{Edge: edgeAddr, Streams: []uint32{1}, MaxRetry: time.Second, Token: token}, e.conn)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,20 +125,34 @@ func startClient(t *testing.T, silent bool) (*subscriber.Client, *fakeEdge) {
 	return c, e
 }
 
+// checkBackoff checks that log, from its first entry on, is HELLOs of one
+// nonce whose gaps are drawn from the upper half of Retry doubling up to
+// MaxRetry (200 ms … 1 s here).
+func checkBackoff(t *testing.T, log []written) {
+	t.Helper()
+	b := 200 * time.Millisecond
+	for i := 1; i < len(log); i++ {
+		gap := log[i].at - log[i-1].at
+		if log[i].typ != wire.TypeHello || gap < b/2 || gap > b {
+			t.Errorf("write %d: %v after %v, want a HELLO after %v … %v", i, log[i].typ, gap, b/2, b)
+		}
+		b = min(2*b, time.Second)
+	}
+}
+
 // TestClientRetryBackoff: to a silent edge the client repeats its HELLO,
-// the same nonce each time, after Retry, doubling up to MaxRetry.
+// the same nonce each time, after waits drawn from the upper half of
+// Retry, doubling up to MaxRetry, so refused receivers do not return in
+// step.
 func TestClientRetryBackoff(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		_, e := startClient(t, true)
-		time.Sleep(3500 * time.Millisecond)
+		time.Sleep(5 * time.Second)
 		synctest.Wait()
-		var want []written
-		for _, ms := range []time.Duration{0, 200, 600, 1400, 2400, 3400} {
-			want = append(want, written{ms * time.Millisecond, wire.TypeHello})
+		if len(e.log) < 6 || e.log[0] != (written{0, wire.TypeHello}) || len(e.nonces) != 1 {
+			t.Fatalf("wrote %v with %d nonces, want HELLOs from 0 s with one nonce", e.log, len(e.nonces))
 		}
-		if !slices.Equal(e.log, want) || len(e.nonces) != 1 {
-			t.Errorf("wrote %v with %d nonces, want %v with one", e.log, len(e.nonces), want)
-		}
+		checkBackoff(t, e.log)
 	})
 }
 
@@ -158,7 +183,7 @@ func TestClientSession(t *testing.T) {
 		at(9500 * time.Millisecond)
 		check("silent edge", false, subscriber.Stats{Subscriptions: 2, Restarts: 2, Refused: 1})
 		e.silent.Store(false)
-		at(10 * time.Second)
+		at(11 * time.Second)
 		check("edge back", true, subscriber.Stats{Subscriptions: 3, Restarts: 2, Refused: 1})
 
 		const (
@@ -171,11 +196,17 @@ func TestClientSession(t *testing.T) {
 			{0, H}, {0, S}, {1 * s, K}, {2 * s, K}, {3 * s, K},
 			{4 * s, K}, {4 * s, H}, {4 * s, S}, // refused: a new session at once
 			{5 * s, K}, {6 * s, K}, {7 * s, K}, {8 * s, K}, // unanswered from 6 s
-			{9 * s, H}, {9200 * time.Millisecond, H}, // 4 s silent > 3 s expiry
-			{9600 * time.Millisecond, H}, {9600 * time.Millisecond, S},
+			{8*s + time.Millisecond, H}, // heard last at 5 s: 3 s expiry passed
 		}
-		if !slices.Equal(e.log, want) {
-			t.Errorf("wrote\n%v\nwant\n%v", e.log, want)
+		n := len(want)
+		if len(e.log) < n+1 || !slices.Equal(e.log[:n], want) {
+			t.Fatalf("wrote\n%v\nwant it to start\n%v", e.log, want)
 		}
+		// Then HELLOs backing off until the edge answers after 9.5 s.
+		last := n + slices.IndexFunc(e.log[n:], func(w written) bool { return w.typ == S })
+		if last < n || e.log[last-1].typ != H || e.log[last].at != e.log[last-1].at || e.log[last].at < 9500*time.Millisecond {
+			t.Errorf("after the silence wrote %v, want HELLOs until a HELLO and SUBSCRIBE after 9.5 s", e.log[n-1:])
+		}
+		checkBackoff(t, e.log[n-1:last])
 	})
 }

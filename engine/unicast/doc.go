@@ -8,5 +8,9 @@
 // The rule that shapes it (PROTOCOL.md §4): before an address has returned a
 // cookie — proving it receives there — the edge answers it only with
 // datagrams smaller than what it sent, so the edge cannot reflect or
-// amplify traffic toward a spoofed source.
+// amplify traffic toward a spoofed source. And a session is the key agreed
+// in its handshake, not its id: only a datagram under that key refreshes,
+// ends or (after a challenge to the new address) moves a subscription.
+// Admission — tokens, per-address and per-prefix limits, a subscribe rate,
+// catch-up budgets — is spent only on addresses that proved themselves.
 package unicast

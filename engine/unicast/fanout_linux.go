@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"runtime"
+	"slices"
 	"sync"
 	"syscall"
 	"unsafe"
@@ -20,30 +21,36 @@ const (
 	minShare = 512
 )
 
-// planner keeps, per stream, the prepared sendmmsg headers for every
+// planner keeps, per stream, the prepared socket address of every
 // subscriber: the datagram is the same for all, only the destination
-// differs, so a send fills one iovec and makes the syscalls.
+// differs, so a send fills one iovec, lays the sendmmsg headers over the
+// addresses a batch at a time, and makes the syscalls. Only the addresses
+// are kept per subscriber (16 bytes, or 28 on an IPv6 server): a header
+// per subscriber would be 64 more, per stream and per planner.
 type planner struct {
 	s       *Server
 	mu      sync.Mutex
 	plans   map[uint32]*plan
 	workers []chan job
 	closed  bool
+	hdrs    []unix.Mmsghdr // the caller's batch of headers (send holds mu)
 }
 
 type plan struct {
 	gen    uint64
-	dsts   []netip.AddrPort // reused across rebuilds
 	n      int
-	names4 []unix.RawSockaddrInet4
-	names6 []unix.RawSockaddrInet6
-	hdrs   []unix.Mmsghdr
-	iov    unix.Iovec // every header points here
+	names4 []unix.RawSockaddrInet4 // on an IPv4 server
+	names6 []unix.RawSockaddrInet6 // on an IPv6 server
+	iov    unix.Iovec              // every header points here
 }
 
-// job is one worker's share of a send: runs of headers, in order.
+// span is a run of a plan's destinations, [lo, hi).
+type span struct{ lo, hi int }
+
+// job is one worker's share of a send: runs of destinations, in order.
 type job struct {
-	runs [][]unix.Mmsghdr
+	pl   *plan
+	runs []span
 	done *sync.WaitGroup
 	errs *[]error
 	mu   *sync.Mutex
@@ -53,7 +60,7 @@ type job struct {
 // goroutine sends the first share itself on the first socket, so a small
 // fan-out (or a one-socket server) waits for no thread to wake up.
 func newPlanner(s *Server) *planner {
-	p := &planner{s: s, plans: make(map[uint32]*plan)}
+	p := &planner{s: s, plans: make(map[uint32]*plan), hdrs: make([]unix.Mmsghdr, maxBatch)}
 	for _, sk := range s.socks[1:] {
 		c := make(chan job)
 		p.workers = append(p.workers, c)
@@ -66,23 +73,27 @@ func newPlanner(s *Server) *planner {
 // server's sockets close and its channel is dropped with the server.
 func worker(sk *socket, jobs <-chan job, sent, errs counter) {
 	runtime.LockOSThread()
+	hdrs := make([]unix.Mmsghdr, maxBatch)
 	for j := range jobs {
-		j.run(sk, sent, errs)
+		j.run(sk, hdrs, sent, errs)
 		j.done.Done()
 	}
 }
 
 type counter interface{ Add(uint64) uint64 }
 
-func (j job) run(sk *socket, sent, errs counter) {
-	for _, run := range j.runs {
-		n, failed, err := sendAll(sk.rc, run)
-		sent.Add(uint64(n))
-		if failed > 0 {
-			errs.Add(uint64(failed))
-			j.mu.Lock()
-			*j.errs = append(*j.errs, err)
-			j.mu.Unlock()
+// run sends the job's runs on sk, len(hdrs) destinations at a time.
+func (j job) run(sk *socket, hdrs []unix.Mmsghdr, sent, errs counter) {
+	for _, r := range j.runs {
+		for lo := r.lo; lo < r.hi; lo += len(hdrs) {
+			n, failed, err := sendAll(sk.rc, j.pl.headers(hdrs, lo, min(r.hi, lo+len(hdrs))))
+			sent.Add(uint64(n))
+			if failed > 0 {
+				errs.Add(uint64(failed))
+				j.mu.Lock()
+				*j.errs = append(*j.errs, err)
+				j.mu.Unlock()
+			}
 		}
 	}
 }
@@ -138,22 +149,22 @@ func (p *planner) send(stream uint32, d []byte) error {
 	pl.iov.Base = &d[0]
 	pl.iov.SetLen(len(d))
 	start := rand.IntN(pl.n)
-	rotated := [][]unix.Mmsghdr{pl.hdrs[start:pl.n], pl.hdrs[:start]}
+	rotated := []span{{start, pl.n}, {0, start}}
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var errs []error
 	// Small fan-outs stay on the caller: waking threads costs more.
 	share := max((pl.n+len(p.s.socks)-1)/len(p.s.socks), minShare)
-	mine := job{runs: take(&rotated, share), done: &wg, errs: &errs, mu: &mu}
+	mine := job{pl: pl, runs: take(&rotated, share), done: &wg, errs: &errs, mu: &mu}
 	for _, w := range p.workers {
 		runs := take(&rotated, share)
 		if len(runs) == 0 {
 			break
 		}
 		wg.Add(1)
-		w <- job{runs: runs, done: &wg, errs: &errs, mu: &mu}
+		w <- job{pl: pl, runs: runs, done: &wg, errs: &errs, mu: &mu}
 	}
-	mine.run(p.s.socks[0], &p.s.sent, &p.s.sendErrs)
+	mine.run(p.s.socks[0], p.hdrs, &p.s.sent, &p.s.sendErrs)
 	wg.Wait()
 	runtime.KeepAlive(d)
 	return errors.Join(errs...)
@@ -190,18 +201,18 @@ func (p *planner) close() {
 	}
 }
 
-// take removes up to n headers from the front of runs.
-func take(runs *[][]unix.Mmsghdr, n int) [][]unix.Mmsghdr {
-	var out [][]unix.Mmsghdr
+// take removes up to n destinations from the front of runs.
+func take(runs *[]span, n int) []span {
+	var out []span
 	for n > 0 && len(*runs) > 0 {
 		r := (*runs)[0]
-		if len(r) == 0 {
+		if r.lo == r.hi {
 			*runs = (*runs)[1:]
 			continue
 		}
-		k := min(n, len(r))
-		out = append(out, r[:k])
-		(*runs)[0] = r[k:]
+		k := min(n, r.hi-r.lo)
+		out = append(out, span{r.lo, r.lo + k})
+		(*runs)[0].lo += k
 		n -= k
 	}
 	return out
@@ -217,36 +228,68 @@ func (p *planner) plan(stream uint32) *plan {
 		pl = &plan{}
 		p.plans[stream] = pl
 	}
-	pl.dsts, pl.gen = p.s.sessions.Destinations(pl.dsts[:0], stream)
-	pl.build(pl.dsts, p.s.v6)
+	pl.gen = p.s.sessions.Each(stream, pl.start(p.s.v6))
+	pl.finish()
 	return pl
 }
 
-// build lays out one sockaddr and one header per destination.
-func (pl *plan) build(dsts []netip.AddrPort, v6 bool) {
-	pl.n = len(dsts)
-	if cap(pl.hdrs) < len(dsts) {
-		pl.hdrs = make([]unix.Mmsghdr, len(dsts))
-		pl.names4 = make([]unix.RawSockaddrInet4, len(dsts))
-		pl.names6 = make([]unix.RawSockaddrInet6, len(dsts))
-	}
-	pl.hdrs = pl.hdrs[:len(dsts)]
-	for i, d := range dsts {
-		h := &pl.hdrs[i].Hdr
-		*h = unix.Msghdr{Iov: &pl.iov}
-		h.SetIovlen(1)
-		if v6 {
-			sa := &pl.names6[i]
-			*sa = unix.RawSockaddrInet6{Family: unix.AF_INET6, Addr: d.Addr().As16()}
+// start empties the plan and returns what adds a destination to it: one
+// socket address per destination, of the server's family only.
+func (pl *plan) start(v6 bool) func(netip.AddrPort) {
+	pl.names4, pl.names6 = pl.names4[:0], pl.names6[:0]
+	if v6 {
+		return func(d netip.AddrPort) {
+			sa := unix.RawSockaddrInet6{Family: unix.AF_INET6, Addr: d.Addr().As16()}
 			putPort(&sa.Port, d.Port())
-			h.Name, h.Namelen = (*byte)(unsafe.Pointer(sa)), unix.SizeofSockaddrInet6
-			continue
+			pl.names6 = append(pl.names6, sa)
 		}
-		sa := &pl.names4[i]
-		*sa = unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: d.Addr().Unmap().As4()}
-		putPort(&sa.Port, d.Port())
-		h.Name, h.Namelen = (*byte)(unsafe.Pointer(sa)), unix.SizeofSockaddrInet4
 	}
+	return func(d netip.AddrPort) {
+		sa := unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: d.Addr().Unmap().As4()}
+		putPort(&sa.Port, d.Port())
+		pl.names4 = append(pl.names4, sa)
+	}
+}
+
+// finish counts the destinations added and gives back the memory of an
+// audience that shrank to less than half.
+func (pl *plan) finish() {
+	pl.n = max(len(pl.names4), len(pl.names6))
+	pl.names4, pl.names6 = fit(pl.names4), fit(pl.names6)
+}
+
+func fit[T any](s []T) []T {
+	if cap(s) > 2*len(s)+minShare {
+		return slices.Clone(s)
+	}
+	return s
+}
+
+// build makes the plan of dsts (for benchmarks).
+func (pl *plan) build(dsts []netip.AddrPort, v6 bool) {
+	add := pl.start(v6)
+	for _, d := range dsts {
+		add(d)
+	}
+	pl.finish()
+}
+
+// headers lays out the sendmmsg headers of destinations [lo, hi) in hdrs
+// and returns them: each points at its socket address and the plan's
+// iovec.
+func (pl *plan) headers(hdrs []unix.Mmsghdr, lo, hi int) []unix.Mmsghdr {
+	b := hdrs[:hi-lo]
+	for i := range b {
+		b[i] = unix.Mmsghdr{Hdr: unix.Msghdr{Iov: &pl.iov}}
+		h := &b[i].Hdr
+		h.SetIovlen(1)
+		if len(pl.names6) > 0 {
+			h.Name, h.Namelen = (*byte)(unsafe.Pointer(&pl.names6[lo+i])), unix.SizeofSockaddrInet6
+		} else {
+			h.Name, h.Namelen = (*byte)(unsafe.Pointer(&pl.names4[lo+i])), unix.SizeofSockaddrInet4
+		}
+	}
+	return b
 }
 
 // putPort stores port in network byte order.

@@ -1,6 +1,7 @@
 package unicast
 
 import (
+	"cmp"
 	"context"
 	"log/slog"
 	"net/netip"
@@ -27,6 +28,11 @@ type ServerConfig struct {
 	// earliest time. Required.
 	Clock  ptp.Clock
 	Logger *slog.Logger
+	// CatchUpBudget and CatchUpPerAddress bound the catch-up bytes sent
+	// per second in all and to one IPv4 address or IPv6 prefix (defaults
+	// DefaultCatchUpBudget, DefaultCatchUpPerAddress). A catch-up that
+	// does not fit is not sent (counted); the subscription stands.
+	CatchUpBudget, CatchUpPerAddress int
 	// Naive sends each datagram to each subscriber with its own sendto on
 	// one socket, as a plain server would: a baseline for benchmarks to
 	// compare the prepared sendmmsg fan-out against, never for service.
@@ -39,13 +45,27 @@ type ServerStats struct {
 	// Sent counts datagrams fanned out to subscribers, SendErrors the
 	// ones the kernel refused.
 	Sent, SendErrors uint64
-	// CatchUp counts datagrams sent as catch-up.
-	CatchUp uint64
+	// CatchUp counts datagrams sent as catch-up, CatchUpBytes their
+	// bytes; CatchUpRefused the catch-ups not sent, by reason
+	// ("queue-full", "address-budget", "global-budget").
+	CatchUp, CatchUpBytes uint64
+	CatchUpRefused        map[string]uint64
 	// LaunchTime says why SO_TXTIME launch-time sending is or is not used.
 	LaunchTime string
 }
 
+// Catch-up defaults: a full catch-up (16 periods of a stream at the default
+// geometry) is some 60 KB.
+const (
+	DefaultCatchUpBudget     = 32 << 20
+	DefaultCatchUpPerAddress = 256 << 10
+	// catchUpQueue is how many catch-ups may wait for the sender.
+	catchUpQueue = 256
+)
+
 func (c *ServerConfig) defaults() {
+	c.CatchUpBudget = cmp.Or(c.CatchUpBudget, DefaultCatchUpBudget)
+	c.CatchUpPerAddress = cmp.Or(c.CatchUpPerAddress, DefaultCatchUpPerAddress)
 	if c.Senders <= 0 {
 		c.Senders = runtime.NumCPU()
 	}

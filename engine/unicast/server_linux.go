@@ -39,6 +39,19 @@ type Server struct {
 	serving                 atomic.Bool
 	launch                  string
 	closeOnce               sync.Once
+
+	// Catch-up is sent by its own goroutine, off the receive loops, under
+	// byte budgets (catchUpLoop).
+	catchUps       chan catchUpJob
+	catchUpBytes   atomic.Uint64
+	catchUpRefused sync.Map // reason → *atomic.Uint64
+}
+
+// catchUpJob is a catch-up a subscription asked for.
+type catchUpJob struct {
+	to      netip.AddrPort
+	streams []uint32
+	n       int
 }
 
 // socket is one of the server's SO_REUSEPORT sockets on Listen.
@@ -58,7 +71,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if cfg.Clock == nil {
 		return nil, fmt.Errorf("%w: no clock (catch-up checks it)", ErrConfig)
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, sessions: sessions, v6: cfg.Listen.Addr().Is6()}
+	s := &Server{cfg: cfg, log: cfg.Logger, sessions: sessions, v6: cfg.Listen.Addr().Is6(), catchUps: make(chan catchUpJob, catchUpQueue)}
 	listen := cfg.Listen
 	if err := claim(listen, s.v6); err != nil {
 		return nil, fmt.Errorf("unicast: listen %v: %w (another edge serves it: give each edge its own -unicast address)", listen, err)
@@ -199,6 +212,7 @@ func (s *Server) Run(ctx context.Context) error {
 	defer cancel(nil)
 	var wg sync.WaitGroup
 	wg.Go(func() { sweep(ctx, s.sessions) })
+	wg.Go(func() { s.catchUpLoop(ctx) })
 	for _, sk := range s.socks {
 		wg.Go(func() {
 			if err := s.serve(sk); err != nil && ctx.Err() == nil {
@@ -257,20 +271,68 @@ func (s *Server) serve(sk *socket) error {
 				}
 			}
 			if a.Subscribed && a.CatchUp > 0 && s.cfg.History != nil {
-				s.sendCatchUp(sk, m.From, a.Streams, a.CatchUp)
+				// a.Streams is the subscription's interned set: read only.
+				select {
+				case s.catchUps <- catchUpJob{to: m.From, streams: a.Streams, n: a.CatchUp}:
+				default:
+					s.refuseCatchUp("queue-full")
+				}
 			}
 		}
 	}
 }
 
-// sendCatchUp sends a new subscriber the last n released periods of each
-// stream (ANNOUNCE shards, then the RELEASE marked as catch-up) and the
-// ANNOUNCEs of periods still to come — never a RELEASE whose releaseAt the
-// clock's earliest time has not passed.
-func (s *Server) sendCatchUp(sk *socket, to netip.AddrPort, streams []uint32, n int) {
+// catchUpLoop sends the queued catch-ups until ctx ends, each only if it
+// fits the global and its site's budget of bytes per second.
+func (s *Server) catchUpLoop(ctx context.Context) {
+	global := newLimiter(s.cfg.CatchUpBudget, s.cfg.CatchUpBudget)
+	perSite := newLimiter(s.cfg.CatchUpPerAddress, s.cfg.CatchUpPerAddress)
+	var everyone [16]byte
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case j := <-s.catchUps:
+			dgs := s.catchUpFor(j.streams, j.n)
+			var size float64
+			for _, d := range dgs {
+				size += float64(len(d))
+			}
+			now := time.Now()
+			site := siteOf(j.to.Addr().As16(), s.sessions.cfg.PrefixBits)
+			if ok, _ := perSite.takeN(site, now, size); !ok {
+				s.refuseCatchUp("address-budget")
+				continue
+			}
+			if ok, _ := global.takeN(everyone, now, size); !ok {
+				s.refuseCatchUp("global-budget")
+				continue
+			}
+			for _, d := range dgs {
+				if _, err := s.socks[0].conn.WriteToUDPAddrPort(d, j.to); err != nil {
+					s.sendErrs.Add(1)
+					continue
+				}
+				s.catchUp.Add(1)
+				s.catchUpBytes.Add(uint64(len(d)))
+			}
+		}
+	}
+}
+
+func (s *Server) refuseCatchUp(reason string) {
+	c, _ := s.catchUpRefused.LoadOrStore(reason, new(atomic.Uint64))
+	c.(*atomic.Uint64).Add(1)
+}
+
+// catchUpFor is what a new subscriber of streams is sent: the last n
+// released periods of each stream (ANNOUNCE shards, then the RELEASE
+// marked as catch-up) and the ANNOUNCEs of periods still to come — never
+// a RELEASE whose releaseAt the clock's earliest time has not passed.
+func (s *Server) catchUpFor(streams []uint32, n int) [][]byte {
 	now, err := s.cfg.Clock.Now()
 	if err != nil {
-		return
+		return nil
 	}
 	var dgs [][]byte
 	for _, stream := range streams {
@@ -284,13 +346,7 @@ func (s *Server) sendCatchUp(sk *socket, to netip.AddrPort, streams []uint32, n 
 		}
 		dgs = append(dgs, s.cfg.History.Announced(stream)...)
 	}
-	for _, d := range dgs {
-		if _, err := sk.conn.WriteToUDPAddrPort(d, to); err != nil {
-			s.sendErrs.Add(1)
-			continue
-		}
-		s.catchUp.Add(1)
-	}
+	return dgs
 }
 
 // Send fans each datagram out to the subscribers of its stream and returns
@@ -320,8 +376,13 @@ func (s *Server) Send(typ wire.Type, dgs [][]byte) (int, error) {
 
 // Stats returns a snapshot of the counters.
 func (s *Server) Stats() ServerStats {
+	refused := map[string]uint64{}
+	s.catchUpRefused.Range(func(k, v any) bool {
+		refused[k.(string)] = v.(*atomic.Uint64).Load()
+		return true
+	})
 	return ServerStats{
 		Sessions: s.sessions.Stats(), Sent: s.sent.Load(), SendErrors: s.sendErrs.Load(),
-		CatchUp: s.catchUp.Load(), LaunchTime: s.launch,
+		CatchUp: s.catchUp.Load(), CatchUpBytes: s.catchUpBytes.Load(), CatchUpRefused: refused, LaunchTime: s.launch,
 	}
 }

@@ -388,11 +388,10 @@ type futureHistory struct {
 func (h futureHistory) Released(uint32) []*edge.Released { return []*edge.Released{h.b} }
 func (h futureHistory) Announced(uint32) [][]byte        { return h.b.Shards }
 
-// TestCatchUpNeverEarly: catch-up re-checks every period against the
-// clock and sends no RELEASE before its releaseAt, whatever the history
-// says: only the period's ANNOUNCE goes out, which alone delivers nothing.
-func TestCatchUpNeverEarly(t *testing.T) {
-	w := newWorld(t, time.Second)
+// futureServer runs a server (configured by mod) whose history claims
+// period 9, released an hour from now; it returns the server and the
+// number of the period's ANNOUNCE shards.
+func futureServer(t *testing.T, w *world, mod func(*unicast.ServerConfig)) (*unicast.Server, uint64) {
 	keys, _ := w.origin.NewContentKeys(1)
 	at := origin.Instants{ReleaseAt: ptp.SystemTAI() + int64(time.Hour), PresentAt: ptp.SystemTAI() + int64(time.Hour)}
 	b, err := w.origin.Keys(1, 9, at, keys)
@@ -403,7 +402,11 @@ func TestCatchUpNeverEarly(t *testing.T) {
 	if _, err := (&wire.Release{Header: wire.Header{Stream: 1, Period: 9}, RK: b.RK, ReleaseAt: at.ReleaseAt, SentAt: at.ReleaseAt}).Encode(rel); err != nil {
 		t.Fatal(err)
 	}
-	srv, err := unicast.NewServer(unicast.ServerConfig{Listen: loopback(t), Senders: 1, Clock: w.clock, Sessions: unicast.SessionConfig{Streams: []uint32{1}}})
+	cfg := unicast.ServerConfig{Listen: loopback(t), Senders: 1, Clock: w.clock, Sessions: unicast.SessionConfig{Streams: []uint32{1}}}
+	if mod != nil {
+		mod(&cfg)
+	}
+	srv, err := unicast.NewServer(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -413,37 +416,39 @@ func TestCatchUpNeverEarly(t *testing.T) {
 	}
 	srv.SetHistory(futureHistory{&edge.Released{Bundle: b, Release: rel, CatchUp: catchUp}})
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- srv.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
+	return srv, uint64(len(b.Shards))
+}
+
+// TestCatchUpNeverEarly: catch-up re-checks every period against the
+// clock and sends no RELEASE before its releaseAt, whatever the history
+// says: only the period's ANNOUNCE goes out, which alone delivers nothing.
+func TestCatchUpNeverEarly(t *testing.T) {
+	w := newWorld(t, time.Second)
+	srv, n := futureServer(t, w, nil)
 	d := w.device(t, 16, srv.Addr())
-	// Catch-up sends the released periods, then the announced ones, from
-	// the one socket's loop: once the device has the ANNOUNCE and the
-	// server has answered a HELLO sent after, the catch-up is over.
-	n := uint64(len(b.Shards))
-	wait.For(t, patience, "the catch-up ANNOUNCE", func() bool { return d.clients[0].Stats().Data >= n })
-	probe, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(srv.Addr()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer probe.Close()
-	hello := make([]byte, wire.HelloMinLen)
-	if _, err := (&wire.Hello{PadLen: wire.HelloMinLen - wire.HeaderLen - wire.NonceLen}).Encode(hello); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := probe.Write(hello); err != nil {
-		t.Fatal(err)
-	}
-	probe.SetReadDeadline(time.Now().Add(patience))
-	if _, err := probe.Read(make([]byte, wire.MaxDatagram)); err != nil {
-		t.Fatalf("no COOKIE for a HELLO after the catch-up: %v", err)
-	}
+	// One catch-up, sent whole by the catch-up goroutine: once the device
+	// has its datagrams and the server counted them, it is over.
+	wait.For(t, patience, "the catch-up ANNOUNCE", func() bool { return d.clients[0].Stats().Data >= n && srv.Stats().CatchUp >= n })
 	if _, ok := d.got(9); ok {
 		t.Fatal("catch-up released a period an hour early")
 	}
 	if st := srv.Stats(); st.CatchUp != n {
 		t.Fatalf("%d catch-up datagrams sent, want the %d of the ANNOUNCE alone", st.CatchUp, n)
+	}
+}
+
+// TestCatchUpBudget: a catch-up larger than its address's budget is not
+// sent, and is counted by reason; the subscription stands.
+func TestCatchUpBudget(t *testing.T) {
+	w := newWorld(t, time.Second)
+	srv, _ := futureServer(t, w, func(c *unicast.ServerConfig) { c.CatchUpPerAddress = 100 })
+	d := w.device(t, 16, srv.Addr())
+	wait.For(t, patience, "the catch-up refused", func() bool { return srv.Stats().CatchUpRefused["address-budget"] == 1 })
+	if st := srv.Stats(); st.CatchUp != 0 || st.Sessions.Subscribers != 1 || !d.clients[0].Subscribed() {
+		t.Fatalf("sent %d catch-up datagrams, %d subscribers (client subscribed %v); want 0, 1, true", st.CatchUp, st.Sessions.Subscribers, d.clients[0].Subscribed())
 	}
 }
 

@@ -2,10 +2,14 @@ package unicast
 
 import (
 	"cmp"
+	"crypto/ecdh"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash"
 	"maps"
 	"net/netip"
 	"slices"
@@ -13,6 +17,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/embargo-live/embargo/ptp"
+	"github.com/embargo-live/embargo/seal"
 	"github.com/embargo-live/embargo/wire"
 )
 
@@ -42,6 +48,23 @@ type SessionConfig struct {
 	Keepalive      time.Duration // advertised keepalive interval
 	Expiry         time.Duration // silence after which a subscription is dropped
 	CookieLifetime time.Duration
+
+	// Admission (PROTOCOL.md §4.12). MaxPerPrefix limits the
+	// subscriptions of one IPv6 prefix of PrefixBits bits (defaults
+	// DefaultMaxPerAddress, DefaultPrefixBits); SubscribeRate and
+	// SubscribeBurst the SUBSCRIBEs per second of one IPv4 address or
+	// IPv6 prefix.
+	MaxPerPrefix                  int
+	PrefixBits                    int
+	SubscribeRate, SubscribeBurst int
+	// Tokens, when set, makes a subscription token (§4.10) signed by one
+	// of its keys a condition of every SUBSCRIBE, no longer-lived than
+	// TokenMaxLife (default DefaultTokenMaxLife), checked against the
+	// TAI time of the instant handled (UTC + TAIOffset; default
+	// ptp.DefaultTAIOffset).
+	Tokens       *seal.KeyRing
+	TokenMaxLife time.Duration
+	TAIOffset    ptp.TAIOffset
 }
 
 // Sessions is an edge's subscriber table and session protocol, without
@@ -51,19 +74,26 @@ type Sessions struct {
 	cfg    SessionConfig
 	jar    *cookieJar
 	served map[uint32]bool
+	// share is the edge's X25519 key for session keys (PROTOCOL.md §4.8);
+	// keys derives a session's MAC key from its id, so that no key is
+	// stored per subscriber.
+	share *ecdh.PrivateKey
+	keys  hash.Hash
 
-	mu       sync.Mutex
-	subs     []sub               // slots; a session id names its slot
-	free     []uint32            // empty slots
-	index    map[addrKey]uint32  // address → slot
-	perAddr  map[[16]byte]uint32 // subscriptions per IP address
-	sets     []streamSet         // interned stream lists; sub.set indexes them
-	setRefs  []int               // subscriptions using each set; 0: the slot is free
-	freeSets []uint16
-	setIndex map[string]uint16
-	gen      atomic.Uint64 // bumped on every change of the subscriber set
-	stats    SessionStats
-	epoch    time.Time // sub.seen is seconds since epoch (the first instant handled)
+	mu        sync.Mutex
+	subs      []sub               // slots; a session id names its slot
+	free      []uint32            // empty slots
+	index     map[addrKey]uint32  // address → slot
+	perAddr   map[[16]byte]uint32 // subscriptions per IP address
+	perPrefix map[[16]byte]uint32 // subscriptions per IPv6 prefix
+	rate      *limiter
+	sets      []streamSet // interned stream lists; sub.set indexes them
+	setRefs   []int       // subscriptions using each set; 0: the slot is free
+	freeSets  []uint16
+	setIndex  map[string]uint16
+	gen       atomic.Uint64 // bumped on every change of the subscriber set
+	stats     SessionStats
+	epoch     time.Time // sub.seen is seconds since epoch (the first instant handled)
 }
 
 // addrKey is a subscriber's address and port, compactly: 16 address bytes
@@ -102,8 +132,13 @@ type SessionStats struct {
 	Subscribers               int
 	Hellos, Subscribes        uint64
 	Keepalives, Leaves        uint64
+	Responses                 uint64
 	Refused                   map[wire.Reason]uint64
 	Expired, Moved, Malformed uint64
+	// Forged counts KEEPALIVE, LEAVE and RESPONSE datagrams naming a live
+	// session whose MAC failed: dropped unanswered. Challenges counts the
+	// CHALLENGEs sent to a new address of a session.
+	Forged, Challenges uint64
 	// BytesIn and BytesOut are session traffic only, for the amplification
 	// account: BytesOut to unvalidated addresses never exceeds BytesIn.
 	BytesIn, BytesOut uint64
@@ -116,6 +151,12 @@ func NewSessions(cfg SessionConfig) (*Sessions, error) {
 	cfg.Keepalive = cmp.Or(cfg.Keepalive, DefaultKeepalive)
 	cfg.Expiry = cmp.Or(cfg.Expiry, DefaultExpiry)
 	cfg.CookieLifetime = cmp.Or(cfg.CookieLifetime, DefaultCookieLifetime)
+	cfg.MaxPerPrefix = cmp.Or(cfg.MaxPerPrefix, DefaultMaxPerAddress)
+	cfg.PrefixBits = cmp.Or(cfg.PrefixBits, DefaultPrefixBits)
+	cfg.SubscribeRate = cmp.Or(cfg.SubscribeRate, DefaultSubscribeRate)
+	cfg.SubscribeBurst = cmp.Or(cfg.SubscribeBurst, DefaultSubscribeBurst)
+	cfg.TokenMaxLife = cmp.Or(cfg.TokenMaxLife, DefaultTokenMaxLife)
+	cfg.TAIOffset = cmp.Or(cfg.TAIOffset, ptp.DefaultTAIOffset)
 	switch {
 	case len(cfg.Streams) == 0 || len(cfg.Streams) > wire.MaxStreams:
 		return nil, fmt.Errorf("%w: %d served streams", ErrConfig, len(cfg.Streams))
@@ -123,16 +164,26 @@ func NewSessions(cfg SessionConfig) (*Sessions, error) {
 		return nil, fmt.Errorf("%w: keepalive %v, expiry %v", ErrConfig, cfg.Keepalive, cfg.Expiry)
 	case cfg.CookieLifetime < time.Second:
 		return nil, fmt.Errorf("%w: cookie lifetime %v", ErrConfig, cfg.CookieLifetime)
-	case cfg.MaxSubscribers < 0 || cfg.MaxPerAddress < 0:
+	case cfg.MaxSubscribers < 0 || cfg.MaxPerAddress < 0 || cfg.MaxPerPrefix < 0 || cfg.SubscribeRate < 0 || cfg.SubscribeBurst < 0:
 		return nil, fmt.Errorf("%w: negative limit", ErrConfig)
+	case cfg.PrefixBits < 1 || cfg.PrefixBits > 128:
+		return nil, fmt.Errorf("%w: IPv6 prefix /%d", ErrConfig, cfg.PrefixBits)
 	}
 	var key [32]byte
 	if _, err := rand.Read(key[:]); err != nil {
 		return nil, err
 	}
+	share, err := seal.NewKeyShare(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	d := hmac.New(sha256.New, key[:])
+	d.Write([]byte("embargo/v1 session-key secret"))
 	s := &Sessions{
 		cfg: cfg, jar: newCookieJar(key, cfg.CookieLifetime), served: make(map[uint32]bool),
-		index: make(map[addrKey]uint32), perAddr: make(map[[16]byte]uint32), setIndex: make(map[string]uint16),
+		share: share, keys: hmac.New(sha256.New, d.Sum(nil)),
+		index: make(map[addrKey]uint32), perAddr: make(map[[16]byte]uint32), perPrefix: make(map[[16]byte]uint32),
+		rate: newLimiter(cfg.SubscribeRate, cfg.SubscribeBurst), setIndex: make(map[string]uint16),
 		stats: SessionStats{Refused: make(map[wire.Reason]uint64)},
 	}
 	for _, id := range cfg.Streams {
@@ -160,6 +211,10 @@ type Answer struct {
 // alive at now.
 func (s *Sessions) Handle(pkt []byte, from netip.AddrPort, now time.Time, out []byte) Answer {
 	from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
+	var m wire.Subscribe
+	if !from.Addr().IsLinkLocalUnicast() && m.Decode(pkt) == nil {
+		return s.handleSubscribe(&m, len(pkt), from, now, out)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.stats.BytesIn += uint64(len(pkt))
@@ -189,16 +244,9 @@ func (s *Sessions) handle(pkt []byte, from netip.AddrPort, now time.Time, out []
 		s.stats.Hellos++
 		c := wire.Cookie{Nonce: m.Nonce, Cookie: s.jar.mint(from, now)}
 		return s.reply(&c, out)
-	case wire.TypeSubscribe:
-		var m wire.Subscribe
-		if m.Decode(pkt) != nil {
-			break
-		}
-		s.stats.Subscribes++
-		return s.subscribe(&m, from, now, out)
 	case wire.TypeKeepalive:
 		var m wire.Keepalive
-		if m.Decode(pkt) != nil {
+		if m.Decode(pkt) != nil || m.Echo {
 			break
 		}
 		s.stats.Keepalives++
@@ -209,10 +257,18 @@ func (s *Sessions) handle(pkt []byte, from netip.AddrPort, now time.Time, out []
 			break
 		}
 		s.stats.Leaves++
-		if i, ok := s.index[keyOf(from)]; ok && s.subs[i].id == m.SessionID {
-			s.remove(i)
+		// Authenticated, so from any address: a LEAVE is never answered.
+		if slot, ok := s.authentic(m.SessionID, pkt); ok {
+			s.remove(slot)
 		}
 		return Answer{}
+	case wire.TypeResponse:
+		var m wire.Response
+		if m.Decode(pkt) != nil {
+			break
+		}
+		s.stats.Responses++
+		return s.response(&m, pkt, from, now, out)
 	}
 	s.stats.Malformed++
 	return Answer{}
@@ -235,10 +291,60 @@ func (s *Sessions) refuse(nonce [wire.NonceLen]byte, why wire.Reason, retry time
 	return s.reply(&wire.Refused{Nonce: nonce, Reason: why, RetryAfterMs: uint32(retry / time.Millisecond)}, out)
 }
 
-func (s *Sessions) subscribe(m *wire.Subscribe, from netip.AddrPort, now time.Time, out []byte) Answer {
-	if !s.jar.valid(&m.Cookie, from, now) {
-		return s.refuse(m.Nonce, wire.ReasonBadCookie, 0, out)
+// handleSubscribe runs a SUBSCRIBE in three steps, so that its costly
+// checks run outside the table's lock: the cookie and the site's rate
+// under the lock; then the token (an Ed25519 verification) and the key
+// share (an X25519), which need no lock; then the table, under the lock.
+func (s *Sessions) handleSubscribe(m *wire.Subscribe, n int, from netip.AddrPort, now time.Time, out []byte) Answer {
+	s.mu.Lock()
+	s.stats.BytesIn += uint64(n)
+	s.stats.Subscribes++
+	a, ok := s.proven(m, from, now, out)
+	if !ok {
+		s.stats.BytesOut += uint64(len(a.Reply))
+		s.mu.Unlock()
+		return a
 	}
+	s.mu.Unlock()
+	tokenOK := s.checkToken(m.Token, now)
+	var mask [wire.SessionKeyLen]byte
+	var err error
+	if tokenOK {
+		mask, err = seal.SessionKeyMask(s.share, &m.KeyShare, &m.Nonce)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case !tokenOK:
+		a = s.refuse(m.Nonce, wire.ReasonToken, 0, out)
+	case err != nil: // a key share of small order
+		s.stats.Malformed++
+		a = Answer{}
+	default:
+		a = s.subscribe(m, from, now, &mask, out)
+	}
+	s.stats.BytesOut += uint64(len(a.Reply))
+	return a
+}
+
+// proven checks a SUBSCRIBE's cookie and spends a token of its site's
+// rate, or returns the refusal. s.mu is held.
+func (s *Sessions) proven(m *wire.Subscribe, from netip.AddrPort, now time.Time, out []byte) (Answer, bool) {
+	if !s.jar.valid(&m.Cookie, from, now) {
+		return s.refuse(m.Nonce, wire.ReasonBadCookie, 0, out), false
+	}
+	// The address is proven: from here on the work costs the edge (an
+	// X25519, perhaps an Ed25519 check), so it is rationed per site.
+	if ok, wait := s.rate.take(siteOf(keyOf(from).ip(), s.cfg.PrefixBits), now); !ok {
+		return s.refuse(m.Nonce, wire.ReasonBusy, wait, out), false
+	}
+	return Answer{}, true
+}
+
+// subscribe makes or renews the subscription of a proven SUBSCRIBE whose
+// token passed, with the mask of its session key. s.mu is held.
+func (s *Sessions) subscribe(m *wire.Subscribe, from netip.AddrPort, now time.Time, mask *[wire.SessionKeyLen]byte, out []byte) Answer {
+	key := keyOf(from)
 	var accepted streamSet
 	for _, id := range m.Streams {
 		if s.served[id] && !slices.Contains(accepted, id) {
@@ -249,14 +355,10 @@ func (s *Sessions) subscribe(m *wire.Subscribe, from netip.AddrPort, now time.Ti
 		return s.refuse(m.Nonce, wire.ReasonUnknownStream, 0, out)
 	}
 	slices.Sort(accepted)
-	key := keyOf(from)
 	slot, renew := s.index[key]
 	if !renew {
-		if len(s.index) >= s.cfg.MaxSubscribers {
-			return s.refuse(m.Nonce, wire.ReasonEdgeFull, s.cfg.Keepalive, out)
-		}
-		if s.perAddr[key.ip()] >= uint32(s.cfg.MaxPerAddress) {
-			return s.refuse(m.Nonce, wire.ReasonAddressLimit, s.cfg.Keepalive, out)
+		if why := s.admit(key); why != 0 {
+			return s.refuse(m.Nonce, why, s.cfg.Keepalive, out)
 		}
 	}
 	set, ok := s.intern(accepted)
@@ -285,8 +387,7 @@ func (s *Sessions) subscribe(m *wire.Subscribe, from netip.AddrPort, now time.Ti
 		}
 	} else {
 		slot = s.alloc()
-		s.index[key] = slot
-		s.perAddr[key.ip()]++
+		s.indexAt(key, slot)
 		s.gen.Add(1)
 	}
 	if catchUp > 0 {
@@ -294,9 +395,12 @@ func (s *Sessions) subscribe(m *wire.Subscribe, from netip.AddrPort, now time.Ti
 	}
 	binary.BigEndian.PutUint32(nu.id[:4], slot)
 	s.subs[slot] = nu
+	skey := s.sessionKey(&nu.id)
+	sealed := seal.XorKey(&skey, mask)
 	a := s.reply(&wire.Subscribed{
 		Nonce: m.Nonce, SessionID: nu.id,
 		KeepaliveMs: uint32(s.cfg.Keepalive / time.Millisecond), ExpiryMs: uint32(s.cfg.Expiry / time.Millisecond),
+		KeyShare: [wire.KeyShareLen]byte(s.share.PublicKey().Bytes()), SealedKey: sealed,
 		Streams: accepted,
 	}, out)
 	a.Subscribed, a.Streams, a.CatchUp = true, accepted, catchUp
@@ -314,32 +418,105 @@ func (s *Sessions) alloc() uint32 {
 	return uint32(len(s.subs) - 1)
 }
 
+// sessionKey is the MAC key of session id: HMAC-SHA256(the edge's
+// session-key secret, id), first 16 bytes. s.mu is held.
+func (s *Sessions) sessionKey(id *[wire.SessionIDLen]byte) [wire.SessionKeyLen]byte {
+	s.keys.Reset()
+	s.keys.Write(id[:])
+	var sum [sha256.Size]byte
+	return [wire.SessionKeyLen]byte(s.keys.Sum(sum[:0]))
+}
+
+// live returns the slot of session id if it is live.
+func (s *Sessions) live(id [wire.SessionIDLen]byte) (uint32, bool) {
+	slot := binary.BigEndian.Uint32(id[:4])
+	return slot, int(slot) < len(s.subs) && s.subs[slot].live && s.subs[slot].id == id
+}
+
+// authentic returns the slot of the live session that pkt names, if pkt's
+// MAC verifies under its key; a MAC that fails is counted as forged.
+func (s *Sessions) authentic(id [wire.SessionIDLen]byte, pkt []byte) (uint32, bool) {
+	slot, ok := s.live(id)
+	if !ok {
+		return 0, false
+	}
+	key := s.sessionKey(&id)
+	if !seal.VerifySession(&key, pkt) {
+		s.stats.Forged++
+		return 0, false
+	}
+	return slot, true
+}
+
+// keepalive refreshes the session at its own address and echoes; from
+// another address it only challenges that address (PROTOCOL.md §4.9): a
+// KEEPALIVE never moves or ends a subscription.
 func (s *Sessions) keepalive(m *wire.Keepalive, pkt []byte, from netip.AddrPort, now time.Time, out []byte) Answer {
-	slot := binary.BigEndian.Uint32(m.SessionID[:4])
-	if int(slot) < len(s.subs) && s.subs[slot].live && s.subs[slot].id == m.SessionID {
-		cur := &s.subs[slot]
-		if cur.key == keyOf(from) {
-			cur.seen = s.seconds(now)
-			return Answer{Reply: append(out[:0], pkt...)}
+	if _, ok := s.live(m.SessionID); !ok {
+		// The edge restarted or dropped the session: the receiver learns
+		// it from a REFUSED that echoes its MAC, which no one who did not
+		// see the KEEPALIVE can forge.
+		return s.refuse([wire.NonceLen]byte(m.MAC[:]), wire.ReasonUnknownSession, 0, out)
+	}
+	slot, ok := s.authentic(m.SessionID, pkt)
+	if !ok {
+		return Answer{}
+	}
+	cur := &s.subs[slot]
+	if cur.key != keyOf(from) {
+		s.stats.Challenges++
+		return s.reply(&wire.Challenge{SessionID: m.SessionID, Cookie: s.jar.mint(from, now)}, out)
+	}
+	cur.seen = s.seconds(now)
+	return s.echo(m.SessionID, m.Seq, out)
+}
+
+// echo is the edge's KEEPALIVE to a session, signed with its key.
+func (s *Sessions) echo(id [wire.SessionIDLen]byte, seq uint32, out []byte) Answer {
+	a := s.reply(&wire.Keepalive{SessionID: id, Seq: seq, Echo: true}, out)
+	if a.Reply != nil {
+		key := s.sessionKey(&id)
+		seal.SignSession(&key, a.Reply)
+	}
+	return a
+}
+
+// response moves a session to from once from proved it receives there
+// (the cookie of a CHALLENGE) and holds the session key (the MAC).
+func (s *Sessions) response(m *wire.Response, pkt []byte, from netip.AddrPort, now time.Time, out []byte) Answer {
+	if !s.jar.valid(&m.Cookie, from, now) {
+		s.stats.Refused[wire.ReasonBadCookie]++
+		return Answer{}
+	}
+	slot, ok := s.authentic(m.SessionID, pkt)
+	if !ok {
+		return Answer{}
+	}
+	key := keyOf(from)
+	if cur := &s.subs[slot]; cur.key != key {
+		other, taken := s.index[key]
+		if why := s.admit(key); !taken && why != 0 {
+			return s.refuse([wire.NonceLen]byte(m.MAC[:]), why, s.cfg.Keepalive, out)
 		}
-		// The session lives at another address: the receiver moved (NAT
-		// rebinding). Drop the old subscription rather than keep a
-		// duplicate, and make the new address prove itself.
-		s.remove(slot)
+		if taken {
+			// One subscription per address and port: the proven session
+			// replaces whatever held the new address.
+			s.remove(other)
+		}
+		s.unindex(cur.key)
+		cur.key = key
+		s.indexAt(key, slot)
+		s.gen.Add(1)
 		s.stats.Moved++
 	}
-	return s.refuse([wire.NonceLen]byte{}, wire.ReasonUnknownSession, 0, out)
+	s.subs[slot].seen = s.seconds(now)
+	return s.echo(m.SessionID, m.Seq, out)
 }
 
 func (s *Sessions) remove(slot uint32) {
 	cur := &s.subs[slot]
 	s.release(cur.set)
-	delete(s.index, cur.key)
-	if ip := cur.key.ip(); s.perAddr[ip] <= 1 {
-		delete(s.perAddr, ip)
-	} else {
-		s.perAddr[ip]--
-	}
+	s.unindex(cur.key)
 	*cur = sub{}
 	s.free = append(s.free, slot)
 	s.gen.Add(1)
@@ -406,6 +583,7 @@ func (s *Sessions) Expire(now time.Time) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	limit := s.seconds(now)
+	s.rate.prune(now)
 	exp := uint32((s.cfg.Expiry + time.Second - 1) / time.Second)
 	n := 0
 	for i := range s.subs {
@@ -433,6 +611,26 @@ func (s *Sessions) Destinations(dst []netip.AddrPort, stream uint32) ([]netip.Ad
 		}
 	}
 	return dst, s.gen.Load()
+}
+
+// Each calls f with each subscriber of stream, under the table's lock (f
+// must not call back into s), and returns the generation of the
+// subscriber set it reflects. It copies nothing: the fan-out builds its
+// plans with it.
+func (s *Sessions) Each(stream uint32, f func(netip.AddrPort)) uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var buf [64]bool
+	want := buf[:0]
+	for _, set := range s.sets {
+		want = append(want, slices.Contains(set, stream))
+	}
+	for i := range s.subs {
+		if cur := &s.subs[i]; cur.live && want[cur.set] {
+			f(cur.key.addrPort())
+		}
+	}
+	return s.gen.Load()
 }
 
 // Generation changes whenever a subscription is made, moved or dropped.

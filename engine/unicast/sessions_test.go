@@ -1,11 +1,13 @@
 package unicast
 
 import (
+	"crypto/ecdh"
 	"math/rand/v2"
 	"net/netip"
 	"testing"
 	"time"
 
+	"github.com/embargo-live/embargo/seal"
 	"github.com/embargo-live/embargo/wire"
 )
 
@@ -36,8 +38,39 @@ func hello(t testing.TB) []byte {
 	return enc(t, &wire.Hello{Nonce: [8]byte{1}, PadLen: wire.HelloMinLen - wire.HeaderLen - wire.NonceLen})
 }
 
-// subscribe runs HELLO and SUBSCRIBE for from and returns the session id.
-func subscribe(t testing.TB, s *Sessions, from netip.AddrPort, now time.Time, streams ...uint32) [8]byte {
+// testKey is the receivers' key share in these tests: one for all, which a
+// real receiver never does, but the edge cannot tell.
+var (
+	testKey   = must(seal.NewKeyShare(rand.NewChaCha8([32]byte{1})))
+	testShare = [wire.KeyShareLen]byte(testKey.PublicKey().Bytes())
+)
+
+func must(k *ecdh.PrivateKey, err error) *ecdh.PrivateKey {
+	if err != nil {
+		panic(err)
+	}
+	return k
+}
+
+// session is a receiver's view of its subscription.
+type session struct {
+	id  [wire.SessionIDLen]byte
+	key [wire.SessionKeyLen]byte
+}
+
+// signed encodes m and signs it with the session key.
+func (c session) signed(t testing.TB, m interface{ Encode([]byte) (int, error) }) []byte {
+	b := enc(t, m)
+	seal.SignSession(&c.key, b)
+	return b
+}
+
+func (c session) keepalive(t testing.TB, seq uint32) []byte {
+	return c.signed(t, &wire.Keepalive{SessionID: c.id, Seq: seq})
+}
+
+// subscribe runs HELLO and SUBSCRIBE for from and returns the session.
+func subscribe(t testing.TB, s *Sessions, from netip.AddrPort, now time.Time, streams ...uint32) session {
 	t.Helper()
 	out := make([]byte, wire.MaxDatagram)
 	a := s.Handle(hello(t), from, now, out)
@@ -45,15 +78,25 @@ func subscribe(t testing.TB, s *Sessions, from netip.AddrPort, now time.Time, st
 	if err := c.Decode(a.Reply); err != nil {
 		t.Fatalf("HELLO answered %x: %v", a.Reply, err)
 	}
-	a = s.Handle(enc(t, &wire.Subscribe{Nonce: [8]byte{2}, Cookie: c.Cookie, CatchUp: 3, Streams: streams}), from, now, out)
+	a = s.Handle(enc(t, &wire.Subscribe{KeyShare: testShare, Nonce: [8]byte{2}, Cookie: c.Cookie, CatchUp: 3, Streams: streams}), from, now, out)
+	if !a.Subscribed {
+		t.Fatalf("SUBSCRIBE answered %x", a.Reply)
+	}
+	return opened(t, a.Reply)
+}
+
+// opened is the session a SUBSCRIBED gives the holder of testKey.
+func opened(t testing.TB, reply []byte) session {
+	t.Helper()
 	var sub wire.Subscribed
-	if err := sub.Decode(a.Reply); err != nil {
-		t.Fatalf("SUBSCRIBE answered %x: %v", a.Reply, err)
+	if err := sub.Decode(reply); err != nil {
+		t.Fatalf("SUBSCRIBE answered %x: %v", reply, err)
 	}
-	if !a.Subscribed || sub.Nonce != [8]byte{2} {
-		t.Fatalf("answer %+v, subscribed %+v", a, sub)
+	mask, err := seal.SessionKeyMask(testKey, &sub.KeyShare, &sub.Nonce)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return sub.SessionID
+	return session{sub.SessionID, seal.XorKey(&sub.SealedKey, &mask)}
 }
 
 func refusal(t testing.TB, reply []byte) wire.Reason {
@@ -97,7 +140,7 @@ func TestRenewal(t *testing.T) {
 	for i := range 20 {
 		streams = append(streams, uint32(i))
 	}
-	s := newSessions(t, func(c *SessionConfig) { c.Streams = streams })
+	s := newSessions(t, func(c *SessionConfig) { c.Streams = streams; c.SubscribeBurst = 2000 })
 	out := make([]byte, wire.MaxDatagram)
 	a := addr(1)
 	renew := func(now time.Time, want ...uint32) Answer {
@@ -105,7 +148,7 @@ func TestRenewal(t *testing.T) {
 		if err := c.Decode(s.Handle(hello(t), a, now, out).Reply); err != nil {
 			t.Fatal(err)
 		}
-		return s.Handle(enc(t, &wire.Subscribe{Cookie: c.Cookie, CatchUp: 4, Streams: want}), a, now, out)
+		return s.Handle(enc(t, &wire.Subscribe{KeyShare: testShare, Cookie: c.Cookie, CatchUp: 4, Streams: want}), a, now, out)
 	}
 	if got := renew(t0, 1, 2); got.CatchUp != 4 {
 		t.Fatalf("first subscription: catch-up %d", got.CatchUp)
@@ -117,13 +160,15 @@ func TestRenewal(t *testing.T) {
 	if got := renew(t0.Add(2*time.Second), 1, 2); got.CatchUp != 4 {
 		t.Fatalf("renewal a second later: catch-up %d", got.CatchUp)
 	}
+	var last Answer
 	for i := range 1000 {
-		renew(t0, uint32(i%20), uint32((i/20)%20), 19)
+		last = renew(t0, uint32(i%20), uint32((i/20)%20), 19)
 	}
 	if len(s.setIndex) != 1 || s.Stats().Subscribers != 1 {
 		t.Fatalf("%d stream sets held for %d subscriber", len(s.setIndex), s.Stats().Subscribers)
 	}
-	s.Handle(enc(t, &wire.Leave{SessionID: s.subs[s.index[keyOf(a)]].id}), a, t0, out)
+	c := opened(t, last.Reply)
+	s.Handle(c.signed(t, &wire.Leave{SessionID: c.id}), a, t0, out)
 	if len(s.setIndex) != 0 {
 		t.Fatalf("%d stream sets held after the last subscriber left", len(s.setIndex))
 	}
@@ -148,7 +193,7 @@ func TestCookieBinding(t *testing.T) {
 		t.Fatal(err)
 	}
 	sub := func(from netip.AddrPort, now time.Time, cookie [24]byte) wire.Reason {
-		a := s.Handle(enc(t, &wire.Subscribe{Cookie: cookie, Streams: []uint32{1}}), from, now, out)
+		a := s.Handle(enc(t, &wire.Subscribe{KeyShare: testShare, Cookie: cookie, Streams: []uint32{1}}), from, now, out)
 		if a.Subscribed {
 			return 0
 		}
@@ -181,7 +226,7 @@ func TestLimitsAndRefusals(t *testing.T) {
 		if err := c.Decode(a.Reply); err != nil {
 			t.Fatal(err)
 		}
-		return s.Handle(enc(t, &wire.Subscribe{Cookie: c.Cookie, Streams: streams}), from, t0, out)
+		return s.Handle(enc(t, &wire.Subscribe{KeyShare: testShare, Cookie: c.Cookie, Streams: streams}), from, t0, out)
 	}
 	if r := refusal(t, try(addr(9), 5, 6).Reply); r != wire.ReasonUnknownStream {
 		t.Errorf("unserved streams: %v", r)
@@ -205,14 +250,16 @@ func TestKeepaliveLeaveExpiry(t *testing.T) {
 	s := newSessions(t, nil)
 	out := make([]byte, wire.MaxDatagram)
 	a, b := addr(1), addr(2)
-	ida := subscribe(t, s, a, t0, 1)
+	ca := subscribe(t, s, a, t0, 1)
 	subscribe(t, s, b, t0, 1)
-	ka := enc(t, &wire.Keepalive{SessionID: ida, Seq: 1})
-	if got := s.Handle(ka, a, t0.Add(2*time.Second), out).Reply; string(got) != string(ka) {
-		t.Errorf("keepalive not echoed: %x", got)
+	echo := ca.signed(t, &wire.Keepalive{SessionID: ca.id, Seq: 1, Echo: true})
+	if got := s.Handle(ca.keepalive(t, 1), a, t0.Add(2*time.Second), out).Reply; string(got) != string(echo) {
+		t.Errorf("keepalive echoed %x, want %x", got, echo)
 	}
-	if r := refusal(t, s.Handle(enc(t, &wire.Keepalive{SessionID: [8]byte{9}}), a, t0, out).Reply); r != wire.ReasonUnknownSession {
-		t.Errorf("unknown session: %v", r)
+	unknown := session{id: [8]byte{9}}.keepalive(t, 1)
+	r := refused(t, s.Handle(unknown, a, t0, out).Reply)
+	if r.Reason != wire.ReasonUnknownSession || r.Nonce != [8]byte(unknown[wire.KeepaliveLen-wire.MACLen:]) {
+		t.Errorf("unknown session: %+v, want reason 6 echoing the MAC", r)
 	}
 	// b stays silent: at t0+5s it is past its 3 s expiry, a (seen at 2 s) is not.
 	if n := s.Expire(t0.Add(5 * time.Second)); n != 1 {
@@ -221,36 +268,109 @@ func TestKeepaliveLeaveExpiry(t *testing.T) {
 	if dsts, _ := s.Destinations(nil, 1); len(dsts) != 1 || dsts[0] != a {
 		t.Fatalf("after expiry: %v", dsts)
 	}
-	if a := s.Handle(enc(t, &wire.Leave{SessionID: [8]byte{7}}), a, t0, out); a.Reply != nil {
-		t.Error("LEAVE answered")
+	for name, leave := range map[string][]byte{
+		"wrong session id": session{id: [8]byte{7}, key: ca.key}.signed(t, &wire.Leave{SessionID: [8]byte{7}}),
+		"forged MAC":       enc(t, &wire.Leave{SessionID: ca.id}),
+	} {
+		if a := s.Handle(leave, a, t0, out); a.Reply != nil {
+			t.Errorf("%s: LEAVE answered", name)
+		}
+		if st := s.Stats(); st.Subscribers != 1 {
+			t.Fatalf("%s: LEAVE removed the subscription", name)
+		}
 	}
-	if st := s.Stats(); st.Subscribers != 1 {
-		t.Fatal("LEAVE with a wrong session id removed the subscription")
-	}
-	s.Handle(enc(t, &wire.Leave{SessionID: ida}), a, t0, out)
-	if st := s.Stats(); st.Subscribers != 0 || st.Expired != 1 {
+	s.Handle(ca.signed(t, &wire.Leave{SessionID: ca.id, Seq: 2}), a, t0, out)
+	if st := s.Stats(); st.Subscribers != 0 || st.Expired != 1 || st.Forged != 1 {
 		t.Fatalf("after LEAVE: %+v", st)
 	}
 }
 
-// TestMovedSubscriber: a KEEPALIVE of a live session from a new address
-// (NAT rebinding) drops the old subscription and makes the new address
-// validate itself; no duplicate remains.
+func refused(t testing.TB, reply []byte) wire.Refused {
+	t.Helper()
+	var r wire.Refused
+	if err := r.Decode(reply); err != nil {
+		t.Fatalf("not a REFUSED: %x (%v)", reply, err)
+	}
+	return r
+}
+
+// TestMovedSubscriber: a session moves to a new address as a QUIC path
+// does. An authenticated KEEPALIVE from the new address only earns a
+// CHALLENGE (no larger) there; the subscription stays at the old address
+// until a RESPONSE from the new one returns that challenge's cookie under
+// the session key. A RESPONSE with a forged MAC or another address's
+// cookie moves nothing.
 func TestMovedSubscriber(t *testing.T) {
 	s := newSessions(t, nil)
 	out := make([]byte, wire.MaxDatagram)
-	id := subscribe(t, s, addr(1), t0, 1)
-	moved := netip.AddrPortFrom(addr(1).Addr(), 50000)
-	if r := refusal(t, s.Handle(enc(t, &wire.Keepalive{SessionID: id}), moved, t0, out).Reply); r != wire.ReasonUnknownSession {
-		t.Fatalf("moved keepalive: %v", r)
+	old := addr(1)
+	c := subscribe(t, s, old, t0, 1)
+	moved := netip.AddrPortFrom(old.Addr(), 50000)
+	ka := c.keepalive(t, 1)
+	a := s.Handle(ka, moved, t0, out)
+	var ch wire.Challenge
+	if err := ch.Decode(a.Reply); err != nil || ch.SessionID != c.id || len(a.Reply) > len(ka) {
+		t.Fatalf("keepalive from a new address answered %x (%v), want a CHALLENGE no larger", a.Reply, err)
 	}
-	subscribe(t, s, moved, t0, 1)
-	dsts, _ := s.Destinations(nil, 1)
-	if len(dsts) != 1 || dsts[0] != moved {
-		t.Fatalf("after the move: %v", dsts)
+	still := func(when string, want netip.AddrPort) {
+		t.Helper()
+		if dsts, _ := s.Destinations(nil, 1); len(dsts) != 1 || dsts[0] != want {
+			t.Fatalf("%s: destinations %v, want %v", when, dsts, want)
+		}
 	}
-	if st := s.Stats(); st.Moved != 1 {
+	still("challenged", old)
+	otherCookie := ch.Cookie
+	otherCookie[10] ^= 1
+	for name, d := range map[string][]byte{
+		"forged MAC":   enc(t, &wire.Response{SessionID: c.id, Seq: 2, Cookie: ch.Cookie}),
+		"wrong cookie": c.signed(t, &wire.Response{SessionID: c.id, Seq: 2, Cookie: otherCookie}),
+	} {
+		if a := s.Handle(d, moved, t0, out); a.Reply != nil {
+			t.Errorf("%s: answered %x", name, a.Reply)
+		}
+		still(name, old)
+	}
+	a = s.Handle(c.signed(t, &wire.Response{SessionID: c.id, Seq: 2, Cookie: ch.Cookie}), moved, t0, out)
+	var echo wire.Keepalive
+	if err := echo.Decode(a.Reply); err != nil || !echo.Echo || !seal.VerifySession(&c.key, a.Reply) {
+		t.Fatalf("RESPONSE answered %x (%v), want a signed echo", a.Reply, err)
+	}
+	still("after the response", moved)
+	if st := s.Stats(); st.Moved != 1 || st.Challenges != 1 || st.Forged != 1 || st.Subscribers != 1 {
 		t.Errorf("stats %+v", st)
+	}
+}
+
+// TestSessionKick: the attack of issue 14 — six KEEPALIVEs carrying a
+// session id observed on the wire, from another port, forged or replayed —
+// never ends or moves the subscription.
+func TestSessionKick(t *testing.T) {
+	s := newSessions(t, nil)
+	out := make([]byte, wire.MaxDatagram)
+	victim := addr(1)
+	c := subscribe(t, s, victim, t0, 1)
+	observed := c.keepalive(t, 1) // seen on the wire
+	attacker := netip.AddrPortFrom(victim.Addr(), 50001)
+	for i := range 6 {
+		forged := enc(t, &wire.Keepalive{SessionID: c.id, Seq: uint32(2 + i)})
+		for _, d := range [][]byte{forged, observed} {
+			a := s.Handle(d, attacker, t0.Add(time.Duration(i)*time.Second), out)
+			if len(a.Reply) > len(d) {
+				t.Fatalf("answered %d bytes to %d", len(a.Reply), len(d))
+			}
+			var ch wire.Challenge
+			if ch.Decode(a.Reply) == nil {
+				// The replay earns a challenge; answering it needs the key.
+				s.Handle(enc(t, &wire.Response{SessionID: c.id, Seq: 9, Cookie: ch.Cookie}), attacker, t0, out)
+			}
+		}
+		s.Handle(c.keepalive(t, uint32(2+i)), victim, t0.Add(time.Duration(i)*time.Second), out)
+	}
+	if dsts, _ := s.Destinations(nil, 1); len(dsts) != 1 || dsts[0] != victim {
+		t.Fatalf("destinations %v, want only the victim %v", dsts, victim)
+	}
+	if st := s.Stats(); st.Moved != 0 || st.Forged != 12 || st.Subscribers != 1 {
+		t.Errorf("stats %+v: want nothing moved, 6 forged keepalives and 6 forged responses", st)
 	}
 }
 
@@ -273,7 +393,7 @@ func TestNoAmplification(t *testing.T) {
 	}
 	reqs := [][]byte{
 		hello(t),
-		enc(t, &wire.Subscribe{Cookie: cookie, CatchUp: 16, Streams: []uint32{1, 2}}),
+		enc(t, &wire.Subscribe{KeyShare: testShare, Cookie: cookie, CatchUp: 16, Streams: []uint32{1, 2}}),
 		enc(t, &wire.Keepalive{SessionID: [8]byte{1}}),
 		enc(t, &wire.Leave{}),
 		[]byte("garbage"),
@@ -316,7 +436,7 @@ func TestSessionConfig(t *testing.T) {
 func FuzzSessions(f *testing.F) {
 	s := newSessions(f, nil)
 	f.Add(hello(f), uint32(1))
-	f.Add(enc(f, &wire.Subscribe{Streams: []uint32{1}}), uint32(2))
+	f.Add(enc(f, &wire.Subscribe{KeyShare: testShare, Streams: []uint32{1}}), uint32(2))
 	f.Add(enc(f, &wire.Keepalive{}), uint32(3))
 	f.Add(enc(f, &wire.Leave{}), uint32(4))
 	out := make([]byte, wire.MaxDatagram)
@@ -339,7 +459,7 @@ func BenchmarkSessionMemory(b *testing.B) {
 		out := make([]byte, wire.MaxDatagram)
 		var c wire.Cookie
 		h := hello(b)
-		sub := &wire.Subscribe{Streams: []uint32{1}}
+		sub := &wire.Subscribe{KeyShare: testShare, Streams: []uint32{1}}
 		buf := make([]byte, wire.MaxDatagram)
 		for i := range n {
 			from := addr(i)

@@ -31,7 +31,7 @@ func TestCookieWindows(t *testing.T) {
 			return c.Cookie
 		}
 		subscribe := func(from netip.AddrPort, c [wire.CookieLen]byte) bool {
-			a := s.Handle(enc(t, &wire.Subscribe{Cookie: c, Streams: []uint32{1}}), from, time.Now(), out)
+			a := s.Handle(enc(t, &wire.Subscribe{KeyShare: testShare, Cookie: c, Streams: []uint32{1}}), from, time.Now(), out)
 			if !a.Subscribed && refusal(t, a.Reply) != wire.ReasonBadCookie {
 				t.Fatalf("refused for another reason than the cookie: %v", refusal(t, a.Reply))
 			}
@@ -78,12 +78,11 @@ func TestExpirySweep(t *testing.T) {
 		at := func(d time.Duration) { time.Sleep(time.Until(t0.Add(d))); synctest.Wait() }
 		out := make([]byte, wire.MaxDatagram)
 		a, b := addr(1), addr(2)
-		ida := subscribe(t, s, a, t0, 1)
+		ca := subscribe(t, s, a, t0, 1)
 		subscribe(t, s, b, t0, 1)
 		at(2500 * time.Millisecond)
-		ka := enc(t, &wire.Keepalive{SessionID: ida, Seq: 1})
-		if got := s.Handle(ka, a, time.Now(), out).Reply; string(got) != string(ka) {
-			t.Fatalf("keepalive not echoed: %x", got)
+		if got := s.Handle(ca.keepalive(t, 1), a, time.Now(), out).Reply; got == nil {
+			t.Fatal("keepalive not echoed")
 		}
 		for _, c := range []struct {
 			at                time.Duration

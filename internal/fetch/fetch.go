@@ -17,9 +17,15 @@ import (
 // nil for a 204, and an error naming the request and the status for
 // anything else.
 func Do(ctx context.Context, c *http.Client, method, url, token string, limit int) ([]byte, error) {
+	body, _, err := DoHeader(ctx, c, method, url, token, limit)
+	return body, err
+}
+
+// DoHeader is Do, also returning the response's header.
+func DoHeader(ctx context.Context, c *http.Client, method, url, token string, limit int) ([]byte, http.Header, error) {
 	req, err := http.NewRequestWithContext(ctx, method, url, nil)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
@@ -35,29 +41,30 @@ func Post(ctx context.Context, c *http.Client, url, contentType string, body []b
 		return nil, err
 	}
 	req.Header.Set("Content-Type", contentType)
-	return send(c, req, limit)
+	out, _, err := send(c, req, limit)
+	return out, err
 }
 
-func send(c *http.Client, req *http.Request, limit int) ([]byte, error) {
+func send(c *http.Client, req *http.Request, limit int) ([]byte, http.Header, error) {
 	method, url := req.Method, req.URL.String()
 	resp, err := c.Do(req)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer resp.Body.Close()
 	out, err := io.ReadAll(io.LimitReader(resp.Body, int64(limit)+1))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	switch {
 	case resp.StatusCode == http.StatusNoContent:
-		return nil, nil
+		return nil, resp.Header, nil
 	case resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusCreated:
-		return nil, fmt.Errorf("%s %s: %s: %s", method, url, resp.Status, firstLine(out))
+		return nil, nil, fmt.Errorf("%s %s: %s: %s", method, url, resp.Status, firstLine(out))
 	case len(out) > limit:
-		return nil, fmt.Errorf("%s %s: response over %d bytes", method, url, limit)
+		return nil, nil, fmt.Errorf("%s %s: response over %d bytes", method, url, limit)
 	}
-	return out, nil
+	return out, resp.Header, nil
 }
 
 // firstLine is the start of an error body, enough to say why.
