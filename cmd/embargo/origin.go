@@ -97,7 +97,11 @@ ClearKey-shaped licence), and a session description receivers configure themselv
 	lead := fs.Duration("lead", origin.DefaultLead, fmt.Sprintf("announce lead of new streams: when a period's keys exist for packagers and its bundle for edges, before its release; at least %v, at most %d periods (default: %v, or %d periods if shorter)", origin.MinLead, wire.MaxAnnounceLead, origin.DefaultLead, wire.MaxAnnounceLead))
 	present := fs.Duration("present", 2*time.Second, "presentAt − releaseAt of new streams")
 	keys := fs.Int("keys", 2, "content keys per period of new streams: 1 (all tracks) or 2 (video, audio)")
-	tokenFile := fs.String("tokens", "", "file of licence bearer tokens, one 'token name' per line, mode 0600 (default: generate one into the state directory's "+generatedTokenFile+")")
+	tokenFile := fs.String("tokens", "", "lab mode: file of shared licence bearer tokens, one 'token name' per line, mode 0600 (default without -jwks: generate one into the state directory's "+generatedTokenFile+")")
+	jwks := fs.String("jwks", "", "per-viewer entitlement: the viewer service's published JWK Set (a file, or an https:// URL fetched and cached); licences then need a JWT from that service, not a shared token")
+	jwtIssuer := fs.String("jwt-issuer", "", "with -jwks: the viewer tokens' issuer (iss)")
+	jwtAudience := fs.String("jwt-audience", "embargo", "with -jwks: the audience (aud) viewer tokens must name")
+	jwtClaim := fs.String("jwt-claim", keyserver.DefaultClaim, "with -jwks: the claim listing the stream ids a viewer is entitled to")
 	groups, edges := groupsFlag(), edgesFlag()
 	fs.Var(groups, "session-group", "a multicast group receivers should join, for the session description (repeatable)")
 	fs.Var(edges, "session-edge", "a unicast edge host:port receivers should subscribe to (repeatable)")
@@ -150,9 +154,22 @@ ClearKey-shaped licence), and a session description receivers configure themselv
 		}
 		log.Info("origin: created stream", "stream", s, "period", *period, "resources", resources)
 	}
-	tokens, err := loadTokens(*tokenFile, filepath.Join(*state, generatedTokenFile), stdout)
-	if err != nil {
-		return err
+	var tokens map[string]string
+	var viewers *keyserver.Viewers
+	if *jwks != "" {
+		if viewers, err = viewerEntitlement(*jwks, *jwtIssuer, *jwtAudience, *jwtClaim); err != nil {
+			return err
+		}
+		log.Info("origin: licences by per-viewer entitlement", "jwks", *jwks, "issuer", *jwtIssuer, "audience", *jwtAudience, "claim", *jwtClaim)
+	}
+	if *tokenFile != "" && viewers != nil {
+		return usageError{"-tokens and -jwks both decide who gets licences: shared tokens would give anyone every viewer's entitlement; keep -jwks"}
+	}
+	if viewers == nil {
+		if tokens, err = loadTokens(*tokenFile, filepath.Join(*state, generatedTokenFile), stdout); err != nil {
+			return err
+		}
+		log.Warn("origin: licences by shared bearer token (lab mode): anyone holding one has every viewer's entitlement; use -jwks in production")
 	}
 	srvCert, err := pki.Load(*certs, originCert)
 	if err != nil {
@@ -164,7 +181,7 @@ ClearKey-shaped licence), and a session description receivers configure themselv
 	}
 	base := "https://" + ln.Addr().String()
 	h := keyserver.NewHandler(keyserver.ServerConfig{
-		Issuer: issuer, Tokens: tokens, Groups: groups.strings(), Edges: edges.strings(),
+		Issuer: issuer, Tokens: tokens, Viewers: viewers, Groups: groups.strings(), Edges: edges.strings(),
 		Licence: base + "/v1/streams/{stream}/licence", Logger: log,
 	})
 	srv := &http.Server{Handler: h, TLSConfig: keyserver.ServerTLS(srvCert.TLS(), cas),
@@ -177,7 +194,8 @@ ClearKey-shaped licence), and a session description receivers configure themselv
 		metrics.RegisterProcess(reg, "origin")
 		metrics.RegisterClock(reg, clock)
 		metrics.CounterFunc(reg, "origin", "periods_issued_total", "Periods issued and stored by this process.", issuer.Issued)
-		metrics.CounterFunc(reg, "origin", "licences_total", "Master-key licences granted.", func() uint64 { return h.Counts()["licence"] })
+		metrics.CounterFunc(reg, "origin", "licences_total", "Master-key licences granted.", func() uint64 { return h.LicenceStats()["granted"] })
+		metrics.CountersByLabel(reg, "origin", "licence_requests_total", "Master-key licence requests by outcome: granted, or why refused (unauthorized, bad-token, expired, wrong-audience, wrong-issuer, not-entitled, …).", "outcome", h.LicenceStats)
 		metrics.CountersByLabel(reg, "origin", "bundle_fetches_total", "Bundle documents served, by edge certificate.", "edge", h.EdgeFetches)
 		metrics.CountersByLabel(reg, "origin", "requests_total", "API requests by outcome (bundles, nothing-new, keys, session, licence, or why refused).", "outcome", h.Counts)
 		at, err := serveHTTP(gctx, g, *metricsAddr, metrics.Handler(reg, clock), 30*time.Second)
@@ -221,6 +239,28 @@ func flagSet(fs *flag.FlagSet, name string) bool {
 	set := false
 	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
 	return set
+}
+
+// viewerEntitlement checks licences against viewer JWTs from the service
+// whose keys jwks publishes (a file, or an https URL).
+func viewerEntitlement(jwks, issuer, audience, claim string) (*keyserver.Viewers, error) {
+	if issuer == "" || audience == "" {
+		return nil, usageError{"-jwks needs -jwt-issuer and -jwt-audience: a token from any issuer, for any service, would do"}
+	}
+	v := &keyserver.Viewers{Issuer: issuer, Audience: audience, Claim: claim}
+	if strings.HasPrefix(jwks, "https://") {
+		v.Keys = &keyserver.RemoteKeys{URL: jwks, Client: &http.Client{Timeout: 10 * time.Second}}
+		return v, nil
+	}
+	if strings.Contains(jwks, "://") {
+		return nil, usageError{fmt.Sprintf("-jwks %q: want a file or an https:// URL", jwks)}
+	}
+	keys, err := keyserver.ReadKeys(jwks)
+	if err != nil {
+		return nil, fmt.Errorf("-jwks: %w", err)
+	}
+	v.Keys = keys
+	return v, nil
 }
 
 // generatedTokenFile is where an origin without -tokens keeps the licence

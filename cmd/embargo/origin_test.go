@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -116,8 +117,12 @@ func startOrigin(t *testing.T, ctx context.Context, base int64, args ...string) 
 	if err := errors.Join(os.WriteFile(tokens, []byte(labToken+" player\n"), 0o600), os.WriteFile(l.tokenFile, []byte(labToken+"\n"), 0o600)); err != nil {
 		t.Fatal(err)
 	}
-	args = append([]string{"origin", "-state", l.state, "-certs", filepath.Join(l.certs, "origin"), "-listen", l.addr(0),
-		"-tokens", tokens, "-session-edge", l.addr(1), "-assume-synced", "1ms", "-log", "warn"}, args...)
+	auth := []string{"-tokens", tokens}
+	if slices.Contains(args, "-jwks") {
+		auth = nil // per-viewer entitlement instead of the shared token
+	}
+	args = append(append([]string{"origin", "-state", l.state, "-certs", filepath.Join(l.certs, "origin"), "-listen", l.addr(0),
+		"-session-edge", l.addr(1), "-assume-synced", "1ms", "-log", "warn"}, auth...), args...)
 	go func() { l.done <- run(ctx, args, l.out, l.out) }()
 	wait.For(t, 5*time.Second, "origin", func() bool { return strings.Contains(l.out.String(), "serving") })
 	return l

@@ -34,6 +34,11 @@ const (
 	Busy                           // too many requests already waiting
 	ForbiddenOrigin                // (proxy) a web origin the operator did not list
 	BadHost                        // (proxy) a Host header other than the proxy's own name (DNS rebinding)
+	BadToken                       // a viewer credential that does not parse or verify
+	Expired                        // a viewer credential past its expiry (or not yet valid)
+	WrongAudience                  // a viewer credential for another audience
+	WrongIssuer                    // a viewer credential from another issuer
+	NotEntitled                    // a valid viewer credential without this stream
 	numOutcomes
 )
 
@@ -53,6 +58,11 @@ var outcomeNames = [numOutcomes]string{
 	Busy:            "busy",
 	ForbiddenOrigin: "forbidden-origin",
 	BadHost:         "bad-host",
+	BadToken:        "bad-token",
+	Expired:         "expired",
+	WrongAudience:   "wrong-audience",
+	WrongIssuer:     "wrong-issuer",
+	NotEntitled:     "not-entitled",
 }
 
 func (o Outcome) String() string { return outcomeNames[o] }

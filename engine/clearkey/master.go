@@ -81,11 +81,17 @@ func ParseMasterLicence(body []byte) ([]byte, error) {
 	return master, nil
 }
 
-// MasterConfig configures a MasterHandler. Tokens and Master are required.
+// MasterConfig configures a MasterHandler. Master, and Tokens or
+// Authorize, are required.
 type MasterConfig struct {
 	// Tokens maps each accepted bearer token to the client's name, which
-	// is only logged.
+	// is only logged: one secret shared by many viewers, for labs.
 	Tokens map[string]string
+	// Authorize, when set, decides instead of Tokens: it returns the
+	// viewer a request's credentials name, or the Outcome it is refused
+	// with (Unauthorized, BadToken, Expired, WrongAudience, WrongIssuer:
+	// 401; NotEntitled: 403).
+	Authorize func(r *http.Request) (viewer string, refused Outcome, ok bool)
 	// Master returns the event's master key, or nil while there is none
 	// (answered 503). It is called once per authorised request.
 	Master func() []byte
@@ -107,6 +113,7 @@ type MasterHandler struct {
 	tokens []token
 	master func() []byte
 	subTok func() ([]byte, error)
+	authz  func(*http.Request) (string, Outcome, bool)
 	log    *slog.Logger
 	counts Counters
 }
@@ -118,13 +125,13 @@ type token struct {
 
 // NewMasterHandler checks cfg and returns a MasterHandler.
 func NewMasterHandler(cfg MasterConfig) (*MasterHandler, error) {
-	if len(cfg.Tokens) == 0 {
-		return nil, fmt.Errorf("%w: no tokens", ErrConfig)
+	if len(cfg.Tokens) == 0 && cfg.Authorize == nil {
+		return nil, fmt.Errorf("%w: no tokens and no Authorize", ErrConfig)
 	}
 	if cfg.Master == nil {
 		return nil, fmt.Errorf("%w: no master key source", ErrConfig)
 	}
-	m := &MasterHandler{master: cfg.Master, subTok: cfg.SubscriptionToken, log: cfg.Logger}
+	m := &MasterHandler{master: cfg.Master, subTok: cfg.SubscriptionToken, authz: cfg.Authorize, log: cfg.Logger}
 	if m.log == nil {
 		m.log = slog.New(slog.DiscardHandler)
 	}
@@ -147,11 +154,26 @@ func (m *MasterHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		m.fail(w, http.StatusMethodNotAllowed, BadMethod, nil)
 		return
 	}
-	client, ok := m.authorize(r.Header.Get("Authorization"))
+	client, refused, ok := "", Unauthorized, false
+	if m.authz != nil {
+		client, refused, ok = m.authz(r)
+	} else {
+		client, ok = m.authorize(r.Header.Get("Authorization"))
+	}
 	if !ok {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="embargo"`)
-		m.log.Debug("master licence refused", "remote", r.RemoteAddr)
-		m.fail(w, http.StatusUnauthorized, Unauthorized, nil)
+		// RFC 6750 §3: a credential that is missing or bad is 401 (with
+		// error="invalid_token" when one was given); a good one without
+		// this stream is 403, insufficient_scope.
+		status, challenge := http.StatusUnauthorized, `Bearer realm="embargo"`
+		switch refused {
+		case NotEntitled:
+			status, challenge = http.StatusForbidden, `Bearer realm="embargo", error="insufficient_scope"`
+		case BadToken, Expired, WrongAudience, WrongIssuer:
+			challenge = `Bearer realm="embargo", error="invalid_token", error_description="` + refused.String() + `"`
+		}
+		w.Header().Set("WWW-Authenticate", challenge)
+		m.log.Debug("master licence refused", "remote", r.RemoteAddr, "reason", refused)
+		m.fail(w, status, refused, nil)
 		return
 	}
 	body, err := ReadBody(w, r)

@@ -24,7 +24,7 @@ var issuerSchedule = origin.Schedule{Period: 200 * time.Millisecond, Lead: 600 *
 
 // newIssuer opens dir and, on first use, creates stream 1's event with
 // period 0 released now.
-func newIssuer(t *testing.T, dir string) *keyserver.Issuer {
+func newIssuer(t testing.TB, dir string) *keyserver.Issuer {
 	t.Helper()
 	store, err := keystore.Open(dir)
 	if err != nil {

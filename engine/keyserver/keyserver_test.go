@@ -35,7 +35,7 @@ type lab struct {
 
 var shared *lab // RSA key generation is slow: one lab for the package
 
-func newLab(t *testing.T) *lab {
+func newLab(t testing.TB) *lab {
 	if shared != nil {
 		return shared
 	}

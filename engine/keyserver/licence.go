@@ -9,8 +9,9 @@ import (
 	"github.com/embargo-live/embargo/engine/clearkey"
 )
 
-// licence serves the stream's master key to a bearer of a configured
-// token, as a ClearKey-shaped licence (package clearkey).
+// licence serves the stream's master key to a viewer entitled to it (a
+// JWT, ServerConfig.Viewers) or to a bearer of a configured token, as a
+// ClearKey-shaped licence (package clearkey).
 func (h *Handler) licence(w http.ResponseWriter, r *http.Request) {
 	s, err := strconv.ParseUint(r.PathValue("stream"), 10, 32)
 	if err != nil {
@@ -39,8 +40,13 @@ func (h *Handler) masterHandler(stream uint32) (*clearkey.MasterHandler, error) 
 	}
 	master := ev.Master
 	life := cmp.Or(h.cfg.TokenLife, DefaultTokenLife)
-	mh, err := clearkey.NewMasterHandler(clearkey.MasterConfig{Tokens: h.cfg.Tokens, Master: func() []byte { return master },
-		SubscriptionToken: func() ([]byte, error) { return h.cfg.Issuer.SubscriptionToken(life) }, Logger: h.log})
+	mc := clearkey.MasterConfig{Tokens: h.cfg.Tokens, Master: func() []byte { return master },
+		SubscriptionToken: func() ([]byte, error) { return h.cfg.Issuer.SubscriptionToken(life) }, Logger: h.log}
+	if v := h.cfg.Viewers; v != nil {
+		mc.Tokens = nil
+		mc.Authorize = func(r *http.Request) (string, clearkey.Outcome, bool) { return v.Authorize(r, stream) }
+	}
+	mh, err := clearkey.NewMasterHandler(mc)
 	if err != nil {
 		return nil, err
 	}

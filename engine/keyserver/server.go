@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"maps"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -27,9 +28,13 @@ import (
 // ServerConfig configures the HTTPS handler.
 type ServerConfig struct {
 	Issuer *Issuer
-	// Tokens are the bearer tokens that may fetch the master-key licence,
-	// each with the client's name for the logs.
-	Tokens map[string]string
+	// Viewers, when set, decides who may fetch the master-key licence: a
+	// per-viewer JWT with an entitlement for the stream. Without it,
+	// Tokens do: shared bearer tokens, each with the client's name for the
+	// logs — a lab mode, since anyone holding one has every viewer's
+	// entitlement.
+	Viewers *Viewers
+	Tokens  map[string]string
 	// Groups, Edges and Licence go into the session description.
 	Groups, Edges []string
 	Licence       string
@@ -85,6 +90,22 @@ func (h *Handler) Counts() map[string]uint64 {
 	out := make(map[string]uint64, len(h.counts))
 	for k, v := range h.counts {
 		out[k] = v
+	}
+	return out
+}
+
+// LicenceStats returns how many master-key licence requests ended in each
+// clearkey outcome ("granted", "expired", "not-entitled", …), over every
+// stream.
+func (h *Handler) LicenceStats() map[string]uint64 {
+	h.mu.Lock()
+	handlers := slices.Collect(maps.Values(h.licences))
+	h.mu.Unlock()
+	out := map[string]uint64{}
+	for _, mh := range handlers {
+		for k, n := range mh.Stats() {
+			out[k] += n
+		}
 	}
 	return out
 }

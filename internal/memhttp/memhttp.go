@@ -33,6 +33,9 @@ func (t *Transport) RoundTrip(r *http.Request) (*http.Response, error) {
 	}
 	in.TLS = t.TLS
 	in.RequestURI = r.URL.RequestURI()
+	if in.Body == nil {
+		in.Body = http.NoBody // as a server gives a bodiless request
+	}
 	rec := httptest.NewRecorder()
 	t.Handler.ServeHTTP(rec, in)
 	resp := rec.Result()

@@ -1,0 +1,240 @@
+package keyserver_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+
+	"github.com/embargo-live/embargo/engine/clearkey"
+	"github.com/embargo-live/embargo/engine/keyserver"
+	"github.com/embargo-live/embargo/engine/session"
+	"github.com/embargo-live/embargo/internal/memhttp"
+)
+
+// service is a viewer service's signing key and published JWK Set.
+type service struct {
+	key  *ecdsa.PrivateKey
+	kid  string
+	jwks jose.JSONWebKeySet
+}
+
+func newService(t testing.TB, kid string) *service {
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &service{key: k, kid: kid, jwks: jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &k.PublicKey, KeyID: kid, Algorithm: string(jose.ES256), Use: "sig"}}}}
+}
+
+// token signs claims (registered and extra) as the service.
+func (s *service) token(t testing.TB, c jwt.Claims, extra map[string]any) string {
+	sig, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: s.key}, (&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", s.kid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := jwt.Signed(sig).Claims(c).Claims(extra).Serialize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw
+}
+
+var now = time.Date(2026, 12, 3, 18, 0, 0, 0, time.UTC)
+
+// viewer is a valid token's claims: viewer-42, entitled to streams 1 and 3,
+// for an hour.
+func viewer() (jwt.Claims, map[string]any) {
+	return jwt.Claims{Issuer: "https://id.example", Subject: "viewer-42", Audience: jwt.Audience{"embargo"},
+			IssuedAt: jwt.NewNumericDate(now.Add(-time.Minute)), Expiry: jwt.NewNumericDate(now.Add(time.Hour))},
+		map[string]any{"embargo_streams": []uint32{1, 3}}
+}
+
+func verifier(s *service) *keyserver.Viewers {
+	return &keyserver.Viewers{Keys: &keyserver.StaticKeys{Set: s.jwks}, Issuer: "https://id.example", Audience: "embargo", Now: func() time.Time { return now }}
+}
+
+// TestViewersAuthorize: each check a viewer token must pass is its own
+// refusal, and only a token passing all of them for this stream is
+// granted, naming its viewer.
+func TestViewersAuthorize(t *testing.T) {
+	s, other := newService(t, "k1"), newService(t, "k1")
+	v := verifier(s)
+	mod := func(f func(*jwt.Claims, map[string]any)) string {
+		c, x := viewer()
+		f(&c, x)
+		return s.token(t, c, x)
+	}
+	c, x := viewer()
+	hs, _ := jose.NewSigner(jose.SigningKey{Algorithm: jose.HS256, Key: []byte("0123456789abcdef0123456789abcdef")}, nil)
+	hsTok, _ := jwt.Signed(hs).Claims(c).Claims(x).Serialize()
+	for _, tc := range []struct {
+		name, header string
+		stream       uint32
+		want         clearkey.Outcome
+	}{
+		{"valid", "Bearer " + s.token(t, c, x), 1, clearkey.Granted},
+		{"valid, other entitled stream", "Bearer " + s.token(t, c, x), 3, clearkey.Granted},
+		{"not entitled", "Bearer " + s.token(t, c, x), 2, clearkey.NotEntitled},
+		{"no entitlement claim", "Bearer " + mod(func(_ *jwt.Claims, x map[string]any) { delete(x, "embargo_streams") }), 1, clearkey.NotEntitled},
+		{"entitlement not a list", "Bearer " + mod(func(_ *jwt.Claims, x map[string]any) { x["embargo_streams"] = 1 }), 1, clearkey.NotEntitled},
+		{"expired", "Bearer " + mod(func(c *jwt.Claims, _ map[string]any) { c.Expiry = jwt.NewNumericDate(now.Add(-time.Minute)) }), 1, clearkey.Expired},
+		{"within leeway", "Bearer " + mod(func(c *jwt.Claims, _ map[string]any) { c.Expiry = jwt.NewNumericDate(now.Add(-10 * time.Second)) }), 1, clearkey.Granted},
+		{"not yet valid", "Bearer " + mod(func(c *jwt.Claims, _ map[string]any) { c.NotBefore = jwt.NewNumericDate(now.Add(time.Hour)) }), 1, clearkey.Expired},
+		{"no expiry", "Bearer " + mod(func(c *jwt.Claims, _ map[string]any) { c.Expiry = nil }), 1, clearkey.BadToken},
+		{"no subject", "Bearer " + mod(func(c *jwt.Claims, _ map[string]any) { c.Subject = "" }), 1, clearkey.BadToken},
+		{"wrong audience", "Bearer " + mod(func(c *jwt.Claims, _ map[string]any) { c.Audience = jwt.Audience{"other-app"} }), 1, clearkey.WrongAudience},
+		{"wrong issuer", "Bearer " + mod(func(c *jwt.Claims, _ map[string]any) { c.Issuer = "https://evil.example" }), 1, clearkey.WrongIssuer},
+		{"signed by another key", "Bearer " + other.token(t, c, x), 1, clearkey.BadToken},
+		{"HMAC", "Bearer " + hsTok, 1, clearkey.BadToken},
+		{"garbage", "Bearer not.a.jwt", 1, clearkey.BadToken},
+		{"no token", "", 1, clearkey.Unauthorized},
+		{"basic", "Basic dXNlcjpwYXNz", 1, clearkey.Unauthorized},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := httptest.NewRequest(http.MethodPost, "/v1/streams/1/licence", nil)
+			if tc.header != "" {
+				r.Header.Set("Authorization", tc.header)
+			}
+			who, got, ok := v.Authorize(r, tc.stream)
+			if got != tc.want || ok != (tc.want == clearkey.Granted) {
+				t.Fatalf("%v (ok %v), want %v", got, ok, tc.want)
+			}
+			if ok && who != "viewer-42" {
+				t.Errorf("viewer %q", who)
+			}
+		})
+	}
+}
+
+// TestLicenceByEntitlement: through the origin's handler, an entitled
+// viewer gets the master key; one whose token expired gets 401 with the
+// reason while another viewer is unaffected; one not entitled gets 403;
+// the shared lab token no longer works; each refusal is counted.
+func TestLicenceByEntitlement(t *testing.T) {
+	s := newService(t, "k1")
+	issuer := newIssuer(t, filepath.Join(t.TempDir(), "state"))
+	h := keyserver.NewHandler(keyserver.ServerConfig{Issuer: issuer, Viewers: verifier(s), Tokens: map[string]string{"s3cret": "lab"}, Licence: "https://origin.test/v1/streams/{stream}/licence"})
+	client := memhttp.Client(h)
+	url := "https://origin.test/v1/streams/1/licence"
+	c, x := viewer()
+	m, err := session.FetchMaster(context.Background(), client, url, s.token(t, c, x))
+	if err != nil || string(m) != string(issuer.Event(1).Master) {
+		t.Fatalf("entitled viewer: %v", err)
+	}
+	expired := c
+	expired.Subject, expired.Expiry = "viewer-7", jwt.NewNumericDate(now.Add(-time.Hour))
+	post := func(tok string) *http.Response {
+		req, _ := http.NewRequest(http.MethodPost, url, nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	if resp := post(s.token(t, expired, x)); resp.StatusCode != http.StatusUnauthorized || !strings.Contains(resp.Header.Get("WWW-Authenticate"), `error="invalid_token", error_description="expired"`) {
+		t.Fatalf("expired viewer: %d %q", resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
+	}
+	if _, err := session.FetchMaster(context.Background(), client, url, s.token(t, c, x)); err != nil {
+		t.Fatalf("another viewer after one expired: %v", err)
+	}
+	x2 := map[string]any{"embargo_streams": []uint32{3}}
+	if resp := post(s.token(t, c, x2)); resp.StatusCode != http.StatusForbidden || !strings.Contains(resp.Header.Get("WWW-Authenticate"), "insufficient_scope") {
+		t.Fatalf("viewer without stream 1: %d %q", resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
+	}
+	if resp := post("s3cret"); resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("the shared lab token beside viewer tokens: %d", resp.StatusCode)
+	}
+	st := h.LicenceStats()
+	for reason, want := range map[string]uint64{"granted": 2, "expired": 1, "not-entitled": 1, "bad-token": 1} {
+		if st[reason] != want {
+			t.Errorf("%s: %d, want %d (all: %v)", reason, st[reason], want, st)
+		}
+	}
+}
+
+// TestRemoteKeys: the published set is fetched once, kept, fetched again
+// when a token names a key id it lacks (a rotation) — but not more than
+// once in 30 s however many such tokens come — and a failed fetch keeps
+// the cached set.
+func TestRemoteKeys(t *testing.T) {
+	a, b := newService(t, "old"), newService(t, "new")
+	var serving atomic.Pointer[jose.JSONWebKeySet]
+	serving.Store(&a.jwks)
+	var fetches atomic.Int32
+	fail := atomic.Bool{}
+	jwksServer := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fetches.Add(1)
+		if fail.Load() {
+			http.Error(w, "down", http.StatusServiceUnavailable)
+			return
+		}
+		json.NewEncoder(w).Encode(serving.Load())
+	})
+	clock := now
+	keys := &keyserver.RemoteKeys{URL: "https://id.example/jwks.json", Client: memhttp.Client(jwksServer), Now: func() time.Time { return clock }}
+	v := &keyserver.Viewers{Keys: keys, Issuer: "https://id.example", Audience: "embargo", Now: func() time.Time { return clock }}
+	c, x := viewer()
+	try := func(s *service) clearkey.Outcome {
+		r := httptest.NewRequest(http.MethodPost, "/", nil)
+		r.Header.Set("Authorization", "Bearer "+s.token(t, c, x))
+		_, o, _ := v.Authorize(r, 1)
+		return o
+	}
+	for range 3 {
+		if o := try(a); o != clearkey.Granted {
+			t.Fatalf("old key: %v", o)
+		}
+	}
+	if fetches.Load() != 1 {
+		t.Fatalf("%d fetches for three tokens of a known key", fetches.Load())
+	}
+	both := jose.JSONWebKeySet{Keys: append(append([]jose.JSONWebKey{}, a.jwks.Keys...), b.jwks.Keys...)}
+	serving.Store(&both)
+	clock = clock.Add(10 * time.Second)
+	for range 5 {
+		if o := try(b); o != clearkey.BadToken {
+			t.Fatalf("new key within 30 s of the last fetch: %v", o)
+		}
+	}
+	if fetches.Load() != 1 {
+		t.Fatalf("%d fetches: unknown key ids within 30 s fetched again", fetches.Load())
+	}
+	clock = clock.Add(30 * time.Second)
+	if o := try(b); o != clearkey.Granted || fetches.Load() != 2 {
+		t.Fatalf("new key after 30 s: %v, %d fetches", o, fetches.Load())
+	}
+	fail.Store(true)
+	clock = clock.Add(10 * time.Minute)
+	if o := try(a); o != clearkey.Granted || fetches.Load() != 3 {
+		t.Fatalf("a failed refresh dropped the cached set: %v, %d fetches", o, fetches.Load())
+	}
+}
+
+// FuzzReadKeySet: no JWK Set file makes the reader panic.
+func FuzzKeySet(f *testing.F) {
+	s := newService(f, "k1")
+	good, _ := json.Marshal(s.jwks)
+	f.Add(good)
+	f.Add([]byte(`{"keys":[]}`))
+	f.Add([]byte(`{"keys":[{"kty":"oct","k":"AAAA"}]}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		ks, err := keyserver.ParseKeySet(data)
+		if err == nil && len(ks.Keys) == 0 {
+			t.Fatal("accepted a set with no keys")
+		}
+	})
+}
