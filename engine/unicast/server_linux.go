@@ -272,18 +272,7 @@ func (s *Server) sendCatchUp(sk *socket, to netip.AddrPort, streams []uint32, n 
 	if err != nil {
 		return
 	}
-	var dgs [][]byte
-	for _, stream := range streams {
-		rel := s.cfg.History.Released(stream)
-		for _, r := range rel[max(0, len(rel)-n):] {
-			if r.ReleaseAt > now.Earliest {
-				continue
-			}
-			dgs = append(dgs, r.Shards...)
-			dgs = append(dgs, r.CatchUp)
-		}
-		dgs = append(dgs, s.cfg.History.Announced(stream)...)
-	}
+	dgs := edge.CatchUp(s.cfg.History, streams, n, now.Earliest)
 	for _, d := range dgs {
 		if _, err := sk.conn.WriteToUDPAddrPort(d, to); err != nil {
 			s.sendErrs.Add(1)
