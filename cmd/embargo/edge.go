@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -26,6 +27,7 @@ import (
 	"github.com/embargo-live/embargo/engine/origin"
 	"github.com/embargo-live/embargo/engine/udp"
 	"github.com/embargo-live/embargo/engine/unicast"
+	"github.com/embargo-live/embargo/engine/webedge"
 	"github.com/embargo-live/embargo/internal/pki"
 	"github.com/embargo-live/embargo/ptp"
 	"github.com/embargo-live/embargo/seal"
@@ -55,6 +57,8 @@ released at p × -period TAI. One embedded origin serves one edge; several edges
 	id := fs.Uint("id", 1, "edge id stamped on RELEASEs")
 	periods := fs.Int("periods", 0, "exit after releasing this many periods per stream (0: run until interrupted)")
 	unicastAddr := fs.String("unicast", "", "also serve unicast subscribers on this address, e.g. [::]:7272, beside the multicast groups (default: multicast only)")
+	browserAddr := fs.String("browser", "", "also serve web browsers over WebSocket on this address, e.g. 127.0.0.1:7373: every datagram as one binary message (see README, In the browser)")
+	browserOrigins := fs.String("browser-origins", "", "with -browser: comma-separated page origins (host patterns, e.g. *.example.com) allowed besides the endpoint's own host")
 	multicast := fs.Bool("multicast", true, "send to the multicast groups (-group, or the default group); -multicast=false with -unicast serves unicast subscribers only")
 	senders := fs.Int("senders", 0, "unicast sender sockets and threads (default: one per core)")
 	metricsAddr := fs.String("metrics", "", "serve Prometheus /metrics, /healthz (liveness) and /readyz (readiness: clock, senders, bundles ahead, unicast), each condition with its reason, on this address, e.g. 127.0.0.1:9171")
@@ -102,8 +106,8 @@ released at p × -period TAI. One embedded origin serves one edge; several edges
 		return err
 	}
 	switch {
-	case !*multicast && *unicastAddr == "":
-		return flagConflict("-multicast=false needs -unicast: the edge would send nowhere")
+	case !*multicast && *unicastAddr == "" && *browserAddr == "":
+		return flagConflict("-multicast=false needs -unicast or -browser: the edge would send nowhere")
 	case !*multicast && len(groups.values) > 0:
 		return flagConflict("-group and -multicast=false contradict each other: drop one")
 	}
@@ -134,6 +138,20 @@ released at p × -period TAI. One embedded origin serves one edge; several edges
 		}
 		defer srv.Close()
 		dests = append(dests, srv)
+	}
+	var web *webedge.Server
+	if *browserAddr != "" {
+		var origins []string
+		if *browserOrigins != "" {
+			origins = strings.Split(*browserOrigins, ",")
+		}
+		// Admission (subscription tokens) plugs in as webedge.Config.Admit.
+		web, err = webedge.New(webedge.Config{Streams: streams, Clock: clock, Logger: log, OriginPatterns: origins})
+		if err != nil {
+			return err
+		}
+		defer web.CloseAll()
+		dests = append(dests, web)
 	}
 
 	ctx, cancel := context.WithCancel(ctx)
@@ -193,6 +211,13 @@ released at p × -period TAI. One embedded origin serves one edge; several edges
 			return fmt.Errorf("-metrics: %w", err)
 		}
 		log.Info("metrics", "addr", "http://"+at+"/metrics", "liveness", "/healthz", "readiness", "/readyz")
+	}
+	if web != nil {
+		at, err := serveHTTP(gctx, g, *browserAddr, web.Handler(), 30*time.Second)
+		if err != nil {
+			return fmt.Errorf("-browser: %w", err)
+		}
+		log.Info("browsers", "addr", "ws://"+at+"/")
 	}
 	notifySystemd(gctx, g, log, func() error { return metrics.Ready(append([]metrics.Check{metrics.ClockCheck(clock)}, checks...)...) })
 	g.Go(func() error { return ignoreCanceled(src.run(gctx, e.Add)) })

@@ -173,6 +173,11 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "edge full: try another edge", http.StatusServiceUnavailable)
 		return
 	}
+	// A session outlives any request timeout of the http.Server, whose
+	// deadlines would otherwise stay on the hijacked connection.
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Time{})
+	_ = rc.SetWriteDeadline(time.Time{})
 	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{OriginPatterns: s.cfg.OriginPatterns})
 	if err != nil {
 		s.refused.Add(1)
