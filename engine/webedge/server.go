@@ -96,6 +96,8 @@ type conn struct {
 	queue  chan []byte
 	closed sync.Once
 	done   chan struct{}
+	// stop aborts a write in progress when the connection is closed.
+	stop context.CancelFunc
 }
 
 // New checks cfg and returns a Server.
@@ -184,7 +186,9 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ws.SetReadLimit(readLimit)
-	c := &conn{ws: ws, queue: make(chan []byte, s.cfg.Queue), done: make(chan struct{})}
+	wctx, stop := context.WithCancel(r.Context())
+	defer stop()
+	c := &conn{ws: ws, queue: make(chan []byte, s.cfg.Queue), done: make(chan struct{}), stop: stop}
 	s.mu.Lock()
 	// Checked again: others may have been accepted meanwhile.
 	full = len(s.conns) >= s.cfg.MaxConns
@@ -199,10 +203,8 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	s.accepted.Add(1)
 	s.sendCatchUp(c)
-	ctx, cancel := context.WithCancel(r.Context())
-	defer cancel()
-	go s.read(ctx, c)
-	s.write(ctx, c)
+	go s.read(r.Context(), c)
+	s.write(wctx, c)
 	s.remove(c)
 }
 
@@ -267,6 +269,13 @@ func (s *Server) write(ctx context.Context, c *conn) {
 func (s *Server) close(c *conn, code websocket.StatusCode, reason string) {
 	c.closed.Do(func() {
 		close(c.done)
+		if code == websocket.StatusPolicyViolation {
+			// A browser too slow or misbehaving gets no close handshake:
+			// its connection goes now, with any write stuck on it.
+			c.stop()
+			c.ws.CloseNow()
+			return
+		}
 		// Close waits for the browser's answer; never in the fan-out.
 		go c.ws.Close(code, reason)
 	})
