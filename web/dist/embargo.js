@@ -1,0 +1,169 @@
+// embargo in the browser: connects to one or more edges' WebSocket endpoints
+// (`embargo edge -browser`), feeds every message to the device receiver
+// compiled to WebAssembly (cmd/embargo-wasm), and hands each released
+// period — its content keys, releaseAt and presentAt — to the page: to an
+// unmodified player through EME ClearKey (attachClearKey, clearKeyLicence),
+// and to a presentation callback at presentAt.
+//
+// Load Go's wasm_exec.js (from `go env GOROOT`/lib/wasm) before this module.
+//
+// Clock: instants are milliseconds on the page's clock, Date.now()'s epoch,
+// converted from the signed TAI instants as UTC = TAI − 37 s. A page is as
+// close to presentAt as its operating system's clock is to UTC.
+/** now is the page's clock in UTC milliseconds, with sub-millisecond
+ * resolution where the browser gives it. */
+export function now() {
+    return performance.timeOrigin + performance.now();
+}
+export class Receiver {
+    opts;
+    wasm;
+    keyset = new Map();
+    waiting = new Map();
+    got = [];
+    sockets = [];
+    closed = false;
+    constructor(opts, wasm) {
+        this.opts = opts;
+        this.wasm = wasm;
+    }
+    /** Loads the WebAssembly receiver and connects to every edge. */
+    static async start(opts) {
+        const go = new Go();
+        const { instance } = await WebAssembly.instantiateStreaming(fetch(opts.wasm), go.importObject);
+        void go.run(instance);
+        let r;
+        const pending = [];
+        const w = embargoReceiver(JSON.stringify({ originPub: opts.originPub, master: opts.master, streams: opts.streams }), (json) => {
+            const p = JSON.parse(json);
+            if (r)
+                r.deliver(p);
+            else
+                pending.push(p);
+        });
+        if (w instanceof Error)
+            throw w;
+        r = new Receiver(opts, w);
+        for (const p of pending)
+            r.deliver(p);
+        for (const url of opts.edges)
+            r.connect(url);
+        return r;
+    }
+    /** The periods received so far, in the order they were opened. */
+    periods() {
+        return this.got;
+    }
+    /** The key of a KID (hex), waiting for its period's release. */
+    key(kid) {
+        const k = this.keyset.get(kid);
+        if (k !== undefined)
+            return Promise.resolve(k);
+        return new Promise((resolve) => {
+            const list = this.waiting.get(kid) ?? [];
+            list.push(resolve);
+            this.waiting.set(kid, list);
+        });
+    }
+    /** The receiver's counters (drops by reason, skew), as its Stats. */
+    stats() {
+        return JSON.parse(this.wasm.stats());
+    }
+    close() {
+        this.closed = true;
+        for (const s of this.sockets)
+            s.close();
+    }
+    connect(url) {
+        const ws = new WebSocket(url);
+        ws.binaryType = "arraybuffer";
+        ws.onmessage = (ev) => {
+            if (ev.data instanceof ArrayBuffer)
+                this.wasm.feed(new Uint8Array(ev.data));
+        };
+        ws.onclose = () => {
+            const i = this.sockets.indexOf(ws);
+            if (i >= 0)
+                this.sockets.splice(i, 1);
+            if (!this.closed)
+                setTimeout(() => this.connect(url), this.opts.reconnectMs ?? 1000);
+        };
+        this.sockets.push(ws);
+    }
+    deliver(p) {
+        this.got.push(p);
+        for (const k of p.keys ?? []) {
+            this.keyset.set(k.kid, k.key);
+            for (const resolve of this.waiting.get(k.kid) ?? [])
+                resolve(k.key);
+            this.waiting.delete(k.kid);
+        }
+        this.opts.onPeriod?.(p);
+        if (this.opts.onPresent)
+            schedulePresent(p, this.opts.onPresent);
+    }
+}
+/** schedulePresent calls f at p's presentAt: a timer to just before it,
+ * then the remaining fraction of a millisecond on the next timer turns. */
+function schedulePresent(p, f) {
+    const tick = () => {
+        const left = p.presentAtUTC - now();
+        if (left > 1) {
+            setTimeout(tick, left - 1);
+            return;
+        }
+        if (left > 0) {
+            queueMicrotask(tick);
+            return;
+        }
+        f(p, -left);
+    };
+    tick();
+}
+/** hex → base64url without padding, as JWK wants. */
+function b64url(hex) {
+    let bin = "";
+    for (let i = 0; i < hex.length; i += 2)
+        bin += String.fromCharCode(parseInt(hex.slice(i, i + 2), 16));
+    return btoa(bin).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+/** base64url → hex. */
+function hexOf(b64) {
+    const bin = atob(b64.replace(/-/g, "+").replace(/_/g, "/"));
+    let hex = "";
+    for (let i = 0; i < bin.length; i++)
+        hex += bin.charCodeAt(i).toString(16).padStart(2, "0");
+    return hex;
+}
+/** clearKeyLicence is the ClearKey licence (a JWK set, W3C EME §9.1.4)
+ * for keys: what MediaKeySession.update takes. */
+export function clearKeyLicence(keys) {
+    const set = { keys: keys.map((k) => ({ kty: "oct", kid: b64url(k.kid), k: b64url(k.key) })), type: "temporary" };
+    return new TextEncoder().encode(JSON.stringify(set));
+}
+/** answerClearKey answers a ClearKey session's licence requests from r,
+ * each once the keys it names are released: an unmodified player's
+ * session gets its keys from the page itself, no licence server. */
+export function answerClearKey(session, r) {
+    session.addEventListener("message", (ev) => {
+        const req = JSON.parse(new TextDecoder().decode(ev.message));
+        const kids = req.kids.map(hexOf);
+        void Promise.all(kids.map((kid) => r.key(kid))).then((keys) => session.update(clearKeyLicence(kids.map((kid, i) => ({ kid, key: keys[i] })))));
+    });
+}
+/** attachClearKey gives a media element ClearKey MediaKeys whose sessions
+ * r answers: call it before the player attaches encrypted media. */
+export async function attachClearKey(media, r, contentType = 'video/mp4; codecs="avc1.42E01E"') {
+    const access = await navigator.requestMediaKeySystemAccess("org.w3.clearkey", [
+        { initDataTypes: ["cenc", "keyids", "webm"], videoCapabilities: [{ contentType }] },
+    ]);
+    const keys = await access.createMediaKeys();
+    await media.setMediaKeys(keys);
+    media.addEventListener("encrypted", (ev) => {
+        if (!ev.initData)
+            return;
+        const session = keys.createSession();
+        answerClearKey(session, r);
+        void session.generateRequest(ev.initDataType, ev.initData);
+    });
+}

@@ -1,0 +1,232 @@
+// embargo in the browser: connects to one or more edges' WebSocket endpoints
+// (`embargo edge -browser`), feeds every message to the device receiver
+// compiled to WebAssembly (cmd/embargo-wasm), and hands each released
+// period — its content keys, releaseAt and presentAt — to the page: to an
+// unmodified player through EME ClearKey (attachClearKey, clearKeyLicence),
+// and to a presentation callback at presentAt.
+//
+// Load Go's wasm_exec.js (from `go env GOROOT`/lib/wasm) before this module.
+//
+// Clock: instants are milliseconds on the page's clock, Date.now()'s epoch,
+// converted from the signed TAI instants as UTC = TAI − 37 s. A page is as
+// close to presentAt as its operating system's clock is to UTC.
+
+/** Go's wasm_exec.js runtime. */
+declare class Go {
+  importObject: WebAssembly.Imports;
+  run(instance: WebAssembly.Instance): Promise<void>;
+}
+
+interface WasmReceiver {
+  feed(datagram: Uint8Array): Error | undefined;
+  stats(): string;
+}
+
+declare function embargoReceiver(options: string, onPeriod: (json: string) => void): WasmReceiver | Error;
+
+/** One content key, KID and key in hex. */
+export interface Key {
+  kid: string;
+  key: string;
+}
+
+/** One released period, as cmd/embargo-wasm's Period. */
+export interface Period {
+  stream: number;
+  period: number;
+  /** Milliseconds since the Unix epoch, UTC (the page's clock). */
+  releaseAtUTC: number;
+  presentAtUTC: number;
+  /** The signed instants, TAI nanoseconds, as decimal strings. */
+  releaseAtTAI: string;
+  presentAtTAI: string;
+  /** When the keys were ready in the page (UTC ms). */
+  openedUTC: number;
+  keys?: Key[];
+  resource?: string;
+  catchUp: boolean;
+  edgeID: number;
+}
+
+export interface Options {
+  /** WebSocket URLs of edges, e.g. ws://127.0.0.1:7373/. Several edges are
+   * deduplicated by the receiver. Where an edge requires a subscription
+   * token it goes in the URL (the edge's admission sees the request). */
+  edges: string[];
+  /** The origin's public key, origin.pub's PEM. */
+  originPub: string;
+  /** The event's master key in hex. */
+  master: string;
+  streams: number[];
+  /** URL of embargo.wasm. */
+  wasm: string | URL;
+  /** Called once per period when its keys are ready (never before releaseAt). */
+  onPeriod?: (p: Period) => void;
+  /** Called at the period's presentAt on the page's clock; lateMs is how
+   * far after presentAt it ran. A catch-up period whose presentAt has
+   * passed is presented at once, late. */
+  onPresent?: (p: Period, lateMs: number) => void;
+  /** Milliseconds before reconnecting a closed edge (default 1000). */
+  reconnectMs?: number;
+}
+
+/** now is the page's clock in UTC milliseconds, with sub-millisecond
+ * resolution where the browser gives it. */
+export function now(): number {
+  return performance.timeOrigin + performance.now();
+}
+
+export class Receiver {
+  private readonly keyset = new Map<string, string>();
+  private readonly waiting = new Map<string, Array<(key: string) => void>>();
+  private readonly got: Period[] = [];
+  private readonly sockets: WebSocket[] = [];
+  private closed = false;
+
+  private constructor(
+    private readonly opts: Options,
+    private readonly wasm: WasmReceiver,
+  ) {}
+
+  /** Loads the WebAssembly receiver and connects to every edge. */
+  static async start(opts: Options): Promise<Receiver> {
+    const go = new Go();
+    const { instance } = await WebAssembly.instantiateStreaming(fetch(opts.wasm), go.importObject);
+    void go.run(instance);
+    let r: Receiver | undefined;
+    const pending: Period[] = [];
+    const w = embargoReceiver(
+      JSON.stringify({ originPub: opts.originPub, master: opts.master, streams: opts.streams }),
+      (json: string) => {
+        const p = JSON.parse(json) as Period;
+        if (r) r.deliver(p);
+        else pending.push(p);
+      },
+    );
+    if (w instanceof Error) throw w;
+    r = new Receiver(opts, w);
+    for (const p of pending) r.deliver(p);
+    for (const url of opts.edges) r.connect(url);
+    return r;
+  }
+
+  /** The periods received so far, in the order they were opened. */
+  periods(): readonly Period[] {
+    return this.got;
+  }
+
+  /** The key of a KID (hex), waiting for its period's release. */
+  key(kid: string): Promise<string> {
+    const k = this.keyset.get(kid);
+    if (k !== undefined) return Promise.resolve(k);
+    return new Promise((resolve) => {
+      const list = this.waiting.get(kid) ?? [];
+      list.push(resolve);
+      this.waiting.set(kid, list);
+    });
+  }
+
+  /** The receiver's counters (drops by reason, skew), as its Stats. */
+  stats(): unknown {
+    return JSON.parse(this.wasm.stats());
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const s of this.sockets) s.close();
+  }
+
+  private connect(url: string): void {
+    const ws = new WebSocket(url);
+    ws.binaryType = "arraybuffer";
+    ws.onmessage = (ev: MessageEvent) => {
+      if (ev.data instanceof ArrayBuffer) this.wasm.feed(new Uint8Array(ev.data));
+    };
+    ws.onclose = () => {
+      const i = this.sockets.indexOf(ws);
+      if (i >= 0) this.sockets.splice(i, 1);
+      if (!this.closed) setTimeout(() => this.connect(url), this.opts.reconnectMs ?? 1000);
+    };
+    this.sockets.push(ws);
+  }
+
+  private deliver(p: Period): void {
+    this.got.push(p);
+    for (const k of p.keys ?? []) {
+      this.keyset.set(k.kid, k.key);
+      for (const resolve of this.waiting.get(k.kid) ?? []) resolve(k.key);
+      this.waiting.delete(k.kid);
+    }
+    this.opts.onPeriod?.(p);
+    if (this.opts.onPresent) schedulePresent(p, this.opts.onPresent);
+  }
+}
+
+/** schedulePresent calls f at p's presentAt: a timer to just before it,
+ * then the remaining fraction of a millisecond on the next timer turns. */
+function schedulePresent(p: Period, f: (p: Period, lateMs: number) => void): void {
+  const tick = () => {
+    const left = p.presentAtUTC - now();
+    if (left > 1) {
+      setTimeout(tick, left - 1);
+      return;
+    }
+    if (left > 0) {
+      queueMicrotask(tick);
+      return;
+    }
+    f(p, -left);
+  };
+  tick();
+}
+
+/** hex → base64url without padding, as JWK wants. */
+function b64url(hex: string): string {
+  let bin = "";
+  for (let i = 0; i < hex.length; i += 2) bin += String.fromCharCode(parseInt(hex.slice(i, i + 2), 16));
+  return btoa(bin).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+/** base64url → hex. */
+function hexOf(b64: string): string {
+  const bin = atob(b64.replace(/-/g, "+").replace(/_/g, "/"));
+  let hex = "";
+  for (let i = 0; i < bin.length; i++) hex += bin.charCodeAt(i).toString(16).padStart(2, "0");
+  return hex;
+}
+
+/** clearKeyLicence is the ClearKey licence (a JWK set, W3C EME §9.1.4)
+ * for keys: what MediaKeySession.update takes. */
+export function clearKeyLicence(keys: readonly Key[]): Uint8Array<ArrayBuffer> {
+  const set = { keys: keys.map((k) => ({ kty: "oct", kid: b64url(k.kid), k: b64url(k.key) })), type: "temporary" };
+  return new TextEncoder().encode(JSON.stringify(set));
+}
+
+/** answerClearKey answers a ClearKey session's licence requests from r,
+ * each once the keys it names are released: an unmodified player's
+ * session gets its keys from the page itself, no licence server. */
+export function answerClearKey(session: MediaKeySession, r: Receiver): void {
+  session.addEventListener("message", (ev: MediaKeyMessageEvent) => {
+    const req = JSON.parse(new TextDecoder().decode(ev.message)) as { kids: string[] };
+    const kids = req.kids.map(hexOf);
+    void Promise.all(kids.map((kid) => r.key(kid))).then((keys) =>
+      session.update(clearKeyLicence(kids.map((kid, i) => ({ kid, key: keys[i] })))),
+    );
+  });
+}
+
+/** attachClearKey gives a media element ClearKey MediaKeys whose sessions
+ * r answers: call it before the player attaches encrypted media. */
+export async function attachClearKey(media: HTMLMediaElement, r: Receiver, contentType = 'video/mp4; codecs="avc1.42E01E"'): Promise<void> {
+  const access = await navigator.requestMediaKeySystemAccess("org.w3.clearkey", [
+    { initDataTypes: ["cenc", "keyids", "webm"], videoCapabilities: [{ contentType }] },
+  ]);
+  const keys = await access.createMediaKeys();
+  await media.setMediaKeys(keys);
+  media.addEventListener("encrypted", (ev: MediaEncryptedEvent) => {
+    if (!ev.initData) return;
+    const session = keys.createSession();
+    answerClearKey(session, r);
+    void session.generateRequest(ev.initDataType, ev.initData);
+  });
+}
