@@ -103,22 +103,30 @@ export class Receiver {
             schedulePresent(p, this.opts.onPresent);
     }
 }
-/** schedulePresent calls f at p's presentAt: a timer to just before it,
- * then the remaining fraction of a millisecond on the next timer turns. */
+/** How long before presentAt schedulePresent stops trusting timers: a
+ * timer fires up to a few milliseconds late, and nested timers are
+ * clamped to 4 ms. */
+const timerSlackMs = 4;
+/** schedulePresent calls f at p's presentAt: a timer to timerSlackMs
+ * before it, then message-channel turns of the event loop (not clamped,
+ * and the page stays responsive) until the instant. */
 function schedulePresent(p, f) {
-    const tick = () => {
+    const ch = new MessageChannel();
+    const turn = () => {
         const left = p.presentAtUTC - now();
-        if (left > 1) {
-            setTimeout(tick, left - 1);
-            return;
+        if (left > timerSlackMs) {
+            setTimeout(turn, left - timerSlackMs);
         }
-        if (left > 0) {
-            queueMicrotask(tick);
-            return;
+        else if (left > 0) {
+            ch.port2.postMessage(null);
         }
-        f(p, -left);
+        else {
+            ch.port1.close();
+            f(p, -left);
+        }
     };
-    tick();
+    ch.port1.onmessage = turn;
+    turn();
 }
 /** hex → base64url without padding, as JWK wants. */
 function b64url(hex) {
