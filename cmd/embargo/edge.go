@@ -225,6 +225,10 @@ released at p × -period TAI. One embedded origin serves one edge; several edges
 	g.Go(func() error { defer running.Store(false); return ignoreCanceled(e.Run(gctx)) })
 	log.Info("edge running", "id", *id, "streams", streams.String(), "bundles from", src.desc)
 	err = g.Wait()
+	if web != nil {
+		ws := web.Stats()
+		log.Info("browsers", "accepted", ws.Accepted, "refused", ws.Refused, "messages sent", ws.Sent, "closed slow", ws.Slow, "closed for sending", ws.BadInput)
+	}
 	st := e.Stats()
 	fmt.Fprintf(stdout, "edge %d: released %d periods, %d failed, %d past on arrival (kept for catch-up) (%d RELEASE datagrams sent, %d unsent; %d ANNOUNCE datagrams sent, %d unsent, in %d rounds), max lateness %v, %d clock holds, %d send errors\n",
 		*id, st.Released, st.ReleaseFailed, st.Past, st.ReleaseCopies, st.ReleaseUnsent, st.ShardsSent, st.AnnounceUnsent, st.Rounds, st.MaxLateness, st.Holds, st.SendErrors)
