@@ -92,7 +92,7 @@ type Server struct {
 
 // conn is one browser: its queue, drained by its own writer.
 type conn struct {
-	ws     *websocket.Conn
+	t      transport
 	queue  chan []byte
 	closed sync.Once
 	done   chan struct{}
@@ -160,19 +160,7 @@ func (s *Server) enqueue(c *conn, msgs [][]byte) bool {
 func (s *Server) Handler() http.Handler { return http.HandlerFunc(s.serve) }
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
-	if s.cfg.Admit != nil {
-		if err := s.cfg.Admit(r); err != nil {
-			s.refused.Add(1)
-			http.Error(w, "not admitted: "+err.Error(), http.StatusForbidden)
-			return
-		}
-	}
-	s.mu.RLock()
-	full := len(s.conns) >= s.cfg.MaxConns
-	s.mu.RUnlock()
-	if full {
-		s.refused.Add(1)
-		http.Error(w, "edge full: try another edge", http.StatusServiceUnavailable)
+	if !s.admit(w, r) {
 		return
 	}
 	// A session outlives any request timeout of the http.Server, whose
@@ -186,24 +174,51 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ws.SetReadLimit(readLimit)
-	wctx, stop := context.WithCancel(r.Context())
+	s.run(r.Context(), wsTransport{ws})
+}
+
+// admit refuses a request when the edge holds MaxConns browsers or the
+// Admit hook says no, answering it; it reports whether r may go on.
+func (s *Server) admit(w http.ResponseWriter, r *http.Request) bool {
+	if s.cfg.Admit != nil {
+		if err := s.cfg.Admit(r); err != nil {
+			s.refused.Add(1)
+			http.Error(w, "not admitted: "+err.Error(), http.StatusForbidden)
+			return false
+		}
+	}
+	s.mu.RLock()
+	full := len(s.conns) >= s.cfg.MaxConns
+	s.mu.RUnlock()
+	if full {
+		s.refused.Add(1)
+		http.Error(w, "edge full: try another edge", http.StatusServiceUnavailable)
+		return false
+	}
+	return true
+}
+
+// run serves one browser's session until it ends: catch-up first, then
+// every datagram sent.
+func (s *Server) run(ctx context.Context, t transport) {
+	wctx, stop := context.WithCancel(ctx)
 	defer stop()
-	c := &conn{ws: ws, queue: make(chan []byte, s.cfg.Queue), done: make(chan struct{}), stop: stop}
+	c := &conn{t: t, queue: make(chan []byte, s.cfg.Queue), done: make(chan struct{}), stop: stop}
 	s.mu.Lock()
 	// Checked again: others may have been accepted meanwhile.
-	full = len(s.conns) >= s.cfg.MaxConns
+	full := len(s.conns) >= s.cfg.MaxConns
 	if !full {
 		s.conns[c] = struct{}{}
 	}
 	s.mu.Unlock()
 	if full {
 		s.refused.Add(1)
-		ws.Close(websocket.StatusTryAgainLater, "edge full: try another edge")
+		t.end(websocket.StatusTryAgainLater, "edge full: try another edge")
 		return
 	}
 	s.accepted.Add(1)
 	s.sendCatchUp(c)
-	go s.read(r.Context(), c)
+	go s.read(ctx, c)
 	s.write(wctx, c)
 	s.remove(c)
 }
@@ -229,8 +244,7 @@ func (s *Server) sendCatchUp(c *conn) {
 
 // read waits for the browser to close; anything it sends is bad input.
 func (s *Server) read(ctx context.Context, c *conn) {
-	_, _, err := c.ws.Read(ctx)
-	if err == nil || errors.Is(err, websocket.ErrMessageTooBig) {
+	if c.t.read(ctx) {
 		s.bad.Add(1)
 		s.close(c, websocket.StatusPolicyViolation, "a browser sends nothing")
 		return
@@ -246,7 +260,7 @@ func (s *Server) write(ctx context.Context, c *conn) {
 			return
 		case m := <-c.queue:
 			wctx, cancel := context.WithTimeout(ctx, s.cfg.WriteWait)
-			err := c.ws.Write(wctx, websocket.MessageBinary, m)
+			err := c.t.write(wctx, m)
 			stalled := wctx.Err() != nil && ctx.Err() == nil
 			cancel()
 			switch {
@@ -273,11 +287,11 @@ func (s *Server) close(c *conn, code websocket.StatusCode, reason string) {
 			// A browser too slow or misbehaving gets no close handshake:
 			// its connection goes now, with any write stuck on it.
 			c.stop()
-			c.ws.CloseNow()
+			c.t.abort(reason)
 			return
 		}
 		// Close waits for the browser's answer; never in the fan-out.
-		go c.ws.Close(code, reason)
+		go c.t.end(code, reason)
 	})
 }
 
