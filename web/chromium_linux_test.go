@@ -54,8 +54,9 @@ func buildWasm(t *testing.T, dir string) string {
 
 // pageResult is what the test page posts.
 type pageResult struct {
-	Error   string `json:"error"`
-	Periods []struct {
+	Error     string `json:"error"`
+	Transport string `json:"transport"`
+	Periods   []struct {
 		Period struct {
 			Stream       uint32  `json:"stream"`
 			Period       uint64  `json:"period"`
@@ -92,7 +93,8 @@ func TestChromium(t *testing.T) {
 
 	const (
 		want    = 5 // live periods each page must present
-		players = 4 // pages, each its own receiver and connection
+		perKind = 4 // pages over each transport, each its own receiver and connection
+		players = 2 * perKind
 	)
 	sched := origin.Schedule{Period: 500 * time.Millisecond, Lead: time.Second, PresentDelay: 300 * time.Millisecond}
 	clock, err := ptp.NewSystem(ptp.WithAssumeSynchronized(time.Millisecond))
@@ -106,7 +108,8 @@ func TestChromium(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	web, err := webedge.New(webedge.Config{Streams: []uint32{1}, Clock: clock})
+	// The page is served from another port than the WebTransport endpoint.
+	web, err := webedge.New(webedge.Config{Streams: []uint32{1}, Clock: clock, OriginPatterns: []string{"127.0.0.1:*"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,6 +142,20 @@ func TestChromium(t *testing.T) {
 		t.Fatal(err)
 	}
 	base := "http://" + ln.Addr().String()
+	tlsConf, certHash, err := webedge.SelfSigned([]string{"127.0.0.1"}, time.Now(), 24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() }) // after the server stops
+	wg.Go(func() {
+		if err := web.ServeWebTransport(ctx, pc, tlsConf); err != nil {
+			t.Errorf("webtransport: %v", err)
+		}
+	})
 	results := make(chan pageResult, players)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) { http.ServeFile(w, r, "testdata/page.html") })
@@ -151,7 +168,8 @@ func TestChromium(t *testing.T) {
 	})
 	mux.HandleFunc("GET /options.json", func(w http.ResponseWriter, r *http.Request) {
 		json.NewEncoder(w).Encode(map[string]any{
-			"edges": []string{"ws://" + ln.Addr().String() + "/ws"}, "originPub": string(pub),
+			"edges":                   map[string]string{"ws": "ws://" + ln.Addr().String() + "/ws", "wt": "https://" + pc.LocalAddr().String() + "/"},
+			"serverCertificateHashes": []string{hex.EncodeToString(certHash[:])}, "originPub": string(pub),
 			"master": hex.EncodeToString(master), "streams": []uint32{1}, "want": want,
 		})
 	})
@@ -179,7 +197,7 @@ func TestChromium(t *testing.T) {
 	var logs bytes.Buffer
 	// Headless Chromium opens one target ("Multiple targets are not
 	// supported in headless mode"): the players are iframes of one page.
-	cmd := exec.Command(browser, append(args, fmt.Sprintf("%s/players.html?n=%d", base, players))...)
+	cmd := exec.Command(browser, append(args, fmt.Sprintf("%s/players.html?ws=%d&wt=%d", base, perKind, perKind))...)
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
@@ -208,12 +226,13 @@ func TestChromium(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	var late, early []float64
+	var late []float64
+	early := map[string][]float64{} // by transport
 	// presented[period] are the players' present callbacks (ms after presentAt).
 	presented := map[uint64][]float64{}
 	for _, res := range all {
 		late1, early1 := checkPage(t, res, issued, want)
-		late, early = append(late, late1...), append(early, early1...)
+		late, early[res.Transport] = append(late, late1...), append(early[res.Transport], early1...)
 		for _, g := range res.Periods {
 			if !g.Period.CatchUp && g.PresentLateMs != nil {
 				presented[g.Period.Period] = append(presented[g.Period.Period], *g.PresentLateMs)
@@ -232,12 +251,20 @@ func TestChromium(t *testing.T) {
 		t.Fatalf("no period presented by all %d players: %v", players, presented)
 	}
 	slices.Sort(late)
-	slices.Sort(early)
 	slices.Sort(skew)
 	st := web.Stats()
 	t.Logf("page receiver stats: %s", all[0].Stats)
-	fmt.Printf("RESULT browser-present players=%d periods=%d present-late-ms median=%.3f max=%.3f skew-across-players-ms median=%.3f max=%.3f keys-after-release-ms median=%.3f min=%.3f ws-sent=%d ws-slow=%d\n",
-		players, len(skew), late[len(late)/2], late[len(late)-1], skew[len(skew)/2], skew[len(skew)-1], early[len(early)/2], early[0], st.Sent, st.Slow)
+	fmt.Printf("RESULT browser-present players=%d (%d WebSocket, %d WebTransport) periods=%d present-late-ms median=%.3f max=%.3f skew-across-players-ms median=%.3f max=%.3f sent=%d slow=%d\n",
+		players, perKind, perKind, len(skew), late[len(late)/2], late[len(late)-1], skew[len(skew)/2], skew[len(skew)-1], st.Sent, st.Slow)
+	for _, tr := range []string{"ws", "wt"} {
+		e := early[tr]
+		if len(e) == 0 {
+			t.Errorf("no periods over %s", tr)
+			continue
+		}
+		slices.Sort(e)
+		fmt.Printf("RESULT browser-keys transport=%s periods=%d keys-in-page-after-releaseAt-ms median=%.3f min=%.3f max=%.3f\n", tr, len(e), e[len(e)/2], e[0], e[len(e)-1])
+	}
 }
 
 // checkPage checks one page's periods against the origin's keys and
@@ -278,7 +305,9 @@ func checkPage(t *testing.T, res pageResult, issued map[uint64][]seal.ContentKey
 		if len(g.Statuses) != len(p.Keys) {
 			t.Errorf("period %d: %d ClearKey statuses for %d keys", p.Period, len(g.Statuses), len(p.Keys))
 		}
-		early = append(early, g.GotAt-p.ReleaseAtUTC)
+		if !p.CatchUp { // a catch-up period was released before the page came
+			early = append(early, g.GotAt-p.ReleaseAtUTC)
+		}
 		if !p.CatchUp && g.PresentLateMs != nil {
 			live++
 			late = append(late, *g.PresentLateMs)

@@ -21,10 +21,15 @@ export interface Period {
     edgeID: number;
 }
 export interface Options {
-    /** WebSocket URLs of edges, e.g. ws://127.0.0.1:7373/. Several edges are
-     * deduplicated by the receiver. Where an edge requires a subscription
-     * token it goes in the URL (the edge's admission sees the request). */
+    /** Edges: WebSocket URLs (ws://, wss://) or WebTransport URLs
+     * (https://). Several edges are deduplicated by the receiver. Where an
+     * edge requires a subscription token it goes in the URL (the edge's
+     * admission sees the request). */
     edges: string[];
+    /** SHA-256 hashes (hex) of self-signed WebTransport edge certificates
+     * (ECDSA, valid ≤ 14 days) for serverCertificateHashes; without them
+     * the edge needs a certificate the browser trusts. */
+    serverCertificateHashes?: string[];
     /** The origin's public key, origin.pub's PEM. */
     originPub: string;
     /** The event's master key in hex. */
@@ -51,6 +56,7 @@ export declare class Receiver {
     private readonly waiting;
     private readonly got;
     private readonly sockets;
+    private readonly sessions;
     private closed;
     private constructor();
     /** Loads the WebAssembly receiver and connects to every edge. */
@@ -63,6 +69,11 @@ export declare class Receiver {
     stats(): unknown;
     close(): void;
     private connect;
+    private again;
+    /** WebTransport: RELEASEs come as datagrams, every other datagram as a
+     * unidirectional stream holding exactly it. */
+    private connectWebTransport;
+    private connectWebSocket;
     private deliver;
 }
 /** clearKeyLicence is the ClearKey licence (a JWK set, W3C EME §9.1.4)

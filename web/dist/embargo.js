@@ -22,6 +22,7 @@ export class Receiver {
     waiting = new Map();
     got = [];
     sockets = [];
+    sessions = [];
     closed = false;
     constructor(opts, wasm) {
         this.opts = opts;
@@ -73,8 +74,54 @@ export class Receiver {
         this.closed = true;
         for (const s of this.sockets)
             s.close();
+        for (const s of this.sessions)
+            s.close();
     }
     connect(url) {
+        if (url.startsWith("https://"))
+            this.connectWebTransport(url);
+        else
+            this.connectWebSocket(url);
+    }
+    again(url) {
+        if (!this.closed)
+            setTimeout(() => this.connect(url), this.opts.reconnectMs ?? 1000);
+    }
+    /** WebTransport: RELEASEs come as datagrams, every other datagram as a
+     * unidirectional stream holding exactly it. */
+    connectWebTransport(url) {
+        const hashes = (this.opts.serverCertificateHashes ?? []).map((h) => ({ algorithm: "sha-256", value: bytesOf(h) }));
+        const wt = new WebTransport(url, hashes.length ? { serverCertificateHashes: hashes } : {});
+        this.sessions.push(wt);
+        const feed = (b) => this.wasm.feed(b);
+        void (async () => {
+            const r = wt.datagrams.readable.getReader();
+            for (;;) {
+                const { value, done } = await r.read();
+                if (done)
+                    return;
+                feed(value);
+            }
+        })().catch(() => { });
+        void (async () => {
+            const streams = wt.incomingUnidirectionalStreams.getReader();
+            for (;;) {
+                const { value, done } = await streams.read();
+                if (done)
+                    return;
+                void readDatagram(value).then((b) => b && feed(b));
+            }
+        })().catch(() => { });
+        wt.closed
+            .catch(() => { })
+            .finally(() => {
+            const i = this.sessions.indexOf(wt);
+            if (i >= 0)
+                this.sessions.splice(i, 1);
+            this.again(url);
+        });
+    }
+    connectWebSocket(url) {
         const ws = new WebSocket(url);
         ws.binaryType = "arraybuffer";
         ws.onmessage = (ev) => {
@@ -85,8 +132,7 @@ export class Receiver {
             const i = this.sockets.indexOf(ws);
             if (i >= 0)
                 this.sockets.splice(i, 1);
-            if (!this.closed)
-                setTimeout(() => this.connect(url), this.opts.reconnectMs ?? 1000);
+            this.again(url);
         };
         this.sockets.push(ws);
     }
@@ -127,6 +173,46 @@ function schedulePresent(p, f) {
     };
     ch.port1.onmessage = turn;
     turn();
+}
+/** The largest datagram a stream may hold (wire.MaxDatagram): a longer
+ * stream is not an embargo datagram and is dropped unread. */
+const maxStreamBytes = 9000;
+/** readDatagram reads one stream to its end: one datagram, or undefined
+ * when it is longer than maxStreamBytes or fails. */
+async function readDatagram(s) {
+    const r = s.getReader();
+    const parts = [];
+    let n = 0;
+    try {
+        for (;;) {
+            const { value, done } = await r.read();
+            if (done)
+                break;
+            n += value.length;
+            if (n > maxStreamBytes) {
+                await r.cancel();
+                return undefined;
+            }
+            parts.push(value);
+        }
+    }
+    catch {
+        return undefined;
+    }
+    const out = new Uint8Array(n);
+    let at = 0;
+    for (const p of parts) {
+        out.set(p, at);
+        at += p.length;
+    }
+    return out;
+}
+/** hex → bytes. */
+function bytesOf(hex) {
+    const out = new Uint8Array(hex.length / 2);
+    for (let i = 0; i < out.length; i++)
+        out[i] = parseInt(hex.slice(2 * i, 2 * i + 2), 16);
+    return out;
 }
 /** hex → base64url without padding, as JWK wants. */
 function b64url(hex) {

@@ -49,10 +49,15 @@ export interface Period {
 }
 
 export interface Options {
-  /** WebSocket URLs of edges, e.g. ws://127.0.0.1:7373/. Several edges are
-   * deduplicated by the receiver. Where an edge requires a subscription
-   * token it goes in the URL (the edge's admission sees the request). */
+  /** Edges: WebSocket URLs (ws://, wss://) or WebTransport URLs
+   * (https://). Several edges are deduplicated by the receiver. Where an
+   * edge requires a subscription token it goes in the URL (the edge's
+   * admission sees the request). */
   edges: string[];
+  /** SHA-256 hashes (hex) of self-signed WebTransport edge certificates
+   * (ECDSA, valid ≤ 14 days) for serverCertificateHashes; without them
+   * the edge needs a certificate the browser trusts. */
+  serverCertificateHashes?: string[];
   /** The origin's public key, origin.pub's PEM. */
   originPub: string;
   /** The event's master key in hex. */
@@ -81,6 +86,7 @@ export class Receiver {
   private readonly waiting = new Map<string, Array<(key: string) => void>>();
   private readonly got: Period[] = [];
   private readonly sockets: WebSocket[] = [];
+  private readonly sessions: WebTransport[] = [];
   private closed = false;
 
   private constructor(
@@ -134,9 +140,51 @@ export class Receiver {
   close(): void {
     this.closed = true;
     for (const s of this.sockets) s.close();
+    for (const s of this.sessions) s.close();
   }
 
   private connect(url: string): void {
+    if (url.startsWith("https://")) this.connectWebTransport(url);
+    else this.connectWebSocket(url);
+  }
+
+  private again(url: string): void {
+    if (!this.closed) setTimeout(() => this.connect(url), this.opts.reconnectMs ?? 1000);
+  }
+
+  /** WebTransport: RELEASEs come as datagrams, every other datagram as a
+   * unidirectional stream holding exactly it. */
+  private connectWebTransport(url: string): void {
+    const hashes = (this.opts.serverCertificateHashes ?? []).map((h) => ({ algorithm: "sha-256", value: bytesOf(h) }));
+    const wt = new WebTransport(url, hashes.length ? { serverCertificateHashes: hashes } : {});
+    this.sessions.push(wt);
+    const feed = (b: Uint8Array) => this.wasm.feed(b);
+    void (async () => {
+      const r = wt.datagrams.readable.getReader();
+      for (;;) {
+        const { value, done } = await r.read();
+        if (done) return;
+        feed(value as Uint8Array);
+      }
+    })().catch(() => {});
+    void (async () => {
+      const streams = wt.incomingUnidirectionalStreams.getReader();
+      for (;;) {
+        const { value, done } = await streams.read();
+        if (done) return;
+        void readDatagram(value as ReadableStream<Uint8Array>).then((b) => b && feed(b));
+      }
+    })().catch(() => {});
+    wt.closed
+      .catch(() => {})
+      .finally(() => {
+        const i = this.sessions.indexOf(wt);
+        if (i >= 0) this.sessions.splice(i, 1);
+        this.again(url);
+      });
+  }
+
+  private connectWebSocket(url: string): void {
     const ws = new WebSocket(url);
     ws.binaryType = "arraybuffer";
     ws.onmessage = (ev: MessageEvent) => {
@@ -145,7 +193,7 @@ export class Receiver {
     ws.onclose = () => {
       const i = this.sockets.indexOf(ws);
       if (i >= 0) this.sockets.splice(i, 1);
-      if (!this.closed) setTimeout(() => this.connect(url), this.opts.reconnectMs ?? 1000);
+      this.again(url);
     };
     this.sockets.push(ws);
   }
@@ -185,6 +233,46 @@ function schedulePresent(p: Period, f: (p: Period, lateMs: number) => void): voi
   };
   ch.port1.onmessage = turn;
   turn();
+}
+
+/** The largest datagram a stream may hold (wire.MaxDatagram): a longer
+ * stream is not an embargo datagram and is dropped unread. */
+const maxStreamBytes = 9000;
+
+/** readDatagram reads one stream to its end: one datagram, or undefined
+ * when it is longer than maxStreamBytes or fails. */
+async function readDatagram(s: ReadableStream<Uint8Array>): Promise<Uint8Array | undefined> {
+  const r = s.getReader();
+  const parts: Uint8Array[] = [];
+  let n = 0;
+  try {
+    for (;;) {
+      const { value, done } = await r.read();
+      if (done) break;
+      n += value.length;
+      if (n > maxStreamBytes) {
+        await r.cancel();
+        return undefined;
+      }
+      parts.push(value);
+    }
+  } catch {
+    return undefined;
+  }
+  const out = new Uint8Array(n);
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+/** hex → bytes. */
+function bytesOf(hex: string): Uint8Array<ArrayBuffer> {
+  const out = new Uint8Array(hex.length / 2);
+  for (let i = 0; i < out.length; i++) out[i] = parseInt(hex.slice(2 * i, 2 * i + 2), 16);
+  return out;
 }
 
 /** hex → base64url without padding, as JWK wants. */
