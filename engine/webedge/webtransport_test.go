@@ -116,3 +116,30 @@ func TestSelfSignedValidity(t *testing.T) {
 		t.Errorf("valid %v, more than %v", leaf.NotAfter.Sub(leaf.NotBefore), MaxSelfSigned)
 	}
 }
+
+// A WebTransport session that never accepts its streams stalls the
+// writes to it: it is closed as slow, its queue bounded, and Send never
+// waits for it.
+func TestWebTransportNeverRead(t *testing.T) {
+	s, _ := start(t, Config{Queue: 4, WriteWait: 100 * time.Millisecond})
+	url, tr := startWT(t, s)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	_, sess, err := tr.Dial(ctx, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.CloseWithError(0, "")
+	waitConns(t, s, 1)
+	shard := make([]byte, 1200)
+	for s.Stats().Slow == 0 {
+		if ctx.Err() != nil {
+			t.Fatal("a session that never reads was never closed")
+		}
+		if n, err := s.Send(wire.TypeAnnounce, [][]byte{shard}); n != 1 || err != nil {
+			t.Fatalf("Send = %d, %v", n, err)
+		}
+		time.Sleep(time.Millisecond) // bounded load: at most 1,000 shards a second
+	}
+	waitConns(t, s, 0)
+}
