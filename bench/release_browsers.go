@@ -116,7 +116,17 @@ func dialBrowser(ctx context.Context, spec *subscriberSpec, r *receiver.Receiver
 		return nil
 	}}
 	tr := &webtransport.Transport{TLSClientConfig: pin}
-	_, sess, err := tr.Dial(ctx, spec.Addr, nil)
+	// A QUIC server refuses connections while its accept queue is full (a
+	// burst of handshakes); a page reconnects, and so does this.
+	var sess *webtransport.Session
+	var err error
+	for try := 0; ; try++ {
+		_, sess, err = tr.Dial(ctx, spec.Addr, nil)
+		if err == nil || try == 50 || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	if err != nil {
 		tr.Close()
 		return err
