@@ -61,8 +61,9 @@ func TestRelease(t *testing.T) {
 			rows++
 		}
 	}
-	if len(runs) == len(bench.ReleaseVariants) && rows != 4 {
-		t.Errorf("want 4 ratio rows (2 embargo variants × 2 peers):\n%s", out.String())
+	// The browser variants sit on the peers' side: unicast ÷ each of them.
+	if len(runs) == len(bench.ReleaseVariants) && rows != 8 {
+		t.Errorf("want 8 ratio rows (2 embargo variants × 2 browser variants and 2 peers):\n%s", out.String())
 	}
 	t.Logf("\n%s", out.String())
 }
