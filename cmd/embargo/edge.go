@@ -208,6 +208,9 @@ released at p × -period TAI. One embedded origin serves one edge; several edges
 		if srv != nil {
 			metrics.RegisterUnicast(reg, srv)
 		}
+		if web != nil {
+			metrics.RegisterBrowsers(reg, web.Stats)
+		}
 		if pl != nil {
 			metrics.RegisterPoller(reg, pl)
 		}
