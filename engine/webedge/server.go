@@ -77,8 +77,9 @@ type Stats struct {
 	Dropped           uint64 // messages not queued because their connection was full
 }
 
-// Server is the WebSocket endpoint and an edge.Sender. Serve it with
-// Handler; Send is safe for concurrent use and never blocks on a browser.
+// Server is the browser endpoint and an edge.Sender. Serve it with
+// Handler (WebSocket) and ServeWebTransport; Send is safe for concurrent
+// use and never blocks on a browser.
 type Server struct {
 	cfg     Config
 	log     *slog.Logger
