@@ -189,26 +189,10 @@ func TestChromium(t *testing.T) {
 	go srv.Serve(ln)
 	defer srv.Close()
 
-	args := []string{"--headless=new", "--disable-gpu", "--no-first-run", "--no-default-browser-check",
-		"--disable-dev-shm-usage", "--user-data-dir=" + filepath.Join(dir, "profile"), "--enable-logging=stderr", "--v=0"}
-	if os.Geteuid() == 0 {
-		args = append(args, "--no-sandbox") // Chromium's sandbox refuses root
-	}
-	var logs bytes.Buffer
 	// Headless Chromium opens one target ("Multiple targets are not
 	// supported in headless mode"): the players are iframes of one page.
-	cmd := exec.Command(browser, append(args, fmt.Sprintf("%s/players.html?ws=%d&wt=%d", base, perKind, perKind))...)
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", browser, err)
-	}
-	// Chromium forks a renderer, a zygote and a GPU process: the whole
-	// group goes, always.
-	defer func() {
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		cmd.Wait()
-	}()
+	logs, kill := headless(t, browser, dir, fmt.Sprintf("%s/players.html?ws=%d&wt=%d", base, perKind, perKind))
+	defer kill()
 
 	var all []pageResult
 	for len(all) < players {
@@ -219,9 +203,8 @@ func TestChromium(t *testing.T) {
 			}
 			all = append(all, res)
 		case <-ctx.Done():
-			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			cmd.Wait()
-			t.Fatalf("%d of %d pages posted a result in time; chromium said:\n%s", len(all), players, tail(logs.Bytes(), 4000))
+			kill()
+			t.Fatalf("%d of %d pages posted a result in time; chromium said:\n%s", len(all), players, tail(logs(), 4000))
 		}
 	}
 	mu.Lock()
@@ -317,6 +300,35 @@ func checkPage(t *testing.T, res pageResult, issued map[uint64][]seal.ContentKey
 		t.Errorf("%d live periods presented, want %d: %+v", live, want, res.Periods)
 	}
 	return late, early
+}
+
+// headless runs Chromium headless on url with a profile in dir. kill ends
+// it and every process it forked (idempotent; call it always); logs is
+// what it printed, once killed.
+func headless(t *testing.T, browser, dir, url string) (logs func() []byte, kill func()) {
+	t.Helper()
+	args := []string{"--headless=new", "--disable-gpu", "--no-first-run", "--no-default-browser-check",
+		"--disable-dev-shm-usage", "--user-data-dir=" + filepath.Join(dir, "profile"), "--enable-logging=stderr", "--v=0"}
+	if os.Geteuid() == 0 {
+		args = append(args, "--no-sandbox") // Chromium's sandbox refuses root
+	}
+	var out bytes.Buffer
+	cmd := exec.Command(browser, append(args, url)...)
+	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", browser, err)
+	}
+	var once sync.Once
+	// Chromium forks a renderer, a zygote and a GPU process: the whole
+	// group goes.
+	kill = func() {
+		once.Do(func() {
+			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			cmd.Wait()
+		})
+	}
+	return func() []byte { kill(); return out.Bytes() }, kill
 }
 
 func tail(b []byte, n int) []byte {

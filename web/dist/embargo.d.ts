@@ -86,3 +86,30 @@ export declare function answerClearKey(session: MediaKeySession, r: Receiver): v
 /** attachClearKey gives a media element ClearKey MediaKeys whose sessions
  * r answers: call it before the player attaches encrypted media. */
 export declare function attachClearKey(media: HTMLMediaElement, r: Receiver, contentType?: string): Promise<void>;
+/** What keepInStep needs of a player: an HTMLMediaElement has it. */
+export interface SteppedMedia {
+    currentTime: number;
+    playbackRate: number;
+}
+export interface StepOptions {
+    /** The media time (seconds) to show at a UTC instant (ms, the page's
+     * clock), from the period schedule: each period's first frame at its
+     * presentAtUTC, e.g. (utc) => firstFrameS + (utc - p.presentAtUTC) / 1000. */
+    mediaTimeAt: (utcMs: number) => number;
+    /** The largest rate correction (default 0.1: 0.9× to 1.1×, which
+     * viewers do not hear as pitch with preservesPitch). */
+    maxCorrection?: number;
+    /** How long a correction takes to close the gap, seconds (default 2). */
+    horizonS?: number;
+    /** A gap beyond this (seconds, default 3) is closed by one seek, not by
+     * rate: a player that far off has just joined or fallen behind. */
+    seekBeyondS?: number;
+}
+/** playbackRateFor is the rate that closes the gap between the media's
+ * time and the scheduled one within horizonS, within 1 ± maxCorrection:
+ * ahead plays slower, behind faster, never stopped (no stall). */
+export declare function playbackRateFor(mediaTimeS: number, targetS: number, o?: StepOptions): number;
+/** keepInStep keeps media on the schedule every everyMs: by playbackRate
+ * within a few percent, by one seek when it is more than seekBeyondS off.
+ * It returns a function that stops it and restores rate 1. */
+export declare function keepInStep(media: SteppedMedia, o: StepOptions, everyMs?: number): () => void;

@@ -261,3 +261,32 @@ export async function attachClearKey(media, r, contentType = 'video/mp4; codecs=
         void session.generateRequest(ev.initDataType, ev.initData);
     });
 }
+/** playbackRateFor is the rate that closes the gap between the media's
+ * time and the scheduled one within horizonS, within 1 ± maxCorrection:
+ * ahead plays slower, behind faster, never stopped (no stall). */
+export function playbackRateFor(mediaTimeS, targetS, o = { mediaTimeAt: () => 0 }) {
+    const max = o.maxCorrection ?? 0.1;
+    const horizon = o.horizonS ?? 2;
+    const c = (targetS - mediaTimeS) / horizon;
+    return 1 + Math.max(-max, Math.min(max, c));
+}
+/** keepInStep keeps media on the schedule every everyMs: by playbackRate
+ * within a few percent, by one seek when it is more than seekBeyondS off.
+ * It returns a function that stops it and restores rate 1. */
+export function keepInStep(media, o, everyMs = 200) {
+    const tick = () => {
+        const target = o.mediaTimeAt(now());
+        if (Math.abs(target - media.currentTime) > (o.seekBeyondS ?? 3)) {
+            media.currentTime = target;
+            media.playbackRate = 1;
+            return;
+        }
+        media.playbackRate = playbackRateFor(media.currentTime, target, o);
+    };
+    tick();
+    const id = setInterval(tick, everyMs);
+    return () => {
+        clearInterval(id);
+        media.playbackRate = 1;
+    };
+}

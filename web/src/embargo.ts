@@ -325,3 +325,55 @@ export async function attachClearKey(media: HTMLMediaElement, r: Receiver, conte
     void session.generateRequest(ev.initDataType, ev.initData);
   });
 }
+
+/** What keepInStep needs of a player: an HTMLMediaElement has it. */
+export interface SteppedMedia {
+  currentTime: number;
+  playbackRate: number;
+}
+
+export interface StepOptions {
+  /** The media time (seconds) to show at a UTC instant (ms, the page's
+   * clock), from the period schedule: each period's first frame at its
+   * presentAtUTC, e.g. (utc) => firstFrameS + (utc - p.presentAtUTC) / 1000. */
+  mediaTimeAt: (utcMs: number) => number;
+  /** The largest rate correction (default 0.1: 0.9× to 1.1×, which
+   * viewers do not hear as pitch with preservesPitch). */
+  maxCorrection?: number;
+  /** How long a correction takes to close the gap, seconds (default 2). */
+  horizonS?: number;
+  /** A gap beyond this (seconds, default 3) is closed by one seek, not by
+   * rate: a player that far off has just joined or fallen behind. */
+  seekBeyondS?: number;
+}
+
+/** playbackRateFor is the rate that closes the gap between the media's
+ * time and the scheduled one within horizonS, within 1 ± maxCorrection:
+ * ahead plays slower, behind faster, never stopped (no stall). */
+export function playbackRateFor(mediaTimeS: number, targetS: number, o: StepOptions = { mediaTimeAt: () => 0 }): number {
+  const max = o.maxCorrection ?? 0.1;
+  const horizon = o.horizonS ?? 2;
+  const c = (targetS - mediaTimeS) / horizon;
+  return 1 + Math.max(-max, Math.min(max, c));
+}
+
+/** keepInStep keeps media on the schedule every everyMs: by playbackRate
+ * within a few percent, by one seek when it is more than seekBeyondS off.
+ * It returns a function that stops it and restores rate 1. */
+export function keepInStep(media: SteppedMedia, o: StepOptions, everyMs = 200): () => void {
+  const tick = () => {
+    const target = o.mediaTimeAt(now());
+    if (Math.abs(target - media.currentTime) > (o.seekBeyondS ?? 3)) {
+      media.currentTime = target;
+      media.playbackRate = 1;
+      return;
+    }
+    media.playbackRate = playbackRateFor(media.currentTime, target, o);
+  };
+  tick();
+  const id = setInterval(tick, everyMs);
+  return () => {
+    clearInterval(id);
+    media.playbackRate = 1;
+  };
+}
