@@ -25,10 +25,15 @@ const (
 	ReleaseUnicast   = "embargo-unicast"   // an edge's unicast server (prepared sendmmsg)
 	PeerNATS         = "nats"              // embedded nats-server, one nats.go connection per subscriber
 	PeerWebSocket    = "websocket"         // coder/websocket server writing to each connection in turn
+	// embargo's edge to browsers (engine/webedge): every datagram over
+	// WebSocket, or over WebTransport (RELEASE as a QUIC datagram); each
+	// subscriber runs the device receiver on what arrives.
+	BrowserWebSocket    = "browser-websocket"
+	BrowserWebTransport = "browser-webtransport"
 )
 
 // ReleaseVariants are every release variant, embargo's first.
-var ReleaseVariants = []string{ReleaseMulticast, ReleaseUnicast, PeerNATS, PeerWebSocket}
+var ReleaseVariants = []string{ReleaseMulticast, ReleaseUnicast, BrowserWebSocket, BrowserWebTransport, PeerNATS, PeerWebSocket}
 
 // ReleaseConfig is one release of a small resource at releaseAt to
 // Subscribers subscribers living in Procs other processes.

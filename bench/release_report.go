@@ -150,11 +150,11 @@ func medianOf(runs []Release, v string, f func(Release) float64) float64 {
 // variant and each peer in runs the ratio embargo ÷ peer of the medians of
 // every figure (below 1: embargo's is smaller).
 func WriteReleaseTable(w io.Writer, runs []Release) {
-	fmt.Fprintf(w, "%-17s %7s %9s %7s %5s %10s %10s %10s %10s %10s %10s %10s %10s %9s %9s %10s %10s %8s %8s\n",
+	fmt.Fprintf(w, "%-20s %7s %9s %7s %5s %10s %10s %10s %10s %10s %10s %10s %10s %9s %9s %10s %10s %8s %8s\n",
 		"variant", "subs", "delivered", "corrupt", "early", "pub-late", "fan-out", "first", "last", "kern-last", "skew-p50", "skew-p99", "skew-max", "cpu", "sub-cpu", "send-B/sub", "recv-B/sub", "peak-MiB", "sub-MiB")
 	us := func(d time.Duration) time.Duration { return d.Round(time.Microsecond) }
 	for _, r := range runs {
-		fmt.Fprintf(w, "%-17s %7d %9d %7d %5d %10v %10v %10v %10v %10v %10v %10v %10v %9v %9v %10d %10d %8d %8d\n",
+		fmt.Fprintf(w, "%-20s %7d %9d %7d %5d %10v %10v %10v %10v %10v %10v %10v %10v %9v %9v %10d %10d %8d %8d\n",
 			r.Variant, r.Subscribers, r.Delivered, r.Corrupt, r.Early, us(r.PublishLate), us(r.FanOut), us(r.First), us(r.Last), us(r.KernelLast),
 			us(r.SkewP50), us(r.SkewP99), us(r.SkewMax), r.CPU.Round(time.Millisecond), r.SubCPU.Round(time.Millisecond), r.SendMemPerSub, r.RecvMemPerSub, r.PeakRSS>>20, r.SubPeakRSS>>20)
 	}
@@ -172,14 +172,14 @@ func WriteReleaseTable(w io.Writer, runs []Release) {
 	if len(ours) == 0 || len(peers) == 0 {
 		return
 	}
-	fmt.Fprintf(w, "\nembargo ÷ peer, medians of runs (below 1: embargo's is smaller)\n%-30s", "")
+	fmt.Fprintf(w, "\nembargo ÷ peer, medians of runs (below 1: embargo's is smaller)\n%-42s", "")
 	for _, f := range releaseFigures {
 		fmt.Fprintf(w, " %11s", f.name)
 	}
 	fmt.Fprintln(w)
 	for _, o := range ours {
 		for _, p := range peers {
-			fmt.Fprintf(w, "%-30s", o+" ÷ "+p)
+			fmt.Fprintf(w, "%-42s", o+" ÷ "+p)
 			for _, f := range releaseFigures {
 				fmt.Fprintf(w, " %11s", ratio(medianOf(runs, o, f.of), medianOf(runs, p, f.of)))
 			}

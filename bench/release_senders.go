@@ -19,6 +19,7 @@ import (
 	"github.com/embargo-live/embargo/engine/origin"
 	"github.com/embargo-live/embargo/engine/udp"
 	"github.com/embargo-live/embargo/engine/unicast"
+	"github.com/embargo-live/embargo/engine/webedge"
 	"github.com/embargo-live/embargo/ptp"
 	"github.com/embargo-live/embargo/seal"
 )
@@ -35,7 +36,7 @@ const natsSubject = "embargo.bench.release"
 func openReleaseSender(cfg *ReleaseConfig) (releaseSender, error) {
 	spec := subscriberSpec{Variant: cfg.Variant, Resource: cfg.Resource, TAIOffset: taiOffset(cfg.Clock)}
 	switch cfg.Variant {
-	case ReleaseMulticast, ReleaseUnicast:
+	case ReleaseMulticast, ReleaseUnicast, BrowserWebSocket, BrowserWebTransport:
 		return openEdgeSender(cfg, spec)
 	case PeerNATS:
 		return openNATSSender(cfg, spec)
@@ -61,6 +62,7 @@ type edgeSender struct {
 	org     *origin.Origin
 	edge    *edge.Edge
 	server  *unicast.Server
+	web     *webedge.Server // the browser variants
 	reports chan edge.Report
 	cancel  context.CancelFunc
 	done    chan error
@@ -82,6 +84,12 @@ func openEdgeSender(cfg *ReleaseConfig, spec subscriberSpec) (*edgeSender, error
 		}
 		e.closers = append(e.closers, s.Close)
 		sender, e.s.Addr = s, releaseGroup.Addr.String()
+	} else if cfg.Variant == BrowserWebSocket || cfg.Variant == BrowserWebTransport {
+		sender, err = e.openBrowsers(spec.Stream)
+		if err != nil {
+			e.close()
+			return nil, err
+		}
 	} else {
 		srv, err := unicast.NewServer(unicast.ServerConfig{
 			Listen: netip.MustParseAddrPort("127.0.0.1:0"), Clock: cfg.Clock, Logger: slog.New(slog.DiscardHandler),
@@ -118,6 +126,9 @@ func openEdgeSender(cfg *ReleaseConfig, spec subscriberSpec) (*edgeSender, error
 func (e *edgeSender) spec() subscriberSpec { return e.s }
 
 func (e *edgeSender) ready(ctx context.Context) error {
+	if e.web != nil {
+		return browsersConnected(ctx, e.web, e.cfg.Subscribers)
+	}
 	if e.server == nil {
 		return nil // group members are ready once they have joined
 	}
@@ -138,6 +149,9 @@ func (e *edgeSender) release(ctx context.Context, releaseAt int64) (sent, error)
 		n := st.ShardsSent + st.ReleaseCopies
 		if e.server != nil {
 			n = e.server.Stats().Sent
+		}
+		if e.web != nil {
+			n = e.web.Stats().Sent
 		}
 		return sent{Lateness: r.Lateness, FanOut: r.FanOut, Datagrams: n}, nil
 	case err := <-e.done:

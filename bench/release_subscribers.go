@@ -35,8 +35,9 @@ const subscriberEnv = "EMBARGO_BENCH_SUBSCRIBERS"
 // subscribe to where, and what its subscribers must receive.
 type subscriberSpec struct {
 	Variant   string        `json:"variant"`
-	Addr      string        `json:"addr"`             // NATS or WebSocket URL, edge or group address
-	Origin    []byte        `json:"origin,omitempty"` // embargo: the origin's public key
+	Addr      string        `json:"addr"`               // NATS or WebSocket URL, edge or group address
+	Origin    []byte        `json:"origin,omitempty"`   // embargo: the origin's public key
+	CertHash  []byte        `json:"certHash,omitempty"` // browser-webtransport: the edge's certificate's SHA-256
 	Stream    uint32        `json:"stream,omitempty"`
 	Resource  []byte        `json:"resource"`
 	TAIOffset ptp.TAIOffset `json:"taiOffset"` // converts receive stamps to the run's clock
@@ -175,6 +176,15 @@ func subscribe(ctx context.Context, spec *subscriberSpec, i int, t *tally, opene
 			}
 		}()
 		return nil, nil
+	case BrowserWebSocket, BrowserWebTransport:
+		r, err := receiver.New(receiver.Config{
+			Trusted: seal.NewKeyRing(spec.Origin), Streams: []uint32{spec.Stream}, TAIOffset: spec.TAIOffset,
+			OnEvent: func(ev receiver.Event) { t.deliver(i, ev.Opened, 0, ev.Resource) },
+		})
+		if err != nil {
+			return nil, err
+		}
+		return nil, dialBrowser(ctx, spec, r, opened)
 	case ReleaseMulticast, ReleaseUnicast:
 		r, err := receiver.New(receiver.Config{
 			Trusted: seal.NewKeyRing(spec.Origin), Streams: []uint32{spec.Stream}, TAIOffset: spec.TAIOffset,

@@ -20,8 +20,9 @@ saw: delivery ratio, each edge's send lateness and fan-out time, arrival − rel
 skew (from eBPF kernel stamps where BPF is permitted, else socket stamps), CPU time and the
 process's peak memory so far — as a table, and optionally as JSON and benchstat text. -compare runs the unicast
 baseline (one sendto per subscriber) and the engine (prepared sendmmsg) in the same invocation.
--peers instead releases one resource per run through embargo (multicast and unicast), NATS and a
-WebSocket broadcast to -receivers subscribers in -procs other processes, and prints embargo ÷ peer.`, stdout)
+-peers instead releases one resource per run through embargo (multicast, unicast, and to browsers
+over WebSocket and WebTransport), NATS and a WebSocket broadcast to -receivers subscribers in
+-procs other processes, and prints embargo ÷ peer.`, stdout)
 	mode := fs.String("mode", "mixed", "receivers on multicast, unicast, or mixed (half each)")
 	receivers := fs.Int("receivers", 1000, "receivers, each with its own sockets")
 	edges := fs.Int("edges", 1, "edges releasing the same schedule")

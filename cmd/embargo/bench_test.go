@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -50,7 +51,7 @@ func TestBenchPeers(t *testing.T) {
 		}
 	}
 	stat, _ := os.ReadFile(statPath)
-	if lines := strings.Split(strings.TrimSpace(string(stat)), "\n"); len(lines) != 4 || !strings.HasPrefix(lines[2], "BenchmarkRelease/variant=nats/subscribers=20 1 ") {
+	if lines := strings.Split(strings.TrimSpace(string(stat)), "\n"); len(lines) != len(bench.ReleaseVariants) || !strings.HasPrefix(lines[slices.Index(bench.ReleaseVariants, bench.PeerNATS)], "BenchmarkRelease/variant=nats/subscribers=20 1 ") {
 		t.Fatalf("benchstat text:\n%s", stat)
 	}
 }

@@ -2,14 +2,18 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -26,6 +30,7 @@ import (
 	"github.com/embargo-live/embargo/engine/origin"
 	"github.com/embargo-live/embargo/engine/udp"
 	"github.com/embargo-live/embargo/engine/unicast"
+	"github.com/embargo-live/embargo/engine/webedge"
 	"github.com/embargo-live/embargo/internal/pki"
 	"github.com/embargo-live/embargo/ptp"
 	"github.com/embargo-live/embargo/seal"
@@ -55,6 +60,10 @@ released at p × -period TAI. One embedded origin serves one edge; several edges
 	id := fs.Uint("id", 1, "edge id stamped on RELEASEs")
 	periods := fs.Int("periods", 0, "exit after releasing this many periods per stream (0: run until interrupted)")
 	unicastAddr := fs.String("unicast", "", "also serve unicast subscribers on this address, e.g. [::]:7272, beside the multicast groups (default: multicast only)")
+	browserAddr := fs.String("browser", "", "also serve web browsers over WebSocket on this address, e.g. 127.0.0.1:7373: every datagram as one binary message (see README, In the browser)")
+	browserWT := fs.String("browser-wt", "", "also serve web browsers over WebTransport (HTTP/3, UDP) on this address, e.g. 127.0.0.1:7374: RELEASEs as datagrams, ANNOUNCE shards as streams")
+	browserCert := fs.String("browser-cert", "", "with -browser-wt: the edge's certificate and key (PEM files, comma-separated: cert.pem,key.pem); without it a self-signed ECDSA certificate valid 13 days, whose SHA-256 the edge logs for the page's serverCertificateHashes")
+	browserOrigins := fs.String("browser-origins", "", "with -browser: comma-separated page origins (host patterns, e.g. *.example.com) allowed besides the endpoint's own host")
 	multicast := fs.Bool("multicast", true, "send to the multicast groups (-group, or the default group); -multicast=false with -unicast serves unicast subscribers only")
 	senders := fs.Int("senders", 0, "unicast sender sockets and threads (default: one per core)")
 	requireTokens := fs.Bool("require-tokens", false, "unicast: subscribe only receivers presenting a subscription token signed by the origin key (issued with each licence)")
@@ -106,8 +115,8 @@ released at p × -period TAI. One embedded origin serves one edge; several edges
 		return err
 	}
 	switch {
-	case !*multicast && *unicastAddr == "":
-		return flagConflict("-multicast=false needs -unicast: the edge would send nowhere")
+	case !*multicast && *unicastAddr == "" && *browserAddr == "" && *browserWT == "":
+		return flagConflict("-multicast=false needs -unicast or -browser: the edge would send nowhere")
 	case !*multicast && len(groups.values) > 0:
 		return flagConflict("-group and -multicast=false contradict each other: drop one")
 	}
@@ -141,6 +150,20 @@ released at p × -period TAI. One embedded origin serves one edge; several edges
 		}
 		defer srv.Close()
 		dests = append(dests, srv)
+	}
+	var web *webedge.Server
+	if *browserAddr != "" || *browserWT != "" {
+		var origins []string
+		if *browserOrigins != "" {
+			origins = strings.Split(*browserOrigins, ",")
+		}
+		// Admission (subscription tokens) plugs in as webedge.Config.Admit.
+		web, err = webedge.New(webedge.Config{Streams: streams, Clock: clock, Logger: log, OriginPatterns: origins})
+		if err != nil {
+			return err
+		}
+		defer web.CloseAll()
+		dests = append(dests, web)
 	}
 
 	ctx, cancel := context.WithCancel(ctx)
@@ -192,6 +215,9 @@ released at p × -period TAI. One embedded origin serves one edge; several edges
 		if srv != nil {
 			metrics.RegisterUnicast(reg, srv)
 		}
+		if web != nil {
+			metrics.RegisterBrowsers(reg, web.Stats)
+		}
 		if pl != nil {
 			metrics.RegisterPoller(reg, pl)
 		}
@@ -201,12 +227,28 @@ released at p × -period TAI. One embedded origin serves one edge; several edges
 		}
 		log.Info("metrics", "addr", "http://"+at+"/metrics", "liveness", "/healthz", "readiness", "/readyz")
 	}
+	if *browserAddr != "" {
+		at, err := serveHTTP(gctx, g, *browserAddr, web.Handler(), 30*time.Second)
+		if err != nil {
+			return fmt.Errorf("-browser: %w", err)
+		}
+		log.Info("browsers", "addr", "ws://"+at+"/")
+	}
+	if *browserWT != "" {
+		if err := serveWebTransport(gctx, g, web, *browserWT, *browserCert, log); err != nil {
+			return err
+		}
+	}
 	notifySystemd(gctx, g, log, func() error { return metrics.Ready(append([]metrics.Check{metrics.ClockCheck(clock)}, checks...)...) })
 	g.Go(func() error { return ignoreCanceled(src.run(gctx, e.Add)) })
 	running.Store(true)
 	g.Go(func() error { defer running.Store(false); return ignoreCanceled(e.Run(gctx)) })
 	log.Info("edge running", "id", *id, "streams", streams.String(), "bundles from", src.desc)
 	err = g.Wait()
+	if web != nil {
+		ws := web.Stats()
+		log.Info("browsers", "accepted", ws.Accepted, "refused", ws.Refused, "messages sent", ws.Sent, "closed slow", ws.Slow, "closed for sending", ws.BadInput)
+	}
 	st := e.Stats()
 	fmt.Fprintf(stdout, "edge %d: released %s, %d failed, %d past on arrival (kept for catch-up) (%s sent, %d unsent; %s sent, %d unsent, in %s), max lateness %v, %s, %s\n",
 		*id, count(st.Released, "period"), st.ReleaseFailed, st.Past, count(st.ReleaseCopies, "RELEASE datagram"), st.ReleaseUnsent,
@@ -314,4 +356,39 @@ func originClient(certs, name string) (*pki.Cert, *http.Client, error) {
 		return nil, nil, err
 	}
 	return cert, &http.Client{Transport: &http.Transport{TLSClientConfig: poller.ClientTLS(cert.TLS(), cas)}, Timeout: 30 * time.Second}, nil
+}
+
+// serveWebTransport serves browsers over WebTransport on addr under g,
+// with the certificate in certKey ("cert.pem,key.pem") or a self-signed
+// one whose hash it logs.
+func serveWebTransport(ctx context.Context, g *errgroup.Group, web *webedge.Server, addr, certKey string, log *slog.Logger) error {
+	var tlsConf *tls.Config
+	if certKey != "" {
+		cert, key, ok := strings.Cut(certKey, ",")
+		if !ok {
+			return flagConflict("-browser-cert %q: want cert.pem,key.pem", certKey)
+		}
+		c, err := tls.LoadX509KeyPair(cert, key)
+		if err != nil {
+			return fmt.Errorf("-browser-cert: %w", err)
+		}
+		tlsConf = &tls.Config{Certificates: []tls.Certificate{c}}
+	}
+	pc, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		return fmt.Errorf("-browser-wt: %w", err)
+	}
+	if tlsConf == nil {
+		host, _, _ := net.SplitHostPort(pc.LocalAddr().String())
+		var hash [32]byte
+		tlsConf, hash, err = webedge.SelfSigned([]string{host, "localhost"}, time.Now(), webedge.MaxSelfSigned-24*time.Hour)
+		if err != nil {
+			pc.Close()
+			return err
+		}
+		log.Info("browsers: self-signed WebTransport certificate, valid 13 days; pages pin it with serverCertificateHashes", "sha-256", hex.EncodeToString(hash[:]))
+	}
+	g.Go(func() error { defer pc.Close(); return web.ServeWebTransport(ctx, pc, tlsConf) })
+	log.Info("browsers", "addr", "https://"+pc.LocalAddr().String()+"/", "transport", "WebTransport")
+	return nil
 }

@@ -80,3 +80,24 @@ func (e *Edge) Announced(stream uint32) [][]byte {
 	}
 	return out
 }
+
+// CatchUp returns what a subscriber joining now is sent (PROTOCOL.md §7.3):
+// for each stream, the ANNOUNCE shards and the catch-up RELEASE of its last
+// n released periods, then the ANNOUNCEs of periods still to come. A
+// released period whose releaseAt is after earliest (the clock's earliest
+// possible time now) is left out, so catch-up is never early.
+func CatchUp(h History, streams []uint32, n int, earliest int64) [][]byte {
+	var dgs [][]byte
+	for _, stream := range streams {
+		rel := h.Released(stream)
+		for _, r := range rel[max(0, len(rel)-n):] {
+			if r.ReleaseAt > earliest {
+				continue
+			}
+			dgs = append(dgs, r.Shards...)
+			dgs = append(dgs, r.CatchUp)
+		}
+		dgs = append(dgs, h.Announced(stream)...)
+	}
+	return dgs
+}

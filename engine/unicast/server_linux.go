@@ -334,19 +334,7 @@ func (s *Server) catchUpFor(streams []uint32, n int) [][]byte {
 	if err != nil {
 		return nil
 	}
-	var dgs [][]byte
-	for _, stream := range streams {
-		rel := s.cfg.History.Released(stream)
-		for _, r := range rel[max(0, len(rel)-n):] {
-			if r.ReleaseAt > now.Earliest {
-				continue
-			}
-			dgs = append(dgs, r.Shards...)
-			dgs = append(dgs, r.CatchUp)
-		}
-		dgs = append(dgs, s.cfg.History.Announced(stream)...)
-	}
-	return dgs
+	return edge.CatchUp(s.cfg.History, streams, n, now.Earliest)
 }
 
 // Send fans each datagram out to the subscribers of its stream and returns

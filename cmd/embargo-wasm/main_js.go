@@ -1,0 +1,57 @@
+//go:build js && wasm
+
+package main
+
+import (
+	"encoding/json"
+	"syscall/js"
+	"time"
+
+	"github.com/embargo-live/embargo/engine/receiver"
+)
+
+func main() {
+	js.Global().Set("embargoReceiver", js.FuncOf(newReceiver))
+	select {} // the page calls in; main must not return
+}
+
+// newReceiver is embargoReceiver(options JSON string, onPeriod(json)): it
+// returns {feed, stats} or throws an Error naming what is wrong.
+func newReceiver(_ js.Value, args []js.Value) any {
+	if len(args) != 2 || args[0].Type() != js.TypeString || args[1].Type() != js.TypeFunction {
+		return throw("embargoReceiver(options: string, onPeriod: function)")
+	}
+	onPeriod := args[1]
+	cfg, err := parseOptions(args[0].String(), func(p Period) {
+		b, _ := json.Marshal(p) // cannot fail: plain fields
+		onPeriod.Invoke(string(b))
+	})
+	if err != nil {
+		return throw(err.Error())
+	}
+	r, err := receiver.New(cfg)
+	if err != nil {
+		return throw(err.Error())
+	}
+	feed := js.FuncOf(func(_ js.Value, args []js.Value) any {
+		if len(args) != 1 || args[0].Type() != js.TypeObject {
+			return throw("feed(datagram: Uint8Array)")
+		}
+		b := make([]byte, args[0].Get("length").Int())
+		js.CopyBytesToGo(b, args[0])
+		// No kernel stamp in a page: the receiver stamps with Now.
+		r.Handle(b, time.Time{}, noAddr)
+		return nil
+	})
+	stats := js.FuncOf(func(js.Value, []js.Value) any {
+		b, _ := json.Marshal(r.Stats())
+		return string(b)
+	})
+	return js.ValueOf(map[string]any{"feed": feed, "stats": stats})
+}
+
+// throw returns a JavaScript Error for the caller to see; Go cannot throw
+// across syscall/js, so the glue checks for it.
+func throw(msg string) any {
+	return js.Global().Get("Error").New("embargo: " + msg)
+}

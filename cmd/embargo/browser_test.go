@@ -1,0 +1,95 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/quic-go/webtransport-go"
+
+	"github.com/embargo-live/embargo/internal/realtime"
+	"github.com/embargo-live/embargo/wire"
+)
+
+// TestEdgeBrowser runs `embargo edge -browser` with browsers only: a
+// WebSocket client gets the period's ANNOUNCE shards and its RELEASE, each
+// message one datagram.
+func TestEdgeBrowser(t *testing.T) {
+	realtime.Exclusive(t)
+	dir := keysDir(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wtAddr := pc.LocalAddr().String()
+	pc.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	var out lockedBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"edge", "-keys", dir, "-multicast=false", "-browser", addr, "-browser-wt", wtAddr,
+			"-period", "300ms", "-lead", "600ms", "-present", "100ms", "-assume-synced", "1ms"}, &out, &out)
+	}()
+	var c *websocket.Conn
+	for c == nil {
+		c, _, err = websocket.Dial(ctx, "ws://"+addr+"/", nil)
+		if err != nil {
+			select {
+			case code := <-done:
+				t.Fatalf("edge exited %d before serving browsers:\n%s", code, out.String())
+			case <-ctx.Done():
+				t.Fatalf("no browser endpoint: %v\n%s", err, out.String())
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}
+	defer c.CloseNow()
+	c.SetReadLimit(wire.DefaultMaxDatagram)
+	got := map[wire.Type]int{}
+	for got[wire.TypeRelease] == 0 || got[wire.TypeAnnounce] == 0 {
+		typ, b, err := c.Read(ctx)
+		if err != nil {
+			t.Fatalf("read after %v: %v\n%s", got, err, out.String())
+		}
+		h, err := wire.Peek(b)
+		if typ != websocket.MessageBinary || err != nil {
+			t.Fatalf("message %v %x: not a datagram: %v", typ, b, err)
+		}
+		got[h.Type]++
+	}
+	// WebTransport: the shards come as streams, each one datagram.
+	tr := &webtransport.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}} // the edge's self-signed certificate
+	defer tr.Close()
+	_, sess, err := tr.Dial(ctx, "https://"+wtAddr+"/", nil)
+	if err != nil {
+		t.Fatalf("webtransport: %v\n%s", err, out.String())
+	}
+	str, err := sess.AcceptUniStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(str)
+	if h, perr := wire.Peek(b); err != nil || perr != nil || h.Type != wire.TypeAnnounce {
+		t.Fatalf("webtransport stream %x (%v): not an ANNOUNCE datagram: %v", b, err, perr)
+	}
+	cancel()
+	<-done
+	if !bytes.Contains([]byte(out.String()), []byte("sha-256")) {
+		t.Errorf("the edge did not log its self-signed certificate's hash:\n%s", out.String())
+	}
+	if !bytes.Contains([]byte(out.String()), []byte("browsers")) {
+		t.Errorf("the edge did not say where browsers connect:\n%s", out.String())
+	}
+}

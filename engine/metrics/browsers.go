@@ -1,0 +1,24 @@
+package metrics
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/embargo-live/embargo/engine/webedge"
+)
+
+// RegisterBrowsers exports the counters of an edge's browser endpoint
+// (webedge.Server.Stats): sessions held, and why browsers were refused or
+// closed, so a slow or hostile audience shows before viewers complain.
+func RegisterBrowsers(reg prometheus.Registerer, stats func() webedge.Stats) {
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: namespace, Subsystem: "browsers", Name: "sessions", Help: "Browser sessions (WebSocket and WebTransport) held now."},
+		func() float64 { return float64(stats().Conns) }))
+	counter := countersOf(reg, "browsers", stats)
+	counter("accepted_total", "Browser sessions opened.", func(st webedge.Stats) uint64 { return st.Accepted })
+	counter("refused_total", "Browser requests turned away: not admitted, over the session limit, or a failed upgrade.", func(st webedge.Stats) uint64 { return st.Refused })
+	counter("sent_datagrams_total", "Datagrams written to browsers.", func(st webedge.Stats) uint64 { return st.Sent })
+	counter("catchup_datagrams_total", "Datagrams queued as catch-up for a joining browser.", func(st webedge.Stats) uint64 { return st.CatchUp })
+	counter("closed_slow_total", "Browsers closed for a full queue or a stalled write.", func(st webedge.Stats) uint64 { return st.Slow })
+	counter("closed_bad_input_total", "Browsers closed for sending anything.", func(st webedge.Stats) uint64 { return st.BadInput })
+	counter("write_errors_total", "Writes to browsers that failed (the browser went away).", func(st webedge.Stats) uint64 { return st.WriteErrors })
+	counter("dropped_datagrams_total", "Datagrams not queued because their browser's queue was full.", func(st webedge.Stats) uint64 { return st.Dropped })
+}

@@ -1,0 +1,16 @@
+// Package webedge is an edge's side of pushing releases to web browsers,
+// which cannot receive a UDP datagram. Server is an edge.Sender (fed the
+// edge's catch-up history too) that sends every embargo datagram the edge
+// sends — ANNOUNCE shards as the carousel sends them, each RELEASE copy at
+// its releaseAt — to every connected browser: over WebSocket (Handler) as
+// one binary message each, and over WebTransport (ServeWebTransport) with
+// RELEASEs as QUIC datagrams and every other datagram as one stream. The
+// browser verifies and opens them with the device receiver compiled to
+// WebAssembly (cmd/embargo-wasm, web/); like every sender, the edge holds
+// no content key.
+//
+// The fan-out never waits for a browser: each session has a bounded
+// queue and its own writer, and a session whose queue is full, that sends
+// anything, or whose write stalls is counted and closed. Config.Admit is
+// where a session's admission (a subscription token) is decided.
+package webedge

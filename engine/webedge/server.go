@@ -1,0 +1,325 @@
+package webedge
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/embargo-live/embargo/engine/edge"
+	"github.com/embargo-live/embargo/ptp"
+	"github.com/embargo-live/embargo/wire"
+)
+
+// ErrConfig is wrapped by the reasons New refuses a configuration.
+var ErrConfig = errors.New("webedge: invalid config")
+
+// Defaults for Config.
+const (
+	// DefaultQueue holds a period's ANNOUNCE rounds and RELEASE copies
+	// (about 31 messages at the edge's defaults) several times over.
+	DefaultQueue     = 256
+	DefaultMaxConns  = 10000
+	DefaultCatchUp   = 2
+	DefaultWriteWait = 5 * time.Second
+	// readLimit is the largest message a browser may send: it has nothing
+	// to say, so anything it sends is bad input.
+	readLimit = 128
+)
+
+// Config configures a Server. Streams and Clock are required.
+type Config struct {
+	// Streams are the streams whose history a new connection is sent.
+	Streams []uint32
+	// Clock is the edge's: catch-up never sends a RELEASE before the
+	// clock's earliest time has passed its releaseAt.
+	Clock ptp.Clock
+	// Queue is how many messages may wait for one browser (DefaultQueue);
+	// a browser that falls further behind is closed.
+	Queue int
+	// MaxConns bounds the connections held at once (DefaultMaxConns);
+	// more are refused with 503.
+	MaxConns int
+	// CatchUp is how many released periods of each stream a new
+	// connection is sent first (DefaultCatchUp; at most wire.MaxCatchUp).
+	CatchUp int
+	// WriteWait bounds one message's write (DefaultWriteWait).
+	WriteWait time.Duration
+	// OriginPatterns are the page origins other than the endpoint's own
+	// host allowed to connect (websocket.AcceptOptions.OriginPatterns).
+	OriginPatterns []string
+	// Admit decides whether a request may open a session; nil admits
+	// every request. This is where subscription tokens plug in: it sees
+	// the request (query, headers, cookies) before the upgrade, and its
+	// error is answered as 403.
+	Admit  func(*http.Request) error
+	Logger *slog.Logger
+}
+
+// Stats are a server's counters.
+type Stats struct {
+	// Conns is how many browsers are connected now; Accepted and Refused
+	// count sessions opened and requests turned away (not admitted, over
+	// MaxConns, or a failed upgrade).
+	Conns             int
+	Accepted, Refused uint64
+	Sent, CatchUp     uint64 // messages written to browsers, and those that were catch-up
+	Slow, BadInput    uint64 // connections closed for a full queue or a stalled write, and for sending
+	WriteErrors       uint64 // writes that failed otherwise (the browser went away)
+	Dropped           uint64 // messages not queued because their connection was full
+}
+
+// Server is the browser endpoint and an edge.Sender. Serve it with
+// Handler (WebSocket) and ServeWebTransport; Send is safe for concurrent
+// use and never blocks on a browser.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	history atomic.Pointer[edge.History]
+
+	mu    sync.RWMutex
+	conns map[*conn]struct{}
+
+	accepted, refused, sent, catchUp, slow, bad, writeErrs, dropped atomic.Uint64
+}
+
+// conn is one browser: its queue, drained by its own writer.
+type conn struct {
+	t      transport
+	queue  chan []byte
+	closed sync.Once
+	done   chan struct{}
+	// stop aborts a write in progress when the connection is closed.
+	stop context.CancelFunc
+}
+
+// New checks cfg and returns a Server.
+func New(cfg Config) (*Server, error) {
+	switch {
+	case len(cfg.Streams) == 0:
+		return nil, fmt.Errorf("%w: no streams", ErrConfig)
+	case cfg.Clock == nil:
+		return nil, fmt.Errorf("%w: no clock", ErrConfig)
+	case cfg.CatchUp > wire.MaxCatchUp:
+		return nil, fmt.Errorf("%w: catch-up of %d periods, at most %d", ErrConfig, cfg.CatchUp, wire.MaxCatchUp)
+	}
+	cfg.Queue = cmp.Or(max(cfg.Queue, 0), DefaultQueue)
+	cfg.MaxConns = cmp.Or(max(cfg.MaxConns, 0), DefaultMaxConns)
+	cfg.CatchUp = cmp.Or(cfg.CatchUp, DefaultCatchUp)
+	cfg.WriteWait = cmp.Or(cfg.WriteWait, DefaultWriteWait)
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Server{cfg: cfg, log: log, conns: make(map[*conn]struct{})}, nil
+}
+
+// SetHistory sets where catch-up comes from (edge.CatchUpSender).
+func (s *Server) SetHistory(h edge.History) { s.history.Store(&h) }
+
+// Send queues each datagram for every connected browser and returns
+// len(dgs): a browser that cannot take them is closed, not waited for.
+// The datagrams are copied once (the edge re-stamps its RELEASE buffers
+// between copies) and the copies shared by every queue.
+func (s *Server) Send(_ wire.Type, dgs [][]byte) (int, error) {
+	msgs := make([][]byte, len(dgs))
+	for i, d := range dgs {
+		msgs[i] = slices.Clone(d)
+	}
+	s.mu.RLock()
+	for c := range s.conns {
+		s.enqueue(c, msgs)
+	}
+	s.mu.RUnlock()
+	return len(dgs), nil
+}
+
+// enqueue queues msgs for c, or closes c when its queue is full.
+func (s *Server) enqueue(c *conn, msgs [][]byte) bool {
+	for i, m := range msgs {
+		select {
+		case c.queue <- m:
+		default:
+			s.dropped.Add(uint64(len(msgs) - i))
+			s.slow.Add(1)
+			s.close(c, websocket.StatusPolicyViolation, "too slow: queue full")
+			return false
+		}
+	}
+	return true
+}
+
+// Handler returns the WebSocket endpoint: any path on it opens a session.
+func (s *Server) Handler() http.Handler { return http.HandlerFunc(s.serve) }
+
+func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
+	if !s.admit(w, r) {
+		return
+	}
+	// A session outlives any request timeout of the http.Server, whose
+	// deadlines would otherwise stay on the hijacked connection.
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Time{})
+	_ = rc.SetWriteDeadline(time.Time{})
+	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{OriginPatterns: s.cfg.OriginPatterns})
+	if err != nil {
+		s.refused.Add(1)
+		return
+	}
+	ws.SetReadLimit(readLimit)
+	s.run(r.Context(), wsTransport{ws})
+}
+
+// admit refuses a request when the edge holds MaxConns browsers or the
+// Admit hook says no, answering it; it reports whether r may go on.
+func (s *Server) admit(w http.ResponseWriter, r *http.Request) bool {
+	if s.cfg.Admit != nil {
+		if err := s.cfg.Admit(r); err != nil {
+			s.refused.Add(1)
+			http.Error(w, "not admitted: "+err.Error(), http.StatusForbidden)
+			return false
+		}
+	}
+	s.mu.RLock()
+	full := len(s.conns) >= s.cfg.MaxConns
+	s.mu.RUnlock()
+	if full {
+		s.refused.Add(1)
+		http.Error(w, "edge full: try another edge", http.StatusServiceUnavailable)
+		return false
+	}
+	return true
+}
+
+// run serves one browser's session until it ends: catch-up first, then
+// every datagram sent.
+func (s *Server) run(ctx context.Context, t transport) {
+	wctx, stop := context.WithCancel(ctx)
+	defer stop()
+	c := &conn{t: t, queue: make(chan []byte, s.cfg.Queue), done: make(chan struct{}), stop: stop}
+	s.mu.Lock()
+	// Checked again: others may have been accepted meanwhile.
+	full := len(s.conns) >= s.cfg.MaxConns
+	if !full {
+		s.conns[c] = struct{}{}
+	}
+	s.mu.Unlock()
+	if full {
+		s.refused.Add(1)
+		t.end(websocket.StatusTryAgainLater, "edge full: try another edge")
+		return
+	}
+	s.accepted.Add(1)
+	s.sendCatchUp(c)
+	go s.read(ctx, c)
+	s.write(wctx, c)
+	s.remove(c)
+}
+
+// sendCatchUp queues what a browser joining now needs (edge.CatchUp).
+// The connection is already registered, so a RELEASE sent meanwhile may
+// come before its catch-up ANNOUNCE: the receiver keeps such a RELEASE
+// until its body arrives.
+func (s *Server) sendCatchUp(c *conn) {
+	h := s.history.Load()
+	if h == nil {
+		return
+	}
+	now, err := s.cfg.Clock.Now()
+	if err != nil {
+		return
+	}
+	dgs := edge.CatchUp(*h, s.cfg.Streams, s.cfg.CatchUp, now.Earliest)
+	if s.enqueue(c, dgs) {
+		s.catchUp.Add(uint64(len(dgs)))
+	}
+}
+
+// read waits for the browser to close; anything it sends is bad input.
+func (s *Server) read(ctx context.Context, c *conn) {
+	if c.t.read(ctx) {
+		s.bad.Add(1)
+		s.close(c, websocket.StatusPolicyViolation, "a browser sends nothing")
+		return
+	}
+	s.close(c, websocket.StatusNormalClosure, "")
+}
+
+// write drains c's queue until c is closed.
+func (s *Server) write(ctx context.Context, c *conn) {
+	for {
+		select {
+		case <-c.done:
+			return
+		case m := <-c.queue:
+			wctx, cancel := context.WithTimeout(ctx, s.cfg.WriteWait)
+			err := c.t.write(wctx, m)
+			stalled := wctx.Err() != nil && ctx.Err() == nil
+			cancel()
+			switch {
+			case err == nil:
+				s.sent.Add(1)
+			case stalled:
+				s.slow.Add(1)
+				s.close(c, websocket.StatusPolicyViolation, "too slow: write stalled")
+				return
+			default:
+				s.writeErrs.Add(1)
+				s.close(c, websocket.StatusNormalClosure, "")
+				return
+			}
+		}
+	}
+}
+
+// close ends c once; its writer and reader return.
+func (s *Server) close(c *conn, code websocket.StatusCode, reason string) {
+	c.closed.Do(func() {
+		close(c.done)
+		if code == websocket.StatusPolicyViolation {
+			// A browser too slow or misbehaving gets no close handshake:
+			// its connection goes now, with any write stuck on it.
+			c.stop()
+			c.t.abort(reason)
+			return
+		}
+		// Close waits for the browser's answer; never in the fan-out.
+		go c.t.end(code, reason)
+	})
+}
+
+func (s *Server) remove(c *conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+}
+
+// CloseAll closes every connection, as an edge that stops does.
+func (s *Server) CloseAll() {
+	s.mu.RLock()
+	for c := range s.conns {
+		s.close(c, websocket.StatusGoingAway, "edge stopping")
+	}
+	s.mu.RUnlock()
+}
+
+// Stats returns the server's counters.
+func (s *Server) Stats() Stats {
+	s.mu.RLock()
+	n := len(s.conns)
+	s.mu.RUnlock()
+	return Stats{
+		Conns: n, Accepted: s.accepted.Load(), Refused: s.refused.Load(),
+		Sent: s.sent.Load(), CatchUp: s.catchUp.Load(),
+		Slow: s.slow.Load(), BadInput: s.bad.Load(), WriteErrors: s.writeErrs.Load(),
+		Dropped: s.dropped.Load(),
+	}
+}

@@ -1,0 +1,211 @@
+package webedge
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/embargo-live/embargo/engine/bundle"
+	"github.com/embargo-live/embargo/engine/edge"
+	"github.com/embargo-live/embargo/ptp"
+	"github.com/embargo-live/embargo/wire"
+)
+
+// clockAt is a clock whose earliest time is fixed.
+type clockAt int64
+
+func (c clockAt) Now() (ptp.Reading, error) {
+	return ptp.Reading{Earliest: int64(c), Latest: int64(c), State: ptp.StateSynchronized}, nil
+}
+
+// history is a fixed edge.History.
+type history struct {
+	released  []*edge.Released
+	announced [][]byte
+}
+
+func (h history) Released(uint32) []*edge.Released { return h.released }
+func (h history) Announced(uint32) [][]byte        { return h.announced }
+
+func start(t *testing.T, cfg Config) (*Server, string) {
+	t.Helper()
+	if cfg.Streams == nil {
+		cfg.Streams = []uint32{1}
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = clockAt(0)
+	}
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(s.Handler())
+	t.Cleanup(func() { s.CloseAll(); hs.Close() })
+	return s, "ws" + strings.TrimPrefix(hs.URL, "http")
+}
+
+func dial(t *testing.T, url string) *websocket.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	c, _, err := websocket.Dial(ctx, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.CloseNow() })
+	return c
+}
+
+func read(t *testing.T, c *websocket.Conn) []byte {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	typ, b, err := c.Read(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if typ != websocket.MessageBinary {
+		t.Fatalf("message type %v, want binary", typ)
+	}
+	return b
+}
+
+// waitConns waits until the server holds n connections.
+func waitConns(t *testing.T, s *Server, n int) {
+	t.Helper()
+	for s.Stats().Conns != n {
+		select {
+		case <-t.Context().Done():
+			t.Fatalf("%d connections, want %d", s.Stats().Conns, n)
+		case <-time.After(time.Millisecond):
+		}
+	}
+}
+
+func TestFanOut(t *testing.T) {
+	s, url := start(t, Config{})
+	a, b := dial(t, url), dial(t, url)
+	waitConns(t, s, 2)
+	dgs := [][]byte{[]byte("one"), []byte("two")}
+	if n, err := s.Send(wire.TypeRelease, dgs); n != 2 || err != nil {
+		t.Fatalf("Send = %d, %v", n, err)
+	}
+	// The edge re-stamps its RELEASE buffers between copies: what was
+	// queued must not change with them.
+	dgs[0][0] = 'X'
+	for _, c := range []*websocket.Conn{a, b} {
+		for _, want := range []string{"one", "two"} {
+			if got := read(t, c); string(got) != want {
+				t.Fatalf("got %q, want %q", got, want)
+			}
+		}
+	}
+}
+
+func TestCatchUp(t *testing.T) {
+	h := history{
+		released: []*edge.Released{
+			{Bundle: &bundle.Bundle{Period: 1, ReleaseAt: 100, Shards: [][]byte{[]byte("s1")}}, CatchUp: []byte("c1")},
+			{Bundle: &bundle.Bundle{Period: 2, ReleaseAt: 300, Shards: [][]byte{[]byte("s2")}}, CatchUp: []byte("c2")},
+		},
+		announced: [][]byte{[]byte("a3")},
+	}
+	// At 200 period 2's releaseAt (300) has not passed: its RELEASE
+	// must not be sent, however the history came to hold it.
+	s, url := start(t, Config{Clock: clockAt(200)})
+	s.SetHistory(h)
+	c := dial(t, url)
+	for _, want := range []string{"s1", "c1", "a3"} {
+		if got := read(t, c); string(got) != want {
+			t.Fatalf("got %q, want %q", got, want)
+		}
+	}
+	if got := s.Stats().CatchUp; got != 3 {
+		t.Errorf("CatchUp = %d, want 3", got)
+	}
+}
+
+func TestBrowserThatSendsIsClosed(t *testing.T) {
+	s, url := start(t, Config{})
+	c := dial(t, url)
+	if err := c.Write(t.Context(), websocket.MessageBinary, bytes.Repeat([]byte{1}, 4096)); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err := c.Read(t.Context())
+	if got := websocket.CloseStatus(err); got != websocket.StatusPolicyViolation && got != websocket.StatusMessageTooBig {
+		t.Fatalf("read after sending: %v, want a policy-violation close", err)
+	}
+	waitConns(t, s, 0)
+	if st := s.Stats(); st.BadInput != 1 {
+		t.Errorf("BadInput = %d, want 1", st.BadInput)
+	}
+}
+
+// A browser that never reads is closed once its queue is full, and Send
+// keeps returning at once for the others.
+func TestBrowserThatNeverReadsIsClosed(t *testing.T) {
+	s, url := start(t, Config{Queue: 4})
+	dial(t, url) // never read
+	good := dial(t, url)
+	good.SetReadLimit(1 << 20)
+	waitConns(t, s, 2)
+	big := bytes.Repeat([]byte{7}, 64<<10)
+	for i := 0; s.Stats().Slow == 0; i++ {
+		if i == 10000 {
+			t.Fatal("a browser that never reads was never closed")
+		}
+		if n, err := s.Send(wire.TypeAnnounce, [][]byte{big}); n != 1 || err != nil {
+			t.Fatalf("Send = %d, %v", n, err)
+		}
+		// The reading browser keeps up; its queue never fills.
+		if got := read(t, good); len(got) != len(big) {
+			t.Fatalf("read %d bytes, want %d", len(got), len(big))
+		}
+	}
+	waitConns(t, s, 1)
+	if st := s.Stats(); st.Dropped == 0 {
+		t.Errorf("Dropped = 0 with a browser closed for a full queue")
+	}
+}
+
+func TestAdmitAndMaxConns(t *testing.T) {
+	s, url := start(t, Config{MaxConns: 1, Admit: func(r *http.Request) error {
+		if r.URL.Query().Get("token") != "good" {
+			return errors.New("no subscription token")
+		}
+		return nil
+	}})
+	ctx := t.Context()
+	_, resp, err := websocket.Dial(ctx, url+"/?token=bad", nil)
+	if err == nil || resp == nil || resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("without a token: %v, want 403", err)
+	}
+	dial(t, url+"/?token=good")
+	waitConns(t, s, 1)
+	_, resp, err = websocket.Dial(ctx, url+"/?token=good", nil)
+	if err == nil || resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("over MaxConns: %v, want 503", err)
+	}
+	if st := s.Stats(); st.Refused != 2 || st.Accepted != 1 {
+		t.Errorf("Refused, Accepted = %d, %d, want 2, 1", st.Refused, st.Accepted)
+	}
+}
+
+func TestConfig(t *testing.T) {
+	for _, cfg := range []Config{
+		{Clock: clockAt(0)},
+		{Streams: []uint32{1}},
+		{Streams: []uint32{1}, Clock: clockAt(0), CatchUp: wire.MaxCatchUp + 1},
+	} {
+		if _, err := New(cfg); !errors.Is(err, ErrConfig) {
+			t.Errorf("New(%+v) = %v, want ErrConfig", cfg, err)
+		}
+	}
+}

@@ -1,0 +1,165 @@
+package webedge
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"math/big"
+	"net"
+	"net/http"
+	"net/url"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/quic-go/quic-go/http3"
+	"github.com/quic-go/webtransport-go"
+
+	"github.com/embargo-live/embargo/wire"
+)
+
+// ServeWebTransport serves browsers over WebTransport (HTTP/3) on pc, any
+// path, until ctx ends (then it returns nil) or it fails. Each RELEASE
+// goes as one QUIC datagram — unreliable and unordered like UDP, with
+// the edge's copies for loss — and each ANNOUNCE shard as one
+// unidirectional stream holding exactly that datagram. tlsConf holds the
+// edge's certificate: a real one in production, or SelfSigned for a
+// page that pins it with serverCertificateHashes.
+func (s *Server) ServeWebTransport(ctx context.Context, pc net.PacketConn, tlsConf *tls.Config) error {
+	mux := http.NewServeMux()
+	wt := &webtransport.Server{
+		H3:          &http3.Server{TLSConfig: http3.ConfigureTLSConfig(tlsConf), Handler: mux},
+		CheckOrigin: s.checkOrigin,
+	}
+	webtransport.ConfigureHTTP3Server(wt.H3)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if !s.admit(w, r) {
+			return
+		}
+		sess, err := wt.Upgrade(w, r)
+		if err != nil {
+			s.refused.Add(1)
+			return
+		}
+		s.run(sess.Context(), wtTransport{sess})
+	})
+	done := make(chan error, 1)
+	go func() { done <- wt.Serve(pc) }()
+	select {
+	case <-ctx.Done():
+		wt.Close()
+		<-done
+		return nil
+	case err := <-done:
+		return fmt.Errorf("webedge: webtransport on %s: %w", pc.LocalAddr(), err)
+	}
+}
+
+// checkOrigin admits a page of the endpoint's own host or one matching
+// OriginPatterns (host patterns, as for WebSocket), and a client that
+// sends no Origin (not a browser).
+func (s *Server) checkOrigin(r *http.Request) bool {
+	o := r.Header.Get("Origin")
+	if o == "" {
+		return true
+	}
+	u, err := url.Parse(o)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(u.Host, r.Host) {
+		return true
+	}
+	for _, p := range s.cfg.OriginPatterns {
+		if ok, _ := path.Match(strings.ToLower(p), strings.ToLower(u.Host)); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// wtTransport: RELEASEs as datagrams, everything else one stream each.
+type wtTransport struct{ s *webtransport.Session }
+
+func (t wtTransport) write(ctx context.Context, m []byte) error {
+	if h, err := wire.Peek(m); err == nil && h.Type == wire.TypeRelease {
+		// A datagram the connection cannot take now is lost, as on UDP;
+		// the edge sends copies.
+		return t.s.SendDatagram(m)
+	}
+	str, err := t.s.OpenUniStreamSync(ctx)
+	if err != nil {
+		return err
+	}
+	if d, ok := ctx.Deadline(); ok {
+		str.SetWriteDeadline(d)
+	}
+	if _, err := str.Write(m); err != nil {
+		str.CancelWrite(0)
+		return err
+	}
+	return str.Close()
+}
+
+func (t wtTransport) read(ctx context.Context) bool {
+	got := make(chan bool, 3)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() { _, err := t.s.AcceptStream(ctx); got <- err == nil }()
+	go func() { _, err := t.s.AcceptUniStream(ctx); got <- err == nil }()
+	go func() { _, err := t.s.ReceiveDatagram(ctx); got <- err == nil }()
+	return <-got
+}
+
+func (t wtTransport) abort(reason string) { t.s.CloseWithError(1, reason) }
+
+func (t wtTransport) end(_ websocket.StatusCode, reason string) { t.s.CloseWithError(0, reason) }
+
+// MaxSelfSigned is the longest validity a browser accepts for a
+// certificate pinned with serverCertificateHashes.
+const MaxSelfSigned = 14 * 24 * time.Hour
+
+// SelfSigned makes an ECDSA P-256 certificate for hosts valid from now
+// for validity (at most MaxSelfSigned), and its SHA-256 hash: what a page
+// passes as serverCertificateHashes to reach an edge without a CA.
+func SelfSigned(hosts []string, now time.Time, validity time.Duration) (*tls.Config, [sha256.Size]byte, error) {
+	var hash [sha256.Size]byte
+	if validity <= 0 || validity > MaxSelfSigned {
+		return nil, hash, fmt.Errorf("%w: self-signed validity %v, want > 0 and ≤ %v (browsers refuse longer)", ErrConfig, validity, MaxSelfSigned)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, hash, err
+	}
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
+	if err != nil {
+		return nil, hash, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: serial, NotBefore: now.Add(-time.Minute), NotAfter: now.Add(validity - time.Minute),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else {
+			tmpl.DNSNames = append(tmpl.DNSNames, h)
+		}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return nil, hash, err
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, hash, errors.Join(errors.New("webedge: parse own certificate"), err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}}}, sha256.Sum256(der), nil
+}

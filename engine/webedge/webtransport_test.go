@@ -1,0 +1,145 @@
+package webedge
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/quic-go/webtransport-go"
+
+	"github.com/embargo-live/embargo/wire"
+)
+
+// startWT serves s over WebTransport on loopback and returns its URL and
+// a client trusting its self-signed certificate.
+func startWT(t *testing.T, s *Server) (string, *webtransport.Transport) {
+	t.Helper()
+	tlsConf, _, err := SelfSigned([]string{"127.0.0.1"}, time.Now(), 24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.ServeWebTransport(ctx, pc, tlsConf) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("ServeWebTransport: %v", err)
+		}
+		pc.Close()
+	})
+	roots := x509.NewCertPool()
+	roots.AddCert(tlsConf.Certificates[0].Leaf)
+	tr := &webtransport.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}
+	t.Cleanup(func() { tr.Close() })
+	return "https://" + pc.LocalAddr().String() + "/", tr
+}
+
+// release is a RELEASE datagram of period p.
+func release(t *testing.T, p uint64) []byte {
+	t.Helper()
+	rel := wire.Release{Header: wire.Header{Stream: 1, Period: p}, ReleaseAt: 1, SentAt: 1, EdgeID: 1}
+	b := make([]byte, wire.ReleaseLen)
+	if _, err := rel.Encode(b); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestWebTransport: a RELEASE arrives as a datagram, anything else as a
+// stream holding exactly that datagram.
+func TestWebTransport(t *testing.T) {
+	s, _ := start(t, Config{})
+	url, tr := startWT(t, s)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	_, sess, err := tr.Dial(ctx, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitConns(t, s, 1)
+	rel := release(t, 5)
+	announce := []byte("an ANNOUNCE shard, as far as the transport cares")
+	s.Send(wire.TypeAnnounce, [][]byte{announce})
+	str, err := sess.AcceptUniStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(str)
+	if err != nil || string(got) != string(announce) {
+		t.Fatalf("stream %q, %v, want %q", got, err, announce)
+	}
+	// A datagram may be lost even on loopback: send until one arrives.
+	for {
+		s.Send(wire.TypeRelease, [][]byte{rel})
+		dctx, dcancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		d, err := sess.ReceiveDatagram(dctx)
+		dcancel()
+		if err == nil {
+			if string(d) != string(rel) {
+				t.Fatalf("datagram %x, want %x", d, rel)
+			}
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatal("no RELEASE datagram")
+		}
+	}
+	// A browser sends nothing: one that does is closed and counted.
+	if err := sess.SendDatagram([]byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	waitConns(t, s, 0)
+	if st := s.Stats(); st.BadInput != 1 || st.Accepted != 1 {
+		t.Errorf("BadInput, Accepted = %d, %d, want 1, 1", st.BadInput, st.Accepted)
+	}
+}
+
+func TestSelfSignedValidity(t *testing.T) {
+	if _, _, err := SelfSigned([]string{"localhost"}, time.Now(), MaxSelfSigned+time.Hour); !errors.Is(err, ErrConfig) {
+		t.Errorf("15 days: %v, want ErrConfig", err)
+	}
+	c, _, err := SelfSigned([]string{"localhost"}, time.Now(), MaxSelfSigned)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if leaf := c.Certificates[0].Leaf; leaf.NotAfter.Sub(leaf.NotBefore) > MaxSelfSigned {
+		t.Errorf("valid %v, more than %v", leaf.NotAfter.Sub(leaf.NotBefore), MaxSelfSigned)
+	}
+}
+
+// A WebTransport session that never accepts its streams stalls the
+// writes to it: it is closed as slow, its queue bounded, and Send never
+// waits for it.
+func TestWebTransportNeverRead(t *testing.T) {
+	s, _ := start(t, Config{Queue: 4, WriteWait: 100 * time.Millisecond})
+	url, tr := startWT(t, s)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	_, sess, err := tr.Dial(ctx, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.CloseWithError(0, "")
+	waitConns(t, s, 1)
+	shard := make([]byte, 1200)
+	for s.Stats().Slow == 0 {
+		if ctx.Err() != nil {
+			t.Fatal("a session that never reads was never closed")
+		}
+		if n, err := s.Send(wire.TypeAnnounce, [][]byte{shard}); n != 1 || err != nil {
+			t.Fatalf("Send = %d, %v", n, err)
+		}
+		time.Sleep(time.Millisecond) // bounded load: at most 1,000 shards a second
+	}
+	waitConns(t, s, 0)
+}

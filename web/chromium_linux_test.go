@@ -1,0 +1,339 @@
+package web
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/embargo-live/embargo/engine/edge"
+	"github.com/embargo-live/embargo/engine/origin"
+	"github.com/embargo-live/embargo/engine/webedge"
+	"github.com/embargo-live/embargo/internal/realtime"
+	"github.com/embargo-live/embargo/ptp"
+	"github.com/embargo-live/embargo/seal"
+)
+
+// chromium finds Debian's chromium (or another Chromium-based browser).
+func chromium(t *testing.T) string {
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	t.Skip("no chromium: install Debian's chromium (.ci/run does, as root) to run the browser test")
+	return ""
+}
+
+// buildWasm builds cmd/embargo-wasm into dir and returns its path.
+func buildWasm(t *testing.T, dir string) string {
+	t.Helper()
+	out := filepath.Join(dir, "embargo.wasm")
+	cmd := exec.Command("go", "build", "-o", out, "../cmd/embargo-wasm")
+	cmd.Env = append(os.Environ(), "GOOS=js", "GOARCH=wasm")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build embargo.wasm: %v\n%s", err, b)
+	}
+	return out
+}
+
+// pageResult is what the test page posts.
+type pageResult struct {
+	Error     string `json:"error"`
+	Transport string `json:"transport"`
+	Periods   []struct {
+		Period struct {
+			Stream       uint32  `json:"stream"`
+			Period       uint64  `json:"period"`
+			ReleaseAtUTC float64 `json:"releaseAtUTC"`
+			PresentAtUTC float64 `json:"presentAtUTC"`
+			OpenedUTC    float64 `json:"openedUTC"`
+			CatchUp      bool    `json:"catchUp"`
+			Keys         []struct {
+				KID string `json:"kid"`
+				Key string `json:"key"`
+			} `json:"keys"`
+		} `json:"period"`
+		GotAt         float64  `json:"gotAt"`
+		Statuses      []string `json:"statuses"`
+		PresentLateMs *float64 `json:"presentLateMs"`
+	} `json:"periods"`
+	Stats json.RawMessage `json:"stats"`
+}
+
+// TestChromium runs the page in headless Chromium against an edge with an
+// embedded origin: the page gets every period's keys, identical to the
+// origin's, never before releaseAt by the page's clock, usable by
+// Chromium's ClearKey CDM; and its present callback runs at presentAt.
+func TestChromium(t *testing.T) {
+	browser := chromium(t)
+	realtime.Exclusive(t)
+	dir := t.TempDir()
+	wasm := buildWasm(t, dir)
+	goroot, err := exec.Command("go", "env", "GOROOT").Output()
+	if err != nil {
+		t.Fatalf("go env GOROOT: %v", err)
+	}
+	wasmExec := filepath.Join(strings.TrimSpace(string(goroot)), "lib", "wasm", "wasm_exec.js")
+
+	const (
+		want    = 5 // live periods each page must present
+		perKind = 4 // pages over each transport, each its own receiver and connection
+		players = 2 * perKind
+	)
+	sched := origin.Schedule{Period: 500 * time.Millisecond, Lead: time.Second, PresentDelay: 300 * time.Millisecond}
+	clock, err := ptp.NewSystem(ptp.WithAssumeSynchronized(time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, signer, _ := ed25519.GenerateKey(rand.Reader)
+	master := make([]byte, seal.MasterKeyLen)
+	rand.Read(master)
+	org, err := origin.New(signer, master)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The page is served from another port than the WebTransport endpoint.
+	web, err := webedge.New(webedge.Config{Streams: []uint32{1}, Clock: clock, OriginPatterns: []string{"127.0.0.1:*"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := edge.New(edge.Config{ID: 1, Clock: clock, Trusted: seal.NewKeyRing(org.PublicKey()), Senders: []edge.Sender{web}, Lead: sched.Lead})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	issued := map[uint64][]seal.ContentKey{}
+	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
+	defer cancel()
+	rot := &origin.Rotation{Origin: org, Schedule: sched, Streams: []uint32{1}, Keys: 2, Clock: clock}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	wg.Go(func() {
+		rot.Run(ctx, func(is origin.Issued) error {
+			mu.Lock()
+			issued[is.Bundle.Period] = is.Keys
+			mu.Unlock()
+			return e.Add(is.Bundle)
+		})
+	})
+	wg.Go(func() { e.Run(ctx) })
+	defer web.CloseAll()
+
+	pub, _ := seal.EncodePublicKey(org.PublicKey())
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := "http://" + ln.Addr().String()
+	tlsConf, certHash, err := webedge.SelfSigned([]string{"127.0.0.1"}, time.Now(), 24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() }) // after the server stops
+	wg.Go(func() {
+		if err := web.ServeWebTransport(ctx, pc, tlsConf); err != nil {
+			t.Errorf("webtransport: %v", err)
+		}
+	})
+	results := make(chan pageResult, players)
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) { http.ServeFile(w, r, "testdata/page.html") })
+	mux.HandleFunc("GET /players.html", func(w http.ResponseWriter, r *http.Request) { http.ServeFile(w, r, "testdata/players.html") })
+	mux.HandleFunc("GET /embargo.js", func(w http.ResponseWriter, r *http.Request) { http.ServeFile(w, r, "dist/embargo.js") })
+	mux.HandleFunc("GET /wasm_exec.js", func(w http.ResponseWriter, r *http.Request) { http.ServeFile(w, r, wasmExec) })
+	mux.HandleFunc("GET /embargo.wasm", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/wasm")
+		http.ServeFile(w, r, wasm)
+	})
+	mux.HandleFunc("GET /options.json", func(w http.ResponseWriter, r *http.Request) {
+		json.NewEncoder(w).Encode(map[string]any{
+			"edges":                   map[string]string{"ws": "ws://" + ln.Addr().String() + "/ws", "wt": "https://" + pc.LocalAddr().String() + "/"},
+			"serverCertificateHashes": []string{hex.EncodeToString(certHash[:])}, "originPub": string(pub),
+			"master": hex.EncodeToString(master), "streams": []uint32{1}, "want": want,
+		})
+	})
+	mux.Handle("GET /ws", web.Handler())
+	mux.HandleFunc("POST /result", func(w http.ResponseWriter, r *http.Request) {
+		var res pageResult
+		b, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+		if err := json.Unmarshal(b, &res); err != nil {
+			res.Error = fmt.Sprintf("result %q: %v", b, err)
+		}
+		select {
+		case results <- res:
+		default:
+		}
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	defer srv.Close()
+
+	// Headless Chromium opens one target ("Multiple targets are not
+	// supported in headless mode"): the players are iframes of one page.
+	logs, kill := headless(t, browser, dir, fmt.Sprintf("%s/players.html?ws=%d&wt=%d", base, perKind, perKind))
+	defer kill()
+
+	var all []pageResult
+	for len(all) < players {
+		select {
+		case res := <-results:
+			if res.Error != "" {
+				t.Fatalf("page: %s", res.Error)
+			}
+			all = append(all, res)
+		case <-ctx.Done():
+			kill()
+			t.Fatalf("%d of %d pages posted a result in time; chromium said:\n%s", len(all), players, tail(logs(), 4000))
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	var late []float64
+	early := map[string][]float64{} // by transport
+	// presented[period] are the players' present callbacks (ms after presentAt).
+	presented := map[uint64][]float64{}
+	for _, res := range all {
+		late1, early1 := checkPage(t, res, issued, want)
+		late, early[res.Transport] = append(late, late1...), append(early[res.Transport], early1...)
+		for _, g := range res.Periods {
+			if !g.Period.CatchUp && g.PresentLateMs != nil {
+				presented[g.Period.Period] = append(presented[g.Period.Period], *g.PresentLateMs)
+			}
+		}
+	}
+	// The skew across players: per period presented by all, the spread
+	// of their callbacks.
+	var skew []float64
+	for _, ls := range presented {
+		if len(ls) == players {
+			skew = append(skew, slices.Max(ls)-slices.Min(ls))
+		}
+	}
+	if len(skew) == 0 {
+		t.Fatalf("no period presented by all %d players: %v", players, presented)
+	}
+	slices.Sort(late)
+	slices.Sort(skew)
+	st := web.Stats()
+	t.Logf("page receiver stats: %s", all[0].Stats)
+	fmt.Printf("RESULT browser-present players=%d (%d WebSocket, %d WebTransport) periods=%d present-late-ms median=%.3f max=%.3f skew-across-players-ms median=%.3f max=%.3f sent=%d slow=%d\n",
+		players, perKind, perKind, len(skew), late[len(late)/2], late[len(late)-1], skew[len(skew)/2], skew[len(skew)-1], st.Sent, st.Slow)
+	for _, tr := range []string{"ws", "wt"} {
+		e := early[tr]
+		if len(e) == 0 {
+			t.Errorf("no periods over %s", tr)
+			continue
+		}
+		slices.Sort(e)
+		fmt.Printf("RESULT browser-keys transport=%s periods=%d keys-in-page-after-releaseAt-ms median=%.3f min=%.3f max=%.3f\n", tr, len(e), e[len(e)/2], e[0], e[len(e)-1])
+	}
+}
+
+// checkPage checks one page's periods against the origin's keys and
+// returns its present callbacks' lateness and its keys' time after
+// releaseAt (ms).
+func checkPage(t *testing.T, res pageResult, issued map[uint64][]seal.ContentKey, want int) (late, early []float64) {
+	t.Helper()
+	live := 0
+	for _, g := range res.Periods {
+		p := g.Period
+		keys, ok := issued[p.Period]
+		if !ok {
+			t.Errorf("period %d: the page has keys the origin never issued", p.Period)
+			continue
+		}
+		var wantKeys []string
+		for _, k := range keys {
+			wantKeys = append(wantKeys, hex.EncodeToString(k.KID[:])+":"+hex.EncodeToString(k.Key[:]))
+		}
+		var gotKeys []string
+		for _, k := range p.Keys {
+			gotKeys = append(gotKeys, k.KID+":"+k.Key)
+		}
+		if !slices.Equal(gotKeys, wantKeys) {
+			t.Errorf("period %d: page keys %v, origin's %v", p.Period, gotKeys, wantKeys)
+		}
+		// The edge sends the RELEASE once its clock's earliest time
+		// (true time − 1 ms at most) has passed releaseAt: by the same
+		// machine's clock, the page cannot hold a key before it.
+		if g.GotAt < p.ReleaseAtUTC || p.OpenedUTC < p.ReleaseAtUTC {
+			t.Errorf("period %d: keys in the page %.3f ms (opened %.3f ms) before releaseAt", p.Period, p.ReleaseAtUTC-g.GotAt, p.ReleaseAtUTC-p.OpenedUTC)
+		}
+		for _, st := range g.Statuses {
+			if st != "usable" {
+				t.Errorf("period %d: ClearKey key status %q, want usable", p.Period, st)
+			}
+		}
+		if len(g.Statuses) != len(p.Keys) {
+			t.Errorf("period %d: %d ClearKey statuses for %d keys", p.Period, len(g.Statuses), len(p.Keys))
+		}
+		if !p.CatchUp { // a catch-up period was released before the page came
+			early = append(early, g.GotAt-p.ReleaseAtUTC)
+		}
+		if !p.CatchUp && g.PresentLateMs != nil {
+			live++
+			late = append(late, *g.PresentLateMs)
+		}
+	}
+	if live < want {
+		t.Errorf("%d live periods presented, want %d: %+v", live, want, res.Periods)
+	}
+	return late, early
+}
+
+// headless runs Chromium headless on url with a profile in dir. kill ends
+// it and every process it forked (idempotent; call it always); logs is
+// what it printed, once killed.
+func headless(t *testing.T, browser, dir, url string) (logs func() []byte, kill func()) {
+	t.Helper()
+	args := []string{"--headless=new", "--disable-gpu", "--no-first-run", "--no-default-browser-check",
+		"--disable-dev-shm-usage", "--user-data-dir=" + filepath.Join(dir, "profile"), "--enable-logging=stderr", "--v=0"}
+	if os.Geteuid() == 0 {
+		args = append(args, "--no-sandbox") // Chromium's sandbox refuses root
+	}
+	var out bytes.Buffer
+	cmd := exec.Command(browser, append(args, url)...)
+	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", browser, err)
+	}
+	var once sync.Once
+	// Chromium forks a renderer, a zygote and a GPU process: the whole
+	// group goes.
+	kill = func() {
+		once.Do(func() {
+			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			cmd.Wait()
+		})
+	}
+	return func() []byte { kill(); return out.Bytes() }, kill
+}
+
+func tail(b []byte, n int) []byte {
+	if len(b) > n {
+		return b[len(b)-n:]
+	}
+	return b
+}

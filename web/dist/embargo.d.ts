@@ -1,0 +1,115 @@
+/** One content key, KID and key in hex. */
+export interface Key {
+    kid: string;
+    key: string;
+}
+/** One released period, as cmd/embargo-wasm's Period. */
+export interface Period {
+    stream: number;
+    period: number;
+    /** Milliseconds since the Unix epoch, UTC (the page's clock). */
+    releaseAtUTC: number;
+    presentAtUTC: number;
+    /** The signed instants, TAI nanoseconds, as decimal strings. */
+    releaseAtTAI: string;
+    presentAtTAI: string;
+    /** When the keys were ready in the page (UTC ms). */
+    openedUTC: number;
+    keys?: Key[];
+    resource?: string;
+    catchUp: boolean;
+    edgeID: number;
+}
+export interface Options {
+    /** Edges: WebSocket URLs (ws://, wss://) or WebTransport URLs
+     * (https://). Several edges are deduplicated by the receiver. Where an
+     * edge requires a subscription token it goes in the URL (the edge's
+     * admission sees the request). */
+    edges: string[];
+    /** SHA-256 hashes (hex) of self-signed WebTransport edge certificates
+     * (ECDSA, valid ≤ 14 days) for serverCertificateHashes; without them
+     * the edge needs a certificate the browser trusts. */
+    serverCertificateHashes?: string[];
+    /** The origin's public key, origin.pub's PEM. */
+    originPub: string;
+    /** The event's master key in hex. */
+    master: string;
+    streams: number[];
+    /** URL of embargo.wasm. */
+    wasm: string | URL;
+    /** Called once per period when its keys are ready (never before releaseAt). */
+    onPeriod?: (p: Period) => void;
+    /** Called at the period's presentAt on the page's clock; lateMs is how
+     * far after presentAt it ran. A catch-up period whose presentAt has
+     * passed is presented at once, late. */
+    onPresent?: (p: Period, lateMs: number) => void;
+    /** Milliseconds before reconnecting a closed edge (default 1000). */
+    reconnectMs?: number;
+}
+/** now is the page's clock in UTC milliseconds, with sub-millisecond
+ * resolution where the browser gives it. */
+export declare function now(): number;
+export declare class Receiver {
+    private readonly opts;
+    private readonly wasm;
+    private readonly keyset;
+    private readonly waiting;
+    private readonly got;
+    private readonly sockets;
+    private readonly sessions;
+    private closed;
+    private constructor();
+    /** Loads the WebAssembly receiver and connects to every edge. */
+    static start(opts: Options): Promise<Receiver>;
+    /** The periods received so far, in the order they were opened. */
+    periods(): readonly Period[];
+    /** The key of a KID (hex), waiting for its period's release. */
+    key(kid: string): Promise<string>;
+    /** The receiver's counters (drops by reason, skew), as its Stats. */
+    stats(): unknown;
+    close(): void;
+    private connect;
+    private again;
+    /** WebTransport: RELEASEs come as datagrams, every other datagram as a
+     * unidirectional stream holding exactly it. */
+    private connectWebTransport;
+    private connectWebSocket;
+    private deliver;
+}
+/** clearKeyLicence is the ClearKey licence (a JWK set, W3C EME §9.1.4)
+ * for keys: what MediaKeySession.update takes. */
+export declare function clearKeyLicence(keys: readonly Key[]): Uint8Array<ArrayBuffer>;
+/** answerClearKey answers a ClearKey session's licence requests from r,
+ * each once the keys it names are released: an unmodified player's
+ * session gets its keys from the page itself, no licence server. */
+export declare function answerClearKey(session: MediaKeySession, r: Receiver): void;
+/** attachClearKey gives a media element ClearKey MediaKeys whose sessions
+ * r answers: call it before the player attaches encrypted media. */
+export declare function attachClearKey(media: HTMLMediaElement, r: Receiver, contentType?: string): Promise<void>;
+/** What keepInStep needs of a player: an HTMLMediaElement has it. */
+export interface SteppedMedia {
+    currentTime: number;
+    playbackRate: number;
+}
+export interface StepOptions {
+    /** The media time (seconds) to show at a UTC instant (ms, the page's
+     * clock), from the period schedule: each period's first frame at its
+     * presentAtUTC, e.g. (utc) => firstFrameS + (utc - p.presentAtUTC) / 1000. */
+    mediaTimeAt: (utcMs: number) => number;
+    /** The largest rate correction (default 0.1: 0.9× to 1.1×, which
+     * viewers do not hear as pitch with preservesPitch). */
+    maxCorrection?: number;
+    /** How long a correction takes to close the gap, seconds (default 2). */
+    horizonS?: number;
+    /** A gap beyond this (seconds, default 3) is closed by one seek, not by
+     * rate: a player that far off has just joined or fallen behind. */
+    seekBeyondS?: number;
+}
+/** playbackRateFor is the rate that closes the gap between the media's
+ * time and the scheduled one within horizonS, within 1 ± maxCorrection:
+ * ahead plays slower, behind faster, never stopped (no stall). */
+export declare function playbackRateFor(mediaTimeS: number, targetS: number, o?: StepOptions): number;
+/** keepInStep keeps media on the schedule every everyMs: by playbackRate
+ * within a few percent, by one seek when it is more than seekBeyondS off.
+ * It returns a function that stops it and restores rate 1. */
+export declare function keepInStep(media: SteppedMedia, o: StepOptions, everyMs?: number): () => void;

@@ -1,0 +1,292 @@
+// embargo in the browser: connects to one or more edges' WebSocket endpoints
+// (`embargo edge -browser`), feeds every message to the device receiver
+// compiled to WebAssembly (cmd/embargo-wasm), and hands each released
+// period — its content keys, releaseAt and presentAt — to the page: to an
+// unmodified player through EME ClearKey (attachClearKey, clearKeyLicence),
+// and to a presentation callback at presentAt.
+//
+// Load Go's wasm_exec.js (from `go env GOROOT`/lib/wasm) before this module.
+//
+// Clock: instants are milliseconds on the page's clock, Date.now()'s epoch,
+// converted from the signed TAI instants as UTC = TAI − 37 s. A page is as
+// close to presentAt as its operating system's clock is to UTC.
+/** now is the page's clock in UTC milliseconds, with sub-millisecond
+ * resolution where the browser gives it. */
+export function now() {
+    return performance.timeOrigin + performance.now();
+}
+export class Receiver {
+    opts;
+    wasm;
+    keyset = new Map();
+    waiting = new Map();
+    got = [];
+    sockets = [];
+    sessions = [];
+    closed = false;
+    constructor(opts, wasm) {
+        this.opts = opts;
+        this.wasm = wasm;
+    }
+    /** Loads the WebAssembly receiver and connects to every edge. */
+    static async start(opts) {
+        const go = new Go();
+        const { instance } = await WebAssembly.instantiateStreaming(fetch(opts.wasm), go.importObject);
+        void go.run(instance);
+        let r;
+        const pending = [];
+        const w = embargoReceiver(JSON.stringify({ originPub: opts.originPub, master: opts.master, streams: opts.streams }), (json) => {
+            const p = JSON.parse(json);
+            if (r)
+                r.deliver(p);
+            else
+                pending.push(p);
+        });
+        if (w instanceof Error)
+            throw w;
+        r = new Receiver(opts, w);
+        for (const p of pending)
+            r.deliver(p);
+        for (const url of opts.edges)
+            r.connect(url);
+        return r;
+    }
+    /** The periods received so far, in the order they were opened. */
+    periods() {
+        return this.got;
+    }
+    /** The key of a KID (hex), waiting for its period's release. */
+    key(kid) {
+        const k = this.keyset.get(kid);
+        if (k !== undefined)
+            return Promise.resolve(k);
+        return new Promise((resolve) => {
+            const list = this.waiting.get(kid) ?? [];
+            list.push(resolve);
+            this.waiting.set(kid, list);
+        });
+    }
+    /** The receiver's counters (drops by reason, skew), as its Stats. */
+    stats() {
+        return JSON.parse(this.wasm.stats());
+    }
+    close() {
+        this.closed = true;
+        for (const s of this.sockets)
+            s.close();
+        for (const s of this.sessions)
+            s.close();
+    }
+    connect(url) {
+        if (url.startsWith("https://"))
+            this.connectWebTransport(url);
+        else
+            this.connectWebSocket(url);
+    }
+    again(url) {
+        if (!this.closed)
+            setTimeout(() => this.connect(url), this.opts.reconnectMs ?? 1000);
+    }
+    /** WebTransport: RELEASEs come as datagrams, every other datagram as a
+     * unidirectional stream holding exactly it. */
+    connectWebTransport(url) {
+        const hashes = (this.opts.serverCertificateHashes ?? []).map((h) => ({ algorithm: "sha-256", value: bytesOf(h) }));
+        const wt = new WebTransport(url, hashes.length ? { serverCertificateHashes: hashes } : {});
+        this.sessions.push(wt);
+        const feed = (b) => this.wasm.feed(b);
+        void (async () => {
+            const r = wt.datagrams.readable.getReader();
+            for (;;) {
+                const { value, done } = await r.read();
+                if (done)
+                    return;
+                feed(value);
+            }
+        })().catch(() => { });
+        void (async () => {
+            const streams = wt.incomingUnidirectionalStreams.getReader();
+            for (;;) {
+                const { value, done } = await streams.read();
+                if (done)
+                    return;
+                void readDatagram(value).then((b) => b && feed(b));
+            }
+        })().catch(() => { });
+        wt.closed
+            .catch(() => { })
+            .finally(() => {
+            const i = this.sessions.indexOf(wt);
+            if (i >= 0)
+                this.sessions.splice(i, 1);
+            this.again(url);
+        });
+    }
+    connectWebSocket(url) {
+        const ws = new WebSocket(url);
+        ws.binaryType = "arraybuffer";
+        ws.onmessage = (ev) => {
+            if (ev.data instanceof ArrayBuffer)
+                this.wasm.feed(new Uint8Array(ev.data));
+        };
+        ws.onclose = () => {
+            const i = this.sockets.indexOf(ws);
+            if (i >= 0)
+                this.sockets.splice(i, 1);
+            this.again(url);
+        };
+        this.sockets.push(ws);
+    }
+    deliver(p) {
+        this.got.push(p);
+        for (const k of p.keys ?? []) {
+            this.keyset.set(k.kid, k.key);
+            for (const resolve of this.waiting.get(k.kid) ?? [])
+                resolve(k.key);
+            this.waiting.delete(k.kid);
+        }
+        this.opts.onPeriod?.(p);
+        if (this.opts.onPresent)
+            schedulePresent(p, this.opts.onPresent);
+    }
+}
+/** How long before presentAt schedulePresent stops trusting timers: a
+ * timer fires up to a few milliseconds late, and nested timers are
+ * clamped to 4 ms. */
+const timerSlackMs = 4;
+/** schedulePresent calls f at p's presentAt: a timer to timerSlackMs
+ * before it, then message-channel turns of the event loop (not clamped,
+ * and the page stays responsive) until the instant. */
+function schedulePresent(p, f) {
+    const ch = new MessageChannel();
+    const turn = () => {
+        const left = p.presentAtUTC - now();
+        if (left > timerSlackMs) {
+            setTimeout(turn, left - timerSlackMs);
+        }
+        else if (left > 0) {
+            ch.port2.postMessage(null);
+        }
+        else {
+            ch.port1.close();
+            f(p, -left);
+        }
+    };
+    ch.port1.onmessage = turn;
+    turn();
+}
+/** The largest datagram a stream may hold (wire.MaxDatagram): a longer
+ * stream is not an embargo datagram and is dropped unread. */
+const maxStreamBytes = 9000;
+/** readDatagram reads one stream to its end: one datagram, or undefined
+ * when it is longer than maxStreamBytes or fails. */
+async function readDatagram(s) {
+    const r = s.getReader();
+    const parts = [];
+    let n = 0;
+    try {
+        for (;;) {
+            const { value, done } = await r.read();
+            if (done)
+                break;
+            n += value.length;
+            if (n > maxStreamBytes) {
+                await r.cancel();
+                return undefined;
+            }
+            parts.push(value);
+        }
+    }
+    catch {
+        return undefined;
+    }
+    const out = new Uint8Array(n);
+    let at = 0;
+    for (const p of parts) {
+        out.set(p, at);
+        at += p.length;
+    }
+    return out;
+}
+/** hex → bytes. */
+function bytesOf(hex) {
+    const out = new Uint8Array(hex.length / 2);
+    for (let i = 0; i < out.length; i++)
+        out[i] = parseInt(hex.slice(2 * i, 2 * i + 2), 16);
+    return out;
+}
+/** hex → base64url without padding, as JWK wants. */
+function b64url(hex) {
+    let bin = "";
+    for (let i = 0; i < hex.length; i += 2)
+        bin += String.fromCharCode(parseInt(hex.slice(i, i + 2), 16));
+    return btoa(bin).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+/** base64url → hex. */
+function hexOf(b64) {
+    const bin = atob(b64.replace(/-/g, "+").replace(/_/g, "/"));
+    let hex = "";
+    for (let i = 0; i < bin.length; i++)
+        hex += bin.charCodeAt(i).toString(16).padStart(2, "0");
+    return hex;
+}
+/** clearKeyLicence is the ClearKey licence (a JWK set, W3C EME §9.1.4)
+ * for keys: what MediaKeySession.update takes. */
+export function clearKeyLicence(keys) {
+    const set = { keys: keys.map((k) => ({ kty: "oct", kid: b64url(k.kid), k: b64url(k.key) })), type: "temporary" };
+    return new TextEncoder().encode(JSON.stringify(set));
+}
+/** answerClearKey answers a ClearKey session's licence requests from r,
+ * each once the keys it names are released: an unmodified player's
+ * session gets its keys from the page itself, no licence server. */
+export function answerClearKey(session, r) {
+    session.addEventListener("message", (ev) => {
+        const req = JSON.parse(new TextDecoder().decode(ev.message));
+        const kids = req.kids.map(hexOf);
+        void Promise.all(kids.map((kid) => r.key(kid))).then((keys) => session.update(clearKeyLicence(kids.map((kid, i) => ({ kid, key: keys[i] })))));
+    });
+}
+/** attachClearKey gives a media element ClearKey MediaKeys whose sessions
+ * r answers: call it before the player attaches encrypted media. */
+export async function attachClearKey(media, r, contentType = 'video/mp4; codecs="avc1.42E01E"') {
+    const access = await navigator.requestMediaKeySystemAccess("org.w3.clearkey", [
+        { initDataTypes: ["cenc", "keyids", "webm"], videoCapabilities: [{ contentType }] },
+    ]);
+    const keys = await access.createMediaKeys();
+    await media.setMediaKeys(keys);
+    media.addEventListener("encrypted", (ev) => {
+        if (!ev.initData)
+            return;
+        const session = keys.createSession();
+        answerClearKey(session, r);
+        void session.generateRequest(ev.initDataType, ev.initData);
+    });
+}
+/** playbackRateFor is the rate that closes the gap between the media's
+ * time and the scheduled one within horizonS, within 1 ± maxCorrection:
+ * ahead plays slower, behind faster, never stopped (no stall). */
+export function playbackRateFor(mediaTimeS, targetS, o = { mediaTimeAt: () => 0 }) {
+    const max = o.maxCorrection ?? 0.1;
+    const horizon = o.horizonS ?? 2;
+    const c = (targetS - mediaTimeS) / horizon;
+    return 1 + Math.max(-max, Math.min(max, c));
+}
+/** keepInStep keeps media on the schedule every everyMs: by playbackRate
+ * within a few percent, by one seek when it is more than seekBeyondS off.
+ * It returns a function that stops it and restores rate 1. */
+export function keepInStep(media, o, everyMs = 200) {
+    const tick = () => {
+        const target = o.mediaTimeAt(now());
+        if (Math.abs(target - media.currentTime) > (o.seekBeyondS ?? 3)) {
+            media.currentTime = target;
+            media.playbackRate = 1;
+            return;
+        }
+        media.playbackRate = playbackRateFor(media.currentTime, target, o);
+    };
+    tick();
+    const id = setInterval(tick, everyMs);
+    return () => {
+        clearInterval(id);
+        media.playbackRate = 1;
+    };
+}

@@ -1,0 +1,379 @@
+// embargo in the browser: connects to one or more edges' WebSocket endpoints
+// (`embargo edge -browser`), feeds every message to the device receiver
+// compiled to WebAssembly (cmd/embargo-wasm), and hands each released
+// period — its content keys, releaseAt and presentAt — to the page: to an
+// unmodified player through EME ClearKey (attachClearKey, clearKeyLicence),
+// and to a presentation callback at presentAt.
+//
+// Load Go's wasm_exec.js (from `go env GOROOT`/lib/wasm) before this module.
+//
+// Clock: instants are milliseconds on the page's clock, Date.now()'s epoch,
+// converted from the signed TAI instants as UTC = TAI − 37 s. A page is as
+// close to presentAt as its operating system's clock is to UTC.
+
+/** Go's wasm_exec.js runtime. */
+declare class Go {
+  importObject: WebAssembly.Imports;
+  run(instance: WebAssembly.Instance): Promise<void>;
+}
+
+interface WasmReceiver {
+  feed(datagram: Uint8Array): Error | undefined;
+  stats(): string;
+}
+
+declare function embargoReceiver(options: string, onPeriod: (json: string) => void): WasmReceiver | Error;
+
+/** One content key, KID and key in hex. */
+export interface Key {
+  kid: string;
+  key: string;
+}
+
+/** One released period, as cmd/embargo-wasm's Period. */
+export interface Period {
+  stream: number;
+  period: number;
+  /** Milliseconds since the Unix epoch, UTC (the page's clock). */
+  releaseAtUTC: number;
+  presentAtUTC: number;
+  /** The signed instants, TAI nanoseconds, as decimal strings. */
+  releaseAtTAI: string;
+  presentAtTAI: string;
+  /** When the keys were ready in the page (UTC ms). */
+  openedUTC: number;
+  keys?: Key[];
+  resource?: string;
+  catchUp: boolean;
+  edgeID: number;
+}
+
+export interface Options {
+  /** Edges: WebSocket URLs (ws://, wss://) or WebTransport URLs
+   * (https://). Several edges are deduplicated by the receiver. Where an
+   * edge requires a subscription token it goes in the URL (the edge's
+   * admission sees the request). */
+  edges: string[];
+  /** SHA-256 hashes (hex) of self-signed WebTransport edge certificates
+   * (ECDSA, valid ≤ 14 days) for serverCertificateHashes; without them
+   * the edge needs a certificate the browser trusts. */
+  serverCertificateHashes?: string[];
+  /** The origin's public key, origin.pub's PEM. */
+  originPub: string;
+  /** The event's master key in hex. */
+  master: string;
+  streams: number[];
+  /** URL of embargo.wasm. */
+  wasm: string | URL;
+  /** Called once per period when its keys are ready (never before releaseAt). */
+  onPeriod?: (p: Period) => void;
+  /** Called at the period's presentAt on the page's clock; lateMs is how
+   * far after presentAt it ran. A catch-up period whose presentAt has
+   * passed is presented at once, late. */
+  onPresent?: (p: Period, lateMs: number) => void;
+  /** Milliseconds before reconnecting a closed edge (default 1000). */
+  reconnectMs?: number;
+}
+
+/** now is the page's clock in UTC milliseconds, with sub-millisecond
+ * resolution where the browser gives it. */
+export function now(): number {
+  return performance.timeOrigin + performance.now();
+}
+
+export class Receiver {
+  private readonly keyset = new Map<string, string>();
+  private readonly waiting = new Map<string, Array<(key: string) => void>>();
+  private readonly got: Period[] = [];
+  private readonly sockets: WebSocket[] = [];
+  private readonly sessions: WebTransport[] = [];
+  private closed = false;
+
+  private constructor(
+    private readonly opts: Options,
+    private readonly wasm: WasmReceiver,
+  ) {}
+
+  /** Loads the WebAssembly receiver and connects to every edge. */
+  static async start(opts: Options): Promise<Receiver> {
+    const go = new Go();
+    const { instance } = await WebAssembly.instantiateStreaming(fetch(opts.wasm), go.importObject);
+    void go.run(instance);
+    let r: Receiver | undefined;
+    const pending: Period[] = [];
+    const w = embargoReceiver(
+      JSON.stringify({ originPub: opts.originPub, master: opts.master, streams: opts.streams }),
+      (json: string) => {
+        const p = JSON.parse(json) as Period;
+        if (r) r.deliver(p);
+        else pending.push(p);
+      },
+    );
+    if (w instanceof Error) throw w;
+    r = new Receiver(opts, w);
+    for (const p of pending) r.deliver(p);
+    for (const url of opts.edges) r.connect(url);
+    return r;
+  }
+
+  /** The periods received so far, in the order they were opened. */
+  periods(): readonly Period[] {
+    return this.got;
+  }
+
+  /** The key of a KID (hex), waiting for its period's release. */
+  key(kid: string): Promise<string> {
+    const k = this.keyset.get(kid);
+    if (k !== undefined) return Promise.resolve(k);
+    return new Promise((resolve) => {
+      const list = this.waiting.get(kid) ?? [];
+      list.push(resolve);
+      this.waiting.set(kid, list);
+    });
+  }
+
+  /** The receiver's counters (drops by reason, skew), as its Stats. */
+  stats(): unknown {
+    return JSON.parse(this.wasm.stats());
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const s of this.sockets) s.close();
+    for (const s of this.sessions) s.close();
+  }
+
+  private connect(url: string): void {
+    if (url.startsWith("https://")) this.connectWebTransport(url);
+    else this.connectWebSocket(url);
+  }
+
+  private again(url: string): void {
+    if (!this.closed) setTimeout(() => this.connect(url), this.opts.reconnectMs ?? 1000);
+  }
+
+  /** WebTransport: RELEASEs come as datagrams, every other datagram as a
+   * unidirectional stream holding exactly it. */
+  private connectWebTransport(url: string): void {
+    const hashes = (this.opts.serverCertificateHashes ?? []).map((h) => ({ algorithm: "sha-256", value: bytesOf(h) }));
+    const wt = new WebTransport(url, hashes.length ? { serverCertificateHashes: hashes } : {});
+    this.sessions.push(wt);
+    const feed = (b: Uint8Array) => this.wasm.feed(b);
+    void (async () => {
+      const r = wt.datagrams.readable.getReader();
+      for (;;) {
+        const { value, done } = await r.read();
+        if (done) return;
+        feed(value as Uint8Array);
+      }
+    })().catch(() => {});
+    void (async () => {
+      const streams = wt.incomingUnidirectionalStreams.getReader();
+      for (;;) {
+        const { value, done } = await streams.read();
+        if (done) return;
+        void readDatagram(value as ReadableStream<Uint8Array>).then((b) => b && feed(b));
+      }
+    })().catch(() => {});
+    wt.closed
+      .catch(() => {})
+      .finally(() => {
+        const i = this.sessions.indexOf(wt);
+        if (i >= 0) this.sessions.splice(i, 1);
+        this.again(url);
+      });
+  }
+
+  private connectWebSocket(url: string): void {
+    const ws = new WebSocket(url);
+    ws.binaryType = "arraybuffer";
+    ws.onmessage = (ev: MessageEvent) => {
+      if (ev.data instanceof ArrayBuffer) this.wasm.feed(new Uint8Array(ev.data));
+    };
+    ws.onclose = () => {
+      const i = this.sockets.indexOf(ws);
+      if (i >= 0) this.sockets.splice(i, 1);
+      this.again(url);
+    };
+    this.sockets.push(ws);
+  }
+
+  private deliver(p: Period): void {
+    this.got.push(p);
+    for (const k of p.keys ?? []) {
+      this.keyset.set(k.kid, k.key);
+      for (const resolve of this.waiting.get(k.kid) ?? []) resolve(k.key);
+      this.waiting.delete(k.kid);
+    }
+    this.opts.onPeriod?.(p);
+    if (this.opts.onPresent) schedulePresent(p, this.opts.onPresent);
+  }
+}
+
+/** How long before presentAt schedulePresent stops trusting timers: a
+ * timer fires up to a few milliseconds late, and nested timers are
+ * clamped to 4 ms. */
+const timerSlackMs = 4;
+
+/** schedulePresent calls f at p's presentAt: a timer to timerSlackMs
+ * before it, then message-channel turns of the event loop (not clamped,
+ * and the page stays responsive) until the instant. */
+function schedulePresent(p: Period, f: (p: Period, lateMs: number) => void): void {
+  const ch = new MessageChannel();
+  const turn = () => {
+    const left = p.presentAtUTC - now();
+    if (left > timerSlackMs) {
+      setTimeout(turn, left - timerSlackMs);
+    } else if (left > 0) {
+      ch.port2.postMessage(null);
+    } else {
+      ch.port1.close();
+      f(p, -left);
+    }
+  };
+  ch.port1.onmessage = turn;
+  turn();
+}
+
+/** The largest datagram a stream may hold (wire.MaxDatagram): a longer
+ * stream is not an embargo datagram and is dropped unread. */
+const maxStreamBytes = 9000;
+
+/** readDatagram reads one stream to its end: one datagram, or undefined
+ * when it is longer than maxStreamBytes or fails. */
+async function readDatagram(s: ReadableStream<Uint8Array>): Promise<Uint8Array | undefined> {
+  const r = s.getReader();
+  const parts: Uint8Array[] = [];
+  let n = 0;
+  try {
+    for (;;) {
+      const { value, done } = await r.read();
+      if (done) break;
+      n += value.length;
+      if (n > maxStreamBytes) {
+        await r.cancel();
+        return undefined;
+      }
+      parts.push(value);
+    }
+  } catch {
+    return undefined;
+  }
+  const out = new Uint8Array(n);
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+/** hex → bytes. */
+function bytesOf(hex: string): Uint8Array<ArrayBuffer> {
+  const out = new Uint8Array(hex.length / 2);
+  for (let i = 0; i < out.length; i++) out[i] = parseInt(hex.slice(2 * i, 2 * i + 2), 16);
+  return out;
+}
+
+/** hex → base64url without padding, as JWK wants. */
+function b64url(hex: string): string {
+  let bin = "";
+  for (let i = 0; i < hex.length; i += 2) bin += String.fromCharCode(parseInt(hex.slice(i, i + 2), 16));
+  return btoa(bin).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+/** base64url → hex. */
+function hexOf(b64: string): string {
+  const bin = atob(b64.replace(/-/g, "+").replace(/_/g, "/"));
+  let hex = "";
+  for (let i = 0; i < bin.length; i++) hex += bin.charCodeAt(i).toString(16).padStart(2, "0");
+  return hex;
+}
+
+/** clearKeyLicence is the ClearKey licence (a JWK set, W3C EME §9.1.4)
+ * for keys: what MediaKeySession.update takes. */
+export function clearKeyLicence(keys: readonly Key[]): Uint8Array<ArrayBuffer> {
+  const set = { keys: keys.map((k) => ({ kty: "oct", kid: b64url(k.kid), k: b64url(k.key) })), type: "temporary" };
+  return new TextEncoder().encode(JSON.stringify(set));
+}
+
+/** answerClearKey answers a ClearKey session's licence requests from r,
+ * each once the keys it names are released: an unmodified player's
+ * session gets its keys from the page itself, no licence server. */
+export function answerClearKey(session: MediaKeySession, r: Receiver): void {
+  session.addEventListener("message", (ev: MediaKeyMessageEvent) => {
+    const req = JSON.parse(new TextDecoder().decode(ev.message)) as { kids: string[] };
+    const kids = req.kids.map(hexOf);
+    void Promise.all(kids.map((kid) => r.key(kid))).then((keys) =>
+      session.update(clearKeyLicence(kids.map((kid, i) => ({ kid, key: keys[i] })))),
+    );
+  });
+}
+
+/** attachClearKey gives a media element ClearKey MediaKeys whose sessions
+ * r answers: call it before the player attaches encrypted media. */
+export async function attachClearKey(media: HTMLMediaElement, r: Receiver, contentType = 'video/mp4; codecs="avc1.42E01E"'): Promise<void> {
+  const access = await navigator.requestMediaKeySystemAccess("org.w3.clearkey", [
+    { initDataTypes: ["cenc", "keyids", "webm"], videoCapabilities: [{ contentType }] },
+  ]);
+  const keys = await access.createMediaKeys();
+  await media.setMediaKeys(keys);
+  media.addEventListener("encrypted", (ev: MediaEncryptedEvent) => {
+    if (!ev.initData) return;
+    const session = keys.createSession();
+    answerClearKey(session, r);
+    void session.generateRequest(ev.initDataType, ev.initData);
+  });
+}
+
+/** What keepInStep needs of a player: an HTMLMediaElement has it. */
+export interface SteppedMedia {
+  currentTime: number;
+  playbackRate: number;
+}
+
+export interface StepOptions {
+  /** The media time (seconds) to show at a UTC instant (ms, the page's
+   * clock), from the period schedule: each period's first frame at its
+   * presentAtUTC, e.g. (utc) => firstFrameS + (utc - p.presentAtUTC) / 1000. */
+  mediaTimeAt: (utcMs: number) => number;
+  /** The largest rate correction (default 0.1: 0.9× to 1.1×, which
+   * viewers do not hear as pitch with preservesPitch). */
+  maxCorrection?: number;
+  /** How long a correction takes to close the gap, seconds (default 2). */
+  horizonS?: number;
+  /** A gap beyond this (seconds, default 3) is closed by one seek, not by
+   * rate: a player that far off has just joined or fallen behind. */
+  seekBeyondS?: number;
+}
+
+/** playbackRateFor is the rate that closes the gap between the media's
+ * time and the scheduled one within horizonS, within 1 ± maxCorrection:
+ * ahead plays slower, behind faster, never stopped (no stall). */
+export function playbackRateFor(mediaTimeS: number, targetS: number, o: StepOptions = { mediaTimeAt: () => 0 }): number {
+  const max = o.maxCorrection ?? 0.1;
+  const horizon = o.horizonS ?? 2;
+  const c = (targetS - mediaTimeS) / horizon;
+  return 1 + Math.max(-max, Math.min(max, c));
+}
+
+/** keepInStep keeps media on the schedule every everyMs: by playbackRate
+ * within a few percent, by one seek when it is more than seekBeyondS off.
+ * It returns a function that stops it and restores rate 1. */
+export function keepInStep(media: SteppedMedia, o: StepOptions, everyMs = 200): () => void {
+  const tick = () => {
+    const target = o.mediaTimeAt(now());
+    if (Math.abs(target - media.currentTime) > (o.seekBeyondS ?? 3)) {
+      media.currentTime = target;
+      media.playbackRate = 1;
+      return;
+    }
+    media.playbackRate = playbackRateFor(media.currentTime, target, o);
+  };
+  tick();
+  const id = setInterval(tick, everyMs);
+  return () => {
+    clearInterval(id);
+    media.playbackRate = 1;
+  };
+}
