@@ -69,8 +69,14 @@ func TestOriginViewerEntitlement(t *testing.T) {
 	if code, out := recv(token("viewer-2", 2)); code == 0 || !strings.Contains(out, "403") || !strings.Contains(out, "not-entitled") {
 		t.Fatalf("viewer without stream 1: exit %d:\n%s", code, out)
 	}
+	// A mistake in the entitlement flags is refused before any state is
+	// created or port listened on.
 	var out bytes.Buffer
-	if code := run(ctx, []string{"origin", "-jwks", jwks}, &out, &out); code != 2 || !strings.Contains(out.String(), "-jwks needs -jwt-issuer") {
+	state := filepath.Join(dir, "state")
+	if code := run(ctx, []string{"origin", "-jwks", jwks, "-state", state, "-listen", lab.addr(0)}, &out, &out); code != 2 || !strings.Contains(out.String(), "-jwks needs -jwt-issuer") {
 		t.Fatalf("-jwks without an issuer: exit %d: %s", code, out.String())
+	}
+	if _, err := os.Stat(state); !os.IsNotExist(err) {
+		t.Errorf("state created before the flags were checked: %v", err)
 	}
 }

@@ -116,6 +116,17 @@ ClearKey-shaped licence), and a session description receivers configure themselv
 	if err := checkLead(*lead, *period); err != nil {
 		return err
 	}
+	// Who gets licences is decided before anything is created or listened on.
+	var viewers *keyserver.Viewers
+	if *jwks != "" {
+		if *tokenFile != "" {
+			return usageError{"-tokens and -jwks both decide who gets licences: shared tokens would give anyone every viewer's entitlement; keep -jwks"}
+		}
+		var err error
+		if viewers, err = viewerEntitlement(*jwks, *jwtIssuer, *jwtAudience, *jwtClaim); err != nil {
+			return err
+		}
+	}
 	log, clock, err := role.open(stderr, "periods are issued by its best estimate, which may be off")
 	if err != nil {
 		return err
@@ -155,17 +166,9 @@ ClearKey-shaped licence), and a session description receivers configure themselv
 		log.Info("origin: created stream", "stream", s, "period", *period, "resources", resources)
 	}
 	var tokens map[string]string
-	var viewers *keyserver.Viewers
-	if *jwks != "" {
-		if viewers, err = viewerEntitlement(*jwks, *jwtIssuer, *jwtAudience, *jwtClaim); err != nil {
-			return err
-		}
+	if viewers != nil {
 		log.Info("origin: licences by per-viewer entitlement", "jwks", *jwks, "issuer", *jwtIssuer, "audience", *jwtAudience, "claim", *jwtClaim)
-	}
-	if *tokenFile != "" && viewers != nil {
-		return usageError{"-tokens and -jwks both decide who gets licences: shared tokens would give anyone every viewer's entitlement; keep -jwks"}
-	}
-	if viewers == nil {
+	} else {
 		if tokens, err = loadTokens(*tokenFile, filepath.Join(*state, generatedTokenFile), stdout); err != nil {
 			return err
 		}
