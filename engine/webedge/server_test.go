@@ -14,6 +14,7 @@ import (
 
 	"github.com/embargo-live/embargo/engine/bundle"
 	"github.com/embargo-live/embargo/engine/edge"
+	"github.com/embargo-live/embargo/internal/realtime"
 	"github.com/embargo-live/embargo/ptp"
 	"github.com/embargo-live/embargo/wire"
 )
@@ -90,6 +91,7 @@ func waitConns(t *testing.T, s *Server, n int) {
 }
 
 func TestFanOut(t *testing.T) {
+	realtime.Exclusive(t) // real loopback sockets
 	s, url := start(t, Config{})
 	a, b := dial(t, url), dial(t, url)
 	waitConns(t, s, 2)
@@ -110,6 +112,7 @@ func TestFanOut(t *testing.T) {
 }
 
 func TestCatchUp(t *testing.T) {
+	realtime.Exclusive(t) // real loopback sockets
 	h := history{
 		released: []*edge.Released{
 			{Bundle: &bundle.Bundle{Period: 1, ReleaseAt: 100, Shards: [][]byte{[]byte("s1")}}, CatchUp: []byte("c1")},
@@ -133,6 +136,7 @@ func TestCatchUp(t *testing.T) {
 }
 
 func TestBrowserThatSendsIsClosed(t *testing.T) {
+	realtime.Exclusive(t) // real loopback sockets
 	s, url := start(t, Config{})
 	c := dial(t, url)
 	if err := c.Write(t.Context(), websocket.MessageBinary, bytes.Repeat([]byte{1}, 4096)); err != nil {
@@ -151,6 +155,7 @@ func TestBrowserThatSendsIsClosed(t *testing.T) {
 // A browser that never reads is closed once its queue is full, and Send
 // keeps returning at once for the others.
 func TestBrowserThatNeverReadsIsClosed(t *testing.T) {
+	realtime.Exclusive(t) // real loopback sockets
 	s, url := start(t, Config{Queue: 4})
 	dial(t, url) // never read
 	good := dial(t, url)
@@ -176,6 +181,7 @@ func TestBrowserThatNeverReadsIsClosed(t *testing.T) {
 }
 
 func TestAdmitAndMaxConns(t *testing.T) {
+	realtime.Exclusive(t) // real loopback sockets
 	s, url := start(t, Config{MaxConns: 1, Admit: func(r *http.Request) error {
 		if r.URL.Query().Get("token") != "good" {
 			return errors.New("no subscription token")

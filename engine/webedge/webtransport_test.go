@@ -12,6 +12,7 @@ import (
 
 	"github.com/quic-go/webtransport-go"
 
+	"github.com/embargo-live/embargo/internal/realtime"
 	"github.com/embargo-live/embargo/wire"
 )
 
@@ -58,6 +59,7 @@ func release(t *testing.T, p uint64) []byte {
 // TestWebTransport: a RELEASE arrives as a datagram, anything else as a
 // stream holding exactly that datagram.
 func TestWebTransport(t *testing.T) {
+	realtime.Exclusive(t) // real loopback sockets
 	s, _ := start(t, Config{})
 	url, tr := startWT(t, s)
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
@@ -121,6 +123,7 @@ func TestSelfSignedValidity(t *testing.T) {
 // writes to it: it is closed as slow, its queue bounded, and Send never
 // waits for it.
 func TestWebTransportNeverRead(t *testing.T) {
+	realtime.Exclusive(t) // real loopback sockets
 	s, _ := start(t, Config{Queue: 4, WriteWait: 100 * time.Millisecond})
 	url, tr := startWT(t, s)
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
