@@ -185,7 +185,9 @@ type RemoteKeys struct {
 // remoteMinInterval bounds fetches a stream of unknown key ids can cause.
 const remoteMinInterval = 30 * time.Second
 
-// Keys returns the cached set, refreshed as the type describes.
+// Keys returns the cached set, refreshed as the type describes. The fetch
+// runs outside the lock: while one request fetches, the others answer
+// from the cached set (or, before the first fetch has answered, fail).
 func (k *RemoteKeys) Keys(ctx context.Context, kid string) (*jose.JSONWebKeySet, error) {
 	now := time.Now
 	if k.Now != nil {
@@ -195,25 +197,40 @@ func (k *RemoteKeys) Keys(ctx context.Context, kid string) (*jose.JSONWebKeySet,
 	if refresh == 0 {
 		refresh = 5 * time.Minute
 	}
-	k.mu.Lock()
-	defer k.mu.Unlock()
 	t := now()
-	stale := k.set == nil || t.Sub(k.fetched) >= refresh || len(k.set.Key(kid)) == 0
-	if stale && (k.tried.IsZero() || t.Sub(k.tried) >= remoteMinInterval || k.set == nil && t.Sub(k.tried) >= time.Second) {
+	k.mu.Lock()
+	set := k.set
+	stale := set == nil || t.Sub(k.fetched) >= refresh || len(set.Key(kid)) == 0
+	fetch := stale && (k.tried.IsZero() || t.Sub(k.tried) >= remoteMinInterval || set == nil && t.Sub(k.tried) >= time.Second)
+	if fetch {
 		k.tried = t
-		body, err := fetch.Do(ctx, k.Client, http.MethodGet, k.URL, "", 1<<20)
+	}
+	k.mu.Unlock()
+	if fetch {
+		fresh, err := k.fetch(ctx)
 		if err == nil {
-			var set jose.JSONWebKeySet
-			if set, err = ParseKeySet(body); err == nil {
-				k.set, k.fetched = &set, t
-			}
-		}
-		if err != nil && k.set == nil {
+			k.mu.Lock()
+			k.set, k.fetched, set = fresh, t, fresh
+			k.mu.Unlock()
+		} else if set == nil {
 			return nil, fmt.Errorf("viewer keys %s: %w", k.URL, err)
 		}
 	}
-	if k.set == nil {
+	if set == nil {
 		return nil, fmt.Errorf("viewer keys %s: not fetched yet", k.URL)
 	}
-	return k.set, nil
+	return set, nil
+}
+
+// fetch gets and parses the published set.
+func (k *RemoteKeys) fetch(ctx context.Context) (*jose.JSONWebKeySet, error) {
+	body, err := fetch.Do(ctx, k.Client, http.MethodGet, k.URL, "", 1<<20)
+	if err != nil {
+		return nil, err
+	}
+	set, err := ParseKeySet(body)
+	if err != nil {
+		return nil, err
+	}
+	return &set, nil
 }

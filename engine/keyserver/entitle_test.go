@@ -222,6 +222,27 @@ func TestRemoteKeys(t *testing.T) {
 	if o := try(a); o != clearkey.Granted || fetches.Load() != 3 {
 		t.Fatalf("a failed refresh dropped the cached set: %v, %d fetches", o, fetches.Load())
 	}
+	// A refresh that hangs holds up only the request that makes it: the
+	// others answer from the cached set meanwhile.
+	fail.Store(false)
+	hang := make(chan struct{})
+	hung := make(chan struct{})
+	keys.Client = memhttp.Client(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(hung)
+		<-hang
+		jwksServer(w, r)
+	}))
+	clock = clock.Add(10 * time.Minute)
+	first := make(chan clearkey.Outcome)
+	go func() { first <- try(a) }()
+	<-hung
+	if o := try(b); o != clearkey.Granted {
+		t.Fatalf("beside a hanging refresh: %v", o)
+	}
+	close(hang)
+	if o := <-first; o != clearkey.Granted {
+		t.Fatalf("the refreshing request: %v", o)
+	}
 }
 
 // FuzzReadKeySet: no JWK Set file makes the reader panic.

@@ -329,7 +329,8 @@ type Stats struct {
 	// Assembly is the shard assembler's own account; Assembly.Verified is
 	// the shard-root signatures checked.
 	Assembly fec.Stats
-	// BodyChecks is the body signatures checked (one per rebuilt body).
+	// BodyChecks is the body signatures checked: one per rebuilt body with
+	// Config.CheckBodySignature, none without (the root's covers it).
 	BodyChecks uint64
 	// Skew is the histogram of Arrival − ReleaseAt over delivered periods,
 	// from the sockets' arrival stamps (the user-space twin of package
