@@ -18,6 +18,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/embargo-live/embargo/engine/metrics"
 	"github.com/embargo-live/embargo/engine/udp"
 	"github.com/embargo-live/embargo/ptp"
 	"github.com/embargo-live/embargo/ptp/daemon"
@@ -176,7 +177,7 @@ func (r roleFlags) open(stderr io.Writer, unsynced string) (*slog.Logger, ptp.Cl
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := clockReady(clock); err != nil {
+	if err := metrics.Ready(metrics.ClockCheck(clock)); err != nil {
 		log.Warn("clock not synchronized: "+unsynced+" (use -assume-synced only in a lab)", "why", err)
 	}
 	return log, clock, nil

@@ -2,15 +2,12 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"os"
 	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
 	"golang.org/x/sync/errgroup"
-
-	"github.com/embargo-live/embargo/ptp"
 )
 
 // notifyInterval is how often a role under systemd re-checks its readiness.
@@ -71,16 +68,4 @@ func notifySystemd(ctx context.Context, g *errgroup.Group, log *slog.Logger, rea
 			}
 		}
 	})
-}
-
-// clockReady is nil while clock is synchronized, else why it is not.
-func clockReady(clock ptp.Clock) error {
-	rd, err := clock.Now()
-	switch {
-	case err != nil:
-		return fmt.Errorf("clock: %w", err)
-	case rd.State != ptp.StateSynchronized:
-		return fmt.Errorf("clock %v: %s", rd.State, rd.Reason)
-	}
-	return nil
 }
