@@ -107,10 +107,14 @@ const (
 // Config configures an Edge. Clock, Trusted and at least one Sender are
 // required; zero values of the rest take the defaults above.
 type Config struct {
-	ID      uint32        // the edge id stamped on RELEASEs
-	Clock   ptp.Clock     // releases wait on its earliest possible time
-	Trusted *seal.KeyRing // origin keys that bundles must be signed by
-	Senders []Sender
+	ID    uint32    // the edge id stamped on RELEASEs
+	Clock ptp.Clock // releases wait on its earliest possible time
+	// ClockSource names where Clock's bound comes from ("chrony
+	// /run/chrony/chronyd.sock", "system"), for every release's report
+	// and log line; "" leaves it unnamed.
+	ClockSource string
+	Trusted     *seal.KeyRing // origin keys that bundles must be signed by
+	Senders     []Sender
 
 	Lead    time.Duration // the carousel starts this long before releaseAt
 	Rounds  int           // carousel rounds, spread evenly over the lead
@@ -152,6 +156,13 @@ type Report struct {
 	// FanOut is how long the first copy took to hand to every sender: for
 	// a unicast sender, the time to the last subscriber.
 	FanOut time.Duration
+	// Clock is the reading that ended the commit-wait: the release went
+	// out because its Earliest had reached ReleaseAt. Its Uncertainty is
+	// the bound the release rests on, its DataAge the age of the data
+	// behind that bound (a daemon's last answer).
+	Clock ptp.Reading
+	// ClockSource names where the bound came from (Config.ClockSource).
+	ClockSource string
 }
 
 // Stats are the edge's counters since New.
