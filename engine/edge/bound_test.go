@@ -121,6 +121,13 @@ func TestReportCarriesBound(t *testing.T) {
 				t.Errorf("period %d: held %d times", r.Period, r.Held)
 			}
 		}
+		var maxBound, maxAge time.Duration
+		for _, c := range checks {
+			maxBound, maxAge = max(maxBound, c.r.Clock.Uncertainty()), max(maxAge, c.r.Clock.DataAge)
+		}
+		if st := e.Stats(); st.MaxBound != maxBound || st.MaxClockAge != maxAge {
+			t.Errorf("stats: widest bound %v, oldest data %v; the reports say %v and %v", st.MaxBound, st.MaxClockAge, maxBound, maxAge)
+		}
 		out := logs.String()
 		for _, c := range checks {
 			want := fmt.Sprintf("period=%d lateness=%v held=%d copies=1 clock=scripted bound=%v data_age=%v",

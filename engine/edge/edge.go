@@ -188,6 +188,9 @@ type Stats struct {
 	// FailingSenders is how many senders failed their last Send.
 	FailingSenders int
 	MaxLateness    time.Duration
+	// MaxBound and MaxClockAge are the widest clock bound any release
+	// rested on and the oldest data behind one (Report.Clock).
+	MaxBound, MaxClockAge time.Duration
 }
 
 // Edge is a release engine. Its methods are safe for concurrent use.
@@ -209,7 +212,7 @@ type Edge struct {
 	stats struct {
 		accepted, refused, rounds, shards, released, copies, holds, sendErrs atomic.Uint64
 		releaseFailed, releaseUnsent, announceUnsent, past                   atomic.Uint64
-		maxLate                                                              atomic.Int64
+		maxLate, maxBound, maxAge                                            atomic.Int64
 	}
 	// lastErr is each sender's last Send error, nil once it took a send.
 	lastErr []atomic.Pointer[error]
@@ -390,6 +393,8 @@ func (e *Edge) Stats() Stats {
 		SendErrors:      e.stats.sendErrs.Load(),
 		FailingSenders:  len(e.SenderErrors()),
 		MaxLateness:     time.Duration(e.stats.maxLate.Load()),
+		MaxBound:        time.Duration(e.stats.maxBound.Load()),
+		MaxClockAge:     time.Duration(e.stats.maxAge.Load()),
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -357,12 +358,9 @@ func (e *Edge) report(due []*entry, taken []bool, copies int, f *firstCopy) {
 			continue
 		}
 		e.stats.released.Add(1)
-		for {
-			m := e.stats.maxLate.Load()
-			if int64(late) <= m || e.stats.maxLate.CompareAndSwap(m, int64(late)) {
-				break
-			}
-		}
+		storeMax(&e.stats.maxLate, int64(late))
+		storeMax(&e.stats.maxBound, int64(f.reading.Uncertainty()))
+		storeMax(&e.stats.maxAge, int64(f.reading.DataAge))
 		level := slog.LevelInfo
 		if p.held > 0 || copies < e.cfg.Repeat {
 			level = slog.LevelWarn
@@ -373,6 +371,16 @@ func (e *Edge) report(due []*entry, taken []bool, copies int, f *firstCopy) {
 		if e.cfg.OnRelease != nil {
 			e.cfg.OnRelease(Report{Stream: p.b.Stream, Period: p.b.Period, ReleaseAt: p.b.ReleaseAt, Lateness: late, Held: p.held, Copies: copies,
 				FanOut: f.fanOut, Clock: f.reading, ClockSource: e.cfg.ClockSource})
+		}
+	}
+}
+
+// storeMax raises a to v if v is larger.
+func storeMax(a *atomic.Int64, v int64) {
+	for {
+		m := a.Load()
+		if v <= m || a.CompareAndSwap(m, v) {
+			return
 		}
 	}
 }
