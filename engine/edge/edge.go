@@ -145,6 +145,7 @@ type Config struct {
 
 // Report describes one release as sent.
 type Report struct {
+	Edge      uint32 // Config.ID
 	Stream    uint32
 	Period    uint64
 	ReleaseAt int64 // TAI ns

@@ -369,7 +369,7 @@ func (e *Edge) report(due []*entry, taken []bool, copies int, f *firstCopy) {
 			"stream", p.b.Stream, "period", p.b.Period, "lateness", late, "held", p.held, "copies", copies,
 			"clock", e.cfg.ClockSource, "bound", f.reading.Uncertainty(), "data_age", f.reading.DataAge)
 		if e.cfg.OnRelease != nil {
-			e.cfg.OnRelease(Report{Stream: p.b.Stream, Period: p.b.Period, ReleaseAt: p.b.ReleaseAt, Lateness: late, Held: p.held, Copies: copies,
+			e.cfg.OnRelease(Report{Edge: e.cfg.ID, Stream: p.b.Stream, Period: p.b.Period, ReleaseAt: p.b.ReleaseAt, Lateness: late, Held: p.held, Copies: copies,
 				FanOut: f.fanOut, Clock: f.reading, ClockSource: e.cfg.ClockSource})
 		}
 	}
