@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -16,25 +15,6 @@ import (
 	"github.com/embargo-live/embargo/ptp"
 	"github.com/embargo-live/embargo/ptp/daemon"
 )
-
-// syncBuffer is a log sink the release goroutine writes while the test
-// reads it afterwards.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestReportCarriesBound: the edge's clock is a daemon source fed by a
 // scripted daemon whose own estimate grows with every answer (one a
@@ -71,11 +51,12 @@ func TestReportCarriesBound(t *testing.T) {
 			est    time.Duration
 		}
 		var checks []check // appended on the release goroutine, read after stop
-		logs := &syncBuffer{}
+		// Read once Run has returned: nothing writes it any more.
+		var logs bytes.Buffer
 		e := newEdge(t, edge.Config{
 			Clock: src, ClockSource: src.Name(), Trusted: f.ring, Senders: []edge.Sender{&edgetest.Sender{True: base.True}},
 			Lead: 200 * time.Millisecond, Repeat: 1, Retry: 70 * time.Millisecond,
-			Logger: slog.New(slog.NewTextHandler(logs, nil)),
+			Logger: slog.New(slog.NewTextHandler(&logs, nil)),
 			OnRelease: func(r edge.Report) {
 				// Repeat 1: the report comes at the instant of the first
 				// send, before virtual time moves on.
