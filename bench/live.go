@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"sync"
@@ -15,8 +16,14 @@ const Target = 200 * time.Millisecond
 
 // PeriodLine is one period's figures, as printed and reported.
 type PeriodLine struct {
-	Period    uint64          `json:"period"`
-	Lateness  []time.Duration `json:"edgeLatenessNs"` // each edge's first send past releaseAt, earliest bound
+	Period   uint64          `json:"period"`
+	Lateness []time.Duration `json:"edgeLatenessNs"` // each edge's first send past releaseAt, earliest bound
+	// Bound and ClockAge are, edge by edge as in Lateness, the clock's
+	// bound (half-width) at the commit-wait and the age of the data
+	// behind it (a time daemon's last answer; 0 when the clock does not
+	// say).
+	Bound     []time.Duration `json:"edgeBoundNs"`
+	ClockAge  []time.Duration `json:"edgeClockDataAgeNs"`
 	Reached   int             `json:"receiversReached"`
 	P50       time.Duration   `json:"arrivalP50Ns"` // arrival − releaseAt across receivers
 	P99       time.Duration   `json:"arrivalP99Ns"`
@@ -31,8 +38,12 @@ func (l PeriodLine) String(receivers int) string {
 	if l.Spread > Target {
 		verdict = "OVER"
 	}
-	return fmt.Sprintf("period %d: edges sent at releaseAt+%v; %d/%d receivers; arrival releaseAt+ p50 %v p99 %v max %v; skew %v (%s the %v target); %d datagrams lost, recovered by FEC and repetition",
-		l.Period, l.Lateness, l.Reached, receivers, l.P50.Round(time.Microsecond), l.P99.Round(time.Microsecond), l.Max.Round(time.Microsecond),
+	clock := fmt.Sprintf("on bounds ±%v", l.Bound)
+	if slices.ContainsFunc(l.ClockAge, func(d time.Duration) bool { return d != 0 }) {
+		clock += fmt.Sprintf(" (clock data %v old)", roundAll(l.ClockAge, time.Millisecond))
+	}
+	return fmt.Sprintf("period %d: edges sent at releaseAt+%v %s; %d/%d receivers; arrival releaseAt+ p50 %v p99 %v max %v; skew %v (%s the %v target); %d datagrams lost, recovered by FEC and repetition",
+		l.Period, l.Lateness, clock, l.Reached, receivers, l.P50.Round(time.Microsecond), l.P99.Round(time.Microsecond), l.Max.Round(time.Microsecond),
 		l.Spread.Round(time.Microsecond), verdict, Target, l.Recovered)
 }
 
@@ -65,7 +76,7 @@ type Tally struct {
 	loss *Loss // may be nil
 
 	mu       sync.Mutex
-	late     map[uint64][]time.Duration // period → each edge's lateness
+	reports  map[uint64][]edge.Report // period → each edge's release report
 	all      skew.Histogram
 	lines    []PeriodLine
 	lastLost int64
@@ -74,14 +85,14 @@ type Tally struct {
 // NewTally returns a Tally that attributes loss's drops (loss may be nil)
 // to the period that settled after them.
 func NewTally(loss *Loss) *Tally {
-	return &Tally{loss: loss, late: map[uint64][]time.Duration{}}
+	return &Tally{loss: loss, reports: map[uint64][]edge.Report{}}
 }
 
 // OnRelease records an edge's release report.
 func (t *Tally) OnRelease(r edge.Report) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.late[r.Period] = append(t.late[r.Period], r.Lateness)
+	t.reports[r.Period] = append(t.reports[r.Period], r)
 }
 
 // Add records a settled period and returns its line.
@@ -98,8 +109,14 @@ func (t *Tally) Add(p Period) PeriodLine {
 	for _, d := range l {
 		t.all.Add(d)
 	}
-	line := PeriodLine{Period: p.Number, Lateness: slices.Sorted(slices.Values(t.late[p.Number])), Reached: len(l),
+	line := PeriodLine{Period: p.Number, Reached: len(l),
 		P50: Percentile(l, 50), P99: Percentile(l, 99), Max: Percentile(l, 100), Spread: p.Skew(), Recovered: lost}
+	rs := slices.SortedFunc(slices.Values(t.reports[p.Number]), func(a, b edge.Report) int { return cmp.Compare(a.Lateness, b.Lateness) })
+	for _, r := range rs {
+		line.Lateness = append(line.Lateness, r.Lateness)
+		line.Bound = append(line.Bound, r.Clock.Uncertainty())
+		line.ClockAge = append(line.ClockAge, r.Clock.DataAge)
+	}
 	t.lines = append(t.lines, line)
 	return line
 }
@@ -133,4 +150,12 @@ func (t *Tally) Summary(periods []Period, receivers int) Summary {
 	}
 	s.Deliveries = s.Expected - missing
 	return s
+}
+
+func roundAll(ds []time.Duration, to time.Duration) []time.Duration {
+	out := make([]time.Duration, len(ds))
+	for i, d := range ds {
+		out[i] = d.Round(to)
+	}
+	return out
 }

@@ -6,12 +6,14 @@ import (
 	"encoding/xml"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/embargo-live/embargo/bench"
 	"github.com/embargo-live/embargo/engine/edge"
+	"github.com/embargo-live/embargo/ptp"
 )
 
 // TestTallyAndReport: a Tally turns settled periods into lines and a
@@ -22,8 +24,9 @@ func TestTallyAndReport(t *testing.T) {
 	ms := int64(time.Millisecond)
 	loss := bench.NewLoss(0, 1)
 	tally := bench.NewTally(loss)
-	tally.OnRelease(edge.Report{Period: 0, Lateness: 3 * time.Microsecond})
-	tally.OnRelease(edge.Report{Period: 0, Lateness: time.Microsecond})
+	tally.OnRelease(edge.Report{Period: 0, Lateness: 3 * time.Microsecond,
+		Clock: ptp.Reading{Earliest: releaseAt + 3000, Latest: releaseAt + 3000 + 2*400_000, DataAge: 700 * time.Millisecond}})
+	tally.OnRelease(edge.Report{Period: 0, Lateness: time.Microsecond, Clock: ptp.Reading{Earliest: releaseAt + 1000, Latest: releaseAt + 1000 + 2*250_000}})
 	periods := []bench.Period{
 		{Number: 0, ReleaseAt: releaseAt, Arrival: []int64{releaseAt + ms, releaseAt + 3*ms, 0}, KeysOK: []bool{true, false, false}},
 		{Number: 1, ReleaseAt: releaseAt, Arrival: []int64{releaseAt - ms, releaseAt + 2*ms, releaseAt + 2*ms}, KeysOK: []bool{true, true, true}},
@@ -33,7 +36,13 @@ func TestTallyAndReport(t *testing.T) {
 		len(line.Lateness) != 2 || line.Lateness[0] != time.Microsecond {
 		t.Errorf("line: %+v", line)
 	}
-	if s := line.String(3); !strings.Contains(s, "2/3 receivers") || !strings.Contains(s, "within the 200ms target") {
+	// Edge by edge, in the order of their lateness.
+	if !slices.Equal(line.Bound, []time.Duration{250 * time.Microsecond, 400 * time.Microsecond}) ||
+		!slices.Equal(line.ClockAge, []time.Duration{0, 700 * time.Millisecond}) {
+		t.Errorf("line's bounds %v, data ages %v", line.Bound, line.ClockAge)
+	}
+	if s := line.String(3); !strings.Contains(s, "2/3 receivers") || !strings.Contains(s, "within the 200ms target") ||
+		!strings.Contains(s, "on bounds ±[250µs 400µs] (clock data [0s 700ms] old)") {
 		t.Errorf("line text: %s", s)
 	}
 	tally.Add(periods[1])
@@ -54,6 +63,9 @@ func TestTallyAndReport(t *testing.T) {
 	}
 	if err != nil || len(r.Periods) != 2 || r.Summary != sum || r.Receivers != 3 || r.TargetNs != bench.Target {
 		t.Fatalf("report.json: %v\n%s", err, data)
+	}
+	if !bytes.Contains(data, []byte(`"edgeBoundNs": [`)) || !slices.Equal(r.Periods[0].Bound, line.Bound) || !slices.Equal(r.Periods[0].ClockAge, line.ClockAge) {
+		t.Errorf("report.json lacks the bounds %v and data ages %v:\n%s", line.Bound, line.ClockAge, data)
 	}
 	n := uint64(0)
 	for _, b := range r.Histogram {

@@ -26,9 +26,13 @@ type Scenario struct {
 	Unicast   int             // how many of the receivers subscribe by unicast to every edge
 	Edges     int             // edges releasing the same schedule
 	Offsets   []time.Duration // simulated clock offset per edge (none: every edge on Clock)
-	Loss      float64         // probability a receiver loses any one datagram (needs the eBPF injector)
-	Period    time.Duration
-	Periods   int
+	// Clocks, if set, gives each edge its own real clock (one per edge;
+	// not with Offsets), e.g. DaemonClocks': the run then measures the
+	// edges' send skew against the sum of their stated bounds (EdgeSkew).
+	Clocks  []SourceClock
+	Loss    float64 // probability a receiver loses any one datagram (needs the eBPF injector)
+	Period  time.Duration
+	Periods int
 }
 
 // Variants of a Scenario.
@@ -59,6 +63,8 @@ type Measurement struct {
 	// ProcessPeakRSS is the process's peak resident memory so far (the
 	// kernel keeps no per-run peak): a later run inherits an earlier one's.
 	ProcessPeakRSS int64 `json:"processPeakRssBytes"`
+	// EdgeSkew is set when the edges ran on Scenario.Clocks.
+	EdgeSkew *EdgeSkew `json:"edgeSkew,omitempty"`
 }
 
 // Measure runs s once on loopback with every role on clock and sums it up.
@@ -90,6 +96,21 @@ func Measure(ctx context.Context, s Scenario, clock ptp.Clock) (Measurement, err
 	} else if s.Loss > 0 {
 		return Measurement{}, errors.New("-loss needs the eBPF loss injector (root)")
 	}
+	var sends *firstSends
+	if len(s.Clocks) > 0 {
+		if len(s.Clocks) != s.Edges || len(s.Offsets) > 0 {
+			return Measurement{}, fmt.Errorf("bench: %d edge clocks for %d edges (and no offsets with them)", len(s.Clocks), s.Edges)
+		}
+		sends = newFirstSends(s.Edges)
+		cfg.EdgeClock = func(i int) ptp.Clock { return s.Clocks[i].Clock }
+		cfg.Sender = func(i int) (edge.Sender, error) {
+			snd, err := udp.NewSender(g)
+			if err != nil {
+				return nil, err
+			}
+			return sends.wrap(i, snd), nil
+		}
+	}
 	if len(s.Offsets) > 0 {
 		cfg.EdgeClock = func(i int) ptp.Clock {
 			o := s.Offsets[i]
@@ -103,6 +124,14 @@ func Measure(ctx context.Context, s Scenario, clock ptp.Clock) (Measurement, err
 	}
 	r := Measurement{Variant: s.Variant, Receivers: s.Receivers, Unicast: s.Unicast, Edges: s.Edges, Stamps: stamps, CPU: res.CPU}
 	r.Name = fmt.Sprintf("BenchmarkEmbargo/mode=%s/receivers=%d/edges=%d/sender=%s", s.Mode, s.Receivers, s.Edges, s.Variant)
+	if sends != nil {
+		r.Name += "/clocks=daemons"
+		names := make([]string, len(s.Clocks))
+		for i, c := range s.Clocks {
+			names[i] = c.Name
+		}
+		r.EdgeSkew = edgeSkew(names, sends, res.Releases)
+	}
 	var late, fan, skews []time.Duration
 	for _, rep := range res.Releases {
 		late = append(late, rep.Lateness)
@@ -153,6 +182,11 @@ func WriteTable(w io.Writer, runs []Measurement, variants []string) {
 		fmt.Fprintf(w, "%-9s %9.4f %9d %12v %12v %12.0f %11v %11v %11v %11v %10v %9d  %s\n",
 			r.Variant, r.Delivered, r.Early, r.LateP50, r.FanOutP50.Round(time.Microsecond), r.Rate, r.ArrP50, r.ArrP99, r.ArrMax,
 			r.SkewP50.Round(time.Microsecond), r.CPU.Round(time.Millisecond), r.ProcessPeakRSS>>20, r.Stamps)
+	}
+	for i, r := range runs {
+		if r.EdgeSkew != nil {
+			fmt.Fprintf(w, "run %d: %v\n", i+1, r.EdgeSkew)
+		}
 	}
 	if len(variants) == 2 {
 		med := func(v string, f func(Measurement) float64) float64 {

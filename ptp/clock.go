@@ -59,6 +59,10 @@ type Reading struct {
 	// Reason says why the clock is in State, for operators; it is not
 	// meant to be parsed.
 	Reason string
+	// DataAge is how old the data behind the bound was at this read (a
+	// time daemon's last answer, which the bound has been widened over);
+	// 0 when the clock does not say, as the kernel's and a PHC's do not.
+	DataAge time.Duration
 }
 
 // Uncertainty is the half-width of the interval, (Latest-Earliest)/2.

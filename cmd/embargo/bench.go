@@ -22,10 +22,14 @@ process's peak memory so far — as a table, and optionally as JSON and benchsta
 baseline (one sendto per subscriber) and the engine (prepared sendmmsg) in the same invocation.
 -peers instead releases one resource per run through embargo (multicast, unicast, and to browsers
 over WebSocket and WebTransport), NATS and a WebSocket broadcast to -receivers subscribers in
--procs other processes, and prints embargo ÷ peer.`, stdout)
+-procs other processes, and prints embargo ÷ peer. -clock-daemons (root) runs two edges whose
+bounds come from real time daemons in network namespaces — a chronyd -x client and a ptp4l
+slave (free_running 1), neither steering this host's clock — and reports the edges' send skew
+against the sum of their stated bounds.`, stdout)
 	mode := fs.String("mode", "mixed", "receivers on multicast, unicast, or mixed (half each)")
 	receivers := fs.Int("receivers", 1000, "receivers, each with its own sockets")
 	edges := fs.Int("edges", 1, "edges releasing the same schedule")
+	clockDaemons := fs.Bool("clock-daemons", false, "root: edge 0's bound from a chronyd -x client, edge 1's from a ptp4l slave (-S, free_running 1), started in network namespaces; reports send skew across the edges against the sum of their stated bounds (implies -edges 2)")
 	offsets := fs.String("offsets", "", "simulated clock offsets per edge, comma-separated (e.g. 0,3ms): each edge's clock reads ahead by it and states a bound that covers it")
 	loss := fs.Float64("loss", 0, "probability that a receiver loses any one datagram")
 	period := fs.Duration("period", time.Second, "key period length")
@@ -47,6 +51,12 @@ over WebSocket and WebTransport), NATS and a WebSocket broadcast to -receivers s
 	}
 	if *receivers < 1 || *receivers > 20000 || *edges < 1 || *edges > 8 || *periods < 1 || *runs < 1 || *loss < 0 || *loss >= 1 || *period < 100*time.Millisecond {
 		return errors.New("need 1 ≤ receivers ≤ 20000, 1 ≤ edges ≤ 8, periods ≥ 1, runs ≥ 1, 0 ≤ loss < 1, period ≥ 100ms")
+	}
+	if *clockDaemons {
+		if *edges != 1 && *edges != 2 || *offsets != "" || *peers {
+			return errors.New("-clock-daemons runs 2 edges on their own clocks: drop -edges, -offsets and -peers")
+		}
+		*edges = 2
 	}
 	offs, err := bench.ParseOffsets(*offsets, *edges)
 	if err != nil {
@@ -78,6 +88,18 @@ over WebSocket and WebTransport), NATS and a WebSocket broadcast to -receivers s
 	if len(offs) > 0 {
 		fmt.Fprintf(stdout, "edge clocks: SIMULATED, reading ahead of this host's clock by %v, each with a bound that covers its offset\n", offs)
 	}
+	var daemonClocks []bench.SourceClock
+	if *clockDaemons {
+		fmt.Fprintln(stderr, "bench: starting chronyd and ptp4l in network namespaces and waiting for both to synchronize…")
+		d, err := bench.StartDaemonClocks(time.Minute)
+		if err != nil {
+			return fmt.Errorf("-clock-daemons: %w", err)
+		}
+		defer d.Close()
+		daemonClocks = d.Clocks
+		fmt.Fprintf(stdout, "edge clocks: edge 0 on %s, edge 1 on %s (chronyd -x and ptp4l free_running 1 in network namespaces, measuring this host's clock, never steering it)\n",
+			d.Clocks[0].Name, d.Clocks[1].Name)
+	}
 	perRun := time.Duration(*periods+2)**period + time.Second
 	todo := *runs * len(variants)
 	start := time.Now()
@@ -88,7 +110,7 @@ over WebSocket and WebTransport), NATS and a WebSocket broadcast to -receivers s
 				break
 			}
 			m, err := bench.Measure(ctx, bench.Scenario{Variant: v, Mode: *mode, Receivers: *receivers, Unicast: int(float64(*receivers)*share + 0.5),
-				Edges: *edges, Offsets: offs, Loss: *loss, Period: *period, Periods: *periods}, clock)
+				Edges: *edges, Offsets: offs, Clocks: daemonClocks, Loss: *loss, Period: *period, Periods: *periods}, clock)
 			if err != nil {
 				return err
 			}

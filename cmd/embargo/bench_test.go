@@ -5,12 +5,14 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/embargo-live/embargo/bench"
+	"github.com/embargo-live/embargo/internal/netns"
 	"github.com/embargo-live/embargo/internal/realtime"
 )
 
@@ -94,10 +96,67 @@ func TestBenchFlagErrors(t *testing.T) {
 		{[]string{"bench", "-mode", "multicast", "-compare"}, "needs unicast receivers"},
 		{[]string{"bench", "-edges", "2", "-offsets", "1ms"}, "1 values for 2 edges"},
 		{[]string{"bench", "-peers", "-variants", "nats,carrier-pigeon"}, `-variants: "carrier-pigeon": want some of embargo-multicast,`},
+		{[]string{"bench", "-clock-daemons", "-edges", "3"}, "-clock-daemons runs 2 edges on their own clocks"},
 	} {
 		var out bytes.Buffer
 		if code := run(context.Background(), c.args, &out, &out); code != 1 || !strings.Contains(out.String(), c.want) {
 			t.Errorf("%v: exit %d, %q", c.args, code, out.String())
+		}
+	}
+}
+
+// TestBenchClockDaemonsMissing: without the daemons (none on PATH here),
+// -clock-daemons says which is missing and how to get it, on one line,
+// and exits non-zero.
+func TestBenchClockDaemonsMissing(t *testing.T) {
+	t.Setenv("PATH", t.TempDir())
+	var out, errb bytes.Buffer
+	code := run(context.Background(), []string{"bench", "-clock-daemons", "-receivers", "2", "-runs", "1"}, &out, &errb)
+	msg := strings.TrimSpace(errb.String()[strings.LastIndex(strings.TrimSpace(errb.String()), "\n")+1:])
+	if code != 1 || !strings.Contains(msg, "-clock-daemons: chronyd: time daemon not installed (apt-get install chrony linuxptp)") {
+		t.Fatalf("exit %d, last line %q; stdout %q", code, msg, out.String())
+	}
+}
+
+// TestBenchClockDaemons runs two edges on real daemons' bounds (root,
+// chrony and linuxptp; skipped with the reason otherwise) and checks the
+// run reports each edge's stated bound and the skew across the edges
+// against their sum.
+func TestBenchClockDaemons(t *testing.T) {
+	realtime.Exclusive(t)
+	for _, b := range []string{"chronyd", "ptp4l"} {
+		if _, err := exec.LookPath(b); err != nil {
+			t.Skipf("%s not installed (apt-get install chrony linuxptp; .ci/run does as root)", b)
+		}
+	}
+	if err := netns.Available(); err != nil {
+		t.Skip(err)
+	}
+	jsonPath := filepath.Join(t.TempDir(), "runs.json")
+	var out, errb bytes.Buffer
+	code := run(context.Background(), []string{"bench", "-clock-daemons", "-mode", "multicast", "-receivers", "4",
+		"-period", "300ms", "-periods", "4", "-runs", "1", "-json", jsonPath}, &out, &errb)
+	if code != 0 {
+		t.Fatalf("exit %d: %s%s", code, out.String(), errb.String())
+	}
+	if !strings.Contains(out.String(), "send skew across the edges") {
+		t.Errorf("no skew line:\n%s", out.String())
+	}
+	var runs []bench.Measurement
+	data, err := os.ReadFile(jsonPath)
+	if err == nil {
+		err = json.Unmarshal(data, &runs)
+	}
+	if err != nil || len(runs) != 1 || runs[0].Early != 0 || runs[0].Delivered != 1 || runs[0].EdgeSkew == nil {
+		t.Fatalf("runs.json: %v\n%s", err, data)
+	}
+	es := runs[0].EdgeSkew
+	if len(es.Edges) != 2 || es.Periods != 4 || es.SumMin <= 0 {
+		t.Fatalf("edge skew: %+v", es)
+	}
+	for i, want := range []string{"chrony ", "ptp4l "} {
+		if e := es.Edges[i]; !strings.HasPrefix(e.Clock, want) || e.BoundP50 <= 0 {
+			t.Errorf("edge %d: %+v, want a bound from %s", i, e, want)
 		}
 	}
 }

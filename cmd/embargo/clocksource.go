@@ -114,3 +114,19 @@ func (cs clockSource) open() (clock ptp.Clock, src *daemon.Source, err error) {
 	}
 	return src, src, nil
 }
+
+// name names the source for release reports: the daemon's own name (with
+// its socket) when src is its daemon, else the kind and its path.
+func (cs clockSource) name(src *daemon.Source) string {
+	switch {
+	case src != nil:
+		return src.Name()
+	case cs.kind == "system" && cs.assume > 0:
+		return fmt.Sprintf("system, assumed synchronized ±%v", cs.assume)
+	case cs.kind == "fbclock" && cs.path == "":
+		return "fbclock default"
+	case cs.path != "":
+		return cs.kind + " " + cs.path
+	}
+	return cs.kind
+}

@@ -55,3 +55,27 @@ func TestOpenClockSource(t *testing.T) {
 		t.Fatalf("chrony with -assume-synced: %v, want a refusal", err)
 	}
 }
+
+// TestClockSourceName: every release report names its source as the
+// operator chose it.
+func TestClockSourceName(t *testing.T) {
+	for spec, want := range map[string]string{
+		"":                "system",
+		"phc:/dev/ptp0":   "phc /dev/ptp0",
+		"fbclock":         "fbclock default",
+		"fbclock:/dev/fb": "fbclock /dev/fb",
+		"chrony:/run/c":   "chrony /run/c",
+	} {
+		cs, err := parseClockSource(spec, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := cs.name(nil); got != want {
+			t.Errorf("-clock %q: named %q, want %q", spec, got, want)
+		}
+	}
+	cs := clockSource{kind: "system", assume: time.Millisecond}
+	if got := cs.name(nil); got != "system, assumed synchronized ±1ms" {
+		t.Errorf("-assume-synced 1ms: named %q", got)
+	}
+}

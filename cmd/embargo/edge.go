@@ -173,7 +173,7 @@ released at p × -period TAI. One embedded origin serves one edge; several edges
 	reg := prometheus.NewRegistry()
 	lateness := metrics.NewLateness(reg)
 	e, err := edge.New(edge.Config{
-		ID: uint32(*id), Clock: clock, Trusted: src.trusted, Senders: dests, Waiter: ptp.Precise{Priority: *rtPriority}, WakeHead: wakeHead,
+		ID: uint32(*id), Clock: clock, ClockSource: *role.clock.name, Trusted: src.trusted, Senders: dests, Waiter: ptp.Precise{Priority: *rtPriority}, WakeHead: wakeHead,
 		Lead: *lead, Rounds: *rounds, Repeat: *repeat, Spacing: *spacing, Logger: log,
 		OnRelease: func(r edge.Report) {
 			lateness.Observe(r)
@@ -250,9 +250,10 @@ released at p × -period TAI. One embedded origin serves one edge; several edges
 		log.Info("browsers", "accepted", ws.Accepted, "refused", ws.Refused, "messages sent", ws.Sent, "closed slow", ws.Slow, "closed for sending", ws.BadInput)
 	}
 	st := e.Stats()
-	fmt.Fprintf(stdout, "edge %d: released %s, %d failed, %d past on arrival (kept for catch-up) (%s sent, %d unsent; %s sent, %d unsent, in %s), max lateness %v, %s, %s\n",
+	fmt.Fprintf(stdout, "edge %d: released %s, %d failed, %d past on arrival (kept for catch-up) (%s sent, %d unsent; %s sent, %d unsent, in %s), max lateness %v, %s, %s; clock %s: widest bound at a release ±%v, oldest data behind it %v\n",
 		*id, count(st.Released, "period"), st.ReleaseFailed, st.Past, count(st.ReleaseCopies, "RELEASE datagram"), st.ReleaseUnsent,
-		count(st.ShardsSent, "ANNOUNCE datagram"), st.AnnounceUnsent, count(st.Rounds, "round"), st.MaxLateness, count(st.Holds, "clock hold"), count(st.SendErrors, "send error"))
+		count(st.ShardsSent, "ANNOUNCE datagram"), st.AnnounceUnsent, count(st.Rounds, "round"), st.MaxLateness, count(st.Holds, "clock hold"), count(st.SendErrors, "send error"),
+		*role.clock.name, st.MaxBound, st.MaxClockAge)
 	return err
 }
 

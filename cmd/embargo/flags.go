@@ -99,6 +99,8 @@ type clockFlags struct {
 	guard  *time.Duration
 	// daemon is the time daemon behind the clock once open, if any.
 	daemon **daemon.Source
+	// name names the clock's source once open, for release reports.
+	name *string
 }
 
 func addClockFlags(fs interface {
@@ -108,6 +110,7 @@ func addClockFlags(fs interface {
 	return clockFlags{
 		source: fs.String("clock", "system", clockHelp),
 		daemon: new(*daemon.Source),
+		name:   new(string),
 		phc:    fs.String("phc", "", "PTP hardware clock device (e.g. /dev/ptp0), the same as -clock phc:DEVICE"),
 		assume: fs.Duration("assume-synced", 0, "take an undisciplined system clock as synchronized within this bound (laptops, tests); never use on a production edge"),
 		guard:  fs.Duration("clock-guard", ptp.DefaultGuardWindow, "check the clock against the local oscillator over this window, holding over on the oscillator if it steps or drifts beyond its bound (costs 100 ppm of the window in lateness; 0 turns the guard off)"),
@@ -121,10 +124,11 @@ func (c clockFlags) open(log *slog.Logger) (ptp.Clock, error) {
 	}
 	cs.assume = *c.assume
 	clock, src, err := cs.open()
-	*c.daemon = src
+	*c.daemon, *c.name = src, cs.name(src)
 	if err != nil || *c.guard <= 0 {
 		return clock, err
 	}
+	*c.name += ", guarded"
 	return ptp.NewGuard(clock, ptp.WithGuardWindow(*c.guard), ptp.WithGuardLogger(log)), nil
 }
 

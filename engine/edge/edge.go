@@ -107,10 +107,14 @@ const (
 // Config configures an Edge. Clock, Trusted and at least one Sender are
 // required; zero values of the rest take the defaults above.
 type Config struct {
-	ID      uint32        // the edge id stamped on RELEASEs
-	Clock   ptp.Clock     // releases wait on its earliest possible time
-	Trusted *seal.KeyRing // origin keys that bundles must be signed by
-	Senders []Sender
+	ID    uint32    // the edge id stamped on RELEASEs
+	Clock ptp.Clock // releases wait on its earliest possible time
+	// ClockSource names where Clock's bound comes from ("chrony
+	// /run/chrony/chronyd.sock", "system"), for every release's report
+	// and log line; "" leaves it unnamed.
+	ClockSource string
+	Trusted     *seal.KeyRing // origin keys that bundles must be signed by
+	Senders     []Sender
 
 	Lead    time.Duration // the carousel starts this long before releaseAt
 	Rounds  int           // carousel rounds, spread evenly over the lead
@@ -141,6 +145,7 @@ type Config struct {
 
 // Report describes one release as sent.
 type Report struct {
+	Edge      uint32 // Config.ID
 	Stream    uint32
 	Period    uint64
 	ReleaseAt int64 // TAI ns
@@ -152,6 +157,13 @@ type Report struct {
 	// FanOut is how long the first copy took to hand to every sender: for
 	// a unicast sender, the time to the last subscriber.
 	FanOut time.Duration
+	// Clock is the reading that ended the commit-wait: the release went
+	// out because its Earliest had reached ReleaseAt. Its Uncertainty is
+	// the bound the release rests on, its DataAge the age of the data
+	// behind that bound (a daemon's last answer).
+	Clock ptp.Reading
+	// ClockSource names where the bound came from (Config.ClockSource).
+	ClockSource string
 }
 
 // Stats are the edge's counters since New.
@@ -177,6 +189,9 @@ type Stats struct {
 	// FailingSenders is how many senders failed their last Send.
 	FailingSenders int
 	MaxLateness    time.Duration
+	// MaxBound and MaxClockAge are the widest clock bound any release
+	// rested on and the oldest data behind one (Report.Clock).
+	MaxBound, MaxClockAge time.Duration
 }
 
 // Edge is a release engine. Its methods are safe for concurrent use.
@@ -198,7 +213,7 @@ type Edge struct {
 	stats struct {
 		accepted, refused, rounds, shards, released, copies, holds, sendErrs atomic.Uint64
 		releaseFailed, releaseUnsent, announceUnsent, past                   atomic.Uint64
-		maxLate                                                              atomic.Int64
+		maxLate, maxBound, maxAge                                            atomic.Int64
 	}
 	// lastErr is each sender's last Send error, nil once it took a send.
 	lastErr []atomic.Pointer[error]
@@ -379,6 +394,8 @@ func (e *Edge) Stats() Stats {
 		SendErrors:      e.stats.sendErrs.Load(),
 		FailingSenders:  len(e.SenderErrors()),
 		MaxLateness:     time.Duration(e.stats.maxLate.Load()),
+		MaxBound:        time.Duration(e.stats.maxBound.Load()),
+		MaxClockAge:     time.Duration(e.stats.maxAge.Load()),
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -129,16 +130,35 @@ func (e *Edge) releaseDue(ctx context.Context, at int64, synced bool) (due []*en
 		dgs[i] = p.release
 	}
 	// The first copy goes out on the thread that waited, while it may
-	// still be at real-time priority (ptp.ThenWaiter).
-	send := func(late time.Duration) { first = e.releaseFirst(due, dgs, at+int64(late)) }
+	// still be at real-time priority (ptp.ThenWaiter), and its report
+	// carries the reading that ended the wait.
+	rec := &lastReading{Clock: e.cfg.Clock}
+	send := func(late time.Duration) { first = e.releaseFirst(due, dgs, at+int64(late), rec.r) }
 	if tw, ok := e.cfg.Waiter.(ptp.ThenWaiter); ok {
-		_, err = tw.WaitUntilThen(ctx, e.cfg.Clock, at, send)
-	} else if late, werr := e.cfg.Waiter.WaitUntil(ctx, e.cfg.Clock, at); werr != nil {
+		_, err = tw.WaitUntilThen(ctx, rec, at, send)
+	} else if late, werr := e.cfg.Waiter.WaitUntil(ctx, rec, at); werr != nil {
 		err = werr
 	} else if ctx.Err() == nil {
 		send(late)
 	}
 	return due, dgs, first, err
+}
+
+// lastReading is a clock that remembers its last successful reading: a
+// Waiter's wait ends on a reading whose Earliest has reached the instant,
+// so after it (or in ThenWaiter's callback) r is that reading. Waiters
+// read on the waiting goroutine only, which is also the one that reads r.
+type lastReading struct {
+	ptp.Clock
+	r ptp.Reading
+}
+
+func (l *lastReading) Now() (ptp.Reading, error) {
+	r, err := l.Clock.Now()
+	if err == nil {
+		l.r = r
+	}
+	return r, err
 }
 
 // putBack returns periods taken for a release that did not happen.
@@ -216,18 +236,19 @@ func (e *Edge) takeDue(at int64) []*entry {
 
 // firstCopy is what the first copy of a release did.
 type firstCopy struct {
-	earliest int64  // the clock's earliest time at the instant
-	taken    []bool // datagrams at least one sender took, by index
-	copies   int    // copies every sender took whole
+	earliest int64       // the clock's earliest time at the instant
+	reading  ptp.Reading // the reading that ended the wait
+	taken    []bool      // datagrams at least one sender took, by index
+	copies   int         // copies every sender took whole
 	fanOut   time.Duration
 }
 
 // releaseFirst sends the first copy of the due periods' RELEASEs (dgs) to
 // every sender and publishes the periods for catch-up as soon as it has
 // gone. earliest is the clock's earliest possible time, already at or past
-// every releaseAt.
-func (e *Edge) releaseFirst(due []*entry, dgs [][]byte, earliest int64) *firstCopy {
-	f := &firstCopy{earliest: earliest, taken: make([]bool, len(dgs))}
+// every releaseAt, by reading.
+func (e *Edge) releaseFirst(due []*entry, dgs [][]byte, earliest int64, reading ptp.Reading) *firstCopy {
+	f := &firstCopy{earliest: earliest, reading: reading, taken: make([]bool, len(dgs))}
 	if len(due) == 0 {
 		return f
 	}
@@ -271,7 +292,7 @@ func (e *Edge) releaseRest(ctx context.Context, due []*entry, dgs [][]byte, f *f
 			copies++
 		}
 	}
-	e.report(due, taken, earliest, copies, f.fanOut)
+	e.report(due, taken, copies, f)
 }
 
 func stamp(dgs [][]byte, at int64) {
@@ -327,9 +348,9 @@ func (e *Edge) recordLocked(b *bundle.Bundle, release []byte) {
 // report counts, logs and reports the releases once their copies are sent.
 // A period no sender took a single copy of is not released: it is counted
 // apart and logged as an error (catch-up still serves it).
-func (e *Edge) report(due []*entry, taken []bool, earliest int64, copies int, fanOut time.Duration) {
+func (e *Edge) report(due []*entry, taken []bool, copies int, f *firstCopy) {
 	for i, p := range due {
-		late := time.Duration(earliest - p.b.ReleaseAt)
+		late := time.Duration(f.earliest - p.b.ReleaseAt)
 		if !taken[i] {
 			e.stats.releaseFailed.Add(1)
 			e.log.Error("release did not leave: no sender took a single copy; only catch-up serves it",
@@ -337,20 +358,29 @@ func (e *Edge) report(due []*entry, taken []bool, earliest int64, copies int, fa
 			continue
 		}
 		e.stats.released.Add(1)
-		for {
-			m := e.stats.maxLate.Load()
-			if int64(late) <= m || e.stats.maxLate.CompareAndSwap(m, int64(late)) {
-				break
-			}
-		}
+		storeMax(&e.stats.maxLate, int64(late))
+		storeMax(&e.stats.maxBound, int64(f.reading.Uncertainty()))
+		storeMax(&e.stats.maxAge, int64(f.reading.DataAge))
 		level := slog.LevelInfo
 		if p.held > 0 || copies < e.cfg.Repeat {
 			level = slog.LevelWarn
 		}
 		e.log.Log(context.Background(), level, "released",
-			"stream", p.b.Stream, "period", p.b.Period, "lateness", late, "held", p.held, "copies", copies)
+			"stream", p.b.Stream, "period", p.b.Period, "lateness", late, "held", p.held, "copies", copies,
+			"clock", e.cfg.ClockSource, "bound", f.reading.Uncertainty(), "data_age", f.reading.DataAge)
 		if e.cfg.OnRelease != nil {
-			e.cfg.OnRelease(Report{Stream: p.b.Stream, Period: p.b.Period, ReleaseAt: p.b.ReleaseAt, Lateness: late, Held: p.held, Copies: copies, FanOut: fanOut})
+			e.cfg.OnRelease(Report{Edge: e.cfg.ID, Stream: p.b.Stream, Period: p.b.Period, ReleaseAt: p.b.ReleaseAt, Lateness: late, Held: p.held, Copies: copies,
+				FanOut: f.fanOut, Clock: f.reading, ClockSource: e.cfg.ClockSource})
+		}
+	}
+}
+
+// storeMax raises a to v if v is larger.
+func storeMax(a *atomic.Int64, v int64) {
+	for {
+		m := a.Load()
+		if v <= m || a.CompareAndSwap(m, v) {
+			return
 		}
 	}
 }

@@ -18,24 +18,33 @@ import (
 
 const namespace = "embargo"
 
-// Lateness is a histogram of release lateness past releaseAt (by the
-// clock's earliest bound), to pass to edge.Config.OnRelease through
-// Observe.
-type Lateness struct{ h prometheus.Histogram }
+// Lateness is the histograms of each release: its lateness past
+// releaseAt (by the clock's earliest bound), the clock's bound it rested
+// on and the age of the data behind that bound, at the commit-wait. Pass
+// Observe to edge.Config.OnRelease.
+type Lateness struct{ late, bound, age prometheus.Histogram }
 
-// NewLateness registers the lateness histogram.
+// NewLateness registers the release histograms.
 func NewLateness(reg prometheus.Registerer) *Lateness {
-	h := prometheus.NewHistogram(prometheus.HistogramOpts{
-		Namespace: namespace, Subsystem: "edge", Name: "release_lateness_seconds",
-		Help:    "First RELEASE send past releaseAt, by the clock's earliest possible time (never negative).",
-		Buckets: []float64{1e-6, 1e-5, 1e-4, 1e-3, 2e-3, 5e-3, 1e-2, 5e-2, 0.2, 1, 10},
-	})
-	reg.MustRegister(h)
-	return &Lateness{h: h}
+	hist := func(name, help string) prometheus.Histogram {
+		h := prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: namespace, Subsystem: "edge", Name: name, Help: help,
+			Buckets: []float64{1e-6, 1e-5, 1e-4, 1e-3, 2e-3, 5e-3, 1e-2, 5e-2, 0.2, 1, 10}})
+		reg.MustRegister(h)
+		return h
+	}
+	return &Lateness{
+		late:  hist("release_lateness_seconds", "First RELEASE send past releaseAt, by the clock's earliest possible time (never negative)."),
+		bound: hist("release_bound_seconds", "Half-width of the clock's bound at each release's commit-wait: the uncertainty the release rested on."),
+		age:   hist("release_clock_data_age_seconds", "Age of the data behind the clock's bound at each release (a time daemon's last answer; 0 for clocks that do not say)."),
+	}
 }
 
 // Observe records one release.
-func (l *Lateness) Observe(r edge.Report) { l.h.Observe(r.Lateness.Seconds()) }
+func (l *Lateness) Observe(r edge.Report) {
+	l.late.Observe(r.Lateness.Seconds())
+	l.bound.Observe(r.Clock.Uncertainty().Seconds())
+	l.age.Observe(r.Clock.DataAge.Seconds())
+}
 
 // RegisterEdge exports the edge's counters.
 func RegisterEdge(reg prometheus.Registerer, e *edge.Edge) {

@@ -96,14 +96,14 @@ func TestMetricsAndHealth(t *testing.T) {
 
 // TestReleaseMetrics: after releases in virtual time, the counters say
 // exactly what was sent and the lateness histogram holds each release's
-// lateness (by the clock's earliest bound).
+// lateness (by the clock's earliest bound) and the bound it rested on.
 func TestReleaseMetrics(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		o, _, err := origin.Generate()
 		if err != nil {
 			t.Fatal(err)
 		}
-		clock := ptp.NewSim()
+		clock := ptp.NewSim(ptp.WithUncertainty(250*time.Microsecond, 0))
 		reg := prometheus.NewRegistry()
 		lat := metrics.NewLateness(reg)
 		e, err := edge.New(edge.Config{Clock: clock, Trusted: seal.NewKeyRing(o.PublicKey()), Senders: []edge.Sender{&edgetest.Sender{}},
@@ -147,12 +147,15 @@ func TestReleaseMetrics(t *testing.T) {
 		}
 		for name, want := range map[string]float64{
 			// The bundle 2 s late is kept for catch-up, not released.
-			"embargo_edge_released_periods_total":         1,
-			"embargo_edge_past_bundles_total":             1,
-			"embargo_edge_release_datagrams_total":        3,
-			"embargo_edge_send_errors_total":              0,
-			"embargo_edge_release_lateness_seconds_count": 1,
-			"embargo_edge_release_lateness_seconds_sum":   0,
+			"embargo_edge_released_periods_total":               1,
+			"embargo_edge_past_bundles_total":                   1,
+			"embargo_edge_release_datagrams_total":              3,
+			"embargo_edge_send_errors_total":                    0,
+			"embargo_edge_release_lateness_seconds_count":       1,
+			"embargo_edge_release_lateness_seconds_sum":         0,
+			"embargo_edge_release_bound_seconds_count":          1,
+			"embargo_edge_release_bound_seconds_sum":            250e-6,
+			"embargo_edge_release_clock_data_age_seconds_count": 1,
 		} {
 			if got[name] != want {
 				t.Errorf("%s = %v, want %v", name, got[name], want)

@@ -313,7 +313,7 @@ func (s *Source) Now() (ptp.Reading, error) {
 	}
 	st := s.status(rd, s.cfg.now())
 	mid := rd.Mid()
-	return ptp.Reading{Earliest: mid - int64(st.Bound), Latest: mid + int64(st.Bound), State: st.State, Reason: st.Reason}, nil
+	return ptp.Reading{Earliest: mid - int64(st.Bound), Latest: mid + int64(st.Bound), State: st.State, Reason: st.Reason, DataAge: st.DataAge}, nil
 }
 
 // Status reports the source's state, bound and data age now.

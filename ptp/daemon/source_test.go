@@ -186,6 +186,9 @@ func TestBoundNeverBelowDaemonAndWidens(t *testing.T) {
 			if r.Uncertainty() != want || r.Uncertainty() < est || r.Uncertainty() < last {
 				t.Fatalf("at age %v bound %v, want %v (daemon's %v, previous %v)", st.DataAge, r.Uncertainty(), want, est, last)
 			}
+			if r.DataAge != st.DataAge {
+				t.Fatalf("reading says data age %v, status %v", r.DataAge, st.DataAge)
+			}
 			last = r.Uncertainty()
 			time.Sleep(7 * time.Second)
 		}
