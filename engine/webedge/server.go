@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -91,12 +93,18 @@ type Server struct {
 	accepted, refused, sent, catchUp, slow, bad, writeErrs, dropped atomic.Uint64
 }
 
-// conn is one browser: its queue, drained by its own writer.
+// conn is one browser: its queues, each drained by its own goroutine.
 type conn struct {
-	t      transport
-	queue  chan []byte
-	closed sync.Once
-	done   chan struct{}
+	t transport
+	// queue is every datagram in order (WebSocket), or all but the live
+	// RELEASEs (WebTransport's session stream).
+	queue chan []byte
+	// releases are WebTransport's live RELEASEs, sent as datagrams by
+	// their own goroutine so that none waits behind a stream write; nil
+	// for WebSocket.
+	releases chan []byte
+	closed   sync.Once
+	done     chan struct{}
 	// stop aborts a write in progress when the connection is closed.
 	stop context.CancelFunc
 }
@@ -128,25 +136,46 @@ func (s *Server) SetHistory(h edge.History) { s.history.Store(&h) }
 // Send queues each datagram for every connected browser and returns
 // len(dgs): a browser that cannot take them is closed, not waited for.
 // The datagrams are copied once (the edge re-stamps its RELEASE buffers
-// between copies) and the copies shared by every queue.
-func (s *Server) Send(_ wire.Type, dgs [][]byte) (int, error) {
+// between copies) and the copies shared by every queue; the queues are
+// filled by one goroutine per core.
+func (s *Server) Send(typ wire.Type, dgs [][]byte) (int, error) {
 	msgs := make([][]byte, len(dgs))
 	for i, d := range dgs {
 		msgs[i] = slices.Clone(d)
 	}
 	s.mu.RLock()
+	conns := make([]*conn, 0, len(s.conns))
 	for c := range s.conns {
-		s.enqueue(c, msgs)
+		conns = append(conns, c)
 	}
 	s.mu.RUnlock()
+	release := typ == wire.TypeRelease
+	parts := min(runtime.GOMAXPROCS(0), len(conns)/fanOutPart+1)
+	var wg sync.WaitGroup
+	for p := range parts {
+		wg.Go(func() {
+			for _, c := range conns[p*len(conns)/parts : (p+1)*len(conns)/parts] {
+				q := c.queue
+				if release && c.releases != nil {
+					q = c.releases
+				}
+				s.enqueue(c, q, msgs)
+			}
+		})
+	}
+	wg.Wait()
 	return len(dgs), nil
 }
 
-// enqueue queues msgs for c, or closes c when its queue is full.
-func (s *Server) enqueue(c *conn, msgs [][]byte) bool {
+// fanOutPart is the fewest browsers worth another goroutine in Send.
+const fanOutPart = 256
+
+// enqueue queues msgs on q, one of c's queues, or closes c when it is
+// full.
+func (s *Server) enqueue(c *conn, q chan []byte, msgs [][]byte) bool {
 	for i, m := range msgs {
 		select {
-		case c.queue <- m:
+		case q <- m:
 		default:
 			s.dropped.Add(uint64(len(msgs) - i))
 			s.slow.Add(1)
@@ -205,6 +234,9 @@ func (s *Server) run(ctx context.Context, t transport) {
 	wctx, stop := context.WithCancel(ctx)
 	defer stop()
 	c := &conn{t: t, queue: make(chan []byte, s.cfg.Queue), done: make(chan struct{}), stop: stop}
+	if t.datagrams() {
+		c.releases = make(chan []byte, s.cfg.Queue)
+	}
 	s.mu.Lock()
 	// Checked again: others may have been accepted meanwhile.
 	full := len(s.conns) >= s.cfg.MaxConns
@@ -220,6 +252,9 @@ func (s *Server) run(ctx context.Context, t transport) {
 	s.accepted.Add(1)
 	s.sendCatchUp(c)
 	go s.read(ctx, c)
+	if c.releases != nil {
+		go s.sendReleases(c)
+	}
 	s.write(wctx, c)
 	s.remove(c)
 }
@@ -238,7 +273,7 @@ func (s *Server) sendCatchUp(c *conn) {
 		return
 	}
 	dgs := edge.CatchUp(*h, s.cfg.Streams, s.cfg.CatchUp, now.Earliest)
-	if s.enqueue(c, dgs) {
+	if s.enqueue(c, c.queue, dgs) {
 		s.catchUp.Add(uint64(len(dgs)))
 	}
 }
@@ -253,20 +288,35 @@ func (s *Server) read(ctx context.Context, c *conn) {
 	s.close(c, websocket.StatusNormalClosure, "")
 }
 
-// write drains c's queue until c is closed.
+// maxBatch bounds how many queued datagrams one write takes.
+const maxBatch = 64
+
+// write drains c's queue until c is closed, taking whatever is waiting
+// in one write.
 func (s *Server) write(ctx context.Context, c *conn) {
+	batch := make([][]byte, 0, maxBatch)
 	for {
 		select {
 		case <-c.done:
 			return
 		case m := <-c.queue:
+			batch = append(batch[:0], m)
+		more:
+			for len(batch) < maxBatch {
+				select {
+				case m := <-c.queue:
+					batch = append(batch, m)
+				default:
+					break more
+				}
+			}
 			wctx, cancel := context.WithTimeout(ctx, s.cfg.WriteWait)
-			err := c.t.write(wctx, m)
-			stalled := wctx.Err() != nil && ctx.Err() == nil
+			err := c.t.write(wctx, batch)
+			stalled := (wctx.Err() != nil || errors.Is(err, os.ErrDeadlineExceeded)) && ctx.Err() == nil
 			cancel()
 			switch {
 			case err == nil:
-				s.sent.Add(1)
+				s.sent.Add(uint64(len(batch)))
 			case stalled:
 				s.slow.Add(1)
 				s.close(c, websocket.StatusPolicyViolation, "too slow: write stalled")
@@ -275,6 +325,24 @@ func (s *Server) write(ctx context.Context, c *conn) {
 				s.writeErrs.Add(1)
 				s.close(c, websocket.StatusNormalClosure, "")
 				return
+			}
+		}
+	}
+}
+
+// sendReleases sends c's live RELEASEs as datagrams until c is closed.
+// A datagram the connection refuses is counted as dropped, as UDP
+// would lose it.
+func (s *Server) sendReleases(c *conn) {
+	for {
+		select {
+		case <-c.done:
+			return
+		case m := <-c.releases:
+			if err := c.t.datagram(m); err != nil {
+				s.dropped.Add(1)
+			} else {
+				s.sent.Add(1)
 			}
 		}
 	}

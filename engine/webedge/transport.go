@@ -9,9 +9,15 @@ import (
 
 // transport is one browser's connection, WebSocket or WebTransport.
 type transport interface {
-	// write sends one datagram; it returns when the connection has
-	// taken it, or with ctx's error.
-	write(ctx context.Context, m []byte) error
+	// write sends datagrams in order; it returns when the connection
+	// has taken them, or with ctx's error.
+	write(ctx context.Context, msgs [][]byte) error
+	// datagrams reports whether live RELEASEs go through datagram
+	// rather than write.
+	datagrams() bool
+	// datagram sends one live RELEASE out of order and unreliably; it
+	// may block while the connection's own queue is full.
+	datagram(m []byte) error
 	// read waits until the browser sends something (then it reports
 	// true: bad input) or the connection ends (false).
 	read(ctx context.Context) bool
@@ -24,9 +30,18 @@ type transport interface {
 // wsTransport: each datagram one binary message.
 type wsTransport struct{ c *websocket.Conn }
 
-func (t wsTransport) write(ctx context.Context, m []byte) error {
-	return t.c.Write(ctx, websocket.MessageBinary, m)
+func (t wsTransport) write(ctx context.Context, msgs [][]byte) error {
+	for _, m := range msgs {
+		if err := t.c.Write(ctx, websocket.MessageBinary, m); err != nil {
+			return err
+		}
+	}
+	return nil
 }
+
+func (wsTransport) datagrams() bool { return false }
+
+func (wsTransport) datagram([]byte) error { return errors.ErrUnsupported }
 
 func (t wsTransport) read(ctx context.Context) bool {
 	_, _, err := t.c.Read(ctx)

@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
-	"io"
 	"net"
 	"testing"
 	"time"
@@ -56,8 +55,8 @@ func release(t *testing.T, p uint64) []byte {
 	return b
 }
 
-// TestWebTransport: a RELEASE arrives as a datagram, anything else as a
-// stream holding exactly that datagram.
+// TestWebTransport: a live RELEASE arrives as a datagram, everything
+// else in order as frames on the session's one stream.
 func TestWebTransport(t *testing.T) {
 	realtime.Exclusive(t) // real loopback sockets
 	s, _ := start(t, Config{})
@@ -70,15 +69,32 @@ func TestWebTransport(t *testing.T) {
 	}
 	waitConns(t, s, 1)
 	rel := release(t, 5)
-	announce := []byte("an ANNOUNCE shard, as far as the transport cares")
-	s.Send(wire.TypeAnnounce, [][]byte{announce})
+	announce := [][]byte{[]byte("an ANNOUNCE shard, as far as the transport cares"), []byte("and the next")}
+	s.Send(wire.TypeAnnounce, announce)
 	str, err := sess.AcceptUniStream(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := io.ReadAll(str)
-	if err != nil || string(got) != string(announce) {
-		t.Fatalf("stream %q, %v, want %q", got, err, announce)
+	frames := make(chan []byte, 8)
+	go ReadFrames(str, func(m []byte) { frames <- m })
+	next := func() string {
+		select {
+		case m := <-frames:
+			return string(m)
+		case <-ctx.Done():
+			t.Fatal("no frame on the session stream")
+			return ""
+		}
+	}
+	for _, want := range announce {
+		if got := next(); got != string(want) {
+			t.Fatalf("frame %q, want %q", got, want)
+		}
+	}
+	// A later round comes on the same stream, not a new one.
+	s.Send(wire.TypeAnnounce, [][]byte{[]byte("round 2")})
+	if got := next(); got != "round 2" {
+		t.Fatalf("frame %q, want %q", got, "round 2")
 	}
 	// A datagram may be lost even on loopback: send until one arrives.
 	for {

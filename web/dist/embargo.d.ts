@@ -70,8 +70,8 @@ export declare class Receiver {
     close(): void;
     private connect;
     private again;
-    /** WebTransport: RELEASEs come as datagrams, every other datagram as a
-     * unidirectional stream holding exactly it. */
+    /** WebTransport: live RELEASEs come as datagrams, every other datagram
+     * as a frame on the session's unidirectional stream. */
     private connectWebTransport;
     private connectWebSocket;
     private deliver;

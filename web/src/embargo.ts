@@ -152,8 +152,8 @@ export class Receiver {
     if (!this.closed) setTimeout(() => this.connect(url), this.opts.reconnectMs ?? 1000);
   }
 
-  /** WebTransport: RELEASEs come as datagrams, every other datagram as a
-   * unidirectional stream holding exactly it. */
+  /** WebTransport: live RELEASEs come as datagrams, every other datagram
+   * as a frame on the session's unidirectional stream. */
   private connectWebTransport(url: string): void {
     const hashes = (this.opts.serverCertificateHashes ?? []).map((h) => ({ algorithm: "sha-256", value: bytesOf(h) }));
     const wt = new WebTransport(url, hashes.length ? { serverCertificateHashes: hashes } : {});
@@ -172,7 +172,7 @@ export class Receiver {
       for (;;) {
         const { value, done } = await streams.read();
         if (done) return;
-        void readDatagram(value as ReadableStream<Uint8Array>).then((b) => b && feed(b));
+        void readFrames(value as ReadableStream<Uint8Array>, feed).catch(() => {});
       }
     })().catch(() => {});
     wt.closed
@@ -235,37 +235,35 @@ function schedulePresent(p: Period, f: (p: Period, lateMs: number) => void): voi
   turn();
 }
 
-/** The largest datagram a stream may hold (wire.MaxDatagram): a longer
- * stream is not an embargo datagram and is dropped unread. */
-const maxStreamBytes = 9000;
+/** The largest datagram a frame may hold (wire.MaxDatagram): a longer
+ * frame is not an embargo datagram, and its stream is dropped. */
+const maxFrameBytes = 9000;
 
-/** readDatagram reads one stream to its end: one datagram, or undefined
- * when it is longer than maxStreamBytes or fails. */
-async function readDatagram(s: ReadableStream<Uint8Array>): Promise<Uint8Array | undefined> {
+/** readFrames reads a session stream to its end, calling f with each
+ * frame's datagram: a 2-byte big-endian length (1 to maxFrameBytes) and
+ * that many bytes (PROTOCOL.md §4.8). A bad length ends the stream. */
+async function readFrames(s: ReadableStream<Uint8Array>, f: (b: Uint8Array) => void): Promise<void> {
   const r = s.getReader();
-  const parts: Uint8Array[] = [];
-  let n = 0;
-  try {
-    for (;;) {
-      const { value, done } = await r.read();
-      if (done) break;
-      n += value.length;
-      if (n > maxStreamBytes) {
+  let buf = new Uint8Array(0);
+  for (;;) {
+    const { value, done } = await r.read();
+    if (done) return;
+    const joined = new Uint8Array(buf.length + value.length);
+    joined.set(buf);
+    joined.set(value, buf.length);
+    let at = 0;
+    while (joined.length - at >= 2) {
+      const n = (joined[at] << 8) | joined[at + 1];
+      if (n === 0 || n > maxFrameBytes) {
         await r.cancel();
-        return undefined;
+        return;
       }
-      parts.push(value);
+      if (joined.length - at - 2 < n) break;
+      f(joined.slice(at + 2, at + 2 + n));
+      at += 2 + n;
     }
-  } catch {
-    return undefined;
+    buf = joined.slice(at);
   }
-  const out = new Uint8Array(n);
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
 }
 
 /** hex → bytes. */
