@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
 	"github.com/quic-go/webtransport-go"
 )
@@ -34,7 +35,10 @@ import (
 func (s *Server) ServeWebTransport(ctx context.Context, pc net.PacketConn, tlsConf *tls.Config) error {
 	mux := http.NewServeMux()
 	wt := &webtransport.Server{
-		H3:          &http3.Server{TLSConfig: http3.ConfigureTLSConfig(tlsConf), Handler: mux},
+		H3: &http3.Server{TLSConfig: http3.ConfigureTLSConfig(tlsConf), Handler: mux,
+			// Between periods a session may carry nothing for longer than
+			// QUIC's idle timeout (30 s): the edge's PINGs keep it.
+			QUICConfig: &quic.Config{KeepAlivePeriod: keepAlive}},
 		CheckOrigin: s.checkOrigin,
 	}
 	webtransport.ConfigureHTTP3Server(wt.H3)
@@ -132,6 +136,9 @@ func (t *wtTransport) read(ctx context.Context) bool {
 func (t *wtTransport) abort(reason string) { t.s.CloseWithError(1, reason) }
 
 func (t *wtTransport) end(_ websocket.StatusCode, reason string) { t.s.CloseWithError(0, reason) }
+
+// keepAlive is how often a quiet WebTransport session is PINGed.
+const keepAlive = 10 * time.Second
 
 // MaxSelfSigned is the longest validity a browser accepts for a
 // certificate pinned with serverCertificateHashes.
