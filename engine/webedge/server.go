@@ -3,6 +3,7 @@ package webedge
 import (
 	"cmp"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,7 +18,9 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/embargo-live/embargo/engine/edge"
+	"github.com/embargo-live/embargo/engine/unicast"
 	"github.com/embargo-live/embargo/ptp"
+	"github.com/embargo-live/embargo/seal"
 	"github.com/embargo-live/embargo/wire"
 )
 
@@ -58,13 +61,25 @@ type Config struct {
 	// OriginPatterns are the page origins other than the endpoint's own
 	// host allowed to connect (websocket.AcceptOptions.OriginPatterns).
 	OriginPatterns []string
-	// Admit decides whether a request may open a session; nil admits
-	// every request. This is where subscription tokens plug in: it sees
-	// the request (query, headers, cookies) before the upgrade, and its
-	// error is answered as 403.
+	// Tokens, when set, admits only a request whose URL carries a
+	// subscription token (PROTOCOL.md §4.10) signed by one of its keys,
+	// in the query parameter TokenParam as the licence's
+	// Embargo-Subscription-Token header gives it (standard base64): a
+	// page cannot set headers on a WebSocket or WebTransport request.
+	Tokens *seal.KeyRing
+	// TokenMaxLife bounds how long a token may still be valid
+	// (unicast.DefaultTokenMaxLife, as for unicast subscribers).
+	TokenMaxLife time.Duration
+	// Admit, when set, decides further whether a request may open a
+	// session (after Tokens); it sees the request (query, headers,
+	// cookies) before the upgrade, and its error is answered as 403.
 	Admit  func(*http.Request) error
 	Logger *slog.Logger
 }
+
+// TokenParam is the URL query parameter holding a browser's
+// subscription token.
+const TokenParam = "token"
 
 // Stats are a server's counters.
 type Stats struct {
@@ -73,10 +88,14 @@ type Stats struct {
 	// MaxConns, or a failed upgrade).
 	Conns             int
 	Accepted, Refused uint64
-	Sent, CatchUp     uint64 // messages written to browsers, and those that were catch-up
-	Slow, BadInput    uint64 // connections closed for a full queue or a stalled write, and for sending
-	WriteErrors       uint64 // writes that failed otherwise (the browser went away)
-	Dropped           uint64 // messages not queued because their connection was full
+	// BadToken counts the refused requests (among Refused) whose
+	// subscription token was missing, malformed, expired or not signed
+	// by a trusted key, with Tokens set.
+	BadToken       uint64
+	Sent, CatchUp  uint64 // messages written to browsers, and those that were catch-up
+	Slow, BadInput uint64 // connections closed for a full queue or a stalled write, and for sending
+	WriteErrors    uint64 // writes that failed otherwise (the browser went away)
+	Dropped        uint64 // messages not queued because their connection was full
 }
 
 // Server is the browser endpoint and an edge.Sender. Serve it with
@@ -90,7 +109,7 @@ type Server struct {
 	mu    sync.RWMutex
 	conns map[*conn]struct{}
 
-	accepted, refused, sent, catchUp, slow, bad, writeErrs, dropped atomic.Uint64
+	accepted, refused, badToken, sent, catchUp, slow, bad, writeErrs, dropped atomic.Uint64
 }
 
 // conn is one browser: its queues, each drained by its own goroutine.
@@ -123,6 +142,7 @@ func New(cfg Config) (*Server, error) {
 	cfg.MaxConns = cmp.Or(max(cfg.MaxConns, 0), DefaultMaxConns)
 	cfg.CatchUp = cmp.Or(cfg.CatchUp, DefaultCatchUp)
 	cfg.WriteWait = cmp.Or(cfg.WriteWait, DefaultWriteWait)
+	cfg.TokenMaxLife = cmp.Or(cfg.TokenMaxLife, unicast.DefaultTokenMaxLife)
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -210,6 +230,12 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 // admit refuses a request when the edge holds MaxConns browsers or the
 // Admit hook says no, answering it; it reports whether r may go on.
 func (s *Server) admit(w http.ResponseWriter, r *http.Request) bool {
+	if err := s.checkToken(r); err != nil {
+		s.refused.Add(1)
+		s.badToken.Add(1)
+		http.Error(w, "not admitted: "+err.Error(), http.StatusForbidden)
+		return false
+	}
 	if s.cfg.Admit != nil {
 		if err := s.cfg.Admit(r); err != nil {
 			s.refused.Add(1)
@@ -226,6 +252,29 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request) bool {
 		return false
 	}
 	return true
+}
+
+// checkToken verifies r's subscription token when tokens are required.
+func (s *Server) checkToken(r *http.Request) error {
+	if s.cfg.Tokens == nil {
+		return nil
+	}
+	q := r.URL.Query().Get(TokenParam)
+	if q == "" {
+		return fmt.Errorf("no subscription token: add ?%s= with the licence's Embargo-Subscription-Token", TokenParam)
+	}
+	b, err := base64.StdEncoding.DecodeString(q)
+	if err != nil {
+		return fmt.Errorf("subscription token is not standard base64: pass the licence's Embargo-Subscription-Token as it is")
+	}
+	now, err := s.cfg.Clock.Now()
+	if err != nil {
+		return fmt.Errorf("the edge's clock: %w", err)
+	}
+	if _, err := s.cfg.Tokens.VerifyToken(b, now.Latest, int64(s.cfg.TokenMaxLife)); err != nil {
+		return fmt.Errorf("subscription token refused (%w): fetch the licence again for a fresh one", err)
+	}
+	return nil
 }
 
 // run serves one browser's session until it ends: catch-up first, then
@@ -385,7 +434,7 @@ func (s *Server) Stats() Stats {
 	n := len(s.conns)
 	s.mu.RUnlock()
 	return Stats{
-		Conns: n, Accepted: s.accepted.Load(), Refused: s.refused.Load(),
+		Conns: n, Accepted: s.accepted.Load(), Refused: s.refused.Load(), BadToken: s.badToken.Load(),
 		Sent: s.sent.Load(), CatchUp: s.catchUp.Load(),
 		Slow: s.slow.Load(), BadInput: s.bad.Load(), WriteErrors: s.writeErrs.Load(),
 		Dropped: s.dropped.Load(),
