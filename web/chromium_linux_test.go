@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -27,6 +28,7 @@ import (
 	"github.com/embargo-live/embargo/internal/realtime"
 	"github.com/embargo-live/embargo/ptp"
 	"github.com/embargo-live/embargo/seal"
+	"github.com/embargo-live/embargo/wire"
 )
 
 // chromium finds Debian's chromium (or another Chromium-based browser).
@@ -109,10 +111,18 @@ func TestChromium(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The page is served from another port than the WebTransport endpoint.
-	web, err := webedge.New(webedge.Config{Streams: []uint32{1}, Clock: clock, OriginPatterns: []string{"127.0.0.1:*"}})
+	// The edge requires subscription tokens: every page passes its own
+	// through the web library (Options.token).
+	web, err := webedge.New(webedge.Config{Streams: []uint32{1}, Clock: clock, OriginPatterns: []string{"127.0.0.1:*"},
+		Tokens: seal.NewKeyRing(org.PublicKey())})
 	if err != nil {
 		t.Fatal(err)
 	}
+	now, err := clock.Now()
+	if err != nil {
+		t.Fatal(err)
+	}
+	token := seal.SignToken(signer, &wire.Token{NotAfter: now.Latest + int64(10*time.Minute)})
 	e, err := edge.New(edge.Config{ID: 1, Clock: clock, Trusted: seal.NewKeyRing(org.PublicKey()), Senders: []edge.Sender{web}, Lead: sched.Lead})
 	if err != nil {
 		t.Fatal(err)
@@ -171,6 +181,7 @@ func TestChromium(t *testing.T) {
 			"edges":                   map[string]string{"ws": "ws://" + ln.Addr().String() + "/ws", "wt": "https://" + pc.LocalAddr().String() + "/"},
 			"serverCertificateHashes": []string{hex.EncodeToString(certHash[:])}, "originPub": string(pub),
 			"master": hex.EncodeToString(master), "streams": []uint32{1}, "want": want,
+			"token": base64.StdEncoding.EncodeToString(token),
 		})
 	})
 	mux.Handle("GET /ws", web.Handler())
@@ -236,6 +247,9 @@ func TestChromium(t *testing.T) {
 	slices.Sort(late)
 	slices.Sort(skew)
 	st := web.Stats()
+	if st.BadToken != 0 || st.Accepted < players {
+		t.Errorf("%d sessions refused for their token, %d accepted; want 0 and ≥ %d", st.BadToken, st.Accepted, players)
+	}
 	t.Logf("page receiver stats: %s", all[0].Stats)
 	fmt.Printf("RESULT browser-present players=%d (%d WebSocket, %d WebTransport) periods=%d present-late-ms median=%.3f max=%.3f skew-across-players-ms median=%.3f max=%.3f sent=%d slow=%d\n",
 		players, perKind, perKind, len(skew), late[len(late)/2], late[len(late)-1], skew[len(skew)/2], skew[len(skew)-1], st.Sent, st.Slow)

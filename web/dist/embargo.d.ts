@@ -22,10 +22,14 @@ export interface Period {
 }
 export interface Options {
     /** Edges: WebSocket URLs (ws://, wss://) or WebTransport URLs
-     * (https://). Several edges are deduplicated by the receiver. Where an
-     * edge requires a subscription token it goes in the URL (the edge's
-     * admission sees the request). */
+     * (https://). Several edges are deduplicated by the receiver. */
     edges: string[];
+    /** The subscription token for edges that require one (`embargo edge
+     * -require-tokens`): the licence's Embargo-Subscription-Token header as
+     * it is. A function is asked again at every (re)connect, so a page that
+     * refreshes its licence passes the fresh token. It goes in each edge
+     * URL's query as `token=`. */
+    token?: string | (() => string | undefined);
     /** SHA-256 hashes (hex) of self-signed WebTransport edge certificates
      * (ECDSA, valid ≤ 14 days) for serverCertificateHashes; without them
      * the edge needs a certificate the browser trusts. */
@@ -76,6 +80,9 @@ export declare class Receiver {
     private connectWebSocket;
     private deliver;
 }
+/** withToken is url with the subscription token t in its query
+ * (webedge.TokenParam), or url itself without one. */
+export declare function withToken(url: string, t: string | undefined): string;
 /** clearKeyLicence is the ClearKey licence (a JWK set, W3C EME §9.1.4)
  * for keys: what MediaKeySession.update takes. */
 export declare function clearKeyLicence(keys: readonly Key[]): Uint8Array<ArrayBuffer>;

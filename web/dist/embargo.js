@@ -78,10 +78,11 @@ export class Receiver {
             s.close();
     }
     connect(url) {
+        const t = typeof this.opts.token === "function" ? this.opts.token() : this.opts.token;
         if (url.startsWith("https://"))
-            this.connectWebTransport(url);
+            this.connectWebTransport(url, withToken(url, t));
         else
-            this.connectWebSocket(url);
+            this.connectWebSocket(url, withToken(url, t));
     }
     again(url) {
         if (!this.closed)
@@ -89,9 +90,9 @@ export class Receiver {
     }
     /** WebTransport: live RELEASEs come as datagrams, every other datagram
      * as a frame on the session's unidirectional stream. */
-    connectWebTransport(url) {
+    connectWebTransport(url, dial) {
         const hashes = (this.opts.serverCertificateHashes ?? []).map((h) => ({ algorithm: "sha-256", value: bytesOf(h) }));
-        const wt = new WebTransport(url, hashes.length ? { serverCertificateHashes: hashes } : {});
+        const wt = new WebTransport(dial, hashes.length ? { serverCertificateHashes: hashes } : {});
         this.sessions.push(wt);
         const feed = (b) => this.wasm.feed(b);
         void (async () => {
@@ -121,8 +122,8 @@ export class Receiver {
             this.again(url);
         });
     }
-    connectWebSocket(url) {
-        const ws = new WebSocket(url);
+    connectWebSocket(url, dial) {
+        const ws = new WebSocket(dial);
         ws.binaryType = "arraybuffer";
         ws.onmessage = (ev) => {
             if (ev.data instanceof ArrayBuffer)
@@ -148,6 +149,15 @@ export class Receiver {
         if (this.opts.onPresent)
             schedulePresent(p, this.opts.onPresent);
     }
+}
+/** withToken is url with the subscription token t in its query
+ * (webedge.TokenParam), or url itself without one. */
+export function withToken(url, t) {
+    if (!t)
+        return url;
+    const u = new URL(url);
+    u.searchParams.set("token", t);
+    return u.toString();
 }
 /** How long before presentAt schedulePresent stops trusting timers: a
  * timer fires up to a few milliseconds late, and nested timers are

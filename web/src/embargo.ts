@@ -50,10 +50,14 @@ export interface Period {
 
 export interface Options {
   /** Edges: WebSocket URLs (ws://, wss://) or WebTransport URLs
-   * (https://). Several edges are deduplicated by the receiver. Where an
-   * edge requires a subscription token it goes in the URL (the edge's
-   * admission sees the request). */
+   * (https://). Several edges are deduplicated by the receiver. */
   edges: string[];
+  /** The subscription token for edges that require one (`embargo edge
+   * -require-tokens`): the licence's Embargo-Subscription-Token header as
+   * it is. A function is asked again at every (re)connect, so a page that
+   * refreshes its licence passes the fresh token. It goes in each edge
+   * URL's query as `token=`. */
+  token?: string | (() => string | undefined);
   /** SHA-256 hashes (hex) of self-signed WebTransport edge certificates
    * (ECDSA, valid ≤ 14 days) for serverCertificateHashes; without them
    * the edge needs a certificate the browser trusts. */
@@ -144,8 +148,9 @@ export class Receiver {
   }
 
   private connect(url: string): void {
-    if (url.startsWith("https://")) this.connectWebTransport(url);
-    else this.connectWebSocket(url);
+    const t = typeof this.opts.token === "function" ? this.opts.token() : this.opts.token;
+    if (url.startsWith("https://")) this.connectWebTransport(url, withToken(url, t));
+    else this.connectWebSocket(url, withToken(url, t));
   }
 
   private again(url: string): void {
@@ -154,9 +159,9 @@ export class Receiver {
 
   /** WebTransport: live RELEASEs come as datagrams, every other datagram
    * as a frame on the session's unidirectional stream. */
-  private connectWebTransport(url: string): void {
+  private connectWebTransport(url: string, dial: string): void {
     const hashes = (this.opts.serverCertificateHashes ?? []).map((h) => ({ algorithm: "sha-256", value: bytesOf(h) }));
-    const wt = new WebTransport(url, hashes.length ? { serverCertificateHashes: hashes } : {});
+    const wt = new WebTransport(dial, hashes.length ? { serverCertificateHashes: hashes } : {});
     this.sessions.push(wt);
     const feed = (b: Uint8Array) => this.wasm.feed(b);
     void (async () => {
@@ -184,8 +189,8 @@ export class Receiver {
       });
   }
 
-  private connectWebSocket(url: string): void {
-    const ws = new WebSocket(url);
+  private connectWebSocket(url: string, dial: string): void {
+    const ws = new WebSocket(dial);
     ws.binaryType = "arraybuffer";
     ws.onmessage = (ev: MessageEvent) => {
       if (ev.data instanceof ArrayBuffer) this.wasm.feed(new Uint8Array(ev.data));
@@ -208,6 +213,15 @@ export class Receiver {
     this.opts.onPeriod?.(p);
     if (this.opts.onPresent) schedulePresent(p, this.opts.onPresent);
   }
+}
+
+/** withToken is url with the subscription token t in its query
+ * (webedge.TokenParam), or url itself without one. */
+export function withToken(url: string, t: string | undefined): string {
+  if (!t) return url;
+  const u = new URL(url);
+  u.searchParams.set("token", t);
+  return u.toString();
 }
 
 /** How long before presentAt schedulePresent stops trusting timers: a
