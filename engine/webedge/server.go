@@ -93,9 +93,10 @@ type Stats struct {
 	// by a trusted key, with Tokens set.
 	BadToken       uint64
 	Sent, CatchUp  uint64 // messages written to browsers, and those that were catch-up
-	Slow, BadInput uint64 // connections closed for a full queue or a stalled write, and for sending
+	Slow, BadInput uint64 // connections closed for a full queue or a stalled write, and for sending what no page sends
 	WriteErrors    uint64 // writes that failed otherwise (the browser went away)
 	Dropped        uint64 // messages not queued because their connection was full
+	TimeEchoes     uint64 // time requests answered (PROTOCOL.md §4.8)
 }
 
 // Server is the browser endpoint and an edge.Sender. Serve it with
@@ -109,7 +110,7 @@ type Server struct {
 	mu    sync.RWMutex
 	conns map[*conn]struct{}
 
-	accepted, refused, badToken, sent, catchUp, slow, bad, writeErrs, dropped atomic.Uint64
+	accepted, refused, badToken, sent, catchUp, slow, bad, writeErrs, dropped, echoes atomic.Uint64
 }
 
 // conn is one browser: its queues, each drained by its own goroutine.
@@ -329,12 +330,63 @@ func (s *Server) sendCatchUp(c *conn) {
 
 // read waits for the browser to close; anything it sends is bad input.
 func (s *Server) read(ctx context.Context, c *conn) {
-	if c.t.read(ctx) {
-		s.bad.Add(1)
-		s.close(c, websocket.StatusPolicyViolation, "a browser sends nothing")
+	// Time requests draw on a budget of maxTimeRequests, refilled by
+	// one a second.
+	budget, last := float64(maxTimeRequests), time.Now()
+	for {
+		m, err := c.t.read(ctx)
+		if err == nil {
+			if received, ok := s.edgeTime(); ok {
+				var req wire.TimeRequest
+				if req.Decode(m) == nil {
+					now := time.Now()
+					budget, last = min(maxTimeRequests, budget+now.Sub(last).Seconds()), now
+					if budget >= 1 {
+						budget--
+						s.echo(ctx, c, req, received)
+						continue
+					}
+				}
+			}
+			err = errBadInput
+		}
+		if errors.Is(err, errBadInput) {
+			s.bad.Add(1)
+			s.close(c, websocket.StatusPolicyViolation, "a browser sends only time requests, a few a second")
+			return
+		}
+		s.close(c, websocket.StatusNormalClosure, "")
 		return
 	}
-	s.close(c, websocket.StatusNormalClosure, "")
+}
+
+// maxTimeRequests is how many time requests a browser may send at once;
+// then one a second. A page sends a few at start, then one every few
+// seconds.
+const maxTimeRequests = 8
+
+// edgeTime is the edge clock's best estimate of now (TAI ns): the
+// middle of its interval; not ok while the clock has no reading.
+func (s *Server) edgeTime() (int64, bool) {
+	now, err := s.cfg.Clock.Now()
+	if err != nil {
+		return 0, false
+	}
+	return now.Earliest + (now.Latest-now.Earliest)/2, true
+}
+
+// echo answers a time request received at received, stamping its send
+// instant last.
+func (s *Server) echo(ctx context.Context, c *conn, req wire.TimeRequest, received int64) {
+	e := wire.TimeEcho{Origin: req.Origin, Received: received}
+	e.Sent, _ = s.edgeTime()
+	b := make([]byte, wire.TimeEchoLen)
+	e.Encode(b)
+	wctx, cancel := context.WithTimeout(ctx, s.cfg.WriteWait)
+	defer cancel()
+	if c.t.reply(wctx, b) == nil {
+		s.echoes.Add(1)
+	}
 }
 
 // maxBatch bounds how many queued datagrams one write takes.
@@ -437,6 +489,6 @@ func (s *Server) Stats() Stats {
 		Conns: n, Accepted: s.accepted.Load(), Refused: s.refused.Load(), BadToken: s.badToken.Load(),
 		Sent: s.sent.Load(), CatchUp: s.catchUp.Load(),
 		Slow: s.slow.Load(), BadInput: s.bad.Load(), WriteErrors: s.writeErrs.Load(),
-		Dropped: s.dropped.Load(),
+		Dropped: s.dropped.Load(), TimeEchoes: s.echoes.Load(),
 	}
 }

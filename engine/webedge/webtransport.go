@@ -16,6 +16,8 @@ import (
 	"net/url"
 	"path"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -96,6 +98,12 @@ type wtTransport struct {
 	s   *webtransport.Session
 	str *webtransport.SendStream
 	buf []byte // the frames of one write; only the session's writer touches str and buf
+
+	// The reader's: watch starts the goroutines that set streamed and
+	// cancel rctx when the browser opens a stream.
+	watch    sync.Once
+	rctx     context.Context
+	streamed atomic.Bool
 }
 
 func (t *wtTransport) write(ctx context.Context, msgs [][]byte) error {
@@ -123,15 +131,33 @@ func (t *wtTransport) datagram(m []byte) error { return t.s.SendDatagram(m) }
 
 func (*wtTransport) datagrams() bool { return true }
 
-func (t *wtTransport) read(ctx context.Context) bool {
-	got := make(chan bool, 3)
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go func() { _, err := t.s.AcceptStream(ctx); got <- err == nil }()
-	go func() { _, err := t.s.AcceptUniStream(ctx); got <- err == nil }()
-	go func() { _, err := t.s.ReceiveDatagram(ctx); got <- err == nil }()
-	return <-got
+// read returns the browser's next datagram. A stream the browser opens
+// is bad input: the first read starts watching for one, which cancels
+// every read after.
+func (t *wtTransport) read(ctx context.Context) ([]byte, error) {
+	t.watch.Do(func() {
+		var cancel context.CancelFunc
+		t.rctx, cancel = context.WithCancel(t.s.Context())
+		opened := func(err error) {
+			if err == nil {
+				t.streamed.Store(true)
+				cancel()
+			}
+		}
+		go func() { _, err := t.s.AcceptStream(t.rctx); opened(err) }()
+		go func() { _, err := t.s.AcceptUniStream(t.rctx); opened(err) }()
+	})
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	defer context.AfterFunc(t.rctx, stop)()
+	b, err := t.s.ReceiveDatagram(ctx)
+	if t.streamed.Load() {
+		return nil, errBadInput
+	}
+	return b, err
 }
+
+func (t *wtTransport) reply(_ context.Context, m []byte) error { return t.s.SendDatagram(m) }
 
 func (t *wtTransport) abort(reason string) { t.s.CloseWithError(1, reason) }
 

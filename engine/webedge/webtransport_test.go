@@ -112,7 +112,26 @@ func TestWebTransport(t *testing.T) {
 			t.Fatal("no RELEASE datagram")
 		}
 	}
-	// A browser sends nothing: one that does is closed and counted.
+	// A time request datagram is answered with a datagram.
+	for {
+		if err := sess.SendDatagram(timeRequest(7)); err != nil {
+			t.Fatal(err)
+		}
+		dctx, dcancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		d, err := sess.ReceiveDatagram(dctx)
+		dcancel()
+		var e wire.TimeEcho
+		if err == nil && e.Decode(d) == nil {
+			if e.Origin != 7 {
+				t.Fatalf("echo of origin %d, want 7", e.Origin)
+			}
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatal("no time echo")
+		}
+	}
+	// A browser sends nothing else: one that does is closed and counted.
 	if err := sess.SendDatagram([]byte("hello")); err != nil {
 		t.Fatal(err)
 	}
@@ -161,4 +180,30 @@ func TestWebTransportNeverRead(t *testing.T) {
 		time.Sleep(time.Millisecond) // bounded load: at most 1,000 shards a second
 	}
 	waitConns(t, s, 0)
+}
+
+// A stream from the browser is bad input: the session is closed and
+// counted, even while it is waiting for a datagram.
+func TestWebTransportStreamFromBrowser(t *testing.T) {
+	realtime.Exclusive(t) // real loopback sockets
+	s, _ := start(t, Config{})
+	url, tr := startWT(t, s)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	_, sess, err := tr.Dial(ctx, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.CloseWithError(0, "")
+	waitConns(t, s, 1)
+	str, err := sess.OpenUniStreamSync(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	str.Write([]byte("a page never opens a stream"))
+	str.Close()
+	waitConns(t, s, 0)
+	if st := s.Stats(); st.BadInput != 1 {
+		t.Errorf("BadInput = %d, want 1", st.BadInput)
+	}
 }
