@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -76,6 +77,13 @@ type pageResult struct {
 		PresentLateMs *float64 `json:"presentLateMs"`
 	} `json:"periods"`
 	Stats json.RawMessage `json:"stats"`
+	// Clock is the page's clock measured against the edge's
+	// (Receiver.clock).
+	Clock struct {
+		OffsetMs float64 `json:"offsetMs"`
+		RTTMs    float64 `json:"rttMs"`
+		Samples  int     `json:"samples"`
+	} `json:"clock"`
 }
 
 // TestChromium runs the page in headless Chromium against an edge with an
@@ -224,7 +232,16 @@ func TestChromium(t *testing.T) {
 	early := map[string][]float64{} // by transport
 	// presented[period] are the players' present callbacks (ms after presentAt).
 	presented := map[uint64][]float64{}
+	var offsets []float64
 	for _, res := range all {
+		// Page and edge read the same host clock: the measured offset is
+		// within half the round trip of 0, give or take how far
+		// Chromium's performance.timeOrigin is from the system clock (it
+		// maps a monotonic clock, fixed at start; 5 ms allowed).
+		if c := res.Clock; c.Samples == 0 || math.Abs(c.OffsetMs) > c.RTTMs/2+5 {
+			t.Errorf("%s page: clock offset %.3f ms from %d echoes (round trip %.3f ms), want within half the round trip of 0", res.Transport, c.OffsetMs, c.Samples, c.RTTMs)
+		}
+		offsets = append(offsets, res.Clock.OffsetMs)
 		late1, early1 := checkPage(t, res, issued, want)
 		late, early[res.Transport] = append(late, late1...), append(early[res.Transport], early1...)
 		for _, g := range res.Periods {
@@ -247,6 +264,8 @@ func TestChromium(t *testing.T) {
 	slices.Sort(late)
 	slices.Sort(skew)
 	st := web.Stats()
+	slices.Sort(offsets)
+	fmt.Printf("RESULT browser-clock players=%d offset-ms min=%.3f median=%.3f max=%.3f time-echoes=%d\n", players, offsets[0], offsets[len(offsets)/2], offsets[len(offsets)-1], st.TimeEchoes)
 	if st.BadToken != 0 || st.Accepted < players {
 		t.Errorf("%d sessions refused for their token, %d accepted; want 0 and ≥ %d", st.BadToken, st.Accepted, players)
 	}

@@ -1,3 +1,12 @@
+/** The page's clock measured against its edges' (PROTOCOL.md §4.8):
+ * offsetMs is the edges' UTC minus the page's clock, from the time echo
+ * of least round trip (rttMs) among the last 8; samples is how many
+ * echoes were taken (0: no measure yet, offsetMs is 0). */
+export interface ClockOffset {
+    offsetMs: number;
+    rttMs: number;
+    samples: number;
+}
 /** One content key, KID and key in hex. */
 export interface Key {
     kid: string;
@@ -43,8 +52,8 @@ export interface Options {
     wasm: string | URL;
     /** Called once per period when its keys are ready (never before releaseAt). */
     onPeriod?: (p: Period) => void;
-    /** Called at the period's presentAt on the page's clock; lateMs is how
-     * far after presentAt it ran. A catch-up period whose presentAt has
+    /** Called at the period's presentAt on the edges' clock (Receiver.now);
+     * lateMs is how far after presentAt it ran. A catch-up period whose presentAt has
      * passed is presented at once, late. */
     onPresent?: (p: Period, lateMs: number) => void;
     /** Milliseconds before reconnecting a closed edge (default 1000). */
@@ -62,6 +71,7 @@ export declare class Receiver {
     private readonly sockets;
     private readonly sessions;
     private closed;
+    private measured;
     private constructor();
     /** Loads the WebAssembly receiver and connects to every edge. */
     static start(opts: Options): Promise<Receiver>;
@@ -69,10 +79,22 @@ export declare class Receiver {
     periods(): readonly Period[];
     /** The key of a KID (hex), waiting for its period's release. */
     key(kid: string): Promise<string>;
+    /** now is the edges' time in UTC milliseconds: the page's clock
+     * corrected by the measured offset (clock()). presentAt is kept by it. */
+    now(): number;
+    /** The page's clock measured against its edges'. */
+    clock(): ClockOffset;
     /** The receiver's counters (drops by reason, skew), as its Stats. */
     stats(): unknown;
     close(): void;
     private connect;
+    /** feed hands a message from an edge to the receiver; a time echo
+     * updates the measured offset. */
+    private feed;
+    /** askTime sends time requests while alive(): 8 a quarter second
+     * apart to measure quickly, then one every 15 s to follow the clocks
+     * (an edge answers a few at once, then one a second). */
+    private askTime;
     private again;
     /** WebTransport: live RELEASEs come as datagrams, every other datagram
      * as a frame on the session's unidirectional stream. */
@@ -103,6 +125,9 @@ export interface StepOptions {
      * clock), from the period schedule: each period's first frame at its
      * presentAtUTC, e.g. (utc) => firstFrameS + (utc - p.presentAtUTC) / 1000. */
     mediaTimeAt: (utcMs: number) => number;
+    /** The clock mediaTimeAt is read at: the receiver's (() => r.now(),
+     * the edges' time); default the page's own, now. */
+    clock?: () => number;
     /** The largest rate correction (default 0.1: 0.9× to 1.1×, which
      * viewers do not hear as pitch with preservesPitch). */
     maxCorrection?: number;

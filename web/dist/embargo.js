@@ -7,9 +7,12 @@
 //
 // Load Go's wasm_exec.js (from `go env GOROOT`/lib/wasm) before this module.
 //
-// Clock: instants are milliseconds on the page's clock, Date.now()'s epoch,
-// converted from the signed TAI instants as UTC = TAI − 37 s. A page is as
-// close to presentAt as its operating system's clock is to UTC.
+// Clock: instants are UTC milliseconds, Date.now()'s epoch, converted
+// from the signed TAI instants as UTC = TAI − 37 s. The page measures its
+// clock against its edges' with time echoes over each session (8 at
+// connect, then one every 15 s; the echo of least round trip counts):
+// Receiver.now() is the edges' time, and presentation keeps to it, not to
+// the page's own clock.
 /** now is the page's clock in UTC milliseconds, with sub-millisecond
  * resolution where the browser gives it. */
 export function now() {
@@ -24,6 +27,7 @@ export class Receiver {
     sockets = [];
     sessions = [];
     closed = false;
+    measured = { offsetMs: 0, rttMs: 0, samples: 0 };
     constructor(opts, wasm) {
         this.opts = opts;
         this.wasm = wasm;
@@ -66,6 +70,15 @@ export class Receiver {
             this.waiting.set(kid, list);
         });
     }
+    /** now is the edges' time in UTC milliseconds: the page's clock
+     * corrected by the measured offset (clock()). presentAt is kept by it. */
+    now() {
+        return now() + this.measured.offsetMs;
+    }
+    /** The page's clock measured against its edges'. */
+    clock() {
+        return this.measured;
+    }
     /** The receiver's counters (drops by reason, skew), as its Stats. */
     stats() {
         return JSON.parse(this.wasm.stats());
@@ -84,6 +97,35 @@ export class Receiver {
         else
             this.connectWebSocket(url, withToken(url, t));
     }
+    /** feed hands a message from an edge to the receiver; a time echo
+     * updates the measured offset. */
+    feed(b) {
+        if (b.length >= 4 && b[0] === 0x45 && b[1] === 0x4d && b[2] === 0x42 && b[3] === 0x54) {
+            this.wasm.feed(b, now());
+            this.measured = JSON.parse(this.wasm.clock());
+            return;
+        }
+        this.wasm.feed(b);
+    }
+    /** askTime sends time requests while alive(): 8 a quarter second
+     * apart to measure quickly, then one every 15 s to follow the clocks
+     * (an edge answers a few at once, then one a second). */
+    askTime(send, alive) {
+        let sent = 0;
+        const tick = () => {
+            if (this.closed || !alive())
+                return;
+            try {
+                send(this.wasm.timeRequest(now()));
+            }
+            catch {
+                return;
+            }
+            sent++;
+            setTimeout(tick, sent < 8 ? 250 : 15000);
+        };
+        tick();
+    }
     again(url) {
         if (!this.closed)
             setTimeout(() => this.connect(url), this.opts.reconnectMs ?? 1000);
@@ -94,7 +136,13 @@ export class Receiver {
         const hashes = (this.opts.serverCertificateHashes ?? []).map((h) => ({ algorithm: "sha-256", value: bytesOf(h) }));
         const wt = new WebTransport(dial, hashes.length ? { serverCertificateHashes: hashes } : {});
         this.sessions.push(wt);
-        const feed = (b) => this.wasm.feed(b);
+        const feed = (b) => this.feed(b);
+        void wt.ready
+            .then(() => {
+            const w = wt.datagrams.writable.getWriter();
+            this.askTime((b) => void w.write(b).catch(() => { }), () => this.sessions.includes(wt));
+        })
+            .catch(() => { });
         void (async () => {
             const r = wt.datagrams.readable.getReader();
             for (;;) {
@@ -127,8 +175,9 @@ export class Receiver {
         ws.binaryType = "arraybuffer";
         ws.onmessage = (ev) => {
             if (ev.data instanceof ArrayBuffer)
-                this.wasm.feed(new Uint8Array(ev.data));
+                this.feed(new Uint8Array(ev.data));
         };
+        ws.onopen = () => this.askTime((b) => ws.send(b), () => ws.readyState === WebSocket.OPEN);
         ws.onclose = () => {
             const i = this.sockets.indexOf(ws);
             if (i >= 0)
@@ -147,7 +196,7 @@ export class Receiver {
         }
         this.opts.onPeriod?.(p);
         if (this.opts.onPresent)
-            schedulePresent(p, this.opts.onPresent);
+            schedulePresent(p, this.opts.onPresent, () => this.now());
     }
 }
 /** withToken is url with the subscription token t in its query
@@ -163,13 +212,13 @@ export function withToken(url, t) {
  * timer fires up to a few milliseconds late, and nested timers are
  * clamped to 4 ms. */
 const timerSlackMs = 4;
-/** schedulePresent calls f at p's presentAt: a timer to timerSlackMs
+/** schedulePresent calls f at p's presentAt by clock: a timer to timerSlackMs
  * before it, then message-channel turns of the event loop (not clamped,
  * and the page stays responsive) until the instant. */
-function schedulePresent(p, f) {
+function schedulePresent(p, f, clock) {
     const ch = new MessageChannel();
     const turn = () => {
-        const left = p.presentAtUTC - now();
+        const left = p.presentAtUTC - clock();
         if (left > timerSlackMs) {
             setTimeout(turn, left - timerSlackMs);
         }
@@ -283,7 +332,7 @@ export function playbackRateFor(mediaTimeS, targetS, o = { mediaTimeAt: () => 0 
  * It returns a function that stops it and restores rate 1. */
 export function keepInStep(media, o, everyMs = 200) {
     const tick = () => {
-        const target = o.mediaTimeAt(now());
+        const target = o.mediaTimeAt((o.clock ?? now)());
         if (Math.abs(target - media.currentTime) > (o.seekBeyondS ?? 3)) {
             media.currentTime = target;
             media.playbackRate = 1;

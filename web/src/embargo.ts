@@ -7,9 +7,12 @@
 //
 // Load Go's wasm_exec.js (from `go env GOROOT`/lib/wasm) before this module.
 //
-// Clock: instants are milliseconds on the page's clock, Date.now()'s epoch,
-// converted from the signed TAI instants as UTC = TAI − 37 s. A page is as
-// close to presentAt as its operating system's clock is to UTC.
+// Clock: instants are UTC milliseconds, Date.now()'s epoch, converted
+// from the signed TAI instants as UTC = TAI − 37 s. The page measures its
+// clock against its edges' with time echoes over each session (8 at
+// connect, then one every 15 s; the echo of least round trip counts):
+// Receiver.now() is the edges' time, and presentation keeps to it, not to
+// the page's own clock.
 
 /** Go's wasm_exec.js runtime. */
 declare class Go {
@@ -18,8 +21,20 @@ declare class Go {
 }
 
 interface WasmReceiver {
-  feed(datagram: Uint8Array): Error | undefined;
+  feed(datagram: Uint8Array, receivedMs?: number): Error | undefined;
   stats(): string;
+  timeRequest(sentMs?: number): Uint8Array;
+  clock(): string;
+}
+
+/** The page's clock measured against its edges' (PROTOCOL.md §4.8):
+ * offsetMs is the edges' UTC minus the page's clock, from the time echo
+ * of least round trip (rttMs) among the last 8; samples is how many
+ * echoes were taken (0: no measure yet, offsetMs is 0). */
+export interface ClockOffset {
+  offsetMs: number;
+  rttMs: number;
+  samples: number;
 }
 
 declare function embargoReceiver(options: string, onPeriod: (json: string) => void): WasmReceiver | Error;
@@ -71,8 +86,8 @@ export interface Options {
   wasm: string | URL;
   /** Called once per period when its keys are ready (never before releaseAt). */
   onPeriod?: (p: Period) => void;
-  /** Called at the period's presentAt on the page's clock; lateMs is how
-   * far after presentAt it ran. A catch-up period whose presentAt has
+  /** Called at the period's presentAt on the edges' clock (Receiver.now);
+   * lateMs is how far after presentAt it ran. A catch-up period whose presentAt has
    * passed is presented at once, late. */
   onPresent?: (p: Period, lateMs: number) => void;
   /** Milliseconds before reconnecting a closed edge (default 1000). */
@@ -92,6 +107,7 @@ export class Receiver {
   private readonly sockets: WebSocket[] = [];
   private readonly sessions: WebTransport[] = [];
   private closed = false;
+  private measured: ClockOffset = { offsetMs: 0, rttMs: 0, samples: 0 };
 
   private constructor(
     private readonly opts: Options,
@@ -136,6 +152,17 @@ export class Receiver {
     });
   }
 
+  /** now is the edges' time in UTC milliseconds: the page's clock
+   * corrected by the measured offset (clock()). presentAt is kept by it. */
+  now(): number {
+    return now() + this.measured.offsetMs;
+  }
+
+  /** The page's clock measured against its edges'. */
+  clock(): ClockOffset {
+    return this.measured;
+  }
+
   /** The receiver's counters (drops by reason, skew), as its Stats. */
   stats(): unknown {
     return JSON.parse(this.wasm.stats());
@@ -153,6 +180,35 @@ export class Receiver {
     else this.connectWebSocket(url, withToken(url, t));
   }
 
+  /** feed hands a message from an edge to the receiver; a time echo
+   * updates the measured offset. */
+  private feed(b: Uint8Array): void {
+    if (b.length >= 4 && b[0] === 0x45 && b[1] === 0x4d && b[2] === 0x42 && b[3] === 0x54) {
+      this.wasm.feed(b, now());
+      this.measured = JSON.parse(this.wasm.clock()) as ClockOffset;
+      return;
+    }
+    this.wasm.feed(b);
+  }
+
+  /** askTime sends time requests while alive(): 8 a quarter second
+   * apart to measure quickly, then one every 15 s to follow the clocks
+   * (an edge answers a few at once, then one a second). */
+  private askTime(send: (b: Uint8Array) => void, alive: () => boolean): void {
+    let sent = 0;
+    const tick = () => {
+      if (this.closed || !alive()) return;
+      try {
+        send(this.wasm.timeRequest(now()));
+      } catch {
+        return;
+      }
+      sent++;
+      setTimeout(tick, sent < 8 ? 250 : 15000);
+    };
+    tick();
+  }
+
   private again(url: string): void {
     if (!this.closed) setTimeout(() => this.connect(url), this.opts.reconnectMs ?? 1000);
   }
@@ -163,7 +219,13 @@ export class Receiver {
     const hashes = (this.opts.serverCertificateHashes ?? []).map((h) => ({ algorithm: "sha-256", value: bytesOf(h) }));
     const wt = new WebTransport(dial, hashes.length ? { serverCertificateHashes: hashes } : {});
     this.sessions.push(wt);
-    const feed = (b: Uint8Array) => this.wasm.feed(b);
+    const feed = (b: Uint8Array) => this.feed(b);
+    void wt.ready
+      .then(() => {
+        const w = wt.datagrams.writable.getWriter();
+        this.askTime((b) => void w.write(b).catch(() => {}), () => this.sessions.includes(wt));
+      })
+      .catch(() => {});
     void (async () => {
       const r = wt.datagrams.readable.getReader();
       for (;;) {
@@ -193,8 +255,9 @@ export class Receiver {
     const ws = new WebSocket(dial);
     ws.binaryType = "arraybuffer";
     ws.onmessage = (ev: MessageEvent) => {
-      if (ev.data instanceof ArrayBuffer) this.wasm.feed(new Uint8Array(ev.data));
+      if (ev.data instanceof ArrayBuffer) this.feed(new Uint8Array(ev.data));
     };
+    ws.onopen = () => this.askTime((b) => ws.send(b), () => ws.readyState === WebSocket.OPEN);
     ws.onclose = () => {
       const i = this.sockets.indexOf(ws);
       if (i >= 0) this.sockets.splice(i, 1);
@@ -211,7 +274,7 @@ export class Receiver {
       this.waiting.delete(k.kid);
     }
     this.opts.onPeriod?.(p);
-    if (this.opts.onPresent) schedulePresent(p, this.opts.onPresent);
+    if (this.opts.onPresent) schedulePresent(p, this.opts.onPresent, () => this.now());
   }
 }
 
@@ -229,13 +292,13 @@ export function withToken(url: string, t: string | undefined): string {
  * clamped to 4 ms. */
 const timerSlackMs = 4;
 
-/** schedulePresent calls f at p's presentAt: a timer to timerSlackMs
+/** schedulePresent calls f at p's presentAt by clock: a timer to timerSlackMs
  * before it, then message-channel turns of the event loop (not clamped,
  * and the page stays responsive) until the instant. */
-function schedulePresent(p: Period, f: (p: Period, lateMs: number) => void): void {
+function schedulePresent(p: Period, f: (p: Period, lateMs: number) => void, clock: () => number): void {
   const ch = new MessageChannel();
   const turn = () => {
-    const left = p.presentAtUTC - now();
+    const left = p.presentAtUTC - clock();
     if (left > timerSlackMs) {
       setTimeout(turn, left - timerSlackMs);
     } else if (left > 0) {
@@ -349,6 +412,9 @@ export interface StepOptions {
    * clock), from the period schedule: each period's first frame at its
    * presentAtUTC, e.g. (utc) => firstFrameS + (utc - p.presentAtUTC) / 1000. */
   mediaTimeAt: (utcMs: number) => number;
+  /** The clock mediaTimeAt is read at: the receiver's (() => r.now(),
+   * the edges' time); default the page's own, now. */
+  clock?: () => number;
   /** The largest rate correction (default 0.1: 0.9× to 1.1×, which
    * viewers do not hear as pitch with preservesPitch). */
   maxCorrection?: number;
@@ -374,7 +440,7 @@ export function playbackRateFor(mediaTimeS: number, targetS: number, o: StepOpti
  * It returns a function that stops it and restores rate 1. */
 export function keepInStep(media: SteppedMedia, o: StepOptions, everyMs = 200): () => void {
   const tick = () => {
-    const target = o.mediaTimeAt(now());
+    const target = o.mediaTimeAt((o.clock ?? now)());
     if (Math.abs(target - media.currentTime) > (o.seekBeyondS ?? 3)) {
       media.currentTime = target;
       media.playbackRate = 1;
