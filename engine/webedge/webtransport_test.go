@@ -44,6 +44,22 @@ func startWT(t *testing.T, s *Server) (string, *webtransport.Transport) {
 	return "https://" + pc.LocalAddr().String() + "/", tr
 }
 
+// dialWT serves s over WebTransport and opens one browser's session to
+// it, within 10 s.
+func dialWT(t *testing.T, s *Server) (context.Context, *webtransport.Session) {
+	t.Helper()
+	url, tr := startWT(t, s)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	t.Cleanup(cancel)
+	_, sess, err := tr.Dial(ctx, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sess.CloseWithError(0, "") })
+	waitConns(t, s, 1)
+	return ctx, sess
+}
+
 // release is a RELEASE datagram of period p.
 func release(t *testing.T, p uint64) []byte {
 	t.Helper()
@@ -60,14 +76,7 @@ func release(t *testing.T, p uint64) []byte {
 func TestWebTransport(t *testing.T) {
 	realtime.Exclusive(t) // real loopback sockets
 	s, _ := start(t, Config{})
-	url, tr := startWT(t, s)
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
-	_, sess, err := tr.Dial(ctx, url, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitConns(t, s, 1)
+	ctx, sess := dialWT(t, s)
 	rel := release(t, 5)
 	announce := [][]byte{[]byte("an ANNOUNCE shard, as far as the transport cares"), []byte("and the next")}
 	s.Send(wire.TypeAnnounce, announce)
@@ -187,15 +196,7 @@ func TestWebTransportNeverRead(t *testing.T) {
 func TestWebTransportStreamFromBrowser(t *testing.T) {
 	realtime.Exclusive(t) // real loopback sockets
 	s, _ := start(t, Config{})
-	url, tr := startWT(t, s)
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
-	_, sess, err := tr.Dial(ctx, url, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sess.CloseWithError(0, "")
-	waitConns(t, s, 1)
+	ctx, sess := dialWT(t, s)
 	str, err := sess.OpenUniStreamSync(ctx)
 	if err != nil {
 		t.Fatal(err)
