@@ -8,7 +8,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -147,11 +146,9 @@ func dialBrowser(ctx context.Context, spec *subscriberSpec, r *receiver.Receiver
 			if err != nil {
 				return
 			}
-			go func() {
-				if b, err := io.ReadAll(io.LimitReader(str, wire.MaxDatagram+1)); err == nil && len(b) <= wire.MaxDatagram {
-					r.Handle(b, time.Time{}, browserAddr)
-				}
-			}()
+			// The session's stream of frames (engine/webedge): one per
+			// session, but a page reads any it is sent.
+			go webedge.ReadFrames(str, func(b []byte) { r.Handle(b, time.Time{}, browserAddr) })
 		}
 	}()
 	return nil

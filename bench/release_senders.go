@@ -93,7 +93,10 @@ func openEdgeSender(cfg *ReleaseConfig, spec subscriberSpec) (*edgeSender, error
 	} else {
 		srv, err := unicast.NewServer(unicast.ServerConfig{
 			Listen: netip.MustParseAddrPort("127.0.0.1:0"), Clock: cfg.Clock, Logger: slog.New(slog.DiscardHandler),
-			Sessions: unicast.SessionConfig{Streams: []uint32{spec.Stream}, MaxSubscribers: cfg.Subscribers, MaxPerAddress: cfg.Subscribers},
+			// Every subscriber shares 127.0.0.1: the per-address limits
+			// (admission, PROTOCOL.md §4.12) would hold all but 64 a second.
+			Sessions: unicast.SessionConfig{Streams: []uint32{spec.Stream}, MaxSubscribers: cfg.Subscribers, MaxPerAddress: cfg.Subscribers,
+				SubscribeRate: cfg.Subscribers, SubscribeBurst: cfg.Subscribers},
 		})
 		if err != nil {
 			return nil, err

@@ -149,5 +149,6 @@ func subscribed(ctx context.Context, servers []*unicast.Server, n int) error {
 }
 
 // subscribeTimeout bounds the subscription handshakes of every unicast
-// receiver (a few round trips each on loopback or a bridge).
-const subscribeTimeout = 10 * time.Second
+// receiver (a few round trips each on loopback or a bridge), or every
+// browser's session: 10,000 of them on a shared 2-core VM took over 10 s.
+const subscribeTimeout = 30 * time.Second

@@ -5,10 +5,12 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -27,6 +29,7 @@ import (
 	"github.com/embargo-live/embargo/internal/realtime"
 	"github.com/embargo-live/embargo/ptp"
 	"github.com/embargo-live/embargo/seal"
+	"github.com/embargo-live/embargo/wire"
 )
 
 // chromium finds Debian's chromium (or another Chromium-based browser).
@@ -72,9 +75,24 @@ type pageResult struct {
 		GotAt         float64  `json:"gotAt"`
 		Statuses      []string `json:"statuses"`
 		PresentLateMs *float64 `json:"presentLateMs"`
+		// PresentedPageMs is the page's own clock at the present callback,
+		// EchoesAtPresent the time echoes its receiver had taken then.
+		PresentedPageMs *float64 `json:"presentedPageMs"`
+		EchoesAtPresent int      `json:"echoesAtPresent"`
 	} `json:"periods"`
 	Stats json.RawMessage `json:"stats"`
+	// Clock is the page's clock measured against the edge's
+	// (Receiver.clock).
+	Clock struct {
+		OffsetMs float64 `json:"offsetMs"`
+		RTTMs    float64 `json:"rttMs"`
+		Samples  int     `json:"samples"`
+	} `json:"clock"`
 }
+
+// browserLag is how far the edge's clock for browsers is behind the
+// pages' in TestChromium.
+const browserLag = time.Second
 
 // TestChromium runs the page in headless Chromium against an edge with an
 // embedded origin: the page gets every period's keys, identical to the
@@ -109,10 +127,23 @@ func TestChromium(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The page is served from another port than the WebTransport endpoint.
-	web, err := webedge.New(webedge.Config{Streams: []uint32{1}, Clock: clock, OriginPatterns: []string{"127.0.0.1:*"}})
+	// The edge requires subscription tokens: every page passes its own
+	// through the web library (Options.token). The clock it answers
+	// browsers' time requests with reads browserLag behind the host's (the
+	// pages'): a page must present by it, browserLag after presentAt by
+	// its own clock. (The edge releases by the host's clock; catch-up by
+	// the lagging one only gets later.)
+	browserClock := ptp.NewSim(ptp.WithOffset(-browserLag), ptp.WithUncertainty(time.Millisecond, 0))
+	web, err := webedge.New(webedge.Config{Streams: []uint32{1}, Clock: browserClock, OriginPatterns: []string{"127.0.0.1:*"},
+		Tokens: seal.NewKeyRing(org.PublicKey())})
 	if err != nil {
 		t.Fatal(err)
 	}
+	now, err := browserClock.Now()
+	if err != nil {
+		t.Fatal(err)
+	}
+	token := seal.SignToken(signer, &wire.Token{NotAfter: now.Latest + int64(10*time.Minute)})
 	e, err := edge.New(edge.Config{ID: 1, Clock: clock, Trusted: seal.NewKeyRing(org.PublicKey()), Senders: []edge.Sender{web}, Lead: sched.Lead})
 	if err != nil {
 		t.Fatal(err)
@@ -171,6 +202,7 @@ func TestChromium(t *testing.T) {
 			"edges":                   map[string]string{"ws": "ws://" + ln.Addr().String() + "/ws", "wt": "https://" + pc.LocalAddr().String() + "/"},
 			"serverCertificateHashes": []string{hex.EncodeToString(certHash[:])}, "originPub": string(pub),
 			"master": hex.EncodeToString(master), "streams": []uint32{1}, "want": want,
+			"token": base64.StdEncoding.EncodeToString(token),
 		})
 	})
 	mux.Handle("GET /ws", web.Handler())
@@ -213,7 +245,26 @@ func TestChromium(t *testing.T) {
 	early := map[string][]float64{} // by transport
 	// presented[period] are the players' present callbacks (ms after presentAt).
 	presented := map[uint64][]float64{}
+	var offsets []float64
 	for _, res := range all {
+		// The measured offset is within half the round trip of
+		// −browserLag, give or take how far Chromium's
+		// performance.timeOrigin is from the system clock (it maps a
+		// monotonic clock fixed at start: 3.8 ms seen; 20 ms allowed).
+		lag := -float64(browserLag) / float64(time.Millisecond)
+		if c := res.Clock; c.Samples == 0 || math.Abs(c.OffsetMs-lag) > c.RTTMs/2+20 {
+			t.Errorf("%s page: clock offset %.3f ms from %d echoes (round trip %.3f ms), want within half the round trip of %.0f", res.Transport, c.OffsetMs, c.Samples, c.RTTMs, lag)
+		}
+		// Presented by the edge's time: once measured, never before
+		// presentAt + browserLag − 100 ms on the page's own clock (a page
+		// that kept its own would present near presentAt).
+		for _, g := range res.Periods {
+			if !g.Period.CatchUp && g.PresentedPageMs != nil && g.EchoesAtPresent > 0 && *g.PresentedPageMs < g.Period.PresentAtUTC-lag-100 {
+				t.Errorf("%s page, period %d: presented %.1f ms after presentAt by its own clock, before the edge's presentAt (%.0f ms later)",
+					res.Transport, g.Period.Period, *g.PresentedPageMs-g.Period.PresentAtUTC, -lag)
+			}
+		}
+		offsets = append(offsets, res.Clock.OffsetMs)
 		late1, early1 := checkPage(t, res, issued, want)
 		late, early[res.Transport] = append(late, late1...), append(early[res.Transport], early1...)
 		for _, g := range res.Periods {
@@ -236,6 +287,11 @@ func TestChromium(t *testing.T) {
 	slices.Sort(late)
 	slices.Sort(skew)
 	st := web.Stats()
+	slices.Sort(offsets)
+	fmt.Printf("RESULT browser-clock players=%d offset-ms min=%.3f median=%.3f max=%.3f time-echoes=%d\n", players, offsets[0], offsets[len(offsets)/2], offsets[len(offsets)-1], st.TimeEchoes)
+	if st.BadToken != 0 || st.Accepted < players {
+		t.Errorf("%d sessions refused for their token, %d accepted; want 0 and ≥ %d", st.BadToken, st.Accepted, players)
+	}
 	t.Logf("page receiver stats: %s", all[0].Stats)
 	fmt.Printf("RESULT browser-present players=%d (%d WebSocket, %d WebTransport) periods=%d present-late-ms median=%.3f max=%.3f skew-across-players-ms median=%.3f max=%.3f sent=%d slow=%d\n",
 		players, perKind, perKind, len(skew), late[len(late)/2], late[len(late)-1], skew[len(skew)/2], skew[len(skew)-1], st.Sent, st.Slow)

@@ -5,8 +5,9 @@
 //
 // and load it with Go's wasm_exec.js and web/dist/embargo.js. It defines
 // one JavaScript function, embargoReceiver(options, onPeriod), returning
-// {feed(Uint8Array), stats()}: the page feeds it every message an edge's
-// WebSocket (engine/webedge) delivers, and onPeriod receives each released
+// {feed(Uint8Array), stats(), timeRequest(), clock()}: the page feeds it
+// every message an edge (engine/webedge) delivers — time echoes measure
+// the page's clock against the edge's (clock) — and onPeriod receives each released
 // period once, as JSON (Period), with its content keys. The verification
 // (Ed25519 signatures, SHA-256 commitments, the release key, the key
 // unwrap) is the Go receiver's own code, not a second implementation: the

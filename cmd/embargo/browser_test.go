@@ -4,14 +4,15 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"io"
 	"net"
+	"net/http"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
 	"github.com/quic-go/webtransport-go"
 
+	"github.com/embargo-live/embargo/engine/webedge"
 	"github.com/embargo-live/embargo/internal/realtime"
 	"github.com/embargo-live/embargo/wire"
 )
@@ -69,7 +70,7 @@ func TestEdgeBrowser(t *testing.T) {
 		}
 		got[h.Type]++
 	}
-	// WebTransport: the shards come as streams, each one datagram.
+	// WebTransport: the shards come as frames on the session's stream.
 	tr := &webtransport.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}} // the edge's self-signed certificate
 	defer tr.Close()
 	_, sess, err := tr.Dial(ctx, "https://"+wtAddr+"/", nil)
@@ -80,9 +81,20 @@ func TestEdgeBrowser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := io.ReadAll(str)
-	if h, perr := wire.Peek(b); err != nil || perr != nil || h.Type != wire.TypeAnnounce {
-		t.Fatalf("webtransport stream %x (%v): not an ANNOUNCE datagram: %v", b, err, perr)
+	frames := make(chan []byte, 64)
+	go webedge.ReadFrames(str, func(b []byte) {
+		select {
+		case frames <- b:
+		default:
+		}
+	})
+	select {
+	case b := <-frames:
+		if h, err := wire.Peek(b); err != nil || h.Type != wire.TypeAnnounce {
+			t.Fatalf("webtransport frame %x: not an ANNOUNCE datagram: %v", b, err)
+		}
+	case <-ctx.Done():
+		t.Fatalf("no frame on the webtransport stream\n%s", out.String())
 	}
 	cancel()
 	<-done
@@ -91,5 +103,47 @@ func TestEdgeBrowser(t *testing.T) {
 	}
 	if !bytes.Contains([]byte(out.String()), []byte("browsers")) {
 		t.Errorf("the edge did not say where browsers connect:\n%s", out.String())
+	}
+}
+
+// With -require-tokens, the edge refuses a browser without a subscription
+// token (403), as it refuses such a unicast subscriber.
+func TestEdgeBrowserTokens(t *testing.T) {
+	realtime.Exclusive(t)
+	dir := keysDir(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	var out lockedBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"edge", "-keys", dir, "-multicast=false", "-browser", addr, "-require-tokens",
+			"-period", "300ms", "-lead", "600ms", "-present", "100ms", "-assume-synced", "1ms"}, &out, &out)
+	}()
+	defer func() { cancel(); <-done }()
+	for {
+		_, rsp, err := websocket.Dial(ctx, "ws://"+addr+"/", nil)
+		if err == nil {
+			t.Fatal("a browser without a token was admitted")
+		}
+		if rsp != nil {
+			if rsp.StatusCode != http.StatusForbidden {
+				t.Fatalf("no token: %d, want 403", rsp.StatusCode)
+			}
+			return
+		}
+		select {
+		case code := <-done:
+			done <- code // for the deferred wait
+			t.Fatalf("edge exited %d before serving browsers:\n%s", code, out.String())
+		case <-ctx.Done():
+			t.Fatalf("no browser endpoint: %v\n%s", err, out.String())
+		case <-time.After(20 * time.Millisecond):
+		}
 	}
 }

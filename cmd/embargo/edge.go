@@ -66,7 +66,7 @@ released at p × -period TAI. One embedded origin serves one edge; several edges
 	browserOrigins := fs.String("browser-origins", "", "with -browser: comma-separated page origins (host patterns, e.g. *.example.com) allowed besides the endpoint's own host")
 	multicast := fs.Bool("multicast", true, "send to the multicast groups (-group, or the default group); -multicast=false with -unicast serves unicast subscribers only")
 	senders := fs.Int("senders", 0, "unicast sender sockets and threads (default: one per core)")
-	requireTokens := fs.Bool("require-tokens", false, "unicast: subscribe only receivers presenting a subscription token signed by the origin key (issued with each licence)")
+	requireTokens := fs.Bool("require-tokens", false, "unicast and browsers: subscribe only receivers presenting a subscription token signed by the origin key (issued with each licence; a browser's in its URL, ?token=)")
 	maxPerAddr := fs.Int("max-per-address", unicast.DefaultMaxPerAddress, "unicast: most subscriptions from one IP address")
 	prefixBits := fs.Int("ipv6-prefix", unicast.DefaultPrefixBits, "unicast: IPv6 prefix length counted as one site for -max-per-prefix and the subscribe rate")
 	maxPerPrefix := fs.Int("max-per-prefix", unicast.DefaultMaxPerAddress, "unicast: most subscriptions from one IPv6 prefix of -ipv6-prefix bits")
@@ -157,8 +157,11 @@ released at p × -period TAI. One embedded origin serves one edge; several edges
 		if *browserOrigins != "" {
 			origins = strings.Split(*browserOrigins, ",")
 		}
-		// Admission (subscription tokens) plugs in as webedge.Config.Admit.
-		web, err = webedge.New(webedge.Config{Streams: streams, Clock: clock, Logger: log, OriginPatterns: origins})
+		wc := webedge.Config{Streams: streams, Clock: clock, Logger: log, OriginPatterns: origins}
+		if *requireTokens {
+			wc.Tokens = src.trusted // browsers too: ?token= in the session URL
+		}
+		web, err = webedge.New(wc)
 		if err != nil {
 			return err
 		}

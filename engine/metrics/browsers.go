@@ -15,10 +15,12 @@ func RegisterBrowsers(reg prometheus.Registerer, stats func() webedge.Stats) {
 	counter := countersOf(reg, "browsers", stats)
 	counter("accepted_total", "Browser sessions opened.", func(st webedge.Stats) uint64 { return st.Accepted })
 	counter("refused_total", "Browser requests turned away: not admitted, over the session limit, or a failed upgrade.", func(st webedge.Stats) uint64 { return st.Refused })
+	counter("refused_token_total", "Browser requests turned away for a missing, expired or untrusted subscription token (among refused_total).", func(st webedge.Stats) uint64 { return st.BadToken })
 	counter("sent_datagrams_total", "Datagrams written to browsers.", func(st webedge.Stats) uint64 { return st.Sent })
 	counter("catchup_datagrams_total", "Datagrams queued as catch-up for a joining browser.", func(st webedge.Stats) uint64 { return st.CatchUp })
 	counter("closed_slow_total", "Browsers closed for a full queue or a stalled write.", func(st webedge.Stats) uint64 { return st.Slow })
 	counter("closed_bad_input_total", "Browsers closed for sending anything.", func(st webedge.Stats) uint64 { return st.BadInput })
 	counter("write_errors_total", "Writes to browsers that failed (the browser went away).", func(st webedge.Stats) uint64 { return st.WriteErrors })
+	counter("time_echoes_total", "Browsers' time requests answered (their clocks measured against the edge's).", func(st webedge.Stats) uint64 { return st.TimeEchoes })
 	counter("dropped_datagrams_total", "Datagrams not queued because their browser's queue was full.", func(st webedge.Stats) uint64 { return st.Dropped })
 }

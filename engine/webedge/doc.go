@@ -4,13 +4,16 @@
 // sends — ANNOUNCE shards as the carousel sends them, each RELEASE copy at
 // its releaseAt — to every connected browser: over WebSocket (Handler) as
 // one binary message each, and over WebTransport (ServeWebTransport) with
-// RELEASEs as QUIC datagrams and every other datagram as one stream. The
+// live RELEASEs as QUIC datagrams and every other datagram as a frame on
+// the session's one stream (ReadFrames). A browser may ask the edge's time
+// (wire.TimeRequest), answered at once beside the queue. The
 // browser verifies and opens them with the device receiver compiled to
 // WebAssembly (cmd/embargo-wasm, web/); like every sender, the edge holds
 // no content key.
 //
-// The fan-out never waits for a browser: each session has a bounded
-// queue and its own writer, and a session whose queue is full, that sends
-// anything, or whose write stalls is counted and closed. Config.Admit is
-// where a session's admission (a subscription token) is decided.
+// The fan-out never waits for a browser: each session has bounded
+// queues and its own writers, and a session whose queue is full, that
+// sends anything but time requests, or whose write stalls is counted and
+// closed. Admission is decided before the upgrade: a subscription token in
+// the URL where Config.Tokens requires one, then Config.Admit.
 package webedge

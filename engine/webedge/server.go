@@ -3,10 +3,13 @@ package webedge
 import (
 	"cmp"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -15,7 +18,9 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/embargo-live/embargo/engine/edge"
+	"github.com/embargo-live/embargo/engine/unicast"
 	"github.com/embargo-live/embargo/ptp"
+	"github.com/embargo-live/embargo/seal"
 	"github.com/embargo-live/embargo/wire"
 )
 
@@ -56,13 +61,25 @@ type Config struct {
 	// OriginPatterns are the page origins other than the endpoint's own
 	// host allowed to connect (websocket.AcceptOptions.OriginPatterns).
 	OriginPatterns []string
-	// Admit decides whether a request may open a session; nil admits
-	// every request. This is where subscription tokens plug in: it sees
-	// the request (query, headers, cookies) before the upgrade, and its
-	// error is answered as 403.
+	// Tokens, when set, admits only a request whose URL carries a
+	// subscription token (PROTOCOL.md §4.10) signed by one of its keys,
+	// in the query parameter TokenParam as the licence's
+	// Embargo-Subscription-Token header gives it (standard base64): a
+	// page cannot set headers on a WebSocket or WebTransport request.
+	Tokens *seal.KeyRing
+	// TokenMaxLife bounds how long a token may still be valid
+	// (unicast.DefaultTokenMaxLife, as for unicast subscribers).
+	TokenMaxLife time.Duration
+	// Admit, when set, decides further whether a request may open a
+	// session (after Tokens); it sees the request (query, headers,
+	// cookies) before the upgrade, and its error is answered as 403.
 	Admit  func(*http.Request) error
 	Logger *slog.Logger
 }
+
+// TokenParam is the URL query parameter holding a browser's
+// subscription token.
+const TokenParam = "token"
 
 // Stats are a server's counters.
 type Stats struct {
@@ -71,10 +88,15 @@ type Stats struct {
 	// MaxConns, or a failed upgrade).
 	Conns             int
 	Accepted, Refused uint64
-	Sent, CatchUp     uint64 // messages written to browsers, and those that were catch-up
-	Slow, BadInput    uint64 // connections closed for a full queue or a stalled write, and for sending
-	WriteErrors       uint64 // writes that failed otherwise (the browser went away)
-	Dropped           uint64 // messages not queued because their connection was full
+	// BadToken counts the refused requests (among Refused) whose
+	// subscription token was missing, malformed, expired or not signed
+	// by a trusted key, with Tokens set.
+	BadToken       uint64
+	Sent, CatchUp  uint64 // messages written to browsers, and those that were catch-up
+	Slow, BadInput uint64 // connections closed for a full queue or a stalled write, and for sending what no page sends
+	WriteErrors    uint64 // writes that failed otherwise (the browser went away)
+	Dropped        uint64 // messages not queued because their connection was full
+	TimeEchoes     uint64 // time requests answered (PROTOCOL.md §4.8)
 }
 
 // Server is the browser endpoint and an edge.Sender. Serve it with
@@ -88,15 +110,21 @@ type Server struct {
 	mu    sync.RWMutex
 	conns map[*conn]struct{}
 
-	accepted, refused, sent, catchUp, slow, bad, writeErrs, dropped atomic.Uint64
+	accepted, refused, badToken, sent, catchUp, slow, bad, writeErrs, dropped, echoes atomic.Uint64
 }
 
-// conn is one browser: its queue, drained by its own writer.
+// conn is one browser: its queues, each drained by its own goroutine.
 type conn struct {
-	t      transport
-	queue  chan []byte
-	closed sync.Once
-	done   chan struct{}
+	t transport
+	// queue is every datagram in order (WebSocket), or all but the live
+	// RELEASEs (WebTransport's session stream).
+	queue chan []byte
+	// releases are WebTransport's live RELEASEs, sent as datagrams by
+	// their own goroutine so that none waits behind a stream write; nil
+	// for WebSocket.
+	releases chan []byte
+	closed   sync.Once
+	done     chan struct{}
 	// stop aborts a write in progress when the connection is closed.
 	stop context.CancelFunc
 }
@@ -115,6 +143,7 @@ func New(cfg Config) (*Server, error) {
 	cfg.MaxConns = cmp.Or(max(cfg.MaxConns, 0), DefaultMaxConns)
 	cfg.CatchUp = cmp.Or(cfg.CatchUp, DefaultCatchUp)
 	cfg.WriteWait = cmp.Or(cfg.WriteWait, DefaultWriteWait)
+	cfg.TokenMaxLife = cmp.Or(cfg.TokenMaxLife, unicast.DefaultTokenMaxLife)
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -128,25 +157,46 @@ func (s *Server) SetHistory(h edge.History) { s.history.Store(&h) }
 // Send queues each datagram for every connected browser and returns
 // len(dgs): a browser that cannot take them is closed, not waited for.
 // The datagrams are copied once (the edge re-stamps its RELEASE buffers
-// between copies) and the copies shared by every queue.
-func (s *Server) Send(_ wire.Type, dgs [][]byte) (int, error) {
+// between copies) and the copies shared by every queue; the queues are
+// filled by one goroutine per core.
+func (s *Server) Send(typ wire.Type, dgs [][]byte) (int, error) {
 	msgs := make([][]byte, len(dgs))
 	for i, d := range dgs {
 		msgs[i] = slices.Clone(d)
 	}
 	s.mu.RLock()
+	conns := make([]*conn, 0, len(s.conns))
 	for c := range s.conns {
-		s.enqueue(c, msgs)
+		conns = append(conns, c)
 	}
 	s.mu.RUnlock()
+	release := typ == wire.TypeRelease
+	parts := min(runtime.GOMAXPROCS(0), len(conns)/fanOutPart+1)
+	var wg sync.WaitGroup
+	for p := range parts {
+		wg.Go(func() {
+			for _, c := range conns[p*len(conns)/parts : (p+1)*len(conns)/parts] {
+				q := c.queue
+				if release && c.releases != nil {
+					q = c.releases
+				}
+				s.enqueue(c, q, msgs)
+			}
+		})
+	}
+	wg.Wait()
 	return len(dgs), nil
 }
 
-// enqueue queues msgs for c, or closes c when its queue is full.
-func (s *Server) enqueue(c *conn, msgs [][]byte) bool {
+// fanOutPart is the fewest browsers worth another goroutine in Send.
+const fanOutPart = 256
+
+// enqueue queues msgs on q, one of c's queues, or closes c when it is
+// full.
+func (s *Server) enqueue(c *conn, q chan []byte, msgs [][]byte) bool {
 	for i, m := range msgs {
 		select {
-		case c.queue <- m:
+		case q <- m:
 		default:
 			s.dropped.Add(uint64(len(msgs) - i))
 			s.slow.Add(1)
@@ -181,6 +231,12 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 // admit refuses a request when the edge holds MaxConns browsers or the
 // Admit hook says no, answering it; it reports whether r may go on.
 func (s *Server) admit(w http.ResponseWriter, r *http.Request) bool {
+	if err := s.checkToken(r); err != nil {
+		s.refused.Add(1)
+		s.badToken.Add(1)
+		http.Error(w, "not admitted: "+err.Error(), http.StatusForbidden)
+		return false
+	}
 	if s.cfg.Admit != nil {
 		if err := s.cfg.Admit(r); err != nil {
 			s.refused.Add(1)
@@ -199,12 +255,38 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request) bool {
 	return true
 }
 
+// checkToken verifies r's subscription token when tokens are required.
+func (s *Server) checkToken(r *http.Request) error {
+	if s.cfg.Tokens == nil {
+		return nil
+	}
+	q := r.URL.Query().Get(TokenParam)
+	if q == "" {
+		return fmt.Errorf("no subscription token: add ?%s= with the licence's Embargo-Subscription-Token", TokenParam)
+	}
+	b, err := base64.StdEncoding.DecodeString(q)
+	if err != nil {
+		return fmt.Errorf("subscription token is not standard base64: pass the licence's Embargo-Subscription-Token as it is")
+	}
+	now, err := s.cfg.Clock.Now()
+	if err != nil {
+		return fmt.Errorf("the edge's clock: %w", err)
+	}
+	if _, err := s.cfg.Tokens.VerifyToken(b, now.Latest, int64(s.cfg.TokenMaxLife)); err != nil {
+		return fmt.Errorf("subscription token refused (%w): fetch the licence again for a fresh one", err)
+	}
+	return nil
+}
+
 // run serves one browser's session until it ends: catch-up first, then
 // every datagram sent.
 func (s *Server) run(ctx context.Context, t transport) {
 	wctx, stop := context.WithCancel(ctx)
 	defer stop()
 	c := &conn{t: t, queue: make(chan []byte, s.cfg.Queue), done: make(chan struct{}), stop: stop}
+	if t.datagrams() {
+		c.releases = make(chan []byte, s.cfg.Queue)
+	}
 	s.mu.Lock()
 	// Checked again: others may have been accepted meanwhile.
 	full := len(s.conns) >= s.cfg.MaxConns
@@ -220,6 +302,9 @@ func (s *Server) run(ctx context.Context, t transport) {
 	s.accepted.Add(1)
 	s.sendCatchUp(c)
 	go s.read(ctx, c)
+	if c.releases != nil {
+		go s.sendReleases(c)
+	}
 	s.write(wctx, c)
 	s.remove(c)
 }
@@ -238,35 +323,101 @@ func (s *Server) sendCatchUp(c *conn) {
 		return
 	}
 	dgs := edge.CatchUp(*h, s.cfg.Streams, s.cfg.CatchUp, now.Earliest)
-	if s.enqueue(c, dgs) {
+	if s.enqueue(c, c.queue, dgs) {
 		s.catchUp.Add(uint64(len(dgs)))
 	}
 }
 
 // read waits for the browser to close; anything it sends is bad input.
 func (s *Server) read(ctx context.Context, c *conn) {
-	if c.t.read(ctx) {
-		s.bad.Add(1)
-		s.close(c, websocket.StatusPolicyViolation, "a browser sends nothing")
+	// Time requests draw on a budget of maxTimeRequests, refilled by
+	// one a second.
+	budget, last := float64(maxTimeRequests), time.Now()
+	for {
+		m, err := c.t.read(ctx)
+		if err == nil {
+			if received, ok := s.edgeTime(); ok {
+				var req wire.TimeRequest
+				if req.Decode(m) == nil {
+					now := time.Now()
+					budget, last = min(maxTimeRequests, budget+now.Sub(last).Seconds()), now
+					if budget >= 1 {
+						budget--
+						s.echo(ctx, c, req, received)
+						continue
+					}
+				}
+			}
+			err = errBadInput
+		}
+		if errors.Is(err, errBadInput) {
+			s.bad.Add(1)
+			s.close(c, websocket.StatusPolicyViolation, "a browser sends only time requests, a few a second")
+			return
+		}
+		s.close(c, websocket.StatusNormalClosure, "")
 		return
 	}
-	s.close(c, websocket.StatusNormalClosure, "")
 }
 
-// write drains c's queue until c is closed.
+// maxTimeRequests is how many time requests a browser may send at once;
+// then one a second. A page sends a few at start, then one every few
+// seconds.
+const maxTimeRequests = 8
+
+// edgeTime is the edge clock's best estimate of now (TAI ns): the
+// middle of its interval; not ok while the clock has no reading.
+func (s *Server) edgeTime() (int64, bool) {
+	now, err := s.cfg.Clock.Now()
+	if err != nil {
+		return 0, false
+	}
+	return now.Earliest + (now.Latest-now.Earliest)/2, true
+}
+
+// echo answers a time request received at received, stamping its send
+// instant last.
+func (s *Server) echo(ctx context.Context, c *conn, req wire.TimeRequest, received int64) {
+	e := wire.TimeEcho{Origin: req.Origin, Received: received}
+	e.Sent, _ = s.edgeTime()
+	b := make([]byte, wire.TimeEchoLen)
+	e.Encode(b)
+	wctx, cancel := context.WithTimeout(ctx, s.cfg.WriteWait)
+	defer cancel()
+	if c.t.reply(wctx, b) == nil {
+		s.echoes.Add(1)
+	}
+}
+
+// maxBatch bounds how many queued datagrams one write takes.
+const maxBatch = 64
+
+// write drains c's queue until c is closed, taking whatever is waiting
+// in one write.
 func (s *Server) write(ctx context.Context, c *conn) {
+	batch := make([][]byte, 0, maxBatch)
 	for {
 		select {
 		case <-c.done:
 			return
 		case m := <-c.queue:
+			batch = append(batch[:0], m)
+		more:
+			for len(batch) < maxBatch {
+				select {
+				case m := <-c.queue:
+					batch = append(batch, m)
+				default:
+					break more
+				}
+			}
 			wctx, cancel := context.WithTimeout(ctx, s.cfg.WriteWait)
-			err := c.t.write(wctx, m)
-			stalled := wctx.Err() != nil && ctx.Err() == nil
+			err := c.t.write(wctx, batch)
+			stalled := (wctx.Err() != nil || errors.Is(err, os.ErrDeadlineExceeded)) && ctx.Err() == nil
 			cancel()
 			switch {
 			case err == nil:
-				s.sent.Add(1)
+				s.sent.Add(uint64(len(batch)))
 			case stalled:
 				s.slow.Add(1)
 				s.close(c, websocket.StatusPolicyViolation, "too slow: write stalled")
@@ -275,6 +426,24 @@ func (s *Server) write(ctx context.Context, c *conn) {
 				s.writeErrs.Add(1)
 				s.close(c, websocket.StatusNormalClosure, "")
 				return
+			}
+		}
+	}
+}
+
+// sendReleases sends c's live RELEASEs as datagrams until c is closed.
+// A datagram the connection refuses is counted as dropped, as UDP
+// would lose it.
+func (s *Server) sendReleases(c *conn) {
+	for {
+		select {
+		case <-c.done:
+			return
+		case m := <-c.releases:
+			if err := c.t.datagram(m); err != nil {
+				s.dropped.Add(1)
+			} else {
+				s.sent.Add(1)
 			}
 		}
 	}
@@ -317,9 +486,9 @@ func (s *Server) Stats() Stats {
 	n := len(s.conns)
 	s.mu.RUnlock()
 	return Stats{
-		Conns: n, Accepted: s.accepted.Load(), Refused: s.refused.Load(),
+		Conns: n, Accepted: s.accepted.Load(), Refused: s.refused.Load(), BadToken: s.badToken.Load(),
 		Sent: s.sent.Load(), CatchUp: s.catchUp.Load(),
 		Slow: s.slow.Load(), BadInput: s.bad.Load(), WriteErrors: s.writeErrs.Load(),
-		Dropped: s.dropped.Load(),
+		Dropped: s.dropped.Load(), TimeEchoes: s.echoes.Load(),
 	}
 }

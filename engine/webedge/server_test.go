@@ -215,3 +215,40 @@ func TestConfig(t *testing.T) {
 		}
 	}
 }
+
+// timeRequest is a browser's time request sent at origin.
+func timeRequest(origin int64) []byte {
+	b := make([]byte, wire.TimeRequestLen)
+	(&wire.TimeRequest{Origin: origin}).Encode(b)
+	return b
+}
+
+// A browser's time request is answered with the edge's time, beside the
+// fan-out; one that asks far more often than a page does is closed as bad
+// input.
+func TestTimeEcho(t *testing.T) {
+	realtime.Exclusive(t) // real loopback sockets
+	const at = 1_800_000_000_000_000_000
+	s, url := start(t, Config{Clock: clockAt(at)})
+	c := dial(t, url)
+	if err := c.Write(t.Context(), websocket.MessageBinary, timeRequest(-42)); err != nil {
+		t.Fatal(err)
+	}
+	var e wire.TimeEcho
+	if err := e.Decode(read(t, c)); err != nil || e != (wire.TimeEcho{Origin: -42, Received: at, Sent: at}) {
+		t.Fatalf("echo %+v, %v; want the request's origin and the edge's time", e, err)
+	}
+	if st := s.Stats(); st.TimeEchoes != 1 || st.BadInput != 0 {
+		t.Fatalf("TimeEchoes %d, BadInput %d; want 1, 0", st.TimeEchoes, st.BadInput)
+	}
+	// 8 at once are allowed, then one a second: 40 in a row are not.
+	for i := range 40 {
+		if err := c.Write(t.Context(), websocket.MessageBinary, timeRequest(int64(i))); err != nil {
+			break // closed
+		}
+	}
+	waitConns(t, s, 0)
+	if st := s.Stats(); st.BadInput != 1 || st.TimeEchoes > 1+maxTimeRequests+20 {
+		t.Errorf("BadInput %d, TimeEchoes %d", st.BadInput, st.TimeEchoes)
+	}
+}

@@ -16,26 +16,31 @@ import (
 	"net/url"
 	"path"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
 	"github.com/quic-go/webtransport-go"
-
-	"github.com/embargo-live/embargo/wire"
 )
 
 // ServeWebTransport serves browsers over WebTransport (HTTP/3) on pc, any
 // path, until ctx ends (then it returns nil) or it fails. Each RELEASE
 // goes as one QUIC datagram — unreliable and unordered like UDP, with
-// the edge's copies for loss — and each ANNOUNCE shard as one
-// unidirectional stream holding exactly that datagram. tlsConf holds the
+// the edge's copies for loss — and every other datagram (ANNOUNCE
+// shards, catch-up) as a frame on the session's one unidirectional
+// stream (ReadFrames). tlsConf holds the
 // edge's certificate: a real one in production, or SelfSigned for a
 // page that pins it with serverCertificateHashes.
 func (s *Server) ServeWebTransport(ctx context.Context, pc net.PacketConn, tlsConf *tls.Config) error {
 	mux := http.NewServeMux()
 	wt := &webtransport.Server{
-		H3:          &http3.Server{TLSConfig: http3.ConfigureTLSConfig(tlsConf), Handler: mux},
+		H3: &http3.Server{TLSConfig: http3.ConfigureTLSConfig(tlsConf), Handler: mux,
+			// Between periods a session may carry nothing for longer than
+			// QUIC's idle timeout (30 s): the edge's PINGs keep it.
+			QUICConfig: &quic.Config{KeepAlivePeriod: keepAlive}},
 		CheckOrigin: s.checkOrigin,
 	}
 	webtransport.ConfigureHTTP3Server(wt.H3)
@@ -48,7 +53,7 @@ func (s *Server) ServeWebTransport(ctx context.Context, pc net.PacketConn, tlsCo
 			s.refused.Add(1)
 			return
 		}
-		s.run(sess.Context(), wtTransport{sess})
+		s.run(sess.Context(), &wtTransport{s: sess})
 	})
 	done := make(chan error, 1)
 	go func() { done <- wt.Serve(pc) }()
@@ -85,42 +90,81 @@ func (s *Server) checkOrigin(r *http.Request) bool {
 	return false
 }
 
-// wtTransport: RELEASEs as datagrams, everything else one stream each.
-type wtTransport struct{ s *webtransport.Session }
+// wtTransport: live RELEASEs as datagrams; everything else, in order,
+// as frames on one unidirectional stream, opened at the first write and
+// kept for the session. One stream per datagram would cost the edge a
+// stream's setup and flow-control credit per shard per browser.
+type wtTransport struct {
+	s   *webtransport.Session
+	str *webtransport.SendStream
+	buf []byte // the frames of one write; only the session's writer touches str and buf
 
-func (t wtTransport) write(ctx context.Context, m []byte) error {
-	if h, err := wire.Peek(m); err == nil && h.Type == wire.TypeRelease {
-		// A datagram the connection cannot take now is lost, as on UDP;
-		// the edge sends copies.
-		return t.s.SendDatagram(m)
-	}
-	str, err := t.s.OpenUniStreamSync(ctx)
-	if err != nil {
-		return err
+	// The reader's: watch starts the goroutines that set streamed and
+	// cancel rctx when the browser opens a stream.
+	watch    sync.Once
+	rctx     context.Context
+	streamed atomic.Bool
+}
+
+func (t *wtTransport) write(ctx context.Context, msgs [][]byte) error {
+	if t.str == nil {
+		str, err := t.s.OpenUniStreamSync(ctx)
+		if err != nil {
+			return err
+		}
+		t.str = str
 	}
 	if d, ok := ctx.Deadline(); ok {
-		str.SetWriteDeadline(d)
+		t.str.SetWriteDeadline(d)
 	}
-	if _, err := str.Write(m); err != nil {
-		str.CancelWrite(0)
-		return err
+	t.buf = t.buf[:0]
+	for _, m := range msgs {
+		t.buf = appendFrame(t.buf, m)
 	}
-	return str.Close()
+	_, err := t.str.Write(t.buf)
+	return err
 }
 
-func (t wtTransport) read(ctx context.Context) bool {
-	got := make(chan bool, 3)
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go func() { _, err := t.s.AcceptStream(ctx); got <- err == nil }()
-	go func() { _, err := t.s.AcceptUniStream(ctx); got <- err == nil }()
-	go func() { _, err := t.s.ReceiveDatagram(ctx); got <- err == nil }()
-	return <-got
+// datagram: a datagram the connection cannot send is lost, as on UDP;
+// the edge sends copies.
+func (t *wtTransport) datagram(m []byte) error { return t.s.SendDatagram(m) }
+
+func (*wtTransport) datagrams() bool { return true }
+
+// read returns the browser's next datagram. A stream the browser opens
+// is bad input: the first read starts watching for one, which cancels
+// every read after.
+func (t *wtTransport) read(ctx context.Context) ([]byte, error) {
+	t.watch.Do(func() {
+		var cancel context.CancelFunc
+		t.rctx, cancel = context.WithCancel(t.s.Context())
+		opened := func(err error) {
+			if err == nil {
+				t.streamed.Store(true)
+				cancel()
+			}
+		}
+		go func() { _, err := t.s.AcceptStream(t.rctx); opened(err) }()
+		go func() { _, err := t.s.AcceptUniStream(t.rctx); opened(err) }()
+	})
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	defer context.AfterFunc(t.rctx, stop)()
+	b, err := t.s.ReceiveDatagram(ctx)
+	if t.streamed.Load() {
+		return nil, errBadInput
+	}
+	return b, err
 }
 
-func (t wtTransport) abort(reason string) { t.s.CloseWithError(1, reason) }
+func (t *wtTransport) reply(_ context.Context, m []byte) error { return t.s.SendDatagram(m) }
 
-func (t wtTransport) end(_ websocket.StatusCode, reason string) { t.s.CloseWithError(0, reason) }
+func (t *wtTransport) abort(reason string) { t.s.CloseWithError(1, reason) }
+
+func (t *wtTransport) end(_ websocket.StatusCode, reason string) { t.s.CloseWithError(0, reason) }
+
+// keepAlive is how often a quiet WebTransport session is PINGed.
+const keepAlive = 10 * time.Second
 
 // MaxSelfSigned is the longest validity a browser accepts for a
 // certificate pinned with serverCertificateHashes.

@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
-	"io"
 	"net"
 	"testing"
 	"time"
@@ -45,6 +44,22 @@ func startWT(t *testing.T, s *Server) (string, *webtransport.Transport) {
 	return "https://" + pc.LocalAddr().String() + "/", tr
 }
 
+// dialWT serves s over WebTransport and opens one browser's session to
+// it, within 10 s.
+func dialWT(t *testing.T, s *Server) (context.Context, *webtransport.Session) {
+	t.Helper()
+	url, tr := startWT(t, s)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	t.Cleanup(cancel)
+	_, sess, err := tr.Dial(ctx, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sess.CloseWithError(0, "") })
+	waitConns(t, s, 1)
+	return ctx, sess
+}
+
 // release is a RELEASE datagram of period p.
 func release(t *testing.T, p uint64) []byte {
 	t.Helper()
@@ -56,29 +71,39 @@ func release(t *testing.T, p uint64) []byte {
 	return b
 }
 
-// TestWebTransport: a RELEASE arrives as a datagram, anything else as a
-// stream holding exactly that datagram.
+// TestWebTransport: a live RELEASE arrives as a datagram, everything
+// else in order as frames on the session's one stream.
 func TestWebTransport(t *testing.T) {
 	realtime.Exclusive(t) // real loopback sockets
 	s, _ := start(t, Config{})
-	url, tr := startWT(t, s)
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
-	_, sess, err := tr.Dial(ctx, url, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitConns(t, s, 1)
+	ctx, sess := dialWT(t, s)
 	rel := release(t, 5)
-	announce := []byte("an ANNOUNCE shard, as far as the transport cares")
-	s.Send(wire.TypeAnnounce, [][]byte{announce})
+	announce := [][]byte{[]byte("an ANNOUNCE shard, as far as the transport cares"), []byte("and the next")}
+	s.Send(wire.TypeAnnounce, announce)
 	str, err := sess.AcceptUniStream(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := io.ReadAll(str)
-	if err != nil || string(got) != string(announce) {
-		t.Fatalf("stream %q, %v, want %q", got, err, announce)
+	frames := make(chan []byte, 8)
+	go ReadFrames(str, func(m []byte) { frames <- m })
+	next := func() string {
+		select {
+		case m := <-frames:
+			return string(m)
+		case <-ctx.Done():
+			t.Fatal("no frame on the session stream")
+			return ""
+		}
+	}
+	for _, want := range announce {
+		if got := next(); got != string(want) {
+			t.Fatalf("frame %q, want %q", got, want)
+		}
+	}
+	// A later round comes on the same stream, not a new one.
+	s.Send(wire.TypeAnnounce, [][]byte{[]byte("round 2")})
+	if got := next(); got != "round 2" {
+		t.Fatalf("frame %q, want %q", got, "round 2")
 	}
 	// A datagram may be lost even on loopback: send until one arrives.
 	for {
@@ -96,7 +121,26 @@ func TestWebTransport(t *testing.T) {
 			t.Fatal("no RELEASE datagram")
 		}
 	}
-	// A browser sends nothing: one that does is closed and counted.
+	// A time request datagram is answered with a datagram.
+	for {
+		if err := sess.SendDatagram(timeRequest(7)); err != nil {
+			t.Fatal(err)
+		}
+		dctx, dcancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		d, err := sess.ReceiveDatagram(dctx)
+		dcancel()
+		var e wire.TimeEcho
+		if err == nil && e.Decode(d) == nil {
+			if e.Origin != 7 {
+				t.Fatalf("echo of origin %d, want 7", e.Origin)
+			}
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatal("no time echo")
+		}
+	}
+	// A browser sends nothing else: one that does is closed and counted.
 	if err := sess.SendDatagram([]byte("hello")); err != nil {
 		t.Fatal(err)
 	}
@@ -145,4 +189,22 @@ func TestWebTransportNeverRead(t *testing.T) {
 		time.Sleep(time.Millisecond) // bounded load: at most 1,000 shards a second
 	}
 	waitConns(t, s, 0)
+}
+
+// A stream from the browser is bad input: the session is closed and
+// counted, even while it is waiting for a datagram.
+func TestWebTransportStreamFromBrowser(t *testing.T) {
+	realtime.Exclusive(t) // real loopback sockets
+	s, _ := start(t, Config{})
+	ctx, sess := dialWT(t, s)
+	str, err := sess.OpenUniStreamSync(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	str.Write([]byte("a page never opens a stream"))
+	str.Close()
+	waitConns(t, s, 0)
+	if st := s.Stats(); st.BadInput != 1 {
+		t.Errorf("BadInput = %d, want 1", st.BadInput)
+	}
 }

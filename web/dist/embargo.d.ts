@@ -1,3 +1,12 @@
+/** The page's clock measured against its edges' (PROTOCOL.md §4.8):
+ * offsetMs is the edges' UTC minus the page's clock, from the time echo
+ * of least round trip (rttMs) among the last 8; samples is how many
+ * echoes were taken (0: no measure yet, offsetMs is 0). */
+export interface ClockOffset {
+    offsetMs: number;
+    rttMs: number;
+    samples: number;
+}
 /** One content key, KID and key in hex. */
 export interface Key {
     kid: string;
@@ -22,10 +31,14 @@ export interface Period {
 }
 export interface Options {
     /** Edges: WebSocket URLs (ws://, wss://) or WebTransport URLs
-     * (https://). Several edges are deduplicated by the receiver. Where an
-     * edge requires a subscription token it goes in the URL (the edge's
-     * admission sees the request). */
+     * (https://). Several edges are deduplicated by the receiver. */
     edges: string[];
+    /** The subscription token for edges that require one (`embargo edge
+     * -require-tokens`): the licence's Embargo-Subscription-Token header as
+     * it is. A function is asked again at every (re)connect, so a page that
+     * refreshes its licence passes the fresh token. It goes in each edge
+     * URL's query as `token=`. */
+    token?: string | (() => string | undefined);
     /** SHA-256 hashes (hex) of self-signed WebTransport edge certificates
      * (ECDSA, valid ≤ 14 days) for serverCertificateHashes; without them
      * the edge needs a certificate the browser trusts. */
@@ -39,8 +52,8 @@ export interface Options {
     wasm: string | URL;
     /** Called once per period when its keys are ready (never before releaseAt). */
     onPeriod?: (p: Period) => void;
-    /** Called at the period's presentAt on the page's clock; lateMs is how
-     * far after presentAt it ran. A catch-up period whose presentAt has
+    /** Called at the period's presentAt on the edges' clock (Receiver.now);
+     * lateMs is how far after presentAt it ran. A catch-up period whose presentAt has
      * passed is presented at once, late. */
     onPresent?: (p: Period, lateMs: number) => void;
     /** Milliseconds before reconnecting a closed edge (default 1000). */
@@ -58,6 +71,7 @@ export declare class Receiver {
     private readonly sockets;
     private readonly sessions;
     private closed;
+    private measured;
     private constructor();
     /** Loads the WebAssembly receiver and connects to every edge. */
     static start(opts: Options): Promise<Receiver>;
@@ -65,17 +79,32 @@ export declare class Receiver {
     periods(): readonly Period[];
     /** The key of a KID (hex), waiting for its period's release. */
     key(kid: string): Promise<string>;
+    /** now is the edges' time in UTC milliseconds: the page's clock
+     * corrected by the measured offset (clock()). presentAt is kept by it. */
+    now(): number;
+    /** The page's clock measured against its edges'. */
+    clock(): ClockOffset;
     /** The receiver's counters (drops by reason, skew), as its Stats. */
     stats(): unknown;
     close(): void;
     private connect;
+    /** feed hands a message from an edge to the receiver; a time echo
+     * updates the measured offset. */
+    private feed;
+    /** askTime sends time requests while alive(): 8 a quarter second
+     * apart to measure quickly, then one every 15 s to follow the clocks
+     * (an edge answers a few at once, then one a second). */
+    private askTime;
     private again;
-    /** WebTransport: RELEASEs come as datagrams, every other datagram as a
-     * unidirectional stream holding exactly it. */
+    /** WebTransport: live RELEASEs come as datagrams, every other datagram
+     * as a frame on the session's unidirectional stream. */
     private connectWebTransport;
     private connectWebSocket;
     private deliver;
 }
+/** withToken is url with the subscription token t in its query
+ * (webedge.TokenParam), or url itself without one. */
+export declare function withToken(url: string, t: string | undefined): string;
 /** clearKeyLicence is the ClearKey licence (a JWK set, W3C EME §9.1.4)
  * for keys: what MediaKeySession.update takes. */
 export declare function clearKeyLicence(keys: readonly Key[]): Uint8Array<ArrayBuffer>;
@@ -96,6 +125,9 @@ export interface StepOptions {
      * clock), from the period schedule: each period's first frame at its
      * presentAtUTC, e.g. (utc) => firstFrameS + (utc - p.presentAtUTC) / 1000. */
     mediaTimeAt: (utcMs: number) => number;
+    /** The clock mediaTimeAt is read at: the receiver's (() => r.now(),
+     * the edges' time); default the page's own, now. */
+    clock?: () => number;
     /** The largest rate correction (default 0.1: 0.9× to 1.1×, which
      * viewers do not hear as pitch with preservesPitch). */
     maxCorrection?: number;

@@ -7,9 +7,12 @@
 //
 // Load Go's wasm_exec.js (from `go env GOROOT`/lib/wasm) before this module.
 //
-// Clock: instants are milliseconds on the page's clock, Date.now()'s epoch,
-// converted from the signed TAI instants as UTC = TAI − 37 s. A page is as
-// close to presentAt as its operating system's clock is to UTC.
+// Clock: instants are UTC milliseconds, Date.now()'s epoch, converted
+// from the signed TAI instants as UTC = TAI − 37 s. The page measures its
+// clock against its edges' with time echoes over each session (8 at
+// connect, then one every 15 s; the echo of least round trip counts):
+// Receiver.now() is the edges' time, and presentation keeps to it, not to
+// the page's own clock.
 /** now is the page's clock in UTC milliseconds, with sub-millisecond
  * resolution where the browser gives it. */
 export function now() {
@@ -24,6 +27,7 @@ export class Receiver {
     sockets = [];
     sessions = [];
     closed = false;
+    measured = { offsetMs: 0, rttMs: 0, samples: 0 };
     constructor(opts, wasm) {
         this.opts = opts;
         this.wasm = wasm;
@@ -66,6 +70,15 @@ export class Receiver {
             this.waiting.set(kid, list);
         });
     }
+    /** now is the edges' time in UTC milliseconds: the page's clock
+     * corrected by the measured offset (clock()). presentAt is kept by it. */
+    now() {
+        return now() + this.measured.offsetMs;
+    }
+    /** The page's clock measured against its edges'. */
+    clock() {
+        return this.measured;
+    }
     /** The receiver's counters (drops by reason, skew), as its Stats. */
     stats() {
         return JSON.parse(this.wasm.stats());
@@ -78,22 +91,58 @@ export class Receiver {
             s.close();
     }
     connect(url) {
+        const t = typeof this.opts.token === "function" ? this.opts.token() : this.opts.token;
         if (url.startsWith("https://"))
-            this.connectWebTransport(url);
+            this.connectWebTransport(url, withToken(url, t));
         else
-            this.connectWebSocket(url);
+            this.connectWebSocket(url, withToken(url, t));
+    }
+    /** feed hands a message from an edge to the receiver; a time echo
+     * updates the measured offset. */
+    feed(b) {
+        if (b.length >= 4 && b[0] === 0x45 && b[1] === 0x4d && b[2] === 0x42 && b[3] === 0x54) {
+            this.wasm.feed(b, now());
+            this.measured = JSON.parse(this.wasm.clock());
+            return;
+        }
+        this.wasm.feed(b);
+    }
+    /** askTime sends time requests while alive(): 8 a quarter second
+     * apart to measure quickly, then one every 15 s to follow the clocks
+     * (an edge answers a few at once, then one a second). */
+    askTime(send, alive) {
+        let sent = 0;
+        const tick = () => {
+            if (this.closed || !alive())
+                return;
+            try {
+                send(this.wasm.timeRequest(now()));
+            }
+            catch {
+                return;
+            }
+            sent++;
+            setTimeout(tick, sent < 8 ? 250 : 15000);
+        };
+        tick();
     }
     again(url) {
         if (!this.closed)
             setTimeout(() => this.connect(url), this.opts.reconnectMs ?? 1000);
     }
-    /** WebTransport: RELEASEs come as datagrams, every other datagram as a
-     * unidirectional stream holding exactly it. */
-    connectWebTransport(url) {
+    /** WebTransport: live RELEASEs come as datagrams, every other datagram
+     * as a frame on the session's unidirectional stream. */
+    connectWebTransport(url, dial) {
         const hashes = (this.opts.serverCertificateHashes ?? []).map((h) => ({ algorithm: "sha-256", value: bytesOf(h) }));
-        const wt = new WebTransport(url, hashes.length ? { serverCertificateHashes: hashes } : {});
+        const wt = new WebTransport(dial, hashes.length ? { serverCertificateHashes: hashes } : {});
         this.sessions.push(wt);
-        const feed = (b) => this.wasm.feed(b);
+        const feed = (b) => this.feed(b);
+        void wt.ready
+            .then(() => {
+            const w = wt.datagrams.writable.getWriter();
+            this.askTime((b) => void w.write(b).catch(() => { }), () => this.sessions.includes(wt));
+        })
+            .catch(() => { });
         void (async () => {
             const r = wt.datagrams.readable.getReader();
             for (;;) {
@@ -109,7 +158,7 @@ export class Receiver {
                 const { value, done } = await streams.read();
                 if (done)
                     return;
-                void readDatagram(value).then((b) => b && feed(b));
+                void readFrames(value, feed).catch(() => { });
             }
         })().catch(() => { });
         wt.closed
@@ -121,13 +170,14 @@ export class Receiver {
             this.again(url);
         });
     }
-    connectWebSocket(url) {
-        const ws = new WebSocket(url);
+    connectWebSocket(url, dial) {
+        const ws = new WebSocket(dial);
         ws.binaryType = "arraybuffer";
         ws.onmessage = (ev) => {
             if (ev.data instanceof ArrayBuffer)
-                this.wasm.feed(new Uint8Array(ev.data));
+                this.feed(new Uint8Array(ev.data));
         };
+        ws.onopen = () => this.askTime((b) => ws.send(b), () => ws.readyState === WebSocket.OPEN);
         ws.onclose = () => {
             const i = this.sockets.indexOf(ws);
             if (i >= 0)
@@ -146,20 +196,29 @@ export class Receiver {
         }
         this.opts.onPeriod?.(p);
         if (this.opts.onPresent)
-            schedulePresent(p, this.opts.onPresent);
+            schedulePresent(p, this.opts.onPresent, () => this.now());
     }
+}
+/** withToken is url with the subscription token t in its query
+ * (webedge.TokenParam), or url itself without one. */
+export function withToken(url, t) {
+    if (!t)
+        return url;
+    const u = new URL(url);
+    u.searchParams.set("token", t);
+    return u.toString();
 }
 /** How long before presentAt schedulePresent stops trusting timers: a
  * timer fires up to a few milliseconds late, and nested timers are
  * clamped to 4 ms. */
 const timerSlackMs = 4;
-/** schedulePresent calls f at p's presentAt: a timer to timerSlackMs
+/** schedulePresent calls f at p's presentAt by clock: a timer to timerSlackMs
  * before it, then message-channel turns of the event loop (not clamped,
  * and the page stays responsive) until the instant. */
-function schedulePresent(p, f) {
+function schedulePresent(p, f, clock) {
     const ch = new MessageChannel();
     const turn = () => {
-        const left = p.presentAtUTC - now();
+        const left = p.presentAtUTC - clock();
         if (left > timerSlackMs) {
             setTimeout(turn, left - timerSlackMs);
         }
@@ -174,38 +233,36 @@ function schedulePresent(p, f) {
     ch.port1.onmessage = turn;
     turn();
 }
-/** The largest datagram a stream may hold (wire.MaxDatagram): a longer
- * stream is not an embargo datagram and is dropped unread. */
-const maxStreamBytes = 9000;
-/** readDatagram reads one stream to its end: one datagram, or undefined
- * when it is longer than maxStreamBytes or fails. */
-async function readDatagram(s) {
+/** The largest datagram a frame may hold (wire.MaxDatagram): a longer
+ * frame is not an embargo datagram, and its stream is dropped. */
+const maxFrameBytes = 9000;
+/** readFrames reads a session stream to its end, calling f with each
+ * frame's datagram: a 2-byte big-endian length (1 to maxFrameBytes) and
+ * that many bytes (PROTOCOL.md §4.8). A bad length ends the stream. */
+async function readFrames(s, f) {
     const r = s.getReader();
-    const parts = [];
-    let n = 0;
-    try {
-        for (;;) {
-            const { value, done } = await r.read();
-            if (done)
-                break;
-            n += value.length;
-            if (n > maxStreamBytes) {
+    let buf = new Uint8Array(0);
+    for (;;) {
+        const { value, done } = await r.read();
+        if (done)
+            return;
+        const joined = new Uint8Array(buf.length + value.length);
+        joined.set(buf);
+        joined.set(value, buf.length);
+        let at = 0;
+        while (joined.length - at >= 2) {
+            const n = (joined[at] << 8) | joined[at + 1];
+            if (n === 0 || n > maxFrameBytes) {
                 await r.cancel();
-                return undefined;
+                return;
             }
-            parts.push(value);
+            if (joined.length - at - 2 < n)
+                break;
+            f(joined.slice(at + 2, at + 2 + n));
+            at += 2 + n;
         }
+        buf = joined.slice(at);
     }
-    catch {
-        return undefined;
-    }
-    const out = new Uint8Array(n);
-    let at = 0;
-    for (const p of parts) {
-        out.set(p, at);
-        at += p.length;
-    }
-    return out;
 }
 /** hex → bytes. */
 function bytesOf(hex) {
@@ -275,7 +332,7 @@ export function playbackRateFor(mediaTimeS, targetS, o = { mediaTimeAt: () => 0 
  * It returns a function that stops it and restores rate 1. */
 export function keepInStep(media, o, everyMs = 200) {
     const tick = () => {
-        const target = o.mediaTimeAt(now());
+        const target = o.mediaTimeAt((o.clock ?? now)());
         if (Math.abs(target - media.currentTime) > (o.seekBeyondS ?? 3)) {
             media.currentTime = target;
             media.playbackRate = 1;

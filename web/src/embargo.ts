@@ -7,9 +7,12 @@
 //
 // Load Go's wasm_exec.js (from `go env GOROOT`/lib/wasm) before this module.
 //
-// Clock: instants are milliseconds on the page's clock, Date.now()'s epoch,
-// converted from the signed TAI instants as UTC = TAI − 37 s. A page is as
-// close to presentAt as its operating system's clock is to UTC.
+// Clock: instants are UTC milliseconds, Date.now()'s epoch, converted
+// from the signed TAI instants as UTC = TAI − 37 s. The page measures its
+// clock against its edges' with time echoes over each session (8 at
+// connect, then one every 15 s; the echo of least round trip counts):
+// Receiver.now() is the edges' time, and presentation keeps to it, not to
+// the page's own clock.
 
 /** Go's wasm_exec.js runtime. */
 declare class Go {
@@ -18,8 +21,20 @@ declare class Go {
 }
 
 interface WasmReceiver {
-  feed(datagram: Uint8Array): Error | undefined;
+  feed(datagram: Uint8Array, receivedMs?: number): Error | undefined;
   stats(): string;
+  timeRequest(sentMs?: number): Uint8Array;
+  clock(): string;
+}
+
+/** The page's clock measured against its edges' (PROTOCOL.md §4.8):
+ * offsetMs is the edges' UTC minus the page's clock, from the time echo
+ * of least round trip (rttMs) among the last 8; samples is how many
+ * echoes were taken (0: no measure yet, offsetMs is 0). */
+export interface ClockOffset {
+  offsetMs: number;
+  rttMs: number;
+  samples: number;
 }
 
 declare function embargoReceiver(options: string, onPeriod: (json: string) => void): WasmReceiver | Error;
@@ -50,10 +65,14 @@ export interface Period {
 
 export interface Options {
   /** Edges: WebSocket URLs (ws://, wss://) or WebTransport URLs
-   * (https://). Several edges are deduplicated by the receiver. Where an
-   * edge requires a subscription token it goes in the URL (the edge's
-   * admission sees the request). */
+   * (https://). Several edges are deduplicated by the receiver. */
   edges: string[];
+  /** The subscription token for edges that require one (`embargo edge
+   * -require-tokens`): the licence's Embargo-Subscription-Token header as
+   * it is. A function is asked again at every (re)connect, so a page that
+   * refreshes its licence passes the fresh token. It goes in each edge
+   * URL's query as `token=`. */
+  token?: string | (() => string | undefined);
   /** SHA-256 hashes (hex) of self-signed WebTransport edge certificates
    * (ECDSA, valid ≤ 14 days) for serverCertificateHashes; without them
    * the edge needs a certificate the browser trusts. */
@@ -67,8 +86,8 @@ export interface Options {
   wasm: string | URL;
   /** Called once per period when its keys are ready (never before releaseAt). */
   onPeriod?: (p: Period) => void;
-  /** Called at the period's presentAt on the page's clock; lateMs is how
-   * far after presentAt it ran. A catch-up period whose presentAt has
+  /** Called at the period's presentAt on the edges' clock (Receiver.now);
+   * lateMs is how far after presentAt it ran. A catch-up period whose presentAt has
    * passed is presented at once, late. */
   onPresent?: (p: Period, lateMs: number) => void;
   /** Milliseconds before reconnecting a closed edge (default 1000). */
@@ -88,6 +107,7 @@ export class Receiver {
   private readonly sockets: WebSocket[] = [];
   private readonly sessions: WebTransport[] = [];
   private closed = false;
+  private measured: ClockOffset = { offsetMs: 0, rttMs: 0, samples: 0 };
 
   private constructor(
     private readonly opts: Options,
@@ -132,6 +152,17 @@ export class Receiver {
     });
   }
 
+  /** now is the edges' time in UTC milliseconds: the page's clock
+   * corrected by the measured offset (clock()). presentAt is kept by it. */
+  now(): number {
+    return now() + this.measured.offsetMs;
+  }
+
+  /** The page's clock measured against its edges'. */
+  clock(): ClockOffset {
+    return this.measured;
+  }
+
   /** The receiver's counters (drops by reason, skew), as its Stats. */
   stats(): unknown {
     return JSON.parse(this.wasm.stats());
@@ -144,21 +175,57 @@ export class Receiver {
   }
 
   private connect(url: string): void {
-    if (url.startsWith("https://")) this.connectWebTransport(url);
-    else this.connectWebSocket(url);
+    const t = typeof this.opts.token === "function" ? this.opts.token() : this.opts.token;
+    if (url.startsWith("https://")) this.connectWebTransport(url, withToken(url, t));
+    else this.connectWebSocket(url, withToken(url, t));
+  }
+
+  /** feed hands a message from an edge to the receiver; a time echo
+   * updates the measured offset. */
+  private feed(b: Uint8Array): void {
+    if (b.length >= 4 && b[0] === 0x45 && b[1] === 0x4d && b[2] === 0x42 && b[3] === 0x54) {
+      this.wasm.feed(b, now());
+      this.measured = JSON.parse(this.wasm.clock()) as ClockOffset;
+      return;
+    }
+    this.wasm.feed(b);
+  }
+
+  /** askTime sends time requests while alive(): 8 a quarter second
+   * apart to measure quickly, then one every 15 s to follow the clocks
+   * (an edge answers a few at once, then one a second). */
+  private askTime(send: (b: Uint8Array) => void, alive: () => boolean): void {
+    let sent = 0;
+    const tick = () => {
+      if (this.closed || !alive()) return;
+      try {
+        send(this.wasm.timeRequest(now()));
+      } catch {
+        return;
+      }
+      sent++;
+      setTimeout(tick, sent < 8 ? 250 : 15000);
+    };
+    tick();
   }
 
   private again(url: string): void {
     if (!this.closed) setTimeout(() => this.connect(url), this.opts.reconnectMs ?? 1000);
   }
 
-  /** WebTransport: RELEASEs come as datagrams, every other datagram as a
-   * unidirectional stream holding exactly it. */
-  private connectWebTransport(url: string): void {
+  /** WebTransport: live RELEASEs come as datagrams, every other datagram
+   * as a frame on the session's unidirectional stream. */
+  private connectWebTransport(url: string, dial: string): void {
     const hashes = (this.opts.serverCertificateHashes ?? []).map((h) => ({ algorithm: "sha-256", value: bytesOf(h) }));
-    const wt = new WebTransport(url, hashes.length ? { serverCertificateHashes: hashes } : {});
+    const wt = new WebTransport(dial, hashes.length ? { serverCertificateHashes: hashes } : {});
     this.sessions.push(wt);
-    const feed = (b: Uint8Array) => this.wasm.feed(b);
+    const feed = (b: Uint8Array) => this.feed(b);
+    void wt.ready
+      .then(() => {
+        const w = wt.datagrams.writable.getWriter();
+        this.askTime((b) => void w.write(b).catch(() => {}), () => this.sessions.includes(wt));
+      })
+      .catch(() => {});
     void (async () => {
       const r = wt.datagrams.readable.getReader();
       for (;;) {
@@ -172,7 +239,7 @@ export class Receiver {
       for (;;) {
         const { value, done } = await streams.read();
         if (done) return;
-        void readDatagram(value as ReadableStream<Uint8Array>).then((b) => b && feed(b));
+        void readFrames(value as ReadableStream<Uint8Array>, feed).catch(() => {});
       }
     })().catch(() => {});
     wt.closed
@@ -184,12 +251,13 @@ export class Receiver {
       });
   }
 
-  private connectWebSocket(url: string): void {
-    const ws = new WebSocket(url);
+  private connectWebSocket(url: string, dial: string): void {
+    const ws = new WebSocket(dial);
     ws.binaryType = "arraybuffer";
     ws.onmessage = (ev: MessageEvent) => {
-      if (ev.data instanceof ArrayBuffer) this.wasm.feed(new Uint8Array(ev.data));
+      if (ev.data instanceof ArrayBuffer) this.feed(new Uint8Array(ev.data));
     };
+    ws.onopen = () => this.askTime((b) => ws.send(b), () => ws.readyState === WebSocket.OPEN);
     ws.onclose = () => {
       const i = this.sockets.indexOf(ws);
       if (i >= 0) this.sockets.splice(i, 1);
@@ -206,8 +274,17 @@ export class Receiver {
       this.waiting.delete(k.kid);
     }
     this.opts.onPeriod?.(p);
-    if (this.opts.onPresent) schedulePresent(p, this.opts.onPresent);
+    if (this.opts.onPresent) schedulePresent(p, this.opts.onPresent, () => this.now());
   }
+}
+
+/** withToken is url with the subscription token t in its query
+ * (webedge.TokenParam), or url itself without one. */
+export function withToken(url: string, t: string | undefined): string {
+  if (!t) return url;
+  const u = new URL(url);
+  u.searchParams.set("token", t);
+  return u.toString();
 }
 
 /** How long before presentAt schedulePresent stops trusting timers: a
@@ -215,13 +292,13 @@ export class Receiver {
  * clamped to 4 ms. */
 const timerSlackMs = 4;
 
-/** schedulePresent calls f at p's presentAt: a timer to timerSlackMs
+/** schedulePresent calls f at p's presentAt by clock: a timer to timerSlackMs
  * before it, then message-channel turns of the event loop (not clamped,
  * and the page stays responsive) until the instant. */
-function schedulePresent(p: Period, f: (p: Period, lateMs: number) => void): void {
+function schedulePresent(p: Period, f: (p: Period, lateMs: number) => void, clock: () => number): void {
   const ch = new MessageChannel();
   const turn = () => {
-    const left = p.presentAtUTC - now();
+    const left = p.presentAtUTC - clock();
     if (left > timerSlackMs) {
       setTimeout(turn, left - timerSlackMs);
     } else if (left > 0) {
@@ -235,37 +312,35 @@ function schedulePresent(p: Period, f: (p: Period, lateMs: number) => void): voi
   turn();
 }
 
-/** The largest datagram a stream may hold (wire.MaxDatagram): a longer
- * stream is not an embargo datagram and is dropped unread. */
-const maxStreamBytes = 9000;
+/** The largest datagram a frame may hold (wire.MaxDatagram): a longer
+ * frame is not an embargo datagram, and its stream is dropped. */
+const maxFrameBytes = 9000;
 
-/** readDatagram reads one stream to its end: one datagram, or undefined
- * when it is longer than maxStreamBytes or fails. */
-async function readDatagram(s: ReadableStream<Uint8Array>): Promise<Uint8Array | undefined> {
+/** readFrames reads a session stream to its end, calling f with each
+ * frame's datagram: a 2-byte big-endian length (1 to maxFrameBytes) and
+ * that many bytes (PROTOCOL.md §4.8). A bad length ends the stream. */
+async function readFrames(s: ReadableStream<Uint8Array>, f: (b: Uint8Array) => void): Promise<void> {
   const r = s.getReader();
-  const parts: Uint8Array[] = [];
-  let n = 0;
-  try {
-    for (;;) {
-      const { value, done } = await r.read();
-      if (done) break;
-      n += value.length;
-      if (n > maxStreamBytes) {
+  let buf = new Uint8Array(0);
+  for (;;) {
+    const { value, done } = await r.read();
+    if (done) return;
+    const joined = new Uint8Array(buf.length + value.length);
+    joined.set(buf);
+    joined.set(value, buf.length);
+    let at = 0;
+    while (joined.length - at >= 2) {
+      const n = (joined[at] << 8) | joined[at + 1];
+      if (n === 0 || n > maxFrameBytes) {
         await r.cancel();
-        return undefined;
+        return;
       }
-      parts.push(value);
+      if (joined.length - at - 2 < n) break;
+      f(joined.slice(at + 2, at + 2 + n));
+      at += 2 + n;
     }
-  } catch {
-    return undefined;
+    buf = joined.slice(at);
   }
-  const out = new Uint8Array(n);
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
 }
 
 /** hex → bytes. */
@@ -337,6 +412,9 @@ export interface StepOptions {
    * clock), from the period schedule: each period's first frame at its
    * presentAtUTC, e.g. (utc) => firstFrameS + (utc - p.presentAtUTC) / 1000. */
   mediaTimeAt: (utcMs: number) => number;
+  /** The clock mediaTimeAt is read at: the receiver's (() => r.now(),
+   * the edges' time); default the page's own, now. */
+  clock?: () => number;
   /** The largest rate correction (default 0.1: 0.9× to 1.1×, which
    * viewers do not hear as pitch with preservesPitch). */
   maxCorrection?: number;
@@ -362,7 +440,7 @@ export function playbackRateFor(mediaTimeS: number, targetS: number, o: StepOpti
  * It returns a function that stops it and restores rate 1. */
 export function keepInStep(media: SteppedMedia, o: StepOptions, everyMs = 200): () => void {
   const tick = () => {
-    const target = o.mediaTimeAt(now());
+    const target = o.mediaTimeAt((o.clock ?? now)());
     if (Math.abs(target - media.currentTime) > (o.seekBeyondS ?? 3)) {
       media.currentTime = target;
       media.playbackRate = 1;
