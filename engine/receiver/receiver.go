@@ -28,10 +28,15 @@ const (
 	window = 32
 	// maxBodies bounds the verified bodies awaiting their RELEASE.
 	maxBodies = 1024
-	// maxEarly bounds RELEASEs kept until their body arrives, and
-	// maxEarlyPerPeriod the distinct secrets kept for one period.
+	// maxEarly bounds RELEASEs kept until their body arrives,
+	// maxEarlyPerPeriod the distinct secrets kept for one period and
+	// maxEarlyPerSource those of one period from one source address
+	// (keepEarly). maxProven bounds the sources learnt to send genuine
+	// RELEASEs.
 	maxEarly          = 256
-	maxEarlyPerPeriod = 4
+	maxEarlyPerPeriod = 8
+	maxEarlyPerSource = 2
+	maxProven         = 16
 )
 
 // Config configures a Receiver. Trusted, Streams and OnEvent are required.
@@ -122,11 +127,16 @@ type Receiver struct {
 	checker    atomic.Pointer[chan struct{}]
 	bodyChecks atomic.Uint64 // body signatures checked
 
-	mu       sync.Mutex
-	bodies   map[key]*held
-	heads    map[key]*wire.Body // commitments known from a first data shard, body not yet whole
-	early    map[key][]early
-	earlyN   int
+	mu        sync.Mutex
+	bodies    map[key]*held
+	heads     map[key]*wire.Body // commitments known from a first data shard, body not yet whole
+	early     map[key][]early
+	earlyN    int
+	earlyFrom map[netip.Addr]int // held RELEASEs per source address
+	// proven are the source addresses whose RELEASEs opened a commitment
+	// (learnt, oldest first): their held secrets outrank others.
+	proven   map[netip.Addr]bool
+	learnt   []netip.Addr
 	done     map[key]struct{}
 	newest   map[uint32]uint64
 	release  wire.Release
@@ -158,6 +168,10 @@ type early struct {
 	from    netip.AddrPort
 }
 
+// source is the address the RELEASE came from, as the early queue counts
+// it.
+func (e *early) source() netip.Addr { return e.from.Addr().Unmap() }
+
 // New checks cfg and returns a Receiver.
 func New(cfg Config) (*Receiver, error) {
 	switch {
@@ -180,16 +194,18 @@ func New(cfg Config) (*Receiver, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	r := &Receiver{
-		cfg:     cfg,
-		log:     log,
-		streams: make(map[uint32]bool, len(cfg.Streams)),
-		drops:   newCounters(),
-		asm:     fec.NewAssembler(cfg.Trusted, fec.WithWindow(window), fec.WithClock(monotonic(cfg.Now)), fec.WithAsyncChecks()),
-		bodies:  make(map[key]*held),
-		heads:   make(map[key]*wire.Body),
-		early:   make(map[key][]early),
-		done:    make(map[key]struct{}),
-		newest:  make(map[uint32]uint64),
+		cfg:       cfg,
+		log:       log,
+		streams:   make(map[uint32]bool, len(cfg.Streams)),
+		drops:     newCounters(),
+		asm:       fec.NewAssembler(cfg.Trusted, fec.WithWindow(window), fec.WithClock(monotonic(cfg.Now)), fec.WithAsyncChecks()),
+		bodies:    make(map[key]*held),
+		heads:     make(map[key]*wire.Body),
+		early:     make(map[key][]early),
+		earlyFrom: make(map[netip.Addr]int),
+		proven:    make(map[netip.Addr]bool),
+		done:      make(map[key]struct{}),
+		newest:    make(map[uint32]uint64),
 	}
 	for _, s := range cfg.Streams {
 		r.streams[s] = true
