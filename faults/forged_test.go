@@ -65,6 +65,9 @@ type fgScenario struct {
 	// check judges the attacked receivers' counters (the flood's own
 	// account in f).
 	check func(t *testing.T, f *fgAttack, st receiver.Stats, flood time.Duration)
+	// late: every receiver, the control too, gets each ANNOUNCE only
+	// after its period's RELEASE (fgLate).
+	late bool
 }
 
 func TestForged(t *testing.T) {
@@ -77,6 +80,7 @@ func TestForged(t *testing.T) {
 		{name: "distinct-roots", rate: 50_000, next: fgDistinctRoots, check: fgBudgetCheck},
 		{name: "roots-5x", rate: 50_000, next: fgRepeatedRoots(5), check: fgBudgetCheck},
 		{name: "early-release-flood", rate: 45_000, next: fgEarlyReleases, check: fgEarlyCheck},
+		{name: "early-release-before-shards", rate: 45_000, next: fgEarlyReleasesBeforeShards, check: fgEarlyQueueCheck, late: true},
 	} {
 		t.Run(sc.name, func(t *testing.T) { fgRun(t, l, sc) })
 	}
@@ -171,9 +175,9 @@ func fgEarlyCheck(t *testing.T, _ *fgAttack, st receiver.Stats, _ time.Duration)
 
 func fgRun(t *testing.T, l *lab, sc fgScenario) {
 	attacked := l.recvHost(0)
-	plain := fgStartChild(t, l, attacked, false)
-	filtered := fgStartChild(t, l, attacked, bpf.Available() == nil)
-	control := fgStartChild(t, l, l.recvHost(1), false)
+	plain := fgStartChild(t, l, attacked, false, sc.late)
+	filtered := fgStartChild(t, l, attacked, bpf.Available() == nil, sc.late)
+	control := fgStartChild(t, l, l.recvHost(1), false, sc.late)
 	kids := []*fgChildProc{plain, filtered, control}
 	for _, k := range kids {
 		k.ready(t)
@@ -334,7 +338,7 @@ type fgChildResult struct {
 	Err                      string
 }
 
-func fgStartChild(t *testing.T, l *lab, h *netns.Host, filter bool) *fgChildProc {
+func fgStartChild(t *testing.T, l *lab, h *netns.Host, filter, late bool) *fgChildProc {
 	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
@@ -348,6 +352,9 @@ func fgStartChild(t *testing.T, l *lab, h *netns.Host, filter bool) *fgChildProc
 		"EMBARGO_FORGED_IFNAME="+h.Ifname,
 		"EMBARGO_FORGED_FILTER="+strconv.FormatBool(filter),
 	)
+	if late {
+		cmd.Env = append(cmd.Env, fgLateEnviron(l.sched))
+	}
 	cmd.Stderr = os.Stderr
 	k := &fgChildProc{cmd: cmd, filter: filter, readyC: make(chan struct{}), marks: make(chan fgMark, 4), done: make(chan struct{}),
 		rec: &recorder{events: map[uint64]receiver.Event{}, stopFn: func() {}}}
@@ -504,9 +511,13 @@ func fgChildMain(t *testing.T) (res fgChildResult) {
 	if err != nil {
 		return fail(err)
 	}
+	srcs, err := fgLateSources(src)
+	if err != nil {
+		return fail(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx, src) }()
+	go func() { done <- r.Run(ctx, srcs...) }()
 	in := bufio.NewScanner(os.Stdin)
 	for in.Scan() { // "mark" until the parent closes stdin
 		outMu.Lock()
