@@ -31,6 +31,7 @@ import (
 
 	"github.com/embargo-live/embargo/bpf"
 	"github.com/embargo-live/embargo/engine/receiver"
+	"github.com/embargo-live/embargo/engine/subscriber"
 	"github.com/embargo-live/embargo/engine/udp"
 	"github.com/embargo-live/embargo/fec"
 	"github.com/embargo-live/embargo/fec/fectest"
@@ -291,16 +292,18 @@ func fgLoopSender(t *testing.T, h *netns.Host) *ipv4.PacketConn {
 
 // fgChildProc is a receiver running as a child process on a lab host.
 type fgChildProc struct {
-	cmd    *exec.Cmd
-	stdin  io.WriteCloser
-	filter bool
-	rec    *recorder
-	readyC chan struct{}
-	marks  chan fgMark
-	done   chan struct{}
+	cmd      *exec.Cmd
+	stdin    io.WriteCloser
+	filter   bool
+	rec      *recorder
+	readyC   chan struct{}
+	marks    chan fgMark
+	observed chan []byte
+	done     chan struct{}
 
 	// Set when done.
 	stats                    receiver.Stats
+	sub                      subscriber.Stats // a subscribing child's
 	rss                      string
 	at                       []fgMark // at each mark
 	kernelTotal, kernelEarly uint64
@@ -332,7 +335,8 @@ func (k *fgChildProc) floodChecks() uint64 {
 // fgChildResult is the child's last line.
 type fgChildResult struct {
 	Stats                    receiver.Stats
-	PeakRSS                  string // since the receiver started
+	Subscriber               subscriber.Stats // a subscribing child's client
+	PeakRSS                  string           // since the receiver started
 	KernelTotal, KernelEarly uint64
 	UnconfTotal, UnconfEarly uint64
 	Err                      string
@@ -340,23 +344,51 @@ type fgChildResult struct {
 
 func fgStartChild(t *testing.T, l *lab, h *netns.Host, filter, late bool) *fgChildProc {
 	t.Helper()
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("ip", "netns", "exec", h.Name, exe, "-test.run=^TestForgedReceiverChild$", "-test.count=1")
-	cmd.Env = append(os.Environ(),
-		fgChild+"=1",
-		"EMBARGO_FORGED_PUB="+fmt.Sprintf("%x", l.org.PublicKey()),
-		"EMBARGO_FORGED_MASTER="+fmt.Sprintf("%x", l.master),
+	env := append(childKeys(l), fgChild+"=1",
 		"EMBARGO_FORGED_IFNAME="+h.Ifname,
 		"EMBARGO_FORGED_FILTER="+strconv.FormatBool(filter),
 	)
 	if late {
-		cmd.Env = append(cmd.Env, fgLateEnviron(l.sched))
+		env = append(env, fgLateEnviron(l.sched))
 	}
+	k := startChild(t, h, "TestForgedReceiverChild", env)
+	k.filter = filter
+	return k
+}
+
+// childKeys is the environment that gives a child receiver the lab's
+// origin key and master key.
+func childKeys(l *lab) []string {
+	return []string{
+		"EMBARGO_FORGED_PUB=" + fmt.Sprintf("%x", l.org.PublicKey()),
+		"EMBARGO_FORGED_MASTER=" + fmt.Sprintf("%x", l.master),
+	}
+}
+
+// readChildKeys reads childKeys' environment in the child.
+func readChildKeys() (pub, master []byte, err error) {
+	if _, err := fmt.Sscanf(os.Getenv("EMBARGO_FORGED_PUB"), "%x", &pub); err != nil {
+		return nil, nil, err
+	}
+	if _, err := fmt.Sscanf(os.Getenv("EMBARGO_FORGED_MASTER"), "%x", &master); err != nil {
+		return nil, nil, err
+	}
+	return pub, master, nil
+}
+
+// startChild runs this test binary's test named test inside h's
+// namespace, with env added, as a child receiver speaking the protocol
+// that read takes.
+func startChild(t *testing.T, h *netns.Host, test string, env []string) *fgChildProc {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("ip", "netns", "exec", h.Name, exe, "-test.run=^"+test+"$", "-test.count=1")
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stderr = os.Stderr
-	k := &fgChildProc{cmd: cmd, filter: filter, readyC: make(chan struct{}), marks: make(chan fgMark, 4), done: make(chan struct{}),
+	k := &fgChildProc{cmd: cmd, readyC: make(chan struct{}), marks: make(chan fgMark, 4), observed: make(chan []byte, 1), done: make(chan struct{}),
 		rec: &recorder{events: map[uint64]receiver.Event{}, stopFn: func() {}}}
 	k.stdin, err = cmd.StdinPipe()
 	if err != nil {
@@ -374,7 +406,8 @@ func fgStartChild(t *testing.T, l *lab, h *netns.Host, filter, late bool) *fgChi
 	return k
 }
 
-// read takes the child's lines: READY, E <event>, M <cpu ns>, S <result>.
+// read takes the child's lines: READY, E <event>, M <cpu ns> <checks>,
+// K <observed KEEPALIVE, hex>, S <result>.
 func (k *fgChildProc) read(t *testing.T, out io.Reader) {
 	defer close(k.done)
 	sc := bufio.NewScanner(out)
@@ -405,12 +438,16 @@ func (k *fgChildProc) read(t *testing.T, out io.Reader) {
 			var checks uint64
 			fmt.Sscanf(rest, "%d %d", &ns, &checks)
 			k.marks <- fgMark{ns, checks}
+		case "K":
+			var d []byte
+			fmt.Sscanf(rest, "%x", &d)
+			k.observed <- d
 		case "S":
 			var r fgChildResult
 			if err := json.Unmarshal([]byte(rest), &r); err != nil || r.Err != "" {
 				t.Errorf("child result: %v %s", err, r.Err)
 			}
-			k.stats, k.rss = r.Stats, r.PeakRSS
+			k.stats, k.rss, k.sub = r.Stats, r.PeakRSS, r.Subscriber
 			k.kernelTotal, k.kernelEarly, k.unconfTotal, k.unconfEarly = r.KernelTotal, r.KernelEarly, r.UnconfTotal, r.UnconfEarly
 		}
 	}
@@ -466,11 +503,8 @@ func TestForgedReceiverChild(t *testing.T) {
 func fgChildMain(t *testing.T) (res fgChildResult) {
 	fail := func(err error) fgChildResult { res.Err = err.Error(); return res }
 	peak := trackPeakRSS()
-	var pub, master []byte
-	if _, err := fmt.Sscanf(os.Getenv("EMBARGO_FORGED_PUB"), "%x", &pub); err != nil {
-		return fail(err)
-	}
-	if _, err := fmt.Sscanf(os.Getenv("EMBARGO_FORGED_MASTER"), "%x", &master); err != nil {
+	pub, master, err := readChildKeys()
+	if err != nil {
 		return fail(err)
 	}
 	src, err := udp.Listen(udp.Group{Addr: groupAddr, Interface: os.Getenv("EMBARGO_FORGED_IFNAME"), Hops: 1})
