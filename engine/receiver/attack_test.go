@@ -2,6 +2,7 @@ package receiver_test
 
 import (
 	"encoding/binary"
+	"errors"
 	"net/netip"
 	"testing"
 	"testing/synctest"
@@ -230,5 +231,43 @@ func TestEarlyReleaseFloodBeforeAnyShard(t *testing.T) {
 				}
 			})
 		})
+	}
+}
+
+// With Sources, datagrams from any other address — forged shards and
+// RELEASEs alike — are dropped before they are decoded, counted, and cost
+// no signature check; the configured edge's, IPv4-mapped or not, are
+// taken.
+func TestSourcesDropOthers(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFixture(t)
+		s := new(sink)
+		r := f.receiver(t, s, func(c *receiver.Config) { c.Sources = []netip.Addr{edgeAddr.Addr()} })
+		b := multiShard(t, f, 3)
+		evil := attacker(1)
+		r.Handle(forgedShard(t, b.Shards[0], 1), time.Time{}, evil)
+		for i := range 100 {
+			r.Handle(forgedRelease(t, b, i), time.Time{}, evil)
+		}
+		r.Handle(release(t, b, 1), time.Time{}, evil) // even the genuine secret, from elsewhere
+		r.Handle(release(t, b, 1), time.Time{}, netip.AddrPort{})
+		if st := r.Stats(); st.Drops["foreign-source"] != 103 || st.SignatureChecks() != 0 || len(st.Drops) != 1 {
+			t.Fatalf("from other addresses: drops %v, %d signature checks", st.Drops, st.SignatureChecks())
+		}
+		mapped := netip.AddrPortFrom(netip.AddrFrom16(edgeAddr.Addr().As16()), edgeAddr.Port())
+		r.Handle(b.Shards[0], time.Time{}, mapped)
+		feed(r, b.Shards[1:]...)
+		feed(r, release(t, b, 1))
+		if got := s.got(); len(got) != 1 || got[0].Period != 3 {
+			t.Fatalf("the configured edge's period: events %+v; drops %v", got, r.Stats().Drops)
+		}
+	})
+}
+
+func TestSourcesConfig(t *testing.T) {
+	f := newFixture(t)
+	_, err := receiver.New(receiver.Config{Trusted: f.ring, Streams: []uint32{1}, OnEvent: func(receiver.Event) {}, Sources: []netip.Addr{{}}})
+	if !errors.Is(err, receiver.ErrConfig) {
+		t.Fatalf("an invalid source address: %v, want ErrConfig", err)
 	}
 }

@@ -49,6 +49,15 @@ type Config struct {
 	Master []byte
 	// Streams are the streams to assemble; datagrams of others are dropped.
 	Streams []uint32
+	// Sources, if not empty, are the only addresses datagrams are taken
+	// from: the edges this receiver is configured with (PROTOCOL.md §9.1).
+	// A datagram from any other address, or with none, is dropped before
+	// it is decoded, counted "foreign-source" (package bpf's filter drops
+	// them in the kernel: bpf.Filter.SetSources). Their RELEASEs also
+	// outrank any other in the queue of RELEASEs waiting for their body.
+	// Without Sources, any address is taken, and an address is trusted
+	// there once a RELEASE from it opened a period.
+	Sources []netip.Addr
 	// OnEvent receives each period once, from the goroutine that handled
 	// its completing datagram or ran the signature check that completed
 	// it (Run's checker). It should return quickly.
@@ -113,6 +122,7 @@ type Receiver struct {
 	cfg     Config
 	log     *slog.Logger
 	streams map[uint32]bool
+	sources map[netip.Addr]bool // Config.Sources, unmapped; nil: any
 	drops   *counters
 
 	shardMu sync.Mutex
@@ -210,6 +220,17 @@ func New(cfg Config) (*Receiver, error) {
 	for _, s := range cfg.Streams {
 		r.streams[s] = true
 	}
+	if len(cfg.Sources) > 0 {
+		r.sources = make(map[netip.Addr]bool, len(cfg.Sources))
+	}
+	for _, a := range cfg.Sources {
+		if !a.IsValid() {
+			return nil, fmt.Errorf("%w: source %v is no address", ErrConfig, a)
+		}
+		a = a.Unmap()
+		r.sources[a] = true
+		r.proven[a] = true // configured: never forgotten, unlike learnt ones
+	}
 	return r, nil
 }
 
@@ -234,6 +255,10 @@ func monotonic(now func() time.Time) func() int64 {
 // left to Run's checker goroutine; otherwise Handle runs them itself
 // before it returns.
 func (r *Receiver) Handle(pkt []byte, arrival time.Time, from netip.AddrPort) {
+	if r.sources != nil && !r.sources[from.Addr().Unmap()] {
+		r.drops.add(reasonForeignSource)
+		return
+	}
 	h, err := wire.Peek(pkt)
 	if err != nil {
 		r.drops.add(reasonMalformed)
