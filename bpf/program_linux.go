@@ -136,6 +136,21 @@ func (b *builder) increment(fd int) {
 	b.label(skip)
 }
 
+// configValue loads the u64 in slot of the config map fd into R1, or
+// continues at missing if the lookup fails (it cannot, for a slot in
+// range, but the verifier wants the check).
+func (b *builder) configValue(fd int, slot int64, missing string) {
+	b.add(
+		asm.StoreImm(asm.RFP, stkIndex, slot, asm.Word),
+		asm.LoadMapPtr(asm.R1, fd),
+		asm.Mov.Reg(asm.R2, asm.RFP),
+		asm.Add.Imm(asm.R2, stkIndex),
+		asm.FnMapLookupElem.Call(),
+		asm.JEq.Imm(asm.R0, 0, missing),
+		asm.LoadMem(asm.R1, asm.R0, 0, asm.DWord),
+	)
+}
+
 // bpfNoExist is BPF_NOEXIST: create only, never overwrite.
 const bpfNoExist = 1
 
@@ -297,13 +312,9 @@ func program(m mapFDs) asm.Instructions {
 		// whose kernel TAI offset was never set.
 		asm.FnKtimeGetTaiNs.Call(),
 		asm.StoreMem(asm.RFP, stkNow, asm.R0, asm.DWord),
-		asm.StoreImm(asm.RFP, stkIndex, configTAICorrection, asm.Word),
-		asm.LoadMapPtr(asm.R1, m.config),
-		asm.Mov.Reg(asm.R2, asm.RFP),
-		asm.Add.Imm(asm.R2, stkIndex),
-		asm.FnMapLookupElem.Call(),
-		asm.JEq.Imm(asm.R0, 0, "stamp"),
-		asm.LoadMem(asm.R1, asm.R0, 0, asm.DWord),
+	)
+	b.configValue(m.config, configTAICorrection, "stamp")
+	b.add(
 		asm.LoadMem(asm.R2, asm.RFP, stkNow, asm.DWord),
 		asm.Add.Reg(asm.R2, asm.R1),
 		asm.StoreMem(asm.RFP, stkNow, asm.R2, asm.DWord),
@@ -373,16 +384,8 @@ func (b *builder) sourceCheck(m mapFDs) {
 			asm.JNE.Imm(asm.R0, 0, "parse"),
 		)
 	}
-	b.add(
-		asm.StoreImm(asm.RFP, stkIndex, configSources, asm.Word),
-		asm.LoadMapPtr(asm.R1, m.config),
-		asm.Mov.Reg(asm.R2, asm.RFP),
-		asm.Add.Imm(asm.R2, stkIndex),
-		asm.FnMapLookupElem.Call(),
-		asm.JEq.Imm(asm.R0, 0, "parse"),
-		asm.LoadMem(asm.R1, asm.R0, 0, asm.DWord),
-		asm.JEq.Imm(asm.R1, 0, "parse"),
-	)
+	b.configValue(m.config, configSources, "parse")
+	b.add(asm.JEq.Imm(asm.R1, 0, "parse"))
 	load(0, stkSrc, 1) // version and IHL
 	b.add(
 		asm.LoadMem(asm.R1, asm.RFP, stkSrc, asm.Byte),
