@@ -332,6 +332,51 @@ func (k *fgChildProc) floodChecks() uint64 {
 	return k.at[1].checks - k.at[0].checks
 }
 
+// childOut is a child receiver's side of the line protocol that
+// fgChildProc.read takes.
+type childOut struct {
+	mu    sync.Mutex
+	ready sync.Once
+}
+
+// receiver makes the child's receiver of the lab's stream: each event
+// goes to confirm (if not nil), then to the parent, READY before the
+// first.
+func (o *childOut) receiver(pub, master []byte, confirm func(receiver.Event)) (*receiver.Receiver, error) {
+	return receiver.New(receiver.Config{
+		Trusted: seal.NewKeyRing(pub), Master: master, Streams: []uint32{stream},
+		OnEvent: func(ev receiver.Event) {
+			if confirm != nil {
+				confirm(ev)
+			}
+			b, _ := json.Marshal(ev)
+			o.mu.Lock()
+			defer o.mu.Unlock()
+			o.ready.Do(func() { fmt.Println("READY") })
+			fmt.Printf("E %s\n", b)
+		},
+	})
+}
+
+// serve runs r on srcs and answers the parent's commands until it closes
+// stdin: those more does not take (more may be nil; "mark" is one) with
+// M <cpu ns> <signature checks>. It returns Run's error.
+func (o *childOut) serve(r *receiver.Receiver, srcs []receiver.Source, more func(cmd string) bool) error {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx, srcs...) }()
+	in := bufio.NewScanner(os.Stdin)
+	for in.Scan() {
+		o.mu.Lock()
+		if more == nil || !more(in.Text()) {
+			fmt.Printf("M %d %d\n", processCPU(), r.Stats().SignatureChecks())
+		}
+		o.mu.Unlock()
+	}
+	cancel()
+	return <-done
+}
+
 // fgChildResult is the child's last line.
 type fgChildResult struct {
 	Stats                    receiver.Stats
@@ -527,20 +572,11 @@ func fgChildMain(t *testing.T) (res fgChildResult) {
 			return fail(err)
 		}
 	}
-	var outMu sync.Mutex
-	once := sync.Once{}
-	r, err := receiver.New(receiver.Config{
-		Trusted: seal.NewKeyRing(pub), Master: master, Streams: []uint32{stream},
-		OnEvent: func(ev receiver.Event) {
-			if filter != nil {
-				filter.Confirm(ev.Stream, ev.Period, &ev.RK, ev.ReleaseAt)
-			}
-			b, _ := json.Marshal(ev)
-			outMu.Lock()
-			defer outMu.Unlock()
-			once.Do(func() { fmt.Println("READY") })
-			fmt.Printf("E %s\n", b)
-		},
+	var out childOut
+	r, err := out.receiver(pub, master, func(ev receiver.Event) {
+		if filter != nil {
+			filter.Confirm(ev.Stream, ev.Period, &ev.RK, ev.ReleaseAt)
+		}
 	})
 	if err != nil {
 		return fail(err)
@@ -549,17 +585,7 @@ func fgChildMain(t *testing.T) (res fgChildResult) {
 	if err != nil {
 		return fail(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx, srcs...) }()
-	in := bufio.NewScanner(os.Stdin)
-	for in.Scan() { // "mark" until the parent closes stdin
-		outMu.Lock()
-		fmt.Printf("M %d %d\n", processCPU(), r.Stats().SignatureChecks())
-		outMu.Unlock()
-	}
-	cancel()
-	if err := <-done; err != nil {
+	if err := out.serve(r, srcs, nil); err != nil {
 		return fail(err)
 	}
 	res.Stats = r.Stats()

@@ -3,8 +3,6 @@
 package faults
 
 import (
-	"bufio"
-	"context"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -17,7 +15,6 @@ import (
 	"github.com/embargo-live/embargo/engine/receiver"
 	"github.com/embargo-live/embargo/engine/subscriber"
 	"github.com/embargo-live/embargo/engine/udp"
-	"github.com/embargo-live/embargo/seal"
 	"github.com/embargo-live/embargo/wire"
 )
 
@@ -76,37 +73,19 @@ func sesChildMain() (res fgChildResult) {
 	if err != nil {
 		return fail(err)
 	}
-	var outMu sync.Mutex
-	once := sync.Once{}
-	rcv, err := receiver.New(receiver.Config{
-		Trusted: seal.NewKeyRing(pub), Master: master, Streams: []uint32{stream},
-		OnEvent: func(ev receiver.Event) {
-			b, _ := json.Marshal(ev)
-			outMu.Lock()
-			defer outMu.Unlock()
-			once.Do(func() { fmt.Println("READY") })
-			fmt.Printf("E %s\n", b)
-		},
-	})
+	var out childOut
+	rcv, err := out.receiver(pub, master, nil)
 	if err != nil {
 		return fail(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- rcv.Run(ctx, client) }()
-	in := bufio.NewScanner(os.Stdin)
-	for in.Scan() { // commands until the parent closes stdin
-		outMu.Lock()
-		switch in.Text() {
-		case "observe":
-			fmt.Printf("K %x\n", tap.observed())
-		default:
-			fmt.Printf("M %d %d\n", processCPU(), rcv.Stats().SignatureChecks())
+	observe := func(cmd string) bool {
+		if cmd != "observe" {
+			return false
 		}
-		outMu.Unlock()
+		fmt.Printf("K %x\n", tap.observed())
+		return true
 	}
-	cancel()
-	if err := <-done; err != nil {
+	if err := out.serve(rcv, []receiver.Source{client}, observe); err != nil {
 		return fail(err)
 	}
 	res.Stats, res.Subscriber, res.PeakRSS = rcv.Stats(), client.Stats(), peak()
