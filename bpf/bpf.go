@@ -52,6 +52,11 @@ const (
 	// count exists so that a kernel that changes the layout fails open and
 	// visibly rather than dropping everything.
 	VerdictUnparsed = "unparsed"
+	// VerdictSource counts datagrams dropped, before any other check but
+	// injected loss, because they came from an address not among those
+	// SetSources set: the edges a receiver is configured with. None is
+	// counted while no source is set.
+	VerdictSource = "source"
 )
 
 // DefaultMaxArrivals bounds the first-arrival map. It is an LRU map, so it
@@ -64,8 +69,12 @@ const DefaultMaxArrivals = 65536
 const (
 	configLoss          = 0 // loss threshold, see lossThreshold
 	configTAICorrection = 1 // ns added to CLOCK_TAI, see SetTAIOffset
-	configSlots         = 2
+	configSources       = 2 // non-zero: drop sources not in the sources map, see SetSources
+	configSlots         = 3
 )
+
+// MaxSources is the most addresses SetSources takes.
+const MaxSources = 64
 
 // The histogram layout the kernel program computes: package skew's.
 const (

@@ -14,6 +14,13 @@
 // the same skew.Histogram in user space, fed with SO_TIMESTAMPNS stamps through
 // Histogram.Add, so both paths report comparable numbers.
 //
+// A receiver that knows its edges gives their addresses to SetSources: the
+// filter then drops every datagram from another source address before
+// anything else (VerdictSource), reading it from the IP header with
+// bpf_skb_load_bytes_relative, as receiver.Config.Sources does in user
+// space. Forged shards and RELEASEs from elsewhere then cost the receiver
+// no wake-up at all.
+//
 // The filter drops for the reasons wire.Peek and wire.Release.Decode give,
 // in the same order (TestVerdictsAgreeWithWire holds them together), except
 // cross-field checks such as a negative releaseAt, which it passes unstamped

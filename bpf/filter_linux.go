@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net/netip"
 	"os"
 	"slices"
 	"sync"
@@ -35,6 +36,7 @@ const (
 	reasonReserved
 	reasonInjectedLoss
 	reasonUnparsed
+	reasonSource
 	numReasons
 )
 
@@ -51,6 +53,7 @@ var reasonNames = [numReasons]string{
 	reasonReserved:     VerdictReserved,
 	reasonInjectedLoss: VerdictInjectedLoss,
 	reasonUnparsed:     VerdictUnparsed,
+	reasonSource:       VerdictSource,
 }
 
 // Filter is one loaded socket filter and its maps. Attach it to any number
@@ -69,7 +72,8 @@ type Filter struct {
 	verdicts    *ebpf.Map // per-CPU u64 per reason
 	hist        *ebpf.Map // per-CPU u64 per bucket
 	arrivals    *ebpf.Map // LRU: arrivalKey → TAI ns
-	config      *ebpf.Map // [0]: loss threshold
+	config      *ebpf.Map // [0]: loss threshold, [1]: TAI correction, [2]: sources on
+	sources     *ebpf.Map // hash: source address (16 bytes, IPv4 mapped) → 1
 }
 
 // arrivalKey is the first-arrival map key, host byte order, padded so the
@@ -123,6 +127,7 @@ func load(c config) (_ *Filter, err error) {
 		{&f.hist, ebpf.MapSpec{Name: "embargo_hist", Type: ebpf.PerCPUArray, KeySize: 4, ValueSize: 8, MaxEntries: numBuckets}},
 		{&f.arrivals, ebpf.MapSpec{Name: "embargo_arrival", Type: ebpf.LRUHash, KeySize: 32, ValueSize: 8, MaxEntries: uint32(c.maxArrivals)}},
 		{&f.config, ebpf.MapSpec{Name: "embargo_config", Type: ebpf.Array, KeySize: 4, ValueSize: 8, MaxEntries: configSlots}},
+		{&f.sources, ebpf.MapSpec{Name: "embargo_source", Type: ebpf.Hash, KeySize: 16, ValueSize: 4, MaxEntries: MaxSources}},
 	}
 	for _, s := range specs {
 		if *s.m, err = ebpf.NewMap(&s.spec); err != nil {
@@ -137,6 +142,7 @@ func load(c config) (_ *Filter, err error) {
 			hist:     f.hist.FD(),
 			arrivals: f.arrivals.FD(),
 			config:   f.config.FD(),
+			sources:  f.sources.FD(),
 		}),
 		// No GPL-only helper is called; the string only has to be valid.
 		License: "MIT",
@@ -215,6 +221,57 @@ func (f *Filter) SetLoss(p float64) error {
 	}
 	if err := f.config.Put(uint32(configLoss), t); err != nil {
 		return fmt.Errorf("bpf: set loss: %w", err)
+	}
+	return nil
+}
+
+// SetSources makes the filter drop, counted as VerdictSource, every
+// datagram whose source address is not one of addrs (IPv4 matches
+// IPv4-mapped alike), at once for every attached socket; with no
+// address, it drops none for its source. The receiver's user-space twin
+// is receiver.Config.Sources. A packet whose network header the filter
+// cannot read is passed (and checked there).
+func (f *Filter) SetSources(addrs []netip.Addr) error {
+	if len(addrs) > MaxSources {
+		return fmt.Errorf("bpf: set sources: %w: %d addresses, at most %d", ErrInvalidOption, len(addrs), MaxSources)
+	}
+	keys := make([][16]byte, 0, len(addrs))
+	for _, a := range addrs {
+		if !a.IsValid() {
+			return fmt.Errorf("bpf: set sources: %w: %v is no address", ErrInvalidOption, a)
+		}
+		keys = append(keys, a.Unmap().As16())
+	}
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if f.closed {
+		return fmt.Errorf("bpf: set sources: %w", ErrClosed)
+	}
+	// Off while the map changes, so that no datagram of a kept source is
+	// dropped half-way; on again once every address is in.
+	if err := f.config.Put(uint32(configSources), uint64(0)); err != nil {
+		return fmt.Errorf("bpf: set sources: %w", err)
+	}
+	var k [16]byte
+	var stale [][16]byte
+	for it := f.sources.Iterate(); it.Next(&k, new(uint32)); {
+		stale = append(stale, k)
+	}
+	for _, k := range stale {
+		if err := f.sources.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("bpf: set sources: %w", err)
+		}
+	}
+	for _, k := range keys {
+		if err := f.sources.Put(k, uint32(1)); err != nil {
+			return fmt.Errorf("bpf: set sources: %w", err)
+		}
+	}
+	if len(keys) == 0 {
+		return nil
+	}
+	if err := f.config.Put(uint32(configSources), uint64(1)); err != nil {
+		return fmt.Errorf("bpf: set sources: %w", err)
 	}
 	return nil
 }
@@ -430,7 +487,7 @@ func (f *Filter) closeAll() error {
 	if f.prog != nil {
 		errs = append(errs, f.prog.Close())
 	}
-	for _, m := range []*ebpf.Map{f.verdicts, f.hist, f.arrivals, f.config} {
+	for _, m := range []*ebpf.Map{f.verdicts, f.hist, f.arrivals, f.config, f.sources} {
 		if m != nil {
 			errs = append(errs, m.Close())
 		}

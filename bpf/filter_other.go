@@ -4,6 +4,7 @@ package bpf
 
 import (
 	"fmt"
+	"net/netip"
 	"syscall"
 
 	"github.com/embargo-live/embargo/engine/receiver/skew"
@@ -35,6 +36,11 @@ func (f *Filter) Detach(c syscall.Conn) error { return fmt.Errorf("bpf: detach: 
 
 // SetLoss returns an error wrapping ErrNotSupported.
 func (f *Filter) SetLoss(p float64) error { return fmt.Errorf("bpf: set loss: %w", ErrNotSupported) }
+
+// SetSources returns an error wrapping ErrNotSupported.
+func (f *Filter) SetSources(addrs []netip.Addr) error {
+	return fmt.Errorf("bpf: set sources: %w", ErrNotSupported)
+}
 
 // SetTAIOffset returns an error wrapping ErrNotSupported.
 func (f *Filter) SetTAIOffset(receiver ptp.TAIOffset) error {

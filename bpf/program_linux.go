@@ -1,6 +1,7 @@
 package bpf
 
 import (
+	"encoding/binary"
 	"fmt"
 
 	"github.com/cilium/ebpf/asm"
@@ -55,12 +56,13 @@ const (
 	stkKey      = -128                                        // first-arrival key {stream u32, 0 u32, period u64, socket cookie u64, RK[0:8]}
 	stkNow      = -88                                         // arrival time, the first-arrival value
 	stkIndex    = -92                                         // u32 key for array maps
+	stkSrc      = -144                                        // source address, 16 bytes (IPv4 mapped)
 	pktLoadSize = udpHeaderLen + wire.HeaderLen
 )
 
 // mapFDs are the maps the program refers to.
 type mapFDs struct {
-	verdicts, hist, arrivals, config int
+	verdicts, hist, arrivals, config, sources int
 }
 
 // builder appends instructions and resolves labels: label names the next
@@ -134,6 +136,21 @@ func (b *builder) increment(fd int) {
 	b.label(skip)
 }
 
+// configValue loads the u64 in slot of the config map fd into R1, or
+// continues at missing if the lookup fails (it cannot, for a slot in
+// range, but the verifier wants the check).
+func (b *builder) configValue(fd int, slot int64, missing string) {
+	b.add(
+		asm.StoreImm(asm.RFP, stkIndex, slot, asm.Word),
+		asm.LoadMapPtr(asm.R1, fd),
+		asm.Mov.Reg(asm.R2, asm.RFP),
+		asm.Add.Imm(asm.R2, stkIndex),
+		asm.FnMapLookupElem.Call(),
+		asm.JEq.Imm(asm.R0, 0, missing),
+		asm.LoadMem(asm.R1, asm.R0, 0, asm.DWord),
+	)
+}
+
 // bpfNoExist is BPF_NOEXIST: create only, never overwrite.
 const bpfNoExist = 1
 
@@ -157,15 +174,17 @@ func program(m mapFDs) asm.Instructions {
 		asm.Mov.Reg(asm.R2, asm.RFP),
 		asm.Add.Imm(asm.R2, stkIndex),
 		asm.FnMapLookupElem.Call(),
-		asm.JEq.Imm(asm.R0, 0, "parse"),
+		asm.JEq.Imm(asm.R0, 0, "source"),
 		asm.LoadMem(asm.R8, asm.R0, 0, asm.DWord), // threshold
-		asm.JEq.Imm(asm.R8, 0, "parse"),
+		asm.JEq.Imm(asm.R8, 0, "source"),
 		asm.FnGetPrandomU32.Call(),
 		asm.Mov.Reg32(asm.R0, asm.R0), // zero-extend: a u32 against a u64 threshold
-		asm.JGE.Reg(asm.R0, asm.R8, "parse"),
+		asm.JGE.Reg(asm.R0, asm.R8, "source"),
 		asm.Mov.Imm(asm.R9, int32(reasonInjectedLoss)),
 		asm.Ja.Label("drop"),
 	)
+	b.label("source")
+	b.sourceCheck(m)
 
 	// Load the UDP header and the protocol header in one call when the
 	// packet is long enough; a shorter one only needs its UDP header, to
@@ -293,13 +312,9 @@ func program(m mapFDs) asm.Instructions {
 		// whose kernel TAI offset was never set.
 		asm.FnKtimeGetTaiNs.Call(),
 		asm.StoreMem(asm.RFP, stkNow, asm.R0, asm.DWord),
-		asm.StoreImm(asm.RFP, stkIndex, configTAICorrection, asm.Word),
-		asm.LoadMapPtr(asm.R1, m.config),
-		asm.Mov.Reg(asm.R2, asm.RFP),
-		asm.Add.Imm(asm.R2, stkIndex),
-		asm.FnMapLookupElem.Call(),
-		asm.JEq.Imm(asm.R0, 0, "stamp"),
-		asm.LoadMem(asm.R1, asm.R0, 0, asm.DWord),
+	)
+	b.configValue(m.config, configTAICorrection, "stamp")
+	b.add(
 		asm.LoadMem(asm.R2, asm.RFP, stkNow, asm.DWord),
 		asm.Add.Reg(asm.R2, asm.R1),
 		asm.StoreMem(asm.RFP, stkNow, asm.R2, asm.DWord),
@@ -339,6 +354,62 @@ func program(m mapFDs) asm.Instructions {
 	b.increment(m.verdicts)
 	b.add(asm.Mov.Imm(asm.R0, 0), asm.Return())
 	return b.finish()
+}
+
+// bpfHdrStartNet is BPF_HDR_START_NET: bpf_skb_load_bytes_relative's
+// offsets count from the network (IP) header.
+const bpfHdrStartNet = 1
+
+// v4MappedWord is bytes 8–11 of an IPv4-mapped IPv6 address (00 00 ff ff)
+// as the program stores them: a u32 in host order.
+var v4MappedWord = int64(int32(binary.NativeEndian.Uint32([]byte{0, 0, 0xff, 0xff})))
+
+// sourceCheck drops the packet, as reasonSource, when source filtering is
+// on (config slot configSources) and its IP source address is not in the
+// sources map; it continues at "parse" otherwise, and also when the
+// network header cannot be read (fail open: user space checks the source
+// too). The address is read through bpf_skb_load_bytes_relative from the
+// network header, which a socket filter may reach although skb->data is
+// at the UDP header.
+func (b *builder) sourceCheck(m mapFDs) {
+	load := func(off int32, stk int16, n int32) {
+		b.add(
+			asm.Mov.Reg(asm.R1, asm.R6),
+			asm.Mov.Imm(asm.R2, off),
+			asm.Mov.Reg(asm.R3, asm.RFP),
+			asm.Add.Imm(asm.R3, int32(stk)),
+			asm.Mov.Imm(asm.R4, n),
+			asm.Mov.Imm(asm.R5, bpfHdrStartNet),
+			asm.FnSkbLoadBytesRelative.Call(),
+			asm.JNE.Imm(asm.R0, 0, "parse"),
+		)
+	}
+	b.configValue(m.config, configSources, "parse")
+	b.add(asm.JEq.Imm(asm.R1, 0, "parse"))
+	load(0, stkSrc, 1) // version and IHL
+	b.add(
+		asm.LoadMem(asm.R1, asm.RFP, stkSrc, asm.Byte),
+		asm.RSh.Imm(asm.R1, 4),
+		asm.JEq.Imm(asm.R1, 6, "src6"),
+		asm.JNE.Imm(asm.R1, 4, "parse"),
+		asm.StoreImm(asm.RFP, stkSrc, 0, asm.Word),
+		asm.StoreImm(asm.RFP, stkSrc+4, 0, asm.Word),
+		asm.StoreImm(asm.RFP, stkSrc+8, v4MappedWord, asm.Word),
+	)
+	load(12, stkSrc+12, 4) // IPv4 source
+	b.add(asm.Ja.Label("srclookup"))
+	b.label("src6")
+	load(8, stkSrc, 16) // IPv6 source
+	b.label("srclookup")
+	b.add(
+		asm.LoadMapPtr(asm.R1, m.sources),
+		asm.Mov.Reg(asm.R2, asm.RFP),
+		asm.Add.Imm(asm.R2, stkSrc),
+		asm.FnMapLookupElem.Call(),
+		asm.JNE.Imm(asm.R0, 0, "parse"),
+		asm.Mov.Imm(asm.R9, int32(reasonSource)),
+		asm.Ja.Label("drop"),
+	)
 }
 
 // bucket computes Bucket's index of the skew in R1 (ns, signed) into R2 and

@@ -31,6 +31,7 @@ import (
 
 	"github.com/embargo-live/embargo/bpf"
 	"github.com/embargo-live/embargo/engine/receiver"
+	"github.com/embargo-live/embargo/engine/subscriber"
 	"github.com/embargo-live/embargo/engine/udp"
 	"github.com/embargo-live/embargo/fec"
 	"github.com/embargo-live/embargo/fec/fectest"
@@ -65,6 +66,9 @@ type fgScenario struct {
 	// check judges the attacked receivers' counters (the flood's own
 	// account in f).
 	check func(t *testing.T, f *fgAttack, st receiver.Stats, flood time.Duration)
+	// late: every receiver, the control too, gets each ANNOUNCE only
+	// after its period's RELEASE (fgLate).
+	late bool
 }
 
 func TestForged(t *testing.T) {
@@ -77,6 +81,7 @@ func TestForged(t *testing.T) {
 		{name: "distinct-roots", rate: 50_000, next: fgDistinctRoots, check: fgBudgetCheck},
 		{name: "roots-5x", rate: 50_000, next: fgRepeatedRoots(5), check: fgBudgetCheck},
 		{name: "early-release-flood", rate: 45_000, next: fgEarlyReleases, check: fgEarlyCheck},
+		{name: "early-release-before-shards", rate: 45_000, next: fgEarlyReleasesBeforeShards, check: fgEarlyQueueCheck, late: true},
 	} {
 		t.Run(sc.name, func(t *testing.T) { fgRun(t, l, sc) })
 	}
@@ -171,9 +176,9 @@ func fgEarlyCheck(t *testing.T, _ *fgAttack, st receiver.Stats, _ time.Duration)
 
 func fgRun(t *testing.T, l *lab, sc fgScenario) {
 	attacked := l.recvHost(0)
-	plain := fgStartChild(t, l, attacked, false)
-	filtered := fgStartChild(t, l, attacked, bpf.Available() == nil)
-	control := fgStartChild(t, l, l.recvHost(1), false)
+	plain := fgStartChild(t, l, attacked, false, sc.late)
+	filtered := fgStartChild(t, l, attacked, bpf.Available() == nil, sc.late)
+	control := fgStartChild(t, l, l.recvHost(1), false, sc.late)
 	kids := []*fgChildProc{plain, filtered, control}
 	for _, k := range kids {
 		k.ready(t)
@@ -287,16 +292,18 @@ func fgLoopSender(t *testing.T, h *netns.Host) *ipv4.PacketConn {
 
 // fgChildProc is a receiver running as a child process on a lab host.
 type fgChildProc struct {
-	cmd    *exec.Cmd
-	stdin  io.WriteCloser
-	filter bool
-	rec    *recorder
-	readyC chan struct{}
-	marks  chan fgMark
-	done   chan struct{}
+	cmd      *exec.Cmd
+	stdin    io.WriteCloser
+	filter   bool
+	rec      *recorder
+	readyC   chan struct{}
+	marks    chan fgMark
+	observed chan []byte
+	done     chan struct{}
 
 	// Set when done.
 	stats                    receiver.Stats
+	sub                      subscriber.Stats // a subscribing child's
 	rss                      string
 	at                       []fgMark // at each mark
 	kernelTotal, kernelEarly uint64
@@ -325,31 +332,108 @@ func (k *fgChildProc) floodChecks() uint64 {
 	return k.at[1].checks - k.at[0].checks
 }
 
+// childOut is a child receiver's side of the line protocol that
+// fgChildProc.read takes.
+type childOut struct {
+	mu    sync.Mutex
+	ready sync.Once
+}
+
+// receiver makes the child's receiver of the lab's stream: each event
+// goes to confirm (if not nil), then to the parent, READY before the
+// first.
+func (o *childOut) receiver(pub, master []byte, confirm func(receiver.Event)) (*receiver.Receiver, error) {
+	return receiver.New(receiver.Config{
+		Trusted: seal.NewKeyRing(pub), Master: master, Streams: []uint32{stream},
+		OnEvent: func(ev receiver.Event) {
+			if confirm != nil {
+				confirm(ev)
+			}
+			b, _ := json.Marshal(ev)
+			o.mu.Lock()
+			defer o.mu.Unlock()
+			o.ready.Do(func() { fmt.Println("READY") })
+			fmt.Printf("E %s\n", b)
+		},
+	})
+}
+
+// serve runs r on srcs and answers the parent's commands until it closes
+// stdin: those more does not take (more may be nil; "mark" is one) with
+// M <cpu ns> <signature checks>. It returns Run's error.
+func (o *childOut) serve(r *receiver.Receiver, srcs []receiver.Source, more func(cmd string) bool) error {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx, srcs...) }()
+	in := bufio.NewScanner(os.Stdin)
+	for in.Scan() {
+		o.mu.Lock()
+		if more == nil || !more(in.Text()) {
+			fmt.Printf("M %d %d\n", processCPU(), r.Stats().SignatureChecks())
+		}
+		o.mu.Unlock()
+	}
+	cancel()
+	return <-done
+}
+
 // fgChildResult is the child's last line.
 type fgChildResult struct {
 	Stats                    receiver.Stats
-	PeakRSS                  string // since the receiver started
+	Subscriber               subscriber.Stats // a subscribing child's client
+	PeakRSS                  string           // since the receiver started
 	KernelTotal, KernelEarly uint64
 	UnconfTotal, UnconfEarly uint64
 	Err                      string
 }
 
-func fgStartChild(t *testing.T, l *lab, h *netns.Host, filter bool) *fgChildProc {
+func fgStartChild(t *testing.T, l *lab, h *netns.Host, filter, late bool) *fgChildProc {
+	t.Helper()
+	env := append(childKeys(l), fgChild+"=1",
+		"EMBARGO_FORGED_IFNAME="+h.Ifname,
+		"EMBARGO_FORGED_FILTER="+strconv.FormatBool(filter),
+	)
+	if late {
+		env = append(env, fgLateEnviron(l.sched))
+	}
+	k := startChild(t, h, "TestForgedReceiverChild", env)
+	k.filter = filter
+	return k
+}
+
+// childKeys is the environment that gives a child receiver the lab's
+// origin key and master key.
+func childKeys(l *lab) []string {
+	return []string{
+		"EMBARGO_FORGED_PUB=" + fmt.Sprintf("%x", l.org.PublicKey()),
+		"EMBARGO_FORGED_MASTER=" + fmt.Sprintf("%x", l.master),
+	}
+}
+
+// readChildKeys reads childKeys' environment in the child.
+func readChildKeys() (pub, master []byte, err error) {
+	if _, err := fmt.Sscanf(os.Getenv("EMBARGO_FORGED_PUB"), "%x", &pub); err != nil {
+		return nil, nil, err
+	}
+	if _, err := fmt.Sscanf(os.Getenv("EMBARGO_FORGED_MASTER"), "%x", &master); err != nil {
+		return nil, nil, err
+	}
+	return pub, master, nil
+}
+
+// startChild runs this test binary's test named test inside h's
+// namespace, with env added, as a child receiver speaking the protocol
+// that read takes.
+func startChild(t *testing.T, h *netns.Host, test string, env []string) *fgChildProc {
 	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command("ip", "netns", "exec", h.Name, exe, "-test.run=^TestForgedReceiverChild$", "-test.count=1")
-	cmd.Env = append(os.Environ(),
-		fgChild+"=1",
-		"EMBARGO_FORGED_PUB="+fmt.Sprintf("%x", l.org.PublicKey()),
-		"EMBARGO_FORGED_MASTER="+fmt.Sprintf("%x", l.master),
-		"EMBARGO_FORGED_IFNAME="+h.Ifname,
-		"EMBARGO_FORGED_FILTER="+strconv.FormatBool(filter),
-	)
+	cmd := exec.Command("ip", "netns", "exec", h.Name, exe, "-test.run=^"+test+"$", "-test.count=1")
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stderr = os.Stderr
-	k := &fgChildProc{cmd: cmd, filter: filter, readyC: make(chan struct{}), marks: make(chan fgMark, 4), done: make(chan struct{}),
+	k := &fgChildProc{cmd: cmd, readyC: make(chan struct{}), marks: make(chan fgMark, 4), observed: make(chan []byte, 1), done: make(chan struct{}),
 		rec: &recorder{events: map[uint64]receiver.Event{}, stopFn: func() {}}}
 	k.stdin, err = cmd.StdinPipe()
 	if err != nil {
@@ -367,7 +451,8 @@ func fgStartChild(t *testing.T, l *lab, h *netns.Host, filter bool) *fgChildProc
 	return k
 }
 
-// read takes the child's lines: READY, E <event>, M <cpu ns>, S <result>.
+// read takes the child's lines: READY, E <event>, M <cpu ns> <checks>,
+// K <observed KEEPALIVE, hex>, S <result>.
 func (k *fgChildProc) read(t *testing.T, out io.Reader) {
 	defer close(k.done)
 	sc := bufio.NewScanner(out)
@@ -398,12 +483,16 @@ func (k *fgChildProc) read(t *testing.T, out io.Reader) {
 			var checks uint64
 			fmt.Sscanf(rest, "%d %d", &ns, &checks)
 			k.marks <- fgMark{ns, checks}
+		case "K":
+			var d []byte
+			fmt.Sscanf(rest, "%x", &d)
+			k.observed <- d
 		case "S":
 			var r fgChildResult
 			if err := json.Unmarshal([]byte(rest), &r); err != nil || r.Err != "" {
 				t.Errorf("child result: %v %s", err, r.Err)
 			}
-			k.stats, k.rss = r.Stats, r.PeakRSS
+			k.stats, k.rss, k.sub = r.Stats, r.PeakRSS, r.Subscriber
 			k.kernelTotal, k.kernelEarly, k.unconfTotal, k.unconfEarly = r.KernelTotal, r.KernelEarly, r.UnconfTotal, r.UnconfEarly
 		}
 	}
@@ -459,11 +548,8 @@ func TestForgedReceiverChild(t *testing.T) {
 func fgChildMain(t *testing.T) (res fgChildResult) {
 	fail := func(err error) fgChildResult { res.Err = err.Error(); return res }
 	peak := trackPeakRSS()
-	var pub, master []byte
-	if _, err := fmt.Sscanf(os.Getenv("EMBARGO_FORGED_PUB"), "%x", &pub); err != nil {
-		return fail(err)
-	}
-	if _, err := fmt.Sscanf(os.Getenv("EMBARGO_FORGED_MASTER"), "%x", &master); err != nil {
+	pub, master, err := readChildKeys()
+	if err != nil {
 		return fail(err)
 	}
 	src, err := udp.Listen(udp.Group{Addr: groupAddr, Interface: os.Getenv("EMBARGO_FORGED_IFNAME"), Hops: 1})
@@ -486,35 +572,20 @@ func fgChildMain(t *testing.T) (res fgChildResult) {
 			return fail(err)
 		}
 	}
-	var outMu sync.Mutex
-	once := sync.Once{}
-	r, err := receiver.New(receiver.Config{
-		Trusted: seal.NewKeyRing(pub), Master: master, Streams: []uint32{stream},
-		OnEvent: func(ev receiver.Event) {
-			if filter != nil {
-				filter.Confirm(ev.Stream, ev.Period, &ev.RK, ev.ReleaseAt)
-			}
-			b, _ := json.Marshal(ev)
-			outMu.Lock()
-			defer outMu.Unlock()
-			once.Do(func() { fmt.Println("READY") })
-			fmt.Printf("E %s\n", b)
-		},
+	var out childOut
+	r, err := out.receiver(pub, master, func(ev receiver.Event) {
+		if filter != nil {
+			filter.Confirm(ev.Stream, ev.Period, &ev.RK, ev.ReleaseAt)
+		}
 	})
 	if err != nil {
 		return fail(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx, src) }()
-	in := bufio.NewScanner(os.Stdin)
-	for in.Scan() { // "mark" until the parent closes stdin
-		outMu.Lock()
-		fmt.Printf("M %d %d\n", processCPU(), r.Stats().SignatureChecks())
-		outMu.Unlock()
+	srcs, err := fgLateSources(src)
+	if err != nil {
+		return fail(err)
 	}
-	cancel()
-	if err := <-done; err != nil {
+	if err := out.serve(r, srcs, nil); err != nil {
 		return fail(err)
 	}
 	res.Stats = r.Stats()

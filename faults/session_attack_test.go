@@ -18,12 +18,9 @@ import (
 	"net/netip"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/embargo-live/embargo/engine/subscriber"
-	"github.com/embargo-live/embargo/engine/udp"
 	"github.com/embargo-live/embargo/engine/unicast"
 	"github.com/embargo-live/embargo/internal/realtime"
 	"github.com/embargo-live/embargo/internal/wait"
@@ -45,42 +42,20 @@ func TestSessionAttack(t *testing.T) {
 	t.Run("token-flood", sesTokenFlood)
 }
 
-// tapConn is a subscriber's UDP socket that keeps a copy of the last
-// KEEPALIVE it sent: what an on-path observer sees.
-type tapConn struct {
-	*udp.Reader
-	c    *net.UDPConn
-	mu   sync.Mutex
-	last []byte
-}
-
-func (c *tapConn) Write(b []byte) (int, error) {
-	if h, err := wire.Peek(b); err == nil && h.Type == wire.TypeKeepalive {
-		c.mu.Lock()
-		c.last = append(c.last[:0], b...)
-		c.mu.Unlock()
-	}
-	return c.c.Write(b)
-}
-
-func (c *tapConn) observed() []byte {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return append([]byte(nil), c.last...)
-}
-
 // sesLab is one scenario's lab: an edge with short sessions (changed by
-// mod), a victim and a control subscribed from two hosts, each with a
-// receiver, and an attacker host.
+// mod), a victim and a control subscribed from two hosts, each a receiver
+// in a child process of its own (TestSessionReceiverChild), so that its
+// CPU and memory are its own, and an attacker host.
 type sesLab struct {
 	*lab
 	edge            *runningEdge
-	victim, control *subscriber.Client
-	tap             *tapConn
+	victim, control *fgChildProc
 	recs            []*recorder
 }
 
-func newSesLab(t *testing.T, mod func(*unicast.SessionConfig), token func() []byte) *sesLab {
+// newSesLab starts the lab; token, if not nil, is the subscription token
+// both receivers present.
+func newSesLab(t *testing.T, mod func(*unicast.SessionConfig), token []byte) *sesLab {
 	l := newLab(t, 3, atkPeriod, atkLead, atkStart)
 	re := l.startEdge(0, edgeOpts{unicast: true, periods: periods(0, atkPeriods), sessions: func(c *unicast.SessionConfig) {
 		c.Keepalive, c.Expiry = sesKeepalive, sesExpiry
@@ -89,29 +64,25 @@ func newSesLab(t *testing.T, mod func(*unicast.SessionConfig), token func() []by
 		}
 	}})
 	s := &sesLab{lab: l, edge: re}
-	cfg := subscriber.Config{Edge: l.edgeAddr(0), Streams: []uint32{stream}, Retry: 50 * time.Millisecond, Token: token}
-	err := l.recvHost(0).Do(func() error {
-		c, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(l.edgeAddr(0)))
-		if err != nil {
-			return err
-		}
-		r, err := udp.NewReader(c)
-		if err != nil {
-			c.Close()
-			return err
-		}
-		s.tap = &tapConn{Reader: r, c: c}
-		s.victim, err = subscriber.New(cfg, s.tap)
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := l.recvHost(1).Do(func() (err error) { s.control, err = subscriber.Dial(cfg); return err }); err != nil {
-		t.Fatal(err)
-	}
-	s.recs = []*recorder{l.startReceiver(s.victim), l.startReceiver(s.control)}
+	env := append(childKeys(l), sesChild+"=1", sesChildEdge+"="+l.edgeAddr(0).String(), fmt.Sprintf("%s=%x", sesChildToken, token))
+	s.victim = startChild(t, l.recvHost(0), "TestSessionReceiverChild", env)
+	s.control = startChild(t, l.recvHost(1), "TestSessionReceiverChild", env)
+	s.recs = []*recorder{s.victim.rec, s.control.rec}
 	return s
+}
+
+// ready waits for a first period at both receivers and returns the first
+// period the scenario judges.
+func (s *sesLab) ready(t *testing.T) uint64 {
+	s.victim.ready(t)
+	s.control.ready(t)
+	return s.sched.Current(truth()) + 1
+}
+
+// mark records both receivers' CPU time: at the attack's start and end.
+func (s *sesLab) mark() {
+	s.victim.mark()
+	s.control.mark()
 }
 
 // judged waits for periods [first, end) at both receivers (or the
@@ -123,12 +94,26 @@ func (s *sesLab) judged(t *testing.T, first, end uint64) (victim, control verdic
 	return s.judge(s.recs[:1], ps), s.judge(s.recs[1:], ps)
 }
 
+// end ends both receivers (they leave the edge) and collects their
+// accounts: costs and check read them.
+func (s *sesLab) end(t *testing.T) {
+	s.victim.finish(t)
+	s.control.finish(t)
+}
+
+// costs says what the receivers' processes spent during the attack, for
+// a RESULT line: the CPU between the marks and the peak RSS.
+func (s *sesLab) costs(took time.Duration) string {
+	return fmt.Sprintf("victim receiver CPU %.1f%% during the attack, peak RSS %s; control CPU %.1f%%, peak RSS %s",
+		100*s.victim.floodCPU().Seconds()/took.Seconds(), s.victim.rss, 100*s.control.floodCPU().Seconds()/took.Seconds(), s.control.rss)
+}
+
 func (s *sesLab) check(t *testing.T, victim, control verdict) {
 	t.Helper()
 	if !victim.ok() || !control.ok() {
 		t.Errorf("victim %+v, control %+v: want no period missing or early", victim, control)
 	}
-	if st := s.victim.Stats(); st.Restarts != 0 {
+	if st := s.victim.sub; st.Restarts != 0 {
 		t.Errorf("the victim's session started over %d times: %+v", st.Restarts, st)
 	}
 }
@@ -169,7 +154,7 @@ func localPorts(t *testing.T, h interface{ Do(func() error) error }) (lo, hi int
 // ephemeral port of the victim's host. The client believes none.
 func sesRefusedSweep(t *testing.T) {
 	s := newSesLab(t, nil, nil)
-	first := atkReady(t, s.lab, s.recs)
+	first := s.ready(t)
 	victimIP := s.recvHost(0).IPv4
 	spoof := atkNewSpoofer(t, s.recvHost(2), netip.AddrPortFrom(victimIP, 0))
 	lo, hi := localPorts(t, s.recvHost(0))
@@ -179,6 +164,7 @@ func sesRefusedSweep(t *testing.T) {
 			msgs = append(msgs, atkEncode(make([]byte, 0, wire.RefusedLen), &wire.Refused{Nonce: n, Reason: r, RetryAfterMs: ^uint32(0)}))
 		}
 	}
+	s.mark()
 	start := time.Now()
 	sent, bytes := 0, 0
 	for time.Since(start) < sesAttack {
@@ -195,11 +181,13 @@ func sesRefusedSweep(t *testing.T) {
 		}
 	}
 	took := time.Since(start)
+	s.mark()
 	end := s.sched.Current(truth()) + 3
 	victim, control := s.judged(t, first, end)
-	st := s.victim.Stats()
-	result(t, "%d spoofed REFUSEDs (%d B) over ports %d-%d at %.0f/s for %v; victim %d of %d periods missed, %d early (control %d, %d); victim ignored %d, refused %d, restarts %d; amplification 0 (a client answers no REFUSED)",
-		sent, bytes, lo, hi, float64(sent)/took.Seconds(), took.Round(time.Millisecond), victim.missing, end-first, victim.early, control.missing, control.early, st.Ignored, st.Refused, st.Restarts)
+	s.end(t)
+	st := s.victim.sub
+	result(t, "%d spoofed REFUSEDs (%d B) over ports %d-%d at %.0f/s for %v; victim %d of %d periods missed, %d early (control %d, %d); victim ignored %d, refused %d, restarts %d; amplification 0 (a client answers no REFUSED); %s",
+		sent, bytes, lo, hi, float64(sent)/took.Seconds(), took.Round(time.Millisecond), victim.missing, end-first, victim.early, control.missing, control.early, st.Ignored, st.Refused, st.Restarts, s.costs(took))
 	s.check(t, victim, control)
 	if st.Refused != 0 || st.Ignored == 0 {
 		t.Errorf("victim stats %+v: want every spoofed REFUSED that reached it ignored", st)
@@ -212,9 +200,9 @@ func sesRefusedSweep(t *testing.T) {
 // with a RESPONSE it cannot sign. The subscription never moves or ends.
 func sesKick(t *testing.T) {
 	s := newSesLab(t, nil, nil)
-	first := atkReady(t, s.lab, s.recs)
+	first := s.ready(t)
 	var observed []byte
-	wait.For(t, 5*time.Second, "a KEEPALIVE to observe", func() bool { observed = s.tap.observed(); return observed != nil })
+	wait.For(t, 5*time.Second, "a KEEPALIVE to observe", func() bool { observed = s.victim.observe(); return observed != nil })
 	var ka wire.Keepalive
 	if err := ka.Decode(observed); err != nil {
 		t.Fatal(err)
@@ -224,6 +212,7 @@ func sesKick(t *testing.T) {
 	spoof := atkNewSpoofer(t, s.recvHost(2), s.edgeAddr(0))
 	other := netip.AddrPortFrom(s.recvHost(0).IPv4, 1)
 	sent, bytes, challenges := 0, 0, 0
+	s.mark()
 	start := time.Now()
 	buf := make([]byte, wire.MaxDatagram)
 	for i := range 6 {
@@ -255,11 +244,13 @@ func sesKick(t *testing.T) {
 		}
 	}
 	took := time.Since(start)
+	s.mark()
 	end := s.sched.Current(truth()) + 3
 	victim, control := s.judged(t, first, end)
 	ss := s.edge.Server.Stats().Sessions
-	result(t, "%d KEEPALIVEs/RESPONSEs (%d B) with an observed session id over %v; victim %d of %d periods missed, %d early (control %d, %d); edge: %d forged, %d challenges (%d reached the attacker), %d moved",
-		sent, bytes, took.Round(time.Millisecond), victim.missing, end-first, victim.early, control.missing, control.early, ss.Forged, ss.Challenges, challenges, ss.Moved)
+	s.end(t)
+	result(t, "%d KEEPALIVEs/RESPONSEs (%d B) with an observed session id over %v; victim %d of %d periods missed, %d early (control %d, %d); edge: %d forged, %d challenges (%d reached the attacker), %d moved; %s",
+		sent, bytes, took.Round(time.Millisecond), victim.missing, end-first, victim.early, control.missing, control.early, ss.Forged, ss.Challenges, challenges, ss.Moved, s.costs(took))
 	s.check(t, victim, control)
 	if ss.Moved != 0 || ss.Forged < 6 {
 		t.Errorf("edge sessions %+v: want nothing moved and every forged MAC counted", ss)
@@ -273,10 +264,9 @@ func sesKick(t *testing.T) {
 func sesTokenFlood(t *testing.T) {
 	signer := ed25519.NewKeyFromSeed(make([]byte, 32))
 	mod := func(c *unicast.SessionConfig) { c.Tokens = seal.NewKeyRing(signer.Public().(ed25519.PublicKey)) }
-	var tokMu sync.Mutex
 	tok := seal.SignToken(signer, &wire.Token{NotAfter: truth() + int64(10*time.Minute)})
-	s := newSesLab(t, mod, func() []byte { tokMu.Lock(); defer tokMu.Unlock(); return tok })
-	first := atkReady(t, s.lab, s.recs)
+	s := newSesLab(t, mod, tok)
+	first := s.ready(t)
 	atk := s.attacker(t)
 	forged := append([]byte(nil), tok...)
 	forged[wire.TokenLen-1] ^= 1
@@ -285,6 +275,7 @@ func sesTokenFlood(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := s.edge.Server.Stats().Sessions
+	s.mark()
 	start := time.Now()
 	sent, in, subscribes := 0, 0, 0
 	buf := make([]byte, wire.MaxDatagram)
@@ -309,13 +300,15 @@ func sesTokenFlood(t *testing.T) {
 		}
 	}
 	took := time.Since(start)
+	s.mark()
 	end := s.sched.Current(truth()) + 3
 	victim, control := s.judged(t, first, end)
 	ss := s.edge.Server.Stats().Sessions
 	refusedTok := ss.Refused[wire.ReasonToken] - before.Refused[wire.ReasonToken]
-	result(t, "%d unauthenticated SUBSCRIBEs with valid cookies at %.0f/s for %v; %d subscribed, %d refused for the token, %d busy; answers %d B (amplification %.2f); receivers %d of %d periods missed, %d early (control %d, %d)",
+	s.end(t)
+	result(t, "%d unauthenticated SUBSCRIBEs with valid cookies at %.0f/s for %v; %d subscribed, %d refused for the token, %d busy; answers %d B (amplification %.2f); receivers %d of %d periods missed, %d early (control %d, %d); %s",
 		subscribes, float64(subscribes)/took.Seconds(), took.Round(time.Millisecond), ss.Subscribers-2, refusedTok, ss.Refused[wire.ReasonBusy], in,
-		float64(in)/float64(subscribes*(wire.SubscribeMinLen)), victim.missing, end-first, victim.early, control.missing, control.early)
+		float64(in)/float64(subscribes*(wire.SubscribeMinLen)), victim.missing, end-first, victim.early, control.missing, control.early, s.costs(took))
 	s.check(t, victim, control)
 	if ss.Subscribers != 2 || refusedTok+ss.Refused[wire.ReasonBusy] < uint64(subscribes)*9/10 {
 		t.Errorf("edge sessions %+v: want only the two genuine subscribers, the flood refused", ss)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -40,6 +41,8 @@ against releaseAt.`, stdout)
 	fs.Var(&streams, "streams", "comma-separated stream ids to receive")
 	edges := edgesFlag()
 	fs.Var(edges, "edge", "subscribe by unicast to this edge (host:port), repeatable; with -edge and no -group, no multicast")
+	onlyFrom := &listFlag[netip.Addr]{parse: netip.ParseAddr}
+	fs.Var(onlyFrom, "from", "take datagrams only from this address, an edge's sending to the groups, repeatable (-edge addresses and group sources are added); others are dropped, in the kernel with the eBPF filter, and counted as foreign-source")
 	catchUp := fs.Int("catch-up", 2, "released periods per stream a unicast subscription asks for")
 	sessionURL := fs.String("session", "", "configure from an origin's session description (https://host:port/v1/session): its key, groups and edges")
 	token := fs.String("token", "", "with -session: bearer token for the master-key licence (visible to other users in the process list: prefer -token-file or EMBARGO_TOKEN)")
@@ -95,7 +98,7 @@ against releaseAt.`, stdout)
 	got := 0
 	var filter *bpf.Filter // set before Run; read under mu
 	cfg := device.Config{
-		Groups: groups.values, Edges: edges.values, CatchUp: *catchUp, Logger: log,
+		Groups: groups.values, Edges: edges.values, OnlyFrom: onlyFrom.values, CatchUp: *catchUp, Logger: log,
 		LicenceProxy: *proxyAddr, LicenceProxyOrigins: list(*proxyOrigins), LicenceProxyPublic: *proxyPublic, LicenceProxyHosts: list(*proxyHosts),
 		OnEvent: func(ev receiver.Event) {
 			mu.Lock()
@@ -121,7 +124,7 @@ against releaseAt.`, stdout)
 		fmt.Fprintf(stderr, "recv: ClearKey licence proxy on http://%s/ (a request for a key waits for its release)\n", at)
 	}
 	mu.Lock()
-	filter = kernelStamps(stderr, log, d.TAIOffset(), d.Sources())
+	filter = kernelStamps(stderr, log, d.TAIOffset(), d.Sources(), d.OnlyFromAll())
 	mu.Unlock()
 	if filter != nil {
 		defer filter.Close()
@@ -253,8 +256,9 @@ func printRecvStats(stderr io.Writer, st receiver.Stats, filter *bpf.Filter) {
 }
 
 // kernelStamps attaches the eBPF filter to every source where BPF may be
-// loaded, and says once which stamps this receiver reports.
-func kernelStamps(stderr io.Writer, log *slog.Logger, tai ptp.TAIOffset, srcs []receiver.Source) *bpf.Filter {
+// loaded, dropping datagrams from addresses not in only (when there are
+// any), and says once which stamps this receiver reports.
+func kernelStamps(stderr io.Writer, log *slog.Logger, tai ptp.TAIOffset, srcs []receiver.Source, only []netip.Addr) *bpf.Filter {
 	if err := bpf.Available(); err != nil {
 		fmt.Fprintf(stderr, "recv: arrival stamps from SO_TIMESTAMPNS in user space (eBPF filter unavailable: %v)\n", err)
 		return nil
@@ -262,6 +266,9 @@ func kernelStamps(stderr io.Writer, log *slog.Logger, tai ptp.TAIOffset, srcs []
 	f, err := bpf.NewFilter()
 	if err == nil {
 		err = f.SetTAIOffset(tai)
+	}
+	if err == nil && len(only) > 0 {
+		err = f.SetSources(only)
 	}
 	for _, s := range srcs {
 		if err != nil {

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -62,6 +63,12 @@ type Config struct {
 	// joins udp.Loopback; with Edges and no Groups, no group.
 	Groups []udp.Group
 	Edges  []netip.AddrPort
+	// OnlyFrom, if not empty, are the addresses of the edges sending to
+	// the Groups: datagrams are then taken only from them, the Edges'
+	// addresses and the source-specific Groups' sources, and any other
+	// is dropped, counted "foreign-source" (receiver.Config.Sources;
+	// OnlyFromAll gives the whole list, for bpf.Filter.SetSources).
+	OnlyFrom []netip.Addr
 	// CatchUp is how many released periods per stream a unicast
 	// subscription asks for (0 … wire.MaxCatchUp).
 	CatchUp int
@@ -106,12 +113,13 @@ const DefaultTokenRefresh = 5 * time.Minute
 // Device is a receiver wired to its sources and, optionally, a licence
 // proxy. New opens everything; Run runs it.
 type Device struct {
-	r       *receiver.Receiver
-	srcs    []receiver.Source
-	streams []uint32
-	tai     ptp.TAIOffset
-	onEvent func(receiver.Event)
-	log     *slog.Logger
+	r        *receiver.Receiver
+	srcs     []receiver.Source
+	onlyFrom []netip.Addr // Config.OnlyFrom with the edges and SSM sources; nil: any
+	streams  []uint32
+	tai      ptp.TAIOffset
+	onEvent  func(receiver.Event)
+	log      *slog.Logger
 
 	proxy *licproxy.Proxy
 	ln    net.Listener // the proxy's
@@ -175,9 +183,20 @@ func New(ctx context.Context, cfg Config) (*Device, error) {
 	if len(groups) == 0 && len(edges) == 0 && len(cfg.Sources) == 0 {
 		groups = []udp.Group{udp.Loopback}
 	}
+	if len(cfg.OnlyFrom) > 0 {
+		d.onlyFrom = slices.Clone(cfg.OnlyFrom)
+		for _, e := range edges {
+			d.onlyFrom = append(d.onlyFrom, e.Addr())
+		}
+		for _, g := range groups {
+			if g.Source.IsValid() {
+				d.onlyFrom = append(d.onlyFrom, g.Source)
+			}
+		}
+	}
 	r, err := receiver.New(receiver.Config{
 		Trusted: seal.NewKeyRing(pub), Master: master, Streams: d.streams, TAIOffset: d.tai,
-		OnEvent: d.deliver, Logger: d.log,
+		OnEvent: d.deliver, Logger: d.log, Sources: d.onlyFrom,
 	})
 	if err != nil {
 		return nil, err
@@ -325,6 +344,11 @@ func (d *Device) Streams() []uint32 { return d.streams }
 // edges, then Config.Sources. A caller may attach kernel filters to those
 // that are syscall.Conns before Run.
 func (d *Device) Sources() []receiver.Source { return d.srcs }
+
+// OnlyFromAll is every address datagrams are taken from (Config.OnlyFrom
+// with the edges' and the source-specific groups' addresses), or nil
+// when any is.
+func (d *Device) OnlyFromAll() []netip.Addr { return slices.Clone(d.onlyFrom) }
 
 // TAIOffset is the offset the receiver converts arrival stamps with.
 func (d *Device) TAIOffset() ptp.TAIOffset { return d.tai }

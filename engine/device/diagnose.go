@@ -84,6 +84,7 @@ func (d *Device) Diagnose() string {
 	newArrivals, delivered := arrived-d.diag.arrived, st.Delivered-d.diag.delivered
 	forged := delta("forged", "bad-signature", "bad-proof", "conflict", "bad-body")
 	unwrap, noMaster, wrongRK := delta("unwrap-failed"), delta("no-master-key"), delta("wrong-rk")
+	foreign := delta("foreign-source")
 	d.diag.arrived, d.diag.delivered, d.diag.drops = arrived, st.Delivered, st.Drops
 	src := strings.Join(from, ", ")
 	switch {
@@ -91,6 +92,8 @@ func (d *Device) Diagnose() string {
 		return ""
 	case newArrivals == 0:
 		return fmt.Sprintf("no datagram arrived from %s: is an edge sending there (right group, port, interface; edge up)?", d.desc)
+	case foreign >= newArrivals:
+		return fmt.Sprintf("%d datagrams from %s were dropped: their address is not among the edges' (-from): add the edge's address", foreign, src)
 	case forged > 0:
 		return fmt.Sprintf("%d datagrams from %s failed verification: wrong origin key (-pub, or the session's)?", forged, src)
 	case unwrap > 0:

@@ -1,6 +1,7 @@
 package device_test
 
 import (
+	"net/netip"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -34,6 +35,8 @@ func TestDiagnose(t *testing.T) {
 		{"wrong master key", device.Config{OriginKey: o.PublicKey(), Master: otherMaster}, "did not unwrap: wrong master key"},
 		{"no master key", device.Config{OriginKey: o.PublicKey()}, "no master key to unwrap them"},
 		{"right keys", device.Config{OriginKey: o.PublicKey(), Master: master}, ""},
+		{"from the edge", device.Config{OriginKey: o.PublicKey(), Master: master, OnlyFrom: []netip.Addr{netip.MustParseAddr("192.0.2.1")}}, ""},
+		{"not from the edge", device.Config{OriginKey: o.PublicKey(), Master: master, OnlyFrom: []netip.Addr{netip.MustParseAddr("198.51.100.7")}}, "from 192.0.2.1 were dropped: their address is not among the edges'"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {

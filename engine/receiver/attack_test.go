@@ -2,8 +2,11 @@ package receiver_test
 
 import (
 	"encoding/binary"
+	"errors"
+	"net/netip"
 	"testing"
 	"testing/synctest"
+	"time"
 
 	"github.com/embargo-live/embargo/engine/bundle"
 	"github.com/embargo-live/embargo/engine/receiver"
@@ -161,4 +164,110 @@ func TestDatagramPathChecksNoSignature(t *testing.T) {
 			t.Fatalf("after the checker: %d checks, drops %v", st.SignatureChecks()-before, st.Drops)
 		}
 	})
+}
+
+// forgedRelease is a RELEASE of b's period with a secret made from i.
+func forgedRelease(t testing.TB, b *bundle.Bundle, i int) []byte {
+	d := release(t, b, 66)
+	binary.BigEndian.PutUint64(d[wire.HeaderLen:], uint64(i)+1)
+	return d
+}
+
+// attacker is the i-th of many attacking addresses.
+func attacker(i int) netip.AddrPort {
+	return netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 51, byte(i >> 8), byte(i)}), 9999)
+}
+
+// Forged RELEASEs that come before any shard of their period — before,
+// around and after the genuine one, for that period and for every period
+// the receiver would hold — never push the genuine one out, whether the
+// flood comes from one address or from a thousand: a source holds two
+// secrets of a period at most, a proven edge's outrank the rest, and a
+// source holding one is never evicted.
+func TestEarlyReleaseFloodBeforeAnyShard(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		addresses int  // attacking addresses
+		proven    bool // the edge delivered a period before
+	}{
+		{"one address", 1, false},
+		{"a thousand addresses, proven edge", 1000, true},
+		{"a thousand addresses, genuine first", 1000, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				f, s, r := setup(t)
+				before, _ := f.keys(t, 1, 2)
+				feed(r, before.Shards...)
+				if tc.proven {
+					feed(r, release(t, before, 1))
+				}
+				var next [16]*bundle.Bundle // periods 3 … 18: all the receiver would hold
+				for i := range next {
+					next[i], _ = f.keys(t, 1, uint64(3+i))
+				}
+				n := 0
+				flood := func(count int) {
+					for range count {
+						b := next[n%len(next)]
+						r.Handle(forgedRelease(t, b, n), time.Time{}, attacker(n%tc.addresses))
+						n++
+					}
+				}
+				target := next[0]
+				if tc.proven || tc.addresses == 1 {
+					flood(20_000)
+				}
+				feed(r, release(t, target, 1))
+				flood(20_000)
+				had := len(s.got())
+				feed(r, target.Shards...)
+				got := s.got()[had:]
+				if len(got) != 1 || got[0].Period != target.Period || got[0].EdgeID != 1 {
+					t.Fatalf("genuine early RELEASE pushed out by the flood: events %+v; drops %v", got, r.Stats().Drops)
+				}
+				if st := r.Stats(); st.Drops["busy"] < 10_000 {
+					t.Fatalf("flood not bounded: drops %v", st.Drops)
+				}
+			})
+		})
+	}
+}
+
+// With Sources, datagrams from any other address — forged shards and
+// RELEASEs alike — are dropped before they are decoded, counted, and cost
+// no signature check; the configured edge's, IPv4-mapped or not, are
+// taken.
+func TestSourcesDropOthers(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFixture(t)
+		s := new(sink)
+		r := f.receiver(t, s, func(c *receiver.Config) { c.Sources = []netip.Addr{edgeAddr.Addr()} })
+		b := multiShard(t, f, 3)
+		evil := attacker(1)
+		r.Handle(forgedShard(t, b.Shards[0], 1), time.Time{}, evil)
+		for i := range 100 {
+			r.Handle(forgedRelease(t, b, i), time.Time{}, evil)
+		}
+		r.Handle(release(t, b, 1), time.Time{}, evil) // even the genuine secret, from elsewhere
+		r.Handle(release(t, b, 1), time.Time{}, netip.AddrPort{})
+		if st := r.Stats(); st.Drops["foreign-source"] != 103 || st.SignatureChecks() != 0 || len(st.Drops) != 1 {
+			t.Fatalf("from other addresses: drops %v, %d signature checks", st.Drops, st.SignatureChecks())
+		}
+		mapped := netip.AddrPortFrom(netip.AddrFrom16(edgeAddr.Addr().As16()), edgeAddr.Port())
+		r.Handle(b.Shards[0], time.Time{}, mapped)
+		feed(r, b.Shards[1:]...)
+		feed(r, release(t, b, 1))
+		if got := s.got(); len(got) != 1 || got[0].Period != 3 {
+			t.Fatalf("the configured edge's period: events %+v; drops %v", got, r.Stats().Drops)
+		}
+	})
+}
+
+func TestSourcesConfig(t *testing.T) {
+	f := newFixture(t)
+	_, err := receiver.New(receiver.Config{Trusted: f.ring, Streams: []uint32{1}, OnEvent: func(receiver.Event) {}, Sources: []netip.Addr{{}}})
+	if !errors.Is(err, receiver.ErrConfig) {
+		t.Fatalf("an invalid source address: %v, want ErrConfig", err)
+	}
 }

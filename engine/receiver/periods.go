@@ -3,6 +3,7 @@ package receiver
 import (
 	"errors"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/embargo-live/embargo/engine/receiver/skew"
@@ -89,7 +90,7 @@ func (r *Receiver) learnHead(k key) {
 	}
 	r.heads[k] = b
 	list := r.early[k]
-	kept := list[:0]
+	var kept []early
 	for _, e := range list {
 		if seal.CheckRK(b, &e.rel.RK) {
 			kept = append(kept, e)
@@ -97,7 +98,11 @@ func (r *Receiver) learnHead(k key) {
 			r.drops.add(reasonWrongRK)
 		}
 	}
-	r.earlyN -= len(list) - len(kept)
+	r.forgetEarly(list)
+	r.earlyN += len(kept)
+	for i := range kept {
+		r.earlyFrom[kept[i].source()]++
+	}
 	if len(kept) == 0 {
 		delete(r.early, k)
 	} else {
@@ -141,7 +146,7 @@ func (r *Receiver) onBody(k key, body []byte) {
 	r.bodies[k] = h
 	waiting := r.early[k]
 	delete(r.early, k)
-	r.earlyN -= len(waiting)
+	r.forgetEarly(waiting)
 	for _, e := range waiting {
 		if r.tryRelease(k, h, &e.rel, e.arrival, e.from) {
 			return
@@ -163,42 +168,128 @@ func (r *Receiver) onRelease(rel *wire.Release, arrival stamp, from netip.AddrPo
 	r.keepEarly(k, rel, arrival, from)
 }
 
-// keepEarly holds a RELEASE whose body is not yet rebuilt. Per period the
-// newest few are kept, so that a flood of bogus secrets for one period
-// cannot lock out the genuine one that follows; across periods the total is
-// bounded, and a RELEASE past the bound is dropped (the edge's repeated
-// copies, arriving after the body, still deliver the period).
+// keepEarly holds a RELEASE whose body is not yet rebuilt, bounded, so
+// that whichever secret is genuine opens the body when it comes (its
+// commitment refuses the rest then, one hash each). Before the body
+// nothing tells a forged secret from the genuine one, so a flood is held
+// off by its source instead (PROTOCOL.md §9.1): a source address holds
+// at most maxEarlyPerSource secrets of a period, and when a period or the
+// whole queue is full a new secret takes the place of one from a less
+// trusted source (one never proven to send genuine RELEASEs) or from a
+// source holding at least two more than its own would; failing both, it
+// is dropped. The genuine edge's secret, alone from its address, is so
+// never pushed out by RELEASEs from other addresses.
 func (r *Receiver) keepEarly(k key, rel *wire.Release, arrival stamp, from netip.AddrPort) {
 	if head := r.heads[k]; head != nil && !seal.CheckRK(head, &rel.RK) {
 		r.drops.add(reasonWrongRK) // the commitment is known: no need to hold it
 		return
 	}
 	list := r.early[k]
-	for _, e := range list {
-		if e.rel.RK == rel.RK {
-			r.drops.add(reasonDuplicate)
-			return
-		}
+	if slices.ContainsFunc(list, func(e early) bool { return e.rel.RK == rel.RK }) {
+		r.drops.add(reasonDuplicate) // held already: copies cost no slot
+		return
 	}
 	if r.tooFar(k) {
 		r.drops.add(reasonFuture)
 		return
 	}
 	e := early{rel: *rel, arrival: arrival, from: from}
-	if len(list) >= maxEarlyPerPeriod {
-		// Keep the first secret and the newest others: a flood before the
-		// genuine one and a flood after it both leave it held.
+	src := e.source()
+	mine, last := 0, -1
+	for i := range list {
+		if list[i].source() == src {
+			mine, last = mine+1, i
+		}
+	}
+	if mine >= maxEarlyPerSource {
+		// The source's first secret stays; its newest is replaced.
 		r.drops.add(reasonBusy)
-		copy(list[1:], list[2:])
-		list[len(list)-1] = e
+		list[last] = e
 		return
 	}
-	if r.earlyN >= maxEarly {
-		r.drops.add(reasonBusy)
-		return
+	if len(list) >= maxEarlyPerPeriod || r.earlyN >= maxEarly {
+		if !r.evictEarly(k, len(list) < maxEarlyPerPeriod, src) {
+			r.drops.add(reasonBusy)
+			return
+		}
+		list = r.early[k]
 	}
 	r.early[k] = append(list, e)
 	r.earlyN++
+	r.earlyFrom[src]++
+}
+
+// evictEarly makes room for a secret from src in period k's queue (or,
+// with anywhere, in any period's) by dropping a held one whose source is
+// less trusted or holds at least two more, and reports whether it did.
+func (r *Receiver) evictEarly(k key, anywhere bool, src netip.Addr) bool {
+	trusted, n := r.proven[src], r.earlyFrom[src]
+	// worse reports whether a held secret from a is a better victim than
+	// one from b: a less trusted source, then one holding more.
+	worse := func(a, b netip.Addr) bool {
+		if r.proven[a] != r.proven[b] {
+			return !r.proven[a]
+		}
+		return r.earlyFrom[a] > r.earlyFrom[b]
+	}
+	var vk key
+	vi := -1
+	consider := func(k key, list []early) {
+		for i := range list {
+			if vi < 0 || worse(list[i].source(), r.early[vk][vi].source()) {
+				vk, vi = k, i
+			}
+		}
+	}
+	if anywhere {
+		for k, list := range r.early {
+			consider(k, list)
+		}
+	} else {
+		consider(k, r.early[k])
+	}
+	if vi < 0 {
+		return false
+	}
+	v := r.early[vk][vi].source()
+	if !(trusted && !r.proven[v]) && (r.proven[v] != trusted || r.earlyFrom[v] < n+2) {
+		return false
+	}
+	list := r.early[vk]
+	r.forgetEarly(list[vi : vi+1])
+	if list = slices.Delete(list, vi, vi+1); len(list) == 0 {
+		delete(r.early, vk)
+	} else {
+		r.early[vk] = list
+	}
+	r.drops.add(reasonBusy)
+	return true
+}
+
+// forgetEarly accounts for held RELEASEs no longer held.
+func (r *Receiver) forgetEarly(list []early) {
+	r.earlyN -= len(list)
+	for i := range list {
+		src := list[i].source()
+		if r.earlyFrom[src]--; r.earlyFrom[src] <= 0 {
+			delete(r.earlyFrom, src)
+		}
+	}
+}
+
+// prove records src as a source of genuine RELEASEs: its held secrets
+// outrank those of unproven sources. Learnt sources are bounded, the
+// oldest forgotten first.
+func (r *Receiver) prove(src netip.Addr) {
+	if r.proven[src] {
+		return
+	}
+	if len(r.learnt) >= maxProven {
+		delete(r.proven, r.learnt[0])
+		r.learnt = slices.Delete(r.learnt, 0, 1)
+	}
+	r.proven[src] = true
+	r.learnt = append(r.learnt, src)
 }
 
 // tryRelease checks rel's secret against h's commitment and, if it opens,
@@ -213,6 +304,7 @@ func (r *Receiver) tryRelease(k key, h *held, rel *wire.Release, arrival stamp, 
 		r.drops.add(reasonReleaseAtMismatch)
 	}
 	r.finish(k)
+	r.prove(from.Addr().Unmap())
 	var err error
 	r.opened, err = seal.OpenAnnounce(r.opened[:0], h.body, &h.b, &rel.RK)
 	if err != nil {
@@ -253,7 +345,7 @@ func (r *Receiver) finish(k key) {
 	r.done[k] = struct{}{}
 	delete(r.bodies, k)
 	delete(r.heads, k)
-	r.earlyN -= len(r.early[k])
+	r.forgetEarly(r.early[k])
 	delete(r.early, k)
 	r.advance(k)
 }
@@ -282,7 +374,7 @@ func (r *Receiver) advance(k key) {
 	}
 	for old, list := range r.early {
 		if r.tooOld(old) || r.tooFar(old) {
-			r.earlyN -= len(list)
+			r.forgetEarly(list)
 			delete(r.early, old)
 		}
 	}

@@ -25,6 +25,7 @@ const (
 	reasonReleaseAtMismatch               // RELEASE names another releaseAt (statistics only; still delivered)
 	reasonNoMasterKey                     // content keys, but no master key configured
 	reasonUnwrap                          // content keys do not unwrap: wrong master key
+	reasonForeignSource                   // from an address not in Config.Sources
 	numReasons
 )
 
@@ -47,6 +48,7 @@ var reasonNames = [numReasons]string{
 	reasonReleaseAtMismatch: "releaseat-mismatch",
 	reasonNoMasterKey:       "no-master-key",
 	reasonUnwrap:            "unwrap-failed",
+	reasonForeignSource:     "foreign-source",
 }
 
 // Reasons lists every drop reason name Stats.Drops may hold.

@@ -28,10 +28,15 @@ const (
 	window = 32
 	// maxBodies bounds the verified bodies awaiting their RELEASE.
 	maxBodies = 1024
-	// maxEarly bounds RELEASEs kept until their body arrives, and
-	// maxEarlyPerPeriod the distinct secrets kept for one period.
+	// maxEarly bounds RELEASEs kept until their body arrives,
+	// maxEarlyPerPeriod the distinct secrets kept for one period and
+	// maxEarlyPerSource those of one period from one source address
+	// (keepEarly). maxProven bounds the sources learnt to send genuine
+	// RELEASEs.
 	maxEarly          = 256
-	maxEarlyPerPeriod = 4
+	maxEarlyPerPeriod = 8
+	maxEarlyPerSource = 2
+	maxProven         = 16
 )
 
 // Config configures a Receiver. Trusted, Streams and OnEvent are required.
@@ -44,6 +49,15 @@ type Config struct {
 	Master []byte
 	// Streams are the streams to assemble; datagrams of others are dropped.
 	Streams []uint32
+	// Sources, if not empty, are the only addresses datagrams are taken
+	// from: the edges this receiver is configured with (PROTOCOL.md §9.1).
+	// A datagram from any other address, or with none, is dropped before
+	// it is decoded, counted "foreign-source" (package bpf's filter drops
+	// them in the kernel: bpf.Filter.SetSources). Their RELEASEs also
+	// outrank any other in the queue of RELEASEs waiting for their body.
+	// Without Sources, any address is taken, and an address is trusted
+	// there once a RELEASE from it opened a period.
+	Sources []netip.Addr
 	// OnEvent receives each period once, from the goroutine that handled
 	// its completing datagram or ran the signature check that completed
 	// it (Run's checker). It should return quickly.
@@ -108,6 +122,7 @@ type Receiver struct {
 	cfg     Config
 	log     *slog.Logger
 	streams map[uint32]bool
+	sources map[netip.Addr]bool // Config.Sources, unmapped; nil: any
 	drops   *counters
 
 	shardMu sync.Mutex
@@ -122,11 +137,16 @@ type Receiver struct {
 	checker    atomic.Pointer[chan struct{}]
 	bodyChecks atomic.Uint64 // body signatures checked
 
-	mu       sync.Mutex
-	bodies   map[key]*held
-	heads    map[key]*wire.Body // commitments known from a first data shard, body not yet whole
-	early    map[key][]early
-	earlyN   int
+	mu        sync.Mutex
+	bodies    map[key]*held
+	heads     map[key]*wire.Body // commitments known from a first data shard, body not yet whole
+	early     map[key][]early
+	earlyN    int
+	earlyFrom map[netip.Addr]int // held RELEASEs per source address
+	// proven are the source addresses whose RELEASEs opened a commitment
+	// (learnt, oldest first): their held secrets outrank others.
+	proven   map[netip.Addr]bool
+	learnt   []netip.Addr
 	done     map[key]struct{}
 	newest   map[uint32]uint64
 	release  wire.Release
@@ -158,6 +178,10 @@ type early struct {
 	from    netip.AddrPort
 }
 
+// source is the address the RELEASE came from, as the early queue counts
+// it.
+func (e *early) source() netip.Addr { return e.from.Addr().Unmap() }
+
 // New checks cfg and returns a Receiver.
 func New(cfg Config) (*Receiver, error) {
 	switch {
@@ -180,19 +204,32 @@ func New(cfg Config) (*Receiver, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	r := &Receiver{
-		cfg:     cfg,
-		log:     log,
-		streams: make(map[uint32]bool, len(cfg.Streams)),
-		drops:   newCounters(),
-		asm:     fec.NewAssembler(cfg.Trusted, fec.WithWindow(window), fec.WithClock(monotonic(cfg.Now)), fec.WithAsyncChecks()),
-		bodies:  make(map[key]*held),
-		heads:   make(map[key]*wire.Body),
-		early:   make(map[key][]early),
-		done:    make(map[key]struct{}),
-		newest:  make(map[uint32]uint64),
+		cfg:       cfg,
+		log:       log,
+		streams:   make(map[uint32]bool, len(cfg.Streams)),
+		drops:     newCounters(),
+		asm:       fec.NewAssembler(cfg.Trusted, fec.WithWindow(window), fec.WithClock(monotonic(cfg.Now)), fec.WithAsyncChecks()),
+		bodies:    make(map[key]*held),
+		heads:     make(map[key]*wire.Body),
+		early:     make(map[key][]early),
+		earlyFrom: make(map[netip.Addr]int),
+		proven:    make(map[netip.Addr]bool),
+		done:      make(map[key]struct{}),
+		newest:    make(map[uint32]uint64),
 	}
 	for _, s := range cfg.Streams {
 		r.streams[s] = true
+	}
+	if len(cfg.Sources) > 0 {
+		r.sources = make(map[netip.Addr]bool, len(cfg.Sources))
+	}
+	for _, a := range cfg.Sources {
+		if !a.IsValid() {
+			return nil, fmt.Errorf("%w: source %v is no address", ErrConfig, a)
+		}
+		a = a.Unmap()
+		r.sources[a] = true
+		r.proven[a] = true // configured: never forgotten, unlike learnt ones
 	}
 	return r, nil
 }
@@ -218,6 +255,10 @@ func monotonic(now func() time.Time) func() int64 {
 // left to Run's checker goroutine; otherwise Handle runs them itself
 // before it returns.
 func (r *Receiver) Handle(pkt []byte, arrival time.Time, from netip.AddrPort) {
+	if r.sources != nil && !r.sources[from.Addr().Unmap()] {
+		r.drops.add(reasonForeignSource)
+		return
+	}
 	h, err := wire.Peek(pkt)
 	if err != nil {
 		r.drops.add(reasonMalformed)

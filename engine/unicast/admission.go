@@ -118,44 +118,15 @@ func (l *limiter) prune(now time.Time) {
 // admit says why a new subscription from key may not be made, or 0.
 // s.mu is held.
 func (s *Sessions) admit(key addrKey) wire.Reason {
-	ip := key.ip()
-	switch {
-	case len(s.index) >= s.cfg.MaxSubscribers:
+	if s.index.len() >= s.cfg.MaxSubscribers {
 		return wire.ReasonEdgeFull
-	case s.perAddr[ip] >= uint32(s.cfg.MaxPerAddress):
-		return wire.ReasonAddressLimit
-	case !isV4(ip) && s.perPrefix[siteOf(ip, s.cfg.PrefixBits)] >= uint32(s.cfg.MaxPerPrefix):
+	}
+	ip := key.ip()
+	perAddr, perSite := s.index.count(s.subs, ip)
+	if perAddr >= s.cfg.MaxPerAddress || !isV4(ip) && perSite >= s.cfg.MaxPerPrefix {
 		return wire.ReasonAddressLimit
 	}
 	return 0
-}
-
-// indexAt records slot as the subscription of key. s.mu is held.
-func (s *Sessions) indexAt(key addrKey, slot uint32) {
-	s.index[key] = slot
-	ip := key.ip()
-	s.perAddr[ip]++
-	if !isV4(ip) {
-		s.perPrefix[siteOf(ip, s.cfg.PrefixBits)]++
-	}
-}
-
-// unindex forgets the address of a subscription. s.mu is held.
-func (s *Sessions) unindex(k addrKey) {
-	delete(s.index, k)
-	ip := k.ip()
-	decrement(s.perAddr, ip)
-	if !isV4(ip) {
-		decrement(s.perPrefix, siteOf(ip, s.cfg.PrefixBits))
-	}
-}
-
-func decrement(m map[[16]byte]uint32, k [16]byte) {
-	if m[k] <= 1 {
-		delete(m, k)
-	} else {
-		m[k]--
-	}
 }
 
 // checkToken verifies a SUBSCRIBE's token when tokens are required. It

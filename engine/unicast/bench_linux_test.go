@@ -183,3 +183,34 @@ func newSinkServer(senders int, dsts []netip.AddrPort) (*Server, error) {
 	}
 	return srv, nil
 }
+
+// BenchmarkPlanRebuild rebuilds a stream's fan-out plan of 50,000
+// subscribers, as the first send after any change of the subscriber set
+// does: a walk of the session table that writes one socket address per
+// subscriber.
+func BenchmarkPlanRebuild(b *testing.B) {
+	const n = 50_000
+	s := newSessions(b, func(c *SessionConfig) { c.MaxSubscribers = n; c.MaxPerAddress = n; c.SubscribeBurst = n })
+	out, buf := make([]byte, wire.MaxDatagram), make([]byte, wire.MaxDatagram)
+	h := hello(b)
+	sub := &wire.Subscribe{KeyShare: testShare, Streams: []uint32{1}}
+	var c wire.Cookie
+	for i := range n {
+		if err := c.Decode(s.Handle(h, addr(i), t0, out).Reply); err != nil {
+			b.Fatal(err)
+		}
+		sub.Cookie = c.Cookie
+		k, _ := sub.Encode(buf)
+		if !s.Handle(buf[:k], addr(i), t0, out).Subscribed {
+			b.Fatal("not subscribed")
+		}
+	}
+	p := &planner{s: &Server{sessions: s}, plans: make(map[uint32]*plan)}
+	b.ReportAllocs()
+	for b.Loop() {
+		s.gen.Add(1)
+		if pl := p.plan(1); pl.n != n {
+			b.Fatalf("plan of %d", pl.n)
+		}
+	}
+}

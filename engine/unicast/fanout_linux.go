@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/netip"
 	"runtime"
-	"slices"
 	"sync"
 	"syscall"
 	"unsafe"
@@ -228,15 +227,36 @@ func (p *planner) plan(stream uint32) *plan {
 		pl = &plan{}
 		p.plans[stream] = pl
 	}
-	pl.gen = p.s.sessions.Each(stream, pl.start(p.s.v6))
-	pl.finish()
+	pl.gen = p.s.sessions.Each(stream, pl.size(p.s.v6), pl.adder(p.s.v6))
+	pl.n = max(len(pl.names4), len(pl.names6))
 	return pl
 }
 
-// start empties the plan and returns what adds a destination to it: one
-// socket address per destination, of the server's family only.
-func (pl *plan) start(v6 bool) func(netip.AddrPort) {
-	pl.names4, pl.names6 = pl.names4[:0], pl.names6[:0]
+// size empties the plan and makes room for n destinations of the
+// server's family only, reusing the arrays unless they are short or far
+// too long: memory per subscriber is a budget (BenchmarkEdgeMemory), and
+// a plan rebuilt for every joining subscriber must not copy itself each
+// time.
+func (pl *plan) size(v6 bool) func(n int) {
+	return func(n int) {
+		if v6 {
+			pl.names4, pl.names6 = nil, resize(pl.names6, n)
+		} else {
+			pl.names4, pl.names6 = resize(pl.names4, n), nil
+		}
+	}
+}
+
+// resize returns s emptied, with room for n.
+func resize[T any](s []T, n int) []T {
+	if c := cap(s); c < n || c > n+n/4+minShare {
+		return make([]T, 0, n+n/16)
+	}
+	return s[:0]
+}
+
+// adder returns what adds a destination to the plan.
+func (pl *plan) adder(v6 bool) func(netip.AddrPort) {
 	if v6 {
 		return func(d netip.AddrPort) {
 			sa := unix.RawSockaddrInet6{Family: unix.AF_INET6, Addr: d.Addr().As16()}
@@ -251,27 +271,14 @@ func (pl *plan) start(v6 bool) func(netip.AddrPort) {
 	}
 }
 
-// finish counts the destinations added and gives back the memory of an
-// audience that shrank to less than half.
-func (pl *plan) finish() {
-	pl.n = max(len(pl.names4), len(pl.names6))
-	pl.names4, pl.names6 = fit(pl.names4), fit(pl.names6)
-}
-
-func fit[T any](s []T) []T {
-	if cap(s) > 2*len(s)+minShare {
-		return slices.Clone(s)
-	}
-	return s
-}
-
 // build makes the plan of dsts (for benchmarks).
 func (pl *plan) build(dsts []netip.AddrPort, v6 bool) {
-	add := pl.start(v6)
+	pl.size(v6)(len(dsts))
+	add := pl.adder(v6)
 	for _, d := range dsts {
 		add(d)
 	}
-	pl.finish()
+	pl.n = len(dsts)
 }
 
 // headers lays out the sendmmsg headers of destinations [lo, hi) in hdrs

@@ -80,20 +80,18 @@ type Sessions struct {
 	share *ecdh.PrivateKey
 	keys  hash.Hash
 
-	mu        sync.Mutex
-	subs      []sub               // slots; a session id names its slot
-	free      []uint32            // empty slots
-	index     map[addrKey]uint32  // address → slot
-	perAddr   map[[16]byte]uint32 // subscriptions per IP address
-	perPrefix map[[16]byte]uint32 // subscriptions per IPv6 prefix
-	rate      *limiter
-	sets      []streamSet // interned stream lists; sub.set indexes them
-	setRefs   []int       // subscriptions using each set; 0: the slot is free
-	freeSets  []uint16
-	setIndex  map[string]uint16
-	gen       atomic.Uint64 // bumped on every change of the subscriber set
-	stats     SessionStats
-	epoch     time.Time // sub.seen is seconds since epoch (the first instant handled)
+	mu       sync.Mutex
+	subs     []sub     // slots; a session id names its slot
+	free     []uint32  // empty slots
+	index    addrIndex // address → slot, and the counts per address and site
+	rate     *limiter
+	sets     []streamSet // interned stream lists; sub.set indexes them
+	setRefs  []int       // subscriptions using each set; 0: the slot is free
+	freeSets []uint16
+	setIndex map[string]uint16
+	gen      atomic.Uint64 // bumped on every change of the subscriber set
+	stats    SessionStats
+	epoch    time.Time // sub.seen is seconds since epoch (the first instant handled)
 }
 
 // addrKey is a subscriber's address and port, compactly: 16 address bytes
@@ -114,15 +112,25 @@ func (k addrKey) addrPort() netip.AddrPort {
 
 func (k addrKey) ip() [16]byte { return [16]byte(k[:16]) }
 
-// sub is one subscription slot, kept small (40 bytes): memory per
+// sub is one subscription slot, kept small (32 bytes): memory per
 // subscriber is a budget (PROTOCOL.md's edges hold hundreds of thousands).
 type sub struct {
 	key      addrKey
-	id       [wire.SessionIDLen]byte // slot index (4 bytes) ‖ 4 random bytes
-	seen     uint32                  // last sign of life, seconds since Sessions.epoch
-	caughtUp uint32                  // when catch-up was last granted, the same way
-	set      uint16                  // index into Sessions.sets
-	live     bool
+	tag      [4]byte // the session id's random half (its other half is the slot); never 0 in a live slot
+	set      uint16  // index into Sessions.sets
+	seen     uint32  // last sign of life, seconds since Sessions.epoch
+	caughtUp uint32  // when catch-up was last granted, the same way
+}
+
+// live reports whether the slot holds a subscription.
+func (u *sub) live() bool { return u.tag != [4]byte{} }
+
+// id is the session id of the subscription in slot.
+func (u *sub) id(slot uint32) [wire.SessionIDLen]byte {
+	var id [wire.SessionIDLen]byte
+	binary.BigEndian.PutUint32(id[:4], slot)
+	copy(id[4:], u.tag[:])
+	return id
 }
 
 type streamSet []uint32
@@ -182,8 +190,8 @@ func NewSessions(cfg SessionConfig) (*Sessions, error) {
 	s := &Sessions{
 		cfg: cfg, jar: newCookieJar(key, cfg.CookieLifetime), served: make(map[uint32]bool),
 		share: share, keys: hmac.New(sha256.New, d.Sum(nil)),
-		index: make(map[addrKey]uint32), perAddr: make(map[[16]byte]uint32), perPrefix: make(map[[16]byte]uint32),
-		rate: newLimiter(cfg.SubscribeRate, cfg.SubscribeBurst), setIndex: make(map[string]uint16),
+		index: newAddrIndex(cfg.PrefixBits),
+		rate:  newLimiter(cfg.SubscribeRate, cfg.SubscribeBurst), setIndex: make(map[string]uint16),
 		stats: SessionStats{Refused: make(map[wire.Reason]uint64)},
 	}
 	for _, id := range cfg.Streams {
@@ -355,7 +363,7 @@ func (s *Sessions) subscribe(m *wire.Subscribe, from netip.AddrPort, now time.Ti
 		return s.refuse(m.Nonce, wire.ReasonUnknownStream, 0, out)
 	}
 	slices.Sort(accepted)
-	slot, renew := s.index[key]
+	slot, renew := s.index.find(s.subs, key)
 	if !renew {
 		if why := s.admit(key); why != 0 {
 			return s.refuse(m.Nonce, why, s.cfg.Keepalive, out)
@@ -365,10 +373,12 @@ func (s *Sessions) subscribe(m *wire.Subscribe, from netip.AddrPort, now time.Ti
 	if !ok {
 		return s.refuse(m.Nonce, wire.ReasonEdgeFull, s.cfg.Keepalive, out)
 	}
-	nu := sub{key: key, seen: s.seconds(now), set: set, live: true}
-	if _, err := rand.Read(nu.id[4:]); err != nil {
-		s.release(set)
-		return Answer{}
+	nu := sub{key: key, seen: s.seconds(now), set: set}
+	for !nu.live() {
+		if _, err := rand.Read(nu.tag[:]); err != nil {
+			s.release(set)
+			return Answer{}
+		}
 	}
 	catchUp := int(min(m.CatchUp, wire.MaxCatchUp))
 	if renew {
@@ -385,20 +395,22 @@ func (s *Sessions) subscribe(m *wire.Subscribe, from netip.AddrPort, now time.Ti
 		if nu.seen == old.caughtUp {
 			catchUp = 0
 		}
-	} else {
-		slot = s.alloc()
-		s.indexAt(key, slot)
-		s.gen.Add(1)
 	}
 	if catchUp > 0 {
 		nu.caughtUp = nu.seen
 	}
-	binary.BigEndian.PutUint32(nu.id[:4], slot)
+	if !renew {
+		slot = s.alloc()
+		s.subs[slot] = nu
+		s.index.insert(s.subs, slot)
+		s.gen.Add(1)
+	}
 	s.subs[slot] = nu
-	skey := s.sessionKey(&nu.id)
+	id := nu.id(slot)
+	skey := s.sessionKey(&id)
 	sealed := seal.XorKey(&skey, mask)
 	a := s.reply(&wire.Subscribed{
-		Nonce: m.Nonce, SessionID: nu.id,
+		Nonce: m.Nonce, SessionID: id,
 		KeepaliveMs: uint32(s.cfg.Keepalive / time.Millisecond), ExpiryMs: uint32(s.cfg.Expiry / time.Millisecond),
 		KeyShare: [wire.KeyShareLen]byte(s.share.PublicKey().Bytes()), SealedKey: sealed,
 		Streams: accepted,
@@ -430,7 +442,7 @@ func (s *Sessions) sessionKey(id *[wire.SessionIDLen]byte) [wire.SessionKeyLen]b
 // live returns the slot of session id if it is live.
 func (s *Sessions) live(id [wire.SessionIDLen]byte) (uint32, bool) {
 	slot := binary.BigEndian.Uint32(id[:4])
-	return slot, int(slot) < len(s.subs) && s.subs[slot].live && s.subs[slot].id == id
+	return slot, int(slot) < len(s.subs) && s.subs[slot].live() && s.subs[slot].tag == [4]byte(id[4:])
 }
 
 // authentic returns the slot of the live session that pkt names, if pkt's
@@ -494,7 +506,7 @@ func (s *Sessions) response(m *wire.Response, pkt []byte, from netip.AddrPort, n
 	}
 	key := keyOf(from)
 	if cur := &s.subs[slot]; cur.key != key {
-		other, taken := s.index[key]
+		other, taken := s.index.find(s.subs, key)
 		if why := s.admit(key); !taken && why != 0 {
 			return s.refuse([wire.NonceLen]byte(m.MAC[:]), why, s.cfg.Keepalive, out)
 		}
@@ -503,9 +515,9 @@ func (s *Sessions) response(m *wire.Response, pkt []byte, from netip.AddrPort, n
 			// replaces whatever held the new address.
 			s.remove(other)
 		}
-		s.unindex(cur.key)
+		s.index.remove(s.subs, slot)
 		cur.key = key
-		s.indexAt(key, slot)
+		s.index.insert(s.subs, slot)
 		s.gen.Add(1)
 		s.stats.Moved++
 	}
@@ -516,7 +528,7 @@ func (s *Sessions) response(m *wire.Response, pkt []byte, from netip.AddrPort, n
 func (s *Sessions) remove(slot uint32) {
 	cur := &s.subs[slot]
 	s.release(cur.set)
-	s.unindex(cur.key)
+	s.index.remove(s.subs, slot)
 	*cur = sub{}
 	s.free = append(s.free, slot)
 	s.gen.Add(1)
@@ -587,7 +599,7 @@ func (s *Sessions) Expire(now time.Time) int {
 	exp := uint32((s.cfg.Expiry + time.Second - 1) / time.Second)
 	n := 0
 	for i := range s.subs {
-		if s.subs[i].live && s.subs[i].seen+exp < limit {
+		if s.subs[i].live() && s.subs[i].seen+exp < limit {
 			s.remove(uint32(i))
 			n++
 		}
@@ -606,28 +618,33 @@ func (s *Sessions) Destinations(dst []netip.AddrPort, stream uint32) ([]netip.Ad
 		want[i] = slices.Contains(set, stream)
 	}
 	for i := range s.subs {
-		if cur := &s.subs[i]; cur.live && want[cur.set] {
+		if cur := &s.subs[i]; cur.live() && want[cur.set] {
 			dst = append(dst, cur.key.addrPort())
 		}
 	}
 	return dst, s.gen.Load()
 }
 
-// Each calls f with each subscriber of stream, under the table's lock (f
-// must not call back into s), and returns the generation of the
-// subscriber set it reflects. It copies nothing: the fan-out builds its
-// plans with it.
-func (s *Sessions) Each(stream uint32, f func(netip.AddrPort)) uint64 {
+// Each calls size with the number of subscribers of stream, then add
+// with each of them, under the table's lock (neither may call back into
+// s), and returns the generation of the subscriber set it reflects. It
+// copies nothing: the fan-out builds its plans with it, sized once.
+func (s *Sessions) Each(stream uint32, size func(int), add func(netip.AddrPort)) uint64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var buf [64]bool
 	want := buf[:0]
-	for _, set := range s.sets {
+	n := 0
+	for i, set := range s.sets {
 		want = append(want, slices.Contains(set, stream))
+		if want[i] {
+			n += s.setRefs[i]
+		}
 	}
+	size(n)
 	for i := range s.subs {
-		if cur := &s.subs[i]; cur.live && want[cur.set] {
-			f(cur.key.addrPort())
+		if cur := &s.subs[i]; cur.live() && want[cur.set] {
+			add(cur.key.addrPort())
 		}
 	}
 	return s.gen.Load()
@@ -642,7 +659,7 @@ func (s *Sessions) Stats() SessionStats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := s.stats
-	st.Subscribers = len(s.index)
+	st.Subscribers = s.index.len()
 	st.Refused = maps.Clone(s.stats.Refused)
 	return st
 }

@@ -449,8 +449,9 @@ func FuzzSessions(f *testing.F) {
 }
 
 // BenchmarkSessionMemory measures the heap held per subscriber — its slot
-// (with the 18-byte compact address), the address index and the
-// per-address counts — for 100,000 subscribers.
+// (with the 18-byte compact address), the address index, and the
+// subscribe-rate table the sweep has not pruned yet (BenchmarkEdgeMemory
+// counts after the sweep) — for 100,000 subscribers.
 func BenchmarkSessionMemory(b *testing.B) {
 	const n = 100_000
 	for b.Loop() {
