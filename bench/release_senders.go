@@ -93,7 +93,9 @@ func openEdgeSender(cfg *ReleaseConfig, spec subscriberSpec) (*edgeSender, error
 	} else {
 		srv, err := unicast.NewServer(unicast.ServerConfig{
 			Listen: netip.MustParseAddrPort("127.0.0.1:0"), Clock: cfg.Clock, Logger: slog.New(slog.DiscardHandler),
-			Sessions: unicast.SessionConfig{Streams: []uint32{spec.Stream}, MaxSubscribers: cfg.Subscribers, MaxPerAddress: cfg.Subscribers},
+			// Every subscriber subscribes from one loopback address, as
+			// from behind one large NAT: all of them at once, and each renews.
+			Sessions: unicast.SessionConfig{Streams: []uint32{spec.Stream}, MaxSubscribers: cfg.Subscribers, MaxPerAddress: cfg.Subscribers, SubscribeRate: cfg.Subscribers, SubscribeBurst: cfg.Subscribers},
 		})
 		if err != nil {
 			return nil, err
