@@ -79,7 +79,7 @@ func TestReleaseConfigErrors(t *testing.T) {
 		{ReleaseConfig{Variant: PeerNATS}, "at least 1 subscriber"},
 	}
 	if fileLimit() > 0 { // known on Linux
-		cases = append(cases, bad{ReleaseConfig{Variant: PeerNATS, Subscribers: 1 << 40}, "open files in the sender process"})
+		cases = append(cases, bad{ReleaseConfig{Variant: PeerNATS, Subscribers: 1 << 40}, "open files in a process; the limit is"})
 	}
 	for _, c := range cases {
 		if err := c.cfg.defaults(); err == nil || !strings.Contains(err.Error(), c.want) {

@@ -36,6 +36,7 @@ over WebSocket and WebTransport), NATS and a WebSocket broadcast to -receivers s
 	procs := fs.Int("procs", 4, "with -peers: subscriber processes")
 	lead := fs.Duration("lead", 0, "with -peers: how long before releaseAt the release is scheduled (0: 300ms + 500µs per receiver)")
 	only := fs.String("variants", strings.Join(bench.ReleaseVariants, ","), "with -peers: the release variants to run, comma-separated")
+	peersRT := fs.Bool("peers-rt", false, "with -peers: the peers wait and send on a SCHED_FIFO thread too, as embargo's edge does by default (where the process may)")
 	jsonPath := fs.String("json", "", "write every run's figures to this file as JSON")
 	statPath := fs.String("benchstat", "", "write benchstat-compatible lines to this file")
 	if err := parse(fs, args); err != nil {
@@ -45,8 +46,12 @@ over WebSocket and WebTransport), NATS and a WebSocket broadcast to -receivers s
 	if !ok {
 		return fmt.Errorf("-mode %q: want multicast, unicast or mixed", *mode)
 	}
-	if *receivers < 1 || *receivers > 20000 || *edges < 1 || *edges > 8 || *periods < 1 || *runs < 1 || *loss < 0 || *loss >= 1 || *period < 100*time.Millisecond {
-		return errors.New("need 1 ≤ receivers ≤ 20000, 1 ≤ edges ≤ 8, periods ≥ 1, runs ≥ 1, 0 ≤ loss < 1, period ≥ 100ms")
+	maxReceivers := 20000 // in this process
+	if *peers {
+		maxReceivers = 50000 // in -procs others
+	}
+	if *receivers < 1 || *receivers > maxReceivers || *edges < 1 || *edges > 8 || *periods < 1 || *runs < 1 || *loss < 0 || *loss >= 1 || *period < 100*time.Millisecond {
+		return fmt.Errorf("need 1 ≤ receivers ≤ %d, 1 ≤ edges ≤ 8, periods ≥ 1, runs ≥ 1, 0 ≤ loss < 1, period ≥ 100ms", maxReceivers)
 	}
 	offs, err := bench.ParseOffsets(*offsets, *edges)
 	if err != nil {
@@ -69,7 +74,7 @@ over WebSocket and WebTransport), NATS and a WebSocket broadcast to -receivers s
 				return fmt.Errorf("-variants: %q: want some of %s", v, strings.Join(bench.ReleaseVariants, ","))
 			}
 		}
-		return runPeers(ctx, bench.ReleaseConfig{Subscribers: *receivers, Procs: *procs, Lead: *lead, Clock: clock}, vs, *runs, *jsonPath, *statPath, stdout, stderr)
+		return runPeers(ctx, bench.ReleaseConfig{Subscribers: *receivers, Procs: *procs, Lead: *lead, Clock: clock, PeersRealtime: *peersRT}, vs, *runs, *jsonPath, *statPath, stdout, stderr)
 	}
 	variants := []string{bench.VariantEngine}
 	if *compare {
@@ -105,7 +110,7 @@ over WebSocket and WebTransport), NATS and a WebSocket broadcast to -receivers s
 // variant in turn, so that the machine's load falls on all alike)
 // and prints each run and the ratios embargo ÷ peer.
 func runPeers(ctx context.Context, cfg bench.ReleaseConfig, variants []string, runs int, jsonPath, statPath string, stdout, stderr io.Writer) error {
-	fmt.Fprintf(stdout, "placement: %s (%d of them)\n", bench.Placement, min(cfg.Procs, cfg.Subscribers))
+	fmt.Fprintf(stdout, "placement: %s (%d of them)\npriority: %s\nload average at start: %s\n", bench.Placement, min(cfg.Procs, cfg.Subscribers), cfg.Priorities(), loadAverage())
 	start := time.Now()
 	var all []bench.Release
 	for r := range runs {
@@ -122,8 +127,19 @@ func runPeers(ctx context.Context, cfg bench.ReleaseConfig, variants []string, r
 			fmt.Fprintf(stderr, "bench: run %d/%d %s done (%v so far)\n", r+1, runs, v, time.Since(start).Round(time.Second))
 		}
 	}
+	fmt.Fprintf(stdout, "load average at end: %s\n", loadAverage())
 	bench.WriteReleaseTable(stdout, all)
 	return writeRuns(ctx, all, jsonPath, statPath)
+}
+
+// loadAverage is the machine's 1, 5 and 15-minute load averages, for the
+// record of what else ran beside a benchmark ("unknown" off Linux).
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); err == nil && len(f) >= 3 {
+		return strings.Join(f[:3], " ")
+	}
+	return "unknown"
 }
 
 // writeRuns writes runs as JSON to jsonPath and as benchstat lines to
