@@ -236,6 +236,7 @@ func startSubscribers(ctx context.Context, cfg *ReleaseConfig, spec subscriberSp
 	for i := range cfg.Procs {
 		n := cfg.Subscribers/cfg.Procs + btoi(i < cfg.Subscribers%cfg.Procs)
 		spec.First, spec.Count = first, n
+		spec.Pace = time.Duration(cfg.Procs) * time.Second / subscribeRate
 		first += n
 		env, err := json.Marshal(spec)
 		if err != nil {

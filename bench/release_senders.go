@@ -93,8 +93,9 @@ func openEdgeSender(cfg *ReleaseConfig, spec subscriberSpec) (*edgeSender, error
 	} else {
 		srv, err := unicast.NewServer(unicast.ServerConfig{
 			Listen: netip.MustParseAddrPort("127.0.0.1:0"), Priority: edgePriority(), Clock: cfg.Clock, Logger: slog.New(slog.DiscardHandler),
-			// Every subscriber subscribes from one loopback address, as
-			// from behind one large NAT: all of them at once, and each renews.
+			// The subscribers subscribe from one loopback address for
+			// every 20,000 (loopbackSource), as from behind a large NAT:
+			// all of them at once, and each renews.
 			Sessions: unicast.SessionConfig{Streams: []uint32{spec.Stream}, MaxSubscribers: cfg.Subscribers, MaxPerAddress: cfg.Subscribers, SubscribeRate: cfg.Subscribers, SubscribeBurst: cfg.Subscribers},
 		})
 		if err != nil {

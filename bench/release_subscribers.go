@@ -43,7 +43,17 @@ type subscriberSpec struct {
 	TAIOffset ptp.TAIOffset `json:"taiOffset"` // converts receive stamps to the run's clock
 	First     int           `json:"first"`     // the first subscriber's index in the run
 	Count     int           `json:"count"`
+	// Pace is the interval between two subscribers' connects in this
+	// process (see subscribeRate).
+	Pace time.Duration `json:"paceNs"`
 }
+
+// subscribeRate is how many subscribers per second all the subscriber
+// processes together connect: a unicast subscription is about 4 datagrams
+// (HELLO, COOKIE, SUBSCRIBE, SUBSCRIBED), so 50,000 subscribers keep under
+// the machine's flood rule of 50,000 datagrams a second (some 20,000)
+// while they connect, in 10 s.
+const subscribeRate = 5000
 
 // subscriberReport is a subscriber process's one line of results.
 type subscriberReport struct {
@@ -101,7 +111,16 @@ func serveSubscribers(env string, in io.Reader, out io.Writer) error {
 	g := errgroup.Group{}
 	g.SetLimit(16) // connect a few at a time: handshakes overlap, the machine is not flooded
 	var clients []*subscriber.Client
+	var pace <-chan time.Time
+	if spec.Pace > 0 {
+		t := time.NewTicker(spec.Pace)
+		defer t.Stop()
+		pace = t.C
+	}
 	for i := range spec.Count {
+		if pace != nil && i > 0 {
+			<-pace
+		}
 		g.Go(func() error {
 			c, err := subscribe(ctx, &spec, i, t, opened)
 			if c != nil {
@@ -204,7 +223,7 @@ func subscribe(ctx context.Context, spec *subscriberSpec, i int, t *tally, opene
 			g.Addr = ap
 			src, err = udp.Listen(g)
 		} else {
-			client, err = subscriber.Dial(subscriber.Config{Edge: ap, Streams: []uint32{spec.Stream}, Retry: 50 * time.Millisecond})
+			client, err = subscriber.Dial(subscriber.Config{Edge: ap, Streams: []uint32{spec.Stream}, Retry: 50 * time.Millisecond, Local: loopbackSource(spec.First + i)})
 			src = client
 		}
 		if err != nil {
@@ -215,6 +234,13 @@ func subscribe(ctx context.Context, spec *subscriberSpec, i int, t *tally, opene
 		return client, nil
 	}
 	return nil, fmt.Errorf("unknown variant %q", spec.Variant)
+}
+
+// loopbackSource is the address the run's i-th unicast subscriber sends
+// from: 20,000 a loopback address (127.0.1.1, 127.0.2.1, …), as one
+// address's ephemeral ports (some 28,000) cannot hold 50,000 sockets.
+func loopbackSource(i int) netip.Addr {
+	return netip.AddrFrom4([4]byte{127, 0, byte(1 + i/20000), 1})
 }
 
 // natsDialer dials NATS connections with a func.
