@@ -134,7 +134,7 @@ func serveSubscribers(env string, in io.Reader, out io.Writer) error {
 	if err := g.Wait(); err != nil {
 		return fmt.Errorf("subscriber process (%s at %s): %w", spec.Variant, spec.Addr, err)
 	}
-	if err := allSubscribed(ctx, clients); err != nil {
+	if err := allSubscribed(ctx, clients, readyTimeout(spec.Count)); err != nil {
 		return err
 	}
 	cpu0 := processCPU()
@@ -248,11 +248,11 @@ type natsDialer func(ctx context.Context, addr string) (net.Conn, error)
 
 func (d natsDialer) Dial(_, addr string) (net.Conn, error) { return d(context.Background(), addr) }
 
-// allSubscribed waits until every unicast client holds its subscription
-// (a poll: it runs before the release is scheduled, so its pace costs no
-// subscriber the release).
-func allSubscribed(ctx context.Context, clients []*subscriber.Client) error {
-	ctx, cancel := context.WithTimeout(ctx, subscribeTimeout)
+// allSubscribed waits up to patience until every unicast client holds its
+// subscription (a poll: it runs before the release is scheduled, so its
+// pace costs no subscriber the release).
+func allSubscribed(ctx context.Context, clients []*subscriber.Client, patience time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, patience)
 	defer cancel()
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
@@ -260,7 +260,7 @@ func allSubscribed(ctx context.Context, clients []*subscriber.Client) error {
 		for !c.Subscribed() {
 			select {
 			case <-ctx.Done():
-				return fmt.Errorf("subscriber process: a unicast client did not subscribe in %v", subscribeTimeout)
+				return fmt.Errorf("subscriber process: a unicast client did not subscribe in %v", patience)
 			case <-tick.C:
 			}
 		}
