@@ -59,12 +59,29 @@ type ReleaseConfig struct {
 	// Command starts one subscriber process [this executable, which must
 	// call ServeSubscribers first thing in main or TestMain].
 	Command func() *exec.Cmd
-	// PeersRealtime gives the peers' senders what embargo's edge has by
-	// default: the wait for releaseAt and the send that follows on one
-	// thread at SCHED_FIFO (edgePriority) — the WebSocket server's whole
-	// write loop, NATS's publish (the server's delivery to each
-	// connection runs on its own goroutines, at normal priority).
+	// Priority is the SCHED_FIFO priority embargo's edge releases at, as
+	// `embargo edge -rt-priority` [ptp.DefaultPriority, as by default;
+	// -1: normal priority]: its wait, the first share of the fan-out and
+	// the unicast server's sender threads. Where the process may not,
+	// every sender runs at normal priority.
+	Priority int
+	// PeersRealtime gives the peers' senders what embargo's edge has: the
+	// wait for releaseAt and the send that follows on one thread at
+	// SCHED_FIFO Priority — the WebSocket server's whole write loop,
+	// NATS's publish (the server's delivery to each connection runs on
+	// its own goroutines, at normal priority).
 	PeersRealtime bool
+}
+
+// priority is the SCHED_FIFO priority the edge (and with PeersRealtime the
+// peers) sends at, or 0 for normal priority: c.Priority where the process
+// may.
+func (c *ReleaseConfig) priority() int {
+	p := cmp.Or(c.Priority, ptp.DefaultPriority)
+	if p < 0 || ptp.ProbeRealtime(p) != nil {
+		return 0
+	}
+	return p
 }
 
 func (c *ReleaseConfig) defaults() error {
@@ -110,9 +127,9 @@ func (c *ReleaseConfig) defaults() error {
 
 // Priorities says at what priority each side sends its release.
 func (c ReleaseConfig) Priorities() string {
-	p := edgePriority()
+	p := c.priority()
 	if p == 0 {
-		return "every sender at normal priority (SCHED_FIFO not permitted here)"
+		return "every sender at normal priority (-rt-priority 0, or SCHED_FIFO not permitted here)"
 	}
 	s := fmt.Sprintf("embargo's edge sends at SCHED_FIFO %d as by default (wait, first share and fan-out threads)", p)
 	if c.PeersRealtime {

@@ -92,7 +92,7 @@ func openEdgeSender(cfg *ReleaseConfig, spec subscriberSpec) (*edgeSender, error
 		}
 	} else {
 		srv, err := unicast.NewServer(unicast.ServerConfig{
-			Listen: netip.MustParseAddrPort("127.0.0.1:0"), Priority: edgePriority(), Clock: cfg.Clock, Logger: slog.New(slog.DiscardHandler),
+			Listen: netip.MustParseAddrPort("127.0.0.1:0"), Priority: cfg.priority(), Clock: cfg.Clock, Logger: slog.New(slog.DiscardHandler),
 			// The subscribers subscribe from one loopback address for
 			// every 20,000 (loopbackSource), as from behind a large NAT:
 			// all of them at once, and each renews.
@@ -104,7 +104,7 @@ func openEdgeSender(cfg *ReleaseConfig, spec subscriberSpec) (*edgeSender, error
 		e.closers = append(e.closers, srv.Close)
 		sender, e.server, e.s.Addr = srv, srv, srv.Addr().String()
 	}
-	waiter, head := edgeWaiter()
+	waiter, head := edgeWaiter(cfg.priority())
 	e.edge, err = edge.New(edge.Config{
 		ID: 1, Clock: cfg.Clock, Trusted: seal.NewKeyRing(org.PublicKey()), Senders: []edge.Sender{sender},
 		Waiter: waiter, WakeHead: head,
@@ -128,20 +128,11 @@ func openEdgeSender(cfg *ReleaseConfig, spec subscriberSpec) (*edgeSender, error
 	return e, nil
 }
 
-// edgePriority is the SCHED_FIFO priority `embargo edge` runs its release
-// at by default (-rt-priority), or 0 where the process may not.
-func edgePriority() int {
-	if ptp.ProbeRealtime(ptp.DefaultPriority) != nil {
-		return 0
-	}
-	return ptp.DefaultPriority
-}
-
-// edgeWaiter is the release thread as `embargo edge` runs it by default:
-// its last second before the instant, the wait and the first copy's send
-// at edgePriority.
-func edgeWaiter() (ptp.Waiter, time.Duration) {
-	if p := edgePriority(); p != 0 {
+// edgeWaiter is the release thread as `embargo edge -rt-priority p` runs
+// it: its last second before the instant, the wait and the first copy's
+// send at SCHED_FIFO p (0: normal priority).
+func edgeWaiter(p int) (ptp.Waiter, time.Duration) {
+	if p != 0 {
 		return ptp.Precise{Priority: p}, time.Second
 	}
 	return ptp.Precise{}, edge.DefaultWakeHead
@@ -252,7 +243,7 @@ func (n *natsSender) release(ctx context.Context, releaseAt int64) (sent, error)
 // PeersRealtime.
 func peerWaiter(cfg *ReleaseConfig) ptp.Precise {
 	if cfg.PeersRealtime {
-		return ptp.Precise{Priority: edgePriority()}
+		return ptp.Precise{Priority: cfg.priority()}
 	}
 	return ptp.Precise{}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/embargo-live/embargo/bench"
+	"github.com/embargo-live/embargo/ptp"
 )
 
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -36,7 +38,8 @@ over WebSocket and WebTransport), NATS and a WebSocket broadcast to -receivers s
 	procs := fs.Int("procs", 4, "with -peers: subscriber processes")
 	lead := fs.Duration("lead", 0, "with -peers: how long before releaseAt the release is scheduled (0: 300ms + 500µs per receiver)")
 	only := fs.String("variants", strings.Join(bench.ReleaseVariants, ","), "with -peers: the release variants to run, comma-separated")
-	peersRT := fs.Bool("peers-rt", false, "with -peers: the peers wait and send on a SCHED_FIFO thread too, as embargo's edge does by default (where the process may)")
+	rtPriority := fs.Int("rt-priority", ptp.DefaultPriority, "with -peers: SCHED_FIFO priority of embargo's edge's release, as embargo edge -rt-priority (where the process may); 0: normal priority")
+	peersRT := fs.Bool("peers-rt", false, "with -peers: the peers wait and send on a thread at -rt-priority too")
 	jsonPath := fs.String("json", "", "write every run's figures to this file as JSON")
 	statPath := fs.String("benchstat", "", "write benchstat-compatible lines to this file")
 	if err := parse(fs, args); err != nil {
@@ -68,13 +71,16 @@ over WebSocket and WebTransport), NATS and a WebSocket broadcast to -receivers s
 		if *procs < 1 || *procs > 64 {
 			return errors.New("need 1 ≤ procs ≤ 64")
 		}
+		if *rtPriority < 0 || *rtPriority > 99 {
+			return fmt.Errorf("-rt-priority %d: want 1…99, or 0 for normal priority", *rtPriority)
+		}
 		vs := strings.Split(*only, ",")
 		for _, v := range vs {
 			if !slices.Contains(bench.ReleaseVariants, v) {
 				return fmt.Errorf("-variants: %q: want some of %s", v, strings.Join(bench.ReleaseVariants, ","))
 			}
 		}
-		return runPeers(ctx, bench.ReleaseConfig{Subscribers: *receivers, Procs: *procs, Lead: *lead, Clock: clock, PeersRealtime: *peersRT}, vs, *runs, *jsonPath, *statPath, stdout, stderr)
+		return runPeers(ctx, bench.ReleaseConfig{Subscribers: *receivers, Procs: *procs, Lead: *lead, Clock: clock, Priority: cmp.Or(*rtPriority, -1), PeersRealtime: *peersRT}, vs, *runs, *jsonPath, *statPath, stdout, stderr)
 	}
 	variants := []string{bench.VariantEngine}
 	if *compare {

@@ -95,6 +95,7 @@ func TestBenchFlagErrors(t *testing.T) {
 		{[]string{"bench", "-edges", "2", "-offsets", "1ms"}, "1 values for 2 edges"},
 		{[]string{"bench", "-peers", "-variants", "nats,carrier-pigeon"}, `-variants: "carrier-pigeon": want some of embargo-multicast,`},
 		{[]string{"bench", "-peers", "-receivers", "50001"}, "need 1 ≤ receivers ≤ 50000"},
+		{[]string{"bench", "-peers", "-rt-priority", "100"}, "-rt-priority 100: want 1…99"},
 		{[]string{"bench", "-receivers", "20001"}, "need 1 ≤ receivers ≤ 20000"},
 	} {
 		var out bytes.Buffer
