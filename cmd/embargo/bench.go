@@ -127,6 +127,12 @@ func runPeers(ctx context.Context, cfg bench.ReleaseConfig, variants []string, r
 			cfg.Variant = v
 			m, err := bench.MeasureRelease(ctx, cfg)
 			if err != nil {
+				// The runs done are kept: at 50,000 subscribers each took
+				// minutes.
+				if len(all) > 0 {
+					bench.WriteReleaseTable(stdout, all)
+					writeRuns(ctx, all, jsonPath, statPath)
+				}
 				return fmt.Errorf("%s: %w", v, err)
 			}
 			all = append(all, m)
