@@ -4,6 +4,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -60,6 +61,31 @@ func fileLimit() uint64 {
 	var l unix.Rlimit
 	if unix.Getrlimit(unix.RLIMIT_NOFILE, &l) != nil {
 		return 0
+	}
+	return l.Cur
+}
+
+// raiseFileLimit raises the open-file limit of this process, and so of
+// the subscriber processes it starts, towards want: the soft limit up to
+// the hard one, and the hard one too where the process may
+// (CAP_SYS_RESOURCE, up to fs.nr_open). It returns the soft limit then in
+// force (0 if unknown).
+func raiseFileLimit(want uint64) uint64 {
+	var l syscall.Rlimit
+	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l) != nil {
+		return 0
+	}
+	if l.Cur >= want {
+		return l.Cur
+	}
+	// syscall.Setrlimit, not x/sys's: it also tells os/exec to let the
+	// children inherit the raised limit.
+	if l.Max < want && syscall.Setrlimit(syscall.RLIMIT_NOFILE, &syscall.Rlimit{Cur: want, Max: want}) == nil {
+		return want
+	}
+	l.Cur = min(want, l.Max)
+	if syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l) != nil {
+		return fileLimit()
 	}
 	return l.Cur
 }

@@ -21,3 +21,6 @@ func runPeakRSS() int64 { return 0 }
 
 // fileLimit is not known off Linux.
 func fileLimit() uint64 { return 0 }
+
+// raiseFileLimit is not supported off Linux.
+func raiseFileLimit(uint64) uint64 { return 0 }

@@ -59,6 +59,29 @@ type ReleaseConfig struct {
 	// Command starts one subscriber process [this executable, which must
 	// call ServeSubscribers first thing in main or TestMain].
 	Command func() *exec.Cmd
+	// Priority is the SCHED_FIFO priority embargo's edge releases at, as
+	// `embargo edge -rt-priority` [ptp.DefaultPriority, as by default;
+	// -1: normal priority]: its wait, the first share of the fan-out and
+	// the unicast server's sender threads. Where the process may not,
+	// every sender runs at normal priority.
+	Priority int
+	// PeersRealtime gives the peers' senders what embargo's edge has: the
+	// wait for releaseAt and the send that follows on one thread at
+	// SCHED_FIFO Priority — the WebSocket server's whole write loop,
+	// NATS's publish (the server's delivery to each connection runs on
+	// its own goroutines, at normal priority).
+	PeersRealtime bool
+}
+
+// priority is the SCHED_FIFO priority the edge (and with PeersRealtime the
+// peers) sends at, or 0 for normal priority: c.Priority where the process
+// may.
+func (c *ReleaseConfig) priority() int {
+	p := cmp.Or(c.Priority, ptp.DefaultPriority)
+	if p < 0 || ptp.ProbeRealtime(p) != nil {
+		return 0
+	}
+	return p
 }
 
 func (c *ReleaseConfig) defaults() error {
@@ -68,12 +91,17 @@ func (c *ReleaseConfig) defaults() error {
 	if c.Subscribers < 1 {
 		return errors.New("bench: a release needs at least 1 subscriber")
 	}
-	// A peer's server holds a connection per subscriber; embargo's edge a
-	// few sockets in all.
-	if lim := fileLimit(); lim > 0 && !strings.HasPrefix(c.Variant, "embargo") && uint64(c.Subscribers)+64 > lim {
-		return fmt.Errorf("bench: %d subscribers need %d open files in the sender process; the limit is %d (raise ulimit -n)", c.Subscribers, c.Subscribers+64, lim)
-	}
 	c.Procs = min(max(cmp.Or(c.Procs, 4), 1), c.Subscribers)
+	// A peer's server holds a connection per subscriber, embargo's edge a
+	// few sockets in all; every subscriber holds a socket in its process.
+	// The subscriber processes inherit this one's limit.
+	need := uint64(c.Subscribers+c.Procs-1)/uint64(c.Procs) + 64
+	if !strings.HasPrefix(c.Variant, "embargo") {
+		need = max(need, uint64(c.Subscribers)+64)
+	}
+	if lim := raiseFileLimit(need); lim > 0 && need > lim {
+		return fmt.Errorf("bench: %d subscribers in %d processes need %d open files in a process; the limit is %d (raise ulimit -Hn, or run as root)", c.Subscribers, c.Procs, need, lim)
+	}
 	c.Lead = cmp.Or(c.Lead, 300*time.Millisecond+time.Duration(c.Subscribers)*500*time.Microsecond)
 	c.Grace = cmp.Or(c.Grace, 2*time.Second+time.Duration(c.Subscribers)*300*time.Microsecond)
 	if c.Resource == nil {
@@ -95,6 +123,19 @@ func (c *ReleaseConfig) defaults() error {
 		c.Command = func() *exec.Cmd { return exec.Command(exe) }
 	}
 	return nil
+}
+
+// Priorities says at what priority each side sends its release.
+func (c ReleaseConfig) Priorities() string {
+	p := c.priority()
+	if p == 0 {
+		return "every sender at normal priority (-rt-priority 0, or SCHED_FIFO not permitted here)"
+	}
+	s := fmt.Sprintf("embargo's edge sends at SCHED_FIFO %d as by default (wait, first share and fan-out threads)", p)
+	if c.PeersRealtime {
+		return s + fmt.Sprintf("; the peers wait and send at SCHED_FIFO %d too (NATS: the publish; its server's delivery at normal priority)", p)
+	}
+	return s + "; the peers at normal priority (-peers-rt: at the edge's)"
 }
 
 // Placement says where MeasureRelease puts the sender and the subscribers.
@@ -212,6 +253,7 @@ func startSubscribers(ctx context.Context, cfg *ReleaseConfig, spec subscriberSp
 	for i := range cfg.Procs {
 		n := cfg.Subscribers/cfg.Procs + btoi(i < cfg.Subscribers%cfg.Procs)
 		spec.First, spec.Count = first, n
+		spec.Pace = time.Duration(cfg.Procs) * time.Second / subscribeRate
 		first += n
 		env, err := json.Marshal(spec)
 		if err != nil {

@@ -47,6 +47,10 @@ type Release struct {
 	SkewP50 time.Duration `json:"skewP50Ns"`
 	SkewP99 time.Duration `json:"skewP99Ns"`
 	SkewMax time.Duration `json:"skewMaxNs"`
+	// KernelSkewP99 is the 99th percentile of the same by the kernel's
+	// stamps (each − the first), where the variant has them: the arrival
+	// skew of DESIGN.md, before the subscribers' own work.
+	KernelSkewP99 time.Duration `json:"kernelSkewP99Ns,omitempty"`
 	// CPU is the sender process's CPU from scheduling the release to the
 	// last report; SubCPU the subscriber processes' from ready to report.
 	CPU    time.Duration `json:"cpuNs"`
@@ -69,7 +73,7 @@ type Release struct {
 // releaseAt into its figures (all but the sender's).
 func summarize(variant string, releaseAt int64, reports []subscriberReport) Release {
 	r := Release{Variant: variant}
-	var got []int64
+	var got, kernel []int64
 	var rss0 int64
 	for _, rep := range reports {
 		r.Subscribers += len(rep.Got)
@@ -91,6 +95,7 @@ func summarize(variant string, releaseAt int64, reports []subscriberReport) Rele
 			}
 			if i < len(rep.Kernel) && rep.Kernel[i] != 0 {
 				r.KernelLast = max(r.KernelLast, time.Duration(rep.Kernel[i]-releaseAt))
+				kernel = append(kernel, rep.Kernel[i])
 			}
 		}
 	}
@@ -109,13 +114,28 @@ func summarize(variant string, releaseAt int64, reports []subscriberReport) Rele
 		skews[i] = time.Duration(at - got[0])
 	}
 	r.SkewP50, r.SkewP99, r.SkewMax = Percentile(skews, 50), Percentile(skews, 99), Percentile(skews, 100)
+	r.KernelSkewP99 = skewP99(kernel)
 	return r
+}
+
+// skewP99 is the 99th percentile of each stamp − the first (0 if none).
+func skewP99(stamps []int64) time.Duration {
+	if len(stamps) == 0 {
+		return 0
+	}
+	first := slices.Min(stamps)
+	skews := make([]time.Duration, len(stamps))
+	for i, at := range stamps {
+		skews[i] = time.Duration(at - first)
+	}
+	slices.Sort(skews)
+	return Percentile(skews, 99)
 }
 
 // Benchstat is the release as one benchstat-compatible line.
 func (r Release) Benchstat() string {
-	return fmt.Sprintf("%s 1 %d last-ns %d skew-p50-ns %d skew-p99-ns %d skew-max-ns %d early %d cpu-ns %d sub-cpu-ns %d send-B/sub %d recv-B/sub %d peak-B %d sub-peak-B\n",
-		r.Name, r.Last, r.SkewP50, r.SkewP99, r.SkewMax, r.Early, r.CPU, r.SubCPU, r.SendMemPerSub, r.RecvMemPerSub, r.PeakRSS, r.SubPeakRSS)
+	return fmt.Sprintf("%s 1 %d last-ns %d kern-last-ns %d skew-p50-ns %d skew-p99-ns %d skew-max-ns %d kern-skew-p99-ns %d early %d cpu-ns %d sub-cpu-ns %d send-B/sub %d recv-B/sub %d peak-B %d sub-peak-B\n",
+		r.Name, r.Last, r.KernelLast, r.SkewP50, r.SkewP99, r.SkewMax, r.KernelSkewP99, r.Early, r.CPU, r.SubCPU, r.SendMemPerSub, r.RecvMemPerSub, r.PeakRSS, r.SubPeakRSS)
 }
 
 // releaseFigures are the figures WriteReleaseTable compares, by name.
@@ -127,6 +147,7 @@ var releaseFigures = []struct {
 	{"kern-last", func(r Release) float64 { return float64(r.KernelLast) }},
 	{"skew-p50", func(r Release) float64 { return float64(r.SkewP50) }},
 	{"skew-p99", func(r Release) float64 { return float64(r.SkewP99) }},
+	{"kern-skew99", func(r Release) float64 { return float64(r.KernelSkewP99) }},
 	{"skew-max", func(r Release) float64 { return float64(r.SkewMax) }},
 	{"cpu", func(r Release) float64 { return float64(r.CPU) }},
 	{"sub-cpu", func(r Release) float64 { return float64(r.SubCPU) }},
@@ -150,13 +171,13 @@ func medianOf(runs []Release, v string, f func(Release) float64) float64 {
 // variant and each peer in runs the ratio embargo ÷ peer of the medians of
 // every figure (below 1: embargo's is smaller).
 func WriteReleaseTable(w io.Writer, runs []Release) {
-	fmt.Fprintf(w, "%-20s %7s %9s %7s %5s %10s %10s %10s %10s %10s %10s %10s %10s %9s %9s %10s %10s %8s %8s\n",
-		"variant", "subs", "delivered", "corrupt", "early", "pub-late", "fan-out", "first", "last", "kern-last", "skew-p50", "skew-p99", "skew-max", "cpu", "sub-cpu", "send-B/sub", "recv-B/sub", "peak-MiB", "sub-MiB")
+	fmt.Fprintf(w, "%-20s %7s %9s %7s %5s %10s %10s %10s %10s %10s %10s %10s %10s %11s %9s %9s %10s %10s %8s %8s\n",
+		"variant", "subs", "delivered", "corrupt", "early", "pub-late", "fan-out", "first", "last", "kern-last", "skew-p50", "skew-p99", "skew-max", "kern-skew99", "cpu", "sub-cpu", "send-B/sub", "recv-B/sub", "peak-MiB", "sub-MiB")
 	us := func(d time.Duration) time.Duration { return d.Round(time.Microsecond) }
 	for _, r := range runs {
-		fmt.Fprintf(w, "%-20s %7d %9d %7d %5d %10v %10v %10v %10v %10v %10v %10v %10v %9v %9v %10d %10d %8d %8d\n",
+		fmt.Fprintf(w, "%-20s %7d %9d %7d %5d %10v %10v %10v %10v %10v %10v %10v %10v %11v %9v %9v %10d %10d %8d %8d\n",
 			r.Variant, r.Subscribers, r.Delivered, r.Corrupt, r.Early, us(r.PublishLate), us(r.FanOut), us(r.First), us(r.Last), us(r.KernelLast),
-			us(r.SkewP50), us(r.SkewP99), us(r.SkewMax), r.CPU.Round(time.Millisecond), r.SubCPU.Round(time.Millisecond), r.SendMemPerSub, r.RecvMemPerSub, r.PeakRSS>>20, r.SubPeakRSS>>20)
+			us(r.SkewP50), us(r.SkewP99), us(r.SkewMax), us(r.KernelSkewP99), r.CPU.Round(time.Millisecond), r.SubCPU.Round(time.Millisecond), r.SendMemPerSub, r.RecvMemPerSub, r.PeakRSS>>20, r.SubPeakRSS>>20)
 	}
 	var ours, peers []string
 	for _, v := range ReleaseVariants {

@@ -17,7 +17,7 @@ func TestSummarize(t *testing.T) {
 	})
 	want := Release{
 		Name: "BenchmarkRelease/variant=nats/subscribers=5", Variant: PeerNATS, Subscribers: 5, Delivered: 3, Corrupt: 1, Early: 1,
-		First: 1, Last: 5, KernelLast: 4, SkewP50: 2, SkewP99: 4, SkewMax: 4, SubCPU: 15, SubPeakRSS: 700, RecvMemPerSub: 100,
+		First: 1, Last: 5, KernelLast: 4, SkewP50: 2, SkewP99: 4, SkewMax: 4, KernelSkewP99: 5, SubCPU: 15, SubPeakRSS: 700, RecvMemPerSub: 100,
 	}
 	if r != want {
 		t.Errorf("summarize:\n got %+v\nwant %+v", r, want)
@@ -47,7 +47,7 @@ func TestWriteReleaseTable(t *testing.T) {
 	}
 	// Medians 20ms ÷ 200ms, 4ms ÷ 2ms; a peer's 0 has no ratio.
 	f := strings.Fields(row)
-	if len(f) != 3+len(releaseFigures) || f[3] != "0.1×" || f[3+5] != "2×" || f[3+3] != "—" {
+	if len(f) != 3+len(releaseFigures) || f[3] != "0.1×" || f[3+6] != "2×" || f[3+3] != "—" {
 		t.Errorf("ratio row %q in:\n%s", row, b.String())
 	}
 	if strings.Contains(b.String(), "websocket") || strings.Contains(b.String(), "unicast") {
@@ -62,9 +62,9 @@ func TestWriteReleaseTable(t *testing.T) {
 }
 
 func TestReleaseBenchstat(t *testing.T) {
-	r := Release{Name: "BenchmarkRelease/variant=nats/subscribers=5", Last: 7, SkewP50: 1, SkewP99: 2, SkewMax: 3, Early: 1, CPU: 9}
+	r := Release{Name: "BenchmarkRelease/variant=nats/subscribers=5", Last: 7, KernelLast: 6, SkewP50: 1, SkewP99: 2, SkewMax: 3, KernelSkewP99: 4, Early: 1, CPU: 9}
 	got := r.Benchstat()
-	if !strings.HasPrefix(got, r.Name+" 1 7 last-ns 1 skew-p50-ns 2 skew-p99-ns 3 skew-max-ns 1 early 9 cpu-ns ") || !strings.HasSuffix(got, "recv-B/sub 0 peak-B 0 sub-peak-B\n") {
+	if !strings.HasPrefix(got, r.Name+" 1 7 last-ns 6 kern-last-ns 1 skew-p50-ns 2 skew-p99-ns 3 skew-max-ns 4 kern-skew-p99-ns 1 early 9 cpu-ns ") || !strings.HasSuffix(got, "recv-B/sub 0 peak-B 0 sub-peak-B\n") {
 		t.Errorf("benchstat line %q", got)
 	}
 }
@@ -79,7 +79,7 @@ func TestReleaseConfigErrors(t *testing.T) {
 		{ReleaseConfig{Variant: PeerNATS}, "at least 1 subscriber"},
 	}
 	if fileLimit() > 0 { // known on Linux
-		cases = append(cases, bad{ReleaseConfig{Variant: PeerNATS, Subscribers: 1 << 40}, "open files in the sender process"})
+		cases = append(cases, bad{ReleaseConfig{Variant: PeerNATS, Subscribers: 1 << 40}, "open files in a process; the limit is"})
 	}
 	for _, c := range cases {
 		if err := c.cfg.defaults(); err == nil || !strings.Contains(err.Error(), c.want) {

@@ -92,8 +92,10 @@ func openEdgeSender(cfg *ReleaseConfig, spec subscriberSpec) (*edgeSender, error
 		}
 	} else {
 		srv, err := unicast.NewServer(unicast.ServerConfig{
-			Listen: netip.MustParseAddrPort("127.0.0.1:0"), Clock: cfg.Clock, Logger: slog.New(slog.DiscardHandler),
-			// Every subscriber shares 127.0.0.1: the per-address limits
+			Listen: netip.MustParseAddrPort("127.0.0.1:0"), Priority: cfg.priority(), Clock: cfg.Clock, Logger: slog.New(slog.DiscardHandler),
+			// The subscribers subscribe from one loopback address for
+			// every 20,000 (loopbackSource), as from behind a large NAT:
+			// all of them at once, and each renews; the per-address limits
 			// (admission, PROTOCOL.md §4.12) would hold all but 64 a second.
 			Sessions: unicast.SessionConfig{Streams: []uint32{spec.Stream}, MaxSubscribers: cfg.Subscribers, MaxPerAddress: cfg.Subscribers,
 				SubscribeRate: cfg.Subscribers, SubscribeBurst: cfg.Subscribers},
@@ -104,11 +106,14 @@ func openEdgeSender(cfg *ReleaseConfig, spec subscriberSpec) (*edgeSender, error
 		e.closers = append(e.closers, srv.Close)
 		sender, e.server, e.s.Addr = srv, srv, srv.Addr().String()
 	}
+	waiter, head := edgeWaiter(cfg.priority())
 	e.edge, err = edge.New(edge.Config{
 		ID: 1, Clock: cfg.Clock, Trusted: seal.NewKeyRing(org.PublicKey()), Senders: []edge.Sender{sender},
+		Waiter: waiter, WakeHead: head,
 		// One announcement round and one RELEASE copy: loopback loses
-		// nothing, the peers send once, and the datagrams of a release to
-		// 10,000 unicast subscribers stay within 50,000 a second.
+		// nothing, the peers send once, and each is one burst per run
+		// (at most 150,000 and 50,000 datagrams, 50,000 unicast
+		// subscribers), never a sustained flood.
 		Lead: cfg.Lead * 8 / 10, Rounds: 1, Repeat: 1, OnRelease: func(r edge.Report) {
 			select {
 			case e.reports <- r:
@@ -124,6 +129,16 @@ func openEdgeSender(cfg *ReleaseConfig, spec subscriberSpec) (*edgeSender, error
 	e.cancel = cancel
 	go func() { e.done <- e.edge.Run(ctx) }()
 	return e, nil
+}
+
+// edgeWaiter is the release thread as `embargo edge -rt-priority p` runs
+// it: its last second before the instant, the wait and the first copy's
+// send at SCHED_FIFO p (0: normal priority).
+func edgeWaiter(p int) (ptp.Waiter, time.Duration) {
+	if p != 0 {
+		return ptp.Precise{Priority: p}, time.Second
+	}
+	return ptp.Precise{}, edge.DefaultWakeHead
 }
 
 func (e *edgeSender) spec() subscriberSpec { return e.s }
@@ -209,18 +224,31 @@ func (n *natsSender) spec() subscriberSpec { return n.s }
 func (n *natsSender) ready(context.Context) error { return nil }
 
 func (n *natsSender) release(ctx context.Context, releaseAt int64) (sent, error) {
-	late, err := ptp.Precise{}.WaitUntil(ctx, n.cfg.Clock, releaseAt)
+	var fanOut time.Duration
+	var failed error
+	late, err := peerWaiter(n.cfg).WaitUntilThen(ctx, n.cfg.Clock, releaseAt, func(time.Duration) {
+		t0 := time.Now()
+		if err := n.nc.Publish(natsSubject, n.s.Resource); err != nil {
+			failed = fmt.Errorf("bench: nats publish: %w", err)
+		} else if err := n.nc.Flush(); err != nil {
+			failed = fmt.Errorf("bench: nats flush: %w", err)
+		}
+		fanOut = time.Since(t0)
+	})
 	if err != nil {
 		return sent{}, err
 	}
-	t0 := time.Now()
-	if err := n.nc.Publish(natsSubject, n.s.Resource); err != nil {
-		return sent{}, fmt.Errorf("bench: nats publish: %w", err)
+	return sent{Lateness: late, FanOut: fanOut}, failed
+}
+
+// peerWaiter is the wait a peer's sender does before it sends, on the
+// thread that sends: at normal priority, or at the edge's with
+// PeersRealtime.
+func peerWaiter(cfg *ReleaseConfig) ptp.Precise {
+	if cfg.PeersRealtime {
+		return ptp.Precise{Priority: cfg.priority()}
 	}
-	if err := n.nc.Flush(); err != nil {
-		return sent{}, fmt.Errorf("bench: nats flush: %w", err)
-	}
-	return sent{Lateness: late, FanOut: time.Since(t0)}, nil
+	return ptp.Precise{}
 }
 
 func (n *natsSender) close() {
@@ -287,21 +315,24 @@ func (w *wsSender) ready(ctx context.Context) error {
 }
 
 func (w *wsSender) release(ctx context.Context, releaseAt int64) (sent, error) {
-	late, err := ptp.Precise{}.WaitUntil(ctx, w.cfg.Clock, releaseAt)
-	if err != nil {
-		return sent{}, err
-	}
-	t0 := time.Now()
 	w.mu.Lock()
 	conns := w.conns
 	w.mu.Unlock()
+	var fanOut time.Duration
 	var failed error
-	for _, c := range conns {
-		if err := c.Write(ctx, websocket.MessageBinary, w.s.Resource); err != nil && failed == nil {
-			failed = fmt.Errorf("bench: websocket write: %w", err)
+	late, err := peerWaiter(w.cfg).WaitUntilThen(ctx, w.cfg.Clock, releaseAt, func(time.Duration) {
+		t0 := time.Now()
+		for _, c := range conns {
+			if err := c.Write(ctx, websocket.MessageBinary, w.s.Resource); err != nil && failed == nil {
+				failed = fmt.Errorf("bench: websocket write: %w", err)
+			}
 		}
+		fanOut = time.Since(t0)
+	})
+	if err != nil {
+		return sent{}, err
 	}
-	return sent{Lateness: late, FanOut: time.Since(t0)}, failed
+	return sent{Lateness: late, FanOut: fanOut}, failed
 }
 
 func (w *wsSender) close() {

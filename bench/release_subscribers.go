@@ -43,7 +43,17 @@ type subscriberSpec struct {
 	TAIOffset ptp.TAIOffset `json:"taiOffset"` // converts receive stamps to the run's clock
 	First     int           `json:"first"`     // the first subscriber's index in the run
 	Count     int           `json:"count"`
+	// Pace is the interval between two subscribers' connects in this
+	// process (see subscribeRate).
+	Pace time.Duration `json:"paceNs"`
 }
+
+// subscribeRate is how many subscribers per second all the subscriber
+// processes together connect: a unicast subscription is about 4 datagrams
+// (HELLO, COOKIE, SUBSCRIBE, SUBSCRIBED), so 50,000 subscribers keep under
+// the machine's flood rule of 50,000 datagrams a second (some 20,000)
+// while they connect, in 10 s.
+const subscribeRate = 5000
 
 // subscriberReport is a subscriber process's one line of results.
 type subscriberReport struct {
@@ -101,7 +111,16 @@ func serveSubscribers(env string, in io.Reader, out io.Writer) error {
 	g := errgroup.Group{}
 	g.SetLimit(16) // connect a few at a time: handshakes overlap, the machine is not flooded
 	var clients []*subscriber.Client
+	var pace <-chan time.Time
+	if spec.Pace > 0 {
+		t := time.NewTicker(spec.Pace)
+		defer t.Stop()
+		pace = t.C
+	}
 	for i := range spec.Count {
+		if pace != nil && i > 0 {
+			<-pace
+		}
 		g.Go(func() error {
 			c, err := subscribe(ctx, &spec, i, t, opened)
 			if c != nil {
@@ -115,7 +134,7 @@ func serveSubscribers(env string, in io.Reader, out io.Writer) error {
 	if err := g.Wait(); err != nil {
 		return fmt.Errorf("subscriber process (%s at %s): %w", spec.Variant, spec.Addr, err)
 	}
-	if err := allSubscribed(ctx, clients); err != nil {
+	if err := allSubscribed(ctx, clients, readyTimeout(spec.Count)); err != nil {
 		return err
 	}
 	cpu0 := processCPU()
@@ -204,7 +223,7 @@ func subscribe(ctx context.Context, spec *subscriberSpec, i int, t *tally, opene
 			g.Addr = ap
 			src, err = udp.Listen(g)
 		} else {
-			client, err = subscriber.Dial(subscriber.Config{Edge: ap, Streams: []uint32{spec.Stream}, Retry: 50 * time.Millisecond})
+			client, err = subscriber.Dial(subscriber.Config{Edge: ap, Streams: []uint32{spec.Stream}, Retry: 50 * time.Millisecond, Local: loopbackSource(spec.First + i)})
 			src = client
 		}
 		if err != nil {
@@ -217,16 +236,23 @@ func subscribe(ctx context.Context, spec *subscriberSpec, i int, t *tally, opene
 	return nil, fmt.Errorf("unknown variant %q", spec.Variant)
 }
 
+// loopbackSource is the address the run's i-th unicast subscriber sends
+// from: 20,000 a loopback address (127.0.1.1, 127.0.2.1, …), as one
+// address's ephemeral ports (some 28,000) cannot hold 50,000 sockets.
+func loopbackSource(i int) netip.Addr {
+	return netip.AddrFrom4([4]byte{127, 0, byte(1 + i/20000), 1})
+}
+
 // natsDialer dials NATS connections with a func.
 type natsDialer func(ctx context.Context, addr string) (net.Conn, error)
 
 func (d natsDialer) Dial(_, addr string) (net.Conn, error) { return d(context.Background(), addr) }
 
-// allSubscribed waits until every unicast client holds its subscription
-// (a poll: it runs before the release is scheduled, so its pace costs no
-// subscriber the release).
-func allSubscribed(ctx context.Context, clients []*subscriber.Client) error {
-	ctx, cancel := context.WithTimeout(ctx, subscribeTimeout)
+// allSubscribed waits up to patience until every unicast client holds its
+// subscription (a poll: it runs before the release is scheduled, so its
+// pace costs no subscriber the release).
+func allSubscribed(ctx context.Context, clients []*subscriber.Client, patience time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, patience)
 	defer cancel()
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
@@ -234,7 +260,7 @@ func allSubscribed(ctx context.Context, clients []*subscriber.Client) error {
 		for !c.Subscribed() {
 			select {
 			case <-ctx.Done():
-				return fmt.Errorf("subscriber process: a unicast client did not subscribe in %v", subscribeTimeout)
+				return fmt.Errorf("subscriber process: a unicast client did not subscribe in %v", patience)
 			case <-tick.C:
 			}
 		}

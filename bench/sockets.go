@@ -38,7 +38,9 @@ func openEdges(cfg *Config, ring *seal.KeyRing, on func(edge.Report)) ([]*edge.E
 		if cfg.Unicast > 0 {
 			srv, err = cfg.Serve(i, unicast.ServerConfig{
 				Listen: cfg.UnicastListen(i), Clock: cfg.Clock, Logger: cfg.Logger, Naive: cfg.UnicastNaive,
-				Sessions: unicast.SessionConfig{Streams: []uint32{cfg.Stream}, MaxPerAddress: cfg.Receivers},
+				// Every receiver subscribes from one loopback address, as
+				// from behind one large NAT: all of them at once, and each renews.
+				Sessions: unicast.SessionConfig{Streams: []uint32{cfg.Stream}, MaxPerAddress: cfg.Receivers, SubscribeRate: cfg.Receivers, SubscribeBurst: cfg.Receivers},
 			})
 			if err != nil {
 				return nil, nil, closeAll, fmt.Errorf("bench: edge %d: %w", i, err)

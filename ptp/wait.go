@@ -214,8 +214,9 @@ var errNilClock = errors.New("ptp: wait: nil clock")
 // Realtime runs f on a locked OS thread at SCHED_FIFO w.Priority and
 // reports true, or reports false without running f where w has no
 // Priority or the process may not (see ProbeRealtime). A WaitUntil inside
-// f waits on the same thread, at the same priority. f should be short and
-// must not block for long: it holds a real-time thread.
+// f waits on the same thread, at the same priority. f must not keep the
+// CPU for long, since ordinary threads wait while it runs; blocking costs
+// nothing (a fan-out worker waits for its jobs in f).
 func (w Precise) Realtime(f func()) bool {
 	if w.Priority < 1 || w.Priority > 99 {
 		return false

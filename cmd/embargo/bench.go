@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/embargo-live/embargo/bench"
+	"github.com/embargo-live/embargo/ptp"
 )
 
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -40,6 +42,8 @@ against the sum of their stated bounds.`, stdout)
 	procs := fs.Int("procs", 4, "with -peers: subscriber processes")
 	lead := fs.Duration("lead", 0, "with -peers: how long before releaseAt the release is scheduled (0: 300ms + 500µs per receiver)")
 	only := fs.String("variants", strings.Join(bench.ReleaseVariants, ","), "with -peers: the release variants to run, comma-separated")
+	rtPriority := fs.Int("rt-priority", ptp.DefaultPriority, "with -peers: SCHED_FIFO priority of embargo's edge's release, as embargo edge -rt-priority (where the process may); 0: normal priority")
+	peersRT := fs.Bool("peers-rt", false, "with -peers: the peers wait and send on a thread at -rt-priority too")
 	jsonPath := fs.String("json", "", "write every run's figures to this file as JSON")
 	statPath := fs.String("benchstat", "", "write benchstat-compatible lines to this file")
 	if err := parse(fs, args); err != nil {
@@ -49,8 +53,12 @@ against the sum of their stated bounds.`, stdout)
 	if !ok {
 		return fmt.Errorf("-mode %q: want multicast, unicast or mixed", *mode)
 	}
-	if *receivers < 1 || *receivers > 20000 || *edges < 1 || *edges > 8 || *periods < 1 || *runs < 1 || *loss < 0 || *loss >= 1 || *period < 100*time.Millisecond {
-		return errors.New("need 1 ≤ receivers ≤ 20000, 1 ≤ edges ≤ 8, periods ≥ 1, runs ≥ 1, 0 ≤ loss < 1, period ≥ 100ms")
+	maxReceivers := 20000 // in this process
+	if *peers {
+		maxReceivers = 50000 // in -procs others
+	}
+	if *receivers < 1 || *receivers > maxReceivers || *edges < 1 || *edges > 8 || *periods < 1 || *runs < 1 || *loss < 0 || *loss >= 1 || *period < 100*time.Millisecond {
+		return fmt.Errorf("need 1 ≤ receivers ≤ %d, 1 ≤ edges ≤ 8, periods ≥ 1, runs ≥ 1, 0 ≤ loss < 1, period ≥ 100ms", maxReceivers)
 	}
 	if *clockDaemons {
 		if *edges != 1 && *edges != 2 || *offsets != "" || *peers {
@@ -73,13 +81,16 @@ against the sum of their stated bounds.`, stdout)
 		if *procs < 1 || *procs > 64 {
 			return errors.New("need 1 ≤ procs ≤ 64")
 		}
+		if *rtPriority < 0 || *rtPriority > 99 {
+			return fmt.Errorf("-rt-priority %d: want 1…99, or 0 for normal priority", *rtPriority)
+		}
 		vs := strings.Split(*only, ",")
 		for _, v := range vs {
 			if !slices.Contains(bench.ReleaseVariants, v) {
 				return fmt.Errorf("-variants: %q: want some of %s", v, strings.Join(bench.ReleaseVariants, ","))
 			}
 		}
-		return runPeers(ctx, bench.ReleaseConfig{Subscribers: *receivers, Procs: *procs, Lead: *lead, Clock: clock}, vs, *runs, *jsonPath, *statPath, stdout, stderr)
+		return runPeers(ctx, bench.ReleaseConfig{Subscribers: *receivers, Procs: *procs, Lead: *lead, Clock: clock, Priority: cmp.Or(*rtPriority, -1), PeersRealtime: *peersRT}, vs, *runs, *jsonPath, *statPath, stdout, stderr)
 	}
 	variants := []string{bench.VariantEngine}
 	if *compare {
@@ -127,7 +138,7 @@ against the sum of their stated bounds.`, stdout)
 // variant in turn, so that the machine's load falls on all alike)
 // and prints each run and the ratios embargo ÷ peer.
 func runPeers(ctx context.Context, cfg bench.ReleaseConfig, variants []string, runs int, jsonPath, statPath string, stdout, stderr io.Writer) error {
-	fmt.Fprintf(stdout, "placement: %s (%d of them)\n", bench.Placement, min(cfg.Procs, cfg.Subscribers))
+	fmt.Fprintf(stdout, "placement: %s (%d of them)\npriority: %s\nload average at start: %s\n", bench.Placement, min(cfg.Procs, cfg.Subscribers), cfg.Priorities(), loadAverage())
 	start := time.Now()
 	var all []bench.Release
 	for r := range runs {
@@ -138,14 +149,31 @@ func runPeers(ctx context.Context, cfg bench.ReleaseConfig, variants []string, r
 			cfg.Variant = v
 			m, err := bench.MeasureRelease(ctx, cfg)
 			if err != nil {
+				// The runs done are kept: at 50,000 subscribers each took
+				// minutes.
+				if len(all) > 0 {
+					bench.WriteReleaseTable(stdout, all)
+					writeRuns(ctx, all, jsonPath, statPath)
+				}
 				return fmt.Errorf("%s: %w", v, err)
 			}
 			all = append(all, m)
 			fmt.Fprintf(stderr, "bench: run %d/%d %s done (%v so far)\n", r+1, runs, v, time.Since(start).Round(time.Second))
 		}
 	}
+	fmt.Fprintf(stdout, "load average at end: %s\n", loadAverage())
 	bench.WriteReleaseTable(stdout, all)
 	return writeRuns(ctx, all, jsonPath, statPath)
+}
+
+// loadAverage is the machine's 1, 5 and 15-minute load averages, for the
+// record of what else ran beside a benchmark ("unknown" off Linux).
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); err == nil && len(f) >= 3 {
+		return strings.Join(f[:3], " ")
+	}
+	return "unknown"
 }
 
 // writeRuns writes runs as JSON to jsonPath and as benchstat lines to

@@ -30,11 +30,11 @@ func TestBenchPeers(t *testing.T) {
 	dir := t.TempDir()
 	jsonPath, statPath := filepath.Join(dir, "runs.json"), filepath.Join(dir, "bench.txt")
 	var out, errb bytes.Buffer
-	code := run(context.Background(), []string{"bench", "-peers", "-receivers", "20", "-procs", "2", "-runs", "1", "-json", jsonPath, "-benchstat", statPath}, &out, &errb)
+	code := run(context.Background(), []string{"bench", "-peers", "-receivers", "20", "-procs", "2", "-runs", "1", "-peers-rt", "-json", jsonPath, "-benchstat", statPath}, &out, &errb)
 	if code != 0 {
 		t.Fatalf("exit %d: %s%s", code, out.String(), errb.String())
 	}
-	for _, row := range []string{"embargo-multicast ÷ nats", "embargo-multicast ÷ websocket", "embargo-unicast ÷ nats", "embargo-unicast ÷ websocket", "subscribers in separate processes on loopback (2 of them)"} {
+	for _, row := range []string{"embargo-multicast ÷ nats", "embargo-multicast ÷ websocket", "embargo-unicast ÷ nats", "embargo-unicast ÷ websocket", "subscribers in separate processes on loopback (2 of them)", "priority: ", "load average at start: "} {
 		if !strings.Contains(out.String(), row) {
 			t.Errorf("no %q in the table:\n%s", row, out.String())
 		}
@@ -97,6 +97,9 @@ func TestBenchFlagErrors(t *testing.T) {
 		{[]string{"bench", "-edges", "2", "-offsets", "1ms"}, "1 values for 2 edges"},
 		{[]string{"bench", "-peers", "-variants", "nats,carrier-pigeon"}, `-variants: "carrier-pigeon": want some of embargo-multicast,`},
 		{[]string{"bench", "-clock-daemons", "-edges", "3"}, "-clock-daemons runs 2 edges on their own clocks"},
+		{[]string{"bench", "-peers", "-receivers", "50001"}, "need 1 ≤ receivers ≤ 50000"},
+		{[]string{"bench", "-peers", "-rt-priority", "100"}, "-rt-priority 100: want 1…99"},
+		{[]string{"bench", "-receivers", "20001"}, "need 1 ≤ receivers ≤ 20000"},
 	} {
 		var out bytes.Buffer
 		if code := run(context.Background(), c.args, &out, &out); code != 1 || !strings.Contains(out.String(), c.want) {

@@ -71,7 +71,7 @@ released at p × -period TAI. One embedded origin serves one edge; several edges
 	prefixBits := fs.Int("ipv6-prefix", unicast.DefaultPrefixBits, "unicast: IPv6 prefix length counted as one site for -max-per-prefix and the subscribe rate")
 	maxPerPrefix := fs.Int("max-per-prefix", unicast.DefaultMaxPerAddress, "unicast: most subscriptions from one IPv6 prefix of -ipv6-prefix bits")
 	metricsAddr := fs.String("metrics", "", "serve Prometheus /metrics, /healthz (liveness) and /readyz (readiness: clock, senders, bundles ahead, unicast), each condition with its reason, on this address, e.g. 127.0.0.1:9171")
-	rtPriority := fs.Int("rt-priority", ptp.DefaultPriority, "SCHED_FIFO priority of the release thread's last milliseconds before each instant, where the process may (CAP_SYS_NICE); 0: normal priority")
+	rtPriority := fs.Int("rt-priority", ptp.DefaultPriority, "SCHED_FIFO priority of the release thread's last milliseconds before each instant and of the unicast fan-out's sender threads, where the process may (CAP_SYS_NICE); 0: normal priority")
 	readyAhead := fs.Int("ready-ahead", 1, "/readyz: the unreleased periods of every stream the edge must hold to be ready")
 	readyGrace := fs.Duration("ready-grace", time.Second, "/readyz: how long a stream may hold fewer than -ready-ahead periods after a release before the edge is not ready")
 	role := addRoleFlags(fs)
@@ -143,7 +143,7 @@ released at p × -period TAI. One embedded origin serves one edge; several edges
 			sc.Tokens = src.trusted
 		}
 		srv, err = unicast.NewServer(unicast.ServerConfig{
-			Listen: listen, Senders: *senders, Clock: clock, Logger: log, Sessions: sc,
+			Listen: listen, Senders: *senders, Priority: *rtPriority, Clock: clock, Logger: log, Sessions: sc,
 		})
 		if err != nil {
 			return err

@@ -65,7 +65,11 @@ type Config struct {
 	HandshakeTimeout time.Duration
 	// Token, when set, returns the subscription token to present in each
 	// SUBSCRIBE (PROTOCOL.md §4.10), or nil for none.
-	Token  func() []byte
+	Token func() []byte
+	// Local, if valid, is the address Dial binds the client's socket to
+	// (a device with several; or many clients on one host, which would
+	// otherwise share one address's ephemeral ports, some 28,000).
+	Local  netip.Addr
 	Logger *slog.Logger
 }
 
@@ -154,7 +158,11 @@ func Dial(cfg Config) (*Client, error) {
 	if err := cfg.check(); err != nil {
 		return nil, err
 	}
-	conn, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(cfg.Edge))
+	var local *net.UDPAddr
+	if cfg.Local.IsValid() {
+		local = net.UDPAddrFromAddrPort(netip.AddrPortFrom(cfg.Local, 0))
+	}
+	conn, err := net.DialUDP("udp", local, net.UDPAddrFromAddrPort(cfg.Edge))
 	if err != nil {
 		return nil, fmt.Errorf("subscriber: dial %v: %w", cfg.Edge, err)
 	}

@@ -66,6 +66,10 @@ func releaseDatagram(b testing.TB) []byte {
 // reports the rate (datagrams/s) and the time to the last subscriber, for:
 //
 //   - engine/senders=N: Server.Send with N sender sockets and threads;
+//   - engine/senders=2/fifo: the same with the caller and the worker at
+//     SCHED_FIFO ptp.DefaultPriority, as `embargo edge` releases (skipped
+//     where the process may not): what it gains while other work loads
+//     the machine;
 //   - writeto: a plain loop of WriteToUDPAddrPort on one socket;
 //   - sendmmsg: a bare unix.Syscall6(SYS_SENDMMSG) loop on one socket
 //     over the same prepared headers, the ceiling one thread can reach.
@@ -77,11 +81,19 @@ func BenchmarkFanout(b *testing.B) {
 	d := releaseDatagram(b)
 	for _, n := range []int{10_000, 50_000} {
 		dsts := sinkAddrs(n)
-		for _, senders := range []int{1, 2} {
-			b.Run(fmt.Sprintf("subs=%d/engine/senders=%d", n, senders), func(b *testing.B) {
+		for _, c := range []struct {
+			name          string
+			senders, prio int
+		}{{"senders=1", 1, 0}, {"senders=2", 2, 0}, {"senders=2/fifo", 2, ptp.DefaultPriority}} {
+			b.Run(fmt.Sprintf("subs=%d/engine/%s", n, c.name), func(b *testing.B) {
+				if c.prio != 0 {
+					if err := ptp.ProbeRealtime(c.prio); err != nil {
+						b.Skipf("SCHED_FIFO not permitted: %v", err)
+					}
+				}
 				var srv *Server
 				err := h.Do(func() (err error) {
-					srv, err = newSinkServer(senders, dsts)
+					srv, err = newSinkServer(c.senders, c.prio, dsts)
 					return err
 				})
 				if err != nil {
@@ -89,7 +101,15 @@ func BenchmarkFanout(b *testing.B) {
 				}
 				defer srv.Close()
 				srv.Send(wire.TypeRelease, [][]byte{d}) // build the plan outside the timing
-				fanout(b, n, func() error { _, err := srv.Send(wire.TypeRelease, [][]byte{d}); return err })
+				send := func() (err error) { _, err = srv.Send(wire.TypeRelease, [][]byte{d}); return err }
+				if c.prio != 0 {
+					plain := send
+					send = func() (err error) {
+						(ptp.Precise{Priority: c.prio}).Realtime(func() { err = plain() })
+						return err
+					}
+				}
+				fanout(b, n, send)
 				if st := srv.Stats(); st.SendErrors != 0 {
 					b.Fatalf("%d send errors", st.SendErrors)
 				}
@@ -151,12 +171,13 @@ func fanout(b *testing.B, n int, send func() error) {
 	b.ReportMetric(float64(per)/1e6, "ms-to-last")
 }
 
-// newSinkServer is a server on the sink host with n subscribers to stream
+// newSinkServer is a server on the sink host, its fan-out workers at
+// SCHED_FIFO prio (0: normal), with n subscribers to stream
 // 1 at dsts, subscribed through the session protocol.
-func newSinkServer(senders int, dsts []netip.AddrPort) (*Server, error) {
+func newSinkServer(senders, prio int, dsts []netip.AddrPort) (*Server, error) {
 	clock := ptp.NewSim()
 	srv, err := NewServer(ServerConfig{
-		Listen: netip.MustParseAddrPort("0.0.0.0:0"), Senders: senders, Clock: clock,
+		Listen: netip.MustParseAddrPort("0.0.0.0:0"), Senders: senders, Priority: prio, Clock: clock,
 		Sessions: SessionConfig{Streams: []uint32{1}, MaxSubscribers: len(dsts), MaxPerAddress: 1},
 	})
 	if err != nil {

@@ -11,6 +11,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/embargo-live/embargo/ptp"
 )
 
 const (
@@ -57,26 +59,36 @@ type job struct {
 
 // newPlanner starts a worker for every socket but the first: the caller's
 // goroutine sends the first share itself on the first socket, so a small
-// fan-out (or a one-socket server) waits for no thread to wake up.
-func newPlanner(s *Server) *planner {
+// fan-out (or a one-socket server) waits for no thread to wake up. The
+// workers' threads run at SCHED_FIFO prio where it is from 1 to 99 and
+// permitted.
+func newPlanner(s *Server, prio int) *planner {
 	p := &planner{s: s, plans: make(map[uint32]*plan), hdrs: make([]unix.Mmsghdr, maxBatch)}
 	for _, sk := range s.socks[1:] {
 		c := make(chan job)
 		p.workers = append(p.workers, c)
-		go worker(sk, c, &s.sent, &s.sendErrs)
+		go worker(sk, c, &s.sent, &s.sendErrs, prio)
 	}
 	return p
 }
 
 // worker sends jobs on one socket from its own OS thread, until the
-// server's sockets close and its channel is dropped with the server.
-func worker(sk *socket, jobs <-chan job, sent, errs counter) {
-	runtime.LockOSThread()
-	hdrs := make([]unix.Mmsghdr, maxBatch)
-	for j := range jobs {
-		j.run(sk, hdrs, sent, errs)
-		j.done.Done()
+// server's sockets close and its channel is dropped with the server. At
+// real-time priority the thread waits for jobs blocked, costing no CPU,
+// and runs only while it sends.
+func worker(sk *socket, jobs <-chan job, sent, errs counter, prio int) {
+	serve := func() {
+		hdrs := make([]unix.Mmsghdr, maxBatch)
+		for j := range jobs {
+			j.run(sk, hdrs, sent, errs)
+			j.done.Done()
+		}
 	}
+	if (ptp.Precise{Priority: prio}).Realtime(serve) {
+		return
+	}
+	runtime.LockOSThread()
+	serve()
 }
 
 type counter interface{ Add(uint64) uint64 }

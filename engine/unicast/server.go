@@ -19,7 +19,15 @@ type ServerConfig struct {
 	Listen netip.AddrPort
 	// Senders is the number of sockets and OS threads the fan-out uses
 	// (default runtime.NumCPU()).
-	Senders  int
+	Senders int
+	// Priority, from 1 to 99, runs the release fan-out's sender threads
+	// at SCHED_FIFO, where the process may (CAP_SYS_NICE; see
+	// ptp.ProbeRealtime), so that a busy machine's ordinary threads
+	// cannot pre-empt them mid-release. The calling thread sends the
+	// first share: give the edge's Waiter (ptp.Precise) the same
+	// priority. Announcements and catch-up keep normal priority. Zero
+	// (the default) never asks.
+	Priority int
 	Sessions SessionConfig
 	// History serves catch-up; edge.New sets it to the edge that sends
 	// through this server. Without it there is no catch-up.

@@ -101,8 +101,8 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		s.socks = append(s.socks, &socket{conn: c, rc: rc, r: r})
 	}
 	s.cfg.Listen = listen
-	s.release = newPlanner(s)
-	s.announce = newPlanner(s)
+	s.release = newPlanner(s, cfg.Priority)
+	s.announce = newPlanner(s, 0)
 	s.launch = probeLaunchTime(s.v6)
 	return s, nil
 }

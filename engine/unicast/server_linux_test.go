@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -512,4 +513,48 @@ func TestSecondServerOnAddressFails(t *testing.T) {
 		t.Fatalf("after the first closed: %v", err)
 	}
 	again.Close()
+}
+
+// TestPriorityWorkers: with a Priority, the release fan-out's worker
+// threads run at SCHED_FIFO (so that a busy machine's ordinary threads
+// cannot pre-empt them mid-release) and the announcement's do not; the
+// threads leave real-time priority when the server closes.
+func TestPriorityWorkers(t *testing.T) {
+	if err := ptp.ProbeRealtime(ptp.DefaultPriority); err != nil {
+		t.Skipf("SCHED_FIFO not permitted here (needs CAP_SYS_NICE): %v", err)
+	}
+	before := fifoThreads(t)
+	srv, err := unicast.NewServer(unicast.ServerConfig{
+		Listen: loopback(t), Senders: 3, Priority: ptp.DefaultPriority, Clock: ptp.NewSim(),
+		Sessions: unicast.SessionConfig{Streams: []uint32{1}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 3 sockets: 2 workers for the release, 2 for the announcements.
+	wait.For(t, patience, "2 release workers at SCHED_FIFO", func() bool { return fifoThreads(t) == before+2 })
+	srv.Close()
+	wait.For(t, patience, "the workers back at normal priority", func() bool { return fifoThreads(t) == before })
+}
+
+// fifoThreads counts this process's threads at SCHED_FIFO (policy, field
+// 41 of /proc/self/task/*/stat).
+func fifoThreads(t *testing.T) int {
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		t.Skipf("no /proc: %v", err)
+	}
+	n := 0
+	for _, task := range tasks {
+		b, err := os.ReadFile("/proc/self/task/" + task.Name() + "/stat")
+		if err != nil {
+			continue // the thread ended
+		}
+		s := string(b)
+		fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+		if len(fields) > 38 && fields[38] == "1" { // fields[0] is field 3
+			n++
+		}
+	}
+	return n
 }
