@@ -41,7 +41,7 @@ const Horizon = time.Hour
 // generated and durably stored before anything can serve it, and a stored
 // period is what is served ever after.
 type Issuer struct {
-	store  *keystore.Store
+	store  keystore.State
 	signer ed25519.PrivateKey
 	clock  ptp.Clock
 	log    *slog.Logger
@@ -81,8 +81,10 @@ func (i *Issuer) SubscriptionToken(life time.Duration) ([]byte, error) {
 	return seal.SignToken(i.signer, &t), nil
 }
 
-// NewIssuer loads the store's signing key and events.
-func NewIssuer(store *keystore.Store, clock ptp.Clock, log *slog.Logger) (*Issuer, error) {
+// NewIssuer loads the store's signing key and events. Replicas sharing one
+// store (package etcdstore) each run an Issuer: whichever issues a period
+// first stores it, and every replica serves that one.
+func NewIssuer(store keystore.State, clock ptp.Clock, log *slog.Logger) (*Issuer, error) {
 	signer, err := store.SigningKey()
 	if err != nil {
 		return nil, err
@@ -131,15 +133,21 @@ func (i *Issuer) load(stream uint32) error {
 
 // AddEvent stores a new event and starts issuing it. It refuses more
 // content keys per period than packager documents can give each its own
-// content key context (cpix.MaxTrackKeys).
+// content key context (cpix.MaxTrackKeys). If another replica stored the
+// stream's event first, it issues that one and returns an error wrapping
+// keystore.ErrExists.
 func (i *Issuer) AddEvent(ev *keystore.Event) error {
 	if ev.Keys < 0 || ev.Keys > cpix.MaxTrackKeys {
 		return fmt.Errorf("stream %d: %d content keys per period; use 1 (all tracks) or 2 (video, audio): CPIX allows one key per track type and period", ev.Stream, ev.Keys)
 	}
-	if err := i.store.CreateEvent(ev); err != nil {
+	err := i.store.CreateEvent(ev)
+	if err != nil && !errors.Is(err, keystore.ErrExists) {
 		return err
 	}
-	return i.load(ev.Stream)
+	if lerr := i.load(ev.Stream); lerr != nil {
+		return lerr
+	}
+	return err
 }
 
 // PublicKey is the origin's signing key, which edges and receivers trust.

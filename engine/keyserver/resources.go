@@ -54,7 +54,7 @@ type resource struct {
 }
 
 func (i *Issuer) loadResources(stream uint32) ([]resource, error) {
-	ps, err := i.store.Periods(stream)
+	ps, err := i.store.Periods(stream, 0)
 	if err != nil {
 		return nil, err
 	}
