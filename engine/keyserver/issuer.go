@@ -118,7 +118,7 @@ func (i *Issuer) load(stream uint32) error {
 	}
 	var published []resource
 	if ev.Resources {
-		if published, err = i.loadResources(stream); err != nil {
+		if published, err = i.readResources(stream, 0); err != nil {
 			return err
 		}
 	}
@@ -148,6 +148,13 @@ func (i *Issuer) AddEvent(ev *keystore.Event) error {
 		return lerr
 	}
 	return err
+}
+
+// eventOrigin returns the stream's event and its origin, or nils.
+func (i *Issuer) eventOrigin(stream uint32) (*keystore.Event, *origin.Origin) {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	return i.events[stream], i.origins[stream]
 }
 
 // PublicKey is the origin's signing key, which edges and receivers trust.

@@ -1,0 +1,175 @@
+package keyserver_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/embargo-live/embargo/engine/keyserver"
+	"github.com/embargo-live/embargo/engine/keystore"
+	"github.com/embargo-live/embargo/engine/keystore/keystoretest"
+	"github.com/embargo-live/embargo/engine/origin"
+	"github.com/embargo-live/embargo/ptp"
+)
+
+// The replica tests run issuers sharing one keystoretest.Mem, as origin
+// replicas share an etcd cluster, in virtual time.
+
+func replica(t *testing.T, store keystore.State) *keyserver.Issuer {
+	t.Helper()
+	i, err := keyserver.NewIssuer(store, ptp.NewSim(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return i
+}
+
+// TestReplicasIssueOnce: two replicas run on one store, ticking out of
+// step, and one of them dies half-way: every period is issued once (one
+// store write each, no gap after the death), the second replica's event
+// is the first one's, and both serve the same keys and bundles.
+func TestReplicasIssueOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := new(keystoretest.Mem)
+		a, b := replica(t, store), replica(t, store)
+		if !a.PublicKey().Equal(b.PublicKey()) {
+			t.Fatal("replicas on one store sign with different keys")
+		}
+		s := issuerSchedule
+		s.Epoch = ptp.NewSim().True()
+		_, masterA, _ := origin.Generate()
+		_, masterB, _ := origin.Generate()
+		if err := a.AddEvent(&keystore.Event{Stream: 1, Master: masterA, Keys: 2, Schedule: s}); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.AddEvent(&keystore.Event{Stream: 1, Master: masterB, Keys: 2, Schedule: s}); !errors.Is(err, keystore.ErrExists) {
+			t.Fatalf("second replica's AddEvent: %v, want ErrExists", err)
+		}
+		if string(b.Event(1).Master) != string(masterA) {
+			t.Fatal("the second replica issues with its own master key, not the stored one")
+		}
+		ctxA, killA := context.WithCancel(t.Context())
+		ctxB, stopB := context.WithCancel(t.Context())
+		doneA, doneB := make(chan error), make(chan error)
+		go func() { doneA <- a.Run(ctxA, 50*time.Millisecond) }()
+		go func() { doneB <- b.Run(ctxB, 70*time.Millisecond) }()
+		time.Sleep(490 * time.Millisecond)
+		killA()
+		<-doneA
+		issuedByA := a.Issued()
+		time.Sleep(570 * time.Millisecond) // to 1060 ms: B ticked at 1050, after period 8 was announced (1000)
+		synctest.Wait()
+		stopB()
+		<-doneB
+		if store.Puts != 8 {
+			t.Errorf("%d periods stored, want 8 (periods 1…8, each once)", store.Puts)
+		}
+		if n := a.Issued() + b.Issued(); n != 8 {
+			t.Errorf("replicas say they issued %d periods, want 8", n)
+		}
+		if issuedByA == 0 || b.Issued() == 0 {
+			t.Errorf("issued by A %d, by B %d: both should have issued some", issuedByA, b.Issued())
+		}
+		for p := uint64(1); p <= 8; p++ {
+			pa, err := a.Period(1, p)
+			if err != nil {
+				t.Fatalf("replica A, period %d: %v", p, err)
+			}
+			pb, err := b.Period(1, p)
+			if err != nil {
+				t.Fatalf("replica B, period %d: %v", p, err)
+			}
+			if pa.Keys[0] != pb.Keys[0] || pa.Keys[1] != pb.Keys[1] || pa.Bundle.RK != pb.Bundle.RK {
+				t.Errorf("period %d: the replicas serve different keys", p)
+			}
+		}
+		wa, errA := a.Window(1, 0)
+		wb, errB := b.Window(1, 0)
+		if errA != nil || errB != nil || len(wa) != len(wb) || len(wa) == 0 {
+			t.Fatalf("windows: %d periods (%v) and %d (%v)", len(wa), errA, len(wb), errB)
+		}
+		for j := range wa {
+			if wa[j].Bundle.RK != wb[j].Bundle.RK {
+				t.Errorf("window entry %d differs between replicas", j)
+			}
+		}
+	})
+}
+
+// TestReplicasAgreeOnKIDs: an encryptor asking each replica for one
+// period (SPEKE) gets the first answer from both; other KIDs are refused
+// by both.
+func TestReplicasAgreeOnKIDs(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := new(keystoretest.Mem)
+		a, b := replica(t, store), replica(t, store)
+		s := issuerSchedule
+		s.Epoch = ptp.NewSim().True()
+		_, master, _ := origin.Generate()
+		if err := a.AddEvent(&keystore.Event{Stream: 1, Master: master, Keys: 1, Schedule: s}); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.AddEvent(&keystore.Event{Stream: 1, Master: master, Keys: 1, Schedule: s}); !errors.Is(err, keystore.ErrExists) {
+			t.Fatal(err)
+		}
+		kids := [][16]byte{{1, 2, 3}}
+		pa, err := a.PeriodWithKIDs(1, 20, kids)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pb, err := b.PeriodWithKIDs(1, 20, kids)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pa.Keys[0] != pb.Keys[0] {
+			t.Fatal("two replicas answered one period's KID with different keys")
+		}
+		for _, i := range []*keyserver.Issuer{a, b} {
+			if _, err := i.PeriodWithKIDs(1, 20, [][16]byte{{9}}); !errors.Is(err, keyserver.ErrKIDConflict) {
+				t.Errorf("other KIDs for an issued period: %v, want ErrKIDConflict", err)
+			}
+		}
+	})
+}
+
+// TestReplicasPublishInOrder: resources published through two replicas
+// are numbered as one stream, and each replica's window holds both.
+func TestReplicasPublishInOrder(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := new(keystoretest.Mem)
+		clock := ptp.NewSim()
+		a, b := replica(t, store), replica(t, store)
+		s := origin.Schedule{Epoch: clock.True(), Period: 200 * time.Millisecond, Lead: resourceLead, PresentDelay: 100 * time.Millisecond}
+		_, master, _ := origin.Generate()
+		if err := a.AddEvent(&keystore.Event{Stream: 100, Master: master, Resources: true, Schedule: s}); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.AddEvent(&keystore.Event{Stream: 100, Master: master, Resources: true, Schedule: s}); !errors.Is(err, keystore.ErrExists) {
+			t.Fatal(err)
+		}
+		now := clock.True()
+		p0, err := a.Publish(100, now+int64(2*resourceLead), []byte("first"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		p1, err := b.Publish(100, now+int64(3*resourceLead), []byte("second"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p0.Bundle.Period != 0 || p1.Bundle.Period != 1 {
+			t.Fatalf("periods %d and %d, want 0 and 1", p0.Bundle.Period, p1.Bundle.Period)
+		}
+		if _, err := a.Publish(100, now+int64(2*resourceLead), []byte("third")); !errors.Is(err, keyserver.ErrLate) {
+			t.Fatalf("a release before the other replica's last: %v, want ErrLate", err)
+		}
+		time.Sleep(2*resourceLead + time.Millisecond) // both announced
+		for name, i := range map[string]*keyserver.Issuer{"A": a, "B": b} {
+			w, err := i.Window(100, 0)
+			if err != nil || len(w) != 2 || string(w[0].Resource) != "first" || string(w[1].Resource) != "second" {
+				t.Errorf("replica %s's window: %d periods, %v", name, len(w), err)
+			}
+		}
+	})
+}
