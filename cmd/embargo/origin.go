@@ -106,9 +106,13 @@ ClearKey-shaped licence), and a session description receivers configure themselv
 	fs.Var(groups, "session-group", "a multicast group receivers should join, for the session description (repeatable)")
 	fs.Var(edges, "session-edge", "a unicast edge host:port receivers should subscribe to (repeatable)")
 	metricsAddr := fs.String("metrics", "", "serve Prometheus /metrics (periods issued, bundle fetches per edge, licences, requests by outcome), /healthz and /readyz on this address, e.g. 127.0.0.1:9170")
+	stores := addStoreFlags(fs)
 	role := addRoleFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if stores.shared() && *jwks == "" && *tokenFile == "" {
+		return usageError{"-store etcd needs -jwks (or, in a lab, -tokens): a token one replica generated would not open another"}
 	}
 	if !flagSet(fs, "lead") {
 		*lead = min(*lead, wire.MaxAnnounceLead**period)
@@ -138,10 +142,11 @@ ClearKey-shaped licence), and a session description receivers configure themselv
 		return listenError("-listen", *listen, err)
 	}
 	defer ln.Close()
-	store, err := keystore.Open(*state)
+	store, closeStore, err := stores.open(*state)
 	if err != nil {
 		return err
 	}
+	defer closeStore()
 	issuer, err := keyserver.NewIssuer(store, clock, log)
 	if err != nil {
 		return err
@@ -160,7 +165,10 @@ ClearKey-shaped licence), and a session description receivers configure themselv
 		if resources {
 			ev.Keys = 0
 		}
-		if err := issuer.AddEvent(ev); err != nil {
+		if err := issuer.AddEvent(ev); errors.Is(err, keystore.ErrExists) {
+			log.Info("origin: stream created by another replica; issuing it", "stream", s)
+			continue
+		} else if err != nil {
 			return err
 		}
 		log.Info("origin: created stream", "stream", s, "period", *period, "resources", resources)
@@ -222,7 +230,11 @@ ClearKey-shaped licence), and a session description receivers configure themselv
 	})
 	notifySystemd(gctx, g, log, func() error { return nil })
 	id := seal.KeyID(issuer.PublicKey())
-	fmt.Fprintf(stdout, "origin: serving %s (session %s/v1/session), signing key id %s, streams %v, state %s\n", base, base, hex.EncodeToString(id[:]), issuer.Streams(), *state)
+	where := *state
+	if stores.shared() {
+		where = *stores.store
+	}
+	fmt.Fprintf(stdout, "origin: serving %s (session %s/v1/session), signing key id %s, streams %v, state %s\n", base, base, hex.EncodeToString(id[:]), issuer.Streams(), where)
 	return g.Wait()
 }
 

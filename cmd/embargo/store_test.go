@@ -1,0 +1,59 @@
+package main
+
+import (
+	"context"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/embargo-live/embargo/internal/etcdtest"
+	"github.com/embargo-live/embargo/internal/realtime"
+)
+
+// TestStoreFlagErrors: a -store the origin cannot use is refused on one
+// line naming the fix, before anything is created.
+func TestStoreFlagErrors(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-store", "zookeeper:x", "-tokens", "t"}, "want etcd:https://host:2379"},
+		{[]string{"-store", "etcd:https://127.0.0.1:1"}, "needs -jwks"},
+		{[]string{"-store", "etcd:https://127.0.0.1:1", "-tokens", "t"}, "needs -etcd-ca, -etcd-cert and -etcd-key"},
+		{[]string{"-store", "etcd:127.0.0.1:2379", "-tokens", "t"}, "want https://host:port"},
+	} {
+		out := &lockedBuffer{}
+		args := append([]string{"origin", "-state", t.TempDir() + "/state", "-listen", "127.0.0.1:0", "-assume-synced", "1ms"}, c.args...)
+		if code := run(context.Background(), args, out, out); code == 0 || !strings.Contains(out.String(), c.want) {
+			t.Errorf("%v: exit %d, %q; want an error with %q", c.args, code, out.String(), c.want)
+		}
+	}
+}
+
+// TestOriginReplicas: two origins given one etcd cluster are one origin:
+// the second signs with the key the first stored and issues the streams
+// the first created.
+func TestOriginReplicas(t *testing.T) {
+	realtime.Exclusive(t)
+	c := etcdtest.Start(t, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	store := "etcd:" + strings.Join(c.Endpoints, ",")
+	a := startOrigin(t, ctx, 41000, "-store", store, "-log", "info")
+	b := startOrigin(t, ctx, 46000, "-store", store, "-log", "info")
+	keyID := regexp.MustCompile(`signing key id ([0-9a-f]+)`)
+	ka, kb := keyID.FindStringSubmatch(a.out.String()), keyID.FindStringSubmatch(b.out.String())
+	if ka == nil || kb == nil || ka[1] != kb[1] {
+		t.Fatalf("replicas' signing keys: %q and %q, want one", ka, kb)
+	}
+	if !strings.Contains(a.out.String(), "created stream") || strings.Contains(b.out.String(), "created stream") || !strings.Contains(b.out.String(), "state "+store) {
+		t.Errorf("second replica's output:\n%s", b.out.String())
+	}
+	cancel()
+	for _, l := range []*originLab{a, b} {
+		if code := <-l.done; code != 0 {
+			t.Errorf("origin exit %d:\n%s", code, l.out.String())
+		}
+	}
+}
