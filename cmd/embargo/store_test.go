@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"net/http"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -9,6 +11,7 @@ import (
 
 	"github.com/embargo-live/embargo/internal/etcdtest"
 	"github.com/embargo-live/embargo/internal/realtime"
+	"github.com/embargo-live/embargo/internal/wait"
 )
 
 // TestStoreFlagErrors: a -store the origin cannot use is refused on one
@@ -56,4 +59,38 @@ func TestOriginReplicas(t *testing.T) {
 			t.Errorf("origin exit %d:\n%s", code, l.out.String())
 		}
 	}
+}
+
+// TestEdgeFailsOver: an edge given a dead origin replica first and a live
+// one second gets its bundles from the second, says so on /readyz with
+// the reason, and counts the move.
+func TestEdgeFailsOver(t *testing.T) {
+	realtime.Exclusive(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	lab := startOrigin(t, ctx, 36000, "-period", "300ms", "-lead", "1s", "-present", "300ms")
+	dead := lab.addr(3) // nothing listens there
+	metricsAddr := lab.addr(2)
+	out, done := &lockedBuffer{}, make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"edge", "-origin", "https://" + dead + ",https://" + lab.addr(0), "-certs", filepath.Join(lab.certs, "edge"),
+			"-unicast", lab.addr(1), "-metrics", metricsAddr, "-assume-synced", "1ms", "-log", "warn"}, out, out)
+	}()
+	var body string
+	wait.For(t, 30*time.Second, "the edge ready through the second replica", func() bool {
+		var code int
+		code, body = httpGet("http://" + metricsAddr + "/readyz")
+		return code == http.StatusOK
+	})
+	if !strings.Contains(body, "origin: ok: using https://"+lab.addr(0)+" of 2 replicas; failovers: 1, the last after https://"+dead+" failed: ") {
+		t.Errorf("/readyz:\n%s", body)
+	}
+	if _, m := httpGet("http://" + metricsAddr + "/metrics"); !strings.Contains(m, "embargo_edge_origin_failovers_total 1\n") {
+		t.Errorf("metrics without one failover:\n%s", m)
+	}
+	cancel()
+	if code := <-done; code != 0 {
+		t.Errorf("edge exit %d:\n%s", code, out.String())
+	}
+	<-lab.done
 }

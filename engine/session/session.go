@@ -38,6 +38,22 @@ func Fetch(ctx context.Context, c *http.Client, url string) (*Session, error) {
 	if err != nil {
 		return nil, err
 	}
+	return parse(body, url)
+}
+
+// Path is where an origin serves its session description.
+const Path = "/v1/session"
+
+// FetchFrom is Fetch from whichever of the origin's replicas answers.
+func FetchFrom(ctx context.Context, c *http.Client, o *fetch.Origins) (*Session, error) {
+	body, _, err := o.Do(ctx, c, http.MethodGet, Path, "", maxBody)
+	if err != nil {
+		return nil, err
+	}
+	return parse(body, o.Current()+Path)
+}
+
+func parse(body []byte, url string) (*Session, error) {
 	var s Session
 	if err := json.Unmarshal(body, &s); err != nil {
 		return nil, fmt.Errorf("session %s: %w", url, err)
