@@ -327,7 +327,7 @@ func remoteOrigin(urls []string, timeout time.Duration, certs string, streams []
 	origins := fetch.NewOrigins(urls...)
 	p := &poller.Poller{Origins: origins, Streams: streams, Client: client, Key: cert.Key, Interval: 500 * time.Millisecond, Clock: clock, Logger: log}
 	p.Start = func(ctx context.Context) error {
-		sess, err := session.FetchFrom(ctx, client, origins)
+		sess, err := session.FetchFrom(ctx, client, origins, session.Path)
 		if err != nil {
 			return err
 		}

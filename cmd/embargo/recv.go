@@ -41,7 +41,7 @@ against releaseAt.`, stdout)
 	edges := edgesFlag()
 	fs.Var(edges, "edge", "subscribe by unicast to this edge (host:port), repeatable; with -edge and no -group, no multicast")
 	catchUp := fs.Int("catch-up", 2, "released periods per stream a unicast subscription asks for")
-	sessionURL := fs.String("session", "", "configure from an origin's session description (https://host:port/v1/session): its key, groups and edges")
+	sessionURL := fs.String("session", "", "configure from an origin's session description (https://host:port/v1/session): its key, groups and edges; comma-separated for the origin's replicas, failed over for the session and the licence")
 	token := fs.String("token", "", "with -session: bearer token for the master-key licence (visible to other users in the process list: prefer -token-file or EMBARGO_TOKEN)")
 	tokenFile := fs.String("token-file", "", "with -session: file (mode 0600) holding the bearer token for the master-key licence")
 	caPath := fs.String("ca", "", "with -session: CA certificate (PEM) the origin's TLS certificate must chain to (default: the system's)")
@@ -58,8 +58,8 @@ against releaseAt.`, stdout)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if *sessionURL != "" {
-		if err := checkOriginURL("-session", *sessionURL); err != nil {
+	for _, u := range list(*sessionURL) {
+		if err := checkOriginURL("-session", u); err != nil {
 			return err
 		}
 	}

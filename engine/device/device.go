@@ -33,9 +33,12 @@ var ErrConfig = errors.New("device: invalid config")
 // (and Master).
 type Config struct {
 	// Session is the URL of an origin's session description
-	// (https://host:port/v1/session). The device trusts the origin key it
-	// names and, unless Groups or Edges are set, receives from the
-	// session's groups and edges.
+	// (https://host:port/v1/session), or a comma-separated list of its
+	// replicas' (fetch.Origins): the first that answers configures the
+	// device, and a licence on that replica is asked of the next replica
+	// when one fails. The device trusts the origin key it names and,
+	// unless Groups or Edges are set, receives from the session's groups
+	// and edges.
 	Session string
 	// Token is the bearer token for the stream's master-key licence, with
 	// Session. Without it the device receives without a master key.

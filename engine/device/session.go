@@ -9,10 +9,12 @@ import (
 	"net/http"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/embargo-live/embargo/engine/session"
 	"github.com/embargo-live/embargo/engine/udp"
+	"github.com/embargo-live/embargo/internal/fetch"
 )
 
 // configured is what a session description (and the licence) set.
@@ -37,7 +39,12 @@ func fromSession(ctx context.Context, cfg Config) (*configured, error) {
 		defer t.CloseIdleConnections()
 		client = &http.Client{Transport: t, Timeout: 30 * time.Second}
 	}
-	s, err := session.Fetch(ctx, client, cfg.Session)
+	urls := strings.Split(cfg.Session, ",")
+	for i := range urls {
+		urls[i] = strings.TrimSpace(urls[i])
+	}
+	sessions := fetch.NewOrigins(urls...)
+	s, err := session.FetchFrom(ctx, client, sessions, "")
 	if err != nil {
 		return nil, err
 	}
@@ -63,12 +70,12 @@ func fromSession(ctx context.Context, cfg Config) (*configured, error) {
 		c.edges = append(c.edges, x)
 	}
 	if cfg.Token != "" {
-		url := s.LicenceURL(c.streams[0])
-		if c.master, c.subToken, err = session.FetchLicence(ctx, client, url, cfg.Token); err != nil {
+		licences, path := s.LicenceReplicas(c.streams[0], urls, sessions.Current())
+		if c.master, c.subToken, err = session.FetchLicenceFrom(ctx, client, licences, path, cfg.Token); err != nil {
 			return nil, fmt.Errorf("licence: %w", err)
 		}
 		c.relicence = func(ctx context.Context) ([]byte, error) {
-			_, tok, err := session.FetchLicence(ctx, client, url, cfg.Token)
+			_, tok, err := session.FetchLicenceFrom(ctx, client, licences, path, cfg.Token)
 			return tok, err
 		}
 	}
