@@ -50,7 +50,7 @@ func (o *Origins) Status() (ok bool, reason string) {
 		reason += fmt.Sprintf(" of %d replicas", len(o.bases))
 	}
 	if n := o.failovers.Load(); n > 0 {
-		reason += fmt.Sprintf("; %d failovers, the last after %s", n, last)
+		reason += fmt.Sprintf("; failovers: %d, the last after %s", n, last)
 	}
 	if o.failing.Load() {
 		return false, fmt.Sprintf("every replica failed the last request; %s", reason)
