@@ -14,12 +14,14 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
 	"strconv"
 	"strings"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
 
 	"github.com/embargo-live/embargo/engine/keystore"
 )
@@ -39,6 +41,9 @@ type Config struct {
 	TLS       *tls.Config // nil for http:// endpoints (a lab only)
 	Prefix    string      // key prefix; DefaultPrefix if empty
 	Timeout   time.Duration
+	// Dial, if set, connects to a member's address (host:port); the fault
+	// suite dials from inside a network namespace.
+	Dial func(ctx context.Context, addr string) (net.Conn, error)
 }
 
 // Store is a keystore.State in etcd. It is safe for concurrent use, and
@@ -63,7 +68,11 @@ func Open(cfg Config) (*Store, error) {
 	if s.timeout <= 0 {
 		s.timeout = DefaultTimeout
 	}
-	cli, err := clientv3.New(clientv3.Config{Endpoints: cfg.Endpoints, TLS: cfg.TLS, DialTimeout: s.timeout, Logger: zap.NewNop()})
+	cc := clientv3.Config{Endpoints: cfg.Endpoints, TLS: cfg.TLS, DialTimeout: s.timeout, Logger: zap.NewNop()}
+	if cfg.Dial != nil {
+		cc.DialOptions = []grpc.DialOption{grpc.WithContextDialer(cfg.Dial)}
+	}
+	cli, err := clientv3.New(cc)
 	if err != nil {
 		return nil, fmt.Errorf("etcdstore: %v: %w", cfg.Endpoints, err)
 	}

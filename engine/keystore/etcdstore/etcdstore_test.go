@@ -35,7 +35,7 @@ func TestConformance(t *testing.T) {
 }
 
 // TestMemberLoss: a store given every member keeps issuing once the
-// member it used dies: the period stored before is read back unchanged
+// cluster's leader dies: the period stored before is read back unchanged
 // and the next one stores (after at most a few refusals while the client
 // moves on, which the issuer's next tick absorbs).
 func TestMemberLoss(t *testing.T) {
@@ -57,14 +57,18 @@ func TestMemberLoss(t *testing.T) {
 	if err := s.PutPeriod(first); err != nil {
 		t.Fatal(err)
 	}
-	c.Stop(0)
+	leader, err := c.Leader()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Stop(leader)
 	var refusals int
 	for err := s.PutPeriod(keystoretest.NewPeriod(t, o, ev, 2)); err != nil; err = s.PutPeriod(keystoretest.NewPeriod(t, o, ev, 2)) {
 		if errors.Is(err, keystore.ErrExists) {
 			break // an earlier try was stored after all
 		}
 		if refusals++; refusals > 5 {
-			t.Fatalf("PutPeriod keeps failing with member 0 down: %v", err)
+			t.Fatalf("PutPeriod keeps failing with the leader m%d down: %v", leader, err)
 		}
 	}
 	got, err := s.Period(1, 1)
