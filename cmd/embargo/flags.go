@@ -213,6 +213,8 @@ func (o *originsFlag) Set(v string) error {
 
 func (*originsFlag) repeatable() {}
 
+func (o *originsFlag) strings() []string { return o.urls }
+
 // count is n and noun, plural unless n is 1: "1 period", "2 periods".
 func count[N ~int | ~int64 | ~uint64](n N, noun string) string {
 	if n == 1 {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"net/http"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -93,4 +94,27 @@ func TestEdgeFailsOver(t *testing.T) {
 		t.Errorf("edge exit %d:\n%s", code, out.String())
 	}
 	<-lab.done
+}
+
+// TestOriginsConfig: an edge's replicas come from flags (repeated or
+// comma-separated), EMBARGO_ORIGIN (white space between) or the file (a
+// list), and -print-config lists them.
+func TestOriginsConfig(t *testing.T) {
+	got := printedConfig(t, "edge", "-origin", "https://o1:8443,https://o2:8443", "-origin", "https://o3:8443/")
+	if want := `["https://o1:8443", "https://o2:8443", "https://o3:8443"] # flag -origin`; got["origin"] != want {
+		t.Errorf("origin = %s, want %s", got["origin"], want)
+	}
+	t.Setenv("EMBARGO_ORIGIN", "https://o1:8443 https://o2:8443")
+	if got := printedConfig(t, "edge"); got["origin"] != `["https://o1:8443", "https://o2:8443"] # env EMBARGO_ORIGIN` {
+		t.Errorf("from the environment: origin = %s", got["origin"])
+	}
+	os.Unsetenv("EMBARGO_ORIGIN") // t.Setenv restores it at the end
+	path := writeConfig(t, `origin = ["https://o1:8443", "https://o2:8443"]`+"\n")
+	if got := printedConfig(t, "edge", "-config", path); !strings.HasPrefix(got["origin"], `["https://o1:8443", "https://o2:8443"]`) {
+		t.Errorf("from the file: origin = %s", got["origin"])
+	}
+	path = writeConfig(t, `store = "etcd:https://e1:2379,https://e2:2379"`+"\n"+`etcd-ca = "/etc/embargo/etcd-ca.pem"`+"\n")
+	if got := printedConfig(t, "origin", "-config", path); !strings.HasPrefix(got["store"], `"etcd:https://e1:2379,https://e2:2379"`) || !strings.HasPrefix(got["etcd-ca"], `"/etc/embargo/etcd-ca.pem"`) {
+		t.Errorf("origin from the file: store = %s, etcd-ca = %s", got["store"], got["etcd-ca"])
+	}
 }
