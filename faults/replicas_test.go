@@ -119,7 +119,7 @@ func TestOriginReplicas(t *testing.T) {
 		re := l.startEdge(i, edgeOpts{})
 		h := l.edgeHost(i)
 		client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
-			TLSClientConfig: poller.ClientTLS(edgeCert.TLS(), pool), DialContext: dialIn(h)}}
+			TLSClientConfig: poller.ClientTLS(edgeCert.TLS(), pool), DialContext: atkDialer(h)}}
 		ep := &edgePoll{got: map[uint64][32]byte{}}
 		ep.p = &poller.Poller{Origins: fetch.NewOrigins(urls...), Streams: []uint32{stream}, Client: client, Key: edgeCert.Key,
 			Interval: 100 * time.Millisecond, MaxBackoff: 500 * time.Millisecond}
@@ -305,22 +305,9 @@ func (l *lab) startReplica(h *netns.Host, endpoints []string, cert *pki.Cert, po
 	return r
 }
 
-// dialIn dials from inside h's network namespace.
-func dialIn(h *netns.Host) func(ctx context.Context, network, addr string) (net.Conn, error) {
-	return func(ctx context.Context, network, addr string) (net.Conn, error) {
-		var c net.Conn
-		err := h.Do(func() (err error) {
-			var d net.Dialer
-			c, err = d.DialContext(ctx, network, addr)
-			return err
-		})
-		return c, err
-	}
-}
-
-// grpcDialIn is dialIn for the etcd client.
+// grpcDialIn is atkDialer for the etcd client.
 func grpcDialIn(h *netns.Host) func(ctx context.Context, addr string) (net.Conn, error) {
-	d := dialIn(h)
+	d := atkDialer(h)
 	return func(ctx context.Context, addr string) (net.Conn, error) { return d(ctx, "tcp", addr) }
 }
 
