@@ -21,6 +21,7 @@ import (
 	"github.com/embargo-live/embargo/engine/keyserver"
 	"github.com/embargo-live/embargo/engine/session"
 	"github.com/embargo-live/embargo/internal/memhttp"
+	"github.com/embargo-live/embargo/wire"
 )
 
 // service is a viewer service's signing key and published JWK Set.
@@ -258,4 +259,38 @@ func FuzzKeySet(f *testing.F) {
 			t.Fatal("accepted a set with no keys")
 		}
 	})
+}
+
+// TestSubscriptionTokenBoundToViewer: the subscription token a licence
+// carries names its viewer — ViewerID of the JWT's sub — the same in
+// every licence of that viewer and another for another viewer; with the
+// lab's shared tokens, the token's name.
+func TestSubscriptionTokenBoundToViewer(t *testing.T) {
+	s := newService(t, "k1")
+	issuer := newIssuer(t, filepath.Join(t.TempDir(), "state"))
+	url := "https://origin.test/v1/streams/1/licence"
+	viewerOf := func(h http.Handler, bearer string) [8]byte {
+		t.Helper()
+		_, tok, err := session.FetchLicence(context.Background(), memhttp.Client(h), url, bearer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wt wire.Token
+		if err := wt.Decode(tok); err != nil {
+			t.Fatalf("subscription token %x: %v", tok, err)
+		}
+		return wt.Viewer
+	}
+	h := keyserver.NewHandler(keyserver.ServerConfig{Issuer: issuer, Viewers: verifier(s)})
+	c, x := viewer()
+	first, again := viewerOf(h, s.token(t, c, x)), viewerOf(h, s.token(t, c, x))
+	c.Subject = "viewer-7"
+	other := viewerOf(h, s.token(t, c, x))
+	if first != keyserver.ViewerID("viewer-42") || again != first || other != keyserver.ViewerID("viewer-7") || other == first {
+		t.Errorf("viewer ids: viewer-42 %x then %x, viewer-7 %x; want %x twice, then %x", first, again, other, keyserver.ViewerID("viewer-42"), keyserver.ViewerID("viewer-7"))
+	}
+	lab := keyserver.NewHandler(keyserver.ServerConfig{Issuer: issuer, Tokens: map[string]string{"s3cret": "set-top-box-9"}})
+	if got := viewerOf(lab, "s3cret"); got != keyserver.ViewerID("set-top-box-9") {
+		t.Errorf("lab token's viewer id %x, want ViewerID of its name", got)
+	}
 }

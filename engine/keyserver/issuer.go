@@ -3,7 +3,7 @@ package keyserver
 import (
 	"context"
 	"crypto/ed25519"
-	"crypto/rand"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -69,16 +69,27 @@ type periodKey struct {
 const DefaultTokenLife = 10 * time.Minute
 
 // SubscriptionToken issues a subscription token (PROTOCOL.md §4.10) that
-// edges requiring tokens accept until life from now, for a random viewer
-// id.
-func (i *Issuer) SubscriptionToken(life time.Duration) ([]byte, error) {
+// edges requiring tokens accept until life from now, bound to viewer (a
+// JWT's sub, or a lab token's name) by its ViewerID.
+func (i *Issuer) SubscriptionToken(life time.Duration, viewer string) ([]byte, error) {
 	now, err := i.clock.Now()
 	if err != nil {
 		return nil, fmt.Errorf("subscription token: %w", err)
 	}
-	t := wire.Token{NotAfter: now.Latest + int64(life)}
-	rand.Read(t.Viewer[:])
+	t := wire.Token{NotAfter: now.Latest + int64(life), Viewer: ViewerID(viewer)}
 	return seal.SignToken(i.signer, &t), nil
+}
+
+// ViewerID is the viewer id a subscription token carries for viewer: the
+// first 8 bytes of SHA-256("embargo/v1 viewer\0" ‖ viewer). Every token of
+// one viewer carries the same id, whichever replica issued it; an edge
+// sees a pseudonym, and the service, which knows its viewers, can tell
+// whose a token is.
+func ViewerID(viewer string) [8]byte {
+	h := sha256.New()
+	h.Write([]byte("embargo/v1 viewer\x00"))
+	h.Write([]byte(viewer))
+	return [8]byte(h.Sum(nil))
 }
 
 // NewIssuer loads the store's signing key and events. Replicas sharing one
