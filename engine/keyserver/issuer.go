@@ -186,11 +186,15 @@ func (i *Issuer) Streams() []uint32 {
 	return slices.Sorted(maps.Keys(i.events))
 }
 
-// Run issues due periods every tick until ctx ends.
+// Run issues due periods every tick until ctx ends, first taking up
+// every event another replica sharing the store created.
 func (i *Issuer) Run(ctx context.Context, tick time.Duration) error {
 	t := time.NewTicker(tick)
 	defer t.Stop()
 	for {
+		if err := i.Refresh(); err != nil {
+			i.log.Error("load events", "err", err)
+		}
 		if err := i.IssueDue(); err != nil {
 			i.log.Error("issue periods", "err", err)
 		}
@@ -200,6 +204,27 @@ func (i *Issuer) Run(ctx context.Context, tick time.Duration) error {
 		case <-t.C:
 		}
 	}
+}
+
+// Refresh loads the events the store holds that this issuer does not: a
+// replica started with fewer streams, or before another created one,
+// serves and issues them as well.
+func (i *Issuer) Refresh() error {
+	streams, err := i.store.Events()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, s := range streams {
+		if i.Event(s) == nil {
+			if err := i.load(s); err != nil {
+				errs = append(errs, err)
+			} else {
+				i.log.Info("stream created by another replica", "stream", s)
+			}
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // IssueDue issues every event's periods whose announce time has come.

@@ -173,3 +173,38 @@ func TestReplicasPublishInOrder(t *testing.T) {
 		}
 	})
 }
+
+// TestReplicaTakesUpNewStreams: a stream one replica creates after
+// another started is issued and served by both from the other's next
+// tick: an edge failing over to it finds the stream there.
+func TestReplicaTakesUpNewStreams(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := new(keystoretest.Mem)
+		a, b := replica(t, store), replica(t, store)
+		s := issuerSchedule
+		s.Epoch = ptp.NewSim().True()
+		_, master, _ := origin.Generate()
+		if err := a.AddEvent(&keystore.Event{Stream: 2, Master: master, Keys: 1, Schedule: s}); err != nil {
+			t.Fatal(err)
+		}
+		if b.Event(2) != nil {
+			t.Fatal("b knew stream 2 before it was told")
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error)
+		go func() { done <- b.Run(ctx, 50*time.Millisecond) }()
+		time.Sleep(60 * time.Millisecond)
+		synctest.Wait()
+		cancel()
+		<-done
+		if ev := b.Event(2); ev == nil || string(ev.Master) != string(master) {
+			t.Fatal("b does not serve the stream a created")
+		}
+		if b.Issued() == 0 {
+			t.Error("b issued none of stream 2's due periods")
+		}
+		if got := b.Streams(); len(got) != 1 || got[0] != 2 {
+			t.Errorf("b's streams %v, want [2]", got)
+		}
+	})
+}
