@@ -34,7 +34,7 @@ func BenchmarkLicenceStorm(b *testing.B) {
 	l := newLab(b)
 	s := newService(b, "k1")
 	issuer := newIssuer(b, filepath.Join(b.TempDir(), "state"))
-	v := &keyserver.Viewers{Keys: &keyserver.StaticKeys{Set: s.jwks}, Issuer: "https://id.example", Audience: "embargo"}
+	v := &keyserver.Viewers{Keys: &keyserver.StaticKeys{Set: s.JWKS}, Issuer: "https://id.example", Audience: "embargo"}
 	h := keyserver.NewHandler(keyserver.ServerConfig{Issuer: issuer, Viewers: v, Licence: "https://x/v1/streams/{stream}/licence"})
 	srv := httptest.NewUnstartedServer(h)
 	srv.TLS = keyserver.ServerTLS(l.origin.TLS(), l.pool)
@@ -48,7 +48,7 @@ func BenchmarkLicenceStorm(b *testing.B) {
 		c, x := viewer()
 		c.Subject = fmt.Sprintf("viewer-%d", i)
 		c.IssuedAt, c.Expiry = jwt.NewNumericDate(time.Now().Add(-time.Minute)), jwt.NewNumericDate(time.Now().Add(time.Hour))
-		tokens[i] = s.token(b, c, x)
+		tokens[i] = s.Token(b, c, x)
 	}
 	var next atomic.Int64
 	var mu sync.Mutex
