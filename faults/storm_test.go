@@ -3,19 +3,14 @@
 package faults
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/netip"
 	"path/filepath"
-	"slices"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -95,45 +90,16 @@ func TestLicenceStorm(t *testing.T) {
 	url := fmt.Sprintf("https://%s/v1/streams/%d/licence", addr, stream)
 	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
-	var next, failed atomic.Int64
-	var mu sync.Mutex
-	var lat []time.Duration
-	var wg sync.WaitGroup
-	start := time.Now()
-	for range clients {
-		wg.Go(func() {
-			client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
-				TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS13}, DialContext: atkDialer(viewerHost)}}
-			defer client.CloseIdleConnections()
-			var mine []time.Duration
-			for n := next.Add(1); n <= requests && ctx.Err() == nil; n = next.Add(1) {
-				req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(nil))
-				req.Header.Set("Authorization", "Bearer "+tokens[int(n)%viewers])
-				t0 := time.Now()
-				resp, err := client.Do(req)
-				if err != nil || resp.StatusCode != http.StatusOK {
-					failed.Add(1)
-				}
-				if err == nil {
-					io.Copy(io.Discard, resp.Body) // so the connection is kept
-					resp.Body.Close()
-				}
-				mine = append(mine, time.Since(t0))
-			}
-			mu.Lock()
-			lat = append(lat, mine...)
-			mu.Unlock()
-		})
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	if n := failed.Load(); n > 0 || len(lat) != requests {
-		t.Fatalf("%d of %d licence requests failed (%d made in %v)", n, requests, len(lat), elapsed)
+	lat, failed, elapsed := keyservertest.Storm(ctx, url, tokens, clients, requests, func() *http.Client {
+		return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+			TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS13}, DialContext: atkDialer(viewerHost)}}
+	})
+	if failed > 0 || len(lat) != requests {
+		t.Fatalf("%d of %d licence requests failed (%d made in %v)", failed, requests, len(lat), elapsed)
 	}
 	if got := h.LicenceStats()["granted"]; got != requests {
 		t.Fatalf("granted %d licences for %d requests", got, requests)
 	}
-	slices.Sort(lat)
 	rate := float64(requests) / elapsed.Seconds()
 	result(t, "%d licences (ES256 JWT per viewer, %d viewers, %d clients over TLS 1.3 from another namespace) in %v: %.0f licences/s, p50 %v, p99 %v; "+
 		"a 1,000,000-viewer kickoff within 10 s (100,000/s) needs %.0f origin replicas at this rate",

@@ -26,20 +26,38 @@ func replica(t *testing.T, store keystore.State) *keyserver.Issuer {
 	return i
 }
 
+// twoReplicas returns two replicas on one fresh store, a schedule
+// starting now (issuerSchedule's), and a fresh master key.
+func twoReplicas(t *testing.T) (a, b *keyserver.Issuer, store *keystoretest.Mem, s origin.Schedule, master []byte) {
+	store = new(keystoretest.Mem)
+	a, b = replica(t, store), replica(t, store)
+	s = issuerSchedule
+	s.Epoch = ptp.NewSim().True()
+	_, master, _ = origin.Generate()
+	return a, b, store, s, master
+}
+
+// addBoth adds ev through a, then through b, which must find it stored.
+func addBoth(t *testing.T, a, b *keyserver.Issuer, ev *keystore.Event) {
+	t.Helper()
+	if err := a.AddEvent(ev); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.AddEvent(ev); !errors.Is(err, keystore.ErrExists) {
+		t.Fatalf("second replica's AddEvent: %v, want ErrExists", err)
+	}
+}
+
 // TestReplicasIssueOnce: two replicas run on one store, ticking out of
 // step, and one of them dies half-way: every period is issued once (one
 // store write each, no gap after the death), the second replica's event
 // is the first one's, and both serve the same keys and bundles.
 func TestReplicasIssueOnce(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		store := new(keystoretest.Mem)
-		a, b := replica(t, store), replica(t, store)
+		a, b, store, s, masterA := twoReplicas(t)
 		if !a.PublicKey().Equal(b.PublicKey()) {
 			t.Fatal("replicas on one store sign with different keys")
 		}
-		s := issuerSchedule
-		s.Epoch = ptp.NewSim().True()
-		_, masterA, _ := origin.Generate()
 		_, masterB, _ := origin.Generate()
 		if err := a.AddEvent(&keystore.Event{Stream: 1, Master: masterA, Keys: 2, Schedule: s}); err != nil {
 			t.Fatal(err)
@@ -103,17 +121,8 @@ func TestReplicasIssueOnce(t *testing.T) {
 // by both.
 func TestReplicasAgreeOnKIDs(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		store := new(keystoretest.Mem)
-		a, b := replica(t, store), replica(t, store)
-		s := issuerSchedule
-		s.Epoch = ptp.NewSim().True()
-		_, master, _ := origin.Generate()
-		if err := a.AddEvent(&keystore.Event{Stream: 1, Master: master, Keys: 1, Schedule: s}); err != nil {
-			t.Fatal(err)
-		}
-		if err := b.AddEvent(&keystore.Event{Stream: 1, Master: master, Keys: 1, Schedule: s}); !errors.Is(err, keystore.ErrExists) {
-			t.Fatal(err)
-		}
+		a, b, _, s, master := twoReplicas(t)
+		addBoth(t, a, b, &keystore.Event{Stream: 1, Master: master, Keys: 1, Schedule: s})
 		kids := [][16]byte{{1, 2, 3}}
 		pa, err := a.PeriodWithKIDs(1, 20, kids)
 		if err != nil {
@@ -138,18 +147,10 @@ func TestReplicasAgreeOnKIDs(t *testing.T) {
 // are numbered as one stream, and each replica's window holds both.
 func TestReplicasPublishInOrder(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		store := new(keystoretest.Mem)
-		clock := ptp.NewSim()
-		a, b := replica(t, store), replica(t, store)
-		s := origin.Schedule{Epoch: clock.True(), Period: 200 * time.Millisecond, Lead: resourceLead, PresentDelay: 100 * time.Millisecond}
-		_, master, _ := origin.Generate()
-		if err := a.AddEvent(&keystore.Event{Stream: 100, Master: master, Resources: true, Schedule: s}); err != nil {
-			t.Fatal(err)
-		}
-		if err := b.AddEvent(&keystore.Event{Stream: 100, Master: master, Resources: true, Schedule: s}); !errors.Is(err, keystore.ErrExists) {
-			t.Fatal(err)
-		}
-		now := clock.True()
+		a, b, _, s, master := twoReplicas(t)
+		s.Lead = resourceLead
+		addBoth(t, a, b, &keystore.Event{Stream: 100, Master: master, Resources: true, Schedule: s})
+		now := ptp.NewSim().True()
 		p0, err := a.Publish(100, now+int64(2*resourceLead), []byte("first"))
 		if err != nil {
 			t.Fatal(err)
@@ -179,11 +180,7 @@ func TestReplicasPublishInOrder(t *testing.T) {
 // tick: an edge failing over to it finds the stream there.
 func TestReplicaTakesUpNewStreams(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		store := new(keystoretest.Mem)
-		a, b := replica(t, store), replica(t, store)
-		s := issuerSchedule
-		s.Epoch = ptp.NewSim().True()
-		_, master, _ := origin.Generate()
+		a, b, _, s, master := twoReplicas(t)
 		if err := a.AddEvent(&keystore.Event{Stream: 2, Master: master, Keys: 1, Schedule: s}); err != nil {
 			t.Fatal(err)
 		}
