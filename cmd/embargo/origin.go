@@ -147,6 +147,9 @@ ClearKey-shaped licence), and a session description receivers configure themselv
 		return err
 	}
 	defer closeStore()
+	if strings.Contains(*stores.store, "http://") {
+		log.Warn("origin: etcd over plain http: the signing key and every master and content key cross the network in the clear; use https:// endpoints with -etcd-ca, -etcd-cert and -etcd-key")
+	}
 	issuer, err := keyserver.NewIssuer(store, clock, log)
 	if err != nil {
 		return err

@@ -37,7 +37,7 @@ func TestStoreFlagErrors(t *testing.T) {
 
 // TestOriginReplicas: two origins given one etcd cluster are one origin:
 // the second signs with the key the first stored and issues the streams
-// the first created.
+// the first created; a cluster reached over plain http is warned about.
 func TestOriginReplicas(t *testing.T) {
 	realtime.Exclusive(t)
 	c := etcdtest.Start(t, 1)
@@ -50,6 +50,9 @@ func TestOriginReplicas(t *testing.T) {
 	ka, kb := keyID.FindStringSubmatch(a.out.String()), keyID.FindStringSubmatch(b.out.String())
 	if ka == nil || kb == nil || ka[1] != kb[1] {
 		t.Fatalf("replicas' signing keys: %q and %q, want one", ka, kb)
+	}
+	if !strings.Contains(a.out.String(), "etcd over plain http") {
+		t.Errorf("no warning about plain-http etcd:\n%s", a.out.String())
 	}
 	if !strings.Contains(a.out.String(), "created stream") || strings.Contains(b.out.String(), "created stream") || !strings.Contains(b.out.String(), "state "+store) {
 		t.Errorf("second replica's output:\n%s", b.out.String())
