@@ -208,11 +208,12 @@ ClearKey-shaped licence), and a session description receivers configure themselv
 		metrics.RegisterProcess(reg, "origin")
 		metrics.RegisterClock(reg, clock)
 		metrics.CounterFunc(reg, "origin", "periods_issued_total", "Periods issued and stored by this process.", issuer.Issued)
+		metrics.CounterFunc(reg, "origin", "periods_lost_race_total", "Periods this process issued but another request or replica stored first (its keys stand).", issuer.Lost)
 		metrics.CounterFunc(reg, "origin", "licences_total", "Master-key licences granted.", func() uint64 { return h.LicenceStats()["granted"] })
 		metrics.CountersByLabel(reg, "origin", "licence_requests_total", "Master-key licence requests by outcome: granted, or why refused (unauthorized, bad-token, expired, wrong-audience, wrong-issuer, not-entitled, …).", "outcome", h.LicenceStats)
 		metrics.CountersByLabel(reg, "origin", "bundle_fetches_total", "Bundle documents served, by edge certificate.", "edge", h.EdgeFetches)
 		metrics.CountersByLabel(reg, "origin", "requests_total", "API requests by outcome (bundles, nothing-new, keys, session, licence, or why refused).", "outcome", h.Counts)
-		at, err := serveHTTP(gctx, g, *metricsAddr, metrics.Handler(reg, clock), 30*time.Second)
+		at, err := serveHTTP(gctx, g, *metricsAddr, metrics.Handler(reg, clock, metrics.Check{Name: "store", Eval: issuer.StoreStatus}), 30*time.Second)
 		if err != nil {
 			return fmt.Errorf("-metrics: %w", err)
 		}

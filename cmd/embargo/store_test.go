@@ -45,11 +45,24 @@ func TestOriginReplicas(t *testing.T) {
 	defer cancel()
 	store := "etcd:" + strings.Join(c.Endpoints, ",")
 	a := startOrigin(t, ctx, 41000, "-store", store, "-log", "info")
-	b := startOrigin(t, ctx, 46000, "-store", store, "-log", "info")
+	b := startOrigin(t, ctx, 46000, "-store", store, "-log", "info", "-metrics", "127.0.0.1:0")
 	keyID := regexp.MustCompile(`signing key id ([0-9a-f]+)`)
 	ka, kb := keyID.FindStringSubmatch(a.out.String()), keyID.FindStringSubmatch(b.out.String())
 	if ka == nil || kb == nil || ka[1] != kb[1] {
 		t.Fatalf("replicas' signing keys: %q and %q, want one", ka, kb)
+	}
+	// The replica's readiness names the shared store; its metrics count
+	// lost races.
+	m := regexp.MustCompile(`addr=(http://[0-9.:]+)/metrics`).FindStringSubmatch(b.out.String())
+	if m == nil {
+		t.Fatalf("no metrics address in:\n%s", b.out.String())
+	}
+	wait.For(t, 10*time.Second, "the second replica ready with its store answering", func() bool {
+		code, body := httpGet(m[1] + "/readyz")
+		return code == http.StatusOK && strings.Contains(body, "store: ok: answering")
+	})
+	if _, body := httpGet(m[1] + "/metrics"); !strings.Contains(body, "embargo_origin_periods_lost_race_total") {
+		t.Errorf("no lost-race counter in the metrics")
 	}
 	if !strings.Contains(a.out.String(), "etcd over plain http") {
 		t.Errorf("no warning about plain-http etcd:\n%s", a.out.String())

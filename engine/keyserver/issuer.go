@@ -47,6 +47,10 @@ type Issuer struct {
 	log    *slog.Logger
 
 	issued atomic.Uint64 // periods issued and stored by this process
+	lost   atomic.Uint64 // periods issued here but stored first by another request or replica
+	// storeErr is the error of the last look at the store's events (nil:
+	// it answered), for readiness.
+	storeErr atomic.Pointer[error]
 
 	mu      sync.Mutex
 	origins map[uint32]*origin.Origin
@@ -192,7 +196,9 @@ func (i *Issuer) Run(ctx context.Context, tick time.Duration) error {
 	t := time.NewTicker(tick)
 	defer t.Stop()
 	for {
-		if err := i.Refresh(); err != nil {
+		err := i.Refresh()
+		i.storeErr.Store(&err)
+		if err != nil {
 			i.log.Error("load events", "err", err)
 		}
 		if err := i.IssueDue(); err != nil {
@@ -359,7 +365,8 @@ func (i *Issuer) issue(ev *keystore.Event, o *origin.Origin, period uint64, kids
 	}
 	p := &keystore.Period{Bundle: b, Keys: keys, IssuedAt: time.Now().UTC()}
 	if err := i.store.PutPeriod(p); errors.Is(err, keystore.ErrExists) {
-		// Another request issued it first: the stored one stands.
+		// Another request or replica issued it first: the stored one stands.
+		i.lost.Add(1)
 		return i.store.Period(ev.Stream, period)
 	} else if err != nil {
 		return nil, err
@@ -371,6 +378,24 @@ func (i *Issuer) issue(ev *keystore.Event, o *origin.Origin, period uint64, kids
 
 // Issued is how many periods this process issued and stored.
 func (i *Issuer) Issued() uint64 { return i.issued.Load() }
+
+// Lost is how many periods this process issued but found already stored
+// by another request or replica, whose keys then stood.
+func (i *Issuer) Lost() uint64 { return i.lost.Load() }
+
+// StoreStatus says whether the store answered Run's last look at it, and
+// if not why: a replica that cannot reach the shared store can serve
+// nothing new, and should leave the rotation.
+func (i *Issuer) StoreStatus() (ok bool, reason string) {
+	p := i.storeErr.Load()
+	switch {
+	case p == nil:
+		return false, "not yet read"
+	case *p != nil:
+		return false, (*p).Error()
+	}
+	return true, "answering"
+}
 
 // Window returns the stored periods an edge or packager polling at now
 // should hold for stream: up to wire.MaxCatchUp released ones (those that

@@ -3,6 +3,8 @@ package keyserver_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -203,5 +205,85 @@ func TestReplicaTakesUpNewStreams(t *testing.T) {
 		if got := b.Streams(); len(got) != 1 || got[0] != 2 {
 			t.Errorf("b's streams %v, want [2]", got)
 		}
+	})
+}
+
+// staleStore answers its next `stale` Period reads "not found", as a
+// replica reading behind the cluster might, and Events with down's error.
+type staleStore struct {
+	*keystoretest.Mem
+	stale atomic.Int32
+	down  atomic.Pointer[error]
+}
+
+func (s *staleStore) Period(stream uint32, period uint64) (*keystore.Period, error) {
+	if s.stale.Add(-1) >= 0 {
+		return nil, fmt.Errorf("%w: stale read", keystore.ErrNotFound)
+	}
+	return s.Mem.Period(stream, period)
+}
+
+func (s *staleStore) Events() ([]uint32, error) {
+	if p := s.down.Load(); p != nil {
+		return nil, *p
+	}
+	return s.Mem.Events()
+}
+
+// TestReplicaLosesRace: a replica that did not see a period another
+// stored issues it anew, finds it stored when it writes, and serves the
+// stored keys, counting the lost race, not an issuance.
+func TestReplicaLosesRace(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mem := new(keystoretest.Mem)
+		stale := &staleStore{Mem: mem}
+		a, b := replica(t, mem), replica(t, stale)
+		s := issuerSchedule
+		s.Epoch = ptp.NewSim().True()
+		_, master, _ := origin.Generate()
+		addBoth(t, a, b, &keystore.Event{Stream: 1, Master: master, Keys: 1, Schedule: s})
+		pa, err := a.Period(1, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stale.stale.Store(1) // b's first look misses it; the read after its write does not
+		pb, err := b.Period(1, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pb.Keys[0] != pa.Keys[0] || pb.Bundle.RK != pa.Bundle.RK {
+			t.Fatal("the replica that lost the race serves its own keys")
+		}
+		if b.Lost() != 1 || b.Issued() != 0 || a.Issued() != 1 {
+			t.Errorf("lost %d, issued %d by b, %d by a; want 1, 0, 1", b.Lost(), b.Issued(), a.Issued())
+		}
+	})
+}
+
+// TestStoreStatus: readiness says whether the store answered the
+// issuer's last look, and why not.
+func TestStoreStatus(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := &staleStore{Mem: new(keystoretest.Mem)}
+		i := replica(t, store)
+		if ok, why := i.StoreStatus(); ok || why != "not yet read" {
+			t.Errorf("before Run: %v %q", ok, why)
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error)
+		go func() { done <- i.Run(ctx, 100*time.Millisecond) }()
+		synctest.Wait()
+		if ok, why := i.StoreStatus(); !ok || why != "answering" {
+			t.Errorf("store up: %v %q", ok, why)
+		}
+		errDown := errors.New("etcdstore: list /embargo/events/: context deadline exceeded")
+		store.down.Store(&errDown)
+		time.Sleep(100 * time.Millisecond)
+		synctest.Wait()
+		if ok, why := i.StoreStatus(); ok || why != errDown.Error() {
+			t.Errorf("store down: %v %q", ok, why)
+		}
+		cancel()
+		<-done
 	})
 }
