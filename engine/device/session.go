@@ -28,6 +28,9 @@ type configured struct {
 	// without); relicence fetches the licence again for a fresh one.
 	subToken  []byte
 	relicence func(context.Context) ([]byte, error)
+	// licences are the replicas the licence is asked of (nil without a
+	// token); sessions those the session came from.
+	sessions, licences *fetch.Origins
 }
 
 // fromSession reads cfg.Session and, with a token, the master key of the
@@ -48,7 +51,7 @@ func fromSession(ctx context.Context, cfg Config) (*configured, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &configured{}
+	c := &configured{sessions: sessions}
 	if c.pub, err = s.PublicKey(); err != nil {
 		return nil, err
 	}
@@ -71,6 +74,7 @@ func fromSession(ctx context.Context, cfg Config) (*configured, error) {
 	}
 	if cfg.Token != "" {
 		licences, path := s.LicenceReplicas(c.streams[0], urls, sessions.Current())
+		c.licences = licences
 		if c.master, c.subToken, err = session.FetchLicenceFrom(ctx, client, licences, path, cfg.Token); err != nil {
 			return nil, fmt.Errorf("licence: %w", err)
 		}
