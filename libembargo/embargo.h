@@ -66,7 +66,7 @@ typedef struct {
 /* What to receive, and with which keys: either session_url (and token),
  * or origin_key_file (and master_key_file). Unused fields are NULL/0. */
 typedef struct {
-	const char *session_url;     /* https://origin/v1/session */
+	const char *session_url;     /* https://origin/v1/session; replicas' URLs comma-separated */
 	const char *token;           /* bearer token for the master-key licence */
 	const char *ca_file;         /* PEM CA the origin must chain to; NULL: the system's */
 	const char *origin_key_file; /* origin.pub, without a session */

@@ -47,8 +47,12 @@ func newRoleFlags(name, synopsis string, stdout io.Writer) *flag.FlagSet {
 // secretFlags are flags whose values -print-config never shows.
 var secretFlags = map[string]bool{"token": true}
 
-// repeatable is a flag that takes a value each time it is given.
-type repeatable interface{ repeatable() }
+// repeatable is a flag that takes a value each time it is given, and
+// lists its values for -print-config.
+type repeatable interface {
+	repeatable()
+	strings() []string
+}
 
 func (*listFlag[T]) repeatable() {}
 
@@ -136,9 +140,9 @@ func printConfig(w io.Writer, fs *flag.FlagSet, source map[string]string) {
 		case isBool(f):
 			value = f.Value.String()
 		default:
-			if _, many := f.Value.(repeatable); many {
+			if r, many := f.Value.(repeatable); many {
 				var quoted []string
-				for _, v := range f.Value.(interface{ strings() []string }).strings() {
+				for _, v := range r.strings() {
 					quoted = append(quoted, strconv.Quote(v))
 				}
 				value = "[" + strings.Join(quoted, ", ") + "]"

@@ -12,5 +12,5 @@ import (
 func TestDependencies(t *testing.T) {
 	depcheck.Forbid(t, "cmd/embargo", "testing", "./internal/netns/netnstest", "./internal/realtime",
 		"./internal/memhttp", "./internal/depcheck", "./engine/edge/edgetest", "./engine/datagram/datagramtest",
-		"./engine/subscriber/subscribertest")
+		"./engine/subscriber/subscribertest", "./internal/etcdtest", "./engine/keystore/keystoretest")
 }

@@ -31,6 +31,7 @@ import (
 	"github.com/embargo-live/embargo/engine/udp"
 	"github.com/embargo-live/embargo/engine/unicast"
 	"github.com/embargo-live/embargo/engine/webedge"
+	"github.com/embargo-live/embargo/internal/fetch"
 	"github.com/embargo-live/embargo/internal/pki"
 	"github.com/embargo-live/embargo/ptp"
 	"github.com/embargo-live/embargo/seal"
@@ -45,7 +46,9 @@ With -origin it fetches release bundles from the origin service over mutual TLS.
 runs an embedded origin from the keys in -keys (see 'embargo keys'): period p of every stream is
 released at p × -period TAI. One embedded origin serves one edge; several edges need -origin.`, stdout)
 	keys := fs.String("keys", "embargo-keys", "without -origin: run an embedded origin from "+originKeyFile+" and "+masterKeyFile+" in this directory")
-	originURL := fs.String("origin", "", "fetch release bundles from this origin service (https://host:port) over mutual TLS")
+	originURLs := &originsFlag{name: "origin"}
+	fs.Var(originURLs, "origin", "fetch release bundles from this origin service (https://host:port) over mutual TLS; repeatable or comma-separated for replicas, failed over on no connection, a timeout or a 5xx")
+	originTimeout := fs.Duration("origin-timeout", 5*time.Second, "with -origin: how long a request to an origin replica may take before the edge tries the next")
 	certs := fs.String("certs", "embargo-certs/edge", "with -origin: directory with ca.pem and this edge's edge.pem/edge.key, and nothing else (see 'embargo certs')")
 	groups := groupsFlag()
 	fs.Var(groups, "group", groupHelp)
@@ -78,11 +81,6 @@ released at p × -period TAI. One embedded origin serves one edge; several edges
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if *originURL != "" {
-		if err := checkOriginURL("-origin", *originURL); err != nil {
-			return err
-		}
-	}
 	log, clock, err := role.open(stderr, "releases will be held until it is")
 	if err != nil {
 		return err
@@ -106,8 +104,8 @@ released at p × -period TAI. One embedded origin serves one edge; several edges
 	}
 	var src bundleSource
 	var pl *poller.Poller // nil with the embedded origin
-	if *originURL != "" {
-		src, pl, err = remoteOrigin(*originURL, *certs, streams, clock, log)
+	if len(originURLs.urls) > 0 {
+		src, pl, err = remoteOrigin(originURLs.urls, *originTimeout, *certs, streams, clock, log)
 	} else {
 		src, err = embeddedOrigin(*keys, streams, origin.Schedule{Period: *period, Lead: *lead, PresentDelay: *present}, clock, log)
 	}
@@ -206,6 +204,9 @@ released at p × -period TAI. One embedded origin serves one edge; several edges
 	}
 	if srv != nil {
 		checks = append(checks, metrics.UnicastCheck(srv))
+	}
+	if pl != nil {
+		checks = append(checks, metrics.OriginCheck(pl.Origins))
 	}
 	if *metricsAddr != "" {
 		metrics.RegisterProcess(reg, "edge")
@@ -320,15 +321,17 @@ func embeddedOrigin(dir string, streams []uint32, sched origin.Schedule, clock p
 // verified TLS. An origin that is down at start does not stop the edge:
 // the poller retries the session with backoff, and the edge stays not
 // ready (no bundles ahead) until it answers.
-func remoteOrigin(url, certs string, streams []uint32, clock ptp.Clock, log *slog.Logger) (bundleSource, *poller.Poller, error) {
+func remoteOrigin(urls []string, timeout time.Duration, certs string, streams []uint32, clock ptp.Clock, log *slog.Logger) (bundleSource, *poller.Poller, error) {
 	cert, client, err := originClient(certs, edgeCert)
 	if err != nil {
 		return bundleSource{}, nil, err
 	}
+	client.Timeout = timeout
 	trusted := seal.NewKeyRing()
-	p := &poller.Poller{Origin: url, Streams: streams, Client: client, Key: cert.Key, Interval: 500 * time.Millisecond, Clock: clock, Logger: log}
+	origins := fetch.NewOrigins(urls...)
+	p := &poller.Poller{Origins: origins, Streams: streams, Client: client, Key: cert.Key, Interval: 500 * time.Millisecond, Clock: clock, Logger: log}
 	p.Start = func(ctx context.Context) error {
-		sess, err := session.Fetch(ctx, client, url+"/v1/session")
+		sess, err := session.FetchFrom(ctx, client, origins, session.Path)
 		if err != nil {
 			return err
 		}
@@ -337,12 +340,12 @@ func remoteOrigin(url, certs string, streams []uint32, clock ptp.Clock, log *slo
 			return err
 		}
 		trusted.Add(pub)
-		log.Info("origin session", "origin", url, "key id", sess.KeyID)
+		log.Info("origin session", "origin", origins.Current(), "key id", sess.KeyID)
 		return nil
 	}
 	return bundleSource{
 		trusted: trusted,
-		desc:    "origin " + url,
+		desc:    "origin " + strings.Join(urls, ","),
 		run:     p.Run,
 	}, p, nil
 }

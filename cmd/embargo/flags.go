@@ -196,6 +196,29 @@ func checkOriginURL(flag, s string) error {
 	return nil
 }
 
+// originsFlag is a repeatable flag naming an origin's replicas: each
+// value an https URL or a comma-separated list of them.
+type originsFlag struct {
+	name string
+	urls []string
+}
+
+func (o *originsFlag) String() string { return strings.Join(o.urls, ",") }
+
+func (o *originsFlag) Set(v string) error {
+	for _, u := range list(v) {
+		if err := checkOriginURL("-"+o.name, u); err != nil {
+			return err
+		}
+		o.urls = append(o.urls, strings.TrimSuffix(u, "/"))
+	}
+	return nil
+}
+
+func (*originsFlag) repeatable() {}
+
+func (o *originsFlag) strings() []string { return o.urls }
+
 // count is n and noun, plural unless n is 1: "1 period", "2 periods".
 func count[N ~int | ~int64 | ~uint64](n N, noun string) string {
 	if n == 1 {

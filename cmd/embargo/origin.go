@@ -106,9 +106,13 @@ ClearKey-shaped licence), and a session description receivers configure themselv
 	fs.Var(groups, "session-group", "a multicast group receivers should join, for the session description (repeatable)")
 	fs.Var(edges, "session-edge", "a unicast edge host:port receivers should subscribe to (repeatable)")
 	metricsAddr := fs.String("metrics", "", "serve Prometheus /metrics (periods issued, bundle fetches per edge, licences, requests by outcome), /healthz and /readyz on this address, e.g. 127.0.0.1:9170")
+	stores := addStoreFlags(fs)
 	role := addRoleFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if stores.shared() && *jwks == "" && *tokenFile == "" {
+		return usageError{"-store etcd needs -jwks (or, in a lab, -tokens): a token one replica generated would not open another"}
 	}
 	if !flagSet(fs, "lead") {
 		*lead = min(*lead, wire.MaxAnnounceLead**period)
@@ -138,9 +142,13 @@ ClearKey-shaped licence), and a session description receivers configure themselv
 		return listenError("-listen", *listen, err)
 	}
 	defer ln.Close()
-	store, err := keystore.Open(*state)
+	store, closeStore, err := stores.open(*state)
 	if err != nil {
 		return err
+	}
+	defer closeStore()
+	if strings.Contains(*stores.store, "http://") {
+		log.Warn("origin: etcd over plain http: the signing key and every master and content key cross the network in the clear; use https:// endpoints with -etcd-ca, -etcd-cert and -etcd-key")
 	}
 	issuer, err := keyserver.NewIssuer(store, clock, log)
 	if err != nil {
@@ -160,7 +168,10 @@ ClearKey-shaped licence), and a session description receivers configure themselv
 		if resources {
 			ev.Keys = 0
 		}
-		if err := issuer.AddEvent(ev); err != nil {
+		if err := issuer.AddEvent(ev); errors.Is(err, keystore.ErrExists) {
+			log.Info("origin: stream created by another replica; issuing it", "stream", s)
+			continue
+		} else if err != nil {
 			return err
 		}
 		log.Info("origin: created stream", "stream", s, "period", *period, "resources", resources)
@@ -197,11 +208,12 @@ ClearKey-shaped licence), and a session description receivers configure themselv
 		metrics.RegisterProcess(reg, "origin")
 		metrics.RegisterClock(reg, clock)
 		metrics.CounterFunc(reg, "origin", "periods_issued_total", "Periods issued and stored by this process.", issuer.Issued)
+		metrics.CounterFunc(reg, "origin", "periods_lost_race_total", "Periods this process issued but another request or replica stored first (its keys stand).", issuer.Lost)
 		metrics.CounterFunc(reg, "origin", "licences_total", "Master-key licences granted.", func() uint64 { return h.LicenceStats()["granted"] })
 		metrics.CountersByLabel(reg, "origin", "licence_requests_total", "Master-key licence requests by outcome: granted, or why refused (unauthorized, bad-token, expired, wrong-audience, wrong-issuer, not-entitled, …).", "outcome", h.LicenceStats)
 		metrics.CountersByLabel(reg, "origin", "bundle_fetches_total", "Bundle documents served, by edge certificate.", "edge", h.EdgeFetches)
 		metrics.CountersByLabel(reg, "origin", "requests_total", "API requests by outcome (bundles, nothing-new, keys, session, licence, or why refused).", "outcome", h.Counts)
-		at, err := serveHTTP(gctx, g, *metricsAddr, metrics.Handler(reg, clock), 30*time.Second)
+		at, err := serveHTTP(gctx, g, *metricsAddr, metrics.Handler(reg, clock, metrics.Check{Name: "store", Eval: issuer.StoreStatus}), 30*time.Second)
 		if err != nil {
 			return fmt.Errorf("-metrics: %w", err)
 		}
@@ -222,7 +234,11 @@ ClearKey-shaped licence), and a session description receivers configure themselv
 	})
 	notifySystemd(gctx, g, log, func() error { return nil })
 	id := seal.KeyID(issuer.PublicKey())
-	fmt.Fprintf(stdout, "origin: serving %s (session %s/v1/session), signing key id %s, streams %v, state %s\n", base, base, hex.EncodeToString(id[:]), issuer.Streams(), *state)
+	where := *state
+	if stores.shared() {
+		where = *stores.store
+	}
+	fmt.Fprintf(stdout, "origin: serving %s (session %s/v1/session), signing key id %s, streams %v, state %s\n", base, base, hex.EncodeToString(id[:]), issuer.Streams(), where)
 	return g.Wait()
 }
 

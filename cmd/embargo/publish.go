@@ -19,7 +19,8 @@ func runPublish(ctx context.Context, args []string, stdout, _ io.Writer) error {
 release on a resource stream at an instant, over mutual TLS with a publisher certificate. The
 origin stores it, edges carousel it from one lead before, and release it at that instant, never
 earlier; receivers print its bytes ('embargo recv -json' as hex).`, stdout)
-	originURL := fs.String("origin", "https://127.0.0.1:8443", "the origin's base URL")
+	originURLs := &originsFlag{name: "origin"}
+	fs.Var(originURLs, "origin", "the origin's base URL (default https://127.0.0.1:8443); repeatable or comma-separated for its replicas, failed over on no connection, a timeout or a 5xx (a resource a failed replica stored is then refused as a duplicate, 409)")
 	certs := fs.String("certs", "embargo-certs/publisher", "directory with ca.pem and publisher.pem/publisher.key (see 'embargo certs')")
 	stream := fs.Uint("stream", 100, "the resource stream (see 'embargo origin -resource-streams')")
 	file := fs.String("file", "-", "the resource: a file, or - for standard input")
@@ -60,8 +61,11 @@ earlier; receivers print its bytes ('embargo recv -json' as hex).`, stdout)
 		return err
 	}
 	releaseAt := ptp.TAIOffset(*tai).FromTime(when)
-	url := fmt.Sprintf("%s/v1/streams/%d/resources?releaseAt=%d", *originURL, *stream, releaseAt)
-	body, err := fetch.Post(ctx, client, url, "application/octet-stream", payload, 4096)
+	if len(originURLs.urls) == 0 {
+		originURLs.urls = []string{"https://127.0.0.1:8443"}
+	}
+	path := fmt.Sprintf("/v1/streams/%d/resources?releaseAt=%d", *stream, releaseAt)
+	body, err := fetch.NewOrigins(originURLs.urls...).Post(ctx, client, path, "application/octet-stream", payload, 4096)
 	if err != nil {
 		return err
 	}

@@ -44,7 +44,7 @@ against releaseAt.`, stdout)
 	onlyFrom := &listFlag[netip.Addr]{parse: netip.ParseAddr}
 	fs.Var(onlyFrom, "from", "take datagrams only from this address, an edge's sending to the groups, repeatable (-edge addresses and group sources are added); others are dropped, in the kernel with the eBPF filter, and counted as foreign-source")
 	catchUp := fs.Int("catch-up", 2, "released periods per stream a unicast subscription asks for")
-	sessionURL := fs.String("session", "", "configure from an origin's session description (https://host:port/v1/session): its key, groups and edges")
+	sessionURL := fs.String("session", "", "configure from an origin's session description (https://host:port/v1/session): its key, groups and edges; comma-separated for the origin's replicas, failed over for the session and the licence")
 	token := fs.String("token", "", "with -session: bearer token for the master-key licence (visible to other users in the process list: prefer -token-file or EMBARGO_TOKEN)")
 	tokenFile := fs.String("token-file", "", "with -session: file (mode 0600) holding the bearer token for the master-key licence")
 	caPath := fs.String("ca", "", "with -session: CA certificate (PEM) the origin's TLS certificate must chain to (default: the system's)")
@@ -56,13 +56,13 @@ against releaseAt.`, stdout)
 	asJSON := fs.Bool("json", false, "print one JSON object per period instead of text")
 	showKeys := fs.Bool("show-keys", false, "print content keys, not only their KIDs")
 	logging := addLogFlags(fs, "warn")
-	metricsAddr := fs.String("metrics", "", "serve Prometheus /metrics (periods delivered, drops by reason, arrival skew) and /healthz on this address, e.g. 127.0.0.1:9172")
+	metricsAddr := fs.String("metrics", "", "serve Prometheus /metrics (periods delivered, drops by reason, arrival skew, origin failovers), /healthz and /readyz (with a licence: the origin replica in use) on this address, e.g. 127.0.0.1:9172")
 	every := fs.Duration("diagnose", 4*time.Second, "say why, at this interval (two default periods), while no period is delivered: datagrams failing verification, keys not unwrapping, nothing arriving")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if *sessionURL != "" {
-		if err := checkOriginURL("-session", *sessionURL); err != nil {
+	for _, u := range list(*sessionURL) {
+		if err := checkOriginURL("-session", u); err != nil {
 			return err
 		}
 	}
@@ -133,7 +133,7 @@ against releaseAt.`, stdout)
 	if *metricsAddr != "" {
 		mctx, stopMetrics := context.WithCancel(ctx)
 		defer func() { stopMetrics(); _ = served.Wait() }()
-		at, err := serveHTTP(mctx, &served, *metricsAddr, metrics.Handler(recvMetrics(d), nil), 30*time.Second)
+		at, err := serveHTTP(mctx, &served, *metricsAddr, metrics.Handler(recvMetrics(d), nil, recvChecks(d)...), 30*time.Second)
 		if err != nil {
 			d.Close()
 			return fmt.Errorf("-metrics: %w", err)
@@ -163,12 +163,23 @@ against releaseAt.`, stdout)
 	return fmt.Errorf("delivered no period in %v: %s", time.Since(start).Round(time.Second), why)
 }
 
+// recvChecks are a receiver's conditions beside the HTTP server's own:
+// with a licence, the origin replica its relicences go to and why it last
+// moved, not ready while every replica failed the last one.
+func recvChecks(d *device.Device) []metrics.Check {
+	if o := d.Licences(); o != nil {
+		return []metrics.Check{metrics.OriginCheck(o)}
+	}
+	return nil
+}
+
 // recvMetrics is a registry of a receiver's counters.
 func recvMetrics(d *device.Device) *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	metrics.RegisterProcess(reg, "recv")
 	metrics.CounterFunc(reg, "recv", "periods_delivered_total", "Periods delivered: verified, released and unwrapped.", func() uint64 { return d.Stats().Delivered })
 	metrics.CountersByLabel(reg, "recv", "drops_total", "Datagrams and periods dropped, by reason.", "reason", func() map[string]uint64 { return d.Stats().Drops })
+	metrics.CounterFunc(reg, "recv", "origin_failovers_total", "Moves from a failing origin replica (no connection, timeout, 5xx) to the next, for the session and the licence.", func() uint64 { return d.Stats().OriginFailovers })
 	for _, q := range []float64{0.5, 0.99, 1} {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "embargo", Subsystem: "recv", Name: "skew_seconds",
 			Help:        "Arrival − releaseAt of delivered periods (socket stamps), at a quantile (an upper bound: histogram buckets).",

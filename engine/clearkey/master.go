@@ -96,8 +96,10 @@ type MasterConfig struct {
 	// (answered 503). It is called once per authorised request.
 	Master func() []byte
 	// SubscriptionToken, when set, issues the subscription token (PROTOCOL.md
-	// §4.10) each granted licence carries in its SubscriptionTokenHeader.
-	SubscriptionToken func() ([]byte, error)
+	// §4.10) each granted licence carries in its SubscriptionTokenHeader,
+	// for the viewer the licence was granted to (Authorize's viewer, or the
+	// name of the token that matched).
+	SubscriptionToken func(viewer string) ([]byte, error)
 	Logger            *slog.Logger
 }
 
@@ -112,7 +114,7 @@ const SubscriptionTokenHeader = "Embargo-Subscription-Token"
 type MasterHandler struct {
 	tokens []token
 	master func() []byte
-	subTok func() ([]byte, error)
+	subTok func(viewer string) ([]byte, error)
 	authz  func(*http.Request) (string, Outcome, bool)
 	log    *slog.Logger
 	counts Counters
@@ -207,7 +209,7 @@ func (m *MasterHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if m.subTok != nil {
 		// Without a token the licence still serves its purpose; only
 		// edges that require tokens will refuse this receiver for now.
-		if tok, err := m.subTok(); err != nil {
+		if tok, err := m.subTok(client); err != nil {
 			m.log.Warn("licence granted without a subscription token", "client", client, "err", err)
 		} else {
 			w.Header().Set(SubscriptionTokenHeader, base64.StdEncoding.EncodeToString(tok))

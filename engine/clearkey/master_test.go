@@ -3,6 +3,7 @@ package clearkey_test
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -142,16 +143,19 @@ func TestNewMasterHandlerConfig(t *testing.T) {
 }
 
 // TestMasterHandlerSubscriptionToken: a granted licence carries the
-// issued subscription token in its header; a refused one carries none;
+// subscription token issued for its viewer in its header; a refused one carries none;
 // when no token can be issued the licence is still granted, without it.
 func TestMasterHandlerSubscriptionToken(t *testing.T) {
 	var fail atomic.Bool
 	h, err := clearkey.NewMasterHandler(clearkey.MasterConfig{
 		Tokens: map[string]string{"s3cret-token": "device-a"},
 		Master: func() []byte { return bytes.Repeat([]byte{7}, seal.MasterKeyLen) },
-		SubscriptionToken: func() ([]byte, error) {
+		SubscriptionToken: func(viewer string) ([]byte, error) {
 			if fail.Load() {
 				return nil, errors.New("clock unsynchronized")
+			}
+			if viewer != "device-a" {
+				return nil, fmt.Errorf("token asked for viewer %q, not the token's name device-a", viewer)
 			}
 			return []byte{1, 2, 3}, nil
 		},

@@ -23,6 +23,7 @@ import (
 	"github.com/embargo-live/embargo/engine/receiver"
 	"github.com/embargo-live/embargo/engine/subscriber"
 	"github.com/embargo-live/embargo/engine/udp"
+	"github.com/embargo-live/embargo/internal/fetch"
 	"github.com/embargo-live/embargo/ptp"
 	"github.com/embargo-live/embargo/seal"
 )
@@ -34,9 +35,12 @@ var ErrConfig = errors.New("device: invalid config")
 // (and Master).
 type Config struct {
 	// Session is the URL of an origin's session description
-	// (https://host:port/v1/session). The device trusts the origin key it
-	// names and, unless Groups or Edges are set, receives from the
-	// session's groups and edges.
+	// (https://host:port/v1/session), or a comma-separated list of its
+	// replicas' (fetch.Origins): the first that answers configures the
+	// device, and a licence on that replica is asked of the next replica
+	// when one fails. The device trusts the origin key it names and,
+	// unless Groups or Edges are set, receives from the session's groups
+	// and edges.
 	Session string
 	// Token is the bearer token for the stream's master-key licence, with
 	// Session. Without it the device receives without a master key.
@@ -133,6 +137,10 @@ type Device struct {
 
 	ran atomic.Bool
 
+	// sessions and licences are the origin replicas the session and the
+	// licence come from; nil without a session (or a token).
+	sessions, licences *fetch.Origins
+
 	counted []*counted // d.srcs as the receiver reads them
 	desc    string     // the sources, for Diagnose
 	diag    diagnosis
@@ -143,6 +151,9 @@ type Stats struct {
 	receiver.Stats
 	// LicenceProxy is the proxy's account; zero without a proxy.
 	LicenceProxy licproxy.Stats
+	// OriginFailovers counts moves from a failing origin replica to the
+	// next, for the session and the licence (fetch.Origins).
+	OriginFailovers uint64
 }
 
 // New configures the device — fetching the session and the master key
@@ -170,6 +181,7 @@ func New(ctx context.Context, cfg Config) (*Device, error) {
 			d.subToken.Store(&s.subToken)
 		}
 		d.relicence, d.tokenRefresh = s.relicence, cmp.Or(cfg.TokenRefresh, DefaultTokenRefresh)
+		d.sessions, d.licences = s.sessions, s.licences
 		if len(groups) == 0 && len(edges) == 0 {
 			groups, edges = s.groups, s.edges
 		}
@@ -418,8 +430,17 @@ func (d *Device) Stats() Stats {
 	if d.proxy != nil {
 		st.LicenceProxy = d.proxy.Stats()
 	}
+	for _, o := range []*fetch.Origins{d.sessions, d.licences} {
+		if o != nil {
+			st.OriginFailovers += o.Failovers()
+		}
+	}
 	return st
 }
+
+// Licences are the origin replicas the device's licence is asked of, or
+// nil when it has none to ask for (no session, or no token).
+func (d *Device) Licences() *fetch.Origins { return d.licences }
 
 // systemTAI is the system clock's TAI offset where it can be read.
 func systemTAI() ptp.TAIOffset {

@@ -368,3 +368,39 @@ func TestLicenceProxyLoopbackOnly(t *testing.T) {
 	}
 	d.Close()
 }
+
+// deadOr fails every request to host dead.test, as a replica that is
+// down would, and serves the rest with next.
+type deadOr struct{ next http.RoundTripper }
+
+func (d deadOr) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.URL.Host == "dead.test" {
+		return nil, errors.New("dial tcp: connection refused")
+	}
+	return d.next.RoundTrip(r)
+}
+
+// TestFromSessionReplicas: a device given two replicas' session URLs, the
+// first down, is configured by the second and gets its licence there too
+// (the licence is on the answering replica's host, so it is asked of both
+// in turn); both moves are counted.
+func TestFromSessionReplicas(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		fo := newFakeOrigin(t, 5)
+		d, err := device.New(t.Context(), device.Config{
+			Session: "https://dead.test/v1/session, https://origin.test/v1/session", Token: fo.token,
+			HTTPClient: &http.Client{Transport: deadOr{&memhttp.Transport{Handler: fo}}},
+			Sources:    []receiver.Source{newPipe()}, TAIOffset: ptp.DefaultTAIOffset,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer d.Close()
+		if want := []string{"/v1/streams/5/licence"}; !slices.Equal(fo.licences, want) {
+			t.Errorf("licences %v, want %v", fo.licences, want)
+		}
+		if n := d.Stats().OriginFailovers; n != 2 || d.Licences().Current() != "https://origin.test" {
+			t.Errorf("failovers %d, licences from %s; want 2, https://origin.test", n, d.Licences().Current())
+		}
+	})
+}

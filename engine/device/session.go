@@ -9,10 +9,12 @@ import (
 	"net/http"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/embargo-live/embargo/engine/session"
 	"github.com/embargo-live/embargo/engine/udp"
+	"github.com/embargo-live/embargo/internal/fetch"
 )
 
 // configured is what a session description (and the licence) set.
@@ -26,6 +28,9 @@ type configured struct {
 	// without); relicence fetches the licence again for a fresh one.
 	subToken  []byte
 	relicence func(context.Context) ([]byte, error)
+	// licences are the replicas the licence is asked of (nil without a
+	// token); sessions those the session came from.
+	sessions, licences *fetch.Origins
 }
 
 // fromSession reads cfg.Session and, with a token, the master key of the
@@ -37,11 +42,16 @@ func fromSession(ctx context.Context, cfg Config) (*configured, error) {
 		defer t.CloseIdleConnections()
 		client = &http.Client{Transport: t, Timeout: 30 * time.Second}
 	}
-	s, err := session.Fetch(ctx, client, cfg.Session)
+	urls := strings.Split(cfg.Session, ",")
+	for i := range urls {
+		urls[i] = strings.TrimSpace(urls[i])
+	}
+	sessions := fetch.NewOrigins(urls...)
+	s, err := session.FetchFrom(ctx, client, sessions, "")
 	if err != nil {
 		return nil, err
 	}
-	c := &configured{}
+	c := &configured{sessions: sessions}
 	if c.pub, err = s.PublicKey(); err != nil {
 		return nil, err
 	}
@@ -63,12 +73,13 @@ func fromSession(ctx context.Context, cfg Config) (*configured, error) {
 		c.edges = append(c.edges, x)
 	}
 	if cfg.Token != "" {
-		url := s.LicenceURL(c.streams[0])
-		if c.master, c.subToken, err = session.FetchLicence(ctx, client, url, cfg.Token); err != nil {
+		licences, path := s.LicenceReplicas(c.streams[0], urls, sessions.Current())
+		c.licences = licences
+		if c.master, c.subToken, err = session.FetchLicenceFrom(ctx, client, licences, path, cfg.Token); err != nil {
 			return nil, fmt.Errorf("licence: %w", err)
 		}
 		c.relicence = func(ctx context.Context) ([]byte, error) {
-			_, tok, err := session.FetchLicence(ctx, client, url, cfg.Token)
+			_, tok, err := session.FetchLicenceFrom(ctx, client, licences, path, cfg.Token)
 			return tok, err
 		}
 	}

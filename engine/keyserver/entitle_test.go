@@ -2,9 +2,6 @@ package keyserver_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -19,37 +16,16 @@ import (
 
 	"github.com/embargo-live/embargo/engine/clearkey"
 	"github.com/embargo-live/embargo/engine/keyserver"
+	"github.com/embargo-live/embargo/engine/keyserver/keyservertest"
 	"github.com/embargo-live/embargo/engine/session"
 	"github.com/embargo-live/embargo/internal/memhttp"
+	"github.com/embargo-live/embargo/wire"
 )
 
-// service is a viewer service's signing key and published JWK Set.
-type service struct {
-	key  *ecdsa.PrivateKey
-	kid  string
-	jwks jose.JSONWebKeySet
-}
+// service is the viewer service of these tests.
+type service = keyservertest.Service
 
-func newService(t testing.TB, kid string) *service {
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &service{key: k, kid: kid, jwks: jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &k.PublicKey, KeyID: kid, Algorithm: string(jose.ES256), Use: "sig"}}}}
-}
-
-// token signs claims (registered and extra) as the service.
-func (s *service) token(t testing.TB, c jwt.Claims, extra map[string]any) string {
-	sig, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: s.key}, (&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", s.kid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, err := jwt.Signed(sig).Claims(c).Claims(extra).Serialize()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return raw
-}
+func newService(t testing.TB, kid string) *service { return keyservertest.NewService(t, kid) }
 
 var now = time.Date(2026, 12, 3, 18, 0, 0, 0, time.UTC)
 
@@ -62,7 +38,7 @@ func viewer() (jwt.Claims, map[string]any) {
 }
 
 func verifier(s *service) *keyserver.Viewers {
-	return &keyserver.Viewers{Keys: &keyserver.StaticKeys{Set: s.jwks}, Issuer: "https://id.example", Audience: "embargo", Now: func() time.Time { return now }}
+	return &keyserver.Viewers{Keys: &keyserver.StaticKeys{Set: s.JWKS}, Issuer: "https://id.example", Audience: "embargo", Now: func() time.Time { return now }}
 }
 
 // TestViewersAuthorize: each check a viewer token must pass is its own
@@ -74,7 +50,7 @@ func TestViewersAuthorize(t *testing.T) {
 	mod := func(f func(*jwt.Claims, map[string]any)) string {
 		c, x := viewer()
 		f(&c, x)
-		return s.token(t, c, x)
+		return s.Token(t, c, x)
 	}
 	c, x := viewer()
 	hs, _ := jose.NewSigner(jose.SigningKey{Algorithm: jose.HS256, Key: []byte("0123456789abcdef0123456789abcdef")}, nil)
@@ -84,9 +60,9 @@ func TestViewersAuthorize(t *testing.T) {
 		stream       uint32
 		want         clearkey.Outcome
 	}{
-		{"valid", "Bearer " + s.token(t, c, x), 1, clearkey.Granted},
-		{"valid, other entitled stream", "Bearer " + s.token(t, c, x), 3, clearkey.Granted},
-		{"not entitled", "Bearer " + s.token(t, c, x), 2, clearkey.NotEntitled},
+		{"valid", "Bearer " + s.Token(t, c, x), 1, clearkey.Granted},
+		{"valid, other entitled stream", "Bearer " + s.Token(t, c, x), 3, clearkey.Granted},
+		{"not entitled", "Bearer " + s.Token(t, c, x), 2, clearkey.NotEntitled},
 		{"no entitlement claim", "Bearer " + mod(func(_ *jwt.Claims, x map[string]any) { delete(x, "embargo_streams") }), 1, clearkey.NotEntitled},
 		{"entitlement not a list", "Bearer " + mod(func(_ *jwt.Claims, x map[string]any) { x["embargo_streams"] = 1 }), 1, clearkey.NotEntitled},
 		{"expired", "Bearer " + mod(func(c *jwt.Claims, _ map[string]any) { c.Expiry = jwt.NewNumericDate(now.Add(-time.Minute)) }), 1, clearkey.Expired},
@@ -96,7 +72,7 @@ func TestViewersAuthorize(t *testing.T) {
 		{"no subject", "Bearer " + mod(func(c *jwt.Claims, _ map[string]any) { c.Subject = "" }), 1, clearkey.BadToken},
 		{"wrong audience", "Bearer " + mod(func(c *jwt.Claims, _ map[string]any) { c.Audience = jwt.Audience{"other-app"} }), 1, clearkey.WrongAudience},
 		{"wrong issuer", "Bearer " + mod(func(c *jwt.Claims, _ map[string]any) { c.Issuer = "https://evil.example" }), 1, clearkey.WrongIssuer},
-		{"signed by another key", "Bearer " + other.token(t, c, x), 1, clearkey.BadToken},
+		{"signed by another key", "Bearer " + other.Token(t, c, x), 1, clearkey.BadToken},
 		{"HMAC", "Bearer " + hsTok, 1, clearkey.BadToken},
 		{"garbage", "Bearer not.a.jwt", 1, clearkey.BadToken},
 		{"no token", "", 1, clearkey.Unauthorized},
@@ -129,7 +105,7 @@ func TestLicenceByEntitlement(t *testing.T) {
 	client := memhttp.Client(h)
 	url := "https://origin.test/v1/streams/1/licence"
 	c, x := viewer()
-	m, err := session.FetchMaster(context.Background(), client, url, s.token(t, c, x))
+	m, err := session.FetchMaster(context.Background(), client, url, s.Token(t, c, x))
 	if err != nil || string(m) != string(issuer.Event(1).Master) {
 		t.Fatalf("entitled viewer: %v", err)
 	}
@@ -145,14 +121,14 @@ func TestLicenceByEntitlement(t *testing.T) {
 		resp.Body.Close()
 		return resp
 	}
-	if resp := post(s.token(t, expired, x)); resp.StatusCode != http.StatusUnauthorized || !strings.Contains(resp.Header.Get("WWW-Authenticate"), `error="invalid_token", error_description="expired"`) {
+	if resp := post(s.Token(t, expired, x)); resp.StatusCode != http.StatusUnauthorized || !strings.Contains(resp.Header.Get("WWW-Authenticate"), `error="invalid_token", error_description="expired"`) {
 		t.Fatalf("expired viewer: %d %q", resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
 	}
-	if _, err := session.FetchMaster(context.Background(), client, url, s.token(t, c, x)); err != nil {
+	if _, err := session.FetchMaster(context.Background(), client, url, s.Token(t, c, x)); err != nil {
 		t.Fatalf("another viewer after one expired: %v", err)
 	}
 	x2 := map[string]any{"embargo_streams": []uint32{3}}
-	if resp := post(s.token(t, c, x2)); resp.StatusCode != http.StatusForbidden || !strings.Contains(resp.Header.Get("WWW-Authenticate"), "insufficient_scope") {
+	if resp := post(s.Token(t, c, x2)); resp.StatusCode != http.StatusForbidden || !strings.Contains(resp.Header.Get("WWW-Authenticate"), "insufficient_scope") {
 		t.Fatalf("viewer without stream 1: %d %q", resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
 	}
 	if resp := post("s3cret"); resp.StatusCode != http.StatusUnauthorized {
@@ -173,7 +149,7 @@ func TestLicenceByEntitlement(t *testing.T) {
 func TestRemoteKeys(t *testing.T) {
 	a, b := newService(t, "old"), newService(t, "new")
 	var serving atomic.Pointer[jose.JSONWebKeySet]
-	serving.Store(&a.jwks)
+	serving.Store(&a.JWKS)
 	var fetches atomic.Int32
 	fail := atomic.Bool{}
 	jwksServer := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -190,7 +166,7 @@ func TestRemoteKeys(t *testing.T) {
 	c, x := viewer()
 	try := func(s *service) clearkey.Outcome {
 		r := httptest.NewRequest(http.MethodPost, "/", nil)
-		r.Header.Set("Authorization", "Bearer "+s.token(t, c, x))
+		r.Header.Set("Authorization", "Bearer "+s.Token(t, c, x))
 		_, o, _ := v.Authorize(r, 1)
 		return o
 	}
@@ -202,7 +178,7 @@ func TestRemoteKeys(t *testing.T) {
 	if fetches.Load() != 1 {
 		t.Fatalf("%d fetches for three tokens of a known key", fetches.Load())
 	}
-	both := jose.JSONWebKeySet{Keys: append(append([]jose.JSONWebKey{}, a.jwks.Keys...), b.jwks.Keys...)}
+	both := jose.JSONWebKeySet{Keys: append(append([]jose.JSONWebKey{}, a.JWKS.Keys...), b.JWKS.Keys...)}
 	serving.Store(&both)
 	clock = clock.Add(10 * time.Second)
 	for range 5 {
@@ -248,7 +224,7 @@ func TestRemoteKeys(t *testing.T) {
 // FuzzReadKeySet: no JWK Set file makes the reader panic.
 func FuzzKeySet(f *testing.F) {
 	s := newService(f, "k1")
-	good, _ := json.Marshal(s.jwks)
+	good, _ := json.Marshal(s.JWKS)
 	f.Add(good)
 	f.Add([]byte(`{"keys":[]}`))
 	f.Add([]byte(`{"keys":[{"kty":"oct","k":"AAAA"}]}`))
@@ -258,4 +234,38 @@ func FuzzKeySet(f *testing.F) {
 			t.Fatal("accepted a set with no keys")
 		}
 	})
+}
+
+// TestSubscriptionTokenBoundToViewer: the subscription token a licence
+// carries names its viewer — ViewerID of the JWT's sub — the same in
+// every licence of that viewer and another for another viewer; with the
+// lab's shared tokens, the token's name.
+func TestSubscriptionTokenBoundToViewer(t *testing.T) {
+	s := newService(t, "k1")
+	issuer := newIssuer(t, filepath.Join(t.TempDir(), "state"))
+	url := "https://origin.test/v1/streams/1/licence"
+	viewerOf := func(h http.Handler, bearer string) [8]byte {
+		t.Helper()
+		_, tok, err := session.FetchLicence(context.Background(), memhttp.Client(h), url, bearer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wt wire.Token
+		if err := wt.Decode(tok); err != nil {
+			t.Fatalf("subscription token %x: %v", tok, err)
+		}
+		return wt.Viewer
+	}
+	h := keyserver.NewHandler(keyserver.ServerConfig{Issuer: issuer, Viewers: verifier(s)})
+	c, x := viewer()
+	first, again := viewerOf(h, s.Token(t, c, x)), viewerOf(h, s.Token(t, c, x))
+	c.Subject = "viewer-7"
+	other := viewerOf(h, s.Token(t, c, x))
+	if first != keyserver.ViewerID("viewer-42") || again != first || other != keyserver.ViewerID("viewer-7") || other == first {
+		t.Errorf("viewer ids: viewer-42 %x then %x, viewer-7 %x; want %x twice, then %x", first, again, other, keyserver.ViewerID("viewer-42"), keyserver.ViewerID("viewer-7"))
+	}
+	lab := keyserver.NewHandler(keyserver.ServerConfig{Issuer: issuer, Tokens: map[string]string{"s3cret": "set-top-box-9"}})
+	if got := viewerOf(lab, "s3cret"); got != keyserver.ViewerID("set-top-box-9") {
+		t.Errorf("lab token's viewer id %x, want ViewerID of its name", got)
+	}
 }

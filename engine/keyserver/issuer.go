@@ -3,7 +3,7 @@ package keyserver
 import (
 	"context"
 	"crypto/ed25519"
-	"crypto/rand"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -41,12 +41,16 @@ const Horizon = time.Hour
 // generated and durably stored before anything can serve it, and a stored
 // period is what is served ever after.
 type Issuer struct {
-	store  *keystore.Store
+	store  keystore.State
 	signer ed25519.PrivateKey
 	clock  ptp.Clock
 	log    *slog.Logger
 
 	issued atomic.Uint64 // periods issued and stored by this process
+	lost   atomic.Uint64 // periods issued here but stored first by another request or replica
+	// storeErr is the error of the last look at the store's events (nil:
+	// it answered), for readiness.
+	storeErr atomic.Pointer[error]
 
 	mu      sync.Mutex
 	origins map[uint32]*origin.Origin
@@ -69,20 +73,33 @@ type periodKey struct {
 const DefaultTokenLife = 10 * time.Minute
 
 // SubscriptionToken issues a subscription token (PROTOCOL.md §4.10) that
-// edges requiring tokens accept until life from now, for a random viewer
-// id.
-func (i *Issuer) SubscriptionToken(life time.Duration) ([]byte, error) {
+// edges requiring tokens accept until life from now, bound to viewer (a
+// JWT's sub, or a lab token's name) by its ViewerID.
+func (i *Issuer) SubscriptionToken(life time.Duration, viewer string) ([]byte, error) {
 	now, err := i.clock.Now()
 	if err != nil {
 		return nil, fmt.Errorf("subscription token: %w", err)
 	}
-	t := wire.Token{NotAfter: now.Latest + int64(life)}
-	rand.Read(t.Viewer[:])
+	t := wire.Token{NotAfter: now.Latest + int64(life), Viewer: ViewerID(viewer)}
 	return seal.SignToken(i.signer, &t), nil
 }
 
-// NewIssuer loads the store's signing key and events.
-func NewIssuer(store *keystore.Store, clock ptp.Clock, log *slog.Logger) (*Issuer, error) {
+// ViewerID is the viewer id a subscription token carries for viewer: the
+// first 8 bytes of SHA-256("embargo/v1 viewer\0" ‖ viewer). Every token of
+// one viewer carries the same id, whichever replica issued it; an edge
+// sees a pseudonym, and the service, which knows its viewers, can tell
+// whose a token is.
+func ViewerID(viewer string) [8]byte {
+	h := sha256.New()
+	h.Write([]byte("embargo/v1 viewer\x00"))
+	h.Write([]byte(viewer))
+	return [8]byte(h.Sum(nil))
+}
+
+// NewIssuer loads the store's signing key and events. Replicas sharing one
+// store (package etcdstore) each run an Issuer: whichever issues a period
+// first stores it, and every replica serves that one.
+func NewIssuer(store keystore.State, clock ptp.Clock, log *slog.Logger) (*Issuer, error) {
 	signer, err := store.SigningKey()
 	if err != nil {
 		return nil, err
@@ -116,7 +133,7 @@ func (i *Issuer) load(stream uint32) error {
 	}
 	var published []resource
 	if ev.Resources {
-		if published, err = i.loadResources(stream); err != nil {
+		if published, err = i.readResources(stream, 0); err != nil {
 			return err
 		}
 	}
@@ -131,15 +148,28 @@ func (i *Issuer) load(stream uint32) error {
 
 // AddEvent stores a new event and starts issuing it. It refuses more
 // content keys per period than packager documents can give each its own
-// content key context (cpix.MaxTrackKeys).
+// content key context (cpix.MaxTrackKeys). If another replica stored the
+// stream's event first, it issues that one and returns an error wrapping
+// keystore.ErrExists.
 func (i *Issuer) AddEvent(ev *keystore.Event) error {
 	if ev.Keys < 0 || ev.Keys > cpix.MaxTrackKeys {
 		return fmt.Errorf("stream %d: %d content keys per period; use 1 (all tracks) or 2 (video, audio): CPIX allows one key per track type and period", ev.Stream, ev.Keys)
 	}
-	if err := i.store.CreateEvent(ev); err != nil {
+	err := i.store.CreateEvent(ev)
+	if err != nil && !errors.Is(err, keystore.ErrExists) {
 		return err
 	}
-	return i.load(ev.Stream)
+	if lerr := i.load(ev.Stream); lerr != nil {
+		return lerr
+	}
+	return err
+}
+
+// eventOrigin returns the stream's event and its origin, or nils.
+func (i *Issuer) eventOrigin(stream uint32) (*keystore.Event, *origin.Origin) {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	return i.events[stream], i.origins[stream]
 }
 
 // PublicKey is the origin's signing key, which edges and receivers trust.
@@ -160,11 +190,17 @@ func (i *Issuer) Streams() []uint32 {
 	return slices.Sorted(maps.Keys(i.events))
 }
 
-// Run issues due periods every tick until ctx ends.
+// Run issues due periods every tick until ctx ends, first taking up
+// every event another replica sharing the store created.
 func (i *Issuer) Run(ctx context.Context, tick time.Duration) error {
 	t := time.NewTicker(tick)
 	defer t.Stop()
 	for {
+		err := i.Refresh()
+		i.storeErr.Store(&err)
+		if err != nil {
+			i.log.Error("load events", "err", err)
+		}
 		if err := i.IssueDue(); err != nil {
 			i.log.Error("issue periods", "err", err)
 		}
@@ -174,6 +210,27 @@ func (i *Issuer) Run(ctx context.Context, tick time.Duration) error {
 		case <-t.C:
 		}
 	}
+}
+
+// Refresh loads the events the store holds that this issuer does not: a
+// replica started with fewer streams, or before another created one,
+// serves and issues them as well.
+func (i *Issuer) Refresh() error {
+	streams, err := i.store.Events()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, s := range streams {
+		if i.Event(s) == nil {
+			if err := i.load(s); err != nil {
+				errs = append(errs, err)
+			} else {
+				i.log.Info("stream created by another replica", "stream", s)
+			}
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // IssueDue issues every event's periods whose announce time has come.
@@ -308,7 +365,8 @@ func (i *Issuer) issue(ev *keystore.Event, o *origin.Origin, period uint64, kids
 	}
 	p := &keystore.Period{Bundle: b, Keys: keys, IssuedAt: time.Now().UTC()}
 	if err := i.store.PutPeriod(p); errors.Is(err, keystore.ErrExists) {
-		// Another request issued it first: the stored one stands.
+		// Another request or replica issued it first: the stored one stands.
+		i.lost.Add(1)
 		return i.store.Period(ev.Stream, period)
 	} else if err != nil {
 		return nil, err
@@ -320,6 +378,24 @@ func (i *Issuer) issue(ev *keystore.Event, o *origin.Origin, period uint64, kids
 
 // Issued is how many periods this process issued and stored.
 func (i *Issuer) Issued() uint64 { return i.issued.Load() }
+
+// Lost is how many periods this process issued but found already stored
+// by another request or replica, whose keys then stood.
+func (i *Issuer) Lost() uint64 { return i.lost.Load() }
+
+// StoreStatus says whether the store answered Run's last look at it, and
+// if not why: a replica that cannot reach the shared store can serve
+// nothing new, and should leave the rotation.
+func (i *Issuer) StoreStatus() (ok bool, reason string) {
+	p := i.storeErr.Load()
+	switch {
+	case p == nil:
+		return false, "not yet read"
+	case *p != nil:
+		return false, (*p).Error()
+	}
+	return true, "answering"
+}
 
 // Window returns the stored periods an edge or packager polling at now
 // should hold for stream: up to wire.MaxCatchUp released ones (those that

@@ -41,7 +41,7 @@ func (h *Handler) masterHandler(stream uint32) (*clearkey.MasterHandler, error) 
 	master := ev.Master
 	life := cmp.Or(h.cfg.TokenLife, DefaultTokenLife)
 	mc := clearkey.MasterConfig{Tokens: h.cfg.Tokens, Master: func() []byte { return master },
-		SubscriptionToken: func() ([]byte, error) { return h.cfg.Issuer.SubscriptionToken(life) }, Logger: h.log}
+		SubscriptionToken: func(viewer string) ([]byte, error) { return h.cfg.Issuer.SubscriptionToken(life, viewer) }, Logger: h.log}
 	if v := h.cfg.Viewers; v != nil {
 		mc.Tokens = nil
 		mc.Authorize = func(r *http.Request) (string, clearkey.Outcome, bool) { return v.Authorize(r, stream) }

@@ -53,8 +53,9 @@ type resource struct {
 	sum       [sha256.Size]byte
 }
 
-func (i *Issuer) loadResources(stream uint32) ([]resource, error) {
-	ps, err := i.store.Periods(stream)
+// readResources reads stream's published periods from `from` on.
+func (i *Issuer) readResources(stream uint32, from uint64) ([]resource, error) {
+	ps, err := i.store.Periods(stream, from)
 	if err != nil {
 		return nil, err
 	}
@@ -69,6 +70,38 @@ func (i *Issuer) loadResources(stream uint32) ([]resource, error) {
 	return out, nil
 }
 
+// syncResources adds to stream's index what other replicas sharing the
+// store published since.
+func (i *Issuer) syncResources(stream uint32) error {
+	last := func() (uint64, bool) {
+		published := i.resources[stream]
+		if len(published) == 0 {
+			return 0, false
+		}
+		return published[len(published)-1].period, true
+	}
+	i.mu.Lock()
+	n, any := last()
+	i.mu.Unlock()
+	from := uint64(0)
+	if any {
+		from = n + 1
+	}
+	add, err := i.readResources(stream, from)
+	if err != nil || len(add) == 0 {
+		return err
+	}
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	// A concurrent sync may have added some already.
+	for _, r := range add {
+		if n, any := last(); !any || r.period > n {
+			i.resources[stream] = append(i.resources[stream], r)
+		}
+	}
+	return nil
+}
+
 // Publish stores payload durably as the next period of resource stream
 // stream, released at releaseAt (TAI ns) and presented the stream's
 // present delay later, and returns it. Edges get it as any period, from
@@ -77,12 +110,27 @@ func (i *Issuer) loadResources(stream uint32) ([]resource, error) {
 // payload, a releaseAt less than the stream's lead away or not after the
 // stream's last resource, one beyond Horizon, the same bytes for the same
 // instant again, and more than MaxPending resources waiting.
+//
+// Replicas sharing a store number one stream's resources as one: each
+// first catches up with what the others published, and a replica that
+// loses the race for a period number catches up and tries the next.
 func (i *Issuer) Publish(stream uint32, releaseAt int64, payload []byte) (*keystore.Period, error) {
 	i.publish.Lock()
 	defer i.publish.Unlock()
-	i.mu.Lock()
-	ev, o, published := i.events[stream], i.origins[stream], i.resources[stream]
-	i.mu.Unlock()
+	for try := 1; ; try++ {
+		p, err := i.publishOnce(stream, releaseAt, payload)
+		if !errors.Is(err, keystore.ErrExists) || try == maxPublishTries {
+			return p, err
+		}
+	}
+}
+
+// maxPublishTries bounds how often Publish loses the race for a period
+// number to other replicas before it gives up with keystore.ErrExists.
+const maxPublishTries = 8
+
+func (i *Issuer) publishOnce(stream uint32, releaseAt int64, payload []byte) (*keystore.Period, error) {
+	ev, o := i.eventOrigin(stream)
 	switch {
 	case ev == nil:
 		return nil, fmt.Errorf("%w: stream %d", keystore.ErrNotFound, stream)
@@ -91,6 +139,12 @@ func (i *Issuer) Publish(stream uint32, releaseAt int64, payload []byte) (*keyst
 	case len(payload) == 0 || len(payload) > MaxResource:
 		return nil, fmt.Errorf("%w: %d bytes; a resource is 1 to %d bytes", ErrOversized, len(payload), MaxResource)
 	}
+	if err := i.syncResources(stream); err != nil {
+		return nil, err
+	}
+	i.mu.Lock()
+	published := i.resources[stream]
+	i.mu.Unlock()
 	sum := sha256.Sum256(payload)
 	for _, r := range published {
 		if r.releaseAt == releaseAt && r.sum == sum {
@@ -137,7 +191,10 @@ func (i *Issuer) Publish(stream uint32, releaseAt int64, payload []byte) (*keyst
 		return nil, err
 	}
 	i.mu.Lock()
-	i.resources[stream] = append(i.resources[stream], resource{period: period, releaseAt: releaseAt, sum: sum})
+	// An edge's poll may have synced it into the index already.
+	if rs := i.resources[stream]; len(rs) == 0 || rs[len(rs)-1].period < period {
+		i.resources[stream] = append(rs, resource{period: period, releaseAt: releaseAt, sum: sum})
+	}
 	i.cache[periodKey{stream, period}] = p
 	i.mu.Unlock()
 	// Edges are served at most the last wire.MaxCatchUp released and the
@@ -151,6 +208,9 @@ func (i *Issuer) Publish(stream uint32, releaseAt int64, payload []byte) (*keyst
 // published periods whose announce time (releaseAt − lead) has come, less
 // those released before the last wire.MaxCatchUp released ones.
 func (i *Issuer) resourceWindow(ev *keystore.Event, from uint64, now int64) ([]*keystore.Period, error) {
+	if err := i.syncResources(ev.Stream); err != nil {
+		return nil, err
+	}
 	i.mu.Lock()
 	published := i.resources[ev.Stream]
 	i.mu.Unlock()

@@ -1,22 +1,20 @@
 package keyserver_test
 
 import (
-	"bytes"
+	"context"
 	"crypto/tls"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
-	"slices"
-	"sync"
-	"sync/atomic"
+	"runtime"
 	"testing"
 	"time"
 
 	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/embargo-live/embargo/engine/keyserver"
+	"github.com/embargo-live/embargo/engine/keyserver/keyservertest"
 	"github.com/embargo-live/embargo/internal/realtime"
 )
 
@@ -34,7 +32,7 @@ func BenchmarkLicenceStorm(b *testing.B) {
 	l := newLab(b)
 	s := newService(b, "k1")
 	issuer := newIssuer(b, filepath.Join(b.TempDir(), "state"))
-	v := &keyserver.Viewers{Keys: &keyserver.StaticKeys{Set: s.jwks}, Issuer: "https://id.example", Audience: "embargo"}
+	v := &keyserver.Viewers{Keys: &keyserver.StaticKeys{Set: s.JWKS}, Issuer: "https://id.example", Audience: "embargo"}
 	h := keyserver.NewHandler(keyserver.ServerConfig{Issuer: issuer, Viewers: v, Licence: "https://x/v1/streams/{stream}/licence"})
 	srv := httptest.NewUnstartedServer(h)
 	srv.TLS = keyserver.ServerTLS(l.origin.TLS(), l.pool)
@@ -48,46 +46,20 @@ func BenchmarkLicenceStorm(b *testing.B) {
 		c, x := viewer()
 		c.Subject = fmt.Sprintf("viewer-%d", i)
 		c.IssuedAt, c.Expiry = jwt.NewNumericDate(time.Now().Add(-time.Minute)), jwt.NewNumericDate(time.Now().Add(time.Hour))
-		tokens[i] = s.token(b, c, x)
+		tokens[i] = s.Token(b, c, x)
 	}
-	var next atomic.Int64
-	var mu sync.Mutex
-	var lat []time.Duration
-	var failed atomic.Int64
-	b.SetParallelism(16)
 	b.ResetTimer()
-	start := time.Now()
-	b.RunParallel(func(pb *testing.PB) {
-		client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: l.pool, MinVersion: tls.VersionTLS13}}, Timeout: 30 * time.Second}
-		var mine []time.Duration
-		for pb.Next() {
-			tok := tokens[int(next.Add(1))%len(tokens)]
-			req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(nil))
-			req.Header.Set("Authorization", "Bearer "+tok)
-			t0 := time.Now()
-			resp, err := client.Do(req)
-			if err != nil || resp.StatusCode != http.StatusOK {
-				failed.Add(1)
-			}
-			if err == nil {
-				io.Copy(io.Discard, resp.Body) // so the connection is kept
-				resp.Body.Close()
-			}
-			mine = append(mine, time.Since(t0))
-		}
-		mu.Lock()
-		lat = append(lat, mine...)
-		mu.Unlock()
+	// -cpu × 16 clients at once, as RunParallel with SetParallelism(16) would run.
+	lat, failed, elapsed := keyservertest.Storm(context.Background(), url, tokens, 16*runtime.GOMAXPROCS(0), b.N, func() *http.Client {
+		return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: l.pool, MinVersion: tls.VersionTLS13}}, Timeout: 30 * time.Second}
 	})
-	elapsed := time.Since(start)
 	b.StopTimer()
-	if n := failed.Load(); n > 0 {
-		b.Fatalf("%d of %d licence requests failed", n, b.N)
+	if failed > 0 || len(lat) != b.N {
+		b.Fatalf("%d of %d licence requests failed (%d made)", failed, b.N, len(lat))
 	}
 	if got := h.LicenceStats()["granted"]; got != uint64(b.N) {
 		b.Fatalf("granted %d licences for %d requests", got, b.N)
 	}
-	slices.Sort(lat)
 	rate := float64(b.N) / elapsed.Seconds()
 	b.ReportMetric(rate, "licences/s")
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")

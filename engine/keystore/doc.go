@@ -3,7 +3,11 @@
 // content keys, the release secret and the signed ANNOUNCE — so that a
 // restart never changes a key already handed out and never loses one.
 //
-// Everything lives in one directory readable by its owner only; every
+// State is the seam: Store keeps it in one process's directory, and
+// package etcdstore in an etcd cluster shared by origin replicas; every
+// write to either creates or refuses, never replaces.
+//
+// Store keeps everything in one directory readable by its owner only; every
 // file is written to a temporary name, synced and hard-linked into place, so a
 // crash leaves either the old file or the new one, never half of one. A
 // period, once stored, is never overwritten.

@@ -2,8 +2,6 @@ package keystore
 
 import (
 	"crypto/ed25519"
-	"crypto/rand"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -17,7 +15,6 @@ import (
 
 	"github.com/embargo-live/embargo/engine/bundle"
 	"github.com/embargo-live/embargo/engine/origin"
-	"github.com/embargo-live/embargo/internal/pki"
 	"github.com/embargo-live/embargo/seal"
 )
 
@@ -62,11 +59,7 @@ func (s *Store) SigningKey() (ed25519.PrivateKey, error) {
 	path := filepath.Join(s.dir, "origin.key")
 	data, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		_, priv, err := ed25519.GenerateKey(rand.Reader)
-		if err != nil {
-			return nil, err
-		}
-		data, err := pki.EncodeEd25519(priv)
+		priv, data, err := NewSigningKey()
 		if err != nil {
 			return nil, err
 		}
@@ -78,11 +71,7 @@ func (s *Store) SigningKey() (ed25519.PrivateKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("keystore: %w", err)
 	}
-	priv, err := pki.ParseEd25519(data)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrCorrupt, path, err)
-	}
-	return priv, nil
+	return ParseSigningKey(data, path)
 }
 
 // Event is one stream's master key and key rotation.
@@ -104,13 +93,7 @@ func (s *Store) eventDir(stream uint32) string {
 
 // CreateEvent stores a new event; an existing one is never replaced.
 func (s *Store) CreateEvent(ev *Event) error {
-	if len(ev.Master) != seal.MasterKeyLen {
-		return fmt.Errorf("keystore: master key of %d bytes", len(ev.Master))
-	}
-	if err := ev.Schedule.Check(); err != nil {
-		return err
-	}
-	data, err := json.MarshalIndent(ev, "", "  ")
+	data, err := MarshalEvent(ev)
 	if err != nil {
 		return err
 	}
@@ -126,17 +109,14 @@ func (s *Store) CreateEvent(ev *Event) error {
 // Event loads stream's event.
 func (s *Store) Event(stream uint32) (*Event, error) {
 	path := filepath.Join(s.eventDir(stream), "event.json")
-	var ev Event
-	if err := readJSON(path, &ev); err != nil {
+	data, err := readFile(path)
+	if err != nil {
 		return nil, err
 	}
-	if ev.Stream != stream || len(ev.Master) != seal.MasterKeyLen || ev.Schedule.Check() != nil {
-		return nil, fmt.Errorf("%w: %s", ErrCorrupt, path)
-	}
-	return &ev, nil
+	return ParseEvent(stream, data, path)
 }
 
-// Events lists the stored events' streams.
+// Events lists the stored events' streams in ascending order.
 func (s *Store) Events() ([]uint32, error) {
 	ents, err := os.ReadDir(filepath.Join(s.dir, "events"))
 	if errors.Is(err, fs.ErrNotExist) {
@@ -151,6 +131,7 @@ func (s *Store) Events() ([]uint32, error) {
 			out = append(out, uint32(n))
 		}
 	}
+	slices.Sort(out)
 	return out, nil
 }
 
@@ -171,7 +152,7 @@ func (s *Store) periodPath(stream uint32, period uint64) string {
 // PutPeriod stores an issued period durably. A period already stored is
 // never overwritten: ErrExists, and the stored one stands.
 func (s *Store) PutPeriod(p *Period) error {
-	data, err := json.Marshal(p)
+	data, err := MarshalPeriod(p)
 	if err != nil {
 		return err
 	}
@@ -182,19 +163,17 @@ func (s *Store) PutPeriod(p *Period) error {
 
 // Period loads an issued period.
 func (s *Store) Period(stream uint32, period uint64) (*Period, error) {
-	var p Period
 	path := s.periodPath(stream, period)
-	if err := readJSON(path, &p); err != nil {
+	data, err := readFile(path)
+	if err != nil {
 		return nil, err
 	}
-	if p.Bundle == nil || p.Bundle.Stream != stream || p.Bundle.Period != period {
-		return nil, fmt.Errorf("%w: %s", ErrCorrupt, path)
-	}
-	return &p, nil
+	return ParsePeriod(stream, period, data, path)
 }
 
-// Periods lists the stream's stored periods in ascending order.
-func (s *Store) Periods(stream uint32) ([]uint64, error) {
+// Periods lists the stream's stored periods from `from` on, in ascending
+// order.
+func (s *Store) Periods(stream uint32, from uint64) ([]uint64, error) {
 	ents, err := os.ReadDir(filepath.Join(s.eventDir(stream), "periods"))
 	if err != nil {
 		return nil, fmt.Errorf("keystore: %w", err)
@@ -202,7 +181,7 @@ func (s *Store) Periods(stream uint32) ([]uint64, error) {
 	var out []uint64
 	for _, e := range ents {
 		name, ok := strings.CutSuffix(e.Name(), ".json")
-		if n, err := strconv.ParseUint(name, 10, 64); ok && err == nil && strconv.FormatUint(n, 10) == name {
+		if n, err := strconv.ParseUint(name, 10, 64); ok && err == nil && strconv.FormatUint(n, 10) == name && n >= from {
 			out = append(out, n)
 		}
 	}
@@ -210,18 +189,15 @@ func (s *Store) Periods(stream uint32) ([]uint64, error) {
 	return out, nil
 }
 
-func readJSON(path string, v any) error {
+func readFile(path string) ([]byte, error) {
 	data, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("%w: %s", ErrNotFound, path)
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, path)
 	}
 	if err != nil {
-		return fmt.Errorf("keystore: %w", err)
+		return nil, fmt.Errorf("keystore: %w", err)
 	}
-	if err := json.Unmarshal(data, v); err != nil {
-		return fmt.Errorf("%w: %s: %v", ErrCorrupt, path, err)
-	}
-	return nil
+	return data, nil
 }
 
 // mkdirs creates rel's directories under the state directory, owner-only,

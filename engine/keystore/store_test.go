@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/embargo-live/embargo/engine/keystore"
+	"github.com/embargo-live/embargo/engine/keystore/keystoretest"
 	"github.com/embargo-live/embargo/engine/origin"
 	"github.com/embargo-live/embargo/seal"
 )
@@ -147,7 +148,7 @@ func TestResourcePeriods(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := s2.Periods(100)
+	got, err := s2.Periods(100, 0)
 	if err != nil || !slices.Equal(got, []uint64{2, 9, 10}) {
 		t.Fatalf("Periods = %v, %v", got, err)
 	}
@@ -159,4 +160,24 @@ func TestResourcePeriods(t *testing.T) {
 	if err != nil || !bytes.Equal(p.Resource, []byte{9}) {
 		t.Fatalf("period 9: %+v, %v", p, err)
 	}
+}
+
+// TestConformance: the directory store keeps the State contract for two
+// handles on one directory (one process's concurrent requests).
+func TestConformance(t *testing.T) {
+	keystoretest.Conformance(t, func(t *testing.T) (keystore.State, keystore.State) {
+		s, dir := openStore(t)
+		s2, err := keystore.Open(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s, s2
+	})
+}
+
+func TestMemConformance(t *testing.T) {
+	keystoretest.Conformance(t, func(t *testing.T) (keystore.State, keystore.State) {
+		m := new(keystoretest.Mem)
+		return m, m
+	})
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/embargo-live/embargo/engine/edge"
 	"github.com/embargo-live/embargo/engine/poller"
 	"github.com/embargo-live/embargo/engine/unicast"
+	"github.com/embargo-live/embargo/internal/fetch"
 	"github.com/embargo-live/embargo/ptp"
 )
 
@@ -119,6 +120,7 @@ func RegisterPoller(reg prometheus.Registerer, p *poller.Poller) {
 	counter("fetch_errors_total", "Fetches from the origin that failed (unreachable, TLS, HTTP).", func(s poller.Stats) uint64 { return s.FetchErrors })
 	counter("documents_refused_total", "Fetches that failed or CPIX documents refused whole.", func(s poller.Stats) uint64 { return s.Refused })
 	counter("bundles_missed_total", "Bundles the edge was too busy to take before their releaseAt.", func(s poller.Stats) uint64 { return s.Missed })
+	counter("origin_failovers_total", "Moves from a failing origin replica (no connection, timeout, 5xx) to the next.", func(s poller.Stats) uint64 { return s.Failovers })
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: namespace, Subsystem: "edge", Name: "seconds_since_fetch",
 		Help: "Seconds since the last successful fetch from the origin (-1: none yet)."},
 		func() float64 {
@@ -128,6 +130,10 @@ func RegisterPoller(reg prometheus.Registerer, p *poller.Poller) {
 			return -1
 		}))
 }
+
+// OriginCheck names the origin replica in use and why the client last
+// failed over; it fails while every replica failed the last request.
+func OriginCheck(o *fetch.Origins) Check { return Check{Name: "origin", Eval: o.Status} }
 
 // RegisterAhead exports, per stream, how many unreleased periods the edge
 // holds.

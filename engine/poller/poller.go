@@ -11,6 +11,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -35,7 +36,10 @@ const (
 // Poller is an edge fetching release bundles from the origin over mutual
 // TLS.
 type Poller struct {
-	Origin   string // base URL, e.g. https://origin.example:8443
+	Origin string // base URL, e.g. https://origin.example:8443
+	// Origins, if set, are the origin's replicas, failed over between
+	// (fetch.Origins); Origin is then unused.
+	Origins  *fetch.Origins
 	Streams  []uint32
 	Client   *http.Client    // with the edge's client certificate
 	Key      *rsa.PrivateKey // the edge certificate's key: CPIX is encrypted to it
@@ -58,6 +62,9 @@ type Poller struct {
 	// tests fix it.
 	Jitter func() float64
 
+	once   sync.Once
+	single *fetch.Origins // Origin alone, when Origins is nil
+
 	documents, refused, added, rejected, fetchErrs, missed atomic.Uint64
 	failing                                                atomic.Int64 // failed polls in a row
 	lastFetch                                              atomic.Int64 // Unix ns of the last successful fetch; 0: none
@@ -75,6 +82,8 @@ type Stats struct {
 	Missed uint64
 	// Failing is how many polls in a row have failed (0 after a success).
 	Failing int
+	// Failovers counts moves from a failing origin replica to the next.
+	Failovers uint64
 	// LastFetch is when a fetch last succeeded (zero: never).
 	LastFetch time.Time
 }
@@ -82,11 +91,20 @@ type Stats struct {
 // Stats returns a snapshot of the counters.
 func (p *Poller) Stats() Stats {
 	st := Stats{Documents: p.documents.Load(), Refused: p.refused.Load(), FetchErrors: p.fetchErrs.Load(), Added: p.added.Load(),
-		Rejected: p.rejected.Load(), Missed: p.missed.Load(), Failing: int(p.failing.Load())}
+		Rejected: p.rejected.Load(), Missed: p.missed.Load(), Failing: int(p.failing.Load()), Failovers: p.origins().Failovers()}
 	if ns := p.lastFetch.Load(); ns != 0 {
 		st.LastFetch = time.Unix(0, ns)
 	}
 	return st
+}
+
+// origins are the replicas the poller fetches from.
+func (p *Poller) origins() *fetch.Origins {
+	if p.Origins != nil {
+		return p.Origins
+	}
+	p.once.Do(func() { p.single = fetch.NewOrigins(p.Origin) })
+	return p.single
 }
 
 // ClientTLS is an edge's or packager's TLS configuration toward the origin.
@@ -118,7 +136,7 @@ func (p *Poller) Run(ctx context.Context, add func(*bundle.Bundle) error) error 
 			n := p.failing.Add(1)
 			p.fetchErrs.Add(1)
 			d := p.backoff(int(n))
-			log.Warn("edge: origin not reachable; retrying", "origin", p.Origin, "failures", n, "retry in", d.Round(time.Millisecond), "err", err)
+			log.Warn("edge: origin not reachable; retrying", "origin", p.origins().Current(), "failures", n, "retry in", d.Round(time.Millisecond), "err", err)
 			if !sleep(ctx, d) {
 				return ctx.Err()
 			}
@@ -262,8 +280,7 @@ func (p *Poller) Fetch(ctx context.Context, stream uint32, from uint64) ([]*bund
 }
 
 func (p *Poller) fetch(ctx context.Context, stream uint32, from uint64) ([]*bundle.Bundle, error) {
-	url := fmt.Sprintf("%s/v1/streams/%d/bundles?from=%d", p.Origin, stream, from)
-	body, err := fetch.Do(ctx, p.Client, http.MethodGet, url, "", maxDocument)
+	body, _, err := p.origins().Do(ctx, p.Client, http.MethodGet, fmt.Sprintf("/v1/streams/%d/bundles?from=%d", stream, from), "", maxDocument)
 	if err != nil {
 		p.fetchErrs.Add(1)
 		return nil, err

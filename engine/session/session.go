@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 
@@ -38,6 +39,44 @@ func Fetch(ctx context.Context, c *http.Client, url string) (*Session, error) {
 	if err != nil {
 		return nil, err
 	}
+	return parse(body, url)
+}
+
+// Path is where an origin serves its session description.
+const Path = "/v1/session"
+
+// FetchFrom is Fetch of path from whichever of the origin's replicas
+// answers: path is Path for replicas given by base URL, "" for replicas
+// given by session URL.
+func FetchFrom(ctx context.Context, c *http.Client, o *fetch.Origins, path string) (*Session, error) {
+	body, _, err := o.Do(ctx, c, http.MethodGet, path, "", maxBody)
+	if err != nil {
+		return nil, err
+	}
+	return parse(body, o.Current()+path)
+}
+
+// LicenceReplicas are where to ask for the stream's licence, given the
+// session URLs of the origin's replicas and the one whose description s
+// is: a licence URL on that replica's host is asked of every replica, at
+// the same path; one elsewhere (a licence service) is asked alone.
+func (s *Session) LicenceReplicas(stream uint32, sessionURLs []string, from string) (o *fetch.Origins, path string) {
+	lic := s.LicenceURL(stream)
+	lu, err1 := url.Parse(lic)
+	fu, err2 := url.Parse(from)
+	if err1 != nil || err2 != nil || lu.Scheme != fu.Scheme || lu.Host != fu.Host || len(sessionURLs) < 2 {
+		return fetch.NewOrigins(lic), ""
+	}
+	var bases []string
+	for _, su := range sessionURLs {
+		if u, err := url.Parse(su); err == nil {
+			bases = append(bases, u.Scheme+"://"+u.Host)
+		}
+	}
+	return fetch.NewOrigins(bases...), lu.RequestURI()
+}
+
+func parse(body []byte, url string) (*Session, error) {
 	var s Session
 	if err := json.Unmarshal(body, &s); err != nil {
 		return nil, fmt.Errorf("session %s: %w", url, err)
@@ -77,6 +116,20 @@ func FetchLicence(ctx context.Context, c *http.Client, url, token string) (maste
 	if err != nil {
 		return nil, nil, err
 	}
+	return parseLicence(body, h)
+}
+
+// FetchLicenceFrom is FetchLicence of path from whichever replica
+// answers (LicenceReplicas).
+func FetchLicenceFrom(ctx context.Context, c *http.Client, o *fetch.Origins, path, token string) (master, subscription []byte, err error) {
+	body, h, err := o.Do(ctx, c, http.MethodPost, path, token, maxBody)
+	if err != nil {
+		return nil, nil, err
+	}
+	return parseLicence(body, h)
+}
+
+func parseLicence(body []byte, h http.Header) (master, subscription []byte, err error) {
 	if master, err = clearkey.ParseMasterLicence(body); err != nil {
 		return nil, nil, err
 	}

@@ -5,11 +5,13 @@ import (
 	"encoding/base64"
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/embargo-live/embargo/engine/clearkey"
 	"github.com/embargo-live/embargo/engine/session"
+	"github.com/embargo-live/embargo/internal/fetch"
 	"github.com/embargo-live/embargo/internal/memhttp"
 	"github.com/embargo-live/embargo/seal"
 )
@@ -80,5 +82,48 @@ func TestFetchMaster(t *testing.T) {
 	_, err = session.FetchMaster(t.Context(), client(func(w http.ResponseWriter, r *http.Request) { w.Write(content) }), "https://o/l", "tok")
 	if !errors.Is(err, clearkey.ErrKey) {
 		t.Errorf("a content-key licence: %v, want ErrKey", err)
+	}
+}
+
+// TestReplicas: a receiver given two replicas' session URLs, the first
+// down, is configured by the second, and its licence, on the answering
+// replica's host, is asked of each replica in turn at the same path; a
+// licence hosted elsewhere is asked alone.
+func TestReplicas(t *testing.T) {
+	var asked []string
+	c := client(func(w http.ResponseWriter, r *http.Request) {
+		asked = append(asked, r.Method+" "+r.Host+r.URL.Path)
+		switch {
+		case r.Host == "a.test":
+			http.Error(w, "replica down", http.StatusBadGateway)
+		case r.URL.Path == "/v1/session":
+			w.Write([]byte(`{"originKey":"` + originKey + `","streams":[4],"licence":"https://b.test/v1/streams/{stream}/licence"}`))
+		default:
+			w.Header().Set(clearkey.SubscriptionTokenHeader, base64.StdEncoding.EncodeToString([]byte("sub")))
+			body, _ := clearkey.MarshalMasterLicence(bytes.Repeat([]byte{7}, seal.MasterKeyLen))
+			w.Write(body)
+		}
+	})
+	urls := []string{"https://a.test/v1/session", "https://b.test/v1/session"}
+	sessions := fetch.NewOrigins(urls...)
+	s, err := session.FetchFrom(t.Context(), c, sessions, "")
+	if err != nil || sessions.Current() != urls[1] {
+		t.Fatalf("session from replicas: %v, using %s", err, sessions.Current())
+	}
+	lic, path := s.LicenceReplicas(4, urls, sessions.Current())
+	if path != "/v1/streams/4/licence" || lic.Current() != "https://a.test" {
+		t.Fatalf("licence replicas start at %s, path %q", lic.Current(), path)
+	}
+	master, sub, err := session.FetchLicenceFrom(t.Context(), c, lic, path, "tok")
+	if err != nil || len(master) != seal.MasterKeyLen || string(sub) != "sub" {
+		t.Fatalf("licence: %v", err)
+	}
+	want := []string{"GET a.test/v1/session", "GET b.test/v1/session", "POST a.test/v1/streams/4/licence", "POST b.test/v1/streams/4/licence"}
+	if !slices.Equal(asked, want) {
+		t.Errorf("asked %q, want %q", asked, want)
+	}
+	s.Licence = "https://licences.example/x/{stream}"
+	if lic, path := s.LicenceReplicas(4, urls, urls[1]); lic.Current() != "https://licences.example/x/4" || path != "" {
+		t.Errorf("a licence service elsewhere: %s %q", lic.Current(), path)
 	}
 }

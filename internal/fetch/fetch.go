@@ -60,12 +60,20 @@ func send(c *http.Client, req *http.Request, limit int) ([]byte, http.Header, er
 	case resp.StatusCode == http.StatusNoContent:
 		return nil, resp.Header, nil
 	case resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusCreated:
-		return nil, nil, fmt.Errorf("%s %s: %s: %s", method, url, resp.Status, firstLine(out))
+		return nil, nil, &StatusError{Code: resp.StatusCode, msg: fmt.Sprintf("%s %s: %s: %s", method, url, resp.Status, firstLine(out))}
 	case len(out) > limit:
 		return nil, nil, fmt.Errorf("%s %s: response over %d bytes", method, url, limit)
 	}
 	return out, resp.Header, nil
 }
+
+// StatusError is an answer other than 200, 201 or 204.
+type StatusError struct {
+	Code int // the HTTP status
+	msg  string
+}
+
+func (e *StatusError) Error() string { return e.msg }
 
 // firstLine is the start of an error body, enough to say why.
 func firstLine(b []byte) string {
