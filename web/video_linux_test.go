@@ -52,11 +52,16 @@ type videoResult struct {
 			DisplayUTC float64 `json:"displayUTC"`
 		} `json:"firstFrame"`
 	} `json:"periods"`
-	Waiting          int     `json:"waiting"`
-	WaitingForKey    int     `json:"waitingForKey"`
-	CurrentTime      float64 `json:"currentTime"`
-	Frames           int     `json:"frames"`
-	Dropped          int     `json:"dropped"`
+	Waiting int `json:"waiting"`
+	// WaitingAt is each stall's media time (s), readyState and instant
+	// (ms after the first period's presentAt); Buffered the media's
+	// buffered ranges at the end.
+	WaitingAt        [][3]float64 `json:"waitingAt"`
+	Buffered         [][2]float64 `json:"buffered"`
+	WaitingForKey    int          `json:"waitingForKey"`
+	CurrentTime      float64      `json:"currentTime"`
+	Frames           int          `json:"frames"`
+	Dropped          int          `json:"dropped"`
 	MinRate, MaxRate float64
 	Wrong            *struct {
 		Error *struct {
@@ -270,15 +275,22 @@ func TestChromiumVideo(t *testing.T) {
 		t.Logf("wrong key: media error %d %q, %d frames", w.Error.Code, w.Error.Message, w.Frames)
 	}
 
-	var applied []float64
+	var applied, firsts []float64
 	// present[p]: the players' first frames of period p, ms after presentAt.
 	present := map[uint64][]float64{}
 	stalls := make([]float64, 0, players)
+	var forKey []float64
+	minRate, maxRate := 1.0, 1.0
 	for _, res := range all {
+		forKey = append(forKey, float64(res.WaitingForKey))
+		minRate, maxRate = min(minRate, res.MinRate), max(maxRate, res.MaxRate)
 		if res.Error != "" {
 			t.Errorf("%s player: %s", res.Transport, res.Error)
 		}
 		stalls = append(stalls, float64(res.Waiting))
+		if res.Waiting > 0 {
+			t.Logf("%s player: stalls (media time s, readyState, ms after start) %v, buffered %v", res.Transport, res.WaitingAt, res.Buffered)
+		}
 		played := 0
 		for _, g := range res.Periods {
 			if g.Period < res.First || g.Period >= res.First+want {
@@ -307,7 +319,13 @@ func TestChromiumVideo(t *testing.T) {
 			played++
 			// The first frame displayed, back to the period's first if
 			// frames were skipped.
-			present[g.Period] = append(present[g.Period], g.FirstFrame.DisplayUTC-1000*g.FirstFrame.MediaTime-g.PresentAtUTC)
+			at := g.FirstFrame.DisplayUTC - 1000*g.FirstFrame.MediaTime - g.PresentAtUTC
+			if g.Period == res.First {
+				// Shown paused once decryptable, before play() at presentAt.
+				firsts = append(firsts, at)
+			} else {
+				present[g.Period] = append(present[g.Period], at)
+			}
 		}
 		if played != want {
 			t.Errorf("%s player: frames of %d periods displayed from period %d, want %d (at %.3f s, %d frames, %d dropped)", res.Transport, played, res.First, want, res.CurrentTime, res.Frames, res.Dropped)
@@ -317,28 +335,18 @@ func TestChromiumVideo(t *testing.T) {
 		return
 	}
 	// The skew per period boundary: the spread of the players' first
-	// frames of a period played by all (the first, the start, apart).
+	// frames of a period played by all, each past its start.
 	var skew, late []float64
-	var firsts []float64
-	for p, ls := range present {
-		if len(ls) != players {
-			continue
+	for _, ls := range present {
+		if len(ls) == players {
+			skew = append(skew, slices.Max(ls)-slices.Min(ls))
+			late = append(late, ls...)
 		}
-		start := true
-		for _, res := range all {
-			start = start && p == res.First
-		}
-		if start {
-			firsts = append(firsts, ls...)
-			continue
-		}
-		skew = append(skew, slices.Max(ls)-slices.Min(ls))
-		late = append(late, ls...)
 	}
 	if len(skew) == 0 {
 		t.Fatalf("no period boundary played by all %d players: %v", players, present)
 	}
-	for _, s := range [][]float64{skew, late, applied, stalls, firsts} {
+	for _, s := range [][]float64{skew, late, applied, stalls, firsts, forKey} {
 		slices.Sort(s)
 	}
 	q := func(s []float64) string {
@@ -349,6 +357,6 @@ func TestChromiumVideo(t *testing.T) {
 	}
 	fmt.Printf("RESULT browser-video players=%d (%d WebSocket, %d WebTransport) periods=%d of %v boundaries=%d skew-across-players-ms %s first-frame-after-presentAt-ms min=%.1f %s\n",
 		players, perKind, perKind, want, sched.Period, len(skew), q(skew), late[0], q(late))
-	fmt.Printf("RESULT browser-video-keys applied-after-releaseAt-ms min=%.1f %s start-first-frame-after-presentAt-ms %s stalls-after-start %s\n",
-		applied[0], q(applied), q(firsts), q(stalls))
+	fmt.Printf("RESULT browser-video-keys applied-after-releaseAt-ms min=%.1f %s start-first-frame-after-presentAt-ms %s stalls-after-start %s waitingforkey %s keepInStep-rate=%.3f…%.3f\n",
+		applied[0], q(applied), q(firsts), q(stalls), q(forKey), minRate, maxRate)
 }
