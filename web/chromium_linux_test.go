@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"maps"
 	"math"
 	"net/http"
@@ -117,17 +116,7 @@ func TestChromium(t *testing.T) {
 		o["want"] = want
 		json.NewEncoder(w).Encode(o)
 	})
-	rg.mux.HandleFunc("POST /result", func(w http.ResponseWriter, r *http.Request) {
-		var res pageResult
-		b, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
-		if err := json.Unmarshal(b, &res); err != nil {
-			res.Error = fmt.Sprintf("result %q: %v", b, err)
-		}
-		select {
-		case results <- res:
-		default:
-		}
-	})
+	handleResults(rg.mux, results, func(r *pageResult, err string) { r.Error = err })
 	base := rg.base
 
 	// Headless Chromium opens one target ("Multiple targets are not

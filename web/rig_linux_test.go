@@ -6,6 +6,9 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os/exec"
@@ -160,4 +163,20 @@ func (r *rig) keys(period uint64) ([]seal.ContentKey, bool) {
 	defer r.mu.Unlock()
 	k, ok := r.issued[period]
 	return k, ok
+}
+
+// handleResults serves POST /result on mux: each page's JSON result into
+// results (dropped when full), one that is not JSON as setError makes it.
+func handleResults[T any](mux *http.ServeMux, results chan<- T, setError func(*T, string)) {
+	mux.HandleFunc("POST /result", func(w http.ResponseWriter, r *http.Request) {
+		var res T
+		b, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+		if err := json.Unmarshal(b, &res); err != nil {
+			setError(&res, fmt.Sprintf("result %q: %v", b, err))
+		}
+		select {
+		case results <- res:
+		default:
+		}
+	})
 }

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"maps"
 	"net/http"
 	"os"
@@ -235,17 +234,7 @@ func TestChromiumVideo(t *testing.T) {
 		}
 	})
 	results := make(chan videoResult, players+1)
-	rg.mux.HandleFunc("POST /result", func(w http.ResponseWriter, r *http.Request) {
-		var res videoResult
-		b, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
-		if err := json.Unmarshal(b, &res); err != nil {
-			res.Error = fmt.Sprintf("result %q: %v", b, err)
-		}
-		select {
-		case results <- res:
-		default:
-		}
-	})
+	handleResults(rg.mux, results, func(r *videoResult, err string) { r.Error = err })
 	logs, kill := headless(t, browser, dir, fmt.Sprintf("%s/players.html?page=/video.html&ws=%d&wt=%d&wrong=1", rg.base, perKind, perKind))
 	defer kill()
 
