@@ -326,7 +326,8 @@ func TestChromiumVideo(t *testing.T) {
 	// The skew per period boundary: the spread of the players' first
 	// frames of a period played by all, each past its start.
 	var skew, late []float64
-	for _, ls := range present {
+	for p, ls := range present {
+		t.Logf("period %d: first frame − presentAt by player (ms) %.1f", p, ls)
 		if len(ls) == players {
 			skew = append(skew, slices.Max(ls)-slices.Min(ls))
 			late = append(late, ls...)
