@@ -291,8 +291,9 @@ func TestChromiumVideo(t *testing.T) {
 				continue
 			}
 			// The edge releases once its clock's earliest time has passed
-			// releaseAt: by the same machine's clock, no key is in the
-			// page, let alone applied, before it.
+			// releaseAt: by its clock as the page measures it (within
+			// half a loopback round trip), no key is in the page, let
+			// alone applied, before it.
 			if g.GotAt < g.ReleaseAtUTC || g.AppliedAt == nil || *g.AppliedAt < g.ReleaseAtUTC {
 				t.Errorf("%s player, period %d: keys in the page %.3f ms, applied %v, after releaseAt; want both ≥ 0", res.Transport, g.Period, g.GotAt-g.ReleaseAtUTC, g.AppliedAt)
 				continue
