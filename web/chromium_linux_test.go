@@ -3,33 +3,24 @@ package web
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
+	"maps"
 	"math"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/embargo-live/embargo/engine/edge"
 	"github.com/embargo-live/embargo/engine/origin"
-	"github.com/embargo-live/embargo/engine/webedge"
 	"github.com/embargo-live/embargo/internal/realtime"
 	"github.com/embargo-live/embargo/ptp"
-	"github.com/embargo-live/embargo/seal"
-	"github.com/embargo-live/embargo/wire"
 )
 
 // chromium finds Debian's chromium (or another Chromium-based browser).
@@ -102,12 +93,6 @@ func TestChromium(t *testing.T) {
 	browser := chromium(t)
 	realtime.Exclusive(t)
 	dir := t.TempDir()
-	wasm := buildWasm(t, dir)
-	goroot, err := exec.Command("go", "env", "GOROOT").Output()
-	if err != nil {
-		t.Fatalf("go env GOROOT: %v", err)
-	}
-	wasmExec := filepath.Join(strings.TrimSpace(string(goroot)), "lib", "wasm", "wasm_exec.js")
 
 	const (
 		want    = 5 // live periods each page must present
@@ -115,111 +100,24 @@ func TestChromium(t *testing.T) {
 		players = 2 * perKind
 	)
 	sched := origin.Schedule{Period: 500 * time.Millisecond, Lead: time.Second, PresentDelay: 300 * time.Millisecond}
-	clock, err := ptp.NewSystem(ptp.WithAssumeSynchronized(time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, signer, _ := ed25519.GenerateKey(rand.Reader)
-	master := make([]byte, seal.MasterKeyLen)
-	rand.Read(master)
-	org, err := origin.New(signer, master)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The page is served from another port than the WebTransport endpoint.
-	// The edge requires subscription tokens: every page passes its own
-	// through the web library (Options.token). The clock it answers
-	// browsers' time requests with reads browserLag behind the host's (the
-	// pages'): a page must present by it, browserLag after presentAt by
-	// its own clock. (The edge releases by the host's clock; catch-up by
-	// the lagging one only gets later.)
-	browserClock := ptp.NewSim(ptp.WithOffset(-browserLag), ptp.WithUncertainty(time.Millisecond, 0))
-	web, err := webedge.New(webedge.Config{Streams: []uint32{1}, Clock: browserClock, OriginPatterns: []string{"127.0.0.1:*"},
-		Tokens: seal.NewKeyRing(org.PublicKey())})
-	if err != nil {
-		t.Fatal(err)
-	}
-	now, err := browserClock.Now()
-	if err != nil {
-		t.Fatal(err)
-	}
-	token := seal.SignToken(signer, &wire.Token{NotAfter: now.Latest + int64(10*time.Minute)})
-	e, err := edge.New(edge.Config{ID: 1, Clock: clock, Trusted: seal.NewKeyRing(org.PublicKey()), Senders: []edge.Sender{web}, Lead: sched.Lead})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	issued := map[uint64][]seal.ContentKey{}
 	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
 	defer cancel()
-	rot := &origin.Rotation{Origin: org, Schedule: sched, Streams: []uint32{1}, Keys: 2, Clock: clock}
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	defer cancel()
-	wg.Go(func() {
-		rot.Run(ctx, func(is origin.Issued) error {
-			mu.Lock()
-			issued[is.Bundle.Period] = is.Keys
-			mu.Unlock()
-			return e.Add(is.Bundle)
-		})
-	})
-	wg.Go(func() { e.Run(ctx) })
-	defer web.CloseAll()
-
-	pub, _ := seal.EncodePublicKey(org.PublicKey())
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	base := "http://" + ln.Addr().String()
-	tlsConf, certHash, err := webedge.SelfSigned([]string{"127.0.0.1"}, time.Now(), 24*time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pc.Close() }) // after the server stops
-	wg.Go(func() {
-		if err := web.ServeWebTransport(ctx, pc, tlsConf); err != nil {
-			t.Errorf("webtransport: %v", err)
-		}
-	})
+	// The clock the edge answers browsers' time requests with reads
+	// browserLag behind the host's (the pages'): a page must present by
+	// it, browserLag after presentAt by its own clock. (The edge releases
+	// by the host's clock; catch-up by the lagging one only gets later.)
+	browserClock := ptp.NewSim(ptp.WithOffset(-browserLag), ptp.WithUncertainty(time.Millisecond, 0))
+	rg := newRig(t, ctx, sched, 2, browserClock, nil)
+	web := rg.web
 	results := make(chan pageResult, players)
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) { http.ServeFile(w, r, "testdata/page.html") })
-	mux.HandleFunc("GET /players.html", func(w http.ResponseWriter, r *http.Request) { http.ServeFile(w, r, "testdata/players.html") })
-	mux.HandleFunc("GET /embargo.js", func(w http.ResponseWriter, r *http.Request) { http.ServeFile(w, r, "dist/embargo.js") })
-	mux.HandleFunc("GET /wasm_exec.js", func(w http.ResponseWriter, r *http.Request) { http.ServeFile(w, r, wasmExec) })
-	mux.HandleFunc("GET /embargo.wasm", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/wasm")
-		http.ServeFile(w, r, wasm)
+	rg.mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) { http.ServeFile(w, r, "testdata/page.html") })
+	rg.mux.HandleFunc("GET /options.json", func(w http.ResponseWriter, r *http.Request) {
+		o := maps.Clone(rg.options)
+		o["want"] = want
+		json.NewEncoder(w).Encode(o)
 	})
-	mux.HandleFunc("GET /options.json", func(w http.ResponseWriter, r *http.Request) {
-		json.NewEncoder(w).Encode(map[string]any{
-			"edges":                   map[string]string{"ws": "ws://" + ln.Addr().String() + "/ws", "wt": "https://" + pc.LocalAddr().String() + "/"},
-			"serverCertificateHashes": []string{hex.EncodeToString(certHash[:])}, "originPub": string(pub),
-			"master": hex.EncodeToString(master), "streams": []uint32{1}, "want": want,
-			"token": base64.StdEncoding.EncodeToString(token),
-		})
-	})
-	mux.Handle("GET /ws", web.Handler())
-	mux.HandleFunc("POST /result", func(w http.ResponseWriter, r *http.Request) {
-		var res pageResult
-		b, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
-		if err := json.Unmarshal(b, &res); err != nil {
-			res.Error = fmt.Sprintf("result %q: %v", b, err)
-		}
-		select {
-		case results <- res:
-		default:
-		}
-	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	go srv.Serve(ln)
-	defer srv.Close()
+	handleResults(rg.mux, results, func(r *pageResult, err string) { r.Error = err })
+	base := rg.base
 
 	// Headless Chromium opens one target ("Multiple targets are not
 	// supported in headless mode"): the players are iframes of one page.
@@ -239,8 +137,6 @@ func TestChromium(t *testing.T) {
 			t.Fatalf("%d of %d pages posted a result in time; chromium said:\n%s", len(all), players, tail(logs(), 4000))
 		}
 	}
-	mu.Lock()
-	defer mu.Unlock()
 	var late []float64
 	early := map[string][]float64{} // by transport
 	// presented[period] are the players' present callbacks (ms after presentAt).
@@ -265,7 +161,7 @@ func TestChromium(t *testing.T) {
 			}
 		}
 		offsets = append(offsets, res.Clock.OffsetMs)
-		late1, early1 := checkPage(t, res, issued, want)
+		late1, early1 := checkPage(t, res, rg, want)
 		late, early[res.Transport] = append(late, late1...), append(early[res.Transport], early1...)
 		for _, g := range res.Periods {
 			if !g.Period.CatchUp && g.PresentLateMs != nil {
@@ -309,12 +205,12 @@ func TestChromium(t *testing.T) {
 // checkPage checks one page's periods against the origin's keys and
 // returns its present callbacks' lateness and its keys' time after
 // releaseAt (ms).
-func checkPage(t *testing.T, res pageResult, issued map[uint64][]seal.ContentKey, want int) (late, early []float64) {
+func checkPage(t *testing.T, res pageResult, rg *rig, want int) (late, early []float64) {
 	t.Helper()
 	live := 0
 	for _, g := range res.Periods {
 		p := g.Period
-		keys, ok := issued[p.Period]
+		keys, ok := rg.keys(p.Period)
 		if !ok {
 			t.Errorf("period %d: the page has keys the origin never issued", p.Period)
 			continue

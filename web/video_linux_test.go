@@ -1,0 +1,353 @@
+package web
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/embargo-live/embargo/engine/origin"
+	"github.com/embargo-live/embargo/internal/realtime"
+	"github.com/embargo-live/embargo/ptp"
+	"github.com/embargo-live/embargo/seal"
+)
+
+// videoResult is what testdata/video.html posts.
+type videoResult struct {
+	Error     string `json:"error"`
+	Transport string `json:"transport"`
+	First     uint64 `json:"first"`
+	Periods   []struct {
+		Period       uint64  `json:"period"`
+		CatchUp      bool    `json:"catchUp"`
+		ReleaseAtUTC float64 `json:"releaseAtUTC"`
+		PresentAtUTC float64 `json:"presentAtUTC"`
+		GotAt        float64 `json:"gotAt"`
+		Keys         []struct {
+			KID string `json:"kid"`
+			Key string `json:"key"`
+		} `json:"keys"`
+		// KID is the segment's (the server's X-KID), AppliedAt when its
+		// ClearKey session's keys changed status, Statuses those.
+		KID       string   `json:"kid"`
+		AppliedAt *float64 `json:"appliedAt"`
+		Statuses  []string `json:"statuses"`
+		// FirstFrame is the period's first frame displayed: its media
+		// time from the period's start (s) and display instant on the
+		// edges' clock (UTC ms).
+		FirstFrame *struct {
+			MediaTime  float64 `json:"mediaTime"`
+			DisplayUTC float64 `json:"displayUTC"`
+		} `json:"firstFrame"`
+	} `json:"periods"`
+	Waiting int `json:"waiting"`
+	// WaitingAt is each stall's media time (s), readyState and instant
+	// (ms after the first period's presentAt); Buffered the media's
+	// buffered ranges at the end.
+	WaitingAt        [][3]float64 `json:"waitingAt"`
+	Buffered         [][2]float64 `json:"buffered"`
+	WaitingForKey    int          `json:"waitingForKey"`
+	CurrentTime      float64      `json:"currentTime"`
+	Frames           int          `json:"frames"`
+	Dropped          int          `json:"dropped"`
+	MinRate, MaxRate float64
+	Wrong            *struct {
+		Error *struct {
+			Code    int    `json:"code"`
+			Message string `json:"message"`
+		} `json:"error"`
+		CurrentTime float64 `json:"currentTime"`
+		Frames      int     `json:"frames"`
+		Period      uint64  `json:"period"`
+	} `json:"wrong"`
+}
+
+// ffmpeg finds ffmpeg or skips.
+func ffmpeg(t *testing.T) string {
+	p, err := exec.LookPath("ffmpeg")
+	if err != nil {
+		t.Skip("no ffmpeg: install Debian's ffmpeg (.ci/run does, as root) to run the video test")
+	}
+	return p
+}
+
+// fragmented is how every segment is muxed: fragmented MP4 for MSE, its
+// init segment first.
+var fragmented = []string{"-movflags", "+frag_keyframe+empty_moov+default_base_moof"}
+
+// clearClip encodes the test's clear clip into dir: period long, 25 fps
+// H.264 Constrained Baseline (avc1.42E01E), one keyframe.
+func clearClip(t *testing.T, ff, dir string, period time.Duration) string {
+	t.Helper()
+	out := filepath.Join(dir, "clear.mp4")
+	args := []string{"-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi",
+		"-i", fmt.Sprintf("testsrc=size=320x180:rate=25:duration=%g", period.Seconds()),
+		"-c:v", "libx264", "-profile:v", "baseline", "-level", "3.0", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
+		"-x264-params", "keyint=1000:scenecut=0"}
+	if b, err := exec.Command(ff, append(append(args, fragmented...), out)...).CombinedOutput(); err != nil {
+		t.Fatalf("ffmpeg encode: %v\n%s", err, b)
+	}
+	return out
+}
+
+// encrypt remuxes the clear clip with ffmpeg into a CENC (AES-CTR) MP4
+// with key k, named name in dir, fragmented for MSE or not.
+func encrypt(ff, clip, dir, name string, k seal.ContentKey, fragment bool) ([]byte, error) {
+	out := filepath.Join(dir, name)
+	args := []string{"-hide_banner", "-loglevel", "error", "-y", "-i", clip, "-c", "copy",
+		"-encryption_scheme", "cenc-aes-ctr", "-encryption_key", hex.EncodeToString(k.Key[:]), "-encryption_kid", hex.EncodeToString(k.KID[:])}
+	if fragment {
+		args = append(args, fragmented...)
+	}
+	if b, err := exec.Command(ff, append(args, out)...).CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("ffmpeg encrypt %s: %v\n%s", name, err, b)
+	}
+	return os.ReadFile(out)
+}
+
+// periodSegment is the MSE segment of one period: ffmpeg encrypts the
+// clip with the period's key, cencFragment makes it a fragment after
+// template (the clip fragmented and encrypted under another key).
+func periodSegment(ff, clip, dir string, template []byte, period uint64, k seal.ContentKey) ([]byte, error) {
+	enc, err := encrypt(ff, clip, dir, fmt.Sprintf("p%d.mp4", period), k, false)
+	if err != nil {
+		return nil, err
+	}
+	seg, err := cencFragment(template, enc, k.KID)
+	if err != nil {
+		return nil, fmt.Errorf("period %d: %w", period, err)
+	}
+	return seg, nil
+}
+
+// segment is one period's encrypted media.
+type segment struct {
+	kid  string
+	data []byte
+}
+
+// TestChromiumVideo plays a real encrypted clip in headless Chromium,
+// players over WebSocket and WebTransport on one edge: each key period's
+// segment is the clip encrypted by ffmpeg with that period's content key
+// (CENC), appended to MSE ahead of its key; the keys come from the edge
+// through the web library (answerClearKey) and keepInStep keeps
+// playback on the period schedule. Asserted: no key in a page before
+// releaseAt, every period's keys the origin's and usable, every period's
+// frames displayed without a media error, and a wrong key fails to
+// decode. The presentation skew and stalls are reported (RESULT lines).
+func TestChromiumVideo(t *testing.T) {
+	browser := chromium(t)
+	ff := ffmpeg(t)
+	realtime.Exclusive(t)
+	dir := t.TempDir()
+	const (
+		want    = 4 // periods each player plays
+		perKind = 4 // players over each transport
+		players = 2 * perKind
+	)
+	sched := origin.Schedule{Period: 2 * time.Second, Lead: 3 * time.Second, PresentDelay: 300 * time.Millisecond}
+	clip := clearClip(t, ff, dir, sched.Period)
+	var other seal.ContentKey
+	rand.Read(other.Key[:])
+	rand.Read(other.KID[:])
+	template, err := encrypt(ff, clip, dir, "template.mp4", other, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 120*time.Second)
+	defer cancel()
+	clock, err := ptp.NewSystem(ptp.WithAssumeSynchronized(time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu     sync.Mutex
+		segs   = map[uint64]segment{}
+		latest uint64
+		ready  = make(chan struct{}) // closed and replaced at each new segment
+	)
+	// Each issued period's segment is encrypted with its first key as
+	// soon as the origin issues it (Lead before releaseAt): the media is
+	// out before its key, as a CDN would have it.
+	rg := newRig(t, ctx, sched, 1, clock, func(is origin.Issued) {
+		p := is.Bundle.Period
+		b, err := periodSegment(ff, clip, dir, template, p, is.Keys[0])
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		mu.Lock()
+		segs[p] = segment{kid: hex.EncodeToString(is.Keys[0].KID[:]), data: b}
+		latest = max(latest, p)
+		close(ready)
+		ready = make(chan struct{})
+		mu.Unlock()
+	})
+	rg.mux.HandleFunc("GET /video.html", func(w http.ResponseWriter, r *http.Request) { http.ServeFile(w, r, "testdata/video.html") })
+	rg.mux.HandleFunc("GET /video.json", func(w http.ResponseWriter, r *http.Request) {
+		o := maps.Clone(rg.options)
+		o["want"], o["periodMs"] = want, sched.Period.Milliseconds()
+		json.NewEncoder(w).Encode(o)
+	})
+	// GET /seg/{period} answers once the period is issued; /seg/latest
+	// the latest issued.
+	rg.mux.HandleFunc("GET /seg/{p}", func(w http.ResponseWriter, r *http.Request) {
+		p, err := strconv.ParseUint(r.PathValue("p"), 10, 64)
+		if err != nil && r.PathValue("p") != "latest" {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		for {
+			mu.Lock()
+			if err != nil && len(segs) > 0 {
+				p, err = latest, nil
+			}
+			s, ok := segs[p]
+			wait := ready
+			mu.Unlock()
+			if ok && err == nil {
+				w.Header().Set("X-KID", s.kid)
+				w.Header().Set("X-Period", strconv.FormatUint(p, 10))
+				w.Header().Set("Content-Type", "video/mp4")
+				w.Write(s.data)
+				return
+			}
+			select {
+			case <-wait:
+			case <-r.Context().Done():
+				return
+			case <-ctx.Done():
+				http.Error(w, "the test ended", http.StatusServiceUnavailable)
+				return
+			}
+		}
+	})
+	results := make(chan videoResult, players+1)
+	handleResults(rg.mux, results, func(r *videoResult, err string) { r.Error = err })
+	logs, kill := headless(t, browser, dir, fmt.Sprintf("%s/players.html?page=/video.html&ws=%d&wt=%d&wrong=1", rg.base, perKind, perKind))
+	defer kill()
+
+	var all []videoResult
+	var wrong *videoResult
+	for len(all) < players || wrong == nil {
+		select {
+		case res := <-results:
+			switch {
+			case res.Error != "":
+				kill()
+				t.Fatalf("%s page: %s; chromium said:\n%s", res.Transport, res.Error, tail(logs(), 4000))
+			case res.Wrong != nil:
+				wrong = &res
+			default:
+				all = append(all, res)
+			}
+		case <-ctx.Done():
+			kill()
+			t.Fatalf("%d of %d players posted a result in time (wrong key: %v); chromium said:\n%s", len(all), players, wrong != nil, tail(logs(), 4000))
+		}
+	}
+	// A wrong key: a decode error (MEDIA_ERR_DECODE), no frame shown.
+	if w := wrong.Wrong; w.Error == nil || w.Error.Code != 3 || w.Frames > 0 {
+		t.Errorf("wrong key: media error %+v, %d frames shown, at %.3f s; want MEDIA_ERR_DECODE (3) and none", w.Error, w.Frames, w.CurrentTime)
+	} else {
+		t.Logf("wrong key: media error %d %q, %d frames", w.Error.Code, w.Error.Message, w.Frames)
+	}
+
+	var applied, firsts []float64
+	// present[p]: the players' first frames of period p, ms after presentAt.
+	present := map[uint64][]float64{}
+	stalls := make([]float64, 0, players)
+	var forKey []float64
+	minRate, maxRate := 1.0, 1.0
+	for _, res := range all {
+		forKey = append(forKey, float64(res.WaitingForKey))
+		minRate, maxRate = min(minRate, res.MinRate), max(maxRate, res.MaxRate)
+		if res.Error != "" {
+			t.Errorf("%s player: %s", res.Transport, res.Error)
+		}
+		stalls = append(stalls, float64(res.Waiting))
+		if res.Waiting > 0 {
+			t.Logf("%s player: stalls (media time s, readyState, ms after start) %v, buffered %v", res.Transport, res.WaitingAt, res.Buffered)
+		}
+		played := 0
+		for _, g := range res.Periods {
+			if g.Period < res.First || g.Period >= res.First+want {
+				continue
+			}
+			keys, ok := rg.keys(g.Period)
+			if !ok || len(g.Keys) != 1 || g.Keys[0].KID != hex.EncodeToString(keys[0].KID[:]) || g.Keys[0].Key != hex.EncodeToString(keys[0].Key[:]) || g.KID != g.Keys[0].KID {
+				t.Errorf("%s player, period %d: page keys %+v for segment KID %s, origin's %x", res.Transport, g.Period, g.Keys, g.KID, keys)
+				continue
+			}
+			// The edge releases once its clock's earliest time has passed
+			// releaseAt: by its clock as the page measures it (within
+			// half a loopback round trip), no key is in the page, let
+			// alone applied, before it.
+			if g.GotAt < g.ReleaseAtUTC || g.AppliedAt == nil || *g.AppliedAt < g.ReleaseAtUTC {
+				t.Errorf("%s player, period %d: keys in the page %.3f ms, applied %v, after releaseAt; want both ≥ 0", res.Transport, g.Period, g.GotAt-g.ReleaseAtUTC, g.AppliedAt)
+				continue
+			}
+			if !slices.Equal(g.Statuses, []string{"usable"}) {
+				t.Errorf("%s player, period %d: ClearKey statuses %v, want [usable]", res.Transport, g.Period, g.Statuses)
+			}
+			applied = append(applied, *g.AppliedAt-g.ReleaseAtUTC)
+			if g.FirstFrame == nil {
+				t.Errorf("%s player, period %d: no frame displayed", res.Transport, g.Period)
+				continue
+			}
+			played++
+			// The first frame displayed, back to the period's first if
+			// frames were skipped.
+			at := g.FirstFrame.DisplayUTC - 1000*g.FirstFrame.MediaTime - g.PresentAtUTC
+			if g.Period == res.First {
+				// Shown paused once decryptable, before play() at presentAt.
+				firsts = append(firsts, at)
+			} else {
+				present[g.Period] = append(present[g.Period], at)
+			}
+		}
+		if played != want {
+			t.Errorf("%s player: frames of %d periods displayed from period %d, want %d (at %.3f s, %d frames, %d dropped)", res.Transport, played, res.First, want, res.CurrentTime, res.Frames, res.Dropped)
+		}
+	}
+	if t.Failed() {
+		return
+	}
+	// The skew per period boundary: the spread of the players' first
+	// frames of a period played by all, each past its start.
+	var skew, late []float64
+	for p, ls := range present {
+		t.Logf("period %d: first frame − presentAt by player (ms) %.1f", p, ls)
+		if len(ls) == players {
+			skew = append(skew, slices.Max(ls)-slices.Min(ls))
+			late = append(late, ls...)
+		}
+	}
+	if len(skew) == 0 {
+		t.Fatalf("no period boundary played by all %d players: %v", players, present)
+	}
+	for _, s := range [][]float64{skew, late, applied, stalls, firsts, forKey} {
+		slices.Sort(s)
+	}
+	q := func(s []float64) string {
+		if len(s) == 0 {
+			return "none"
+		}
+		return fmt.Sprintf("median=%.1f max=%.1f", s[len(s)/2], s[len(s)-1])
+	}
+	fmt.Printf("RESULT browser-video players=%d (%d WebSocket, %d WebTransport) periods=%d of %v boundaries=%d skew-across-players-ms %s first-frame-after-presentAt-ms min=%.1f %s\n",
+		players, perKind, perKind, want, sched.Period, len(skew), q(skew), late[0], q(late))
+	fmt.Printf("RESULT browser-video-keys applied-after-releaseAt-ms min=%.1f %s start-first-frame-after-presentAt-ms %s stalls-after-start %s waitingforkey %s keepInStep-rate=%.3f…%.3f\n",
+		applied[0], q(applied), q(firsts), q(stalls), q(forKey), minRate, maxRate)
+}
