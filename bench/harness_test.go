@@ -14,6 +14,7 @@ import (
 	"github.com/embargo-live/embargo/engine/edge"
 	"github.com/embargo-live/embargo/engine/receiver"
 	"github.com/embargo-live/embargo/engine/udp"
+	"github.com/embargo-live/embargo/internal/freeport"
 	"github.com/embargo-live/embargo/internal/netns"
 	"github.com/embargo-live/embargo/internal/netns/netnstest"
 	"github.com/embargo-live/embargo/internal/realtime"
@@ -84,7 +85,7 @@ func check(t *testing.T, res *bench.Result) {
 func TestLoopbackMulticast(t *testing.T) {
 	realtime.Exclusive(t)
 	g := udp.Loopback
-	g.Addr = netip.AddrPortFrom(g.Addr.Addr(), uint16(40000+time.Now().UnixNano()%10000))
+	g.Addr = netip.AddrPortFrom(g.Addr.Addr(), uint16(freeport.One(t)))
 	res, err := bench.Run(context.Background(), bench.Config{
 		Receivers: 100, Periods: 4, NoMaster: []int{7}, Period: period, Lead: lead, Grace: grace,
 		Sender: func(int) (edge.Sender, error) { return udp.NewSender(g) },
@@ -140,7 +141,7 @@ func TestNamespaceMulticast(t *testing.T) {
 func TestMixedMulticastAndUnicast(t *testing.T) {
 	realtime.Exclusive(t)
 	g := udp.Loopback
-	g.Addr = netip.AddrPortFrom(g.Addr.Addr(), uint16(30000+time.Now().UnixNano()%10000))
+	g.Addr = netip.AddrPortFrom(g.Addr.Addr(), uint16(freeport.One(t)))
 	var mu sync.Mutex
 	var settled []uint64
 	res, err := bench.Run(context.Background(), bench.Config{
@@ -189,7 +190,7 @@ func TestKernelLossInjection(t *testing.T) {
 		t.Fatal(err)
 	}
 	g := udp.Loopback
-	g.Addr = netip.AddrPortFrom(g.Addr.Addr(), uint16(50000+time.Now().UnixNano()%10000))
+	g.Addr = netip.AddrPortFrom(g.Addr.Addr(), uint16(freeport.One(t)))
 	const receivers, periods = 30, 4
 	res, err := bench.Run(context.Background(), bench.Config{
 		Receivers: receivers, Periods: periods, Repeat: 8, Filter: f, Clock: clock, Period: period, Lead: lead, Grace: grace,

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/embargo-live/embargo/internal/freeport"
 	"github.com/embargo-live/embargo/internal/realtime"
 )
 
@@ -76,7 +77,7 @@ func TestCExample(t *testing.T) {
 	if out, err := exec.Command(bin, "keys", "-dir", keys).CombinedOutput(); err != nil {
 		t.Fatalf("keys: %v\n%s", err, out)
 	}
-	group := fmt.Sprintf("239.255.77.93:%d%%lo", 30000+time.Now().UnixNano()%20000)
+	group := fmt.Sprintf("239.255.77.93:%d%%lo", freeport.One(t))
 	pub, master := filepath.Join(keys, "origin.pub"), filepath.Join(keys, "master.key")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()

@@ -54,7 +54,7 @@ func TestOriginViewerEntitlement(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	lab := startOrigin(t, ctx, 46000, "-period", "300ms", "-lead", "1s", "-present", "300ms", "-jwks", jwks, "-jwt-issuer", "https://id.test")
+	lab := startOrigin(t, ctx, "-period", "300ms", "-lead", "1s", "-present", "300ms", "-jwks", jwks, "-jwt-issuer", "https://id.test")
 	edgeOut, edgeDone, stopEdge := lab.edge(t, ctx)
 	defer func() { stopEdge(); <-edgeDone }()
 	recv := func(tokenFile string) (int, string) {

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/embargo-live/embargo/engine/clearkey"
+	"github.com/embargo-live/embargo/internal/freeport"
 	"github.com/embargo-live/embargo/internal/realtime"
 	"github.com/embargo-live/embargo/internal/wait"
 )
@@ -31,7 +32,7 @@ func TestOriginEdgeRecv(t *testing.T) {
 	realtime.Exclusive(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	lab := startOrigin(t, ctx, 44000, "-period", "300ms", "-lead", "1s", "-present", "300ms", "-log", "debug")
+	lab := startOrigin(t, ctx, "-period", "300ms", "-lead", "1s", "-present", "300ms", "-log", "debug")
 	certs, originAddr, proxyAddr := lab.certs, lab.addr(0), lab.addr(2)
 	originOut, originDone := lab.out, lab.done
 	edgeOut, edgeDone, stopEdge := lab.edge(t, ctx, "-log", "debug", "-log-format", "json")
@@ -100,19 +101,20 @@ const labToken = "lab-licence-token-9f6c2e1d"
 // and labToken in its tokens file and, alone, in tokenFile.
 type originLab struct {
 	certs, state, tokenFile string
-	port                    int64 // addr(0) is the origin's; the next ports are for the test's other roles
+	ports                   []int // addr(0) is the origin's; the others are for the test's other roles
 	out                     *lockedBuffer
 	done                    chan int
 }
 
-func (l *originLab) addr(i int64) string { return fmt.Sprintf("127.0.0.1:%d", l.port+i) }
+func (l *originLab) addr(i int) string { return fmt.Sprintf("127.0.0.1:%d", l.ports[i]) }
 
 // startOrigin makes the certificates and starts the origin until ctx
-// ends, on a port from base up, announcing addr(1) as the session's edge,
+// ends, on free loopback ports (addr(0) to addr(3)), announcing addr(1)
+// as the session's edge,
 // with args added to its flags.
-func startOrigin(t *testing.T, ctx context.Context, base int64, args ...string) *originLab {
+func startOrigin(t *testing.T, ctx context.Context, args ...string) *originLab {
 	dir, certs := labCerts(t)
-	l := &originLab{certs: certs, state: filepath.Join(dir, "state"), tokenFile: filepath.Join(dir, "token"), port: base + time.Now().UnixNano()%5000, out: &lockedBuffer{}, done: make(chan int, 1)}
+	l := &originLab{certs: certs, state: filepath.Join(dir, "state"), tokenFile: filepath.Join(dir, "token"), ports: freeport.Get(t, 4), out: &lockedBuffer{}, done: make(chan int, 1)}
 	tokens := filepath.Join(dir, "tokens")
 	if err := errors.Join(os.WriteFile(tokens, []byte(labToken+" player\n"), 0o600), os.WriteFile(l.tokenFile, []byte(labToken+"\n"), 0o600)); err != nil {
 		t.Fatal(err)
@@ -148,11 +150,11 @@ func (l *originLab) edge(t *testing.T, ctx context.Context, args ...string) (out
 func TestEdgeWaitsForOrigin(t *testing.T) {
 	realtime.Exclusive(t)
 	dir, certs := labCerts(t)
-	port := 39000 + time.Now().UnixNano()%4000
-	originAddr := fmt.Sprintf("127.0.0.1:%d", port)
-	edgeAddr := fmt.Sprintf("127.0.0.1:%d", port+1)
-	metricsAddr := fmt.Sprintf("127.0.0.1:%d", port+2)
-	originMetrics := fmt.Sprintf("127.0.0.1:%d", port+3)
+	ports := freeport.Get(t, 4)
+	originAddr := fmt.Sprintf("127.0.0.1:%d", ports[0])
+	edgeAddr := fmt.Sprintf("127.0.0.1:%d", ports[1])
+	metricsAddr := fmt.Sprintf("127.0.0.1:%d", ports[2])
+	originMetrics := fmt.Sprintf("127.0.0.1:%d", ports[3])
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 

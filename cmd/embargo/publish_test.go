@@ -22,7 +22,7 @@ func TestPublishRecv(t *testing.T) {
 	realtime.Exclusive(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	lab := startOrigin(t, ctx, 49000, "-streams", "1", "-resource-streams", "100", "-period", "300ms", "-lead", "1s", "-present", "100ms")
+	lab := startOrigin(t, ctx, "-streams", "1", "-resource-streams", "100", "-period", "300ms", "-lead", "1s", "-present", "100ms")
 	dir, certs, originAddr := t.TempDir(), lab.certs, lab.addr(0)
 	originOut, originDone := lab.out, lab.done
 	edgeOut, edgeDone, stopEdge := lab.edge(t, ctx, "-streams", "100", "-lead", "1s")

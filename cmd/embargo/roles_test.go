@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/embargo-live/embargo/internal/freeport"
 	"github.com/embargo-live/embargo/internal/realtime"
 	"github.com/embargo-live/embargo/internal/wait"
 )
@@ -49,7 +50,7 @@ func keysDir(t *testing.T) string {
 func TestEdgeToRecv(t *testing.T) {
 	realtime.Exclusive(t)
 	dir := keysDir(t)
-	group := fmt.Sprintf("239.255.77.71:%d", 42000+time.Now().UnixNano()%10000)
+	group := fmt.Sprintf("239.255.77.71:%d", freeport.One(t))
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 
@@ -154,7 +155,7 @@ func TestRoleFlagErrors(t *testing.T) {
 func TestEdgeToRecvUnicast(t *testing.T) {
 	realtime.Exclusive(t)
 	dir := keysDir(t)
-	addr := fmt.Sprintf("127.0.0.1:%d", 43000+time.Now().UnixNano()%10000)
+	addr := fmt.Sprintf("127.0.0.1:%d", freeport.One(t))
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	out, errout := &lockedBuffer{}, &lockedBuffer{}
@@ -196,13 +197,13 @@ func TestRecvSpeaksUp(t *testing.T) {
 
 	realtime.Exclusive(t)
 	dir, wrong := keysDir(t), keysDir(t)
-	group := fmt.Sprintf("239.255.77.72:%d", 42000+time.Now().UnixNano()%10000)
+	group := fmt.Sprintf("239.255.77.72:%d", freeport.One(t))
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	recvCtx, stopRecv := context.WithCancel(ctx)
 	errout := &lockedBuffer{}
 	recv := make(chan int, 1)
-	metricsAddr := fmt.Sprintf("127.0.0.1:%d", 38000+time.Now().UnixNano()%1000)
+	metricsAddr := fmt.Sprintf("127.0.0.1:%d", freeport.One(t))
 	go func() {
 		recv <- run(recvCtx, []string{"recv", "-group", group, "-pub", filepath.Join(wrong, originPubFile), "-master", filepath.Join(dir, masterKeyFile),
 			"-diagnose", "500ms", "-metrics", metricsAddr}, &lockedBuffer{}, errout)

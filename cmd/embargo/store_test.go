@@ -44,8 +44,8 @@ func TestOriginReplicas(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	store := "etcd:" + strings.Join(c.Endpoints, ",")
-	a := startOrigin(t, ctx, 41000, "-store", store, "-log", "info")
-	b := startOrigin(t, ctx, 46000, "-store", store, "-log", "info", "-metrics", "127.0.0.1:0")
+	a := startOrigin(t, ctx, "-store", store, "-log", "info")
+	b := startOrigin(t, ctx, "-store", store, "-log", "info", "-metrics", "127.0.0.1:0")
 	keyID := regexp.MustCompile(`signing key id ([0-9a-f]+)`)
 	ka, kb := keyID.FindStringSubmatch(a.out.String()), keyID.FindStringSubmatch(b.out.String())
 	if ka == nil || kb == nil || ka[1] != kb[1] {
@@ -85,7 +85,7 @@ func TestEdgeFailsOver(t *testing.T) {
 	realtime.Exclusive(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	lab := startOrigin(t, ctx, 36000, "-period", "300ms", "-lead", "1s", "-present", "300ms")
+	lab := startOrigin(t, ctx, "-period", "300ms", "-lead", "1s", "-present", "300ms")
 	dead := lab.addr(3) // nothing listens there
 	metricsAddr := lab.addr(2)
 	out, done := &lockedBuffer{}, make(chan int, 1)

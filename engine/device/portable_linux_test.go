@@ -11,6 +11,7 @@ import (
 	"github.com/embargo-live/embargo/engine/origin"
 	"github.com/embargo-live/embargo/engine/receiver"
 	"github.com/embargo-live/embargo/engine/udp"
+	"github.com/embargo-live/embargo/internal/freeport"
 	"github.com/embargo-live/embargo/internal/realtime"
 	"github.com/embargo-live/embargo/ptp"
 	"github.com/embargo-live/embargo/wire"
@@ -26,7 +27,7 @@ func TestPortableMulticast(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := udp.Group{Addr: netip.AddrPortFrom(netip.MustParseAddr("239.255.77.31"), uint16(30000+time.Now().UnixNano()%20000)), Hops: udp.DefaultHops}
+	g := udp.Group{Addr: netip.AddrPortFrom(netip.MustParseAddr("239.255.77.31"), uint16(freeport.One(t))), Hops: udp.DefaultHops}
 	conn, err := udp.ListenPortable(g)
 	if err != nil {
 		t.Fatal(err)

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -15,19 +14,16 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/embargo-live/embargo/engine/datagram"
+	"github.com/embargo-live/embargo/internal/freeport"
 	"github.com/embargo-live/embargo/internal/realtime"
 	"github.com/embargo-live/embargo/wire"
 )
 
-// port hands each test its own group port, so tests and packages running
-// side by side do not hear each other.
-var port atomic.Uint32
-
-func init() { port.Store(uint32(20000 + time.Now().UnixNano()%20000)) }
-
+// group is a group on addr with a port of its own, so tests and packages
+// running side by side do not hear each other.
 func group(t *testing.T, addr string) Group {
 	t.Helper()
-	ap := netip.AddrPortFrom(netip.MustParseAddr(addr), uint16(port.Add(1)))
+	ap := netip.AddrPortFrom(netip.MustParseAddr(addr), uint16(freeport.One(t)))
 	return Group{Addr: ap, Hops: DefaultHops}
 }
 

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/embargo-live/embargo/internal/freeport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
@@ -53,7 +54,7 @@ func Binary() (string, error) {
 // answers a write, or skips t if there is no etcd binary.
 func Start(t testing.TB, members int) *Cluster {
 	t.Helper()
-	ports := freePorts(t, 2*members)
+	ports := freeport.Get(t, 2*members)
 	ms := make([]Member, members)
 	for i := range ms {
 		ms[i] = Member{Client: fmt.Sprintf("127.0.0.1:%d", ports[2*i]), Peer: fmt.Sprintf("127.0.0.1:%d", ports[2*i+1])}
@@ -177,23 +178,4 @@ func (c *Cluster) waitReady(limit time.Duration) error {
 		cli.Close()
 	}
 	return nil
-}
-
-// freePorts finds n loopback TCP ports free now; etcd needs its URLs
-// before it listens, so port 0 will not do.
-func freePorts(t testing.TB, n int) []int {
-	var out []int
-	var lns []net.Listener
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		lns = append(lns, ln)
-		out = append(out, ln.Addr().(*net.TCPAddr).Port)
-	}
-	for _, ln := range lns {
-		ln.Close()
-	}
-	return out
 }
