@@ -97,6 +97,10 @@ type Stats struct {
 	WriteErrors    uint64 // writes that failed otherwise (the browser went away)
 	Dropped        uint64 // messages not queued because their connection was full
 	TimeEchoes     uint64 // time requests answered (PROTOCOL.md §4.8)
+	// TimeUnanswered counts well-formed time requests within budget left
+	// unanswered because the edge's clock could not be read; the page
+	// asks again, and the session stays open.
+	TimeUnanswered uint64
 }
 
 // Server is the browser endpoint and an edge.Sender. Serve it with
@@ -110,7 +114,7 @@ type Server struct {
 	mu    sync.RWMutex
 	conns map[*conn]struct{}
 
-	accepted, refused, badToken, sent, catchUp, slow, bad, writeErrs, dropped, echoes atomic.Uint64
+	accepted, refused, badToken, sent, catchUp, slow, bad, writeErrs, dropped, echoes, unanswered atomic.Uint64
 }
 
 // conn is one browser: its queues, each drained by its own goroutine.
@@ -336,16 +340,21 @@ func (s *Server) read(ctx context.Context, c *conn) {
 	for {
 		m, err := c.t.read(ctx)
 		if err == nil {
-			if received, ok := s.edgeTime(); ok {
-				var req wire.TimeRequest
-				if req.Decode(m) == nil {
-					now := time.Now()
-					budget, last = min(maxTimeRequests, budget+now.Sub(last).Seconds()), now
-					if budget >= 1 {
-						budget--
+			var req wire.TimeRequest
+			if req.Decode(m) == nil {
+				received, ok := s.edgeTime()
+				now := time.Now()
+				budget, last = min(maxTimeRequests, budget+now.Sub(last).Seconds()), now
+				if budget >= 1 {
+					budget--
+					if ok {
 						s.echo(ctx, c, req, received)
-						continue
+					} else {
+						// A clock the edge cannot read is the edge's
+						// condition, not the browser's fault.
+						s.unanswered.Add(1)
 					}
+					continue
 				}
 			}
 			err = errBadInput
@@ -489,6 +498,6 @@ func (s *Server) Stats() Stats {
 		Conns: n, Accepted: s.accepted.Load(), Refused: s.refused.Load(), BadToken: s.badToken.Load(),
 		Sent: s.sent.Load(), CatchUp: s.catchUp.Load(),
 		Slow: s.slow.Load(), BadInput: s.bad.Load(), WriteErrors: s.writeErrs.Load(),
-		Dropped: s.dropped.Load(), TimeEchoes: s.echoes.Load(),
+		Dropped: s.dropped.Load(), TimeEchoes: s.echoes.Load(), TimeUnanswered: s.unanswered.Load(),
 	}
 }
