@@ -242,8 +242,10 @@ func (f *Filter) SetSources(addrs []netip.Addr) error {
 		}
 		keys = append(keys, a.Unmap().As16())
 	}
-	f.mu.RLock()
-	defer f.mu.RUnlock()
+	// The write lock: two calls interleaving could turn the check on
+	// half-way through the other's rewrite of the map.
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	if f.closed {
 		return fmt.Errorf("bpf: set sources: %w", ErrClosed)
 	}

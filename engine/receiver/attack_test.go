@@ -271,3 +271,23 @@ func TestSourcesConfig(t *testing.T) {
 		t.Fatalf("an invalid source address: %v, want ErrConfig", err)
 	}
 }
+
+// TestSourcesLinkLocal: an edge configured by its link-local address
+// matches datagrams that arrive with the interface's zone, as the kernel
+// filter (which sees no zone) lets them through.
+func TestSourcesLinkLocal(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFixture(t)
+		s := new(sink)
+		r := f.receiver(t, s, func(c *receiver.Config) { c.Sources = []netip.Addr{netip.MustParseAddr("fe80::1")} })
+		b := multiShard(t, f, 3)
+		from := netip.MustParseAddrPort("[fe80::1%eth0]:7171")
+		for _, sh := range b.Shards {
+			r.Handle(sh, time.Time{}, from)
+		}
+		r.Handle(release(t, b, 1), time.Time{}, from)
+		if got := s.got(); len(got) != 1 || got[0].Period != 3 {
+			t.Fatalf("events %+v; drops %v", got, r.Stats().Drops)
+		}
+	})
+}

@@ -227,7 +227,7 @@ func New(cfg Config) (*Receiver, error) {
 		if !a.IsValid() {
 			return nil, fmt.Errorf("%w: source %v is no address", ErrConfig, a)
 		}
-		a = a.Unmap()
+		a = a.Unmap().WithZone("") // a link-local edge matches on any interface, as in the kernel filter
 		r.sources[a] = true
 		r.proven[a] = true // configured: never forgotten, unlike learnt ones
 	}
@@ -255,7 +255,10 @@ func monotonic(now func() time.Time) func() int64 {
 // left to Run's checker goroutine; otherwise Handle runs them itself
 // before it returns.
 func (r *Receiver) Handle(pkt []byte, arrival time.Time, from netip.AddrPort) {
-	if r.sources != nil && !r.sources[from.Addr().Unmap()] {
+	// Sources, and the addresses the early queue trusts, are kept
+	// unmapped and without a zone, as the kernel filter compares them.
+	from = netip.AddrPortFrom(from.Addr().Unmap().WithZone(""), from.Port())
+	if r.sources != nil && !r.sources[from.Addr()] {
 		r.drops.add(reasonForeignSource)
 		return
 	}
