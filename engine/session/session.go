@@ -59,7 +59,8 @@ func FetchFrom(ctx context.Context, c *http.Client, o *fetch.Origins, path strin
 // LicenceReplicas are where to ask for the stream's licence, given the
 // session URLs of the origin's replicas and the one whose description s
 // is: a licence URL on that replica's host is asked of every replica, at
-// the same path; one elsewhere (a licence service) is asked alone.
+// the same path, that one first; one elsewhere (a licence service) is
+// asked alone.
 func (s *Session) LicenceReplicas(stream uint32, sessionURLs []string, from string) (o *fetch.Origins, path string) {
 	lic := s.LicenceURL(stream)
 	lu, err1 := url.Parse(lic)
@@ -68,11 +69,18 @@ func (s *Session) LicenceReplicas(stream uint32, sessionURLs []string, from stri
 		return fetch.NewOrigins(lic), ""
 	}
 	var bases []string
+	first := 0
 	for _, su := range sessionURLs {
 		if u, err := url.Parse(su); err == nil {
+			if u.Scheme == fu.Scheme && u.Host == fu.Host {
+				first = len(bases)
+			}
 			bases = append(bases, u.Scheme+"://"+u.Host)
 		}
 	}
+	// Start with the replica that just answered: those before it in the
+	// list had failed, and would each cost the first licence a timeout.
+	bases = append(bases[first:], bases[:first]...)
 	return fetch.NewOrigins(bases...), lu.RequestURI()
 }
 
