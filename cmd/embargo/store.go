@@ -44,12 +44,17 @@ func (f storeFlags) open(dir string) (keystore.State, func(), error) {
 		return nil, nil, usageError{fmt.Sprintf("-store %q: want etcd:https://host:2379,https://host:2379 (or nothing, for the -state directory)", *f.store)}
 	}
 	cfg := etcdstore.Config{Endpoints: list(urls), Prefix: *f.prefix}
-	https := false
+	https, plain := false, false
 	for _, u := range cfg.Endpoints {
 		if !strings.HasPrefix(u, "https://") && !strings.HasPrefix(u, "http://") {
 			return nil, nil, usageError{fmt.Sprintf("-store: etcd endpoint %q: want https://host:port", u)}
 		}
 		https = https || strings.HasPrefix(u, "https://")
+		plain = plain || strings.HasPrefix(u, "http://")
+	}
+	if https && plain {
+		// One client speaks TLS to every member or to none.
+		return nil, nil, usageError{"-store mixes https:// and http:// etcd endpoints: give every member as https://"}
 	}
 	if https {
 		t, err := f.tls()

@@ -26,6 +26,7 @@ func TestStoreFlagErrors(t *testing.T) {
 		{[]string{"-store", "etcd:https://127.0.0.1:1"}, "needs -jwks"},
 		{[]string{"-store", "etcd:https://127.0.0.1:1", "-tokens", "t"}, "needs -etcd-ca, -etcd-cert and -etcd-key"},
 		{[]string{"-store", "etcd:127.0.0.1:2379", "-tokens", "t"}, "want https://host:port"},
+		{[]string{"-store", "etcd:https://127.0.0.1:1,http://127.0.0.1:2", "-tokens", "t"}, "mixes https:// and http://"},
 	} {
 		out := &lockedBuffer{}
 		args := append([]string{"origin", "-state", t.TempDir() + "/state", "-listen", "127.0.0.1:0", "-assume-synced", "1ms"}, c.args...)
