@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"net"
+	"fmt"
 	"net/http"
 	"testing"
 	"time"
@@ -13,6 +13,7 @@ import (
 	"github.com/quic-go/webtransport-go"
 
 	"github.com/embargo-live/embargo/engine/webedge"
+	"github.com/embargo-live/embargo/internal/freeport"
 	"github.com/embargo-live/embargo/internal/realtime"
 	"github.com/embargo-live/embargo/wire"
 )
@@ -23,18 +24,8 @@ import (
 func TestEdgeBrowser(t *testing.T) {
 	realtime.Exclusive(t)
 	dir := keysDir(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	wtAddr := pc.LocalAddr().String()
-	pc.Close()
+	ports := freeport.Get(t, 2)
+	addr, wtAddr := fmt.Sprintf("127.0.0.1:%d", ports[0]), fmt.Sprintf("127.0.0.1:%d", ports[1])
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	var out lockedBuffer
@@ -44,6 +35,7 @@ func TestEdgeBrowser(t *testing.T) {
 			"-period", "300ms", "-lead", "600ms", "-present", "100ms", "-assume-synced", "1ms"}, &out, &out)
 	}()
 	var c *websocket.Conn
+	var err error
 	for c == nil {
 		c, _, err = websocket.Dial(ctx, "ws://"+addr+"/", nil)
 		if err != nil {
@@ -111,12 +103,7 @@ func TestEdgeBrowser(t *testing.T) {
 func TestEdgeBrowserTokens(t *testing.T) {
 	realtime.Exclusive(t)
 	dir := keysDir(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := fmt.Sprintf("127.0.0.1:%d", freeport.One(t))
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	var out lockedBuffer
