@@ -8,9 +8,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"runtime/debug"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -71,6 +73,10 @@ type ReleaseConfig struct {
 	// NATS's publish (the server's delivery to each connection runs on
 	// its own goroutines, at normal priority).
 	PeersRealtime bool
+	// CPUProfile, if set, receives a CPU profile (runtime/pprof) of this
+	// process — the sender side — over what CPU covers: from the release's
+	// scheduling until every subscriber has reported.
+	CPUProfile io.Writer
 }
 
 // priority is the SCHED_FIFO priority the edge (and with PeersRealtime the
@@ -181,13 +187,22 @@ func MeasureRelease(ctx context.Context, cfg ReleaseConfig) (Release, error) {
 		return Release{}, fmt.Errorf("bench: clock: %w", err)
 	}
 	releaseAt := now.Latest + int64(cfg.Lead)
+	if cfg.CPUProfile != nil {
+		if err := pprof.StartCPUProfile(cfg.CPUProfile); err != nil {
+			return Release{}, fmt.Errorf("bench: CPU profile: %w", err)
+		}
+	}
 	cpu0 := processCPU()
 	out, err := s.release(ctx, releaseAt)
 	if err != nil {
+		pprof.StopCPUProfile()
 		return Release{}, err
 	}
 	reports, err := collect(ctx, &cfg, procs, releaseAt)
 	cpu := processCPU() - cpu0
+	if cfg.CPUProfile != nil {
+		pprof.StopCPUProfile()
+	}
 	if err != nil {
 		return Release{}, err
 	}

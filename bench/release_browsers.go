@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/quic-go/quic-go"
 	"github.com/quic-go/webtransport-go"
 
 	"github.com/embargo-live/embargo/engine/edge"
@@ -83,10 +84,13 @@ func browsersConnected(ctx context.Context, web *webedge.Server, n int) error {
 }
 
 // dialBrowser connects one browser subscriber to spec's edge and feeds
-// what arrives to r until ctx ends.
-func dialBrowser(ctx context.Context, spec *subscriberSpec, r *receiver.Receiver, opened func(func())) error {
+// what arrives to r until ctx ends. A WebSocket goes over a connection
+// from dial; a WebTransport session over a stampedPacketConn, which it
+// sets *src to before anything is read.
+func dialBrowser(ctx context.Context, spec *subscriberSpec, r *receiver.Receiver, dial func(context.Context, string) (net.Conn, error), src *stamper, opened func(func())) error {
 	if spec.Variant == BrowserWebSocket {
-		c, _, err := websocket.Dial(ctx, spec.Addr, nil)
+		hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) { return dial(ctx, addr) }}}
+		c, _, err := websocket.Dial(ctx, spec.Addr, &websocket.DialOptions{HTTPClient: hc})
 		if err != nil {
 			return err
 		}
@@ -114,7 +118,24 @@ func dialBrowser(ctx context.Context, spec *subscriberSpec, r *receiver.Receiver
 		}
 		return nil
 	}}
-	tr := &webtransport.Transport{TLSClientConfig: pin}
+	tr := &webtransport.Transport{TLSClientConfig: pin, DialAddr: func(ctx context.Context, addr string, tlsConf *tls.Config, conf *quic.Config) (*quic.Conn, error) {
+		ua, err := net.ResolveUDPAddr("udp", addr)
+		if err != nil {
+			return nil, err
+		}
+		pc, err := listenStamped()
+		if err != nil {
+			return nil, err
+		}
+		c, err := quic.DialEarly(ctx, pc, ua, tlsConf, conf)
+		if err != nil {
+			pc.Close()
+			return nil, err
+		}
+		*src = pc
+		context.AfterFunc(c.Context(), func() { pc.Close() })
+		return c, nil
+	}}
 	// A QUIC server refuses connections while its accept queue is full (a
 	// burst of handshakes); a page reconnects, and so does this.
 	var sess *webtransport.Session

@@ -157,16 +157,21 @@ func serveSubscribers(env string, in io.Reader, out io.Writer) error {
 // returns the embargo unicast client, which subscribes in the background.
 func subscribe(ctx context.Context, spec *subscriberSpec, i int, t *tally, opened func(func())) (*subscriber.Client, error) {
 	now := func() int64 { return spec.TAIOffset.FromTime(time.Now()) }
-	// A peer's subscriber reads through a stampedConn; the last segment
-	// before its message was handed over carried the message.
-	var conn *stampedConn
+	// A peer's or browser's subscriber reads through a stamped socket
+	// (stampedConn, stampedPacketConn): the last segment or packet read
+	// before its message was handed over carried the message, or came
+	// after it.
+	var src stamper
 	dial := func(ctx context.Context, addr string) (net.Conn, error) {
 		c, err := dialStamped(ctx, addr)
-		conn = c
+		src = c
 		return c, err
 	}
 	kernel := func() int64 {
-		if at := conn.stamp(); at != 0 {
+		if src == nil {
+			return 0
+		}
+		if at := src.stamp(); at != 0 {
 			return at + int64(spec.TAIOffset)
 		}
 		return 0
@@ -198,12 +203,12 @@ func subscribe(ctx context.Context, spec *subscriberSpec, i int, t *tally, opene
 	case BrowserWebSocket, BrowserWebTransport:
 		r, err := receiver.New(receiver.Config{
 			Trusted: seal.NewKeyRing(spec.Origin), Streams: []uint32{spec.Stream}, TAIOffset: spec.TAIOffset,
-			OnEvent: func(ev receiver.Event) { t.deliver(i, ev.Opened, 0, ev.Resource) },
+			OnEvent: func(ev receiver.Event) { t.deliver(i, ev.Opened, kernel(), ev.Resource) },
 		})
 		if err != nil {
 			return nil, err
 		}
-		return nil, dialBrowser(ctx, spec, r, opened)
+		return nil, dialBrowser(ctx, spec, r, dial, &src, opened)
 	case ReleaseMulticast, ReleaseUnicast:
 		r, err := receiver.New(receiver.Config{
 			Trusted: seal.NewKeyRing(spec.Origin), Streams: []uint32{spec.Stream}, TAIOffset: spec.TAIOffset,
@@ -242,6 +247,10 @@ func subscribe(ctx context.Context, spec *subscriberSpec, i int, t *tally, opene
 func loopbackSource(i int) netip.Addr {
 	return netip.AddrFrom4([4]byte{127, 0, byte(1 + i/20000), 1})
 }
+
+// stamper is a socket that keeps its latest receive stamp (UTC ns; 0:
+// none).
+type stamper interface{ stamp() int64 }
 
 // natsDialer dials NATS connections with a func.
 type natsDialer func(ctx context.Context, addr string) (net.Conn, error)

@@ -70,3 +70,56 @@ func (c *stampedConn) Read(b []byte) (int, error) {
 
 // stamp is the receive stamp (UTC ns) of the latest data read; 0: none.
 func (c *stampedConn) stamp() int64 { return c.last.Load() }
+
+// stampedPacketConn is a UDP socket whose reads record the kernel's
+// receive stamp of the latest datagram, for a WebTransport subscriber.
+// QUIC runs on it as on any net.PacketConn, one datagram a read (it has
+// no ReadMsgUDP, so quic-go neither batches nor parses its control data).
+// A subscriber's RELEASE was carried by the latest packet read before it
+// was handed over, or an earlier one: its stamp is never earlier than the
+// arrival it stands for.
+type stampedPacketConn struct {
+	net.PacketConn
+	udp  *net.UDPConn
+	oob  []byte // quic-go reads from one goroutine
+	last atomic.Int64
+}
+
+// listenStamped opens a loopback UDP socket with receive stamps on.
+func listenStamped() (*stampedPacketConn, error) {
+	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		return nil, err
+	}
+	raw, err := c.SyscallConn()
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	var serr error
+	if err := raw.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1) }); err != nil || serr != nil {
+		c.Close()
+		return nil, errors.Join(err, serr)
+	}
+	return &stampedPacketConn{PacketConn: c, udp: c, oob: make([]byte, unix.CmsgSpace(16))}, nil
+}
+
+// ReadFrom reads one datagram, keeping its receive stamp.
+func (c *stampedPacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
+	n, oobn, _, addr, err := c.udp.ReadMsgUDP(b, c.oob)
+	if err != nil {
+		return 0, nil, err
+	}
+	if at, ok := udp.ParseStamp(c.oob[:oobn]); ok {
+		c.last.Store(at)
+	}
+	return n, addr, nil
+}
+
+// The socket's buffers and descriptor, for quic-go's set-up.
+func (c *stampedPacketConn) SetReadBuffer(n int) error             { return c.udp.SetReadBuffer(n) }
+func (c *stampedPacketConn) SetWriteBuffer(n int) error            { return c.udp.SetWriteBuffer(n) }
+func (c *stampedPacketConn) SyscallConn() (syscall.RawConn, error) { return c.udp.SyscallConn() }
+
+// stamp is the receive stamp (UTC ns) of the latest datagram read; 0: none.
+func (c *stampedPacketConn) stamp() int64 { return c.last.Load() }

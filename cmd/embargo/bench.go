@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -46,6 +47,7 @@ against the sum of their stated bounds.`, stdout)
 	peersRT := fs.Bool("peers-rt", false, "with -peers: the peers wait and send on a thread at -rt-priority too")
 	jsonPath := fs.String("json", "", "write every run's figures to this file as JSON")
 	statPath := fs.String("benchstat", "", "write benchstat-compatible lines to this file")
+	profDir := fs.String("cpuprofile", "", "with -peers: write a CPU profile of the sender side over each run's release (scheduling to the last report) to DIR/VARIANT-SUBSCRIBERS-runN.pprof")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -90,7 +92,7 @@ against the sum of their stated bounds.`, stdout)
 				return fmt.Errorf("-variants: %q: want some of %s", v, strings.Join(bench.ReleaseVariants, ","))
 			}
 		}
-		return runPeers(ctx, bench.ReleaseConfig{Subscribers: *receivers, Procs: *procs, Lead: *lead, Clock: clock, Priority: cmp.Or(*rtPriority, -1), PeersRealtime: *peersRT}, vs, *runs, *jsonPath, *statPath, stdout, stderr)
+		return runPeers(ctx, bench.ReleaseConfig{Subscribers: *receivers, Procs: *procs, Lead: *lead, Clock: clock, Priority: cmp.Or(*rtPriority, -1), PeersRealtime: *peersRT}, vs, *runs, *jsonPath, *statPath, *profDir, stdout, stderr)
 	}
 	variants := []string{bench.VariantEngine}
 	if *compare {
@@ -137,7 +139,7 @@ against the sum of their stated bounds.`, stdout)
 // runPeers releases through each of variants runs times (each run every
 // variant in turn, so that the machine's load falls on all alike)
 // and prints each run and the ratios embargo ÷ peer.
-func runPeers(ctx context.Context, cfg bench.ReleaseConfig, variants []string, runs int, jsonPath, statPath string, stdout, stderr io.Writer) error {
+func runPeers(ctx context.Context, cfg bench.ReleaseConfig, variants []string, runs int, jsonPath, statPath, profDir string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "placement: %s (%d of them)\npriority: %s\nload average at start: %s\n", bench.Placement, min(cfg.Procs, cfg.Subscribers), cfg.Priorities(), loadAverage())
 	start := time.Now()
 	var all []bench.Release
@@ -147,7 +149,18 @@ func runPeers(ctx context.Context, cfg bench.ReleaseConfig, variants []string, r
 				break
 			}
 			cfg.Variant = v
+			prof, err := createProfile(profDir, fmt.Sprintf("%s-%d-run%d.pprof", v, cfg.Subscribers, r+1))
+			if err != nil {
+				return err
+			}
+			cfg.CPUProfile = nil
+			if prof != nil {
+				cfg.CPUProfile = prof
+			}
 			m, err := bench.MeasureRelease(ctx, cfg)
+			if prof != nil {
+				err = errors.Join(err, prof.Close())
+			}
 			if err != nil {
 				// The runs done are kept: at 50,000 subscribers each took
 				// minutes.
@@ -164,6 +177,22 @@ func runPeers(ctx context.Context, cfg bench.ReleaseConfig, variants []string, r
 	fmt.Fprintf(stdout, "load average at end: %s\n", loadAverage())
 	bench.WriteReleaseTable(stdout, all)
 	return writeRuns(ctx, all, jsonPath, statPath)
+}
+
+// createProfile creates dir/name for a CPU profile, or returns nil when
+// dir is "" (no profiles asked for).
+func createProfile(dir, name string) (*os.File, error) {
+	if dir == "" {
+		return nil, nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("-cpuprofile: %w", err)
+	}
+	f, err := os.Create(filepath.Join(dir, name))
+	if err != nil {
+		return nil, fmt.Errorf("-cpuprofile: %w", err)
+	}
+	return f, nil
 }
 
 // loadAverage is the machine's 1, 5 and 15-minute load averages, for the
