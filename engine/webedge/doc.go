@@ -1,11 +1,13 @@
 // Package webedge is an edge's side of pushing releases to web browsers,
 // which cannot receive a UDP datagram. Server is an edge.Sender (fed the
 // edge's catch-up history too) that sends every embargo datagram the edge
-// sends — ANNOUNCE shards as the carousel sends them, each RELEASE copy at
-// its releaseAt — to every connected browser: over WebSocket (Handler) as
+// sends — ANNOUNCE shards as the carousel sends them, the RELEASE at its
+// releaseAt — to every connected browser: over WebSocket (Handler) as
 // one binary message each, and over WebTransport (ServeWebTransport) with
-// live RELEASEs as QUIC datagrams and every other datagram as a frame on
-// the session's one stream (ReadFrames). A browser may ask the edge's time
+// a live RELEASE's first copy as a QUIC datagram and every other datagram
+// as a frame on the session's one stream (ReadFrames). Sessions are
+// reliable: of the edge's copies of a RELEASE a browser gets the first
+// (and over WebTransport the second, on the stream), not the rest. A browser may ask the edge's time
 // (wire.TimeRequest), answered at once beside the queue. The
 // browser verifies and opens them with the device receiver compiled to
 // WebAssembly (cmd/embargo-wasm, web/); like every sender, the edge holds

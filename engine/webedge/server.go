@@ -101,6 +101,9 @@ type Stats struct {
 	// unanswered because the edge's clock could not be read; the page
 	// asks again, and the session stays open.
 	TimeUnanswered uint64
+	// CopiesSkipped counts the edge's further copies of a live RELEASE
+	// not sent to a browser that was already sent it (Send).
+	CopiesSkipped uint64
 }
 
 // Server is the browser endpoint and an edge.Sender. Serve it with
@@ -114,7 +117,7 @@ type Server struct {
 	mu    sync.RWMutex
 	conns map[*conn]struct{}
 
-	accepted, refused, badToken, sent, catchUp, slow, bad, writeErrs, dropped, echoes, unanswered atomic.Uint64
+	accepted, refused, badToken, sent, catchUp, slow, bad, writeErrs, dropped, echoes, unanswered, copiesSkipped atomic.Uint64
 }
 
 // conn is one browser: its queues, each drained by its own goroutine.
@@ -127,8 +130,13 @@ type conn struct {
 	// their own goroutine so that none waits behind a stream write; nil
 	// for WebSocket.
 	releases chan []byte
-	closed   sync.Once
-	done     chan struct{}
+	// sent are the live RELEASEs already queued (Send), next the slot
+	// the next one takes.
+	relMu  sync.Mutex
+	sent   [sentReleases]sentRelease
+	next   int
+	closed sync.Once
+	done   chan struct{}
 	// stop aborts a write in progress when the connection is closed.
 	stop context.CancelFunc
 }
@@ -163,10 +171,27 @@ func (s *Server) SetHistory(h edge.History) { s.history.Store(&h) }
 // The datagrams are copied once (the edge re-stamps its RELEASE buffers
 // between copies) and the copies shared by every queue; the queues are
 // filled by one goroutine per core.
+//
+// A browser's session is reliable, so the edge's copies of a live
+// RELEASE, made for UDP's losses, are not all sent: over WebSocket the
+// first copy goes as a message; over WebTransport the first as a
+// datagram, at once, and the second (Spacing later) as a frame on the
+// session's stream, which QUIC delivers even if the datagram is lost.
+// The rest are counted (Stats.CopiesSkipped), not sent: at 10,000
+// sessions each copy is 10,000 more packets.
 func (s *Server) Send(typ wire.Type, dgs [][]byte) (int, error) {
 	msgs := make([][]byte, len(dgs))
+	var keys []releaseKey
+	if typ == wire.TypeRelease {
+		keys = make([]releaseKey, len(dgs))
+	}
 	for i, d := range dgs {
 		msgs[i] = slices.Clone(d)
+		if keys != nil {
+			if h, err := wire.Peek(d); err == nil {
+				keys[i] = releaseKey{stream: h.Stream, period: h.Period}
+			}
+		}
 	}
 	s.mu.RLock()
 	conns := make([]*conn, 0, len(s.conns))
@@ -174,22 +199,87 @@ func (s *Server) Send(typ wire.Type, dgs [][]byte) (int, error) {
 		conns = append(conns, c)
 	}
 	s.mu.RUnlock()
-	release := typ == wire.TypeRelease
 	parts := min(runtime.GOMAXPROCS(0), len(conns)/fanOutPart+1)
 	var wg sync.WaitGroup
 	for p := range parts {
 		wg.Go(func() {
+			first := make([][]byte, 0, len(msgs))
+			second := make([][]byte, 0, len(msgs))
 			for _, c := range conns[p*len(conns)/parts : (p+1)*len(conns)/parts] {
-				q := c.queue
-				if release && c.releases != nil {
-					q = c.releases
+				if keys == nil {
+					s.enqueue(c, c.queue, msgs)
+					continue
 				}
-				s.enqueue(c, q, msgs)
+				first, second = c.copies(msgs, keys, first[:0], second[:0])
+				datagrams := c.releases != nil
+				if !datagrams {
+					second = second[:0] // WebSocket: the first copy is enough
+				}
+				if skipped := len(msgs) - len(first) - len(second); skipped > 0 {
+					s.copiesSkipped.Add(uint64(skipped))
+				}
+				switch {
+				case len(first) > 0 && datagrams:
+					if !s.enqueue(c, c.releases, first) {
+						continue
+					}
+				case len(first) > 0:
+					s.enqueue(c, c.queue, first)
+				}
+				if len(second) > 0 {
+					s.enqueue(c, c.queue, second)
+				}
 			}
 		})
 	}
 	wg.Wait()
 	return len(dgs), nil
+}
+
+// releaseKey names a RELEASE whatever its copy.
+type releaseKey struct {
+	stream uint32
+	period uint64
+}
+
+// sentRelease is a RELEASE a session has been sent and how many of its
+// copies it has seen.
+type sentRelease struct {
+	key    releaseKey
+	copies int
+}
+
+// sentReleases is how many RELEASEs a session remembers: the streams
+// released at one instant, whose copies follow within milliseconds.
+// Beyond it a copy is sent again, which costs a message, never a
+// period.
+const sentReleases = 8
+
+// copies sorts msgs (RELEASEs named by keys) by which copy each is for
+// c: first copies appended to first, second copies to second, later
+// ones dropped. A zero key (no stream: not a RELEASE the edge makes)
+// always counts as a first copy.
+func (c *conn) copies(msgs [][]byte, keys []releaseKey, first, second [][]byte) (_, _ [][]byte) {
+	c.relMu.Lock()
+	defer c.relMu.Unlock()
+	for i, k := range keys {
+		if k == (releaseKey{}) {
+			first = append(first, msgs[i])
+			continue
+		}
+		j := slices.IndexFunc(c.sent[:], func(r sentRelease) bool { return r.key == k })
+		if j < 0 {
+			c.sent[c.next] = sentRelease{key: k, copies: 1}
+			c.next = (c.next + 1) % sentReleases
+			first = append(first, msgs[i])
+			continue
+		}
+		c.sent[j].copies++
+		if c.sent[j].copies == 2 {
+			second = append(second, msgs[i])
+		}
+	}
+	return first, second
 }
 
 // fanOutPart is the fewest browsers worth another goroutine in Send.
@@ -499,5 +589,6 @@ func (s *Server) Stats() Stats {
 		Sent: s.sent.Load(), CatchUp: s.catchUp.Load(),
 		Slow: s.slow.Load(), BadInput: s.bad.Load(), WriteErrors: s.writeErrs.Load(),
 		Dropped: s.dropped.Load(), TimeEchoes: s.echoes.Load(), TimeUnanswered: s.unanswered.Load(),
+		CopiesSkipped: s.copiesSkipped.Load(),
 	}
 }

@@ -3,6 +3,7 @@ package webedge
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -114,6 +115,37 @@ func TestFanOut(t *testing.T) {
 				t.Fatalf("got %q, want %q", got, want)
 			}
 		}
+	}
+}
+
+// TestReleaseOnce: a browser is sent each live RELEASE once, whatever
+// the edge's copies; streams released together each once; a datagram
+// that is not the edge's RELEASE is never taken for a copy.
+func TestReleaseOnce(t *testing.T) {
+	realtime.Exclusive(t) // real loopback sockets
+	s, url := start(t, Config{})
+	a, b := dial(t, url), dial(t, url)
+	waitConns(t, s, 2)
+	r1, r2 := release(t, 7), release(t, 7)
+	binary.BigEndian.PutUint32(r2[8:], 2) // stream 2, same period
+	for range 7 {
+		s.Send(wire.TypeRelease, [][]byte{r1, r2, []byte("not a RELEASE")})
+	}
+	s.Send(wire.TypeAnnounce, [][]byte{[]byte("next")})
+	for _, c := range []*websocket.Conn{a, b} {
+		want := []string{string(r1), string(r2)}
+		for range 7 {
+			want = append(want, "not a RELEASE")
+		}
+		want = append(want, "next")
+		for i, w := range want {
+			if got := read(t, c); string(got) != w {
+				t.Fatalf("message %d: %q, want %q", i, got, w)
+			}
+		}
+	}
+	if st := s.Stats(); st.CopiesSkipped != 2*2*6 {
+		t.Errorf("CopiesSkipped = %d, want %d (2 browsers × 2 streams × 6 further copies)", st.CopiesSkipped, 2*2*6)
 	}
 }
 

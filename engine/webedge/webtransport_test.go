@@ -105,9 +105,22 @@ func TestWebTransport(t *testing.T) {
 	if got := next(); got != "round 2" {
 		t.Fatalf("frame %q, want %q", got, "round 2")
 	}
-	// A datagram may be lost even on loopback: send until one arrives.
-	for {
-		s.Send(wire.TypeRelease, [][]byte{rel})
+	// A live RELEASE's first copy goes as a datagram, its second as a
+	// frame on the stream, and the edge's further copies are not sent.
+	// A datagram may be lost even on loopback: a new period's RELEASE
+	// until one arrives.
+	sends := 0
+	for p := uint64(5); ; p++ {
+		if p > 5 {
+			rel = release(t, p)
+		}
+		for range 3 { // the edge's copies
+			s.Send(wire.TypeRelease, [][]byte{rel})
+			sends++
+		}
+		if got := next(); got != string(rel) {
+			t.Fatalf("stream frame %x, want the RELEASE %x", got, rel)
+		}
 		dctx, dcancel := context.WithTimeout(ctx, 200*time.Millisecond)
 		d, err := sess.ReceiveDatagram(dctx)
 		dcancel()
@@ -120,6 +133,13 @@ func TestWebTransport(t *testing.T) {
 		if ctx.Err() != nil {
 			t.Fatal("no RELEASE datagram")
 		}
+	}
+	s.Send(wire.TypeAnnounce, [][]byte{[]byte("after the RELEASE")})
+	if got := next(); got != "after the RELEASE" {
+		t.Fatalf("frame %q after the RELEASE's copies, want the next ANNOUNCE: a copy was sent twice", got)
+	}
+	if st := s.Stats(); st.CopiesSkipped != uint64(sends/3) {
+		t.Errorf("CopiesSkipped = %d after %d sends of RELEASEs in threes, want %d", st.CopiesSkipped, sends, sends/3)
 	}
 	// A time request datagram is answered with a datagram. Copies of
 	// the RELEASE above may still arrive first: they are read past, not
