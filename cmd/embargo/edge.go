@@ -49,7 +49,7 @@ released at p × -period TAI. One embedded origin serves one edge; several edges
 	keys := fs.String("keys", "embargo-keys", "without -origin: run an embedded origin from "+originKeyFile+" and "+masterKeyFile+" in this directory")
 	originURLs := &originsFlag{name: "origin"}
 	fs.Var(originURLs, "origin", "fetch release bundles from this origin service (https://host:port) over mutual TLS; repeatable or comma-separated for replicas, failed over on no connection, a timeout or a 5xx")
-	originTimeout := fs.Duration("origin-timeout", 0, fmt.Sprintf("with -origin: how long a request to an origin replica may take before the edge tries the next (default: half of what the origin's announce lead leaves after a poll interval, %v … %v; %v until the origin says its lead)", minOriginTimeout, defaultOriginTimeout, defaultOriginTimeout))
+	originTimeout := fs.Duration("origin-timeout", 0, fmt.Sprintf("with -origin: how long a request to an origin replica may take before the edge tries the next (default, with several replicas: half of what the origin's announce lead leaves after a poll interval, %v … %v; else, or until the origin says its lead, %v)", minOriginTimeout, defaultOriginTimeout, defaultOriginTimeout))
 	certs := fs.String("certs", "embargo-certs/edge", "with -origin: directory with ca.pem and this edge's edge.pem/edge.key, and nothing else (see 'embargo certs')")
 	groups := groupsFlag()
 	fs.Var(groups, "group", groupHelp)
@@ -333,7 +333,9 @@ func remoteOrigin(urls []string, timeout time.Duration, certs string, streams []
 	trusted := seal.NewKeyRing()
 	origins := fetch.NewOrigins(urls...)
 	p := &poller.Poller{Origins: origins, Streams: streams, Client: client, Key: cert.Key, Interval: originPoll, Clock: clock, Logger: log}
-	p.Start = func(ctx context.Context) error { return originSession(ctx, client, origins, timeout, trusted, log) }
+	p.Start = func(ctx context.Context) error {
+		return originSession(ctx, client, origins, len(urls), timeout, trusted, log)
+	}
 	return bundleSource{
 		trusted: trusted,
 		desc:    "origin " + strings.Join(urls, ","),
@@ -350,10 +352,12 @@ const (
 )
 
 // originSession fetches the origin's session description from whichever
-// replica answers, trusts its key, and bounds each request to a replica
-// by the session's announce lead from then on (replicaTimeout); timeout is
-// -origin-timeout, 0 if not set.
-func originSession(ctx context.Context, client *http.Client, origins *fetch.Origins, timeout time.Duration, trusted *seal.KeyRing, log *slog.Logger) error {
+// of the replicas answers, trusts its key, and with two replicas or more
+// bounds each request to one by the session's announce lead from then on
+// (replicaTimeout); timeout is -origin-timeout, 0 if not set. A lone
+// origin keeps timeout, or defaultOriginTimeout: with no other replica to
+// try, cutting a slow answer short would only ask the same one again.
+func originSession(ctx context.Context, client *http.Client, origins *fetch.Origins, replicas int, timeout time.Duration, trusted *seal.KeyRing, log *slog.Logger) error {
 	origins.SetTimeout(cmp.Or(timeout, defaultOriginTimeout))
 	sess, err := session.FetchFrom(ctx, client, origins, session.Path)
 	if err != nil {
@@ -364,7 +368,9 @@ func originSession(ctx context.Context, client *http.Client, origins *fetch.Orig
 		return err
 	}
 	trusted.Add(pub)
-	origins.SetTimeout(replicaTimeout(timeout, sess.Lead(), log))
+	if replicas > 1 {
+		origins.SetTimeout(replicaTimeout(timeout, sess.Lead(), log))
+	}
 	log.Info("origin session", "origin", origins.Current(), "key id", sess.KeyID, "lead", sess.Lead(), "replica timeout", origins.Timeout())
 	return nil
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/ed25519"
 	"encoding/base64"
 	"encoding/hex"
@@ -70,7 +71,7 @@ func TestOriginTimeoutFollowsLead(t *testing.T) {
 				var logged bytes.Buffer
 				log := slog.New(slog.NewTextHandler(&logged, nil))
 				ring := seal.NewKeyRing()
-				if err := originSession(t.Context(), client, origins, tc.flag, ring, log); err != nil {
+				if err := originSession(t.Context(), client, origins, 2, tc.flag, ring, log); err != nil {
 					t.Fatal(err)
 				}
 				if got := origins.Timeout(); got != tc.want {
@@ -94,5 +95,26 @@ func TestOriginTimeoutFollowsLead(t *testing.T) {
 				}
 			})
 		})
+	}
+}
+
+// A lone origin keeps -origin-timeout, or 5 s, whatever its lead: with no
+// other replica to try, a slow answer cut short would only be asked again.
+func TestLoneOriginKeepsItsTimeout(t *testing.T) {
+	pub, _, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	desc, _ := json.Marshal(session.Session{OriginKey: base64.StdEncoding.EncodeToString(pub), Streams: []uint32{1}, LeadMs: 1000})
+	client := memhttp.Client(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(desc) }))
+	for _, flag := range []time.Duration{0, 3 * time.Second} {
+		origins := fetch.NewOrigins("https://a.test")
+		var logged bytes.Buffer
+		if err := originSession(t.Context(), client, origins, 1, flag, seal.NewKeyRing(), slog.New(slog.NewTextHandler(&logged, nil))); err != nil {
+			t.Fatal(err)
+		}
+		if want := cmp.Or(flag, 5*time.Second); origins.Timeout() != want || strings.Contains(logged.String(), "level=WARN") {
+			t.Errorf("-origin-timeout %v, one origin at a 1s lead: timeout %v, want %v; log: %s", flag, origins.Timeout(), want, logged.String())
+		}
 	}
 }
