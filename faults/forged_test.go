@@ -85,6 +85,7 @@ func TestForged(t *testing.T) {
 		{name: "one-shard-current+1", rate: 45_000, next: fgOneShard(1), check: fgOneShardCheck},
 		{name: "distinct-roots", rate: 50_000, next: fgDistinctRoots, check: fgBudgetCheck},
 		{name: "roots-5x", rate: 50_000, next: fgRepeatedRoots(5), check: fgBudgetCheck},
+		{name: "sets-2x", rate: 50_000, next: fgRepeatedSets(2), check: fgBudgetCheck},
 		{name: "early-release-flood", rate: 45_000, next: fgEarlyReleases, check: fgEarlyCheck},
 		{name: "early-release-before-shards", rate: 45_000, next: fgEarlyReleasesBeforeShards, check: fgEarlyQueueCheck, late: true},
 	} {
@@ -137,11 +138,39 @@ func fgDistinctRoots(f *fgAttack, b []byte, now int64, i int) []byte {
 
 // fgRepeatedRoots: each forged root sent n times in a row, for the
 // periods current+1 … current+3 in turn: with n above the genuine set's
-// k+m shards a round, each outbids the genuine root once.
+// k+m shards a round, each outbid the genuine root once while the gate
+// counted arrivals; now a resent shard counts nothing.
 func fgRepeatedRoots(n int) func(*fgAttack, []byte, int64, int) []byte {
 	return func(f *fgAttack, b []byte, now int64, i int) []byte {
 		root := uint64(i / n)
 		return f.forge(b, f.l.sched.Current(now)+1+root%3, root+1<<32)
+	}
+}
+
+// fgRepeatedSets: whole forged sets — k+m distinct shards under one
+// root, as complete as the genuine set — each sent n times, for the
+// periods current+1 … current+3 in turn: only the source ranks the
+// genuine root (from the proven edge) above them.
+func fgRepeatedSets(n int) func(*fgAttack, []byte, int64, int) []byte {
+	var set []*wire.Shard
+	var setFor uint64
+	return func(f *fgAttack, b []byte, now int64, i int) []byte {
+		k := len(f.l.bundle(f.l.sched.Current(now) + 1).Shards)
+		root := uint64(i / (n * k))
+		if set == nil || setFor != root+1 {
+			var s wire.Shard
+			p := f.l.sched.Current(now) + 1 + root%3
+			if err := s.Decode(f.l.bundle(p).Shards[0]); err != nil {
+				panic(err)
+			}
+			var err error
+			if set, err = fectest.ForgeSet(&s, root+1<<33); err != nil {
+				panic(err)
+			}
+			setFor = root + 1
+			f.roots[set[0].Root], f.periods[p] = true, true
+		}
+		return atkEncode(b, set[i%len(set)])
 	}
 }
 

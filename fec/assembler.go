@@ -191,7 +191,14 @@ func (a *Assembler) Head(stream uint32, period uint64, n int) []byte {
 //
 // The body's own stream and period are the caller's to compare with s's
 // (PROTOCOL.md §3.2), after it decodes the body.
-func (a *Assembler) Add(s *wire.Shard) ([]byte, error) {
+func (a *Assembler) Add(s *wire.Shard) ([]byte, error) { return a.AddFrom(s, false) }
+
+// AddFrom is Add of a shard from a source the caller trusts, or not: a
+// configured edge, or one that proved itself (its RELEASEs opened
+// periods). Before its period has a verified root, a root seen from a
+// trusted source is checked before, and never pushed out by, roots seen
+// only from other sources (PROTOCOL.md §7.3).
+func (a *Assembler) AddFrom(s *wire.Shard, trusted bool) ([]byte, error) {
 	if err := s.Validate(); err != nil {
 		return nil, err
 	}
@@ -233,7 +240,7 @@ func (a *Assembler) Add(s *wire.Shard) ([]byte, error) {
 			return nil, ErrCheckPending
 		}
 		var err error
-		if p, err = a.verifyRoot(key, s, &in); err != nil {
+		if p, err = a.verifyRoot(key, s, &in, trusted); err != nil {
 			return nil, err
 		}
 	}
@@ -282,11 +289,14 @@ func (a *Assembler) admit(key periodKey, s *wire.Shard, newest uint64, known boo
 // verifyRoot spends the period's verification budget on the root most
 // worth it (see gate.pick) and, if that root verifies, starts the period
 // with it. It returns the pending period if s belongs to it.
-func (a *Assembler) verifyRoot(key periodKey, s *wire.Shard, in *rootID) (*pending, error) {
-	if a.async && len(a.checkQ) >= maxPendingChecks && (len(a.checkQ) >= maxPendingChecks+maxContests || !a.gate.quietPeriod(key)) {
+func (a *Assembler) verifyRoot(key periodKey, s *wire.Shard, in *rootID, trusted bool) (*pending, error) {
+	// The arrival counts even when no check can be queued now, so that a
+	// root is ranked by what was seen of it, not by when checks were free.
+	c, at := a.gate.see(key, in, s.Index, trusted)
+	if a.async && len(a.checkQ) >= maxPendingChecks && (len(a.checkQ) >= maxPendingChecks+maxContests || !a.gate.quiet(c, a.gate.now())) {
 		return nil, ErrDeferred // a quiet period still gets its check queued
 	}
-	id, ok := a.gate.pick(key, in)
+	id, ok := a.gate.pick(c, at)
 	if !ok {
 		return nil, ErrDeferred
 	}

@@ -2,6 +2,7 @@ package fec
 
 import (
 	"math/rand/v2"
+	"slices"
 	"time"
 
 	"github.com/embargo-live/embargo/wire"
@@ -11,14 +12,14 @@ import (
 // signature check for before a period has a verified root (PROTOCOL.md
 // §7.3, §9.1). A root that failed is remembered, so resending it costs a
 // map lookup. Unknown roots compete per period for the checks a budget
-// allows, and each check goes to the root seen most often, so an attacker
-// must send each forged root at least as often as the genuine set's k+m
-// shards a round to be checked before it. Roots seen once draw on a small
-// budget of their own, so a flood of them costs little; roots seen again
-// draw on a large one, sized so that minting roots that outbid the genuine
-// one (k+m+1 datagrams each) at 50,000 datagrams a second is checked
-// away faster than it is minted: about 0.7 of a core at 60 µs a check,
-// spent only while such an attack lasts.
+// allows, ranked so that an attacker cannot outbid the genuine root
+// however slowly the checks run: a root seen from a source the caller
+// trusts (a configured edge, or one whose RELEASEs opened periods) ranks
+// above every root seen only from other addresses — it is neither evicted
+// by them nor checked after them — and among equals a root ranks by the
+// distinct shard indices proven against it, so resending a shard counts
+// nothing. Roots seen at one index only draw on a small budget of their
+// own, so a flood of them costs little.
 
 // Gate defaults.
 const (
@@ -31,7 +32,7 @@ const (
 	DefaultPeriodChecks = 12_000
 	DefaultPeriodBurst  = 64
 	// DefaultFirstSightChecks and DefaultFirstSightBurst bound, within
-	// those, the checks of roots seen only once.
+	// those, the checks of roots seen at one shard index only.
 	DefaultFirstSightChecks = 100
 	DefaultFirstSightBurst  = 8
 	// DefaultGlobalChecks and DefaultGlobalBurst bound the checks across all
@@ -58,7 +59,7 @@ const (
 )
 
 // WithBudget sets the signature checks a second (and the burst) one
-// period's unverified roots may cost, those of its roots seen only once,
+// period's unverified roots may cost, those of its roots seen at one index,
 // and those across all periods.
 func WithBudget(perPeriod, periodBurst, firstSight, firstSightBurst, global, globalBurst int) Option {
 	b := func(rate, burst int) budget {
@@ -126,16 +127,39 @@ func (b *bucket) refill(now int64, p budget) float64 {
 	return b.tokens
 }
 
+// candidate is an unverified root of a period: whether a trusted source
+// sent any of its shards, and the distinct indices proven against it.
 type candidate struct {
-	id    rootID
-	count uint32
+	id       rootID
+	trusted  bool
+	distinct uint16
+	seen     [(wire.MaxShards + 63) / 64]uint64 // indices, a bit each
+}
+
+// outranks reports whether c is worth a check before d: seen from a
+// trusted source, then more distinct indices.
+func (c *candidate) outranks(d *candidate) bool {
+	if c.trusted != d.trusted {
+		return c.trusted
+	}
+	return c.distinct > d.distinct
+}
+
+// see counts one arrival of the candidate's shard at index: only a new
+// index raises its rank.
+func (c *candidate) see(index uint8, trusted bool) {
+	c.trusted = c.trusted || trusted
+	if w, bit := index/64, uint64(1)<<(index%64); c.seen[w]&bit == 0 {
+		c.seen[w] |= bit
+		c.distinct++
+	}
 }
 
 // contest is one period's unverified roots and its budgets.
 type contest struct {
 	cands       []candidate
 	bucket      bucket // every check
-	firstBucket bucket // checks of roots seen once
+	firstBucket bucket // checks of roots seen at one index
 	last        int64  // when the last check was picked; -1: never
 }
 
@@ -200,26 +224,32 @@ func (g *gate) remember(id *rootID) {
 	g.bad[*id] = struct{}{}
 }
 
-// pick counts one arrival of id for its period and returns the root to
-// check now, if the budgets allow one: the most often seen (id itself on a
-// tie). A root seen only once also needs the period's first-sight budget,
-// so a flood of roots each seen once costs few checks, and the rest wait
-// for a root that repeats.
-func (g *gate) pick(key periodKey, id *rootID) (rootID, bool) {
+// see counts one arrival of id's shard at index, from a trusted source or
+// not, in key's contest, and returns the contest and id's place in it (-1:
+// none).
+func (g *gate) see(key periodKey, id *rootID, index uint8, trusted bool) (*contest, int) {
 	c := g.contest(key)
-	in := c.count(g.rng, id)
+	return c, c.count(g.rng, id, index, trusted)
+}
+
+// pick returns the root of c to check now, if the budgets allow one: the
+// highest ranked (the arriving one, at in, on a tie; else the longest
+// waiting). A root seen at one index only also needs the period's
+// first-sight budget, so a flood of roots each sent once costs few checks,
+// and the rest wait for a root with a second index.
+func (g *gate) pick(c *contest, in int) (rootID, bool) {
 	now := g.now()
 	quiet := g.quiet(c, now)
 	if c.bucket.refill(now, g.period) < 1 || g.globalBucket.refill(now, g.global) < 1 && !quiet {
 		return rootID{}, false
 	}
-	best := in
+	best := max(in, 0)
 	for i := range c.cands {
-		if c.cands[i].count > c.cands[best].count {
+		if c.cands[i].outranks(&c.cands[best]) {
 			best = i
 		}
 	}
-	if c.cands[best].count < 2 {
+	if c.cands[best].distinct < 2 {
 		if c.firstBucket.refill(now, g.first) < 1 {
 			return rootID{}, false
 		}
@@ -229,8 +259,7 @@ func (g *gate) pick(key periodKey, id *rootID) (rootID, bool) {
 	g.globalBucket.tokens = max(0, g.globalBucket.tokens-1)
 	c.last = now
 	out := c.cands[best].id
-	c.cands[best] = c.cands[len(c.cands)-1]
-	c.cands = c.cands[:len(c.cands)-1]
+	c.cands = slices.Delete(c.cands, best, best+1) // the rest keep their order: oldest first
 	return out, true
 }
 
@@ -241,22 +270,23 @@ func (g *gate) quiet(c *contest, now int64) bool {
 	return c.last < 0 || now-c.last >= int64(quietGap)
 }
 
-// quietPeriod is quiet for key's contest, if it has one (a new one is).
-func (g *gate) quietPeriod(key periodKey) bool {
-	c := g.contests[key]
-	return c == nil || g.quiet(c, g.now())
-}
-
 // contest returns key's contest, making one; past maxContests a random one
-// is dropped (its counts only: nothing verified is lost).
+// is dropped (its counts only: nothing verified is lost), one with no root
+// from a trusted source if there is such.
 func (g *gate) contest(key periodKey) *contest {
 	if c := g.contests[key]; c != nil {
 		return c
 	}
 	if len(g.contests) >= maxContests {
-		for k := range g.contests {
-			delete(g.contests, k)
-			break
+		victim, found := periodKey{}, false
+		for k, c := range g.contests {
+			victim, found = k, true
+			if !slices.ContainsFunc(c.cands, func(d candidate) bool { return d.trusted }) {
+				break
+			}
+		}
+		if found {
+			delete(g.contests, victim)
 		}
 	}
 	now := g.now()
@@ -265,33 +295,42 @@ func (g *gate) contest(key periodKey) *contest {
 	return c
 }
 
-// count adds one arrival of id and returns its index. A new root takes a
-// free place or that of a least-seen root (chosen at random among equals).
-func (c *contest) count(rng *rand.Rand, id *rootID) int {
+// count adds one arrival of id's shard at index and returns id's place,
+// or -1 if it has none. A new root takes a free place or that of a
+// lowest-ranked root (chosen at random among equals) — never that of a
+// root seen from a trusted source unless it comes from one too. So a
+// flood from other addresses cannot push out the trusted edge's root,
+// and repeats push out nothing.
+func (c *contest) count(rng *rand.Rand, id *rootID, index uint8, trusted bool) int {
 	for i := range c.cands {
 		if c.cands[i].id == *id {
-			c.cands[i].count++
+			c.cands[i].see(index, trusted)
 			return i
 		}
 	}
+	fresh := candidate{id: *id}
+	fresh.see(index, trusted)
 	if len(c.cands) < candidates {
-		c.cands = append(c.cands, candidate{id: *id, count: 1})
+		c.cands = append(c.cands, fresh)
 		return len(c.cands) - 1
 	}
 	low, ties := 0, 0
 	for i := range c.cands {
 		switch {
-		case c.cands[i].count < c.cands[low].count:
+		case c.cands[low].outranks(&c.cands[i]):
 			low, ties = i, 1
-		case c.cands[i].count == c.cands[low].count:
+		case !c.cands[i].outranks(&c.cands[low]):
 			ties++
 			if rng.IntN(ties) == 0 {
 				low = i
 			}
 		}
 	}
-	c.cands[low] = candidate{id: *id, count: 1}
-	return low
+	if c.cands[low].trusted && !trusted {
+		return -1
+	}
+	c.cands = append(slices.Delete(c.cands, low, low+1), fresh)
+	return len(c.cands) - 1
 }
 
 // verified forgets key's contest and records that stream advanced now.

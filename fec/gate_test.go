@@ -62,12 +62,11 @@ func TestForgedShardCheckedOnce(t *testing.T) {
 }
 
 // An attacker sending forged roots at 50,000 datagrams a second — a new
-// root with every datagram, or each root sent 2, 5 or 64 times in a row
-// (5 and more outbid the genuine set's k+m = 4 shards a round) — from 300
-// ms before the
-// genuine carousel starts (rounds 250 ms apart) does not keep the genuine
-// root from being checked within two rounds, and costs no more checks than
-// the budget allows.
+// root with every datagram, or each root's shard sent 2, 5 or 64 times in
+// a row (resends count nothing: each ranks below the genuine set's k+m = 4
+// distinct shards) — from 300 ms before the genuine carousel starts
+// (rounds 250 ms apart) does not keep the genuine root from being checked
+// within two rounds, and costs no more checks than the budget allows.
 func TestDistinctForgedRootsCannotStarve(t *testing.T) {
 	b := body(500, 5)
 	g := fec.Geometry{K: 2, M: 2, ShardSize: 250, BodyLen: len(b)}
@@ -268,5 +267,74 @@ func TestNeighbourFloodCannotStarve(t *testing.T) {
 				t.Fatalf("async %v, trial %d: the genuine round lost its check to the neighbours' flood: %+v", async, trial, a.Stats())
 			}
 		}
+	}
+}
+
+// With checks far behind — the caller's queue full — a root seen from a
+// trusted source keeps its place among its period's candidates against
+// thousands of forged roots from other sources, each a whole set of k+m
+// distinct shards sent twice or one shard resent 1,000 times, and is the
+// next check of its period once there is room.
+func TestTrustedRootCannotBeOutbid(t *testing.T) {
+	b := body(500, 9)
+	g := fec.Geometry{K: 2, M: 2, ShardSize: 250, BodyLen: len(b)}
+	ds := datagrams(t, b, g, 1, 5)
+	template := decode(t, ds[0])
+	var clock virtualClock
+	a := fec.NewAssembler(ring(), fec.WithClock(clock.read), fec.WithAsyncChecks())
+	nonce := uint64(0)
+	flood := func(sets int) {
+		for range sets {
+			clock.advance(5 * time.Microsecond) // all within one quiet gap: no check is due without room
+			nonce++
+			set, err := fectest.ForgeSet(template, nonce)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for range 2 {
+				for _, s := range set {
+					a.AddFrom(s, false)
+				}
+			}
+		}
+		for range 1000 {
+			a.AddFrom(forge(template, 1<<40), false)
+		}
+	}
+	flood(1000) // fills the queue of checks: nothing drains it
+	for _, d := range ds {
+		if _, err := a.AddFrom(decode(t, d), true); !errors.Is(err, fec.ErrDeferred) {
+			t.Fatalf("genuine shard with the queue full: %v, want it deferred", err)
+		}
+	}
+	flood(5000)
+	c, _ := a.NextCheck() // the caller checks one: room for one more
+	a.Checked(c, c.Verify(ring()))
+	a.AddFrom(forge(template, 1<<41), false) // the period's next check is picked
+	genuine := -1
+	for i := 0; ; i++ {
+		c, ok := a.NextCheck()
+		if !ok {
+			break
+		}
+		err := c.Verify(ring())
+		if err == nil {
+			genuine = i
+		} else if genuine >= 0 {
+			t.Fatalf("a forged root was picked after the trusted one")
+		}
+		a.Checked(c, err)
+	}
+	if genuine < 0 {
+		t.Fatalf("the trusted root was not picked at the first room: %+v", a.Stats())
+	}
+	var got []byte
+	for _, d := range ds {
+		if out, _ := a.AddFrom(decode(t, d), true); out != nil {
+			got = out
+		}
+	}
+	if !bytes.Equal(got, b) {
+		t.Fatalf("genuine period not rebuilt: %+v", a.Stats())
 	}
 }

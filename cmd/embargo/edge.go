@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"encoding/hex"
@@ -48,7 +49,7 @@ released at p × -period TAI. One embedded origin serves one edge; several edges
 	keys := fs.String("keys", "embargo-keys", "without -origin: run an embedded origin from "+originKeyFile+" and "+masterKeyFile+" in this directory")
 	originURLs := &originsFlag{name: "origin"}
 	fs.Var(originURLs, "origin", "fetch release bundles from this origin service (https://host:port) over mutual TLS; repeatable or comma-separated for replicas, failed over on no connection, a timeout or a 5xx")
-	originTimeout := fs.Duration("origin-timeout", 5*time.Second, "with -origin: how long a request to an origin replica may take before the edge tries the next")
+	originTimeout := fs.Duration("origin-timeout", 0, fmt.Sprintf("with -origin: how long a request to an origin replica may take before the edge tries the next (default, with several replicas: half of what the origin's announce lead leaves after a poll interval, %v … %v; else, or until the origin says its lead, %v)", minOriginTimeout, defaultOriginTimeout, defaultOriginTimeout))
 	certs := fs.String("certs", "embargo-certs/edge", "with -origin: directory with ca.pem and this edge's edge.pem/edge.key, and nothing else (see 'embargo certs')")
 	groups := groupsFlag()
 	fs.Var(groups, "group", groupHelp)
@@ -101,6 +102,9 @@ released at p × -period TAI. One embedded origin serves one edge; several edges
 	wakeHead := edge.DefaultWakeHead
 	if *rtPriority != 0 {
 		wakeHead = fifoWakeHead
+	}
+	if flagSet(fs, "origin-timeout") && *originTimeout <= 0 {
+		return flagConflict("-origin-timeout %v: want > 0, or leave it unset to follow the origin's announce lead", *originTimeout)
 	}
 	var src bundleSource
 	var pl *poller.Poller // nil with the embedded origin
@@ -326,28 +330,71 @@ func remoteOrigin(urls []string, timeout time.Duration, certs string, streams []
 	if err != nil {
 		return bundleSource{}, nil, err
 	}
-	client.Timeout = timeout
 	trusted := seal.NewKeyRing()
 	origins := fetch.NewOrigins(urls...)
-	p := &poller.Poller{Origins: origins, Streams: streams, Client: client, Key: cert.Key, Interval: 500 * time.Millisecond, Clock: clock, Logger: log}
+	p := &poller.Poller{Origins: origins, Streams: streams, Client: client, Key: cert.Key, Interval: originPoll, Clock: clock, Logger: log}
 	p.Start = func(ctx context.Context) error {
-		sess, err := session.FetchFrom(ctx, client, origins, session.Path)
-		if err != nil {
-			return err
-		}
-		pub, err := sess.PublicKey()
-		if err != nil {
-			return err
-		}
-		trusted.Add(pub)
-		log.Info("origin session", "origin", origins.Current(), "key id", sess.KeyID)
-		return nil
+		return originSession(ctx, client, origins, len(urls), timeout, trusted, log)
 	}
 	return bundleSource{
 		trusted: trusted,
 		desc:    "origin " + strings.Join(urls, ","),
 		run:     p.Run,
 	}, p, nil
+}
+
+// How an edge polls the origin, and how long one request to a replica may
+// take (replicaTimeout).
+const (
+	originPoll           = 500 * time.Millisecond
+	defaultOriginTimeout = 5 * time.Second
+	minOriginTimeout     = 100 * time.Millisecond
+)
+
+// originSession fetches the origin's session description from whichever
+// of the replicas answers, trusts its key, and with two replicas or more
+// bounds each request to one by the session's announce lead from then on
+// (replicaTimeout); timeout is -origin-timeout, 0 if not set. A lone
+// origin keeps timeout, or defaultOriginTimeout: with no other replica to
+// try, cutting a slow answer short would only ask the same one again.
+func originSession(ctx context.Context, client *http.Client, origins *fetch.Origins, replicas int, timeout time.Duration, trusted *seal.KeyRing, log *slog.Logger) error {
+	origins.SetTimeout(cmp.Or(timeout, defaultOriginTimeout))
+	sess, err := session.FetchFrom(ctx, client, origins, session.Path)
+	if err != nil {
+		return err
+	}
+	pub, err := sess.PublicKey()
+	if err != nil {
+		return err
+	}
+	trusted.Add(pub)
+	if replicas > 1 {
+		origins.SetTimeout(replicaTimeout(timeout, sess.Lead(), log))
+	}
+	log.Info("origin session", "origin", origins.Current(), "key id", sess.KeyID, "lead", sess.Lead(), "replica timeout", origins.Timeout())
+	return nil
+}
+
+// replicaTimeout is how long one request to an origin replica may take
+// before the edge tries the next, given the origin's announce lead (0:
+// unknown) and -origin-timeout (0: not set). A hung replica must not cost
+// a period its ANNOUNCE: a bundle is issued lead before its release, the
+// edge may ask for it up to a poll interval later, and half of what is
+// left is for the wait, half for the carousel. Unset, the timeout is that
+// half, within minOriginTimeout … defaultOriginTimeout; set, it is
+// honoured, with a warning if it is longer.
+func replicaTimeout(timeout, lead time.Duration, log *slog.Logger) time.Duration {
+	if lead <= 0 {
+		return cmp.Or(timeout, defaultOriginTimeout)
+	}
+	allowed := (lead - originPoll) / 2
+	if timeout == 0 {
+		return min(max(allowed, minOriginTimeout), defaultOriginTimeout)
+	}
+	if timeout > allowed {
+		log.Warn(fmt.Sprintf("-origin-timeout %v is too long for the origin's announce lead %v: a hung replica would cost periods their ANNOUNCE before the edge tries the next; set -origin-timeout to at most %v, or leave it unset", timeout, lead, max(allowed, minOriginTimeout)))
+	}
+	return timeout
 }
 
 // originClient is an HTTPS client of the origin for the role whose

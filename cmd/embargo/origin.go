@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -154,27 +155,10 @@ ClearKey-shaped licence), and a session description receivers configure themselv
 	if err != nil {
 		return err
 	}
-	for _, s := range append(streams[:len(streams):len(streams)], resourceStreams...) {
-		if issuer.Event(s) != nil {
-			continue
-		}
-		master := make([]byte, seal.MasterKeyLen)
-		if _, err := rand.Read(master); err != nil {
-			return err
-		}
-		resources := slices.Contains(resourceStreams, s)
-		ev := &keystore.Event{Stream: s, Master: master, Keys: *keys, Resources: resources,
-			Schedule: origin.Schedule{Period: *period, Lead: *lead, PresentDelay: *present}}
-		if resources {
-			ev.Keys = 0
-		}
-		if err := issuer.AddEvent(ev); errors.Is(err, keystore.ErrExists) {
-			log.Info("origin: stream created by another replica; issuing it", "stream", s)
-			continue
-		} else if err != nil {
-			return err
-		}
-		log.Info("origin: created stream", "stream", s, "period", *period, "resources", resources)
+	given := func(name string) bool { return flagSet(fs, name) }
+	want := keystore.Event{Keys: *keys, Schedule: origin.Schedule{Period: *period, Lead: *lead, PresentDelay: *present}}
+	if err := ensureStreams(issuer, streams, resourceStreams, want, given, log); err != nil {
+		return err
 	}
 	var tokens map[string]string
 	if viewers != nil {
@@ -321,4 +305,66 @@ func loadTokens(path, generated string, stdout io.Writer) (map[string]string, er
 		return nil, fmt.Errorf("%s: no tokens", path)
 	}
 	return out, nil
+}
+
+// ensureStreams creates each stream the store does not hold yet, as want
+// says (a resource stream without content keys), and warns of each flag
+// given that a stored stream differs from (storedDiffers).
+func ensureStreams(issuer *keyserver.Issuer, keyStreams, resourceStreams []uint32, want keystore.Event, given func(flag string) bool, log *slog.Logger) error {
+	for _, s := range append(keyStreams[:len(keyStreams):len(keyStreams)], resourceStreams...) {
+		resources := slices.Contains(resourceStreams, s)
+		if ev := issuer.Event(s); ev != nil {
+			storedDiffers(ev, want, resources, given, log)
+			continue
+		}
+		master := make([]byte, seal.MasterKeyLen)
+		if _, err := rand.Read(master); err != nil {
+			return err
+		}
+		ev := &keystore.Event{Stream: s, Master: master, Keys: want.Keys, Resources: resources, Schedule: want.Schedule}
+		if resources {
+			ev.Keys = 0
+		}
+		if err := issuer.AddEvent(ev); errors.Is(err, keystore.ErrExists) {
+			log.Info("origin: stream created by another replica; issuing it", "stream", s)
+			if ev := issuer.Event(s); ev != nil {
+				storedDiffers(ev, want, resources, given, log)
+			}
+			continue
+		} else if err != nil {
+			return err
+		}
+		log.Info("origin: created stream", "stream", s, "period", want.Schedule.Period, "resources", resources)
+	}
+	return nil
+}
+
+// storedDiffers warns, one line each, of the flags given that the stored
+// stream ev differs from. A replica serves the stored event, never its
+// flags: every replica and edge must agree on a stream's schedule and
+// keys, and periods already issued fix them. It warns rather than
+// refuses, so that a stale flag in one replica's unit cannot keep it from
+// starting when it is needed (a failover); the warning names the stored
+// value, the flag's and the fix.
+func storedDiffers(ev *keystore.Event, want keystore.Event, resources bool, given func(flag string) bool, log *slog.Logger) {
+	differs := func(flag string, stored, asked any) {
+		log.Warn(fmt.Sprintf("origin: stream %d is stored with %s %v, not the %s %v given: it is served as stored, as every replica serves it; drop %s or set it to %v (a new schedule needs a new stream id)",
+			ev.Stream, flag, stored, flag, asked, flag, stored))
+	}
+	if given("period") && ev.Schedule.Period != want.Schedule.Period {
+		differs("-period", ev.Schedule.Period, want.Schedule.Period)
+	}
+	if given("lead") && ev.Schedule.Lead != want.Schedule.Lead {
+		differs("-lead", ev.Schedule.Lead, want.Schedule.Lead)
+	}
+	if given("present") && ev.Schedule.PresentDelay != want.Schedule.PresentDelay {
+		differs("-present", ev.Schedule.PresentDelay, want.Schedule.PresentDelay)
+	}
+	if given("keys") && !ev.Resources && ev.Keys != want.Keys {
+		differs("-keys", ev.Keys, want.Keys)
+	}
+	if ev.Resources != resources && (given("streams") || given("resource-streams")) {
+		kind := map[bool]string{false: "a stream of content keys (-streams)", true: "a stream of published resources (-resource-streams)"}
+		log.Warn(fmt.Sprintf("origin: stream %d is stored as %s, not as %s: it is served as stored; list it under the other flag, or use a new stream id", ev.Stream, kind[ev.Resources], kind[resources]))
+	}
 }

@@ -140,6 +140,7 @@ func TestRoleFlagErrors(t *testing.T) {
 		{[]string{"recv", "-pub", filepath.Join(dir, originPubFile), "-streams", "x"}, 2, "stream"},
 		{[]string{"edge", "-h"}, 0, "never early"},
 		{[]string{"edge", "-keys", dir, "-multicast=false"}, 2, "-multicast=false needs -unicast"},
+		{[]string{"edge", "-keys", dir, "-origin-timeout", "0"}, 2, "-origin-timeout 0s: want > 0"},
 		{[]string{"edge", "-keys", dir, "-multicast=false", "-unicast", "127.0.0.1:0", "-group", "239.1.2.3:7171"}, 2, "contradict"},
 	} {
 		var out bytes.Buffer

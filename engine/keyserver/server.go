@@ -138,6 +138,13 @@ func (h *Handler) session(w http.ResponseWriter, r *http.Request) {
 		OriginKey: base64.StdEncoding.EncodeToString(pub), KeyID: hex.EncodeToString(id[:]),
 		Streams: h.cfg.Issuer.Streams(), Groups: h.cfg.Groups, Edges: h.cfg.Edges, Licence: h.cfg.Licence,
 	}
+	for _, st := range s.Streams {
+		if ev := h.cfg.Issuer.Event(st); ev != nil {
+			if ms := ev.Schedule.Lead.Milliseconds(); s.LeadMs == 0 || ms < s.LeadMs {
+				s.LeadMs = ms
+			}
+		}
+	}
 	h.count("session")
 	w.Header().Set("Content-Type", "application/json")
 	json.NewEncoder(w).Encode(s)

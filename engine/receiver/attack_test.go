@@ -1,6 +1,7 @@
 package receiver_test
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"net/netip"
@@ -290,4 +291,104 @@ func TestSourcesLinkLocal(t *testing.T) {
 			t.Fatalf("events %+v; drops %v", got, r.Stats().Drops)
 		}
 	})
+}
+
+// A receiver starved of CPU — each root check takes 2 ms, under 500 a
+// second — under a flood of forged roots from other addresses at 10,000
+// datagrams a second, each root resent more often than the genuine set's
+// k+m shards, still verifies the genuine root of every period before its
+// RELEASE and delivers it at the RELEASE. The flood mints about 1,500
+// roots a second, three times what the receiver can check. Sent as whole
+// forged sets of k+m distinct shards twice over, it kept the genuine root
+// of a period from ever being checked while checks went to the root seen
+// most often, and arrivals with the queue of checks full were not counted
+// at all; now every arrival counts, the edge, proven by its first
+// RELEASE, ranks its roots above every other address's, and a resent
+// shard counts nothing (the other flood: one forged shard 2(k+m)+1 times).
+func TestStarvedReceiverCannotBeOutbid(t *testing.T) {
+	const (
+		periods = 6
+		lead    = 2 * time.Second         // the edge's carousel starts this far before releaseAt
+		round   = 250 * time.Millisecond  // its rounds
+		step    = 100 * time.Microsecond  // one forged datagram each: 10,000 a second
+		check   = 2050 * time.Microsecond // what one root check costs the starved receiver: never at a step
+	)
+	for _, whole := range []bool{false, true} {
+		name := map[bool]string{false: "one shard resent", true: "whole sets resent"}[whole]
+		t.Run(name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				f := newFixture(t)
+				s := new(sink)
+				r := f.receiver(t, s, nil)
+				receiver.SlowChecks(r, check)
+				ctx, cancel := context.WithCancel(t.Context())
+				done := make(chan error)
+				go func() { done <- r.Run(ctx) }()
+				synctest.Wait() // Run's checker is up: checks leave the datagram path
+				bundles := make([]*bundle.Bundle, periods+1)
+				for p := 1; p <= periods; p++ {
+					bundles[p], _ = f.keys(t, 1, uint64(p))
+				}
+				// The attacker's datagrams, in the order it sends them.
+				n := len(bundles[1].Shards)
+				per := 2*n + 1 // datagrams of each forged root
+				if whole {
+					per = 2 * n
+				}
+				forged := func(i int) []byte {
+					root := i / per
+					b := bundles[2+root%(periods-1)] // every period it awaits, in turn
+					if !whole {
+						return forgedShard(t, b.Shards[0], uint64(root+1)) // the same shard 2(k+m)+1 times
+					}
+					set, err := fectest.ForgeSetDatagrams(b.Shards[0], uint64(root+1)) // the whole set twice
+					if err != nil {
+						t.Fatal(err)
+					}
+					return set[i%n]
+				}
+				sent := 0
+				for at := time.Duration(0); at <= periods*time.Second; at += step {
+					if at > time.Second { // period 1, unattacked, proved the edge
+						// The attacker's datagram comes first at each step, so
+						// it takes any check the checker has just made room for.
+						r.Handle(forged(sent), time.Time{}, attacker(sent%50))
+						sent++
+					}
+					for p := 1; p <= periods; p++ {
+						releaseAt := time.Duration(p) * time.Second
+						if d := releaseAt - at; d > 0 && d <= lead && (lead-d)%round == 0 {
+							feed(r, bundles[p].Shards...)
+						}
+						if at == releaseAt {
+							feed(r, release(t, bundles[p], 1))
+						}
+					}
+					time.Sleep(step)
+				}
+				cancel()
+				if err := <-done; err != nil {
+					t.Fatal(err)
+				}
+				got := map[uint64]receiver.Event{}
+				for _, ev := range s.got() {
+					got[ev.Period] = ev
+				}
+				st := r.Stats()
+				for p := uint64(1); p <= periods; p++ {
+					ev, ok := got[p]
+					if !ok {
+						t.Fatalf("period %d missed under %d forged datagrams: %d checks, drops %v", p, sent, st.Assembly.Verified, st.Drops)
+					}
+					if ev.Opened > ev.ReleaseAt {
+						t.Fatalf("period %d opened %v after its RELEASE: its root was not verified in time", p, time.Duration(ev.Opened-ev.ReleaseAt))
+					}
+				}
+				if minted, capacity := sent/per, int((periods-1)*time.Second/check); minted < capacity {
+					t.Fatalf("the flood minted %d roots, fewer than the %d the receiver could check", minted, capacity)
+				}
+				t.Logf("%d forged datagrams; %d roots checked, %d forged", sent, st.Assembly.Verified, st.Assembly.Failed)
+			})
+		})
+	}
 }

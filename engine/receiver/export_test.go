@@ -1,5 +1,11 @@
 package receiver
 
+import (
+	"time"
+
+	"github.com/embargo-live/embargo/fec"
+)
+
 // HoldShards takes the shard path's lock, as a long signature check would,
 // and returns its release: a test seam for "a RELEASE never waits behind a
 // signature check".
@@ -16,5 +22,16 @@ func DeferChecks(r *Receiver) (run func()) {
 	return func() {
 		r.checker.Store(nil)
 		r.runChecks()
+	}
+}
+
+// SlowChecks makes each of r's shard-root checks take cost first (virtual
+// time in a synctest bubble): a receiver starved of CPU. Call it before
+// Run.
+func SlowChecks(r *Receiver, cost time.Duration) {
+	verify := r.verify
+	r.verify = func(c fec.Check) error {
+		time.Sleep(cost)
+		return verify(c)
 	}
 }

@@ -12,18 +12,25 @@ import (
 	"github.com/embargo-live/embargo/wire"
 )
 
-// onShard feeds one subscribed shard to the assembler. It reports whether
-// a signature check became due: a root check the assembler deferred, or a
-// body it rebuilt. Called with shardMu held, not mu.
-func (r *Receiver) onShard(s *wire.Shard) bool {
+// onShard feeds one subscribed shard from src to the assembler. It reports
+// whether a signature check became due: a root check the assembler
+// deferred, or a body it rebuilt. Called with shardMu held, not mu.
+//
+// A shard from a trusted source — a configured edge, or one whose
+// RELEASEs opened periods (the early queue's notion, keepEarly) — ranks
+// its root above roots seen only from other addresses while the period
+// awaits its verified root, so a flood of forged roots from elsewhere
+// cannot outbid the genuine one however slowly checks run (PROTOCOL.md
+// §9.1).
+func (r *Receiver) onShard(s *wire.Shard, src netip.Addr) bool {
 	k := key{s.Stream, s.Period}
 	r.mu.Lock()
-	ok := r.admit(k)
+	ok, trusted := r.admit(k), r.proven[src]
 	r.mu.Unlock()
 	if !ok {
 		return false
 	}
-	body, err := r.asm.Add(s)
+	body, err := r.asm.AddFrom(s, trusted)
 	switch {
 	case errors.Is(err, fec.ErrCheckPending):
 		return true // counted when the check is done

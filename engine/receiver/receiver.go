@@ -54,7 +54,8 @@ type Config struct {
 	// A datagram from any other address, or with none, is dropped before
 	// it is decoded, counted "foreign-source" (package bpf's filter drops
 	// them in the kernel: bpf.Filter.SetSources). Their RELEASEs also
-	// outrank any other in the queue of RELEASEs waiting for their body.
+	// outrank any other in the queue of RELEASEs waiting for their body,
+	// and their shards' roots any other awaiting a signature check.
 	// Without Sources, any address is taken, and an address is trusted
 	// there once a RELEASE from it opened a period.
 	Sources []netip.Addr
@@ -135,7 +136,8 @@ type Receiver struct {
 	// the goroutine whose Handle made them due.
 	checkMu    sync.Mutex
 	checker    atomic.Pointer[chan struct{}]
-	bodyChecks atomic.Uint64 // body signatures checked
+	verify     func(fec.Check) error // a shard-root check; a test seam
+	bodyChecks atomic.Uint64         // body signatures checked
 
 	mu        sync.Mutex
 	bodies    map[key]*held
@@ -217,6 +219,7 @@ func New(cfg Config) (*Receiver, error) {
 		done:      make(map[key]struct{}),
 		newest:    make(map[uint32]uint64),
 	}
+	r.verify = func(c fec.Check) error { return c.Verify(cfg.Trusted) }
 	for _, s := range cfg.Streams {
 		r.streams[s] = true
 	}
@@ -269,7 +272,7 @@ func (r *Receiver) Handle(pkt []byte, arrival time.Time, from netip.AddrPort) {
 	}
 	switch h.Type {
 	case wire.TypeAnnounce:
-		if r.handleShard(pkt) {
+		if r.handleShard(pkt, from.Addr()) {
 			r.checksDue()
 		}
 	case wire.TypeRelease:
@@ -296,9 +299,9 @@ func (r *Receiver) deliver() {
 	}
 }
 
-// handleShard takes one ANNOUNCE datagram and reports whether a signature
-// check became due.
-func (r *Receiver) handleShard(pkt []byte) bool {
+// handleShard takes one ANNOUNCE datagram from src and reports whether a
+// signature check became due.
+func (r *Receiver) handleShard(pkt []byte, src netip.Addr) bool {
 	r.shardMu.Lock()
 	defer r.shardMu.Unlock()
 	if err := r.shard.Decode(pkt); err != nil {
@@ -309,7 +312,7 @@ func (r *Receiver) handleShard(pkt []byte) bool {
 		r.drops.add(reasonUnsubscribed)
 		return false
 	}
-	return r.onShard(&r.shard)
+	return r.onShard(&r.shard, src)
 }
 
 // checksDue wakes Run's checker, or without Run runs the checks here.
@@ -344,7 +347,7 @@ func (r *Receiver) runChecks() {
 			r.onBody(b.k, b.body)
 		}
 		if ok {
-			r.checked(c, c.Verify(r.cfg.Trusted))
+			r.checked(c, r.verify(c))
 		}
 		r.deliver()
 	}

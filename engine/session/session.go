@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/embargo-live/embargo/engine/clearkey"
 	"github.com/embargo-live/embargo/internal/fetch"
@@ -30,7 +31,15 @@ type Session struct {
 	// Licence is the master-key licence URL, with "{stream}" standing for
 	// the stream id.
 	Licence string `json:"licence,omitempty"`
+	// LeadMs is the event's announce lead in milliseconds, the shortest of
+	// its streams': how long before a period's release the origin issues
+	// it. Edges bound their requests to an origin replica by it. 0: not
+	// said (an older origin).
+	LeadMs int64 `json:"leadMs,omitempty"`
 }
+
+// Lead is LeadMs as a duration.
+func (s *Session) Lead() time.Duration { return time.Duration(s.LeadMs) * time.Millisecond }
 
 // Fetch reads an origin's session description and checks that its origin
 // key is an Ed25519 public key.

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Origins are the base URLs of an origin's replicas (https://host:port),
@@ -20,6 +21,7 @@ import (
 // concurrent use.
 type Origins struct {
 	bases     []string
+	timeout   atomic.Int64 // ns one replica may take; 0: the client's Timeout alone
 	cur       atomic.Int64
 	failovers atomic.Uint64
 	failing   atomic.Bool // the last request failed on every replica
@@ -32,6 +34,15 @@ type Origins struct {
 func NewOrigins(bases ...string) *Origins {
 	return &Origins{bases: bases}
 }
+
+// SetTimeout bounds how long one replica may take to answer a request
+// before the next is tried (a hung replica, not only a refusing one); 0
+// leaves it to the client's Timeout. Safe to call while requests run: the
+// next attempt takes the new bound.
+func (o *Origins) SetTimeout(d time.Duration) { o.timeout.Store(int64(max(d, 0))) }
+
+// Timeout is the bound SetTimeout set.
+func (o *Origins) Timeout() time.Duration { return time.Duration(o.timeout.Load()) }
 
 // Current is the base URL in use.
 func (o *Origins) Current() string { return o.bases[o.cur.Load()] }
@@ -75,7 +86,7 @@ func Failed(err error) bool {
 // Do is the package's DoHeader on path (which starts with '/') at each
 // replica in turn, as Origins says.
 func (o *Origins) Do(ctx context.Context, c *http.Client, method, path, token string, limit int) ([]byte, http.Header, error) {
-	return o.try(ctx, func(base string) (*http.Request, error) {
+	return o.try(ctx, func(ctx context.Context, base string) (*http.Request, error) {
 		req, err := http.NewRequestWithContext(ctx, method, base+path, nil)
 		if err == nil && token != "" {
 			req.Header.Set("Authorization", "Bearer "+token)
@@ -86,7 +97,7 @@ func (o *Origins) Do(ctx context.Context, c *http.Client, method, path, token st
 
 // Post is the package's Post on path at each replica in turn.
 func (o *Origins) Post(ctx context.Context, c *http.Client, path, contentType string, body []byte, limit int) ([]byte, error) {
-	out, _, err := o.try(ctx, func(base string) (*http.Request, error) {
+	out, _, err := o.try(ctx, func(ctx context.Context, base string) (*http.Request, error) {
 		req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+path, bytes.NewReader(body))
 		if err == nil {
 			req.Header.Set("Content-Type", contentType)
@@ -96,16 +107,19 @@ func (o *Origins) Post(ctx context.Context, c *http.Client, path, contentType st
 	return out, err
 }
 
-func (o *Origins) try(ctx context.Context, build func(base string) (*http.Request, error), c *http.Client, limit int) ([]byte, http.Header, error) {
+func (o *Origins) try(ctx context.Context, build func(ctx context.Context, base string) (*http.Request, error), c *http.Client, limit int) ([]byte, http.Header, error) {
 	start := o.cur.Load()
 	var errs []error
 	for k := range int64(len(o.bases)) {
 		i := (start + k) % int64(len(o.bases))
-		req, err := build(o.bases[i])
+		actx, cancel := o.attempt(ctx)
+		req, err := build(actx, o.bases[i])
 		if err != nil {
+			cancel()
 			return nil, nil, err
 		}
-		out, h, err := send(c, req, limit)
+		out, h, err := send(c, req, limit) // the whole answer is read before cancel
+		cancel()
 		if ctx.Err() != nil {
 			return nil, nil, err
 		}
@@ -123,4 +137,13 @@ func (o *Origins) try(ctx context.Context, build func(base string) (*http.Reques
 	}
 	o.failing.Store(true)
 	return nil, nil, errors.Join(errs...)
+}
+
+// attempt is the context of one request to a replica: ctx within the
+// timeout, if one is set.
+func (o *Origins) attempt(ctx context.Context) (context.Context, context.CancelFunc) {
+	if d := o.Timeout(); d > 0 {
+		return context.WithTimeout(ctx, d)
+	}
+	return ctx, func() {}
 }

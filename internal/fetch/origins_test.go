@@ -141,3 +141,34 @@ func TestOriginsCanceled(t *testing.T) {
 		}
 	})
 }
+
+// TestOriginsTimeout: with SetTimeout, a hung replica is left after that
+// bound, within the client's longer Timeout, for both Do and Post; 0
+// leaves the client's Timeout alone.
+func TestOriginsTimeout(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r, o, c := newReplicas("hang", "ok") // the client's Timeout is 2 s
+		o.SetTimeout(250 * time.Millisecond)
+		if o.Timeout() != 250*time.Millisecond {
+			t.Fatalf("Timeout = %v", o.Timeout())
+		}
+		start := time.Now()
+		body, _, err := o.Do(t.Context(), c, http.MethodGet, "/", "", 100)
+		if err != nil || string(body) != "b.test" || time.Since(start) != 250*time.Millisecond {
+			t.Fatalf("a.test hangs: %q, %v after %v; want b.test's answer after 250ms", body, err, time.Since(start))
+		}
+		r.set("b.test", "hang")
+		r.set("a.test", "ok")
+		start = time.Now()
+		if body, err := o.Post(t.Context(), c, "/", "text/plain", []byte("x"), 100); err != nil || string(body) != "a.test" || time.Since(start) != 250*time.Millisecond {
+			t.Fatalf("b.test hangs, Post: %q, %v after %v; want a.test's answer after 250ms", body, err, time.Since(start))
+		}
+		o.SetTimeout(0)
+		r.set("a.test", "hang")
+		r.set("b.test", "ok")
+		start = time.Now()
+		if body, _, err := o.Do(t.Context(), c, http.MethodGet, "/", "", 100); err != nil || string(body) != "b.test" || time.Since(start) != 2*time.Second {
+			t.Fatalf("no bound: %q, %v after %v; want b.test's answer after the client's 2s", body, err, time.Since(start))
+		}
+	})
+}
