@@ -73,6 +73,12 @@ type ReleaseConfig struct {
 	// NATS's publish (the server's delivery to each connection runs on
 	// its own goroutines, at normal priority).
 	PeersRealtime bool
+	// Copies is how many copies of the RELEASE embargo's edge sends, at
+	// its default spacing [1: loopback loses nothing and the peers send
+	// once; edge.DefaultRepeat is what an edge sends by default]. A
+	// browser's session is sent the first (over WebTransport the second
+	// too, on its stream), a unicast subscriber and a group every copy.
+	Copies int
 	// CPUProfile, if set, receives a CPU profile (runtime/pprof) of this
 	// process — the sender side — over what CPU covers: from the release's
 	// scheduling until every subscriber has reported.
@@ -108,6 +114,7 @@ func (c *ReleaseConfig) defaults() error {
 	if lim := raiseFileLimit(need); lim > 0 && need > lim {
 		return fmt.Errorf("bench: %d subscribers in %d processes need %d open files in a process; the limit is %d (raise ulimit -Hn, or run as root)", c.Subscribers, c.Procs, need, lim)
 	}
+	c.Copies = cmp.Or(max(c.Copies, 0), 1)
 	c.Lead = cmp.Or(c.Lead, 300*time.Millisecond+time.Duration(c.Subscribers)*500*time.Microsecond)
 	c.Grace = cmp.Or(c.Grace, 2*time.Second+time.Duration(c.Subscribers)*300*time.Microsecond)
 	if c.Resource == nil {

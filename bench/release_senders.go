@@ -110,11 +110,12 @@ func openEdgeSender(cfg *ReleaseConfig, spec subscriberSpec) (*edgeSender, error
 	e.edge, err = edge.New(edge.Config{
 		ID: 1, Clock: cfg.Clock, Trusted: seal.NewKeyRing(org.PublicKey()), Senders: []edge.Sender{sender},
 		Waiter: waiter, WakeHead: head,
-		// One announcement round and one RELEASE copy: loopback loses
-		// nothing, the peers send once, and each is one burst per run
-		// (at most 150,000 and 50,000 datagrams, 50,000 unicast
-		// subscribers), never a sustained flood.
-		Lead: cfg.Lead * 8 / 10, Rounds: 1, Repeat: 1, OnRelease: func(r edge.Report) {
+		// One announcement round and cfg.Copies RELEASE copies (1
+		// unless asked): loopback loses nothing, the peers send once,
+		// and each is one burst per run (at most 150,000 and 50,000
+		// datagrams a copy, 50,000 unicast subscribers), never a
+		// sustained flood.
+		Lead: cfg.Lead * 8 / 10, Rounds: 1, Repeat: cfg.Copies, OnRelease: func(r edge.Report) {
 			select {
 			case e.reports <- r:
 			default:

@@ -47,6 +47,7 @@ against the sum of their stated bounds.`, stdout)
 	peersRT := fs.Bool("peers-rt", false, "with -peers: the peers wait and send on a thread at -rt-priority too")
 	jsonPath := fs.String("json", "", "write every run's figures to this file as JSON")
 	statPath := fs.String("benchstat", "", "write benchstat-compatible lines to this file")
+	copies := fs.Int("copies", 1, "with -peers: RELEASE copies embargo's edge sends (2 ms apart; an edge sends 7 by default): unicast and multicast subscribers get each, a browser's session the first (WebTransport: the second too, on its stream)")
 	profDir := fs.String("cpuprofile", "", "with -peers: write a CPU profile of the sender side over each run's release (scheduling to the last report) to DIR/VARIANT-SUBSCRIBERS-runN.pprof")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -83,6 +84,9 @@ against the sum of their stated bounds.`, stdout)
 		if *procs < 1 || *procs > 64 {
 			return errors.New("need 1 ≤ procs ≤ 64")
 		}
+		if *copies < 1 || *copies > 16 {
+			return fmt.Errorf("-copies %d: want 1…16 RELEASE copies", *copies)
+		}
 		if *rtPriority < 0 || *rtPriority > 99 {
 			return fmt.Errorf("-rt-priority %d: want 1…99, or 0 for normal priority", *rtPriority)
 		}
@@ -92,7 +96,7 @@ against the sum of their stated bounds.`, stdout)
 				return fmt.Errorf("-variants: %q: want some of %s", v, strings.Join(bench.ReleaseVariants, ","))
 			}
 		}
-		return runPeers(ctx, bench.ReleaseConfig{Subscribers: *receivers, Procs: *procs, Lead: *lead, Clock: clock, Priority: cmp.Or(*rtPriority, -1), PeersRealtime: *peersRT}, vs, *runs, *jsonPath, *statPath, *profDir, stdout, stderr)
+		return runPeers(ctx, bench.ReleaseConfig{Subscribers: *receivers, Procs: *procs, Lead: *lead, Clock: clock, Priority: cmp.Or(*rtPriority, -1), PeersRealtime: *peersRT, Copies: *copies}, vs, *runs, *jsonPath, *statPath, *profDir, stdout, stderr)
 	}
 	variants := []string{bench.VariantEngine}
 	if *compare {
