@@ -455,3 +455,162 @@ export function keepInStep(media: SteppedMedia, o: StepOptions, everyMs = 200): 
     media.playbackRate = 1;
   };
 }
+
+/** followSchedule keeps media on the period schedule of r's released
+ * periods: anchor(p) is the media time (s) of period p's first frame, or
+ * undefined for a period the media does not hold. At the first anchored
+ * period's presentAt (on r's clock, the edges' time) it plays the media;
+ * from then keepInStep keeps each anchored period's first frame at its
+ * presentAt, re-anchoring at every presentAt (a period boundary may sit
+ * off its period's nominal length). For a plain MSE player as for
+ * attachShaka. It returns a function that stops it (rate back to 1). */
+export function followSchedule(
+  media: HTMLMediaElement,
+  r: Receiver,
+  anchor: (p: Period) => number | undefined,
+  o: Omit<StepOptions, "mediaTimeAt" | "clock"> = {},
+  everyMs = 200,
+): () => void {
+  const clock = () => r.now();
+  // The anchored period of latest presentAt at or before utc (the
+  // earliest anchored one before any is due).
+  const mediaTimeAt = (utc: number): number => {
+    let due: Period | undefined;
+    let next: Period | undefined;
+    for (const p of r.periods()) {
+      if (anchor(p) === undefined) continue;
+      if (p.presentAtUTC <= utc) {
+        if (due === undefined || p.presentAtUTC > due.presentAtUTC) due = p;
+      } else if (next === undefined || p.presentAtUTC < next.presentAtUTC) {
+        next = p;
+      }
+    }
+    const b = due ?? next;
+    return b === undefined ? media.currentTime : (anchor(b) ?? 0) + (utc - b.presentAtUTC) / 1000;
+  };
+  let stopped = false;
+  let stopStep: (() => void) | undefined;
+  const wait = setInterval(() => look(), everyMs);
+  const look = () => {
+    const first = r.periods().find((p) => anchor(p) !== undefined);
+    if (first === undefined) return;
+    clearInterval(wait);
+    schedulePresent(
+      first,
+      () => {
+        if (stopped) return;
+        stopStep = keepInStep(media, { ...o, mediaTimeAt, clock }, everyMs);
+        void media.play().catch(() => {});
+      },
+      clock,
+    );
+  };
+  look();
+  return () => {
+    stopped = true;
+    clearInterval(wait);
+    stopStep?.();
+  };
+}
+
+/** What attachShaka needs of Shaka Player's namespace (the `shaka`
+ * global of shaka-player's dist build, or its module's default export). */
+export interface ShakaNamespace {
+  net: {
+    NetworkingEngine: {
+      registerScheme(scheme: string, plugin: ShakaSchemePlugin, priority?: number, progressSupport?: boolean): void;
+    };
+  };
+  util: {
+    AbortableOperation: new (promise: Promise<unknown>, onAbort: () => Promise<unknown>) => unknown;
+    Error: {
+      new (severity: number, category: number, code: number, ...data: unknown[]): Error;
+      Severity: { CRITICAL: number };
+      Category: { DRM: number; PLAYER: number };
+      Code: { LICENSE_REQUEST_FAILED: number; OPERATION_ABORTED: number };
+    };
+  };
+}
+
+/** What attachShaka needs of a shaka.Player. */
+export interface ShakaPlayer {
+  configure(config: object): boolean;
+  getMediaElement(): HTMLMediaElement | null;
+}
+
+/** A Shaka networking scheme plugin (shaka.extern.SchemePlugin). */
+export type ShakaSchemePlugin = (uri: string, request: { body?: BufferSource | null }) => unknown;
+
+export interface ShakaOptions {
+  /** The media time (s) of period p's first frame in the player's
+   * presentation, undefined for a period it does not hold: with it, the
+   * player's media element is kept on the schedule (followSchedule).
+   * Without it, only the licences are answered. */
+  anchor?: (p: Period) => number | undefined;
+  /** keepInStep's tuning (maxCorrection, horizonS, seekBeyondS). */
+  step?: Omit<StepOptions, "mediaTimeAt" | "clock">;
+  /** Called as each licence request is answered: its KIDs (hex) and the
+   * instants (UTC ms, the edges' time, Receiver.now) Shaka asked and the
+   * answer was made. */
+  onLicence?: (kids: string[], requestedUTC: number, answeredUTC: number) => void;
+}
+
+/** The URI scheme of attachShaka's licence servers: embargo:clearkey#N. */
+const shakaScheme = "embargo";
+/** The receivers answering each attached player's licence server. */
+const shakaLicensors = new Map<string, { r: Receiver; o: ShakaOptions }>();
+let shakaAttached = 0;
+const shakaRegistered = new WeakSet<ShakaNamespace>();
+
+/** attachShaka makes a Shaka Player take its ClearKey licences from r:
+ * its licence server for org.w3.clearkey becomes embargo:clearkey#N, a
+ * networking scheme that answers each request (a ClearKey licence
+ * request, W3C EME §9.1.3) once r holds the keys of every KID it names —
+ * after their period's release, never before — with their JWK set. With
+ * opts.anchor it also keeps the player's media element on the period
+ * schedule (followSchedule). Call it before player.load; the returned
+ * function detaches it (pending requests then stay unanswered until
+ * Shaka aborts them). */
+export function attachShaka(shaka: ShakaNamespace, player: ShakaPlayer, r: Receiver, opts: ShakaOptions = {}): () => void {
+  if (!shakaRegistered.has(shaka)) {
+    shakaRegistered.add(shaka);
+    shaka.net.NetworkingEngine.registerScheme(shakaScheme, (uri, request) => shakaLicence(shaka, uri, request));
+  }
+  const uri = `${shakaScheme}:clearkey#${++shakaAttached}`;
+  shakaLicensors.set(uri, { r, o: opts });
+  player.configure({ drm: { servers: { "org.w3.clearkey": uri } } });
+  let stop: (() => void) | undefined;
+  const media = player.getMediaElement();
+  if (opts.anchor && media) stop = followSchedule(media, r, opts.anchor, opts.step);
+  return () => {
+    shakaLicensors.delete(uri);
+    stop?.();
+  };
+}
+
+/** shakaLicence answers one Shaka licence request for uri: an abortable
+ * operation resolving to a Shaka response holding the ClearKey licence. */
+function shakaLicence(shaka: ShakaNamespace, uri: string, request: { body?: BufferSource | null }): unknown {
+  const E = shaka.util.Error;
+  let abort: (() => void) | undefined;
+  const answer = (async () => {
+    const l = shakaLicensors.get(uri);
+    if (!l) throw new E(E.Severity.CRITICAL, E.Category.DRM, E.Code.LICENSE_REQUEST_FAILED, `${uri}: no receiver attached (attachShaka)`);
+    const requested = l.r.now();
+    let kids: string[];
+    try {
+      const req = JSON.parse(new TextDecoder().decode(request.body ?? new Uint8Array(0))) as { kids: string[] };
+      kids = req.kids.map(hexOf);
+    } catch (e) {
+      throw new E(E.Severity.CRITICAL, E.Category.DRM, E.Code.LICENSE_REQUEST_FAILED, `${uri}: not a ClearKey licence request: ${String(e)}`);
+    }
+    const aborted = new Promise<never>((_, reject) => {
+      abort = () => reject(new E(E.Severity.CRITICAL, E.Category.PLAYER, E.Code.OPERATION_ABORTED));
+    });
+    const keys = await Promise.race([Promise.all(kids.map((kid) => l.r.key(kid))), aborted]);
+    const data = clearKeyLicence(kids.map((kid, i) => ({ kid, key: keys[i] })));
+    l.o.onLicence?.(kids, requested, l.r.now());
+    return { uri, originalUri: uri, data: data.buffer, headers: { "content-type": "application/json" }, originalRequest: request };
+  })();
+  return new shaka.util.AbortableOperation(answer, async () => abort?.());
+}
