@@ -1,0 +1,311 @@
+package web
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"net/http"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/embargo-live/embargo/engine/origin"
+	"github.com/embargo-live/embargo/internal/realtime"
+	"github.com/embargo-live/embargo/ptp"
+	"github.com/embargo-live/embargo/seal"
+)
+
+// shakaJS is Shaka Player's DASH build, as `npm ci` in web/ installs it.
+const shakaJS = "node_modules/shaka-player/dist/shaka-player.dash.js"
+
+// shakaResult is what testdata/shaka.html posts.
+type shakaResult struct {
+	Error     string `json:"error"`
+	Transport string `json:"transport"`
+	First     uint64 `json:"first"`
+	Periods   []struct {
+		Period       uint64  `json:"period"`
+		ReleaseAtUTC float64 `json:"releaseAtUTC"`
+		PresentAtUTC float64 `json:"presentAtUTC"`
+		Keys         []struct {
+			KID string `json:"kid"`
+			Key string `json:"key"`
+		} `json:"keys"`
+		FirstFrame *struct {
+			MediaTime  float64 `json:"mediaTime"`
+			DisplayUTC float64 `json:"displayUTC"`
+		} `json:"firstFrame"`
+	} `json:"periods"`
+	// Licences are the licence requests attachShaka answered: their KIDs
+	// and when Shaka asked and the answer was made (edges' clock, UTC ms).
+	Licences []struct {
+		KIDs        []string `json:"kids"`
+		RequestedAt float64  `json:"requestedUTC"`
+		AnsweredAt  float64  `json:"answeredUTC"`
+	} `json:"licences"`
+	Waiting          int     `json:"waiting"`
+	CurrentTime      float64 `json:"currentTime"`
+	Frames           int     `json:"frames"`
+	Dropped          int     `json:"dropped"`
+	MinRate, MaxRate float64
+}
+
+// dashPeriod is one key period of the test's DASH presentation: its
+// init segment and its one media segment, CENC under the period's KID.
+type dashPeriod struct {
+	kid         [16]byte
+	init, media []byte
+}
+
+// dashStore holds the periods' segments as the origin issues them.
+type dashStore struct {
+	mu    sync.Mutex
+	segs  map[uint64]dashPeriod
+	ready chan struct{} // closed and replaced at each new period
+}
+
+func (s *dashStore) add(p uint64, d dashPeriod) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.segs[p] = d
+	close(s.ready)
+	s.ready = make(chan struct{})
+}
+
+// wait returns periods from..from+n-1 once all are issued.
+func (s *dashStore) wait(ctx context.Context, from uint64, n int) ([]dashPeriod, error) {
+	for {
+		s.mu.Lock()
+		var out []dashPeriod
+		for p := from; p < from+uint64(n); p++ {
+			if d, ok := s.segs[p]; ok {
+				out = append(out, d)
+			}
+		}
+		ready := s.ready
+		s.mu.Unlock()
+		if len(out) == n {
+			return out, nil
+		}
+		select {
+		case <-ready:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// mpd is a static multi-period DASH MPD of periods (the first is key
+// period from), each period long: one AdaptationSet signalling CENC
+// with its KID (cenc:default_KID) and ClearKey, its segments at
+// /shaka/{period}/init.mp4 and media.mp4.
+func mpd(from uint64, periods []dashPeriod, period time.Duration) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, `<?xml version="1.0" encoding="UTF-8"?>
+<MPD xmlns="urn:mpeg:dash:schema:mpd:2011" xmlns:cenc="urn:mpeg:cenc:2013" type="static" profiles="urn:mpeg:dash:profile:isoff-main:2011" minBufferTime="PT1S" mediaPresentationDuration="PT%gS">
+`, period.Seconds()*float64(len(periods)))
+	for i, d := range periods {
+		p := from + uint64(i)
+		k := hex.EncodeToString(d.kid[:])
+		fmt.Fprintf(&b, ` <Period id="%d" start="PT%gS" duration="PT%gS">
+  <AdaptationSet contentType="video" mimeType="video/mp4" codecs="avc1.42E01E" width="320" height="180" frameRate="25">
+   <ContentProtection schemeIdUri="urn:mpeg:dash:mp4protection:2011" value="cenc" cenc:default_KID="%s-%s-%s-%s-%s"/>
+   <ContentProtection schemeIdUri="urn:uuid:e2719d58-a985-b3c9-781a-b030af78d30e" value="ClearKey1.0"/>
+   <Representation id="v%d" bandwidth="300000">
+    <SegmentList timescale="1000" duration="%d">
+     <Initialization sourceURL="/shaka/%d/init.mp4"/>
+     <SegmentURL media="/shaka/%d/media.mp4"/>
+    </SegmentList>
+   </Representation>
+  </AdaptationSet>
+ </Period>
+`, p, period.Seconds()*float64(i), period.Seconds(), k[:8], k[8:12], k[12:16], k[16:20], k[20:], p, period.Milliseconds(), p, p)
+	}
+	b.WriteString("</MPD>\n")
+	return b.String()
+}
+
+// TestChromiumShaka plays a multi-period CENC DASH presentation, its key
+// rotating every period, in an unmodified Shaka Player in headless
+// Chromium, one player over WebSocket and one over WebTransport: each
+// player's licence server is the web library's attachShaka, answering
+// from the edge's releases, which also keeps playback on the period
+// schedule. Asserted: every period's licence answered with the origin's
+// key and never before its releaseAt, every period's frames displayed,
+// no player or media error. Timings are reported (RESULT lines).
+func TestChromiumShaka(t *testing.T) {
+	browser := chromium(t)
+	ff := ffmpeg(t)
+	if _, err := os.Stat(shakaJS); err != nil {
+		t.Skipf("no Shaka Player (%v): run `npm ci` in web/ (.ci/run does) to run the Shaka test", err)
+	}
+	realtime.Exclusive(t)
+	dir := t.TempDir()
+	const (
+		want    = 4 // periods each player plays
+		perKind = 1 // players over each transport
+		players = 2 * perKind
+	)
+	// The MPD is static: it is served once every period it lists is
+	// issued, Lead ahead of its release. With Lead ≥ want periods, that
+	// is before the first of them is released, so Shaka asks for every
+	// licence ahead and attachShaka holds each until its release.
+	sched := origin.Schedule{Period: time.Second, Lead: want * time.Second, PresentDelay: 300 * time.Millisecond}
+	clip := clearClip(t, ff, dir, sched.Period)
+	var other seal.ContentKey
+	rand.Read(other.Key[:])
+	rand.Read(other.KID[:])
+	template, err := encrypt(ff, clip, dir, "template.mp4", other, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 120*time.Second)
+	defer cancel()
+	clock, err := ptp.NewSystem(ptp.WithAssumeSynchronized(time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := &dashStore{segs: map[uint64]dashPeriod{}, ready: make(chan struct{})}
+	rg := newRig(t, ctx, sched, 1, clock, func(is origin.Issued) {
+		p := is.Bundle.Period
+		seg, err := periodSegment(ff, clip, dir, template, p, is.Keys[0])
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		moof, err := mp4Find(seg, 0, len(seg), 8, "moof")
+		if err != nil {
+			t.Errorf("period %d: %v", p, err)
+			return
+		}
+		store.add(p, dashPeriod{kid: is.Keys[0].KID, init: seg[:moof.start], media: seg[moof.start:]})
+	})
+	rg.mux.HandleFunc("GET /shaka.html", func(w http.ResponseWriter, r *http.Request) { http.ServeFile(w, r, "testdata/shaka.html") })
+	rg.mux.HandleFunc("GET /shaka.js", func(w http.ResponseWriter, r *http.Request) { http.ServeFile(w, r, shakaJS) })
+	rg.mux.HandleFunc("GET /shaka.json", func(w http.ResponseWriter, r *http.Request) {
+		o := maps.Clone(rg.options)
+		o["want"], o["periodMs"] = want, sched.Period.Milliseconds()
+		json.NewEncoder(w).Encode(o)
+	})
+	// The MPD and segments are answered once their periods are issued.
+	rg.mux.HandleFunc("GET /shaka/{p}/{file}", func(w http.ResponseWriter, r *http.Request) {
+		p, err := strconv.ParseUint(r.PathValue("p"), 10, 64)
+		n, _ := strconv.Atoi(r.URL.Query().Get("n"))
+		if r.PathValue("file") != "manifest.mpd" {
+			n = 1
+		}
+		if err != nil || n < 1 || n > 100 {
+			http.Error(w, "want /shaka/{period}/manifest.mpd?n={1…100}, init.mp4 or media.mp4", http.StatusBadRequest)
+			return
+		}
+		ds, err := store.wait(r.Context(), p, n)
+		if err != nil {
+			return
+		}
+		switch r.PathValue("file") {
+		case "manifest.mpd":
+			w.Header().Set("Content-Type", "application/dash+xml")
+			w.Write([]byte(mpd(p, ds, sched.Period)))
+		case "init.mp4":
+			w.Header().Set("Content-Type", "video/mp4")
+			w.Write(ds[0].init)
+		case "media.mp4":
+			w.Header().Set("Content-Type", "video/mp4")
+			w.Write(ds[0].media)
+		default:
+			http.NotFound(w, r)
+		}
+	})
+	results := make(chan shakaResult, players)
+	handleResults(rg.mux, results, func(r *shakaResult, err string) { r.Error = err })
+	logs, kill := headless(t, browser, dir, fmt.Sprintf("%s/players.html?page=/shaka.html&ws=%d&wt=%d", rg.base, perKind, perKind))
+	defer kill()
+
+	var all []shakaResult
+	for len(all) < players {
+		select {
+		case res := <-results:
+			if res.Error != "" {
+				kill()
+				t.Fatalf("%s page: %s; chromium said:\n%s", res.Transport, res.Error, tail(logs(), 4000))
+			}
+			all = append(all, res)
+		case <-ctx.Done():
+			kill()
+			t.Fatalf("%d of %d players posted a result in time; chromium said:\n%s", len(all), players, tail(logs(), 4000))
+		}
+	}
+
+	var answered, held, late, starts []float64
+	for _, res := range all {
+		// When each KID's licence was answered, and what was asked.
+		answeredAt := map[string]float64{}
+		for _, l := range res.Licences {
+			for _, kid := range l.KIDs {
+				answeredAt[kid] = l.AnsweredAt
+			}
+			held = append(held, l.AnsweredAt-l.RequestedAt)
+		}
+		played := 0
+		for _, g := range res.Periods {
+			if g.Period < res.First || g.Period >= res.First+want {
+				continue
+			}
+			keys, ok := rg.keys(g.Period)
+			if !ok || len(g.Keys) != 1 || g.Keys[0].KID != hex.EncodeToString(keys[0].KID[:]) || g.Keys[0].Key != hex.EncodeToString(keys[0].Key[:]) {
+				t.Errorf("%s player, period %d: page keys %+v, origin's %x", res.Transport, g.Period, g.Keys, keys)
+				continue
+			}
+			// The edge releases once its clock's earliest time has passed
+			// releaseAt; the page's clock is measured against it: Shaka's
+			// licence cannot have been answered before.
+			answeredAt1, ok := answeredAt[g.Keys[0].KID]
+			if !ok {
+				t.Errorf("%s player, period %d: Shaka never had its licence (KID %s) from attachShaka; licences %+v", res.Transport, g.Period, g.Keys[0].KID, res.Licences)
+				continue
+			}
+			if answeredAt1 < g.ReleaseAtUTC {
+				t.Errorf("%s player, period %d: licence answered %.3f ms before releaseAt", res.Transport, g.Period, g.ReleaseAtUTC-answeredAt1)
+				continue
+			}
+			answered = append(answered, answeredAt1-g.ReleaseAtUTC)
+			if g.FirstFrame == nil {
+				t.Errorf("%s player, period %d: no frame displayed", res.Transport, g.Period)
+				continue
+			}
+			played++
+			// The first frame displayed, back to the period's first if
+			// frames were skipped. The first period's is shown paused
+			// once decryptable, before playback starts at presentAt.
+			at := g.FirstFrame.DisplayUTC - 1000*g.FirstFrame.MediaTime - g.PresentAtUTC
+			if g.Period == res.First {
+				starts = append(starts, at)
+			} else {
+				late = append(late, at)
+			}
+		}
+		if played != want {
+			t.Errorf("%s player: frames of %d periods displayed from period %d, want %d (at %.3f s, %d frames, %d dropped)", res.Transport, played, res.First, want, res.CurrentTime, res.Frames, res.Dropped)
+		}
+		fmt.Printf("RESULT browser-shaka-player transport=%s frames=%d dropped=%d stalls-after-start=%d keepInStep-rate=%.3f…%.3f\n",
+			res.Transport, res.Frames, res.Dropped, res.Waiting, res.MinRate, res.MaxRate)
+	}
+	if t.Failed() {
+		return
+	}
+	for _, s := range [][]float64{answered, held, late, starts} {
+		slices.Sort(s)
+	}
+	q := func(s []float64) string {
+		return fmt.Sprintf("min=%.1f median=%.1f max=%.1f", s[0], s[len(s)/2], s[len(s)-1])
+	}
+	fmt.Printf("RESULT browser-shaka players=%d (%d WebSocket, %d WebTransport) periods=%d of %v licence-answered-after-releaseAt-ms %s licence-held-ms %s first-frame-after-presentAt-ms %s start-first-frame-after-presentAt-ms %s\n",
+		players, perKind, perKind, want, sched.Period, q(answered), q(held), q(late), q(starts))
+}
