@@ -50,11 +50,22 @@ type shakaResult struct {
 		RequestedAt float64  `json:"requestedUTC"`
 		AnsweredAt  float64  `json:"answeredUTC"`
 	} `json:"licences"`
-	Waiting          int     `json:"waiting"`
-	CurrentTime      float64 `json:"currentTime"`
-	Frames           int     `json:"frames"`
-	Dropped          int     `json:"dropped"`
+	Waiting int `json:"waiting"`
+	// WaitingAt is each stall's media time (s), readyState and instant
+	// (edges' clock, UTC ms); Buffered the media's buffered ranges at the end.
+	WaitingAt        [][3]float64 `json:"waitingAt"`
+	Buffered         [][2]float64 `json:"buffered"`
+	CurrentTime      float64      `json:"currentTime"`
+	Frames           int          `json:"frames"`
+	Dropped          int          `json:"dropped"`
 	MinRate, MaxRate float64
+	// Bad is the Shaka error codes of bad licence requests (0: answered).
+	Bad struct {
+		URI         string `json:"uri"`
+		NotClearKey int    `json:"notClearKey"`
+		Unattached  int    `json:"unattached"`
+		Aborted     int    `json:"aborted"`
+	} `json:"bad"`
 }
 
 // dashPeriod is one key period of the test's DASH presentation: its
@@ -253,6 +264,13 @@ func TestChromiumShaka(t *testing.T) {
 			}
 			held = append(held, l.AnsweredAt-l.RequestedAt)
 		}
+		// Shaka's LICENSE_REQUEST_FAILED (6007) and OPERATION_ABORTED (7001).
+		if b := res.Bad; b.NotClearKey != 6007 || b.Unattached != 6007 || b.Aborted != 7001 {
+			t.Errorf("%s player: bad licence requests to %s: not ClearKey → %d, no player attached → %d, aborted → %d; want 6007, 6007, 7001", res.Transport, b.URI, b.NotClearKey, b.Unattached, b.Aborted)
+		}
+		if res.Waiting > 0 {
+			t.Logf("%s player: stalls (media time s, readyState, edge UTC ms) %v, buffered %v", res.Transport, res.WaitingAt, res.Buffered)
+		}
 		played := 0
 		for _, g := range res.Periods {
 			if g.Period < res.First || g.Period >= res.First+want {
@@ -276,6 +294,7 @@ func TestChromiumShaka(t *testing.T) {
 				continue
 			}
 			answered = append(answered, answeredAt1-g.ReleaseAtUTC)
+			t.Logf("%s player, period %d: licence answered %.1f ms after releaseAt, presentAt %.0f", res.Transport, g.Period, answeredAt1-g.ReleaseAtUTC, g.PresentAtUTC)
 			if g.FirstFrame == nil {
 				t.Errorf("%s player, period %d: no frame displayed", res.Transport, g.Period)
 				continue
