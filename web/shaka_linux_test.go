@@ -143,6 +143,22 @@ func mpd(from uint64, periods []dashPeriod, period time.Duration) string {
 	return b.String()
 }
 
+// cencSource makes what periodSegment needs in dir: the clear clip,
+// period long, and a template, the clip fragmented and encrypted under a
+// throwaway key.
+func cencSource(t *testing.T, ff, dir string, period time.Duration) (clip string, template []byte) {
+	t.Helper()
+	clip = clearClip(t, ff, dir, period)
+	var other seal.ContentKey
+	rand.Read(other.Key[:])
+	rand.Read(other.KID[:])
+	template, err := encrypt(ff, clip, dir, "template.mp4", other, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return clip, template
+}
+
 // TestChromiumShaka plays a multi-period CENC DASH presentation, its key
 // rotating every period, in an unmodified Shaka Player in headless
 // Chromium, one player over WebSocket and one over WebTransport: each
@@ -169,14 +185,7 @@ func TestChromiumShaka(t *testing.T) {
 	// is before the first of them is released, so Shaka asks for every
 	// licence ahead and attachShaka holds each until its release.
 	sched := origin.Schedule{Period: time.Second, Lead: want * time.Second, PresentDelay: 300 * time.Millisecond}
-	clip := clearClip(t, ff, dir, sched.Period)
-	var other seal.ContentKey
-	rand.Read(other.Key[:])
-	rand.Read(other.KID[:])
-	template, err := encrypt(ff, clip, dir, "template.mp4", other, true)
-	if err != nil {
-		t.Fatal(err)
-	}
+	clip, template := cencSource(t, ff, dir, sched.Period)
 	ctx, cancel := context.WithTimeout(t.Context(), 120*time.Second)
 	defer cancel()
 	clock, err := ptp.NewSystem(ptp.WithAssumeSynchronized(time.Millisecond))
