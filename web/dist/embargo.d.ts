@@ -189,7 +189,8 @@ export interface ShakaPlayer {
 export type ShakaSchemePlugin = (uri: string, request: {
     body?: BufferSource | null;
 }) => unknown;
-export interface ShakaOptions {
+/** How attachShaka and attachDashjs tie a player to a receiver. */
+export interface PlayerOptions {
     /** The media time (s) of period p's first frame in the player's
      * presentation, undefined for a period it does not hold: with it, the
      * player's media element is kept on the schedule (followSchedule).
@@ -198,17 +199,42 @@ export interface ShakaOptions {
     /** keepInStep's tuning (maxCorrection, horizonS, seekBeyondS). */
     step?: Omit<StepOptions, "mediaTimeAt" | "clock">;
     /** Called as each licence request is answered: its KIDs (hex) and the
-     * instants (UTC ms, the edges' time, Receiver.now) Shaka asked and the
-     * answer was made. */
+     * instants (UTC ms, the edges' time, Receiver.now) the player asked and
+     * the answer was made. */
     onLicence?: (kids: string[], requestedUTC: number, answeredUTC: number) => void;
 }
 /** attachShaka makes a Shaka Player take its ClearKey licences from r:
  * its licence server for org.w3.clearkey becomes embargo:clearkey#N, a
- * networking scheme that answers each request (a ClearKey licence
- * request, W3C EME §9.1.3) once r holds the keys of every KID it names —
- * after their period's release, never before — with their JWK set. With
+ * networking scheme that answers each licence request once r holds the
+ * keys of every KID it names (releasedLicence) with their JWK set. With
  * opts.anchor it also keeps the player's media element on the period
- * schedule (followSchedule). Call it before player.load; the returned
- * function detaches it (pending requests then stay unanswered until
- * Shaka aborts them). */
-export declare function attachShaka(shaka: ShakaNamespace, player: ShakaPlayer, r: Receiver, opts?: ShakaOptions): () => void;
+ * schedule (followSchedule). Call it after player.attach, before
+ * player.load; the returned function detaches it. */
+export declare function attachShaka(shaka: ShakaNamespace, player: ShakaPlayer, r: Receiver, opts?: PlayerOptions): () => void;
+/** What attachDashjs needs of a dash.js MediaPlayer. */
+export interface DashjsPlayer {
+    setProtectionData(data: object): void;
+    registerLicenseRequestFilter(filter: (request: DashjsLicenceRequest) => Promise<unknown>): void;
+    unregisterLicenseRequestFilter(filter: (request: DashjsLicenceRequest) => Promise<unknown>): void;
+    getVideoElement(): HTMLVideoElement;
+}
+/** The parts of a dash.js LicenseRequest attachDashjs reads and sets. */
+export interface DashjsLicenceRequest {
+    url: string;
+    method: string;
+    data: unknown;
+}
+/** attachDashjs makes a dash.js MediaPlayer take its ClearKey licences
+ * from r: its org.w3.clearkey licence server becomes
+ * embargo:clearkey#N, and a licence request filter holds each request
+ * for it until r holds the keys of every KID it names
+ * (releasedLicence), then points it at a data: URL holding their JWK
+ * set. A bad request gets a licence without keys: dash.js reports a
+ * licence error. With opts.anchor it also keeps the player's video on
+ * the period schedule (followSchedule). Call it after
+ * player.initialize(video), before attachSource; it sets the player's
+ * protection data (protData is merged into the ClearKey entry). The
+ * returned function detaches it. */
+export declare function attachDashjs(player: DashjsPlayer, r: Receiver, opts?: PlayerOptions & {
+    protData?: object;
+}): () => void;

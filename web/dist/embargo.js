@@ -398,27 +398,45 @@ export function followSchedule(media, r, anchor, o = {}, everyMs = 200) {
         stopStep?.();
     };
 }
-/** The URI scheme of attachShaka's licence servers: embargo:clearkey#N. */
-const shakaScheme = "embargo";
-/** The receivers answering each attached player's licence server. */
+/** The URI scheme of the players' licence servers: embargo:clearkey#N. */
+const licenceScheme = "embargo";
+let licenceServers = 0;
+/** The receivers answering each attached Shaka player's licence server. */
 const shakaLicensors = new Map();
-let shakaAttached = 0;
 const shakaRegistered = new WeakSet();
+/** releasedLicence is the ClearKey licence answering a ClearKey licence
+ * request (W3C EME §9.1.3: JSON naming KIDs in base64url) once r holds
+ * the keys of every KID it names — after their RELEASE, never before —
+ * or an error if body is not such a request. It gives up when cancelled
+ * rejects. */
+async function releasedLicence(r, body, cancelled) {
+    let kids;
+    try {
+        const text = typeof body === "string" ? body : new TextDecoder().decode(body ?? new Uint8Array(0));
+        kids = JSON.parse(text).kids.map(hexOf);
+        if (kids.length === 0 || kids.some((k) => k.length !== 32))
+            throw new Error("want one or more 16-byte KIDs");
+    }
+    catch (e) {
+        throw new Error(`not a ClearKey licence request: ${String(e)}`);
+    }
+    const wait = Promise.all(kids.map((kid) => r.key(kid)));
+    const keys = await (cancelled ? Promise.race([wait, cancelled]) : wait);
+    return { kids, licence: clearKeyLicence(kids.map((kid, i) => ({ kid, key: keys[i] }))) };
+}
 /** attachShaka makes a Shaka Player take its ClearKey licences from r:
  * its licence server for org.w3.clearkey becomes embargo:clearkey#N, a
- * networking scheme that answers each request (a ClearKey licence
- * request, W3C EME §9.1.3) once r holds the keys of every KID it names —
- * after their period's release, never before — with their JWK set. With
+ * networking scheme that answers each licence request once r holds the
+ * keys of every KID it names (releasedLicence) with their JWK set. With
  * opts.anchor it also keeps the player's media element on the period
- * schedule (followSchedule). Call it before player.load; the returned
- * function detaches it (pending requests then stay unanswered until
- * Shaka aborts them). */
+ * schedule (followSchedule). Call it after player.attach, before
+ * player.load; the returned function detaches it. */
 export function attachShaka(shaka, player, r, opts = {}) {
     if (!shakaRegistered.has(shaka)) {
         shakaRegistered.add(shaka);
-        shaka.net.NetworkingEngine.registerScheme(shakaScheme, (uri, request) => shakaLicence(shaka, uri, request));
+        shaka.net.NetworkingEngine.registerScheme(licenceScheme, (uri, request) => shakaLicence(shaka, uri, request));
     }
-    const uri = `${shakaScheme}:clearkey#${++shakaAttached}`;
+    const uri = `${licenceScheme}:clearkey#${++licenceServers}`;
     shakaLicensors.set(uri, { r, o: opts });
     player.configure({ drm: { servers: { "org.w3.clearkey": uri } } });
     let stop;
@@ -431,30 +449,64 @@ export function attachShaka(shaka, player, r, opts = {}) {
     };
 }
 /** shakaLicence answers one Shaka licence request for uri: an abortable
- * operation resolving to a Shaka response holding the ClearKey licence. */
+ * operation resolving to a Shaka response holding the ClearKey licence;
+ * a bad request fails as LICENSE_REQUEST_FAILED, an abort as
+ * OPERATION_ABORTED. */
 function shakaLicence(shaka, uri, request) {
     const E = shaka.util.Error;
-    let abort;
+    let abort = () => { };
+    const aborted = new Promise((_, reject) => {
+        abort = () => reject(new E(E.Severity.CRITICAL, E.Category.PLAYER, E.Code.OPERATION_ABORTED));
+    });
     const answer = (async () => {
         const l = shakaLicensors.get(uri);
         if (!l)
             throw new E(E.Severity.CRITICAL, E.Category.DRM, E.Code.LICENSE_REQUEST_FAILED, `${uri}: no receiver attached (attachShaka)`);
         const requested = l.r.now();
-        let kids;
+        const { kids, licence } = await releasedLicence(l.r, request.body, aborted).catch((e) => {
+            throw e instanceof E ? e : new E(E.Severity.CRITICAL, E.Category.DRM, E.Code.LICENSE_REQUEST_FAILED, `${uri}: ${String(e)}`);
+        });
+        l.o.onLicence?.(kids, requested, l.r.now());
+        return { uri, originalUri: uri, data: licence.buffer, headers: { "content-type": "application/json" }, originalRequest: request };
+    })();
+    return new shaka.util.AbortableOperation(answer, async () => abort());
+}
+/** attachDashjs makes a dash.js MediaPlayer take its ClearKey licences
+ * from r: its org.w3.clearkey licence server becomes
+ * embargo:clearkey#N, and a licence request filter holds each request
+ * for it until r holds the keys of every KID it names
+ * (releasedLicence), then points it at a data: URL holding their JWK
+ * set. A bad request gets a licence without keys: dash.js reports a
+ * licence error. With opts.anchor it also keeps the player's video on
+ * the period schedule (followSchedule). Call it after
+ * player.initialize(video), before attachSource; it sets the player's
+ * protection data (protData is merged into the ClearKey entry). The
+ * returned function detaches it. */
+export function attachDashjs(player, r, opts = {}) {
+    const url = `${licenceScheme}:clearkey#${++licenceServers}`;
+    player.setProtectionData({ "org.w3.clearkey": { ...opts.protData, serverURL: url } });
+    const dataURL = (b) => "data:application/json;base64," + btoa(String.fromCharCode(...b));
+    const filter = async (req) => {
+        if (req.url !== url)
+            return;
+        const requested = r.now();
         try {
-            const req = JSON.parse(new TextDecoder().decode(request.body ?? new Uint8Array(0)));
-            kids = req.kids.map(hexOf);
+            const { kids, licence } = await releasedLicence(r, req.data);
+            req.url = dataURL(licence);
+            opts.onLicence?.(kids, requested, r.now());
         }
         catch (e) {
-            throw new E(E.Severity.CRITICAL, E.Category.DRM, E.Code.LICENSE_REQUEST_FAILED, `${uri}: not a ClearKey licence request: ${String(e)}`);
+            req.url = dataURL(new TextEncoder().encode(JSON.stringify({ error: `${url}: ${String(e)}` })));
         }
-        const aborted = new Promise((_, reject) => {
-            abort = () => reject(new E(E.Severity.CRITICAL, E.Category.PLAYER, E.Code.OPERATION_ABORTED));
-        });
-        const keys = await Promise.race([Promise.all(kids.map((kid) => l.r.key(kid))), aborted]);
-        const data = clearKeyLicence(kids.map((kid, i) => ({ kid, key: keys[i] })));
-        l.o.onLicence?.(kids, requested, l.r.now());
-        return { uri, originalUri: uri, data: data.buffer, headers: { "content-type": "application/json" }, originalRequest: request };
-    })();
-    return new shaka.util.AbortableOperation(answer, async () => abort?.());
+        req.method = "GET";
+        req.data = null;
+    };
+    player.registerLicenseRequestFilter(filter);
+    let stop;
+    if (opts.anchor)
+        stop = followSchedule(player.getVideoElement(), r, opts.anchor, opts.step);
+    return () => {
+        player.unregisterLicenseRequestFilter(filter);
+        stop?.();
+    };
 }
