@@ -145,3 +145,96 @@ export declare function playbackRateFor(mediaTimeS: number, targetS: number, o?:
  * within a few percent, by one seek when it is more than seekBeyondS off.
  * It returns a function that stops it and restores rate 1. */
 export declare function keepInStep(media: SteppedMedia, o: StepOptions, everyMs?: number): () => void;
+/** followSchedule keeps media on the period schedule of r's released
+ * periods: anchor(p) is the media time (s) of period p's first frame, or
+ * undefined for a period the media does not hold. At the first anchored
+ * period's presentAt (on r's clock, the edges' time) it plays the media;
+ * from then keepInStep keeps each anchored period's first frame at its
+ * presentAt, re-anchoring at every presentAt (a period boundary may sit
+ * off its period's nominal length). For a plain MSE player as for
+ * attachShaka. It returns a function that stops it (rate back to 1). */
+export declare function followSchedule(media: HTMLMediaElement, r: Receiver, anchor: (p: Period) => number | undefined, o?: Omit<StepOptions, "mediaTimeAt" | "clock">, everyMs?: number): () => void;
+/** What attachShaka needs of Shaka Player's namespace (the `shaka`
+ * global of shaka-player's dist build, or its module's default export). */
+export interface ShakaNamespace {
+    net: {
+        NetworkingEngine: {
+            registerScheme(scheme: string, plugin: ShakaSchemePlugin, priority?: number, progressSupport?: boolean): void;
+        };
+    };
+    util: {
+        AbortableOperation: new (promise: Promise<unknown>, onAbort: () => Promise<unknown>) => unknown;
+        Error: {
+            new (severity: number, category: number, code: number, ...data: unknown[]): Error;
+            Severity: {
+                CRITICAL: number;
+            };
+            Category: {
+                DRM: number;
+                PLAYER: number;
+            };
+            Code: {
+                LICENSE_REQUEST_FAILED: number;
+                OPERATION_ABORTED: number;
+            };
+        };
+    };
+}
+/** What attachShaka needs of a shaka.Player. */
+export interface ShakaPlayer {
+    configure(config: object): boolean;
+    getMediaElement(): HTMLMediaElement | null;
+}
+/** A Shaka networking scheme plugin (shaka.extern.SchemePlugin). */
+export type ShakaSchemePlugin = (uri: string, request: {
+    body?: BufferSource | null;
+}) => unknown;
+/** How attachShaka and attachDashjs tie a player to a receiver. */
+export interface PlayerOptions {
+    /** The media time (s) of period p's first frame in the player's
+     * presentation, undefined for a period it does not hold: with it, the
+     * player's media element is kept on the schedule (followSchedule).
+     * Without it, only the licences are answered. */
+    anchor?: (p: Period) => number | undefined;
+    /** keepInStep's tuning (maxCorrection, horizonS, seekBeyondS). */
+    step?: Omit<StepOptions, "mediaTimeAt" | "clock">;
+    /** Called as each licence request is answered: its KIDs (hex) and the
+     * instants (UTC ms, the edges' time, Receiver.now) the player asked and
+     * the answer was made. */
+    onLicence?: (kids: string[], requestedUTC: number, answeredUTC: number) => void;
+}
+/** attachShaka makes a Shaka Player take its ClearKey licences from r:
+ * its licence server for org.w3.clearkey becomes embargo:clearkey#N, a
+ * networking scheme that answers each licence request once r holds the
+ * keys of every KID it names (releasedLicence) with their JWK set. With
+ * opts.anchor it also keeps the player's media element on the period
+ * schedule (followSchedule). Call it after player.attach, before
+ * player.load; the returned function detaches it. */
+export declare function attachShaka(shaka: ShakaNamespace, player: ShakaPlayer, r: Receiver, opts?: PlayerOptions): () => void;
+/** What attachDashjs needs of a dash.js MediaPlayer. */
+export interface DashjsPlayer {
+    setProtectionData(data: object): void;
+    registerLicenseRequestFilter(filter: (request: DashjsLicenceRequest) => Promise<unknown>): void;
+    unregisterLicenseRequestFilter(filter: (request: DashjsLicenceRequest) => Promise<unknown>): void;
+    getVideoElement(): HTMLVideoElement;
+}
+/** The parts of a dash.js LicenseRequest attachDashjs reads and sets. */
+export interface DashjsLicenceRequest {
+    url: string;
+    method: string;
+    data: unknown;
+}
+/** attachDashjs makes a dash.js MediaPlayer take its ClearKey licences
+ * from r: its org.w3.clearkey licence server becomes
+ * embargo:clearkey#N, and a licence request filter holds each request
+ * for it until r holds the keys of every KID it names
+ * (releasedLicence), then points it at a data: URL holding their JWK
+ * set. A bad request gets a licence without keys: dash.js reports a
+ * licence error. With opts.anchor it also keeps the player's video on
+ * the period schedule (followSchedule). Call it after
+ * player.initialize(video), before attachSource; it sets the player's
+ * protection data (protData is merged into the ClearKey entry). The
+ * returned function detaches it. */
+export declare function attachDashjs(player: DashjsPlayer, r: Receiver, opts?: PlayerOptions & {
+    protData?: object;
+}): () => void;

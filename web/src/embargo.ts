@@ -455,3 +455,228 @@ export function keepInStep(media: SteppedMedia, o: StepOptions, everyMs = 200): 
     media.playbackRate = 1;
   };
 }
+
+/** followSchedule keeps media on the period schedule of r's released
+ * periods: anchor(p) is the media time (s) of period p's first frame, or
+ * undefined for a period the media does not hold. At the first anchored
+ * period's presentAt (on r's clock, the edges' time) it plays the media;
+ * from then keepInStep keeps each anchored period's first frame at its
+ * presentAt, re-anchoring at every presentAt (a period boundary may sit
+ * off its period's nominal length). For a plain MSE player as for
+ * attachShaka. It returns a function that stops it (rate back to 1). */
+export function followSchedule(
+  media: HTMLMediaElement,
+  r: Receiver,
+  anchor: (p: Period) => number | undefined,
+  o: Omit<StepOptions, "mediaTimeAt" | "clock"> = {},
+  everyMs = 200,
+): () => void {
+  const clock = () => r.now();
+  // The anchored period of latest presentAt at or before utc (the
+  // earliest anchored one before any is due).
+  const mediaTimeAt = (utc: number): number => {
+    let due: Period | undefined;
+    let next: Period | undefined;
+    for (const p of r.periods()) {
+      if (anchor(p) === undefined) continue;
+      if (p.presentAtUTC <= utc) {
+        if (due === undefined || p.presentAtUTC > due.presentAtUTC) due = p;
+      } else if (next === undefined || p.presentAtUTC < next.presentAtUTC) {
+        next = p;
+      }
+    }
+    const b = due ?? next;
+    return b === undefined ? media.currentTime : (anchor(b) ?? 0) + (utc - b.presentAtUTC) / 1000;
+  };
+  let stopped = false;
+  let stopStep: (() => void) | undefined;
+  const wait = setInterval(() => look(), everyMs);
+  const look = () => {
+    const first = r.periods().find((p) => anchor(p) !== undefined);
+    if (first === undefined) return;
+    clearInterval(wait);
+    schedulePresent(
+      first,
+      () => {
+        if (stopped) return;
+        stopStep = keepInStep(media, { ...o, mediaTimeAt, clock }, everyMs);
+        void media.play().catch(() => {});
+      },
+      clock,
+    );
+  };
+  look();
+  return () => {
+    stopped = true;
+    clearInterval(wait);
+    stopStep?.();
+  };
+}
+
+/** What attachShaka needs of Shaka Player's namespace (the `shaka`
+ * global of shaka-player's dist build, or its module's default export). */
+export interface ShakaNamespace {
+  net: {
+    NetworkingEngine: {
+      registerScheme(scheme: string, plugin: ShakaSchemePlugin, priority?: number, progressSupport?: boolean): void;
+    };
+  };
+  util: {
+    AbortableOperation: new (promise: Promise<unknown>, onAbort: () => Promise<unknown>) => unknown;
+    Error: {
+      new (severity: number, category: number, code: number, ...data: unknown[]): Error;
+      Severity: { CRITICAL: number };
+      Category: { DRM: number; PLAYER: number };
+      Code: { LICENSE_REQUEST_FAILED: number; OPERATION_ABORTED: number };
+    };
+  };
+}
+
+/** What attachShaka needs of a shaka.Player. */
+export interface ShakaPlayer {
+  configure(config: object): boolean;
+  getMediaElement(): HTMLMediaElement | null;
+}
+
+/** A Shaka networking scheme plugin (shaka.extern.SchemePlugin). */
+export type ShakaSchemePlugin = (uri: string, request: { body?: BufferSource | null }) => unknown;
+
+/** How attachShaka and attachDashjs tie a player to a receiver. */
+export interface PlayerOptions {
+  /** The media time (s) of period p's first frame in the player's
+   * presentation, undefined for a period it does not hold: with it, the
+   * player's media element is kept on the schedule (followSchedule).
+   * Without it, only the licences are answered. */
+  anchor?: (p: Period) => number | undefined;
+  /** keepInStep's tuning (maxCorrection, horizonS, seekBeyondS). */
+  step?: Omit<StepOptions, "mediaTimeAt" | "clock">;
+  /** Called as each licence request is answered: its KIDs (hex) and the
+   * instants (UTC ms, the edges' time, Receiver.now) the player asked and
+   * the answer was made. */
+  onLicence?: (kids: string[], requestedUTC: number, answeredUTC: number) => void;
+}
+
+/** The URI scheme of the players' licence servers: embargo:clearkey#N. */
+const licenceScheme = "embargo";
+let licenceServers = 0;
+/** The receivers answering each attached Shaka player's licence server. */
+const shakaLicensors = new Map<string, { r: Receiver; o: PlayerOptions }>();
+const shakaRegistered = new WeakSet<ShakaNamespace>();
+
+/** releasedLicence is the ClearKey licence answering a ClearKey licence
+ * request (W3C EME §9.1.3: JSON naming KIDs in base64url) once r holds
+ * the keys of every KID it names — after their RELEASE, never before —
+ * or an error if body is not such a request. It gives up when cancelled
+ * rejects. */
+async function releasedLicence(r: Receiver, body: BufferSource | string | null | undefined, cancelled?: Promise<never>): Promise<{ kids: string[]; licence: Uint8Array<ArrayBuffer> }> {
+  let kids: string[];
+  try {
+    const text = typeof body === "string" ? body : new TextDecoder().decode(body ?? new Uint8Array(0));
+    kids = (JSON.parse(text) as { kids: string[] }).kids.map(hexOf);
+    if (kids.length === 0 || kids.some((k) => k.length !== 32)) throw new Error("want one or more 16-byte KIDs");
+  } catch (e) {
+    throw new Error(`not a ClearKey licence request: ${String(e)}`);
+  }
+  const wait = Promise.all(kids.map((kid) => r.key(kid)));
+  const keys = await (cancelled ? Promise.race([wait, cancelled]) : wait);
+  return { kids, licence: clearKeyLicence(kids.map((kid, i) => ({ kid, key: keys[i] }))) };
+}
+
+/** attachShaka makes a Shaka Player take its ClearKey licences from r:
+ * its licence server for org.w3.clearkey becomes embargo:clearkey#N, a
+ * networking scheme that answers each licence request once r holds the
+ * keys of every KID it names (releasedLicence) with their JWK set. With
+ * opts.anchor it also keeps the player's media element on the period
+ * schedule (followSchedule). Call it after player.attach, before
+ * player.load; the returned function detaches it. */
+export function attachShaka(shaka: ShakaNamespace, player: ShakaPlayer, r: Receiver, opts: PlayerOptions = {}): () => void {
+  if (!shakaRegistered.has(shaka)) {
+    shakaRegistered.add(shaka);
+    shaka.net.NetworkingEngine.registerScheme(licenceScheme, (uri, request) => shakaLicence(shaka, uri, request));
+  }
+  const uri = `${licenceScheme}:clearkey#${++licenceServers}`;
+  shakaLicensors.set(uri, { r, o: opts });
+  player.configure({ drm: { servers: { "org.w3.clearkey": uri } } });
+  let stop: (() => void) | undefined;
+  const media = player.getMediaElement();
+  if (opts.anchor && media) stop = followSchedule(media, r, opts.anchor, opts.step);
+  return () => {
+    shakaLicensors.delete(uri);
+    stop?.();
+  };
+}
+
+/** shakaLicence answers one Shaka licence request for uri: an abortable
+ * operation resolving to a Shaka response holding the ClearKey licence;
+ * a bad request fails as LICENSE_REQUEST_FAILED, an abort as
+ * OPERATION_ABORTED. */
+function shakaLicence(shaka: ShakaNamespace, uri: string, request: { body?: BufferSource | null }): unknown {
+  const E = shaka.util.Error;
+  let abort: () => void = () => {};
+  const aborted = new Promise<never>((_, reject) => {
+    abort = () => reject(new E(E.Severity.CRITICAL, E.Category.PLAYER, E.Code.OPERATION_ABORTED));
+  });
+  const answer = (async () => {
+    const l = shakaLicensors.get(uri);
+    if (!l) throw new E(E.Severity.CRITICAL, E.Category.DRM, E.Code.LICENSE_REQUEST_FAILED, `${uri}: no receiver attached (attachShaka)`);
+    const requested = l.r.now();
+    const { kids, licence } = await releasedLicence(l.r, request.body, aborted).catch((e: unknown) => {
+      throw e instanceof E ? e : new E(E.Severity.CRITICAL, E.Category.DRM, E.Code.LICENSE_REQUEST_FAILED, `${uri}: ${String(e)}`);
+    });
+    l.o.onLicence?.(kids, requested, l.r.now());
+    return { uri, originalUri: uri, data: licence.buffer, headers: { "content-type": "application/json" }, originalRequest: request };
+  })();
+  return new shaka.util.AbortableOperation(answer, async () => abort());
+}
+
+/** What attachDashjs needs of a dash.js MediaPlayer. */
+export interface DashjsPlayer {
+  setProtectionData(data: object): void;
+  registerLicenseRequestFilter(filter: (request: DashjsLicenceRequest) => Promise<unknown>): void;
+  unregisterLicenseRequestFilter(filter: (request: DashjsLicenceRequest) => Promise<unknown>): void;
+  getVideoElement(): HTMLVideoElement;
+}
+
+/** The parts of a dash.js LicenseRequest attachDashjs reads and sets. */
+export interface DashjsLicenceRequest {
+  url: string;
+  method: string;
+  data: unknown;
+}
+
+/** attachDashjs makes a dash.js MediaPlayer take its ClearKey licences
+ * from r: its org.w3.clearkey licence server becomes
+ * embargo:clearkey#N, and a licence request filter holds each request
+ * for it until r holds the keys of every KID it names
+ * (releasedLicence), then points it at a data: URL holding their JWK
+ * set. A bad request gets a licence without keys: dash.js reports a
+ * licence error. With opts.anchor it also keeps the player's video on
+ * the period schedule (followSchedule). Call it after
+ * player.initialize(video), before attachSource; it sets the player's
+ * protection data (protData is merged into the ClearKey entry). The
+ * returned function detaches it. */
+export function attachDashjs(player: DashjsPlayer, r: Receiver, opts: PlayerOptions & { protData?: object } = {}): () => void {
+  const url = `${licenceScheme}:clearkey#${++licenceServers}`;
+  player.setProtectionData({ "org.w3.clearkey": { ...opts.protData, serverURL: url } });
+  const dataURL = (b: Uint8Array) => "data:application/json;base64," + btoa(String.fromCharCode(...b));
+  const filter = async (req: DashjsLicenceRequest) => {
+    if (req.url !== url) return;
+    const requested = r.now();
+    try {
+      const { kids, licence } = await releasedLicence(r, req.data as string | BufferSource);
+      req.url = dataURL(licence);
+      opts.onLicence?.(kids, requested, r.now());
+    } catch (e) {
+      req.url = dataURL(new TextEncoder().encode(JSON.stringify({ error: `${url}: ${String(e)}` })));
+    }
+    req.method = "GET";
+    req.data = null;
+  };
+  player.registerLicenseRequestFilter(filter);
+  let stop: (() => void) | undefined;
+  if (opts.anchor) stop = followSchedule(player.getVideoElement(), r, opts.anchor, opts.step);
+  return () => {
+    player.unregisterLicenseRequestFilter(filter);
+    stop?.();
+  };
+}
