@@ -259,8 +259,13 @@ func checkPage(t *testing.T, res pageResult, rg *rig, want int) (late, early []f
 // what it printed, once killed.
 func headless(t *testing.T, browser, dir, url string) (logs func() []byte, kill func()) {
 	t.Helper()
+	// The players are iframes of one page: the window holds them all in
+	// view, and Chromium throttles none of them (timers, rendering or
+	// the renderer's priority) as it would a background or hidden page.
 	args := []string{"--headless=new", "--disable-gpu", "--no-first-run", "--no-default-browser-check",
-		"--disable-dev-shm-usage", "--user-data-dir=" + filepath.Join(dir, "profile"), "--enable-logging=stderr", "--v=0"}
+		"--disable-dev-shm-usage", "--user-data-dir=" + filepath.Join(dir, "profile"), "--enable-logging=stderr", "--v=0",
+		"--window-size=1280,720", "--disable-background-timer-throttling", "--disable-renderer-backgrounding",
+		"--disable-backgrounding-occluded-windows", "--autoplay-policy=no-user-gesture-required"}
 	if os.Geteuid() == 0 {
 		args = append(args, "--no-sandbox") // Chromium's sandbox refuses root
 	}
