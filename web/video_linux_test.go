@@ -23,35 +23,54 @@ import (
 	"github.com/embargo-live/embargo/seal"
 )
 
+// videoPeriod is what a video page saw of one period.
+type videoPeriod struct {
+	Period       uint64  `json:"period"`
+	CatchUp      bool    `json:"catchUp"`
+	ReleaseAtUTC float64 `json:"releaseAtUTC"`
+	PresentAtUTC float64 `json:"presentAtUTC"`
+	GotAt        float64 `json:"gotAt"`
+	Keys         []struct {
+		KID string `json:"kid"`
+		Key string `json:"key"`
+	} `json:"keys"`
+	// KID is the segment's (the server's X-KID), AppliedAt when its
+	// ClearKey session's keys changed status, Statuses those.
+	KID       string   `json:"kid"`
+	AppliedAt *float64 `json:"appliedAt"`
+	Statuses  []string `json:"statuses"`
+	// FirstFrame is the period's first frame displayed.
+	FirstFrame *videoFrame `json:"firstFrame"`
+}
+
+// videoFrame is a frame as displayed: its media time from its period's
+// start (s) and display instant on the edges' clock (UTC ms).
+type videoFrame struct {
+	MediaTime  float64 `json:"mediaTime"`
+	DisplayUTC float64 `json:"displayUTC"`
+}
+
 // videoResult is what testdata/video.html posts.
 type videoResult struct {
-	Error     string `json:"error"`
-	Transport string `json:"transport"`
-	First     uint64 `json:"first"`
-	Periods   []struct {
-		Period       uint64  `json:"period"`
-		CatchUp      bool    `json:"catchUp"`
-		ReleaseAtUTC float64 `json:"releaseAtUTC"`
-		PresentAtUTC float64 `json:"presentAtUTC"`
-		GotAt        float64 `json:"gotAt"`
-		Keys         []struct {
-			KID string `json:"kid"`
-			Key string `json:"key"`
-		} `json:"keys"`
-		// KID is the segment's (the server's X-KID), AppliedAt when its
-		// ClearKey session's keys changed status, Statuses those.
-		KID       string   `json:"kid"`
-		AppliedAt *float64 `json:"appliedAt"`
-		Statuses  []string `json:"statuses"`
-		// FirstFrame is the period's first frame displayed: its media
-		// time from the period's start (s) and display instant on the
-		// edges' clock (UTC ms).
-		FirstFrame *struct {
-			MediaTime  float64 `json:"mediaTime"`
-			DisplayUTC float64 `json:"displayUTC"`
-		} `json:"firstFrame"`
-	} `json:"periods"`
-	Waiting int `json:"waiting"`
+	Error     string        `json:"error"`
+	Transport string        `json:"transport"`
+	First     uint64        `json:"first"`
+	Periods   []videoPeriod `json:"periods"`
+	// EME is how the player's ClearKey sessions open: "keyids" (the
+	// page, from each segment's KID) or "encrypted" (attachClearKey,
+	// from the media's pssh); Encrypted the init data types of the
+	// sessions attachClearKey opened.
+	EME       string   `json:"eme"`
+	Encrypted []string `json:"encrypted"`
+	// ShownAt is when holdUntil showed the video again (the edges'
+	// clock, UTC ms); HiddenFrames the frames presented before, the
+	// element hidden, and VisibleEarly those it was visible for;
+	// FirstShown the first frame after.
+	ShownAt      *float64    `json:"shownAt"`
+	HiddenFrames int         `json:"hiddenFrames"`
+	VisibleEarly int         `json:"visibleEarly"`
+	FirstShown   *videoFrame `json:"firstShown"`
+	Waiting      int         `json:"waiting"`
 	// WaitingAt is each stall's media time (s), readyState and instant
 	// (ms after the first period's presentAt); Buffered the media's
 	// buffered ranges at the end.
@@ -265,13 +284,15 @@ func TestChromiumVideo(t *testing.T) {
 		t.Logf("wrong key: media error %d %q, %d frames", w.Error.Code, w.Error.Message, w.Frames)
 	}
 
-	var applied, firsts []float64
+	var applied, firsts, shown, shownFrame []float64
 	// present[p]: the players' first frames of period p, ms after presentAt.
 	present := map[uint64][]float64{}
 	stalls := make([]float64, 0, players)
 	var forKey []float64
 	minRate, maxRate := 1.0, 1.0
+	hidden := 0 // frames presented while held
 	for _, res := range all {
+		hidden += res.HiddenFrames
 		forKey = append(forKey, float64(res.WaitingForKey))
 		minRate, maxRate = min(minRate, res.MinRate), max(maxRate, res.MaxRate)
 		if res.Error != "" {
@@ -282,6 +303,23 @@ func TestChromiumVideo(t *testing.T) {
 			t.Logf("%s player: stalls (media time s, readyState, ms after start) %v, buffered %v", res.Transport, res.WaitingAt, res.Buffered)
 		}
 		played := 0
+		// Held until presentAt: the library shows the element once the
+		// clock it keeps (the edges', as the page measures it) reads
+		// presentAt — an ordering, not a race — and no frame was
+		// presented with the element visible before then.
+		i := slices.IndexFunc(res.Periods, func(g videoPeriod) bool { return g.Period == res.First })
+		switch {
+		case i < 0 || res.ShownAt == nil:
+			t.Errorf("%s player: shown at %v, period %d recorded %v; want shown at its presentAt", res.Transport, res.ShownAt, res.First, i >= 0)
+		case *res.ShownAt < res.Periods[i].PresentAtUTC || res.VisibleEarly != 0:
+			t.Errorf("%s player: shown %.3f ms after presentAt, %d frames presented visible before; want ≥ 0 and none", res.Transport, *res.ShownAt-res.Periods[i].PresentAtUTC, res.VisibleEarly)
+		default:
+			shown = append(shown, *res.ShownAt-res.Periods[i].PresentAtUTC)
+			if f := res.FirstShown; f != nil {
+				// Back to the period's first frame, as at the boundaries.
+				shownFrame = append(shownFrame, f.DisplayUTC-1000*f.MediaTime-res.Periods[i].PresentAtUTC)
+			}
+		}
 		for _, g := range res.Periods {
 			if g.Period < res.First || g.Period >= res.First+want {
 				continue
@@ -312,11 +350,22 @@ func TestChromiumVideo(t *testing.T) {
 			// frames were skipped.
 			at := g.FirstFrame.DisplayUTC - 1000*g.FirstFrame.MediaTime - g.PresentAtUTC
 			if g.Period == res.First {
-				// Shown paused once decryptable, before play() at presentAt.
+				// Presented paused (hidden) once decryptable, before
+				// play() at presentAt.
 				firsts = append(firsts, at)
-			} else {
-				present[g.Period] = append(present[g.Period], at)
+				continue
 			}
+			// A later period's frames are in the media all along: they
+			// play as keepInStep keeps the media time. None can be
+			// presented before the period's key is released, at
+			// presentAt − PresentDelay: that is the bound asserted (one
+			// a frame early would need keepInStep to overshoot, which
+			// takes a timer more than its horizon late, or a measured
+			// offset that jumped — not asserted, reported).
+			if early := g.FirstFrame.DisplayUTC - (g.PresentAtUTC - float64(sched.PresentDelay.Milliseconds())); early < 0 {
+				t.Errorf("%s player, period %d: a frame presented %.1f ms before releaseAt", res.Transport, g.Period, -early)
+			}
+			present[g.Period] = append(present[g.Period], at)
 		}
 		if played != want {
 			t.Errorf("%s player: frames of %d periods displayed from period %d, want %d (at %.3f s, %d frames, %d dropped)", res.Transport, played, res.First, want, res.CurrentTime, res.Frames, res.Dropped)
@@ -338,7 +387,7 @@ func TestChromiumVideo(t *testing.T) {
 	if len(skew) == 0 {
 		t.Fatalf("no period boundary played by all %d players: %v", players, present)
 	}
-	for _, s := range [][]float64{skew, late, applied, stalls, firsts, forKey} {
+	for _, s := range [][]float64{skew, late, applied, stalls, firsts, forKey, shown, shownFrame} {
 		slices.Sort(s)
 	}
 	q := func(s []float64) string {
@@ -350,6 +399,6 @@ func TestChromiumVideo(t *testing.T) {
 	fmt.Printf("RESULT browser-video players=%d (%d WebSocket, %d WebTransport) periods=%d of %v boundaries=%d skew-across-players-ms %s first-frame-after-presentAt-ms min=%.1f %s\n",
 		players, perKind, perKind, want, sched.Period, len(skew), q(skew), late[0], q(late))
 	load, _ := os.ReadFile("/proc/loadavg") // what else ran beside it
-	fmt.Printf("RESULT browser-video-keys applied-after-releaseAt-ms min=%.1f %s start-first-frame-after-presentAt-ms %s stalls-after-start %s waitingforkey %s keepInStep-rate=%.3f…%.3f load=%.14s\n",
-		applied[0], q(applied), q(firsts), q(stalls), q(forKey), minRate, maxRate, load)
+	fmt.Printf("RESULT browser-video-keys applied-after-releaseAt-ms min=%.1f %s start-hidden-frame-after-presentAt-ms %s hidden-frames=%d start-shown-after-presentAt-ms %s start-first-frame-shown-after-presentAt-ms %s stalls-after-start %s waitingforkey %s keepInStep-rate=%.3f…%.3f load=%.14s\n",
+		applied[0], q(applied), q(firsts), hidden, q(shown), q(shownFrame), q(stalls), q(forKey), minRate, maxRate, load)
 }
