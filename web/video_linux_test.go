@@ -138,13 +138,18 @@ func encrypt(ff, clip, dir, name string, k seal.ContentKey, fragment bool) ([]by
 
 // periodSegment is the MSE segment of one period: ffmpeg encrypts the
 // clip with the period's key, cencFragment makes it a fragment after
-// template (the clip fragmented and encrypted under another key).
+// template (the clip fragmented and encrypted under another key), and
+// its init segment gets a ClearKey pssh naming the KID (ffmpeg writes
+// none), for players whose sessions open from the media's init data.
 func periodSegment(ff, clip, dir string, template []byte, period uint64, k seal.ContentKey) ([]byte, error) {
 	enc, err := encrypt(ff, clip, dir, fmt.Sprintf("p%d.mp4", period), k, false)
 	if err != nil {
 		return nil, err
 	}
 	seg, err := cencFragment(template, enc, k.KID)
+	if err == nil {
+		seg, err = withPSSH(seg, clearKeyPSSH(k.KID))
+	}
 	if err != nil {
 		return nil, fmt.Errorf("period %d: %w", period, err)
 	}
@@ -161,10 +166,14 @@ type segment struct {
 // players over WebSocket and WebTransport on one edge: each key period's
 // segment is the clip encrypted by ffmpeg with that period's content key
 // (CENC), appended to MSE ahead of its key; the keys come from the edge
-// through the web library (answerClearKey) and keepInStep keeps
-// playback on the period schedule. Asserted: no key in a page before
-// releaseAt, every period's keys the origin's and usable, every period's
-// frames displayed without a media error, and a wrong key fails to
+// through the web library (answerClearKey; for one player per transport
+// attachClearKey, its sessions opened from each segment's pssh), the
+// library holds the video out of sight until the first period's
+// presentAt (holdUntil) and keepInStep keeps playback on the period
+// schedule. Asserted: no key in a page before releaseAt, every period's
+// keys the origin's and usable, every period's frames displayed without
+// a media error, none before the first period's presentAt nor a later
+// period's releaseAt, the pssh path taken, and a wrong key fails to
 // decode. The presentation skew and stalls are reported (RESULT lines).
 func TestChromiumVideo(t *testing.T) {
 	browser := chromium(t)
@@ -174,6 +183,7 @@ func TestChromiumVideo(t *testing.T) {
 	const (
 		want    = 4 // periods each player plays
 		perKind = 4 // players over each transport
+		pssh    = 1 // of which with attachClearKey's sessions from the pssh
 		players = 2 * perKind
 	)
 	sched := origin.Schedule{Period: 2 * time.Second, Lead: 3 * time.Second, PresentDelay: 300 * time.Millisecond}
@@ -255,7 +265,7 @@ func TestChromiumVideo(t *testing.T) {
 	})
 	results := make(chan videoResult, players+1)
 	handleResults(rg.mux, results, func(r *videoResult, err string) { r.Error = err })
-	logs, kill := headless(t, browser, dir, fmt.Sprintf("%s/players.html?page=/video.html&ws=%d&wt=%d&wrong=1", rg.base, perKind, perKind))
+	logs, kill := headless(t, browser, dir, fmt.Sprintf("%s/players.html?page=/video.html&ws=%d&wt=%d&wrong=1&pssh=%d", rg.base, perKind, perKind, pssh))
 	defer kill()
 
 	var all []videoResult
@@ -290,9 +300,21 @@ func TestChromiumVideo(t *testing.T) {
 	stalls := make([]float64, 0, players)
 	var forKey []float64
 	minRate, maxRate := 1.0, 1.0
-	hidden := 0 // frames presented while held
+	hidden := 0                  // frames presented while held
+	fromPSSH := map[string]int{} // players by transport
 	for _, res := range all {
 		hidden += res.HiddenFrames
+		// attachClearKey opened a session from each period's pssh (the
+		// `encrypted` event, init data type cenc); the keys it got are
+		// checked with every player's below.
+		switch {
+		case res.EME == "encrypted" && (len(res.Encrypted) < want || slices.ContainsFunc(res.Encrypted, func(s string) bool { return s != "cenc" })):
+			t.Errorf("%s player: attachClearKey opened sessions for init data %v; want ≥ %d, each cenc", res.Transport, res.Encrypted, want)
+		case res.EME == "encrypted":
+			fromPSSH[res.Transport]++
+		case len(res.Encrypted) != 0:
+			t.Errorf("%s player (%s): sessions from the pssh %v, want none", res.Transport, res.EME, res.Encrypted)
+		}
 		forKey = append(forKey, float64(res.WaitingForKey))
 		minRate, maxRate = min(minRate, res.MinRate), max(maxRate, res.MaxRate)
 		if res.Error != "" {
@@ -370,6 +392,9 @@ func TestChromiumVideo(t *testing.T) {
 		if played != want {
 			t.Errorf("%s player: frames of %d periods displayed from period %d, want %d (at %.3f s, %d frames, %d dropped)", res.Transport, played, res.First, want, res.CurrentTime, res.Frames, res.Dropped)
 		}
+	}
+	if fromPSSH["ws"] != pssh || fromPSSH["wt"] != pssh {
+		t.Errorf("players with sessions from the pssh by transport %v, want %d each", fromPSSH, pssh)
 	}
 	if t.Failed() {
 		return
