@@ -265,7 +265,7 @@ func TestChromiumVideo(t *testing.T) {
 	})
 	results := make(chan videoResult, players+1)
 	handleResults(rg.mux, results, func(r *videoResult, err string) { r.Error = err })
-	logs, kill := headless(t, browser, dir, fmt.Sprintf("%s/players.html?page=/video.html&ws=%d&wt=%d&wrong=1&pssh=%d", rg.base, perKind, perKind, pssh))
+	logs, kill, cpu := headless(t, browser, dir, fmt.Sprintf("%s/players.html?page=/video.html&ws=%d&wt=%d&wrong=1&pssh=%d", rg.base, perKind, perKind, pssh))
 	defer kill()
 
 	var all []videoResult
@@ -424,6 +424,6 @@ func TestChromiumVideo(t *testing.T) {
 	fmt.Printf("RESULT browser-video players=%d (%d WebSocket, %d WebTransport) periods=%d of %v boundaries=%d skew-across-players-ms %s first-frame-after-presentAt-ms min=%.1f %s\n",
 		players, perKind, perKind, want, sched.Period, len(skew), q(skew), late[0], q(late))
 	load, _ := os.ReadFile("/proc/loadavg") // what else ran beside it
-	fmt.Printf("RESULT browser-video-keys applied-after-releaseAt-ms min=%.1f %s start-hidden-frame-after-presentAt-ms %s hidden-frames=%d start-shown-after-presentAt-ms %s start-first-frame-shown-after-presentAt-ms %s stalls-after-start %s waitingforkey %s keepInStep-rate=%.3f…%.3f load=%.14s\n",
-		applied[0], q(applied), q(firsts), hidden, q(shown), q(shownFrame), q(stalls), q(forKey), minRate, maxRate, load)
+	fmt.Printf("RESULT browser-video-keys applied-after-releaseAt-ms min=%.1f %s start-hidden-frame-after-presentAt-ms %s hidden-frames=%d start-shown-after-presentAt-ms %s start-first-frame-shown-after-presentAt-ms %s stalls-after-start %s waitingforkey %s keepInStep-rate=%.3f…%.3f chromium-cpu=%v load=%.14s\n",
+		applied[0], q(applied), q(firsts), hidden, q(shown), q(shownFrame), q(stalls), q(forKey), minRate, maxRate, cpu().Round(10*time.Millisecond), load)
 }
