@@ -48,6 +48,9 @@ type videoPeriod struct {
 type videoFrame struct {
 	MediaTime  float64 `json:"mediaTime"`
 	DisplayUTC float64 `json:"displayUTC"`
+	// ClockLagMs is how far the media's currentTime was behind the
+	// schedule then (ms): the first frame of a period only.
+	ClockLagMs float64 `json:"clockLagMs"`
 }
 
 // videoResult is what testdata/video.html posts.
@@ -74,7 +77,9 @@ type videoResult struct {
 	// WaitingAt is each stall's media time (s), readyState and instant
 	// (ms after the first period's presentAt); Buffered the media's
 	// buffered ranges at the end.
-	WaitingAt        [][3]float64 `json:"waitingAt"`
+	WaitingAt [][3]float64 `json:"waitingAt"`
+	LongTasks [][2]float64 `json:"longTasks"` // the main thread's, start (ms after presentAt) and duration
+
 	Buffered         [][2]float64 `json:"buffered"`
 	WaitingForKey    int          `json:"waitingForKey"`
 	CurrentTime      float64      `json:"currentTime"`
@@ -297,6 +302,8 @@ func TestChromiumVideo(t *testing.T) {
 	var applied, firsts, shown, shownFrame []float64
 	// present[p]: the players' first frames of period p, ms after presentAt.
 	present := map[uint64][]float64{}
+	// clocks[p]: the players' currentTime behind the schedule then (ms).
+	clocks := map[uint64][]float64{}
 	stalls := make([]float64, 0, players)
 	var forKey []float64
 	minRate, maxRate := 1.0, 1.0
@@ -322,7 +329,7 @@ func TestChromiumVideo(t *testing.T) {
 		}
 		stalls = append(stalls, float64(res.Waiting))
 		if res.Waiting > 0 {
-			t.Logf("%s player: stalls (media time s, readyState, ms after start) %v, buffered %v", res.Transport, res.WaitingAt, res.Buffered)
+			t.Logf("%s player: stalls (media time s, readyState, ms after start) %v, buffered %v; the main thread's long tasks (start, ms) %.0f", res.Transport, res.WaitingAt, res.Buffered, res.LongTasks)
 		}
 		played := 0
 		// Held until presentAt: the library shows the element once the
@@ -388,11 +395,13 @@ func TestChromiumVideo(t *testing.T) {
 				t.Errorf("%s player, period %d: a frame presented %.1f ms before releaseAt", res.Transport, g.Period, -early)
 			}
 			present[g.Period] = append(present[g.Period], at)
+			clocks[g.Period] = append(clocks[g.Period], g.FirstFrame.ClockLagMs)
 		}
 		if played != want {
 			t.Errorf("%s player: frames of %d periods displayed from period %d, want %d (at %.3f s, %d frames, %d dropped)", res.Transport, played, res.First, want, res.CurrentTime, res.Frames, res.Dropped)
 		}
 	}
+	t.Logf("the main thread's long tasks as the first player saw them (start ms after presentAt, duration ms): %.0f", all[0].LongTasks)
 	if fromPSSH["ws"] != pssh || fromPSSH["wt"] != pssh {
 		t.Errorf("players with sessions from the pssh by transport %v, want %d each", fromPSSH, pssh)
 	}
@@ -401,18 +410,21 @@ func TestChromiumVideo(t *testing.T) {
 	}
 	// The skew per period boundary: the spread of the players' first
 	// frames of a period played by all, each past its start.
-	var skew, late []float64
+	// The same of the media clocks (currentTime) as keepInStep sees
+	// them: what differs between the two is the renderer's.
+	var skew, late, clockSkew []float64
 	for p, ls := range present {
-		t.Logf("period %d: first frame − presentAt by player (ms) %.1f", p, ls)
+		t.Logf("period %d: first frame − presentAt by player (ms) %.1f; currentTime behind the schedule then (ms) %.1f", p, ls, clocks[p])
 		if len(ls) == players {
 			skew = append(skew, slices.Max(ls)-slices.Min(ls))
 			late = append(late, ls...)
+			clockSkew = append(clockSkew, slices.Max(clocks[p])-slices.Min(clocks[p]))
 		}
 	}
 	if len(skew) == 0 {
 		t.Fatalf("no period boundary played by all %d players: %v", players, present)
 	}
-	for _, s := range [][]float64{skew, late, applied, stalls, firsts, forKey, shown, shownFrame} {
+	for _, s := range [][]float64{skew, late, applied, stalls, firsts, forKey, shown, shownFrame, clockSkew} {
 		slices.Sort(s)
 	}
 	q := func(s []float64) string {
@@ -421,8 +433,8 @@ func TestChromiumVideo(t *testing.T) {
 		}
 		return fmt.Sprintf("median=%.1f max=%.1f", s[len(s)/2], s[len(s)-1])
 	}
-	fmt.Printf("RESULT browser-video players=%d (%d WebSocket, %d WebTransport) periods=%d of %v boundaries=%d skew-across-players-ms %s first-frame-after-presentAt-ms min=%.1f %s\n",
-		players, perKind, perKind, want, sched.Period, len(skew), q(skew), late[0], q(late))
+	fmt.Printf("RESULT browser-video players=%d (%d WebSocket, %d WebTransport) periods=%d of %v boundaries=%d skew-across-players-ms %s first-frame-after-presentAt-ms min=%.1f %s currentTime-skew-ms %s\n",
+		players, perKind, perKind, want, sched.Period, len(skew), q(skew), late[0], q(late), q(clockSkew))
 	load, _ := os.ReadFile("/proc/loadavg") // what else ran beside it
 	fmt.Printf("RESULT browser-video-keys applied-after-releaseAt-ms min=%.1f %s start-hidden-frame-after-presentAt-ms %s hidden-frames=%d start-shown-after-presentAt-ms %s start-first-frame-shown-after-presentAt-ms %s stalls-after-start %s waitingforkey %s keepInStep-rate=%.3f…%.3f chromium-cpu=%v load=%.14s\n",
 		applied[0], q(applied), q(firsts), hidden, q(shown), q(shownFrame), q(stalls), q(forKey), minRate, maxRate, cpu().Round(10*time.Millisecond), load)
