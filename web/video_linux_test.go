@@ -161,10 +161,13 @@ func periodSegment(ff, clip, dir string, template []byte, period uint64, k seal.
 	return seg, nil
 }
 
-// segment is one period's encrypted media.
+// segment is one period's encrypted media, made once on first request.
 type segment struct {
 	kid  string
+	key  seal.ContentKey
+	once sync.Once
 	data []byte
+	err  error
 }
 
 // TestChromiumVideo plays a real encrypted clip in headless Chromium,
@@ -191,7 +194,11 @@ func TestChromiumVideo(t *testing.T) {
 		pssh    = 1 // of which with attachClearKey's sessions from the pssh
 		players = 2 * perKind
 	)
-	sched := origin.Schedule{Period: 2 * time.Second, Lead: 3 * time.Second, PresentDelay: 300 * time.Millisecond}
+	// A lead of 5 periods: every period a player plays is issued, its
+	// media encrypted and appended, before the first is presented, and
+	// no ffmpeg runs beside the players while they play (a run of it
+	// coincided with all players stalling at once on a loaded machine).
+	sched := origin.Schedule{Period: 2 * time.Second, Lead: 10 * time.Second, PresentDelay: 300 * time.Millisecond}
 	clip := clearClip(t, ff, dir, sched.Period)
 	var other seal.ContentKey
 	rand.Read(other.Key[:])
@@ -208,22 +215,18 @@ func TestChromiumVideo(t *testing.T) {
 	}
 	var (
 		mu     sync.Mutex
-		segs   = map[uint64]segment{}
+		segs   = map[uint64]*segment{}
 		latest uint64
 		ready  = make(chan struct{}) // closed and replaced at each new segment
 	)
-	// Each issued period's segment is encrypted with its first key as
-	// soon as the origin issues it (Lead before releaseAt): the media is
-	// out before its key, as a CDN would have it.
+	// Each issued period's segment is encrypted with its first key when
+	// first asked for, from when the origin issues it (Lead before
+	// releaseAt): the media is out before its key, as a CDN would have
+	// it, and periods no player asks for cost nothing.
 	rg := newRig(t, ctx, sched, 1, clock, func(is origin.Issued) {
 		p := is.Bundle.Period
-		b, err := periodSegment(ff, clip, dir, template, p, is.Keys[0])
-		if err != nil {
-			t.Error(err)
-			return
-		}
 		mu.Lock()
-		segs[p] = segment{kid: hex.EncodeToString(is.Keys[0].KID[:]), data: b}
+		segs[p] = &segment{kid: hex.EncodeToString(is.Keys[0].KID[:]), key: is.Keys[0]}
 		latest = max(latest, p)
 		close(ready)
 		ready = make(chan struct{})
@@ -252,6 +255,11 @@ func TestChromiumVideo(t *testing.T) {
 			wait := ready
 			mu.Unlock()
 			if ok && err == nil {
+				s.once.Do(func() { s.data, s.err = periodSegment(ff, clip, dir, template, p, s.key) })
+				if s.err != nil {
+					http.Error(w, s.err.Error(), http.StatusInternalServerError)
+					return
+				}
 				w.Header().Set("X-KID", s.kid)
 				w.Header().Set("X-Period", strconv.FormatUint(p, 10))
 				w.Header().Set("Content-Type", "video/mp4")
