@@ -171,11 +171,7 @@ func TestCENCFragment(t *testing.T) {
 	ff := ffmpeg(t)
 	dir := t.TempDir()
 	clip := clearClip(t, ff, dir, 400*time.Millisecond)
-	var k, other seal.ContentKey
-	rand.Read(k.Key[:])
-	rand.Read(k.KID[:])
-	rand.Read(other.Key[:])
-	rand.Read(other.KID[:])
+	k, other := randomKey(), randomKey()
 	template, err := encrypt(ff, clip, dir, "template.mp4", other, true)
 	if err != nil {
 		t.Fatal(err)
@@ -256,6 +252,14 @@ func TestCENCFragment(t *testing.T) {
 	}
 }
 
+// randomKey is a content key and KID for a test clip.
+func randomKey() seal.ContentKey {
+	var k seal.ContentKey
+	rand.Read(k.Key[:])
+	rand.Read(k.KID[:])
+	return k
+}
+
 // clearKeySystem is W3C ClearKey's system ID (1077efec-c0b2-4d02-ace3-3c1e52e2fb4b)
 // in a pssh box.
 var clearKeySystem = [16]byte{0x10, 0x77, 0xef, 0xec, 0xc0, 0xb2, 0x4d, 0x02, 0xac, 0xe3, 0x3c, 0x1e, 0x52, 0xe2, 0xfb, 0x4b}
@@ -308,10 +312,7 @@ func TestPSSH(t *testing.T) {
 	ff := ffmpeg(t)
 	dir := t.TempDir()
 	clip := clearClip(t, ff, dir, 400*time.Millisecond)
-	var k seal.ContentKey
-	rand.Read(k.Key[:])
-	rand.Read(k.KID[:])
-	seg, err := encrypt(ff, clip, dir, "seg.mp4", k, true)
+	seg, err := encrypt(ff, clip, dir, "seg.mp4", randomKey(), true)
 	if err != nil {
 		t.Fatal(err)
 	}

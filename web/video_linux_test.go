@@ -2,7 +2,6 @@ package web
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -200,10 +199,7 @@ func TestChromiumVideo(t *testing.T) {
 	// coincided with all players stalling at once on a loaded machine).
 	sched := origin.Schedule{Period: 2 * time.Second, Lead: 10 * time.Second, PresentDelay: 300 * time.Millisecond}
 	clip := clearClip(t, ff, dir, sched.Period)
-	var other seal.ContentKey
-	rand.Read(other.Key[:])
-	rand.Read(other.KID[:])
-	template, err := encrypt(ff, clip, dir, "template.mp4", other, true)
+	template, err := encrypt(ff, clip, dir, "template.mp4", randomKey(), true)
 	if err != nil {
 		t.Fatal(err)
 	}
