@@ -171,11 +171,7 @@ func TestCENCFragment(t *testing.T) {
 	ff := ffmpeg(t)
 	dir := t.TempDir()
 	clip := clearClip(t, ff, dir, 400*time.Millisecond)
-	var k, other seal.ContentKey
-	rand.Read(k.Key[:])
-	rand.Read(k.KID[:])
-	rand.Read(other.Key[:])
-	rand.Read(other.KID[:])
+	k, other := randomKey(), randomKey()
 	template, err := encrypt(ff, clip, dir, "template.mp4", other, true)
 	if err != nil {
 		t.Fatal(err)
@@ -253,5 +249,99 @@ func TestCENCFragment(t *testing.T) {
 		if _, err := cencFragment(template, enc[:n], k.KID); err == nil {
 			t.Fatalf("encrypted clip cut at %d of %d bytes: no error", n, len(enc))
 		}
+	}
+}
+
+// randomKey is a content key and KID for a test clip.
+func randomKey() seal.ContentKey {
+	var k seal.ContentKey
+	rand.Read(k.Key[:])
+	rand.Read(k.KID[:])
+	return k
+}
+
+// clearKeySystem is W3C ClearKey's system ID (1077efec-c0b2-4d02-ace3-3c1e52e2fb4b)
+// in a pssh box.
+var clearKeySystem = [16]byte{0x10, 0x77, 0xef, 0xec, 0xc0, 0xb2, 0x4d, 0x02, 0xac, 0xe3, 0x3c, 0x1e, 0x52, 0xe2, 0xfb, 0x4b}
+
+// clearKeyPSSH is a ClearKey pssh box naming kids (W3C "Common SystemID
+// and PSSH Box Format": version 1, the KIDs, no data): what a browser
+// hands to the page in an `encrypted` event, init data type "cenc".
+func clearKeyPSSH(kids ...[16]byte) []byte {
+	b := append([]byte{1, 0, 0, 0}, clearKeySystem[:]...)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(kids)))
+	for _, k := range kids {
+		b = append(b, k[:]...)
+	}
+	return mp4Put(nil, "pssh", binary.BigEndian.AppendUint32(b, 0))
+}
+
+// withPSSH is seg (an init segment, then fragments) with pssh as the
+// moov's last box. Nothing after the moov moves relative to its moof
+// (default-base-is-moof), so the fragments stand as they are.
+func withPSSH(seg, pssh []byte) ([]byte, error) {
+	moov, err := mp4Find(seg, 0, len(seg), 8, "moov")
+	if err != nil {
+		return nil, err
+	}
+	out := mp4Put(bytes.Clone(seg[:moov.start]), "moov", seg[moov.start+8:moov.end], pssh)
+	return append(out, seg[moov.end:]...), nil
+}
+
+// TestPSSH checks clearKeyPSSH against the W3C format byte by byte and
+// withPSSH on a segment of ffmpeg's: the pssh the moov's last box, the
+// moov's size grown by it, everything else as it was; no moov is an
+// error.
+func TestPSSH(t *testing.T) {
+	k1 := [16]byte{0: 0xab, 15: 0x01}
+	k2 := [16]byte{0: 0xcd, 15: 0x02}
+	want := []byte{
+		0, 0, 0, 0x44, 'p', 's', 's', 'h', // 68 bytes: header, version and flags, system, count, 2 KIDs, data size
+		1, 0, 0, 0,
+		0x10, 0x77, 0xef, 0xec, 0xc0, 0xb2, 0x4d, 0x02, 0xac, 0xe3, 0x3c, 0x1e, 0x52, 0xe2, 0xfb, 0x4b,
+		0, 0, 0, 2,
+		0xab, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x01,
+		0xcd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x02,
+		0, 0, 0, 0,
+	}
+	pssh := clearKeyPSSH(k1, k2)
+	if !bytes.Equal(pssh, want) {
+		t.Fatalf("clearKeyPSSH:\n got % x\nwant % x", pssh, want)
+	}
+
+	ff := ffmpeg(t)
+	dir := t.TempDir()
+	clip := clearClip(t, ff, dir, 400*time.Millisecond)
+	seg, err := encrypt(ff, clip, dir, "seg.mp4", randomKey(), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := withPSSH(seg, pssh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	moov, err := mp4Find(seg, 0, len(seg), 8, "moov")
+	if err != nil {
+		t.Fatal(err)
+	}
+	moov2, err := mp4Find(got, 0, len(got), 8, "moov")
+	if err != nil {
+		t.Fatal(err)
+	}
+	children, err := mp4Boxes(got, moov2.start+8, moov2.end)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := children[len(children)-1]
+	switch {
+	case last.typ != "pssh" || !bytes.Equal(got[last.start:last.end], pssh):
+		t.Errorf("the moov's last box is %q % x, want the pssh", last.typ, got[last.start:last.end])
+	case moov2.end-moov2.start != moov.end-moov.start+len(pssh):
+		t.Errorf("moov of %d bytes, want %d + %d", moov2.end-moov2.start, moov.end-moov.start, len(pssh))
+	case !bytes.Equal(got[:moov.start], seg[:moov.start]) || !bytes.Equal(got[moov2.start+8:last.start], seg[moov.start+8:moov.end]) || !bytes.Equal(got[moov2.end:], seg[moov.end:]):
+		t.Error("withPSSH changed more than the moov's size and its last box")
+	}
+	if _, err := withPSSH(seg[:moov.start+4], pssh); err == nil {
+		t.Error("a segment cut inside its moov's header: no error")
 	}
 }

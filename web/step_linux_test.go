@@ -49,7 +49,7 @@ func TestChromiumKeepInStep(t *testing.T) {
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go srv.Serve(ln)
 	defer srv.Close()
-	logs, kill := headless(t, browser, t.TempDir(), "http://"+ln.Addr().String()+"/")
+	logs, kill, _ := headless(t, browser, t.TempDir(), "http://"+ln.Addr().String()+"/")
 	defer kill()
 	var res map[string]stepResult
 	select {

@@ -2,11 +2,11 @@ package web
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"maps"
+	"math"
 	"net/http"
 	"os"
 	"os/exec"
@@ -23,39 +23,65 @@ import (
 	"github.com/embargo-live/embargo/seal"
 )
 
+// videoPeriod is what a video page saw of one period.
+type videoPeriod struct {
+	Period       uint64  `json:"period"`
+	CatchUp      bool    `json:"catchUp"`
+	ReleaseAtUTC float64 `json:"releaseAtUTC"`
+	PresentAtUTC float64 `json:"presentAtUTC"`
+	GotAt        float64 `json:"gotAt"`
+	Keys         []struct {
+		KID string `json:"kid"`
+		Key string `json:"key"`
+	} `json:"keys"`
+	// KID is the segment's (the server's X-KID), AppliedAt when its
+	// ClearKey session's keys changed status, Statuses those.
+	KID       string   `json:"kid"`
+	AppliedAt *float64 `json:"appliedAt"`
+	Statuses  []string `json:"statuses"`
+	// FirstFrame is the period's first frame displayed.
+	FirstFrame *videoFrame `json:"firstFrame"`
+}
+
+// videoFrame is a frame as displayed: its media time from its period's
+// start (s) and display instant on the edges' clock (UTC ms).
+type videoFrame struct {
+	MediaTime  float64 `json:"mediaTime"`
+	DisplayUTC float64 `json:"displayUTC"`
+	// ClockLagMs is how far the media's currentTime was behind the
+	// schedule then (ms): the first frame of a period only.
+	ClockLagMs float64 `json:"clockLagMs"`
+}
+
 // videoResult is what testdata/video.html posts.
 type videoResult struct {
-	Error     string `json:"error"`
-	Transport string `json:"transport"`
-	First     uint64 `json:"first"`
-	Periods   []struct {
-		Period       uint64  `json:"period"`
-		CatchUp      bool    `json:"catchUp"`
-		ReleaseAtUTC float64 `json:"releaseAtUTC"`
-		PresentAtUTC float64 `json:"presentAtUTC"`
-		GotAt        float64 `json:"gotAt"`
-		Keys         []struct {
-			KID string `json:"kid"`
-			Key string `json:"key"`
-		} `json:"keys"`
-		// KID is the segment's (the server's X-KID), AppliedAt when its
-		// ClearKey session's keys changed status, Statuses those.
-		KID       string   `json:"kid"`
-		AppliedAt *float64 `json:"appliedAt"`
-		Statuses  []string `json:"statuses"`
-		// FirstFrame is the period's first frame displayed: its media
-		// time from the period's start (s) and display instant on the
-		// edges' clock (UTC ms).
-		FirstFrame *struct {
-			MediaTime  float64 `json:"mediaTime"`
-			DisplayUTC float64 `json:"displayUTC"`
-		} `json:"firstFrame"`
-	} `json:"periods"`
-	Waiting int `json:"waiting"`
+	Error     string        `json:"error"`
+	Transport string        `json:"transport"`
+	First     uint64        `json:"first"`
+	Periods   []videoPeriod `json:"periods"`
+	// EME is how the player's ClearKey sessions open: "keyids" (the
+	// page, from each segment's KID) or "encrypted" (attachClearKey,
+	// from the media's pssh); Encrypted the init data types of the
+	// sessions attachClearKey opened.
+	EME       string   `json:"eme"`
+	Encrypted []string `json:"encrypted"`
+	// HeldUntil is the instant the page gave holdUntil (its first
+	// period's presentAt) and ShownAt when it showed the video again,
+	// the reading of its clock (the edges', UTC ms); HiddenFrames the frames presented before, the
+	// element hidden, and VisibleEarly those it was visible for;
+	// FirstShown the first frame after.
+	HeldUntil    float64     `json:"heldUntil"`
+	ShownAt      *float64    `json:"shownAt"`
+	HiddenFrames int         `json:"hiddenFrames"`
+	VisibleEarly int         `json:"visibleEarly"`
+	FirstShown   *videoFrame `json:"firstShown"`
+	Waiting      int         `json:"waiting"`
 	// WaitingAt is each stall's media time (s), readyState and instant
 	// (ms after the first period's presentAt); Buffered the media's
 	// buffered ranges at the end.
-	WaitingAt        [][3]float64 `json:"waitingAt"`
+	WaitingAt [][3]float64 `json:"waitingAt"`
+	LongTasks [][2]float64 `json:"longTasks"` // the main thread's, start (ms after presentAt) and duration
+
 	Buffered         [][2]float64 `json:"buffered"`
 	WaitingForKey    int          `json:"waitingForKey"`
 	CurrentTime      float64      `json:"currentTime"`
@@ -87,12 +113,13 @@ func ffmpeg(t *testing.T) string {
 var fragmented = []string{"-movflags", "+frag_keyframe+empty_moov+default_base_moof"}
 
 // clearClip encodes the test's clear clip into dir: period long, 25 fps
-// H.264 Constrained Baseline (avc1.42E01E), one keyframe.
+// H.264 Constrained Baseline (avc1.42E01E), one keyframe, 160×90: cheap
+// to decode and composite for nine players on a loaded machine.
 func clearClip(t *testing.T, ff, dir string, period time.Duration) string {
 	t.Helper()
 	out := filepath.Join(dir, "clear.mp4")
 	args := []string{"-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi",
-		"-i", fmt.Sprintf("testsrc=size=320x180:rate=25:duration=%g", period.Seconds()),
+		"-i", fmt.Sprintf("testsrc=size=160x90:rate=25:duration=%g", period.Seconds()),
 		"-c:v", "libx264", "-profile:v", "baseline", "-level", "3.0", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
 		"-x264-params", "keyint=1000:scenecut=0"}
 	if b, err := exec.Command(ff, append(append(args, fragmented...), out)...).CombinedOutput(); err != nil {
@@ -118,33 +145,45 @@ func encrypt(ff, clip, dir, name string, k seal.ContentKey, fragment bool) ([]by
 
 // periodSegment is the MSE segment of one period: ffmpeg encrypts the
 // clip with the period's key, cencFragment makes it a fragment after
-// template (the clip fragmented and encrypted under another key).
+// template (the clip fragmented and encrypted under another key), and
+// its init segment gets a ClearKey pssh naming the KID (ffmpeg writes
+// none), for players whose sessions open from the media's init data.
 func periodSegment(ff, clip, dir string, template []byte, period uint64, k seal.ContentKey) ([]byte, error) {
 	enc, err := encrypt(ff, clip, dir, fmt.Sprintf("p%d.mp4", period), k, false)
 	if err != nil {
 		return nil, err
 	}
 	seg, err := cencFragment(template, enc, k.KID)
+	if err == nil {
+		seg, err = withPSSH(seg, clearKeyPSSH(k.KID))
+	}
 	if err != nil {
 		return nil, fmt.Errorf("period %d: %w", period, err)
 	}
 	return seg, nil
 }
 
-// segment is one period's encrypted media.
+// segment is one period's encrypted media, made once on first request.
 type segment struct {
 	kid  string
+	key  seal.ContentKey
+	once sync.Once
 	data []byte
+	err  error
 }
 
 // TestChromiumVideo plays a real encrypted clip in headless Chromium,
 // players over WebSocket and WebTransport on one edge: each key period's
 // segment is the clip encrypted by ffmpeg with that period's content key
 // (CENC), appended to MSE ahead of its key; the keys come from the edge
-// through the web library (answerClearKey) and keepInStep keeps
-// playback on the period schedule. Asserted: no key in a page before
-// releaseAt, every period's keys the origin's and usable, every period's
-// frames displayed without a media error, and a wrong key fails to
+// through the web library (answerClearKey; for one player per transport
+// attachClearKey, its sessions opened from each segment's pssh), the
+// library holds the video out of sight until the first period's
+// presentAt (holdUntil) and keepInStep keeps playback on the period
+// schedule. Asserted: no key in a page before releaseAt, every period's
+// keys the origin's and usable, every period's frames displayed without
+// a media error, none before the first period's presentAt nor a later
+// period's releaseAt, the pssh path taken, and a wrong key fails to
 // decode. The presentation skew and stalls are reported (RESULT lines).
 func TestChromiumVideo(t *testing.T) {
 	browser := chromium(t)
@@ -154,14 +193,16 @@ func TestChromiumVideo(t *testing.T) {
 	const (
 		want    = 4 // periods each player plays
 		perKind = 4 // players over each transport
+		pssh    = 1 // of which with attachClearKey's sessions from the pssh
 		players = 2 * perKind
 	)
-	sched := origin.Schedule{Period: 2 * time.Second, Lead: 3 * time.Second, PresentDelay: 300 * time.Millisecond}
+	// A lead of 5 periods: every period a player plays is issued, its
+	// media encrypted and appended, before the first is presented, and
+	// no ffmpeg runs beside the players while they play (a run of it
+	// coincided with all players stalling at once on a loaded machine).
+	sched := origin.Schedule{Period: 2 * time.Second, Lead: 10 * time.Second, PresentDelay: 300 * time.Millisecond}
 	clip := clearClip(t, ff, dir, sched.Period)
-	var other seal.ContentKey
-	rand.Read(other.Key[:])
-	rand.Read(other.KID[:])
-	template, err := encrypt(ff, clip, dir, "template.mp4", other, true)
+	template, err := encrypt(ff, clip, dir, "template.mp4", randomKey(), true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,22 +214,18 @@ func TestChromiumVideo(t *testing.T) {
 	}
 	var (
 		mu     sync.Mutex
-		segs   = map[uint64]segment{}
+		segs   = map[uint64]*segment{}
 		latest uint64
 		ready  = make(chan struct{}) // closed and replaced at each new segment
 	)
-	// Each issued period's segment is encrypted with its first key as
-	// soon as the origin issues it (Lead before releaseAt): the media is
-	// out before its key, as a CDN would have it.
+	// Each issued period's segment is encrypted with its first key when
+	// first asked for, from when the origin issues it (Lead before
+	// releaseAt): the media is out before its key, as a CDN would have
+	// it, and periods no player asks for cost nothing.
 	rg := newRig(t, ctx, sched, 1, clock, func(is origin.Issued) {
 		p := is.Bundle.Period
-		b, err := periodSegment(ff, clip, dir, template, p, is.Keys[0])
-		if err != nil {
-			t.Error(err)
-			return
-		}
 		mu.Lock()
-		segs[p] = segment{kid: hex.EncodeToString(is.Keys[0].KID[:]), data: b}
+		segs[p] = &segment{kid: hex.EncodeToString(is.Keys[0].KID[:]), key: is.Keys[0]}
 		latest = max(latest, p)
 		close(ready)
 		ready = make(chan struct{})
@@ -217,6 +254,11 @@ func TestChromiumVideo(t *testing.T) {
 			wait := ready
 			mu.Unlock()
 			if ok && err == nil {
+				s.once.Do(func() { s.data, s.err = periodSegment(ff, clip, dir, template, p, s.key) })
+				if s.err != nil {
+					http.Error(w, s.err.Error(), http.StatusInternalServerError)
+					return
+				}
 				w.Header().Set("X-KID", s.kid)
 				w.Header().Set("X-Period", strconv.FormatUint(p, 10))
 				w.Header().Set("Content-Type", "video/mp4")
@@ -235,7 +277,7 @@ func TestChromiumVideo(t *testing.T) {
 	})
 	results := make(chan videoResult, players+1)
 	handleResults(rg.mux, results, func(r *videoResult, err string) { r.Error = err })
-	logs, kill := headless(t, browser, dir, fmt.Sprintf("%s/players.html?page=/video.html&ws=%d&wt=%d&wrong=1", rg.base, perKind, perKind))
+	logs, kill, cpu := headless(t, browser, dir, fmt.Sprintf("%s/players.html?page=/video.html&ws=%d&wt=%d&wrong=1&pssh=%d", rg.base, perKind, perKind, pssh))
 	defer kill()
 
 	var all []videoResult
@@ -264,13 +306,29 @@ func TestChromiumVideo(t *testing.T) {
 		t.Logf("wrong key: media error %d %q, %d frames", w.Error.Code, w.Error.Message, w.Frames)
 	}
 
-	var applied, firsts []float64
+	var applied, firsts, shown, shownFrame []float64
 	// present[p]: the players' first frames of period p, ms after presentAt.
 	present := map[uint64][]float64{}
+	// clocks[p]: the players' currentTime behind the schedule then (ms).
+	clocks := map[uint64][]float64{}
 	stalls := make([]float64, 0, players)
 	var forKey []float64
 	minRate, maxRate := 1.0, 1.0
+	hidden := 0                  // frames presented while held
+	fromPSSH := map[string]int{} // players by transport
 	for _, res := range all {
+		hidden += res.HiddenFrames
+		// attachClearKey opened a session from each period's pssh (the
+		// `encrypted` event, init data type cenc); the keys it got are
+		// checked with every player's below.
+		switch {
+		case res.EME == "encrypted" && (len(res.Encrypted) < want || slices.ContainsFunc(res.Encrypted, func(s string) bool { return s != "cenc" })):
+			t.Errorf("%s player: attachClearKey opened sessions for init data %v; want ≥ %d, each cenc", res.Transport, res.Encrypted, want)
+		case res.EME == "encrypted":
+			fromPSSH[res.Transport]++
+		case len(res.Encrypted) != 0:
+			t.Errorf("%s player (%s): sessions from the pssh %v, want none", res.Transport, res.EME, res.Encrypted)
+		}
 		forKey = append(forKey, float64(res.WaitingForKey))
 		minRate, maxRate = min(minRate, res.MinRate), max(maxRate, res.MaxRate)
 		if res.Error != "" {
@@ -278,9 +336,30 @@ func TestChromiumVideo(t *testing.T) {
 		}
 		stalls = append(stalls, float64(res.Waiting))
 		if res.Waiting > 0 {
-			t.Logf("%s player: stalls (media time s, readyState, ms after start) %v, buffered %v", res.Transport, res.WaitingAt, res.Buffered)
+			t.Logf("%s player: stalls (media time s, readyState, ms after start) %v, buffered %v; the main thread's long tasks (start, ms) %.0f", res.Transport, res.WaitingAt, res.Buffered, res.LongTasks)
 		}
 		played := 0
+		// Held until presentAt: the library shows the element once the
+		// clock it keeps (the edges', as the page measures it) reads
+		// presentAt — an ordering, not a race — and no frame was
+		// presented with the element visible before then.
+		i := slices.IndexFunc(res.Periods, func(g videoPeriod) bool { return g.Period == res.First })
+		switch {
+		case i < 0 || res.ShownAt == nil:
+			t.Errorf("%s player: shown at %v, period %d recorded %v; want shown at its presentAt", res.Transport, res.ShownAt, res.First, i >= 0)
+		// The page's presentAt is the first live period's plus a period,
+		// in float ms: equal to the period's own but for rounding.
+		case math.Abs(res.HeldUntil-res.Periods[i].PresentAtUTC) > 1e-3:
+			t.Errorf("%s player: held until %.3f ms after period %d's presentAt, want at it", res.Transport, res.HeldUntil-res.Periods[i].PresentAtUTC, res.First)
+		case *res.ShownAt < res.HeldUntil || res.VisibleEarly != 0:
+			t.Errorf("%s player: shown %.3f ms after presentAt, %d frames presented visible before; want ≥ 0 and none", res.Transport, *res.ShownAt-res.HeldUntil, res.VisibleEarly)
+		default:
+			shown = append(shown, *res.ShownAt-res.Periods[i].PresentAtUTC)
+			if f := res.FirstShown; f != nil {
+				// Back to the period's first frame, as at the boundaries.
+				shownFrame = append(shownFrame, f.DisplayUTC-1000*f.MediaTime-res.Periods[i].PresentAtUTC)
+			}
+		}
 		for _, g := range res.Periods {
 			if g.Period < res.First || g.Period >= res.First+want {
 				continue
@@ -311,33 +390,52 @@ func TestChromiumVideo(t *testing.T) {
 			// frames were skipped.
 			at := g.FirstFrame.DisplayUTC - 1000*g.FirstFrame.MediaTime - g.PresentAtUTC
 			if g.Period == res.First {
-				// Shown paused once decryptable, before play() at presentAt.
+				// Presented paused (hidden) once decryptable, before
+				// play() at presentAt.
 				firsts = append(firsts, at)
-			} else {
-				present[g.Period] = append(present[g.Period], at)
+				continue
 			}
+			// A later period's frames are in the media all along: they
+			// play as keepInStep keeps the media time. None can be
+			// presented before the period's key is released, at
+			// presentAt − PresentDelay: that is the bound asserted (one
+			// a frame early would need keepInStep to overshoot, which
+			// takes a timer more than its horizon late, or a measured
+			// offset that jumped — not asserted, reported).
+			if early := g.FirstFrame.DisplayUTC - (g.PresentAtUTC - float64(sched.PresentDelay.Milliseconds())); early < 0 {
+				t.Errorf("%s player, period %d: a frame presented %.1f ms before releaseAt", res.Transport, g.Period, -early)
+			}
+			present[g.Period] = append(present[g.Period], at)
+			clocks[g.Period] = append(clocks[g.Period], g.FirstFrame.ClockLagMs)
 		}
 		if played != want {
 			t.Errorf("%s player: frames of %d periods displayed from period %d, want %d (at %.3f s, %d frames, %d dropped)", res.Transport, played, res.First, want, res.CurrentTime, res.Frames, res.Dropped)
 		}
+	}
+	t.Logf("the main thread's long tasks as the first player saw them (start ms after presentAt, duration ms): %.0f", all[0].LongTasks)
+	if fromPSSH["ws"] != pssh || fromPSSH["wt"] != pssh {
+		t.Errorf("players with sessions from the pssh by transport %v, want %d each", fromPSSH, pssh)
 	}
 	if t.Failed() {
 		return
 	}
 	// The skew per period boundary: the spread of the players' first
 	// frames of a period played by all, each past its start.
-	var skew, late []float64
+	// The same of the media clocks (currentTime) as keepInStep sees
+	// them: what differs between the two is the renderer's.
+	var skew, late, clockSkew []float64
 	for p, ls := range present {
-		t.Logf("period %d: first frame − presentAt by player (ms) %.1f", p, ls)
+		t.Logf("period %d: first frame − presentAt by player (ms) %.1f; currentTime behind the schedule then (ms) %.1f", p, ls, clocks[p])
 		if len(ls) == players {
 			skew = append(skew, slices.Max(ls)-slices.Min(ls))
 			late = append(late, ls...)
+			clockSkew = append(clockSkew, slices.Max(clocks[p])-slices.Min(clocks[p]))
 		}
 	}
 	if len(skew) == 0 {
 		t.Fatalf("no period boundary played by all %d players: %v", players, present)
 	}
-	for _, s := range [][]float64{skew, late, applied, stalls, firsts, forKey} {
+	for _, s := range [][]float64{skew, late, applied, stalls, firsts, forKey, shown, shownFrame, clockSkew} {
 		slices.Sort(s)
 	}
 	q := func(s []float64) string {
@@ -346,8 +444,9 @@ func TestChromiumVideo(t *testing.T) {
 		}
 		return fmt.Sprintf("median=%.1f max=%.1f", s[len(s)/2], s[len(s)-1])
 	}
-	fmt.Printf("RESULT browser-video players=%d (%d WebSocket, %d WebTransport) periods=%d of %v boundaries=%d skew-across-players-ms %s first-frame-after-presentAt-ms min=%.1f %s\n",
-		players, perKind, perKind, want, sched.Period, len(skew), q(skew), late[0], q(late))
-	fmt.Printf("RESULT browser-video-keys applied-after-releaseAt-ms min=%.1f %s start-first-frame-after-presentAt-ms %s stalls-after-start %s waitingforkey %s keepInStep-rate=%.3f…%.3f\n",
-		applied[0], q(applied), q(firsts), q(stalls), q(forKey), minRate, maxRate)
+	fmt.Printf("RESULT browser-video players=%d (%d WebSocket, %d WebTransport) periods=%d of %v boundaries=%d skew-across-players-ms %s first-frame-after-presentAt-ms min=%.1f %s currentTime-skew-ms %s\n",
+		players, perKind, perKind, want, sched.Period, len(skew), q(skew), late[0], q(late), q(clockSkew))
+	load, _ := os.ReadFile("/proc/loadavg") // what else ran beside it
+	fmt.Printf("RESULT browser-video-keys applied-after-releaseAt-ms min=%.1f %s start-hidden-frame-after-presentAt-ms %s hidden-frames=%d start-shown-after-presentAt-ms %s start-first-frame-shown-after-presentAt-ms %s stalls-after-start %s waitingforkey %s keepInStep-rate=%.3f…%.3f chromium-cpu=%v load=%.14s\n",
+		applied[0], q(applied), q(firsts), hidden, q(shown), q(shownFrame), q(stalls), q(forKey), minRate, maxRate, cpu().Round(10*time.Millisecond), load)
 }

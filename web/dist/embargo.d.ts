@@ -105,6 +105,14 @@ export declare class Receiver {
 /** withToken is url with the subscription token t in its query
  * (webedge.TokenParam), or url itself without one. */
 export declare function withToken(url: string, t: string | undefined): string;
+/** holdUntil keeps media out of sight (CSS visibility: hidden, its place
+ * in the layout kept) until clock reads atUTC — a period's presentAtUTC
+ * on the receiver's clock, () => r.now(). A paused player shows a
+ * period's first frame as soon as it can decrypt it, after releaseAt but
+ * before presentAt: call it before appending the period's media, and
+ * start playback at presentAt (onPresent). It resolves, as the element
+ * is shown again, to the clock's reading then (≥ atUTC). */
+export declare function holdUntil(media: ElementCSSInlineStyle, atUTC: number, clock?: () => number): Promise<number>;
 /** clearKeyLicence is the ClearKey licence (a JWK set, W3C EME §9.1.4)
  * for keys: what MediaKeySession.update takes. */
 export declare function clearKeyLicence(keys: readonly Key[]): Uint8Array<ArrayBuffer>;
@@ -113,8 +121,10 @@ export declare function clearKeyLicence(keys: readonly Key[]): Uint8Array<ArrayB
  * session gets its keys from the page itself, no licence server. */
 export declare function answerClearKey(session: MediaKeySession, r: Receiver): void;
 /** attachClearKey gives a media element ClearKey MediaKeys whose sessions
- * r answers: call it before the player attaches encrypted media. */
-export declare function attachClearKey(media: HTMLMediaElement, r: Receiver, contentType?: string): Promise<void>;
+ * r answers: call it before the player attaches encrypted media. Each
+ * `encrypted` event (the media's pssh boxes, or other init data naming
+ * KIDs) opens a session; onSession, if given, sees each as it opens. */
+export declare function attachClearKey(media: HTMLMediaElement, r: Receiver, contentType?: string, onSession?: (session: MediaKeySession, initDataType: string) => void): Promise<void>;
 /** What keepInStep needs of a player: an HTMLMediaElement has it. */
 export interface SteppedMedia {
     currentTime: number;

@@ -212,13 +212,19 @@ export function withToken(url, t) {
  * timer fires up to a few milliseconds late, and nested timers are
  * clamped to 4 ms. */
 const timerSlackMs = 4;
-/** schedulePresent calls f at p's presentAt by clock: a timer to timerSlackMs
- * before it, then message-channel turns of the event loop (not clamped,
- * and the page stays responsive) until the instant. */
+/** schedulePresent calls f at p's presentAt by clock. */
 function schedulePresent(p, f, clock) {
+    at(p.presentAtUTC, (t) => f(p, t - p.presentAtUTC), clock);
+}
+/** at calls f once clock reads atUTC or later, with that reading: a
+ * timer to timerSlackMs before it, then message-channel turns of the
+ * event loop (not clamped, and the page stays responsive) until the
+ * instant. */
+function at(atUTC, f, clock) {
     const ch = new MessageChannel();
     const turn = () => {
-        const left = p.presentAtUTC - clock();
+        const t = clock();
+        const left = atUTC - t;
         if (left > timerSlackMs) {
             setTimeout(turn, left - timerSlackMs);
         }
@@ -227,11 +233,26 @@ function schedulePresent(p, f, clock) {
         }
         else {
             ch.port1.close();
-            f(p, -left);
+            f(t);
         }
     };
     ch.port1.onmessage = turn;
     turn();
+}
+/** holdUntil keeps media out of sight (CSS visibility: hidden, its place
+ * in the layout kept) until clock reads atUTC — a period's presentAtUTC
+ * on the receiver's clock, () => r.now(). A paused player shows a
+ * period's first frame as soon as it can decrypt it, after releaseAt but
+ * before presentAt: call it before appending the period's media, and
+ * start playback at presentAt (onPresent). It resolves, as the element
+ * is shown again, to the clock's reading then (≥ atUTC). */
+export function holdUntil(media, atUTC, clock = now) {
+    const was = media.style.visibility;
+    media.style.visibility = "hidden";
+    return new Promise((resolve) => at(atUTC, (t) => {
+        media.style.visibility = was;
+        resolve(t);
+    }, clock));
 }
 /** The largest datagram a frame may hold (wire.MaxDatagram): a longer
  * frame is not an embargo datagram, and its stream is dropped. */
@@ -303,8 +324,10 @@ export function answerClearKey(session, r) {
     });
 }
 /** attachClearKey gives a media element ClearKey MediaKeys whose sessions
- * r answers: call it before the player attaches encrypted media. */
-export async function attachClearKey(media, r, contentType = 'video/mp4; codecs="avc1.42E01E"') {
+ * r answers: call it before the player attaches encrypted media. Each
+ * `encrypted` event (the media's pssh boxes, or other init data naming
+ * KIDs) opens a session; onSession, if given, sees each as it opens. */
+export async function attachClearKey(media, r, contentType = 'video/mp4; codecs="avc1.42E01E"', onSession) {
     const access = await navigator.requestMediaKeySystemAccess("org.w3.clearkey", [
         { initDataTypes: ["cenc", "keyids", "webm"], videoCapabilities: [{ contentType }] },
     ]);
@@ -315,6 +338,7 @@ export async function attachClearKey(media, r, contentType = 'video/mp4; codecs=
             return;
         const session = keys.createSession();
         answerClearKey(session, r);
+        onSession?.(session, ev.initDataType);
         void session.generateRequest(ev.initDataType, ev.initData);
     });
 }

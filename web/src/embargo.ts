@@ -292,24 +292,53 @@ export function withToken(url: string, t: string | undefined): string {
  * clamped to 4 ms. */
 const timerSlackMs = 4;
 
-/** schedulePresent calls f at p's presentAt by clock: a timer to timerSlackMs
- * before it, then message-channel turns of the event loop (not clamped,
- * and the page stays responsive) until the instant. */
+/** schedulePresent calls f at p's presentAt by clock. */
 function schedulePresent(p: Period, f: (p: Period, lateMs: number) => void, clock: () => number): void {
+  at(p.presentAtUTC, (t) => f(p, t - p.presentAtUTC), clock);
+}
+
+/** at calls f once clock reads atUTC or later, with that reading: a
+ * timer to timerSlackMs before it, then message-channel turns of the
+ * event loop (not clamped, and the page stays responsive) until the
+ * instant. */
+function at(atUTC: number, f: (t: number) => void, clock: () => number): void {
   const ch = new MessageChannel();
   const turn = () => {
-    const left = p.presentAtUTC - clock();
+    const t = clock();
+    const left = atUTC - t;
     if (left > timerSlackMs) {
       setTimeout(turn, left - timerSlackMs);
     } else if (left > 0) {
       ch.port2.postMessage(null);
     } else {
       ch.port1.close();
-      f(p, -left);
+      f(t);
     }
   };
   ch.port1.onmessage = turn;
   turn();
+}
+
+/** holdUntil keeps media out of sight (CSS visibility: hidden, its place
+ * in the layout kept) until clock reads atUTC — a period's presentAtUTC
+ * on the receiver's clock, () => r.now(). A paused player shows a
+ * period's first frame as soon as it can decrypt it, after releaseAt but
+ * before presentAt: call it before appending the period's media, and
+ * start playback at presentAt (onPresent). It resolves, as the element
+ * is shown again, to the clock's reading then (≥ atUTC). */
+export function holdUntil(media: ElementCSSInlineStyle, atUTC: number, clock: () => number = now): Promise<number> {
+  const was = media.style.visibility;
+  media.style.visibility = "hidden";
+  return new Promise((resolve) =>
+    at(
+      atUTC,
+      (t) => {
+        media.style.visibility = was;
+        resolve(t);
+      },
+      clock,
+    ),
+  );
 }
 
 /** The largest datagram a frame may hold (wire.MaxDatagram): a longer
@@ -386,8 +415,15 @@ export function answerClearKey(session: MediaKeySession, r: Receiver): void {
 }
 
 /** attachClearKey gives a media element ClearKey MediaKeys whose sessions
- * r answers: call it before the player attaches encrypted media. */
-export async function attachClearKey(media: HTMLMediaElement, r: Receiver, contentType = 'video/mp4; codecs="avc1.42E01E"'): Promise<void> {
+ * r answers: call it before the player attaches encrypted media. Each
+ * `encrypted` event (the media's pssh boxes, or other init data naming
+ * KIDs) opens a session; onSession, if given, sees each as it opens. */
+export async function attachClearKey(
+  media: HTMLMediaElement,
+  r: Receiver,
+  contentType = 'video/mp4; codecs="avc1.42E01E"',
+  onSession?: (session: MediaKeySession, initDataType: string) => void,
+): Promise<void> {
   const access = await navigator.requestMediaKeySystemAccess("org.w3.clearkey", [
     { initDataTypes: ["cenc", "keyids", "webm"], videoCapabilities: [{ contentType }] },
   ]);
@@ -397,6 +433,7 @@ export async function attachClearKey(media: HTMLMediaElement, r: Receiver, conte
     if (!ev.initData) return;
     const session = keys.createSession();
     answerClearKey(session, r);
+    onSession?.(session, ev.initDataType);
     void session.generateRequest(ev.initDataType, ev.initData);
   });
 }
