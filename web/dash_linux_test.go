@@ -271,7 +271,7 @@ func playDASH(t *testing.T, player string) []dashResult {
 	})
 	results := make(chan dashResult, players)
 	handleResults(rg.mux, results, func(r *dashResult, err string) { r.Error = err })
-	logs, kill := headless(t, browser, dir, fmt.Sprintf("%s/players.html?page=/dash.html&ws=%d&wt=%d", rg.base, perKind, perKind))
+	logs, kill, _ := headless(t, browser, dir, fmt.Sprintf("%s/players.html?page=/dash.html&ws=%d&wt=%d", rg.base, perKind, perKind))
 	defer kill()
 
 	var all []dashResult
