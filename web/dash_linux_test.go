@@ -57,6 +57,13 @@ type dashResult struct {
 		AnsweredAt  float64  `json:"answeredUTC"`
 	} `json:"licences"`
 	Waiting int `json:"waiting"`
+	// ShownAt is when the library showed the video it had hidden until
+	// the first period's presentAt (edges' clock, UTC ms; 0: never);
+	// HiddenFrames and VisibleEarly count the frames drawn before that,
+	// with the video hidden and visible.
+	ShownAt      float64 `json:"shownAt"`
+	HiddenFrames int     `json:"hiddenFrames"`
+	VisibleEarly int     `json:"visibleEarly"`
 	// WaitingAt is each stall's media time (s), readyState and instant
 	// (edges' clock, UTC ms); Buffered the media's buffered ranges at the end.
 	WaitingAt        [][3]float64 `json:"waitingAt"`
@@ -289,7 +296,7 @@ func playDASH(t *testing.T, player string) []dashResult {
 		}
 	}
 
-	var answered, held, late, starts []float64
+	var answered, held, late, starts, shown []float64
 	for _, res := range all {
 		// When each KID's licence was answered, and what was asked.
 		answeredAt := map[string]float64{}
@@ -298,6 +305,11 @@ func playDASH(t *testing.T, player string) []dashResult {
 				answeredAt[kid] = l.AnsweredAt
 			}
 			held = append(held, l.AnsweredAt-l.RequestedAt)
+		}
+		// Never a frame on screen before presentAt: the library hid the
+		// video until then (ordering of events in the page, no clock).
+		if res.VisibleEarly != 0 || res.ShownAt == 0 {
+			t.Errorf("%s player: %d frames drawn with the video visible before the library showed it (at %.1f, 0: never); %d drawn hidden", res.Transport, res.VisibleEarly, res.ShownAt, res.HiddenFrames)
 		}
 		if res.Waiting > 0 {
 			t.Logf("%s player: stalls (media time s, readyState, edge UTC ms) %v, buffered %v", res.Transport, res.WaitingAt, res.Buffered)
@@ -337,6 +349,7 @@ func playDASH(t *testing.T, player string) []dashResult {
 			at := g.FirstFrame.DisplayUTC - 1000*g.FirstFrame.MediaTime - g.PresentAtUTC
 			if g.Period == res.First {
 				starts = append(starts, at)
+				shown = append(shown, res.ShownAt-g.PresentAtUTC)
 			} else {
 				late = append(late, at)
 			}
@@ -350,13 +363,13 @@ func playDASH(t *testing.T, player string) []dashResult {
 	if t.Failed() {
 		return all
 	}
-	for _, s := range [][]float64{answered, held, late, starts} {
+	for _, s := range [][]float64{answered, held, late, starts, shown} {
 		slices.Sort(s)
 	}
 	q := func(s []float64) string {
 		return fmt.Sprintf("min=%.1f median=%.1f max=%.1f", s[0], s[len(s)/2], s[len(s)-1])
 	}
-	fmt.Printf("RESULT browser-dash player=%s players=%d (%d WebSocket, %d WebTransport) periods=%d of %v licence-answered-after-releaseAt-ms %s licence-held-ms %s first-frame-after-presentAt-ms %s start-first-frame-after-presentAt-ms %s\n",
-		player, players, perKind, perKind, want, sched.Period, q(answered), q(held), q(late), q(starts))
+	fmt.Printf("RESULT browser-dash player=%s players=%d (%d WebSocket, %d WebTransport) periods=%d of %v licence-answered-after-releaseAt-ms %s licence-held-ms %s first-frame-after-presentAt-ms %s start-first-frame-drawn-hidden-after-presentAt-ms %s shown-after-presentAt-ms %s\n",
+		player, players, perKind, perKind, want, sched.Period, q(answered), q(held), q(late), q(starts), q(shown))
 	return all
 }

@@ -161,9 +161,13 @@ export declare function keepInStep(media: SteppedMedia, o: StepOptions, everyMs?
  * period's presentAt (on r's clock, the edges' time) it plays the media;
  * from then keepInStep keeps each anchored period's first frame at its
  * presentAt, re-anchoring at every presentAt (a period boundary may sit
- * off its period's nominal length). For a plain MSE player as for
- * attachShaka. It returns a function that stops it (rate back to 1). */
-export declare function followSchedule(media: HTMLMediaElement, r: Receiver, anchor: (p: Period) => number | undefined, o?: Omit<StepOptions, "mediaTimeAt" | "clock">, everyMs?: number): () => void;
+ * off its period's nominal length). Until that presentAt the media is
+ * hidden (as holdUntil does): a player shows a period's first frame as
+ * soon as it can decrypt it, after releaseAt but before presentAt; onShown
+ * is called with the instant it is shown. For a plain MSE player as for
+ * attachShaka. It returns a function that stops it (rate back to 1,
+ * visibility as it was). */
+export declare function followSchedule(media: HTMLMediaElement, r: Receiver, anchor: (p: Period) => number | undefined, o?: Omit<StepOptions, "mediaTimeAt" | "clock">, everyMs?: number, onShown?: (utc: number) => void): () => void;
 /** What attachShaka needs of Shaka Player's namespace (the `shaka`
  * global of shaka-player's dist build, or its module's default export). */
 export interface ShakaNamespace {
@@ -212,6 +216,9 @@ export interface PlayerOptions {
      * instants (UTC ms, the edges' time, Receiver.now) the player asked and
      * the answer was made. */
     onLicence?: (kids: string[], requestedUTC: number, answeredUTC: number) => void;
+    /** Called when the media, hidden until the first anchored period's
+     * presentAt, is shown: that instant (UTC ms, the edges' time). */
+    onShown?: (utc: number) => void;
 }
 /** attachShaka makes a Shaka Player take its ClearKey licences from r:
  * its licence server for org.w3.clearkey becomes embargo:clearkey#N, a

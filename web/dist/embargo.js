@@ -377,10 +377,16 @@ export function keepInStep(media, o, everyMs = 200) {
  * period's presentAt (on r's clock, the edges' time) it plays the media;
  * from then keepInStep keeps each anchored period's first frame at its
  * presentAt, re-anchoring at every presentAt (a period boundary may sit
- * off its period's nominal length). For a plain MSE player as for
- * attachShaka. It returns a function that stops it (rate back to 1). */
-export function followSchedule(media, r, anchor, o = {}, everyMs = 200) {
+ * off its period's nominal length). Until that presentAt the media is
+ * hidden (as holdUntil does): a player shows a period's first frame as
+ * soon as it can decrypt it, after releaseAt but before presentAt; onShown
+ * is called with the instant it is shown. For a plain MSE player as for
+ * attachShaka. It returns a function that stops it (rate back to 1,
+ * visibility as it was). */
+export function followSchedule(media, r, anchor, o = {}, everyMs = 200, onShown) {
     const clock = () => r.now();
+    const visibility = media.style.visibility;
+    media.style.visibility = "hidden";
     // The anchored period of latest presentAt at or before utc (the
     // earliest anchored one before any is due).
     const mediaTimeAt = (utc) => {
@@ -408,9 +414,11 @@ export function followSchedule(media, r, anchor, o = {}, everyMs = 200) {
         if (first === undefined)
             return;
         clearInterval(wait);
-        schedulePresent(first, () => {
+        schedulePresent(first, (p, lateMs) => {
             if (stopped)
                 return;
+            media.style.visibility = visibility;
+            onShown?.(p.presentAtUTC + lateMs);
             stopStep = keepInStep(media, { ...o, mediaTimeAt, clock }, everyMs);
             void media.play().catch(() => { });
         }, clock);
@@ -420,6 +428,7 @@ export function followSchedule(media, r, anchor, o = {}, everyMs = 200) {
         stopped = true;
         clearInterval(wait);
         stopStep?.();
+        media.style.visibility = visibility;
     };
 }
 /** The URI scheme of the players' licence servers: embargo:clearkey#N. */
@@ -466,7 +475,7 @@ export function attachShaka(shaka, player, r, opts = {}) {
     let stop;
     const media = player.getMediaElement();
     if (opts.anchor && media)
-        stop = followSchedule(media, r, opts.anchor, opts.step);
+        stop = followSchedule(media, r, opts.anchor, opts.step, undefined, opts.onShown);
     return () => {
         shakaLicensors.delete(uri);
         stop?.();
@@ -528,7 +537,7 @@ export function attachDashjs(player, r, opts = {}) {
     player.registerLicenseRequestFilter(filter);
     let stop;
     if (opts.anchor)
-        stop = followSchedule(player.getVideoElement(), r, opts.anchor, opts.step);
+        stop = followSchedule(player.getVideoElement(), r, opts.anchor, opts.step, undefined, opts.onShown);
     return () => {
         player.unregisterLicenseRequestFilter(filter);
         stop?.();

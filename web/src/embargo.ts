@@ -499,16 +499,23 @@ export function keepInStep(media: SteppedMedia, o: StepOptions, everyMs = 200): 
  * period's presentAt (on r's clock, the edges' time) it plays the media;
  * from then keepInStep keeps each anchored period's first frame at its
  * presentAt, re-anchoring at every presentAt (a period boundary may sit
- * off its period's nominal length). For a plain MSE player as for
- * attachShaka. It returns a function that stops it (rate back to 1). */
+ * off its period's nominal length). Until that presentAt the media is
+ * hidden (as holdUntil does): a player shows a period's first frame as
+ * soon as it can decrypt it, after releaseAt but before presentAt; onShown
+ * is called with the instant it is shown. For a plain MSE player as for
+ * attachShaka. It returns a function that stops it (rate back to 1,
+ * visibility as it was). */
 export function followSchedule(
   media: HTMLMediaElement,
   r: Receiver,
   anchor: (p: Period) => number | undefined,
   o: Omit<StepOptions, "mediaTimeAt" | "clock"> = {},
   everyMs = 200,
+  onShown?: (utc: number) => void,
 ): () => void {
   const clock = () => r.now();
+  const visibility = media.style.visibility;
+  media.style.visibility = "hidden";
   // The anchored period of latest presentAt at or before utc (the
   // earliest anchored one before any is due).
   const mediaTimeAt = (utc: number): number => {
@@ -534,8 +541,10 @@ export function followSchedule(
     clearInterval(wait);
     schedulePresent(
       first,
-      () => {
+      (p, lateMs) => {
         if (stopped) return;
+        media.style.visibility = visibility;
+        onShown?.(p.presentAtUTC + lateMs);
         stopStep = keepInStep(media, { ...o, mediaTimeAt, clock }, everyMs);
         void media.play().catch(() => {});
       },
@@ -547,6 +556,7 @@ export function followSchedule(
     stopped = true;
     clearInterval(wait);
     stopStep?.();
+    media.style.visibility = visibility;
   };
 }
 
@@ -591,6 +601,9 @@ export interface PlayerOptions {
    * instants (UTC ms, the edges' time, Receiver.now) the player asked and
    * the answer was made. */
   onLicence?: (kids: string[], requestedUTC: number, answeredUTC: number) => void;
+  /** Called when the media, hidden until the first anchored period's
+   * presentAt, is shown: that instant (UTC ms, the edges' time). */
+  onShown?: (utc: number) => void;
 }
 
 /** The URI scheme of the players' licence servers: embargo:clearkey#N. */
@@ -636,7 +649,7 @@ export function attachShaka(shaka: ShakaNamespace, player: ShakaPlayer, r: Recei
   player.configure({ drm: { servers: { "org.w3.clearkey": uri } } });
   let stop: (() => void) | undefined;
   const media = player.getMediaElement();
-  if (opts.anchor && media) stop = followSchedule(media, r, opts.anchor, opts.step);
+  if (opts.anchor && media) stop = followSchedule(media, r, opts.anchor, opts.step, undefined, opts.onShown);
   return () => {
     shakaLicensors.delete(uri);
     stop?.();
@@ -711,7 +724,7 @@ export function attachDashjs(player: DashjsPlayer, r: Receiver, opts: PlayerOpti
   };
   player.registerLicenseRequestFilter(filter);
   let stop: (() => void) | undefined;
-  if (opts.anchor) stop = followSchedule(player.getVideoElement(), r, opts.anchor, opts.step);
+  if (opts.anchor) stop = followSchedule(player.getVideoElement(), r, opts.anchor, opts.step, undefined, opts.onShown);
   return () => {
     player.unregisterLicenseRequestFilter(filter);
     stop?.();
