@@ -21,10 +21,12 @@ type stepResult struct {
 }
 
 // TestChromiumKeepInStep runs keepInStep in Chromium against simulated
-// media elements (time advancing with playbackRate on the page's timers,
-// not a decoding player): one 400 ms behind the schedule must be within a
-// frame (40 ms) after 4 s by rate alone, within 1 ± maxCorrection and
-// never stopped; one 5 s behind must be brought there by one seek.
+// media elements in virtual time (testdata/step.html drives keepInStep's
+// clock and timer; each element's time advances with its playbackRate):
+// one 400 ms behind the schedule must be within a frame (40 ms) after 4 s
+// by rate alone, within 1 ± maxCorrection and never stopped; one 5 s
+// behind must be brought there by one seek. How busy the machine is does
+// not enter.
 func TestChromiumKeepInStep(t *testing.T) {
 	browser := chromium(t)
 	realtime.Exclusive(t)
