@@ -191,14 +191,27 @@ func (a *Assembler) Head(stream uint32, period uint64, n int) []byte {
 //
 // The body's own stream and period are the caller's to compare with s's
 // (PROTOCOL.md §3.2), after it decodes the body.
-func (a *Assembler) Add(s *wire.Shard) ([]byte, error) { return a.AddFrom(s, false) }
+func (a *Assembler) Add(s *wire.Shard) ([]byte, error) { return a.AddFrom(s, Untrusted) }
 
-// AddFrom is Add of a shard from a source the caller trusts, or not: a
-// configured edge, or one that proved itself (its RELEASEs opened
-// periods). Before its period has a verified root, a root seen from a
-// trusted source is checked before, and never pushed out by, roots seen
-// only from other sources (PROTOCOL.md §7.3).
-func (a *Assembler) AddFrom(s *wire.Shard, trusted bool) ([]byte, error) {
+// Trust is how far the caller trusts the source of a shard (AddFrom).
+type Trust uint8
+
+const (
+	// Untrusted is any other source.
+	Untrusted Trust = iota
+	// Learnt is a source that proved itself: its RELEASEs opened
+	// periods. An attacker can become one by replaying a released, hence
+	// public, RELEASE before the edge's copy arrives.
+	Learnt
+	// Configured is an edge the caller was configured with.
+	Configured
+)
+
+// AddFrom is Add of a shard from a source the caller trusts that far.
+// Before its period has a verified root, a root seen from a more trusted
+// source is checked before, and never pushed out by, roots seen only
+// from less trusted ones (PROTOCOL.md §7.3).
+func (a *Assembler) AddFrom(s *wire.Shard, trust Trust) ([]byte, error) {
 	if err := s.Validate(); err != nil {
 		return nil, err
 	}
@@ -240,7 +253,7 @@ func (a *Assembler) AddFrom(s *wire.Shard, trusted bool) ([]byte, error) {
 			return nil, ErrCheckPending
 		}
 		var err error
-		if p, err = a.verifyRoot(key, s, &in, trusted); err != nil {
+		if p, err = a.verifyRoot(key, s, &in, trust); err != nil {
 			return nil, err
 		}
 	}
@@ -289,10 +302,10 @@ func (a *Assembler) admit(key periodKey, s *wire.Shard, newest uint64, known boo
 // verifyRoot spends the period's verification budget on the root most
 // worth it (see gate.pick) and, if that root verifies, starts the period
 // with it. It returns the pending period if s belongs to it.
-func (a *Assembler) verifyRoot(key periodKey, s *wire.Shard, in *rootID, trusted bool) (*pending, error) {
+func (a *Assembler) verifyRoot(key periodKey, s *wire.Shard, in *rootID, trust Trust) (*pending, error) {
 	// The arrival counts even when no check can be queued now, so that a
 	// root is ranked by what was seen of it, not by when checks were free.
-	c, at := a.gate.see(key, in, s.Index, trusted)
+	c, at := a.gate.see(key, in, s.Index, trust)
 	if a.async && len(a.checkQ) >= maxPendingChecks && (len(a.checkQ) >= maxPendingChecks+maxContests || !a.gate.quiet(c, a.gate.now())) {
 		return nil, ErrDeferred // a quiet period still gets its check queued
 	}

@@ -127,28 +127,29 @@ func (b *bucket) refill(now int64, p budget) float64 {
 	return b.tokens
 }
 
-// candidate is an unverified root of a period: whether a trusted source
-// sent any of its shards, and the distinct indices proven against it.
+// candidate is an unverified root of a period: how far the sources that
+// sent its shards are trusted, and the distinct indices proven against it.
 type candidate struct {
 	id       rootID
-	trusted  bool
+	trust    Trust // the most trusted source it was seen from
 	distinct uint16
 	seen     [(wire.MaxShards + 63) / 64]uint64 // indices, a bit each
 }
 
-// outranks reports whether c is worth a check before d: seen from a
+// outranks reports whether c is worth a check before d: seen from a more
 // trusted source, then more distinct indices.
 func (c *candidate) outranks(d *candidate) bool {
-	if c.trusted != d.trusted {
-		return c.trusted
+	if c.trust != d.trust {
+		return c.trust > d.trust
 	}
 	return c.distinct > d.distinct
 }
 
-// see counts one arrival of the candidate's shard at index: only a new
-// index raises its rank.
-func (c *candidate) see(index uint8, trusted bool) {
-	c.trusted = c.trusted || trusted
+// see counts one arrival of the candidate's shard at index from a source
+// trusted that far: only a new index or a more trusted source raises its
+// rank.
+func (c *candidate) see(index uint8, trust Trust) {
+	c.trust = max(c.trust, trust)
 	if w, bit := index/64, uint64(1)<<(index%64); c.seen[w]&bit == 0 {
 		c.seen[w] |= bit
 		c.distinct++
@@ -227,9 +228,9 @@ func (g *gate) remember(id *rootID) {
 // see counts one arrival of id's shard at index, from a trusted source or
 // not, in key's contest, and returns the contest and id's place in it (-1:
 // none).
-func (g *gate) see(key periodKey, id *rootID, index uint8, trusted bool) (*contest, int) {
+func (g *gate) see(key periodKey, id *rootID, index uint8, trust Trust) (*contest, int) {
 	c := g.contest(key)
-	return c, c.count(g.rng, id, index, trusted)
+	return c, c.count(g.rng, id, index, trust)
 }
 
 // pick returns the root of c to check now, if the budgets allow one: the
@@ -281,7 +282,7 @@ func (g *gate) contest(key periodKey) *contest {
 		victim, found := periodKey{}, false
 		for k, c := range g.contests {
 			victim, found = k, true
-			if !slices.ContainsFunc(c.cands, func(d candidate) bool { return d.trusted }) {
+			if !slices.ContainsFunc(c.cands, func(d candidate) bool { return d.trust > Untrusted }) {
 				break
 			}
 		}
@@ -301,15 +302,15 @@ func (g *gate) contest(key periodKey) *contest {
 // root seen from a trusted source unless it comes from one too. So a
 // flood from other addresses cannot push out the trusted edge's root,
 // and repeats push out nothing.
-func (c *contest) count(rng *rand.Rand, id *rootID, index uint8, trusted bool) int {
+func (c *contest) count(rng *rand.Rand, id *rootID, index uint8, trust Trust) int {
 	for i := range c.cands {
 		if c.cands[i].id == *id {
-			c.cands[i].see(index, trusted)
+			c.cands[i].see(index, trust)
 			return i
 		}
 	}
 	fresh := candidate{id: *id}
-	fresh.see(index, trusted)
+	fresh.see(index, trust)
 	if len(c.cands) < candidates {
 		c.cands = append(c.cands, fresh)
 		return len(c.cands) - 1
@@ -326,7 +327,7 @@ func (c *contest) count(rng *rand.Rand, id *rootID, index uint8, trusted bool) i
 			}
 		}
 	}
-	if c.cands[low].trusted && !trusted {
+	if c.cands[low].trust > trust {
 		return -1
 	}
 	c.cands = append(slices.Delete(c.cands, low, low+1), fresh)

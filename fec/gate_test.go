@@ -3,6 +3,7 @@ package fec_test
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -271,11 +272,18 @@ func TestNeighbourFloodCannotStarve(t *testing.T) {
 }
 
 // With checks far behind — the caller's queue full — a root seen from a
-// trusted source keeps its place among its period's candidates against
-// thousands of forged roots from other sources, each a whole set of k+m
-// distinct shards sent twice or one shard resent 1,000 times, and is the
-// next check of its period once there is room.
+// configured source keeps its place among its period's candidates against
+// thousands of forged roots from less trusted sources (any address, or
+// one that became a learnt source by replaying public RELEASEs), each a
+// whole set of k+m distinct shards sent twice or one shard resent 1,000
+// times, and is the next check of its period once there is room.
 func TestTrustedRootCannotBeOutbid(t *testing.T) {
+	for _, forger := range []fec.Trust{fec.Untrusted, fec.Learnt} {
+		t.Run(fmt.Sprintf("forger-trust=%d", forger), func(t *testing.T) { trustedRootCannotBeOutbid(t, forger) })
+	}
+}
+
+func trustedRootCannotBeOutbid(t *testing.T, forger fec.Trust) {
 	b := body(500, 9)
 	g := fec.Geometry{K: 2, M: 2, ShardSize: 250, BodyLen: len(b)}
 	ds := datagrams(t, b, g, 1, 5)
@@ -293,24 +301,24 @@ func TestTrustedRootCannotBeOutbid(t *testing.T) {
 			}
 			for range 2 {
 				for _, s := range set {
-					a.AddFrom(s, false)
+					a.AddFrom(s, forger)
 				}
 			}
 		}
 		for range 1000 {
-			a.AddFrom(forge(template, 1<<40), false)
+			a.AddFrom(forge(template, 1<<40), forger)
 		}
 	}
 	flood(1000) // fills the queue of checks: nothing drains it
 	for _, d := range ds {
-		if _, err := a.AddFrom(decode(t, d), true); !errors.Is(err, fec.ErrDeferred) {
+		if _, err := a.AddFrom(decode(t, d), fec.Configured); !errors.Is(err, fec.ErrDeferred) {
 			t.Fatalf("genuine shard with the queue full: %v, want it deferred", err)
 		}
 	}
 	flood(5000)
 	c, _ := a.NextCheck() // the caller checks one: room for one more
 	a.Checked(c, c.Verify(ring()))
-	a.AddFrom(forge(template, 1<<41), false) // the period's next check is picked
+	a.AddFrom(forge(template, 1<<41), forger) // the period's next check is picked
 	genuine := -1
 	for i := 0; ; i++ {
 		c, ok := a.NextCheck()
@@ -330,7 +338,7 @@ func TestTrustedRootCannotBeOutbid(t *testing.T) {
 	}
 	var got []byte
 	for _, d := range ds {
-		if out, _ := a.AddFrom(decode(t, d), true); out != nil {
+		if out, _ := a.AddFrom(decode(t, d), fec.Configured); out != nil {
 			got = out
 		}
 	}

@@ -16,21 +16,27 @@ import (
 // whether a signature check became due: a root check the assembler
 // deferred, or a body it rebuilt. Called with shardMu held, not mu.
 //
-// A shard from a trusted source — a configured edge, or one whose
-// RELEASEs opened periods (the early queue's notion, keepEarly) — ranks
-// its root above roots seen only from other addresses while the period
-// awaits its verified root, so a flood of forged roots from elsewhere
-// cannot outbid the genuine one however slowly checks run (PROTOCOL.md
-// §9.1).
+// A shard from a configured edge ranks its root above roots seen only
+// from other addresses while the period awaits its verified root, and
+// one from a learnt source (whose RELEASEs opened periods, the early
+// queue's notion, keepEarly) above roots seen only from unproven ones,
+// so a flood of forged roots from elsewhere cannot outbid the genuine one
+// however slowly checks run (PROTOCOL.md §9.1).
 func (r *Receiver) onShard(s *wire.Shard, src netip.Addr) bool {
 	k := key{s.Stream, s.Period}
 	r.mu.Lock()
-	ok, trusted := r.admit(k), r.proven[src]
+	ok, trust := r.admit(k), fec.Untrusted
+	switch {
+	case r.sources[src]:
+		trust = fec.Configured
+	case r.proven[src]:
+		trust = fec.Learnt
+	}
 	r.mu.Unlock()
 	if !ok {
 		return false
 	}
-	body, err := r.asm.AddFrom(s, trusted)
+	body, err := r.asm.AddFrom(s, trust)
 	switch {
 	case errors.Is(err, fec.ErrCheckPending):
 		return true // counted when the check is done
