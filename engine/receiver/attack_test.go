@@ -308,10 +308,10 @@ func TestSourcesLinkLocal(t *testing.T) {
 func TestStarvedReceiverCannotBeOutbid(t *testing.T) {
 	const (
 		periods = 6
-		lead    = 2 * time.Second         // the edge's carousel starts this far before releaseAt
-		round   = 250 * time.Millisecond  // its rounds
-		step    = 100 * time.Microsecond  // one forged datagram each: 10,000 a second
-		check   = 2050 * time.Microsecond // what one root check costs the starved receiver: never at a step
+		lead    = 2 * time.Second           // the edge's carousel starts this far before releaseAt
+		round   = 250 * time.Millisecond    // its rounds
+		step    = 100 * time.Microsecond    // one forged datagram each: 10,000 a second
+		check   = 2050*time.Microsecond + 1 // what one root check costs the starved receiver: back to back, never ending at a step
 	)
 	for _, whole := range []bool{false, true} {
 		name := map[bool]string{false: "one shard resent", true: "whole sets resent"}[whole]
@@ -335,17 +335,23 @@ func TestStarvedReceiverCannotBeOutbid(t *testing.T) {
 				if whole {
 					per = 2 * n
 				}
+				// Each forged root's datagrams are made once, at its first.
+				made, set := -1, [][]byte(nil)
 				forged := func(i int) []byte {
 					root := i / per
-					b := bundles[2+root%(periods-1)] // every period it awaits, in turn
-					if !whole {
-						return forgedShard(t, b.Shards[0], uint64(root+1)) // the same shard 2(k+m)+1 times
+					if root != made {
+						made = root
+						b := bundles[2+root%(periods-1)] // every period it awaits, in turn
+						if !whole {
+							set = [][]byte{forgedShard(t, b.Shards[0], uint64(root+1))} // the same shard 2(k+m)+1 times
+						} else {
+							var err error
+							if set, err = fectest.ForgeSetDatagrams(b.Shards[0], uint64(root+1)); err != nil { // the whole set twice
+								t.Fatal(err)
+							}
+						}
 					}
-					set, err := fectest.ForgeSetDatagrams(b.Shards[0], uint64(root+1)) // the whole set twice
-					if err != nil {
-						t.Fatal(err)
-					}
-					return set[i%n]
+					return set[i%len(set)]
 				}
 				sent := 0
 				for at := time.Duration(0); at <= periods*time.Second; at += step {
