@@ -124,11 +124,12 @@ type Server struct {
 type conn struct {
 	t transport
 	// queue is every datagram in order (WebSocket), or all but the live
-	// RELEASEs (WebTransport's session stream).
+	// RELEASEs' first copies (WebTransport's session stream, which
+	// carries their second copies).
 	queue chan []byte
-	// releases are WebTransport's live RELEASEs, sent as datagrams by
-	// their own goroutine so that none waits behind a stream write; nil
-	// for WebSocket.
+	// releases are WebTransport's live RELEASEs' first copies, sent as
+	// datagrams by their own goroutine so that none waits behind a
+	// stream write; nil for WebSocket.
 	releases chan []byte
 	// sent are the live RELEASEs already queued (Send), next the slot
 	// the next one takes.
