@@ -164,8 +164,11 @@ func subscribe(ctx context.Context, spec *subscriberSpec, i int, t *tally, opene
 	var src stamper
 	dial := func(ctx context.Context, addr string) (net.Conn, error) {
 		c, err := dialStamped(ctx, addr)
+		if err != nil {
+			return nil, err
+		}
 		src = c
-		return c, err
+		return c, nil
 	}
 	kernel := func() int64 {
 		if src == nil {
@@ -305,6 +308,12 @@ func (t *tally) deliver(i int, at, kernel int64, data []byte) {
 	}
 	t.done[i] = true
 	if bytes.Equal(data, t.want) {
+		// A stamp later than the hand-over is of a segment or packet read
+		// after the one that carried the resource: that one arrived by
+		// the hand-over, the latest it can have been.
+		if kernel > at {
+			kernel = at
+		}
 		t.got[i], t.kernel[i] = at, kernel
 	} else {
 		t.corrupt++

@@ -63,6 +63,13 @@ against the sum of their stated bounds.`, stdout)
 	if *receivers < 1 || *receivers > maxReceivers || *edges < 1 || *edges > 8 || *periods < 1 || *runs < 1 || *loss < 0 || *loss >= 1 || *period < 100*time.Millisecond {
 		return fmt.Errorf("need 1 ≤ receivers ≤ %d, 1 ≤ edges ≤ 8, periods ≥ 1, runs ≥ 1, 0 ≤ loss < 1, period ≥ 100ms", maxReceivers)
 	}
+	if !*peers {
+		for _, f := range []string{"procs", "lead", "variants", "rt-priority", "peers-rt", "copies", "cpuprofile"} {
+			if flagSet(fs, f) {
+				return fmt.Errorf("-%s is for -peers runs: add -peers, or drop -%s", f, f)
+			}
+		}
+	}
 	if *clockDaemons {
 		if *edges != 1 && *edges != 2 || *offsets != "" || *peers {
 			return errors.New("-clock-daemons runs 2 edges on their own clocks: drop -edges, -offsets and -peers")

@@ -99,6 +99,8 @@ func TestBenchFlagErrors(t *testing.T) {
 		{[]string{"bench", "-clock-daemons", "-edges", "3"}, "-clock-daemons runs 2 edges on their own clocks"},
 		{[]string{"bench", "-peers", "-receivers", "50001"}, "need 1 ≤ receivers ≤ 50000"},
 		{[]string{"bench", "-peers", "-rt-priority", "100"}, "-rt-priority 100: want 1…99"},
+		{[]string{"bench", "-copies", "7"}, "-copies is for -peers runs"},
+		{[]string{"bench", "-peers", "-copies", "0"}, "-copies 0: want 1…16"},
 		{[]string{"bench", "-receivers", "20001"}, "need 1 ≤ receivers ≤ 20000"},
 	} {
 		var out bytes.Buffer
