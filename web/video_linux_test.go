@@ -30,6 +30,11 @@ type videoPeriod struct {
 	ReleaseAtUTC float64 `json:"releaseAtUTC"`
 	PresentAtUTC float64 `json:"presentAtUTC"`
 	GotAt        float64 `json:"gotAt"`
+	// GotRTTMs and AppliedRTTMs are the round trip of the time echo the
+	// page's clock stood on at GotAt and AppliedAt: those instants are
+	// the edge's within half of it.
+	GotRTTMs     float64 `json:"gotRttMs"`
+	AppliedRTTMs float64 `json:"appliedRttMs"`
 	Keys         []struct {
 		KID string `json:"kid"`
 		Key string `json:"key"`
@@ -371,10 +376,10 @@ func TestChromiumVideo(t *testing.T) {
 			}
 			// The edge releases once its clock's earliest time has passed
 			// releaseAt: by its clock as the page measures it (within
-			// half a loopback round trip), no key is in the page, let
-			// alone applied, before it.
-			if g.GotAt < g.ReleaseAtUTC || g.AppliedAt == nil || *g.AppliedAt < g.ReleaseAtUTC {
-				t.Errorf("%s player, period %d: keys in the page %.3f ms, applied %v, after releaseAt; want both ≥ 0", res.Transport, g.Period, g.GotAt-g.ReleaseAtUTC, g.AppliedAt)
+			// half the round trip of the echo it stood on), no key is in
+			// the page, let alone applied, before it.
+			if g.GotAt+g.GotRTTMs/2 < g.ReleaseAtUTC || g.AppliedAt == nil || *g.AppliedAt+g.AppliedRTTMs/2 < g.ReleaseAtUTC {
+				t.Errorf("%s player, period %d: keys in the page %.3f ms (± %.3f), applied %v (± %.3f), after releaseAt; want both ≥ 0", res.Transport, g.Period, g.GotAt-g.ReleaseAtUTC, g.GotRTTMs/2, g.AppliedAt, g.AppliedRTTMs/2)
 				continue
 			}
 			if !slices.Equal(g.Statuses, []string{"usable"}) {
