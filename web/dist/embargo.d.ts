@@ -77,8 +77,10 @@ export declare class Receiver {
     static start(opts: Options): Promise<Receiver>;
     /** The periods received so far, in the order they were opened. */
     periods(): readonly Period[];
-    /** The key of a KID (hex), waiting for its period's release. */
-    key(kid: string): Promise<string>;
+    /** The key of a KID (hex), waiting for its period's release; if
+     * signal aborts first, the wait is dropped and the promise rejects with
+     * its reason. */
+    key(kid: string, signal?: AbortSignal): Promise<string>;
     /** now is the edges' time in UTC milliseconds: the page's clock
      * corrected by the measured offset (clock()). presentAt is kept by it. */
     now(): number;

@@ -141,13 +141,30 @@ export class Receiver {
     return this.got;
   }
 
-  /** The key of a KID (hex), waiting for its period's release. */
-  key(kid: string): Promise<string> {
+  /** The key of a KID (hex), waiting for its period's release; if
+   * signal aborts first, the wait is dropped and the promise rejects with
+   * its reason. */
+  key(kid: string, signal?: AbortSignal): Promise<string> {
     const k = this.keyset.get(kid);
     if (k !== undefined) return Promise.resolve(k);
-    return new Promise((resolve) => {
+    return new Promise((resolve, reject) => {
+      if (signal?.aborted) {
+        reject(signal.reason);
+        return;
+      }
       const list = this.waiting.get(kid) ?? [];
-      list.push(resolve);
+      const done = (key: string) => {
+        signal?.removeEventListener("abort", dropped);
+        resolve(key);
+      };
+      const dropped = () => {
+        const rest = (this.waiting.get(kid) ?? []).filter((f) => f !== done);
+        if (rest.length > 0) this.waiting.set(kid, rest);
+        else this.waiting.delete(kid);
+        reject(signal?.reason);
+      };
+      signal?.addEventListener("abort", dropped, { once: true });
+      list.push(done);
       this.waiting.set(kid, list);
     });
   }
@@ -534,7 +551,9 @@ export function followSchedule(
   };
   let stopped = false;
   let stopStep: (() => void) | undefined;
-  const wait = setInterval(() => look(), everyMs);
+  // The first period is looked for often, not every everyMs: it may be
+  // released less than everyMs before its presentAt.
+  const wait = setInterval(() => look(), Math.min(everyMs, 20));
   const look = () => {
     const first = r.periods().find((p) => anchor(p) !== undefined);
     if (first === undefined) return;
@@ -618,7 +637,7 @@ const shakaRegistered = new WeakSet<ShakaNamespace>();
  * the keys of every KID it names — after their RELEASE, never before —
  * or an error if body is not such a request. It gives up when cancelled
  * rejects. */
-async function releasedLicence(r: Receiver, body: BufferSource | string | null | undefined, cancelled?: Promise<never>): Promise<{ kids: string[]; licence: Uint8Array<ArrayBuffer> }> {
+async function releasedLicence(r: Receiver, body: BufferSource | string | null | undefined, signal?: AbortSignal): Promise<{ kids: string[]; licence: Uint8Array<ArrayBuffer> }> {
   let kids: string[];
   try {
     const text = typeof body === "string" ? body : new TextDecoder().decode(body ?? new Uint8Array(0));
@@ -627,8 +646,7 @@ async function releasedLicence(r: Receiver, body: BufferSource | string | null |
   } catch (e) {
     throw new Error(`not a ClearKey licence request: ${String(e)}`);
   }
-  const wait = Promise.all(kids.map((kid) => r.key(kid)));
-  const keys = await (cancelled ? Promise.race([wait, cancelled]) : wait);
+  const keys = await Promise.all(kids.map((kid) => r.key(kid, signal)));
   return { kids, licence: clearKeyLicence(kids.map((kid, i) => ({ kid, key: keys[i] }))) };
 }
 
@@ -662,15 +680,14 @@ export function attachShaka(shaka: ShakaNamespace, player: ShakaPlayer, r: Recei
  * OPERATION_ABORTED. */
 function shakaLicence(shaka: ShakaNamespace, uri: string, request: { body?: BufferSource | null }): unknown {
   const E = shaka.util.Error;
-  let abort: () => void = () => {};
-  const aborted = new Promise<never>((_, reject) => {
-    abort = () => reject(new E(E.Severity.CRITICAL, E.Category.PLAYER, E.Code.OPERATION_ABORTED));
-  });
+  // An aborted request's waits for keys are dropped with it.
+  const ac = new AbortController();
+  const abort = () => ac.abort(new E(E.Severity.CRITICAL, E.Category.PLAYER, E.Code.OPERATION_ABORTED));
   const answer = (async () => {
     const l = shakaLicensors.get(uri);
     if (!l) throw new E(E.Severity.CRITICAL, E.Category.DRM, E.Code.LICENSE_REQUEST_FAILED, `${uri}: no receiver attached (attachShaka)`);
     const requested = l.r.now();
-    const { kids, licence } = await releasedLicence(l.r, request.body, aborted).catch((e: unknown) => {
+    const { kids, licence } = await releasedLicence(l.r, request.body, ac.signal).catch((e: unknown) => {
       throw e instanceof E ? e : new E(E.Severity.CRITICAL, E.Category.DRM, E.Code.LICENSE_REQUEST_FAILED, `${uri}: ${String(e)}`);
     });
     l.o.onLicence?.(kids, requested, l.r.now());
