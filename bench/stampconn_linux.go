@@ -32,17 +32,26 @@ func dialStamped(ctx context.Context, addr string) (*stampedConn, error) {
 		return nil, err
 	}
 	tc := c.(*net.TCPConn)
-	raw, err := tc.SyscallConn()
+	raw, err := stampsOn(tc)
 	if err != nil {
 		c.Close()
 		return nil, err
 	}
+	return &stampedConn{TCPConn: tc, raw: raw, oob: make([]byte, unix.CmsgSpace(16))}, nil
+}
+
+// stampsOn turns on the kernel's receive stamps (SO_TIMESTAMPNS) for c
+// and returns its raw connection.
+func stampsOn(c syscall.Conn) (syscall.RawConn, error) {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
 	var serr error
 	if err := raw.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1) }); err != nil || serr != nil {
-		c.Close()
 		return nil, errors.Join(err, serr)
 	}
-	return &stampedConn{TCPConn: tc, raw: raw, oob: make([]byte, unix.CmsgSpace(16))}, nil
+	return raw, nil
 }
 
 // Read reads as net.Conn does, keeping the data's receive stamp.
@@ -91,15 +100,9 @@ func listenStamped() (*stampedPacketConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	raw, err := c.SyscallConn()
-	if err != nil {
+	if _, err := stampsOn(c); err != nil {
 		c.Close()
 		return nil, err
-	}
-	var serr error
-	if err := raw.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1) }); err != nil || serr != nil {
-		c.Close()
-		return nil, errors.Join(err, serr)
 	}
 	return &stampedPacketConn{PacketConn: c, udp: c, oob: make([]byte, unix.CmsgSpace(16))}, nil
 }

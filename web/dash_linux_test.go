@@ -43,10 +43,7 @@ type dashResult struct {
 			KID string `json:"kid"`
 			Key string `json:"key"`
 		} `json:"keys"`
-		FirstFrame *struct {
-			MediaTime  float64 `json:"mediaTime"`
-			DisplayUTC float64 `json:"displayUTC"`
-		} `json:"firstFrame"`
+		FirstFrame *videoFrame `json:"firstFrame"`
 	} `json:"periods"`
 	// Licences are the licence requests the library (attachShaka,
 	// attachDashjs) answered: their KIDs and when the player asked and the
@@ -341,15 +338,14 @@ func playDASH(t *testing.T, player string) []dashResult {
 			}
 			answered = append(answered, answeredAt1-g.ReleaseAtUTC)
 			t.Logf("%s player, period %d: licence answered %.1f ms after releaseAt, presentAt %.0f", res.Transport, g.Period, answeredAt1-g.ReleaseAtUTC, g.PresentAtUTC)
-			if g.FirstFrame == nil {
+			// The first period's is drawn paused (hidden) once
+			// decryptable, before playback starts at presentAt.
+			at, ok := firstFrameAt(g.FirstFrame, g.PresentAtUTC)
+			if !ok {
 				t.Errorf("%s player, period %d: no frame displayed", res.Transport, g.Period)
 				continue
 			}
 			played++
-			// The first frame displayed, back to the period's first if
-			// frames were skipped. The first period's is shown paused
-			// once decryptable, before playback starts at presentAt.
-			at := g.FirstFrame.DisplayUTC - 1000*g.FirstFrame.MediaTime - g.PresentAtUTC
 			if g.Period == res.First {
 				starts = append(starts, at)
 				shown = append(shown, res.ShownAt-g.PresentAtUTC)

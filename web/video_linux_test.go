@@ -58,6 +58,18 @@ type videoFrame struct {
 	ClockLagMs float64 `json:"clockLagMs"`
 }
 
+// firstFrameAt is, for the first frame f displayed of a period whose
+// first frame is due at presentAt (UTC ms), how long after presentAt the
+// period's first frame was displayed: f's display back by its media time
+// into the period, if frames were skipped. Without a frame it reports
+// false, and the caller names the player and period.
+func firstFrameAt(f *videoFrame, presentAt float64) (float64, bool) {
+	if f == nil {
+		return 0, false
+	}
+	return f.DisplayUTC - 1000*f.MediaTime - presentAt, true
+}
+
 // videoResult is what testdata/video.html posts.
 type videoResult struct {
 	Error     string        `json:"error"`
@@ -386,14 +398,12 @@ func TestChromiumVideo(t *testing.T) {
 				t.Errorf("%s player, period %d: ClearKey statuses %v, want [usable]", res.Transport, g.Period, g.Statuses)
 			}
 			applied = append(applied, *g.AppliedAt-g.ReleaseAtUTC)
-			if g.FirstFrame == nil {
+			at, ok := firstFrameAt(g.FirstFrame, g.PresentAtUTC)
+			if !ok {
 				t.Errorf("%s player, period %d: no frame displayed", res.Transport, g.Period)
 				continue
 			}
 			played++
-			// The first frame displayed, back to the period's first if
-			// frames were skipped.
-			at := g.FirstFrame.DisplayUTC - 1000*g.FirstFrame.MediaTime - g.PresentAtUTC
 			if g.Period == res.First {
 				// Presented paused (hidden) once decryptable, before
 				// play() at presentAt.
