@@ -266,12 +266,20 @@ function at(atUTC, f, clock) {
  * start playback at presentAt (onPresent). It resolves, as the element
  * is shown again, to the clock's reading then (≥ atUTC). */
 export function holdUntil(media, atUTC, clock = now) {
-    const was = media.style.visibility;
-    media.style.visibility = "hidden";
+    const show = hide(media);
     return new Promise((resolve) => at(atUTC, (t) => {
-        media.style.visibility = was;
+        show();
         resolve(t);
     }, clock));
+}
+/** hide makes media invisible (its place in the layout kept) and returns
+ * the function that shows it again as it was. */
+function hide(media) {
+    const was = media.style.visibility;
+    media.style.visibility = "hidden";
+    return () => {
+        media.style.visibility = was;
+    };
 }
 /** The largest datagram a frame may hold (wire.MaxDatagram): a longer
  * frame is not an embargo datagram, and its stream is dropped. */
@@ -404,8 +412,7 @@ export function keepInStep(media, o, everyMs = 200) {
  * visibility as it was). */
 export function followSchedule(media, r, anchor, o = {}, everyMs = 200, onShown) {
     const clock = () => r.now();
-    const visibility = media.style.visibility;
-    media.style.visibility = "hidden";
+    const show = hide(media);
     // The anchored period of latest presentAt at or before utc (the
     // earliest anchored one before any is due).
     const mediaTimeAt = (utc) => {
@@ -438,7 +445,7 @@ export function followSchedule(media, r, anchor, o = {}, everyMs = 200, onShown)
         schedulePresent(first, (p, lateMs) => {
             if (stopped)
                 return;
-            media.style.visibility = visibility;
+            show();
             onShown?.(p.presentAtUTC + lateMs);
             stopStep = keepInStep(media, { ...o, mediaTimeAt, clock }, everyMs);
             void media.play().catch(() => { });
@@ -449,7 +456,7 @@ export function followSchedule(media, r, anchor, o = {}, everyMs = 200, onShown)
         stopped = true;
         clearInterval(wait);
         stopStep?.();
-        media.style.visibility = visibility;
+        show();
     };
 }
 /** The URI scheme of the players' licence servers: embargo:clearkey#N. */

@@ -344,18 +344,27 @@ function at(atUTC: number, f: (t: number) => void, clock: () => number): void {
  * start playback at presentAt (onPresent). It resolves, as the element
  * is shown again, to the clock's reading then (≥ atUTC). */
 export function holdUntil(media: ElementCSSInlineStyle, atUTC: number, clock: () => number = now): Promise<number> {
-  const was = media.style.visibility;
-  media.style.visibility = "hidden";
+  const show = hide(media);
   return new Promise((resolve) =>
     at(
       atUTC,
       (t) => {
-        media.style.visibility = was;
+        show();
         resolve(t);
       },
       clock,
     ),
   );
+}
+
+/** hide makes media invisible (its place in the layout kept) and returns
+ * the function that shows it again as it was. */
+function hide(media: ElementCSSInlineStyle): () => void {
+  const was = media.style.visibility;
+  media.style.visibility = "hidden";
+  return () => {
+    media.style.visibility = was;
+  };
 }
 
 /** The largest datagram a frame may hold (wire.MaxDatagram): a longer
@@ -531,8 +540,7 @@ export function followSchedule(
   onShown?: (utc: number) => void,
 ): () => void {
   const clock = () => r.now();
-  const visibility = media.style.visibility;
-  media.style.visibility = "hidden";
+  const show = hide(media);
   // The anchored period of latest presentAt at or before utc (the
   // earliest anchored one before any is due).
   const mediaTimeAt = (utc: number): number => {
@@ -562,7 +570,7 @@ export function followSchedule(
       first,
       (p, lateMs) => {
         if (stopped) return;
-        media.style.visibility = visibility;
+        show();
         onShown?.(p.presentAtUTC + lateMs);
         stopStep = keepInStep(media, { ...o, mediaTimeAt, clock }, everyMs);
         void media.play().catch(() => {});
@@ -575,7 +583,7 @@ export function followSchedule(
     stopped = true;
     clearInterval(wait);
     stopStep?.();
-    media.style.visibility = visibility;
+    show();
   };
 }
 
