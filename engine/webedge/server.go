@@ -206,6 +206,8 @@ func (s *Server) Send(typ wire.Type, dgs [][]byte) (int, error) {
 		wg.Go(func() {
 			first := make([][]byte, 0, len(msgs))
 			second := make([][]byte, 0, len(msgs))
+			skipped := 0 // counted once, not per browser on a shared counter
+			defer func() { s.copiesSkipped.Add(uint64(skipped)) }()
 			for _, c := range conns[p*len(conns)/parts : (p+1)*len(conns)/parts] {
 				if keys == nil {
 					s.enqueue(c, c.queue, msgs)
@@ -216,9 +218,7 @@ func (s *Server) Send(typ wire.Type, dgs [][]byte) (int, error) {
 				if !datagrams {
 					second = second[:0] // WebSocket: the first copy is enough
 				}
-				if skipped := len(msgs) - len(first) - len(second); skipped > 0 {
-					s.copiesSkipped.Add(uint64(skipped))
-				}
+				skipped += len(msgs) - len(first) - len(second)
 				switch {
 				case len(first) > 0 && datagrams:
 					if !s.enqueue(c, c.releases, first) {
