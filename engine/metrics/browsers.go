@@ -1,6 +1,8 @@
 package metrics
 
 import (
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/embargo-live/embargo/engine/webedge"
@@ -25,4 +27,21 @@ func RegisterBrowsers(reg prometheus.Registerer, stats func() webedge.Stats) {
 	counter("time_requests_unanswered_total", "Browsers' time requests left unanswered because the edge's clock could not be read.", func(st webedge.Stats) uint64 { return st.TimeUnanswered })
 	counter("release_copies_skipped_total", "The edge's further copies of a live RELEASE not sent to a browser already sent it (its session is reliable).", func(st webedge.Stats) uint64 { return st.CopiesSkipped })
 	counter("dropped_datagrams_total", "Datagrams not queued because their browser's queue was full.", func(st webedge.Stats) uint64 { return st.Dropped })
+}
+
+// RegisterBrowserCertificate exports the browsers' TLS certificate: when
+// it expires (alert well before: `embargo_browsers_certificate_not_after_seconds
+// - time() < 7 * 86400`), and renewals taken and refused.
+func RegisterBrowserCertificate(reg prometheus.Registerer, c *webedge.Certificate) {
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: namespace, Subsystem: "browsers", Name: "certificate_not_after_seconds", Help: "When the certificate browsers are served expires (Unix time)."},
+		func() float64 { return float64(c.Status().NotAfter.Unix()) }))
+	counter := countersOf(reg, "browsers", c.Status)
+	counter("certificate_reloads_total", "Renewed certificate files taken without a restart.", func(st webedge.CertificateStatus) uint64 { return st.Reloads })
+	counter("certificate_reload_errors_total", "Changed certificate files that could not be used (the previous certificate stayed).", func(st webedge.CertificateStatus) uint64 { return st.Failures })
+}
+
+// BrowserCertificateCheck is ready while the browsers' certificate is
+// valid; the reason says until when, and a renewal refused.
+func BrowserCertificateCheck(c *webedge.Certificate) Check {
+	return Check{Name: "browsers-certificate", Eval: func() (bool, string) { return c.Status().Describe(time.Now()) }}
 }

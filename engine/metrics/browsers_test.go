@@ -1,7 +1,10 @@
 package metrics_test
 
 import (
+	"strings"
 	"testing"
+	"testing/synctest"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -39,4 +42,41 @@ func TestRegisterBrowsers(t *testing.T) {
 	if len(got) != 13 {
 		t.Errorf("%d series, want 13: %v", len(got), got)
 	}
+}
+
+// TestBrowserCertificate: the expiry gauge is the certificate's not-after,
+// and readiness fails, with the reason, once it has passed.
+func TestBrowserCertificate(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		conf, _, err := webedge.SelfSigned([]string{"edge.example"}, time.Now(), time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := webedge.FixedCertificate(conf.Certificates[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		reg := prometheus.NewRegistry()
+		metrics.RegisterBrowserCertificate(reg, c)
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]float64{}
+		for _, mf := range mfs {
+			m := mf.GetMetric()[0]
+			got[mf.GetName()] = m.GetGauge().GetValue() + m.GetCounter().GetValue()
+		}
+		if want := float64(conf.Certificates[0].Leaf.NotAfter.Unix()); got["embargo_browsers_certificate_not_after_seconds"] != want || len(got) != 3 {
+			t.Errorf("series %v, want not-after %v and 2 counters", got, want)
+		}
+		check := metrics.BrowserCertificateCheck(c)
+		if ok, reason := check.Eval(); !ok || !strings.Contains(reason, "valid until") {
+			t.Errorf("new: %v %q", ok, reason)
+		}
+		time.Sleep(time.Hour)
+		if ok, reason := check.Eval(); ok || !strings.Contains(reason, "expired") {
+			t.Errorf("an hour later: %v %q, want not ready, expired", ok, reason)
+		}
+	})
 }
