@@ -4,8 +4,12 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,7 +18,9 @@ import (
 
 	"github.com/embargo-live/embargo/engine/webedge"
 	"github.com/embargo-live/embargo/internal/freeport"
+	"github.com/embargo-live/embargo/internal/pki"
 	"github.com/embargo-live/embargo/internal/realtime"
+	"github.com/embargo-live/embargo/internal/wait"
 	"github.com/embargo-live/embargo/wire"
 )
 
@@ -133,4 +139,118 @@ func TestEdgeBrowserTokens(t *testing.T) {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+}
+
+// TestEdgeBrowserCertificate: with -browser-cert, WebSocket is served over
+// TLS (wss://) and WebTransport with that certificate, readiness names it,
+// and a renewal written over the files is served to the next browser with
+// the edge still running.
+func TestEdgeBrowserCertificate(t *testing.T) {
+	realtime.Exclusive(t)
+	dir := keysDir(t)
+	ca, err := pki.NewCA("test CA", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var certs [2]*pki.Cert
+	for i := range certs {
+		if certs[i], err = ca.Server(fmt.Sprintf("edge %d", i), []string{"127.0.0.1"}, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+	certDir := t.TempDir()
+	certFile, keyFile := filepath.Join(certDir, "browser.pem"), filepath.Join(certDir, "browser.key")
+	install := func(i int) {
+		t.Helper()
+		if err := certs[i].Write(certDir, "browser"); err != nil {
+			t.Fatal(err)
+		}
+		// A renewal's files are newer, even where a filesystem keeps
+		// whole seconds.
+		at := time.Now().Add(time.Duration(i) * time.Second)
+		for _, f := range []string{certFile, keyFile} {
+			if err := os.Chtimes(f, at, at); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	install(0)
+	// A client that trusts one of the two certificates alone: it connects
+	// only to an edge serving that one.
+	trusting := func(i int) *tls.Config {
+		pool := x509.NewCertPool()
+		pool.AddCert(certs[i].Cert)
+		return &tls.Config{RootCAs: pool}
+	}
+	ports := freeport.Get(t, 3)
+	addr, wtAddr, metricsAddr := fmt.Sprintf("127.0.0.1:%d", ports[0]), fmt.Sprintf("127.0.0.1:%d", ports[1]), fmt.Sprintf("127.0.0.1:%d", ports[2])
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	var out lockedBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"edge", "-keys", dir, "-multicast=false", "-browser", addr, "-browser-wt", wtAddr,
+			"-browser-cert", certFile + "," + keyFile, "-metrics", metricsAddr, "-assume-synced", "1ms"}, &out, &out)
+	}()
+	wss := func(i int) error {
+		hc := &http.Client{Transport: &http.Transport{TLSClientConfig: trusting(i)}}
+		c, _, err := websocket.Dial(ctx, "wss://"+addr+"/", &websocket.DialOptions{HTTPClient: hc})
+		if err == nil {
+			c.CloseNow()
+		}
+		return err
+	}
+	wait.For(t, 20*time.Second, "the edge to serve wss://", func() bool {
+		select {
+		case code := <-done:
+			t.Fatalf("edge exited %d:\n%s", code, out.String())
+		default:
+		}
+		return wss(0) == nil
+	})
+	tr := &webtransport.Transport{TLSClientConfig: trusting(0)}
+	defer tr.Close()
+	if _, sess, err := tr.Dial(ctx, "https://"+wtAddr+"/", nil); err != nil {
+		t.Fatalf("webtransport with the certificate: %v\n%s", err, out.String())
+	} else {
+		sess.CloseWithError(0, "")
+	}
+	if code, body := httpGet("http://" + metricsAddr + "/readyz"); code != http.StatusOK || !strings.Contains(body, "browsers-certificate") || !strings.Contains(body, "valid until") {
+		t.Fatalf("/readyz %d:\n%s", code, body)
+	}
+
+	install(1)
+	if err := wss(1); err != nil {
+		t.Fatalf("after the renewal, a browser trusting only the new certificate: %v\n%s", err, out.String())
+	}
+	if err := wss(0); err == nil {
+		t.Fatal("after the renewal, the edge still served the old certificate")
+	}
+	tr1 := &webtransport.Transport{TLSClientConfig: trusting(1)}
+	defer tr1.Close()
+	if _, sess, err := tr1.Dial(ctx, "https://"+wtAddr+"/", nil); err != nil {
+		t.Fatalf("webtransport after the renewal: %v", err)
+	} else {
+		sess.CloseWithError(0, "")
+	}
+	if _, body := httpGet("http://" + metricsAddr + "/metrics"); !strings.Contains(body, "embargo_browsers_certificate_reloads_total 1") ||
+		!strings.Contains(body, fmt.Sprintf("embargo_browsers_certificate_not_after_seconds %g", float64(certs[1].Cert.NotAfter.Unix()))) {
+		t.Errorf("/metrics after the renewal:\n%s", grepLines(body, "certificate"))
+	}
+	cancel()
+	<-done
+	if !strings.Contains(out.String(), "wss://") || !strings.Contains(out.String(), "renewed certificate taken") {
+		t.Errorf("the edge did not say it serves wss:// and took the renewal:\n%s", out.String())
+	}
+}
+
+// grepLines is the lines of s that contain sub.
+func grepLines(s, sub string) string {
+	var b strings.Builder
+	for l := range strings.Lines(s) {
+		if strings.Contains(l, sub) {
+			b.WriteString(l)
+		}
+	}
+	return b.String()
 }

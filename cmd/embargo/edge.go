@@ -66,7 +66,7 @@ released at p × -period TAI. One embedded origin serves one edge; several edges
 	unicastAddr := fs.String("unicast", "", "also serve unicast subscribers on this address, e.g. [::]:7272, beside the multicast groups (default: multicast only)")
 	browserAddr := fs.String("browser", "", "also serve web browsers over WebSocket on this address, e.g. 127.0.0.1:7373: every datagram as one binary message (see README, In the browser)")
 	browserWT := fs.String("browser-wt", "", "also serve web browsers over WebTransport (HTTP/3, UDP) on this address, e.g. 127.0.0.1:7374: RELEASEs as datagrams, ANNOUNCE shards as streams")
-	browserCert := fs.String("browser-cert", "", "with -browser-wt: the edge's certificate and key (PEM files, comma-separated: cert.pem,key.pem); without it a self-signed ECDSA certificate valid 13 days, whose SHA-256 the edge logs for the page's serverCertificateHashes")
+	browserCert := fs.String("browser-cert", "", "the edge's certificate and key for browsers (PEM files, comma-separated: cert.pem,key.pem), read again when they change (a renewal, no restart): WebTransport's, and -browser's, which then serves WebSocket over TLS (wss://); without it -browser-wt makes a self-signed ECDSA certificate valid 13 days, whose SHA-256 the edge logs for the page's serverCertificateHashes, and -browser serves ws:// (behind a TLS proxy)")
 	browserOrigins := fs.String("browser-origins", "", "with -browser: comma-separated page origins (host patterns, e.g. *.example.com) allowed besides the endpoint's own host")
 	multicast := fs.Bool("multicast", true, "send to the multicast groups (-group, or the default group); -multicast=false with -unicast serves unicast subscribers only")
 	senders := fs.Int("senders", 0, "unicast sender sockets and threads (default: one per core)")
@@ -154,7 +154,11 @@ released at p × -period TAI. One embedded origin serves one edge; several edges
 		dests = append(dests, srv)
 	}
 	var web *webedge.Server
+	var webCert *webedge.Certificate // the browsers' TLS certificate; nil for ws:// only
 	if *browserAddr != "" || *browserWT != "" {
+		if webCert, err = browserCertificate(*browserCert, *browserWT, log); err != nil {
+			return err
+		}
 		var origins []string
 		if *browserOrigins != "" {
 			origins = strings.Split(*browserOrigins, ",")
@@ -212,6 +216,9 @@ released at p × -period TAI. One embedded origin serves one edge; several edges
 	if pl != nil {
 		checks = append(checks, metrics.OriginCheck(pl.Origins))
 	}
+	if webCert != nil {
+		checks = append(checks, metrics.BrowserCertificateCheck(webCert))
+	}
 	if *metricsAddr != "" {
 		metrics.RegisterProcess(reg, "edge")
 		metrics.RegisterEdge(reg, e)
@@ -226,6 +233,9 @@ released at p × -period TAI. One embedded origin serves one edge; several edges
 		if web != nil {
 			metrics.RegisterBrowsers(reg, web.Stats)
 		}
+		if webCert != nil {
+			metrics.RegisterBrowserCertificate(reg, webCert)
+		}
 		if pl != nil {
 			metrics.RegisterPoller(reg, pl)
 		}
@@ -236,16 +246,24 @@ released at p × -period TAI. One embedded origin serves one edge; several edges
 		log.Info("metrics", "addr", "http://"+at+"/metrics", "liveness", "/healthz", "readiness", "/readyz")
 	}
 	if *browserAddr != "" {
-		at, err := serveHTTP(gctx, g, *browserAddr, web.Handler(), 30*time.Second)
+		var tlsConf *tls.Config
+		scheme := "ws://"
+		if *browserCert != "" {
+			tlsConf, scheme = webCert.TLSConfig(), "wss://"
+		}
+		at, err := serveHTTPS(gctx, g, *browserAddr, web.Handler(), 30*time.Second, tlsConf)
 		if err != nil {
 			return fmt.Errorf("-browser: %w", err)
 		}
-		log.Info("browsers", "addr", "ws://"+at+"/")
+		log.Info("browsers", "addr", scheme+at+"/", "transport", "WebSocket")
 	}
 	if *browserWT != "" {
-		if err := serveWebTransport(gctx, g, web, *browserWT, *browserCert, log); err != nil {
-			return err
+		pc, err := net.ListenPacket("udp", *browserWT)
+		if err != nil {
+			return fmt.Errorf("-browser-wt: %w", err)
 		}
+		g.Go(func() error { defer pc.Close(); return web.ServeWebTransport(gctx, pc, webCert.TLSConfig()) })
+		log.Info("browsers", "addr", "https://"+pc.LocalAddr().String()+"/", "transport", "WebTransport")
 	}
 	notifySystemd(gctx, g, log, func() error { return metrics.Ready(append([]metrics.Check{metrics.ClockCheck(clock)}, checks...)...) })
 	g.Go(func() error { return ignoreCanceled(src.run(gctx, e.Add)) })
@@ -412,37 +430,37 @@ func originClient(certs, name string) (*pki.Cert, *http.Client, error) {
 	return cert, &http.Client{Transport: &http.Transport{TLSClientConfig: poller.ClientTLS(cert.TLS(), cas)}, Timeout: 30 * time.Second}, nil
 }
 
-// serveWebTransport serves browsers over WebTransport on addr under g,
-// with the certificate in certKey ("cert.pem,key.pem") or a self-signed
-// one whose hash it logs.
-func serveWebTransport(ctx context.Context, g *errgroup.Group, web *webedge.Server, addr, certKey string, log *slog.Logger) error {
-	var tlsConf *tls.Config
+// browserCertificate is the browsers' certificate: from certKey
+// ("cert.pem,key.pem"), watched for renewals; else, with WebTransport, a
+// self-signed one for the address it will serve (whose hash it logs);
+// else none (ws:// only).
+func browserCertificate(certKey, wtAddr string, log *slog.Logger) (*webedge.Certificate, error) {
 	if certKey != "" {
 		cert, key, ok := strings.Cut(certKey, ",")
 		if !ok {
-			return flagConflict("-browser-cert %q: want cert.pem,key.pem", certKey)
+			return nil, flagConflict("-browser-cert %q: want cert.pem,key.pem", certKey)
 		}
-		c, err := tls.LoadX509KeyPair(cert, key)
+		c, err := webedge.LoadCertificate(cert, key, log)
 		if err != nil {
-			return fmt.Errorf("-browser-cert: %w", err)
+			return nil, fmt.Errorf("-browser-cert: %w", err)
 		}
-		tlsConf = &tls.Config{Certificates: []tls.Certificate{c}}
+		return c, nil
 	}
-	pc, err := net.ListenPacket("udp", addr)
+	if wtAddr == "" {
+		return nil, nil
+	}
+	host, _, err := net.SplitHostPort(wtAddr)
 	if err != nil {
-		return fmt.Errorf("-browser-wt: %w", err)
+		return nil, fmt.Errorf("-browser-wt %q: %w", wtAddr, err)
 	}
-	if tlsConf == nil {
-		host, _, _ := net.SplitHostPort(pc.LocalAddr().String())
-		var hash [32]byte
-		tlsConf, hash, err = webedge.SelfSigned([]string{host, "localhost"}, time.Now(), webedge.MaxSelfSigned-24*time.Hour)
-		if err != nil {
-			pc.Close()
-			return err
-		}
-		log.Info("browsers: self-signed WebTransport certificate, valid 13 days; pages pin it with serverCertificateHashes", "sha-256", hex.EncodeToString(hash[:]))
+	hosts := []string{"localhost"}
+	if host != "" {
+		hosts = append(hosts, host)
 	}
-	g.Go(func() error { defer pc.Close(); return web.ServeWebTransport(ctx, pc, tlsConf) })
-	log.Info("browsers", "addr", "https://"+pc.LocalAddr().String()+"/", "transport", "WebTransport")
-	return nil
+	conf, hash, err := webedge.SelfSigned(hosts, time.Now(), webedge.MaxSelfSigned-24*time.Hour)
+	if err != nil {
+		return nil, err
+	}
+	log.Info("browsers: self-signed WebTransport certificate, valid 13 days; pages pin it with serverCertificateHashes", "sha-256", hex.EncodeToString(hash[:]))
+	return webedge.FixedCertificate(conf.Certificates[0])
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -245,9 +246,17 @@ func listenError(flag, addr string, err error) error {
 // server that fails ends the role with its error. Read and idle timeouts
 // bound idle or slow clients; write is the longest a response may take.
 func serveHTTP(ctx context.Context, g *errgroup.Group, addr string, h http.Handler, write time.Duration) (string, error) {
+	return serveHTTPS(ctx, g, addr, h, write, nil)
+}
+
+// serveHTTPS is serveHTTP over TLS with tlsConf (plain HTTP if nil).
+func serveHTTPS(ctx context.Context, g *errgroup.Group, addr string, h http.Handler, write time.Duration, tlsConf *tls.Config) (string, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return "", err
+	}
+	if tlsConf != nil {
+		ln = tls.NewListener(ln, tlsConf)
 	}
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 10 * time.Second,
 		WriteTimeout: write, IdleTimeout: 60 * time.Second}
