@@ -26,6 +26,7 @@ func RegisterBrowsers(reg prometheus.Registerer, stats func() webedge.Stats) {
 	counter("time_echoes_total", "Browsers' time requests answered (their clocks measured against the edge's).", func(st webedge.Stats) uint64 { return st.TimeEchoes })
 	counter("time_requests_unanswered_total", "Browsers' time requests left unanswered because the edge's clock could not be read.", func(st webedge.Stats) uint64 { return st.TimeUnanswered })
 	counter("release_copies_skipped_total", "The edge's further copies of a live RELEASE not sent to a browser already sent it (its session is reliable).", func(st webedge.Stats) uint64 { return st.CopiesSkipped })
+	counter("announce_repeats_skipped_total", "ANNOUNCE datagrams of the carousel's later rounds not sent to a browser already sent them (its session is reliable).", func(st webedge.Stats) uint64 { return st.AnnounceRepeats })
 	counter("dropped_datagrams_total", "Datagrams not queued because their browser's queue was full.", func(st webedge.Stats) uint64 { return st.Dropped })
 }
 

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"net/http"
 	"os"
@@ -104,6 +105,9 @@ type Stats struct {
 	// CopiesSkipped counts the edge's further copies of a live RELEASE
 	// not sent to a browser that was already sent it (Send).
 	CopiesSkipped uint64
+	// AnnounceRepeats counts ANNOUNCE datagrams of the carousel's later
+	// rounds not sent to a browser that was already sent them.
+	AnnounceRepeats uint64
 }
 
 // Server is the browser endpoint and an edge.Sender. Serve it with
@@ -117,7 +121,8 @@ type Server struct {
 	mu    sync.RWMutex
 	conns map[*conn]struct{}
 
-	accepted, refused, badToken, sent, catchUp, slow, bad, writeErrs, dropped, echoes, unanswered, copiesSkipped atomic.Uint64
+	accepted, refused, badToken, sent, catchUp, slow, bad, writeErrs, dropped, echoes, unanswered, copiesSkipped, announceRepeats atomic.Uint64
+	seed                                                                                                                          maphash.Seed // announceKeys
 }
 
 // conn is one browser: its queues, each drained by its own goroutine.
@@ -133,11 +138,16 @@ type conn struct {
 	releases chan []byte
 	// sent are the live RELEASEs already queued (Send), next the slot
 	// the next one takes.
-	relMu  sync.Mutex
-	sent   [sentReleases]sentRelease
-	next   int
-	closed sync.Once
-	done   chan struct{}
+	relMu sync.Mutex
+	sent  [sentReleases]sentRelease
+	next  int
+	// announced are the ANNOUNCE datagrams queued to the session, until
+	// their period's RELEASE: the carousel's further rounds repeat them
+	// for UDP's losses, which a session does not have.
+	annMu     sync.Mutex
+	announced map[releaseKey][]uint64 // hashes of the datagrams (announceKeys)
+	closed    sync.Once
+	done      chan struct{}
 	// stop aborts a write in progress when the connection is closed.
 	stop context.CancelFunc
 }
@@ -161,7 +171,7 @@ func New(cfg Config) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Server{cfg: cfg, log: log, conns: make(map[*conn]struct{})}, nil
+	return &Server{cfg: cfg, log: log, conns: make(map[*conn]struct{}), seed: maphash.MakeSeed()}, nil
 }
 
 // SetHistory sets where catch-up comes from (edge.CatchUpSender).
@@ -194,6 +204,10 @@ func (s *Server) Send(typ wire.Type, dgs [][]byte) (int, error) {
 			}
 		}
 	}
+	var shards []announceKey
+	if typ == wire.TypeAnnounce {
+		shards = s.announceKeys(msgs)
+	}
 	s.mu.RLock()
 	conns := make([]*conn, 0, len(s.conns))
 	for c := range s.conns {
@@ -206,9 +220,15 @@ func (s *Server) Send(typ wire.Type, dgs [][]byte) (int, error) {
 		wg.Go(func() {
 			first := make([][]byte, 0, len(msgs))
 			second := make([][]byte, 0, len(msgs))
-			skipped := 0 // counted once, not per browser on a shared counter
-			defer func() { s.copiesSkipped.Add(uint64(skipped)) }()
+			skipped, repeats := 0, 0 // counted once, not per browser on a shared counter
+			defer func() { s.copiesSkipped.Add(uint64(skipped)); s.announceRepeats.Add(uint64(repeats)) }()
 			for _, c := range conns[p*len(conns)/parts : (p+1)*len(conns)/parts] {
+				if shards != nil {
+					first = c.unannounced(msgs, shards, first[:0])
+					repeats += len(msgs) - len(first)
+					s.enqueue(c, c.queue, first)
+					continue
+				}
 				if keys == nil {
 					s.enqueue(c, c.queue, msgs)
 					continue
@@ -270,6 +290,7 @@ func (c *conn) copies(msgs [][]byte, keys []releaseKey, first, second [][]byte) 
 		}
 		j := slices.IndexFunc(c.sent[:], func(r sentRelease) bool { return r.key == k })
 		if j < 0 {
+			c.released(k)
 			c.sent[c.next] = sentRelease{key: k, copies: 1}
 			c.next = (c.next + 1) % sentReleases
 			first = append(first, msgs[i])
@@ -281,6 +302,64 @@ func (c *conn) copies(msgs [][]byte, keys []releaseKey, first, second [][]byte) 
 		}
 	}
 	return first, second
+}
+
+// announceKey names one ANNOUNCE datagram: its stream and period, and a
+// hash of its bytes — a period's shards, each sent again every round,
+// byte for byte.
+type announceKey struct {
+	period releaseKey
+	sum    uint64
+}
+
+// maxAnnounced bounds the periods whose ANNOUNCE datagrams a session
+// remembers (a few are pending at a time). Beyond it the session forgets
+// them all, which costs repeats, never a period.
+const maxAnnounced = 256
+
+// announceKeys names each ANNOUNCE datagram of msgs. One that does not
+// parse gets a zero key and is always sent.
+func (s *Server) announceKeys(msgs [][]byte) []announceKey {
+	keys := make([]announceKey, len(msgs))
+	for i, m := range msgs {
+		if h, err := wire.Peek(m); err == nil && h.Type == wire.TypeAnnounce {
+			keys[i] = announceKey{period: releaseKey{stream: h.Stream, period: h.Period}, sum: maphash.Bytes(s.seed, m)}
+		}
+	}
+	return keys
+}
+
+// unannounced appends to out the msgs (ANNOUNCE datagrams named by keys)
+// not yet queued to c, and remembers them as queued: a session is
+// reliable and in order, so one copy of a period's shards is all it
+// needs of the carousel's rounds.
+func (c *conn) unannounced(msgs [][]byte, keys []announceKey, out [][]byte) [][]byte {
+	c.annMu.Lock()
+	defer c.annMu.Unlock()
+	for i, k := range keys {
+		if k == (announceKey{}) {
+			out = append(out, msgs[i])
+			continue
+		}
+		sums := c.announced[k.period]
+		if slices.Contains(sums, k.sum) {
+			continue
+		}
+		if c.announced == nil || (sums == nil && len(c.announced) >= maxAnnounced) {
+			c.announced = make(map[releaseKey][]uint64)
+		}
+		c.announced[k.period] = append(sums, k.sum)
+		out = append(out, msgs[i])
+	}
+	return out
+}
+
+// released forgets the ANNOUNCE datagrams of k's period, whose RELEASE is
+// being queued: the carousel is done with them.
+func (c *conn) released(k releaseKey) {
+	c.annMu.Lock()
+	delete(c.announced, k)
+	c.annMu.Unlock()
 }
 
 // fanOutPart is the fewest browsers worth another goroutine in Send.
@@ -418,6 +497,9 @@ func (s *Server) sendCatchUp(c *conn) {
 		return
 	}
 	dgs := edge.CatchUp(*h, s.cfg.Streams, s.cfg.CatchUp, now.Earliest)
+	// Its ANNOUNCEs are remembered as queued, and any a round queued
+	// since the session was registered are not queued again.
+	dgs = c.unannounced(dgs, s.announceKeys(dgs), make([][]byte, 0, len(dgs)))
 	if s.enqueue(c, c.queue, dgs) {
 		s.catchUp.Add(uint64(len(dgs)))
 	}
@@ -590,6 +672,6 @@ func (s *Server) Stats() Stats {
 		Sent: s.sent.Load(), CatchUp: s.catchUp.Load(),
 		Slow: s.slow.Load(), BadInput: s.bad.Load(), WriteErrors: s.writeErrs.Load(),
 		Dropped: s.dropped.Load(), TimeEchoes: s.echoes.Load(), TimeUnanswered: s.unanswered.Load(),
-		CopiesSkipped: s.copiesSkipped.Load(),
+		CopiesSkipped: s.copiesSkipped.Load(), AnnounceRepeats: s.announceRepeats.Load(),
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -309,5 +310,57 @@ func TestTimeEchoClockDown(t *testing.T) {
 	wait.For(t, 10*time.Second, "3 unanswered time requests", func() bool { return s.Stats().TimeUnanswered == 3 })
 	if st := s.Stats(); st.Conns != 1 || st.BadInput != 0 || st.TimeEchoes != 0 {
 		t.Fatalf("conns %d, BadInput %d, TimeEchoes %d; want 1, 0, 0", st.Conns, st.BadInput, st.TimeEchoes)
+	}
+}
+
+// shard is an ANNOUNCE datagram of period p whose payload is body, as far
+// as the endpoint looks (its header).
+func shard(t *testing.T, p uint64, body string) []byte {
+	t.Helper()
+	b := append(slices.Clone(release(t, p)[:wire.HeaderLen]), body...)
+	b[5] = byte(wire.TypeAnnounce)
+	binary.BigEndian.PutUint16(b[20:], uint16(len(body)))
+	if h, err := wire.Peek(b); err != nil || h.Type != wire.TypeAnnounce || h.Period != p {
+		t.Fatalf("test shard: %+v %v", h, err)
+	}
+	return b
+}
+
+// TestAnnounceOnce: the carousel's later rounds repeat a period's shards
+// for UDP's losses; a browser's session, reliable and in order, is sent
+// each once — also one caught up on them when it joined — and a shard
+// that differs is sent whatever its period. Once the period's RELEASE is
+// queued the session forgets its shards (the memory is bounded).
+func TestAnnounceOnce(t *testing.T) {
+	realtime.Exclusive(t) // real loopback sockets
+	s7 := shard(t, 7, "period 7")
+	s, url := start(t, Config{})
+	s.SetHistory(history{announced: [][]byte{s7}})
+	a := dial(t, url)
+	waitConns(t, s, 1)
+	s5a, s5b, s6 := shard(t, 5, "5a"), shard(t, 5, "5b"), shard(t, 6, "6")
+	s.Send(wire.TypeAnnounce, [][]byte{s5a, s5b})
+	s.Send(wire.TypeAnnounce, [][]byte{s5a, s5b, s6})
+	s.Send(wire.TypeAnnounce, [][]byte{s5a, s5b, s6})
+	rel5 := release(t, 5)
+	s.Send(wire.TypeRelease, [][]byte{rel5})
+	s.Send(wire.TypeAnnounce, [][]byte{s5a})
+	b := dial(t, url) // caught up on s7
+	waitConns(t, s, 2)
+	s.Send(wire.TypeAnnounce, [][]byte{s7, []byte("end")})
+	for _, w := range [][]byte{s7, s5a, s5b, s6, rel5, s5a, []byte("end")} {
+		if got := read(t, a); !bytes.Equal(got, w) {
+			t.Fatalf("first browser: %q, want %q", got, w)
+		}
+	}
+	for _, w := range [][]byte{s7, []byte("end")} {
+		if got := read(t, b); !bytes.Equal(got, w) {
+			t.Fatalf("browser caught up: %q, want %q", got, w)
+		}
+	}
+	// Rounds 2 and 3 of period 5's two shards and round 3 of period 6's;
+	// s7 to both browsers (a had it at catch-up too).
+	if st := s.Stats(); st.AnnounceRepeats != 2+3+2 {
+		t.Errorf("AnnounceRepeats = %d, want 7", st.AnnounceRepeats)
 	}
 }
