@@ -31,7 +31,8 @@ import (
 // openBrowsers starts e's webedge server on loopback for e's variant and
 // sets the address its subscribers dial.
 func (e *edgeSender) openBrowsers(stream uint32) (edge.Sender, error) {
-	web, err := webedge.New(webedge.Config{Streams: []uint32{stream}, Clock: e.cfg.Clock, MaxConns: e.cfg.Subscribers,
+	// Every subscriber comes from 127.0.0.1: one address may hold them all.
+	web, err := webedge.New(webedge.Config{Streams: []uint32{stream}, Clock: e.cfg.Clock, MaxConns: e.cfg.Subscribers, MaxPerAddress: e.cfg.Subscribers,
 		Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		return nil, err

@@ -9,6 +9,7 @@ import (
 	"hash/maphash"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"os"
 	"runtime"
 	"slices"
@@ -54,6 +55,13 @@ type Config struct {
 	// MaxConns bounds the connections held at once (DefaultMaxConns);
 	// more are refused with 503.
 	MaxConns int
+	// MaxPerAddress bounds the sessions from one IP address, and
+	// MaxPerPrefix those from one IPv6 prefix of PrefixBits (defaults
+	// unicast's: DefaultMaxPerAddress, DefaultPrefixBits); more are
+	// refused with 429. One host cannot take the edge's MaxConns from
+	// everyone else. Behind a proxy every browser has the proxy's
+	// address: raise them to MaxConns.
+	MaxPerAddress, MaxPerPrefix, PrefixBits int
 	// CatchUp is how many released periods of each stream a new
 	// connection is sent first (DefaultCatchUp; at most wire.MaxCatchUp).
 	CatchUp int
@@ -89,6 +97,9 @@ type Stats struct {
 	// MaxConns, or a failed upgrade).
 	Conns             int
 	Accepted, Refused uint64
+	// RefusedAddress counts the refused requests (among Refused) from an
+	// IP address or IPv6 prefix at its MaxPerAddress or MaxPerPrefix.
+	RefusedAddress uint64
 	// BadToken counts the refused requests (among Refused) whose
 	// subscription token was missing, malformed, expired or not signed
 	// by a trusted key, with Tokens set.
@@ -120,14 +131,18 @@ type Server struct {
 
 	mu    sync.RWMutex
 	conns map[*conn]struct{}
+	// perAddr and perPrefix count the sessions held by IP address and
+	// by IPv6 prefix (Config.MaxPerAddress, MaxPerPrefix).
+	perAddr, perPrefix map[netip.Addr]int
 
-	accepted, refused, badToken, sent, catchUp, slow, bad, writeErrs, dropped, echoes, unanswered, copiesSkipped, announceRepeats atomic.Uint64
-	seed                                                                                                                          maphash.Seed // announceKeys
+	accepted, refused, refusedAddr, badToken, sent, catchUp, slow, bad, writeErrs, dropped, echoes, unanswered, copiesSkipped, announceRepeats atomic.Uint64
+	seed                                                                                                                                       maphash.Seed // announceKeys
 }
 
 // conn is one browser: its queues, each drained by its own goroutine.
 type conn struct {
-	t transport
+	t    transport
+	from netip.Addr // the browser's IP address, counted against its limits
 	// queue is every datagram in order (WebSocket), or all but the live
 	// RELEASEs' first copies (WebTransport's session stream, which
 	// carries their second copies).
@@ -159,11 +174,16 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("%w: no streams", ErrConfig)
 	case cfg.Clock == nil:
 		return nil, fmt.Errorf("%w: no clock", ErrConfig)
+	case cfg.PrefixBits < 0 || cfg.PrefixBits > 128:
+		return nil, fmt.Errorf("%w: IPv6 prefix of %d bits, want 1 to 128", ErrConfig, cfg.PrefixBits)
 	case cfg.CatchUp > wire.MaxCatchUp:
 		return nil, fmt.Errorf("%w: catch-up of %d periods, at most %d", ErrConfig, cfg.CatchUp, wire.MaxCatchUp)
 	}
 	cfg.Queue = cmp.Or(max(cfg.Queue, 0), DefaultQueue)
 	cfg.MaxConns = cmp.Or(max(cfg.MaxConns, 0), DefaultMaxConns)
+	cfg.MaxPerAddress = cmp.Or(max(cfg.MaxPerAddress, 0), unicast.DefaultMaxPerAddress)
+	cfg.MaxPerPrefix = cmp.Or(max(cfg.MaxPerPrefix, 0), unicast.DefaultMaxPerAddress)
+	cfg.PrefixBits = cmp.Or(cfg.PrefixBits, unicast.DefaultPrefixBits)
 	cfg.CatchUp = cmp.Or(cfg.CatchUp, DefaultCatchUp)
 	cfg.WriteWait = cmp.Or(cfg.WriteWait, DefaultWriteWait)
 	cfg.TokenMaxLife = cmp.Or(cfg.TokenMaxLife, unicast.DefaultTokenMaxLife)
@@ -171,7 +191,8 @@ func New(cfg Config) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Server{cfg: cfg, log: log, conns: make(map[*conn]struct{}), seed: maphash.MakeSeed()}, nil
+	return &Server{cfg: cfg, log: log, conns: make(map[*conn]struct{}), seed: maphash.MakeSeed(),
+		perAddr: make(map[netip.Addr]int), perPrefix: make(map[netip.Addr]int)}, nil
 }
 
 // SetHistory sets where catch-up comes from (edge.CatchUpSender).
@@ -399,7 +420,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ws.SetReadLimit(readLimit)
-	s.run(r.Context(), wsTransport{ws})
+	s.run(r.Context(), wsTransport{ws}, remoteAddr(r))
 }
 
 // admit refuses a request when the edge holds MaxConns browsers or the
@@ -418,15 +439,73 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request) bool {
 			return false
 		}
 	}
+	site := remoteAddr(r)
 	s.mu.RLock()
-	full := len(s.conns) >= s.cfg.MaxConns
+	full, crowded := len(s.conns) >= s.cfg.MaxConns, s.crowded(site)
 	s.mu.RUnlock()
-	if full {
+	switch {
+	case full:
 		s.refused.Add(1)
 		http.Error(w, "edge full: try another edge", http.StatusServiceUnavailable)
 		return false
+	case crowded != "":
+		s.refused.Add(1)
+		s.refusedAddr.Add(1)
+		http.Error(w, crowded, http.StatusTooManyRequests)
+		return false
 	}
 	return true
+}
+
+// remoteAddr is the IP address r came from; the zero Addr if it does not
+// parse.
+func remoteAddr(r *http.Request) netip.Addr {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
+}
+
+// prefixOf is the IPv6 prefix addr counts against, or the zero Addr for
+// an IPv4 address (counted by its address alone).
+func (s *Server) prefixOf(addr netip.Addr) netip.Addr {
+	if !addr.Is6() {
+		return netip.Addr{}
+	}
+	return netip.PrefixFrom(addr, s.cfg.PrefixBits).Masked().Addr()
+}
+
+// crowded says why a new session from addr would be one too many for its
+// address or prefix, or "". s.mu is held.
+func (s *Server) crowded(addr netip.Addr) string {
+	if !addr.IsValid() {
+		return ""
+	}
+	if s.perAddr[addr] >= s.cfg.MaxPerAddress {
+		return fmt.Sprintf("%d sessions from %v already: the edge's limit for one address", s.perAddr[addr], addr)
+	}
+	if p := s.prefixOf(addr); p.IsValid() && s.perPrefix[p] >= s.cfg.MaxPerPrefix {
+		return fmt.Sprintf("%d sessions from %v/%d already: the edge's limit for one IPv6 prefix", s.perPrefix[p], p, s.cfg.PrefixBits)
+	}
+	return ""
+}
+
+// site counts a session from addr in (n = 1) or out (n = −1). s.mu is
+// held.
+func (s *Server) site(addr netip.Addr, n int) {
+	if !addr.IsValid() {
+		return
+	}
+	count := func(m map[netip.Addr]int, k netip.Addr) {
+		if m[k] += n; m[k] <= 0 {
+			delete(m, k)
+		}
+	}
+	count(s.perAddr, addr)
+	if p := s.prefixOf(addr); p.IsValid() {
+		count(s.perPrefix, p)
+	}
 }
 
 // checkToken verifies r's subscription token when tokens are required.
@@ -454,23 +533,30 @@ func (s *Server) checkToken(r *http.Request) error {
 
 // run serves one browser's session until it ends: catch-up first, then
 // every datagram sent.
-func (s *Server) run(ctx context.Context, t transport) {
+func (s *Server) run(ctx context.Context, t transport, from netip.Addr) {
 	wctx, stop := context.WithCancel(ctx)
 	defer stop()
-	c := &conn{t: t, queue: make(chan []byte, s.cfg.Queue), done: make(chan struct{}), stop: stop}
+	c := &conn{t: t, from: from, queue: make(chan []byte, s.cfg.Queue), done: make(chan struct{}), stop: stop}
 	if t.datagrams() {
 		c.releases = make(chan []byte, s.cfg.Queue)
 	}
 	s.mu.Lock()
 	// Checked again: others may have been accepted meanwhile.
-	full := len(s.conns) >= s.cfg.MaxConns
-	if !full {
+	full, crowded := len(s.conns) >= s.cfg.MaxConns, s.crowded(from)
+	if !full && crowded == "" {
 		s.conns[c] = struct{}{}
+		s.site(from, 1)
 	}
 	s.mu.Unlock()
-	if full {
+	switch {
+	case full:
 		s.refused.Add(1)
 		t.end(websocket.StatusTryAgainLater, "edge full: try another edge")
+		return
+	case crowded != "":
+		s.refused.Add(1)
+		s.refusedAddr.Add(1)
+		t.end(websocket.StatusTryAgainLater, crowded)
 		return
 	}
 	s.accepted.Add(1)
@@ -650,6 +736,7 @@ func (s *Server) close(c *conn, code websocket.StatusCode, reason string) {
 func (s *Server) remove(c *conn) {
 	s.mu.Lock()
 	delete(s.conns, c)
+	s.site(c.from, -1)
 	s.mu.Unlock()
 }
 
@@ -668,7 +755,7 @@ func (s *Server) Stats() Stats {
 	n := len(s.conns)
 	s.mu.RUnlock()
 	return Stats{
-		Conns: n, Accepted: s.accepted.Load(), Refused: s.refused.Load(), BadToken: s.badToken.Load(),
+		Conns: n, Accepted: s.accepted.Load(), Refused: s.refused.Load(), RefusedAddress: s.refusedAddr.Load(), BadToken: s.badToken.Load(),
 		Sent: s.sent.Load(), CatchUp: s.catchUp.Load(),
 		Slow: s.slow.Load(), BadInput: s.bad.Load(), WriteErrors: s.writeErrs.Load(),
 		Dropped: s.dropped.Load(), TimeEchoes: s.echoes.Load(), TimeUnanswered: s.unanswered.Load(),

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"slices"
 	"strings"
 	"testing"
@@ -362,5 +363,75 @@ func TestAnnounceOnce(t *testing.T) {
 	// s7 to both browsers (a had it at catch-up too).
 	if st := s.Stats(); st.AnnounceRepeats != 2+3+2 {
 		t.Errorf("AnnounceRepeats = %d, want 7", st.AnnounceRepeats)
+	}
+}
+
+// TestSessionsPerAddress: one address may hold MaxPerAddress sessions;
+// one more is refused with 429 and counted, and a session that ends makes
+// room for another.
+func TestSessionsPerAddress(t *testing.T) {
+	realtime.Exclusive(t) // real loopback sockets
+	s, url := start(t, Config{MaxPerAddress: 2})
+	a := dial(t, url)
+	dial(t, url)
+	waitConns(t, s, 2)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	_, resp, err := websocket.Dial(ctx, url, nil)
+	if err == nil || resp == nil || resp.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("a third session from 127.0.0.1: %v (%v), want 429", err, resp)
+	}
+	if st := s.Stats(); st.RefusedAddress != 1 || st.Refused != 1 {
+		t.Errorf("stats %+v, want 1 refused for its address", st)
+	}
+	a.Close(websocket.StatusNormalClosure, "")
+	waitConns(t, s, 1)
+	dial(t, url)
+	waitConns(t, s, 2)
+}
+
+// TestSessionsPerPrefix: IPv6 addresses count against their prefix as
+// well as themselves; IPv4 ones against their address alone.
+func TestSessionsPerPrefix(t *testing.T) {
+	s, err := New(Config{Streams: []uint32{1}, Clock: clockAt(0), MaxPerAddress: 2, MaxPerPrefix: 3, PrefixBits: 56})
+	if err != nil {
+		t.Fatal(err)
+	}
+	add := func(addr string) string {
+		a := netip.MustParseAddr(addr)
+		if why := s.crowded(a); why != "" {
+			return why
+		}
+		s.site(a, 1)
+		return ""
+	}
+	for _, a := range []string{"2001:db8:0:1::1", "2001:db8:0:1::1", "2001:db8:0:2::2"} {
+		if why := add(a); why != "" {
+			t.Fatalf("%s: %s", a, why)
+		}
+	}
+	if why := add("2001:db8:0:1::1"); !strings.Contains(why, "for one address") {
+		t.Errorf("a third from one address: %q", why)
+	}
+	if why := add("2001:db8:0:ff::3"); !strings.Contains(why, "2001:db8::/56") {
+		t.Errorf("a fourth in one /56: %q", why)
+	}
+	if why := add("2001:db8:0:100::1"); why != "" {
+		t.Errorf("another /56: %q", why)
+	}
+	for range 2 {
+		if why := add("192.0.2.1"); why != "" {
+			t.Errorf("IPv4: %q", why)
+		}
+	}
+	if why := add("192.0.2.1"); why == "" {
+		t.Error("a third from one IPv4 address was admitted")
+	}
+	s.site(netip.MustParseAddr("2001:db8:0:2::2"), -1)
+	if why := add("2001:db8:0:ff::3"); why != "" {
+		t.Errorf("after one in the /56 ended: %q", why)
+	}
+	if _, err := New(Config{Streams: []uint32{1}, Clock: clockAt(0), PrefixBits: 129}); !errors.Is(err, ErrConfig) {
+		t.Errorf("a 129-bit prefix: %v", err)
 	}
 }

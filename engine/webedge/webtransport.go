@@ -58,7 +58,7 @@ func (s *Server) ServeWebTransport(ctx context.Context, pc net.PacketConn, tlsCo
 			s.refused.Add(1)
 			return
 		}
-		s.run(sess.Context(), &wtTransport{s: sess})
+		s.run(sess.Context(), &wtTransport{s: sess}, remoteAddr(r))
 	})
 	done := make(chan error, 1)
 	go func() { done <- wt.Serve(pc) }()
