@@ -33,10 +33,13 @@ var ErrConfig = errors.New("webedge: invalid config")
 const (
 	// DefaultQueue holds a period's ANNOUNCE rounds and RELEASE copies
 	// (about 31 messages at the edge's defaults) several times over.
-	DefaultQueue     = 256
-	DefaultMaxConns  = 10000
-	DefaultCatchUp   = 2
-	DefaultWriteWait = 5 * time.Second
+	DefaultQueue    = 256
+	DefaultMaxConns = 10000
+	// DefaultRetryAbove lets 10,000 browsers join within 10 s without a
+	// Retry; a flood beyond it costs a stateless Retry a packet.
+	DefaultRetryAbove = 1000
+	DefaultCatchUp    = 2
+	DefaultWriteWait  = 5 * time.Second
 	// readLimit is the largest message a browser may send: it has nothing
 	// to say, so anything it sends is bad input.
 	readLimit = 128
@@ -62,6 +65,11 @@ type Config struct {
 	// everyone else. Behind a proxy every browser has the proxy's
 	// address: raise them to MaxConns.
 	MaxPerAddress, MaxPerPrefix, PrefixBits int
+	// RetryAbove is how many WebTransport handshakes a second from
+	// addresses not yet proven the edge takes before it asks each further
+	// one to prove its address first (a QUIC Retry; DefaultRetryAbove;
+	// negative: always).
+	RetryAbove int
 	// CatchUp is how many released periods of each stream a new
 	// connection is sent first (DefaultCatchUp; at most wire.MaxCatchUp).
 	CatchUp int
@@ -100,6 +108,12 @@ type Stats struct {
 	// RefusedAddress counts the refused requests (among Refused) from an
 	// IP address or IPv6 prefix at its MaxPerAddress or MaxPerPrefix.
 	RefusedAddress uint64
+	// Retries counts the Initial packets answered with a QUIC Retry
+	// (Config.RetryAbove), and RefusedInitials those whose connection was
+	// refused before its handshake (the edge full, or its address or
+	// prefix at its limit). A browser's first flight may be two Initial
+	// packets.
+	Retries, RefusedInitials uint64
 	// BadToken counts the refused requests (among Refused) whose
 	// subscription token was missing, malformed, expired or not signed
 	// by a trusted key, with Tokens set.
@@ -135,8 +149,8 @@ type Server struct {
 	// by IPv6 prefix (Config.MaxPerAddress, MaxPerPrefix).
 	perAddr, perPrefix map[netip.Addr]int
 
-	accepted, refused, refusedAddr, badToken, sent, catchUp, slow, bad, writeErrs, dropped, echoes, unanswered, copiesSkipped, announceRepeats atomic.Uint64
-	seed                                                                                                                                       maphash.Seed // announceKeys
+	accepted, refused, refusedAddr, retries, refusedInitials, badToken, sent, catchUp, slow, bad, writeErrs, dropped, echoes, unanswered, copiesSkipped, announceRepeats atomic.Uint64
+	seed                                                                                                                                                                 maphash.Seed // announceKeys
 }
 
 // conn is one browser: its queues, each drained by its own goroutine.
@@ -184,6 +198,7 @@ func New(cfg Config) (*Server, error) {
 	cfg.MaxPerAddress = cmp.Or(max(cfg.MaxPerAddress, 0), unicast.DefaultMaxPerAddress)
 	cfg.MaxPerPrefix = cmp.Or(max(cfg.MaxPerPrefix, 0), unicast.DefaultMaxPerAddress)
 	cfg.PrefixBits = cmp.Or(cfg.PrefixBits, unicast.DefaultPrefixBits)
+	cfg.RetryAbove = cmp.Or(cfg.RetryAbove, DefaultRetryAbove)
 	cfg.CatchUp = cmp.Or(cfg.CatchUp, DefaultCatchUp)
 	cfg.WriteWait = cmp.Or(cfg.WriteWait, DefaultWriteWait)
 	cfg.TokenMaxLife = cmp.Or(cfg.TokenMaxLife, unicast.DefaultTokenMaxLife)
@@ -755,7 +770,7 @@ func (s *Server) Stats() Stats {
 	n := len(s.conns)
 	s.mu.RUnlock()
 	return Stats{
-		Conns: n, Accepted: s.accepted.Load(), Refused: s.refused.Load(), RefusedAddress: s.refusedAddr.Load(), BadToken: s.badToken.Load(),
+		Conns: n, Accepted: s.accepted.Load(), Refused: s.refused.Load(), RefusedAddress: s.refusedAddr.Load(), Retries: s.retries.Load(), RefusedInitials: s.refusedInitials.Load(), BadToken: s.badToken.Load(),
 		Sent: s.sent.Load(), CatchUp: s.catchUp.Load(),
 		Slow: s.slow.Load(), BadInput: s.bad.Load(), WriteErrors: s.writeErrs.Load(),
 		Dropped: s.dropped.Load(), TimeEchoes: s.echoes.Load(), TimeUnanswered: s.unanswered.Load(),

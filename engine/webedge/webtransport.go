@@ -13,6 +13,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"path"
 	"strings"
@@ -24,6 +25,7 @@ import (
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
 	"github.com/quic-go/webtransport-go"
+	"golang.org/x/time/rate"
 )
 
 // ServeWebTransport serves browsers over WebTransport (HTTP/3) on pc, any
@@ -60,16 +62,81 @@ func (s *Server) ServeWebTransport(ctx context.Context, pc net.PacketConn, tlsCo
 		}
 		s.run(sess.Context(), &wtTransport{s: sess}, remoteAddr(r))
 	})
+	// The QUIC transport is the edge's own, not the one wt.Serve would
+	// make, for two admission hooks (s.verifySource, s.connContext).
+	qconf := wt.H3.QUICConfig.Clone()
+	qconf.EnableDatagrams, qconf.EnableStreamResetPartialDelivery = true, true // what WebTransport needs
+	tr := &quic.Transport{Conn: pc, VerifySourceAddress: s.verifySource(), ConnContext: s.connContext}
+	ln, err := tr.ListenEarly(wt.H3.TLSConfig, qconf)
+	if err != nil {
+		return fmt.Errorf("webedge: webtransport on %s: %w", pc.LocalAddr(), err)
+	}
 	done := make(chan error, 1)
-	go func() { done <- wt.Serve(pc) }()
+	go func() {
+		var wg sync.WaitGroup
+		defer wg.Wait()
+		for {
+			qc, err := ln.Accept(ctx)
+			if err != nil {
+				done <- err
+				return
+			}
+			wg.Go(func() { wt.ServeQUICConn(qc) })
+		}
+	}()
 	select {
 	case <-ctx.Done():
 		wt.Close()
+		ln.Close()
 		<-done
+		tr.Close()
 		return nil
 	case err := <-done:
+		wt.Close()
+		ln.Close()
+		tr.Close()
 		return fmt.Errorf("webedge: webtransport on %s: %w", pc.LocalAddr(), err)
 	}
+}
+
+// verifySource is the transport's VerifySourceAddress: true (a QUIC Retry,
+// one round trip more for the browser) once more than RetryAbove
+// handshakes a second come from addresses not yet proven. A flood of
+// Initial packets from spoofed addresses then costs the edge a stateless
+// Retry each, not a TLS handshake and a connection's state, and draws no
+// more bytes than it sent.
+func (s *Server) verifySource() func(net.Addr) bool {
+	if s.cfg.RetryAbove < 0 {
+		return func(net.Addr) bool { s.retries.Add(1); return true }
+	}
+	lim := rate.NewLimiter(rate.Limit(s.cfg.RetryAbove), s.cfg.RetryAbove)
+	return func(net.Addr) bool {
+		if lim.Allow() {
+			return false
+		}
+		s.retries.Add(1)
+		return true
+	}
+}
+
+// connContext refuses a QUIC connection before its handshake when the
+// session it would open would be refused: the edge full, or the address
+// or prefix at its limit (counted per Initial packet). An address need
+// not be proven for this: the counts are of sessions already held, which
+// a spoofer cannot raise.
+func (s *Server) connContext(ctx context.Context, ci *quic.ClientInfo) (context.Context, error) {
+	var from netip.Addr
+	if ua, ok := ci.RemoteAddr.(*net.UDPAddr); ok {
+		from = ua.AddrPort().Addr().Unmap()
+	}
+	s.mu.RLock()
+	full, crowded := len(s.conns) >= s.cfg.MaxConns, s.crowded(from)
+	s.mu.RUnlock()
+	if full || crowded != "" {
+		s.refusedInitials.Add(1)
+		return ctx, errors.New("refused: the edge is full, or this address holds its most sessions")
+	}
+	return ctx, nil
 }
 
 // checkOrigin admits a page of the endpoint's own host or one matching

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/quic-go/quic-go"
 	"github.com/quic-go/webtransport-go"
 
 	"github.com/embargo-live/embargo/internal/realtime"
@@ -245,5 +246,46 @@ func TestWebTransportStreamFromBrowser(t *testing.T) {
 	waitConns(t, s, 0)
 	if st := s.Stats(); st.BadInput != 1 {
 		t.Errorf("BadInput = %d, want 1", st.BadInput)
+	}
+}
+
+// TestWebTransportRetry: past RetryAbove handshakes a second from unproven
+// addresses (here: every one), a browser is asked to prove its address
+// with a QUIC Retry, and then connects.
+func TestWebTransportRetry(t *testing.T) {
+	realtime.Exclusive(t) // real loopback sockets
+	s, _ := start(t, Config{RetryAbove: -1})
+	dialWT(t, s)
+	if st := s.Stats(); st.Retries == 0 || st.Accepted != 1 {
+		t.Errorf("stats %+v, want Retries and the session accepted", st)
+	}
+}
+
+// TestWebTransportRefusedBeforeHandshake: a connection from an address at
+// its limit is refused before its TLS handshake (QUIC CONNECTION_REFUSED,
+// not an HTTP answer), and counted.
+func TestWebTransportRefusedBeforeHandshake(t *testing.T) {
+	realtime.Exclusive(t) // real loopback sockets
+	s, _ := start(t, Config{MaxPerAddress: 1})
+	url, tr := startWT(t, s)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	_, sess, err := tr.Dial(ctx, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.CloseWithError(0, "")
+	waitConns(t, s, 1)
+	// A second client: its own QUIC connection from 127.0.0.1.
+	_, tr2 := startWT(t, s)
+	tr2.TLSClientConfig = tr.TLSClientConfig
+	_, _, err = tr2.Dial(ctx, url, nil)
+	var te *quic.TransportError
+	if !errors.As(err, &te) || te.ErrorCode != quic.ConnectionRefused {
+		t.Fatalf("a second session from 127.0.0.1: %v, want CONNECTION_REFUSED", err)
+	}
+	// Counted per Initial packet, not as an HTTP request refused.
+	if st := s.Stats(); st.RefusedInitials == 0 || st.Refused != 0 || st.Accepted != 1 {
+		t.Errorf("stats %+v, want Initials refused and no request", st)
 	}
 }
