@@ -20,6 +20,7 @@ func RegisterBrowsers(reg prometheus.Registerer, stats func() webedge.Stats) {
 	counter("refused_address_total", "Browser requests turned away because their IP address or IPv6 prefix held its most sessions (among refused_total).", func(st webedge.Stats) uint64 { return st.RefusedAddress })
 	counter("quic_retries_total", "WebTransport Initial packets answered with a QUIC Retry: more handshakes a second from unproven addresses than the edge takes without.", func(st webedge.Stats) uint64 { return st.Retries })
 	counter("quic_refused_initials_total", "WebTransport Initial packets whose connection was refused before its handshake: the edge full, or the address or prefix at its limit.", func(st webedge.Stats) uint64 { return st.RefusedInitials })
+	counter("quic_handshakes_total", "WebTransport connections let on to their TLS handshake.", func(st webedge.Stats) uint64 { return st.Handshakes })
 	counter("refused_token_total", "Browser requests turned away for a missing, expired or untrusted subscription token (among refused_total).", func(st webedge.Stats) uint64 { return st.BadToken })
 	counter("sent_datagrams_total", "Datagrams written to browsers.", func(st webedge.Stats) uint64 { return st.Sent })
 	counter("catchup_datagrams_total", "Datagrams queued as catch-up for a joining browser.", func(st webedge.Stats) uint64 { return st.CatchUp })

@@ -112,8 +112,9 @@ type Stats struct {
 	// (Config.RetryAbove), and RefusedInitials those whose connection was
 	// refused before its handshake (the edge full, or its address or
 	// prefix at its limit). A browser's first flight may be two Initial
-	// packets.
-	Retries, RefusedInitials uint64
+	// packets. Handshakes counts the connections let on to their TLS
+	// handshake.
+	Retries, RefusedInitials, Handshakes uint64
 	// BadToken counts the refused requests (among Refused) whose
 	// subscription token was missing, malformed, expired or not signed
 	// by a trusted key, with Tokens set.
@@ -149,8 +150,8 @@ type Server struct {
 	// by IPv6 prefix (Config.MaxPerAddress, MaxPerPrefix).
 	perAddr, perPrefix map[netip.Addr]int
 
-	accepted, refused, refusedAddr, retries, refusedInitials, badToken, sent, catchUp, slow, bad, writeErrs, dropped, echoes, unanswered, copiesSkipped, announceRepeats atomic.Uint64
-	seed                                                                                                                                                                 maphash.Seed // announceKeys
+	accepted, refused, refusedAddr, retries, refusedInitials, handshakes, badToken, sent, catchUp, slow, bad, writeErrs, dropped, echoes, unanswered, copiesSkipped, announceRepeats atomic.Uint64
+	seed                                                                                                                                                                             maphash.Seed // announceKeys
 }
 
 // conn is one browser: its queues, each drained by its own goroutine.
@@ -770,7 +771,7 @@ func (s *Server) Stats() Stats {
 	n := len(s.conns)
 	s.mu.RUnlock()
 	return Stats{
-		Conns: n, Accepted: s.accepted.Load(), Refused: s.refused.Load(), RefusedAddress: s.refusedAddr.Load(), Retries: s.retries.Load(), RefusedInitials: s.refusedInitials.Load(), BadToken: s.badToken.Load(),
+		Conns: n, Accepted: s.accepted.Load(), Refused: s.refused.Load(), RefusedAddress: s.refusedAddr.Load(), Retries: s.retries.Load(), RefusedInitials: s.refusedInitials.Load(), Handshakes: s.handshakes.Load(), BadToken: s.badToken.Load(),
 		Sent: s.sent.Load(), CatchUp: s.catchUp.Load(),
 		Slow: s.slow.Load(), BadInput: s.bad.Load(), WriteErrors: s.writeErrs.Load(),
 		Dropped: s.dropped.Load(), TimeEchoes: s.echoes.Load(), TimeUnanswered: s.unanswered.Load(),

@@ -136,6 +136,7 @@ func (s *Server) connContext(ctx context.Context, ci *quic.ClientInfo) (context.
 		s.refusedInitials.Add(1)
 		return ctx, errors.New("refused: the edge is full, or this address holds its most sessions")
 	}
+	s.handshakes.Add(1)
 	return ctx, nil
 }
 

@@ -2,10 +2,14 @@ package webedge
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"net"
+	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -288,4 +292,81 @@ func TestWebTransportRefusedBeforeHandshake(t *testing.T) {
 	if st := s.Stats(); st.RefusedInitials == 0 || st.Refused != 0 || st.Accepted != 1 {
 		t.Errorf("stats %+v, want Initials refused and no request", st)
 	}
+}
+
+// initial is a QUIC v1 Initial packet as a flood sends it (RFC 9000
+// §17.2.2): a valid long header with random connection IDs, no token, a
+// protected payload of random bytes no key opens, padded to the 1,200
+// bytes a server requires.
+func initial() []byte {
+	b := []byte{0xc3, 0, 0, 0, 1, 8}
+	b = append(b, rand.Text()[:8]...) // destination connection ID
+	b = append(b, 8)
+	b = append(b, rand.Text()[:8]...) // source connection ID
+	b = append(b, 0)                  // no token
+	rest := 1200 - len(b) - 2
+	b = append(b, byte(0x40|rest>>8), byte(rest))
+	return append(b, make([]byte, rest)...)
+}
+
+// TestWebTransportInitialFlood: Initial packets from many addresses that
+// never answer (spoofed, in a real attack) cost the edge a stateless Retry
+// each past RetryAbove a second, not a connection each; a genuine browser
+// still connects. Against an edge without the Retry (RetryAbove beyond
+// the flood), the same flood gets a connection per packet.
+func TestWebTransportInitialFlood(t *testing.T) {
+	realtime.Exclusive(t) // real loopback sockets
+	const (
+		packets = 3000
+		sources = 50 // 127.0.0.2 …: loopback answers to all of 127/8
+		perSec  = 20_000
+	)
+	// flood sends the packets, then connects a genuine browser, whose
+	// Initial the edge reads after all of the flood's that reached it.
+	flood := func(t *testing.T, retryAbove int) (st Stats, goroutines int, took time.Duration) {
+		s, _ := start(t, Config{RetryAbove: retryAbove})
+		url, tr := startWT(t, s)
+		dst, err := net.ResolveUDPAddr("udp", strings.TrimSuffix(strings.TrimPrefix(url, "https://"), "/"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var from []*net.UDPConn
+		for i := range sources {
+			c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, byte(2+i))})
+			if err != nil {
+				t.Skipf("no source address 127.0.0.%d on loopback: %v", 2+i, err)
+			}
+			defer c.Close()
+			from = append(from, c)
+		}
+		before, start := runtime.NumGoroutine(), time.Now()
+		tick := time.NewTicker(time.Second / (perSec / 100))
+		defer tick.Stop()
+		for i := range packets {
+			if i%100 == 0 {
+				<-tick.C // at most perSec
+			}
+			from[i%sources].WriteToUDP(initial(), dst)
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+		defer cancel()
+		_, sess, err := tr.Dial(ctx, url, nil)
+		if err != nil {
+			t.Fatalf("a genuine browser after the flood: %v", err)
+		}
+		sess.CloseWithError(0, "")
+		return s.Stats(), runtime.NumGoroutine() - before, time.Since(start)
+	}
+	// One handshake a second without a Retry: the flood's first packet,
+	// then one a second (and the genuine browser, Retried or not).
+	st, g, took := flood(t, 1)
+	if most := 2 + uint64(took.Seconds()+1); st.Retries == 0 || st.Handshakes > most {
+		t.Errorf("with Retry: %d Retries, %d handshakes in %v; want Retries and at most %d handshakes", st.Retries, st.Handshakes, took, most)
+	}
+	stNo, gNo, _ := flood(t, 1_000_000)
+	if stNo.Retries != 0 || stNo.Handshakes < 10*max(st.Handshakes, 1) {
+		t.Errorf("without Retry: %d Retries, %d handshakes; want none and a handshake a packet that arrived (≥ %d)", stNo.Retries, stNo.Handshakes, 10*max(st.Handshakes, 1))
+	}
+	fmt.Printf("RESULT webtransport-initial-flood packets=%d sources=%d rate≤%d/s with-retry: retries=%d handshakes=%d goroutines+%d without: handshakes=%d goroutines+%d\n",
+		packets, sources, perSec, st.Retries, st.Handshakes, g, stNo.Handshakes, gNo)
 }
