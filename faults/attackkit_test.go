@@ -34,6 +34,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/embargo-live/embargo/internal/netns"
+	"github.com/embargo-live/embargo/internal/syncbuf"
 	"github.com/embargo-live/embargo/internal/wait"
 )
 
@@ -407,7 +408,7 @@ func atkDialer(h *netns.Host) func(ctx context.Context, network, addr string) (n
 
 // atkServe serves srv on addr inside h, over TLS if srv has a TLSConfig,
 // until the test ends. It returns the server's error log.
-func atkServe(t testing.TB, h *netns.Host, addr netip.AddrPort, srv *http.Server) *lockedBuffer {
+func atkServe(t testing.TB, h *netns.Host, addr netip.AddrPort, srv *http.Server) *syncbuf.Buffer {
 	t.Helper()
 	var ln net.Listener
 	err := h.Do(func() (err error) {
@@ -417,7 +418,7 @@ func atkServe(t testing.TB, h *netns.Host, addr netip.AddrPort, srv *http.Server
 	if err != nil {
 		t.Fatalf("listen on %s %v: %v", h.Name, addr, err)
 	}
-	errLog := &lockedBuffer{}
+	errLog := &syncbuf.Buffer{}
 	srv.ErrorLog = log.New(errLog, "", 0)
 	served := make(chan error, 1)
 	go func() {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/embargo-live/embargo/engine/metrics"
 	"github.com/embargo-live/embargo/internal/realtime"
+	"github.com/embargo-live/embargo/internal/syncbuf"
 	"github.com/embargo-live/embargo/internal/wait"
 	"github.com/embargo-live/embargo/ptp"
 )
@@ -66,10 +67,10 @@ func TestClockFaults(t *testing.T) {
 	}
 
 	edges := make([]*runningEdge, len(faults))
-	logs := make([]*lockedBuffer, len(faults))
+	logs := make([]*syncbuf.Buffer, len(faults))
 	health := make([]http.Handler, len(faults))
 	for i, f := range faults {
-		logs[i] = &lockedBuffer{}
+		logs[i] = &syncbuf.Buffer{}
 		log := slog.New(slog.NewTextHandler(logs[i], nil))
 		clock := ptp.NewGuard(f.sim(), ptp.WithGuardLogger(log))
 		edges[i] = l.startEdge(i, edgeOpts{clock: clock, periods: ps, logger: log})

@@ -3,7 +3,6 @@
 package faults
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -496,24 +495,6 @@ func periods(from, to uint64) []uint64 {
 func result(t *testing.T, format string, args ...any) {
 	t.Helper()
 	t.Log("RESULT " + t.Name() + ": " + fmt.Sprintf(format, args...))
-}
-
-// lockedBuffer is a log sink safe to read while the edge writes.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 // ipBatch runs ip commands, one an argument, inside h.

@@ -20,6 +20,7 @@ import (
 	"github.com/embargo-live/embargo/internal/freeport"
 	"github.com/embargo-live/embargo/internal/pki"
 	"github.com/embargo-live/embargo/internal/realtime"
+	"github.com/embargo-live/embargo/internal/syncbuf"
 	"github.com/embargo-live/embargo/internal/wait"
 	"github.com/embargo-live/embargo/wire"
 )
@@ -34,7 +35,7 @@ func TestEdgeBrowser(t *testing.T) {
 	addr, wtAddr := fmt.Sprintf("127.0.0.1:%d", ports[0]), fmt.Sprintf("127.0.0.1:%d", ports[1])
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	var out lockedBuffer
+	var out syncbuf.Buffer
 	done := make(chan int, 1)
 	go func() {
 		done <- run(ctx, []string{"edge", "-keys", dir, "-multicast=false", "-browser", addr, "-browser-wt", wtAddr,
@@ -112,7 +113,7 @@ func TestEdgeBrowserTokens(t *testing.T) {
 	addr := fmt.Sprintf("127.0.0.1:%d", freeport.One(t))
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	var out lockedBuffer
+	var out syncbuf.Buffer
 	done := make(chan int, 1)
 	go func() {
 		done <- run(ctx, []string{"edge", "-keys", dir, "-multicast=false", "-browser", addr, "-require-tokens",
@@ -186,7 +187,7 @@ func TestEdgeBrowserCertificate(t *testing.T) {
 	addr, wtAddr, metricsAddr := fmt.Sprintf("127.0.0.1:%d", ports[0]), fmt.Sprintf("127.0.0.1:%d", ports[1]), fmt.Sprintf("127.0.0.1:%d", ports[2])
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	var out lockedBuffer
+	var out syncbuf.Buffer
 	done := make(chan int, 1)
 	go func() {
 		done <- run(ctx, []string{"edge", "-keys", dir, "-multicast=false", "-browser", addr, "-browser-wt", wtAddr,

@@ -19,6 +19,7 @@ import (
 	"github.com/embargo-live/embargo/engine/clearkey"
 	"github.com/embargo-live/embargo/internal/freeport"
 	"github.com/embargo-live/embargo/internal/realtime"
+	"github.com/embargo-live/embargo/internal/syncbuf"
 	"github.com/embargo-live/embargo/internal/wait"
 )
 
@@ -36,7 +37,7 @@ func TestOriginEdgeRecv(t *testing.T) {
 	certs, originAddr, proxyAddr := lab.certs, lab.addr(0), lab.addr(2)
 	originOut, originDone := lab.out, lab.done
 	edgeOut, edgeDone, stopEdge := lab.edge(t, ctx, "-log", "debug", "-log-format", "json")
-	recvOut, recvErr := &lockedBuffer{}, &lockedBuffer{}
+	recvOut, recvErr := &syncbuf.Buffer{}, &syncbuf.Buffer{}
 	recvDone := make(chan int, 1)
 	go func() {
 		recvDone <- run(ctx, []string{"recv", "-session", "https://" + originAddr + "/v1/session", "-token-file", lab.tokenFile, "-log", "debug",
@@ -102,7 +103,7 @@ const labToken = "lab-licence-token-9f6c2e1d"
 type originLab struct {
 	certs, state, tokenFile string
 	ports                   []int // addr(0) is the origin's; the others are for the test's other roles
-	out                     *lockedBuffer
+	out                     *syncbuf.Buffer
 	done                    chan int
 }
 
@@ -114,7 +115,7 @@ func (l *originLab) addr(i int) string { return fmt.Sprintf("127.0.0.1:%d", l.po
 // with args added to its flags.
 func startOrigin(t *testing.T, ctx context.Context, args ...string) *originLab {
 	dir, certs := labCerts(t)
-	l := &originLab{certs: certs, state: filepath.Join(dir, "state"), tokenFile: filepath.Join(dir, "token"), ports: freeport.Get(t, 4), out: &lockedBuffer{}, done: make(chan int, 1)}
+	l := &originLab{certs: certs, state: filepath.Join(dir, "state"), tokenFile: filepath.Join(dir, "token"), ports: freeport.Get(t, 4), out: &syncbuf.Buffer{}, done: make(chan int, 1)}
 	tokens := filepath.Join(dir, "tokens")
 	if err := errors.Join(os.WriteFile(tokens, []byte(labToken+" player\n"), 0o600), os.WriteFile(l.tokenFile, []byte(labToken+"\n"), 0o600)); err != nil {
 		t.Fatal(err)
@@ -132,9 +133,9 @@ func startOrigin(t *testing.T, ctx context.Context, args ...string) *originLab {
 
 // edge starts 'embargo edge' fetching from the origin and releasing by
 // unicast on addr(1), with args added, until ctx ends or stop is called.
-func (l *originLab) edge(t *testing.T, ctx context.Context, args ...string) (out *lockedBuffer, done chan int, stop func()) {
+func (l *originLab) edge(t *testing.T, ctx context.Context, args ...string) (out *syncbuf.Buffer, done chan int, stop func()) {
 	ctx, stop = context.WithCancel(ctx)
-	out, done = &lockedBuffer{}, make(chan int, 1)
+	out, done = &syncbuf.Buffer{}, make(chan int, 1)
 	args = append([]string{"edge", "-origin", "https://" + l.addr(0), "-certs", filepath.Join(l.certs, "edge"), "-unicast", l.addr(1),
 		"-assume-synced", "1ms", "-log", "warn"}, args...)
 	go func() { done <- run(ctx, args, out, out) }()
@@ -158,7 +159,7 @@ func TestEdgeWaitsForOrigin(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
-	edgeOut := &lockedBuffer{}
+	edgeOut := &syncbuf.Buffer{}
 	edgeDone := make(chan int, 1)
 	go func() {
 		edgeDone <- run(ctx, []string{"edge", "-origin", "https://" + originAddr, "-certs", filepath.Join(certs, "edge"), "-unicast", edgeAddr,
@@ -181,13 +182,13 @@ func TestEdgeWaitsForOrigin(t *testing.T) {
 		t.Errorf("-unicast without -multicast=false: not sending to the default group as well:\n%s", edgeOut.String())
 	}
 
-	second := &lockedBuffer{}
+	second := &syncbuf.Buffer{}
 	if code := run(ctx, []string{"edge", "-keys", keysDir(t), "-unicast", edgeAddr, "-assume-synced", "1ms"}, second, second); code != 1 ||
 		!strings.Contains(second.String(), "address already in use") {
 		t.Errorf("a second edge on %s: exit %d:\n%s", edgeAddr, code, second.String())
 	}
 
-	originOut := &lockedBuffer{}
+	originOut := &syncbuf.Buffer{}
 	originDone := make(chan int, 1)
 	go func() {
 		originDone <- run(ctx, []string{"origin", "-state", filepath.Join(dir, "state"), "-certs", filepath.Join(certs, "origin"), "-listen", originAddr,
@@ -238,7 +239,7 @@ func labCerts(t *testing.T) (dir, certs string) {
 	t.Helper()
 	dir = t.TempDir()
 	certs = filepath.Join(dir, "certs")
-	var out lockedBuffer
+	var out syncbuf.Buffer
 	if code := run(context.Background(), []string{"certs", "-dir", certs, "-hosts", "127.0.0.1"}, &out, &out); code != 0 {
 		t.Fatalf("certs: %s", out.String())
 	}

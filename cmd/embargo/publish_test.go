@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/embargo-live/embargo/internal/realtime"
+	"github.com/embargo-live/embargo/internal/syncbuf"
 )
 
 // TestPublishRecv runs the README's publishing example: an origin with a
@@ -26,7 +27,7 @@ func TestPublishRecv(t *testing.T) {
 	dir, certs, originAddr := t.TempDir(), lab.certs, lab.addr(0)
 	originOut, originDone := lab.out, lab.done
 	edgeOut, edgeDone, stopEdge := lab.edge(t, ctx, "-streams", "100", "-lead", "1s")
-	recvOut, recvErr := &lockedBuffer{}, &lockedBuffer{}
+	recvOut, recvErr := &syncbuf.Buffer{}, &syncbuf.Buffer{}
 	recvDone := make(chan int, 1)
 	go func() {
 		recvDone <- run(ctx, []string{"recv", "-session", "https://" + originAddr + "/v1/session", "-token-file", lab.tokenFile,
@@ -38,7 +39,7 @@ func TestPublishRecv(t *testing.T) {
 	if err := os.WriteFile(file, resource, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var pubOut lockedBuffer
+	var pubOut syncbuf.Buffer
 	if code := run(ctx, []string{"publish", "-origin", "https://" + originAddr, "-certs", filepath.Join(certs, "publisher"), "-stream", "100", "-file", file, "-in", "3s"}, &pubOut, &pubOut); code != 0 {
 		t.Fatalf("publish: exit %d: %s", code, pubOut.String())
 	}
@@ -46,7 +47,7 @@ func TestPublishRecv(t *testing.T) {
 		t.Errorf("publish said %q", pubOut.String())
 	}
 	// The same bytes for the same instant again: refused, and said why.
-	var again lockedBuffer
+	var again syncbuf.Buffer
 	line := strings.Fields(pubOut.String())
 	at := line[len(line)-3]
 	if code := run(ctx, []string{"publish", "-origin", "https://" + originAddr, "-certs", filepath.Join(certs, "publisher"), "-stream", "100", "-file", file, "-at", at}, &again, &again); code == 0 || !strings.Contains(again.String(), "409") {

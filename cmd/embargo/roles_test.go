@@ -7,33 +7,14 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/embargo-live/embargo/internal/freeport"
 	"github.com/embargo-live/embargo/internal/realtime"
+	"github.com/embargo-live/embargo/internal/syncbuf"
 	"github.com/embargo-live/embargo/internal/wait"
 )
-
-// lockedBuffer is a bytes.Buffer safe for the concurrent writes of a
-// command's loggers and printers.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 func keysDir(t *testing.T) string {
 	dir := filepath.Join(t.TempDir(), "keys")
@@ -56,11 +37,11 @@ func TestEdgeToRecv(t *testing.T) {
 
 	type result struct {
 		code        int
-		out, errout *lockedBuffer
+		out, errout *syncbuf.Buffer
 	}
-	start := func(ctx context.Context, args ...string) (chan result, *lockedBuffer) {
+	start := func(ctx context.Context, args ...string) (chan result, *syncbuf.Buffer) {
 		done := make(chan result, 1)
-		r := result{out: &lockedBuffer{}, errout: &lockedBuffer{}}
+		r := result{out: &syncbuf.Buffer{}, errout: &syncbuf.Buffer{}}
 		go func() {
 			r.code = run(ctx, args, r.out, r.errout)
 			done <- r
@@ -72,12 +53,12 @@ func TestEdgeToRecv(t *testing.T) {
 	blind, blindErr := start(blindCtx, "recv", "-group", group, "-pub", filepath.Join(dir, originPubFile), "-master", "")
 	// Each receiver says which arrival stamps it uses once device.New has
 	// joined its group: wait for that line, not for a guessed time.
-	for _, w := range []*lockedBuffer{recvErr, blindErr} {
+	for _, w := range []*syncbuf.Buffer{recvErr, blindErr} {
 		wait.For(t, 15*time.Second, "a receiver to join the group", func() bool { return strings.Contains(w.String(), "stamps") })
 	}
 	// More periods than the receiver waits for: on a loaded machine it may
 	// join after the first release.
-	edge := run(ctx, []string{"edge", "-keys", dir, "-group", group, "-period", "200ms", "-lead", "150ms", "-periods", "4", "-assume-synced", "1ms", "-log", "warn"}, &lockedBuffer{}, &lockedBuffer{})
+	edge := run(ctx, []string{"edge", "-keys", dir, "-group", group, "-period", "200ms", "-lead", "150ms", "-periods", "4", "-assume-synced", "1ms", "-log", "warn"}, &syncbuf.Buffer{}, &syncbuf.Buffer{})
 	if edge != 0 {
 		t.Fatalf("edge: exit %d", edge)
 	}
@@ -159,13 +140,13 @@ func TestEdgeToRecvUnicast(t *testing.T) {
 	addr := fmt.Sprintf("127.0.0.1:%d", freeport.One(t))
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	out, errout := &lockedBuffer{}, &lockedBuffer{}
+	out, errout := &syncbuf.Buffer{}, &syncbuf.Buffer{}
 	recv := make(chan int, 1)
 	go func() {
 		recv <- run(ctx, []string{"recv", "-edge", addr, "-pub", filepath.Join(dir, originPubFile), "-master", filepath.Join(dir, masterKeyFile), "-periods", "3"}, out, errout)
 	}()
-	edgeErr := &lockedBuffer{}
-	if code := run(ctx, []string{"edge", "-keys", dir, "-unicast", addr, "-period", "300ms", "-lead", "250ms", "-periods", "5", "-assume-synced", "1ms", "-log", "warn"}, &lockedBuffer{}, edgeErr); code != 0 {
+	edgeErr := &syncbuf.Buffer{}
+	if code := run(ctx, []string{"edge", "-keys", dir, "-unicast", addr, "-period", "300ms", "-lead", "250ms", "-periods", "5", "-assume-synced", "1ms", "-log", "warn"}, &syncbuf.Buffer{}, edgeErr); code != 0 {
 		t.Fatalf("edge: exit %d: %s", code, edgeErr.String())
 	}
 	if code := <-recv; code != 0 {
@@ -202,17 +183,17 @@ func TestRecvSpeaksUp(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	recvCtx, stopRecv := context.WithCancel(ctx)
-	errout := &lockedBuffer{}
+	errout := &syncbuf.Buffer{}
 	recv := make(chan int, 1)
 	metricsAddr := fmt.Sprintf("127.0.0.1:%d", freeport.One(t))
 	go func() {
 		recv <- run(recvCtx, []string{"recv", "-group", group, "-pub", filepath.Join(wrong, originPubFile), "-master", filepath.Join(dir, masterKeyFile),
-			"-diagnose", "500ms", "-metrics", metricsAddr}, &lockedBuffer{}, errout)
+			"-diagnose", "500ms", "-metrics", metricsAddr}, &syncbuf.Buffer{}, errout)
 	}()
 	wait.For(t, time.Minute, "the receiver to join", func() bool { return strings.Contains(errout.String(), "stamps") })
 	edgeCtx, stopEdge := context.WithCancel(ctx)
 	defer stopEdge()
-	go run(edgeCtx, []string{"edge", "-keys", dir, "-group", group, "-period", "200ms", "-lead", "150ms", "-assume-synced", "1ms", "-log", "error"}, &lockedBuffer{}, &lockedBuffer{})
+	go run(edgeCtx, []string{"edge", "-keys", dir, "-group", group, "-period", "200ms", "-lead", "150ms", "-assume-synced", "1ms", "-log", "error"}, &syncbuf.Buffer{}, &syncbuf.Buffer{})
 	wait.For(t, time.Minute, "the receiver to say why nothing is delivered", func() bool {
 		return strings.Contains(errout.String(), "datagrams from 127.0.0.1 failed verification: wrong origin key")
 	})

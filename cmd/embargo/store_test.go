@@ -12,6 +12,7 @@ import (
 
 	"github.com/embargo-live/embargo/internal/etcdtest"
 	"github.com/embargo-live/embargo/internal/realtime"
+	"github.com/embargo-live/embargo/internal/syncbuf"
 	"github.com/embargo-live/embargo/internal/wait"
 )
 
@@ -28,7 +29,7 @@ func TestStoreFlagErrors(t *testing.T) {
 		{[]string{"-store", "etcd:127.0.0.1:2379", "-tokens", "t"}, "want https://host:port"},
 		{[]string{"-store", "etcd:https://127.0.0.1:1,http://127.0.0.1:2", "-tokens", "t"}, "mixes https:// and http://"},
 	} {
-		out := &lockedBuffer{}
+		out := &syncbuf.Buffer{}
 		args := append([]string{"origin", "-state", t.TempDir() + "/state", "-listen", "127.0.0.1:0", "-assume-synced", "1ms"}, c.args...)
 		if code := run(context.Background(), args, out, out); code == 0 || !strings.Contains(out.String(), c.want) {
 			t.Errorf("%v: exit %d, %q; want an error with %q", c.args, code, out.String(), c.want)
@@ -89,7 +90,7 @@ func TestEdgeFailsOver(t *testing.T) {
 	lab := startOrigin(t, ctx, "-period", "300ms", "-lead", "1s", "-present", "300ms")
 	dead := lab.addr(3) // nothing listens there
 	metricsAddr := lab.addr(2)
-	out, done := &lockedBuffer{}, make(chan int, 1)
+	out, done := &syncbuf.Buffer{}, make(chan int, 1)
 	go func() {
 		done <- run(ctx, []string{"edge", "-origin", "https://" + dead + ",https://" + lab.addr(0), "-certs", filepath.Join(lab.certs, "edge"),
 			"-unicast", lab.addr(1), "-metrics", metricsAddr, "-assume-synced", "1ms", "-log", "warn"}, out, out)
