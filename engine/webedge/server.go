@@ -149,6 +149,7 @@ type Server struct {
 	// perAddr and perPrefix count the sessions held by IP address and
 	// by IPv6 prefix (Config.MaxPerAddress, MaxPerPrefix).
 	perAddr, perPrefix map[netip.Addr]int
+	crowdedLog         bounded // noteRefused
 
 	accepted, refused, refusedAddr, retries, refusedInitials, handshakes, badToken, sent, catchUp, slow, bad, writeErrs, dropped, echoes, unanswered, copiesSkipped, announceRepeats atomic.Uint64
 	seed                                                                                                                                                                             maphash.Seed // announceKeys
@@ -467,10 +468,43 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request) bool {
 	case crowded != "":
 		s.refused.Add(1)
 		s.refusedAddr.Add(1)
+		s.noteRefused(crowded)
 		http.Error(w, crowded, http.StatusTooManyRequests)
 		return false
 	}
 	return true
+}
+
+// noteRefused logs a session refused for its address or prefix (why),
+// loud but bounded: the first, then a line a minute at most.
+func (s *Server) noteRefused(why string) {
+	if why == "" {
+		return
+	}
+	if n, ok := s.crowdedLog.note(time.Now()); ok {
+		s.log.Warn("browsers: refused for its address: "+why+"; if browsers come through a proxy, raise -max-per-address and -max-per-prefix to -browser-max", "refused since the last line", n)
+	}
+}
+
+// bounded rate-limits a log line: note says whether to log now (the first
+// event, then one a minute at most) and how many events came since the
+// last line.
+type bounded struct {
+	mu   sync.Mutex
+	last time.Time
+	n    int
+}
+
+func (b *bounded) note(now time.Time) (int, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.n++
+	if !b.last.IsZero() && now.Sub(b.last) < time.Minute {
+		return 0, false
+	}
+	n := b.n
+	b.last, b.n = now, 0
+	return n, true
 }
 
 // remoteAddr is the IP address r came from; the zero Addr if it does not
@@ -572,6 +606,7 @@ func (s *Server) run(ctx context.Context, t transport, from netip.Addr) {
 	case crowded != "":
 		s.refused.Add(1)
 		s.refusedAddr.Add(1)
+		s.noteRefused(crowded)
 		t.end(websocket.StatusTryAgainLater, crowded)
 		return
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -18,6 +19,7 @@ import (
 	"github.com/embargo-live/embargo/engine/bundle"
 	"github.com/embargo-live/embargo/engine/edge"
 	"github.com/embargo-live/embargo/internal/realtime"
+	"github.com/embargo-live/embargo/internal/syncbuf"
 	"github.com/embargo-live/embargo/internal/wait"
 	"github.com/embargo-live/embargo/ptp"
 	"github.com/embargo-live/embargo/wire"
@@ -371,7 +373,8 @@ func TestAnnounceOnce(t *testing.T) {
 // room for another.
 func TestSessionsPerAddress(t *testing.T) {
 	realtime.Exclusive(t) // real loopback sockets
-	s, url := start(t, Config{MaxPerAddress: 2})
+	var logs syncbuf.Buffer
+	s, url := start(t, Config{MaxPerAddress: 2, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	a := dial(t, url)
 	dial(t, url)
 	waitConns(t, s, 2)
@@ -383,6 +386,9 @@ func TestSessionsPerAddress(t *testing.T) {
 	}
 	if st := s.Stats(); st.RefusedAddress != 1 || st.Refused != 1 {
 		t.Errorf("stats %+v, want 1 refused for its address", st)
+	}
+	if !strings.Contains(logs.String(), "refused for its address: 2 sessions from 127.0.0.1 already") {
+		t.Errorf("no line saying why:\n%s", logs.String())
 	}
 	a.Close(websocket.StatusNormalClosure, "")
 	waitConns(t, s, 1)
@@ -433,5 +439,21 @@ func TestSessionsPerPrefix(t *testing.T) {
 	}
 	if _, err := New(Config{Streams: []uint32{1}, Clock: clockAt(0), PrefixBits: 129}); !errors.Is(err, ErrConfig) {
 		t.Errorf("a 129-bit prefix: %v", err)
+	}
+}
+
+// TestBounded: a line for the first event, then at most one a minute,
+// with the events since the last.
+func TestBounded(t *testing.T) {
+	var b bounded
+	t0 := time.Date(2026, 12, 4, 0, 0, 0, 0, time.UTC)
+	for _, c := range []struct {
+		after time.Duration
+		n     int
+		log   bool
+	}{{0, 1, true}, {time.Second, 0, false}, {59 * time.Second, 0, false}, {61 * time.Second, 3, true}, {62 * time.Second, 0, false}} {
+		if n, log := b.note(t0.Add(c.after)); n != c.n || log != c.log {
+			t.Errorf("at %v: %d, %v; want %d, %v", c.after, n, log, c.n, c.log)
+		}
 	}
 }

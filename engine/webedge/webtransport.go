@@ -110,11 +110,15 @@ func (s *Server) verifySource() func(net.Addr) bool {
 		return func(net.Addr) bool { s.retries.Add(1); return true }
 	}
 	lim := rate.NewLimiter(rate.Limit(s.cfg.RetryAbove), s.cfg.RetryAbove)
+	var loud bounded
 	return func(net.Addr) bool {
 		if lim.Allow() {
 			return false
 		}
 		s.retries.Add(1)
+		if n, ok := loud.note(time.Now()); ok {
+			s.log.Warn(fmt.Sprintf("browsers: more than %d WebTransport handshakes a second from addresses not yet proven: each further one is asked to prove its address (QUIC Retry); a flood of spoofed Initials costs a Retry each", s.cfg.RetryAbove), "retries since the last line", n)
+		}
 		return true
 	}
 }
@@ -134,6 +138,7 @@ func (s *Server) connContext(ctx context.Context, ci *quic.ClientInfo) (context.
 	s.mu.RUnlock()
 	if full || crowded != "" {
 		s.refusedInitials.Add(1)
+		s.noteRefused(crowded)
 		return ctx, errors.New("refused: the edge is full, or this address holds its most sessions")
 	}
 	s.handshakes.Add(1)
