@@ -253,7 +253,7 @@ released at p × -period TAI. One embedded origin serves one edge; several edges
 		if *browserCert != "" {
 			tlsConf, scheme = webCert.TLSConfig(), "wss://"
 		}
-		at, err := serveHTTPS(gctx, g, *browserAddr, web.Handler(), 30*time.Second, tlsConf)
+		at, err := serveHTTPS(gctx, g, *browserAddr, web.Handler(), 30*time.Second, tlsConf, web.Listener)
 		if err != nil {
 			return fmt.Errorf("-browser: %w", err)
 		}

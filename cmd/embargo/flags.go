@@ -246,14 +246,18 @@ func listenError(flag, addr string, err error) error {
 // server that fails ends the role with its error. Read and idle timeouts
 // bound idle or slow clients; write is the longest a response may take.
 func serveHTTP(ctx context.Context, g *errgroup.Group, addr string, h http.Handler, write time.Duration) (string, error) {
-	return serveHTTPS(ctx, g, addr, h, write, nil)
+	return serveHTTPS(ctx, g, addr, h, write, nil, nil)
 }
 
-// serveHTTPS is serveHTTP over TLS with tlsConf (plain HTTP if nil).
-func serveHTTPS(ctx context.Context, g *errgroup.Group, addr string, h http.Handler, write time.Duration, tlsConf *tls.Config) (string, error) {
+// serveHTTPS is serveHTTP over TLS with tlsConf (plain HTTP if nil), its
+// listener wrapped first by wrap (if not nil).
+func serveHTTPS(ctx context.Context, g *errgroup.Group, addr string, h http.Handler, write time.Duration, tlsConf *tls.Config, wrap func(net.Listener) net.Listener) (string, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return "", err
+	}
+	if wrap != nil {
+		ln = wrap(ln)
 	}
 	if tlsConf != nil {
 		ln = tls.NewListener(ln, tlsConf)

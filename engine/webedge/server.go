@@ -108,6 +108,11 @@ type Stats struct {
 	// RefusedAddress counts the refused requests (among Refused) from an
 	// IP address or IPv6 prefix at its MaxPerAddress or MaxPerPrefix.
 	RefusedAddress uint64
+	// RefusedConnections counts the TCP connections closed as accepted
+	// because their address or prefix held its most (Listener), and
+	// Connections is how many the Listener holds now.
+	RefusedConnections uint64
+	Connections        int
 	// Retries counts the Initial packets answered with a QUIC Retry
 	// (Config.RetryAbove), and RefusedInitials those whose connection was
 	// refused before its handshake (the edge full, or its address or
@@ -146,13 +151,15 @@ type Server struct {
 
 	mu    sync.RWMutex
 	conns map[*conn]struct{}
-	// perAddr and perPrefix count the sessions held by IP address and
-	// by IPv6 prefix (Config.MaxPerAddress, MaxPerPrefix).
-	perAddr, perPrefix map[netip.Addr]int
-	crowdedLog         bounded // noteRefused
+	// sessions and tcp count the sessions held, and the WebSocket
+	// endpoint's TCP connections (Listener), by IP address and by IPv6
+	// prefix (Config.MaxPerAddress, MaxPerPrefix).
+	sessions, tcp siteCounts
+	tcpOpen       int     // the Listener's connections
+	crowdedLog    bounded // noteRefused
 
-	accepted, refused, refusedAddr, retries, refusedInitials, handshakes, badToken, sent, catchUp, slow, bad, writeErrs, dropped, echoes, unanswered, copiesSkipped, announceRepeats atomic.Uint64
-	seed                                                                                                                                                                             maphash.Seed // announceKeys
+	accepted, refused, refusedAddr, refusedConns, retries, refusedInitials, handshakes, badToken, sent, catchUp, slow, bad, writeErrs, dropped, echoes, unanswered, copiesSkipped, announceRepeats atomic.Uint64
+	seed                                                                                                                                                                                           maphash.Seed // announceKeys
 }
 
 // conn is one browser: its queues, each drained by its own goroutine.
@@ -209,7 +216,7 @@ func New(cfg Config) (*Server, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Server{cfg: cfg, log: log, conns: make(map[*conn]struct{}), seed: maphash.MakeSeed(),
-		perAddr: make(map[netip.Addr]int), perPrefix: make(map[netip.Addr]int)}, nil
+		sessions: newSiteCounts(), tcp: newSiteCounts()}, nil
 }
 
 // SetHistory sets where catch-up comes from (edge.CatchUpSender).
@@ -532,31 +539,44 @@ func (s *Server) crowded(addr netip.Addr) string {
 	if !addr.IsValid() {
 		return ""
 	}
-	if s.perAddr[addr] >= s.cfg.MaxPerAddress {
-		return fmt.Sprintf("%d sessions from %v already: the edge's limit for one address", s.perAddr[addr], addr)
+	if n := s.sessions.perAddr[addr]; n >= s.cfg.MaxPerAddress {
+		return fmt.Sprintf("%d sessions from %v already: the edge's limit for one address", n, addr)
 	}
-	if p := s.prefixOf(addr); p.IsValid() && s.perPrefix[p] >= s.cfg.MaxPerPrefix {
-		return fmt.Sprintf("%d sessions from %v/%d already: the edge's limit for one IPv6 prefix", s.perPrefix[p], p, s.cfg.PrefixBits)
+	if p := s.prefixOf(addr); p.IsValid() && s.sessions.perPrefix[p] >= s.cfg.MaxPerPrefix {
+		return fmt.Sprintf("%d sessions from %v/%d already: the edge's limit for one IPv6 prefix", s.sessions.perPrefix[p], p, s.cfg.PrefixBits)
 	}
 	return ""
 }
 
-// site counts a session from addr in (n = 1) or out (n = −1). s.mu is
-// held.
-func (s *Server) site(addr netip.Addr, n int) {
+// siteCounts counts what IP addresses, and IPv6 prefixes, hold.
+type siteCounts struct {
+	perAddr, perPrefix map[netip.Addr]int
+}
+
+func newSiteCounts() siteCounts {
+	return siteCounts{perAddr: make(map[netip.Addr]int), perPrefix: make(map[netip.Addr]int)}
+}
+
+// count counts one from addr in (n = 1) or out (n = −1), by s's prefix
+// length. s.mu is held.
+func (c siteCounts) count(s *Server, addr netip.Addr, n int) {
 	if !addr.IsValid() {
 		return
 	}
-	count := func(m map[netip.Addr]int, k netip.Addr) {
+	add := func(m map[netip.Addr]int, k netip.Addr) {
 		if m[k] += n; m[k] <= 0 {
 			delete(m, k)
 		}
 	}
-	count(s.perAddr, addr)
+	add(c.perAddr, addr)
 	if p := s.prefixOf(addr); p.IsValid() {
-		count(s.perPrefix, p)
+		add(c.perPrefix, p)
 	}
 }
+
+// site counts a session from addr in (n = 1) or out (n = −1). s.mu is
+// held.
+func (s *Server) site(addr netip.Addr, n int) { s.sessions.count(s, addr, n) }
 
 // checkToken verifies r's subscription token when tokens are required.
 func (s *Server) checkToken(r *http.Request) error {
@@ -804,9 +824,10 @@ func (s *Server) CloseAll() {
 func (s *Server) Stats() Stats {
 	s.mu.RLock()
 	n := len(s.conns)
+	tcp := s.tcpOpen
 	s.mu.RUnlock()
 	return Stats{
-		Conns: n, Accepted: s.accepted.Load(), Refused: s.refused.Load(), RefusedAddress: s.refusedAddr.Load(), Retries: s.retries.Load(), RefusedInitials: s.refusedInitials.Load(), Handshakes: s.handshakes.Load(), BadToken: s.badToken.Load(),
+		Conns: n, Accepted: s.accepted.Load(), Refused: s.refused.Load(), RefusedAddress: s.refusedAddr.Load(), RefusedConnections: s.refusedConns.Load(), Connections: tcp, Retries: s.retries.Load(), RefusedInitials: s.refusedInitials.Load(), Handshakes: s.handshakes.Load(), BadToken: s.badToken.Load(),
 		Sent: s.sent.Load(), CatchUp: s.catchUp.Load(),
 		Slow: s.slow.Load(), BadInput: s.bad.Load(), WriteErrors: s.writeErrs.Load(),
 		Dropped: s.dropped.Load(), TimeEchoes: s.echoes.Load(), TimeUnanswered: s.unanswered.Load(),

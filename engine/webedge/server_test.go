@@ -5,12 +5,16 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -456,4 +460,64 @@ func TestBounded(t *testing.T) {
 			t.Errorf("at %v: %d, %v; want %d, %v", c.after, n, log, c.n, c.log)
 		}
 	}
+}
+
+// TestListener: one address holds at most MaxPerAddress TCP connections
+// and a few more on their way to a session; one over is closed as it is
+// accepted, and counted; one that closes makes room.
+func TestListener(t *testing.T) {
+	realtime.Exclusive(t) // real loopback sockets
+	s, err := New(Config{Streams: []uint32{1}, Clock: clockAt(0), MaxPerAddress: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewUnstartedServer(s.Handler())
+	hs.Listener = s.Listener(hs.Listener)
+	hs.Start()
+	defer hs.Close()
+	const most = 2 + pendingSlack
+	connections := func(n int) {
+		t.Helper()
+		wait.For(t, 10*time.Second, fmt.Sprintf("%d connections held", n), func() bool { return s.Stats().Connections == n })
+	}
+	var held []net.Conn
+	for range most {
+		c, err := net.Dial("tcp", hs.Listener.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		held = append(held, c)
+	}
+	connections(most)
+	over, err := net.Dial("tcp", hs.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer over.Close()
+	over.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := over.Read(make([]byte, 1)); !errors.Is(err, io.EOF) && !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("the connection over the limit: %v, want it closed", err)
+	}
+	if st := s.Stats(); st.RefusedConnections != 1 || st.Connections != most {
+		t.Errorf("stats %+v, want 1 refused and %d held", st, most)
+	}
+	held[0].Close()
+	connections(most - 1)
+	again, err := net.Dial("tcp", hs.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer again.Close()
+	connections(most)
+	// A session over a held connection gives its place back when it ends.
+	for _, c := range held[1:] {
+		c.Close()
+	}
+	connections(1)
+	ws := dial(t, "ws"+strings.TrimPrefix(hs.URL, "http"))
+	waitConns(t, s, 1)
+	connections(2)
+	ws.Close(websocket.StatusNormalClosure, "")
+	connections(1)
 }
