@@ -273,11 +273,13 @@ func playDASH(t *testing.T, player string, live bool) []dashResult {
 	// Lead ahead of its release. With Lead ≥ want periods, that is before
 	// the first of them is released, so the player may ask for every
 	// licence ahead: the library holds each until its release. The live
-	// MPD lists each period as it is issued, 2 s ahead of its release: it
-	// grows while the players play.
+	// MPD lists each period as it is issued, 3 s ahead of its release: it
+	// grows while the players play. (dash.js buffers a Period ahead only
+	// if it is listed when the one before is buffered: with 2 s, the
+	// second period was fetched after its release and stalled.)
 	sched := origin.Schedule{Period: time.Second, Lead: want * time.Second, PresentDelay: 300 * time.Millisecond}
 	if live {
-		sched.Lead = 2 * time.Second
+		sched.Lead = 3 * time.Second
 	}
 	clip, template, other := cencSource(t, ff, dir, sched.Period)
 	// Period 0 is never issued: its segment is the template, under a key
