@@ -165,8 +165,9 @@ export declare function keepInStep(media: SteppedMedia, o: StepOptions, everyMs?
  * periods: anchor(p) is the media time (s) of period p's first frame, or
  * undefined for a period the media does not hold. At the first anchored
  * period's presentAt (on r's clock, the edges' time) it plays the media,
- * seeking it onto the schedule first if it is further off than rate
- * closes within horizonS (a live player starts at its own live edge);
+ * seeking it onto the schedule first if it is short of that period's
+ * first frame by more than rate closes within horizonS (a live player
+ * starts at its own live edge);
  * from then keepInStep keeps each anchored period's first frame at its
  * presentAt, re-anchoring at every presentAt (a period boundary may sit
  * off its period's nominal length). Until that presentAt the media is

@@ -532,8 +532,9 @@ export function keepInStep(media: SteppedMedia, o: StepOptions, everyMs = 200): 
  * periods: anchor(p) is the media time (s) of period p's first frame, or
  * undefined for a period the media does not hold. At the first anchored
  * period's presentAt (on r's clock, the edges' time) it plays the media,
- * seeking it onto the schedule first if it is further off than rate
- * closes within horizonS (a live player starts at its own live edge);
+ * seeking it onto the schedule first if it is short of that period's
+ * first frame by more than rate closes within horizonS (a live player
+ * starts at its own live edge);
  * from then keepInStep keeps each anchored period's first frame at its
  * presentAt, re-anchoring at every presentAt (a period boundary may sit
  * off its period's nominal length). Until that presentAt the media is
@@ -581,12 +582,11 @@ export function followSchedule(
       first,
       (p, lateMs) => {
         if (stopped) return;
-        // A live player joins at its own live edge, which may be short of
-        // the first anchored period: the media is not on screen yet, so
-        // one seek puts it on the schedule; a gap rate closes within
-        // horizonS is left to keepInStep.
-        const target = mediaTimeAt(clock());
-        if (Math.abs(target - media.currentTime) > (o.maxCorrection ?? 0.1) * (o.horizonS ?? 2)) media.currentTime = target;
+        // A live player starts at its own live edge, which may be short of
+        // the first anchored period: it is not on screen yet, so one seek
+        // puts it there, on the schedule. (Lateness within the period is
+        // keepInStep's, by rate: no frame of it is skipped.)
+        if ((anchor(p) ?? 0) - media.currentTime > (o.maxCorrection ?? 0.1) * (o.horizonS ?? 2)) media.currentTime = mediaTimeAt(clock());
         show();
         onShown?.(p.presentAtUTC + lateMs);
         stopStep = keepInStep(media, { ...o, mediaTimeAt, clock }, everyMs);
