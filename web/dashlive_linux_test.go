@@ -1,6 +1,7 @@
 package web
 
 import (
+	"encoding/xml"
 	"fmt"
 	"net/http"
 	"strings"
@@ -42,11 +43,12 @@ const isoMs = "2006-01-02T15:04:05.000Z"
 // presentAt. Players set their clocks by timeURL (UTCTiming).
 //
 // It lists the Periods in its time-shift window only, one period longer
-// than the presentation delay: a player asks for the licences of every
-// Period listed (Shaka, from cenc:default_KID), and a receiver joining
-// late holds the keys of the last few released periods only (the edge's
-// catch-up, webedge.DefaultCatchUp: 2); a licence for an older one would
-// be held forever, and Shaka would find the key missing (4012).
+// than the presentation delay (so a paused player is not pushed off its
+// start): the live edge's Period and the one before. A receiver joining
+// late holds the keys of the last released periods only (the edge's
+// catch-up, webedge.DefaultCatchUp: 2, the live edge's among them); a
+// player asks for the licences of the periods it buffers, from the live
+// edge on (with attachShaka, which drops the MPD's KIDs, Shaka too).
 func liveMPD(first uint64, periods []dashPeriod, sched origin.Schedule, timeURL string, now time.Time) string {
 	d := sched.Period
 	ast := ptp.DefaultTAIOffset.ToTime(sched.At(first).ReleaseAt).Add(-sched.Lead - d).UTC()
@@ -168,4 +170,90 @@ func checkDashjsBad(t *testing.T, res dashResult) {
 	}
 	fmt.Printf("RESULT browser-dash-bad player=dashjs transport=%s not-clearkey=%d detached=%d waits-held=%d/%d waits-after=%d/%d\n",
 		res.Transport, b.NotClearKey.Code, b.Detached.Code, b.HeldDetach, b.HeldReset, b.AfterDetach, b.AfterReset)
+}
+
+// TestLiveMPD checks liveMPD's timing against the period schedule: each
+// listed period's segment available (availabilityStartTime + its
+// Period's start + its duration) exactly when the origin issues it, Lead
+// before its releaseAt; the live edge (availability minus the
+// presentation delay) on its presentAt; Periods whose media ends before
+// the time-shift window left out; $Number$ the key period.
+func TestLiveMPD(t *testing.T) {
+	sched := origin.Schedule{Period: time.Second, Lead: 3 * time.Second, PresentDelay: 300 * time.Millisecond}
+	const first = 1_000_000
+	var periods []dashPeriod
+	for range 12 {
+		periods = append(periods, dashPeriod{kid: randomKey().KID})
+	}
+	utc := func(p uint64, at func(origin.Instants) int64) time.Time {
+		return ptp.DefaultTAIOffset.ToTime(at(sched.At(p)))
+	}
+	now := utc(first+10, func(i origin.Instants) int64 { return i.ReleaseAt }).Add(100 * time.Millisecond)
+	var m struct {
+		Type      string `xml:"type,attr"`
+		AST       string `xml:"availabilityStartTime,attr"`
+		TSBD      string `xml:"timeShiftBufferDepth,attr"`
+		Delay     string `xml:"suggestedPresentationDelay,attr"`
+		UTCTiming struct {
+			Value string `xml:"value,attr"`
+		} `xml:"UTCTiming"`
+		Periods []struct {
+			ID       uint64 `xml:"id,attr"`
+			Start    string `xml:"start,attr"`
+			Template struct {
+				StartNumber uint64 `xml:"startNumber,attr"`
+				Media       string `xml:"media,attr"`
+				S           struct {
+					D int64 `xml:"d,attr"`
+				} `xml:"SegmentTimeline>S"`
+			} `xml:"AdaptationSet>Representation>SegmentTemplate"`
+		} `xml:"Period"`
+	}
+	if err := xml.Unmarshal([]byte(liveMPD(first, periods, sched, "http://t/time", now)), &m); err != nil {
+		t.Fatal(err)
+	}
+	seconds := func(d string) time.Duration {
+		v, err := time.ParseDuration(strings.ToLower(strings.TrimPrefix(d, "PT")))
+		if err != nil {
+			t.Fatalf("duration %q: %v", d, err)
+		}
+		return v
+	}
+	ast, err := time.Parse(isoMs, m.AST)
+	if err != nil {
+		t.Fatal(err)
+	}
+	delay, window := seconds(m.Delay), seconds(m.TSBD)
+	if m.Type != "dynamic" || m.UTCTiming.Value != "http://t/time" || window <= delay {
+		t.Errorf("type %q, UTCTiming %q, time-shift window %v, delay %v; want dynamic, the time URL, a window longer than the delay", m.Type, m.UTCTiming.Value, window, delay)
+	}
+	if len(m.Periods) == 0 {
+		t.Fatal("no Period listed")
+	}
+	for _, p := range m.Periods {
+		start := seconds(p.Start)
+		end := ast.Add(start + time.Duration(p.Template.S.D)*time.Millisecond)
+		issued := utc(p.ID, func(i origin.Instants) int64 { return i.ReleaseAt }).Add(-sched.Lead)
+		if !end.Equal(issued) {
+			t.Errorf("period %d: segment available at %v, issued at %v", p.ID, end, issued)
+		}
+		if edge, presentAt := ast.Add(start+delay), utc(p.ID, func(i origin.Instants) int64 { return i.PresentAt }); !edge.Equal(presentAt) {
+			t.Errorf("period %d: live edge at its start at %v, presentAt %v", p.ID, edge, presentAt)
+		}
+		if end.Before(now.Add(-window)) {
+			t.Errorf("period %d: listed, its media ends %v before the window", p.ID, now.Add(-window).Sub(end))
+		}
+		if p.Template.StartNumber != p.ID || p.Template.Media != "/dash/$Number$/media.mp4" {
+			t.Errorf("period %d: startNumber %d, media %q", p.ID, p.Template.StartNumber, p.Template.Media)
+		}
+	}
+	// The window holds the periods whose media ends after now − window.
+	// now is 0.1 s after period first+10's release, the window 5.3 s: the
+	// live edge is in first+9 (presentAt ≤ now), first+8 the one before.
+	if got := m.Periods[0].ID; got != first+8 {
+		t.Errorf("first Period listed %d, want %d (media ending after %v)", got, first+8, now.Add(-window))
+	}
+	if last := m.Periods[len(m.Periods)-1].ID; last != first+uint64(len(periods))-1 {
+		t.Errorf("last Period listed %d, want %d", last, first+len(periods)-1)
+	}
 }
