@@ -80,6 +80,9 @@ type dashResult struct {
 		Unattached  int    `json:"unattached"`
 		Aborted     int    `json:"aborted"`
 	} `json:"bad"`
+	// BadDashjs is what dash.js players made of licence requests
+	// attachDashjs cannot answer; dash.js only.
+	BadDashjs *badDashjs `json:"badDashjs"`
 }
 
 // dashPeriod is one key period of the test's DASH presentation: its
@@ -93,6 +96,7 @@ type dashPeriod struct {
 type dashStore struct {
 	mu    sync.Mutex
 	segs  map[uint64]dashPeriod
+	first uint64        // the first period issued (0: none yet)
 	ready chan struct{} // closed and replaced at each new period
 }
 
@@ -100,6 +104,9 @@ func (s *dashStore) add(p uint64, d dashPeriod) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.segs[p] = d
+	if s.first == 0 {
+		s.first = p
+	}
 	close(s.ready)
 	s.ready = make(chan struct{})
 }
@@ -127,6 +134,38 @@ func (s *dashStore) wait(ctx context.Context, from uint64, n int) ([]dashPeriod,
 	}
 }
 
+// firstIssued returns the first period issued, once there is one.
+func (s *dashStore) firstIssued(ctx context.Context) (uint64, error) {
+	for {
+		s.mu.Lock()
+		first, ready := s.first, s.ready
+		s.mu.Unlock()
+		if first != 0 {
+			return first, nil
+		}
+		select {
+		case <-ready:
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	}
+}
+
+// since returns the periods issued from period from on, up to the first
+// not issued.
+func (s *dashStore) since(from uint64) []dashPeriod {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []dashPeriod
+	for p := from; ; p++ {
+		d, ok := s.segs[p]
+		if !ok {
+			return out
+		}
+		out = append(out, d)
+	}
+}
+
 // mpd is a static multi-period DASH MPD of periods (the first is key
 // period from), each period long: one AdaptationSet signalling CENC
 // with its KID (cenc:default_KID) and ClearKey, its segments at
@@ -138,46 +177,54 @@ func mpd(from uint64, periods []dashPeriod, period time.Duration) string {
 `, period.Seconds()*float64(len(periods)))
 	for i, d := range periods {
 		p := from + uint64(i)
-		k := hex.EncodeToString(d.kid[:])
-		fmt.Fprintf(&b, ` <Period id="%d" start="PT%gS" duration="PT%gS">
-  <AdaptationSet contentType="video" mimeType="video/mp4" codecs="avc1.42E01E" width="320" height="180" frameRate="25">
-   <ContentProtection schemeIdUri="urn:mpeg:dash:mp4protection:2011" value="cenc" cenc:default_KID="%s-%s-%s-%s-%s"/>
-   <ContentProtection schemeIdUri="urn:uuid:e2719d58-a985-b3c9-781a-b030af78d30e" value="ClearKey1.0"/>
-   <Representation id="v%d" bandwidth="300000">
-    <SegmentList timescale="1000" duration="%d">
+		mpdPeriod(&b, p, d.kid, fmt.Sprintf(`start="PT%gS" duration="PT%gS"`, period.Seconds()*float64(i), period.Seconds()),
+			fmt.Sprintf(`<SegmentList timescale="1000" duration="%d">
      <Initialization sourceURL="/dash/%d/init.mp4"/>
      <SegmentURL media="/dash/%d/media.mp4"/>
-    </SegmentList>
-   </Representation>
-  </AdaptationSet>
- </Period>
-`, p, period.Seconds()*float64(i), period.Seconds(), k[:8], k[8:12], k[12:16], k[16:20], k[20:], p, period.Milliseconds(), p, p)
+    </SegmentList>`, period.Milliseconds(), p, p))
 	}
 	b.WriteString("</MPD>\n")
 	return b.String()
 }
 
+// mpdPeriod writes key period p's Period element: timing its attributes
+// (start, duration), one AdaptationSet signalling CENC with kid
+// (cenc:default_KID) and ClearKey, its Representation's segments as
+// segments says.
+func mpdPeriod(b *strings.Builder, p uint64, kid [16]byte, timing, segments string) {
+	k := hex.EncodeToString(kid[:])
+	fmt.Fprintf(b, ` <Period id="%d" %s>
+  <AdaptationSet contentType="video" mimeType="video/mp4" codecs="avc1.42E01E" width="320" height="180" frameRate="25">
+   <ContentProtection schemeIdUri="urn:mpeg:dash:mp4protection:2011" value="cenc" cenc:default_KID="%s-%s-%s-%s-%s"/>
+   <ContentProtection schemeIdUri="urn:uuid:e2719d58-a985-b3c9-781a-b030af78d30e" value="ClearKey1.0"/>
+   <Representation id="v%d" bandwidth="300000">
+    %s
+   </Representation>
+  </AdaptationSet>
+ </Period>
+`, p, timing, k[:8], k[8:12], k[12:16], k[16:20], k[20:], p, segments)
+}
+
 // cencSource makes what periodSegment needs in dir: the clear clip,
 // period long, and a template, the clip fragmented and encrypted under a
-// throwaway key.
-func cencSource(t *testing.T, ff, dir string, period time.Duration) (clip string, template []byte) {
+// throwaway key, other, that no period has.
+func cencSource(t *testing.T, ff, dir string, period time.Duration) (clip string, template []byte, other seal.ContentKey) {
 	t.Helper()
 	clip = clearClip(t, ff, dir, period)
-	var other seal.ContentKey
 	rand.Read(other.Key[:])
 	rand.Read(other.KID[:])
 	template, err := encrypt(ff, clip, dir, "template.mp4", other, true)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return clip, template
+	return clip, template, other
 }
 
 // TestChromiumShaka plays the rotating-key DASH presentation in Shaka
 // Player, its licences from attachShaka (see playDASH); bad licence
 // requests are Shaka errors, never a hang.
 func TestChromiumShaka(t *testing.T) {
-	for _, res := range playDASH(t, "shaka") {
+	for _, res := range playDASH(t, "shaka", false) {
 		// Shaka's LICENSE_REQUEST_FAILED (6007) and OPERATION_ABORTED (7001).
 		if b := res.Bad; b == nil || b.NotClearKey != 6007 || b.Unattached != 6007 || b.Aborted != 7001 {
 			t.Errorf("%s player: bad licence requests %+v; want not ClearKey → 6007, no player attached → 6007, aborted → 7001", res.Transport, b)
@@ -186,9 +233,13 @@ func TestChromiumShaka(t *testing.T) {
 }
 
 // TestChromiumDashjs plays the rotating-key DASH presentation in dash.js,
-// its licences from attachDashjs (see playDASH).
+// its licences from attachDashjs (see playDASH); licence requests the
+// library cannot answer are dash.js errors naming why, never a hang, and
+// the library drops its waits for their keys.
 func TestChromiumDashjs(t *testing.T) {
-	playDASH(t, "dashjs")
+	for _, res := range playDASH(t, "dashjs", false) {
+		checkDashjsBad(t, res)
+	}
 }
 
 // playDASH plays a multi-period CENC DASH presentation, its key rotating
@@ -199,8 +250,9 @@ func TestChromiumDashjs(t *testing.T) {
 // period schedule. Asserted: every period's licence answered with the
 // origin's key and never before its releaseAt, every period's frames
 // displayed, no player or media error. Timings are reported (RESULT
-// lines). It returns the players' results.
-func playDASH(t *testing.T, player string) []dashResult {
+// lines). With live, the MPD is dynamic (liveMPD) and the players join
+// it at their live edge. It returns the players' results.
+func playDASH(t *testing.T, player string, live bool) []dashResult {
 	browser := chromium(t)
 	ff := ffmpeg(t)
 	if _, err := os.Stat(dashPlayers[player]); err != nil {
@@ -208,17 +260,38 @@ func playDASH(t *testing.T, player string) []dashResult {
 	}
 	realtime.Exclusive(t)
 	dir := t.TempDir()
+	mpdType := "static"
+	if live {
+		mpdType = "dynamic"
+	}
 	const (
 		want    = 4 // periods each player plays
 		perKind = 1 // players over each transport
 		players = 2 * perKind
 	)
-	// The MPD is static: it is served once every period it lists is
-	// issued, Lead ahead of its release. With Lead ≥ want periods, that
-	// is before the first of them is released, so the player may ask for
-	// every licence ahead: the library holds each until its release.
+	// The static MPD is served once every period it lists is issued,
+	// Lead ahead of its release. With Lead ≥ want periods, that is before
+	// the first of them is released, so the player may ask for every
+	// licence ahead: the library holds each until its release. The live
+	// MPD lists each period as it is issued, 3 s ahead of its release: it
+	// grows while the players play. (dash.js buffers a Period ahead only
+	// if it is listed when the one before is buffered: with 2 s, the
+	// second period was fetched after its release and stalled.)
 	sched := origin.Schedule{Period: time.Second, Lead: want * time.Second, PresentDelay: 300 * time.Millisecond}
-	clip, template := cencSource(t, ff, dir, sched.Period)
+	if live {
+		sched.Lead = 3 * time.Second
+	}
+	clip, template, other := cencSource(t, ff, dir, sched.Period)
+	// Period 0 is never issued: its segment is the template, under a key
+	// never released (the dash.js page's bad licence requests).
+	never, err := withPSSH(template, clearKeyPSSH(other.KID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	neverMoof, err := mp4Find(never, 0, len(never), 8, "moof")
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithTimeout(t.Context(), 120*time.Second)
 	defer cancel()
 	clock, err := ptp.NewSystem(ptp.WithAssumeSynchronized(time.Millisecond))
@@ -226,6 +299,7 @@ func playDASH(t *testing.T, player string) []dashResult {
 		t.Fatal(err)
 	}
 	store := &dashStore{segs: map[uint64]dashPeriod{}, ready: make(chan struct{})}
+	fetched := &segmentFetches{at: map[uint64][]time.Time{}}
 	rg := newRig(t, ctx, sched, 1, clock, func(is origin.Issued) {
 		p := is.Bundle.Period
 		seg, err := periodSegment(ff, clip, dir, template, p, is.Keys[0])
@@ -245,8 +319,18 @@ func playDASH(t *testing.T, player string) []dashResult {
 	rg.mux.HandleFunc("GET /dash.json", func(w http.ResponseWriter, r *http.Request) {
 		o := maps.Clone(rg.options)
 		o["want"], o["periodMs"], o["player"] = want, sched.Period.Milliseconds(), player
+		if live {
+			first, err := store.firstIssued(r.Context())
+			if err != nil {
+				return
+			}
+			o["live"], o["liveFrom"] = true, first
+		}
 		json.NewEncoder(w).Encode(o)
 	})
+	if live {
+		handleLive(rg.mux, rg.base, store, sched)
+	}
 	// The MPD and segments are answered once their periods are issued.
 	rg.mux.HandleFunc("GET /dash/{p}/{file}", func(w http.ResponseWriter, r *http.Request) {
 		p, err := strconv.ParseUint(r.PathValue("p"), 10, 64)
@@ -258,9 +342,14 @@ func playDASH(t *testing.T, player string) []dashResult {
 			http.Error(w, "want /dash/{period}/manifest.mpd?n={1…100}, init.mp4 or media.mp4", http.StatusBadRequest)
 			return
 		}
-		ds, err := store.wait(r.Context(), p, n)
-		if err != nil {
-			return
+		ds := []dashPeriod{{kid: other.KID, init: never[:neverMoof.start], media: never[neverMoof.start:]}}
+		if p != 0 {
+			if ds, err = store.wait(r.Context(), p, n); err != nil {
+				return
+			}
+		}
+		if r.PathValue("file") == "media.mp4" {
+			fetched.add(p)
 		}
 		switch r.PathValue("file") {
 		case "manifest.mpd":
@@ -356,8 +445,8 @@ func playDASH(t *testing.T, player string) []dashResult {
 		if played != want {
 			t.Errorf("%s player: frames of %d periods displayed from period %d, want %d (at %.3f s, %d frames, %d dropped)", res.Transport, played, res.First, want, res.CurrentTime, res.Frames, res.Dropped)
 		}
-		fmt.Printf("RESULT browser-dash-player player=%s transport=%s frames=%d dropped=%d stalls-after-start=%d keepInStep-rate=%.3f…%.3f\n",
-			player, res.Transport, res.Frames, res.Dropped, res.Waiting, res.MinRate, res.MaxRate)
+		fmt.Printf("RESULT browser-dash-player mpd=%s player=%s transport=%s frames=%d dropped=%d stalls-after-start=%d keepInStep-rate=%.3f…%.3f\n",
+			mpdType, player, res.Transport, res.Frames, res.Dropped, res.Waiting, res.MinRate, res.MaxRate)
 	}
 	if t.Failed() {
 		return all
@@ -368,7 +457,15 @@ func playDASH(t *testing.T, player string) []dashResult {
 	q := func(s []float64) string {
 		return fmt.Sprintf("min=%.1f median=%.1f max=%.1f", s[0], s[len(s)/2], s[len(s)-1])
 	}
-	fmt.Printf("RESULT browser-dash player=%s players=%d (%d WebSocket, %d WebTransport) periods=%d of %v licence-answered-after-releaseAt-ms %s licence-held-ms %s first-frame-after-presentAt-ms %s start-first-frame-drawn-hidden-after-presentAt-ms %s shown-after-presentAt-ms %s\n",
-		player, players, perKind, perKind, want, sched.Period, q(answered), q(held), q(late), q(starts), q(shown))
+	// A static presentation's first frame is drawn paused, hidden, before
+	// presentAt; a live player starts at its live edge, short of it, and
+	// is put on the first period at presentAt.
+	fmt.Printf("RESULT browser-dash mpd=%s player=%s players=%d (%d WebSocket, %d WebTransport) periods=%d of %v licence-answered-after-releaseAt-ms %s licence-held-ms %s first-frame-after-presentAt-ms %s start-first-frame-after-presentAt-ms %s shown-after-presentAt-ms %s",
+		mpdType, player, players, perKind, perKind, want, sched.Period, q(answered), q(held), q(late), q(starts), q(shown))
+	if before := fetched.beforeRelease(sched, all, want); len(before) > 0 {
+		slices.Sort(before)
+		fmt.Printf(" segment-fetched-before-releaseAt-ms %s", q(before))
+	}
+	fmt.Println()
 	return all
 }

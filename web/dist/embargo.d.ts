@@ -81,6 +81,10 @@ export declare class Receiver {
      * signal aborts first, the wait is dropped and the promise rejects with
      * its reason. */
     key(kid: string, signal?: AbortSignal): Promise<string>;
+    /** How many key() calls are waiting for a release: a player plugin
+     * drops its waits when its request is aborted or its player detached
+     * or reset, so this does not grow with requests nobody will use. */
+    pendingKeys(): number;
     /** now is the edges' time in UTC milliseconds: the page's clock
      * corrected by the measured offset (clock()). presentAt is kept by it. */
     now(): number;
@@ -160,7 +164,10 @@ export declare function keepInStep(media: SteppedMedia, o: StepOptions, everyMs?
 /** followSchedule keeps media on the period schedule of r's released
  * periods: anchor(p) is the media time (s) of period p's first frame, or
  * undefined for a period the media does not hold. At the first anchored
- * period's presentAt (on r's clock, the edges' time) it plays the media;
+ * period's presentAt (on r's clock, the edges' time) it plays the media,
+ * seeking it onto the schedule first if it is short of that period's
+ * first frame by more than rate closes within horizonS (a live player
+ * starts at its own live edge);
  * from then keepInStep keeps each anchored period's first frame at its
  * presentAt, re-anchoring at every presentAt (a period boundary may sit
  * off its period's nominal length). Until that presentAt the media is
@@ -200,6 +207,19 @@ export interface ShakaNamespace {
 export interface ShakaPlayer {
     configure(config: object): boolean;
     getMediaElement(): HTMLMediaElement | null;
+    getConfiguration(): {
+        manifest: {
+            dash: {
+                manifestPreprocessorTXml?: (mpd: ShakaXmlNode) => void;
+            };
+        };
+    };
+}
+/** A node of Shaka's parsed XML (shaka.extern.xml.Node). */
+export interface ShakaXmlNode {
+    tagName: string;
+    attributes: Record<string, string>;
+    children: Array<ShakaXmlNode | string>;
 }
 /** A Shaka networking scheme plugin (shaka.extern.SchemePlugin). */
 export type ShakaSchemePlugin = (uri: string, request: {
@@ -225,7 +245,10 @@ export interface PlayerOptions {
 /** attachShaka makes a Shaka Player take its ClearKey licences from r:
  * its licence server for org.w3.clearkey becomes embargo:clearkey#N, a
  * networking scheme that answers each licence request once r holds the
- * keys of every KID it names (releasedLicence) with their JWK set. With
+ * keys of every KID it names (releasedLicence) with their JWK set. The
+ * player opens licence requests from the media's init data (a ClearKey
+ * pssh in each period's init segment), not from the MPD's
+ * cenc:default_KID, which it drops: see the comment within. With
  * opts.anchor it also keeps the player's media element on the period
  * schedule (followSchedule). Call it after player.attach, before
  * player.load; the returned function detaches it. */
@@ -236,6 +259,9 @@ export interface DashjsPlayer {
     registerLicenseRequestFilter(filter: (request: DashjsLicenceRequest) => Promise<unknown>): void;
     unregisterLicenseRequestFilter(filter: (request: DashjsLicenceRequest) => Promise<unknown>): void;
     getVideoElement(): HTMLVideoElement;
+    updateSettings(settings: object): void;
+    on(type: string, listener: () => void): void;
+    off(type: string, listener: () => void): void;
 }
 /** The parts of a dash.js LicenseRequest attachDashjs reads and sets. */
 export interface DashjsLicenceRequest {
@@ -248,12 +274,19 @@ export interface DashjsLicenceRequest {
  * embargo:clearkey#N, and a licence request filter holds each request
  * for it until r holds the keys of every KID it names
  * (releasedLicence), then points it at a data: URL holding their JWK
- * set. A bad request gets a licence without keys: dash.js reports a
- * licence error. With opts.anchor it also keeps the player's video on
- * the period schedule (followSchedule). Call it after
+ * set. A request it cannot answer gets a licence holding no keys and an
+ * error naming the request and why, so dash.js reports a licence error
+ * (MEDIA_KEY_MESSAGE_LICENSER_ERROR, 114; the licence, {"error": why},
+ * in the error's data.serverResponse): a body that is
+ * not a ClearKey licence request at once; a request still held when the
+ * player is reset or its source replaced (dash.js's
+ * streamTeardownComplete), or when the returned function detaches it,
+ * then, its waits for keys dropped. (dash.js does not catch a filter that
+ * rejects: the request would hang, so the filter never rejects.) With
+ * opts.anchor it also keeps the player's video on the period schedule
+ * (followSchedule), dash.js's own live catch-up off. Call it after
  * player.initialize(video), before attachSource; it sets the player's
- * protection data (protData is merged into the ClearKey entry). The
- * returned function detaches it. */
+ * protection data (protData is merged into the ClearKey entry). */
 export declare function attachDashjs(player: DashjsPlayer, r: Receiver, opts?: PlayerOptions & {
     protData?: object;
 }): () => void;

@@ -89,6 +89,15 @@ export class Receiver {
             this.waiting.set(kid, list);
         });
     }
+    /** How many key() calls are waiting for a release: a player plugin
+     * drops its waits when its request is aborted or its player detached
+     * or reset, so this does not grow with requests nobody will use. */
+    pendingKeys() {
+        let n = 0;
+        for (const list of this.waiting.values())
+            n += list.length;
+        return n;
+    }
     /** now is the edges' time in UTC milliseconds: the page's clock
      * corrected by the measured offset (clock()). presentAt is kept by it. */
     now() {
@@ -401,7 +410,10 @@ export function keepInStep(media, o, everyMs = 200) {
 /** followSchedule keeps media on the period schedule of r's released
  * periods: anchor(p) is the media time (s) of period p's first frame, or
  * undefined for a period the media does not hold. At the first anchored
- * period's presentAt (on r's clock, the edges' time) it plays the media;
+ * period's presentAt (on r's clock, the edges' time) it plays the media,
+ * seeking it onto the schedule first if it is short of that period's
+ * first frame by more than rate closes within horizonS (a live player
+ * starts at its own live edge);
  * from then keepInStep keeps each anchored period's first frame at its
  * presentAt, re-anchoring at every presentAt (a period boundary may sit
  * off its period's nominal length). Until that presentAt the media is
@@ -445,6 +457,12 @@ export function followSchedule(media, r, anchor, o = {}, everyMs = 200, onShown)
         schedulePresent(first, (p, lateMs) => {
             if (stopped)
                 return;
+            // A live player starts at its own live edge, which may be short of
+            // the first anchored period: it is not on screen yet, so one seek
+            // puts it there, on the schedule. (Lateness within the period is
+            // keepInStep's, by rate: no frame of it is skipped.)
+            if ((anchor(p) ?? 0) - media.currentTime > (o.maxCorrection ?? 0.1) * (o.horizonS ?? 2))
+                media.currentTime = mediaTimeAt(clock());
             show();
             onShown?.(p.presentAtUTC + lateMs);
             stopStep = keepInStep(media, { ...o, mediaTimeAt, clock }, everyMs);
@@ -458,6 +476,19 @@ export function followSchedule(media, r, anchor, o = {}, everyMs = 200, onShown)
         stopStep?.();
         show();
     };
+}
+/** withoutDefaultKIDs removes the cenc:default_KID of every
+ * ContentProtection element under node. */
+function withoutDefaultKIDs(node) {
+    if (node.tagName === "ContentProtection" || node.tagName.endsWith(":ContentProtection")) {
+        for (const name of Object.keys(node.attributes)) {
+            if (name === "default_KID" || name.endsWith(":default_KID"))
+                delete node.attributes[name];
+        }
+    }
+    for (const c of node.children)
+        if (typeof c !== "string")
+            withoutDefaultKIDs(c);
 }
 /** The URI scheme of the players' licence servers: embargo:clearkey#N. */
 const licenceScheme = "embargo";
@@ -487,7 +518,10 @@ async function releasedLicence(r, body, signal) {
 /** attachShaka makes a Shaka Player take its ClearKey licences from r:
  * its licence server for org.w3.clearkey becomes embargo:clearkey#N, a
  * networking scheme that answers each licence request once r holds the
- * keys of every KID it names (releasedLicence) with their JWK set. With
+ * keys of every KID it names (releasedLicence) with their JWK set. The
+ * player opens licence requests from the media's init data (a ClearKey
+ * pssh in each period's init segment), not from the MPD's
+ * cenc:default_KID, which it drops: see the comment within. With
  * opts.anchor it also keeps the player's media element on the period
  * schedule (followSchedule). Call it after player.attach, before
  * player.load; the returned function detaches it. */
@@ -499,8 +533,29 @@ export function attachShaka(shaka, player, r, opts = {}) {
     const uri = `${licenceScheme}:clearkey#${++licenceServers}`;
     shakaLicensors.set(uri, { r, o: opts });
     player.configure({ drm: { servers: { "org.w3.clearkey": uri } } });
+    // Shaka takes every Period's KID from the MPD (cenc:default_KID) and,
+    // at each update of a live MPD, finds a stream unplayable whose KIDs
+    // are not all usable (RESTRICTIONS_CANNOT_BE_MET, 4012): a period listed
+    // ahead of its release — its media early, its key embargoed — would
+    // stop playback. Without them Shaka opens each period's licence request
+    // from its init segment's pssh as it buffers it, and leaves what is
+    // playable to the CDM's key statuses.
+    const pre = player.getConfiguration().manifest.dash.manifestPreprocessorTXml;
+    player.configure({
+        manifest: {
+            dash: {
+                manifestPreprocessorTXml: (mpd) => {
+                    pre?.(mpd);
+                    withoutDefaultKIDs(mpd);
+                },
+            },
+        },
+    });
     let stop;
     const media = player.getMediaElement();
+    // Shaka's own live sync would fight keepInStep over playbackRate.
+    if (opts.anchor)
+        player.configure({ streaming: { liveSync: { enabled: false } } });
     if (opts.anchor && media)
         stop = followSchedule(media, r, opts.anchor, opts.step, undefined, opts.onShown);
     return () => {
@@ -530,27 +585,44 @@ function shakaLicence(shaka, uri, request) {
     })();
     return new shaka.util.AbortableOperation(answer, async () => abort());
 }
+/** dash.js's event when a player is reset or its source replaced: the
+ * licence requests of the old source will never be used. */
+const dashjsTeardown = "streamTeardownComplete";
 /** attachDashjs makes a dash.js MediaPlayer take its ClearKey licences
  * from r: its org.w3.clearkey licence server becomes
  * embargo:clearkey#N, and a licence request filter holds each request
  * for it until r holds the keys of every KID it names
  * (releasedLicence), then points it at a data: URL holding their JWK
- * set. A bad request gets a licence without keys: dash.js reports a
- * licence error. With opts.anchor it also keeps the player's video on
- * the period schedule (followSchedule). Call it after
+ * set. A request it cannot answer gets a licence holding no keys and an
+ * error naming the request and why, so dash.js reports a licence error
+ * (MEDIA_KEY_MESSAGE_LICENSER_ERROR, 114; the licence, {"error": why},
+ * in the error's data.serverResponse): a body that is
+ * not a ClearKey licence request at once; a request still held when the
+ * player is reset or its source replaced (dash.js's
+ * streamTeardownComplete), or when the returned function detaches it,
+ * then, its waits for keys dropped. (dash.js does not catch a filter that
+ * rejects: the request would hang, so the filter never rejects.) With
+ * opts.anchor it also keeps the player's video on the period schedule
+ * (followSchedule), dash.js's own live catch-up off. Call it after
  * player.initialize(video), before attachSource; it sets the player's
- * protection data (protData is merged into the ClearKey entry). The
- * returned function detaches it. */
+ * protection data (protData is merged into the ClearKey entry). */
 export function attachDashjs(player, r, opts = {}) {
     const url = `${licenceScheme}:clearkey#${++licenceServers}`;
     player.setProtectionData({ "org.w3.clearkey": { ...opts.protData, serverURL: url } });
     const dataURL = (b) => "data:application/json;base64," + btoa(String.fromCharCode(...b));
+    // Held requests give up when held is aborted: at teardown, a new one
+    // takes its place.
+    let held = new AbortController();
+    const teardown = () => {
+        held.abort(new Error("the player was reset before the keys were released"));
+        held = new AbortController();
+    };
     const filter = async (req) => {
         if (req.url !== url)
             return;
         const requested = r.now();
         try {
-            const { kids, licence } = await releasedLicence(r, req.data);
+            const { kids, licence } = await releasedLicence(r, req.data, held.signal);
             req.url = dataURL(licence);
             opts.onLicence?.(kids, requested, r.now());
         }
@@ -561,10 +633,16 @@ export function attachDashjs(player, r, opts = {}) {
         req.data = null;
     };
     player.registerLicenseRequestFilter(filter);
+    player.on(dashjsTeardown, teardown);
     let stop;
-    if (opts.anchor)
+    if (opts.anchor) {
+        // dash.js's live catch-up would fight keepInStep over playbackRate.
+        player.updateSettings({ streaming: { liveCatchup: { enabled: false } } });
         stop = followSchedule(player.getVideoElement(), r, opts.anchor, opts.step, undefined, opts.onShown);
+    }
     return () => {
+        player.off(dashjsTeardown, teardown);
+        held.abort(new Error("detached (attachDashjs) before the keys were released"));
         player.unregisterLicenseRequestFilter(filter);
         stop?.();
     };
