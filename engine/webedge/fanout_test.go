@@ -29,7 +29,8 @@ func TestFanOutFigures(t *testing.T) {
 	realtime.Exclusive(t)
 	const rounds = 5
 	for _, kind := range []string{"websocket", "webtransport"} {
-		s, wsURL := start(t, Config{MaxConns: 2 * fanOutSessions})
+		// Every browser comes from 127.0.0.1: one address may hold them all.
+		s, wsURL := start(t, Config{MaxConns: 2 * fanOutSessions, MaxPerAddress: 2 * fanOutSessions})
 		var wtURL string
 		var tr *webtransport.Transport
 		if kind == "webtransport" {
