@@ -142,8 +142,9 @@ func TestEdgeBrowserTokens(t *testing.T) {
 	}
 }
 
-// TestEdgeBrowserCertificate: with -browser-cert, WebSocket is served over
-// TLS (wss://) and WebTransport with that certificate, readiness names it,
+// TestEdgeBrowserCertificate: with -browser-cert and -browser-tls,
+// WebSocket is served over TLS (wss://) and WebTransport with that
+// certificate, readiness names it,
 // and a renewal written over the files is served to the next browser with
 // the edge still running.
 func TestEdgeBrowserCertificate(t *testing.T) {
@@ -191,7 +192,7 @@ func TestEdgeBrowserCertificate(t *testing.T) {
 	done := make(chan int, 1)
 	go func() {
 		done <- run(ctx, []string{"edge", "-keys", dir, "-multicast=false", "-browser", addr, "-browser-wt", wtAddr,
-			"-browser-cert", certFile + "," + keyFile, "-metrics", metricsAddr, "-assume-synced", "1ms"}, &out, &out)
+			"-browser-cert", certFile + "," + keyFile, "-browser-tls", "-metrics", metricsAddr, "-assume-synced", "1ms"}, &out, &out)
 	}()
 	wss := func(i int) error {
 		hc := &http.Client{Transport: &http.Transport{TLSClientConfig: trusting(i)}}

@@ -14,6 +14,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -66,7 +67,8 @@ released at p × -period TAI. One embedded origin serves one edge; several edges
 	unicastAddr := fs.String("unicast", "", "also serve unicast subscribers on this address, e.g. [::]:7272, beside the multicast groups (default: multicast only)")
 	browserAddr := fs.String("browser", "", "also serve web browsers over WebSocket on this address, e.g. 127.0.0.1:7373: every datagram as one binary message (see README, In the browser)")
 	browserWT := fs.String("browser-wt", "", "also serve web browsers over WebTransport (HTTP/3, UDP) on this address, e.g. 127.0.0.1:7374: RELEASEs as datagrams, ANNOUNCE shards as streams")
-	browserCert := fs.String("browser-cert", "", "the edge's certificate and key for browsers (PEM files, comma-separated: cert.pem,key.pem), read again when they change (a renewal, no restart): WebTransport's, and -browser's, which then serves WebSocket over TLS (wss://); without it -browser-wt makes a self-signed ECDSA certificate valid 13 days, whose SHA-256 the edge logs for the page's serverCertificateHashes, and -browser serves ws:// (behind a TLS proxy)")
+	browserCert := fs.String("browser-cert", "", "the edge's certificate and key for browsers (PEM files, comma-separated: cert.pem,key.pem), read again when they change (a renewal, no restart): WebTransport's, and with -browser-tls WebSocket's; without it -browser-wt makes a self-signed ECDSA certificate valid 13 days, whose SHA-256 the edge logs for the page's serverCertificateHashes")
+	browserTLS := fs.Bool("browser-tls", false, "with -browser and -browser-cert: serve WebSocket over TLS (wss://, what a page served over https may open); without it ws://, for a TLS proxy in front")
 	browserMax := fs.Int("browser-max", webedge.DefaultMaxConns, "browser sessions held at once, WebSocket and WebTransport together (about 130 KB each over WebTransport); more are refused with 503")
 	browserOrigins := fs.String("browser-origins", "", "with -browser: comma-separated page origins (host patterns, e.g. *.example.com) allowed besides the endpoint's own host")
 	multicast := fs.Bool("multicast", true, "send to the multicast groups (-group, or the default group); -multicast=false with -unicast serves unicast subscribers only")
@@ -120,6 +122,8 @@ released at p × -period TAI. One embedded origin serves one edge; several edges
 	switch {
 	case !*multicast && *unicastAddr == "" && *browserAddr == "" && *browserWT == "":
 		return flagConflict("-multicast=false needs -unicast or -browser: the edge would send nowhere")
+	case *browserTLS && (*browserAddr == "" || *browserCert == ""):
+		return flagConflict("-browser-tls serves -browser's WebSocket over TLS with -browser-cert's certificate: give both (browsers accept no self-signed certificate for wss://)")
 	case !*multicast && len(groups.values) > 0:
 		return flagConflict("-group and -multicast=false contradict each other: drop one")
 	}
@@ -218,6 +222,10 @@ released at p × -period TAI. One embedded origin serves one edge; several edges
 	if pl != nil {
 		checks = append(checks, metrics.OriginCheck(pl.Origins))
 	}
+	// systemd's readiness is the releases': a browser certificate that has
+	// expired fails /readyz (browsers cannot connect) but must not keep an
+	// edge that multicasts and unicasts from starting.
+	startChecks := slices.Clone(checks)
 	if webCert != nil {
 		checks = append(checks, metrics.BrowserCertificateCheck(webCert))
 	}
@@ -250,7 +258,7 @@ released at p × -period TAI. One embedded origin serves one edge; several edges
 	if *browserAddr != "" {
 		var tlsConf *tls.Config
 		scheme := "ws://"
-		if *browserCert != "" {
+		if *browserTLS {
 			tlsConf, scheme = webCert.TLSConfig(), "wss://"
 		}
 		at, err := serveHTTPS(gctx, g, *browserAddr, web.Handler(), 30*time.Second, tlsConf, web.Listener)
@@ -267,7 +275,9 @@ released at p × -period TAI. One embedded origin serves one edge; several edges
 		g.Go(func() error { defer pc.Close(); return web.ServeWebTransport(gctx, pc, webCert.TLSConfig()) })
 		log.Info("browsers", "addr", "https://"+pc.LocalAddr().String()+"/", "transport", "WebTransport")
 	}
-	notifySystemd(gctx, g, log, func() error { return metrics.Ready(append([]metrics.Check{metrics.ClockCheck(clock)}, checks...)...) })
+	notifySystemd(gctx, g, log, func() error {
+		return metrics.Ready(append([]metrics.Check{metrics.ClockCheck(clock)}, startChecks...)...)
+	})
 	g.Go(func() error { return ignoreCanceled(src.run(gctx, e.Add)) })
 	running.Store(true)
 	g.Go(func() error { defer running.Store(false); return ignoreCanceled(e.Run(gctx)) })

@@ -183,6 +183,7 @@ type conn struct {
 	// their period's RELEASE: the carousel's further rounds repeat them
 	// for UDP's losses, which a session does not have.
 	annMu     sync.Mutex
+	streams   int                     // the server's, for the bound on announced
 	announced map[releaseKey][]uint64 // hashes of the datagrams (announceKeys)
 	closed    sync.Once
 	done      chan struct{}
@@ -357,10 +358,10 @@ type announceKey struct {
 	sum    uint64
 }
 
-// maxAnnounced bounds the periods whose ANNOUNCE datagrams a session
-// remembers (a few are pending at a time). Beyond it the session forgets
-// them all, which costs repeats, never a period.
-const maxAnnounced = 256
+// maxAnnounced bounds the periods a stream has whose ANNOUNCE datagrams a
+// session remembers (wire.MaxAnnounceLead are pending at most). Beyond
+// it the session forgets them all, which costs repeats, never a period.
+const maxAnnounced = 4 * wire.MaxAnnounceLead
 
 // announceKeys names each ANNOUNCE datagram of msgs. One that does not
 // parse gets a zero key and is always sent.
@@ -390,7 +391,7 @@ func (c *conn) unannounced(msgs [][]byte, keys []announceKey, out [][]byte) [][]
 		if slices.Contains(sums, k.sum) {
 			continue
 		}
-		if c.announced == nil || (sums == nil && len(c.announced) >= maxAnnounced) {
+		if c.announced == nil || (sums == nil && len(c.announced) >= maxAnnounced*c.streams) {
 			c.announced = make(map[releaseKey][]uint64)
 		}
 		c.announced[k.period] = append(sums, k.sum)
@@ -453,13 +454,13 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request) bool {
 	if err := s.checkToken(r); err != nil {
 		s.refused.Add(1)
 		s.badToken.Add(1)
-		http.Error(w, "not admitted: "+err.Error(), http.StatusForbidden)
+		refuse(w, r, "not admitted: "+err.Error(), http.StatusForbidden)
 		return false
 	}
 	if s.cfg.Admit != nil {
 		if err := s.cfg.Admit(r); err != nil {
 			s.refused.Add(1)
-			http.Error(w, "not admitted: "+err.Error(), http.StatusForbidden)
+			refuse(w, r, "not admitted: "+err.Error(), http.StatusForbidden)
 			return false
 		}
 	}
@@ -470,16 +471,27 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request) bool {
 	switch {
 	case full:
 		s.refused.Add(1)
-		http.Error(w, "edge full: try another edge", http.StatusServiceUnavailable)
+		refuse(w, r, "edge full: try another edge", http.StatusServiceUnavailable)
 		return false
 	case crowded != "":
 		s.refused.Add(1)
 		s.refusedAddr.Add(1)
 		s.noteRefused(crowded)
-		http.Error(w, crowded, http.StatusTooManyRequests)
+		refuse(w, r, crowded, http.StatusTooManyRequests)
 		return false
 	}
 	return true
+}
+
+// refuse answers r with code and why. Over HTTP/1.1 it also closes the
+// connection rather than keep it alive: idle, it would hold one of its
+// address's few places on the endpoint (Listener). HTTP/3 has no such
+// header, and a refused WebTransport request ends only its stream.
+func refuse(w http.ResponseWriter, r *http.Request, why string, code int) {
+	if r.ProtoMajor < 2 {
+		w.Header().Set("Connection", "close")
+	}
+	http.Error(w, why, code)
 }
 
 // noteRefused logs a session refused for its address or prefix (why),
@@ -606,7 +618,7 @@ func (s *Server) checkToken(r *http.Request) error {
 func (s *Server) run(ctx context.Context, t transport, from netip.Addr) {
 	wctx, stop := context.WithCancel(ctx)
 	defer stop()
-	c := &conn{t: t, from: from, queue: make(chan []byte, s.cfg.Queue), done: make(chan struct{}), stop: stop}
+	c := &conn{t: t, from: from, streams: len(s.cfg.Streams), queue: make(chan []byte, s.cfg.Queue), done: make(chan struct{}), stop: stop}
 	if t.datagrams() {
 		c.releases = make(chan []byte, s.cfg.Queue)
 	}
@@ -655,8 +667,16 @@ func (s *Server) sendCatchUp(c *conn) {
 	}
 	dgs := edge.CatchUp(*h, s.cfg.Streams, s.cfg.CatchUp, now.Earliest)
 	// Its ANNOUNCEs are remembered as queued, and any a round queued
-	// since the session was registered are not queued again.
+	// since the session was registered are not queued again; those of
+	// the released periods it carries are forgotten at once (their
+	// rounds are over).
+	all := dgs
 	dgs = c.unannounced(dgs, s.announceKeys(dgs), make([][]byte, 0, len(dgs)))
+	for _, d := range all {
+		if h, err := wire.Peek(d); err == nil && h.Type == wire.TypeRelease {
+			c.released(releaseKey{stream: h.Stream, period: h.Period})
+		}
+	}
 	if s.enqueue(c, c.queue, dgs) {
 		s.catchUp.Add(uint64(len(dgs)))
 	}

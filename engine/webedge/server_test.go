@@ -388,6 +388,9 @@ func TestSessionsPerAddress(t *testing.T) {
 	if err == nil || resp == nil || resp.StatusCode != http.StatusTooManyRequests {
 		t.Fatalf("a third session from 127.0.0.1: %v (%v), want 429", err, resp)
 	}
+	if !resp.Close {
+		t.Error("the refused request's connection was kept alive")
+	}
 	if st := s.Stats(); st.RefusedAddress != 1 || st.Refused != 1 {
 		t.Errorf("stats %+v, want 1 refused for its address", st)
 	}
@@ -520,4 +523,27 @@ func TestListener(t *testing.T) {
 	connections(2)
 	ws.Close(websocket.StatusNormalClosure, "")
 	connections(1)
+}
+
+// TestCatchUpForgetsReleased: a joining session remembers the ANNOUNCE
+// shards of the periods still to come, not those of the released periods
+// its catch-up carries (their rounds are over).
+func TestCatchUpForgetsReleased(t *testing.T) {
+	h := history{
+		released:  []*edge.Released{{Bundle: &bundle.Bundle{Stream: 1, Period: 1, ReleaseAt: 100, Shards: [][]byte{shard(t, 1, "1")}}, CatchUp: release(t, 1)}},
+		announced: [][]byte{shard(t, 3, "3")},
+	}
+	s, err := New(Config{Streams: []uint32{1}, Clock: clockAt(200)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.SetHistory(h)
+	c := &conn{queue: make(chan []byte, 8), streams: 1}
+	s.sendCatchUp(c)
+	if len(c.queue) != 3 {
+		t.Fatalf("catch-up queued %d datagrams, want 3", len(c.queue))
+	}
+	if _, ok := c.announced[releaseKey{1, 1}]; ok || len(c.announced) != 1 || c.announced[releaseKey{1, 3}] == nil {
+		t.Errorf("remembered %v, want period 3's shard alone", c.announced)
+	}
 }

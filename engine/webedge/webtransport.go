@@ -95,6 +95,9 @@ func (s *Server) ServeWebTransport(ctx context.Context, pc net.PacketConn, tlsCo
 		wt.Close()
 		ln.Close()
 		tr.Close()
+		if ctx.Err() != nil { // Accept saw the end first
+			return nil
+		}
 		return fmt.Errorf("webedge: webtransport on %s: %w", pc.LocalAddr(), err)
 	}
 }
