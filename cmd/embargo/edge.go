@@ -70,13 +70,15 @@ released at p × -period TAI. One embedded origin serves one edge; several edges
 	browserCert := fs.String("browser-cert", "", "the edge's certificate and key for browsers (PEM files, comma-separated: cert.pem,key.pem), read again when they change (a renewal, no restart): WebTransport's, and with -browser-tls WebSocket's; without it -browser-wt makes a self-signed ECDSA certificate valid 13 days, whose SHA-256 the edge logs for the page's serverCertificateHashes")
 	browserTLS := fs.Bool("browser-tls", false, "with -browser and -browser-cert: serve WebSocket over TLS (wss://, what a page served over https may open); without it ws://, for a TLS proxy in front")
 	browserMax := fs.Int("browser-max", webedge.DefaultMaxConns, "browser sessions held at once, WebSocket and WebTransport together (about 130 KB each over WebTransport); more are refused with 503")
+	browserPerAddr := fs.Int("browser-max-per-address", webedge.DefaultMaxPerAddress, "browsers: most sessions from one IP address (a carrier's NAT may put many viewers behind one; behind a proxy all have its address: raise it to -browser-max)")
+	browserPerPrefix := fs.Int("browser-max-per-prefix", webedge.DefaultMaxPerAddress, "browsers: most sessions from one IPv6 prefix of -ipv6-prefix bits")
 	browserOrigins := fs.String("browser-origins", "", "with -browser: comma-separated page origins (host patterns, e.g. *.example.com) allowed besides the endpoint's own host")
 	multicast := fs.Bool("multicast", true, "send to the multicast groups (-group, or the default group); -multicast=false with -unicast serves unicast subscribers only")
 	senders := fs.Int("senders", 0, "unicast sender sockets and threads (default: one per core)")
 	requireTokens := fs.Bool("require-tokens", false, "unicast and browsers: subscribe only receivers presenting a subscription token signed by the origin key (issued with each licence; a browser's in its URL, ?token=)")
-	maxPerAddr := fs.Int("max-per-address", unicast.DefaultMaxPerAddress, "unicast and browsers (counted apart): most subscriptions, and most browser sessions, from one IP address (browsers behind a proxy all have its address: raise it to -browser-max)")
-	prefixBits := fs.Int("ipv6-prefix", unicast.DefaultPrefixBits, "unicast and browsers: IPv6 prefix length counted as one site for -max-per-prefix (and unicast's subscribe rate)")
-	maxPerPrefix := fs.Int("max-per-prefix", unicast.DefaultMaxPerAddress, "unicast and browsers (counted apart): most subscriptions, and most browser sessions, from one IPv6 prefix of -ipv6-prefix bits")
+	maxPerAddr := fs.Int("max-per-address", unicast.DefaultMaxPerAddress, "unicast: most subscriptions from one IP address")
+	prefixBits := fs.Int("ipv6-prefix", unicast.DefaultPrefixBits, "unicast and browsers: IPv6 prefix length counted as one site for -max-per-prefix and -browser-max-per-prefix (and unicast's subscribe rate)")
+	maxPerPrefix := fs.Int("max-per-prefix", unicast.DefaultMaxPerAddress, "unicast: most subscriptions from one IPv6 prefix of -ipv6-prefix bits")
 	metricsAddr := fs.String("metrics", "", "serve Prometheus /metrics, /healthz (liveness) and /readyz (readiness: clock, senders, bundles ahead, unicast), each condition with its reason, on this address, e.g. 127.0.0.1:9171")
 	rtPriority := fs.Int("rt-priority", ptp.DefaultPriority, "SCHED_FIFO priority of the release thread's last milliseconds before each instant and of the unicast fan-out's sender threads, where the process may (CAP_SYS_NICE); 0: normal priority")
 	readyAhead := fs.Int("ready-ahead", 1, "/readyz: the unreleased periods of every stream the edge must hold to be ready")
@@ -169,7 +171,7 @@ released at p × -period TAI. One embedded origin serves one edge; several edges
 			origins = strings.Split(*browserOrigins, ",")
 		}
 		wc := webedge.Config{Streams: streams, Clock: clock, Logger: log, OriginPatterns: origins, MaxConns: *browserMax,
-			MaxPerAddress: *maxPerAddr, MaxPerPrefix: *maxPerPrefix, PrefixBits: *prefixBits}
+			MaxPerAddress: *browserPerAddr, MaxPerPrefix: *browserPerPrefix, PrefixBits: *prefixBits}
 		if *requireTokens {
 			wc.Tokens = src.trusted // browsers too: ?token= in the session URL
 		}

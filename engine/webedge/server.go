@@ -35,6 +35,11 @@ const (
 	// (about 31 messages at the edge's defaults) several times over.
 	DefaultQueue    = 256
 	DefaultMaxConns = 10000
+	// DefaultMaxPerAddress is higher than unicast's: a carrier's NAT,
+	// a venue's Wi-Fi or a privacy relay puts many browsers behind one
+	// address, and one host still takes at most a tenth of the default
+	// MaxConns.
+	DefaultMaxPerAddress = 1024
 	// DefaultRetryAbove lets 10,000 browsers join within 10 s without a
 	// Retry; a flood beyond it costs a stateless Retry a packet.
 	DefaultRetryAbove = 1000
@@ -59,8 +64,8 @@ type Config struct {
 	// more are refused with 503.
 	MaxConns int
 	// MaxPerAddress bounds the sessions from one IP address, and
-	// MaxPerPrefix those from one IPv6 prefix of PrefixBits (defaults
-	// unicast's: DefaultMaxPerAddress, DefaultPrefixBits); more are
+	// MaxPerPrefix those from one IPv6 prefix of PrefixBits
+	// (DefaultMaxPerAddress, unicast.DefaultPrefixBits); more are
 	// refused with 429. One host cannot take the edge's MaxConns from
 	// everyone else. Behind a proxy every browser has the proxy's
 	// address: raise them to MaxConns.
@@ -205,8 +210,8 @@ func New(cfg Config) (*Server, error) {
 	}
 	cfg.Queue = cmp.Or(max(cfg.Queue, 0), DefaultQueue)
 	cfg.MaxConns = cmp.Or(max(cfg.MaxConns, 0), DefaultMaxConns)
-	cfg.MaxPerAddress = cmp.Or(max(cfg.MaxPerAddress, 0), unicast.DefaultMaxPerAddress)
-	cfg.MaxPerPrefix = cmp.Or(max(cfg.MaxPerPrefix, 0), unicast.DefaultMaxPerAddress)
+	cfg.MaxPerAddress = cmp.Or(max(cfg.MaxPerAddress, 0), DefaultMaxPerAddress)
+	cfg.MaxPerPrefix = cmp.Or(max(cfg.MaxPerPrefix, 0), DefaultMaxPerAddress)
 	cfg.PrefixBits = cmp.Or(cfg.PrefixBits, unicast.DefaultPrefixBits)
 	cfg.RetryAbove = cmp.Or(cfg.RetryAbove, DefaultRetryAbove)
 	cfg.CatchUp = cmp.Or(cfg.CatchUp, DefaultCatchUp)
@@ -501,7 +506,7 @@ func (s *Server) noteRefused(why string) {
 		return
 	}
 	if n, ok := s.crowdedLog.note(time.Now()); ok {
-		s.log.Warn("browsers: refused for its address: "+why+"; if browsers come through a proxy, raise -max-per-address and -max-per-prefix to -browser-max", "refused since the last line", n)
+		s.log.Warn("browsers: refused for its address: "+why+"; if browsers come through a proxy, raise -browser-max-per-address and -browser-max-per-prefix to -browser-max", "refused since the last line", n)
 	}
 }
 
