@@ -62,16 +62,26 @@ func (c *countedConn) Close() error {
 func (s *Server) connOpened(addr netip.Addr) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if !s.tcp.hold(s, addr) {
+		return false
+	}
+	s.tcpOpen++
+	return true
+}
+
+// hold counts one more connection from addr in if its address and prefix
+// hold fewer than they may hold sessions, and pendingSlack more. s.mu is
+// held.
+func (c siteCounts) hold(s *Server, addr netip.Addr) bool {
 	if addr.IsValid() {
-		if s.tcp.perAddr[addr] >= s.cfg.MaxPerAddress+pendingSlack {
+		if c.perAddr[addr] >= s.cfg.MaxPerAddress+pendingSlack {
 			return false
 		}
-		if p := s.prefixOf(addr); p.IsValid() && s.tcp.perPrefix[p] >= s.cfg.MaxPerPrefix+pendingSlack {
+		if p := s.prefixOf(addr); p.IsValid() && c.perPrefix[p] >= s.cfg.MaxPerPrefix+pendingSlack {
 			return false
 		}
 	}
-	s.tcp.count(s, addr, 1)
-	s.tcpOpen++
+	c.count(s, addr, 1)
 	return true
 }
 

@@ -156,12 +156,13 @@ type Server struct {
 
 	mu    sync.RWMutex
 	conns map[*conn]struct{}
-	// sessions and tcp count the sessions held, and the WebSocket
-	// endpoint's TCP connections (Listener), by IP address and by IPv6
-	// prefix (Config.MaxPerAddress, MaxPerPrefix).
-	sessions, tcp siteCounts
-	tcpOpen       int     // the Listener's connections
-	crowdedLog    bounded // noteRefused
+	// sessions, tcp and quic count the sessions held, the WebSocket
+	// endpoint's TCP connections (Listener) and the WebTransport
+	// endpoint's QUIC connections, by IP address and by IPv6 prefix
+	// (Config.MaxPerAddress, MaxPerPrefix).
+	sessions, tcp, quic siteCounts
+	tcpOpen             int     // the Listener's connections
+	crowdedLog          bounded // noteRefused
 
 	accepted, refused, refusedAddr, refusedConns, retries, refusedInitials, handshakes, badToken, sent, catchUp, slow, bad, writeErrs, dropped, echoes, unanswered, copiesSkipped, announceRepeats atomic.Uint64
 	seed                                                                                                                                                                                           maphash.Seed // announceKeys
@@ -222,7 +223,7 @@ func New(cfg Config) (*Server, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Server{cfg: cfg, log: log, conns: make(map[*conn]struct{}), seed: maphash.MakeSeed(),
-		sessions: newSiteCounts(), tcp: newSiteCounts()}, nil
+		sessions: newSiteCounts(), tcp: newSiteCounts(), quic: newSiteCounts()}, nil
 }
 
 // SetHistory sets where catch-up comes from (edge.CatchUpSender).

@@ -47,7 +47,10 @@ func (s *Server) ServeWebTransport(ctx context.Context, pc net.PacketConn, tlsCo
 			// when a connection next sends after a quiet spell — at the
 			// release, where 3,000 sessions' probes and their answers
 			// nearly tripled the time to the last RELEASE.
-			QUICConfig: &quic.Config{KeepAlivePeriod: keepAlive, DisablePathMTUDiscovery: true}},
+			QUICConfig: &quic.Config{KeepAlivePeriod: keepAlive, DisablePathMTUDiscovery: true},
+			// A connection without a session (no request stream open)
+			// is closed: the edge's PINGs would keep it forever.
+			IdleTimeout: idleConn},
 		CheckOrigin: s.checkOrigin,
 	}
 	webtransport.ConfigureHTTP3Server(wt.H3)
@@ -127,24 +130,33 @@ func (s *Server) verifySource() func(net.Addr) bool {
 }
 
 // connContext refuses a QUIC connection before its handshake when the
-// session it would open would be refused: the edge full, or the address
-// or prefix at its limit (counted per Initial packet). An address need
-// not be proven for this: the counts are of sessions already held, which
-// a spoofer cannot raise.
+// session it would open would be refused — the edge full, or the address
+// or prefix at its limit — or when the address or prefix holds as many
+// QUIC connections as it may hold sessions and a few more on their way
+// to one (as Listener for TCP); counted per Initial packet. A connection
+// holds its place until quic-go ends its context (closed, or its
+// handshake failed). A spoofed address cannot raise these counts: what
+// an unproven address holds ends with its handshake.
 func (s *Server) connContext(ctx context.Context, ci *quic.ClientInfo) (context.Context, error) {
 	var from netip.Addr
 	if ua, ok := ci.RemoteAddr.(*net.UDPAddr); ok {
 		from = ua.AddrPort().Addr().Unmap()
 	}
-	s.mu.RLock()
+	s.mu.Lock()
 	full, crowded := len(s.conns) >= s.cfg.MaxConns, s.crowded(from)
-	s.mu.RUnlock()
-	if full || crowded != "" {
+	held := !full && crowded == "" && s.quic.hold(s, from)
+	s.mu.Unlock()
+	if !held {
 		s.refusedInitials.Add(1)
 		s.noteRefused(crowded)
 		return ctx, errors.New("refused: the edge is full, or this address holds its most sessions")
 	}
 	s.handshakes.Add(1)
+	context.AfterFunc(ctx, func() {
+		s.mu.Lock()
+		s.quic.count(s, from, -1)
+		s.mu.Unlock()
+	})
 	return ctx, nil
 }
 
@@ -246,6 +258,9 @@ func (t *wtTransport) end(_ websocket.StatusCode, reason string) { t.s.CloseWith
 
 // keepAlive is how often a quiet WebTransport session is PINGed.
 const keepAlive = 10 * time.Second
+
+// idleConn is how long a QUIC connection may carry no session.
+const idleConn = 30 * time.Second
 
 // MaxSelfSigned is the longest validity a browser accepts for a
 // certificate pinned with serverCertificateHashes.

@@ -14,9 +14,11 @@ import (
 	"time"
 
 	"github.com/quic-go/quic-go"
+	"github.com/quic-go/quic-go/http3"
 	"github.com/quic-go/webtransport-go"
 
 	"github.com/embargo-live/embargo/internal/realtime"
+	"github.com/embargo-live/embargo/internal/wait"
 	"github.com/embargo-live/embargo/wire"
 )
 
@@ -369,4 +371,51 @@ func TestWebTransportInitialFlood(t *testing.T) {
 	}
 	fmt.Printf("RESULT webtransport-initial-flood packets=%d sources=%d rate≤%d/s with-retry: retries=%d handshakes=%d goroutines+%d without: handshakes=%d goroutines+%d\n",
 		packets, sources, perSec, st.Retries, st.Handshakes, g, stNo.Handshakes, gNo)
+}
+
+// TestWebTransportConnectionsPerAddress: one address holds at most as many
+// QUIC connections as it may hold sessions and a few more on their way to
+// one, whether or not they open a session; one over is refused before its
+// handshake, and a connection that ends gives its place back.
+func TestWebTransportConnectionsPerAddress(t *testing.T) {
+	realtime.Exclusive(t) // real loopback sockets
+	s, _ := start(t, Config{MaxPerAddress: 2})
+	url, tr := startWT(t, s)
+	addr := strings.TrimSuffix(strings.TrimPrefix(url, "https://"), "/")
+	tlsConf := tr.TLSClientConfig.Clone()
+	tlsConf.NextProtos = []string{http3.NextProtoH3}
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	// One session, and connections that never open one: HTTP/3 after the
+	// handshake, no request.
+	_, sess, err := tr.Dial(ctx, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.CloseWithError(0, "")
+	var held []*quic.Conn
+	for range 1 + pendingSlack { // with the session's, 2 + pendingSlack
+		c, err := quic.DialAddr(ctx, addr, tlsConf, &quic.Config{EnableDatagrams: true})
+		if err != nil {
+			t.Fatalf("connection %d: %v", len(held)+2, err)
+		}
+		defer c.CloseWithError(0, "")
+		held = append(held, c)
+	}
+	_, err = quic.DialAddr(ctx, addr, tlsConf, &quic.Config{EnableDatagrams: true})
+	var te *quic.TransportError
+	if !errors.As(err, &te) || te.ErrorCode != quic.ConnectionRefused {
+		t.Fatalf("one connection over: %v, want CONNECTION_REFUSED", err)
+	}
+	held[0].CloseWithError(0, "")
+	wait.For(t, 10*time.Second, "the closed connection's place", func() bool {
+		c, err := quic.DialAddr(ctx, addr, tlsConf, &quic.Config{EnableDatagrams: true})
+		if err == nil {
+			defer c.CloseWithError(0, "")
+		}
+		return err == nil
+	})
+	if st := s.Stats(); st.RefusedInitials == 0 || st.Handshakes < 3+pendingSlack {
+		t.Errorf("stats %+v", st)
+	}
 }
