@@ -1,10 +1,12 @@
 package webedge
 
 import (
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"strings"
@@ -13,29 +15,36 @@ import (
 )
 
 // Certificate is the edge's TLS certificate for browsers (WebTransport,
-// and WebSocket over TLS). From PEM files it is read again whenever either
-// file changes — a renewal writes new ones — at the next handshake or
-// Status, so taking a renewed certificate needs no restart and drops no
-// session. A renewal that cannot be loaded (a key that does not match, a
-// file half written) keeps the certificate in use, and Status says why.
+// and WebSocket over TLS). From PEM files it is read again, at most once a
+// second, at a handshake or Status, and taken when their contents change
+// and make a certificate — however a renewal writes them (in place, by a
+// rename, by swapping symbolic links) — so taking a renewed certificate
+// needs no restart and drops no session. Contents that do not make one
+// (a key that does not match, a file half written, a file missing) keep
+// the certificate in use; once they have stayed so for confirmFailure,
+// which a renewal's writes take much less than, they are counted, logged
+// and shown by Status.
 type Certificate struct {
 	certFile, keyFile string
 	log               *slog.Logger
 
 	mu       sync.Mutex
 	cur      *tls.Certificate // Leaf set
-	seen     [2]fileStamp     // the files as last read, loaded or not
-	err      error            // why the files as last read were not taken; nil if they were
+	curSum   [sha256.Size]byte
+	checked  time.Time         // when the files were last read
+	bad      [sha256.Size]byte // what the files held when they last failed
+	badSince time.Time         // zero: they did not fail
+	counted  bool              // the failure of bad is counted
+	err      error             // why the files as they are were not taken, once confirmed
 	reloads  uint64
 	failures uint64
 }
 
-// fileStamp tells a file's versions apart: a renewal changes its
-// modification time, size, or both.
-type fileStamp struct {
-	mod  time.Time
-	size int64
-}
+// Intervals of a Certificate's checks.
+const (
+	recheck        = time.Second
+	confirmFailure = 2 * time.Second
+)
 
 // CertificateStatus is a Certificate as it stands.
 type CertificateStatus struct {
@@ -59,9 +68,11 @@ func LoadCertificate(certFile, keyFile string, log *slog.Logger) (*Certificate, 
 		log = slog.New(slog.DiscardHandler)
 	}
 	c := &Certificate{certFile: certFile, keyFile: keyFile, log: log}
-	if err := c.load(); err != nil {
+	cert, sum, err := c.read()
+	if err != nil {
 		return nil, err
 	}
+	c.cur, c.curSum, c.checked = cert, sum, time.Now()
 	return c, nil
 }
 
@@ -99,55 +110,65 @@ func (c *Certificate) Status() CertificateStatus {
 		Reloads: c.reloads, Failures: c.failures, Err: c.err}
 }
 
-// refresh loads the files if either changed since they were last read.
-// The caller holds mu.
+// refresh reads the files, at most once every recheck, and takes what
+// they hold if it changed and makes a certificate. The caller holds mu.
 func (c *Certificate) refresh() {
-	if c.certFile == "" {
+	now := time.Now()
+	if c.certFile == "" || now.Sub(c.checked) < recheck {
 		return
 	}
-	now, err := c.stamps()
-	if err != nil || now == c.seen {
-		return // a file missing for a moment (replaced) is looked at again next time
-	}
-	if err := c.load(); err != nil {
+	c.checked = now
+	cert, sum, err := c.read()
+	switch {
+	case err == nil && sum == c.curSum:
+		c.badSince, c.err = time.Time{}, nil // back to what is in use
+	case err == nil:
+		c.cur, c.curSum, c.badSince, c.err = cert, sum, time.Time{}, nil
+		c.reloads++
+		c.log.Info("browsers: renewed certificate taken", "file", c.certFile, "valid until", cert.Leaf.NotAfter.UTC().Format(time.RFC3339))
+	case c.badSince.IsZero() || sum != c.bad:
+		// New contents that fail: perhaps a renewal half written. Wait.
+		c.bad, c.badSince, c.counted = sum, now, false
+	case !c.counted && now.Sub(c.badSince) >= confirmFailure:
+		c.err, c.counted = err, true
 		c.failures++
-		c.log.Error(fmt.Sprintf("browsers: the renewed certificate %s (key %s) cannot be used; still serving the one valid until %s. Fix: write a matching certificate and key", c.certFile, c.keyFile, c.cur.Leaf.NotAfter.UTC().Format(time.RFC3339)), "err", err)
-		return
+		c.log.Error(fmt.Sprintf("browsers: %v; still serving the certificate valid until %s. Fix: %s", err, c.cur.Leaf.NotAfter.UTC().Format(time.RFC3339), certFix(err)))
 	}
-	c.reloads++
-	c.log.Info("browsers: renewed certificate taken", "file", c.certFile, "valid until", c.cur.Leaf.NotAfter.UTC().Format(time.RFC3339))
 }
 
-// load reads both files and takes them if they make a certificate,
-// remembering the files as read either way. The caller holds mu.
-func (c *Certificate) load() error {
-	stamps, err := c.stamps()
-	if err != nil {
-		return err
+// read reads both files and makes a certificate of them. sum is of what
+// was read, or of the error if a file could not be.
+func (c *Certificate) read() (*tls.Certificate, [sha256.Size]byte, error) {
+	certPEM, err1 := os.ReadFile(c.certFile)
+	keyPEM, err2 := os.ReadFile(c.keyFile)
+	if err := errors.Join(err1, err2); err != nil {
+		return nil, sha256.Sum256([]byte(err.Error())), fmt.Errorf("webedge: certificate %s, key %s: %w", c.certFile, c.keyFile, err)
 	}
-	c.seen = stamps
-	cert, err := tls.LoadX509KeyPair(c.certFile, c.keyFile)
+	h := sha256.New()
+	h.Write(certPEM)
+	h.Write([]byte{0})
+	h.Write(keyPEM)
+	sum := [sha256.Size]byte(h.Sum(nil))
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err == nil {
 		err = setLeaf(&cert)
 	}
 	if err != nil {
-		c.err = fmt.Errorf("webedge: certificate %s, key %s: %w", c.certFile, c.keyFile, err)
-		return c.err
+		return nil, sum, fmt.Errorf("webedge: certificate %s, key %s: %w", c.certFile, c.keyFile, err)
 	}
-	c.cur, c.err = &cert, nil
-	return nil
+	return &cert, sum, nil
 }
 
-func (c *Certificate) stamps() ([2]fileStamp, error) {
-	var s [2]fileStamp
-	for i, f := range []string{c.certFile, c.keyFile} {
-		fi, err := os.Stat(f)
-		if err != nil {
-			return s, fmt.Errorf("webedge: certificate: %w", err)
-		}
-		s[i] = fileStamp{fi.ModTime(), fi.Size()}
+// certFix is what to do about err, in a few words.
+func certFix(err error) string {
+	switch {
+	case errors.Is(err, fs.ErrPermission):
+		return "make both files readable by the edge's user (deploy/embargo-edge.service: a group it joins, 0640)"
+	case errors.Is(err, fs.ErrNotExist):
+		return "put the certificate and key back at these paths, or point -browser-cert at them"
+	default:
+		return "write a certificate and the key that matches it, both PEM"
 	}
-	return s, nil
 }
 
 // setLeaf makes sure cert.Leaf is parsed (tls.LoadX509KeyPair sets it).
