@@ -3,7 +3,6 @@ package webedge
 import (
 	"cmp"
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"hash/maphash"
@@ -309,111 +308,6 @@ func (s *Server) Send(typ wire.Type, dgs [][]byte) (int, error) {
 	return len(dgs), nil
 }
 
-// releaseKey names a RELEASE whatever its copy.
-type releaseKey struct {
-	stream uint32
-	period uint64
-}
-
-// sentRelease is a RELEASE a session has been sent and how many of its
-// copies it has seen.
-type sentRelease struct {
-	key    releaseKey
-	copies int
-}
-
-// sentReleases is how many RELEASEs a session remembers: the streams
-// released at one instant, whose copies follow within milliseconds.
-// Beyond it a copy is sent again, which costs a message, never a
-// period.
-const sentReleases = 8
-
-// copies sorts msgs (RELEASEs named by keys) by which copy each is for
-// c: first copies appended to first, second copies to second, later
-// ones dropped. A zero key (no stream: not a RELEASE the edge makes)
-// always counts as a first copy.
-func (c *conn) copies(msgs [][]byte, keys []releaseKey, first, second [][]byte) (_, _ [][]byte) {
-	c.relMu.Lock()
-	defer c.relMu.Unlock()
-	for i, k := range keys {
-		if k == (releaseKey{}) {
-			first = append(first, msgs[i])
-			continue
-		}
-		j := slices.IndexFunc(c.sent[:], func(r sentRelease) bool { return r.key == k })
-		if j < 0 {
-			c.released(k)
-			c.sent[c.next] = sentRelease{key: k, copies: 1}
-			c.next = (c.next + 1) % sentReleases
-			first = append(first, msgs[i])
-			continue
-		}
-		c.sent[j].copies++
-		if c.sent[j].copies == 2 {
-			second = append(second, msgs[i])
-		}
-	}
-	return first, second
-}
-
-// announceKey names one ANNOUNCE datagram: its stream and period, and a
-// hash of its bytes — a period's shards, each sent again every round,
-// byte for byte.
-type announceKey struct {
-	period releaseKey
-	sum    uint64
-}
-
-// maxAnnounced bounds the periods a stream has whose ANNOUNCE datagrams a
-// session remembers (wire.MaxAnnounceLead are pending at most). Beyond
-// it the session forgets them all, which costs repeats, never a period.
-const maxAnnounced = 4 * wire.MaxAnnounceLead
-
-// announceKeys names each ANNOUNCE datagram of msgs. One that does not
-// parse gets a zero key and is always sent.
-func (s *Server) announceKeys(msgs [][]byte) []announceKey {
-	keys := make([]announceKey, len(msgs))
-	for i, m := range msgs {
-		if h, err := wire.Peek(m); err == nil && h.Type == wire.TypeAnnounce {
-			keys[i] = announceKey{period: releaseKey{stream: h.Stream, period: h.Period}, sum: maphash.Bytes(s.seed, m)}
-		}
-	}
-	return keys
-}
-
-// unannounced appends to out the msgs (ANNOUNCE datagrams named by keys)
-// not yet queued to c, and remembers them as queued: a session is
-// reliable and in order, so one copy of a period's shards is all it
-// needs of the carousel's rounds.
-func (c *conn) unannounced(msgs [][]byte, keys []announceKey, out [][]byte) [][]byte {
-	c.annMu.Lock()
-	defer c.annMu.Unlock()
-	for i, k := range keys {
-		if k == (announceKey{}) {
-			out = append(out, msgs[i])
-			continue
-		}
-		sums := c.announced[k.period]
-		if slices.Contains(sums, k.sum) {
-			continue
-		}
-		if c.announced == nil || (sums == nil && len(c.announced) >= maxAnnounced*c.streams) {
-			c.announced = make(map[releaseKey][]uint64)
-		}
-		c.announced[k.period] = append(sums, k.sum)
-		out = append(out, msgs[i])
-	}
-	return out
-}
-
-// released forgets the ANNOUNCE datagrams of k's period, whose RELEASE is
-// being queued: the carousel is done with them.
-func (c *conn) released(k releaseKey) {
-	c.annMu.Lock()
-	delete(c.announced, k)
-	c.annMu.Unlock()
-}
-
 // fanOutPart is the fewest browsers worth another goroutine in Send.
 const fanOutPart = 256
 
@@ -452,171 +346,6 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	ws.SetReadLimit(readLimit)
 	s.run(r.Context(), wsTransport{ws}, remoteAddr(r))
-}
-
-// admit refuses a request when the edge holds MaxConns browsers or the
-// Admit hook says no, answering it; it reports whether r may go on.
-func (s *Server) admit(w http.ResponseWriter, r *http.Request) bool {
-	if err := s.checkToken(r); err != nil {
-		s.refused.Add(1)
-		s.badToken.Add(1)
-		refuse(w, r, "not admitted: "+err.Error(), http.StatusForbidden)
-		return false
-	}
-	if s.cfg.Admit != nil {
-		if err := s.cfg.Admit(r); err != nil {
-			s.refused.Add(1)
-			refuse(w, r, "not admitted: "+err.Error(), http.StatusForbidden)
-			return false
-		}
-	}
-	site := remoteAddr(r)
-	s.mu.RLock()
-	full, crowded := len(s.conns) >= s.cfg.MaxConns, s.crowded(site)
-	s.mu.RUnlock()
-	switch {
-	case full:
-		s.refused.Add(1)
-		refuse(w, r, "edge full: try another edge", http.StatusServiceUnavailable)
-		return false
-	case crowded != "":
-		s.refused.Add(1)
-		s.refusedAddr.Add(1)
-		s.noteRefused(crowded)
-		refuse(w, r, crowded, http.StatusTooManyRequests)
-		return false
-	}
-	return true
-}
-
-// refuse answers r with code and why. Over HTTP/1.1 it also closes the
-// connection rather than keep it alive: idle, it would hold one of its
-// address's few places on the endpoint (Listener). HTTP/3 has no such
-// header, and a refused WebTransport request ends only its stream.
-func refuse(w http.ResponseWriter, r *http.Request, why string, code int) {
-	if r.ProtoMajor < 2 {
-		w.Header().Set("Connection", "close")
-	}
-	http.Error(w, why, code)
-}
-
-// noteRefused logs a session refused for its address or prefix (why),
-// loud but bounded: the first, then a line a minute at most.
-func (s *Server) noteRefused(why string) {
-	if why == "" {
-		return
-	}
-	if n, ok := s.crowdedLog.note(time.Now()); ok {
-		s.log.Warn("browsers: refused for its address: "+why+"; if browsers come through a proxy, raise -browser-max-per-address and -browser-max-per-prefix to -browser-max", "refused since the last line", n)
-	}
-}
-
-// bounded rate-limits a log line: note says whether to log now (the first
-// event, then one a minute at most) and how many events came since the
-// last line.
-type bounded struct {
-	mu   sync.Mutex
-	last time.Time
-	n    int
-}
-
-func (b *bounded) note(now time.Time) (int, bool) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.n++
-	if !b.last.IsZero() && now.Sub(b.last) < time.Minute {
-		return 0, false
-	}
-	n := b.n
-	b.last, b.n = now, 0
-	return n, true
-}
-
-// remoteAddr is the IP address r came from; the zero Addr if it does not
-// parse.
-func remoteAddr(r *http.Request) netip.Addr {
-	ap, err := netip.ParseAddrPort(r.RemoteAddr)
-	if err != nil {
-		return netip.Addr{}
-	}
-	return ap.Addr().Unmap()
-}
-
-// prefixOf is the IPv6 prefix addr counts against, or the zero Addr for
-// an IPv4 address (counted by its address alone).
-func (s *Server) prefixOf(addr netip.Addr) netip.Addr {
-	if !addr.Is6() {
-		return netip.Addr{}
-	}
-	return netip.PrefixFrom(addr, s.cfg.PrefixBits).Masked().Addr()
-}
-
-// crowded says why a new session from addr would be one too many for its
-// address or prefix, or "". s.mu is held.
-func (s *Server) crowded(addr netip.Addr) string {
-	if !addr.IsValid() {
-		return ""
-	}
-	if n := s.sessions.perAddr[addr]; n >= s.cfg.MaxPerAddress {
-		return fmt.Sprintf("%d sessions from %v already: the edge's limit for one address", n, addr)
-	}
-	if p := s.prefixOf(addr); p.IsValid() && s.sessions.perPrefix[p] >= s.cfg.MaxPerPrefix {
-		return fmt.Sprintf("%d sessions from %v/%d already: the edge's limit for one IPv6 prefix", s.sessions.perPrefix[p], p, s.cfg.PrefixBits)
-	}
-	return ""
-}
-
-// siteCounts counts what IP addresses, and IPv6 prefixes, hold.
-type siteCounts struct {
-	perAddr, perPrefix map[netip.Addr]int
-}
-
-func newSiteCounts() siteCounts {
-	return siteCounts{perAddr: make(map[netip.Addr]int), perPrefix: make(map[netip.Addr]int)}
-}
-
-// count counts one from addr in (n = 1) or out (n = −1), by s's prefix
-// length. s.mu is held.
-func (c siteCounts) count(s *Server, addr netip.Addr, n int) {
-	if !addr.IsValid() {
-		return
-	}
-	add := func(m map[netip.Addr]int, k netip.Addr) {
-		if m[k] += n; m[k] <= 0 {
-			delete(m, k)
-		}
-	}
-	add(c.perAddr, addr)
-	if p := s.prefixOf(addr); p.IsValid() {
-		add(c.perPrefix, p)
-	}
-}
-
-// site counts a session from addr in (n = 1) or out (n = −1). s.mu is
-// held.
-func (s *Server) site(addr netip.Addr, n int) { s.sessions.count(s, addr, n) }
-
-// checkToken verifies r's subscription token when tokens are required.
-func (s *Server) checkToken(r *http.Request) error {
-	if s.cfg.Tokens == nil {
-		return nil
-	}
-	q := r.URL.Query().Get(TokenParam)
-	if q == "" {
-		return fmt.Errorf("no subscription token: add ?%s= with the licence's Embargo-Subscription-Token", TokenParam)
-	}
-	b, err := base64.StdEncoding.DecodeString(q)
-	if err != nil {
-		return fmt.Errorf("subscription token is not standard base64: pass the licence's Embargo-Subscription-Token as it is")
-	}
-	now, err := s.cfg.Clock.Now()
-	if err != nil {
-		return fmt.Errorf("the edge's clock: %w", err)
-	}
-	if _, err := s.cfg.Tokens.VerifyToken(b, now.Latest, int64(s.cfg.TokenMaxLife)); err != nil {
-		return fmt.Errorf("subscription token refused (%w): fetch the licence again for a fresh one", err)
-	}
-	return nil
 }
 
 // run serves one browser's session until it ends: catch-up first, then
@@ -837,7 +566,9 @@ func (s *Server) remove(c *conn) {
 	s.mu.Unlock()
 }
 
-// CloseAll closes every connection, as an edge that stops does.
+// CloseAll closes every connection, as an edge that stops does. It holds
+// s.mu while it closes: a GoingAway close ends its connection on another
+// goroutine, which may take s.mu (remove, a Listener's connection).
 func (s *Server) CloseAll() {
 	s.mu.RLock()
 	for c := range s.conns {

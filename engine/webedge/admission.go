@@ -1,0 +1,180 @@
+package webedge
+
+import (
+	"encoding/base64"
+	"fmt"
+	"net/http"
+	"net/netip"
+	"sync"
+	"time"
+)
+
+// Admission: who may open a session — a subscription token where tokens
+// are required, the Admit hook, the edge's session limit, and the limits
+// per IP address and IPv6 prefix (Config.MaxPerAddress, MaxPerPrefix) —
+// and the loud-but-bounded lines that say why browsers were refused.
+
+// admit refuses a request when the edge holds MaxConns browsers or the
+// Admit hook says no, answering it; it reports whether r may go on.
+func (s *Server) admit(w http.ResponseWriter, r *http.Request) bool {
+	if err := s.checkToken(r); err != nil {
+		s.refused.Add(1)
+		s.badToken.Add(1)
+		refuse(w, r, "not admitted: "+err.Error(), http.StatusForbidden)
+		return false
+	}
+	if s.cfg.Admit != nil {
+		if err := s.cfg.Admit(r); err != nil {
+			s.refused.Add(1)
+			refuse(w, r, "not admitted: "+err.Error(), http.StatusForbidden)
+			return false
+		}
+	}
+	site := remoteAddr(r)
+	s.mu.RLock()
+	full, crowded := len(s.conns) >= s.cfg.MaxConns, s.crowded(site)
+	s.mu.RUnlock()
+	switch {
+	case full:
+		s.refused.Add(1)
+		refuse(w, r, "edge full: try another edge", http.StatusServiceUnavailable)
+		return false
+	case crowded != "":
+		s.refused.Add(1)
+		s.refusedAddr.Add(1)
+		s.noteRefused(crowded)
+		refuse(w, r, crowded, http.StatusTooManyRequests)
+		return false
+	}
+	return true
+}
+
+// refuse answers r with code and why. Over HTTP/1.1 it also closes the
+// connection rather than keep it alive: idle, it would hold one of its
+// address's few places on the endpoint (Listener). HTTP/3 has no such
+// header, and a refused WebTransport request ends only its stream.
+func refuse(w http.ResponseWriter, r *http.Request, why string, code int) {
+	if r.ProtoMajor < 2 {
+		w.Header().Set("Connection", "close")
+	}
+	http.Error(w, why, code)
+}
+
+// noteRefused logs a session refused for its address or prefix (why),
+// loud but bounded: the first, then a line a minute at most.
+func (s *Server) noteRefused(why string) {
+	if why == "" {
+		return
+	}
+	if n, ok := s.crowdedLog.note(time.Now()); ok {
+		s.log.Warn("browsers: refused for its address: "+why+"; if browsers come through a proxy, raise -browser-max-per-address and -browser-max-per-prefix to -browser-max", "refused since the last line", n)
+	}
+}
+
+// bounded rate-limits a log line: note says whether to log now (the first
+// event, then one a minute at most) and how many events came since the
+// last line.
+type bounded struct {
+	mu   sync.Mutex
+	last time.Time
+	n    int
+}
+
+func (b *bounded) note(now time.Time) (int, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.n++
+	if !b.last.IsZero() && now.Sub(b.last) < time.Minute {
+		return 0, false
+	}
+	n := b.n
+	b.last, b.n = now, 0
+	return n, true
+}
+
+// remoteAddr is the IP address r came from; the zero Addr if it does not
+// parse.
+func remoteAddr(r *http.Request) netip.Addr {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
+}
+
+// prefixOf is the IPv6 prefix addr counts against, or the zero Addr for
+// an IPv4 address (counted by its address alone).
+func (s *Server) prefixOf(addr netip.Addr) netip.Addr {
+	if !addr.Is6() {
+		return netip.Addr{}
+	}
+	return netip.PrefixFrom(addr, s.cfg.PrefixBits).Masked().Addr()
+}
+
+// crowded says why a new session from addr would be one too many for its
+// address or prefix, or "". s.mu is held.
+func (s *Server) crowded(addr netip.Addr) string {
+	if !addr.IsValid() {
+		return ""
+	}
+	if n := s.sessions.perAddr[addr]; n >= s.cfg.MaxPerAddress {
+		return fmt.Sprintf("%d sessions from %v already: the edge's limit for one address", n, addr)
+	}
+	if p := s.prefixOf(addr); p.IsValid() && s.sessions.perPrefix[p] >= s.cfg.MaxPerPrefix {
+		return fmt.Sprintf("%d sessions from %v/%d already: the edge's limit for one IPv6 prefix", s.sessions.perPrefix[p], p, s.cfg.PrefixBits)
+	}
+	return ""
+}
+
+// siteCounts counts what IP addresses, and IPv6 prefixes, hold.
+type siteCounts struct {
+	perAddr, perPrefix map[netip.Addr]int
+}
+
+func newSiteCounts() siteCounts {
+	return siteCounts{perAddr: make(map[netip.Addr]int), perPrefix: make(map[netip.Addr]int)}
+}
+
+// count counts one from addr in (n = 1) or out (n = −1), by s's prefix
+// length. s.mu is held.
+func (c siteCounts) count(s *Server, addr netip.Addr, n int) {
+	if !addr.IsValid() {
+		return
+	}
+	add := func(m map[netip.Addr]int, k netip.Addr) {
+		if m[k] += n; m[k] <= 0 {
+			delete(m, k)
+		}
+	}
+	add(c.perAddr, addr)
+	if p := s.prefixOf(addr); p.IsValid() {
+		add(c.perPrefix, p)
+	}
+}
+
+// site counts a session from addr in (n = 1) or out (n = −1). s.mu is
+// held.
+func (s *Server) site(addr netip.Addr, n int) { s.sessions.count(s, addr, n) }
+
+// checkToken verifies r's subscription token when tokens are required.
+func (s *Server) checkToken(r *http.Request) error {
+	if s.cfg.Tokens == nil {
+		return nil
+	}
+	q := r.URL.Query().Get(TokenParam)
+	if q == "" {
+		return fmt.Errorf("no subscription token: add ?%s= with the licence's Embargo-Subscription-Token", TokenParam)
+	}
+	b, err := base64.StdEncoding.DecodeString(q)
+	if err != nil {
+		return fmt.Errorf("subscription token is not standard base64: pass the licence's Embargo-Subscription-Token as it is")
+	}
+	now, err := s.cfg.Clock.Now()
+	if err != nil {
+		return fmt.Errorf("the edge's clock: %w", err)
+	}
+	if _, err := s.cfg.Tokens.VerifyToken(b, now.Latest, int64(s.cfg.TokenMaxLife)); err != nil {
+		return fmt.Errorf("subscription token refused (%w): fetch the licence again for a fresh one", err)
+	}
+	return nil
+}
