@@ -66,7 +66,7 @@ released at p × -period TAI. One embedded origin serves one edge; several edges
 	periods := fs.Int("periods", 0, "exit after releasing this many periods per stream (0: run until interrupted)")
 	unicastAddr := fs.String("unicast", "", "also serve unicast subscribers on this address, e.g. [::]:7272, beside the multicast groups (default: multicast only)")
 	browserAddr := fs.String("browser", "", "also serve web browsers over WebSocket on this address, e.g. 127.0.0.1:7373: every datagram as one binary message (see README, In the browser)")
-	browserWT := fs.String("browser-wt", "", "also serve web browsers over WebTransport (HTTP/3, UDP) on this address, e.g. 127.0.0.1:7374: RELEASEs as datagrams, ANNOUNCE shards as streams")
+	browserWT := fs.String("browser-wt", "", "also serve web browsers over WebTransport (HTTP/3, UDP) on this address, e.g. 127.0.0.1:7374: a RELEASE first as a datagram, everything else as frames on one stream per session")
 	browserCert := fs.String("browser-cert", "", "the edge's certificate and key for browsers (PEM files, comma-separated: cert.pem,key.pem), read again when they change (a renewal, no restart): WebTransport's, and with -browser-tls WebSocket's; without it -browser-wt makes a self-signed ECDSA certificate valid 13 days, whose SHA-256 the edge logs for the page's serverCertificateHashes")
 	browserTLS := fs.Bool("browser-tls", false, "with -browser and -browser-cert: serve WebSocket over TLS (wss://, what a page served over https may open); without it ws://, for a TLS proxy in front")
 	browserMax := fs.Int("browser-max", webedge.DefaultMaxConns, "browser sessions held at once, WebSocket and WebTransport together (about 130 KB each over WebTransport); more are refused with 503")
