@@ -18,15 +18,7 @@ func TestRegisterBrowsers(t *testing.T) {
 	st := webedge.Stats{Conns: 3, Accepted: 5, Refused: 1, BadToken: 10, Sent: 70, CatchUp: 9, Slow: 2, BadInput: 4, WriteErrors: 6, Dropped: 8, TimeEchoes: 11, TimeUnanswered: 12, CopiesSkipped: 13, AnnounceRepeats: 14, RefusedAddress: 15, Retries: 16, RefusedInitials: 17, Handshakes: 18, RefusedConnections: 19, Connections: 20}
 	metrics.RegisterBrowsers(reg, func() webedge.Stats { return st })
 	st.Sent = 71 // read at scrape time, not at registration
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := map[string]float64{}
-	for _, mf := range mfs {
-		m := mf.GetMetric()[0]
-		got[mf.GetName()] = m.GetGauge().GetValue() + m.GetCounter().GetValue()
-	}
+	got := gather(t, reg)
 	for name, v := range map[string]float64{
 		"embargo_browsers_sessions": 3, "embargo_browsers_accepted_total": 5, "embargo_browsers_refused_total": 1, "embargo_browsers_refused_token_total": 10,
 		"embargo_browsers_sent_datagrams_total": 71, "embargo_browsers_catchup_datagrams_total": 9,
@@ -60,15 +52,7 @@ func TestBrowserCertificate(t *testing.T) {
 		}
 		reg := prometheus.NewRegistry()
 		metrics.RegisterBrowserCertificate(reg, c)
-		mfs, err := reg.Gather()
-		if err != nil {
-			t.Fatal(err)
-		}
-		got := map[string]float64{}
-		for _, mf := range mfs {
-			m := mf.GetMetric()[0]
-			got[mf.GetName()] = m.GetGauge().GetValue() + m.GetCounter().GetValue()
-		}
+		got := gather(t, reg)
 		if want := float64(conf.Certificates[0].Leaf.NotAfter.Unix()); got["embargo_browsers_certificate_not_after_seconds"] != want || len(got) != 3 {
 			t.Errorf("series %v, want not-after %v and 2 counters", got, want)
 		}
@@ -81,4 +65,20 @@ func TestBrowserCertificate(t *testing.T) {
 			t.Errorf("an hour later: %v %q, want not ready, expired", ok, reason)
 		}
 	})
+}
+
+// gather is each series of reg by name, gauge or counter, of metrics
+// with one series each.
+func gather(t *testing.T, reg *prometheus.Registry) map[string]float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		m := mf.GetMetric()[0]
+		got[mf.GetName()] = m.GetGauge().GetValue() + m.GetCounter().GetValue()
+	}
+	return got
 }

@@ -51,6 +51,17 @@ func startWT(t *testing.T, s *Server) (string, *webtransport.Transport) {
 	return "https://" + pc.LocalAddr().String() + "/", tr
 }
 
+// openWT opens a session to url over tr, closed when the test ends.
+func openWT(ctx context.Context, t *testing.T, tr *webtransport.Transport, url string) *webtransport.Session {
+	t.Helper()
+	_, sess, err := tr.Dial(ctx, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sess.CloseWithError(0, "") })
+	return sess
+}
+
 // dialWT serves s over WebTransport and opens one browser's session to
 // it, within 10 s.
 func dialWT(t *testing.T, s *Server) (context.Context, *webtransport.Session) {
@@ -58,11 +69,7 @@ func dialWT(t *testing.T, s *Server) (context.Context, *webtransport.Session) {
 	url, tr := startWT(t, s)
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	t.Cleanup(cancel)
-	_, sess, err := tr.Dial(ctx, url, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sess.CloseWithError(0, "") })
+	sess := openWT(ctx, t, tr, url)
 	waitConns(t, s, 1)
 	return ctx, sess
 }
@@ -218,11 +225,7 @@ func TestWebTransportNeverRead(t *testing.T) {
 	url, tr := startWT(t, s)
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	_, sess, err := tr.Dial(ctx, url, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sess.CloseWithError(0, "")
+	openWT(ctx, t, tr, url)
 	waitConns(t, s, 1)
 	shard := make([]byte, 1200)
 	for s.Stats().Slow == 0 {
@@ -276,16 +279,12 @@ func TestWebTransportRefusedBeforeHandshake(t *testing.T) {
 	url, tr := startWT(t, s)
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
-	_, sess, err := tr.Dial(ctx, url, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sess.CloseWithError(0, "")
+	openWT(ctx, t, tr, url)
 	waitConns(t, s, 1)
 	// A second client: its own QUIC connection from 127.0.0.1.
 	_, tr2 := startWT(t, s)
 	tr2.TLSClientConfig = tr.TLSClientConfig
-	_, _, err = tr2.Dial(ctx, url, nil)
+	_, _, err := tr2.Dial(ctx, url, nil)
 	var te *quic.TransportError
 	if !errors.As(err, &te) || te.ErrorCode != quic.ConnectionRefused {
 		t.Fatalf("a second session from 127.0.0.1: %v, want CONNECTION_REFUSED", err)
@@ -388,11 +387,7 @@ func TestWebTransportConnectionsPerAddress(t *testing.T) {
 	defer cancel()
 	// One session, and connections that never open one: HTTP/3 after the
 	// handshake, no request.
-	_, sess, err := tr.Dial(ctx, url, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sess.CloseWithError(0, "")
+	openWT(ctx, t, tr, url)
 	var held []*quic.Conn
 	for range 1 + pendingSlack { // with the session's, 2 + pendingSlack
 		c, err := quic.DialAddr(ctx, addr, tlsConf, &quic.Config{EnableDatagrams: true})
@@ -402,7 +397,7 @@ func TestWebTransportConnectionsPerAddress(t *testing.T) {
 		defer c.CloseWithError(0, "")
 		held = append(held, c)
 	}
-	_, err = quic.DialAddr(ctx, addr, tlsConf, &quic.Config{EnableDatagrams: true})
+	_, err := quic.DialAddr(ctx, addr, tlsConf, &quic.Config{EnableDatagrams: true})
 	var te *quic.TransportError
 	if !errors.As(err, &te) || te.ErrorCode != quic.ConnectionRefused {
 		t.Fatalf("one connection over: %v, want CONNECTION_REFUSED", err)
