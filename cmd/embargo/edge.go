@@ -72,6 +72,7 @@ released at p × -period TAI. One embedded origin serves one edge; several edges
 	browserMax := fs.Int("browser-max", webedge.DefaultMaxConns, "browser sessions held at once, WebSocket and WebTransport together (about 130 KB each over WebTransport); more are refused with 503")
 	browserPerAddr := fs.Int("browser-max-per-address", webedge.DefaultMaxPerAddress, "browsers: most sessions from one IP address (a carrier's NAT may put many viewers behind one; behind a proxy all have its address: raise it to -browser-max)")
 	browserPerPrefix := fs.Int("browser-max-per-prefix", webedge.DefaultMaxPerAddress, "browsers: most sessions from one IPv6 prefix of -ipv6-prefix bits")
+	browserPerViewer := fs.Int("browser-max-per-viewer", webedge.DefaultMaxPerViewer, "with -require-tokens: most browser sessions whose subscription tokens name one viewer (a token copied from a page opens no more)")
 	browserOrigins := fs.String("browser-origins", "", "with -browser: comma-separated page origins (host patterns, e.g. *.example.com) allowed besides the endpoint's own host")
 	multicast := fs.Bool("multicast", true, "send to the multicast groups (-group, or the default group); -multicast=false with -unicast serves unicast subscribers only")
 	senders := fs.Int("senders", 0, "unicast sender sockets and threads (default: one per core)")
@@ -171,7 +172,7 @@ released at p × -period TAI. One embedded origin serves one edge; several edges
 			origins = strings.Split(*browserOrigins, ",")
 		}
 		wc := webedge.Config{Streams: streams, Clock: clock, Logger: log, OriginPatterns: origins, MaxConns: *browserMax,
-			MaxPerAddress: *browserPerAddr, MaxPerPrefix: *browserPerPrefix, PrefixBits: *prefixBits}
+			MaxPerAddress: *browserPerAddr, MaxPerPrefix: *browserPerPrefix, PrefixBits: *prefixBits, MaxPerViewer: *browserPerViewer}
 		if *requireTokens {
 			wc.Tokens = src.trusted // browsers too: ?token= in the session URL
 		}

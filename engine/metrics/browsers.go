@@ -20,6 +20,7 @@ func RegisterBrowsers(reg prometheus.Registerer, stats func() webedge.Stats) {
 	counter("accepted_total", "Browser sessions opened.", func(st webedge.Stats) uint64 { return st.Accepted })
 	counter("refused_total", "Browser requests turned away: not admitted, over the session limit, or a failed upgrade.", func(st webedge.Stats) uint64 { return st.Refused })
 	counter("refused_address_total", "Browser requests turned away because their IP address or IPv6 prefix held its most sessions (among refused_total).", func(st webedge.Stats) uint64 { return st.RefusedAddress })
+	counter("refused_viewer_total", "Browser requests turned away because their subscription token's viewer held its most sessions (among refused_total).", func(st webedge.Stats) uint64 { return st.RefusedViewer })
 	counter("refused_connections_total", "TCP connections closed as accepted because their address or IPv6 prefix held its most.", func(st webedge.Stats) uint64 { return st.RefusedConnections })
 	counter("quic_retries_total", "WebTransport Initial packets answered with a QUIC Retry: more handshakes a second from unproven addresses than the edge takes without.", func(st webedge.Stats) uint64 { return st.Retries })
 	counter("quic_refused_initials_total", "WebTransport Initial packets whose connection was refused before its handshake: the edge full, or the address or prefix at its limit.", func(st webedge.Stats) uint64 { return st.RefusedInitials })

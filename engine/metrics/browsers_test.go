@@ -15,7 +15,7 @@ import (
 // TestRegisterBrowsers: each series reads its counter at scrape time.
 func TestRegisterBrowsers(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	st := webedge.Stats{Conns: 3, Accepted: 5, Refused: 1, BadToken: 10, Sent: 70, CatchUp: 9, Slow: 2, BadInput: 4, WriteErrors: 6, Dropped: 8, TimeEchoes: 11, TimeUnanswered: 12, CopiesSkipped: 13, AnnounceRepeats: 14, RefusedAddress: 15, Retries: 16, RefusedInitials: 17, Handshakes: 18, RefusedConnections: 19, Connections: 20}
+	st := webedge.Stats{Conns: 3, Accepted: 5, Refused: 1, BadToken: 10, Sent: 70, CatchUp: 9, Slow: 2, BadInput: 4, WriteErrors: 6, Dropped: 8, TimeEchoes: 11, TimeUnanswered: 12, CopiesSkipped: 13, AnnounceRepeats: 14, RefusedAddress: 15, Retries: 16, RefusedInitials: 17, Handshakes: 18, RefusedConnections: 19, Connections: 20, RefusedViewer: 21}
 	metrics.RegisterBrowsers(reg, func() webedge.Stats { return st })
 	st.Sent = 71 // read at scrape time, not at registration
 	got := gather(t, reg)
@@ -27,14 +27,14 @@ func TestRegisterBrowsers(t *testing.T) {
 		"embargo_browsers_time_echoes_total": 11, "embargo_browsers_time_requests_unanswered_total": 12,
 		"embargo_browsers_release_copies_skipped_total": 13, "embargo_browsers_announce_repeats_skipped_total": 14, "embargo_browsers_refused_address_total": 15,
 		"embargo_browsers_quic_retries_total": 16, "embargo_browsers_quic_refused_initials_total": 17, "embargo_browsers_quic_handshakes_total": 18,
-		"embargo_browsers_refused_connections_total": 19, "embargo_browsers_connections": 20,
+		"embargo_browsers_refused_connections_total": 19, "embargo_browsers_connections": 20, "embargo_browsers_refused_viewer_total": 21,
 	} {
 		if got[name] != v {
 			t.Errorf("%s = %v, want %v", name, got[name], v)
 		}
 	}
-	if len(got) != 20 {
-		t.Errorf("%d series, want 20: %v", len(got), got)
+	if len(got) != 21 {
+		t.Errorf("%d series, want 21: %v", len(got), got)
 	}
 }
 

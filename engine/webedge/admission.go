@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"sync"
 	"time"
+
+	"github.com/embargo-live/embargo/wire"
 )
 
 // Admission: who may open a session — a subscription token where tokens
@@ -14,39 +16,72 @@ import (
 // per IP address and IPv6 prefix (Config.MaxPerAddress, MaxPerPrefix) —
 // and the loud-but-bounded lines that say why browsers were refused.
 
-// admit refuses a request when the edge holds MaxConns browsers or the
-// Admit hook says no, answering it; it reports whether r may go on.
-func (s *Server) admit(w http.ResponseWriter, r *http.Request) bool {
-	if err := s.checkToken(r); err != nil {
+// client is who a session is for: the address it came from and, where
+// tokens are required, the viewer its token names.
+type client struct {
+	addr   netip.Addr
+	viewer [8]byte
+	token  bool // viewer is a verified token's
+}
+
+// admit refuses a request when the edge holds MaxConns browsers, its
+// address, prefix or viewer holds its most, or the Admit hook says no,
+// answering it; it reports whether r may go on, and for whom.
+func (s *Server) admit(w http.ResponseWriter, r *http.Request) (client, bool) {
+	cl := client{addr: remoteAddr(r)}
+	tok, err := s.checkToken(r)
+	if err != nil {
 		s.refused.Add(1)
 		s.badToken.Add(1)
 		refuse(w, r, "not admitted: "+err.Error(), http.StatusForbidden)
-		return false
+		return cl, false
 	}
+	cl.viewer, cl.token = tok.Viewer, s.cfg.Tokens != nil
 	if s.cfg.Admit != nil {
 		if err := s.cfg.Admit(r); err != nil {
 			s.refused.Add(1)
 			refuse(w, r, "not admitted: "+err.Error(), http.StatusForbidden)
-			return false
+			return cl, false
 		}
 	}
-	site := remoteAddr(r)
 	s.mu.RLock()
-	full, crowded := len(s.conns) >= s.cfg.MaxConns, s.crowded(site)
+	why, ok := s.room(cl)
 	s.mu.RUnlock()
-	switch {
-	case full:
+	if !ok {
+		code := http.StatusTooManyRequests
+		if why == edgeFull {
+			code = http.StatusServiceUnavailable
+		}
+		refuse(w, r, why, code)
+		return cl, false
+	}
+	return cl, true
+}
+
+// edgeFull is why a session is refused when the edge holds MaxConns.
+const edgeFull = "edge full: try another edge"
+
+// room says whether the edge may hold one more session for cl, and if not
+// why, counting the refusal. s.mu is held (read or write).
+func (s *Server) room(cl client) (string, bool) {
+	if len(s.conns) >= s.cfg.MaxConns {
 		s.refused.Add(1)
-		refuse(w, r, "edge full: try another edge", http.StatusServiceUnavailable)
-		return false
-	case crowded != "":
+		return edgeFull, false
+	}
+	if why := s.crowded(cl.addr); why != "" {
 		s.refused.Add(1)
 		s.refusedAddr.Add(1)
-		s.noteRefused(crowded)
-		refuse(w, r, crowded, http.StatusTooManyRequests)
-		return false
+		s.noteRefused(why)
+		return why, false
 	}
-	return true
+	if n := s.viewers[cl.viewer]; cl.token && n >= s.cfg.MaxPerViewer {
+		s.refused.Add(1)
+		s.refusedViewer.Add(1)
+		why := fmt.Sprintf("this viewer's subscription token holds %d sessions on this edge already: the edge's limit for one viewer", n)
+		s.noteRefused(why)
+		return why, false
+	}
+	return "", true
 }
 
 // refuse answers r with code and why. Over HTTP/1.1 it also closes the
@@ -60,14 +95,14 @@ func refuse(w http.ResponseWriter, r *http.Request, why string, code int) {
 	http.Error(w, why, code)
 }
 
-// noteRefused logs a session refused for its address or prefix (why),
+// noteRefused logs a session refused for its address, prefix or viewer (why),
 // loud but bounded: the first, then a line a minute at most.
 func (s *Server) noteRefused(why string) {
 	if why == "" {
 		return
 	}
 	if n, ok := s.crowdedLog.note(time.Now()); ok {
-		s.log.Warn("browsers: refused for its address: "+why+"; if browsers come through a proxy, raise -browser-max-per-address and -browser-max-per-prefix to -browser-max", "refused since the last line", n)
+		s.log.Warn("browsers: session refused: "+why+"; if browsers come through a proxy, raise -browser-max-per-address and -browser-max-per-prefix to -browser-max", "refused since the last line", n)
 	}
 }
 
@@ -152,29 +187,37 @@ func (c siteCounts) count(s *Server, addr netip.Addr, n int) {
 	}
 }
 
-// site counts a session from addr in (n = 1) or out (n = −1). s.mu is
-// held.
-func (s *Server) site(addr netip.Addr, n int) { s.sessions.count(s, addr, n) }
+// site counts a session for cl in (n = 1) or out (n = −1), by its
+// address, prefix and viewer. s.mu is held.
+func (s *Server) site(cl client, n int) {
+	s.sessions.count(s, cl.addr, n)
+	if cl.token {
+		if s.viewers[cl.viewer] += n; s.viewers[cl.viewer] <= 0 {
+			delete(s.viewers, cl.viewer)
+		}
+	}
+}
 
 // checkToken verifies r's subscription token when tokens are required.
-func (s *Server) checkToken(r *http.Request) error {
+func (s *Server) checkToken(r *http.Request) (wire.Token, error) {
+	var tok wire.Token
 	if s.cfg.Tokens == nil {
-		return nil
+		return tok, nil
 	}
 	q := r.URL.Query().Get(TokenParam)
 	if q == "" {
-		return fmt.Errorf("no subscription token: add ?%s= with the licence's Embargo-Subscription-Token", TokenParam)
+		return tok, fmt.Errorf("no subscription token: add ?%s= with the licence's Embargo-Subscription-Token", TokenParam)
 	}
 	b, err := base64.StdEncoding.DecodeString(q)
 	if err != nil {
-		return fmt.Errorf("subscription token is not standard base64: pass the licence's Embargo-Subscription-Token as it is")
+		return tok, fmt.Errorf("subscription token is not standard base64: pass the licence's Embargo-Subscription-Token as it is")
 	}
 	now, err := s.cfg.Clock.Now()
 	if err != nil {
-		return fmt.Errorf("the edge's clock: %w", err)
+		return tok, fmt.Errorf("the edge's clock: %w", err)
 	}
-	if _, err := s.cfg.Tokens.VerifyToken(b, now.Latest, int64(s.cfg.TokenMaxLife)); err != nil {
-		return fmt.Errorf("subscription token refused (%w): fetch the licence again for a fresh one", err)
+	if tok, err = s.cfg.Tokens.VerifyToken(b, now.Latest, int64(s.cfg.TokenMaxLife)); err != nil {
+		return tok, fmt.Errorf("subscription token refused (%w): fetch the licence again for a fresh one", err)
 	}
-	return nil
+	return tok, nil
 }

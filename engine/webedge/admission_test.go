@@ -116,3 +116,50 @@ func TestTokenSessions(t *testing.T) {
 		t.Errorf("Accepted %d, BadToken %d; want 2, 2", st.Accepted, st.BadToken)
 	}
 }
+
+// TestSessionsPerViewer: with tokens required, the sessions whose tokens
+// name one viewer are bounded, over both transports together: a token
+// copied from a page opens no more; another viewer's still does, and a
+// session that ends makes room.
+func TestSessionsPerViewer(t *testing.T) {
+	realtime.Exclusive(t) // real loopback sockets
+	cfg, origin := tokenEdge(t)
+	cfg.MaxPerViewer = 2
+	s, wsURL := start(t, cfg)
+	wtURL, tr := startWT(t, s)
+	token := func(viewer byte) []byte {
+		return seal.SignToken(origin, &wire.Token{NotAfter: tokenAt + int64(time.Minute), Viewer: [8]byte{viewer}})
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	a, _, err := websocket.Dial(ctx, withToken(wsURL, token(1)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.CloseNow()
+	openWT(ctx, t, tr, withToken(wtURL, token(1)))
+	waitConns(t, s, 2)
+	_, rsp, err := websocket.Dial(ctx, withToken(wsURL, token(1)), nil)
+	if err == nil || rsp == nil || rsp.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("a third session for one viewer: %v, want 429", err)
+	}
+	if rsp, _, err := tr.Dial(ctx, withToken(wtURL, token(1)), nil); err == nil || rsp == nil || rsp.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("a third session for one viewer over WebTransport: %v, want 429", err)
+	}
+	b, _, err := websocket.Dial(ctx, withToken(wsURL, token(2)), nil)
+	if err != nil {
+		t.Fatalf("another viewer: %v", err)
+	}
+	defer b.CloseNow()
+	waitConns(t, s, 3)
+	if st := s.Stats(); st.RefusedViewer != 2 || st.RefusedAddress != 0 {
+		t.Errorf("stats %+v, want 2 refused for their viewer", st)
+	}
+	a.Close(websocket.StatusNormalClosure, "")
+	waitConns(t, s, 2)
+	c, _, err := websocket.Dial(ctx, withToken(wsURL, token(1)), nil)
+	if err != nil {
+		t.Fatalf("after one of the viewer's sessions ended: %v", err)
+	}
+	c.CloseNow()
+}

@@ -8,7 +8,6 @@ import (
 	"hash/maphash"
 	"log/slog"
 	"net/http"
-	"net/netip"
 	"os"
 	"runtime"
 	"slices"
@@ -39,6 +38,9 @@ const (
 	// address, and one host still takes at most a tenth of the default
 	// MaxConns.
 	DefaultMaxPerAddress = 1024
+	// DefaultMaxPerViewer leaves a viewer's devices, each on one session
+	// to the edge, and their reconnections room.
+	DefaultMaxPerViewer = 8
 	// DefaultRetryAbove lets 10,000 browsers join within 10 s without a
 	// Retry; a flood beyond it costs a stateless Retry a packet.
 	DefaultRetryAbove = 1000
@@ -69,6 +71,10 @@ type Config struct {
 	// everyone else. Behind a proxy every browser has the proxy's
 	// address: raise them to MaxConns.
 	MaxPerAddress, MaxPerPrefix, PrefixBits int
+	// MaxPerViewer bounds, where Tokens are required, the sessions whose
+	// tokens name one viewer (DefaultMaxPerViewer): a token copied from
+	// a page opens no more; more are refused with 429.
+	MaxPerViewer int
 	// RetryAbove is how many WebTransport handshakes a second from
 	// addresses not yet proven the edge takes before it asks each further
 	// one to prove its address first (a QUIC Retry; DefaultRetryAbove;
@@ -112,6 +118,9 @@ type Stats struct {
 	// RefusedAddress counts the refused requests (among Refused) from an
 	// IP address or IPv6 prefix at its MaxPerAddress or MaxPerPrefix.
 	RefusedAddress uint64
+	// RefusedViewer counts the refused requests (among Refused) whose
+	// token's viewer held its most sessions (Config.MaxPerViewer).
+	RefusedViewer uint64
 	// RefusedConnections counts the TCP connections closed as accepted
 	// because their address or prefix held its most (Listener), and
 	// Connections is how many the Listener holds now.
@@ -160,17 +169,18 @@ type Server struct {
 	// endpoint's QUIC connections, by IP address and by IPv6 prefix
 	// (Config.MaxPerAddress, MaxPerPrefix).
 	sessions, tcp, quic siteCounts
-	tcpOpen             int     // the Listener's connections
-	crowdedLog          bounded // noteRefused
+	tcpOpen             int             // the Listener's connections
+	crowdedLog          bounded         // noteRefused
+	viewers             map[[8]byte]int // sessions by their tokens' viewer
 
-	accepted, refused, refusedAddr, refusedConns, retries, refusedInitials, handshakes, badToken, sent, catchUp, slow, bad, writeErrs, dropped, echoes, unanswered, copiesSkipped, announceRepeats atomic.Uint64
-	seed                                                                                                                                                                                           maphash.Seed // announceKeys
+	accepted, refused, refusedAddr, refusedViewer, refusedConns, retries, refusedInitials, handshakes, badToken, sent, catchUp, slow, bad, writeErrs, dropped, echoes, unanswered, copiesSkipped, announceRepeats atomic.Uint64
+	seed                                                                                                                                                                                                          maphash.Seed // announceKeys
 }
 
 // conn is one browser: its queues, each drained by its own goroutine.
 type conn struct {
-	t    transport
-	from netip.Addr // the browser's IP address, counted against its limits
+	t      transport
+	client client // who it is for, counted against the limits
 	// queue is every datagram in order (WebSocket), or all but the live
 	// RELEASEs' first copies (WebTransport's session stream, which
 	// carries their second copies).
@@ -214,6 +224,7 @@ func New(cfg Config) (*Server, error) {
 	cfg.MaxPerPrefix = cmp.Or(max(cfg.MaxPerPrefix, 0), DefaultMaxPerAddress)
 	cfg.PrefixBits = cmp.Or(cfg.PrefixBits, unicast.DefaultPrefixBits)
 	cfg.RetryAbove = cmp.Or(cfg.RetryAbove, DefaultRetryAbove)
+	cfg.MaxPerViewer = cmp.Or(max(cfg.MaxPerViewer, 0), DefaultMaxPerViewer)
 	cfg.CatchUp = cmp.Or(cfg.CatchUp, DefaultCatchUp)
 	cfg.WriteWait = cmp.Or(cfg.WriteWait, DefaultWriteWait)
 	cfg.TokenMaxLife = cmp.Or(cfg.TokenMaxLife, unicast.DefaultTokenMaxLife)
@@ -222,7 +233,7 @@ func New(cfg Config) (*Server, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Server{cfg: cfg, log: log, conns: make(map[*conn]struct{}), seed: maphash.MakeSeed(),
-		sessions: newSiteCounts(), tcp: newSiteCounts(), quic: newSiteCounts()}, nil
+		sessions: newSiteCounts(), tcp: newSiteCounts(), quic: newSiteCounts(), viewers: make(map[[8]byte]int)}, nil
 }
 
 // SetHistory sets where catch-up comes from (edge.CatchUpSender).
@@ -331,7 +342,8 @@ func (s *Server) enqueue(c *conn, q chan []byte, msgs [][]byte) bool {
 func (s *Server) Handler() http.Handler { return http.HandlerFunc(s.serve) }
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
-	if !s.admit(w, r) {
+	cl, ok := s.admit(w, r)
+	if !ok {
 		return
 	}
 	// A session outlives any request timeout of the http.Server, whose
@@ -345,36 +357,28 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ws.SetReadLimit(readLimit)
-	s.run(r.Context(), wsTransport{ws}, remoteAddr(r))
+	s.run(r.Context(), wsTransport{ws}, cl)
 }
 
 // run serves one browser's session until it ends: catch-up first, then
 // every datagram sent.
-func (s *Server) run(ctx context.Context, t transport, from netip.Addr) {
+func (s *Server) run(ctx context.Context, t transport, cl client) {
 	wctx, stop := context.WithCancel(ctx)
 	defer stop()
-	c := &conn{t: t, from: from, streams: len(s.cfg.Streams), queue: make(chan []byte, s.cfg.Queue), done: make(chan struct{}), stop: stop}
+	c := &conn{t: t, client: cl, streams: len(s.cfg.Streams), queue: make(chan []byte, s.cfg.Queue), done: make(chan struct{}), stop: stop}
 	if t.datagrams() {
 		c.releases = make(chan []byte, s.cfg.Queue)
 	}
 	s.mu.Lock()
 	// Checked again: others may have been accepted meanwhile.
-	full, crowded := len(s.conns) >= s.cfg.MaxConns, s.crowded(from)
-	if !full && crowded == "" {
+	why, ok := s.room(cl)
+	if ok {
 		s.conns[c] = struct{}{}
-		s.site(from, 1)
+		s.site(cl, 1)
 	}
 	s.mu.Unlock()
-	switch {
-	case full:
-		s.refused.Add(1)
-		t.end(websocket.StatusTryAgainLater, "edge full: try another edge")
-		return
-	case crowded != "":
-		s.refused.Add(1)
-		s.refusedAddr.Add(1)
-		s.noteRefused(crowded)
-		t.end(websocket.StatusTryAgainLater, crowded)
+	if !ok {
+		t.end(websocket.StatusTryAgainLater, why)
 		return
 	}
 	s.accepted.Add(1)
@@ -562,7 +566,7 @@ func (s *Server) close(c *conn, code websocket.StatusCode, reason string) {
 func (s *Server) remove(c *conn) {
 	s.mu.Lock()
 	delete(s.conns, c)
-	s.site(c.from, -1)
+	s.site(c.client, -1)
 	s.mu.Unlock()
 }
 
@@ -584,7 +588,7 @@ func (s *Server) Stats() Stats {
 	tcp := s.tcpOpen
 	s.mu.RUnlock()
 	return Stats{
-		Conns: n, Accepted: s.accepted.Load(), Refused: s.refused.Load(), RefusedAddress: s.refusedAddr.Load(), RefusedConnections: s.refusedConns.Load(), Connections: tcp, Retries: s.retries.Load(), RefusedInitials: s.refusedInitials.Load(), Handshakes: s.handshakes.Load(), BadToken: s.badToken.Load(),
+		Conns: n, Accepted: s.accepted.Load(), Refused: s.refused.Load(), RefusedAddress: s.refusedAddr.Load(), RefusedViewer: s.refusedViewer.Load(), RefusedConnections: s.refusedConns.Load(), Connections: tcp, Retries: s.retries.Load(), RefusedInitials: s.refusedInitials.Load(), Handshakes: s.handshakes.Load(), BadToken: s.badToken.Load(),
 		Sent: s.sent.Load(), CatchUp: s.catchUp.Load(),
 		Slow: s.slow.Load(), BadInput: s.bad.Load(), WriteErrors: s.writeErrs.Load(),
 		Dropped: s.dropped.Load(), TimeEchoes: s.echoes.Load(), TimeUnanswered: s.unanswered.Load(),

@@ -394,7 +394,7 @@ func TestSessionsPerAddress(t *testing.T) {
 	if st := s.Stats(); st.RefusedAddress != 1 || st.Refused != 1 {
 		t.Errorf("stats %+v, want 1 refused for its address", st)
 	}
-	if !strings.Contains(logs.String(), "refused for its address: 2 sessions from 127.0.0.1 already") {
+	if !strings.Contains(logs.String(), "session refused: 2 sessions from 127.0.0.1 already") {
 		t.Errorf("no line saying why:\n%s", logs.String())
 	}
 	a.Close(websocket.StatusNormalClosure, "")
@@ -415,7 +415,7 @@ func TestSessionsPerPrefix(t *testing.T) {
 		if why := s.crowded(a); why != "" {
 			return why
 		}
-		s.site(a, 1)
+		s.site(client{addr: a}, 1)
 		return ""
 	}
 	for _, a := range []string{"2001:db8:0:1::1", "2001:db8:0:1::1", "2001:db8:0:2::2"} {
@@ -440,7 +440,7 @@ func TestSessionsPerPrefix(t *testing.T) {
 	if why := add("192.0.2.1"); why == "" {
 		t.Error("a third from one IPv4 address was admitted")
 	}
-	s.site(netip.MustParseAddr("2001:db8:0:2::2"), -1)
+	s.site(client{addr: netip.MustParseAddr("2001:db8:0:2::2")}, -1)
 	if why := add("2001:db8:0:ff::3"); why != "" {
 		t.Errorf("after one in the /56 ended: %q", why)
 	}

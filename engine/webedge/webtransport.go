@@ -55,7 +55,8 @@ func (s *Server) ServeWebTransport(ctx context.Context, pc net.PacketConn, tlsCo
 	}
 	webtransport.ConfigureHTTP3Server(wt.H3)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		if !s.admit(w, r) {
+		cl, ok := s.admit(w, r)
+		if !ok {
 			return
 		}
 		sess, err := wt.Upgrade(w, r)
@@ -63,7 +64,7 @@ func (s *Server) ServeWebTransport(ctx context.Context, pc net.PacketConn, tlsCo
 			s.refused.Add(1)
 			return
 		}
-		s.run(sess.Context(), &wtTransport{s: sess}, remoteAddr(r))
+		s.run(sess.Context(), &wtTransport{s: sess}, cl)
 	})
 	// The QUIC transport is the edge's own, not the one wt.Serve would
 	// make, for two admission hooks (s.verifySource, s.connContext).
