@@ -542,8 +542,14 @@ export function keepInStep(media: SteppedMedia, o: StepOptions, everyMs = 200): 
       media.playbackRate = aim.rate;
       return;
     }
-    // The aim's own rate, corrected by the gap.
-    media.playbackRate = aim.rate - 1 + playbackRateFor(media.currentTime, aim.targetS, o);
+    // The aim's own rate, corrected by the gap; detuned, never nearer
+    // 1 than half the detune, on the turn's side (a player that starts,
+    // or falls, a detune's worth off the aim closes the gap at that rate,
+    // never at 1).
+    let rate = aim.rate - 1 + playbackRateFor(media.currentTime, aim.targetS, o);
+    const least = (o.detune ?? 0) / 2;
+    if (least > 0 && Math.abs(rate - 1) < least) rate = aim.rate > 1 ? 1 + least : 1 - least;
+    media.playbackRate = rate;
   };
   tick();
   const id = setInterval(tick, everyMs);
