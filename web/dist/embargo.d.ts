@@ -152,14 +152,39 @@ export interface StepOptions {
     /** A gap beyond this (seconds, default 3) is closed by one seek, not by
      * rate: a player that far off has just joined or fallen behind. */
     seekBeyondS?: number;
+    /** Hold playbackRate this far off 1 (a fraction; default 0, off),
+     * slower and faster by turns, each for detuneCycleS (default 2 s),
+     * turning at detuneAtUTC (e.g. a period's presentAtUTC; default 0) and
+     * every detuneCycleS from it, slower in the cycles that begin an even
+     * number of cycles after the Unix epoch: every player on the clock
+     * detunes alike. Chromium locks a video's frames to a display cadence
+     * of its own at rate 1 (a frame may then stray up to half a frame from
+     * the media clock, each player by its own phase); 0.006 keeps the rate
+     * out of that lock (±0.25 %), so each frame is shown at the refresh its
+     * media time falls in — the same one for players whose clocks agree.
+     * The media then runs behind the schedule by up to detune ×
+     * detuneCycleS (12 ms at 0.006), never ahead. Keep detuneCycleS ≥ 2 s:
+     * Chromium judges the rate from the last ~32 frames' durations, and
+     * must see it off 1 at the turns' ends. */
+    detune?: number;
+    detuneCycleS?: number;
+    detuneAtUTC?: number;
 }
+/** detuned is the media time keepInStep aims at when the schedule reads
+ * targetS at utcMs (StepOptions.detune), and how fast that moves (1
+ * undetuned). */
+export declare function detuned(targetS: number, utcMs: number, o: StepOptions): {
+    targetS: number;
+    rate: number;
+};
 /** playbackRateFor is the rate that closes the gap between the media's
  * time and the scheduled one within horizonS, within 1 ± maxCorrection:
  * ahead plays slower, behind faster, never stopped (no stall). */
 export declare function playbackRateFor(mediaTimeS: number, targetS: number, o?: StepOptions): number;
 /** keepInStep keeps media on the schedule every everyMs: by playbackRate
- * within a few percent, by one seek when it is more than seekBeyondS off.
- * It returns a function that stops it and restores rate 1. */
+ * within a few percent, by one seek when it is more than seekBeyondS off;
+ * detuned (StepOptions.detune) if asked. It returns a function that stops
+ * it and restores rate 1. */
 export declare function keepInStep(media: SteppedMedia, o: StepOptions, everyMs?: number): () => void;
 /** followSchedule keeps media on the period schedule of r's released
  * periods: anchor(p) is the media time (s) of period p's first frame, or

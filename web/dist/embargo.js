@@ -378,6 +378,20 @@ export async function attachClearKey(media, r, contentType = 'video/mp4; codecs=
         void session.generateRequest(ev.initDataType, ev.initData);
     });
 }
+/** detuned is the media time keepInStep aims at when the schedule reads
+ * targetS at utcMs (StepOptions.detune), and how fast that moves (1
+ * undetuned). */
+export function detuned(targetS, utcMs, o) {
+    const d = o.detune ?? 0;
+    if (d <= 0)
+        return { targetS, rate: 1 };
+    const cycleMs = 1000 * (o.detuneCycleS ?? 2);
+    const phase = (o.detuneAtUTC ?? 0) % cycleMs;
+    const k = Math.floor((utcMs - phase) / cycleMs);
+    const intoS = (utcMs - phase - k * cycleMs) / 1000;
+    // Falling behind through even cycles, catching up through odd ones.
+    return k % 2 === 0 ? { targetS: targetS - d * intoS, rate: 1 - d } : { targetS: targetS - d * (cycleMs / 1000 - intoS), rate: 1 + d };
+}
 /** playbackRateFor is the rate that closes the gap between the media's
  * time and the scheduled one within horizonS, within 1 ± maxCorrection:
  * ahead plays slower, behind faster, never stopped (no stall). */
@@ -388,17 +402,27 @@ export function playbackRateFor(mediaTimeS, targetS, o = { mediaTimeAt: () => 0 
     return 1 + Math.max(-max, Math.min(max, c));
 }
 /** keepInStep keeps media on the schedule every everyMs: by playbackRate
- * within a few percent, by one seek when it is more than seekBeyondS off.
- * It returns a function that stops it and restores rate 1. */
+ * within a few percent, by one seek when it is more than seekBeyondS off;
+ * detuned (StepOptions.detune) if asked. It returns a function that stops
+ * it and restores rate 1. */
 export function keepInStep(media, o, everyMs = 200) {
     const tick = () => {
-        const target = o.mediaTimeAt((o.clock ?? now)());
-        if (Math.abs(target - media.currentTime) > (o.seekBeyondS ?? 3)) {
-            media.currentTime = target;
-            media.playbackRate = 1;
+        const t = (o.clock ?? now)();
+        const aim = detuned(o.mediaTimeAt(t), t, o);
+        if (Math.abs(aim.targetS - media.currentTime) > (o.seekBeyondS ?? 3)) {
+            media.currentTime = aim.targetS;
+            media.playbackRate = aim.rate;
             return;
         }
-        media.playbackRate = playbackRateFor(media.currentTime, target, o);
+        // The aim's own rate, corrected by the gap; detuned, never nearer
+        // 1 than half the detune, on the turn's side (a player that starts,
+        // or falls, a detune's worth off the aim closes the gap at that rate,
+        // never at 1).
+        let rate = aim.rate - 1 + playbackRateFor(media.currentTime, aim.targetS, o);
+        const least = (o.detune ?? 0) / 2;
+        if (least > 0 && Math.abs(rate - 1) < least)
+            rate = aim.rate > 1 ? 1 + least : 1 - least;
+        media.playbackRate = rate;
     };
     tick();
     const id = setInterval(tick, everyMs);
@@ -465,7 +489,8 @@ export function followSchedule(media, r, anchor, o = {}, everyMs = 200, onShown)
                 media.currentTime = mediaTimeAt(clock());
             show();
             onShown?.(p.presentAtUTC + lateMs);
-            stopStep = keepInStep(media, { ...o, mediaTimeAt, clock }, everyMs);
+            // Detuned turns at presentAt: every player's boundaries alike.
+            stopStep = keepInStep(media, { ...o, detuneAtUTC: o.detuneAtUTC ?? p.presentAtUTC, mediaTimeAt, clock }, everyMs);
             void media.play().catch(() => { });
         }, clock);
     };

@@ -495,6 +495,37 @@ export interface StepOptions {
   /** A gap beyond this (seconds, default 3) is closed by one seek, not by
    * rate: a player that far off has just joined or fallen behind. */
   seekBeyondS?: number;
+  /** Hold playbackRate this far off 1 (a fraction; default 0, off),
+   * slower and faster by turns, each for detuneCycleS (default 2 s),
+   * turning at detuneAtUTC (e.g. a period's presentAtUTC; default 0) and
+   * every detuneCycleS from it, slower in the cycles that begin an even
+   * number of cycles after the Unix epoch: every player on the clock
+   * detunes alike. Chromium locks a video's frames to a display cadence
+   * of its own at rate 1 (a frame may then stray up to half a frame from
+   * the media clock, each player by its own phase); 0.006 keeps the rate
+   * out of that lock (±0.25 %), so each frame is shown at the refresh its
+   * media time falls in — the same one for players whose clocks agree.
+   * The media then runs behind the schedule by up to detune ×
+   * detuneCycleS (12 ms at 0.006), never ahead. Keep detuneCycleS ≥ 2 s:
+   * Chromium judges the rate from the last ~32 frames' durations, and
+   * must see it off 1 at the turns' ends. */
+  detune?: number;
+  detuneCycleS?: number;
+  detuneAtUTC?: number;
+}
+
+/** detuned is the media time keepInStep aims at when the schedule reads
+ * targetS at utcMs (StepOptions.detune), and how fast that moves (1
+ * undetuned). */
+export function detuned(targetS: number, utcMs: number, o: StepOptions): { targetS: number; rate: number } {
+  const d = o.detune ?? 0;
+  if (d <= 0) return { targetS, rate: 1 };
+  const cycleMs = 1000 * (o.detuneCycleS ?? 2);
+  const phase = (o.detuneAtUTC ?? 0) % cycleMs;
+  const k = Math.floor((utcMs - phase) / cycleMs);
+  const intoS = (utcMs - phase - k * cycleMs) / 1000;
+  // Falling behind through even cycles, catching up through odd ones.
+  return k % 2 === 0 ? { targetS: targetS - d * intoS, rate: 1 - d } : { targetS: targetS - d * (cycleMs / 1000 - intoS), rate: 1 + d };
 }
 
 /** playbackRateFor is the rate that closes the gap between the media's
@@ -508,17 +539,26 @@ export function playbackRateFor(mediaTimeS: number, targetS: number, o: StepOpti
 }
 
 /** keepInStep keeps media on the schedule every everyMs: by playbackRate
- * within a few percent, by one seek when it is more than seekBeyondS off.
- * It returns a function that stops it and restores rate 1. */
+ * within a few percent, by one seek when it is more than seekBeyondS off;
+ * detuned (StepOptions.detune) if asked. It returns a function that stops
+ * it and restores rate 1. */
 export function keepInStep(media: SteppedMedia, o: StepOptions, everyMs = 200): () => void {
   const tick = () => {
-    const target = o.mediaTimeAt((o.clock ?? now)());
-    if (Math.abs(target - media.currentTime) > (o.seekBeyondS ?? 3)) {
-      media.currentTime = target;
-      media.playbackRate = 1;
+    const t = (o.clock ?? now)();
+    const aim = detuned(o.mediaTimeAt(t), t, o);
+    if (Math.abs(aim.targetS - media.currentTime) > (o.seekBeyondS ?? 3)) {
+      media.currentTime = aim.targetS;
+      media.playbackRate = aim.rate;
       return;
     }
-    media.playbackRate = playbackRateFor(media.currentTime, target, o);
+    // The aim's own rate, corrected by the gap; detuned, never nearer
+    // 1 than half the detune, on the turn's side (a player that starts,
+    // or falls, a detune's worth off the aim closes the gap at that rate,
+    // never at 1).
+    let rate = aim.rate - 1 + playbackRateFor(media.currentTime, aim.targetS, o);
+    const least = (o.detune ?? 0) / 2;
+    if (least > 0 && Math.abs(rate - 1) < least) rate = aim.rate > 1 ? 1 + least : 1 - least;
+    media.playbackRate = rate;
   };
   tick();
   const id = setInterval(tick, everyMs);
@@ -589,7 +629,8 @@ export function followSchedule(
         if ((anchor(p) ?? 0) - media.currentTime > (o.maxCorrection ?? 0.1) * (o.horizonS ?? 2)) media.currentTime = mediaTimeAt(clock());
         show();
         onShown?.(p.presentAtUTC + lateMs);
-        stopStep = keepInStep(media, { ...o, mediaTimeAt, clock }, everyMs);
+        // Detuned turns at presentAt: every player's boundaries alike.
+        stopStep = keepInStep(media, { ...o, detuneAtUTC: o.detuneAtUTC ?? p.presentAtUTC, mediaTimeAt, clock }, everyMs);
         void media.play().catch(() => {});
       },
       clock,
