@@ -45,7 +45,6 @@ func (c *conn) copies(msgs [][]byte, keys []releaseKey, first, second [][]byte) 
 		}
 		j := slices.IndexFunc(c.sent[:], func(r sentRelease) bool { return r.key == k })
 		if j < 0 {
-			c.released(k)
 			c.sent[c.next] = sentRelease{key: k, copies: 1}
 			c.next = (c.next + 1) % sentReleases
 			first = append(first, msgs[i])
@@ -69,7 +68,8 @@ type announceKey struct {
 
 // maxAnnounced bounds the periods a stream has whose ANNOUNCE datagrams a
 // session remembers (wire.MaxAnnounceLead are pending at most). Beyond
-// it the session forgets them all, which costs repeats, never a period.
+// it the session forgets them all, which costs repeats, never a period:
+// Send's limit is maxAnnounced times the streams served.
 const maxAnnounced = 4 * wire.MaxAnnounceLead
 
 // announceKeys names each ANNOUNCE datagram of msgs. One that does not
@@ -85,12 +85,16 @@ func (s *Server) announceKeys(msgs [][]byte) []announceKey {
 }
 
 // unannounced appends to out the msgs (ANNOUNCE datagrams named by keys)
-// not yet queued to c, and remembers them as queued: a session is
-// reliable and in order, so one copy of a period's shards is all it
-// needs of the carousel's rounds.
-func (c *conn) unannounced(msgs [][]byte, keys []announceKey, out [][]byte) [][]byte {
+// not yet queued to c, and remembers them as queued, at most limit
+// periods' worth: a session is reliable and in order, so one copy of a
+// period's shards is all it needs of the carousel's rounds. Periods whose
+// RELEASE the session has been queued since are forgotten first, here on
+// the ANNOUNCE path rather than at the release, whose fan-out touches
+// every session.
+func (c *conn) unannounced(msgs [][]byte, keys []announceKey, out [][]byte, limit int) [][]byte {
 	c.annMu.Lock()
 	defer c.annMu.Unlock()
+	c.forgetReleased()
 	for i, k := range keys {
 		if k == (announceKey{}) {
 			out = append(out, msgs[i])
@@ -100,7 +104,7 @@ func (c *conn) unannounced(msgs [][]byte, keys []announceKey, out [][]byte) [][]
 		if slices.Contains(sums, k.sum) {
 			continue
 		}
-		if c.announced == nil || (sums == nil && len(c.announced) >= maxAnnounced*c.streams) {
+		if c.announced == nil || (sums == nil && len(c.announced) >= limit) {
 			c.announced = make(map[releaseKey][]uint64)
 		}
 		c.announced[k.period] = append(sums, k.sum)
@@ -109,8 +113,29 @@ func (c *conn) unannounced(msgs [][]byte, keys []announceKey, out [][]byte) [][]
 	return out
 }
 
-// released forgets the ANNOUNCE datagrams of k's period, whose RELEASE is
-// being queued: the carousel is done with them.
+// forgetReleased forgets the periods, remembered in announced, that a
+// RELEASE the session was queued (sent) covers: the carousel is done with
+// them. The caller holds annMu; it takes relMu (always in that order).
+func (c *conn) forgetReleased() {
+	if len(c.announced) == 0 {
+		return
+	}
+	c.relMu.Lock()
+	defer c.relMu.Unlock()
+	for _, r := range c.sent {
+		if r.copies == 0 {
+			continue
+		}
+		for k := range c.announced {
+			if k.stream == r.key.stream && k.period <= r.key.period {
+				delete(c.announced, k)
+			}
+		}
+	}
+}
+
+// released forgets the ANNOUNCE datagrams of k's period, released before
+// the session joined (its catch-up).
 func (c *conn) released(k releaseKey) {
 	c.annMu.Lock()
 	delete(c.announced, k)

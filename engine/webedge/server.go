@@ -195,10 +195,9 @@ type conn struct {
 	sent  [sentReleases]sentRelease
 	next  int
 	// announced are the ANNOUNCE datagrams queued to the session, until
-	// their period's RELEASE: the carousel's further rounds repeat them
-	// for UDP's losses, which a session does not have.
+	// their period's RELEASE (unannounced): the carousel's further rounds
+	// repeat them for UDP's losses, which a session does not have.
 	annMu     sync.Mutex
-	streams   int                     // the server's, for the bound on announced
 	announced map[releaseKey][]uint64 // hashes of the datagrams (announceKeys)
 	closed    sync.Once
 	done      chan struct{}
@@ -270,6 +269,7 @@ func (s *Server) Send(typ wire.Type, dgs [][]byte) (int, error) {
 	if typ == wire.TypeAnnounce {
 		shards = s.announceKeys(msgs)
 	}
+	limit := maxAnnounced * len(s.cfg.Streams)
 	s.mu.RLock()
 	conns := make([]*conn, 0, len(s.conns))
 	for c := range s.conns {
@@ -286,7 +286,7 @@ func (s *Server) Send(typ wire.Type, dgs [][]byte) (int, error) {
 			defer func() { s.copiesSkipped.Add(uint64(skipped)); s.announceRepeats.Add(uint64(repeats)) }()
 			for _, c := range conns[p*len(conns)/parts : (p+1)*len(conns)/parts] {
 				if shards != nil {
-					first = c.unannounced(msgs, shards, first[:0])
+					first = c.unannounced(msgs, shards, first[:0], limit)
 					repeats += len(msgs) - len(first)
 					s.enqueue(c, c.queue, first)
 					continue
@@ -365,7 +365,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 func (s *Server) run(ctx context.Context, t transport, cl client) {
 	wctx, stop := context.WithCancel(ctx)
 	defer stop()
-	c := &conn{t: t, client: cl, streams: len(s.cfg.Streams), queue: make(chan []byte, s.cfg.Queue), done: make(chan struct{}), stop: stop}
+	c := &conn{t: t, client: cl, queue: make(chan []byte, s.cfg.Queue), done: make(chan struct{}), stop: stop}
 	if t.datagrams() {
 		c.releases = make(chan []byte, s.cfg.Queue)
 	}
@@ -410,7 +410,7 @@ func (s *Server) sendCatchUp(c *conn) {
 	// the released periods it carries are forgotten at once (their
 	// rounds are over).
 	all := dgs
-	dgs = c.unannounced(dgs, s.announceKeys(dgs), make([][]byte, 0, len(dgs)))
+	dgs = c.unannounced(dgs, s.announceKeys(dgs), make([][]byte, 0, len(dgs)), maxAnnounced*len(s.cfg.Streams))
 	for _, d := range all {
 		if h, err := wire.Peek(d); err == nil && h.Type == wire.TypeRelease {
 			c.released(releaseKey{stream: h.Stream, period: h.Period})

@@ -538,7 +538,7 @@ func TestCatchUpForgetsReleased(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.SetHistory(h)
-	c := &conn{queue: make(chan []byte, 8), streams: 1}
+	c := &conn{queue: make(chan []byte, 8)}
 	s.sendCatchUp(c)
 	if len(c.queue) != 3 {
 		t.Fatalf("catch-up queued %d datagrams, want 3", len(c.queue))
