@@ -3,6 +3,7 @@ package webedge
 import (
 	"encoding/base64"
 	"fmt"
+	"net"
 	"net/http"
 	"net/netip"
 	"sync"
@@ -137,6 +138,18 @@ func remoteAddr(r *http.Request) netip.Addr {
 	return ap.Addr().Unmap()
 }
 
+// ipOf is the IP address of a TCP or UDP address (a connection's peer),
+// or the zero Addr.
+func ipOf(a net.Addr) netip.Addr {
+	switch a := a.(type) {
+	case *net.TCPAddr:
+		return a.AddrPort().Addr().Unmap()
+	case *net.UDPAddr:
+		return a.AddrPort().Addr().Unmap()
+	}
+	return netip.Addr{}
+}
+
 // prefixOf is the IPv6 prefix addr counts against, or the zero Addr for
 // an IPv4 address (counted by its address alone).
 func (s *Server) prefixOf(addr netip.Addr) netip.Addr {
@@ -149,21 +162,46 @@ func (s *Server) prefixOf(addr netip.Addr) netip.Addr {
 // crowded says why a new session from addr would be one too many for its
 // address or prefix, or "". s.mu is held.
 func (s *Server) crowded(addr netip.Addr) string {
-	if !addr.IsValid() {
+	switch n, prefix := s.sessions.full(s, addr, 0); {
+	case n == 0:
 		return ""
-	}
-	if n := s.sessions.perAddr[addr]; n >= s.cfg.MaxPerAddress {
+	case prefix.IsValid():
+		return fmt.Sprintf("%d sessions from %v/%d already: the edge's limit for one IPv6 prefix", n, prefix, s.cfg.PrefixBits)
+	default:
 		return fmt.Sprintf("%d sessions from %v already: the edge's limit for one address", n, addr)
 	}
-	if p := s.prefixOf(addr); p.IsValid() && s.sessions.perPrefix[p] >= s.cfg.MaxPerPrefix {
-		return fmt.Sprintf("%d sessions from %v/%d already: the edge's limit for one IPv6 prefix", s.sessions.perPrefix[p], p, s.cfg.PrefixBits)
-	}
-	return ""
 }
 
 // siteCounts counts what IP addresses, and IPv6 prefixes, hold.
 type siteCounts struct {
 	perAddr, perPrefix map[netip.Addr]int
+}
+
+// full says whether addr's address or IPv6 prefix already holds its
+// limit (Config.MaxPerAddress, MaxPerPrefix) and slack more in c: how
+// many it holds (0: neither is full) and, if it is the prefix, which.
+// s.mu is held.
+func (c siteCounts) full(s *Server, addr netip.Addr, slack int) (int, netip.Addr) {
+	if !addr.IsValid() {
+		return 0, netip.Addr{}
+	}
+	if n := c.perAddr[addr]; n >= s.cfg.MaxPerAddress+slack {
+		return n, netip.Addr{}
+	}
+	if p := s.prefixOf(addr); p.IsValid() && c.perPrefix[p] >= s.cfg.MaxPerPrefix+slack {
+		return c.perPrefix[p], p
+	}
+	return 0, netip.Addr{}
+}
+
+// hold counts one more from addr in if its address and prefix hold fewer
+// than their limits and slack more. s.mu is held.
+func (c siteCounts) hold(s *Server, addr netip.Addr, slack int) bool {
+	if n, _ := c.full(s, addr, slack); n > 0 {
+		return false
+	}
+	c.count(s, addr, 1)
+	return true
 }
 
 func newSiteCounts() siteCounts {

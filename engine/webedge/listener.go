@@ -32,10 +32,7 @@ func (l *limitedListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		var from netip.Addr
-		if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
-			from = ta.AddrPort().Addr().Unmap()
-		}
+		from := ipOf(c.RemoteAddr())
 		if l.s.connOpened(from) {
 			return &countedConn{Conn: c, s: l.s, from: from}, nil
 		}
@@ -62,26 +59,10 @@ func (c *countedConn) Close() error {
 func (s *Server) connOpened(addr netip.Addr) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !s.tcp.hold(s, addr) {
+	if !s.tcp.hold(s, addr, pendingSlack) {
 		return false
 	}
 	s.tcpOpen++
-	return true
-}
-
-// hold counts one more connection from addr in if its address and prefix
-// hold fewer than they may hold sessions, and pendingSlack more. s.mu is
-// held.
-func (c siteCounts) hold(s *Server, addr netip.Addr) bool {
-	if addr.IsValid() {
-		if c.perAddr[addr] >= s.cfg.MaxPerAddress+pendingSlack {
-			return false
-		}
-		if p := s.prefixOf(addr); p.IsValid() && c.perPrefix[p] >= s.cfg.MaxPerPrefix+pendingSlack {
-			return false
-		}
-	}
-	c.count(s, addr, 1)
 	return true
 }
 

@@ -13,7 +13,6 @@ import (
 	"math/big"
 	"net"
 	"net/http"
-	"net/netip"
 	"net/url"
 	"path"
 	"strings"
@@ -139,13 +138,10 @@ func (s *Server) verifySource() func(net.Addr) bool {
 // handshake failed). A spoofed address cannot raise these counts: what
 // an unproven address holds ends with its handshake.
 func (s *Server) connContext(ctx context.Context, ci *quic.ClientInfo) (context.Context, error) {
-	var from netip.Addr
-	if ua, ok := ci.RemoteAddr.(*net.UDPAddr); ok {
-		from = ua.AddrPort().Addr().Unmap()
-	}
+	from := ipOf(ci.RemoteAddr)
 	s.mu.Lock()
 	full, crowded := len(s.conns) >= s.cfg.MaxConns, s.crowded(from)
-	held := !full && crowded == "" && s.quic.hold(s, from)
+	held := !full && crowded == "" && s.quic.hold(s, from, pendingSlack)
 	s.mu.Unlock()
 	if !held {
 		s.refusedInitials.Add(1)
