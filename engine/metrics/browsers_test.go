@@ -66,19 +66,3 @@ func TestBrowserCertificate(t *testing.T) {
 		}
 	})
 }
-
-// gather is each series of reg by name, gauge or counter, of metrics
-// with one series each.
-func gather(t *testing.T, reg *prometheus.Registry) map[string]float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := map[string]float64{}
-	for _, mf := range mfs {
-		m := mf.GetMetric()[0]
-		got[mf.GetName()] = m.GetGauge().GetValue() + m.GetCounter().GetValue()
-	}
-	return got
-}

@@ -129,22 +129,7 @@ func TestReleaseMetrics(t *testing.T) {
 		}
 		time.Sleep(2 * time.Second)
 		synctest.Wait()
-		mfs, err := reg.Gather()
-		if err != nil {
-			t.Fatal(err)
-		}
-		got := map[string]float64{}
-		for _, mf := range mfs {
-			for _, m := range mf.GetMetric() {
-				switch {
-				case m.Counter != nil:
-					got[mf.GetName()] = m.Counter.GetValue()
-				case m.Histogram != nil:
-					got[mf.GetName()+"_count"] = float64(m.Histogram.GetSampleCount())
-					got[mf.GetName()+"_sum"] = m.Histogram.GetSampleSum()
-				}
-			}
-		}
+		got := gather(t, reg)
 		for name, want := range map[string]float64{
 			// The bundle 2 s late is kept for catch-up, not released.
 			"embargo_edge_released_periods_total":               1,
@@ -162,4 +147,30 @@ func TestReleaseMetrics(t *testing.T) {
 			}
 		}
 	})
+}
+
+// gather is reg's series by name: a gauge's or counter's value, a
+// histogram's NAME_count and NAME_sum; of a family with several series,
+// the last.
+func gather(t *testing.T, reg *prometheus.Registry) map[string]float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			switch {
+			case m.Gauge != nil:
+				got[mf.GetName()] = m.Gauge.GetValue()
+			case m.Counter != nil:
+				got[mf.GetName()] = m.Counter.GetValue()
+			case m.Histogram != nil:
+				got[mf.GetName()+"_count"] = float64(m.Histogram.GetSampleCount())
+				got[mf.GetName()+"_sum"] = m.Histogram.GetSampleSum()
+			}
+		}
+	}
+	return got
 }
