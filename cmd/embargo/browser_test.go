@@ -19,7 +19,6 @@ import (
 	"github.com/embargo-live/embargo/internal/freeport"
 	"github.com/embargo-live/embargo/internal/pki"
 	"github.com/embargo-live/embargo/internal/realtime"
-	"github.com/embargo-live/embargo/internal/syncbuf"
 	"github.com/embargo-live/embargo/internal/wait"
 	"github.com/embargo-live/embargo/wire"
 )
@@ -34,12 +33,8 @@ func TestEdgeBrowser(t *testing.T) {
 	addr, wtAddr := fmt.Sprintf("127.0.0.1:%d", ports[0]), fmt.Sprintf("127.0.0.1:%d", ports[1])
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	var out syncbuf.Buffer
-	done := make(chan int, 1)
-	go func() {
-		done <- run(ctx, []string{"edge", "-keys", dir, "-multicast=false", "-browser", addr, "-browser-wt", wtAddr,
-			"-period", "300ms", "-lead", "600ms", "-present", "100ms", "-assume-synced", "1ms"}, &out, &out)
-	}()
+	out, done := background(ctx, "edge", "-keys", dir, "-multicast=false", "-browser", addr, "-browser-wt", wtAddr,
+		"-period", "300ms", "-lead", "600ms", "-present", "100ms", "-assume-synced", "1ms")
 	var c *websocket.Conn
 	var err error
 	for c == nil {
@@ -112,12 +107,8 @@ func TestEdgeBrowserTokens(t *testing.T) {
 	addr := fmt.Sprintf("127.0.0.1:%d", freeport.One(t))
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	var out syncbuf.Buffer
-	done := make(chan int, 1)
-	go func() {
-		done <- run(ctx, []string{"edge", "-keys", dir, "-multicast=false", "-browser", addr, "-require-tokens",
-			"-period", "300ms", "-lead", "600ms", "-present", "100ms", "-assume-synced", "1ms"}, &out, &out)
-	}()
+	out, done := background(ctx, "edge", "-keys", dir, "-multicast=false", "-browser", addr, "-require-tokens",
+		"-period", "300ms", "-lead", "600ms", "-present", "100ms", "-assume-synced", "1ms")
 	defer func() { cancel(); <-done }()
 	for {
 		_, rsp, err := websocket.Dial(ctx, "ws://"+addr+"/", nil)
@@ -179,12 +170,8 @@ func TestEdgeBrowserCertificate(t *testing.T) {
 	addr, wtAddr, metricsAddr := fmt.Sprintf("127.0.0.1:%d", ports[0]), fmt.Sprintf("127.0.0.1:%d", ports[1]), fmt.Sprintf("127.0.0.1:%d", ports[2])
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	var out syncbuf.Buffer
-	done := make(chan int, 1)
-	go func() {
-		done <- run(ctx, []string{"edge", "-keys", dir, "-multicast=false", "-browser", addr, "-browser-wt", wtAddr,
-			"-browser-cert", certFile + "," + keyFile, "-browser-tls", "-metrics", metricsAddr, "-assume-synced", "1ms"}, &out, &out)
-	}()
+	out, done := background(ctx, "edge", "-keys", dir, "-multicast=false", "-browser", addr, "-browser-wt", wtAddr,
+		"-browser-cert", certFile+","+keyFile, "-browser-tls", "-metrics", metricsAddr, "-assume-synced", "1ms")
 	wss := func(i int) error {
 		hc := &http.Client{Transport: &http.Transport{TLSClientConfig: trusting(i)}}
 		c, _, err := websocket.Dial(ctx, "wss://"+addr+"/", &websocket.DialOptions{HTTPClient: hc})

@@ -115,7 +115,7 @@ func (l *originLab) addr(i int) string { return fmt.Sprintf("127.0.0.1:%d", l.po
 // with args added to its flags.
 func startOrigin(t *testing.T, ctx context.Context, args ...string) *originLab {
 	dir, certs := labCerts(t)
-	l := &originLab{certs: certs, state: filepath.Join(dir, "state"), tokenFile: filepath.Join(dir, "token"), ports: freeport.Get(t, 4), out: &syncbuf.Buffer{}, done: make(chan int, 1)}
+	l := &originLab{certs: certs, state: filepath.Join(dir, "state"), tokenFile: filepath.Join(dir, "token"), ports: freeport.Get(t, 4)}
 	tokens := filepath.Join(dir, "tokens")
 	if err := errors.Join(os.WriteFile(tokens, []byte(labToken+" player\n"), 0o600), os.WriteFile(l.tokenFile, []byte(labToken+"\n"), 0o600)); err != nil {
 		t.Fatal(err)
@@ -126,7 +126,7 @@ func startOrigin(t *testing.T, ctx context.Context, args ...string) *originLab {
 	}
 	args = append(append([]string{"origin", "-state", l.state, "-certs", filepath.Join(l.certs, "origin"), "-listen", l.addr(0),
 		"-session-edge", l.addr(1), "-assume-synced", "1ms", "-log", "warn"}, auth...), args...)
-	go func() { l.done <- run(ctx, args, l.out, l.out) }()
+	l.out, l.done = background(ctx, args...)
 	wait.For(t, 5*time.Second, "origin", func() bool { return strings.Contains(l.out.String(), "serving") })
 	return l
 }
@@ -135,10 +135,9 @@ func startOrigin(t *testing.T, ctx context.Context, args ...string) *originLab {
 // unicast on addr(1), with args added, until ctx ends or stop is called.
 func (l *originLab) edge(t *testing.T, ctx context.Context, args ...string) (out *syncbuf.Buffer, done chan int, stop func()) {
 	ctx, stop = context.WithCancel(ctx)
-	out, done = &syncbuf.Buffer{}, make(chan int, 1)
 	args = append([]string{"edge", "-origin", "https://" + l.addr(0), "-certs", filepath.Join(l.certs, "edge"), "-unicast", l.addr(1),
 		"-assume-synced", "1ms", "-log", "warn"}, args...)
-	go func() { done <- run(ctx, args, out, out) }()
+	out, done = background(ctx, args...)
 	return out, done, stop
 }
 

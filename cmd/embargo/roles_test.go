@@ -16,6 +16,14 @@ import (
 	"github.com/embargo-live/embargo/internal/wait"
 )
 
+// background runs `embargo args...` until ctx ends: its output (stdout
+// and stderr) so far, and its exit code once it has exited.
+func background(ctx context.Context, args ...string) (*syncbuf.Buffer, chan int) {
+	out, done := &syncbuf.Buffer{}, make(chan int, 1)
+	go func() { done <- run(ctx, args, out, out) }()
+	return out, done
+}
+
 func keysDir(t *testing.T) string {
 	dir := filepath.Join(t.TempDir(), "keys")
 	var out bytes.Buffer
